@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Confab target shares (one loop, as swift-log does).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "confab",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ConfabEngine", targets: ["ConfabEngine"]),
+        .executable(name: "confab", targets: ["confab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    ],
+    targets: [
+        // liblz4 from the system (Debian liblz4-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        // CRC32C (Castagnoli) with SSE4.2 and a portable fallback.
+        .target(name: "CCRC32C"),
+        .target(
+            name: "ConfabEngine",
+            dependencies: [
+                "CLZ4",
+                "CCRC32C",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "confab",
+            dependencies: [
+                "ConfabEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConfabEngineTests",
+            dependencies: ["ConfabEngine", "confab"],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,21 @@
+/// A cursor over sorted (internal key, encoded `EntryValue`) entries: the common shape of memtable
+/// and SSTable iterators, merged by the read path and by compaction.
+///
+/// Keys compare with memcmp (`compareBytes`). After any positioning call, `isValid` tells whether
+/// the cursor rests on an entry. I/O errors and corruption surface as thrown errors, never as a
+/// silently shortened sequence.
+protocol EntryIterator: AnyObject {
+    var isValid: Bool { get }
+    /// The current key; only when `isValid`.
+    var key: [UInt8] { get }
+    /// The current encoded value; only when `isValid`.
+    var value: [UInt8] { get }
+    func seekToFirst() throws
+    func seekToLast() throws
+    /// Positions at the first entry with key >= target.
+    func seek(_ target: [UInt8]) throws
+    /// Positions at the last entry with key < target (strictly less).
+    func seekBefore(_ target: [UInt8]) throws
+    func next() throws
+    func prev() throws
+}

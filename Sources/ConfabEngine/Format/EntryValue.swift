@@ -1,0 +1,182 @@
+/// The value stored under an internal key in the memtable and in SSTables. Layout in
+/// docs/entry_format.md.
+public enum EntryValue: Hashable, Sendable {
+    case row(RowFragment)
+    case header(PartitionHeader)
+
+    static let rowKind: UInt8 = 0
+    static let headerKind: UInt8 = 1
+
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        encode(into: &out)
+        return out
+    }
+
+    public func encode(into out: inout [UInt8]) {
+        switch self {
+        case .row(let r): Self.encodeRow(r, into: &out)
+        case .header(let h): Self.encodeHeader(h, into: &out)
+        }
+    }
+
+    static func encodeDeletion(_ d: DeletionTime, into out: inout [UInt8]) {
+        out.appendSignedVarint(d.timestamp)
+        out.appendSignedVarint(d.localDeletionTime)
+    }
+
+    static func decodeDeletion(_ r: inout ByteReader) throws -> DeletionTime {
+        DeletionTime(timestamp: try r.readSignedVarint(), localDeletionTime: try r.readSignedVarint())
+    }
+
+    public static func encodeRow(_ row: RowFragment, into out: inout [UInt8]) {
+        out.append(rowKind)
+        var flags: UInt8 = 0
+        if row.liveness != nil { flags |= 1 }
+        if row.deletion != nil { flags |= 2 }
+        out.append(flags)
+        if let l = row.liveness {
+            out.appendSignedVarint(l.timestamp)
+            out.appendVarint(UInt64(UInt32(bitPattern: l.ttl)))
+            if l.ttl > 0 { out.appendSignedVarint(l.expiresAt) }
+        }
+        if let d = row.deletion { encodeDeletion(d, into: &out) }
+        out.appendVarint(row.cells.count)
+        for c in row.cells {
+            out.appendVarint(UInt64(c.column))
+            var cf: UInt8 = 0
+            if c.value == nil { cf |= 1 }
+            if c.ttl > 0 { cf |= 2 }
+            out.append(cf)
+            out.appendSignedVarint(c.timestamp)
+            if c.value == nil || c.ttl > 0 { out.appendSignedVarint(c.localExpiry) }
+            if c.ttl > 0 { out.appendVarint(UInt64(UInt32(bitPattern: c.ttl))) }
+            if let v = c.value { out.appendLengthPrefixed(v) }
+        }
+    }
+
+    public static func encodeHeader(_ h: PartitionHeader, into out: inout [UInt8]) {
+        out.append(headerKind)
+        out.append(h.deletion == nil ? 0 : 1)
+        if let d = h.deletion { encodeDeletion(d, into: &out) }
+        out.appendVarint(h.rangeTombstones.count)
+        for rt in h.rangeTombstones {
+            out.appendLengthPrefixed(rt.start)
+            out.append(rt.end == nil ? 0 : 1)
+            if let e = rt.end { out.appendLengthPrefixed(e) }
+            encodeDeletion(rt.deletion, into: &out)
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> EntryValue {
+        var r = ByteReader(bytes, context: "entry value")
+        let v = try decode(&r)
+        guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
+        return v
+    }
+
+    static func decode(_ r: inout ByteReader) throws -> EntryValue {
+        let kind = try r.readByte()
+        switch kind {
+        case rowKind:
+            let flags = try r.readByte()
+            guard flags & ~3 == 0 else { throw r.fail("unknown row flags \(flags)") }
+            var row = RowFragment()
+            if flags & 1 != 0 {
+                let ts = try r.readSignedVarint()
+                let ttl = Int32(bitPattern: UInt32(truncatingIfNeeded: try r.readVarint()))
+                let exp = ttl > 0 ? try r.readSignedVarint() : 0
+                row.liveness = LivenessInfo(timestamp: ts, ttl: ttl, expiresAt: exp)
+            }
+            if flags & 2 != 0 { row.deletion = try decodeDeletion(&r) }
+            let n = try r.readVarintInt(max: 1 << 20)
+            row.cells.reserveCapacity(n)
+            var lastColumn: Int64 = -1
+            for _ in 0..<n {
+                let column = try r.readVarint()
+                guard column <= UInt64(UInt32.max), Int64(column) > lastColumn else { throw r.fail("cell columns out of order") }
+                lastColumn = Int64(column)
+                let cf = try r.readByte()
+                guard cf & ~3 == 0 else { throw r.fail("unknown cell flags \(cf)") }
+                let ts = try r.readSignedVarint()
+                let isTombstone = cf & 1 != 0
+                let expiring = cf & 2 != 0
+                let local = (isTombstone || expiring) ? try r.readSignedVarint() : 0
+                let ttl = expiring ? Int32(bitPattern: UInt32(truncatingIfNeeded: try r.readVarint())) : 0
+                if isTombstone {
+                    row.cells.append(.tombstone(column: UInt32(column), timestamp: ts, localDeletionTime: local))
+                } else {
+                    let v = try r.readLengthPrefixed()
+                    row.cells.append(Cell(column: UInt32(column), timestamp: ts, value: Array(v), ttl: ttl, expiresAt: local))
+                }
+            }
+            return .row(row)
+        case headerKind:
+            var h = PartitionHeader()
+            let flags = try r.readByte()
+            guard flags <= 1 else { throw r.fail("unknown header flags \(flags)") }
+            if flags == 1 { h.deletion = try decodeDeletion(&r) }
+            let n = try r.readVarintInt(max: 1 << 24)
+            for _ in 0..<n {
+                let start = Array(try r.readLengthPrefixed())
+                let hasEnd = try r.readByte()
+                let end = hasEnd == 1 ? Array(try r.readLengthPrefixed()) : nil
+                h.rangeTombstones.append(RangeTombstone(start: start, end: end, deletion: try decodeDeletion(&r)))
+            }
+            return .header(h)
+        default:
+            throw r.fail("unknown entry kind \(kind)")
+        }
+    }
+
+    /// Merges two values stored under the same key.
+    public static func merge(_ a: EntryValue, _ b: EntryValue) -> EntryValue {
+        switch (a, b) {
+        case let (.row(x), .row(y)): return .row(RowFragment.merge(x, y))
+        case let (.header(x), .header(y)): return .header(PartitionHeader.merge(x, y))
+        default: return b // impossible: the key decides the kind
+        }
+    }
+}
+
+extension Mutation {
+    /// WAL payload: table u32, partition key, header, rows. See docs/wal_format.md.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + rows.reduce(0) { $0 + $1.clustering.count + $1.fragment.cells.reduce(0) { $0 + ($1.value?.count ?? 0) + 16 } })
+        out.appendLE32(table)
+        out.appendLengthPrefixed(partitionKey)
+        if header.isEmpty {
+            out.append(0)
+        } else {
+            out.append(1)
+            EntryValue.encodeHeader(header, into: &out)
+        }
+        out.appendVarint(rows.count)
+        for row in rows {
+            out.appendLengthPrefixed(row.clustering)
+            EntryValue.encodeRow(row.fragment, into: &out)
+        }
+        return out
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Mutation {
+        var r = ByteReader(bytes, context: "mutation")
+        let table = try r.readLE32()
+        let pk = Array(try r.readLengthPrefixed(max: Int(UInt16.max)))
+        var m = Mutation(table: table, partitionKey: pk)
+        if try r.readByte() == 1 {
+            guard case .header(let h) = try EntryValue.decode(&r) else { throw r.fail("expected a partition header") }
+            m.header = h
+        }
+        let n = try r.readVarintInt(max: 1 << 24)
+        m.rows.reserveCapacity(n)
+        for _ in 0..<n {
+            let ck = Array(try r.readLengthPrefixed())
+            guard case .row(let f) = try EntryValue.decode(&r) else { throw r.fail("expected a row") }
+            m.rows.append(.init(clustering: ck, fragment: f))
+        }
+        guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
+        return m
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Confab: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "confab",
+        abstract: "Confab: a Cassandra-like storage node for chat messages.",
+        subcommands: [SSTableCommand.self, WALCommand.self, DebugCommand.self]
+    )
+}
