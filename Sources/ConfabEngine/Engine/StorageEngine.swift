@@ -26,26 +26,3 @@ public final class StorageEngine: @unchecked Sendable {
     public var stats: EngineStats { fatalError("in progress") }
 }
 
-/// Counters for benchmarks and status output.
-public struct EngineStats: Sendable, Hashable, Codable {
-    /// Encoded size of all mutations written (the "user bytes" of write amplification).
-    public var userBytesWritten: UInt64 = 0
-    public var walBytesWritten: UInt64 = 0
-    public var flushBytesWritten: UInt64 = 0
-    public var compactionBytesWritten: UInt64 = 0
-    public var compactionBytesRead: UInt64 = 0
-    public var flushes: UInt64 = 0
-    public var compactions: UInt64 = 0
-    public var sstableCount: Int = 0
-    /// Bytes of live SSTables plus WAL segments.
-    public var diskBytes: UInt64 = 0
-    public var memtableBytes: Int = 0
-    /// Total time writers were slowed or held because flushing fell behind.
-    public var stallMicros: UInt64 = 0
-    public var writesStalled: UInt64 = 0
-
-    /// (WAL + flush + compaction bytes) / user bytes.
-    public var writeAmplification: Double {
-        userBytesWritten == 0 ? 0 : Double(walBytesWritten + flushBytesWritten + compactionBytesWritten) / Double(userBytesWritten)
-    }
-}

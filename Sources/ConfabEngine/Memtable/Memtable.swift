@@ -1,0 +1,98 @@
+/// The in-memory, sorted, mutable part of the LSM tree: every acknowledged write since the last
+/// flush. Readers run concurrently with each other; a writer holds the lock only for the insert.
+/// A full memtable is frozen (no more writes) and flushed to an SSTable in the background.
+final class Memtable: @unchecked Sendable {
+    private let lock = ReadWriteLock()
+    private var list = SkipList()
+    private var _minTimestamp = Int64.max
+    private var _maxTimestamp = Int64.min
+    /// Monotonic id, for logs and tests.
+    let id: UInt64
+
+    init(id: UInt64) { self.id = id }
+
+    var memoryBytes: Int { lock.withReadLock { list.memoryBytes } }
+    var entryCount: Int { lock.withReadLock { list.count } }
+    var isEmpty: Bool { entryCount == 0 }
+    /// Smallest write timestamp held: compaction may purge a tombstone only if no memtable holds
+    /// older data it could be shadowing.
+    var minTimestamp: Int64 { lock.withReadLock { _minTimestamp } }
+
+    /// Applies one mutation atomically with respect to readers.
+    func apply(_ m: Mutation) {
+        let prefix = InternalKey.partitionPrefix(table: m.table, partitionKey: m.partitionKey)
+        var entries: [([UInt8], [UInt8], Int64, Int64)] = []
+        entries.reserveCapacity(m.rows.count + 1)
+        if !m.header.isEmpty {
+            var ts = [Int64]()
+            if let d = m.header.deletion { ts.append(d.timestamp) }
+            ts += m.header.rangeTombstones.map(\.deletion.timestamp)
+            entries.append((prefix, EntryValue.header(m.header).encoded(), ts.min() ?? .max, ts.max() ?? .min))
+        }
+        for row in m.rows {
+            entries.append((prefix + row.clustering, EntryValue.row(row.fragment).encoded(),
+                            row.fragment.minTimestamp, row.fragment.maxTimestamp))
+        }
+        lock.withWriteLock {
+            for (k, v, lo, hi) in entries {
+                list.upsert(key: k, value: v, merge: Self.mergeValues)
+                _minTimestamp = min(_minTimestamp, lo)
+                _maxTimestamp = max(_maxTimestamp, hi)
+            }
+        }
+    }
+
+    static func mergeValues(_ old: [UInt8], _ new: [UInt8]) -> [UInt8] {
+        // Both were encoded by this process from validated mutations, so they decode.
+        guard let a = try? EntryValue.decode(old), let b = try? EntryValue.decode(new) else { return new }
+        return EntryValue.merge(a, b).encoded()
+    }
+
+    func get(_ key: [UInt8]) -> [UInt8]? {
+        lock.withReadLock { list.find(key).map { list.value($0) } }
+    }
+
+    func makeIterator() -> any EntryIterator { MemtableIterator(memtable: self) }
+
+    // Iterator support: each step takes the read lock briefly; node indices never move.
+    func withList<T>(_ body: (borrowing SkipList) -> T) -> T {
+        lock.withReadLock { body(list) }
+    }
+}
+
+/// Walks a memtable; valid across concurrent inserts (it may or may not see entries inserted after
+/// it was positioned, and never sees a torn one).
+final class MemtableIterator: EntryIterator {
+    private let memtable: Memtable
+    private var node: Int?
+    private(set) var key: [UInt8] = []
+    private(set) var value: [UInt8] = []
+
+    init(memtable: Memtable) { self.memtable = memtable }
+
+    var isValid: Bool { node != nil }
+
+    private func load(_ n: Int?, _ list: borrowing SkipList) {
+        node = n
+        if let n {
+            key = list.key(n)
+            value = list.value(n)
+        }
+    }
+
+    func seekToFirst() { memtable.withList { load($0.first, $0) } }
+    func seekToLast() { memtable.withList { load($0.last, $0) } }
+    func seek(_ target: [UInt8]) { memtable.withList { load($0.lowerBound(target), $0) } }
+    func seekBefore(_ target: [UInt8]) { memtable.withList { load($0.lastLess(target), $0) } }
+
+    func next() {
+        guard let n = node else { return }
+        memtable.withList { load($0.successor(n), $0) }
+    }
+
+    func prev() {
+        guard node != nil else { return }
+        let k = key
+        memtable.withList { load($0.lastLess(k), $0) }
+    }
+}

@@ -1,0 +1,174 @@
+/// A skiplist of (key, value) byte strings in memcmp key order, stored in flat arrays: all bytes in
+/// one arena and nodes as indices, so an insert is a memcpy and a few integer writes instead of
+/// several heap objects. Not thread-safe by itself; `Memtable` guards it with a read-write lock.
+///
+/// Nodes are never removed or moved (indices stay valid for iterators); replacing a value appends
+/// the new bytes and repoints the node.
+struct SkipList {
+    static let maxHeight = 12
+    /// One in four nodes reaches the next level (LevelDB's branching factor).
+    static let branching: UInt32 = 4
+
+    struct Node {
+        var keyOffset: Int
+        var keyLength: Int32
+        var height: Int32
+        var valueOffset: Int
+        var valueLength: Int32
+        var linkStart: Int32
+    }
+
+    private(set) var arena: [UInt8] = []
+    private(set) var nodes: [Node] = []
+    /// links[node.linkStart + level] = next node index at that level, or -1.
+    private var links: [Int32] = []
+    private var height = 1
+    private var rng: UInt32 = 0x2545_F491
+    private(set) var count = 0
+
+    init() {
+        arena.reserveCapacity(1 << 20)
+        nodes.append(Node(keyOffset: 0, keyLength: 0, height: Int32(Self.maxHeight), valueOffset: 0, valueLength: 0, linkStart: 0))
+        links.append(contentsOf: repeatElement(-1, count: Self.maxHeight))
+    }
+
+    /// Approximate memory held.
+    var memoryBytes: Int { arena.count + nodes.count * MemoryLayout<Node>.stride + links.count * 4 }
+
+    @inline(__always) private func next(_ node: Int, _ level: Int) -> Int {
+        Int(links[Int(nodes[node].linkStart) + level])
+    }
+
+    @inline(__always) private mutating func setNext(_ node: Int, _ level: Int, _ to: Int) {
+        links[Int(nodes[node].linkStart) + level] = Int32(to)
+    }
+
+    @inline(__always)
+    private func compare(node: Int, _ key: UnsafeRawBufferPointer, _ arenaBytes: UnsafeRawBufferPointer) -> Int {
+        let n = nodes[node]
+        let k = UnsafeRawBufferPointer(rebasing: arenaBytes[n.keyOffset..<(n.keyOffset + Int(n.keyLength))])
+        return compareBytes(k, key)
+    }
+
+    private mutating func randomHeight() -> Int {
+        var h = 1
+        while h < Self.maxHeight {
+            // xorshift32
+            rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5
+            if rng % Self.branching != 0 { break }
+            h += 1
+        }
+        return h
+    }
+
+    /// The first node with key >= target (or, with `orEqual` false, > target); 0 (head) stands for
+    /// "none" when nothing follows. Fills `prev` with the rightmost node before it at each level.
+    private func findGreaterOrEqual(_ key: UnsafeRawBufferPointer, prev: UnsafeMutablePointer<Int>?) -> Int {
+        arena.withUnsafeBytes { a in
+            var x = 0
+            var level = height - 1
+            while true {
+                let nx = next(x, level)
+                if nx >= 0 && compare(node: nx, key, a) < 0 {
+                    x = nx
+                } else {
+                    prev?[level] = x
+                    if level == 0 { return nx }
+                    level -= 1
+                }
+            }
+        }
+    }
+
+    /// Index of the node with exactly this key, or nil.
+    func find(_ key: [UInt8]) -> Int? {
+        key.withUnsafeBytes { k in
+            let n = findGreaterOrEqual(k, prev: nil)
+            guard n > 0 else { return nil }
+            return arena.withUnsafeBytes { compare(node: n, k, $0) == 0 ? n : nil }
+        }
+    }
+
+    /// First node with key >= target, or nil.
+    func lowerBound(_ key: [UInt8]) -> Int? {
+        let n = key.withUnsafeBytes { findGreaterOrEqual($0, prev: nil) }
+        return n > 0 ? n : nil
+    }
+
+    /// Last node with key < target, or nil.
+    func lastLess(_ key: [UInt8]) -> Int? {
+        key.withUnsafeBytes { k in
+            arena.withUnsafeBytes { a in
+                var x = 0
+                var level = height - 1
+                while true {
+                    let nx = next(x, level)
+                    if nx >= 0 && compare(node: nx, k, a) < 0 {
+                        x = nx
+                    } else if level == 0 {
+                        return x == 0 ? nil : x
+                    } else {
+                        level -= 1
+                    }
+                }
+            }
+        }
+    }
+
+    var first: Int? { let n = next(0, 0); return n >= 0 ? n : nil }
+
+    var last: Int? {
+        var x = 0
+        var level = height - 1
+        while true {
+            let nx = next(x, level)
+            if nx >= 0 { x = nx } else if level == 0 { return x == 0 ? nil : x } else { level -= 1 }
+        }
+    }
+
+    func successor(_ node: Int) -> Int? { let n = next(node, 0); return n >= 0 ? n : nil }
+
+    func key(_ node: Int) -> [UInt8] {
+        let n = nodes[node]
+        return Array(arena[n.keyOffset..<(n.keyOffset + Int(n.keyLength))])
+    }
+
+    func value(_ node: Int) -> [UInt8] {
+        let n = nodes[node]
+        return Array(arena[n.valueOffset..<(n.valueOffset + Int(n.valueLength))])
+    }
+
+    /// Inserts, or when the key exists, replaces the value with `merge(old, new)`.
+    mutating func upsert(key: [UInt8], value: [UInt8], merge: ([UInt8], [UInt8]) -> [UInt8]) {
+        var prev = [Int](repeating: 0, count: Self.maxHeight)
+        let found = key.withUnsafeBytes { k in prev.withUnsafeMutableBufferPointer { findGreaterOrEqual(k, prev: $0.baseAddress!) } }
+        if found > 0 {
+            let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, k, $0) == 0 } }
+            if equal {
+                let merged = merge(self.value(found), value)
+                nodes[found].valueOffset = arena.count
+                nodes[found].valueLength = Int32(merged.count)
+                arena.append(contentsOf: merged)
+                return
+            }
+        }
+        let h = randomHeight()
+        if h > height {
+            for level in height..<h { prev[level] = 0 }
+            height = h
+        }
+        let keyOffset = arena.count
+        arena.append(contentsOf: key)
+        let valueOffset = arena.count
+        arena.append(contentsOf: value)
+        let index = nodes.count
+        nodes.append(Node(keyOffset: keyOffset, keyLength: Int32(key.count), height: Int32(h),
+                          valueOffset: valueOffset, valueLength: Int32(value.count), linkStart: Int32(links.count)))
+        links.append(contentsOf: repeatElement(-1, count: h))
+        for level in 0..<h {
+            setNext(index, level, next(prev[level], level))
+            setNext(prev[level], level, index)
+        }
+        count += 1
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+@testable import ConfabEngine
+
+@Suite struct MemtableTests {
+    @Test func skipListMatchesASortedModel() {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        var list = SkipList()
+        var model: [[UInt8]: [UInt8]] = [:]
+        for _ in 0..<5_000 {
+            let key = (0..<Int.random(in: 1...6, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
+            let value = [UInt8.random(in: 0...255, using: &rng)]
+            list.upsert(key: key, value: value) { _, new in new }
+            model[key] = value
+        }
+        let sorted = model.keys.sorted { compareBytes($0, $1) < 0 }
+        var walked: [[UInt8]] = []
+        var n = list.first
+        while let i = n { walked.append(list.key(i)); n = list.successor(i) }
+        #expect(walked == sorted, "seed \(seed)")
+        #expect(list.count == model.count, "seed \(seed)")
+        for _ in 0..<500 {
+            let probe = (0..<Int.random(in: 0...6, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
+            let lb = sorted.first { compareBytes($0, probe) >= 0 }
+            #expect(list.lowerBound(probe).map { list.key($0) } == lb, "seed \(seed)")
+            let ll = sorted.last { compareBytes($0, probe) < 0 }
+            #expect(list.lastLess(probe).map { list.key($0) } == ll, "seed \(seed)")
+            if let k = model.keys.randomElement(using: &rng) {
+                #expect(list.find(k).map { list.value($0) } == model[k], "seed \(seed)")
+            }
+        }
+    }
+
+    @Test func memtableMergesRowsAndIteratesBothWays() throws {
+        let mt = Memtable(id: 1)
+        for i in 0..<100 {
+            mt.apply(ChatMessages.mutation(chatId: Int64(i % 3), timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b\(i)", writeTime: 10))
+        }
+        // Overwrite one body with a newer timestamp.
+        mt.apply(ChatMessages.mutation(chatId: 0, timestamp: 0, messageId: "m0", sender: "s", body: "new", writeTime: 20))
+        #expect(mt.entryCount == 100)
+        let key = InternalKey.partitionPrefix(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 0))
+            + ChatMessages.clustering(timestamp: 0, messageId: "m0")
+        guard case .row(let row) = try EntryValue.decode(mt.get(key)!) else { Issue.record("not a row"); return }
+        #expect(row.cells.first { $0.column == ChatMessages.bodyColumn }?.value == Array("new".utf8))
+        let it = mt.makeIterator()
+        try it.seekToFirst()
+        var forward: [[UInt8]] = []
+        while it.isValid { forward.append(it.key); try it.next() }
+        try it.seekToLast()
+        var backward: [[UInt8]] = []
+        while it.isValid { backward.append(it.key); try it.prev() }
+        #expect(forward.count == 100)
+        #expect(backward == forward.reversed())
+    }
+
+    @Test func concurrentReadersDuringWrites() async {
+        let mt = Memtable(id: 1)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for i in 0..<2_000 {
+                    mt.apply(ChatMessages.mutation(chatId: 1, timestamp: Int64(i), messageId: "x", sender: "s", body: "b", writeTime: 1))
+                }
+            }
+            for _ in 0..<2 {
+                group.addTask {
+                    for _ in 0..<200 {
+                        let it = mt.makeIterator()
+                        try? it.seekToFirst()
+                        var last: [UInt8]? = nil
+                        while it.isValid {
+                            if let l = last { #expect(compareBytes(l, it.key) < 0) }
+                            last = it.key
+                            try? it.next()
+                        }
+                    }
+                }
+            }
+        }
+        #expect(mt.entryCount == 2_000)
+    }
+}
