@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages Confab needs (idempotent; run as root on Debian).
+#   liblz4-dev          LZ4 for SSTable blocks (linked by the engine)
+#   pkg-config          finds liblz4 for SwiftPM
+#   librocksdb-dev,
+#   libleveldb-dev,
+#   libsqlite3-dev      the peers the storage benchmark runs side by side
+set -euo pipefail
+needed=(liblz4-dev pkg-config librocksdb-dev libleveldb-dev libsqlite3-dev)
+missing=()
+for p in "${needed[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "confab setup: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "confab setup: swift is not on PATH (expected Swift 6.3 at /opt/swift)" >&2; exit 1; }
