@@ -1,28 +1,247 @@
+import Foundation
+import Logging
+
 /// A single-node LSM store: write-ahead log, memtable, SSTables, manifest, background compaction.
 ///
 /// Guarantees: `write` returns after the mutation is durable per `EngineOptions.syncMode`
-/// (fdatasynced for `batch` and `group`); a mutation is applied atomically (after a crash all of it
-/// or none of it is visible); reads see every acknowledged write. Thread-safe.
+/// (fdatasynced for `batch` and `group`; for `periodic`, within one period). A mutation is
+/// applied atomically: after a crash all of it or none of it is visible. Reads see every write
+/// that has returned. Thread-safe; writers block only while the WAL syncs or, when flushing falls
+/// behind, until a memtable is flushed (a write stall, counted in `stats` and metrics).
 public final class StorageEngine: @unchecked Sendable {
-    public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> StorageEngine {
-        fatalError("in progress")
+    let directory: String
+    let options: EngineOptions
+    let fs: any FileSystem
+    let blockCache: BlockCache
+    let wal: WriteAheadLog
+    let metrics = EngineMetrics()
+    let logger = Logger(label: "confab.engine")
+    private let lockFile: DirectoryLock
+
+    /// Guards everything below and signals background threads and stalled writers.
+    let state = NSCondition()
+    var active: Memtable
+    var frozen: [FrozenMemtable] = []
+    /// Live SSTables, newest (highest file number) first.
+    var tables: [SSTableReader] = []
+    var manifest: Manifest
+    var closed = false
+    var compacting: Set<UInt64> = []
+    var backgroundError: (any Error)?
+    var counters = EngineStats()
+    var nextMemtableID: UInt64 = 1
+    var compactionRequested = false
+    var runningBackground = 0
+
+    /// Serializes WAL appends with memtable inserts, so WAL order and segment boundaries match
+    /// memtable boundaries exactly.
+    let writeLock = NSLock()
+    /// Serializes manifest replacement between the flush and compaction threads.
+    let manifestLock = NSLock()
+    /// Held for the duration of a compaction (background or major).
+    let compactionLock = NSLock()
+    /// Held while flushing, so flushes happen one at a time and in memtable order.
+    let flushLock = NSLock()
+    let threadsDone = DispatchGroup()
+
+    struct FrozenMemtable {
+        var memtable: Memtable
+        /// The first WAL segment holding data of any newer memtable; once this memtable is in an
+        /// SSTable, every segment below it can be deleted.
+        var nextLogNumber: UInt64
     }
+
+    /// Most a single mutation may carry (the WAL frames records up to 64 MiB).
+    public static let maxMutationBytes = 32 << 20
+
+    init(directory: String, options: EngineOptions, lock: DirectoryLock, manifest: Manifest, tables: [SSTableReader],
+         replayed: [FrozenMemtable], walFirstSegment: UInt64, blockCache: BlockCache) throws {
+        self.directory = directory
+        self.options = options
+        self.fs = options.fileSystem
+        self.lockFile = lock
+        self.manifest = manifest
+        self.tables = tables
+        self.frozen = replayed
+        self.blockCache = blockCache
+        self.nextMemtableID = UInt64(replayed.count) + 2
+        self.active = Memtable(id: UInt64(replayed.count) + 1)
+        self.wal = try WriteAheadLog(directory: directory, fileSystem: options.fileSystem, syncMode: options.syncMode,
+                                     segmentBytes: options.walSegmentBytes, firstSegmentID: walFirstSegment)
+        counters.sstableCount = tables.count
+    }
+
+    // MARK: Writing
 
     /// Durable per the sync mode when it returns. Blocks the calling thread during the sync; use
     /// the async overload from Swift concurrency.
-    public func write(_ mutation: Mutation) throws { fatalError("in progress") }
-    public func write(_ mutations: [Mutation]) throws { fatalError("in progress") }
-    public func write(_ mutation: Mutation) async throws { fatalError("in progress") }
+    public func write(_ mutation: Mutation) throws {
+        try write([mutation])
+    }
 
-    public func read(_ query: SliceQuery) throws -> SliceResult { fatalError("in progress") }
+    /// Writes each mutation atomically (the batch as a whole is not atomic) and returns when all
+    /// are durable.
+    public func write(_ mutations: [Mutation]) throws {
+        guard !mutations.isEmpty else { return }
+        let payloads = try mutations.map { try Self.validatedPayload($0) }
+        try waitForRoom()
+        let ticket = try appendAndApply(mutations, payloads)
+        try wal.waitDurable(ticket)
+    }
 
-    /// Flushes the memtable to an SSTable and waits for it.
-    public func flush() throws { fatalError("in progress") }
-    /// Merges every SSTable into as few as the strategy allows, and waits (major compaction).
-    public func compact() throws { fatalError("in progress") }
-    /// Waits until no flush or compaction is pending or running.
-    public func waitForBackgroundWork() throws { fatalError("in progress") }
-    public func close() throws { fatalError("in progress") }
-    public var stats: EngineStats { fatalError("in progress") }
+    /// The same as `write(_:)` without blocking a Swift-concurrency thread.
+    public func write(_ mutation: Mutation) async throws {
+        let payload = try Self.validatedPayload(mutation)
+        while try needsRoom() {
+            try await Task.sleep(nanoseconds: 1_000_000)
+        }
+        let ticket = try appendAndApply([mutation], [payload])
+        try await wal.waitDurable(ticket)
+    }
+
+    static func validatedPayload(_ m: Mutation) throws -> [UInt8] {
+        guard !m.partitionKey.isEmpty, m.partitionKey.count <= Int(UInt16.max) else {
+            throw StorageError(.invalidArgument, "partition key must be 1...65535 bytes (got \(m.partitionKey.count))")
+        }
+        for row in m.rows where row.clustering.isEmpty {
+            throw StorageError(.invalidArgument, "a row needs a non-empty clustering key")
+        }
+        for rt in m.header.rangeTombstones {
+            if let end = rt.end, compareBytes(rt.start, end) >= 0 {
+                throw StorageError(.invalidArgument, "range tombstone start must be below its end")
+            }
+        }
+        let payload = m.encoded()
+        guard payload.count <= maxMutationBytes else {
+            throw StorageError(.tooLarge, "mutation of \(payload.count) bytes exceeds the \(maxMutationBytes)-byte limit; split it")
+        }
+        return payload
+    }
+
+    private func appendAndApply(_ mutations: [Mutation], _ payloads: [[UInt8]]) throws -> UInt64 {
+        var ticket: UInt64 = 0
+        var frozeOne = false
+        try writeLock.withLock {
+            try checkOpen()
+            for (m, p) in zip(mutations, payloads) {
+                ticket = try wal.append(p)
+                active.apply(m)
+                counters.userBytesWritten &+= UInt64(p.count)
+            }
+            if active.memoryBytes >= options.memtableBytes {
+                try freezeActiveLocked()
+                frozeOne = true
+            }
+        }
+        metrics.writes.increment(by: mutations.count)
+        metrics.writeBytes.increment(by: payloads.reduce(0) { $0 + $1.count })
+        if frozeOne && !options.backgroundWork {
+            try flushFrozen()
+        }
+        return ticket
+    }
+
+    /// Called with `writeLock` held: freezes the active memtable and starts a new WAL segment.
+    func freezeActiveLocked() throws {
+        let nextSegment = try wal.rollSegment()
+        state.withLock {
+            frozen.append(FrozenMemtable(memtable: active, nextLogNumber: nextSegment))
+            active = Memtable(id: nextMemtableID)
+            nextMemtableID += 1
+            state.broadcast()
+        }
+    }
+
+    private func checkOpen() throws {
+        let isClosed = state.withLock { closed }
+        if isClosed { throw StorageError(.closed, "the storage engine is closed") }
+    }
+
+    private func needsRoom() throws -> Bool {
+        try state.withLock {
+            if closed { throw StorageError(.closed, "the storage engine is closed") }
+            guard frozen.count >= options.maxFrozenMemtables, options.backgroundWork else { return false }
+            if let e = backgroundError { throw e }
+            return true
+        }
+    }
+
+    /// Holds writers while too many memtables wait for flush, so memory stays bounded.
+    private func waitForRoom() throws {
+        guard options.backgroundWork else { return }
+        state.lock()
+        defer { state.unlock() }
+        guard frozen.count >= options.maxFrozenMemtables else { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        counters.writesStalled += 1
+        metrics.stalls.increment()
+        while frozen.count >= options.maxFrozenMemtables && !closed {
+            if let e = backgroundError { throw e }
+            _ = state.wait(until: Date(timeIntervalSinceNow: 0.1))
+        }
+        let waited = DispatchTime.now().uptimeNanoseconds - start
+        counters.stallMicros += waited / 1000
+        metrics.stallTime.recordNanoseconds(Int64(waited))
+        if closed { throw StorageError(.closed, "the storage engine is closed") }
+    }
+
+    // MARK: Lifecycle
+
+    /// Stops background work, syncs the WAL and releases the directory. Memtables are not flushed:
+    /// their data is in the WAL and is replayed on the next open.
+    public func close() throws {
+        let already = state.withLock { () -> Bool in
+            let was = closed
+            closed = true
+            state.broadcast()
+            return was
+        }
+        if already { return }
+        defer { lockFile.release() }
+        threadsDone.wait()
+        writeLock.withLock {}
+        try wal.close()
+    }
+
+    deinit {
+        if !closed { try? close() }
+    }
+
+    public var stats: EngineStats {
+        var s = state.withLock { () -> EngineStats in
+            var s = counters
+            s.sstableCount = tables.count
+            s.memtableBytes = active.memoryBytes + frozen.reduce(0) { $0 + $1.memtable.memoryBytes }
+            return s
+        }
+        s.walBytesWritten = wal.bytesWritten
+        var disk: UInt64 = 0
+        if let names = try? fs.listDirectory(directory) {
+            for n in names {
+                if let size = try? fs.fileSize(joinPath(directory, n)) { disk += UInt64(size) }
+            }
+        }
+        s.diskBytes = disk
+        return s
+    }
+
+    /// Paths of the live SSTables, newest first (for tools and tests).
+    public var sstablePaths: [String] { state.withLock { tables.map(\.path) } }
+
+    static func sstableName(_ number: UInt64) -> String {
+        "sst-" + String(number).leftPad(20) + ".db"
+    }
+
+    static func sstableNumber(_ name: String) -> UInt64? {
+        guard name.hasPrefix("sst-"), name.hasSuffix(".db") else { return nil }
+        return UInt64(name.dropFirst(4).dropLast(3))
+    }
 }
 
+extension NSCondition {
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}

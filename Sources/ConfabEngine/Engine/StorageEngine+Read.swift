@@ -1,0 +1,94 @@
+extension StorageEngine {
+    /// Reads a slice of one partition. Sees every write that returned before the call.
+    ///
+    /// Cost: one bloom check per SSTable, then for each source that may hold the partition a
+    /// header lookup and an index seek to the start of the slice — independent of how many rows the
+    /// partition holds — and then only the blocks the returned rows live in.
+    public func read(_ query: SliceQuery) throws -> SliceResult {
+        guard query.limit > 0 else { return SliceResult(rows: [], cursor: nil, tombstonesScanned: 0) }
+        guard !query.partitionKey.isEmpty, query.partitionKey.count <= Int(UInt16.max) else {
+            throw StorageError(.invalidArgument, "partition key must be 1...65535 bytes (got \(query.partitionKey.count))")
+        }
+        let prefix = InternalKey.partitionPrefix(table: query.table, partitionKey: query.partitionKey)
+        let (memtables, candidates) = state.withLock { () -> ([Memtable], [SSTableReader]) in
+            ([active] + frozen.reversed().map(\.memtable), tables)
+        }
+        let ssts = candidates.filter { t in
+            t.mayContainPartition(prefix)
+                && compareBytes(t.statistics.minKey, InternalKey.prefixSuccessor(prefix) ?? [0xFF]) < 0
+                && compareBytes(t.statistics.maxKey, prefix) >= 0
+        }
+        metrics.reads.increment()
+
+        // Partition-level deletions from every source.
+        var header = PartitionHeader()
+        for m in memtables {
+            if let v = m.get(prefix), case .header(let h) = try EntryValue.decode(v) { header = .merge(header, h) }
+        }
+        for t in ssts {
+            if let v = try t.get(prefix), case .header(let h) = try decodeValue(v, from: t) { header = .merge(header, h) }
+        }
+
+        let (lo, hi) = query.clusteringRange()
+        if let hi, compareBytes(lo, hi) >= 0 { return SliceResult(rows: [], cursor: nil, tombstonesScanned: 0) }
+        let lowKey = prefix + lo
+        let highKey = hi.map { prefix + $0 } ?? (InternalKey.prefixSuccessor(prefix) ?? [UInt8](repeating: 0xFF, count: prefix.count + 1))
+
+        var iterators: [(any EntryIterator, SSTableReader?)] = memtables.map { ($0.makeIterator(), nil) }
+        iterators += ssts.map { ($0.makeIterator(), $0) }
+        for (it, _) in iterators {
+            if query.reversed { try it.seekBefore(highKey) } else { try it.seek(lowKey) }
+        }
+        @inline(__always) func inRange(_ key: [UInt8]) -> Bool {
+            compareBytes(key, lowKey) >= 0 && compareBytes(key, highKey) < 0
+        }
+
+        let now = options.clock.nowSeconds()
+        var rows: [ResultRow] = []
+        var tombstones = 0
+        var cursor: [UInt8]? = nil
+        while true {
+            var best: [UInt8]? = nil
+            for (it, _) in iterators where it.isValid && inRange(it.key) {
+                let k = it.key
+                if best == nil { best = k; continue }
+                let c = compareBytes(k, best!)
+                if query.reversed ? c > 0 : c < 0 { best = k }
+            }
+            guard let key = best else { break }
+            var fragment: RowFragment? = nil
+            for (it, source) in iterators where it.isValid && it.key == key {
+                if case .row(let f) = try decodeValue(it.value, from: source) {
+                    fragment = fragment.map { RowFragment.merge($0, f) } ?? f
+                }
+                if query.reversed { try it.prev() } else { try it.next() }
+            }
+            guard var row = fragment else { continue }
+            let clustering = Array(key[prefix.count...])
+            if let d = header.deletion(covering: clustering) { row.applyDeletion(d) }
+            if row.isLive(now: now) {
+                rows.append(ResultRow(clustering: clustering, cells: row.cells.filter { $0.isLive(now: now) }))
+                if rows.count == query.limit {
+                    cursor = clustering
+                    break
+                }
+            } else {
+                tombstones += 1
+            }
+        }
+        if tombstones > 0 { metrics.tombstonesScanned.increment(by: tombstones) }
+        return SliceResult(rows: rows, cursor: cursor, tombstonesScanned: tombstones)
+    }
+
+    private func decodeValue(_ bytes: [UInt8], from table: SSTableReader?) throws -> EntryValue {
+        do {
+            return try EntryValue.decode(bytes)
+        } catch var e as StorageError {
+            if let table {
+                e.message = "an entry in an SSTable does not decode: \(e.message); run `confab sstable verify`"
+                e.path = table.path
+            }
+            throw e
+        }
+    }
+}
