@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A pthread mutex with condition variables, for the log's blocking path. Writers that wait for
+/// durability park on a condition here rather than in Swift concurrency, so a burst of blocked
+/// writers never starves the cooperative thread pool.
+///
+/// Timed waits use CLOCK_MONOTONIC (on Linux), so a wall-clock jump cannot stall periodic sync.
+final class WALMutex: @unchecked Sendable {
+    fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
+
+/// A condition variable bound to a `WALMutex`; wait only while holding that mutex.
+final class WALCondition: @unchecked Sendable {
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
+    private let mutex: WALMutex
+
+    init(_ mutex: WALMutex) {
+        self.mutex = mutex
+        cond = .allocate(capacity: 1)
+        cond.initialize(to: pthread_cond_t())
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        #if os(Linux)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        #endif
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deinitialize(count: 1)
+        cond.deallocate()
+    }
+
+    func wait() { pthread_cond_wait(cond, mutex.mutex) }
+
+    /// Waits until signalled or until the monotonic clock reaches `deadlineNanos` (see
+    /// `WALCondition.nowNanos`); spurious wake-ups are possible, so callers re-check their state.
+    func wait(untilNanos deadlineNanos: UInt64) {
+        var ts = timespec()
+        ts.tv_sec = Int(deadlineNanos / 1_000_000_000)
+        ts.tv_nsec = Int(deadlineNanos % 1_000_000_000)
+        _ = pthread_cond_timedwait(cond, mutex.mutex, &ts)
+    }
+
+    func signal() { pthread_cond_signal(cond) }
+    func broadcast() { pthread_cond_broadcast(cond) }
+
+    /// The clock `wait(untilNanos:)` measures against.
+    static func nowNanos() -> UInt64 {
+        var ts = timespec()
+        #if os(Linux)
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        #else
+        clock_gettime(CLOCK_REALTIME, &ts)
+        #endif
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
