@@ -140,8 +140,15 @@ struct SkipList {
 
     /// Inserts, or when the key exists, replaces the value with `merge(old, new)`.
     mutating func upsert(key: [UInt8], value: [UInt8], merge: ([UInt8], [UInt8]) -> [UInt8]) {
-        var prev = [Int](repeating: 0, count: Self.maxHeight)
-        let found = key.withUnsafeBytes { k in prev.withUnsafeMutableBufferPointer { findGreaterOrEqual(k, prev: $0.baseAddress!) } }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: Self.maxHeight) { prev in
+            prev.initialize(repeating: 0)
+            upsert(key: key, value: value, prev: prev.baseAddress!, merge: merge)
+        }
+    }
+
+    private mutating func upsert(key: [UInt8], value: [UInt8], prev: UnsafeMutablePointer<Int>,
+                                 merge: ([UInt8], [UInt8]) -> [UInt8]) {
+        let found = key.withUnsafeBytes { k in findGreaterOrEqual(k, prev: prev) }
         if found > 0 {
             let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, k, $0) == 0 } }
             if equal {

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Decoded data blocks shared across readers and iterators, least recently used evicted first,
+/// bounded by the bytes the blocks occupy in memory. Keyed by (file number, block offset): file
+/// numbers are never reused, so a deleted file's blocks can never be served for a new file; they
+/// just age out (or `evict(fileNumber:)` drops them at once).
+///
+/// Thread-safe: one lock around the map and the recency list. Blocks are immutable, so a block
+/// handed out stays valid after it is evicted.
+package final class BlockCache: @unchecked Sendable {
+    struct Key: Hashable {
+        var fileNumber: UInt64
+        var offset: UInt64
+    }
+
+    private final class Node {
+        let key: Key
+        let block: DataBlock
+        var newer: Node?
+        weak var older: Node?
+        init(key: Key, block: DataBlock) {
+            self.key = key
+            self.block = block
+        }
+    }
+
+    package let capacityBytes: Int
+    private let lock = NSLock()
+    private var map: [Key: Node] = [:]
+    /// Most recently used end of the list (`newest`), and least (`oldest`).
+    private var newest: Node?
+    private var oldest: Node?
+    private var usedBytes = 0
+    private var hitCount: UInt64 = 0
+    private var missCount: UInt64 = 0
+
+    package init(capacityBytes: Int) {
+        self.capacityBytes = max(0, capacityBytes)
+    }
+
+    package var hits: UInt64 { lock.withLock { hitCount } }
+    package var misses: UInt64 { lock.withLock { missCount } }
+    package var bytesUsed: Int { lock.withLock { usedBytes } }
+    package var count: Int { lock.withLock { map.count } }
+
+    func get(fileNumber: UInt64, offset: UInt64) -> DataBlock? {
+        lock.withLock {
+            guard let node = map[Key(fileNumber: fileNumber, offset: offset)] else {
+                missCount += 1
+                return nil
+            }
+            hitCount += 1
+            unlink(node)
+            pushNewest(node)
+            return node.block
+        }
+    }
+
+    /// Caches `block`; a block larger than the whole capacity is not kept.
+    func insert(fileNumber: UInt64, offset: UInt64, block: DataBlock) {
+        let charge = block.charge
+        guard charge <= capacityBytes else { return }
+        let key = Key(fileNumber: fileNumber, offset: offset)
+        lock.withLock {
+            if let old = map.removeValue(forKey: key) {
+                unlink(old)
+                usedBytes -= old.block.charge
+            }
+            let node = Node(key: key, block: block)
+            map[key] = node
+            pushNewest(node)
+            usedBytes += charge
+            while usedBytes > capacityBytes, let victim = oldest {
+                unlink(victim)
+                map.removeValue(forKey: victim.key)
+                usedBytes -= victim.block.charge
+            }
+        }
+    }
+
+    /// Drops every block of a file (after the file is deleted by compaction).
+    package func evict(fileNumber: UInt64) {
+        lock.withLock {
+            for (key, node) in map where key.fileNumber == fileNumber {
+                unlink(node)
+                map.removeValue(forKey: key)
+                usedBytes -= node.block.charge
+            }
+        }
+    }
+
+    private func unlink(_ node: Node) {
+        if let n = node.newer { n.older = node.older } else { newest = node.older }
+        if let o = node.older { o.newer = node.newer } else { oldest = node.newer }
+        node.newer = nil
+        node.older = nil
+    }
+
+    private func pushNewest(_ node: Node) {
+        node.older = newest
+        node.newer = nil
+        newest?.newer = node
+        newest = node
+        if oldest == nil { oldest = node }
+    }
+}
