@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "ConfabEngine", targets: ["ConfabEngine"]),
+        .library(name: "ConfabRing", targets: ["ConfabRing"]),
         .executable(name: "confab", targets: ["confab"]),
     ],
     dependencies: [
@@ -37,6 +38,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Ring logic: token ring, gossip, failure detection, coordination. Pure state machines,
+        // no sockets (the node's NIO shell drives them).
+        .target(
+            name: "ConfabRing",
+            dependencies: ["ConfabEngine"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "confab",
             dependencies: [
@@ -44,6 +52,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConfabRingTests",
+            dependencies: ["ConfabRing"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
