@@ -9,7 +9,12 @@ extension StorageEngine {
     /// `.corruption` with the file and offset, and nothing is opened.
     public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> StorageEngine {
         let fs = options.fileSystem
-        try fs.createDirectory(directory)
+        if !fs.fileExists(directory) {
+            try fs.createDirectory(directory)
+            // Make the new directory's own name durable (best effort: the parent may be outside
+            // what a test file system lets us touch).
+            try? fs.syncDirectory(parentDirectory(of: directory))
+        }
         let lock = try DirectoryLock(directory: directory)
         do {
             return try recover(directory: directory, options: options, lock: lock)
@@ -31,7 +36,11 @@ extension StorageEngine {
                 throw StorageError(.corruption, "MANIFEST is missing but \(sstNumbers.count) SSTable files are present; restore it from a backup or move the files away",
                                    path: joinPath(directory, Manifest.fileName))
             }
+            // A new store: write an empty manifest before anything else, so a crash in the first
+            // flush finds the old (empty) manifest plus an orphan table, never "tables but no
+            // manifest".
             manifest = Manifest()
+            try manifest.store(directory: directory, fileSystem: fs)
         }
 
         // Leftovers of a flush or compaction that crashed before its manifest edit.

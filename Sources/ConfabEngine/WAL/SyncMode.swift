@@ -5,8 +5,9 @@ public enum SyncMode: Sendable, Hashable, CustomStringConvertible {
     /// Concurrent writers share one fdatasync; each is acknowledged after the sync that covers it.
     /// The default: as durable as `batch`, with far higher throughput under concurrency.
     case group
-    /// Writes are acknowledged at once and fdatasynced every `milliseconds`; a power loss can drop
-    /// the last period, but what survives is always a prefix of the acknowledged writes.
+    /// Writes are acknowledged once written to the file (in the OS page cache) and fdatasynced every
+    /// `milliseconds`: a process crash loses nothing acknowledged; a power loss can drop the last
+    /// period, but what survives is always a prefix of the acknowledged writes.
     case periodic(milliseconds: Int)
 
     public var description: String {
