@@ -1,0 +1,43 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Bench target shares (one loop, as the main package does).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+/// The side-by-side storage benchmark. Its own package, so it may link RocksDB, LevelDB and
+/// SQLite, which the main package must not.
+let package = Package(
+    name: "confab-bench",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "confab-bench", targets: ["confab-bench"]),
+    ],
+    dependencies: [
+        .package(name: "confab", path: ".."),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // Debian librocksdb-dev 7.8.3, through its C API (rocksdb/c.h).
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        // Debian libleveldb-dev 1.23 ships no .pc file; the module map links -lleveldb.
+        .systemLibrary(name: "CLevelDB", providers: [.apt(["libleveldb-dev"])]),
+        // Debian libsqlite3-dev 3.40.
+        .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .executableTarget(
+            name: "confab-bench",
+            dependencies: [
+                "CRocksDB",
+                "CLevelDB",
+                "CSQLite3",
+                .product(name: "ConfabEngine", package: "confab"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
