@@ -25,7 +25,8 @@ extension StorageEngine {
         for m in memtables {
             if let v = m.get(prefix), case .header(let h) = try EntryValue.decode(v) { header = .merge(header, h) }
         }
-        for t in ssts {
+        // A table with no tombstones has no header entries (an empty header is never written).
+        for t in ssts where t.statistics.tombstoneCount > 0 {
             if let v = try t.get(prefix), case .header(let h) = try decodeValue(v, from: t) { header = .merge(header, h) }
         }
 
@@ -36,32 +37,42 @@ extension StorageEngine {
 
         var iterators: [(any EntryIterator, SSTableReader?)] = memtables.map { ($0.makeIterator(), nil) }
         iterators += ssts.map { ($0.makeIterator(), $0) }
+        // The current in-range key of each source (nil when exhausted), read once per move: a key
+        // read from an iterator is a copy, so the merge below never asks twice.
+        var current: [[UInt8]?] = []
+        current.reserveCapacity(iterators.count)
+        func position(_ it: any EntryIterator) -> [UInt8]? {
+            guard it.isValid else { return nil }
+            let k = it.key
+            return compareBytes(k, lowKey) >= 0 && compareBytes(k, highKey) < 0 ? k : nil
+        }
         for (it, _) in iterators {
             if query.reversed { try it.seekBefore(highKey) } else { try it.seek(lowKey) }
-        }
-        @inline(__always) func inRange(_ key: [UInt8]) -> Bool {
-            compareBytes(key, lowKey) >= 0 && compareBytes(key, highKey) < 0
+            current.append(position(it))
         }
 
         let now = options.clock.nowSeconds()
         var rows: [ResultRow] = []
+        rows.reserveCapacity(min(query.limit, 1024))
         var tombstones = 0
         var cursor: [UInt8]? = nil
         while true {
-            var best: [UInt8]? = nil
-            for (it, _) in iterators where it.isValid && inRange(it.key) {
-                let k = it.key
-                if best == nil { best = k; continue }
-                let c = compareBytes(k, best!)
-                if query.reversed ? c > 0 : c < 0 { best = k }
+            var best = -1
+            for i in current.indices {
+                guard let k = current[i] else { continue }
+                if best < 0 { best = i; continue }
+                let c = compareBytes(k, current[best]!)
+                if query.reversed ? c > 0 : c < 0 { best = i }
             }
-            guard let key = best else { break }
+            guard best >= 0, let key = current[best] else { break }
             var fragment: RowFragment? = nil
-            for (it, source) in iterators where it.isValid && it.key == key {
+            for i in current.indices where current[i] != nil && (i == best || current[i]! == key) {
+                let (it, source) = iterators[i]
                 if case .row(let f) = try decodeValue(it.value, from: source) {
                     fragment = fragment.map { RowFragment.merge($0, f) } ?? f
                 }
                 if query.reversed { try it.prev() } else { try it.next() }
+                current[i] = position(it)
             }
             guard var row = fragment else { continue }
             let clustering = Array(key[prefix.count...])

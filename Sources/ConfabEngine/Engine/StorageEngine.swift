@@ -83,7 +83,7 @@ public final class StorageEngine: @unchecked Sendable {
     /// are durable.
     public func write(_ mutations: [Mutation]) throws {
         guard !mutations.isEmpty else { return }
-        let payloads = try mutations.map { try Self.validatedPayload($0) }
+        let payloads = try mutations.map { try Self.validatedEncoding($0) }
         try waitForRoom()
         let ticket = try appendAndApply(mutations, payloads)
         try wal.waitDurable(ticket)
@@ -91,7 +91,7 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// The same as `write(_:)` without blocking a Swift-concurrency thread.
     public func write(_ mutation: Mutation) async throws {
-        let payload = try Self.validatedPayload(mutation)
+        let payload = try Self.validatedEncoding(mutation)
         while try needsRoom() {
             try await Task.sleep(nanoseconds: 1_000_000)
         }
@@ -99,7 +99,9 @@ public final class StorageEngine: @unchecked Sendable {
         try await wal.waitDurable(ticket)
     }
 
-    static func validatedPayload(_ m: Mutation) throws -> [UInt8] {
+    typealias Encoded = (bytes: [UInt8], header: Range<Int>?, rows: [Range<Int>])
+
+    static func validatedEncoding(_ m: Mutation) throws -> Encoded {
         guard !m.partitionKey.isEmpty, m.partitionKey.count <= Int(UInt16.max) else {
             throw StorageError(.invalidArgument, "partition key must be 1...65535 bytes (got \(m.partitionKey.count))")
         }
@@ -111,22 +113,22 @@ public final class StorageEngine: @unchecked Sendable {
                 throw StorageError(.invalidArgument, "range tombstone start must be below its end")
             }
         }
-        let payload = m.encoded()
-        guard payload.count <= maxMutationBytes else {
-            throw StorageError(.tooLarge, "mutation of \(payload.count) bytes exceeds the \(maxMutationBytes)-byte limit; split it")
+        let encoded = m.encodedWithValueRanges()
+        guard encoded.bytes.count <= maxMutationBytes else {
+            throw StorageError(.tooLarge, "mutation of \(encoded.bytes.count) bytes exceeds the \(maxMutationBytes)-byte limit; split it")
         }
-        return payload
+        return encoded
     }
 
-    private func appendAndApply(_ mutations: [Mutation], _ payloads: [[UInt8]]) throws -> UInt64 {
+    private func appendAndApply(_ mutations: [Mutation], _ payloads: [Encoded]) throws -> UInt64 {
         var ticket: UInt64 = 0
         var frozeOne = false
         try writeLock.withLock {
             try checkOpen()
             for (m, p) in zip(mutations, payloads) {
-                ticket = try wal.append(p)
-                active.apply(m)
-                counters.userBytesWritten &+= UInt64(p.count)
+                ticket = try wal.append(p.bytes)
+                active.apply(m, payload: p.bytes, header: p.header, rows: p.rows)
+                counters.userBytesWritten &+= UInt64(p.bytes.count)
             }
             if active.memoryBytes >= options.memtableBytes {
                 try freezeActiveLocked()
@@ -134,7 +136,7 @@ public final class StorageEngine: @unchecked Sendable {
             }
         }
         metrics.writes.increment(by: mutations.count)
-        metrics.writeBytes.increment(by: payloads.reduce(0) { $0 + $1.count })
+        metrics.writeBytes.increment(by: payloads.reduce(0) { $0 + $1.bytes.count })
         if frozeOne && !options.backgroundWork {
             try flushFrozen()
         }

@@ -140,24 +140,35 @@ public enum EntryValue: Hashable, Sendable {
 }
 
 extension Mutation {
-    /// WAL payload: table u32, partition key, header, rows. See docs/wal_format.md.
-    public func encoded() -> [UInt8] {
+    /// WAL payload: table u32, partition key, header, rows. See docs/entry_format.md.
+    public func encoded() -> [UInt8] { encodedWithValueRanges().bytes }
+
+    /// The payload plus where each encoded entry value sits inside it: the memtable stores those
+    /// bytes as they are, so a write encodes its rows once.
+    func encodedWithValueRanges() -> (bytes: [UInt8], header: Range<Int>?, rows: [Range<Int>]) {
         var out: [UInt8] = []
         out.reserveCapacity(64 + rows.reduce(0) { $0 + $1.clustering.count + $1.fragment.cells.reduce(0) { $0 + ($1.value?.count ?? 0) + 16 } })
         out.appendLE32(table)
         out.appendLengthPrefixed(partitionKey)
+        var headerRange: Range<Int>? = nil
         if header.isEmpty {
             out.append(0)
         } else {
             out.append(1)
+            let start = out.count
             EntryValue.encodeHeader(header, into: &out)
+            headerRange = start..<out.count
         }
         out.appendVarint(rows.count)
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(rows.count)
         for row in rows {
             out.appendLengthPrefixed(row.clustering)
+            let start = out.count
             EntryValue.encodeRow(row.fragment, into: &out)
+            ranges.append(start..<out.count)
         }
-        return out
+        return (out, headerRange, ranges)
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> Mutation {

@@ -20,25 +20,34 @@ final class Memtable: @unchecked Sendable {
 
     /// Applies one mutation atomically with respect to readers.
     func apply(_ m: Mutation) {
+        let encoded = m.encodedWithValueRanges()
+        apply(m, payload: encoded.bytes, header: encoded.header, rows: encoded.rows)
+    }
+
+    /// Applies a mutation whose entry values are already encoded inside `payload` (its WAL record).
+    func apply(_ m: Mutation, payload: [UInt8], header: Range<Int>?, rows: [Range<Int>]) {
         let prefix = InternalKey.partitionPrefix(table: m.table, partitionKey: m.partitionKey)
-        var entries: [([UInt8], [UInt8], Int64, Int64)] = []
-        entries.reserveCapacity(m.rows.count + 1)
+        var lo = Int64.max, hi = Int64.min
         if !m.header.isEmpty {
-            var ts = [Int64]()
-            if let d = m.header.deletion { ts.append(d.timestamp) }
-            ts += m.header.rangeTombstones.map(\.deletion.timestamp)
-            entries.append((prefix, EntryValue.header(m.header).encoded(), ts.min() ?? .max, ts.max() ?? .min))
+            if let d = m.header.deletion { lo = min(lo, d.timestamp); hi = max(hi, d.timestamp) }
+            for rt in m.header.rangeTombstones { lo = min(lo, rt.deletion.timestamp); hi = max(hi, rt.deletion.timestamp) }
         }
         for row in m.rows {
-            entries.append((prefix + row.clustering, EntryValue.row(row.fragment).encoded(),
-                            row.fragment.minTimestamp, row.fragment.maxTimestamp))
+            lo = min(lo, row.fragment.minTimestamp)
+            hi = max(hi, row.fragment.maxTimestamp)
         }
+        var key = prefix
         lock.withWriteLock {
-            for (k, v, lo, hi) in entries {
-                list.upsert(key: k, value: v, merge: Self.mergeValues)
-                _minTimestamp = min(_minTimestamp, lo)
-                _maxTimestamp = max(_maxTimestamp, hi)
+            if let header {
+                list.upsert(key: prefix, value: payload[header], merge: Self.mergeValues)
             }
+            for (row, range) in zip(m.rows, rows) {
+                key.removeSubrange(prefix.count...)
+                key.append(contentsOf: row.clustering)
+                list.upsert(key: key, value: payload[range], merge: Self.mergeValues)
+            }
+            _minTimestamp = min(_minTimestamp, lo)
+            _maxTimestamp = max(_maxTimestamp, hi)
         }
     }
 

@@ -140,19 +140,23 @@ struct SkipList {
 
     /// Inserts, or when the key exists, replaces the value with `merge(old, new)`.
     mutating func upsert(key: [UInt8], value: [UInt8], merge: ([UInt8], [UInt8]) -> [UInt8]) {
+        upsert(key: key, value: value[...], merge: merge)
+    }
+
+    mutating func upsert(key: [UInt8], value: ArraySlice<UInt8>, merge: ([UInt8], [UInt8]) -> [UInt8]) {
         withUnsafeTemporaryAllocation(of: Int.self, capacity: Self.maxHeight) { prev in
             prev.initialize(repeating: 0)
             upsert(key: key, value: value, prev: prev.baseAddress!, merge: merge)
         }
     }
 
-    private mutating func upsert(key: [UInt8], value: [UInt8], prev: UnsafeMutablePointer<Int>,
+    private mutating func upsert(key: [UInt8], value: ArraySlice<UInt8>, prev: UnsafeMutablePointer<Int>,
                                  merge: ([UInt8], [UInt8]) -> [UInt8]) {
         let found = key.withUnsafeBytes { k in findGreaterOrEqual(k, prev: prev) }
         if found > 0 {
             let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, k, $0) == 0 } }
             if equal {
-                let merged = merge(self.value(found), value)
+                let merged = merge(self.value(found), Array(value))
                 nodes[found].valueOffset = arena.count
                 nodes[found].valueLength = Int32(merged.count)
                 arena.append(contentsOf: merged)
