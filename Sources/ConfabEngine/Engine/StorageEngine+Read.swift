@@ -78,7 +78,8 @@ extension StorageEngine {
             let clustering = Array(key[prefix.count...])
             if let d = header.deletion(covering: clustering) { row.applyDeletion(d) }
             if row.isLive(now: now) {
-                rows.append(ResultRow(clustering: clustering, cells: row.cells.filter { $0.isLive(now: now) }))
+                let cells = row.cells.allSatisfy { $0.isLive(now: now) } ? row.cells : row.cells.filter { $0.isLive(now: now) }
+                rows.append(ResultRow(clustering: clustering, cells: cells))
                 if rows.count == query.limit {
                     cursor = clustering
                     break

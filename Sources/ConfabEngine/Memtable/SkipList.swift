@@ -10,6 +10,10 @@ struct SkipList {
     static let branching: UInt32 = 4
 
     struct Node {
+        /// The key's first 16 bytes (big-endian, zero-padded): most comparisons end here, on the
+        /// hot node array, without touching the key bytes in the arena.
+        var head0: UInt64
+        var head1: UInt64
         var keyOffset: Int
         var keyLength: Int32
         var height: Int32
@@ -28,7 +32,7 @@ struct SkipList {
 
     init() {
         arena.reserveCapacity(1 << 20)
-        nodes.append(Node(keyOffset: 0, keyLength: 0, height: Int32(Self.maxHeight), valueOffset: 0, valueLength: 0, linkStart: 0))
+        nodes.append(Node(head0: 0, head1: 0, keyOffset: 0, keyLength: 0, height: Int32(Self.maxHeight), valueOffset: 0, valueLength: 0, linkStart: 0))
         links.append(contentsOf: repeatElement(-1, count: Self.maxHeight))
     }
 
@@ -43,11 +47,36 @@ struct SkipList {
         links[Int(nodes[node].linkStart) + level] = Int32(to)
     }
 
+    /// A key being searched for, with its 16-byte head computed once.
+    struct SearchKey {
+        var bytes: UnsafeRawBufferPointer
+        var head0: UInt64
+        var head1: UInt64
+
+        init(_ bytes: UnsafeRawBufferPointer) {
+            self.bytes = bytes
+            (head0, head1) = SkipList.head(bytes)
+        }
+    }
+
     @inline(__always)
-    private func compare(node: Int, _ key: UnsafeRawBufferPointer, _ arenaBytes: UnsafeRawBufferPointer) -> Int {
+    static func head(_ key: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+        if key.count >= 16 { return (UInt64.loadBE(key, at: 0), UInt64.loadBE(key, at: 8)) }
+        var h0: UInt64 = 0, h1: UInt64 = 0
+        for i in 0..<key.count {
+            if i < 8 { h0 |= UInt64(key[i]) << UInt64(56 - 8 * i) } else { h1 |= UInt64(key[i]) << UInt64(56 - 8 * (i - 8)) }
+        }
+        return (h0, h1)
+    }
+
+    @inline(__always)
+    private func compare(node: Int, _ key: SearchKey, _ arenaBytes: UnsafeRawBufferPointer) -> Int {
         let n = nodes[node]
+        // Equal heads decide nothing (zero padding is ambiguous); different heads decide the order.
+        if n.head0 != key.head0 { return n.head0 < key.head0 ? -1 : 1 }
+        if n.head1 != key.head1 { return n.head1 < key.head1 ? -1 : 1 }
         let k = UnsafeRawBufferPointer(rebasing: arenaBytes[n.keyOffset..<(n.keyOffset + Int(n.keyLength))])
-        return compareBytes(k, key)
+        return compareBytes(k, key.bytes)
     }
 
     private mutating func randomHeight() -> Int {
@@ -63,8 +92,9 @@ struct SkipList {
 
     /// The first node with key >= target (or, with `orEqual` false, > target); 0 (head) stands for
     /// "none" when nothing follows. Fills `prev` with the rightmost node before it at each level.
-    private func findGreaterOrEqual(_ key: UnsafeRawBufferPointer, prev: UnsafeMutablePointer<Int>?) -> Int {
-        arena.withUnsafeBytes { a in
+    private func findGreaterOrEqual(_ raw: UnsafeRawBufferPointer, prev: UnsafeMutablePointer<Int>?) -> Int {
+        let key = SearchKey(raw)
+        return arena.withUnsafeBytes { a in
             var x = 0
             var level = height - 1
             while true {
@@ -85,7 +115,7 @@ struct SkipList {
         key.withUnsafeBytes { k in
             let n = findGreaterOrEqual(k, prev: nil)
             guard n > 0 else { return nil }
-            return arena.withUnsafeBytes { compare(node: n, k, $0) == 0 ? n : nil }
+            return arena.withUnsafeBytes { compare(node: n, SearchKey(k), $0) == 0 ? n : nil }
         }
     }
 
@@ -97,8 +127,9 @@ struct SkipList {
 
     /// Last node with key < target, or nil.
     func lastLess(_ key: [UInt8]) -> Int? {
-        key.withUnsafeBytes { k in
-            arena.withUnsafeBytes { a in
+        key.withUnsafeBytes { raw in
+            let k = SearchKey(raw)
+            return arena.withUnsafeBytes { a in
                 var x = 0
                 var level = height - 1
                 while true {
@@ -154,7 +185,7 @@ struct SkipList {
                                  merge: ([UInt8], [UInt8]) -> [UInt8]) {
         let found = key.withUnsafeBytes { k in findGreaterOrEqual(k, prev: prev) }
         if found > 0 {
-            let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, k, $0) == 0 } }
+            let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, SearchKey(k), $0) == 0 } }
             if equal {
                 let merged = merge(self.value(found), Array(value))
                 nodes[found].valueOffset = arena.count
@@ -173,7 +204,8 @@ struct SkipList {
         let valueOffset = arena.count
         arena.append(contentsOf: value)
         let index = nodes.count
-        nodes.append(Node(keyOffset: keyOffset, keyLength: Int32(key.count), height: Int32(h),
+        let (h0, h1) = key.withUnsafeBytes { Self.head($0) }
+        nodes.append(Node(head0: h0, head1: h1, keyOffset: keyOffset, keyLength: Int32(key.count), height: Int32(h),
                           valueOffset: valueOffset, valueLength: Int32(value.count), linkStart: Int32(links.count)))
         links.append(contentsOf: repeatElement(-1, count: h))
         for level in 0..<h {
