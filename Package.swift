@@ -12,12 +12,18 @@ let package = Package(
     products: [
         .library(name: "ConfabEngine", targets: ["ConfabEngine"]),
         .library(name: "ConfabRing", targets: ["ConfabRing"]),
+        .library(name: "ConfabWire", targets: ["ConfabWire"]),
+        .library(name: "ConfabNode", targets: ["ConfabNode"]),
+        .library(name: "ConfabClient", targets: ["ConfabClient"]),
         .executable(name: "confab", targets: ["confab"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // liblz4 from the system (Debian liblz4-dev), found through pkg-config.
@@ -45,6 +51,39 @@ let package = Package(
             dependencies: ["ConfabEngine"],
             swiftSettings: swiftSettings
         ),
+        // The node-to-node and client-to-node protocol: message types and their byte encoding.
+        // Pure (no NIO), so the state machines, node and client share it.
+        .target(
+            name: "ConfabWire",
+            dependencies: ["ConfabEngine", "ConfabRing"],
+            swiftSettings: swiftSettings
+        ),
+        // A node: the SwiftNIO server shell around the engine and the ring's state machines.
+        .target(
+            name: "ConfabNode",
+            dependencies: [
+                "ConfabEngine", "ConfabRing", "ConfabWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Swift client: connections, routing, consistency per request.
+        .target(
+            name: "ConfabClient",
+            dependencies: [
+                "ConfabWire", "ConfabRing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "confab",
             dependencies: [
@@ -52,6 +91,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConfabNodeTests",
+            dependencies: ["ConfabNode", "ConfabClient", "ConfabWire", "confab"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
