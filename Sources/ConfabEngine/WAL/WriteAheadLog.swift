@@ -410,6 +410,25 @@ final class WriteAheadLog: @unchecked Sendable {
         try fileSystem.syncDirectory(directory)
     }
 
+    /// Group commit gathering: while records keep arriving (another one within `groupQuietNanos`),
+    /// wait up to `groupWindowNanos` before syncing, so one fdatasync covers the writers that were
+    /// just woken by the previous one instead of alternating small and large batches. A lone
+    /// writer pays one quiet interval.
+    private func gatherGroupLocked() {
+        let start = WALCondition.nowNanos()
+        var seen = queuedBytes
+        while !closing {
+            let now = WALCondition.nowNanos()
+            if now - start >= Self.groupWindowNanos { return }
+            workAvailable.wait(untilNanos: min(now + Self.groupQuietNanos, start + Self.groupWindowNanos))
+            if queuedBytes == seen { return }
+            seen = queuedBytes
+        }
+    }
+
+    static let groupQuietNanos: UInt64 = 40_000
+    static let groupWindowNanos: UInt64 = 400_000
+
     // MARK: - The sync thread
 
     private enum SyncThreadWork { case writeAndSync, writeOnly }
@@ -430,7 +449,10 @@ final class WriteAheadLog: @unchecked Sendable {
             if failure == nil {
                 switch syncMode {
                 case .group:
-                    if queuedBytes > 0 || queue.count > 1 || !asyncWaiters.isEmpty { work = .writeAndSync }
+                    if queuedBytes > 0 || queue.count > 1 || !asyncWaiters.isEmpty {
+                        work = .writeAndSync
+                        gatherGroupLocked()
+                    }
                 case .batch:
                     if !asyncWaiters.isEmpty { work = .writeAndSync }
                 case .periodic:
