@@ -37,7 +37,7 @@ final class CompactionMerger {
             guard let key = best else { return }
             var merged: EntryValue? = nil
             for it in inputs where it.isValid && it.key == key {
-                let v = try EntryValue.decode(it.value)
+                let v = try it.decodedValue()
                 merged = merged.map { EntryValue.merge($0, v) } ?? v
                 entriesRead += 1
                 try it.next()

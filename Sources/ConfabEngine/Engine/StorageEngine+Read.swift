@@ -68,7 +68,7 @@ extension StorageEngine {
             var fragment: RowFragment? = nil
             for i in current.indices where current[i] != nil && (i == best || current[i]! == key) {
                 let (it, source) = iterators[i]
-                if case .row(let f) = try decodeValue(it.value, from: source) {
+                if case .row(let f) = try decodeCurrent(it, from: source) {
                     fragment = fragment.map { RowFragment.merge($0, f) } ?? f
                 }
                 if query.reversed { try it.prev() } else { try it.next() }
@@ -93,8 +93,16 @@ extension StorageEngine {
     }
 
     private func decodeValue(_ bytes: [UInt8], from table: SSTableReader?) throws -> EntryValue {
+        try annotate(table) { try EntryValue.decode(bytes) }
+    }
+
+    private func decodeCurrent(_ it: any EntryIterator, from table: SSTableReader?) throws -> EntryValue {
+        try annotate(table) { try it.decodedValue() }
+    }
+
+    private func annotate(_ table: SSTableReader?, _ body: () throws -> EntryValue) throws -> EntryValue {
         do {
-            return try EntryValue.decode(bytes)
+            return try body()
         } catch var e as StorageError {
             if let table {
                 e.message = "an entry in an SSTable does not decode: \(e.message); run `confab sstable verify`"

@@ -18,4 +18,11 @@ protocol EntryIterator: AnyObject {
     func seekBefore(_ target: [UInt8]) throws
     func next() throws
     func prev() throws
+    /// The current value decoded; iterators over immutable buffers decode in place, without the
+    /// copy `value` makes.
+    func decodedValue() throws -> EntryValue
+}
+
+extension EntryIterator {
+    func decodedValue() throws -> EntryValue { try EntryValue.decode(value) }
 }

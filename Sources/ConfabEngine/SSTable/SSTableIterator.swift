@@ -26,6 +26,14 @@ final class SSTableIterator: EntryIterator {
         return block.value(entry)
     }
 
+    func decodedValue() throws -> EntryValue {
+        guard let block else { throw StorageError(.invalidArgument, "iterator is not positioned") }
+        var r = ByteReader(block.contents, range: block.valueStarts[entry]..<block.valueEnds[entry], context: "entry value")
+        let v = try EntryValue.decode(&r)
+        guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
+        return v
+    }
+
     /// Makes block `b` current, or invalidates the iterator on error.
     private func load(_ b: Int) throws -> DataBlock {
         block = nil
