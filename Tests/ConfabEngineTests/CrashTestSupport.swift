@@ -33,18 +33,7 @@ final class Locked<Value>: @unchecked Sendable {
     var current: Value { lock.withLock { value } }
 }
 
-/// SplitMix64: a seeded generator so a failing run can be replayed from its printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SeededGenerator = SeededRandom
 
 /// The seed for a randomized test: `CONFAB_TEST_SEED` when set (to replay a failure), else random.
 func testSeed(_ name: String) -> UInt64 {

@@ -117,24 +117,7 @@ struct CrashTests {
 
     /// The `confab` executable built with the tests: next to the test bundle or a parent of it.
     /// `CONFAB_BINARY` overrides.
-    static func confabBinary() -> String? {
-        if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
-        var starts = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL]
-        starts += Bundle.allBundles.map(\.bundleURL)
-        for start in starts {
-            var dir = start.standardizedFileURL
-            for _ in 0..<5 {
-                let candidate = dir.appendingPathComponent("confab").path
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                   FileManager.default.isExecutableFile(atPath: candidate) {
-                    return candidate
-                }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return nil
-    }
+    static func confabBinary() -> String? { confabExecutablePath() }
 }
 
 /// A running `confab debug crash-writer` and the ids it has acknowledged so far.

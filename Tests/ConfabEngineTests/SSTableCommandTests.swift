@@ -4,23 +4,7 @@ import Testing
 
 /// `confab sstable verify|dump` run as a real process on good and damaged files.
 @Suite struct SSTableCommandTests {
-    /// The built `confab` next to the test bundle (or a parent of it); `CONFAB_BINARY` overrides.
-    static func binary() -> String? {
-        if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
-        for start in [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL] {
-            var dir = start.standardizedFileURL
-            for _ in 0..<4 {
-                let candidate = dir.appendingPathComponent("confab").path
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                   FileManager.default.isExecutableFile(atPath: candidate) {
-                    return candidate
-                }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return nil
-    }
+    static func binary() -> String? { confabExecutablePath() }
 
     static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()

@@ -586,12 +586,8 @@ import Testing
     // MARK: - Dump tool
 
     @Test func dumpToolReportsRecordsTornTailsAndCorruption() throws {
-        // The built `confab` sits next to the test bundle (or test executable).
-        let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
-                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-            .map { $0.appendingPathComponent("confab").path }
-        guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            Issue.record("confab binary not found in \(candidates)")
+        guard let binary = confabExecutablePath() else {
+            Issue.record("confab binary not found next to the test bundle")
             return
         }
         let dir = Self.tempDirectory()

@@ -71,12 +71,23 @@ public struct SliceResult: Sendable, Hashable {
     public var cursor: [UInt8]?
     /// Tombstones passed over while reading (Cassandra warns at 1,000).
     public var tombstonesScanned: Int
+
+    public init(rows: [ResultRow], cursor: [UInt8]?, tombstonesScanned: Int = 0) {
+        self.rows = rows
+        self.cursor = cursor
+        self.tombstonesScanned = tombstonesScanned
+    }
 }
 
 public struct ResultRow: Sendable, Hashable {
     public var clustering: [UInt8]
     /// Live cells only, sorted by column.
     public var cells: [Cell]
+
+    public init(clustering: [UInt8], cells: [Cell]) {
+        self.clustering = clustering
+        self.cells = cells
+    }
 
     public func value(_ column: UInt32) -> [UInt8]? {
         cells.first { $0.column == column }?.value

@@ -1,0 +1,79 @@
+import ConfabEngine
+
+/// What a replica returns for a full-data read of a slice: the raw row fragments with their
+/// timestamps and tombstones (not just live cells), plus the partition header (partition deletion
+/// and range tombstones), so a coordinator can reconcile replicas by timestamp and compute repairs.
+///
+/// The engine's `SliceResult` holds live cells only, which cannot be reconciled; the shell reads
+/// this from the engine's raw merge of the slice.
+public struct ReplicaReadResult: Hashable, Sendable {
+    public var header: PartitionHeader
+    /// Sorted by clustering bytes, one entry per clustering key.
+    public var rows: [Mutation.Row]
+
+    public init(header: PartitionHeader = PartitionHeader(), rows: [Mutation.Row] = []) {
+        self.header = header
+        self.rows = rows
+    }
+
+    /// The canonical form two replicas holding the same data agree on byte for byte: rows sorted
+    /// and merged per clustering key, data the header deletes removed, empty rows dropped.
+    public func normalized() -> ReplicaReadResult {
+        let header = PartitionHeader.merge(self.header, PartitionHeader())
+        var byKey: [[UInt8]: RowFragment] = [:]
+        for row in rows {
+            byKey[row.clustering] = byKey[row.clustering].map { RowFragment.merge($0, row.fragment) } ?? row.fragment
+        }
+        var out: [Mutation.Row] = []
+        out.reserveCapacity(byKey.count)
+        for (ck, var fragment) in byKey {
+            if let d = header.deletion(covering: ck) {
+                fragment.applyDeletion(d)
+                if let own = fragment.deletion, own <= d { fragment.deletion = nil }
+            }
+            if fragment.liveness == nil && fragment.deletion == nil && fragment.cells.isEmpty { continue }
+            out.append(Mutation.Row(clustering: ck, fragment: fragment))
+        }
+        out.sort { compareBytes($0.clustering, $1.clustering) < 0 }
+        return ReplicaReadResult(header: header, rows: out)
+    }
+
+    /// A 128-bit digest of the normalized result, timestamps and tombstones included (Cassandra's
+    /// digest reads hash the same thing). Equal digests mean the replicas need no repair for this
+    /// slice.
+    public func digest() -> ReadDigest {
+        let bytes = asMutation(table: 0, partitionKey: []).encoded()
+        let (a, b) = bytes.withUnsafeBytes { Murmur3.hash128($0, seed: 0x636f_6e66_6162) }
+        return ReadDigest(high: a, low: b)
+    }
+
+    /// The result as a mutation (normalized), e.g. to write a repair.
+    public func asMutation(table: TableID, partitionKey: [UInt8]) -> Mutation {
+        let n = normalized()
+        return Mutation(table: table, partitionKey: partitionKey, header: n.header, rows: n.rows)
+    }
+
+    /// True when there is nothing to write.
+    public var isEmpty: Bool { header.isEmpty && rows.isEmpty }
+}
+
+/// A digest of a replica's answer to a read (see `ReplicaReadResult.digest()`).
+public struct ReadDigest: Hashable, Sendable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    public var description: String {
+        String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(16)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

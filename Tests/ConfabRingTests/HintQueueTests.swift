@@ -1,0 +1,68 @@
+import ConfabEngine
+import Testing
+@testable import ConfabRing
+
+@Suite struct HintQueueTests {
+    let target = Fixtures.node(2)
+
+    func mutation(_ i: Int) -> Mutation {
+        ChatMessages.mutation(chatId: 1, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: Int64(i))
+    }
+
+    @Test func hintsOutsideTheWindowAreNotStored() {
+        var q = HintQueue()
+        #expect(q.store(mutation(1), for: target, targetDownSince: nil, now: .zero).count == 1)
+        let downAt = Fixtures.seconds(100)
+        #expect(q.store(mutation(2), for: target, targetDownSince: downAt, now: downAt + .seconds(3 * 3600)).count == 1)
+        #expect(q.store(mutation(3), for: target, targetDownSince: downAt, now: downAt + .seconds(3 * 3600 + 1)).isEmpty)
+        #expect(q.pendingCount(for: target) == 2)
+        #expect(q.stats.droppedOutsideWindow == 1)
+    }
+
+    @Test func replayWaitsForTheTargetKeepsOrderAndDeletesOnAck() {
+        var q = HintQueue()
+        for i in 0..<3 { _ = q.store(mutation(i), for: target, targetDownSince: .zero, now: .zero) }
+        #expect(q.onTick(now: Fixtures.seconds(1), isAlive: { _ in false }).isEmpty)
+        let replays = q.onTick(now: Fixtures.seconds(2), isAlive: { _ in true })
+        let hints = replays.compactMap { if case .replay(let h) = $0 { h } else { nil } }
+        #expect(hints.map(\.mutation) == [mutation(0), mutation(1), mutation(2)])
+        #expect(q.onTick(now: Fixtures.seconds(3), isAlive: { _ in true }).isEmpty)  // in flight
+        #expect(q.onReplayAck(id: hints[0].id) == [.delete(id: hints[0].id, target: target)])
+        q.onReplayFailed(id: hints[1].id)
+        let retry = q.onTick(now: Fixtures.seconds(4), isAlive: { _ in true })
+        #expect(retry.count == 1)
+        #expect(q.pendingCount(for: target) == 2)
+        // Timed-out replays are retried too.
+        let again = q.onTick(now: Fixtures.seconds(20), isAlive: { _ in true })
+        #expect(again.count == 2)
+    }
+
+    @Test func replayIsRateLimited() {
+        var cfg = HintQueue.Configuration()
+        let size = mutation(0).encoded().count
+        cfg.replayBytesPerSecond = size * 10
+        cfg.maxInFlightPerTarget = 1000
+        var q = HintQueue(configuration: cfg)
+        for i in 0..<100 { _ = q.store(mutation(i % 10), for: target, targetDownSince: nil, now: .zero) }
+        var sent = 0
+        for s in 0..<5 {
+            let acts = q.onTick(now: Fixtures.seconds(Double(s)), isAlive: { _ in true })
+            sent += acts.count
+        }
+        // One second of budget at start, then ten hints per second.
+        #expect(sent >= 40 && sent <= 52, "sent \(sent)")
+    }
+
+    @Test func oldHintsExpireAndRecoveredHintsResume() {
+        var q = HintQueue()
+        let stored = q.store(mutation(1), for: target, targetDownSince: nil, now: .zero)
+        guard case .persist(let hint) = stored.first else { Issue.record("no persist"); return }
+        var recovered = HintQueue(recovered: [hint])
+        #expect(recovered.pendingCount(for: target) == 1)
+        let expired = recovered.onTick(now: Fixtures.seconds(11 * 24 * 3600), isAlive: { _ in false })
+        #expect(expired == [.delete(id: hint.id, target: target)])
+        #expect(recovered.totalPending == 0)
+        #expect(q.store(mutation(2), for: target, targetDownSince: nil, now: .zero).first.map {
+            if case .persist(let h) = $0 { h.id > hint.id } else { false } } == true)
+    }
+}

@@ -1,0 +1,88 @@
+import ConfabEngine
+import Testing
+@testable import ConfabRing
+
+@Suite struct ReadCoordinatorTests {
+    let r1 = Fixtures.node(1), r2 = Fixtures.node(2), r3 = Fixtures.node(3)
+    let query = ChatMessages.latest(chatId: 42, limit: 10)
+
+    func row(_ id: String, ts: Int64, body: String) -> Mutation.Row {
+        ChatMessages.mutation(chatId: 42, timestamp: 100, messageId: id, sender: "ann", body: body, writeTime: ts).rows[0]
+    }
+
+    func make(_ cl: ConsistencyLevel = .quorum, alive: Set<NodeID>? = nil) -> ReadCoordinator {
+        let live = alive ?? [r1, r2, r3]
+        return ReadCoordinator(query: query, replicas: [r1, r2, r3], consistency: cl, replicationFactor: 3,
+                               isAlive: { live.contains($0) }, now: .zero, nowSeconds: 1_000)
+    }
+
+    @Test func matchingDigestsAnswerWithoutRepair() {
+        var rc = make()
+        #expect(rc.start() == [.requestData(query, from: r1), .requestDigest(query, from: r2)])
+        let data = ReplicaReadResult(rows: [row("a", ts: 1, body: "x"), row("b", ts: 2, body: "y")])
+        #expect(rc.onDigest(from: r2, data.digest()).isEmpty)
+        let out = rc.onData(from: r1, data)
+        guard case .succeeded(let result) = out.first else { Issue.record("\(out)"); return }
+        #expect(result.rows.map(\.clustering) == [ChatMessages.clustering(timestamp: 100, messageId: "b"),
+                                                 ChatMessages.clustering(timestamp: 100, messageId: "a")])  // newest first
+        #expect(rc.isFinished)
+    }
+
+    @Test func mismatchFetchesDataRepairsStaleReplicaAndWaitsForTheAck() {
+        var rc = make()
+        _ = rc.start()
+        let fresh = ReplicaReadResult(rows: [row("a", ts: 1, body: "x"), row("b", ts: 2, body: "y")])
+        let stale = ReplicaReadResult(rows: [row("a", ts: 1, body: "x")])
+        _ = rc.onData(from: r1, fresh)
+        #expect(rc.onDigest(from: r2, stale.digest()) == [.requestData(query, from: r2)])
+        let repair = rc.onData(from: r2, stale)
+        #expect(repair == [.sendRepair(Mutation(table: query.table, partitionKey: query.partitionKey,
+                                                rows: [row("b", ts: 2, body: "y")]), to: r2)])
+        #expect(rc.onRepairAck(from: r1).isEmpty)
+        let out = rc.onRepairAck(from: r2)
+        guard case .succeeded(let result) = out.first else { Issue.record("\(out)"); return }
+        #expect(result.rows.count == 2)
+        #expect(rc.repairedReplicas == [r2])
+    }
+
+    @Test func newestTimestampWinsAndTombstonesShadowOlderData() {
+        var rc = make()
+        _ = rc.start()
+        var deleted = row("a", ts: 1, body: "x")
+        deleted.fragment = RowFragment(deletion: DeletionTime(timestamp: 5, localDeletionTime: 900))
+        let old = ReplicaReadResult(rows: [row("a", ts: 1, body: "x"), row("b", ts: 2, body: "old")])
+        let new = ReplicaReadResult(rows: [deleted, row("b", ts: 3, body: "new")])
+        _ = rc.onData(from: r1, old)
+        _ = rc.onDigest(from: r2, new.digest())
+        let repairs = rc.onData(from: r2, new)
+                // r1 needs the tombstone and the newer b; r2 is up to date.
+        #expect(repairs.count == 1)
+        guard case .sendRepair(let m, let to) = repairs.first else { Issue.record("\(repairs)"); return }
+        #expect(to == r1 && m.rows.count == 2)
+        guard case .succeeded(let result) = rc.onRepairAck(from: r1).first else { Issue.record("no answer"); return }
+        #expect(result.rows.map { String(decoding: $0.value(ChatMessages.bodyColumn)!, as: UTF8.self) } == ["new"])
+        #expect(result.tombstonesScanned == 1)
+    }
+
+    @Test func unavailableAndTimeoutsAreDistinct() {
+        var down = make(alive: [r3])
+        guard case .failed(let e) = down.start().first else { Issue.record("expected unavailable"); return }
+        #expect(e.code == .unavailable)
+
+        var slow = make()
+        _ = slow.start()
+        _ = slow.onData(from: r1, ReplicaReadResult())
+        #expect(slow.onTick(now: Fixtures.seconds(4)).isEmpty)
+        guard case .failed(let t) = slow.onTick(now: Fixtures.seconds(5)).first else { Issue.record("expected timeout"); return }
+        #expect(t.code == .readTimeout && t.received == 1 && t.message.contains("digests"))
+    }
+
+    @Test func digestCoversTimestampsAndIsOrderIndependent() {
+        let x = ReplicaReadResult(rows: [row("a", ts: 1, body: "x"), row("b", ts: 2, body: "y")])
+        let y = ReplicaReadResult(rows: [row("b", ts: 2, body: "y"), row("a", ts: 1, body: "x")])
+        #expect(x.digest() == y.digest())
+        var z = x
+        z.rows[0].fragment.cells[0].timestamp = 7
+        #expect(x.digest() != z.digest())
+    }
+}

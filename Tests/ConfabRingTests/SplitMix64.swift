@@ -1,0 +1,28 @@
+/// A small seeded generator (Steele et al.'s SplitMix64) so every randomized test replays exactly
+/// from its printed seed.
+struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Helpers shared by the ring tests.
+enum Fixtures {
+    static func node(_ i: Int) -> NodeID {
+        NodeID(id: "node-\(i)", host: "127.0.0.1", port: 7000 + i)
+    }
+
+    static func seconds(_ s: Double) -> RingInstant {
+        RingInstant(nanoseconds: Int64(s * 1e9))
+    }
+}
+
+import ConfabRing
