@@ -1,14 +1,51 @@
 extension StorageEngine {
-    /// Reads a slice of one partition. Sees every write that returned before the call.
+    /// Reads a slice of one partition: live rows only, newest version of every cell, deleted and
+    /// expired data left out. Sees every write that returned before the call.
     ///
     /// Cost: one bloom check per SSTable, then for each source that may hold the partition a
     /// header lookup and an index seek to the start of the slice — independent of how many rows the
     /// partition holds — and then only the blocks the returned rows live in.
     public func read(_ query: SliceQuery) throws -> SliceResult {
-        guard query.limit > 0 else { return SliceResult(rows: [], cursor: nil, tombstonesScanned: 0) }
+        var rows: [ResultRow] = []
+        rows.reserveCapacity(min(max(query.limit, 0), 1024))
+        let now = options.clock.nowSeconds()
+        let outcome = try mergeSlice(query) { clustering, row in
+            guard row.isLive(now: now) else { return false }
+            let cells = row.cells.allSatisfy { $0.isLive(now: now) } ? row.cells : row.cells.filter { $0.isLive(now: now) }
+            rows.append(ResultRow(clustering: clustering, cells: cells))
+            return true
+        }
+        return SliceResult(rows: rows, cursor: outcome.cursor, tombstonesScanned: outcome.tombstones)
+    }
+
+    /// A replica's answer for read repair: the same slice as `read`, but as reconciled row
+    /// fragments with their timestamps and tombstones, plus the partition header, so a coordinator
+    /// can compare replicas and repair the stale ones. `limit` counts live rows; dead rows met on
+    /// the way are included.
+    public func readRaw(_ query: SliceQuery) throws -> RawSlice {
+        var rows: [Mutation.Row] = []
+        let now = options.clock.nowSeconds()
+        let outcome = try mergeSlice(query) { clustering, row in
+            rows.append(Mutation.Row(clustering: clustering, fragment: row))
+            return row.isLive(now: now)
+        }
+        return RawSlice(header: outcome.header, rows: rows, cursor: outcome.cursor)
+    }
+
+    struct MergeOutcome {
+        var header: PartitionHeader
+        var cursor: [UInt8]?
+        var tombstones: Int
+    }
+
+    /// Merges every source's rows of the slice in query order, reconciled and with partition, range
+    /// and row deletions applied, handing each to `emit` until it has accepted `limit` rows
+    /// (`emit` returns whether the row counts).
+    func mergeSlice(_ query: SliceQuery, emit: ([UInt8], RowFragment) throws -> Bool) throws -> MergeOutcome {
         guard !query.partitionKey.isEmpty, query.partitionKey.count <= Int(UInt16.max) else {
             throw StorageError(.invalidArgument, "partition key must be 1...65535 bytes (got \(query.partitionKey.count))")
         }
+        guard query.limit > 0 else { return MergeOutcome(header: PartitionHeader(), cursor: nil, tombstones: 0) }
         let prefix = InternalKey.partitionPrefix(table: query.table, partitionKey: query.partitionKey)
         let (memtables, candidates) = state.withLock { () -> ([Memtable], [SSTableReader]) in
             ([active] + frozen.reversed().map(\.memtable), tables)
@@ -31,7 +68,7 @@ extension StorageEngine {
         }
 
         let (lo, hi) = query.clusteringRange()
-        if let hi, compareBytes(lo, hi) >= 0 { return SliceResult(rows: [], cursor: nil, tombstonesScanned: 0) }
+        if let hi, compareBytes(lo, hi) >= 0 { return MergeOutcome(header: header, cursor: nil, tombstones: 0) }
         let lowKey = prefix + lo
         let highKey = hi.map { prefix + $0 } ?? (InternalKey.prefixSuccessor(prefix) ?? [UInt8](repeating: 0xFF, count: prefix.count + 1))
 
@@ -51,9 +88,7 @@ extension StorageEngine {
             current.append(position(it))
         }
 
-        let now = options.clock.nowSeconds()
-        var rows: [ResultRow] = []
-        rows.reserveCapacity(min(query.limit, 1024))
+        var accepted = 0
         var tombstones = 0
         var cursor: [UInt8]? = nil
         while true {
@@ -76,11 +111,13 @@ extension StorageEngine {
             }
             guard var row = fragment else { continue }
             let clustering = Array(key[prefix.count...])
-            if let d = header.deletion(covering: clustering) { row.applyDeletion(d) }
-            if row.isLive(now: now) {
-                let cells = row.cells.allSatisfy { $0.isLive(now: now) } ? row.cells : row.cells.filter { $0.isLive(now: now) }
-                rows.append(ResultRow(clustering: clustering, cells: cells))
-                if rows.count == query.limit {
+            if let d = header.deletion(covering: clustering) {
+                row.applyDeletion(d)
+                if let own = row.deletion, own <= d { row.deletion = nil }
+            }
+            if try emit(clustering, row) {
+                accepted += 1
+                if accepted == query.limit {
                     cursor = clustering
                     break
                 }
@@ -89,7 +126,7 @@ extension StorageEngine {
             }
         }
         if tombstones > 0 { metrics.tombstonesScanned.increment(by: tombstones) }
-        return SliceResult(rows: rows, cursor: cursor, tombstonesScanned: tombstones)
+        return MergeOutcome(header: header, cursor: cursor, tombstones: tombstones)
     }
 
     private func decodeValue(_ bytes: [UInt8], from table: SSTableReader?) throws -> EntryValue {
@@ -110,5 +147,20 @@ extension StorageEngine {
             }
             throw e
         }
+    }
+}
+
+/// A slice as reconciled row fragments with timestamps and tombstones (see `readRaw`).
+public struct RawSlice: Sendable, Hashable {
+    public var header: PartitionHeader
+    /// In query order; dead rows (tombstones) included.
+    public var rows: [Mutation.Row]
+    /// Resume after this clustering key; nil when the slice is known to be done.
+    public var cursor: [UInt8]?
+
+    public init(header: PartitionHeader, rows: [Mutation.Row], cursor: [UInt8]?) {
+        self.header = header
+        self.rows = rows
+        self.cursor = cursor
     }
 }
