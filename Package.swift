@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "confab",
             dependencies: [
-                "ConfabEngine",
+                "ConfabEngine", "ConfabNode", "ConfabClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,85 @@
+import ConfabRing
+import ConfabWire
+import NIOCore
+import NIOPosix
+
+/// One TCP connection to one node, shared by any number of concurrent requests (multiplexed by
+/// stream id). Opened with a Hello handshake, so a connection that exists talks to a Confab node of
+/// a compatible protocol version.
+final class ClientConnection: Sendable {
+    let address: NodeAddress
+    let channel: any Channel
+    /// The id the node reported in its HelloAck.
+    let nodeID: String
+
+    private init(address: NodeAddress, channel: any Channel, nodeID: String) {
+        self.address = address
+        self.channel = channel
+        self.nodeID = nodeID
+    }
+
+    var isActive: Bool { channel.isActive }
+
+    static func connect(to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
+                        requestTimeout: Duration, maxFrameBytes: Int, clientName: String) async throws -> ClientConnection {
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(TimeAmount(connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(ClientFrameDecoder(maxBodyBytes: maxFrameBytes)))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientChannelHandler(address: "\(address)", maxFrameBytes: maxFrameBytes))
+                    }
+                }
+                .connect(host: address.host, port: address.port).get()
+        } catch {
+            throw ConfabClientError(.noNodeReachable, "no node reachable at \(address); is `confab node` running? (\(error))")
+        }
+        let reply: WireMessage
+        do {
+            reply = try await send(.hello(Hello(clientName: clientName)), on: channel, timeout: requestTimeout)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+        switch reply {
+        case .helloAck(let ack):
+            return ClientConnection(address: address, channel: channel, nodeID: ack.nodeID)
+        case .error(let e):
+            channel.close(promise: nil)
+            throw e
+        default:
+            channel.close(promise: nil)
+            throw ConfabClientError(.unexpectedResponse, "\(address) answered Hello with \(reply.type)")
+        }
+    }
+
+    /// Sends `message` and waits for its answer (an `.error` answer is returned, not thrown).
+    func request(_ message: WireMessage, timeout: Duration) async throws -> WireMessage {
+        try await Self.send(message, on: channel, timeout: timeout)
+    }
+
+    private static func send(_ message: WireMessage, on channel: any Channel, timeout: Duration) async throws -> WireMessage {
+        let promise = channel.eventLoop.makePromise(of: WireMessage.self)
+        channel.writeAndFlush(ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout)))
+            .whenFailure { error in
+                promise.fail(ConfabClientError(.connectionClosed, "cannot send to \(channel.remoteAddress.map { "\($0)" } ?? "node"): \(error)"))
+            }
+        return try await promise.futureResult.get()
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (s, atto) = duration.components
+        self = .nanoseconds(s * 1_000_000_000 + atto / 1_000_000_000)
+    }
+}

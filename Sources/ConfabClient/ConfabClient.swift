@@ -1,0 +1,140 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A client of a Confab cluster: connects to the nodes it is given, keeps one connection per node
+/// and multiplexes concurrent requests over it, and retries a request on the next node when a node
+/// cannot be reached or fails in a way another node may not.
+///
+/// Guarantees, per request:
+/// - `write` returns once the write is durable on as many replicas as `consistency` requires. A
+///   write that throws may or may not have been applied (e.g. the connection closed after the node
+///   received it). Writes carry their own timestamps, so retrying one (as this client does on
+///   another node) is idempotent: at-least-once delivery, exactly-once effect.
+/// - `read` returns rows in query order; at QUORUM (or when reads and writes overlap) it sees every
+///   write acknowledged before it started.
+///
+/// Thread-safe; share one client per process.
+public final class ConfabClient: Sendable {
+    public struct Configuration: Sendable {
+        /// Nodes to send requests to (any node coordinates any request).
+        public var nodes: [NodeAddress]
+        public var connectTimeout: Duration = .seconds(2)
+        /// How long to wait for one node's answer before trying the next.
+        public var requestTimeout: Duration = .seconds(10)
+        /// Nodes tried per request at most (default: every node once).
+        public var maxAttempts: Int?
+        public var maxFrameBytes: Int = FrameHeader.defaultMaxBodyBytes
+        /// Sent in Hello, shows up in node logs.
+        public var clientName = "confab-swift-client"
+        /// Which node to try first (token-aware routing plugs in here).
+        public var routing: any RoutingPolicy = RoundRobinRouting()
+        public var schema: SchemaRegistry = .standard
+        /// Timestamps of posted messages and TTL checks.
+        public var clock: any EngineClock = SystemClock()
+
+        public init(nodes: [NodeAddress]) { self.nodes = nodes }
+    }
+
+    public let configuration: Configuration
+    private let pool: ConnectionPool
+    private let logger: Logger
+
+    public init(configuration: Configuration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                logger: Logger = Logger(label: "confab.client")) {
+        self.configuration = configuration
+        self.logger = logger
+        let c = configuration
+        self.pool = ConnectionPool { address in
+            try await ClientConnection.connect(to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
+                                               requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,
+                                               clientName: c.clientName)
+        }
+    }
+
+    /// A client of the nodes at `nodes` ("host:port" each) with default settings.
+    public convenience init(nodes: [NodeAddress]) {
+        self.init(configuration: Configuration(nodes: nodes))
+    }
+
+    /// Closes every connection; requests after this fail with `shutDown`.
+    public func shutdown() async {
+        await pool.shutdown()
+    }
+
+    // MARK: Requests
+
+    /// Writes one partition's mutation. See the type's guarantees.
+    @discardableResult
+    public func write(_ mutation: Mutation, consistency: ConsistencyLevel = .quorum) async throws -> WriteAck {
+        let table = try configuration.schema.resolve(id: mutation.table)
+        let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency)
+        switch try await send(.write(request), partitionKey: mutation.partitionKey) {
+        case .writeAck(let ack): return ack
+        case let other: throw unexpected(other, for: .write)
+        }
+    }
+
+    /// Reads a slice (rows with their cell timestamps, in query order).
+    public func read(_ query: SliceQuery, consistency: ConsistencyLevel = .quorum) async throws -> ReplicaRows {
+        let table = try configuration.schema.resolve(id: query.table)
+        let request = ReadRequest(query, schema: table, consistency: consistency)
+        switch try await send(.read(request), partitionKey: query.partitionKey) {
+        case .readResponse(.rows(let rows)): return rows
+        case let other: throw unexpected(other, for: .read)
+        }
+    }
+
+    /// Round trip to a node (the first the routing policy picks); returns the node's id.
+    public func ping() async throws -> String {
+        let nonce = UInt64.random(in: 0...UInt64.max)
+        var nodeID = ""
+        let reply = try await send(.ping(nonce: nonce), partitionKey: nil) { nodeID = $0 }
+        guard case .pong(nonce) = reply else { throw unexpected(reply, for: .ping) }
+        return nodeID
+    }
+
+    /// Sends `message` to the planned nodes in turn until one answers. Node errors that another
+    /// node may not repeat (overloaded, server, timeout, unavailable) and connection failures move
+    /// on to the next node; the last failure is thrown.
+    func send(_ message: WireMessage, partitionKey: [UInt8]?,
+              answeredBy: (String) -> Void = { _ in }) async throws -> WireMessage {
+        let plan = configuration.routing.plan(partitionKey: partitionKey, nodes: configuration.nodes)
+        guard !plan.isEmpty else { throw ConfabClientError(.invalidArgument, "no node addresses given") }
+        let attempts = max(1, min(configuration.maxAttempts ?? plan.count, plan.count))
+        var failures: [(NodeAddress, any Error)] = []
+        for address in plan.prefix(attempts) {
+            do {
+                let connection = try await pool.connection(to: address)
+                let reply = try await connection.request(message, timeout: configuration.requestTimeout)
+                if case .error(let e) = reply {
+                    if e.code.isRetryableElsewhere {
+                        failures.append((address, e))
+                        continue
+                    }
+                    throw e
+                }
+                answeredBy(connection.nodeID)
+                return reply
+            } catch let error as ConfabClientError where error.isRetryableElsewhere {
+                logger.debug("request failed, trying the next node", metadata: ["node": "\(address)", "error": "\(error)"])
+                failures.append((address, error))
+            }
+        }
+        // Prefer what a node said over what the network did.
+        if let (_, nodeError) = failures.last(where: { $0.1 is WireError }) { throw nodeError }
+        if failures.allSatisfy({ ($0.1 as? ConfabClientError)?.code == .noNodeReachable }) {
+            let addresses = failures.map { "\($0.0)" }.joined(separator: ", ")
+            throw ConfabClientError(.noNodeReachable, "no node reachable at \(addresses); is `confab node` running?")
+        }
+        throw failures.last!.1
+    }
+
+    private func unexpected(_ reply: WireMessage, for request: MessageType) -> ConfabClientError {
+        ConfabClientError(.unexpectedResponse, "a node answered \(request.name ?? "a request") with \(reply.type)")
+    }
+}

@@ -1,0 +1,40 @@
+import ConfabRing
+import NIOCore
+
+/// At most one open connection per node, reused by every request; a dead connection is replaced
+/// on next use. Concurrent first uses of a node share one connect.
+actor ConnectionPool {
+    private var connections: [NodeAddress: ClientConnection] = [:]
+    private var connecting: [NodeAddress: Task<ClientConnection, any Error>] = [:]
+    private var isShutDown = false
+    private let connect: @Sendable (NodeAddress) async throws -> ClientConnection
+
+    init(connect: @escaping @Sendable (NodeAddress) async throws -> ClientConnection) {
+        self.connect = connect
+    }
+
+    func connection(to address: NodeAddress) async throws -> ClientConnection {
+        guard !isShutDown else { throw ConfabClientError(.shutDown, "the client was shut down") }
+        if let c = connections[address], c.isActive { return c }
+        connections[address] = nil
+        if let task = connecting[address] { return try await task.value }
+        let connect = self.connect
+        let task = Task { try await connect(address) }
+        connecting[address] = task
+        defer { connecting[address] = nil }
+        let c = try await task.value
+        if isShutDown {
+            await c.close()
+            throw ConfabClientError(.shutDown, "the client was shut down")
+        }
+        connections[address] = c
+        return c
+    }
+
+    func shutdown() async {
+        isShutDown = true
+        let all = connections.values
+        connections.removeAll()
+        for c in all { await c.close() }
+    }
+}

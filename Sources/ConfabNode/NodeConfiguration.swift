@@ -1,0 +1,133 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+import Foundation
+
+/// Everything `confab node` is told at startup. Read from a config file (docs/node.md § Config
+/// file: `key = value` lines, `#` comments) and then overridden by command-line flags.
+public struct NodeConfiguration: Sendable, Hashable {
+    /// Holds the engine (`engine/`: WAL, SSTables, MANIFEST) and the node id (`node-id`).
+    public var dataDirectory: String
+    /// Where the node listens for clients and peers; port 0 picks a free port.
+    public var listen: NodeAddress = NodeAddress(host: "127.0.0.1", port: NodeAddress.defaultPort)
+    /// Peers to contact first when joining a ring (unused until the ring is integrated).
+    public var seeds: [NodeAddress] = []
+    /// Tokens this node owns on the ring (Cassandra's num_tokens).
+    public var vnodes: Int = 16
+    /// Replicas per key. A single node serves RF 1 whatever is set, until the ring is integrated.
+    public var replicationFactor: Int = 1
+    /// When writes are acknowledged relative to the WAL's fdatasync (see `SyncMode`).
+    public var syncMode: SyncMode = .group
+    /// Nodes only talk to nodes of the same cluster.
+    public var clusterName: String = "confab"
+    /// Requests one connection may have running at once; further frames wait unread (TCP
+    /// backpressure reaches the client).
+    public var maxInFlightPerConnection: Int = 128
+    /// Largest frame body accepted or sent.
+    public var maxFrameBytes: Int = FrameHeader.defaultMaxBodyBytes
+    /// Threads that run blocking engine reads and startup/shutdown (open, close).
+    public var ioThreads: Int = 4
+    /// Bytes of memtable before a flush.
+    public var memtableBytes: Int = 64 << 20
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    /// The engine's directory inside the data directory.
+    public var engineDirectory: String { (dataDirectory as NSString).appendingPathComponent("engine") }
+
+    /// The keys a config file may set, with what each means (also shown by `confab node --help`).
+    public static let keys: [(key: String, help: String)] = [
+        ("data_dir", "data directory (engine files and node id)"),
+        ("listen", "host:port to listen on for clients and peers (port 0: any free port)"),
+        ("seeds", "comma-separated host:port of seed nodes"),
+        ("vnodes", "number of vnode tokens (default 16)"),
+        ("replication_factor", "replicas per key (default 1)"),
+        ("sync", "WAL sync mode: batch, group (default) or periodic[:MS]"),
+        ("cluster_name", "cluster name (default confab)"),
+        ("max_in_flight", "requests running at once per connection (default 128)"),
+        ("max_frame_bytes", "largest frame body in bytes (default 67108864)"),
+        ("io_threads", "threads for blocking engine reads (default 4)"),
+        ("memtable_bytes", "memtable size before a flush (default 67108864)"),
+    ]
+
+    /// Sets one key from a config file line or a flag. Throws `invalidConfiguration` naming the
+    /// key and what is accepted.
+    public mutating func set(_ key: String, _ rawValue: String, source: String = "flag") throws(NodeError) {
+        let value = rawValue.trimmingCharacters(in: .whitespaces)
+        func bad(_ expected: String) -> NodeError {
+            NodeError(.invalidConfiguration, "\(source): \(key) = \(value.isEmpty ? "(empty)" : value): expected \(expected)")
+        }
+        func int(_ range: ClosedRange<Int>) throws(NodeError) -> Int {
+            guard let n = Int(value), range.contains(n) else { throw bad("an integer in \(range.lowerBound)...\(range.upperBound)") }
+            return n
+        }
+        switch key {
+        case "data_dir":
+            guard !value.isEmpty else { throw bad("a directory path") }
+            dataDirectory = value
+        case "listen":
+            guard let a = NodeAddress(hostPort: value) else { throw bad("host:port, e.g. 127.0.0.1:7400") }
+            listen = a
+        case "seeds":
+            var out: [NodeAddress] = []
+            for part in value.split(separator: ",") where !part.trimmingCharacters(in: .whitespaces).isEmpty {
+                guard let a = NodeAddress(hostPort: String(part)), a.port > 0 else { throw bad("comma-separated host:port") }
+                out.append(a)
+            }
+            seeds = out
+        case "vnodes": vnodes = try int(1...1024)
+        case "replication_factor": replicationFactor = try int(1...16)
+        case "sync":
+            guard let m = SyncMode(parsing: value) else { throw bad("batch, group, periodic or periodic:MS") }
+            syncMode = m
+        case "cluster_name":
+            guard !value.isEmpty, value.utf8.count <= 255 else { throw bad("a name of 1...255 bytes") }
+            clusterName = value
+        case "max_in_flight": maxInFlightPerConnection = try int(1...65536)
+        case "max_frame_bytes": maxFrameBytes = try int(1024...(1 << 30))
+        case "io_threads": ioThreads = try int(1...256)
+        case "memtable_bytes": memtableBytes = try int((1 << 16)...(1 << 34))
+        default:
+            throw NodeError(.invalidConfiguration, "\(source): unknown key \"\(key)\"; known keys: \(Self.keys.map(\.key).joined(separator: ", "))")
+        }
+    }
+
+    /// Applies a config file's `key = value` lines on top of `self`.
+    public mutating func apply(configFileContents text: String, path: String) throws(NodeError) {
+        for (i, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            guard let eq = trimmed.firstIndex(of: "=") else {
+                throw NodeError(.invalidConfiguration, "\(path):\(i + 1): expected key = value, got \"\(trimmed)\"")
+            }
+            let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
+            try set(key, String(trimmed[trimmed.index(after: eq)...]), source: "\(path):\(i + 1)")
+        }
+    }
+
+    /// Reads a config file. `data_dir` may be left out when a flag provides it.
+    public static func load(file path: String, base: NodeConfiguration = NodeConfiguration(dataDirectory: ""))
+        throws(NodeError) -> NodeConfiguration
+    {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw NodeError(.invalidConfiguration, "cannot read config file \(path): \(error.localizedDescription)")
+        }
+        var config = base
+        try config.apply(configFileContents: text, path: path)
+        return config
+    }
+
+    /// Checks what cannot be checked per key.
+    public func validate() throws(NodeError) {
+        guard !dataDirectory.isEmpty else {
+            throw NodeError(.invalidConfiguration, "no data directory: pass --data-dir or set data_dir in the config file")
+        }
+    }
+}

@@ -1,0 +1,22 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+
+/// What carries out a client's reads and writes once the request is decoded and validated: the
+/// seam between the connection handling and the data. `LocalProcessor` serves from this node's
+/// engine (a single node, RF 1); the ring's coordinator will implement the same protocol and fan
+/// requests out to replicas.
+///
+/// Implementations throw `WireError` for failures the client should see as such (`unavailable`,
+/// `timeout`, `overloaded`, `invalid`); any other error is reported as a `server` error (a
+/// `StorageError` keeps its meaning, see `RequestHandler`).
+public protocol RequestProcessor: Sendable {
+    /// Applies `mutation` and returns once at least `consistency.blockFor(rf)` replicas hold it
+    /// durably (per their sync mode). Mutations carry their own cell timestamps, so a retried write
+    /// is idempotent.
+    func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck
+
+    /// Reads the slice with the guarantees of `consistency`. With `digestOnly`, answers
+    /// `.digest` of the rows it would have returned.
+    func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse
+}

@@ -1,0 +1,37 @@
+import ConfabEngine
+
+/// One frame: header fields plus the raw body. The body is decoded into a `WireMessage` separately,
+/// so a frame with an unknown or malformed body can still be answered on its stream.
+public struct Frame: Hashable, Sendable {
+    public var type: MessageType
+    public var flags: FrameFlags
+    public var streamID: UInt32
+    public var body: [UInt8]
+    public var version: UInt8
+
+    public init(type: MessageType, flags: FrameFlags = [], streamID: UInt32, body: [UInt8],
+                version: UInt8 = ProtocolVersion.current) {
+        self.type = type
+        self.flags = flags
+        self.streamID = streamID
+        self.body = body
+        self.version = version
+    }
+
+    public var header: FrameHeader {
+        FrameHeader(version: version, type: type, flags: flags, streamID: streamID, bodyLength: UInt32(body.count))
+    }
+
+    /// Header, body and body CRC32C: the bytes to put on the wire.
+    public func encoded() -> [UInt8] {
+        var out = header.encoded()
+        out.reserveCapacity(FrameHeader.size + body.count + FrameHeader.trailerSize)
+        out.append(contentsOf: body)
+        let crc = CRC32C.checksum(body)
+        out.append(UInt8(truncatingIfNeeded: crc >> 24))
+        out.append(UInt8(truncatingIfNeeded: crc >> 16))
+        out.append(UInt8(truncatingIfNeeded: crc >> 8))
+        out.append(UInt8(truncatingIfNeeded: crc))
+        return out
+    }
+}

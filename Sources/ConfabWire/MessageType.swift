@@ -1,0 +1,86 @@
+/// The type byte of a frame (docs/protocol.md § Message types).
+///
+/// Client-facing types are implemented in protocol version 1. Internode types are reserved now so
+/// the ring's messages get stable numbers: a version-1 node that receives one answers with a
+/// `protocolError` ("not implemented") and keeps the connection.
+public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    // Connection
+    public static let hello = MessageType(rawValue: 0x01)
+    public static let helloAck = MessageType(rawValue: 0x02)
+    public static let ping = MessageType(rawValue: 0x03)
+    public static let pong = MessageType(rawValue: 0x04)
+    public static let error = MessageType(rawValue: 0x05)
+
+    // Client requests (coordinated by the receiving node)
+    public static let write = MessageType(rawValue: 0x10)
+    public static let writeAck = MessageType(rawValue: 0x11)
+    public static let read = MessageType(rawValue: 0x12)
+    public static let readResponse = MessageType(rawValue: 0x13)
+
+    // Internode, reserved (bodies defined with the ring)
+    public static let gossipSyn = MessageType(rawValue: 0x40)
+    public static let gossipAck = MessageType(rawValue: 0x41)
+    public static let gossipAck2 = MessageType(rawValue: 0x42)
+    public static let replicaWrite = MessageType(rawValue: 0x48)
+    public static let replicaWriteAck = MessageType(rawValue: 0x49)
+    public static let replicaRead = MessageType(rawValue: 0x4A)
+    public static let replicaReadResponse = MessageType(rawValue: 0x4B)
+    public static let hintReplay = MessageType(rawValue: 0x4C)
+    public static let hintReplayAck = MessageType(rawValue: 0x4D)
+    public static let merkleTreeRequest = MessageType(rawValue: 0x50)
+    public static let merkleTreeResponse = MessageType(rawValue: 0x51)
+    public static let streamRangesRequest = MessageType(rawValue: 0x58)
+    public static let streamRangesData = MessageType(rawValue: 0x59)
+    public static let streamRangesDone = MessageType(rawValue: 0x5A)
+
+    /// Types version 1 encodes and decodes.
+    public static let implemented: [MessageType] = [
+        .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse,
+    ]
+
+    /// Numbers set aside for the ring's internode messages.
+    public static let reservedInternode: [MessageType] = [
+        .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
+        .hintReplay, .hintReplayAck, .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest,
+        .streamRangesData, .streamRangesDone,
+    ]
+
+    public var isReservedInternode: Bool { Self.reservedInternode.contains(self) }
+
+    public var name: String? {
+        switch self {
+        case .hello: return "Hello"
+        case .helloAck: return "HelloAck"
+        case .ping: return "Ping"
+        case .pong: return "Pong"
+        case .error: return "Error"
+        case .write: return "Write"
+        case .writeAck: return "WriteAck"
+        case .read: return "Read"
+        case .readResponse: return "ReadResponse"
+        case .gossipSyn: return "GossipSyn"
+        case .gossipAck: return "GossipAck"
+        case .gossipAck2: return "GossipAck2"
+        case .replicaWrite: return "ReplicaWrite"
+        case .replicaWriteAck: return "ReplicaWriteAck"
+        case .replicaRead: return "ReplicaRead"
+        case .replicaReadResponse: return "ReplicaReadResponse"
+        case .hintReplay: return "HintReplay"
+        case .hintReplayAck: return "HintReplayAck"
+        case .merkleTreeRequest: return "MerkleTreeRequest"
+        case .merkleTreeResponse: return "MerkleTreeResponse"
+        case .streamRangesRequest: return "StreamRangesRequest"
+        case .streamRangesData: return "StreamRangesData"
+        case .streamRangesDone: return "StreamRangesDone"
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        let hex = "0x" + (rawValue < 16 ? "0" : "") + String(rawValue, radix: 16)
+        return name.map { "\($0) (\(hex))" } ?? "unknown type \(hex)"
+    }
+}

@@ -1,0 +1,209 @@
+import ConfabEngine
+import ConfabRing
+
+/// Every message protocol version 1 implements, with its body encoding (docs/protocol.md §
+/// Messages). Encoding is total; decoding checks every length and value and throws a `WireError`
+/// naming the message and field on any malformed body — it never traps.
+public enum WireMessage: Hashable, Sendable {
+    case hello(Hello)
+    case helloAck(HelloAck)
+    case ping(nonce: UInt64)
+    case pong(nonce: UInt64)
+    case error(WireError)
+    case write(WriteRequest)
+    case writeAck(WriteAck)
+    case read(ReadRequest)
+    case readResponse(ReadResponse)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: return .hello
+        case .helloAck: return .helloAck
+        case .ping: return .ping
+        case .pong: return .pong
+        case .error: return .error
+        case .write: return .write
+        case .writeAck: return .writeAck
+        case .read: return .read
+        case .readResponse: return .readResponse
+        }
+    }
+
+    /// True for messages that answer a request (their frames carry the `response` flag).
+    public var isResponse: Bool {
+        switch self {
+        case .helloAck, .pong, .error, .writeAck, .readResponse: return true
+        case .hello, .ping, .write, .read: return false
+        }
+    }
+
+    /// The frame carrying this message on `streamID`.
+    public func frame(streamID: UInt32) -> Frame {
+        Frame(type: type, flags: isResponse ? .response : [], streamID: streamID, body: encodedBody())
+    }
+
+    /// The whole frame's bytes.
+    public func encodedFrame(streamID: UInt32) -> [UInt8] { frame(streamID: streamID).encoded() }
+
+    // MARK: Encoding
+
+    public func encodedBody() -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .hello(let h):
+            w.u8(h.minVersion)
+            w.u8(h.maxVersion)
+            w.string(String(h.clientName.utf8.prefix(1024)) ?? "")
+        case .helloAck(let a):
+            w.u8(a.version)
+            w.string(a.nodeID)
+            w.string(a.clusterName)
+        case .ping(let n), .pong(let n):
+            w.u64(n)
+        case .error(let e):
+            w.u16(e.code.rawValue)
+            w.longString(e.message)
+        case .write(let r):
+            w.u8(r.consistency.wireCode)
+            w.string(r.keyspace)
+            w.string(r.table)
+            let m = r.mutation.encoded()
+            w.bytes.reserveCapacity(w.bytes.count + 4 + m.count)
+            w.longBytes(m)
+        case .writeAck(let a):
+            w.u8(a.acknowledged)
+            w.u8(a.required)
+        case .read(let r):
+            w.u8(r.consistency.wireCode)
+            var flags: UInt8 = 0
+            if r.digestOnly { flags |= ReadFlags.digestOnly }
+            if r.reversed { flags |= ReadFlags.reversed }
+            if let l = r.lower { flags |= ReadFlags.hasLower | (l.inclusive ? ReadFlags.lowerInclusive : 0) }
+            if let u = r.upper { flags |= ReadFlags.hasUpper | (u.inclusive ? ReadFlags.upperInclusive : 0) }
+            if r.cursor != nil { flags |= ReadFlags.hasCursor }
+            w.u8(flags)
+            w.string(r.keyspace)
+            w.string(r.table)
+            w.shortBytes(r.partitionKey)
+            if let l = r.lower { w.longBytes(l.prefix) }
+            if let u = r.upper { w.longBytes(u.prefix) }
+            if let c = r.cursor { w.longBytes(c) }
+            w.u32(r.limit)
+        case .readResponse(.rows(let rows)):
+            w.u8(ResponseKind.rows)
+            w.u8(rows.cursor == nil ? 0 : 1)
+            if let c = rows.cursor { w.longBytes(c) }
+            w.u32(rows.tombstonesScanned)
+            w.longBytes(rows.asMutation.encoded())
+        case .readResponse(.digest(let d)):
+            w.u8(ResponseKind.digest)
+            w.u64(d.high)
+            w.u64(d.low)
+        }
+        return w.bytes
+    }
+
+    // MARK: Decoding
+
+    /// Decodes a frame's body. Throws `protocolError` for unknown, reserved or malformed messages
+    /// and `invalid` for well-formed values Confab does not support (e.g. consistency THREE).
+    public static func decode(_ frame: Frame) throws(WireError) -> WireMessage {
+        var r = WireReader(frame.body, context: frame.type.name ?? "message")
+        let message: WireMessage
+        switch frame.type {
+        case .hello:
+            let minV = try r.u8("min version")
+            let maxV = try r.u8("max version")
+            guard minV <= maxV else { throw r.fail("min version \(minV) above max version \(maxV)") }
+            message = .hello(Hello(minVersion: minV, maxVersion: maxV, clientName: try r.string("client name")))
+        case .helloAck:
+            message = .helloAck(HelloAck(version: try r.u8("version"), nodeID: try r.string("node id"),
+                                         clusterName: try r.string("cluster name")))
+        case .ping:
+            message = .ping(nonce: try r.u64("nonce"))
+        case .pong:
+            message = .pong(nonce: try r.u64("nonce"))
+        case .error:
+            let code = WireError.Code(rawValue: try r.u16("code"))
+            message = .error(WireError(code, try r.longString("message")))
+        case .write:
+            let consistency = try ConsistencyLevel(wireCode: try r.u8("consistency"))
+            let keyspace = try r.string("keyspace")
+            let table = try r.string("table")
+            let bytes = try r.longBytes("mutation", max: frame.body.count)
+            let mutation: Mutation
+            do {
+                mutation = try Mutation.decode(bytes)
+            } catch {
+                throw r.fail("bad mutation: \(error)")
+            }
+            message = .write(WriteRequest(keyspace: keyspace, table: table, mutation: mutation, consistency: consistency))
+        case .writeAck:
+            message = .writeAck(WriteAck(acknowledged: try r.u8("acknowledged"), required: try r.u8("required")))
+        case .read:
+            let consistency = try ConsistencyLevel(wireCode: try r.u8("consistency"))
+            let flags = try r.u8("flags")
+            guard flags & ~ReadFlags.all == 0 else { throw r.fail("unknown read flags 0x\(String(flags, radix: 16))") }
+            let keyspace = try r.string("keyspace")
+            let table = try r.string("table")
+            let pk = try r.shortBytes("partition key")
+            let lower = flags & ReadFlags.hasLower != 0
+                ? ClusteringBound(encoded: try r.longBytes("lower bound", max: frame.body.count),
+                                  inclusive: flags & ReadFlags.lowerInclusive != 0) : nil
+            let upper = flags & ReadFlags.hasUpper != 0
+                ? ClusteringBound(encoded: try r.longBytes("upper bound", max: frame.body.count),
+                                  inclusive: flags & ReadFlags.upperInclusive != 0) : nil
+            let cursor = flags & ReadFlags.hasCursor != 0 ? try r.longBytes("cursor", max: frame.body.count) : nil
+            let limit = try r.u32("limit")
+            message = .read(ReadRequest(keyspace: keyspace, table: table, partitionKey: pk, lower: lower, upper: upper,
+                                        reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor,
+                                        consistency: consistency, digestOnly: flags & ReadFlags.digestOnly != 0))
+        case .readResponse:
+            switch try r.u8("kind") {
+            case ResponseKind.rows:
+                let hasCursor = try r.u8("cursor flag")
+                guard hasCursor <= 1 else { throw r.fail("cursor flag \(hasCursor)") }
+                let cursor = hasCursor == 1 ? try r.longBytes("cursor", max: frame.body.count) : nil
+                let tombstones = try r.u32("tombstones scanned")
+                let bytes = try r.longBytes("partition", max: frame.body.count)
+                let m: Mutation
+                do {
+                    m = try Mutation.decode(bytes)
+                } catch {
+                    throw r.fail("bad partition rows: \(error)")
+                }
+                message = .readResponse(.rows(ReplicaRows(table: m.table, partitionKey: m.partitionKey, header: m.header,
+                                                          rows: m.rows, cursor: cursor, tombstonesScanned: tombstones)))
+            case ResponseKind.digest:
+                message = .readResponse(.digest(.init(high: try r.u64("digest"), low: try r.u64("digest"))))
+            case let kind:
+                throw r.fail("unknown response kind \(kind)")
+            }
+        default:
+            if frame.type.isReservedInternode {
+                throw WireError(.protocolError, "\(frame.type) is reserved for internode messages and not implemented by protocol version \(ProtocolVersion.current)")
+            }
+            throw WireError(.protocolError, "\(frame.type): not a Confab version \(ProtocolVersion.current) message")
+        }
+        try r.expectEnd()
+        return message
+    }
+}
+
+/// Bits of a Read body's flags byte.
+enum ReadFlags {
+    static let digestOnly: UInt8 = 0x01
+    static let reversed: UInt8 = 0x02
+    static let hasLower: UInt8 = 0x04
+    static let lowerInclusive: UInt8 = 0x08
+    static let hasUpper: UInt8 = 0x10
+    static let upperInclusive: UInt8 = 0x20
+    static let hasCursor: UInt8 = 0x40
+    static let all: UInt8 = 0x7F
+}
+
+/// The first byte of a ReadResponse body.
+enum ResponseKind {
+    static let rows: UInt8 = 0
+    static let digest: UInt8 = 1
+}

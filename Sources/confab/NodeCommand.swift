@@ -1,0 +1,103 @@
+import ArgumentParser
+import ConfabEngine
+import ConfabNode
+import ConfabRing
+import ConfabWire
+import Foundation
+import Logging
+
+/// `confab node`: runs one node in the foreground until SIGTERM or SIGINT.
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run a Confab node (serves reads and writes over the Confab protocol).",
+        discussion: """
+            Settings come from --config (key = value lines, # comments) and then from flags, which \
+            win. Config file keys: \(NodeConfiguration.keys.map(\.key).joined(separator: ", ")) \
+            (docs/node.md). Once listening, the node prints one line, \
+            "confab node <id> listening on <host>:<port>", on standard output.
+            SIGTERM or SIGINT stops it gracefully: it stops accepting connections, answers the \
+            requests it has started, closes the engine and exits 0. Acknowledged writes survive \
+            kill -9 (they are in the write-ahead log per the sync mode).
+            """)
+
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Data directory (created if missing): engine files and the node id.", valueName: "dir"))
+    var dataDir: String?
+
+    @Option(help: ArgumentHelp("Address to listen on for clients and peers; port 0 picks a free port. Default 127.0.0.1:7400.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("Config file of key = value lines; flags override it.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Comma-separated seed nodes to join (used once the ring is integrated).", valueName: "host:port,..."))
+    var seeds: String?
+
+    @Option(help: ArgumentHelp("Number of vnode tokens this node owns (default 16).", valueName: "n"))
+    var vnodes: Int?
+
+    @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 1; a lone node serves RF 1).", valueName: "n"))
+    var replicationFactor: Int?
+
+    @Option(help: ArgumentHelp("WAL sync mode: batch (fsync each write), group (shared fsync, default) or periodic[:MS].", valueName: "mode"))
+    var sync: String?
+
+    @Option(name: .customLong("cluster-name"), help: ArgumentHelp("Cluster name; nodes only talk within one cluster (default confab).", valueName: "name"))
+    var clusterName: String?
+
+    @Option(name: .customLong("max-in-flight"), help: ArgumentHelp("Requests one connection may have running at once (default 128).", valueName: "n"))
+    var maxInFlight: Int?
+
+    @Option(name: .customLong("io-threads"), help: ArgumentHelp("Threads for blocking engine reads (default 4).", valueName: "n"))
+    var ioThreads: Int?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
+    var logLevel: String = "info"
+
+    func makeConfiguration() throws -> NodeConfiguration {
+        var c = NodeConfiguration(dataDirectory: "")
+        if let config { c = try NodeConfiguration.load(file: config, base: c) }
+        let flags: [(String, String?)] = [
+            ("data_dir", dataDir), ("listen", listen), ("seeds", seeds), ("vnodes", vnodes.map(String.init)),
+            ("replication_factor", replicationFactor.map(String.init)), ("sync", sync), ("cluster_name", clusterName),
+            ("max_in_flight", maxInFlight.map(String.init)), ("io_threads", ioThreads.map(String.init)),
+        ]
+        for (key, value) in flags {
+            if let value { try c.set(key, value, source: "--\(key.replacingOccurrences(of: "_", with: "-"))") }
+        }
+        try c.validate()
+        return c
+    }
+
+    func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("unknown --log-level \(logLevel)")
+        }
+        let configuration: NodeConfiguration
+        do {
+            configuration = try makeConfiguration()
+        } catch let error as NodeError {
+            throw ValidationError(error.message)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let node = Node(configuration: configuration)
+        try runBlocking {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await node.runUntilTerminated() }
+                group.addTask {
+                    guard let address = try? await node.listeningAddress() else { return }
+                    let host = address.ipAddress ?? configuration.listen.host
+                    let shownHost = host.contains(":") ? "[\(host)]" : host
+                    let line = "confab node \(node.nodeID ?? "?") listening on \(shownHost):\(address.port ?? configuration.listen.port)"
+                        + " (data: \(configuration.dataDirectory), sync: \(configuration.syncMode))\n"
+                    FileHandle.standardOutput.write(Data(line.utf8))
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import ConfabClient
+import ConfabNode
+import ConfabRing
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// A fresh directory under the system temp dir, removed when the test is done with it.
+final class TempDirectory: @unchecked Sendable {
+    let path: String
+
+    init(_ name: String = "confab-node") {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// SplitMix64: seeded, so a randomized test replays from its printed seed.
+struct SeededRandom: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func testSeed() -> UInt64 {
+    if let s = ProcessInfo.processInfo.environment["CONFAB_SEED"], let v = UInt64(s) { return v }
+    return UInt64.random(in: 1...UInt64.max)
+}
+
+/// A node running in this process on 127.0.0.1 and a free port, in its own temp directory.
+final class InProcessNode: Sendable {
+    let directory: TempDirectory
+    let node: Node
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+    let address: NodeAddress
+
+    private init(directory: TempDirectory, node: Node, group: ServiceGroup, task: Task<Void, any Error>, address: NodeAddress) {
+        self.directory = directory
+        self.node = node
+        self.group = group
+        self.task = task
+        self.address = address
+    }
+
+    static func start(directory: TempDirectory = TempDirectory(), configure: (inout NodeConfiguration) -> Void = { _ in })
+        async throws -> InProcessNode
+    {
+        var config = NodeConfiguration(dataDirectory: directory.path)
+        config.listen = NodeAddress(host: "127.0.0.1", port: 0)
+        configure(&config)
+        var logger = Logger(label: "test.node")
+        logger.logLevel = .warning
+        let node = Node(configuration: config, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: node)], logger: logger))
+        let task = Task { try await group.run() }
+        let bound = try await node.listeningAddress()
+        return InProcessNode(directory: directory, node: node, group: group, task: task,
+                             address: NodeAddress(host: "127.0.0.1", port: bound.port!))
+    }
+
+    func client(timeout: Duration = .seconds(10)) -> ConfabClient {
+        var c = ConfabClient.Configuration(nodes: [address])
+        c.requestTimeout = timeout
+        return ConfabClient(configuration: c)
+    }
+
+    /// Graceful shutdown, as SIGTERM would do; returns when the engine is closed.
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// A blocking TCP socket for sending hand-made bytes to a node.
+final class RawSocket {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            off += n
+        }
+    }
+
+    /// Reads until `count` bytes arrived, EOF, or the 5 s timeout.
+    func receive(atLeast count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.count < count {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    /// True when the peer has closed the connection (recv returns 0 within the timeout).
+    func isClosedByPeer() -> Bool {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 { return false }
+        }
+    }
+}
