@@ -89,6 +89,14 @@ public final class ConfabClient: Sendable {
         }
     }
 
+    /// The ring as the first node that answers sees it (`confab ring status`).
+    public func status() async throws -> RingStatus {
+        switch try await send(.status, partitionKey: nil) {
+        case .statusResponse(let s): return s
+        case let other: throw unexpected(other, for: .status)
+        }
+    }
+
     /// Round trip to a node (the first the routing policy picks); returns the node's id.
     public func ping() async throws -> String {
         let nonce = UInt64.random(in: 0...UInt64.max)

@@ -41,6 +41,15 @@ public struct LocalProcessor: RequestProcessor {
         return digestOnly ? .digest(rows.digest()) : .rows(rows)
     }
 
+    /// A single node's ring: itself, normal, owning everything. The handler fills in its id.
+    public func status() async throws -> RingStatus {
+        let engine = self.engine
+        let load = try await threadPool.runIfActive { engine.stats.diskBytes }
+        return RingStatus(clusterName: "", replicationFactor: replicationFactor, nodes: [
+            RingNodeStatus(state: "normal", isUp: true, id: "", host: "", port: 0, loadBytes: load, tokens: 0, ownership: 1),
+        ])
+    }
+
     /// Replicas the level needs; `unavailable` when more than the live replicas (one: this node).
     private func requiredReplicas(_ consistency: ConsistencyLevel) throws(WireError) -> Int {
         let required = consistency.blockFor(replicationFactor: replicationFactor)

@@ -61,7 +61,12 @@ struct RequestHandler: Sendable {
             let response = try await processor.read(request.sliceQuery(table: table.id), consistency: request.consistency,
                                                     digestOnly: request.digestOnly)
             return .readResponse(response)
-        case .helloAck, .pong, .error, .writeAck, .readResponse:
+        case .status:
+            var status = try await processor.status()
+            if status.clusterName.isEmpty { status.clusterName = clusterName }
+            for i in status.nodes.indices where status.nodes[i].id.isEmpty { status.nodes[i].id = nodeID }
+            return .statusResponse(status)
+        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse:
             throw WireError(.protocolError, "\(message.type) is a response; a node does not accept it as a request")
         }
     }

@@ -19,4 +19,7 @@ public protocol RequestProcessor: Sendable {
     /// Reads the slice with the guarantees of `consistency`. With `digestOnly`, answers
     /// `.digest` of the rows it would have returned.
     func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse
+
+    /// This node's view of the ring, for `confab ring status`.
+    func status() async throws -> RingStatus
 }

@@ -19,6 +19,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let writeAck = MessageType(rawValue: 0x11)
     public static let read = MessageType(rawValue: 0x12)
     public static let readResponse = MessageType(rawValue: 0x13)
+    public static let status = MessageType(rawValue: 0x14)
+    public static let statusResponse = MessageType(rawValue: 0x15)
 
     // Internode, reserved (bodies defined with the ring)
     public static let gossipSyn = MessageType(rawValue: 0x40)
@@ -38,7 +40,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
 
     /// Types version 1 encodes and decodes.
     public static let implemented: [MessageType] = [
-        .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse,
+        .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
     ]
 
     /// Numbers set aside for the ring's internode messages.
@@ -61,6 +63,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .writeAck: return "WriteAck"
         case .read: return "Read"
         case .readResponse: return "ReadResponse"
+        case .status: return "Status"
+        case .statusResponse: return "StatusResponse"
         case .gossipSyn: return "GossipSyn"
         case .gossipAck: return "GossipAck"
         case .gossipAck2: return "GossipAck2"

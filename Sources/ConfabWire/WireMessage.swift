@@ -14,6 +14,9 @@ public enum WireMessage: Hashable, Sendable {
     case writeAck(WriteAck)
     case read(ReadRequest)
     case readResponse(ReadResponse)
+    /// Asks a node for its view of the ring (`confab ring status`).
+    case status
+    case statusResponse(RingStatus)
 
     public var type: MessageType {
         switch self {
@@ -26,14 +29,16 @@ public enum WireMessage: Hashable, Sendable {
         case .writeAck: return .writeAck
         case .read: return .read
         case .readResponse: return .readResponse
+        case .status: return .status
+        case .statusResponse: return .statusResponse
         }
     }
 
     /// True for messages that answer a request (their frames carry the `response` flag).
     public var isResponse: Bool {
         switch self {
-        case .helloAck, .pong, .error, .writeAck, .readResponse: return true
-        case .hello, .ping, .write, .read: return false
+        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse: return true
+        case .hello, .ping, .write, .read, .status: return false
         }
     }
 
@@ -99,6 +104,22 @@ public enum WireMessage: Hashable, Sendable {
             w.u8(ResponseKind.digest)
             w.u64(d.high)
             w.u64(d.low)
+        case .status:
+            break
+        case .statusResponse(let s):
+            w.string(s.clusterName)
+            w.u8(UInt8(clamping: s.replicationFactor))
+            w.u32(UInt32(s.nodes.count))
+            for n in s.nodes {
+                w.string(n.state)
+                w.u8(n.isUp ? 1 : 0)
+                w.string(n.id)
+                w.string(n.host)
+                w.u16(n.port)
+                w.u64(n.loadBytes)
+                w.u32(UInt32(clamping: n.tokens))
+                w.u64(n.ownership.bitPattern)
+            }
         }
         return w.bytes
     }
@@ -179,6 +200,23 @@ public enum WireMessage: Hashable, Sendable {
             case let kind:
                 throw r.fail("unknown response kind \(kind)")
             }
+        case .status:
+            message = .status
+        case .statusResponse:
+            let cluster = try r.string("cluster name")
+            let rf = Int(try r.u8("replication factor"))
+            let count = try r.u32("node count")
+            guard count <= 100_000 else { throw r.fail("implausible node count \(count)") }
+            var nodes: [RingNodeStatus] = []
+            for _ in 0..<count {
+                let state = try r.string("state")
+                let up = try r.u8("up flag")
+                guard up <= 1 else { throw r.fail("up flag \(up)") }
+                nodes.append(RingNodeStatus(state: state, isUp: up == 1, id: try r.string("node id"), host: try r.string("host"),
+                                            port: try r.u16("port"), loadBytes: try r.u64("load"),
+                                            tokens: Int(try r.u32("tokens")), ownership: Double(bitPattern: try r.u64("ownership"))))
+            }
+            message = .statusResponse(RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes))
         default:
             if frame.type.isReservedInternode {
                 throw WireError(.protocolError, "\(frame.type) is reserved for internode messages and not implemented by protocol version \(ProtocolVersion.current)")

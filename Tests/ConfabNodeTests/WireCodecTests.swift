@@ -37,6 +37,11 @@ let sampleMessages: [WireMessage] = {
         .readResponse(.rows(ReplicaRows(table: 1, partitionKey: withTombstones.partitionKey, header: withTombstones.header,
                                         rows: withTombstones.rows, cursor: [1, 2], tombstonesScanned: 3))),
         .readResponse(.digest(.init(high: 0xDEAD_BEEF, low: 1))),
+        .status,
+        .statusResponse(RingStatus(clusterName: "confab", replicationFactor: 3, nodes: [
+            RingNodeStatus(state: "normal", isUp: true, id: "a", host: "127.0.0.1", port: 7400, loadBytes: 1 << 40, tokens: 16, ownership: 0.75),
+            RingNodeStatus(state: "joining", isUp: false, id: "b", host: "::1", port: 1, loadBytes: 0, tokens: 0, ownership: 0),
+        ])),
     ]
 }()
 

@@ -1,0 +1,41 @@
+/// What `confab ring status` shows, like `nodetool status`: one node's view of the ring.
+public struct RingStatus: Hashable, Sendable, Codable {
+    public var clusterName: String
+    public var replicationFactor: Int
+    /// Every member this node knows, sorted by address.
+    public var nodes: [RingNodeStatus]
+
+    public init(clusterName: String, replicationFactor: Int, nodes: [RingNodeStatus]) {
+        self.clusterName = clusterName
+        self.replicationFactor = replicationFactor
+        self.nodes = nodes
+    }
+}
+
+/// One member as the answering node sees it.
+public struct RingNodeStatus: Hashable, Sendable, Codable {
+    /// Membership state: "joining", "normal", "leaving", "left"; liveness is `isUp`.
+    public var state: String
+    /// Whether the answering node's failure detector considers it alive.
+    public var isUp: Bool
+    public var id: String
+    public var host: String
+    public var port: UInt16
+    /// Bytes on disk (SSTables and WAL), as last gossiped.
+    public var loadBytes: UInt64
+    /// Number of vnode tokens it owns.
+    public var tokens: Int
+    /// Fraction of the data it holds replicas of (Cassandra's "Owns (effective)"), 0...1.
+    public var ownership: Double
+
+    public init(state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int, ownership: Double) {
+        self.state = state
+        self.isUp = isUp
+        self.id = id
+        self.host = host
+        self.port = port
+        self.loadBytes = loadBytes
+        self.tokens = tokens
+        self.ownership = ownership
+    }
+}
