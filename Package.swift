@@ -63,6 +63,8 @@ let package = Package(
             name: "ConfabNode",
             dependencies: [
                 "ConfabEngine", "ConfabRing", "ConfabWire",
+                // Node-to-node connections reuse the client's multiplexed connection and pool.
+                "ConfabClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

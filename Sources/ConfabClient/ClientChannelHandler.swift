@@ -1,10 +1,11 @@
 import ConfabWire
 import NIOCore
 
-/// A request on its way out: the message, the promise its answer completes, its timeout.
+/// A request on its way out: the message, the promise its answer completes (nil for a one-way
+/// message, which gets no answer), its timeout.
 struct ClientRequest: Sendable {
     var message: WireMessage
-    var promise: EventLoopPromise<WireMessage>
+    var promise: EventLoopPromise<WireMessage>?
     var timeout: TimeAmount
 }
 
@@ -38,7 +39,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         if let closedError {
-            request.promise.fail(closedError)
+            request.promise?.fail(closedError)
             promise?.fail(closedError)
             return
         }
@@ -46,8 +47,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let frame = request.message.frame(streamID: streamID)
         guard frame.body.count <= maxFrameBytes else {
             let error = ConfabClientError(.invalidArgument, "the \(request.message.type.name ?? "request") of \(frame.body.count) bytes exceeds the \(maxFrameBytes)-byte frame limit; split it")
-            request.promise.fail(error)
+            request.promise?.fail(error)
             promise?.succeed()
+            return
+        }
+        guard let responsePromise = request.promise else {
+            // One-way: nothing will answer on this stream, so nothing to wait for.
+            context.write(wrapOutboundOut(ByteBuffer(bytes: frame.encoded())), promise: promise)
             return
         }
         let timeout = request.timeout
@@ -57,7 +63,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 p.promise.fail(ConfabClientError(.requestTimeout, "no answer from \(address) within \(timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"))
             }
         }
-        pending[streamID] = Pending(promise: request.promise, timer: timer)
+        pending[streamID] = Pending(promise: responsePromise, timer: timer)
         context.write(wrapOutboundOut(ByteBuffer(bytes: frame.encoded())), promise: promise)
     }
 

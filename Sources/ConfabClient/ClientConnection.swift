@@ -6,11 +6,11 @@ import NIOPosix
 /// One TCP connection to one node, shared by any number of concurrent requests (multiplexed by
 /// stream id). Opened with a Hello handshake, so a connection that exists talks to a Confab node of
 /// a compatible protocol version.
-final class ClientConnection: Sendable {
-    let address: NodeAddress
+package final class ClientConnection: Sendable {
+    package let address: NodeAddress
     let channel: any Channel
     /// The id the node reported in its HelloAck.
-    let nodeID: String
+    package let nodeID: String
 
     private init(address: NodeAddress, channel: any Channel, nodeID: String) {
         self.address = address
@@ -18,9 +18,9 @@ final class ClientConnection: Sendable {
         self.nodeID = nodeID
     }
 
-    var isActive: Bool { channel.isActive }
+    package var isActive: Bool { channel.isActive }
 
-    static func connect(to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
+    package static func connect(to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
                         requestTimeout: Duration, maxFrameBytes: Int, clientName: String) async throws -> ClientConnection {
         let channel: any Channel
         do {
@@ -59,8 +59,14 @@ final class ClientConnection: Sendable {
     }
 
     /// Sends `message` and waits for its answer (an `.error` answer is returned, not thrown).
-    func request(_ message: WireMessage, timeout: Duration) async throws -> WireMessage {
+    package func request(_ message: WireMessage, timeout: Duration) async throws -> WireMessage {
         try await Self.send(message, on: channel, timeout: timeout)
+    }
+
+    /// Sends a one-way message (gossip) without waiting for an answer. Best effort: the message
+    /// may be lost if the connection fails; gossip tolerates loss.
+    package func sendOneWay(_ message: WireMessage) {
+        channel.writeAndFlush(ClientRequest(message: message, promise: nil, timeout: .zero), promise: nil)
     }
 
     private static func send(_ message: WireMessage, on channel: any Channel, timeout: Duration) async throws -> WireMessage {
@@ -72,7 +78,7 @@ final class ClientConnection: Sendable {
         return try await promise.futureResult.get()
     }
 
-    func close() async {
+    package func close() async {
         try? await channel.close()
     }
 }

@@ -3,17 +3,17 @@ import NIOCore
 
 /// At most one open connection per node, reused by every request; a dead connection is replaced
 /// on next use. Concurrent first uses of a node share one connect.
-actor ConnectionPool {
+package actor ConnectionPool {
     private var connections: [NodeAddress: ClientConnection] = [:]
     private var connecting: [NodeAddress: Task<ClientConnection, any Error>] = [:]
     private var isShutDown = false
     private let connect: @Sendable (NodeAddress) async throws -> ClientConnection
 
-    init(connect: @escaping @Sendable (NodeAddress) async throws -> ClientConnection) {
+    package init(connect: @escaping @Sendable (NodeAddress) async throws -> ClientConnection) {
         self.connect = connect
     }
 
-    func connection(to address: NodeAddress) async throws -> ClientConnection {
+    package func connection(to address: NodeAddress) async throws -> ClientConnection {
         guard !isShutDown else { throw ConfabClientError(.shutDown, "the client was shut down") }
         if let c = connections[address], c.isActive { return c }
         connections[address] = nil
@@ -31,7 +31,7 @@ actor ConnectionPool {
         return c
     }
 
-    func shutdown() async {
+    package func shutdown() async {
         isShutDown = true
         let all = connections.values
         connections.removeAll()

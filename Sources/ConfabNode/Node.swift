@@ -1,4 +1,5 @@
 import ConfabEngine
+import ConfabRing
 import ConfabWire
 import Foundation
 import Logging
@@ -7,26 +8,28 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// One Confab node as a swift-service-lifecycle `Service`: opens the engine, listens, serves, and on
-/// graceful shutdown (SIGTERM/SIGINT through a `ServiceGroup`) stops accepting, finishes the
-/// requests already running, answers them, and closes the engine (flushing nothing it has not
-/// already made durable: acknowledged writes are in the WAL per the sync mode).
+/// One Confab node as a swift-service-lifecycle `Service`: opens the engine and the hint store,
+/// listens, joins the ring (gossip, tokens), coordinates client requests across replicas, serves
+/// peers' replica requests, and on graceful shutdown (SIGTERM/SIGINT through a `ServiceGroup`)
+/// stops accepting, finishes the requests already running, answers them, stops gossiping and
+/// closes the engines (acknowledged writes are already in the WAL per the sync mode).
 ///
-/// Layout of the data directory: `engine/` (the storage engine's files), `node-id`.
+/// Layout of the data directory: `engine/` (the storage engine's files), `hints/` (the hint
+/// store, a second engine), `node-id`, `tokens`, `gossip-generation` (docs/node.md).
 public final class Node: Service, Sendable {
     public let configuration: NodeConfiguration
     private let logger: Logger
     private let group: any EventLoopGroup
-    private let processorFactory: @Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor
+    private let processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)?
     private let listening = ListeningAddress()
+    private let runtime = NIOLockedValueBox<RingService?>(nil)
 
-    /// - Parameter processorFactory: what serves requests (the ring's coordinator plugs in here);
-    ///   `LocalProcessor` by default.
+    /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
+    ///   requests (e.g. `LocalProcessor` for a node that serves only its own data); the ring
+    ///   still runs for gossip and the replica side.
     public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                processorFactory: @escaping @Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor = {
-                    LocalProcessor(engine: $0, threadPool: $1)
-                }) {
+                processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil) {
         self.configuration = configuration
         self.logger = logger
         self.group = eventLoopGroup
@@ -41,6 +44,12 @@ public final class Node: Service, Sendable {
 
     /// The node's id; available once it is listening.
     public var nodeID: String? { listening.nodeID }
+
+    /// Hints this node holds (for `nodeID`, or all), 0 before the ring runtime exists.
+    public func pendingHints(for nodeID: String? = nil) async -> Int {
+        guard let ring = runtime.withLockedValue({ $0 }) else { return 0 }
+        return await ring.pendingHints(for: nodeID)
+    }
 
     public func run() async throws {
         do {
@@ -69,17 +78,37 @@ public final class Node: Service, Sendable {
         let threadPool = NIOThreadPool(numberOfThreads: config.ioThreads)
         threadPool.start()
         let engine: StorageEngine
+        let hints: HintStore
+        let tokens: [Token]?
+        let generation: Int64
         do {
             engine = try await threadPool.runIfActive { try StorageEngine.open(directory: config.engineDirectory, options: engineOptions) }
+            do {
+                hints = try await HintStore.open(directory: config.hintsDirectory, threadPool: threadPool)
+                (tokens, generation) = try await threadPool.runIfActive {
+                    (try RingStateFiles.loadTokens(dataDirectory: config.dataDirectory),
+                     try RingStateFiles.nextGeneration(dataDirectory: config.dataDirectory,
+                                                       nowSeconds: SystemClock().nowSeconds()))
+                }
+            } catch {
+                try? await threadPool.runIfActive { try engine.close() }
+                throw error
+            }
         } catch {
             try? await threadPool.shutdownGracefully()
             throw error
         }
-        if config.replicationFactor > 1 {
-            logger.warning("replication_factor \(config.replicationFactor) is configured but this node serves alone (RF 1) until the ring is integrated")
-        }
+        let replica = LocalReplica(engine: engine, threadPool: threadPool)
+        let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes, logger: logger)
+        let ring = RingService(configuration: config, localID: nodeID, replica: replica, hints: hints,
+                               recoveredHints: (try? await hints.recover(now: RingInstant.zero)) ?? [],
+                               tokens: tokens, generation: generation, messenger: messenger, logger: logger)
+        runtime.withLockedValue { $0 = ring }
+        let processor = processorFactory?(engine, threadPool)
+            ?? CoordinatorProcessor(ring: ring, replica: replica, messenger: messenger, schema: .standard,
+                                    writeTimeout: config.writeTimeout, readTimeout: config.readTimeout)
         let handler = RequestHandler(
-            processor: processorFactory(engine, threadPool), schema: .standard, nodeID: nodeID,
+            processor: processor, replica: replica, ring: ring, schema: .standard, nodeID: nodeID,
             clusterName: config.clusterName, maxFrameBytes: config.maxFrameBytes, metrics: NodeMetrics(),
             logger: logger)
         let server = NodeServer(
@@ -87,19 +116,35 @@ public final class Node: Service, Sendable {
             maxFrameBytes: config.maxFrameBytes, handler: handler, group: group, logger: logger)
 
         var serveError: (any Error)?
-        do {
-            try await server.run { address in
-                self.listening.succeed(address, nodeID: nodeID)
-                self.logger.info("listening", metadata: ["address": "\(address)", "node_id": "\(nodeID)"])
+        let (bound, boundSink) = AsyncStream.makeStream(of: SocketAddress.self)
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                // The ring starts once the port is known: gossip advertises it.
+                for await address in bound {
+                    let host = address.ipAddress ?? config.listen.host
+                    await ring.run(localAddress: NodeAddress(host: host, port: address.port ?? config.listen.port)) {
+                        // Reported only now: a lone node is NORMAL by then and serves at once.
+                        self.listening.succeed(address, nodeID: nodeID)
+                        self.logger.info("listening", metadata: ["address": "\(address)", "node_id": "\(nodeID)"])
+                    }
+                    return
+                }
             }
-        } catch {
-            serveError = error
+            do {
+                try await server.run { address in boundSink.yield(address) }
+            } catch {
+                serveError = error
+            }
+            boundSink.finish()
+            tasks.cancelAll()
         }
-        logger.info("closing the engine")
+        await messenger.shutdown()
+        logger.info("closing the engines")
         do {
+            try await hints.close()
             try await threadPool.runIfActive { try engine.close() }
         } catch {
-            logger.error("closing the engine failed", metadata: ["error": "\(error)"])
+            logger.error("closing the engines failed", metadata: ["error": "\(error)"])
             if serveError == nil { serveError = error }
         }
         try? await threadPool.shutdownGracefully()

@@ -10,12 +10,13 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var dataDirectory: String
     /// Where the node listens for clients and peers; port 0 picks a free port.
     public var listen: NodeAddress = NodeAddress(host: "127.0.0.1", port: NodeAddress.defaultPort)
-    /// Peers to contact first when joining a ring (unused until the ring is integrated).
+    /// Peers to contact first when joining a ring; none (or only itself) forms a new ring.
     public var seeds: [NodeAddress] = []
     /// Tokens this node owns on the ring (Cassandra's num_tokens).
     public var vnodes: Int = 16
-    /// Replicas per key. A single node serves RF 1 whatever is set, until the ring is integrated.
-    public var replicationFactor: Int = 1
+    /// Replicas per key. A ring with fewer normal nodes than this uses all of them (so a lone
+    /// node serves RF 1; see docs/ring.md § Runtime).
+    public var replicationFactor: Int = 3
     /// When writes are acknowledged relative to the WAL's fdatasync (see `SyncMode`).
     public var syncMode: SyncMode = .group
     /// Nodes only talk to nodes of the same cluster.
@@ -29,6 +30,19 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var ioThreads: Int = 4
     /// Bytes of memtable before a flush.
     public var memtableBytes: Int = 64 << 20
+    /// No hints are kept for a replica down longer than this (Cassandra's max_hint_window, 3 h).
+    public var hintWindow: Duration = .seconds(3 * 3600)
+    /// Hint replay throttle in bytes per second over all targets (hinted_handoff_throttle, 1 MiB/s).
+    public var hintReplayBytesPerSecond: Int = 1 << 20
+    /// How often the node gossips (Cassandra: 1 s). The failure detector's first-sample guess
+    /// scales with it, so conviction takes about 18 intervals of silence at the default threshold.
+    public var gossipInterval: Duration = .seconds(1)
+    /// Phi above which a silent peer is convicted (Cassandra's phi_convict_threshold, 8).
+    public var phiConvictThreshold: Double = 8
+    /// How long a coordinator waits for write acknowledgements (write_request_timeout, 2 s).
+    public var writeTimeout: Duration = .seconds(2)
+    /// How long a coordinator waits for a read, its digests and its read repair (5 s).
+    public var readTimeout: Duration = .seconds(5)
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -37,19 +51,28 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// The engine's directory inside the data directory.
     public var engineDirectory: String { (dataDirectory as NSString).appendingPathComponent("engine") }
 
+    /// The hint store's engine directory inside the data directory.
+    public var hintsDirectory: String { (dataDirectory as NSString).appendingPathComponent("hints") }
+
     /// The keys a config file may set, with what each means (also shown by `confab node --help`).
     public static let keys: [(key: String, help: String)] = [
         ("data_dir", "data directory (engine files and node id)"),
         ("listen", "host:port to listen on for clients and peers (port 0: any free port)"),
         ("seeds", "comma-separated host:port of seed nodes"),
         ("vnodes", "number of vnode tokens (default 16)"),
-        ("replication_factor", "replicas per key (default 1)"),
+        ("replication_factor", "replicas per key (default 3; a ring of fewer nodes uses them all)"),
         ("sync", "WAL sync mode: batch, group (default) or periodic[:MS]"),
         ("cluster_name", "cluster name (default confab)"),
         ("max_in_flight", "requests running at once per connection (default 128)"),
         ("max_frame_bytes", "largest frame body in bytes (default 67108864)"),
         ("io_threads", "threads for blocking engine reads (default 4)"),
         ("memtable_bytes", "memtable size before a flush (default 67108864)"),
+        ("hint_window_seconds", "keep hints only for replicas down less than this (default 10800)"),
+        ("hint_replay_bytes_per_second", "hint replay throttle (default 1048576)"),
+        ("gossip_interval_ms", "gossip round interval (default 1000)"),
+        ("phi_convict_threshold", "failure detector threshold (default 8)"),
+        ("write_timeout_ms", "coordinator write timeout (default 2000)"),
+        ("read_timeout_ms", "coordinator read timeout (default 5000)"),
     ]
 
     /// Sets one key from a config file line or a flag. Throws `invalidConfiguration` naming the
@@ -89,6 +112,14 @@ public struct NodeConfiguration: Sendable, Hashable {
         case "max_frame_bytes": maxFrameBytes = try int(1024...(1 << 30))
         case "io_threads": ioThreads = try int(1...256)
         case "memtable_bytes": memtableBytes = try int((1 << 16)...(1 << 34))
+        case "hint_window_seconds": hintWindow = .seconds(try int(0...(30 * 24 * 3600)))
+        case "hint_replay_bytes_per_second": hintReplayBytesPerSecond = try int(1024...(1 << 34))
+        case "gossip_interval_ms": gossipInterval = .milliseconds(try int(10...60_000))
+        case "phi_convict_threshold":
+            guard let v = Double(value), v >= 1, v <= 100 else { throw bad("a number in 1...100") }
+            phiConvictThreshold = v
+        case "write_timeout_ms": writeTimeout = .milliseconds(try int(10...600_000))
+        case "read_timeout_ms": readTimeout = .milliseconds(try int(10...600_000))
         default:
             throw NodeError(.invalidConfiguration, "\(source): unknown key \"\(key)\"; known keys: \(Self.keys.map(\.key).joined(separator: ", "))")
         }

@@ -82,7 +82,7 @@ struct NodeServer: Sendable {
                             }
                             unreaped += 1
                             requests.addTask {
-                                let response = await handler.respond(to: frame)
+                                guard let response = await handler.respond(to: frame) else { return }
                                 try await outbound.write(Self.encode(response, streamID: frame.streamID,
                                                                      maxFrameBytes: maxFrameBytes))
                             }

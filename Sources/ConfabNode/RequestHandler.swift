@@ -8,6 +8,10 @@ import Logging
 /// shared by every connection; per-connection ordering and limits are `NodeServer`'s job.
 struct RequestHandler: Sendable {
     let processor: any RequestProcessor
+    /// This node's data for the replica side of the internode protocol.
+    let replica: LocalReplica?
+    /// Receives gossip.
+    let ring: RingService?
     let schema: SchemaRegistry
     let nodeID: String
     let clusterName: String
@@ -15,13 +19,19 @@ struct RequestHandler: Sendable {
     let metrics: NodeMetrics
     let logger: Logger
 
-    /// The response to send on the frame's stream. Never throws: every failure becomes `.error`.
-    func respond(to frame: Frame) async -> WireMessage {
+    /// The response to send on the frame's stream, nil for one-way messages (gossip). Never
+    /// throws: every failure becomes `.error`.
+    func respond(to frame: Frame) async -> WireMessage? {
         let start = ContinuousClock.now
         metrics.request(frame.type)
         let response: WireMessage
         do {
-            response = try await handle(WireMessage.decode(frame))
+            let message = try WireMessage.decode(frame)
+            if case .gossip(let g) = message {
+                await ring?.receive(g)
+                return nil
+            }
+            response = try await handle(message)
         } catch let error as WireError {
             response = .error(error)
         } catch let error as StorageError {
@@ -46,13 +56,7 @@ struct RequestHandler: Sendable {
         case .ping(let nonce):
             return .pong(nonce: nonce)
         case .write(let request):
-            let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
-            guard request.mutation.table == table.id else {
-                throw WireError(.invalid, "the mutation is for table id \(request.mutation.table) but names \(table.qualifiedName) (id \(table.id))")
-            }
-            guard !request.mutation.partitionKey.isEmpty else {
-                throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
-            }
+            try validate(request)
             return .writeAck(try await processor.write(request.mutation, consistency: request.consistency))
         case .read(let request):
             let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
@@ -66,9 +70,45 @@ struct RequestHandler: Sendable {
             if status.clusterName.isEmpty { status.clusterName = clusterName }
             for i in status.nodes.indices where status.nodes[i].id.isEmpty { status.nodes[i].id = nodeID }
             return .statusResponse(status)
-        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse:
+        case .replicaWrite(let request):
+            let replica = try internode()
+            try validate(request)
+            try await replica.apply(request.mutation)
+            return .replicaWriteAck
+        case .replicaRead(let request):
+            let replica = try internode()
+            let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
+            guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
+            let data = try await replica.read(request.sliceQuery(table: table.id))
+            return .replicaReadResponse(request.digestOnly ? .digest(data.digest()) : .data(data))
+        case .hintReplay(let hint):
+            let replica = try internode()
+            _ = try schema.resolve(id: hint.mutation.table)
+            try await replica.apply(hint.mutation)
+            return .hintReplayAck(id: hint.id)
+        case .gossip:
+            // One-way: `respond` hands gossip to the ring before getting here.
+            throw WireError(.protocolError, "gossip messages are one-way and get no answer")
+        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck, .replicaReadResponse,
+             .hintReplayAck:
             throw WireError(.protocolError, "\(message.type) is a response; a node does not accept it as a request")
         }
+    }
+
+    /// The table exists, matches the mutation, and the partition key is not empty.
+    private func validate(_ request: WriteRequest) throws(WireError) {
+        let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
+        guard request.mutation.table == table.id else {
+            throw WireError(.invalid, "the mutation is for table id \(request.mutation.table) but names \(table.qualifiedName) (id \(table.id))")
+        }
+        guard !request.mutation.partitionKey.isEmpty else {
+            throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
+        }
+    }
+
+    private func internode() throws(WireError) -> LocalReplica {
+        guard let replica else { throw WireError(.protocolError, "this node does not serve internode requests") }
+        return replica
     }
 
     /// The client-facing meaning of an engine error.

@@ -22,7 +22,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let status = MessageType(rawValue: 0x14)
     public static let statusResponse = MessageType(rawValue: 0x15)
 
-    // Internode, reserved (bodies defined with the ring)
+    // Internode (the ring); Merkle and stream types are reserved, not implemented yet
     public static let gossipSyn = MessageType(rawValue: 0x40)
     public static let gossipAck = MessageType(rawValue: 0x41)
     public static let gossipAck2 = MessageType(rawValue: 0x42)
@@ -41,13 +41,14 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Types version 1 encodes and decodes.
     public static let implemented: [MessageType] = [
         .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
+        .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
+        .hintReplay, .hintReplayAck,
     ]
 
-    /// Numbers set aside for the ring's internode messages.
+    /// Numbers set aside for internode messages whose bodies are not defined yet (repair and
+    /// range streaming).
     public static let reservedInternode: [MessageType] = [
-        .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
-        .hintReplay, .hintReplayAck, .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest,
-        .streamRangesData, .streamRangesDone,
+        .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest, .streamRangesData, .streamRangesDone,
     ]
 
     public var isReservedInternode: Bool { Self.reservedInternode.contains(self) }

@@ -17,6 +17,20 @@ public enum WireMessage: Hashable, Sendable {
     /// Asks a node for its view of the ring (`confab ring status`).
     case status
     case statusResponse(RingStatus)
+    /// One step of the gossip exchange (GossipSyn, GossipAck or GossipAck2 by its payload). One-way:
+    /// never answered on its stream; the receiver's reply travels as its own message.
+    case gossip(GossipMessage)
+    /// A mutation for the receiving replica to apply locally (sent by a coordinator).
+    case replicaWrite(WriteRequest)
+    /// The replica applied the ReplicaWrite durably (per its sync mode).
+    case replicaWriteAck
+    /// A slice for the receiving replica to read from its own data (digest only when flagged).
+    case replicaRead(ReadRequest)
+    case replicaReadResponse(ReplicaReadResponse)
+    /// A hint delivered to the replica that missed the write.
+    case hintReplay(HintReplay)
+    /// The replica applied the hint with this id.
+    case hintReplayAck(id: UInt64)
 
     public var type: MessageType {
         switch self {
@@ -31,14 +45,28 @@ public enum WireMessage: Hashable, Sendable {
         case .readResponse: return .readResponse
         case .status: return .status
         case .statusResponse: return .statusResponse
+        case .gossip(let g): return g.wireType
+        case .replicaWrite: return .replicaWrite
+        case .replicaWriteAck: return .replicaWriteAck
+        case .replicaRead: return .replicaRead
+        case .replicaReadResponse: return .replicaReadResponse
+        case .hintReplay: return .hintReplay
+        case .hintReplayAck: return .hintReplayAck
         }
+    }
+
+    /// True for messages that get no answer on their stream (gossip): the sender does not wait.
+    public var isOneWay: Bool {
+        if case .gossip = self { return true }
+        return false
     }
 
     /// True for messages that answer a request (their frames carry the `response` flag).
     public var isResponse: Bool {
         switch self {
-        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse: return true
-        case .hello, .ping, .write, .read, .status: return false
+        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
+             .replicaReadResponse, .hintReplayAck: return true
+        case .hello, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay: return false
         }
     }
 
@@ -68,7 +96,7 @@ public enum WireMessage: Hashable, Sendable {
         case .error(let e):
             w.u16(e.code.rawValue)
             w.longString(e.message)
-        case .write(let r):
+        case .write(let r), .replicaWrite(let r):
             w.u8(r.consistency.wireCode)
             w.string(r.keyspace)
             w.string(r.table)
@@ -78,7 +106,7 @@ public enum WireMessage: Hashable, Sendable {
         case .writeAck(let a):
             w.u8(a.acknowledged)
             w.u8(a.required)
-        case .read(let r):
+        case .read(let r), .replicaRead(let r):
             w.u8(r.consistency.wireCode)
             var flags: UInt8 = 0
             if r.digestOnly { flags |= ReadFlags.digestOnly }
@@ -120,6 +148,22 @@ public enum WireMessage: Hashable, Sendable {
                 w.u32(UInt32(clamping: n.tokens))
                 w.u64(n.ownership.bitPattern)
             }
+        case .gossip(let g):
+            g.encode(into: &w)
+        case .replicaWriteAck:
+            break
+        case .replicaReadResponse(.data(let result)):
+            w.u8(ResponseKind.rows)
+            w.longBytes(result.asRawMutation.encoded())
+        case .replicaReadResponse(.digest(let d)):
+            w.u8(ResponseKind.digest)
+            w.u64(d.high)
+            w.u64(d.low)
+        case .hintReplay(let h):
+            w.u64(h.id)
+            w.longBytes(h.mutation.encoded())
+        case .hintReplayAck(let id):
+            w.u64(id)
         }
         return w.bytes
     }
@@ -147,21 +191,16 @@ public enum WireMessage: Hashable, Sendable {
         case .error:
             let code = WireError.Code(rawValue: try r.u16("code"))
             message = .error(WireError(code, try r.longString("message")))
-        case .write:
+        case .write, .replicaWrite:
             let consistency = try ConsistencyLevel(wireCode: try r.u8("consistency"))
             let keyspace = try r.string("keyspace")
             let table = try r.string("table")
-            let bytes = try r.longBytes("mutation", max: frame.body.count)
-            let mutation: Mutation
-            do {
-                mutation = try Mutation.decode(bytes)
-            } catch {
-                throw r.fail("bad mutation: \(error)")
-            }
-            message = .write(WriteRequest(keyspace: keyspace, table: table, mutation: mutation, consistency: consistency))
+            let mutation = try r.mutation("mutation", max: frame.body.count)
+            let request = WriteRequest(keyspace: keyspace, table: table, mutation: mutation, consistency: consistency)
+            message = frame.type == .write ? .write(request) : .replicaWrite(request)
         case .writeAck:
             message = .writeAck(WriteAck(acknowledged: try r.u8("acknowledged"), required: try r.u8("required")))
-        case .read:
+        case .read, .replicaRead:
             let consistency = try ConsistencyLevel(wireCode: try r.u8("consistency"))
             let flags = try r.u8("flags")
             guard flags & ~ReadFlags.all == 0 else { throw r.fail("unknown read flags 0x\(String(flags, radix: 16))") }
@@ -176,9 +215,10 @@ public enum WireMessage: Hashable, Sendable {
                                   inclusive: flags & ReadFlags.upperInclusive != 0) : nil
             let cursor = flags & ReadFlags.hasCursor != 0 ? try r.longBytes("cursor", max: frame.body.count) : nil
             let limit = try r.u32("limit")
-            message = .read(ReadRequest(keyspace: keyspace, table: table, partitionKey: pk, lower: lower, upper: upper,
-                                        reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor,
-                                        consistency: consistency, digestOnly: flags & ReadFlags.digestOnly != 0))
+            let request = ReadRequest(keyspace: keyspace, table: table, partitionKey: pk, lower: lower, upper: upper,
+                                      reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor,
+                                      consistency: consistency, digestOnly: flags & ReadFlags.digestOnly != 0)
+            message = frame.type == .read ? .read(request) : .replicaRead(request)
         case .readResponse:
             switch try r.u8("kind") {
             case ResponseKind.rows:
@@ -217,6 +257,25 @@ public enum WireMessage: Hashable, Sendable {
                                             tokens: Int(try r.u32("tokens")), ownership: Double(bitPattern: try r.u64("ownership"))))
             }
             message = .statusResponse(RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes))
+        case .gossipSyn, .gossipAck, .gossipAck2:
+            message = .gossip(try GossipMessage.decode(frame.type, from: &r))
+        case .replicaWriteAck:
+            message = .replicaWriteAck
+        case .replicaReadResponse:
+            switch try r.u8("kind") {
+            case ResponseKind.rows:
+                let m = try r.mutation("partition", max: frame.body.count)
+                message = .replicaReadResponse(.data(ReplicaReadResult(header: m.header, rows: m.rows)))
+            case ResponseKind.digest:
+                message = .replicaReadResponse(.digest(ReadDigest(high: try r.u64("digest"), low: try r.u64("digest"))))
+            case let kind:
+                throw r.fail("unknown response kind \(kind)")
+            }
+        case .hintReplay:
+            let id = try r.u64("hint id")
+            message = .hintReplay(HintReplay(id: id, mutation: try r.mutation("mutation", max: frame.body.count)))
+        case .hintReplayAck:
+            message = .hintReplayAck(id: try r.u64("hint id"))
         default:
             if frame.type.isReservedInternode {
                 throw WireError(.protocolError, "\(frame.type) is reserved for internode messages and not implemented by protocol version \(ProtocolVersion.current)")
@@ -225,6 +284,24 @@ public enum WireMessage: Hashable, Sendable {
         }
         try r.expectEnd()
         return message
+    }
+}
+
+extension ReplicaReadResult {
+    /// The data as mutation bytes carry it in a ReplicaReadResponse: rows as the replica read
+    /// them (not normalized), table id 0 and an empty partition key (the request names both).
+    var asRawMutation: Mutation { Mutation(table: 0, partitionKey: [], header: header, rows: rows) }
+}
+
+extension WireReader {
+    /// A `bytes` field holding the engine's mutation encoding.
+    mutating func mutation(_ field: String, max: Int) throws(WireError) -> Mutation {
+        let bytes = try longBytes(field, max: max)
+        do {
+            return try Mutation.decode(bytes)
+        } catch {
+            throw fail("bad \(field): \(error)")
+        }
     }
 }
 

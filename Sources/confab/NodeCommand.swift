@@ -30,13 +30,13 @@ struct NodeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Config file of key = value lines; flags override it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Comma-separated seed nodes to join (used once the ring is integrated).", valueName: "host:port,..."))
+    @Option(help: ArgumentHelp("Comma-separated seed nodes to join; none (or only this node) starts a new ring.", valueName: "host:port,..."))
     var seeds: String?
 
     @Option(help: ArgumentHelp("Number of vnode tokens this node owns (default 16).", valueName: "n"))
     var vnodes: Int?
 
-    @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 1; a lone node serves RF 1).", valueName: "n"))
+    @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 3; a ring of fewer nodes uses them all).", valueName: "n"))
     var replicationFactor: Int?
 
     @Option(help: ArgumentHelp("WAL sync mode: batch (fsync each write), group (shared fsync, default) or periodic[:MS].", valueName: "mode"))
@@ -51,6 +51,24 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("io-threads"), help: ArgumentHelp("Threads for blocking engine reads (default 4).", valueName: "n"))
     var ioThreads: Int?
 
+    @Option(name: .customLong("hint-window-seconds"), help: ArgumentHelp("Keep hints only for replicas down less than this (default 10800 = 3 h).", valueName: "s"))
+    var hintWindowSeconds: Int?
+
+    @Option(name: .customLong("hint-replay-bytes-per-second"), help: ArgumentHelp("Hint replay throttle over all targets (default 1048576).", valueName: "n"))
+    var hintReplayBytesPerSecond: Int?
+
+    @Option(name: .customLong("gossip-interval-ms"), help: ArgumentHelp("Gossip round interval (default 1000); failure detection takes about 18 rounds.", valueName: "ms"))
+    var gossipIntervalMs: Int?
+
+    @Option(name: .customLong("phi-convict-threshold"), help: ArgumentHelp("Failure detector threshold (default 8).", valueName: "phi"))
+    var phiConvictThreshold: Double?
+
+    @Option(name: .customLong("write-timeout-ms"), help: ArgumentHelp("Coordinator write timeout (default 2000).", valueName: "ms"))
+    var writeTimeoutMs: Int?
+
+    @Option(name: .customLong("read-timeout-ms"), help: ArgumentHelp("Coordinator read timeout (default 5000).", valueName: "ms"))
+    var readTimeoutMs: Int?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
@@ -61,6 +79,11 @@ struct NodeCommand: ParsableCommand {
             ("data_dir", dataDir), ("listen", listen), ("seeds", seeds), ("vnodes", vnodes.map(String.init)),
             ("replication_factor", replicationFactor.map(String.init)), ("sync", sync), ("cluster_name", clusterName),
             ("max_in_flight", maxInFlight.map(String.init)), ("io_threads", ioThreads.map(String.init)),
+            ("hint_window_seconds", hintWindowSeconds.map(String.init)),
+            ("hint_replay_bytes_per_second", hintReplayBytesPerSecond.map(String.init)),
+            ("gossip_interval_ms", gossipIntervalMs.map(String.init)),
+            ("phi_convict_threshold", phiConvictThreshold.map { String($0) }),
+            ("write_timeout_ms", writeTimeoutMs.map(String.init)), ("read_timeout_ms", readTimeoutMs.map(String.init)),
         ]
         for (key, value) in flags {
             if let value { try c.set(key, value, source: "--\(key.replacingOccurrences(of: "_", with: "-"))") }

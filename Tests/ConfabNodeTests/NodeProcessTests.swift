@@ -29,13 +29,14 @@ final class NodeProcess {
     let stderrPath: String
     private(set) var port = 0
 
-    init(binary: String, dataDir: String, logDir: String, tag: String) throws {
+    init(binary: String, dataDir: String, logDir: String, tag: String, listen: String = "127.0.0.1:0",
+         arguments: [String] = []) throws {
         stdoutPath = "\(logDir)/\(tag).out"
         stderrPath = "\(logDir)/\(tag).err"
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["node", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warning"]
+        process.arguments = ["node", "--data-dir", dataDir, "--listen", listen, "--log-level", "warning"] + arguments
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         try process.run()

@@ -60,7 +60,7 @@ import Testing
         socket.send(bad)
         let unknownType = Frame(type: MessageType(rawValue: 0x7E), streamID: 6, body: []).encoded()
         socket.send(unknownType)
-        let reserved = Frame(type: .gossipSyn, streamID: 7, body: []).encoded()
+        let reserved = Frame(type: .merkleTreeRequest, streamID: 7, body: []).encoded()
         socket.send(reserved)
         let garbledBody = Frame(type: .write, streamID: 8, body: [0x04, 0xFF]).encoded()
         socket.send(garbledBody)
@@ -69,7 +69,7 @@ import Testing
         var replies: [UInt32: WireMessage] = [:]
         var buffer: [UInt8] = []
         while replies.count < 5 {
-            let more = socket.receive(atLeast: 1)
+            let more = await socket.receive(atLeast: 1)
             if more.isEmpty { break }
             buffer += more
             while case .frame(let f, let n) = FrameDecoder.parse(buffer) {
@@ -95,7 +95,7 @@ import Testing
         do {
             let socket = try RawSocket(port: node.address.port)
             socket.send(FrameHeader(type: .write, streamID: 3, bodyLength: 2 << 20).encoded())
-            let reply = socket.receive(atLeast: FrameHeader.size + FrameHeader.trailerSize)
+            let reply = await socket.receive(atLeast: FrameHeader.size + FrameHeader.trailerSize)
             guard case .frame(let f, _) = FrameDecoder.parse(reply), case .error(let e) = try WireMessage.decode(f) else {
                 Issue.record("expected an Error frame")
                 return
@@ -103,18 +103,18 @@ import Testing
             #expect(f.streamID == 3)
             #expect(e.code == .tooLarge)
             #expect(e.message.contains("exceeds the limit of 1048576 bytes (1 MiB)"))
-            #expect(socket.isClosedByPeer())
+            #expect(await socket.isClosedByPeer())
         }
         do {
             let socket = try RawSocket(port: node.address.port)
             socket.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            let reply = socket.receive(atLeast: FrameHeader.size)
+            let reply = await socket.receive(atLeast: FrameHeader.size)
             guard case .frame(let f, _) = FrameDecoder.parse(reply), case .error(let e) = try WireMessage.decode(f) else {
                 Issue.record("expected an Error frame")
                 return
             }
             #expect(e.message.contains("not a Confab frame"))
-            #expect(socket.isClosedByPeer())
+            #expect(await socket.isClosedByPeer())
         }
         // The client refuses an oversized request itself, with a clear error.
         let client = node.client()
@@ -151,14 +151,14 @@ import Testing
             .encodedFrame(streamID: 1))
         socket.send(WireMessage.read(ReadRequest(keyspace: "confab", table: "messages", partitionKey: [1], limit: 0,
                                                  consistency: .one)).encodedFrame(streamID: 2))
-        var buffer = socket.receive(atLeast: 1)
+        var buffer = await socket.receive(atLeast: 1)
         var errors: [UInt32: WireError] = [:]
         while errors.count < 2 {
             if case .frame(let f, let n) = FrameDecoder.parse(buffer) {
                 if case .error(let e) = try WireMessage.decode(f) { errors[f.streamID] = e }
                 buffer.removeFirst(n)
             } else {
-                let more = socket.receive(atLeast: 1)
+                let more = await socket.receive(atLeast: 1)
                 if more.isEmpty { break }
                 buffer += more
             }

@@ -81,8 +81,18 @@ final class InProcessNode: Sendable {
     }
 }
 
+extension ConfabClient {
+    /// A client of exactly `nodes`, in that order (no round robin), each tried once.
+    static func forTests(nodes: [NodeAddress], timeout: Duration = .seconds(10)) -> ConfabClient {
+        var c = ConfabClient.Configuration(nodes: nodes)
+        c.requestTimeout = timeout
+        c.routing = FixedOrder()
+        return ConfabClient(configuration: c)
+    }
+}
+
 /// A blocking TCP socket for sending hand-made bytes to a node.
-final class RawSocket {
+final class RawSocket: @unchecked Sendable {
     let fd: Int32
 
     init(port: Int) throws {
@@ -95,7 +105,7 @@ final class RawSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else { throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO) }
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        var tv = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -110,8 +120,13 @@ final class RawSocket {
         }
     }
 
-    /// Reads until `count` bytes arrived, EOF, or the 5 s timeout.
-    func receive(atLeast count: Int) -> [UInt8] {
+    /// Reads until `count` bytes arrived, EOF, or the 30 s timeout — on its own thread, so a test
+    /// waiting here never holds one of the few cooperative threads the in-process node needs.
+    func receive(atLeast count: Int) async -> [UInt8] {
+        await offCooperativePool { self.receiveBlocking(atLeast: count) }
+    }
+
+    func receiveBlocking(atLeast count: Int) -> [UInt8] {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while out.count < count {
@@ -123,12 +138,25 @@ final class RawSocket {
     }
 
     /// True when the peer has closed the connection (recv returns 0 within the timeout).
-    func isClosedByPeer() -> Bool {
+    func isClosedByPeer() async -> Bool {
+        await offCooperativePool { self.isClosedByPeerBlocking() }
+    }
+
+    func isClosedByPeerBlocking() -> Bool {
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n == 0 { return true }
             if n < 0 { return false }
         }
+    }
+}
+
+/// Runs blocking work on a thread of its own and awaits it. Swift Testing runs tests in parallel on
+/// the cooperative pool, which has one thread per core (two here): a test that blocks in a syscall
+/// there can starve an in-process node's tasks, and its replies never come.
+func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
     }
 }

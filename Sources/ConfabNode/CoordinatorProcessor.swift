@@ -1,0 +1,101 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+
+/// Serves clients' reads and writes as the ring's coordinator: finds the key's replicas on the
+/// token ring, runs a `WriteCoordinator` or `ReadCoordinator` (pure state machines) and carries
+/// out their actions — ReplicaWrite/ReplicaRead to peers, engine calls for this node, hints to the
+/// `RingService`.
+///
+/// Guarantees (per request, see `RequestProcessor`):
+/// - A write returns once `consistency.blockFor(RF)` replicas acknowledged it durably.
+///   `unavailable` means too few replicas were believed alive to try: nothing was sent. `timeout`
+///   means too few acknowledged within `writeTimeout`: the write may be applied on some replicas
+///   (retrying is idempotent). Every replica that did not acknowledge gets a hint.
+/// - A read answers with the newest data of `blockFor` replicas; when they disagree it repairs
+///   the stale ones before answering (blocking read repair), so QUORUM reads are monotonic.
+public struct CoordinatorProcessor: RequestProcessor {
+    let ring: RingService
+    let replica: LocalReplica
+    let messenger: InternodeMessenger
+    let schema: SchemaRegistry
+    let writeTimeout: Duration
+    let readTimeout: Duration
+    let clock: any EngineClock
+
+    init(ring: RingService, replica: LocalReplica, messenger: InternodeMessenger, schema: SchemaRegistry,
+         writeTimeout: Duration, readTimeout: Duration, clock: any EngineClock = SystemClock()) {
+        self.ring = ring
+        self.replica = replica
+        self.messenger = messenger
+        self.schema = schema
+        self.writeTimeout = writeTimeout
+        self.readTimeout = readTimeout
+        self.clock = clock
+    }
+
+    public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        let snapshot = try await ring.snapshot()
+        let table = try schema.resolve(id: mutation.table)
+        let coordinator = WriteCoordinator(
+            mutation: mutation, replicas: snapshot.replicas(forPartitionKey: mutation.partitionKey),
+            pending: snapshot.joining, consistency: consistency,
+            replicationFactor: snapshot.effectiveReplicationFactor, isAlive: snapshot.isAlive, now: ring.now(),
+            timeout: writeTimeout)
+        let blockFor = coordinator.blockFor
+        let outcome = await WriteExecution(coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
+        switch outcome {
+        case .success(()):
+            return WriteAck(acknowledged: UInt8(clamping: blockFor), required: UInt8(clamping: blockFor))
+        case .failure(let error):
+            throw wireError(error)
+        }
+    }
+
+    public func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse {
+        let table = try schema.resolve(id: query.table)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let snapshot = try await ring.snapshot()
+            var replicas = snapshot.replicas(forPartitionKey: query.partitionKey)
+            // This node first: its own data costs no network round trip.
+            if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
+            let coordinator = ReadCoordinator(
+                query: query, replicas: replicas, consistency: consistency,
+                replicationFactor: snapshot.effectiveReplicationFactor, isAlive: snapshot.isAlive, now: ring.now(),
+                nowSeconds: clock.nowSeconds(), timeout: readTimeout)
+            let (outcome, sawUnreachable) = await ReadExecution(
+                coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
+            switch outcome {
+            case .success(let result):
+                let rows = ReplicaRows(
+                    table: query.table, partitionKey: query.partitionKey,
+                    rows: result.rows.map { Mutation.Row(clustering: $0.clustering, fragment: RowFragment(cells: $0.cells)) },
+                    cursor: result.cursor, tombstonesScanned: UInt32(clamping: result.tombstonesScanned))
+                return digestOnly ? .digest(rows.digest()) : .rows(rows)
+            case .failure(let error):
+                // A replica that could not be reached is now marked down: retry once without it.
+                if sawUnreachable, attempt == 1 { continue }
+                throw wireError(error)
+            }
+        }
+    }
+
+    public func status() async throws -> RingStatus {
+        await ring.status()
+    }
+
+    /// The client-facing error for a ring failure: `unavailable` and `timeout` keep their
+    /// meaning (and the ring's message, which names the level and the counts).
+    func wireError(_ error: RingError) -> WireError {
+        let code: WireError.Code
+        switch error.code {
+        case .unavailable: code = .unavailable
+        case .writeTimeout, .readTimeout: code = .timeout
+        default: code = .server
+        }
+        ring.metrics.coordinatorFailure(code.description.replacingOccurrences(of: " ", with: "_"))
+        return WireError(code, error.message)
+    }
+}

@@ -1,0 +1,63 @@
+import ConfabClient
+import ConfabRing
+import ConfabWire
+import Logging
+import NIOCore
+
+/// Node-to-node messaging: one multiplexed connection per peer (ConfabClient's
+/// `ClientConnection` and `ConnectionPool`, opened with a Hello naming this node), reused by
+/// every request and gossip message to that peer; a dead connection is replaced on next use.
+///
+/// Guarantees: `request` returns the peer's answer (an Error answer is thrown as its
+/// `WireError`) or throws `InternodeFailure` within `connectTimeout + timeout`; a one-way send is
+/// best effort (gossip tolerates loss).
+struct InternodeMessenger: Sendable {
+    /// How a request to a peer failed: the peer could not be reached or did not answer in time
+    /// (`isConnectionFailure`), as opposed to an error the peer reported.
+    struct InternodeFailure: Error, CustomStringConvertible {
+        var peer: NodeAddress
+        var underlying: any Error
+        var description: String { "\(peer): \(underlying)" }
+    }
+
+    let pool: ConnectionPool
+    let logger: Logger
+
+    init(localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
+         maxFrameBytes: Int, logger: Logger) {
+        self.logger = logger
+        self.pool = ConnectionPool { address in
+            try await ClientConnection.connect(to: address, group: group, connectTimeout: connectTimeout,
+                                               requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
+                                               clientName: "confab node \(localID)")
+        }
+    }
+
+    /// Sends `message` to the node at `address` and returns its answer.
+    func request(_ message: WireMessage, to address: NodeAddress, timeout: Duration) async throws -> WireMessage {
+        let reply: WireMessage
+        do {
+            let connection = try await pool.connection(to: address)
+            reply = try await connection.request(message, timeout: timeout)
+        } catch {
+            throw InternodeFailure(peer: address, underlying: error)
+        }
+        if case .error(let e) = reply { throw e }
+        return reply
+    }
+
+    /// Sends a one-way message (gossip) without waiting; failures are logged at debug level.
+    func send(_ message: WireMessage, to address: NodeAddress) {
+        let pool = self.pool
+        let logger = self.logger
+        Task {
+            do {
+                try await pool.connection(to: address).sendOneWay(message)
+            } catch {
+                logger.debug("gossip send failed", metadata: ["peer": "\(address)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func shutdown() async { await pool.shutdown() }
+}

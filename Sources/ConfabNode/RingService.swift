@@ -1,0 +1,353 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+import Logging
+import NIOPosix
+
+/// The ring runtime of one node: owns the `Gossiper` (with its failure detector), the current
+/// `TokenRing` and the `HintQueue`, drives them with timers, and carries out their actions —
+/// sending gossip, persisting, replaying and deleting hints, announcing tokens. The state
+/// machines stay pure; this actor is the only place their actions turn into I/O.
+///
+/// Timers (docs/ring.md § Runtime): a gossip round every `gossipInterval` (1 s), a hint tick
+/// every 100 ms, the local load gossiped every 5 s.
+///
+/// Joining: a node with persisted tokens announces NORMAL at once (a restart). A new node
+/// announces JOINING, gossips until it has heard from a peer (or has no seed but itself), waits
+/// for live JOINING nodes with smaller ids to finish (so concurrent joiners allocate one after
+/// another and balance), then allocates its tokens with `TokenAllocator` against the ring gossip
+/// shows, persists them (temp file, fsync, rename) and announces NORMAL. No data is streamed
+/// yet: a node joining a ring that already holds data serves its ranges empty until repair or
+/// read repair fills them.
+actor RingService {
+    private enum HintOperation: Sendable {
+        case persist(Hint)
+        case delete(id: UInt64, target: NodeID)
+    }
+
+    let configuration: NodeConfiguration
+    let localID: String
+    let replica: LocalReplica
+    let hints: HintStore
+    let messenger: InternodeMessenger
+    let logger: Logger
+    let metrics = RingMetrics()
+    private let origin = ContinuousClock.now
+    private let generation: Int64
+    private var persistedTokens: [Token]?
+    private var gossiper: Gossiper?
+    private var hintQueue: HintQueue
+    private var ring = TokenRing()
+    /// Peers that refused a connection or did not answer recently: treated as down until then,
+    /// so requests do not wait for the failure detector's ~18 rounds to convict them.
+    private var unreachableUntil: [NodeID: RingInstant] = [:]
+    private var joinStartedAt: RingInstant?
+    private var rng = SystemRandomNumberGenerator()
+    private let hintOperations: AsyncStream<HintOperation>
+    private let hintOperationSink: AsyncStream<HintOperation>.Continuation
+
+    init(configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
+         recoveredHints: [Hint], tokens: [Token]?, generation: Int64, messenger: InternodeMessenger, logger: Logger) {
+        self.configuration = configuration
+        self.localID = localID
+        self.replica = replica
+        self.hints = hints
+        self.messenger = messenger
+        self.logger = logger
+        self.generation = generation
+        self.persistedTokens = tokens
+        var hintConfiguration = HintQueue.Configuration()
+        hintConfiguration.window = configuration.hintWindow
+        hintConfiguration.replayBytesPerSecond = configuration.hintReplayBytesPerSecond
+        self.hintQueue = HintQueue(configuration: hintConfiguration, recovered: recoveredHints)
+        (hintOperations, hintOperationSink) = AsyncStream.makeStream(of: HintOperation.self)
+        metrics.hintsPending.record(recoveredHints.count)
+    }
+
+    /// The ring clock: monotonic nanoseconds since this runtime was created.
+    nonisolated func now() -> RingInstant {
+        RingInstant(nanoseconds: (ContinuousClock.now - origin).ringNanoseconds)
+    }
+
+    // MARK: Running
+
+    /// Joins the ring as the node listening at `address` and runs the timers until cancelled.
+    /// `onStarted` runs once the local state exists and, for a node with persisted tokens or no
+    /// seed but itself, it is already NORMAL — so a lone node serves as soon as it says so.
+    func run(localAddress address: NodeAddress, onStarted: @Sendable () -> Void = {}) async {
+        let local = NodeID(id: localID, address: address)
+        var gossipConfiguration = Gossiper.Configuration()
+        gossipConfiguration.clusterName = configuration.clusterName
+        gossipConfiguration.interval = configuration.gossipInterval
+        gossipConfiguration.failureDetector.threshold = configuration.phiConvictThreshold
+        gossipConfiguration.failureDetector.initialInterval = configuration.gossipInterval * 2
+        gossipConfiguration.failureDetector.maxInterval = max(configuration.gossipInterval * 2, .seconds(2))
+        var states: [ApplicationStateKey: String] = [.address: address.description]
+        if let tokens = persistedTokens {
+            states[.tokens] = tokens.sorted().map(\.description).joined(separator: ",")
+            states[.status] = NodeStatus.normal.rawValue
+        } else {
+            states[.status] = NodeStatus.joining.rawValue
+            joinStartedAt = now()
+        }
+        gossiper = Gossiper(local: local, generation: generation, seeds: configuration.seeds,
+                            applicationStates: states, configuration: gossipConfiguration)
+        rebuildRing()
+        logger.info("joining the ring", metadata: [
+            "node": "\(local)", "generation": "\(generation)",
+            "tokens": "\(persistedTokens.map { "\($0.count) persisted" } ?? "to allocate")",
+            "pending_hints": "\(hintQueue.totalPending)",
+        ])
+        await refreshLoad()
+        await advanceJoin()
+        onStarted()
+
+        let interval = configuration.gossipInterval
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.every(interval) { await $0.gossipRound() } }
+            group.addTask { await self.every(.milliseconds(100)) { await $0.hintTick() } }
+            group.addTask { await self.every(.seconds(5)) { await $0.refreshLoad() } }
+            group.addTask { await self.runHintOperations() }
+        }
+    }
+
+    private nonisolated func every(_ interval: Duration, _ body: @Sendable (RingService) async -> Void) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            await body(self)
+        }
+    }
+
+    /// Persists and deletes hints one at a time, in the order the queue decided them, so a
+    /// hint's delete never overtakes its persist. Ends when the task is cancelled.
+    private nonisolated func runHintOperations() async {
+        await withTaskCancellationHandler {
+            for await operation in hintOperations {
+                do {
+                    switch operation {
+                    case .persist(let hint): try await hints.persist(hint)
+                    case .delete(let id, let target): try await hints.delete(id: id, target: target)
+                    }
+                } catch {
+                    logger.error("hint store write failed", metadata: ["error": "\(error)"])
+                }
+            }
+        } onCancel: {
+            hintOperationSink.finish()
+        }
+    }
+
+    // MARK: Gossip
+
+    private func gossipRound() async {
+        guard let actions = gossiper?.onGossipTick(now: now(), using: &rng) else { return }
+        carryOut(actions)
+        await advanceJoin()
+    }
+
+    /// A gossip message from a peer (one-way; any reply goes out as its own message).
+    func receive(_ message: GossipMessage) {
+        guard let actions = gossiper?.receive(message, now: now()) else { return }
+        carryOut(actions)
+    }
+
+    private func carryOut(_ actions: [GossipAction]) {
+        var changed = false
+        for action in actions {
+            switch action {
+            case .send(let message, let address):
+                messenger.send(.gossip(message), to: address)
+            case .event(let event):
+                changed = true
+                switch event {
+                case .up(let node), .restarted(let node):
+                    unreachableUntil[node] = nil
+                    logger.info("peer up", metadata: ["node": "\(node)"])
+                case .down(let node):
+                    logger.info("peer down", metadata: ["node": "\(node)"])
+                case .statusChanged(let node, let status):
+                    logger.info("peer status", metadata: ["node": "\(node)", "status": "\(status.rawValue)"])
+                default:
+                    break
+                }
+            }
+        }
+        if changed { rebuildRing() }
+    }
+
+    private func rebuildRing() {
+        guard let g = gossiper else { return }
+        ring = g.tokenRing()
+        metrics.liveNodes.record(g.liveMembers.count + 1)
+    }
+
+    /// Moves a JOINING node to NORMAL once gossip has settled (see the type's documentation).
+    private func advanceJoin() async {
+        guard let started = joinStartedAt, let g = gossiper else { return }
+        let elapsed = now() - started
+        let interval = configuration.gossipInterval
+        let otherSeeds = configuration.seeds.filter { $0 != g.local.address }
+        // Every JOINING node with a smaller id, heard of first- or second-hand: the allocator is
+        // deterministic for a given ring, so two nodes allocating against the same view would
+        // pick the same tokens.
+        let earlierJoiners = g.nodes(withStatus: .joining).filter { $0 != g.local && $0 < g.local }
+        let ready: Bool
+        if otherSeeds.isEmpty {
+            ready = true
+        } else if !g.liveMembers.isEmpty {
+            ready = elapsed >= interval * 3 && (earlierJoiners.isEmpty || elapsed >= interval * 30)
+        } else if elapsed >= interval * 30 {
+            logger.warning("no seed answered; forming a ring alone", metadata: ["seeds": "\(otherSeeds)"])
+            ready = true
+        } else {
+            ready = false
+        }
+        guard ready else { return }
+        joinStartedAt = nil
+        let allocator = TokenAllocator(tokensPerNode: configuration.vnodes, replicationFactor: configuration.replicationFactor)
+        // A small random nudge per token (at most 2^-24 of the ring) keeps two joiners that did
+        // see the same ring after all from claiming identical tokens.
+        let tokens = allocator.allocate(for: g.local, in: g.tokenRing(), using: &rng).map {
+            Token($0.value &+ Int64.random(in: -(1 << 39)...(1 << 39), using: &rng))
+        }
+        let directory = configuration.dataDirectory
+        do {
+            try await replica.threadPool.runIfActive { try RingStateFiles.saveTokens(tokens, dataDirectory: directory) }
+        } catch {
+            logger.error("cannot persist tokens; staying JOINING", metadata: ["error": "\(error)"])
+            joinStartedAt = started
+            return
+        }
+        persistedTokens = tokens
+        gossiper?.setStatus(.normal, tokens: tokens)
+        rebuildRing()
+        logger.info("normal", metadata: ["tokens": "\(tokens.count)", "ring_nodes": "\(ring.nodeCount)"])
+    }
+
+    private func refreshLoad() async {
+        guard let bytes = try? await replica.diskBytes() else { return }
+        gossiper?.setApplicationState(.load, String(bytes))
+    }
+
+    // MARK: Requests
+
+    /// The ring as a coordinator sees it now. Throws `unavailable` while no node is NORMAL.
+    func snapshot() throws(WireError) -> RingSnapshot {
+        guard let g = gossiper else {
+            throw WireError(.unavailable, "this node is starting and has not joined the ring yet; retry shortly")
+        }
+        guard !ring.isEmpty else {
+            throw WireError(.unavailable, "no node of the ring is NORMAL yet (this node is \(g.localState.status?.rawValue.lowercased() ?? "joining")); retry shortly")
+        }
+        let alive = aliveSet(at: now())
+        let joining = g.nodes(withStatus: .joining).filter { alive.contains($0) && !ring.contains($0) }
+        return RingSnapshot(local: g.local, ring: ring, replicationFactor: configuration.replicationFactor,
+                            alive: alive, joining: joining)
+    }
+
+    private func aliveSet(at instant: RingInstant) -> Set<NodeID> {
+        guard let g = gossiper else { return [] }
+        var alive = Set(g.liveMembers.filter { (unreachableUntil[$0] ?? .zero) <= instant })
+        alive.insert(g.local)
+        return alive
+    }
+
+    /// A peer refused a connection or did not answer: count it as down for a short while.
+    func markUnreachable(_ node: NodeID) {
+        guard node != gossiper?.local else { return }
+        unreachableUntil[node] = now() + max(.seconds(2), configuration.gossipInterval * 2)
+    }
+
+    /// Keeps a hint for a replica that missed a write (the queue applies the hint window).
+    func storeHint(_ mutation: Mutation, for target: NodeID) {
+        let actions = hintQueue.store(mutation, for: target, targetDownSince: gossiper?.downSince(target), now: now())
+        if actions.isEmpty { metrics.hintsDropped.increment() }
+        for case .persist(let hint) in actions {
+            metrics.hintsStored.increment()
+            hintOperationSink.yield(.persist(hint))
+        }
+        metrics.hintsPending.record(hintQueue.totalPending)
+    }
+
+    // MARK: Hints
+
+    private func hintTick() {
+        let instant = now()
+        let alive = aliveSet(at: instant)
+        let actions = hintQueue.onTick(now: instant, isAlive: { alive.contains($0) })
+        for action in actions {
+            switch action {
+            case .persist(let hint): hintOperationSink.yield(.persist(hint))
+            case .delete(let id, let target): hintOperationSink.yield(.delete(id: id, target: target))
+            case .replay(let hint): replay(hint)
+            }
+        }
+        if !actions.isEmpty { metrics.hintsPending.record(hintQueue.totalPending) }
+    }
+
+    private func replay(_ hint: Hint) {
+        let address = gossiper?.state(of: hint.target)?.node.address ?? hint.target.address
+        let messenger = self.messenger
+        Task {
+            do {
+                let reply = try await messenger.request(.hintReplay(HintReplay(id: hint.id, mutation: hint.mutation)),
+                                                        to: address, timeout: .seconds(5))
+                guard case .hintReplayAck(hint.id) = reply else {
+                    throw WireError(.protocolError, "\(address) answered HintReplay with \(reply.type)")
+                }
+                self.replayAcknowledged(hint.id)
+            } catch {
+                self.replayFailed(hint.id, error: error)
+            }
+        }
+    }
+
+    private func replayAcknowledged(_ id: UInt64) {
+        for case .delete(let id, let target) in hintQueue.onReplayAck(id: id) {
+            metrics.hintsReplayed.increment()
+            hintOperationSink.yield(.delete(id: id, target: target))
+        }
+        metrics.hintsPending.record(hintQueue.totalPending)
+    }
+
+    private func replayFailed(_ id: UInt64, error: any Error) {
+        metrics.hintReplayFailures.increment()
+        logger.debug("hint replay failed", metadata: ["hint": "\(id)", "error": "\(error)"])
+        hintQueue.onReplayFailed(id: id)
+    }
+
+    /// Hints waiting for `nodeID` (tests and status).
+    func pendingHints(for nodeID: String? = nil) -> Int {
+        guard let nodeID else { return hintQueue.totalPending }
+        return hintQueue.pendingCount(for: NodeID(id: nodeID, host: "", port: 0))
+    }
+
+    // MARK: Status
+
+    /// Every member as this node sees it: state, up/down, gossiped load, tokens, effective
+    /// ownership at the replication factor. Sorted by address.
+    func status() -> RingStatus {
+        let rf = configuration.replicationFactor
+        guard let g = gossiper else {
+            return RingStatus(clusterName: configuration.clusterName, replicationFactor: rf, nodes: [])
+        }
+        let alive = aliveSet(at: now())
+        let ownership = ring.effectiveOwnership(replicationFactor: max(1, min(rf, ring.nodeCount)))
+        let nodes = g.states.values.map { s -> RingNodeStatus in
+            let address = s[.address].flatMap { NodeAddress(hostPort: $0) } ?? s.node.address
+            return RingNodeStatus(state: (s.status ?? .joining).rawValue.lowercased(), isUp: alive.contains(s.node),
+                                  id: s.node.id, host: address.host, port: UInt16(clamping: address.port),
+                                  loadBytes: UInt64(clamping: s.load ?? 0), tokens: s.tokens.count,
+                                  ownership: ownership[s.node] ?? 0)
+        }
+        return RingStatus(clusterName: configuration.clusterName, replicationFactor: rf,
+                          nodes: nodes.sorted { ($0.host, $0.port, $0.id) < ($1.host, $1.port, $1.id) })
+    }
+}
+
+extension Duration {
+    var ringNanoseconds: Int64 {
+        let (s, atto) = components
+        return s &* 1_000_000_000 &+ atto / 1_000_000_000
+    }
+}

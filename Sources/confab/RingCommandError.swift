@@ -1,0 +1,47 @@
+/// A `confab ring …` failure: what happened and what to do about it, in one message.
+struct RingCommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate enum Wrapped: String {
+            case noRing = "no ring"
+            case alreadyRunning = "already running"
+            case busy = "busy"
+            case badNode = "bad node"
+            case notRunning = "not running"
+            case startFailed = "start failed"
+            case timeout = "timeout"
+            case noNodeAnswered = "no node answered"
+            case io = "io"
+        }
+        fileprivate let wrapped: Wrapped
+
+        /// The directory has no `ring.json`.
+        static let noRing = Code(wrapped: .noRing)
+        /// `ring start` found live nodes of a ring in the directory.
+        static let alreadyRunning = Code(wrapped: .alreadyRunning)
+        /// Another `confab ring` command holds the directory's lock.
+        static let busy = Code(wrapped: .busy)
+        /// A node number outside 1...N, or a node already running (restart) / not running (kill).
+        static let badNode = Code(wrapped: .badNode)
+        static let notRunning = Code(wrapped: .notRunning)
+        /// A node process could not be spawned or exited during startup.
+        static let startFailed = Code(wrapped: .startFailed)
+        /// Nodes did not become normal (or exit) in time.
+        static let timeout = Code(wrapped: .timeout)
+        /// `ring status`: nobody answered.
+        static let noNodeAnswered = Code(wrapped: .noNodeAnswered)
+        /// Reading or writing the ring directory failed.
+        static let io = Code(wrapped: .io)
+
+        var description: String { wrapped.rawValue }
+    }
+
+    var code: Code
+    var message: String
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    var description: String { message }
+}

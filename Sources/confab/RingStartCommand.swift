@@ -1,0 +1,161 @@
+import ArgumentParser
+import ConfabWire
+import Foundation
+
+/// `confab ring start`: launches N `confab node` processes and returns once the ring is normal.
+struct RingStartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Start a ring of node processes on 127.0.0.1; returns when every node is up and normal.",
+        discussion: """
+            Nodes start one at a time (node 1 is every node's seed); each one is awaited until it \
+            listens and sees the nodes before it as normal, then the whole ring is awaited and its \
+            status printed. If a node fails to start, the nodes started so far are stopped and the \
+            error quotes the failing node's log. A directory holding a stopped ring (after \
+            `confab ring stop`) is started again with its data and recorded settings. A directory \
+            whose ring is running is refused.
+            """)
+
+    @Option(help: ArgumentHelp("Number of nodes (default 3; for a stopped ring, the recorded number).", valueName: "n"))
+    var nodes: Int?
+
+    @OptionGroup var ring: RingDirectoryOptions
+
+    @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 3, or --nodes when fewer).", valueName: "n"))
+    var replicationFactor: Int?
+
+    @Option(help: ArgumentHelp("Vnode tokens per node.", valueName: "n"))
+    var vnodes: Int = 16
+
+    @Option(name: .customLong("base-port"),
+            help: ArgumentHelp("Listen on base-port, base-port+1, …; default: free ports the system picks.", valueName: "port"))
+    var basePort: Int?
+
+    @Option(help: ArgumentHelp("WAL sync mode for every node: batch, group or periodic[:MS] (default: the node's, group).",
+                               valueName: "mode"))
+    var sync: String?
+
+    @Option(help: ArgumentHelp("Seconds to wait for the whole ring to be up and normal.", valueName: "seconds"))
+    var timeout: Double = 60
+
+    func validate() throws {
+        if let nodes, !(1...64).contains(nodes) { throw ValidationError("--nodes must be between 1 and 64") }
+        let count = nodes ?? 3
+        if let rf = replicationFactor {
+            guard (1...16).contains(rf) else { throw ValidationError("--rf must be between 1 and 16") }
+            guard rf <= count else {
+                throw ValidationError("--rf \(rf) needs at least \(rf) nodes (--nodes is \(count)); QUORUM writes could never succeed")
+            }
+        }
+        guard (1...256).contains(vnodes) else { throw ValidationError("--vnodes must be between 1 and 256") }
+        if let basePort, !(1...(65536 - count)).contains(basePort) {
+            throw ValidationError("--base-port \(basePort) leaves no room for \(count) ports below 65536")
+        }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
+
+    func run() throws {
+        let directory = ring.path
+        let (status, answeredBy) = try RingCommand.guarded("start") { () throws -> (RingStatus, String) in
+            let lock = try RingDirectoryLock(directory: directory, create: true)
+            let (state, isNew) = try plan(directory: directory)
+            let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
+            try supervisor.save()
+            let timeout = Duration.milliseconds(Int(self.timeout * 1000))
+            let status: (RingStatus, String)
+            do {
+                status = try runBlocking { try await Self.start(supervisor, timeout: timeout) }
+            } catch {
+                // A new ring that never came up is forgotten (its logs stay), so that the next
+                // `ring start` plans afresh instead of restarting a broken command line.
+                if isNew { unlink(RingState.path(in: directory)) }
+                throw error
+            }
+            let s = supervisor.state
+            RingCommand.progress("ring of \(s.nodes.count) node\(s.nodes.count == 1 ? "" : "s") running in \(directory) "
+                + "(rf \(s.replicationFactor)); logs in \(directory)/nodeN/node.log; stop it with `confab ring stop\(ring.dir == nil ? "" : " --dir \(directory)")`")
+            _ = consume lock
+            return status
+        }
+        print(RingStatusTable.render(status, answeredBy: answeredBy))
+    }
+
+    /// The ring to start: the stopped one recorded in `directory`, or a new one.
+    private func plan(directory: String) throws -> (state: RingState, isNew: Bool) {
+        if let existing = try RingState.load(from: directory) {
+            let running = existing.runningNodes()
+            if !running.isEmpty {
+                let list = running.map { "node \($0.index) pid \($0.pid!)" }.joined(separator: ", ")
+                throw RingCommandError(.alreadyRunning, """
+                    a ring is already running in \(directory) (\(list)); stop it with \
+                    `confab ring stop --dir \(directory)`, or pass another --dir for a second ring
+                    """)
+            }
+            if let nodes, nodes != existing.nodes.count {
+                throw RingCommandError(.alreadyRunning, """
+                    \(directory) holds a stopped \(existing.nodes.count)-node ring; `confab ring start --dir \(directory)` \
+                    starts it again with its data, or remove \(directory) (or pass another --dir) for a new \(nodes)-node ring
+                    """)
+            }
+            RingCommand.progress("\(directory) holds a stopped \(existing.nodes.count)-node ring; starting it again with its data "
+                + "and recorded settings (remove \(directory) for a new ring)")
+            return (existing, false)
+        }
+        let count = nodes ?? 3
+        let rf = replicationFactor ?? min(3, count)
+        let host = "127.0.0.1"
+        var ports: [Int] = []
+        for i in 0..<count {
+            if let basePort {
+                let port = basePort + i
+                guard RingProcessLauncher.isPortFree(port, host: host) else {
+                    throw RingCommandError(.startFailed, """
+                        port \(port) (node \(i + 1)) is in use; pick another --base-port, or leave it out to use free ports
+                        """)
+                }
+                ports.append(port)
+            } else {
+                var port = try RingProcessLauncher.freePort(host: host)
+                while ports.contains(port) { port = try RingProcessLauncher.freePort(host: host) }
+                ports.append(port)
+            }
+        }
+        let executable = RingProcessLauncher.confabExecutable()
+        let seed = "\(host):\(ports[0])"
+        let nodes = (1...count).map { index in
+            let nodeDir = "\(directory)/node\(index)"
+            var command = [executable, "node", "--data-dir", "\(nodeDir)/data", "--listen", "\(host):\(ports[index - 1])",
+                           "--seeds", seed, "--rf", String(rf), "--vnodes", String(vnodes)]
+            if let sync { command += ["--sync", sync] }
+            return RingState.Node(index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
+                                  dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new")
+        }
+        return (RingState(replicationFactor: rf, vnodes: vnodes, nodes: nodes), true)
+    }
+
+    /// Starts every node in order, then waits for the whole ring. On failure, stops what it
+    /// started and rethrows.
+    private static func start(_ supervisor: RingSupervisor, timeout: Duration) async throws -> (RingStatus, String) {
+        let clock = supervisor.clock
+        let deadline = clock.now.advanced(by: timeout)
+        func remaining() -> Duration { max(.seconds(1), deadline - clock.now) }
+        let all = supervisor.state.nodes.map(\.index)
+        do {
+            var started: [Int] = []
+            for node in supervisor.state.nodes {
+                RingCommand.progress("starting node \(node.index) of \(all.count) on \(node.addressText)…")
+                try await supervisor.launch(node.index, timeout: min(.seconds(30), remaining()))
+                started.append(node.index)
+                // One at a time, as Cassandra asks: the next node joins once this one sees the
+                // ring so far as normal (its tokens are then known to the next one's allocator).
+                try await supervisor.waitUntilNormal(askers: [node.index], expected: started, timeout: remaining())
+            }
+            RingCommand.progress("waiting for \(all.count) node\(all.count == 1 ? "" : "s") to be normal…")
+            return try await supervisor.waitUntilNormal(askers: all, expected: all, timeout: remaining())
+        } catch {
+            RingCommand.progress("start failed; stopping the nodes started so far (their logs stay in \(supervisor.directory))…")
+            _ = try? supervisor.stop(all, timeout: .seconds(10))
+            throw error
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import ConfabRing
+import Foundation
+
+/// `D/ring.json`: the nodes `confab ring start` launched, so that later ring commands (and
+/// `confab post`/`history` without `--node`) find them. Format in docs/ring-cli.md.
+///
+/// Written atomically (temp file, fsync, rename, fsync of the directory): a reader sees the old
+/// or the new file, never a torn one. Whether a node runs is not trusted from the file: commands
+/// check each pid (`RingProcessLauncher.isAlive`).
+struct RingState: Codable, Hashable, Sendable {
+    static let fileName = "ring.json"
+    static let currentVersion = 1
+
+    /// One launched `confab node` process.
+    struct Node: Codable, Hashable, Sendable {
+        /// 1-based, as `confab ring kill N` counts.
+        var index: Int
+        /// The node's host id, once it printed its "listening" line.
+        var id: String?
+        var host: String
+        var port: Int
+        /// The last pid it ran as (it may have exited since).
+        var pid: Int32?
+        /// Absolute data directory (`D/nodeN/data`).
+        var dataDir: String
+        /// Absolute log file (`D/nodeN/node.log`): the node's stdout and stderr, appended.
+        var log: String
+        /// The exact argv (executable first) used to start it; `ring restart` reuses it.
+        var command: [String]
+        /// What the last ring command did to it: starting, running, stopped, killed, failed.
+        var state: String
+
+        var address: NodeAddress { NodeAddress(host: host, port: port) }
+        var addressText: String { "\(host):\(port)" }
+    }
+
+    var version = RingState.currentVersion
+    var replicationFactor: Int
+    var vnodes: Int
+    var nodes: [Node]
+
+    // MARK: Files
+
+    /// The ring directory: `--dir`, else `$CONFAB_RING_DIR`, else `./confab-ring`; made absolute.
+    static func directory(_ option: String?) -> String {
+        let raw = option ?? ProcessInfo.processInfo.environment["CONFAB_RING_DIR"] ?? "./confab-ring"
+        let expanded = NSString(string: raw).expandingTildeInPath
+        let url = expanded.hasPrefix("/")
+            ? URL(fileURLWithPath: expanded)
+            : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(expanded)
+        return url.standardizedFileURL.path
+    }
+
+    static func path(in directory: String) -> String { "\(directory)/\(fileName)" }
+
+    /// The state in `directory`, or nil when it has no ring.json.
+    static func load(from directory: String) throws(RingCommandError) -> RingState? {
+        let path = path(in: directory)
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let state = try decoder.decode(RingState.self, from: data)
+            guard state.version == currentVersion else {
+                throw RingCommandError(.io, "\(path) has version \(state.version); this confab reads version \(currentVersion)")
+            }
+            return state
+        } catch let error as RingCommandError {
+            throw error
+        } catch {
+            throw RingCommandError(.io, "cannot read \(path): \(error); remove it if no ring runs there")
+        }
+    }
+
+    /// The state in `directory`; `noRing` when there is none.
+    static func require(in directory: String) throws(RingCommandError) -> RingState {
+        guard let state = try load(from: directory) else {
+            throw RingCommandError(.noRing, "no ring in \(directory) (no \(fileName)); start one with `confab ring start --dir \(directory)`")
+        }
+        return state
+    }
+
+    /// Replaces `D/ring.json` atomically and durably.
+    func save(to directory: String) throws(RingCommandError) {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let final = Self.path(in: directory)
+        let temp = "\(final).tmp"
+        do {
+            var data = try encoder.encode(self)
+            data.append(0x0A)
+            try Self.writeSynced(data, to: temp)
+            guard rename(temp, final) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            Self.syncDirectory(directory)
+        } catch {
+            unlink(temp)
+            throw RingCommandError(.io, "cannot write \(final): \(error)")
+        }
+    }
+
+    private static func writeSynced(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+                }
+                offset += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    private static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
+    // MARK: Queries
+
+    /// The node numbered `index` (1-based); `badNode` when there is none.
+    func node(_ index: Int, directory: String) throws(RingCommandError) -> Node {
+        guard let node = nodes.first(where: { $0.index == index }) else {
+            throw RingCommandError(.badNode, "the ring in \(directory) has nodes 1 to \(nodes.count); there is no node \(index)")
+        }
+        return node
+    }
+
+    /// Nodes whose recorded pid is a live `confab node` on this machine.
+    func runningNodes() -> [Node] {
+        nodes.filter { RingProcessLauncher.isAlive($0) }
+    }
+
+    mutating func update(_ index: Int, _ change: (inout Node) -> Void) {
+        if let i = nodes.firstIndex(where: { $0.index == index }) { change(&nodes[i]) }
+    }
+}
