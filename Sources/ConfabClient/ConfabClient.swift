@@ -41,7 +41,7 @@ public final class ConfabClient: Sendable {
     }
 
     public let configuration: Configuration
-    private let pool: ConnectionPool
+    let pool: ConnectionPool
     private let logger: Logger
 
     public init(configuration: Configuration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,

@@ -86,11 +86,30 @@ struct RequestHandler: Sendable {
             _ = try schema.resolve(id: hint.mutation.table)
             try await replica.apply(hint.mutation)
             return .hintReplayAck(id: hint.id)
+        case .admin(let request):
+            let ring = try ringRuntime()
+            let executor = AdminExecutor(replica: try internode(), ring: ring, messenger: ring.messenger)
+            return .adminResponse(try await executor.run(request))
+        case .repair(let request):
+            let ring = try ringRuntime()
+            let coordinator = RepairCoordinator(ring: ring, replica: try internode(), messenger: ring.messenger,
+                                                schema: schema, logger: logger)
+            return .repairResponse(try await coordinator.run(depth: Int(request.depth)))
+        case .merkleTreeRequest(let request):
+            let replica = try internode()
+            let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
+            let tree = try await replica.merkleTree(table: table.id, range: request.range, depth: request.depth)
+            return .merkleTreeResponse(MerkleTreeLeaves(tree))
+        case .streamRanges(let request):
+            let ring = try ringRuntime()
+            let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
+            let source = RangeStreamSource(replica: try internode(), messenger: ring.messenger)
+            return .streamRangesDone(try await source.send(table: table, ranges: request.ranges, to: request.target))
         case .gossip:
             // One-way: `respond` hands gossip to the ring before getting here.
             throw WireError(.protocolError, "gossip messages are one-way and get no answer")
         case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck, .replicaReadResponse,
-             .hintReplayAck:
+             .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse, .streamRangesDone:
             throw WireError(.protocolError, "\(message.type) is a response; a node does not accept it as a request")
         }
     }
@@ -109,6 +128,11 @@ struct RequestHandler: Sendable {
     private func internode() throws(WireError) -> LocalReplica {
         guard let replica else { throw WireError(.protocolError, "this node does not serve internode requests") }
         return replica
+    }
+
+    private func ringRuntime() throws(WireError) -> RingService {
+        guard let ring else { throw WireError(.invalid, "this node runs without the ring runtime; admin and repair requests need it") }
+        return ring
     }
 
     /// The client-facing meaning of an engine error.

@@ -231,6 +231,9 @@ actor RingService {
 
     // MARK: Requests
 
+    /// This node's identity in the ring (id and gossip address), nil until the ring runtime runs.
+    func localNode() -> NodeID? { gossiper?.local }
+
     /// The ring as a coordinator sees it now. Throws `unavailable` while no node is NORMAL.
     func snapshot() throws(WireError) -> RingSnapshot {
         guard let g = gossiper else {

@@ -15,6 +15,11 @@ public struct MerkleTree: Hashable, Sendable {
         public var a: UInt64
         public var b: UInt64
         public static let zero = Hash(a: 0, b: 0)
+
+        public init(a: UInt64, b: UInt64) {
+            self.a = a
+            self.b = b
+        }
     }
 
     public let range: TokenRange
@@ -27,6 +32,16 @@ public struct MerkleTree: Hashable, Sendable {
         self.range = range
         self.depth = depth
         self.leaves = Array(repeating: .zero, count: 1 << depth)
+    }
+
+    /// A tree rebuilt from its leaf hashes, as a replica sent them; nil when the leaf count does
+    /// not match the depth.
+    public init?(range: TokenRange, depth: Int, leaves: [Hash], rowCount: Int = 0) {
+        guard (0...20).contains(depth), leaves.count == 1 << depth else { return nil }
+        self.range = range
+        self.depth = depth
+        self.leaves = leaves
+        self.rowCount = rowCount
     }
 
     public var leafCount: Int { 1 << depth }

@@ -21,8 +21,13 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let readResponse = MessageType(rawValue: 0x13)
     public static let status = MessageType(rawValue: 0x14)
     public static let statusResponse = MessageType(rawValue: 0x15)
+    // Operator requests (run by the receiving node, not routed by key)
+    public static let admin = MessageType(rawValue: 0x16)
+    public static let adminResponse = MessageType(rawValue: 0x17)
+    public static let repair = MessageType(rawValue: 0x18)
+    public static let repairResponse = MessageType(rawValue: 0x19)
 
-    // Internode (the ring); Merkle and stream types are reserved, not implemented yet
+    // Internode (the ring); StreamRangesData is reserved, not implemented yet
     public static let gossipSyn = MessageType(rawValue: 0x40)
     public static let gossipAck = MessageType(rawValue: 0x41)
     public static let gossipAck2 = MessageType(rawValue: 0x42)
@@ -42,14 +47,13 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let implemented: [MessageType] = [
         .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
         .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
-        .hintReplay, .hintReplayAck,
+        .hintReplay, .hintReplayAck, .admin, .adminResponse, .repair, .repairResponse,
+        .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest, .streamRangesDone,
     ]
 
-    /// Numbers set aside for internode messages whose bodies are not defined yet (repair and
-    /// range streaming).
-    public static let reservedInternode: [MessageType] = [
-        .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest, .streamRangesData, .streamRangesDone,
-    ]
+    /// Numbers set aside for internode messages whose bodies are not defined yet (batched range
+    /// streaming for bootstrap; repair streams as ReplicaWrites).
+    public static let reservedInternode: [MessageType] = [.streamRangesData]
 
     public var isReservedInternode: Bool { Self.reservedInternode.contains(self) }
 
@@ -66,6 +70,10 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .readResponse: return "ReadResponse"
         case .status: return "Status"
         case .statusResponse: return "StatusResponse"
+        case .admin: return "Admin"
+        case .adminResponse: return "AdminResponse"
+        case .repair: return "Repair"
+        case .repairResponse: return "RepairResponse"
         case .gossipSyn: return "GossipSyn"
         case .gossipAck: return "GossipAck"
         case .gossipAck2: return "GossipAck2"

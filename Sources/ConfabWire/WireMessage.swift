@@ -31,6 +31,18 @@ public enum WireMessage: Hashable, Sendable {
     case hintReplay(HintReplay)
     /// The replica applied the hint with this id.
     case hintReplayAck(id: UInt64)
+    /// Flush or compact on this node or every node (`confab flush`, `confab compact`).
+    case admin(AdminRequest)
+    case adminResponse(AdminResponse)
+    /// Coordinate a repair of every range the receiving node replicates (`confab repair`).
+    case repair(RepairRequest)
+    case repairResponse(RepairReport)
+    /// A repair coordinator asks a replica for its Merkle tree of a range.
+    case merkleTreeRequest(MerkleTreeRequest)
+    case merkleTreeResponse(MerkleTreeLeaves)
+    /// A repair coordinator asks a replica to send its data in some ranges to another replica.
+    case streamRanges(StreamRangesRequest)
+    case streamRangesDone(StreamRangesDone)
 
     public var type: MessageType {
         switch self {
@@ -52,6 +64,14 @@ public enum WireMessage: Hashable, Sendable {
         case .replicaReadResponse: return .replicaReadResponse
         case .hintReplay: return .hintReplay
         case .hintReplayAck: return .hintReplayAck
+        case .admin: return .admin
+        case .adminResponse: return .adminResponse
+        case .repair: return .repair
+        case .repairResponse: return .repairResponse
+        case .merkleTreeRequest: return .merkleTreeRequest
+        case .merkleTreeResponse: return .merkleTreeResponse
+        case .streamRanges: return .streamRangesRequest
+        case .streamRangesDone: return .streamRangesDone
         }
     }
 
@@ -65,8 +85,10 @@ public enum WireMessage: Hashable, Sendable {
     public var isResponse: Bool {
         switch self {
         case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
-             .replicaReadResponse, .hintReplayAck: return true
-        case .hello, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay: return false
+             .replicaReadResponse, .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse,
+             .streamRangesDone: return true
+        case .hello, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay, .admin, .repair,
+             .merkleTreeRequest, .streamRanges: return false
         }
     }
 
@@ -164,6 +186,23 @@ public enum WireMessage: Hashable, Sendable {
             w.longBytes(h.mutation.encoded())
         case .hintReplayAck(let id):
             w.u64(id)
+        case .admin(let a):
+            a.encode(into: &w)
+        case .adminResponse(let a):
+            a.encode(into: &w)
+        case .repair(let r):
+            w.u8(r.depth)
+        case .repairResponse(let report):
+            report.encode(into: &w)
+        case .merkleTreeRequest(let m):
+            m.encode(into: &w)
+        case .merkleTreeResponse(let t):
+            t.encode(into: &w)
+        case .streamRanges(let s):
+            s.encode(into: &w)
+        case .streamRangesDone(let d):
+            w.u32(d.mutations)
+            w.u64(d.rows)
         }
         return w.bytes
     }
@@ -276,6 +315,22 @@ public enum WireMessage: Hashable, Sendable {
             message = .hintReplay(HintReplay(id: id, mutation: try r.mutation("mutation", max: frame.body.count)))
         case .hintReplayAck:
             message = .hintReplayAck(id: try r.u64("hint id"))
+        case .admin:
+            message = .admin(try AdminRequest.decode(from: &r))
+        case .adminResponse:
+            message = .adminResponse(try AdminResponse.decode(from: &r))
+        case .repair:
+            message = .repair(RepairRequest(depth: try r.u8("depth")))
+        case .repairResponse:
+            message = .repairResponse(try RepairReport.decode(from: &r))
+        case .merkleTreeRequest:
+            message = .merkleTreeRequest(try MerkleTreeRequest.decode(from: &r))
+        case .merkleTreeResponse:
+            message = .merkleTreeResponse(try MerkleTreeLeaves.decode(from: &r))
+        case .streamRangesRequest:
+            message = .streamRanges(try StreamRangesRequest.decode(from: &r))
+        case .streamRangesDone:
+            message = .streamRangesDone(StreamRangesDone(mutations: try r.u32("mutations"), rows: try r.u64("rows")))
         default:
             if frame.type.isReservedInternode {
                 throw WireError(.protocolError, "\(frame.type) is reserved for internode messages and not implemented by protocol version \(ProtocolVersion.current)")

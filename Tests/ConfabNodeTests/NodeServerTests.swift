@@ -60,7 +60,7 @@ import Testing
         socket.send(bad)
         let unknownType = Frame(type: MessageType(rawValue: 0x7E), streamID: 6, body: []).encoded()
         socket.send(unknownType)
-        let reserved = Frame(type: .merkleTreeRequest, streamID: 7, body: []).encoded()
+        let reserved = Frame(type: .streamRangesData, streamID: 7, body: []).encoded()
         socket.send(reserved)
         let garbledBody = Frame(type: .write, streamID: 8, body: [0x04, 0xFF]).encoded()
         socket.send(garbledBody)
