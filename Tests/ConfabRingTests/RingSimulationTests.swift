@@ -7,7 +7,7 @@ import Testing
 @Suite struct RingSimulationTests {
     static let seeds: [UInt64] = {
         if let s = ProcessInfo.processInfo.environment["CONFAB_SEED"], let seed = UInt64(s) { return [seed] }
-        return Array(1...200)
+        return Array(1...2_000)
     }()
 
     @Test(arguments: seeds)
