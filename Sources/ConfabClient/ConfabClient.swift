@@ -31,8 +31,9 @@ public final class ConfabClient: Sendable {
         public var maxFrameBytes: Int = FrameHeader.defaultMaxBodyBytes
         /// Sent in Hello, shows up in node logs.
         public var clientName = "confab-swift-client"
-        /// Which node to try first (token-aware routing plugs in here).
-        public var routing: any RoutingPolicy = RoundRobinRouting()
+        /// Which node to try first: by default a replica of the request's partition, once the
+        /// client has learned the ring (`TokenAwareRouting`).
+        public var routing: any RoutingPolicy = TokenAwareRouting()
         public var schema: SchemaRegistry = .standard
         /// Timestamps of posted messages and TTL checks.
         public var clock: any EngineClock = SystemClock()
@@ -97,6 +98,12 @@ public final class ConfabClient: Sendable {
         }
     }
 
+    /// Learns the ring's tokens for token-aware routing now (otherwise done lazily).
+    public func discoverRing() async throws {
+        let status = try await status()
+        (configuration.routing as? TokenAwareRouting)?.update(from: status)
+    }
+
     /// Round trip to a node (the first the routing policy picks); returns the node's id.
     public func ping() async throws -> String {
         let nonce = UInt64.random(in: 0...UInt64.max)
@@ -111,6 +118,15 @@ public final class ConfabClient: Sendable {
     /// on to the next node; the last failure is thrown.
     func send(_ message: WireMessage, partitionKey: [UInt8]?,
               answeredBy: (String) -> Void = { _ in }) async throws -> WireMessage {
+        if partitionKey != nil, let tokenAware = configuration.routing as? TokenAwareRouting, tokenAware.needsTopology {
+            // Learn the ring once (and again when stale); routing works without it, so a failure
+            // here only means round robin for now.
+            if let status = try? await self.send(.status, partitionKey: nil) , case .statusResponse(let s) = status {
+                tokenAware.update(from: s)
+            } else {
+                tokenAware.update(from: RingStatus(clusterName: "", replicationFactor: 1, nodes: []))
+            }
+        }
         let plan = configuration.routing.plan(partitionKey: partitionKey, nodes: configuration.nodes)
         guard !plan.isEmpty else { throw ConfabClientError(.invalidArgument, "no node addresses given") }
         let attempts = max(1, min(configuration.maxAttempts ?? plan.count, plan.count))

@@ -27,8 +27,11 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
     public var tokens: Int
     /// Fraction of the data it holds replicas of (Cassandra's "Owns (effective)"), 0...1.
     public var ownership: Double
+    /// The tokens themselves, so clients can route each request to a replica of its partition.
+    public var tokenValues: [Int64]
 
-    public init(state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int, ownership: Double) {
+    public init(state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int, ownership: Double,
+                tokenValues: [Int64] = []) {
         self.state = state
         self.isUp = isUp
         self.id = id
@@ -37,5 +40,6 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
         self.loadBytes = loadBytes
         self.tokens = tokens
         self.ownership = ownership
+        self.tokenValues = tokenValues
     }
 }

@@ -169,6 +169,8 @@ public enum WireMessage: Hashable, Sendable {
                 w.u64(n.loadBytes)
                 w.u32(UInt32(clamping: n.tokens))
                 w.u64(n.ownership.bitPattern)
+                w.u32(UInt32(n.tokenValues.count))
+                for t in n.tokenValues { w.i64(t) }
             }
         case .gossip(let g):
             g.encode(into: &w)
@@ -291,9 +293,13 @@ public enum WireMessage: Hashable, Sendable {
                 let state = try r.string("state")
                 let up = try r.u8("up flag")
                 guard up <= 1 else { throw r.fail("up flag \(up)") }
-                nodes.append(RingNodeStatus(state: state, isUp: up == 1, id: try r.string("node id"), host: try r.string("host"),
-                                            port: try r.u16("port"), loadBytes: try r.u64("load"),
-                                            tokens: Int(try r.u32("tokens")), ownership: Double(bitPattern: try r.u64("ownership"))))
+                var node = RingNodeStatus(state: state, isUp: up == 1, id: try r.string("node id"), host: try r.string("host"),
+                                          port: try r.u16("port"), loadBytes: try r.u64("load"),
+                                          tokens: Int(try r.u32("tokens")), ownership: Double(bitPattern: try r.u64("ownership")))
+                let listed = try r.u32("token list length")
+                guard listed <= 65_536 else { throw r.fail("implausible token list length \(listed)") }
+                for _ in 0..<listed { node.tokenValues.append(try r.i64("token")) }
+                nodes.append(node)
             }
             message = .statusResponse(RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes))
         case .gossipSyn, .gossipAck, .gossipAck2:

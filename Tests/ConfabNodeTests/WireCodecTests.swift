@@ -39,7 +39,8 @@ let sampleMessages: [WireMessage] = {
         .readResponse(.digest(.init(high: 0xDEAD_BEEF, low: 1))),
         .status,
         .statusResponse(RingStatus(clusterName: "confab", replicationFactor: 3, nodes: [
-            RingNodeStatus(state: "normal", isUp: true, id: "a", host: "127.0.0.1", port: 7400, loadBytes: 1 << 40, tokens: 16, ownership: 0.75),
+            RingNodeStatus(state: "normal", isUp: true, id: "a", host: "127.0.0.1", port: 7400, loadBytes: 1 << 40, tokens: 2, ownership: 0.75,
+                           tokenValues: [.min, 42]),
             RingNodeStatus(state: "joining", isUp: false, id: "b", host: "::1", port: 1, loadBytes: 0, tokens: 0, ownership: 0),
         ])),
     ]
