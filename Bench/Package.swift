@@ -33,6 +33,9 @@ let package = Package(
                 "CLevelDB",
                 "CSQLite3",
                 .product(name: "ConfabEngine", package: "confab"),
+                // `confab-bench ring`: the Swift client against rings started by the confab binary.
+                .product(name: "ConfabClient", package: "confab"),
+                .product(name: "ConfabRing", package: "confab"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

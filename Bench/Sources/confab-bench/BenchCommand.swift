@@ -6,7 +6,7 @@ struct ConfabBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "confab-bench",
         abstract: "Benchmarks for Confab.",
-        subcommands: [StorageCommand.self, RecoveryChildCommand.self])
+        subcommands: [StorageCommand.self, RingBenchCommand.self, RecoveryChildCommand.self])
 }
 
 /// `confab-bench storage`: the chat workload against Confab, RocksDB, LevelDB and SQLite.

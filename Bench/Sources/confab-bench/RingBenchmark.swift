@@ -1,0 +1,531 @@
+import ArgumentParser
+import ConfabClient
+import ConfabEngine
+import ConfabRing
+import Foundation
+import Histogram
+
+/// `confab-bench ring`: QUORUM writes and latest-50 reads through the Swift client against a
+/// 1-node RF-1 ring and a 3-node RF-3 ring on localhost, started with the confab binary.
+struct RingBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ring",
+        abstract: "QUORUM write/read throughput and open-loop latency: 1-node RF-1 vs 3-node RF-3 ring on localhost.",
+        discussion: """
+            Builds nothing: runs the main package's release binary (`swift build -c release --product confab` \
+            in the repository root first). Per ring: closed-loop peak write throughput with 64 concurrent \
+            writers, then open-loop writes and latest-50 reads at half that peak. See Bench/README.md.
+            """)
+
+    @Option(help: "The confab binary (default: ../.build/release/confab relative to the Bench package).")
+    var confab: String?
+
+    @Flag(help: "Short phases (about 1.5 s each) for a quick check.")
+    var quick = false
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    @Option(help: "Concurrent closed-loop writers in the peak phase.")
+    var writers = 64
+
+    @Option(help: "Override the seconds of each measured phase (peak, open-loop writes, open-loop reads).")
+    var seconds: Double?
+
+    @Option(help: "Number of chats the writes spread over (reads pick among them).")
+    var chats = 1_000
+
+    @Option(help: "Message body bytes.")
+    var bodyBytes = 160
+
+    @Option(help: "Open-loop rate as a fraction of the measured peak (the issue's targets are at 0.5).")
+    var rateFraction = 0.5
+
+    @Flag(help: "Keep the ring directories (the rings are stopped either way).")
+    var keepData = false
+
+    func validate() throws {
+        if writers < 1 { throw ValidationError("--writers must be ≥ 1") }
+        if !(rateFraction > 0) { throw ValidationError("--rate-fraction must be positive") }
+        if chats < 1 { throw ValidationError("--chats must be ≥ 1") }
+        if let seconds, seconds <= 0 { throw ValidationError("--seconds must be positive") }
+    }
+
+    /// The default binary: `<Bench>/../.build/release/confab`, the Bench package found from this
+    /// source file's path (the build machine's checkout).
+    static func defaultConfabPath() -> String {
+        let bench = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return bench.appendingPathComponent("../.build/release/confab").standardizedFileURL.path
+    }
+
+    func run() throws {
+        let wallStart = ProcessIO.nowNanos()
+        ProcessIO.tightenTimerSlack()
+        let binary = confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.defaultConfabPath()
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw RingBenchError("""
+                confab binary not found (or not executable) at \(binary).
+                Build it first, in the repository root: swift build -c release --product confab
+                (or pass --confab PATH).
+                """)
+        }
+        let phase = seconds ?? (quick ? 1.5 : 5.0)
+        let config = RingBenchConfig(quick: quick, confab: binary, writers: writers, peakSeconds: phase,
+                                     warmupSeconds: quick ? 0.5 : 1.0, openLoopSeconds: phase,
+                                     chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction)
+        Progress.log("confab-bench ring: \(binary); phases \(phase) s, \(writers) writers, \(chats) chats")
+
+        let root = NSTemporaryDirectory() + "confab-bench-ring-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer {
+            if keepData { Progress.log("kept ring directories under \(root)") } else { try? FileManager.default.removeItem(atPath: root) }
+        }
+
+        var results: [RingResult] = []
+        for (name, nodes, rf) in [("single", 1, 1), ("rf3", 3, 3)] {
+            let dir = "\(root)/\(name)"
+            let ring = LocalRing(binary: binary, directory: dir)
+            // Stopped whatever happens below (also when start itself fails half-way).
+            defer { ring.stop() }
+            Progress.log("[\(name)] starting a \(nodes)-node RF-\(rf) ring in \(dir)")
+            try ring.start(nodes: nodes, rf: rf)
+            let addresses = try ring.addresses()
+            Progress.log("[\(name)] nodes: \(addresses.map(\.description).joined(separator: ", "))")
+            let bench = RingPhases(config: config, label: name)
+            var result = try bench.run(nodes: addresses)
+            result.name = name
+            result.nodes = nodes
+            result.replicationFactor = rf
+            results.append(result)
+        }
+
+        let report = RingReport(config: config, results: results,
+                                wallSeconds: Double(ProcessIO.nowNanos() - wallStart) / 1e9)
+        print(report.terminalText())
+        if let json {
+            try report.json().write(to: URL(fileURLWithPath: json))
+            Progress.log("wrote \(json)")
+        }
+    }
+}
+
+/// A failure of the ring benchmark, printed as is (without the usage text).
+struct RingBenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct RingBenchConfig: Sendable {
+    var quick: Bool
+    var confab: String
+    var writers: Int
+    var peakSeconds: Double
+    var warmupSeconds: Double
+    var openLoopSeconds: Double
+    var chats: Int
+    var bodyBytes: Int
+    var rateFraction: Double
+}
+
+// MARK: - The ring processes
+
+/// A ring in one directory, driven through `confab ring start/stop`.
+struct LocalRing {
+    let binary: String
+    let directory: String
+
+    func start(nodes: Int, rf: Int) throws {
+        let status = Self.runConfab(binary, ["ring", "start", "--nodes", "\(nodes)", "--rf", "\(rf)", "--dir", directory])
+        guard status == 0 else {
+            throw RingBenchError("`confab ring start --nodes \(nodes) --rf \(rf) --dir \(directory)` exited with \(status); node logs in \(directory)/nodeN/node.log")
+        }
+    }
+
+    func stop() {
+        guard FileManager.default.fileExists(atPath: "\(directory)/ring.json") else { return }
+        Progress.log("stopping the ring in \(directory)")
+        let status = Self.runConfab(binary, ["ring", "stop", "--dir", directory])
+        if status != 0 { Progress.log("warning: `confab ring stop --dir \(directory)` exited with \(status)") }
+    }
+
+    /// The node addresses from ring.json (format: Sources/confab/RingState.swift).
+    func addresses() throws -> [NodeAddress] {
+        struct State: Decodable {
+            struct Node: Decodable { var host: String; var port: Int }
+            var nodes: [Node]
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/ring.json"))
+        let state = try JSONDecoder().decode(State.self, from: data)
+        guard !state.nodes.isEmpty else { throw RingBenchError("\(directory)/ring.json lists no nodes") }
+        return state.nodes.map { NodeAddress(host: $0.host, port: $0.port) }
+    }
+
+    /// Runs confab with its stdout and stderr on our stderr (stdout is the report's).
+    static func runConfab(_ binary: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.standardError
+        process.standardError = FileHandle.standardError
+        do { try process.run() } catch {
+            Progress.log("cannot run \(binary): \(error)")
+            return -1
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+// MARK: - Phases
+
+struct RingResult: Sendable {
+    var name = ""
+    var nodes = 0
+    var replicationFactor = 0
+    var peakWritesPerSecond = 0.0
+    var peakWrites = 0
+    var peakSeconds = 0.0
+    var peakErrors = 0
+    var rate = 0.0
+    var writes: OpenLoopResult
+    var reads: OpenLoopResult
+    var readRowsAverage = 0.0
+    var firstError: String?
+}
+
+struct OpenLoopResult: Sendable {
+    var latency: LatencySummary
+    var issued: Int
+    var errors: Int
+    var seconds: Double
+    /// Completed requests per second (errors excluded), first due time to last completion.
+    var achievedPerSecond: Double
+    var firstError: String?
+    /// Most requests in flight at once (grows when the ring falls behind the rate).
+    var maxOutstanding = 0
+}
+
+/// The three phases against one running ring.
+struct RingPhases {
+    let config: RingBenchConfig
+    let label: String
+
+    func run(nodes: [NodeAddress]) throws -> RingResult {
+        let client = ConfabClient(nodes: nodes)
+        defer { _ = try? blockOn { await client.shutdown() } }
+        let ids = IDSource(prefix: "\(label)-\(getpid())")
+        let body = String(repeating: "x", count: config.bodyBytes)
+        let chats = config.chats
+        let write: @Sendable (Int) async throws -> Void = { _ in
+            let n = ids.next()
+            let chat = Int64(((UInt64(n) &* 0x9E37_79B9_7F4A_7C15) >> 20) % UInt64(chats))
+            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            let m = ChatMessages.mutation(chatId: chat, timestamp: now, messageId: "\(ids.prefix)-\(n)", sender: "bench",
+                                          body: body, writeTime: now)
+            try await client.write(m, consistency: .quorum)
+        }
+
+        Progress.log("[\(label)] warm-up: \(config.warmupSeconds) s closed-loop, \(config.writers) writers")
+        _ = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.warmupSeconds, write) }
+        Progress.log("[\(label)] peak: \(config.peakSeconds) s closed-loop QUORUM writes, \(config.writers) writers")
+        let peak = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.peakSeconds, write) }
+        let peakRate = Double(peak.writes) / peak.seconds
+        Progress.log(String(format: "[\(label)] peak %.0f writes/s (%d writes, %d errors)", peakRate, peak.writes, peak.errors))
+        guard peak.writes > 0 else {
+            throw RingBenchError("[\(label)] no write succeeded in the peak phase: \(peak.firstError ?? "?")")
+        }
+
+        let rate = peakRate * config.rateFraction
+        let count = max(1, Int(rate * config.openLoopSeconds))
+        Progress.log(String(format: "[\(label)] open-loop QUORUM writes at %.0f/s for %.1f s", rate, config.openLoopSeconds))
+        let writes = OpenLoopAsync(ratePerSecond: rate, requests: count).run(write)
+
+        let rows = Counter()
+        let read: @Sendable (Int) async throws -> Void = { i in
+            let chat = Int64(((UInt64(i) &* 0xD1B5_4A32_D192_ED03) >> 20) % UInt64(chats))
+            let result = try await client.read(ChatMessages.latest(chatId: chat, limit: 50), consistency: .quorum)
+            rows.add(result.rows.count)
+        }
+        Progress.log(String(format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", rate, config.openLoopSeconds))
+        let reads = OpenLoopAsync(ratePerSecond: rate, requests: count).run(read)
+
+        for (kind, r) in [("writes", writes), ("reads", reads)] {
+            Progress.log(String(format: "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s",
+                                kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond))
+        }
+        return RingResult(peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
+                          peakErrors: peak.errors, rate: rate, writes: writes, reads: reads,
+                          readRowsAverage: reads.issued > reads.errors ? Double(rows.value) / Double(reads.issued - reads.errors) : 0,
+                          firstError: peak.firstError ?? writes.firstError ?? reads.firstError)
+    }
+
+    /// `writers` tasks, each writing back to back until `seconds` have passed.
+    static func closedLoop(writers: Int, seconds: Double, _ write: @escaping @Sendable (Int) async throws -> Void) async
+        -> (writes: Int, errors: Int, seconds: Double, firstError: String?) {
+        let t0 = ProcessIO.nowNanos()
+        let deadline = t0 + UInt64(seconds * 1e9)
+        let totals = await withTaskGroup(of: (Int, Int, String?).self) { group in
+            for w in 0..<writers {
+                group.addTask {
+                    var ok = 0, failed = 0
+                    var first: String?
+                    while ProcessIO.nowNanos() < deadline {
+                        do { try await write(w); ok += 1 } catch {
+                            failed += 1
+                            if first == nil { first = "\(error)" }
+                        }
+                    }
+                    return (ok, failed, first)
+                }
+            }
+            var sum = (0, 0, String?.none)
+            for await (ok, failed, first) in group {
+                sum.0 += ok
+                sum.1 += failed
+                if sum.2 == nil { sum.2 = first }
+            }
+            return sum
+        }
+        return (totals.0, totals.1, Double(ProcessIO.nowNanos() - t0) / 1e9, totals.2)
+    }
+}
+
+/// Open-loop with async requests: request i is due at start + i / rate and is started then as
+/// its own task, whether or not earlier ones finished. Latency = completion − *intended* start
+/// (no coordinated omission). The pacing thread (the caller's) nanosleeps until the next due
+/// time and then starts every request that is due — it does not spin, which would take a core
+/// from the nodes on a 2-core machine; a late wakeup is charged to the requests it delays.
+struct OpenLoopAsync {
+    var ratePerSecond: Double
+    var requests: Int
+
+    func run(_ operation: @escaping @Sendable (Int) async throws -> Void) -> OpenLoopResult {
+        let recorder = Recorder()
+        let interval = 1e9 / ratePerSecond
+        let start = ProcessIO.nowNanos() + 1_000_000
+        var i = 0
+        while i < requests {
+            let now = ProcessIO.nowNanos()
+            while i < requests {
+                let intended = start + UInt64(Double(i) * interval)
+                if intended > now { break }
+                let index = i
+                recorder.begin()
+                Task.detached {
+                    do {
+                        try await operation(index)
+                        recorder.finish(latency: ProcessIO.nowNanos() &- intended, error: nil)
+                    } catch {
+                        recorder.finish(latency: nil, error: "\(error)")
+                    }
+                }
+                i += 1
+            }
+            if i < requests {
+                let next = start + UInt64(Double(i) * interval)
+                let now2 = ProcessIO.nowNanos()
+                if next > now2 {
+                    let nap = next - now2
+                    var ts = timespec(tv_sec: Int(nap / 1_000_000_000), tv_nsec: Int(nap % 1_000_000_000))
+                    nanosleep(&ts, nil)
+                }
+            }
+        }
+        let (hist, errors) = recorder.waitAll()
+        let seconds = Double(ProcessIO.nowNanos() - start) / 1e9
+        return OpenLoopResult(latency: LatencySummary(hist), issued: requests, errors: errors, seconds: seconds,
+                              achievedPerSecond: Double(requests - errors) / seconds, firstError: recorder.firstError,
+                              maxOutstanding: recorder.maxOutstanding)
+    }
+
+    /// Outstanding count and the latency histogram, behind one condition variable.
+    final class Recorder: @unchecked Sendable {
+        private let cond = NSCondition()
+        private var outstanding = 0
+        private(set) var maxOutstanding = 0
+        private var hist = Latency.histogram()
+        private var errors = 0
+        private(set) var firstError: String?
+
+        func begin() {
+            cond.lock(); outstanding += 1; maxOutstanding = max(maxOutstanding, outstanding); cond.unlock()
+        }
+
+        func finish(latency: UInt64?, error: String?) {
+            cond.lock()
+            if let latency { _ = hist.record(max(1, latency)) }
+            if let error {
+                errors += 1
+                if firstError == nil {
+                    firstError = error
+                    Progress.log("request failed: \(error)")
+                }
+            }
+            outstanding -= 1
+            if outstanding == 0 { cond.broadcast() }
+            cond.unlock()
+        }
+
+        func waitAll() -> (Histogram<UInt64>, Int) {
+            cond.lock()
+            while outstanding > 0 { cond.wait() }
+            let r = (hist, errors)
+            cond.unlock()
+            return r
+        }
+    }
+}
+
+/// Unique message numbers across tasks.
+final class IDSource: @unchecked Sendable {
+    let prefix: String
+    private let lock = NSLock()
+    private var n = 0
+    init(prefix: String) { self.prefix = prefix }
+    func next() -> Int { lock.withLock { n += 1; return n } }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+    func add(_ v: Int) { lock.withLock { total += v } }
+    var value: Int { lock.withLock { total } }
+}
+
+final class BlockOnBox<T>: @unchecked Sendable { var result: Result<T, any Error>? }
+
+/// Runs async work from synchronous code (the command's thread) and waits for it.
+func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let box = BlockOnBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try box.result!.get()
+}
+
+// MARK: - Report
+
+struct RingReport {
+    let config: RingBenchConfig
+    let results: [RingResult]
+    let wallSeconds: Double
+
+    var single: RingResult? { results.first { $0.name == "single" } }
+    var ring: RingResult? { results.first { $0.name == "rf3" } }
+
+    var throughputRatio: Double? {
+        guard let s = single, let r = ring, s.peakWritesPerSecond > 0 else { return nil }
+        return r.peakWritesPerSecond / s.peakWritesPerSecond
+    }
+
+    var targets: [(key: String, target: TargetResult)] {
+        [
+            ("rf3_write_throughput_vs_single",
+             TargetResult(name: "RF-3 QUORUM write throughput vs single node", value: throughputRatio,
+                          threshold: 0.25, atLeast: true, unit: "×")),
+            ("rf3_write_p99",
+             TargetResult(name: "RF-3 QUORUM write p99 at open-loop rate", value: ring.map { $0.writes.latency.p99 / 1000 },
+                          threshold: 5, atLeast: false, unit: "ms")),
+            ("rf3_read_p99",
+             TargetResult(name: "RF-3 QUORUM latest-50 read p99 at open-loop rate", value: ring.map { $0.reads.latency.p99 / 1000 },
+                          threshold: 5, atLeast: false, unit: "ms")),
+            ("single_write_p99",
+             TargetResult(name: "single-node write p99 at open-loop rate", value: single.map { $0.writes.latency.p99 / 1000 },
+                          threshold: 5, atLeast: false, unit: "ms")),
+            ("single_read_p99",
+             TargetResult(name: "single-node latest-50 read p99 at open-loop rate", value: single.map { $0.reads.latency.p99 / 1000 },
+                          threshold: 5, atLeast: false, unit: "ms")),
+        ]
+    }
+
+    func terminalText() -> String {
+        func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
+        func ms(_ us: Double) -> String { String(format: "%.2f", us / 1000) }
+        let rows: [(String, (RingResult) -> String)] = [
+            ("peak QUORUM writes/s (closed, \(config.writers) writers)", { f($0.peakWritesPerSecond) }),
+            ("open-loop rate (\(config.rateFraction) × peak) /s", { f($0.rate) }),
+            ("write p50 ms", { ms($0.writes.latency.p50) }),
+            ("write p99 ms", { ms($0.writes.latency.p99) }),
+            ("write p999 ms", { ms($0.writes.latency.p999) }),
+            ("write max ms", { ms($0.writes.latency.max) }),
+            ("write errors", { "\($0.writes.errors)" }),
+            ("latest-50 read p50 ms", { ms($0.reads.latency.p50) }),
+            ("latest-50 read p99 ms", { ms($0.reads.latency.p99) }),
+            ("latest-50 read p999 ms", { ms($0.reads.latency.p999) }),
+            ("latest-50 read max ms", { ms($0.reads.latency.max) }),
+            ("read errors", { "\($0.reads.errors)" }),
+            ("read rows avg", { f($0.readRowsAverage, 1) }),
+        ]
+        let headers = results.map { $0.name == "single" ? "1 node RF-1" : "\($0.nodes) nodes RF-\($0.replicationFactor)" }
+        let w0 = rows.map(\.0.count).max() ?? 10
+        var out = "\nConfab ring benchmark (\(config.quick ? "quick" : "full"), QUORUM, localhost, \(ProcessInfo.processInfo.activeProcessorCount) cores)\n"
+        out += "metric".padding(toLength: w0, withPad: " ", startingAt: 0)
+        for h in headers { out += "  " + String(repeating: " ", count: max(0, 14 - h.count)) + h }
+        out += "\n"
+        for (label, value) in rows {
+            out += label.padding(toLength: w0, withPad: " ", startingAt: 0)
+            for r in results {
+                let v = value(r)
+                out += "  " + String(repeating: " ", count: max(0, 14 - v.count)) + v
+            }
+            out += "\n"
+        }
+        out += "\nRF-3 / single-node peak write throughput: \(throughputRatio.map { f($0, 3) } ?? "n/a")\n"
+        out += "\nTargets:\n"
+        for (_, t) in targets {
+            let v = t.value.map { f($0, 3) } ?? "n/a"
+            let mark = t.met.map { $0 ? "met" : "MISSED" } ?? "n/a"
+            out += "  \(t.name): \(v) \(t.unit) (\(t.atLeast ? "≥" : "≤") \(f(t.threshold, 2))) \(mark)\n"
+        }
+        out += "\nwall \(f(wallSeconds, 1)) s\n"
+        return out
+    }
+
+    func json() throws -> Data {
+        func lat(_ prefix: String, _ r: OpenLoopResult) -> [String: Any] {
+            [
+                "\(prefix)_p50_us": r.latency.p50, "\(prefix)_p99_us": r.latency.p99,
+                "\(prefix)_p999_us": r.latency.p999, "\(prefix)_max_us": r.latency.max,
+                "\(prefix)_count": r.issued, "\(prefix)_errors": r.errors,
+                "\(prefix)_seconds": r.seconds, "\(prefix)_max_in_flight": r.maxOutstanding, "\(prefix)_achieved_per_s": r.achievedPerSecond,
+            ]
+        }
+        var rings: [String: Any] = [:]
+        for r in results {
+            var d: [String: Any] = [
+                "nodes": r.nodes, "replication_factor": r.replicationFactor,
+                "peak_write_per_s": r.peakWritesPerSecond, "peak_writes": r.peakWrites,
+                "peak_seconds": r.peakSeconds, "peak_errors": r.peakErrors,
+                "open_loop_rate_per_s": r.rate, "read_rows_avg": r.readRowsAverage,
+            ]
+            d.merge(lat("write", r.writes)) { a, _ in a }
+            d.merge(lat("read", r.reads)) { a, _ in a }
+            if let e = r.firstError { d["first_error"] = e }
+            rings[r.name] = d
+        }
+        var targetsJSON: [String: Any] = [:]
+        for (key, t) in targets {
+            targetsJSON[key] = [
+                "value": t.value as Any? ?? NSNull(), "threshold": t.threshold,
+                "comparison": t.atLeast ? ">=" : "<=", "unit": t.unit, "met": t.met as Any? ?? NSNull(),
+            ] as [String: Any]
+        }
+        let doc: [String: Any] = [
+            "rings": rings,
+            "write_throughput_ratio": throughputRatio as Any? ?? NSNull(),
+            "targets": targetsJSON,
+            "config": [
+                "quick": config.quick, "confab": config.confab, "consistency": "QUORUM",
+                "writers": config.writers, "warmup_seconds": config.warmupSeconds,
+                "peak_seconds": config.peakSeconds, "open_loop_seconds": config.openLoopSeconds,
+                "chats": config.chats, "rate_fraction": config.rateFraction, "body_bytes": config.bodyBytes, "read_limit": 50,
+                "cores": ProcessInfo.processInfo.activeProcessorCount, "wall_seconds": wallSeconds,
+            ] as [String: Any],
+        ]
+        return try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+    }
+}
