@@ -16,7 +16,7 @@ struct ClientRequest: Sendable {
 /// Every promise is completed exactly once: by its response, an Error frame on its stream, its
 /// timeout, or the connection closing (`connectionClosed`: the request may or may not have run).
 final class ClientChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = ClientInbound
+    typealias InboundIn = InboundFrame
     typealias OutboundIn = ClientRequest
     typealias OutboundOut = ByteBuffer
 

@@ -30,7 +30,7 @@ package final class ClientConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(ClientFrameDecoder(maxBodyBytes: maxFrameBytes)))
+                            ByteToMessageHandler(FrameChannelDecoder(maxBodyBytes: maxFrameBytes)))
                         try channel.pipeline.syncOperations.addHandler(
                             ClientChannelHandler(address: "\(address)", maxFrameBytes: maxFrameBytes))
                     }

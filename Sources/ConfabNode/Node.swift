@@ -25,8 +25,7 @@ public final class Node: Service, Sendable {
     private let runtime = NIOLockedValueBox<RingService?>(nil)
 
     /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
-    ///   requests (e.g. `LocalProcessor` for a node that serves only its own data); the ring
-    ///   still runs for gossip and the replica side.
+    ///   requests; the ring still runs for gossip and the replica side.
     public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil) {

@@ -1,3 +1,4 @@
+import ConfabClient
 import ConfabWire
 import Logging
 import NIOCore

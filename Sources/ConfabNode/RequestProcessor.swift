@@ -3,9 +3,8 @@ import ConfabRing
 import ConfabWire
 
 /// What carries out a client's reads and writes once the request is decoded and validated: the
-/// seam between the connection handling and the data. `LocalProcessor` serves from this node's
-/// engine (a single node, RF 1); the ring's coordinator will implement the same protocol and fan
-/// requests out to replicas.
+/// seam between the connection handling and the data. `CoordinatorProcessor` implements it by
+/// fanning each request out to the partition's replicas.
 ///
 /// Implementations throw `WireError` for failures the client should see as such (`unavailable`,
 /// `timeout`, `overloaded`, `invalid`); any other error is reported as a `server` error (a

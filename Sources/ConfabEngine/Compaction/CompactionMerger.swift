@@ -18,8 +18,6 @@ final class CompactionMerger {
     private var currentPrefix: [UInt8] = []
     private var currentHeader = PartitionHeader()
     private var currentPurgeable: Int64 = .min
-    private(set) var entriesRead = 0
-    private(set) var entriesDropped = 0
 
     init(inputs: [any EntryIterator], purge: Purge) {
         self.inputs = inputs
@@ -39,7 +37,6 @@ final class CompactionMerger {
             for it in inputs where it.isValid && it.key == key {
                 let v = try it.decodedValue()
                 merged = merged.map { EntryValue.merge($0, v) } ?? v
-                entriesRead += 1
                 try it.next()
             }
             guard let value = merged else { continue }
@@ -54,8 +51,6 @@ final class CompactionMerger {
             }
             if let out = process(key: key, clusteringStart: prefixLength, value: value) {
                 try emit(key, out.encoded())
-            } else {
-                entriesDropped += 1
             }
         }
     }

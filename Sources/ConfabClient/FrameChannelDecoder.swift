@@ -1,9 +1,10 @@
 import ConfabWire
 import NIOCore
 
-/// What the connection loop receives: a frame, a damaged frame to answer with an error, or a fatal
+/// What a connection receives, on the node and on the client side alike (ConfabWire stays free of
+/// NIO, so this glue around `FrameDecoder.parse` lives with the NIO connection code): a frame, a damaged frame to answer with an error, or a fatal
 /// framing error after which the connection is closed.
-enum InboundFrame: Sendable {
+package enum InboundFrame: Sendable {
     case frame(Frame)
     case damaged(streamID: UInt32, error: WireError)
     case fatal(streamID: UInt32, error: WireError)
@@ -11,15 +12,15 @@ enum InboundFrame: Sendable {
 
 /// Cuts the TCP byte stream into frames with `FrameDecoder` (the pure parser in ConfabWire). After
 /// a fatal error it discards everything that follows: framing is lost and the connection closes.
-struct FrameChannelDecoder: ByteToMessageDecoder {
-    typealias InboundOut = InboundFrame
+package struct FrameChannelDecoder: ByteToMessageDecoder {
+    package typealias InboundOut = InboundFrame
 
     let maxBodyBytes: Int
     private var failed = false
 
-    init(maxBodyBytes: Int) { self.maxBodyBytes = maxBodyBytes }
+    package init(maxBodyBytes: Int) { self.maxBodyBytes = maxBodyBytes }
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    package mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if failed {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return .needMoreData
@@ -44,7 +45,7 @@ struct FrameChannelDecoder: ByteToMessageDecoder {
         }
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    package mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         // A partial frame at EOF: the peer went away mid-frame; nothing to answer.
         buffer.moveReaderIndex(to: buffer.writerIndex)
