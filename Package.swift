@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ConfabWire", targets: ["ConfabWire"]),
         .library(name: "ConfabNode", targets: ["ConfabNode"]),
         .library(name: "ConfabClient", targets: ["ConfabClient"]),
+        .library(name: "ConfabChat", targets: ["ConfabChat"]),
         .executable(name: "confab", targets: ["confab"]),
     ],
     dependencies: [
@@ -24,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
     ],
     targets: [
         // liblz4 from the system (Debian liblz4-dev), found through pkg-config.
@@ -86,10 +90,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The chat server: accounts, chats, real-time delivery over WebSocket and long polling, the
+        // web client. A thin client of the ring: it keeps live connections, the ring keeps data.
+        .target(
+            name: "ConfabChat",
+            dependencies: [
+                "ConfabEngine", "ConfabWire", "ConfabRing", "ConfabClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Web")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "confab",
             dependencies: [
-                "ConfabEngine", "ConfabNode", "ConfabClient",
+                "ConfabEngine", "ConfabNode", "ConfabClient", "ConfabChat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -98,6 +119,15 @@ let package = Package(
         .testTarget(
             name: "ConfabNodeTests",
             dependencies: ["ConfabNode", "ConfabClient", "ConfabWire", "confab"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConfabChatTests",
+            dependencies: [
+                "ConfabChat", "ConfabClient", "ConfabNode", "confab",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
