@@ -2,11 +2,13 @@ import ConfabWire
 import NIOCore
 
 /// A request on its way out: the message, the promise its answer completes (nil for a one-way
-/// message, which gets no answer), its timeout.
+/// message, which gets no answer), its timeout, and what to do with interim answers (a Repair's
+/// RepairProgress frames) that arrive on its stream before the answer.
 struct ClientRequest: Sendable {
     var message: WireMessage
     var promise: EventLoopPromise<WireMessage>?
     var timeout: TimeAmount
+    var onInterim: (@Sendable (WireMessage) -> Void)? = nil
 }
 
 /// Multiplexes requests over one connection: gives each a free stream id, remembers its promise,
@@ -23,6 +25,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private struct Pending {
         var promise: EventLoopPromise<WireMessage>
         var timer: Scheduled<Void>?
+        var onInterim: (@Sendable (WireMessage) -> Void)?
     }
 
     private let address: String
@@ -63,13 +66,20 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 p.promise.fail(ConfabClientError(.requestTimeout, "no answer from \(address) within \(timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"))
             }
         }
-        pending[streamID] = Pending(promise: responsePromise, timer: timer)
+        pending[streamID] = Pending(promise: responsePromise, timer: timer, onInterim: request.onInterim)
         context.write(wrapOutboundOut(ByteBuffer(bytes: frame.encoded())), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .frame(let frame):
+            if frame.type == .repairProgress {
+                // Interim: the request stays pending until its answer.
+                if let onInterim = pending[frame.streamID]?.onInterim, let message = try? WireMessage.decode(frame) {
+                    onInterim(message)
+                }
+                return
+            }
             guard let p = pending.removeValue(forKey: frame.streamID) else { return }  // late: timed out
             p.timer?.cancel()
             do {

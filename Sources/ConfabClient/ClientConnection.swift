@@ -63,15 +63,23 @@ package final class ClientConnection: Sendable {
         try await Self.send(message, on: channel, timeout: timeout)
     }
 
+    /// Sends `message` and waits for its answer, handing interim answers on its stream (a Repair's
+    /// progress) to `onInterim` as they arrive, on the connection's event loop.
+    package func request(_ message: WireMessage, timeout: Duration,
+                         onInterim: @escaping @Sendable (WireMessage) -> Void) async throws -> WireMessage {
+        try await Self.send(message, on: channel, timeout: timeout, onInterim: onInterim)
+    }
+
     /// Sends a one-way message (gossip) without waiting for an answer. Best effort: the message
     /// may be lost if the connection fails; gossip tolerates loss.
     package func sendOneWay(_ message: WireMessage) {
         channel.writeAndFlush(ClientRequest(message: message, promise: nil, timeout: .zero), promise: nil)
     }
 
-    private static func send(_ message: WireMessage, on channel: any Channel, timeout: Duration) async throws -> WireMessage {
+    private static func send(_ message: WireMessage, on channel: any Channel, timeout: Duration,
+                             onInterim: (@Sendable (WireMessage) -> Void)? = nil) async throws -> WireMessage {
         let promise = channel.eventLoop.makePromise(of: WireMessage.self)
-        channel.writeAndFlush(ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout)))
+        channel.writeAndFlush(ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout), onInterim: onInterim))
             .whenFailure { error in
                 promise.fail(ConfabClientError(.connectionClosed, "cannot send to \(channel.remoteAddress.map { "\($0)" } ?? "node"): \(error)"))
             }

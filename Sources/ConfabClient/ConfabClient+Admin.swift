@@ -22,6 +22,19 @@ extension ConfabClient {
         return report
     }
 
+    /// The same, calling `progress` with each `RepairProgress` the node sends while it works (after
+    /// each table's start and each range; on the connection's event loop, so keep it short).
+    public func repair(at address: NodeAddress, depth: UInt8 = 0, timeout: Duration,
+                       progress: @escaping @Sendable (RepairProgress) -> Void) async throws -> RepairReport {
+        let connection = try await pool.connection(to: address)
+        let reply = try await connection.request(.repair(RepairRequest(depth: depth, progress: true)), timeout: timeout) {
+            if case .repairProgress(let p) = $0 { progress(p) }
+        }
+        if case .error(let e) = reply { throw e }
+        guard case .repairResponse(let report) = reply else { throw unexpectedReply(reply, for: .repair) }
+        return report
+    }
+
     /// The node's Merkle tree of `range` (how tests and tools check that replicas agree).
     public func merkleTree(at address: NodeAddress, range: TokenRange, depth: Int = 10,
                            keyspace: String = SchemaRegistry.chatKeyspace, table: String = SchemaRegistry.messagesTable,

@@ -127,7 +127,7 @@ public final class ConfabClient: Sendable {
                 tokenAware.update(from: RingStatus(clusterName: "", replicationFactor: 1, nodes: []))
             }
         }
-        let plan = configuration.routing.plan(partitionKey: partitionKey, nodes: configuration.nodes)
+        let plan = configuration.routing.plan(partitionKey: partitionKey, keyspace: message.keyspace, nodes: configuration.nodes)
         guard !plan.isEmpty else { throw ConfabClientError(.invalidArgument, "no node addresses given") }
         let attempts = max(1, min(configuration.maxAttempts ?? plan.count, plan.count))
         var failures: [(NodeAddress, any Error)] = []

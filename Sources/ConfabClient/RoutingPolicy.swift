@@ -7,6 +7,15 @@ import NIOConcurrencyHelpers
 public protocol RoutingPolicy: Sendable {
     /// The nodes to try for a request on `partitionKey` (nil for requests on no partition).
     func plan(partitionKey: [UInt8]?, nodes: [NodeAddress]) -> [NodeAddress]
+    /// The same for a request on a table of `keyspace` (replica sets depend on the keyspace's
+    /// replication factor). By default the keyspace is ignored.
+    func plan(partitionKey: [UInt8]?, keyspace: String?, nodes: [NodeAddress]) -> [NodeAddress]
+}
+
+extension RoutingPolicy {
+    public func plan(partitionKey: [UInt8]?, keyspace: String?, nodes: [NodeAddress]) -> [NodeAddress] {
+        plan(partitionKey: partitionKey, nodes: nodes)
+    }
 }
 
 /// Spreads requests over every node in turn; the default until the client knows the ring.

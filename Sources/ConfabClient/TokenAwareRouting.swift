@@ -13,6 +13,8 @@ public final class TokenAwareRouting: RoutingPolicy {
     struct Topology {
         var ring = TokenRing()
         var replicationFactor = 1
+        /// Per keyspace, as the node reported them (capped at the ring's size).
+        var keyspaceReplicationFactors: [String: Int] = [:]
         var learnedAt: Date?
     }
 
@@ -41,6 +43,9 @@ public final class TokenAwareRouting: RoutingPolicy {
         state.withLockedValue {
             $0.ring = ring
             $0.replicationFactor = max(1, min(status.replicationFactor, ring.nodeCount))
+            $0.keyspaceReplicationFactors = Dictionary(
+                status.keyspaces.map { ($0.name, max(1, min($0.replicationFactor, ring.nodeCount))) },
+                uniquingKeysWith: { a, _ in a })
             $0.learnedAt = Date()
         }
     }
@@ -51,9 +56,18 @@ public final class TokenAwareRouting: RoutingPolicy {
     }
 
     public func plan(partitionKey: [UInt8]?, nodes: [NodeAddress]) -> [NodeAddress] {
+        plan(partitionKey: partitionKey, keyspace: nil, nodes: nodes)
+    }
+
+    /// Replicas of the key at `keyspace`'s replication factor first (the ring-wide factor when
+    /// the keyspace is unknown or not given): rotating over more nodes than the keyspace's
+    /// replicas would send requests to coordinators that hold none of the data.
+    public func plan(partitionKey: [UInt8]?, keyspace: String?, nodes: [NodeAddress]) -> [NodeAddress] {
         let ordered = fallback.plan(partitionKey: partitionKey, nodes: nodes)
         guard let partitionKey, !partitionKey.isEmpty else { return ordered }
-        let (ring, rf) = state.withLockedValue { ($0.ring, $0.replicationFactor) }
+        let (ring, rf) = state.withLockedValue { t in
+            (t.ring, keyspace.flatMap { t.keyspaceReplicationFactors[$0] } ?? t.replicationFactor)
+        }
         guard !ring.isEmpty else { return ordered }
         var replicas = ring.replicas(for: Token(partitionKey: partitionKey), replicationFactor: rf).map(\.address)
         // Only nodes the client was configured with or that the ring reported are used; spread
@@ -63,5 +77,16 @@ public final class TokenAwareRouting: RoutingPolicy {
             replicas = Array(replicas[start...] + replicas[..<start])
         }
         return replicas + ordered.filter { !replicas.contains($0) }
+    }
+}
+
+extension WireMessage {
+    /// The keyspace a client request is on (routing needs its replication factor), if any.
+    var keyspace: String? {
+        switch self {
+        case .write(let r): return r.keyspace
+        case .read(let r): return r.keyspace
+        default: return nil
+        }
     }
 }

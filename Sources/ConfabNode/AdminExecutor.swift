@@ -16,6 +16,17 @@ struct AdminExecutor: Sendable {
 
     func run(_ request: AdminRequest) async throws -> AdminResponse {
         let local = await ring.localNode()
+        if request.operation == .decommission {
+            // Leaving is something a node does to itself: never fanned out to the whole ring.
+            guard request.scope == .node else {
+                throw WireError(.invalid, "decommission applies to the node that receives it; send it with scope node to the node that should leave")
+            }
+            let start = ContinuousClock.now
+            _ = try await ring.decommission()
+            return AdminResponse(results: [AdminResult(nodeID: local?.id ?? ring.localID,
+                                                       address: local.map { "\($0.address)" } ?? "",
+                                                       elapsedMicros: (ContinuousClock.now - start).micros)])
+        }
         switch request.scope {
         case .node:
             let elapsed = try await runLocally(request.operation)
@@ -69,6 +80,7 @@ struct AdminExecutor: Sendable {
         switch operation {
         case .flush: try await replica.flush()
         case .compact: try await replica.compact()
+        case .decommission: throw WireError(.invalid, "decommission is not forwarded; send it to the node that should leave")
         }
         return (ContinuousClock.now - start).micros
     }

@@ -8,6 +8,8 @@ import ConfabWire
 /// `RingService`.
 ///
 /// Guarantees (per request, see `RequestProcessor`):
+/// Replicas and RF are those of the request's keyspace (`ReplicaPlacement`).
+///
 /// - A write returns once `consistency.blockFor(RF)` replicas acknowledged it durably.
 ///   `unavailable` means too few replicas were believed alive to try: nothing was sent. `timeout`
 ///   means too few acknowledged within `writeTimeout`: the write may be applied on some replicas
@@ -37,10 +39,14 @@ public struct CoordinatorProcessor: RequestProcessor {
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
         let snapshot = try await ring.snapshot()
         let table = try schema.resolve(id: mutation.table)
+        // The keyspace's replicas and factor: hints go to whichever of these misses the write.
+        let placement = snapshot.placement(schema)
         let coordinator = WriteCoordinator(
-            mutation: mutation, replicas: snapshot.replicas(forPartitionKey: mutation.partitionKey),
-            pending: snapshot.joining, consistency: consistency,
-            replicationFactor: snapshot.effectiveReplicationFactor, isAlive: snapshot.isAlive, now: ring.now(),
+            mutation: mutation, replicas: placement.replicas(forPartitionKey: mutation.partitionKey, keyspace: table.keyspace),
+            pending: snapshot.pendingReplicas(forPartitionKey: mutation.partitionKey,
+                                              replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
+            consistency: consistency,
+            replicationFactor: placement.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive, now: ring.now(),
             timeout: writeTimeout)
         let blockFor = coordinator.blockFor
         let outcome = await WriteExecution(coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
@@ -58,13 +64,14 @@ public struct CoordinatorProcessor: RequestProcessor {
         while true {
             attempt += 1
             let snapshot = try await ring.snapshot()
-            var replicas = snapshot.replicas(forPartitionKey: query.partitionKey)
+            let placement = snapshot.placement(schema)
+            var replicas = placement.replicas(forPartitionKey: query.partitionKey, keyspace: table.keyspace)
             // This node first: its own data costs no network round trip.
             if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
             let coordinator = ReadCoordinator(
                 query: query, replicas: replicas, consistency: consistency,
-                replicationFactor: snapshot.effectiveReplicationFactor, isAlive: snapshot.isAlive, now: ring.now(),
-                nowSeconds: clock.nowSeconds(), timeout: readTimeout)
+                replicationFactor: placement.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
+                now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
             let (outcome, sawUnreachable) = await ReadExecution(
                 coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
             switch outcome {
@@ -83,7 +90,9 @@ public struct CoordinatorProcessor: RequestProcessor {
     }
 
     public func status() async throws -> RingStatus {
-        await ring.status()
+        var status = await ring.status()
+        status.keyspaces = schema.keyspaces.map { RingStatus.Keyspace(name: $0.name, replicationFactor: $0.replicationFactor) }
+        return status
     }
 
     /// The client-facing error for a ring failure: `unavailable` and `timeout` keep their

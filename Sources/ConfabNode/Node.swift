@@ -23,6 +23,7 @@ public final class Node: Service, Sendable {
     private let processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)?
     private let listening = ListeningAddress()
     private let runtime = NIOLockedValueBox<RingService?>(nil)
+    private let decommissioned = AsyncStream.makeStream(of: Void.self)
 
     /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
     ///   requests; the ring still runs for gossip and the replica side.
@@ -50,14 +51,24 @@ public final class Node: Service, Sendable {
         return await ring.pendingHints(for: nodeID)
     }
 
+    /// Returns true once this node completed a decommission (it handed its ranges off and
+    /// gossiped LEFT); the caller should then shut it down, as `confab node` does. Returns false
+    /// if the node stops first. One caller at a time.
+    public func waitUntilDecommissioned() async -> Bool {
+        for await _ in decommissioned.stream { return true }
+        return false
+    }
+
     public func run() async throws {
         do {
             try await runNode()
         } catch {
             listening.fail(error)
+            decommissioned.continuation.finish()
             throw error
         }
         listening.fail(NodeError(.notRunning, "the node has stopped"))
+        decommissioned.continuation.finish()
     }
 
     private func runNode() async throws {
@@ -67,6 +78,12 @@ public final class Node: Service, Sendable {
             try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         } catch {
             throw NodeError(.dataDirectory, "cannot create \(config.dataDirectory): \(error.localizedDescription)")
+        }
+        if RingStateFiles.isDecommissioned(dataDirectory: config.dataDirectory) {
+            throw NodeError(.dataDirectory, """
+                the node in \(config.dataDirectory) was decommissioned (it left the ring and handed its data off); \
+                it does not rejoin with stale data. Remove \(config.dataDirectory) to start a new node there
+                """)
         }
         let nodeID = try NodeIdentity.loadOrCreate(dataDirectory: config.dataDirectory)
         var options = EngineOptions()
@@ -101,13 +118,14 @@ public final class Node: Service, Sendable {
         let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes, logger: logger)
         let ring = RingService(configuration: config, localID: nodeID, replica: replica, hints: hints,
                                recoveredHints: (try? await hints.recover(now: RingInstant.zero)) ?? [],
-                               tokens: tokens, generation: generation, messenger: messenger, logger: logger)
+                               tokens: tokens, generation: generation, messenger: messenger, logger: logger,
+                               onDecommissioned: { [decommissioned] in decommissioned.continuation.yield() })
         runtime.withLockedValue { $0 = ring }
         let processor = processorFactory?(engine, threadPool)
-            ?? CoordinatorProcessor(ring: ring, replica: replica, messenger: messenger, schema: .standard,
+            ?? CoordinatorProcessor(ring: ring, replica: replica, messenger: messenger, schema: config.schema,
                                     writeTimeout: config.writeTimeout, readTimeout: config.readTimeout)
         let handler = RequestHandler(
-            processor: processor, replica: replica, ring: ring, schema: .standard, nodeID: nodeID,
+            processor: processor, replica: replica, ring: ring, schema: config.schema, nodeID: nodeID,
             clusterName: config.clusterName, maxFrameBytes: config.maxFrameBytes, metrics: NodeMetrics(),
             logger: logger)
         let server = NodeServer(

@@ -16,7 +16,17 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var vnodes: Int = 16
     /// Replicas per key. A ring with fewer normal nodes than this uses all of them (so a lone
     /// node serves RF 1; see docs/ring.md § Runtime).
-    public var replicationFactor: Int = 3
+    /// Set through the config file or a flag, it is the factor of every keyspace (then
+    /// `keyspaceReplication` overrides single keyspaces); left alone, each keyspace keeps the
+    /// schema's factor (3). See docs/ring.md § Keyspaces.
+    public var replicationFactor: Int = SchemaRegistry.defaultReplicationFactor {
+        didSet { replicationFactorIsSet = true }
+    }
+    /// Whether `replicationFactor` was set (so it applies to every keyspace).
+    public private(set) var replicationFactorIsSet = false
+    /// Replication factor per keyspace (`replication = confab=3,chat=1`), over `replicationFactor`.
+    /// Every node of a ring must be given the same factors.
+    public var keyspaceReplication: [String: Int] = [:]
     /// When writes are acknowledged relative to the WAL's fdatasync (see `SyncMode`).
     public var syncMode: SyncMode = .group
     /// Nodes only talk to nodes of the same cluster.
@@ -43,9 +53,25 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var writeTimeout: Duration = .seconds(2)
     /// How long a coordinator waits for a read, its digests and its read repair (5 s).
     public var readTimeout: Duration = .seconds(5)
+    /// How long a node waits after announcing a ring change (JOINING with tokens, LEAVING, LEFT)
+    /// before acting on it, so every coordinator has learned it by gossip (Cassandra's
+    /// ring_delay, 30 s; a few gossip rounds reach every node of a small ring). Nil: five gossip
+    /// intervals (5 s at the default interval), so rings that gossip fast also move fast.
+    public var ringDelay: Duration? = nil
+    /// Whether a new node joining a ring that has NORMAL members streams its ranges before going
+    /// NORMAL (Cassandra's auto_bootstrap). `confab ring start` turns it off for the first start
+    /// of a brand-new ring's nodes, which hold no data yet.
+    public var autoBootstrap = true
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
+    }
+
+    /// The tables this node serves, with the replication factors this configuration gives their
+    /// keyspaces.
+    public var schema: SchemaRegistry {
+        SchemaRegistry.standard.withReplication(default: replicationFactorIsSet ? replicationFactor : nil,
+                                                overrides: keyspaceReplication)
     }
 
     /// The engine's directory inside the data directory.
@@ -60,7 +86,8 @@ public struct NodeConfiguration: Sendable, Hashable {
         ("listen", "host:port to listen on for clients and peers (port 0: any free port)"),
         ("seeds", "comma-separated host:port of seed nodes"),
         ("vnodes", "number of vnode tokens (default 16)"),
-        ("replication_factor", "replicas per key (default 3; a ring of fewer nodes uses them all)"),
+        ("replication_factor", "replicas per key for every keyspace (default 3; a ring of fewer nodes uses them all)"),
+        ("replication", "replication factor per keyspace, e.g. confab=3,chat=1 (overrides replication_factor)"),
         ("sync", "WAL sync mode: batch, group (default) or periodic[:MS]"),
         ("cluster_name", "cluster name (default confab)"),
         ("max_in_flight", "requests running at once per connection (default 128)"),
@@ -73,6 +100,8 @@ public struct NodeConfiguration: Sendable, Hashable {
         ("phi_convict_threshold", "failure detector threshold (default 8)"),
         ("write_timeout_ms", "coordinator write timeout (default 2000)"),
         ("read_timeout_ms", "coordinator read timeout (default 5000)"),
+        ("ring_delay_ms", "wait after announcing a join or leave before streaming (default 5 gossip intervals)"),
+        ("auto_bootstrap", "stream data when joining a ring that has normal nodes: true (default) or false"),
     ]
 
     /// Sets one key from a config file line or a flag. Throws `invalidConfiguration` naming the
@@ -102,6 +131,20 @@ public struct NodeConfiguration: Sendable, Hashable {
             seeds = out
         case "vnodes": vnodes = try int(1...1024)
         case "replication_factor": replicationFactor = try int(1...16)
+        case "replication":
+            var out: [String: Int] = [:]
+            let known = SchemaRegistry.standard.keyspaces.map(\.name)
+            for part in value.split(separator: ",") where !part.trimmingCharacters(in: .whitespaces).isEmpty {
+                let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard pair.count == 2, let n = Int(pair[1]), (1...16).contains(n) else {
+                    throw bad("comma-separated keyspace=N with N in 1...16, e.g. confab=3,chat=1")
+                }
+                guard known.contains(pair[0]) else {
+                    throw bad("keyspaces this node serves (\(known.joined(separator: ", "))), not \"\(pair[0])\"")
+                }
+                out[pair[0]] = n
+            }
+            keyspaceReplication = out
         case "sync":
             guard let m = SyncMode(parsing: value) else { throw bad("batch, group, periodic or periodic:MS") }
             syncMode = m
@@ -120,6 +163,13 @@ public struct NodeConfiguration: Sendable, Hashable {
             phiConvictThreshold = v
         case "write_timeout_ms": writeTimeout = .milliseconds(try int(10...600_000))
         case "read_timeout_ms": readTimeout = .milliseconds(try int(10...600_000))
+        case "ring_delay_ms": ringDelay = .milliseconds(try int(0...600_000))
+        case "auto_bootstrap":
+            switch value.lowercased() {
+            case "true", "yes", "1": autoBootstrap = true
+            case "false", "no", "0": autoBootstrap = false
+            default: throw bad("true or false")
+            }
         default:
             throw NodeError(.invalidConfiguration, "\(source): unknown key \"\(key)\"; known keys: \(Self.keys.map(\.key).joined(separator: ", "))")
         }

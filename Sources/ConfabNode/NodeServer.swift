@@ -83,7 +83,13 @@ struct NodeServer: Sendable {
                             }
                             unreaped += 1
                             requests.addTask {
-                                guard let response = await handler.respond(to: frame) else { return }
+                                // Interim frames (repair progress) go out on the request's stream
+                                // before its response; a failed write surfaces on the response.
+                                let interim: @Sendable (WireMessage) async -> Void = { message in
+                                    try? await outbound.write(Self.encode(message, streamID: frame.streamID,
+                                                                          maxFrameBytes: maxFrameBytes))
+                                }
+                                guard let response = await handler.respond(to: frame, interim: interim) else { return }
                                 try await outbound.write(Self.encode(response, streamID: frame.streamID,
                                                                      maxFrameBytes: maxFrameBytes))
                             }

@@ -20,8 +20,9 @@ struct RequestHandler: Sendable {
     let logger: Logger
 
     /// The response to send on the frame's stream, nil for one-way messages (gossip). Never
-    /// throws: every failure becomes `.error`.
-    func respond(to frame: Frame) async -> WireMessage? {
+    /// throws: every failure becomes `.error`. `interim` sends a message on the frame's stream
+    /// before the response (a Repair's progress frames); it must not be called after returning.
+    func respond(to frame: Frame, interim: @escaping @Sendable (WireMessage) async -> Void = { _ in }) async -> WireMessage? {
         let start = ContinuousClock.now
         metrics.request(frame.type)
         let response: WireMessage
@@ -31,7 +32,7 @@ struct RequestHandler: Sendable {
                 await ring?.receive(g)
                 return nil
             }
-            response = try await handle(message)
+            response = try await handle(message, interim: interim)
         } catch let error as WireError {
             response = .error(error)
         } catch let error as StorageError {
@@ -45,7 +46,7 @@ struct RequestHandler: Sendable {
         return response
     }
 
-    private func handle(_ message: WireMessage) async throws -> WireMessage {
+    private func handle(_ message: WireMessage, interim: @escaping @Sendable (WireMessage) async -> Void) async throws -> WireMessage {
         switch message {
         case .hello(let h):
             let v = ProtocolVersion.current
@@ -94,7 +95,9 @@ struct RequestHandler: Sendable {
             let ring = try ringRuntime()
             let coordinator = RepairCoordinator(ring: ring, replica: try internode(), messenger: ring.messenger,
                                                 schema: schema, logger: logger)
-            return .repairResponse(try await coordinator.run(depth: Int(request.depth)))
+            let progress: (@Sendable (RepairProgress) async -> Void)? =
+                request.progress ? { @Sendable p in await interim(.repairProgress(p)) } : nil
+            return .repairResponse(try await coordinator.run(depth: Int(request.depth), progress: progress))
         case .merkleTreeRequest(let request):
             let replica = try internode()
             let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
@@ -109,7 +112,8 @@ struct RequestHandler: Sendable {
             // One-way: `respond` hands gossip to the ring before getting here.
             throw WireError(.protocolError, "gossip messages are one-way and get no answer")
         case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck, .replicaReadResponse,
-             .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse, .streamRangesDone:
+             .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse, .streamRangesDone,
+             .repairProgress:
             throw WireError(.protocolError, "\(message.type) is a response; a node does not accept it as a request")
         }
     }

@@ -16,9 +16,11 @@ import NIOPosix
 /// announces JOINING, gossips until it has heard from a peer (or has no seed but itself), waits
 /// for live JOINING nodes with smaller ids to finish (so concurrent joiners allocate one after
 /// another and balance), then allocates its tokens with `TokenAllocator` against the ring gossip
-/// shows, persists them (temp file, fsync, rename) and announces NORMAL. No data is streamed
-/// yet: a node joining a ring that already holds data serves its ranges empty until repair or
-/// read repair fills them.
+/// shows. In a brand-new ring (no NORMAL member yet, or `auto_bootstrap = false`) it persists
+/// them (temp file, fsync, rename) and announces NORMAL at once. Joining a ring with NORMAL
+/// members it bootstraps (`RingService+Bootstrap.swift`): announces JOINING with its tokens,
+/// waits the ring delay, streams every range it will replicate from the current replicas, and
+/// only then persists its tokens and goes NORMAL. Decommission is `RingService+Decommission.swift`.
 actor RingService {
     private enum HintOperation: Sendable {
         case persist(Hint)
@@ -32,23 +34,34 @@ actor RingService {
     let messenger: InternodeMessenger
     let logger: Logger
     let metrics = RingMetrics()
+    /// Called once a decommission completed (LEFT gossiped): the node should shut down.
+    let onDecommissioned: @Sendable () -> Void
     private let origin = ContinuousClock.now
     private let generation: Int64
-    private var persistedTokens: [Token]?
-    private var gossiper: Gossiper?
+    var persistedTokens: [Token]?
+    var gossiper: Gossiper?
     private var hintQueue: HintQueue
-    private var ring = TokenRing()
+    var ring = TokenRing()
+    /// Ranges nodes gain while one joins or leaves, per keyspace replication factor: pending
+    /// replicas for writes.
+    var pendingRanges: [Int: PendingRanges] = [:]
+    /// The bootstrap in progress (streaming ranges before going NORMAL), if any.
+    var bootstrapTask: Task<Void, Never>?
+    /// A decommission is running (LEAVING, streaming) or done (LEFT).
+    var decommissioning = false
     /// Peers that refused a connection or did not answer recently: treated as down until then,
     /// so requests do not wait for the failure detector's ~18 rounds to convict them.
     private var unreachableUntil: [NodeID: RingInstant] = [:]
     private var joinStartedAt: RingInstant?
-    private var rng = SystemRandomNumberGenerator()
+    var rng = SystemRandomNumberGenerator()
     private let hintOperations: AsyncStream<HintOperation>
     private let hintOperationSink: AsyncStream<HintOperation>.Continuation
 
     init(configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
-         recoveredHints: [Hint], tokens: [Token]?, generation: Int64, messenger: InternodeMessenger, logger: Logger) {
+         recoveredHints: [Hint], tokens: [Token]?, generation: Int64, messenger: InternodeMessenger, logger: Logger,
+         onDecommissioned: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
+        self.onDecommissioned = onDecommissioned
         self.localID = localID
         self.replica = replica
         self.hints = hints
@@ -83,6 +96,8 @@ actor RingService {
         gossipConfiguration.failureDetector.initialInterval = configuration.gossipInterval * 2
         gossipConfiguration.failureDetector.maxInterval = max(configuration.gossipInterval * 2, .seconds(2))
         var states: [ApplicationStateKey: String] = [.address: address.description]
+        // Replication factors per keyspace: peers compare them (see `checkSchema`).
+        states[.schema] = configuration.schema.replicationSignature
         if let tokens = persistedTokens {
             states[.tokens] = tokens.sorted().map(\.description).joined(separator: ",")
             states[.status] = NodeStatus.normal.rawValue
@@ -109,6 +124,7 @@ actor RingService {
             group.addTask { await self.every(.seconds(5)) { await $0.refreshLoad() } }
             group.addTask { await self.runHintOperations() }
         }
+        bootstrapTask?.cancel()
     }
 
     private nonisolated func every(_ interval: Duration, _ body: @Sendable (RingService) async -> Void) async {
@@ -165,6 +181,10 @@ actor RingService {
                     logger.info("peer up", metadata: ["node": "\(node)"])
                 case .down(let node):
                     logger.info("peer down", metadata: ["node": "\(node)"])
+                case .joined(let node, let state):
+                    checkSchema(state[.schema], of: node)
+                case .stateChanged(let node, .schema, let value):
+                    checkSchema(value, of: node)
                 case .statusChanged(let node, let status):
                     logger.info("peer status", metadata: ["node": "\(node)", "status": "\(status.rawValue)"])
                 default:
@@ -175,9 +195,17 @@ actor RingService {
         if changed { rebuildRing() }
     }
 
-    private func rebuildRing() {
+    func rebuildRing() {
         guard let g = gossiper else { return }
         ring = g.tokenRing()
+        let joining = g.states.values.filter { $0.status == .joining && !$0.tokens.isEmpty }.map { (node: $0.node, tokens: $0.tokens) }
+        let leaving = g.nodes(withStatus: .leaving)
+        pendingRanges = [:]
+        if !joining.isEmpty || !leaving.isEmpty {
+            for rf in replicationFactors {
+                pendingRanges[rf] = PendingRanges(ring: ring, joining: joining, leaving: leaving, replicationFactor: rf)
+            }
+        }
         metrics.liveNodes.record(g.liveMembers.count + 1)
     }
 
@@ -204,11 +232,16 @@ actor RingService {
         }
         guard ready else { return }
         joinStartedAt = nil
+        let existing = g.tokenRing()
         let allocator = TokenAllocator(tokensPerNode: configuration.vnodes, replicationFactor: configuration.replicationFactor)
         // A small random nudge per token (at most 2^-24 of the ring) keeps two joiners that did
         // see the same ring after all from claiming identical tokens.
         let tokens = allocator.allocate(for: g.local, in: g.tokenRing(), using: &rng).map {
             Token($0.value &+ Int64.random(in: -(1 << 39)...(1 << 39), using: &rng))
+        }
+        if !existing.isEmpty && configuration.autoBootstrap {
+            beginBootstrap(tokens: tokens)
+            return
         }
         let directory = configuration.dataDirectory
         do {
@@ -245,10 +278,10 @@ actor RingService {
         let alive = aliveSet(at: now())
         let joining = g.nodes(withStatus: .joining).filter { alive.contains($0) && !ring.contains($0) }
         return RingSnapshot(local: g.local, ring: ring, replicationFactor: configuration.replicationFactor,
-                            alive: alive, joining: joining)
+                            alive: alive, joining: joining, pending: pendingRanges)
     }
 
-    private func aliveSet(at instant: RingInstant) -> Set<NodeID> {
+    func aliveSet(at instant: RingInstant) -> Set<NodeID> {
         guard let g = gossiper else { return [] }
         var alive = Set(g.liveMembers.filter { (unreachableUntil[$0] ?? .zero) <= instant })
         alive.insert(g.local)
@@ -336,7 +369,8 @@ actor RingService {
         }
         let alive = aliveSet(at: now())
         let ownership = ring.effectiveOwnership(replicationFactor: max(1, min(rf, ring.nodeCount)))
-        let nodes = g.states.values.map { s -> RingNodeStatus in
+        // A node that left is no member any more (it stays in gossip a while so every node learns it).
+        let nodes = g.states.values.filter { $0.status != .left }.map { s -> RingNodeStatus in
             let address = s[.address].flatMap { NodeAddress(hostPort: $0) } ?? s.node.address
             return RingNodeStatus(state: (s.status ?? .joining).rawValue.lowercased(), isUp: alive.contains(s.node),
                                   id: s.node.id, host: address.host, port: UInt16(clamping: address.port),

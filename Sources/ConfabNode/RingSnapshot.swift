@@ -11,16 +11,26 @@ struct RingSnapshot: Sendable {
     /// Members believed alive (gossip's failure detector, minus peers that just refused a
     /// connection), this node included.
     let alive: Set<NodeID>
-    /// Live JOINING members: they get every write as pending replicas (their tokens are not
-    /// known before they go NORMAL, so all of them), so a write coordinated while a node joins
-    /// does not miss it — as Cassandra sends writes to bootstrapping nodes.
+    /// Live JOINING members (not owners yet).
     let joining: [NodeID]
+    /// Ranges gained by nodes while one joins or leaves, per keyspace replication factor
+    /// (docs/ring.md § Bootstrap).
+    var pending: [Int: PendingRanges] = [:]
 
     /// The factor requests use: the configured one, or every node when the ring is smaller (a
     /// deviation from Cassandra, which answers `unavailable`; see docs/ring.md § Runtime).
     var effectiveReplicationFactor: Int { max(1, min(replicationFactor, ring.nodeCount)) }
 
     func isAlive(_ node: NodeID) -> Bool { alive.contains(node) }
+
+    /// Live nodes gaining the key's range through a join or leave in progress: a write goes to
+    /// them too (and waits for one more acknowledgement each), reads never do — as Cassandra
+    /// sends writes to bootstrapping nodes and to the new owners of a leaving node's ranges.
+    /// `replicationFactor` is the keyspace's configured factor.
+    func pendingReplicas(forPartitionKey key: [UInt8], replicationFactor: Int) -> [NodeID] {
+        guard let ranges = pending[replicationFactor], !ranges.isEmpty else { return [] }
+        return ranges.replicas(for: Token(partitionKey: key), isAlive: isAlive)
+    }
 
     /// The key's replicas in ring order (primary first).
     func replicas(forPartitionKey key: [UInt8]) -> [NodeID] {

@@ -14,6 +14,9 @@ import Foundation
 enum RingStateFiles {
     static let tokensFile = "tokens"
     static let generationFile = "gossip-generation"
+    /// Written when a decommission completes: the node left the ring and must not come back with
+    /// its (now stale) data and tokens.
+    static let decommissionedFile = "decommissioned"
 
     /// The persisted tokens, or nil when the node never went NORMAL.
     static func loadTokens(dataDirectory: String) throws(NodeError) -> [Token]? {
@@ -35,6 +38,17 @@ enum RingStateFiles {
     static func saveTokens(_ tokens: [Token], dataDirectory: String) throws(NodeError) {
         let text = tokens.sorted().map(\.description).joined(separator: "\n") + "\n"
         try writeAtomically(text, to: (dataDirectory as NSString).appendingPathComponent(tokensFile))
+    }
+
+    /// Records that the node left the ring, then removes its tokens (marker first: a crash in
+    /// between still refuses to start).
+    static func markDecommissioned(dataDirectory: String, note: String) throws(NodeError) {
+        try writeAtomically(note + "\n", to: (dataDirectory as NSString).appendingPathComponent(decommissionedFile))
+        unlink((dataDirectory as NSString).appendingPathComponent(tokensFile))
+    }
+
+    static func isDecommissioned(dataDirectory: String) -> Bool {
+        FileManager.default.fileExists(atPath: (dataDirectory as NSString).appendingPathComponent(decommissionedFile))
     }
 
     /// The generation for this start, persisted before it is used.

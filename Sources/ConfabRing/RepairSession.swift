@@ -37,6 +37,13 @@ public struct RepairSession: Sendable {
         /// Sub-ranges streamed (each direction counted).
         public var subrangesStreamed = 0
         public var streams = 0
+        /// Rows the finished streams carried (as their receivers acknowledged them).
+        public var rowsStreamed: UInt64 = 0
+
+        public init() {}
+
+        /// Share of the ranges done, 0...1 (1 for a session with nothing to compare).
+        public var fraction: Double { rangesTotal == 0 ? 1 : Double(rangesDone) / Double(rangesTotal) }
     }
 
     public let depth: Int
@@ -109,8 +116,10 @@ public struct RepairSession: Sendable {
     }
 
     /// A stream the session asked for was applied by its receiver.
-    public mutating func onStreamDone(from: NodeID, to: NodeID, now: RingInstant) -> [Action] {
+    /// `rows` is what the stream carried (counted in `Progress.rowsStreamed`).
+    public mutating func onStreamDone(from: NodeID, to: NodeID, rows: UInt64 = 0, now: RingInstant) -> [Action] {
         guard !isFinished, pendingStreams.removeValue(forKey: StreamKey(from: from, to: to)) != nil else { return [] }
+        progress.rowsStreamed += rows
         return pendingStreams.isEmpty ? finishTask(outOfSync: true, now: now) : []
     }
 

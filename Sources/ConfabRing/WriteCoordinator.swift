@@ -52,8 +52,9 @@ public struct WriteCoordinator: Sendable {
                 replicationFactor: Int, isAlive: (NodeID) -> Bool, now: RingInstant, timeout: Duration = .seconds(2)) {
         self.mutation = mutation
         self.consistency = consistency
-        self.blockFor = consistency.blockFor(replicationFactor: replicationFactor) + pending.count
-        self.targets = replicas + pending.filter { !replicas.contains($0) }
+        let extra = pending.filter { !replicas.contains($0) }
+        self.blockFor = consistency.blockFor(replicationFactor: replicationFactor) + extra.count
+        self.targets = replicas + extra
         self.alive = Set(targets.filter(isAlive))
         self.timeout = timeout
         self.deadline = now + timeout

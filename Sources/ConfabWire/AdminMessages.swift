@@ -10,8 +10,18 @@ public struct AdminRequest: Hashable, Sendable {
         case flush = 0x01
         /// Flush, then merge every SSTable into one (a major compaction).
         case compact = 0x02
+        /// Leave the ring: go LEAVING, stream every range this node replicates to the nodes that
+        /// gain it, announce LEFT, then shut down (`confab ring decommission`). Scope `node` only;
+        /// answered once the ranges are handed off and LEFT has been gossiped.
+        case decommission = 0x03
 
-        public var description: String { self == .flush ? "flush" : "compact" }
+        public var description: String {
+            switch self {
+            case .flush: return "flush"
+            case .compact: return "compact"
+            case .decommission: return "decommission"
+            }
+        }
     }
 
     /// Where to run it. Raw values are the wire codes.
@@ -67,7 +77,7 @@ extension AdminRequest {
     static func decode(from r: inout WireReader) throws(WireError) -> AdminRequest {
         let op = try r.u8("operation")
         guard let operation = Operation(rawValue: op) else {
-            throw WireError(.invalid, "Admin: unknown operation 0x\(String(op, radix: 16)) (flush 0x01, compact 0x02)")
+            throw WireError(.invalid, "Admin: unknown operation 0x\(String(op, radix: 16)) (flush 0x01, compact 0x02, decommission 0x03)")
         }
         let sc = try r.u8("scope")
         guard let scope = Scope(rawValue: sc) else {

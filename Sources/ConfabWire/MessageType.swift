@@ -26,6 +26,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let adminResponse = MessageType(rawValue: 0x17)
     public static let repair = MessageType(rawValue: 0x18)
     public static let repairResponse = MessageType(rawValue: 0x19)
+    /// Interim answers to a Repair that asked for progress (before its RepairResponse).
+    public static let repairProgress = MessageType(rawValue: 0x1A)
 
     // Internode (the ring); StreamRangesData is reserved, not implemented yet
     public static let gossipSyn = MessageType(rawValue: 0x40)
@@ -47,7 +49,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let implemented: [MessageType] = [
         .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
         .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
-        .hintReplay, .hintReplayAck, .admin, .adminResponse, .repair, .repairResponse,
+        .hintReplay, .hintReplayAck, .admin, .adminResponse, .repair, .repairResponse, .repairProgress,
         .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest, .streamRangesDone,
     ]
 
@@ -74,6 +76,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .adminResponse: return "AdminResponse"
         case .repair: return "Repair"
         case .repairResponse: return "RepairResponse"
+        case .repairProgress: return "RepairProgress"
         case .gossipSyn: return "GossipSyn"
         case .gossipAck: return "GossipAck"
         case .gossipAck2: return "GossipAck2"

@@ -2,12 +2,66 @@ import ConfabRing
 
 /// Asks the receiving node to coordinate an anti-entropy repair of every vnode range it
 /// replicates (`confab repair`). The answer, a `RepairReport`, comes when the session ends; a
-/// session that cannot finish (a replica down) answers Error `unavailable` or `timeout`.
+/// session that cannot finish (a replica down) answers Error `unavailable` or `timeout`. With
+/// `progress`, `RepairProgress` frames come on the same stream before that answer.
 public struct RepairRequest: Hashable, Sendable {
     /// Merkle tree depth (2^depth leaves per range); 0 means the node's default (10).
     public var depth: UInt8
+    /// Whether the node sends `RepairProgress` frames while it works (flags bit 0 on the wire).
+    public var progress: Bool
 
-    public init(depth: UInt8 = 0) { self.depth = depth }
+    public init(depth: UInt8 = 0, progress: Bool = false) {
+        self.depth = depth
+        self.progress = progress
+    }
+}
+
+/// How far a repair session has got, sent by the coordinating node on the Repair request's stream
+/// (zero or more before the final RepairResponse or Error) when the request asked for it: after
+/// each table's start and after each range it finished. Counts are cumulative per table; the
+/// overall counts cover every table of the session.
+public struct RepairProgress: Hashable, Sendable, Codable {
+    public var keyspace: String
+    public var table: String
+    /// 1-based position of the table in the session, and the session's table count.
+    public var tableIndex: Int
+    public var tableCount: Int
+    /// Ranges of this table compared so far, and in all.
+    public var rangesDone: Int
+    public var rangesTotal: Int
+    /// Ranges of this table where two replicas' trees differed.
+    public var rangesDiffering: Int
+    /// Sub-ranges streamed for this table (each direction counted).
+    public var subrangesStreamed: Int
+    /// Rows streamed for this table (as the receiving replicas acknowledged them).
+    public var rowsStreamed: UInt64
+    /// Ranges done and in all over every table of the session.
+    public var overallRangesDone: Int
+    public var overallRangesTotal: Int
+    /// Since the session started.
+    public var elapsedMicros: UInt64
+
+    public init(keyspace: String, table: String, tableIndex: Int, tableCount: Int, rangesDone: Int, rangesTotal: Int,
+                rangesDiffering: Int, subrangesStreamed: Int, rowsStreamed: UInt64, overallRangesDone: Int,
+                overallRangesTotal: Int, elapsedMicros: UInt64) {
+        self.keyspace = keyspace
+        self.table = table
+        self.tableIndex = tableIndex
+        self.tableCount = tableCount
+        self.rangesDone = rangesDone
+        self.rangesTotal = rangesTotal
+        self.rangesDiffering = rangesDiffering
+        self.subrangesStreamed = subrangesStreamed
+        self.rowsStreamed = rowsStreamed
+        self.overallRangesDone = overallRangesDone
+        self.overallRangesTotal = overallRangesTotal
+        self.elapsedMicros = elapsedMicros
+    }
+
+    /// Share of the session's ranges done, 0...100 (100 when there is nothing to compare).
+    public var percent: Double {
+        overallRangesTotal == 0 ? 100 : 100 * Double(overallRangesDone) / Double(overallRangesTotal)
+    }
 }
 
 /// What a repair session did, per range and in total.
@@ -21,6 +75,11 @@ public struct RepairReport: Hashable, Sendable, Codable {
         /// Sub-ranges streamed for this range (each direction counted); 0 when in sync.
         public var subrangesStreamed: Int
         public var elapsedMicros: UInt64
+        /// The table repaired (ranges are compared per table, among its keyspace's replicas).
+        public var keyspace: String = ""
+        public var table: String = ""
+        /// Rows streamed for this range (each direction counted).
+        public var rowsStreamed: UInt64 = 0
 
         public init(start: Int64, end: Int64, replicas: Int, subrangesStreamed: Int, elapsedMicros: UInt64) {
             self.start = start
@@ -28,6 +87,15 @@ public struct RepairReport: Hashable, Sendable, Codable {
             self.replicas = replicas
             self.subrangesStreamed = subrangesStreamed
             self.elapsedMicros = elapsedMicros
+        }
+
+        public init(keyspace: String, table: String, start: Int64, end: Int64, replicas: Int, subrangesStreamed: Int,
+                    rowsStreamed: UInt64, elapsedMicros: UInt64) {
+            self.init(start: start, end: end, replicas: replicas, subrangesStreamed: subrangesStreamed,
+                      elapsedMicros: elapsedMicros)
+            self.keyspace = keyspace
+            self.table = table
+            self.rowsStreamed = rowsStreamed
         }
 
         public var range: TokenRange { TokenRange(start: Token(start), end: Token(end)) }
@@ -46,6 +114,7 @@ public struct RepairReport: Hashable, Sendable, Codable {
 
     public var rangesOutOfSync: Int { ranges.filter { $0.subrangesStreamed > 0 }.count }
     public var subrangesStreamed: Int { ranges.reduce(0) { $0 + $1.subrangesStreamed } }
+    public var rowsStreamed: UInt64 { ranges.reduce(0) { $0 + $1.rowsStreamed } }
 }
 
 /// A repair coordinator's request for a replica's Merkle tree of one range (validation).
@@ -162,6 +231,9 @@ extension RepairReport {
             w.u8(UInt8(clamping: r.replicas))
             w.u32(UInt32(clamping: r.subrangesStreamed))
             w.u64(r.elapsedMicros)
+            w.string(r.keyspace)
+            w.string(r.table)
+            w.u64(r.rowsStreamed)
         }
     }
 
@@ -172,12 +244,57 @@ extension RepairReport {
         guard count <= 1_000_000 else { throw r.fail("implausible range count \(count)") }
         var ranges: [RangeOutcome] = []
         for _ in 0..<count {
-            ranges.append(RangeOutcome(start: try r.i64("range start"), end: try r.i64("range end"),
+            var outcome = RangeOutcome(start: try r.i64("range start"), end: try r.i64("range end"),
                                        replicas: Int(try r.u8("replicas")),
                                        subrangesStreamed: Int(try r.u32("sub-ranges streamed")),
-                                       elapsedMicros: try r.u64("range elapsed")))
+                                       elapsedMicros: try r.u64("range elapsed"))
+            outcome.keyspace = try r.string("range keyspace")
+            outcome.table = try r.string("range table")
+            outcome.rowsStreamed = try r.u64("range rows streamed")
+            ranges.append(outcome)
         }
         return RepairReport(coordinator: coordinator, ranges: ranges, elapsedMicros: elapsed)
+    }
+}
+
+extension RepairRequest {
+    func encode(into w: inout WireWriter) {
+        w.u8(depth)
+        w.u8(progress ? 0x01 : 0x00)
+    }
+
+    static func decode(from r: inout WireReader) throws(WireError) -> RepairRequest {
+        let depth = try r.u8("depth")
+        let flags = try r.u8("flags")
+        guard flags & ~0x01 == 0 else { throw r.fail("unknown repair flags 0x\(String(flags, radix: 16))") }
+        return RepairRequest(depth: depth, progress: flags & 0x01 != 0)
+    }
+}
+
+extension RepairProgress {
+    func encode(into w: inout WireWriter) {
+        w.string(keyspace)
+        w.string(table)
+        w.u16(UInt16(clamping: tableIndex))
+        w.u16(UInt16(clamping: tableCount))
+        w.u32(UInt32(clamping: rangesDone))
+        w.u32(UInt32(clamping: rangesTotal))
+        w.u32(UInt32(clamping: rangesDiffering))
+        w.u32(UInt32(clamping: subrangesStreamed))
+        w.u64(rowsStreamed)
+        w.u32(UInt32(clamping: overallRangesDone))
+        w.u32(UInt32(clamping: overallRangesTotal))
+        w.u64(elapsedMicros)
+    }
+
+    static func decode(from r: inout WireReader) throws(WireError) -> RepairProgress {
+        RepairProgress(keyspace: try r.string("keyspace"), table: try r.string("table"),
+                       tableIndex: Int(try r.u16("table index")), tableCount: Int(try r.u16("table count")),
+                       rangesDone: Int(try r.u32("ranges done")), rangesTotal: Int(try r.u32("ranges total")),
+                       rangesDiffering: Int(try r.u32("ranges differing")),
+                       subrangesStreamed: Int(try r.u32("sub-ranges streamed")), rowsStreamed: try r.u64("rows streamed"),
+                       overallRangesDone: Int(try r.u32("overall ranges done")),
+                       overallRangesTotal: Int(try r.u32("overall ranges total")), elapsedMicros: try r.u64("elapsed"))
     }
 }
 

@@ -4,6 +4,26 @@ public struct RingStatus: Hashable, Sendable, Codable {
     public var replicationFactor: Int
     /// Every member this node knows, sorted by address.
     public var nodes: [RingNodeStatus]
+    /// The answering node's keyspaces and their replication factors (every node of a ring should
+    /// report the same). Empty from a node that serves no keyspaces.
+    public var keyspaces: [Keyspace] = []
+
+    /// A keyspace and its replication factor.
+    public struct Keyspace: Hashable, Sendable, Codable {
+        public var name: String
+        public var replicationFactor: Int
+
+        public init(name: String, replicationFactor: Int) {
+            self.name = name
+            self.replicationFactor = replicationFactor
+        }
+    }
+
+    /// The replication factor of `keyspace` as the node reported it; `replicationFactor` when
+    /// the keyspace is not listed.
+    public func replicationFactor(keyspace: String) -> Int {
+        keyspaces.first { $0.name == keyspace }?.replicationFactor ?? replicationFactor
+    }
 
     public init(clusterName: String, replicationFactor: Int, nodes: [RingNodeStatus]) {
         self.clusterName = clusterName

@@ -26,13 +26,73 @@ public struct TableSchema: Hashable, Sendable {
     public var qualifiedName: String { "\(keyspace).\(name)" }
 }
 
+/// A keyspace (CQL's `CREATE KEYSPACE ... WITH replication = {'class': 'SimpleStrategy',
+/// 'replication_factor': N}`): the replication factor every table in it is stored with. Every node
+/// of a ring must use the same factor per keyspace (docs/ring.md § Keyspaces), or coordinators
+/// disagree about which nodes hold a key.
+public struct KeyspaceSchema: Hashable, Sendable {
+    public var name: String
+    /// Replicas per key (SimpleStrategy). A ring with fewer normal nodes uses all of them.
+    public var replicationFactor: Int
+
+    public init(name: String, replicationFactor: Int = SchemaRegistry.defaultReplicationFactor) {
+        self.name = name
+        self.replicationFactor = replicationFactor
+    }
+}
+
 /// The tables a node serves. Fixed in code for now (no DDL): keyspace `confab`, table `messages`
 /// → `ChatMessages.table`. Requests name tables; the registry maps names to engine table ids and
 /// back, and the node refuses names it does not know with `notFound`.
 public struct SchemaRegistry: Sendable {
     public private(set) var tables: [TableSchema]
 
+    /// Keyspaces with their replication factor. A table whose keyspace is not listed is
+    /// replicated `defaultReplicationFactor` times.
+    public private(set) var keyspaces: [KeyspaceSchema] = SchemaRegistry.standardKeyspaces
+
     public init(tables: [TableSchema]) { self.tables = tables }
+
+    public init(tables: [TableSchema], keyspaces: [KeyspaceSchema]) {
+        self.tables = tables
+        self.keyspaces = keyspaces
+    }
+
+    /// Cassandra's usual production factor; what a keyspace gets unless configured otherwise.
+    public static let defaultReplicationFactor = 3
+
+    /// `confab` (the messages table) and `chat` (the chat server's tables), both at RF 3.
+    public static let standardKeyspaces = [KeyspaceSchema(name: "confab"), KeyspaceSchema(name: "chat")]
+
+    /// The replication factor of `keyspace` (the default for a keyspace not listed).
+    public func replicationFactor(keyspace: String) -> Int {
+        keyspaces.first { $0.name == keyspace }?.replicationFactor ?? Self.defaultReplicationFactor
+    }
+
+    /// The keyspaces' factors as `name=rf` pairs sorted by name, comma-separated: what a node
+    /// gossips as its SCHEMA state so peers notice a disagreement.
+    public var replicationSignature: String {
+        keyspaces.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.replicationFactor)" }.joined(separator: ",")
+    }
+
+    /// This registry with replication factors set by a node's configuration: `default`, when
+    /// given, for every keyspace, then `overrides` per keyspace name (keyspaces not yet listed are
+    /// added, so a table's keyspace can be configured before the registry names it).
+    public func withReplication(default rf: Int?, overrides: [String: Int]) -> SchemaRegistry {
+        var copy = self
+        for t in tables where !copy.keyspaces.contains(where: { $0.name == t.keyspace }) {
+            copy.keyspaces.append(KeyspaceSchema(name: t.keyspace))
+        }
+        if let rf { for i in copy.keyspaces.indices { copy.keyspaces[i].replicationFactor = rf } }
+        for (name, n) in overrides.sorted(by: { $0.key < $1.key }) {
+            if let i = copy.keyspaces.firstIndex(where: { $0.name == name }) {
+                copy.keyspaces[i].replicationFactor = n
+            } else {
+                copy.keyspaces.append(KeyspaceSchema(name: name, replicationFactor: n))
+            }
+        }
+        return copy
+    }
 
     public static let chatKeyspace = "confab"
     public static let messagesTable = "messages"
@@ -41,9 +101,9 @@ public struct SchemaRegistry: Sendable {
     public static let messages = TableSchema(
         keyspace: chatKeyspace, name: messagesTable, id: ChatMessages.table, partitionKey: "chat_id",
         clusteringColumns: ["ts", "message_id"],
-        columns: [ChatMessages.senderColumn: "sender", ChatMessages.bodyColumn: "body"])
+        columns: [ChatMessages.senderColumn: "sender", ChatMessages.bodyColumn: "body", 2: "client_id"])
 
-    public static let standard = SchemaRegistry(tables: [messages])
+    public static let standard = SchemaRegistry(tables: [messages] + chatTables)
 
     public func table(keyspace: String, name: String) -> TableSchema? {
         tables.first { $0.keyspace == keyspace && $0.name == name }

@@ -37,6 +37,8 @@ public enum WireMessage: Hashable, Sendable {
     /// Coordinate a repair of every range the receiving node replicates (`confab repair`).
     case repair(RepairRequest)
     case repairResponse(RepairReport)
+    /// An interim answer on a Repair's stream (only when the request asked for progress).
+    case repairProgress(RepairProgress)
     /// A repair coordinator asks a replica for its Merkle tree of a range.
     case merkleTreeRequest(MerkleTreeRequest)
     case merkleTreeResponse(MerkleTreeLeaves)
@@ -68,6 +70,7 @@ public enum WireMessage: Hashable, Sendable {
         case .adminResponse: return .adminResponse
         case .repair: return .repair
         case .repairResponse: return .repairResponse
+        case .repairProgress: return .repairProgress
         case .merkleTreeRequest: return .merkleTreeRequest
         case .merkleTreeResponse: return .merkleTreeResponse
         case .streamRanges: return .streamRangesRequest
@@ -86,7 +89,7 @@ public enum WireMessage: Hashable, Sendable {
         switch self {
         case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
              .replicaReadResponse, .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse,
-             .streamRangesDone: return true
+             .streamRangesDone, .repairProgress: return true
         case .hello, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay, .admin, .repair,
              .merkleTreeRequest, .streamRanges: return false
         }
@@ -172,6 +175,11 @@ public enum WireMessage: Hashable, Sendable {
                 w.u32(UInt32(n.tokenValues.count))
                 for t in n.tokenValues { w.i64(t) }
             }
+            w.u16(UInt16(clamping: s.keyspaces.count))
+            for k in s.keyspaces {
+                w.string(k.name)
+                w.u8(UInt8(clamping: k.replicationFactor))
+            }
         case .gossip(let g):
             g.encode(into: &w)
         case .replicaWriteAck:
@@ -193,9 +201,11 @@ public enum WireMessage: Hashable, Sendable {
         case .adminResponse(let a):
             a.encode(into: &w)
         case .repair(let r):
-            w.u8(r.depth)
+            r.encode(into: &w)
         case .repairResponse(let report):
             report.encode(into: &w)
+        case .repairProgress(let p):
+            p.encode(into: &w)
         case .merkleTreeRequest(let m):
             m.encode(into: &w)
         case .merkleTreeResponse(let t):
@@ -301,7 +311,13 @@ public enum WireMessage: Hashable, Sendable {
                 for _ in 0..<listed { node.tokenValues.append(try r.i64("token")) }
                 nodes.append(node)
             }
-            message = .statusResponse(RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes))
+            var status = RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes)
+            let keyspaces = try r.u16("keyspace count")
+            for _ in 0..<keyspaces {
+                status.keyspaces.append(RingStatus.Keyspace(name: try r.string("keyspace"),
+                                                            replicationFactor: Int(try r.u8("keyspace replication factor"))))
+            }
+            message = .statusResponse(status)
         case .gossipSyn, .gossipAck, .gossipAck2:
             message = .gossip(try GossipMessage.decode(frame.type, from: &r))
         case .replicaWriteAck:
@@ -326,9 +342,11 @@ public enum WireMessage: Hashable, Sendable {
         case .adminResponse:
             message = .adminResponse(try AdminResponse.decode(from: &r))
         case .repair:
-            message = .repair(RepairRequest(depth: try r.u8("depth")))
+            message = .repair(try RepairRequest.decode(from: &r))
         case .repairResponse:
             message = .repairResponse(try RepairReport.decode(from: &r))
+        case .repairProgress:
+            message = .repairProgress(try RepairProgress.decode(from: &r))
         case .merkleTreeRequest:
             message = .merkleTreeRequest(try MerkleTreeRequest.decode(from: &r))
         case .merkleTreeResponse:

@@ -39,6 +39,10 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 3; a ring of fewer nodes uses them all).", valueName: "n"))
     var replicationFactor: Int?
 
+    @Option(help: ArgumentHelp("Replication factor per keyspace, over --rf; every node of a ring needs the same (e.g. confab=3,chat=1).",
+                               valueName: "keyspace=n,..."))
+    var replication: String?
+
     @Option(help: ArgumentHelp("WAL sync mode: batch (fsync each write), group (shared fsync, default) or periodic[:MS].", valueName: "mode"))
     var sync: String?
 
@@ -69,6 +73,12 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("read-timeout-ms"), help: ArgumentHelp("Coordinator read timeout (default 5000).", valueName: "ms"))
     var readTimeoutMs: Int?
 
+    @Option(name: .customLong("ring-delay-ms"), help: ArgumentHelp("Wait after announcing a join or leave before streaming, so every node knows (default 5 gossip intervals).", valueName: "ms"))
+    var ringDelayMs: Int?
+
+    @Option(name: .customLong("auto-bootstrap"), help: ArgumentHelp("Stream data when joining a ring that has normal nodes (default true).", valueName: "true|false"))
+    var autoBootstrap: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
@@ -77,13 +87,14 @@ struct NodeCommand: ParsableCommand {
         if let config { c = try NodeConfiguration.load(file: config, base: c) }
         let flags: [(String, String?)] = [
             ("data_dir", dataDir), ("listen", listen), ("seeds", seeds), ("vnodes", vnodes.map(String.init)),
-            ("replication_factor", replicationFactor.map(String.init)), ("sync", sync), ("cluster_name", clusterName),
+            ("replication_factor", replicationFactor.map(String.init)), ("replication", replication), ("sync", sync), ("cluster_name", clusterName),
             ("max_in_flight", maxInFlight.map(String.init)), ("io_threads", ioThreads.map(String.init)),
             ("hint_window_seconds", hintWindowSeconds.map(String.init)),
             ("hint_replay_bytes_per_second", hintReplayBytesPerSecond.map(String.init)),
             ("gossip_interval_ms", gossipIntervalMs.map(String.init)),
             ("phi_convict_threshold", phiConvictThreshold.map { String($0) }),
             ("write_timeout_ms", writeTimeoutMs.map(String.init)), ("read_timeout_ms", readTimeoutMs.map(String.init)),
+            ("ring_delay_ms", ringDelayMs.map(String.init)), ("auto_bootstrap", autoBootstrap),
         ]
         for (key, value) in flags {
             if let value { try c.set(key, value, source: "--\(key.replacingOccurrences(of: "_", with: "-"))") }
@@ -118,6 +129,12 @@ struct NodeCommand: ParsableCommand {
                     let line = "confab node \(node.nodeID ?? "?") listening on \(shownHost):\(address.port ?? configuration.listen.port)"
                         + " (data: \(configuration.dataDirectory), sync: \(configuration.syncMode))\n"
                     FileHandle.standardOutput.write(Data(line.utf8))
+                }
+                group.addTask {
+                    // After a decommission the node has left the ring: shut down as SIGTERM would.
+                    guard await node.waitUntilDecommissioned() else { return }
+                    try? await Task.sleep(for: .milliseconds(200))  // let the Admin answer leave first
+                    kill(getpid(), SIGTERM)
                 }
                 try await group.waitForAll()
             }

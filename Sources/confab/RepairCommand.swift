@@ -14,8 +14,13 @@ struct RepairCommand: ParsableCommand {
             the ring in --dir) repairs every vnode range it replicates: each replica builds a Merkle \
             tree of its data in the range, every pair of trees is compared, and the differing \
             sub-ranges are streamed both ways, with their timestamps and tombstones (docs/repair.md). \
-            When it finishes, the command prints one line per range (in sync, or how many sub-ranges \
-            were streamed) and a summary. Every replica must be up: a down replica fails the repair \
+            Each table is repaired among the replicas of its keyspace (at the keyspace's replication \
+            factor). While it runs the command shows progress per table (ranges compared, differing, \
+            sub-ranges and rows streamed, percent done): a line rewritten in place on a terminal, a \
+            line per table and per 10 % otherwise, a JSON object per update with --json \
+            ("event": "progress"; the final report has "event": "report"). When it finishes, the \
+            command prints one line per range (in sync, or how many sub-ranges were streamed) and a \
+            summary. Every replica must be up: a down replica fails the repair \
             with a message naming it. In a ring with more nodes than the replication factor, run it \
             on each node (--node) to cover every range.
             """)
@@ -47,7 +52,9 @@ struct RepairCommand: ParsableCommand {
         let client = ConfabClient(configuration: configuration)
         let json = targets.json
         if !json { print("repairing through \(addresses.first.map { "\($0)" } ?? "?") …") }
+        let printer = RepairProgressPrinter(mode: json ? .json : RepairProgressPrinter.stdoutIsTerminal ? .terminal : .lines)
         let report: RepairReport
+        defer { printer.finish() }
         do {
             report = try runBlocking {
                 defer { Task { await client.shutdown() } }
@@ -56,7 +63,7 @@ struct RepairCommand: ParsableCommand {
                 var lastError: (any Error)?
                 for address in addresses {
                     do {
-                        return try await client.repair(at: address, depth: depth, timeout: timeout)
+                        return try await client.repair(at: address, depth: depth, timeout: timeout) { printer.show($0) }
                     } catch let e as ConfabClientError where e.code == .noNodeReachable {
                         lastError = e
                     }
@@ -64,6 +71,7 @@ struct RepairCommand: ParsableCommand {
                 throw lastError ?? ValidationError("no node to repair through")
             }
         } catch {
+            printer.finish()
             FileHandle.standardError.write(Data("confab repair: \(error)\n".utf8))
             throw ExitCode.failure
         }
@@ -71,18 +79,24 @@ struct RepairCommand: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.keyEncodingStrategy = .convertToSnakeCase
             encoder.outputFormatting = [.sortedKeys]
-            let data = try encoder.encode(report)
-            print(String(decoding: data, as: UTF8.self))
+            var object = (try JSONSerialization.jsonObject(with: encoder.encode(report)) as? [String: Any]) ?? [:]
+            object["event"] = "report"
+            object["ranges_out_of_sync"] = report.rangesOutOfSync
+            object["subranges_streamed"] = report.subrangesStreamed
+            object["rows_streamed"] = Int(clamping: report.rowsStreamed)
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
             return
         }
         if !quiet {
             for (i, r) in report.ranges.enumerated() {
-                let what = r.subrangesStreamed == 0 ? "in sync" : "streamed \(r.subrangesStreamed) sub-range(s)"
-                print("range \(i + 1)/\(report.ranges.count) \(r.range) (\(r.replicas) replicas): \(what) in \(Self.duration(r.elapsedMicros))")
+                let what = r.subrangesStreamed == 0
+                    ? "in sync" : "streamed \(r.subrangesStreamed) sub-range(s), \(r.rowsStreamed) row(s)"
+                let table = r.table.isEmpty ? "" : "\(r.keyspace).\(r.table) "
+                print("range \(i + 1)/\(report.ranges.count) \(table)\(r.range) (\(r.replicas) replicas): \(what) in \(Self.duration(r.elapsedMicros))")
             }
         }
         print("repair: \(report.ranges.count) ranges, \(report.rangesOutOfSync) out of sync, "
-              + "\(report.subrangesStreamed) sub-ranges streamed, \(Self.duration(report.elapsedMicros))")
+              + "\(report.subrangesStreamed) sub-ranges streamed (\(report.rowsStreamed) rows), \(Self.duration(report.elapsedMicros))")
     }
 
     static func duration(_ micros: UInt64) -> String {

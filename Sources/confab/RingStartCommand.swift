@@ -64,7 +64,7 @@ struct RingStartCommand: ParsableCommand {
             let timeout = Duration.milliseconds(Int(self.timeout * 1000))
             let status: (RingStatus, String)
             do {
-                status = try runBlocking { try await Self.start(supervisor, timeout: timeout) }
+                status = try runBlocking { try await Self.start(supervisor, timeout: timeout, isNew: isNew) }
             } catch {
                 // A new ring that never came up is forgotten (its logs stay), so that the next
                 // `ring start` plans afresh instead of restarting a broken command line.
@@ -135,7 +135,7 @@ struct RingStartCommand: ParsableCommand {
 
     /// Starts every node in order, then waits for the whole ring. On failure, stops what it
     /// started and rethrows.
-    private static func start(_ supervisor: RingSupervisor, timeout: Duration) async throws -> (RingStatus, String) {
+    private static func start(_ supervisor: RingSupervisor, timeout: Duration, isNew: Bool) async throws -> (RingStatus, String) {
         let clock = supervisor.clock
         let deadline = clock.now.advanced(by: timeout)
         func remaining() -> Duration { max(.seconds(1), deadline - clock.now) }
@@ -144,7 +144,11 @@ struct RingStartCommand: ParsableCommand {
             var started: [Int] = []
             for node in supervisor.state.nodes {
                 RingCommand.progress("starting node \(node.index) of \(all.count) on \(node.addressText)…")
-                try await supervisor.launch(node.index, timeout: min(.seconds(30), remaining()))
+                // A brand-new ring holds no data: its nodes join without streaming (Cassandra's
+                // auto_bootstrap: false for a new cluster). Not recorded: a later start of a node
+                // whose data directory was lost bootstraps.
+                try await supervisor.launch(node.index, timeout: min(.seconds(30), remaining()),
+                                            extraArguments: isNew ? ["--auto-bootstrap", "false"] : [])
                 started.append(node.index)
                 // One at a time, as Cassandra asks: the next node joins once this one sees the
                 // ring so far as normal (its tokens are then known to the next one's allocator).

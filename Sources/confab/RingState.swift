@@ -130,7 +130,7 @@ struct RingState: Codable, Hashable, Sendable {
     /// The node numbered `index` (1-based); `badNode` when there is none.
     func node(_ index: Int, directory: String) throws(RingCommandError) -> Node {
         guard let node = nodes.first(where: { $0.index == index }) else {
-            throw RingCommandError(.badNode, "the ring in \(directory) has nodes 1 to \(nodes.count); there is no node \(index)")
+            throw RingCommandError(.badNode, "the ring in \(directory) has nodes \(nodes.map { String($0.index) }.joined(separator: ", ")); there is no node \(index)")
         }
         return node
     }

@@ -36,6 +36,9 @@ enum RingStatusTable {
         var lines: [String] = []
         let name = status.clusterName.isEmpty ? "confab" : status.clusterName
         lines.append("Cluster: \(name)   Replication factor: \(status.replicationFactor)   (as seen by \(answeredBy))")
+        if !status.keyspaces.isEmpty {
+            lines.append("Keyspaces: " + status.keyspaces.map { "\($0.name) (RF \($0.replicationFactor))" }.joined(separator: ", "))
+        }
         lines.append("Status=Up/Down")
         lines.append("|/ State=Normal/Leaving/Joining/Moving")
         var rows: [[String]] = [["--", "Address", "Load", "Tokens", "Owns (effective)", "Host ID"]]

@@ -34,8 +34,8 @@ final class RingSupervisor: @unchecked Sendable {
 
     /// Spawns node `index` with its recorded command line, then waits until it prints its
     /// "listening" line; records pid, id and state. On failure the node is marked failed and the
-    /// error quotes the end of its log.
-    func launch(_ index: Int, timeout: Duration) async throws(RingCommandError) {
+    /// error quotes the end of its log. `extraArguments` go to this launch only (not recorded).
+    func launch(_ index: Int, timeout: Duration, extraArguments: [String] = []) async throws(RingCommandError) {
         let node = try state.node(index, directory: directory)
         do {
             try FileManager.default.createDirectory(atPath: node.dataDir, withIntermediateDirectories: true)
@@ -43,8 +43,9 @@ final class RingSupervisor: @unchecked Sendable {
             throw RingCommandError(.io, "cannot create \(node.dataDir): \(error)")
         }
         let logStart = (try? FileManager.default.attributesOfItem(atPath: node.log)[.size] as? Int) ?? 0
-        let banner = "--- confab ring: starting node \(index) at \(Date()): \(node.command.joined(separator: " "))\n"
-        let pid = try RingProcessLauncher.spawnDetached(node.command, logPath: node.log, banner: banner)
+        let argv = node.command + extraArguments
+        let banner = "--- confab ring: starting node \(index) at \(Date()): \(argv.joined(separator: " "))\n"
+        let pid = try RingProcessLauncher.spawnDetached(argv, logPath: node.log, banner: banner)
         try update(index) {
             $0.pid = pid
             $0.state = "starting"

@@ -163,7 +163,7 @@ import Testing
                 buffer += more
             }
         }
-        #expect(errors[1] == WireError(.notFound, "no table confab.users (this node serves: confab.messages)"))
+        #expect(errors[1] == WireError(.notFound, "no table confab.users (this node serves: \(SchemaRegistry.standard.tables.map(\.qualifiedName).joined(separator: ", ")))"))
         #expect(errors[2] == WireError(.invalid, "limit must be at least 1"))
         await client.shutdown()
         try await node.stop()

@@ -85,9 +85,14 @@ import Testing
 
         // Repair through n2: every range is replicated by all three nodes.
         let report = try await clients[1].repair(at: n2.address, timeout: .seconds(60))
-        #expect(report.ranges.count == 48)
+        // Every table is compared; only confab.messages holds data.
+        let messages = report.ranges.filter { $0.keyspace == "confab" && $0.table == "messages" }
+        #expect(messages.count == 48)
+        #expect(report.ranges.count == 48 * SchemaRegistry.standard.tables.count)
         #expect(report.ranges.allSatisfy { $0.replicas == 3 })
         #expect(report.rangesOutOfSync > 0 && report.rangesOutOfSync < 48, "\(report.rangesOutOfSync)")
+        #expect(messages.filter { $0.subrangesStreamed > 0 }.count == report.rangesOutOfSync)
+        #expect(report.rowsStreamed > 0)
         #expect(report.subrangesStreamed > 0)
 
         // Every node now holds the same data: its own ONE reads and its Merkle tree agree.

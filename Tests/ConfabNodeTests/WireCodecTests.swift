@@ -219,7 +219,7 @@ let sampleMessages: [WireMessage] = {
         let t = try SchemaRegistry.standard.resolve(keyspace: "confab", table: "messages")
         #expect(t.id == ChatMessages.table)
         #expect(t.columns[ChatMessages.bodyColumn] == "body")
-        #expect(throws: WireError(.notFound, "no table confab.users (this node serves: confab.messages)")) {
+        #expect(throws: WireError(.notFound, "no table confab.users (this node serves: \(SchemaRegistry.standard.tables.map(\.qualifiedName).joined(separator: ", ")))")) {
             try SchemaRegistry.standard.resolve(keyspace: "confab", table: "users")
         }
     }

@@ -65,14 +65,16 @@ import Testing
                 let tree = try MerkleTree.build(from: replica(from).engine, table: ChatMessages.table, range: range, depth: depth)
                 queue += session.onTree(tree, from: from, now: .zero)
             case .stream(let from, let to, let ranges):
+                var rows = 0
                 for r in ranges {
                     try RangeStreamer.mutations(from: replica(from).engine, table: ChatMessages.table, range: r, maxRows: 2) { m in
-                        streamedRows += m.rows.count
+                        rows += m.rows.count
                         try replica(to).engine.write(m)
                         return true
                     }
                 }
-                queue += session.onStreamDone(from: from, to: to, now: .zero)
+                streamedRows += rows
+                queue += session.onStreamDone(from: from, to: to, rows: UInt64(rows), now: .zero)
             case .progress:
                 break
             case .finished(let p):
@@ -83,6 +85,8 @@ import Testing
         }
         #expect(outcome?.rangesDone == 1)
         #expect(outcome?.rangesOutOfSync == 1)
+        #expect(outcome?.rowsStreamed == UInt64(streamedRows), "the session counts the rows its streams reported")
+        #expect(outcome?.fraction == 1)
         // Only the few differing leaves moved, not the 1,200 rows.
         #expect(streamedRows > 0 && streamedRows < 200, "streamed \(streamedRows) rows")
         for chat in chats {

@@ -1,0 +1,37 @@
+import ConfabRing
+import ConfabWire
+
+/// Which nodes hold a key, per keyspace: SimpleStrategy on the token ring (the next RF distinct
+/// nodes clockwise from the key's token) at the replication factor of the key's keyspace. Writes,
+/// reads, read repair, hints (a hint goes to a replica the write chose) and repair all ask this
+/// one value, so they agree on a keyspace's replica sets.
+///
+/// A keyspace's factor is capped at the ring's node count: a ring with fewer nodes than the
+/// factor uses all of them (a deviation from Cassandra, which answers `unavailable`; see
+/// docs/ring.md § Keyspaces).
+struct ReplicaPlacement: Sendable {
+    let ring: TokenRing
+    let schema: SchemaRegistry
+
+    /// The factor requests on `keyspace` use: the configured one, capped at the ring's size.
+    func replicationFactor(keyspace: String) -> Int {
+        max(1, min(schema.replicationFactor(keyspace: keyspace), ring.nodeCount))
+    }
+
+    /// The replicas of `partitionKey` in `keyspace`, in ring order (primary first).
+    func replicas(forPartitionKey partitionKey: [UInt8], keyspace: String) -> [NodeID] {
+        ring.replicas(for: Token(partitionKey: partitionKey), replicationFactor: replicationFactor(keyspace: keyspace))
+    }
+
+    /// Every vnode range with its replicas in `keyspace`, in token order (what repair compares).
+    func rangesWithReplicas(keyspace: String) -> [(range: TokenRange, replicas: [NodeID])] {
+        ring.rangesWithReplicas(replicationFactor: replicationFactor(keyspace: keyspace))
+    }
+}
+
+extension RingSnapshot {
+    /// Replica placement on this snapshot's ring with `schema`'s keyspace factors.
+    func placement(_ schema: SchemaRegistry) -> ReplicaPlacement {
+        ReplicaPlacement(ring: ring, schema: schema)
+    }
+}
