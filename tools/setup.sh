@@ -5,8 +5,9 @@
 #   librocksdb-dev,
 #   libleveldb-dev,
 #   libsqlite3-dev      the peers the storage benchmark runs side by side
+#   chromium            headless browser for the web client's browser test
 set -euo pipefail
-needed=(liblz4-dev pkg-config librocksdb-dev libleveldb-dev libsqlite3-dev)
+needed=(liblz4-dev pkg-config librocksdb-dev libleveldb-dev libsqlite3-dev chromium)
 missing=()
 for p in "${needed[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, property, crash, power-loss, corruption, wire, ring and
-# multi-process node tests.
+# Runs the whole test suite: unit, property, crash, power-loss, corruption, wire, ring,
+# multi-process node tests, the chat server's tests and the browser test (headless Chromium).
 #
-# Two runs of the one test binary that together cover every test: Swift Testing runs tests in
+# Three runs of the one test binary that together cover every test: Swift Testing runs tests in
 # parallel on the cooperative thread pool (one thread per core, two here), and the engine's crash
 # and corruption tests block those threads for seconds at a time, which would starve the in-process
-# nodes of the node tests. So the node tests get a process of their own.
+# nodes and servers of the node and chat tests. So those get processes of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 swift build --build-tests
-swift test --skip-build --skip ConfabNodeTests "$@"
+swift test --skip-build --skip ConfabNodeTests --skip ConfabChatTests "$@"
 swift test --skip-build --filter ConfabNodeTests "$@"
+swift test --skip-build --filter ConfabChatTests "$@"

@@ -63,6 +63,13 @@ package final class ClientConnection: Sendable {
         try await Self.send(message, on: channel, timeout: timeout)
     }
 
+    /// Sends `message` without suspending; the future completes with its answer (an `.error`
+    /// answer succeeds it) on the connection's event loop. For callers that react to many answers
+    /// from a callback (a coordinator's replica acknowledgements) instead of a task per request.
+    package func send(_ message: WireMessage, timeout: Duration) -> EventLoopFuture<WireMessage> {
+        Self.sendFuture(message, on: channel, timeout: timeout, onInterim: nil)
+    }
+
     /// Sends `message` and waits for its answer, handing interim answers on its stream (a Repair's
     /// progress) to `onInterim` as they arrive, on the connection's event loop.
     package func request(_ message: WireMessage, timeout: Duration,
@@ -78,12 +85,17 @@ package final class ClientConnection: Sendable {
 
     private static func send(_ message: WireMessage, on channel: any Channel, timeout: Duration,
                              onInterim: (@Sendable (WireMessage) -> Void)? = nil) async throws -> WireMessage {
+        try await sendFuture(message, on: channel, timeout: timeout, onInterim: onInterim).get()
+    }
+
+    private static func sendFuture(_ message: WireMessage, on channel: any Channel, timeout: Duration,
+                                   onInterim: (@Sendable (WireMessage) -> Void)?) -> EventLoopFuture<WireMessage> {
         let promise = channel.eventLoop.makePromise(of: WireMessage.self)
         channel.writeAndFlush(ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout), onInterim: onInterim))
             .whenFailure { error in
                 promise.fail(ConfabClientError(.connectionClosed, "cannot send to \(channel.remoteAddress.map { "\($0)" } ?? "node"): \(error)"))
             }
-        return try await promise.futureResult.get()
+        return promise.futureResult
     }
 
     package func close() async {

@@ -1,10 +1,18 @@
 import ConfabRing
 import NIOCore
+import Synchronization
 
 /// At most one open connection per node, reused by every request; a dead connection is replaced
 /// on next use. Concurrent first uses of a node share one connect.
+///
+/// The open connections are mirrored behind a lock (`ready`) so that the common case — the
+/// connection exists and is active — costs no hop onto the actor: every coordinated write and
+/// read asks for one per replica, and on a loaded node each actor hop is a scheduling round.
 package actor ConnectionPool {
-    private var connections: [NodeAddress: ClientConnection] = [:]
+    private var connections: [NodeAddress: ClientConnection] = [:] {
+        didSet { ready.withLock { $0 = connections } }
+    }
+    private nonisolated let ready = Mutex<[NodeAddress: ClientConnection]>([:])
     private var connecting: [NodeAddress: Task<ClientConnection, any Error>] = [:]
     private var isShutDown = false
     private let connect: @Sendable (NodeAddress) async throws -> ClientConnection
@@ -13,7 +21,18 @@ package actor ConnectionPool {
         self.connect = connect
     }
 
-    package func connection(to address: NodeAddress) async throws -> ClientConnection {
+    package nonisolated func connection(to address: NodeAddress) async throws -> ClientConnection {
+        if let c = readyConnection(to: address) { return c }
+        return try await openConnection(to: address)
+    }
+
+    /// The open, active connection to `address` if there is one, without waiting.
+    package nonisolated func readyConnection(to address: NodeAddress) -> ClientConnection? {
+        guard let c = ready.withLock({ $0[address] }), c.isActive else { return nil }
+        return c
+    }
+
+    private func openConnection(to address: NodeAddress) async throws -> ClientConnection {
         guard !isShutDown else { throw ConfabClientError(.shutDown, "the client was shut down") }
         if let c = connections[address], c.isActive { return c }
         connections[address] = nil

@@ -46,6 +46,29 @@ struct InternodeMessenger: Sendable {
         return reply
     }
 
+    /// The same as `request(_:to:timeout:)` without a task: `completion` gets the answer (or the
+    /// same errors) on the connection's event loop. With the connection already open — the steady
+    /// state — nothing is scheduled besides the socket write; otherwise a task opens it first.
+    /// Coordinators use it for replica requests, whose answers feed a state machine.
+    func request(_ message: WireMessage, to address: NodeAddress, timeout: Duration,
+                 completion: @escaping @Sendable (Result<WireMessage, any Error>) -> Void) {
+        guard let connection = pool.readyConnection(to: address) else {
+            Task {
+                do { completion(.success(try await request(message, to: address, timeout: timeout))) } catch {
+                    completion(.failure(error))
+                }
+            }
+            return
+        }
+        connection.send(message, timeout: timeout).whenComplete { result in
+            switch result {
+            case .success(.error(let e)): completion(.failure(e))
+            case .success(let reply): completion(.success(reply))
+            case .failure(let error): completion(.failure(InternodeFailure(peer: address, underlying: error)))
+            }
+        }
+    }
+
     /// Sends a one-way message (gossip) without waiting; failures are logged at debug level.
     func send(_ message: WireMessage, to address: NodeAddress) {
         let pool = self.pool

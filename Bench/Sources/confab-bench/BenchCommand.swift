@@ -6,7 +6,8 @@ struct ConfabBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "confab-bench",
         abstract: "Benchmarks for Confab.",
-        subcommands: [StorageCommand.self, RingBenchCommand.self, RecoveryChildCommand.self])
+        subcommands: [StorageCommand.self, RingBenchCommand.self, ChatBenchCommand.self, RecoveryChildCommand.self,
+                      ChatIdleChildCommand.self])
 }
 
 /// `confab-bench storage`: the chat workload against Confab, RocksDB, LevelDB and SQLite.

@@ -1,0 +1,94 @@
+/// A failure the chat server reports to a client: a stable machine-readable code (the `code` of
+/// the JSON error object and of WebSocket `error` frames, docs/chat_protocol.md), the HTTP status it
+/// maps to, and a message for people saying what happened and what to do.
+public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate enum Wrapped: String {
+            case badRequest = "bad_request"
+            case badFrame = "bad_frame"
+            case unknownType = "unknown_type"
+            case badHandle = "bad_handle"
+            case badPassword = "bad_password"
+            case handleTaken = "handle_taken"
+            case badCredentials = "bad_credentials"
+            case badToken = "bad_token"
+            case tokenExpired = "token_expired"
+            case unknownUser = "unknown_user"
+            case unknownChat = "unknown_chat"
+            case notAMember = "not_a_member"
+            case notAGroup = "not_a_group"
+            case groupFull = "group_full"
+            case messageTooLong = "message_too_long"
+            case rateLimited = "rate_limited"
+            case notFound = "not_found"
+            case storageUnavailable = "storage_unavailable"
+            case wrongServer = "wrong_server"
+            case internalError = "internal"
+        }
+        fileprivate let wrapped: Wrapped
+
+        /// The request is malformed (missing field, bad JSON, bad query parameter).
+        public static let badRequest = Code(wrapped: .badRequest)
+        /// A WebSocket frame is not a JSON object with a string `type`.
+        public static let badFrame = Code(wrapped: .badFrame)
+        /// A WebSocket frame's `type` is not one the server knows.
+        public static let unknownType = Code(wrapped: .unknownType)
+        /// The handle is not 3...32 of `[a-z0-9_]`.
+        public static let badHandle = Code(wrapped: .badHandle)
+        /// The password is not 8...256 characters.
+        public static let badPassword = Code(wrapped: .badPassword)
+        public static let handleTaken = Code(wrapped: .handleTaken)
+        public static let badCredentials = Code(wrapped: .badCredentials)
+        /// The token is missing, malformed or not signed by this deployment.
+        public static let badToken = Code(wrapped: .badToken)
+        public static let tokenExpired = Code(wrapped: .tokenExpired)
+        public static let unknownUser = Code(wrapped: .unknownUser)
+        public static let unknownChat = Code(wrapped: .unknownChat)
+        public static let notAMember = Code(wrapped: .notAMember)
+        /// Members can only be added to or removed from group chats.
+        public static let notAGroup = Code(wrapped: .notAGroup)
+        /// A group holds at most 100 members, its creator included.
+        public static let groupFull = Code(wrapped: .groupFull)
+        /// More than 100,000 Unicode scalars; nothing was stored.
+        public static let messageTooLong = Code(wrapped: .messageTooLong)
+        /// The user's send budget is spent; nothing was stored. Retry after a moment.
+        public static let rateLimited = Code(wrapped: .rateLimited)
+        public static let notFound = Code(wrapped: .notFound)
+        /// The ring could not complete a QUORUM read or write; nothing is promised stored.
+        public static let storageUnavailable = Code(wrapped: .storageUnavailable)
+        /// The user belongs to another chat server (phase 2); reconnect to the address given.
+        public static let wrongServer = Code(wrapped: .wrongServer)
+        public static let internalError = Code(wrapped: .internalError)
+
+        /// The string clients see.
+        public var name: String { wrapped.rawValue }
+        public var description: String { wrapped.rawValue }
+
+        /// The HTTP status this error is answered with.
+        public var httpStatus: Int {
+            switch wrapped {
+            case .badRequest, .badFrame, .unknownType, .badHandle, .badPassword: return 400
+            case .badCredentials, .badToken, .tokenExpired: return 401
+            case .notAMember: return 403
+            case .unknownUser, .unknownChat, .notFound: return 404
+            case .handleTaken: return 409
+            case .messageTooLong: return 413
+            case .wrongServer: return 421
+            case .groupFull, .notAGroup: return 422
+            case .rateLimited: return 429
+            case .internalError: return 500
+            case .storageUnavailable: return 503
+            }
+        }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.name): \(message)" }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+// JSON forms of the chat records (docs/chat_protocol.md). Chat ids travel as decimal strings:
+// JavaScript numbers lose precision above 2^53, and chat ids use 63 bits.
+
+extension MessageRecord: Codable {
+    enum CodingKeys: String, CodingKey { case chatId, messageId, ts, sender, text, clientId }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        guard let id = Int64(try c.decode(String.self, forKey: .chatId)) else {
+            throw DecodingError.dataCorruptedError(forKey: .chatId, in: c, debugDescription: "chatId is not a decimal string")
+        }
+        self.init(chatId: id, messageId: try c.decode(String.self, forKey: .messageId), ts: try c.decode(Int64.self, forKey: .ts),
+                  sender: try c.decode(String.self, forKey: .sender), text: try c.decode(String.self, forKey: .text),
+                  clientId: try c.decodeIfPresent(String.self, forKey: .clientId))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(String(chatId), forKey: .chatId)
+        try c.encode(messageId, forKey: .messageId)
+        try c.encode(ts, forKey: .ts)
+        try c.encode(sender, forKey: .sender)
+        try c.encode(text, forKey: .text)
+        try c.encodeIfPresent(clientId, forKey: .clientId)
+    }
+}
+
+/// A chat as a user sees it: in the chat list, in answers to create/add/remove, in `chat` events.
+public struct ChatSummary: Sendable, Hashable, Codable {
+    public var chatId: Int64
+    public var kind: ChatKind
+    /// The group's title; for a direct chat, the other member's handle.
+    public var title: String
+    public var members: [String]
+    public var createdBy: String
+    public var lastMessage: MessageRecord?
+    /// The viewer's unread messages from others, counted up to 100 (show "99+" from 100 on).
+    public var unread: Int
+    /// The viewer's read cursor, if they have read anything.
+    public var readCursor: ReadCursor?
+
+    enum CodingKeys: String, CodingKey { case chatId, kind, title, members, createdBy, lastMessage, unread, readCursor }
+
+    public init(chatId: Int64, kind: ChatKind, title: String, members: [String], createdBy: String,
+                lastMessage: MessageRecord? = nil, unread: Int = 0, readCursor: ReadCursor? = nil) {
+        self.chatId = chatId
+        self.kind = kind
+        self.title = title
+        self.members = members
+        self.createdBy = createdBy
+        self.lastMessage = lastMessage
+        self.unread = unread
+        self.readCursor = readCursor
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        guard let id = Int64(try c.decode(String.self, forKey: .chatId)) else {
+            throw DecodingError.dataCorruptedError(forKey: .chatId, in: c, debugDescription: "chatId is not a decimal string")
+        }
+        self.init(chatId: id, kind: try c.decode(ChatKind.self, forKey: .kind), title: try c.decode(String.self, forKey: .title),
+                  members: try c.decode([String].self, forKey: .members), createdBy: try c.decode(String.self, forKey: .createdBy),
+                  lastMessage: try c.decodeIfPresent(MessageRecord.self, forKey: .lastMessage),
+                  unread: try c.decode(Int.self, forKey: .unread), readCursor: try c.decodeIfPresent(ReadCursor.self, forKey: .readCursor))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(String(chatId), forKey: .chatId)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(title, forKey: .title)
+        try c.encode(members, forKey: .members)
+        try c.encode(createdBy, forKey: .createdBy)
+        try c.encodeIfPresent(lastMessage, forKey: .lastMessage)
+        try c.encode(unread, forKey: .unread)
+        try c.encodeIfPresent(readCursor, forKey: .readCursor)
+    }
+}
+
+/// One page of catch-up: messages with ts > `since` across all the user's chats, oldest first.
+public struct SyncPage: Sendable, Hashable, Codable {
+    public var messages: [MessageRecord]
+    /// Pass as the next `since`: every message up to it has been returned.
+    public var cursor: Int64
+    /// True when more messages follow the cursor: ask again.
+    public var more: Bool
+}
+
+/// A page of one chat's history, newest first.
+public struct HistoryPage: Sendable, Hashable, Codable {
+    public var messages: [MessageRecord]
+    /// True when older messages exist: ask again with before/beforeId of the last (oldest) one.
+    public var more: Bool
+}
+
+/// Whether a user is online (on the server that owns them), and when they were last seen.
+public struct PresenceInfo: Sendable, Hashable, Codable {
+    public var userId: String
+    public var online: Bool
+    /// Unix milliseconds of the last disconnect (or now while online); nil if never seen since
+    /// this server started — presence is not stored.
+    public var lastSeen: Int64?
+}

@@ -1,0 +1,89 @@
+/// A chat is direct (exactly two members, id derived from them) or a group (up to 100 members).
+public enum ChatKind: String, Codable, Sendable, Hashable {
+    case direct
+    case group
+}
+
+/// A member's role in a group: the creator is its `owner` (may remove anyone), everyone else a
+/// `member` (may add people and leave). Both members of a direct chat are `member`s.
+public enum MemberRole: String, Codable, Sendable, Hashable {
+    case owner
+    case member
+}
+
+/// `chat.users` row.
+struct UserRecord: Sendable, Hashable {
+    var userId: String
+    var passwordHash: String
+    var createdAt: Int64
+}
+
+/// `chat.chats` row.
+struct ChatRecord: Sendable, Hashable {
+    var chatId: Int64
+    var kind: ChatKind
+    var title: String
+    var createdBy: String
+    var createdAt: Int64
+}
+
+/// `chat.chat_members` row.
+struct MemberRecord: Sendable, Hashable {
+    var userId: String
+    var role: MemberRole
+    var joinedAt: Int64
+}
+
+/// `chat.user_chats` row: enough to list a user's chats without reading every chat.
+struct UserChatRecord: Sendable, Hashable {
+    var chatId: Int64
+    var kind: ChatKind
+    var title: String
+    var joinedAt: Int64
+}
+
+/// A member's read cursor: everything at or before (ts, messageId) is read.
+public struct ReadCursor: Sendable, Hashable, Codable {
+    public var ts: Int64
+    public var messageId: String
+
+    public init(ts: Int64, messageId: String) {
+        self.ts = ts
+        self.messageId = messageId
+    }
+}
+
+/// A message as the chat server stores and sends it. Messages order by (ts, messageId) in every
+/// chat, on every device.
+public struct MessageRecord: Sendable, Hashable {
+    public var chatId: Int64
+    public var messageId: String
+    /// Microseconds since the Unix epoch, stamped by the server that accepted the message.
+    public var ts: Int64
+    public var sender: String
+    public var text: String
+    /// The id the sending device chose (idempotent retries); nil for messages written by other tools.
+    public var clientId: String?
+
+    public init(chatId: Int64, messageId: String, ts: Int64, sender: String, text: String, clientId: String?) {
+        self.chatId = chatId
+        self.messageId = messageId
+        self.ts = ts
+        self.sender = sender
+        self.text = text
+        self.clientId = clientId
+    }
+
+    /// True when `self` comes before `other` in chat order.
+    func precedes(_ other: MessageRecord) -> Bool { (ts, messageId) < (other.ts, other.messageId) }
+}
+
+/// What a sender gets back for an accepted message (also for a retry of one).
+public struct SendAck: Sendable, Hashable {
+    public var chatId: Int64
+    public var messageId: String
+    public var ts: Int64
+    public var clientId: String
+    /// True when this send repeated an earlier one with the same client id: nothing new was stored.
+    public var duplicate: Bool
+}

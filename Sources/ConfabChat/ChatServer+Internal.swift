@@ -1,0 +1,77 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import NIOWebSocket
+
+/// Many servers: `/internal/ws` (events other chat servers forward to the users this one owns)
+/// and keeping each user's devices on the user's owner server (docs/chat_protocol.md).
+extension ChatServer {
+    /// Close code sent after a `wrong_server` error frame (421 is the HTTP status of the code).
+    static let wrongServerCloseCode: UInt16 = 4021
+
+    func addInternalWebSocket(to router: Router<BasicWebSocketRequestContext>) {
+        router.ws("/internal/ws") { inbound, outbound, context in
+            try await self.serveInternal(inbound: inbound, outbound: outbound, request: context.request)
+        }
+    }
+
+    func serveInternal(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
+        let q = request.uri.queryParameters
+        guard internalAuth.verify(from: q.get("from"), ts: q.get("ts"), sig: q.get("sig"), nowSeconds: clock.nowMicros() / 1_000_000) else {
+            logger.warning("refused /internal/ws: bad or stale signature", metadata: ["from": "\(q.get("from") ?? "?")"])
+            try await outbound.close(.unknown(4001), reason: "bad_token")
+            return
+        }
+        for try await message in inbound.messages(maxSize: 8 << 20) {
+            guard case .text(let text) = message, let frame = PeerFrame.parse(text) else { continue }
+            ChatMetrics.shared.forwardReceived.increment()
+            // Local hub only: never forwarded again, whatever this server's view of the owners.
+            hub.deliver(EncodedEvent(type: frame.type, json: frame.json), to: frame.users)
+        }
+    }
+
+    /// The `error` frame telling a device its user belongs to `owner` (the web client reconnects
+    /// there): `{"code":"wrong_server","message",…,"server":"http://…","serverId","type":"error"}`.
+    static func wrongServerFrame(userId: String, owner: (id: String, address: String)) -> String {
+        struct Frame: Encodable { var type = "error"; var code = "wrong_server"; var message: String; var server: String; var serverId: String }
+        let frame = Frame(message: "\(userId) belongs to chat server \(owner.id) at \(owner.address): connect there (or ask /api/route)",
+                          server: owner.address, serverId: owner.id)
+        return String(decoding: (try? JSONEncoder.chat.encode(frame)) ?? Data(), as: UTF8.self)
+    }
+
+    /// 421 `{"error":{"code":"wrong_server","message","server","serverId"}}` for a long poll on a
+    /// server that does not own the user (its session would get no forwarded events).
+    func wrongServerResponse(userId: String, owner: (id: String, address: String)) -> Response {
+        ChatMetrics.shared.wrongServer.increment()
+        ChatMetrics.shared.error(.wrongServer)
+        struct Inner: Encodable { var code = "wrong_server"; var message: String; var server: String; var serverId: String }
+        struct Body: Encodable { var error: Inner }
+        return HTTPJSON.response(Body(error: Inner(message: "\(userId) belongs to chat server \(owner.id) at \(owner.address): poll there",
+                                                   server: owner.address, serverId: owner.id)),
+                                 status: .init(code: 421))
+    }
+
+    /// The owner of `userId` when it is another server (the device must go there), else nil.
+    func foreignOwner(of userId: String) -> (id: String, address: String)? {
+        let owner = directory.owner(of: userId)
+        return owner.id == configuration.serverId ? nil : owner
+    }
+
+    /// Follows the live set: stops links to servers that left, and sends on (wrong_server, 4021)
+    /// the WebSocket devices of users this server no longer owns — after a server joins or comes
+    /// back, its users must move there, since the others now forward their events to it.
+    func watchOwnership() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.serverRefreshInterval)
+            peers.retain(directory.servers)
+            for user in hub.userIds {
+                guard let owner = foreignOwner(of: user) else { continue }
+                for case let outbox as Outbox in hub.sinks(of: user) {
+                    outbox.push(text: Self.wrongServerFrame(userId: user, owner: owner))
+                    outbox.close(code: Self.wrongServerCloseCode, reason: "wrong_server")
+                    ChatMetrics.shared.wrongServer.increment()
+                }
+            }
+        }
+    }
+}

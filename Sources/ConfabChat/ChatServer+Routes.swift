@@ -1,0 +1,153 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+
+/// The HTTP API (docs/chat_protocol.md). Every handler authenticates, calls a service and answers
+/// JSON; errors become `{"error":{...}}` in `ChatErrorMiddleware`.
+extension ChatServer {
+    struct Credentials: Decodable { var handle: String; var password: String }
+    struct SessionJSON: Encodable { var userId: String; var token: String; var expiresAt: Int64 }
+    struct DirectBody: Decodable { var with: String }
+    struct GroupBody: Decodable { var title: String?; var members: [String] }
+    struct MemberBody: Decodable { var userId: String }
+    struct SendBody: Decodable { var clientId: String; var text: String }
+    struct ReadBody: Decodable { var ts: Int64; var messageId: String }
+    struct AckJSON: Encodable { var chatId: String; var messageId: String; var ts: Int64; var clientId: String; var duplicate: Bool }
+    struct ChatsJSON: Encodable { var chats: [ChatSummary] }
+    struct OK: Encodable { var ok = true }
+
+    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        router.post("/api/register") { request, _ in
+            let c = try await HTTPJSON.decode(Credentials.self, from: request, limit: 4096)
+            let s = try await self.accounts.register(handle: c.handle, password: c.password)
+            return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt), status: .created)
+        }
+        router.post("/api/login") { request, _ in
+            let c = try await HTTPJSON.decode(Credentials.self, from: request, limit: 4096)
+            let s = try await self.accounts.login(handle: c.handle, password: c.password)
+            return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
+        }
+        router.get("/api/route") { request, _ in
+            guard let user = request.uri.queryParameters.get("user"), !user.isEmpty else {
+                throw ChatError(.badRequest, "route needs ?user=<userId>")
+            }
+            let owner = self.directory.owner(of: user.lowercased())
+            struct Route: Encodable { var server: String; var serverId: String }
+            return HTTPJSON.response(Route(server: owner.address, serverId: owner.id))
+        }
+        router.get("/api/health") { _, _ in
+            struct Health: Encodable { var serverId: String; var servers: Int; var connectedUsers: Int; var connectedDevices: Int }
+            return HTTPJSON.response(Health(serverId: self.configuration.serverId, servers: self.directory.servers.count,
+                                            connectedUsers: self.hub.connectedUsers, connectedDevices: self.hub.connectedDevices))
+        }
+        router.get("/api/me") { request, _ in
+            struct Me: Encodable { var userId: String }
+            return HTTPJSON.response(Me(userId: try self.user(request)))
+        }
+        router.get("/api/chats") { request, _ in
+            HTTPJSON.response(ChatsJSON(chats: try await self.chats.chats(for: try self.user(request))))
+        }
+        router.post("/api/chats/direct") { request, _ in
+            let user = try self.user(request)
+            let body = try await HTTPJSON.decode(DirectBody.self, from: request, limit: 4096)
+            return HTTPJSON.response(try await self.chats.directChat(user, with: body.with))
+        }
+        router.post("/api/chats/group") { request, _ in
+            let user = try self.user(request)
+            let body = try await HTTPJSON.decode(GroupBody.self, from: request, limit: 64 * 1024)
+            return HTTPJSON.response(try await self.chats.createGroup(user, title: body.title ?? "", members: body.members),
+                                     status: .created)
+        }
+        router.get("/api/chats/:chatId") { request, context in
+            let user = try self.user(request)
+            return HTTPJSON.response(try await self.chats.chat(user, chatId: try Self.chatId(context)))
+        }
+        router.post("/api/chats/:chatId/members") { request, context in
+            let user = try self.user(request)
+            let body = try await HTTPJSON.decode(MemberBody.self, from: request, limit: 4096)
+            let chat = try await self.chats.addMember(user, chatId: try Self.chatId(context), newMember: body.userId)
+            return HTTPJSON.response(chat)
+        }
+        router.delete("/api/chats/:chatId/members/:userId") { request, context in
+            let user = try self.user(request)
+            let target = context.parameters.get("userId") ?? ""
+            try await self.chats.removeMember(user, chatId: try Self.chatId(context), target: target)
+            return HTTPJSON.response(OK())
+        }
+        router.post("/api/chats/:chatId/leave") { request, context in
+            let user = try self.user(request)
+            try await self.chats.removeMember(user, chatId: try Self.chatId(context), target: user)
+            return HTTPJSON.response(OK())
+        }
+        router.get("/api/chats/:chatId/messages") { request, context in
+            let user = try self.user(request)
+            let q = request.uri.queryParameters
+            let before = try Self.int(q.get("before"), "before")
+            let limit = try Self.int(q.get("limit"), "limit") ?? 50
+            let page = try await self.chats.history(user, chatId: try Self.chatId(context), before: before, beforeId: q.get("beforeId"),
+                                                    limit: Int(limit))
+            return HTTPJSON.response(page)
+        }
+        router.post("/api/chats/:chatId/messages") { request, context in
+            let user = try self.user(request)
+            let body = try await HTTPJSON.decode(SendBody.self, from: request, limit: 1 << 20)
+            let ack = try await self.chats.send(user, chatId: try Self.chatId(context), clientId: body.clientId, text: body.text)
+            return HTTPJSON.response(AckJSON(chatId: String(ack.chatId), messageId: ack.messageId, ts: ack.ts, clientId: ack.clientId,
+                                             duplicate: ack.duplicate))
+        }
+        router.post("/api/chats/:chatId/read") { request, context in
+            let user = try self.user(request)
+            let body = try await HTTPJSON.decode(ReadBody.self, from: request, limit: 4096)
+            try await self.chats.markRead(user, chatId: try Self.chatId(context), cursor: ReadCursor(ts: body.ts, messageId: body.messageId))
+            return HTTPJSON.response(OK())
+        }
+        router.post("/api/chats/:chatId/typing") { request, context in
+            let user = try self.user(request)
+            try await self.chats.typing(user, chatId: try Self.chatId(context))
+            return HTTPJSON.response(OK())
+        }
+        router.get("/api/sync") { request, _ in
+            let user = try self.user(request)
+            let q = request.uri.queryParameters
+            let since = try Self.int(q.get("since"), "since") ?? 0
+            let limit = try Self.int(q.get("limit"), "limit") ?? 500
+            return HTTPJSON.response(try await self.chats.sync(user, since: since, limit: Int(limit)))
+        }
+        router.get("/api/presence") { request, _ in
+            _ = try self.user(request)
+            let users = (request.uri.queryParameters.get("users") ?? "").split(separator: ",").prefix(500).map { $0.lowercased() }
+            struct PresenceJSON: Encodable { var presence: [PresenceInfo] }
+            return HTTPJSON.response(PresenceJSON(presence: users.map { self.hub.presence(of: $0) }))
+        }
+        router.get("/api/poll") { request, _ in
+            try await self.poll(request)
+        }
+        router.get("/ws") { request, _ -> Response in
+            _ = try self.user(request)
+            throw ChatError(.badRequest, "/ws is a WebSocket endpoint: connect with an Upgrade: websocket request")
+        }
+    }
+
+    /// The user a request's bearer token (or `?token=`) names.
+    func user(_ request: Request) throws(ChatError) -> String {
+        var token: String? = nil
+        if let header = request.headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { token = String(parts[1]) }
+        }
+        return try accounts.authenticate(token ?? request.uri.queryParameters.get("token"))
+    }
+
+    static func chatId(_ context: BasicWebSocketRequestContext) throws(ChatError) -> Int64 {
+        guard let text = context.parameters.get("chatId"), let id = Int64(text), id > 0 else {
+            throw ChatError(.unknownChat, "a chat id is a positive decimal number")
+        }
+        return id
+    }
+
+    static func int(_ text: String?, _ name: String) throws(ChatError) -> Int64? {
+        guard let text, !text.isEmpty else { return nil }
+        guard let v = Int64(text) else { throw ChatError(.badRequest, "\(name) must be an integer (got \"\(text.prefix(30))\")") }
+        return v
+    }
+}

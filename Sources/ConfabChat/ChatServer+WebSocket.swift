@@ -1,0 +1,109 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import NIOWebSocket
+
+/// `/ws`: one device's WebSocket. Frames in are handled one at a time, in order (so one device's
+/// sends are acknowledged in the order it sent them); frames out come from the device's `Outbox`,
+/// written by a task of their own so a slow socket never blocks the hub.
+extension ChatServer {
+    func addWebSocket(to router: Router<BasicWebSocketRequestContext>) {
+        router.ws("/ws") { inbound, outbound, context in
+            try await self.serve(inbound: inbound, outbound: outbound, request: context.request)
+        }
+    }
+
+    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
+        let userId: String
+        do {
+            userId = try user(request)
+        } catch {
+            // Upgrade first, then refuse: a browser sees the close code (4001) but never an HTTP
+            // status of a failed handshake, and can tell "log in again" from "network down".
+            try await outbound.write(.text(ServerEvent.error(error, ref: nil).json()))
+            try await outbound.close(.unknown(4001), reason: error.code.name)
+            return
+        }
+        if let owner = foreignOwner(of: userId) {
+            // Events for this user are delivered on its owner server only: send the device there.
+            ChatMetrics.shared.wrongServer.increment()
+            try await outbound.write(.text(Self.wrongServerFrame(userId: userId, owner: owner)))
+            try await outbound.close(.unknown(Self.wrongServerCloseCode), reason: "wrong_server")
+            return
+        }
+        let outbox = Outbox(deviceId: hub.makeDeviceId(), maxEvents: configuration.outboxMaxEvents, maxBytes: configuration.outboxMaxBytes)
+        outbox.push(EncodedEvent(.hello(userId: userId, serverId: configuration.serverId)))
+        let cameOnline = hub.add(outbox, for: userId)
+        if cameOnline { Task { await self.announcePresence(of: userId) } }
+        defer {
+            if hub.remove(deviceId: outbox.deviceId, for: userId) { Task { await self.announcePresence(of: userId) } }
+        }
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while true {
+                    switch await outbox.next() {
+                    case .text(let text):
+                        try await outbound.write(.text(text))
+                    case .close(let code, let reason):
+                        try? await outbound.close(code == 1000 ? .normalClosure : .unknown(code), reason: reason)
+                        return
+                    }
+                }
+            }
+            group.addTask {
+                do {
+                    for try await message in inbound.messages(maxSize: self.configuration.maxFrameBytes) {
+                        guard case .text(let text) = message else {
+                            outbox.push(EncodedEvent(.error(ChatError(.badFrame, "frames are JSON text, not binary"), ref: nil)))
+                            continue
+                        }
+                        await self.handle(text, from: userId, outbox: outbox)
+                    }
+                } catch {
+                    self.logger.debug("WebSocket read ended", metadata: ["user": "\(userId)", "error": "\(error)"])
+                }
+            }
+            // Whichever side ends first ends the other: the device closed (wake the writer), or
+            // the writer closed the connection (4008, shutdown) and a reader that may never get
+            // the peer's close frame must not keep the connection.
+            _ = try? await group.next()
+            outbox.close(code: 1000, reason: "")
+            group.cancelAll()
+            try? await group.waitForAll()
+        }
+    }
+
+    /// One frame from a device; answers go into its outbox.
+    func handle(_ text: String, from userId: String, outbox: Outbox) async {
+        let frame: ClientFrame
+        switch ClientFrame.parse(text) {
+        case .success(let f): frame = f
+        case .failure(let f):
+            outbox.push(EncodedEvent(.error(f.error, ref: f.ref)))
+            return
+        }
+        do {
+            switch frame {
+            case .send(let chatId, let clientId, let text):
+                do {
+                    let ack = try await chats.send(userId, chatId: chatId, clientId: clientId, text: text)
+                    outbox.push(EncodedEvent(.ack(ack)))
+                } catch let e as ChatError {
+                    outbox.push(EncodedEvent(.error(e, ref: clientId)))
+                }
+            case .typing(let chatId):
+                try await chats.typing(userId, chatId: chatId)
+            case .read(let chatId, let cursor):
+                try await chats.markRead(userId, chatId: chatId, cursor: cursor)
+            case .sync(let since, let limit):
+                outbox.push(EncodedEvent(.sync(try await chats.sync(userId, since: since, limit: min(limit ?? 500, 1000)))))
+            case .ping:
+                outbox.push(EncodedEvent(.pong))
+            }
+        } catch let e as ChatError {
+            outbox.push(EncodedEvent(.error(e, ref: nil)))
+        } catch {
+            outbox.push(EncodedEvent(.error(ChatError(.internalError, "\(error)"), ref: nil)))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import ConfabEngine
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+
+/// One chat server: the HTTP API, the WebSocket endpoint, long polling and the web client, over
+/// the chat services. It keeps no data of its own — accounts, chats and messages are in the ring
+/// (through `storage`); it holds live connections, presence and typing, which are never stored.
+///
+/// Run it as a `Service` (in a `ServiceGroup`); graceful shutdown stops accepting connections,
+/// closes WebSockets with 1001-style normal closure, ends long polls at once and deletes this
+/// server's heartbeat row so the others stop routing users here.
+public final class ChatServer: Service, Sendable {
+    public let configuration: ChatServerConfiguration
+    let storage: any ChatStorage
+    let logger: Logger
+    let clock: any EngineClock
+    let store: ChatStore
+    let hub: ConnectionHub
+    let accounts: AccountService
+    let chats: ChatService
+    let polls: PollSessions
+    let directory: ServerDirectory
+    let delivery: any Delivery
+    let peers: PeerLinks
+    let internalAuth: InternalAuth
+    private let port = NIOLockedValueBox<(Int?, [CheckedContinuation<Int, any Error>])>((nil, []))
+    let shutdown = ShutdownSignal()
+
+    public init(configuration: ChatServerConfiguration, storage: any ChatStorage, logger: Logger = Logger(label: "confab.chat")) {
+        self.configuration = configuration
+        self.storage = storage
+        self.logger = logger
+        self.clock = configuration.clock
+        let store = ChatStore(storage: storage, clock: clock)
+        self.store = store
+        self.hub = ConnectionHub(clock: clock)
+        let directory = ServerDirectory(serverId: configuration.serverId, store: store, ttlSeconds: configuration.heartbeatTTLSeconds,
+                                        heartbeatInterval: configuration.heartbeatInterval,
+                                        refreshInterval: configuration.serverRefreshInterval, logger: logger)
+        self.directory = directory
+        self.internalAuth = InternalAuth(secret: configuration.secret)
+        self.peers = PeerLinks(serverId: configuration.serverId, auth: internalAuth, clock: clock,
+                               maxFrames: configuration.peerQueueMaxFrames, logger: logger)
+        self.delivery = ForwardingDelivery(hub: hub, directory: directory, peers: peers)
+        self.accounts = AccountService(store: store, hasher: PasswordHasher(rounds: configuration.passwordRounds),
+                                       signer: TokenSigner(secret: configuration.secret, clock: clock,
+                                                           lifetimeSeconds: configuration.tokenLifetimeSeconds),
+                                       clock: clock)
+        self.chats = ChatService(store: store, delivery: delivery,
+                                 limiter: RateLimiter(ratePerSecond: configuration.sendsPerSecond, burst: configuration.sendBurst, clock: clock),
+                                 clock: clock)
+        self.polls = PollSessions(hub: hub, clock: clock, idleMicros: configuration.pollIdleSeconds * 1_000_000)
+    }
+
+    /// The port the server listens on, once it does (the real one when configured with port 0).
+    public func listeningPort() async throws -> Int {
+        try await withCheckedThrowingContinuation { c in
+            let known: Int? = port.withLockedValue { p in
+                if let v = p.0 { return v }
+                p.1.append(c)
+                return nil
+            }
+            if let known { c.resume(returning: known) }
+        }
+    }
+
+    /// "http://host:port" of this server, once it listens.
+    public var address: String { directory.ownAddress }
+
+    public func run() async throws {
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        router.add(middleware: ChatErrorMiddleware())
+        // A user's home server may be another origin (another port) than the page's: allow it.
+        // Tokens travel in the Authorization header, never in cookies, so "*" grants nothing.
+        router.add(middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.accept, .authorization, .contentType, .origin],
+                                              allowMethods: [.get, .post, .delete, .head, .options], maxAge: .seconds(3600)))
+        if let web = configuration.webDirectory ?? WebClientFiles.directory?.path {
+            router.add(middleware: WebFilesMiddleware(files: FileMiddleware(web, searchForIndexHtml: true, logger: logger)))
+        }
+        addRoutes(to: router)
+        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
+        addWebSocket(to: wsRouter)
+        addInternalWebSocket(to: wsRouter)
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: wsRouter,
+                configuration: .init(ws: WebSocketServerConfiguration(maxFrameSize: configuration.maxFrameBytes,
+                                                                      autoPing: .enabled(timePeriod: .seconds(30))))),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "confab-chat"),
+            onServerRunning: { [self] channel in
+                let bound = channel.localAddress?.port ?? configuration.port
+                directory.setAddress("http://\(configuration.shownHost):\(bound)")
+                let waiters = port.withLockedValue { p in
+                    p.0 = bound
+                    defer { p.1 = [] }
+                    return p.1
+                }
+                for w in waiters { w.resume(returning: bound) }
+            },
+            logger: logger)
+        do {
+            try await withGracefulShutdownHandler {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await app.run() }
+                    group.addTask { [self] in
+                        _ = try await listeningPort()
+                        await directory.run()
+                    }
+                    group.addTask { [self] in
+                        _ = try await listeningPort()
+                        await watchOwnership()
+                    }
+                    group.addTask { [self] in
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: .seconds(1))
+                            for user in polls.expire() { await announcePresence(of: user) }
+                        }
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            } onGracefulShutdown: { [shutdown] in
+                shutdown.trigger()
+            }
+        } catch {
+            failListeners(error)
+            peers.stop()
+            throw error
+        }
+        failListeners(CancellationError())
+        peers.stop()
+        await directory.deregister()
+    }
+
+    private func failListeners(_ error: any Error) {
+        let waiters = port.withLockedValue { p in
+            defer { p.1 = [] }
+            return p.1
+        }
+        for w in waiters { w.resume(throwing: error) }
+    }
+
+    /// Tells everyone who shares a chat with `userId` whether they are online now.
+    func announcePresence(of userId: String) async {
+        let info = hub.presence(of: userId)
+        guard let audience = try? await chats.contacts(of: userId), !audience.isEmpty else { return }
+        await delivery.deliver(.presence(info), to: audience, excludingDevice: nil)
+    }
+}
+
+/// Set once graceful shutdown starts; long polls waiting on it return at once.
+final class ShutdownSignal: Sendable {
+    private let state = NIOLockedValueBox<(Bool, [UInt64: CheckedContinuation<Void, Never>], UInt64)>((false, [:], 0))
+
+    var isTriggered: Bool { state.withLockedValue { $0.0 } }
+
+    func trigger() {
+        let waiters = state.withLockedValue { s in
+            s.0 = true
+            defer { s.1 = [:] }
+            return Array(s.1.values)
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Returns when shutdown starts or the task is cancelled.
+    func wait() async {
+        let id = state.withLockedValue { s in
+            s.2 += 1
+            return s.2
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLockedValue { s in
+                    if s.0 || Task.isCancelled { return true }
+                    s.1[id] = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            let w = state.withLockedValue { $0.1.removeValue(forKey: id) }
+            w?.resume()
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import ConfabEngine
+import Foundation
+
+/// Settings of one chat server process (`confab chat serve` flags map onto these).
+public struct ChatServerConfiguration: Sendable {
+    /// Address to listen on; port 0 picks a free port (see `ChatServer.listeningPort()`).
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Host put in this server's advertised address ("http://host:port") for `/api/route` and
+    /// the other servers; default `host` (127.0.0.1 when listening on 0.0.0.0 or ::).
+    public var advertisedHost: String?
+    /// Unique per running server; the key of its heartbeat row.
+    public var serverId: String
+    /// Signs tokens. Every chat server of a deployment must share it.
+    public var secret: [UInt8]
+    public var passwordRounds = PasswordHasher.defaultRounds
+    public var tokenLifetimeSeconds: Int64 = 24 * 3600
+    /// Per-user send rate: refill per second and bucket size.
+    public var sendsPerSecond: Double = 20
+    public var sendBurst: Double = 50
+    /// Largest WebSocket message accepted (larger: close 1009).
+    public var maxFrameBytes = 512 * 1024
+    /// A WebSocket device whose unsent events exceed either bound is closed with 4008.
+    public var outboxMaxEvents = 1000
+    public var outboxMaxBytes = 4 << 20
+    /// A long-polling device that has not polled for this long is offline.
+    public var pollIdleSeconds: Int64 = 30
+    /// Longest wait of one long poll.
+    public var maxPollSeconds = 55
+    /// Heartbeat row TTL and intervals (docs/chat_data.md, chat.servers).
+    public var heartbeatTTLSeconds: Int32 = 10
+    public var heartbeatInterval: Duration = .seconds(3)
+    public var serverRefreshInterval: Duration = .seconds(2)
+    /// Frames queued for one other chat server while it is slow or unreachable; more are dropped
+    /// (live copies only: recipients catch up with `sync`).
+    public var peerQueueMaxFrames = 10_000
+    /// Files served at `/` (the web client); default the bundled `Web/` directory.
+    public var webDirectory: String?
+    public var clock: any EngineClock = SystemClock()
+
+    public init(serverId: String = "chat-" + String(UInt32.random(in: 0...UInt32.max), radix: 36), secret: [UInt8]) {
+        self.serverId = serverId
+        self.secret = secret
+    }
+
+    var shownHost: String {
+        let h = advertisedHost ?? ((host == "0.0.0.0" || host == "::") ? "127.0.0.1" : host)
+        return h.contains(":") ? "[\(h)]" : h
+    }
+}

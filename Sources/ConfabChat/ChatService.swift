@@ -1,0 +1,285 @@
+import ConfabEngine
+import Foundation
+import NIOConcurrencyHelpers
+
+/// The chat logic: chats and membership, sends, history, catch-up, receipts, typing. Pure of
+/// transport — the HTTP and WebSocket shells call it with an authenticated user id — and of
+/// storage (`ChatStore` over any `ChatStorage`) and delivery (`Delivery`), so tests run it over an
+/// in-memory ring with a manual clock.
+final class ChatService: Sendable {
+    struct Limits: Sendable {
+        /// Members of a group, its creator included.
+        var maxGroupMembers = 100
+        /// Unicode scalars of a message's text.
+        var maxMessageScalars = 100_000
+        var maxTitleScalars = 200
+        /// Unread counts stop at this many (clients show "99+").
+        var unreadCap = 100
+        var maxHistoryLimit = 200
+        var maxSyncLimit = 1000
+        /// Reads a chat list makes at once (4 per chat).
+        var listConcurrency = 8
+    }
+
+    let store: ChatStore
+    let delivery: any Delivery
+    let limiter: RateLimiter
+    let typingLimiter: RateLimiter
+    let stamper: MessageStamper
+    let cache: MembersCache
+    let clock: any EngineClock
+    let limits: Limits
+    /// Sends under way on this server, by (chat, sender, clientId): a duplicate that arrives while
+    /// the first is still writing waits for the first's ack instead of racing it.
+    let inFlight = NIOLockedValueBox<[SendKey: Task<SendAck, any Error>]>([:])
+
+    struct SendKey: Hashable, Sendable {
+        var chatId: Int64
+        var sender: String
+        var clientId: String
+    }
+
+    init(store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any EngineClock, limits: Limits = Limits()) {
+        self.store = store
+        self.delivery = delivery
+        self.limiter = limiter
+        self.typingLimiter = RateLimiter(ratePerSecond: 2, burst: 5, clock: clock)
+        self.stamper = MessageStamper(clock: clock)
+        self.cache = MembersCache(clock: clock)
+        self.clock = clock
+        self.limits = limits
+    }
+
+    // MARK: Membership checks
+
+    /// The chat's members if `userId` is one of them; `unknown_chat` or `not_a_member` otherwise.
+    func requireMember(_ userId: String, of chatId: Int64) async throws -> [MemberRecord] {
+        let members = try await store.members(chatId)
+        cache.setMembers(chatId, Set(members.map(\.userId)))
+        guard members.contains(where: { $0.userId == userId }) else {
+            if members.isEmpty, try await store.chat(chatId) == nil {
+                throw ChatError(.unknownChat, "no chat \(chatId)")
+            }
+            throw ChatError(.notAMember, "you are not a member of chat \(chatId)")
+        }
+        return members
+    }
+
+    /// Like `requireMember` but may answer from the cache (typing only).
+    func cachedMembers(_ userId: String, of chatId: Int64) async throws -> Set<String> {
+        if let m = cache.members(chatId), m.contains(userId) { return m }
+        return Set(try await requireMember(userId, of: chatId).map(\.userId))
+    }
+
+    // MARK: Chats
+
+    /// The direct chat of `userId` and `other`: the same chat every time, from any server, even
+    /// when both ask at once (its id is derived from the two ids, and every write is idempotent).
+    func directChat(_ userId: String, with other: String) async throws -> ChatSummary {
+        let other = other.lowercased()
+        guard other != userId else { throw ChatError(.badRequest, "a direct chat needs another user") }
+        guard (try? AccountService.userId(forHandle: other)) != nil, try await store.user(other) != nil else {
+            throw ChatError(.unknownUser, "no user \"\(other.prefix(40))\"")
+        }
+        let chatId = Self.directChatId(userId, other)
+        let members = try await store.members(chatId)
+        if Set(members.map(\.userId)).isSuperset(of: [userId, other]), let chat = try await store.chat(chatId) {
+            return try await summary(of: chat, members: members, for: userId)
+        }
+        let now = clock.nowMicros()
+        let chat = ChatRecord(chatId: chatId, kind: .direct, title: "", createdBy: userId, createdAt: now)
+        try await store.putChat(chat)
+        async let a: Void = store.addMember(chat: chat, userId: userId, role: .member, title: other, joinedAt: now)
+        async let b: Void = store.addMember(chat: chat, userId: other, role: .member, title: userId, joinedAt: now)
+        _ = try await (a, b)
+        cache.invalidate(chatId: chatId, users: [userId, other])
+        let all = [MemberRecord(userId: userId, role: .member, joinedAt: now), MemberRecord(userId: other, role: .member, joinedAt: now)]
+        await announce(chat, members: all)
+        return try await summary(of: chat, members: all, for: userId)
+    }
+
+    /// Murmur3 x64 128 of "direct:a|b" (ids sorted), first 64 bits with the top bit cleared.
+    static func directChatId(_ a: String, _ b: String) -> Int64 {
+        let key = Array(("direct:" + [a, b].sorted().joined(separator: "|")).utf8)
+        let (h, _) = key.withUnsafeBytes { Murmur3.hash128($0, seed: 0) }
+        return Int64(bitPattern: h & ~(1 << 63))
+    }
+
+    /// A new group of `creator` and `members` (their ids; duplicates and the creator ignored).
+    func createGroup(_ creator: String, title: String, members requested: [String]) async throws -> ChatSummary {
+        let title = title.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard title.unicodeScalars.count <= limits.maxTitleScalars else {
+            throw ChatError(.badRequest, "a title is at most \(limits.maxTitleScalars) characters")
+        }
+        var others: [String] = []
+        for m in requested.map({ $0.lowercased() }) where m != creator && !others.contains(m) { others.append(m) }
+        guard others.count + 1 <= limits.maxGroupMembers else {
+            throw ChatError(.groupFull, "a group holds at most \(limits.maxGroupMembers) members including you (asked for \(others.count + 1))")
+        }
+        try await requireUsersExist(others)
+        let now = clock.nowMicros()
+        var chatId: Int64 = 0
+        while chatId == 0 { chatId = Int64.random(in: 1...Int64.max) }
+        let chat = ChatRecord(chatId: chatId, kind: .group, title: title, createdBy: creator, createdAt: now)
+        try await store.putChat(chat)
+        let all = [MemberRecord(userId: creator, role: .owner, joinedAt: now)]
+            + others.map { MemberRecord(userId: $0, role: .member, joinedAt: now) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for m in all {
+                group.addTask { try await self.store.addMember(chat: chat, userId: m.userId, role: m.role, title: title, joinedAt: now) }
+            }
+            try await group.waitForAll()
+        }
+        cache.invalidate(chatId: chatId, users: all.map(\.userId))
+        await announce(chat, members: all)
+        return try await summary(of: chat, members: all, for: creator)
+    }
+
+    func requireUsersExist(_ ids: [String]) async throws {
+        let missing = try await withThrowingTaskGroup(of: String?.self) { group in
+            for id in ids {
+                group.addTask {
+                    guard (try? AccountService.userId(forHandle: id)) != nil else { return id }
+                    return try await self.store.user(id) == nil ? id : nil
+                }
+            }
+            var out: [String] = []
+            for try await m in group { if let m { out.append(m) } }
+            return out.sorted()
+        }
+        guard missing.isEmpty else {
+            throw ChatError(.unknownUser, "no user \(missing.prefix(5).map { "\"\($0.prefix(40))\"" }.joined(separator: ", "))")
+        }
+    }
+
+    /// Adds `newMember` to a group `userId` belongs to. Adding someone already there is a no-op.
+    func addMember(_ userId: String, chatId: Int64, newMember: String) async throws -> ChatSummary {
+        let newMember = newMember.lowercased()
+        var members = try await requireMember(userId, of: chatId)
+        guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
+        guard chat.kind == .group else { throw ChatError(.notAGroup, "members can only be added to group chats") }
+        if members.contains(where: { $0.userId == newMember }) { return try await summary(of: chat, members: members, for: userId) }
+        guard members.count < limits.maxGroupMembers else {
+            throw ChatError(.groupFull, "the group already has \(members.count) members, the most a group can have")
+        }
+        try await requireUsersExist([newMember])
+        let now = clock.nowMicros()
+        try await store.addMember(chat: chat, userId: newMember, role: .member, title: chat.title, joinedAt: now)
+        members.append(MemberRecord(userId: newMember, role: .member, joinedAt: now))
+        cache.invalidate(chatId: chatId, users: members.map(\.userId))
+        await announce(chat, members: members)
+        return try await summary(of: chat, members: members, for: userId)
+    }
+
+    /// Removes `target` from a group. Members may remove themselves (leave); the owner may
+    /// remove anyone.
+    func removeMember(_ userId: String, chatId: Int64, target: String) async throws {
+        let target = target.lowercased()
+        let members = try await requireMember(userId, of: chatId)
+        guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
+        guard chat.kind == .group else { throw ChatError(.notAGroup, "nobody can leave or be removed from a direct chat") }
+        guard members.contains(where: { $0.userId == target }) else {
+            throw ChatError(.notAMember, "\(target.prefix(40)) is not a member of chat \(chatId)")
+        }
+        if target != userId, members.first(where: { $0.userId == userId })?.role != .owner {
+            throw ChatError(.notAMember, "only the group's owner removes other members; you can leave it")
+        }
+        try await store.removeMember(chatId: chatId, userId: target)
+        let remaining = members.filter { $0.userId != target }
+        cache.invalidate(chatId: chatId, users: members.map(\.userId))
+        await delivery.deliver(.chatRemoved(chatId: chatId), to: [target], excludingDevice: nil)
+        if !remaining.isEmpty { await announce(chat, members: remaining) }
+    }
+
+    /// Tells every member's devices about the chat as it is now (`chat` event; unread 0 and no
+    /// last message: devices merge it into what they have).
+    func announce(_ chat: ChatRecord, members: [MemberRecord]) async {
+        let ids = members.map(\.userId).sorted()
+        for m in ids {
+            let summary = ChatSummary(chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: m, members: ids), members: ids,
+                                      createdBy: chat.createdBy)
+            await delivery.deliver(.chat(summary), to: [m], excludingDevice: nil)
+        }
+    }
+
+    func title(of chat: ChatRecord, for viewer: String, members: [String]) -> String {
+        if chat.kind == .direct { return members.first { $0 != viewer } ?? viewer }
+        return chat.title.isEmpty ? members.joined(separator: ", ") : chat.title
+    }
+
+    /// One chat as `viewer` sees it: members, last message, unread count.
+    func summary(of chat: ChatRecord, members: [MemberRecord], for viewer: String) async throws -> ChatSummary {
+        let ids = members.map(\.userId).sorted()
+        async let last = store.messages(chatId: chat.chatId, limit: 1, newestFirst: true)
+        async let unread = unreadState(chatId: chat.chatId, for: viewer)
+        let (lastMessage, (count, cursor)) = try await (last.first, unread)
+        return ChatSummary(chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: viewer, members: ids), members: ids,
+                           createdBy: chat.createdBy, lastMessage: lastMessage, unread: count, readCursor: cursor)
+    }
+
+    /// The viewer's unread count (others' messages after their read cursor, up to the cap) and cursor.
+    func unreadState(chatId: Int64, for viewer: String) async throws -> (Int, ReadCursor?) {
+        let cursor = try await store.readCursor(chatId: chatId, userId: viewer)
+        let after = try await store.messages(chatId: chatId, after: cursor.map { ($0.ts, $0.messageId) }, limit: limits.unreadCap,
+                                             newestFirst: false)
+        return (after.filter { $0.sender != viewer }.count, cursor)
+    }
+
+    /// A chat of the user's, as in the chat list.
+    func chat(_ userId: String, chatId: Int64) async throws -> ChatSummary {
+        let members = try await requireMember(userId, of: chatId)
+        guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
+        return try await summary(of: chat, members: members, for: userId)
+    }
+
+    /// The user's chats, most recent activity first (last message, else when they joined). Four
+    /// reads per chat, a few chats at a time: fine for hundreds of chats (docs/chat_data.md).
+    func chats(for userId: String) async throws -> [ChatSummary] {
+        let entries = try await store.userChats(userId)
+        var out: [ChatSummary] = []
+        try await withThrowingTaskGroup(of: ChatSummary?.self) { group in
+            var next = 0
+            func add() {
+                guard next < entries.count else { return }
+                let e = entries[next]
+                next += 1
+                group.addTask {
+                    let members = try await self.store.members(e.chatId)
+                    guard members.contains(where: { $0.userId == userId }) else { return nil }
+                    let chat = try await self.store.chat(e.chatId)
+                        ?? ChatRecord(chatId: e.chatId, kind: e.kind, title: e.title, createdBy: "", createdAt: e.joinedAt)
+                    return try await self.summary(of: chat, members: members, for: userId)
+                }
+            }
+            for _ in 0..<limits.listConcurrency { add() }
+            for try await s in group {
+                if let s { out.append(s) }
+                add()
+            }
+        }
+        let joined = Dictionary(entries.map { ($0.chatId, $0.joinedAt) }, uniquingKeysWith: max)
+        func activity(_ s: ChatSummary) -> Int64 { s.lastMessage?.ts ?? joined[s.chatId] ?? 0 }
+        return out.sorted { (activity($0), $0.chatId) > (activity($1), $1.chatId) }
+    }
+
+    /// Everyone the user shares a chat with (presence audience), cached briefly.
+    func contacts(of userId: String) async throws -> Set<String> {
+        if let c = cache.contacts(userId) { return c }
+        let entries = try await store.userChats(userId)
+        var out: Set<String> = []
+        try await withThrowingTaskGroup(of: Set<String>.self) { group in
+            for e in entries.prefix(1000) {
+                group.addTask {
+                    if let m = self.cache.members(e.chatId) { return m }
+                    let m = Set(try await self.store.members(e.chatId).map(\.userId))
+                    self.cache.setMembers(e.chatId, m)
+                    return m
+                }
+            }
+            for try await m in group { out.formUnion(m) }
+        }
+        out.remove(userId)
+        cache.setContacts(userId, out)
+        return out
+    }
+}

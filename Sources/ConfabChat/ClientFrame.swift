@@ -1,0 +1,71 @@
+import Foundation
+
+/// What a device sends over the WebSocket: one JSON object per text frame with a string `type`.
+enum ClientFrame: Sendable, Hashable {
+    case send(chatId: Int64, clientId: String, text: String)
+    case typing(chatId: Int64)
+    case read(chatId: Int64, cursor: ReadCursor)
+    case sync(since: Int64, limit: Int?)
+    case ping
+
+    /// Parses a frame; `bad_frame` for anything that is not a JSON object with the fields its type
+    /// needs, `unknown_type` for a type the server does not know. The error's `ref` (second value)
+    /// is the frame's clientId when it had one, so the device can match it to a pending send.
+    static func parse(_ text: String) -> Result<ClientFrame, FrameError> {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+            return .failure(FrameError(ChatError(.badFrame, "a frame is one JSON object with a \"type\""), ref: nil))
+        }
+        let ref = object["clientId"] as? String
+        func fail(_ message: String) -> Result<ClientFrame, FrameError> {
+            .failure(FrameError(ChatError(.badFrame, message), ref: ref))
+        }
+        guard let type = object["type"] as? String else { return fail("the frame has no string \"type\"") }
+        switch type {
+        case "send":
+            guard let chatId = chatId(object["chatId"]) else { return fail("send needs \"chatId\" (a decimal string)") }
+            guard let clientId = ref, !clientId.isEmpty, clientId.utf8.count <= 128 else {
+                return fail("send needs \"clientId\": 1 to 128 bytes chosen by the device, the same on retries")
+            }
+            guard let text = object["text"] as? String else { return fail("send needs \"text\" (a string)") }
+            return .success(.send(chatId: chatId, clientId: clientId, text: text))
+        case "typing":
+            guard let chatId = chatId(object["chatId"]) else { return fail("typing needs \"chatId\" (a decimal string)") }
+            return .success(.typing(chatId: chatId))
+        case "read":
+            guard let chatId = chatId(object["chatId"]), let ts = int64(object["ts"]), let messageId = object["messageId"] as? String else {
+                return fail("read needs \"chatId\", \"ts\" and \"messageId\" of the newest message read")
+            }
+            return .success(.read(chatId: chatId, cursor: ReadCursor(ts: ts, messageId: messageId)))
+        case "sync":
+            guard let since = int64(object["since"] ?? 0) else { return fail("sync needs \"since\" (µs, an integer)") }
+            return .success(.sync(since: since, limit: int64(object["limit"] ?? NSNull()).map { Int($0) }))
+        case "ping":
+            return .success(.ping)
+        default:
+            return .failure(FrameError(ChatError(.unknownType, "unknown frame type \"\(type.prefix(40))\"; see docs/chat_protocol.md"),
+                                       ref: ref))
+        }
+    }
+
+    struct FrameError: Error, Hashable {
+        var error: ChatError
+        var ref: String?
+        init(_ error: ChatError, ref: String?) {
+            self.error = error
+            self.ref = ref
+        }
+    }
+
+    /// Chat ids are decimal strings; plain JSON integers are accepted too.
+    static func chatId(_ value: Any?) -> Int64? {
+        if let s = value as? String { return Int64(s) }
+        return int64(value)
+    }
+
+    static func int64(_ value: Any?) -> Int64? {
+        if let i = value as? Int64 { return i }
+        if let i = value as? Int { return Int64(i) }
+        guard let d = value as? Double, d.rounded() == d, abs(d) < 9.2e18 else { return nil }
+        return Int64(d)
+    }
+}

@@ -1,0 +1,87 @@
+import ConfabEngine
+import NIOConcurrencyHelpers
+
+/// The users connected to this server and their devices, in memory only. Delivering an event
+/// pushes it into each device's own bounded queue and returns at once: a slow device never holds
+/// up the others (it is closed instead, see `Outbox`).
+///
+/// Also the source of presence: a user is online while they have at least one device here;
+/// `lastSeen` is when their last device went away (never stored).
+final class ConnectionHub: Sendable {
+    private struct State: Sendable {
+        var devices: [String: [UInt64: any DeviceSink]] = [:]
+        var lastSeen: [String: Int64] = [:]
+        var nextId: UInt64 = 1
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let clock: any EngineClock
+
+    init(clock: any EngineClock) { self.clock = clock }
+
+    func makeDeviceId() -> UInt64 {
+        state.withLockedValue { s in
+            defer { s.nextId += 1 }
+            return s.nextId
+        }
+    }
+
+    /// Registers a device; true when this made the user come online.
+    @discardableResult
+    func add(_ device: any DeviceSink, for userId: String) -> Bool {
+        state.withLockedValue { s in
+            let wasOnline = !(s.devices[userId]?.isEmpty ?? true)
+            s.devices[userId, default: [:]][device.deviceId] = device
+            ChatMetrics.shared.devices.record(s.devices.values.reduce(0) { $0 + $1.count })
+            return !wasOnline
+        }
+    }
+
+    /// Removes a device; true when this was the user's last one (they went offline).
+    @discardableResult
+    func remove(deviceId: UInt64, for userId: String) -> Bool {
+        let now = clock.nowMicros() / 1000
+        return state.withLockedValue { s in
+            guard s.devices[userId]?.removeValue(forKey: deviceId) != nil else { return false }
+            ChatMetrics.shared.devices.record(s.devices.values.reduce(0) { $0 + $1.count })
+            if s.devices[userId]!.isEmpty {
+                s.devices[userId] = nil
+                s.lastSeen[userId] = now
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Pushes `event` to every device of `users` (except `excludingDevice`); returns how many
+    /// devices it was queued for.
+    @discardableResult
+    func deliver(_ event: EncodedEvent, to users: some Sequence<String>, excludingDevice: UInt64? = nil) -> Int {
+        let sinks: [any DeviceSink] = state.withLockedValue { s in
+            var out: [any DeviceSink] = []
+            for u in users { if let d = s.devices[u] { out += d.values.filter { $0.deviceId != excludingDevice } } }
+            return out
+        }
+        for sink in sinks { sink.push(event) }
+        ChatMetrics.shared.deliveries.increment(by: sinks.count)
+        return sinks.count
+    }
+
+    func presence(of userId: String) -> PresenceInfo {
+        state.withLockedValue { s in
+            let online = !(s.devices[userId]?.isEmpty ?? true)
+            return PresenceInfo(userId: userId, online: online, lastSeen: online ? clock.nowMicros() / 1000 : s.lastSeen[userId])
+        }
+    }
+
+    /// The users with a device here now.
+    var userIds: [String] { state.withLockedValue { Array($0.devices.keys) } }
+
+    /// The devices of `userId` connected here now.
+    func sinks(of userId: String) -> [any DeviceSink] {
+        state.withLockedValue { s in s.devices[userId].map { Array($0.values) } ?? [] }
+    }
+
+    var connectedUsers: Int { state.withLockedValue { $0.devices.count } }
+    var connectedDevices: Int { state.withLockedValue { $0.devices.values.reduce(0) { $0 + $1.count } } }
+}

@@ -1,0 +1,76 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+import NIOConcurrencyHelpers
+
+/// A single-replica, in-memory `ChatStorage` with the ring's merge rules (newest cell wins, row
+/// tombstones shadow older writes, TTLs expire by the injected clock). For unit tests of the chat
+/// services and for `confab chat serve --memory` experiments; nothing survives the process.
+public final class InMemoryChatStorage: ChatStorage {
+    private struct Partition: Sendable {
+        var header = PartitionHeader()
+        var rows: [[UInt8]: RowFragment] = [:]
+    }
+
+    private struct Key: Hashable, Sendable {
+        var table: TableID
+        var partition: [UInt8]
+    }
+
+    private let state = NIOLockedValueBox<[Key: Partition]>([:])
+    private let failing = NIOLockedValueBox<Bool>(false)
+    private let counters = NIOLockedValueBox<(writes: Int, reads: Int)>((0, 0))
+    private let clock: any EngineClock
+
+    public init(clock: any EngineClock = SystemClock()) { self.clock = clock }
+
+    /// While true, every request fails as if no replica answered (to test error paths).
+    public func setFailing(_ value: Bool) { failing.withLockedValue { $0 = value } }
+
+    /// Writes and reads served so far.
+    public var requestCounts: (writes: Int, reads: Int) { counters.withLockedValue { $0 } }
+
+    @discardableResult
+    public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        if failing.withLockedValue({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
+        counters.withLockedValue { $0.writes += 1 }
+        state.withLockedValue { partitions in
+            let key = Key(table: mutation.table, partition: mutation.partitionKey)
+            var p = partitions[key] ?? Partition()
+            p.header = PartitionHeader.merge(p.header, mutation.header)
+            for row in mutation.rows {
+                p.rows[row.clustering] = p.rows[row.clustering].map { RowFragment.merge($0, row.fragment) } ?? row.fragment
+            }
+            partitions[key] = p
+        }
+        return WriteAck(acknowledged: 1, required: 1)
+    }
+
+    public func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
+        if failing.withLockedValue({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
+        counters.withLockedValue { $0.reads += 1 }
+        let now = clock.nowSeconds()
+        let partition = state.withLockedValue { $0[Key(table: query.table, partition: query.partitionKey)] } ?? Partition()
+        var low: [UInt8] = [0]
+        var high: [UInt8]? = nil
+        if let l = query.lower {
+            low = l.inclusive ? l.prefix : (InternalKey.prefixSuccessor(l.prefix) ?? [0xFF, 0xFF])
+        }
+        if let u = query.upper {
+            high = u.inclusive ? InternalKey.prefixSuccessor(u.prefix) : u.prefix
+        }
+        var keys = partition.rows.keys.filter { k in
+            compareBytes(k, low) >= 0 && (high.map { compareBytes(k, $0) < 0 } ?? true)
+        }.sorted { compareBytes($0, $1) < 0 }
+        if query.reversed { keys.reverse() }
+        var out: [Mutation.Row] = []
+        for k in keys where out.count < query.limit {
+            var fragment = partition.rows[k]!
+            if let d = partition.header.deletion(covering: k) { fragment.applyDeletion(d) }
+            if let d = fragment.deletion { fragment.applyDeletion(d) }
+            guard fragment.isLive(now: now) else { continue }
+            out.append(.init(clustering: k, fragment: partition.rows[k]!))
+        }
+        return ReplicaRows(table: query.table, partitionKey: query.partitionKey, header: partition.header, rows: out)
+    }
+}

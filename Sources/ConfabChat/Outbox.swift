@@ -1,0 +1,85 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A WebSocket device's bounded queue of outgoing frames. The hub pushes without waiting; the
+/// connection's writer task pulls. When the queue holds more than `maxEvents` frames or `maxBytes`
+/// bytes, the device is too slow to keep up: the queue drops everything and hands the writer a
+/// close (4008 `slow_consumer`). The device reconnects and catches up with `sync`, so nothing
+/// acknowledged is lost — only the live copy.
+final class Outbox: DeviceSink {
+    enum Item: Sendable, Equatable {
+        case text(String)
+        /// Close the connection with this WebSocket close code and reason.
+        case close(code: UInt16, reason: String)
+    }
+
+    private struct State: Sendable {
+        var queue = CircularBuffer<String>()
+        var bytes = 0
+        var closing: Item?
+        var waiter: CheckedContinuation<Item, Never>?
+    }
+
+    let deviceId: UInt64
+    let maxEvents: Int
+    let maxBytes: Int
+    private let state = NIOLockedValueBox(State())
+
+    init(deviceId: UInt64, maxEvents: Int = 1000, maxBytes: Int = 4 << 20) {
+        self.deviceId = deviceId
+        self.maxEvents = maxEvents
+        self.maxBytes = maxBytes
+    }
+
+    func push(_ event: EncodedEvent) { push(text: event.json) }
+
+    func push(text: String) {
+        let resume: (CheckedContinuation<Item, Never>, Item)? = state.withLockedValue { s in
+            guard s.closing == nil else { return nil }
+            if let w = s.waiter {
+                s.waiter = nil
+                return (w, .text(text))
+            }
+            s.queue.append(text)
+            s.bytes += text.utf8.count
+            if s.queue.count > maxEvents || s.bytes > maxBytes {
+                s.queue.removeAll()
+                s.bytes = 0
+                s.closing = .close(code: 4008, reason: "slow_consumer")
+                ChatMetrics.shared.slowConsumers.increment()
+            }
+            return nil
+        }
+        if let (w, item) = resume { w.resume(returning: item) }
+    }
+
+    /// Ends the queue: the writer gets `close(code, reason)` after the frames already queued.
+    func close(code: UInt16, reason: String) {
+        let waiter: CheckedContinuation<Item, Never>? = state.withLockedValue { s in
+            guard s.closing == nil else { return nil }
+            s.closing = .close(code: code, reason: reason)
+            defer { s.waiter = nil }
+            return s.queue.isEmpty ? s.waiter : nil
+        }
+        waiter?.resume(returning: .close(code: code, reason: reason))
+    }
+
+    /// Frames queued now (for tests and metrics).
+    var count: Int { state.withLockedValue { $0.queue.count } }
+
+    /// The next frame to write, waiting for one; after a close, the close item (again and again).
+    func next() async -> Item {
+        await withCheckedContinuation { (c: CheckedContinuation<Item, Never>) in
+            let item: Item? = state.withLockedValue { s in
+                if let text = s.queue.popFirst() {
+                    s.bytes -= text.utf8.count
+                    return .text(text)
+                }
+                if let closing = s.closing { return closing }
+                s.waiter = c
+                return nil
+            }
+            if let item { c.resume(returning: item) }
+        }
+    }
+}

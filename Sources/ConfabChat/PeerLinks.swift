@@ -1,0 +1,68 @@
+import ConfabEngine
+import Logging
+import NIOConcurrencyHelpers
+
+/// The links from this server to the other live chat servers, one per peer, created on first use
+/// and stopped when the peer leaves the live set or changes address (a restart on another port).
+final class PeerLinks: Sendable {
+    private struct Entry: Sendable {
+        let link: PeerLink
+        let task: Task<Void, Never>
+    }
+
+    private let serverId: String
+    private let auth: InternalAuth
+    private let clock: any EngineClock
+    private let maxFrames: Int
+    private let logger: Logger
+    private let entries = NIOLockedValueBox<(links: [String: Entry], stopped: Bool)>(([:], false))
+
+    init(serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int, logger: Logger) {
+        self.serverId = serverId
+        self.auth = auth
+        self.clock = clock
+        self.maxFrames = maxFrames
+        self.logger = logger
+    }
+
+    /// The link to `peerId` at `address`, started if needed; nil after `stop()`.
+    func link(to peerId: String, address: String) -> PeerLink? {
+        let (link, old): (PeerLink?, Entry?) = entries.withLockedValue { e in
+            guard !e.stopped else { return (nil, nil) }
+            if let existing = e.links[peerId], existing.link.address == address { return (existing.link, nil) }
+            let link = PeerLink(peerId: peerId, address: address, serverId: serverId, auth: auth, clock: clock,
+                                maxFrames: maxFrames, logger: logger)
+            let old = e.links[peerId]
+            e.links[peerId] = Entry(link: link, task: Task { await link.run() })
+            return (link, old)
+        }
+        old?.task.cancel()
+        return link
+    }
+
+    /// Stops the links to servers no longer in `live` (id → address).
+    func retain(_ live: [String: String]) {
+        let gone: [Entry] = entries.withLockedValue { e in
+            let dead = e.links.filter { live[$0.key] != $0.value.link.address }
+            for id in dead.keys { e.links[id] = nil }
+            return Array(dead.values)
+        }
+        for entry in gone { entry.task.cancel() }
+        ChatMetrics.shared.peerLinks.record(entries.withLockedValue { $0.links.count })
+    }
+
+    /// Stops every link (shutdown); queued frames are dropped.
+    func stop() {
+        let all: [Entry] = entries.withLockedValue { e in
+            e.stopped = true
+            defer { e.links = [:] }
+            return Array(e.links.values)
+        }
+        for entry in all { entry.task.cancel() }
+    }
+
+    /// Peer id → (connected, frames queued), for `/api/health`.
+    var status: [String: (connected: Bool, queued: Int)] {
+        entries.withLockedValue { e in e.links.mapValues { ($0.link.isConnected, $0.link.queue.count) } }
+    }
+}

@@ -1,0 +1,79 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The frames waiting to go to one peer server, bounded: while the peer is slow or unreachable
+/// the queue fills up to `maxFrames` and then drops new frames (counted in
+/// `confab_chat_forward_dropped_total`). Dropping is safe because forwarded events are live copies
+/// only: the recipients catch up with `sync`.
+final class PeerQueue: Sendable {
+    private struct State: Sendable {
+        var queue = CircularBuffer<String>()
+        var waiter: CheckedContinuation<String?, Never>?
+        var finished = false
+    }
+
+    let maxFrames: Int
+    private let state = NIOLockedValueBox(State())
+
+    init(maxFrames: Int) { self.maxFrames = maxFrames }
+
+    /// Queues a frame; false when it was dropped (queue full or finished). Never blocks.
+    @discardableResult
+    func push(_ text: String) -> Bool {
+        let result: (Bool, CheckedContinuation<String?, Never>?) = state.withLockedValue { s in
+            guard !s.finished else { return (false, nil) }
+            if let w = s.waiter {
+                s.waiter = nil
+                return (true, w)
+            }
+            guard s.queue.count < maxFrames else { return (false, nil) }
+            s.queue.append(text)
+            return (true, nil)
+        }
+        result.1?.resume(returning: text)
+        return result.0
+    }
+
+    /// Puts back a frame that could not be written (it goes first again).
+    func requeue(_ text: String) {
+        state.withLockedValue { s in
+            guard !s.finished, s.queue.count < maxFrames else { return }
+            s.queue.prepend(text)
+        }
+    }
+
+    /// Ends the queue: waiting and later `next()` calls return nil.
+    func finish() {
+        let w: CheckedContinuation<String?, Never>? = state.withLockedValue { s in
+            s.finished = true
+            s.queue.removeAll()
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        w?.resume(returning: nil)
+    }
+
+    var count: Int { state.withLockedValue { $0.queue.count } }
+
+    /// The next frame, waiting for one; nil once finished or when the calling task is cancelled
+    /// (so a writer blocked here lets go when its connection drops).
+    func next() async -> String? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
+                let ready: (Bool, String?) = state.withLockedValue { s in
+                    if let t = s.queue.popFirst() { return (true, t) }
+                    if s.finished || Task.isCancelled { return (true, nil) }
+                    s.waiter = c
+                    return (false, nil)
+                }
+                if ready.0 { c.resume(returning: ready.1) }
+            }
+        } onCancel: {
+            let w: CheckedContinuation<String?, Never>? = state.withLockedValue { s in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            w?.resume(returning: nil)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ConfabEngine
+import NIOConcurrencyHelpers
+
+/// A token bucket per user: `ratePerSecond` tokens refill continuously up to `burst`; each send
+/// spends one. Refused sends store nothing. Time comes from the injected clock. Buckets of users
+/// who have been idle long enough to be full again are dropped, so memory follows active users.
+final class RateLimiter: Sendable {
+    private struct Bucket: Sendable {
+        var tokens: Double
+        var updatedMicros: Int64
+    }
+
+    let ratePerSecond: Double
+    let burst: Double
+    private let clock: any EngineClock
+    private let buckets = NIOLockedValueBox<[String: Bucket]>([:])
+
+    init(ratePerSecond: Double, burst: Double, clock: any EngineClock) {
+        self.ratePerSecond = ratePerSecond
+        self.burst = burst
+        self.clock = clock
+    }
+
+    /// Spends a token of `userId`'s bucket; false when it is empty.
+    func allow(_ userId: String, cost: Double = 1) -> Bool {
+        let now = clock.nowMicros()
+        return buckets.withLockedValue { b in
+            var bucket = b[userId] ?? Bucket(tokens: burst, updatedMicros: now)
+            let elapsed = Double(max(0, now - bucket.updatedMicros)) / 1_000_000
+            bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)
+            bucket.updatedMicros = now
+            let allowed = bucket.tokens >= cost
+            if allowed { bucket.tokens -= cost }
+            b[userId] = bucket
+            if b.count > 10_000 { prune(&b, now: now) }
+            return allowed
+        }
+    }
+
+    private func prune(_ b: inout [String: Bucket], now: Int64) {
+        let fullAfter = Int64(burst / ratePerSecond * 1_000_000)
+        b = b.filter { now - $0.value.updatedMicros < fullAfter }
+    }
+}

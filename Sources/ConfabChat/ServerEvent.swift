@@ -1,0 +1,104 @@
+import Foundation
+
+/// What the server sends a device, over WebSocket (one text frame each) or long polling (an
+/// element of `events`). docs/chat_protocol.md lists every field.
+public enum ServerEvent: Sendable, Hashable {
+    case hello(userId: String, serverId: String)
+    case ack(SendAck)
+    case message(MessageRecord)
+    case typing(chatId: Int64, userId: String)
+    case read(chatId: Int64, userId: String, cursor: ReadCursor)
+    case presence(PresenceInfo)
+    /// The user was added to a chat, or the chat changed (members, title).
+    case chat(ChatSummary)
+    /// The user left or was removed from a chat.
+    case chatRemoved(chatId: Int64)
+    case sync(SyncPage)
+    case pong
+    /// `ref` is the clientId (or chatId) the error concerns, when there is one.
+    case error(ChatError, ref: String?)
+
+    public var type: String {
+        switch self {
+        case .hello: return "hello"
+        case .ack: return "ack"
+        case .message: return "message"
+        case .typing: return "typing"
+        case .read: return "read"
+        case .presence: return "presence"
+        case .chat: return "chat"
+        case .chatRemoved: return "chat_removed"
+        case .sync: return "sync"
+        case .pong: return "pong"
+        case .error: return "error"
+        }
+    }
+
+    /// The event as one JSON object (what a WebSocket text frame carries).
+    public func json() -> String {
+        String(decoding: (try? JSONEncoder.chat.encode(self)) ?? Data(#"{"type":"error"}"#.utf8), as: UTF8.self)
+    }
+}
+
+extension ServerEvent: Encodable {
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(type, forKey: Key("type"))
+        switch self {
+        case .hello(let userId, let serverId):
+            try c.encode(userId, forKey: Key("userId"))
+            try c.encode(serverId, forKey: Key("serverId"))
+        case .ack(let ack):
+            try c.encode(ack.clientId, forKey: Key("clientId"))
+            try c.encode(String(ack.chatId), forKey: Key("chatId"))
+            try c.encode(ack.messageId, forKey: Key("messageId"))
+            try c.encode(ack.ts, forKey: Key("ts"))
+            try c.encode(ack.duplicate, forKey: Key("duplicate"))
+        case .message(let m):
+            try c.encode(m, forKey: Key("message"))
+        case .typing(let chatId, let userId):
+            try c.encode(String(chatId), forKey: Key("chatId"))
+            try c.encode(userId, forKey: Key("userId"))
+        case .read(let chatId, let userId, let cursor):
+            try c.encode(String(chatId), forKey: Key("chatId"))
+            try c.encode(userId, forKey: Key("userId"))
+            try c.encode(cursor.ts, forKey: Key("ts"))
+            try c.encode(cursor.messageId, forKey: Key("messageId"))
+        case .presence(let p):
+            try c.encode(p.userId, forKey: Key("userId"))
+            try c.encode(p.online, forKey: Key("online"))
+            try c.encodeIfPresent(p.lastSeen, forKey: Key("lastSeen"))
+        case .chat(let chat):
+            try c.encode(chat, forKey: Key("chat"))
+        case .chatRemoved(let chatId):
+            try c.encode(String(chatId), forKey: Key("chatId"))
+        case .sync(let page):
+            try c.encode(page.messages, forKey: Key("messages"))
+            try c.encode(page.cursor, forKey: Key("cursor"))
+            try c.encode(page.more, forKey: Key("more"))
+        case .pong:
+            break
+        case .error(let error, let ref):
+            try c.encode(error.code.name, forKey: Key("code"))
+            try c.encode(error.message, forKey: Key("message"))
+            try c.encodeIfPresent(ref, forKey: Key("ref"))
+        }
+    }
+}
+
+extension JSONEncoder {
+    /// Compact, stable key order (easier to read in logs and tests).
+    static var chat: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+}

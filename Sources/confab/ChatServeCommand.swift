@@ -1,0 +1,124 @@
+import ArgumentParser
+import ConfabChat
+import ConfabClient
+import ConfabRing
+import ConfabWire
+import Foundation
+import Logging
+
+/// `confab chat serve`: one chat server process in the foreground until SIGTERM or SIGINT.
+struct ChatServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run one chat server: HTTP API, WebSocket, long polling and the web client.",
+        discussion: """
+            The server keeps no data: accounts, chats and messages are in the ring given by --nodes \
+            (QUORUM reads and writes). Once listening it prints one line, \
+            "confab chat <server-id> listening on http://<host>:<port>", on standard output; open that \
+            URL in a browser. SIGTERM or SIGINT stops it gracefully (exit 0). Every chat server of \
+            one deployment must use the same secret (--secret or --secret-file), or tokens from one \
+            are refused by the others.
+            """)
+
+    @Option(help: ArgumentHelp("Port to listen on; 0 picks a free one (printed). Default 8080.", valueName: "port"))
+    var port: Int = 8080
+
+    @Option(help: ArgumentHelp("Address to listen on (default 127.0.0.1).", valueName: "host"))
+    var host: String = "127.0.0.1"
+
+    @Option(help: ArgumentHelp("Comma-separated ring nodes (default 127.0.0.1:\(NodeAddress.defaultPort)).", valueName: "host:port,..."))
+    var nodes: String = "127.0.0.1:\(NodeAddress.defaultPort)"
+
+    @Option(name: .customLong("server-id"), help: ArgumentHelp("Unique id of this chat server (default: random).", valueName: "id"))
+    var serverId: String?
+
+    @Option(help: ArgumentHelp("Token signing secret shared by all chat servers of the deployment.", valueName: "secret"))
+    var secret: String?
+
+    @Option(name: .customLong("secret-file"),
+            help: ArgumentHelp("File holding the secret; created with a random one if missing.", valueName: "file"))
+    var secretFile: String?
+
+    @Option(name: .customLong("password-rounds"), help: ArgumentHelp("PBKDF2 rounds for new passwords (default 210000).", valueName: "n"))
+    var passwordRounds: Int?
+
+    @Option(name: .customLong("heartbeat-ttl"),
+            help: ArgumentHelp("Seconds before a silent chat server leaves the others' live set (default 10; heartbeats every third of it).",
+                               valueName: "s"))
+    var heartbeatTTL: Int32 = 10
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard secret == nil || secretFile == nil else { throw ValidationError("give --secret or --secret-file, not both") }
+        if let s = secret, s.utf8.count < 16 { throw ValidationError("--secret must be at least 16 bytes") }
+        guard (2...3600).contains(heartbeatTTL) else { throw ValidationError("--heartbeat-ttl must be 2...3600 seconds") }
+        if let r = passwordRounds, r < 1000 { throw ValidationError("--password-rounds must be at least 1000") }
+        _ = try addresses()
+    }
+
+    func addresses() throws -> [NodeAddress] {
+        try nodes.split(separator: ",").map { part in
+            let text = part.trimmingCharacters(in: .whitespaces)
+            guard let a = NodeAddress(hostPort: text), a.port > 0 else {
+                throw ValidationError("--nodes \(text): expected host:port, e.g. 127.0.0.1:7400")
+            }
+            return a
+        }
+    }
+
+    func loadSecret() throws -> [UInt8] {
+        if let secret { return Array(secret.utf8) }
+        guard let secretFile else {
+            FileHandle.standardError.write(Data("warning: no --secret or --secret-file: using a random secret; tokens will not survive a restart or work on other chat servers\n".utf8))
+            return (0..<32).map { _ in UInt8.random(in: .min ... .max) }
+        }
+        if let data = FileManager.default.contents(atPath: secretFile) {
+            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard text.utf8.count >= 16 else { throw ValidationError("\(secretFile) holds fewer than 16 bytes of secret") }
+            return Array(text.utf8)
+        }
+        let fresh = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
+        guard FileManager.default.createFile(atPath: secretFile, contents: Data((fresh + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot create \(secretFile)")
+        }
+        return Array(fresh.utf8)
+    }
+
+    func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown --log-level \(logLevel)") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var config = ChatServerConfiguration(secret: try loadSecret())
+        if let serverId { config.serverId = serverId }
+        config.host = host
+        config.port = port
+        if let passwordRounds { config.passwordRounds = passwordRounds }
+        config.heartbeatTTLSeconds = heartbeatTTL
+        config.heartbeatInterval = .milliseconds(Int64(heartbeatTTL) * 1000 / 3)
+        config.serverRefreshInterval = min(.seconds(2), .milliseconds(Int64(heartbeatTTL) * 1000 / 4))
+        var clientConfig = ConfabClient.Configuration(nodes: try addresses())
+        clientConfig.clientName = "confab-chat"
+        clientConfig.requestTimeout = .seconds(5)
+        let client = ConfabClient(configuration: clientConfig)
+        let server = ChatServer(configuration: config, storage: client)
+        let shownId = config.serverId
+        try runBlocking {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await server.runUntilTerminated() }
+                group.addTask {
+                    guard (try? await server.listeningPort()) != nil else { return }
+                    let line = "confab chat \(shownId) listening on \(server.address)\n"
+                    FileHandle.standardOutput.write(Data(line.utf8))
+                }
+                try await group.waitForAll()
+            }
+            await client.shutdown()
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Testing
+
+/// The web client in a real browser: headless Chromium (Debian's `chromium`) drives two signed-in
+/// users in two tabs against a real ring and chat server. They exchange 1:1 and group messages
+/// live, and a message's markup arrives as text. A third user follows over long polling.
+@Suite(.serialized) struct BrowserTests {
+    @Test(.timeLimit(.minutes(2))) func twoUsersChatInTheWebClient() async throws {
+        guard let chromium = HeadlessChromium.executablePath() else {
+            Issue.record("""
+                Chromium is not installed, so the web client's browser test cannot run. \
+                Run `bash tools/setup.sh` (it installs Debian's `chromium` package), or set CONFAB_CHROMIUM \
+                to a Chromium or Chrome binary.
+                """)
+            return
+        }
+        let binary = try #require(BrowserTestBackend.confabBinary(), "confab executable not found next to the test bundle")
+        let started = ContinuousClock.now
+        let backend = BrowserTestBackend()
+        defer { backend.stop() }
+        let url: String
+        do {
+            url = try await backend.start(binary: binary)
+        } catch {
+            Issue.record("the ring or chat server did not start: \(error)\nchat server log:\n\(backend.log("chat"))")
+            return
+        }
+        let browser = try await offCooperativeThread { try HeadlessChromium(executable: chromium) }
+        defer { browser.stop() } // a no-op after the orderly stop below
+        let devtools = await DevToolsConnection.connect(browser.browserWebSocketURL)
+        var passed = false
+        do {
+            try await TwoUserScenario(url: url, devtools: devtools).run()
+            passed = true
+        } catch {
+            Issue.record("\(error)\nchat server log:\n\(backend.log("chat"))")
+        }
+        await devtools.close()
+        // Chromium takes a moment to exit: wait for it off the cooperative pool.
+        _ = try? await offCooperativeThread { browser.stop() }
+        if passed { print("browser test: two users, 1:1 and group chat, polling fallback, in \(ContinuousClock.now - started)") }
+    }
+}
+
+/// The steps, written as a user would do them, with the page's DOM as the only oracle.
+struct TwoUserScenario {
+    let url: String
+    let devtools: DevToolsConnection
+
+    static let password = "correct horse battery"
+    /// Markup and script that must reach the other user as plain text.
+    static let hostile = #"Hi bob <b>x</b><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> & ☃"#
+
+    /// A WebSocket that fails to open, as a network that refuses upgrades would make it.
+    static let webSocketBlocker = """
+        window.__webSocketAttempts = 0;
+        window.WebSocket = class BlockedWebSocket extends EventTarget {
+          constructor(url) {
+            super(); this.url = url; this.readyState = 0; window.__webSocketAttempts += 1;
+            setTimeout(() => {
+              this.readyState = 3;
+              if (this.onerror) this.onerror(new Event('error'));
+              if (this.onclose) this.onclose(new CloseEvent('close', {code: 1006, wasClean: false}));
+            }, 20);
+          }
+          send() { throw new Error('this WebSocket never opened'); }
+          close() {}
+        };
+        Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+        """
+
+    func run() async throws {
+        let alice = try await BrowserPage.open(url, name: "alice", on: devtools)
+        let bob = try await BrowserPage.open(url, name: "bob", on: devtools)
+        try await signUp(alice, "alice")
+        try await signUp(bob, "bob")
+        // Carol exists for the group; she signs in later, over long polling.
+        _ = try await alice.evaluate("""
+            fetch('/api/register', {method: 'POST', headers: {'Content-Type': 'application/json'},
+              body: JSON.stringify({handle: 'carol', password: \(BrowserPage.literal(Self.password))})}).then(r => r.status)
+            """)
+        try await alice.waitFor("alice is connected over the WebSocket", "document.getElementById('connection-status').dataset.state === 'websocket'")
+        try await bob.waitFor("bob is connected over the WebSocket", "document.getElementById('connection-status').dataset.state === 'websocket'")
+        _ = try await bob.evaluate("window.__noReload = true")
+
+        // Alice starts a 1:1 chat with bob and sends markup.
+        try await alice.fill("#new-direct-handle", "bob")
+        try await alice.click("#new-direct-button")
+        try await alice.waitFor("the direct chat is open", "document.getElementById('conversation').dataset.chatId !== ''")
+        let directId = try await alice.string("document.getElementById('conversation').dataset.chatId")
+        try await alice.fill("#composer", Self.hostile)
+        try await alice.click("#send-button")
+        try await alice.waitFor("alice's message is acknowledged",
+                                "document.querySelector('[data-testid=message][data-state=acked][data-sender=alice]') !== null")
+        let messageId = try await alice.string("document.querySelector('[data-testid=message][data-sender=alice]').dataset.messageId")
+        #expect(!messageId.isEmpty)
+
+        // Bob sees the chat appear with one unread message, opens it, and reads the markup as text.
+        try await bob.waitFor("bob's chat list shows the direct chat with 1 unread",
+                              "[...document.querySelectorAll('[data-testid=chat-item]')].some(e => e.dataset.chatId === \(BrowserPage.literal(directId)) && e.querySelector('[data-testid=unread-count]').textContent === '1')")
+        try await bob.click("[data-testid=chat-item][data-chat-id='\(directId)']")
+        try await bob.waitFor("bob sees alice's message",
+                              "document.querySelector('[data-testid=message][data-message-id=\(BrowserPage.literal(messageId))]') !== null")
+        let shown = try await bob.string("document.querySelector('[data-message-id=\(BrowserPage.literal(messageId))] [data-testid=message-text]').textContent")
+        #expect(shown == Self.hostile)
+        #expect(try await bob.int("document.querySelectorAll('#message-list b, #message-list script, #message-list img').length") == 0)
+        #expect(try await bob.evaluate("window.pwned === undefined") as? Bool == true, "the message's script ran in bob's page")
+        #expect(try await alice.int("document.querySelectorAll('#message-list b, #message-list script, #message-list img').length") == 0)
+        try await bob.waitFor("bob's unread count is cleared",
+                              "document.querySelector('[data-testid=chat-item][data-chat-id=\"\(directId)\"] [data-testid=unread-count]').textContent === ''")
+
+        // Presence and typing reach alice.
+        try await alice.waitFor("alice sees bob online", "document.getElementById('presence').textContent === 'online'")
+        try await bob.fill("#composer", "typing…")
+        try await alice.waitFor("alice sees bob typing", "document.getElementById('typing-indicator').textContent.includes('bob is typing')")
+
+        // Bob replies; alice gets it live, after her own message, exactly once.
+        try await bob.fill("#composer", "hello alice")
+        try await bob.click("#send-button")
+        try await alice.waitFor("alice sees bob's reply",
+                                "[...document.querySelectorAll('[data-testid=message][data-sender=bob] [data-testid=message-text]')].some(e => e.textContent === 'hello alice')")
+        let order = try await alice.evaluate("[...document.querySelectorAll('#message-list [data-testid=message]')].map(e => e.dataset.sender)") as? [String]
+        #expect(order == ["alice", "bob"])
+        try await alice.waitFor("bob's read receipt reaches alice",
+                                "document.querySelector('[data-testid=message][data-sender=alice] [data-testid=message-meta]').textContent.includes('seen')")
+
+        // Alice's WebSocket drops; what she sends meanwhile arrives once, and she reconnects.
+        _ = try await alice.evaluate("window.confab.transport.ws.close(); true")
+        try await alice.fill("#composer", "sent while reconnecting")
+        try await alice.click("#send-button")
+        try await alice.waitFor("alice is live again", "document.getElementById('connection-status').dataset.state === 'websocket' && window.confab.state.pending.size === 0")
+        try await bob.waitFor("bob gets the message alice sent while reconnecting",
+                              "[...document.querySelectorAll('[data-testid=message-text]')].filter(e => e.textContent === 'sent while reconnecting').length === 1")
+
+        // Carol signs in in a third tab whose WebSockets never open (as behind a proxy that drops
+        // upgrades): the client falls back to long polling by itself.
+        let carol = try await BrowserPage.open(url, name: "carol", on: devtools, beforeLoad: Self.webSocketBlocker)
+        try await carol.fill("#login-handle", "carol")
+        try await carol.fill("#login-password", Self.password)
+        try await carol.click("#login-button")
+        try await carol.waitFor("carol falls back to long polling", "document.getElementById('connection-status').dataset.state === 'polling'")
+        #expect(try await carol.int("window.__webSocketAttempts") >= 2)
+
+        // A group: alice creates it, writes, and both others get it live.
+        try await alice.fill("#new-group-title", "Team <i>one</i>")
+        try await alice.fill("#new-group-members", "bob, carol")
+        try await alice.click("#new-group-button")
+        try await alice.waitFor("the group is open",
+                                "document.getElementById('conversation').dataset.chatId !== \(BrowserPage.literal(directId)) && document.getElementById('conversation').dataset.chatId !== ''")
+        let groupId = try await alice.string("document.getElementById('conversation').dataset.chatId")
+        try await alice.fill("#composer", "hello team")
+        try await alice.click("#send-button")
+        for page in [bob, carol] {
+            try await page.waitFor("\(page.name) sees the group first in the chat list",
+                                   "document.querySelector('[data-testid=chat-item]')?.dataset.chatId === \(BrowserPage.literal(groupId))")
+            try await page.click("[data-testid=chat-item][data-chat-id='\(groupId)']")
+            try await page.waitFor("\(page.name) sees the group message",
+                                   "[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'hello team')")
+            #expect(try await page.string("document.getElementById('conversation-title').textContent") == "Team <i>one</i>")
+            #expect(try await page.int("document.querySelectorAll('#message-list i').length") == 0)
+        }
+        // Carol answers over HTTP (no WebSocket); alice and bob get it live.
+        try await carol.fill("#composer", "carol here")
+        try await carol.click("#send-button")
+        for page in [alice, bob] {
+            try await page.waitFor("\(page.name) sees carol's group message",
+                                   "[...document.querySelectorAll('[data-testid=message][data-sender=carol] [data-testid=message-text]')].some(e => e.textContent === 'carol here')")
+        }
+        // No message shows twice anywhere, and bob's page was never reloaded.
+        for page in [alice, bob, carol] {
+            let duplicates = try await page.int("""
+                (() => { const ids = [...document.querySelectorAll('[data-testid=message]')].map(e => e.dataset.messageId);
+                  return ids.length - new Set(ids).size; })()
+                """)
+            #expect(duplicates == 0, "\(page.name) shows a message twice")
+        }
+        #expect(try await bob.evaluate("window.__noReload === true") as? Bool == true)
+
+        // History: alice posts 60 more messages over HTTP; bob reloads his tab (still signed in:
+        // the token is in this tab's sessionStorage), opens the chat and scrolls back to its start.
+        let posted = try await alice.int("""
+            (async () => {
+              const token = window.confab.state.session.token;
+              let ok = 0;
+              for (let i = 0; i < 60; i++) {
+                const body = JSON.stringify({clientId: 'history-' + i, text: 'history ' + i});
+                for (let attempt = 0; attempt < 20; attempt++) {
+                  const r = await fetch('/api/chats/\(directId)/messages', {method: 'POST', body,
+                    headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + token}});
+                  if (r.ok) { ok++; break; }
+                  if (r.status !== 429) throw new Error('send failed: ' + r.status + ' ' + await r.text());
+                  await new Promise(resolve => setTimeout(resolve, 200));
+                }
+              }
+              return ok;
+            })()
+            """)
+        #expect(posted == 60)
+        _ = try await bob.command("Page.reload")
+        try await bob.waitFor("bob is still signed in after a reload",
+                              "!!window.confab && !document.getElementById('app-view').hidden && document.getElementById('me').textContent === 'bob'")
+        try await bob.waitFor("bob's chat list is back", "document.querySelector('[data-testid=chat-item][data-chat-id=\"\(directId)\"]') !== null")
+        try await bob.click("[data-testid=chat-item][data-chat-id='\(directId)']")
+        try await bob.waitFor("bob sees the newest page of history", "document.querySelectorAll('#message-list [data-testid=message]').length >= 50")
+        #expect(try await bob.int("document.querySelectorAll('#message-list [data-testid=message]').length") < 63,
+                "the first page should not hold the whole chat, or scrolling back is not tested")
+        // Scroll events fire as a page renders, and only the front tab renders.
+        _ = try await bob.command("Page.bringToFront")
+        for _ in 0..<5 {
+            _ = try await bob.evaluate("document.getElementById('message-list').scrollTop = 0")
+            if try await bob.int("document.querySelectorAll('#message-list [data-testid=message]').length") == 63 { break }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        try await bob.waitFor("bob scrolled back to the first message",
+                              "document.querySelectorAll('#message-list [data-testid=message]').length === 63 && document.getElementById('history-status').textContent.includes('Beginning')")
+        let inOrder = try await bob.evaluate("""
+            (() => { const ms = [...document.querySelectorAll('#message-list [data-testid=message]')]
+                .map(e => [Number(e.dataset.ts), e.dataset.messageId]);
+              return ms.every((m, i) => i === 0 || ms[i - 1][0] < m[0] || (ms[i - 1][0] === m[0] && ms[i - 1][1] < m[1])); })()
+            """) as? Bool
+        #expect(inOrder == true, "bob's history is not in (ts, messageId) order")
+        #expect(try await bob.string("document.querySelector('#message-list [data-testid=message-text]').textContent") == Self.hostile)
+        #expect(try await bob.string("[...document.querySelectorAll('#message-list [data-testid=message-text]')].pop().textContent") == "history 59")
+        for page in [alice, bob, carol] { await page.close() }
+    }
+
+    private func signUp(_ page: BrowserPage, _ handle: String) async throws {
+        try await page.fill("#signup-handle", handle)
+        try await page.fill("#signup-password", Self.password)
+        try await page.click("#signup-button")
+        try await page.waitFor("\(handle) is signed in", "!document.getElementById('app-view').hidden && document.getElementById('me').textContent === \(BrowserPage.literal(handle))")
+    }
+}
+
+/// Runs blocking work (process start-up, file polling) on a thread of its own so it never holds
+/// one of the cooperative pool's few threads.
+func offCooperativeThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}

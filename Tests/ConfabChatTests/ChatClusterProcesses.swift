@@ -1,0 +1,160 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A deployment of real processes on 127.0.0.1: one `confab node` and chat servers
+/// (`confab chat serve`, short heartbeat TTL so failover tests stay quick), sharing one secret file.
+final class ChatClusterProcesses: Sendable {
+    let dir: ChatTempDirectory
+    let binary: String
+    let nodePort: Int
+    private let node: Process
+    private let chats: NIOLockedValueBox<[String: (process: Process, port: Int)]>
+    static let heartbeatTTL = 3
+
+    private init(dir: ChatTempDirectory, binary: String, node: Process, nodePort: Int) {
+        self.dir = dir
+        self.binary = binary
+        self.node = node
+        self.nodePort = nodePort
+        self.chats = NIOLockedValueBox([:])
+    }
+
+    static func start(servers: [String]) async throws -> ChatClusterProcesses {
+        guard let binary = confabBinary() else { throw TestFailure("confab executable not found next to the test bundle") }
+        let dir = ChatTempDirectory("confab-chat-cluster")
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
+        _ = FileManager.default.createFile(atPath: "\(dir.path)/chat-secret", contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
+        let (node, nodeLine) = try await launch(binary, ["node", "--data-dir", "\(dir.path)/node", "--listen", "127.0.0.1:0"],
+                                                name: "node", dir: dir.path, waitFor: "listening on 127.0.0.1:")
+        let cluster = ChatClusterProcesses(dir: dir, binary: binary, node: node, nodePort: nodeLine)
+        do {
+            for id in servers { try await cluster.startServer(id) }
+            try await cluster.waitForServers(count: servers.count)
+        } catch {
+            cluster.killAll()
+            throw error
+        }
+        return cluster
+    }
+
+    func startServer(_ id: String) async throws {
+        let (process, port) = try await Self.launch(binary, [
+            "chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", id,
+            "--secret-file", "\(dir.path)/chat-secret", "--password-rounds", "1000", "--heartbeat-ttl", "\(Self.heartbeatTTL)",
+            "--log-level", "warning"], name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
+        chats.withLockedValue { $0[id] = (process, port) }
+    }
+
+    /// Starts a process and waits for the line announcing its port.
+    private static func launch(_ binary: String, _ arguments: [String], name: String, dir: String, waitFor marker: String)
+        async throws -> (Process, Int) {
+        let out = "\(dir)/\(name).out", err = "\(dir)/\(name).err"
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: out)
+        process.standardError = FileHandle(forWritingAtPath: err)
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline, process.isRunning {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if let r = text.range(of: marker), let port = Int(text[r.upperBound...].prefix { $0.isNumber }) { return (process, port) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        throw TestFailure("\(name) did not start; stderr: \((try? String(contentsOfFile: err, encoding: .utf8))?.suffix(2000) ?? "")")
+    }
+
+    func port(_ id: String) -> Int { chats.withLockedValue { $0[id]!.port } }
+    var serverIds: [String] { chats.withLockedValue { Array($0.keys).sorted() } }
+
+    func waitForServers(count: Int, within: Duration = .seconds(20)) async throws {
+        for id in serverIds {
+            let p = port(id)
+            try await eventuallyTrue("\(id) sees \(count) chat servers", within: within) {
+                try await ClusterHTTP.request(.get, "/api/health", port: p).json["servers"] as? Int == count
+            }
+        }
+    }
+
+    /// SIGKILL: no graceful close, no deregistration — the others notice through the heartbeat TTL.
+    func sigkill(_ id: String) {
+        guard let entry = chats.withLockedValue({ $0.removeValue(forKey: id) }) else { return }
+        kill(entry.process.processIdentifier, SIGKILL)
+        entry.process.waitUntilExit()
+    }
+
+    /// SIGTERM everything and wait (SIGKILL after 10 s).
+    func stop() async {
+        let all = chats.withLockedValue { c in defer { c = [:] }; return Array(c.values.map(\.process)) } + [node]
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while all.contains(where: \.isRunning), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        killAll(all)
+    }
+
+    private func killAll(_ list: [Process]? = nil) {
+        let all = list ?? (chats.withLockedValue { Array($0.values.map(\.process)) } + [node])
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    }
+
+    deinit { killAll() }
+
+    // MARK: users
+
+    /// Registers `handle` (on any server); returns its token.
+    func register(_ handle: String) async throws -> String {
+        let r = try await ClusterHTTP.request(.post, "/api/register", port: port(serverIds[0]),
+                                              body: ["handle": handle, "password": "password-\(handle)"])
+        guard let token = r.json["token"] as? String else { throw TestFailure("register \(handle): \(r.status) \(r.text)") }
+        return token
+    }
+
+    /// The owner of `userId` as `port`'s server sees it.
+    func route(_ userId: String, askingPort: Int? = nil) async throws -> (id: String, port: Int) {
+        let r = try await ClusterHTTP.request(.get, "/api/route?user=\(userId)", port: askingPort ?? port(serverIds[0]))
+        guard let id = r.json["serverId"] as? String, let server = r.json["server"] as? String,
+              let p = Int(server.split(separator: ":").last ?? "") else { throw TestFailure("route \(userId): \(r.text)") }
+        return (id, p)
+    }
+
+    /// A WebSocket to the user's owner server, once it said hello.
+    func connect(_ userId: String, token: String) async throws -> (socket: TestSocket, serverId: String) {
+        let owner = try await route(userId)
+        let socket = TestSocket(url: "ws://127.0.0.1:\(owner.port)/ws?token=\(token)")
+        let hello = try await socket.next("hello", timeout: .seconds(10))
+        return (socket, hello["serverId"] as? String ?? "")
+    }
+}
+
+/// HTTP/1 JSON requests to a server in another process.
+enum ClusterHTTP {
+    struct Result: @unchecked Sendable {
+        var status: Int
+        var json: [String: Any]
+        var text: String
+    }
+
+    static func request(_ method: HTTPRequest.Method, _ path: String, port: Int, token: String? = nil,
+                        body: [String: Any]? = nil) async throws -> Result {
+        var headers = HTTPFields()
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        var buffer: ByteBuffer? = nil
+        if let body {
+            buffer = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))
+            headers[.contentType] = "application/json"
+        }
+        let request = TestClient.Request(path, method: method, headers: headers, body: buffer)
+        let response = try await TestClient.withClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(30))) {
+            try await $0.execute(request)
+        }
+        let text = response.body.flatMap { $0.getString(at: $0.readerIndex, length: $0.readableBytes) } ?? ""
+        let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        return Result(status: response.status.code, json: json, text: text)
+    }
+}

@@ -1,0 +1,268 @@
+import ConfabChat
+import ConfabClient
+import ConfabNode
+import ConfabRing
+import ConfabWire
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import HummingbirdWSClient
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+
+/// A fresh directory under the system temp dir, removed when the test is done with it.
+final class ChatTempDirectory: Sendable {
+    let path: String
+    init(_ name: String = "confab-chat") {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A real ring (1 or 3 nodes) and a chat server over it, all in this process on free ports.
+final class ChatStack: Sendable {
+    let directories: [ChatTempDirectory]
+    let nodeGroups: [ServiceGroup]
+    let nodeTasks: [Task<Void, any Error>]
+    let client: ConfabClient
+    let server: ChatServer
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+    let port: Int
+    let nodeAddresses: [NodeAddress]
+    static let secret = Array("integration-test-secret-0123456789".utf8)
+
+    private init(directories: [ChatTempDirectory], nodeGroups: [ServiceGroup], nodeTasks: [Task<Void, any Error>], client: ConfabClient,
+                 server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int, nodeAddresses: [NodeAddress]) {
+        self.directories = directories
+        self.nodeGroups = nodeGroups
+        self.nodeTasks = nodeTasks
+        self.client = client
+        self.server = server
+        self.group = group
+        self.task = task
+        self.port = port
+        self.nodeAddresses = nodeAddresses
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "test.chat")
+        logger.logLevel = .warning
+        return logger
+    }
+
+    static func start(nodes nodeCount: Int = 1, configure: (inout ChatServerConfiguration) -> Void = { _ in }) async throws -> ChatStack {
+        let logger = quietLogger
+        var directories: [ChatTempDirectory] = []
+        var groups: [ServiceGroup] = []
+        var tasks: [Task<Void, any Error>] = []
+        var addresses: [NodeAddress] = []
+        for i in 0..<nodeCount {
+            let directory = ChatTempDirectory()
+            var nodeConfig = NodeConfiguration(dataDirectory: directory.path)
+            nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
+            if nodeCount > 1 {
+                nodeConfig.seeds = i == 0 ? [] : [addresses[0]]
+                nodeConfig.gossipInterval = .milliseconds(100)
+                nodeConfig.writeTimeout = .seconds(2)
+                nodeConfig.readTimeout = .seconds(3)
+            }
+            let node = Node(configuration: nodeConfig, logger: logger)
+            let nodeGroup = ServiceGroup(configuration: .init(services: [.init(service: node)], logger: logger))
+            tasks.append(Task { try await nodeGroup.run() })
+            let bound = try await node.listeningAddress()
+            addresses.append(NodeAddress(host: "127.0.0.1", port: bound.port!))
+            directories.append(directory)
+            groups.append(nodeGroup)
+        }
+        var clientConfig = ConfabClient.Configuration(nodes: addresses)
+        clientConfig.requestTimeout = .seconds(10)
+        let client = ConfabClient(configuration: clientConfig)
+        if nodeCount > 1 {
+            for address in addresses {
+                var c = ConfabClient.Configuration(nodes: [address])
+                c.requestTimeout = .seconds(2)
+                let probe = ConfabClient(configuration: c)
+                try await eventuallyTrue("\(address) sees \(nodeCount) normal nodes", within: .seconds(30)) {
+                    let s = try await probe.status()
+                    return s.nodes.count == nodeCount && s.nodes.allSatisfy { $0.state == "normal" && $0.isUp }
+                }
+                await probe.shutdown()
+            }
+        }
+        let (server, serverGroup) = makeServer(client: client, configure: configure)
+        let nodeGroups = groups, nodeTasks = tasks
+        let task = Task {
+            try await serverGroup.run()
+            await client.shutdown()
+            for g in nodeGroups { await g.triggerGracefulShutdown() }
+            for t in nodeTasks { try await t.value }
+        }
+        let port = try await server.listeningPort()
+        return ChatStack(directories: directories, nodeGroups: groups, nodeTasks: tasks, client: client, server: server,
+                         group: serverGroup, task: task, port: port, nodeAddresses: addresses)
+    }
+
+    /// A chat server over `client` on a free port (run its group to start it).
+    static func makeServer(client: ConfabClient, serverId: String = "test-server",
+                           configure: (inout ChatServerConfiguration) -> Void = { _ in }) -> (ChatServer, ServiceGroup) {
+        var chatConfig = ChatServerConfiguration(serverId: serverId, secret: secret)
+        chatConfig.port = 0
+        chatConfig.passwordRounds = 1000
+        configure(&chatConfig)
+        let server = ChatServer(configuration: chatConfig, storage: client, logger: quietLogger)
+        let serverGroup = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: quietLogger))
+        return (server, serverGroup)
+    }
+
+    /// Another chat server over the same ring; stop it with `group.triggerGracefulShutdown()`
+    /// and await `task`.
+    func startAnotherServer(serverId: String, configure: (inout ChatServerConfiguration) -> Void = { _ in }) async throws
+        -> (server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int) {
+        let (server, group) = Self.makeServer(client: client, serverId: serverId, configure: configure)
+        let task = Task { try await group.run() }
+        return (server, group, task, try await server.listeningPort())
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+
+    // MARK: HTTP
+
+    struct HTTPResult: @unchecked Sendable {
+        var status: Int
+        var json: [String: Any]
+        var text: String
+        var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+    }
+
+    func http(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: [String: Any]? = nil,
+              rawBody: String? = nil, port: Int? = nil) async throws -> HTTPResult {
+        var headers = HTTPFields()
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        var buffer: ByteBuffer? = nil
+        if let body { buffer = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)) }
+        if let rawBody { buffer = ByteBuffer(string: rawBody) }
+        if buffer != nil { headers[.contentType] = "application/json" }
+        let request = TestClient.Request(path, method: method, headers: headers, body: buffer)
+        let response = try await TestClient.withClient(host: "127.0.0.1", port: port ?? self.port, configuration: .init(timeout: .seconds(60))) {
+            try await $0.execute(request)
+        }
+        let text = response.body.flatMap { $0.getString(at: $0.readerIndex, length: $0.readableBytes) } ?? ""
+        let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        return HTTPResult(status: response.status.code, json: json, text: text)
+    }
+
+    /// Registers a user; returns their token.
+    func register(_ handle: String) async throws -> String {
+        let r = try await http(.post, "/api/register", body: ["handle": handle, "password": "password-\(handle)"])
+        guard r.status == 201, let token = r.json["token"] as? String else { throw TestFailure("register \(handle): \(r.status) \(r.text)") }
+        return token
+    }
+
+    func socket(token: String?, port: Int? = nil, reading: Bool = true) async throws -> TestSocket {
+        let query = token.map { "?token=\($0)" } ?? ""
+        return TestSocket(url: "ws://127.0.0.1:\(port ?? self.port)/ws\(query)", reading: reading)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// A WebSocket client for tests: frames received are kept; `next(type)` waits for the next one of
+/// a type (skipping, but keeping, others).
+final class TestSocket: Sendable {
+    private let received = NIOLockedValueBox<[(text: String, consumed: Bool)]>([])
+    private let outgoing: AsyncStream<String>.Continuation
+    let task: Task<WebSocketCloseFrame?, any Error>
+    /// While false the socket reads nothing (a slow consumer: TCP backpressure builds up).
+    let reading: NIOLockedValueBox<Bool>
+
+    init(url: String, reading startReading: Bool = true) {
+        let (stream, continuation) = AsyncStream<String>.makeStream()
+        outgoing = continuation
+        let received = self.received
+        let reading = NIOLockedValueBox(startReading)
+        self.reading = reading
+        var logger = Logger(label: "test.ws")
+        logger.logLevel = .error
+        task = Task {
+            try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 4 << 20), logger: logger) { inbound, outbound, _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await text in stream { try await outbound.write(.text(text)) }
+                    }
+                    while !reading.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
+                    for try await message in inbound.messages(maxSize: 8 << 20) {
+                        if case .text(let s) = message { received.withLockedValue { $0.append((s, false)) } }
+                    }
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    func send(_ object: [String: Any]) throws {
+        outgoing.yield(String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self))
+    }
+
+    func sendRaw(_ text: String) { outgoing.yield(text) }
+
+    /// The next unconsumed frame of `type` (and, when given, matching `where`).
+    func next(_ type: String, timeout: Duration = .seconds(15), where match: @Sendable ([String: Any]) -> Bool = { _ in true })
+        async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let found: String? = received.withLockedValue { frames in
+                for i in frames.indices where !frames[i].consumed {
+                    guard let o = try? JSONSerialization.jsonObject(with: Data(frames[i].text.utf8)) as? [String: Any],
+                          o["type"] as? String == type, match(o) else { continue }
+                    frames[i].consumed = true
+                    return frames[i].text
+                }
+                return nil
+            }
+            if let found { return try JSONSerialization.jsonObject(with: Data(found.utf8)) as! [String: Any] }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        throw TestFailure("no \(type) frame within \(timeout); got: \(received.withLockedValue { $0.map(\.text) }.suffix(5))")
+    }
+
+    /// Every frame of `type` received so far (consumed or not).
+    func all(_ type: String) -> [[String: Any]] {
+        received.withLockedValue { $0.map(\.text) }.compactMap {
+            guard let o = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], o["type"] as? String == type else { return nil }
+            return o
+        }
+    }
+
+    /// Closes our side and waits for the connection to end.
+    func close() async {
+        outgoing.finish()
+        task.cancel()
+        _ = try? await task.value
+    }
+
+    /// The close code the server sent, once the connection ends.
+    func closeCode(timeout: Duration = .seconds(15)) async throws -> Int? {
+        let frame = try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
+            group.addTask { try await self.task.value }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw TestFailure("the connection did not close within \(timeout)")
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            return first
+        }
+        return frame.map { Int(UInt16(webSocketErrorCode: $0.closeCode)) }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import Testing
+
+/// Two `confab chat serve` processes over one `confab node` process: cross-server delivery over
+/// `/internal/ws`, `wrong_server`, catch-up and failover after SIGKILL (docs/chat_protocol.md,
+/// "Many servers").
+@Suite(.serialized) struct ChatMultiServerProcessTests {
+    func withCluster(_ body: (ChatClusterProcesses) async throws -> Void) async throws {
+        let cluster = try await ChatClusterProcesses.start(servers: ["mc1", "mc2"])
+        do {
+            try await body(cluster)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    /// The first `count` names `prefix0, prefix1, …` owned by each server.
+    func homed(_ cluster: ChatClusterProcesses, prefix: String, perServer count: Int) async throws -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for i in 0..<400 {
+            let name = "\(prefix)\(i)"
+            let owner = try await cluster.route(name)
+            if out[owner.id, default: []].count < count { out[owner.id, default: []].append(name) }
+            if out.count == 2, out.values.allSatisfy({ $0.count == count }) { return out }
+        }
+        throw TestFailure("could not find \(count) users per server: \(out)")
+    }
+
+    func register(_ cluster: ChatClusterProcesses, _ users: [String]) async throws -> [String: String] {
+        try await withThrowingTaskGroup(of: (String, String).self) { group in
+            var tokens: [String: String] = [:]
+            var next = 0
+            func add() {
+                guard next < users.count else { return }
+                let u = users[next]
+                next += 1
+                group.addTask { (u, try await cluster.register(u)) }
+            }
+            for _ in 0..<8 { add() }
+            for try await (u, t) in group {
+                tokens[u] = t
+                add()
+            }
+            return tokens
+        }
+    }
+
+    func send(_ socket: TestSocket, chatId: String, clientId: String, text: String) async throws -> [String: Any] {
+        try socket.send(["type": "send", "chatId": chatId, "clientId": clientId, "text": text])
+        return try await socket.next("ack", where: { $0["clientId"] as? String == clientId })
+    }
+
+    static func messageIds(_ frames: [[String: Any]]) -> [String] {
+        frames.compactMap { ($0["message"] as? [String: Any])?["messageId"] as? String }
+    }
+
+    /// Sync pages from `since` until `more` is false: (message ids, final cursor).
+    func sync(_ socket: TestSocket, since: Int64) async throws -> ([String], Int64) {
+        var cursor = since, ids: [String] = []
+        while true {
+            try socket.send(["type": "sync", "since": cursor])
+            let page = try await socket.next("sync")
+            ids += (page["messages"] as? [[String: Any]] ?? []).compactMap { $0["messageId"] as? String }
+            cursor = (page["cursor"] as? NSNumber)?.int64Value ?? Int64(page["cursor"] as? String ?? "") ?? cursor
+            if page["more"] as? Bool != true { return (ids, cursor) }
+        }
+    }
+
+    @Test func directMessagesReachAUserOnTheOtherServerInRealTime() async throws {
+        try await withCluster { cluster in
+            let homes = try await homed(cluster, prefix: "dm", perServer: 1)
+            let alice = homes["mc1"]![0], bob = homes["mc2"]![0]
+            let tokens = try await register(cluster, [alice, bob])
+            let a = try await cluster.connect(alice, token: tokens[alice]!)
+            let b = try await cluster.connect(bob, token: tokens[bob]!)
+            #expect(a.serverId == "mc1" && b.serverId == "mc2")
+
+            // A device on a server that does not own its user is sent to the owner.
+            let misplaced = TestSocket(url: "ws://127.0.0.1:\(cluster.port("mc2"))/ws?token=\(tokens[alice]!)")
+            let wrong = try await misplaced.next("error")
+            #expect(wrong["code"] as? String == "wrong_server")
+            #expect(wrong["server"] as? String == "http://127.0.0.1:\(cluster.port("mc1"))" && wrong["serverId"] as? String == "mc1")
+            #expect(try await misplaced.closeCode() == 4021)
+
+            let chat = try await ClusterHTTP.request(.post, "/api/chats/direct", port: cluster.port("mc1"), token: tokens[alice]!,
+                                                     body: ["with": bob])
+            let chatId = try #require(chat.json["chatId"] as? String, "\(chat.text)")
+            var latencies: [Duration] = []
+            for i in 0..<20 {
+                let (from, to) = i % 2 == 0 ? (a.socket, b.socket) : (b.socket, a.socket)
+                let start = ContinuousClock.now
+                let ack = try await send(from, chatId: chatId, clientId: "dm-\(i)", text: "hello \(i)")
+                let id = try #require(ack["messageId"] as? String)
+                _ = try await to.next("message", timeout: .seconds(5)) { ($0["message"] as? [String: Any])?["messageId"] as? String == id }
+                latencies.append(ContinuousClock.now - start)
+            }
+            // Typing travels the same path (never stored).
+            try b.socket.send(["type": "typing", "chatId": chatId])
+            _ = try await a.socket.next("typing", timeout: .seconds(5)) { $0["userId"] as? String == bob }
+            // Each device got each message once.
+            for s in [a.socket, b.socket] {
+                let ids = Self.messageIds(s.all("message"))
+                #expect(ids.count == 20 && Set(ids).count == 20)
+            }
+            latencies.sort()
+            print("cross-server send→deliver over 20 messages: median \(latencies[10]), max \(latencies[19])")
+            for s in [a.socket, b.socket, misplaced] { await s.close() }
+        }
+    }
+
+    @Test func aHundredMemberGroupOnBothServersGetsEachMessageOnceAndAnOfflineMemberCatchesUp() async throws {
+        try await withCluster { cluster in
+            // 100 members (creator included), the first 50 names owned by each server.
+            let homes = try await homed(cluster, prefix: "gm", perServer: 50)
+            let members = homes["mc1"]! + homes["mc2"]!
+            let tokens = try await register(cluster, members)
+            let sockets = try await withThrowingTaskGroup(of: (String, TestSocket).self) { group in
+                for m in members { group.addTask { (m, try await cluster.connect(m, token: tokens[m]!).socket) } }
+                var out: [String: TestSocket] = [:]
+                for try await (m, s) in group { out[m] = s }
+                return out
+            }
+            let creator = members[0]
+            let created = try await ClusterHTTP.request(.post, "/api/chats/group", port: cluster.port("mc1"), token: tokens[creator]!,
+                                                        body: ["title": "everyone", "members": Array(members.dropFirst())])
+            let chatId = try #require(created.json["chatId"] as? String, "\(created.text)")
+            let senders = Array(homes["mc1"]!.prefix(3)) + Array(homes["mc2"]!.prefix(3))
+            var acked: Set<String> = []
+            try await withThrowingTaskGroup(of: [String].self) { group in
+                for sender in senders {
+                    group.addTask {
+                        var ids: [String] = []
+                        for i in 0..<2 {
+                            let ack = try await self.send(sockets[sender]!, chatId: chatId, clientId: "\(sender)-\(i)", text: "from \(sender) #\(i)")
+                            ids.append(ack["messageId"] as! String)
+                        }
+                        return ids
+                    }
+                }
+                for try await ids in group { acked.formUnion(ids) }
+            }
+            #expect(acked.count == 12)
+            try await eventuallyTrue("all 100 devices got all 12 messages", within: .seconds(15)) {
+                sockets.values.allSatisfy { acked.isSubset(of: Set(Self.messageIds($0.all("message")))) }
+            }
+            try await Task.sleep(for: .milliseconds(300)) // room for a duplicate to show up
+            for (member, socket) in sockets {
+                let ids = Self.messageIds(socket.all("message"))
+                #expect(ids.count == 12 && Set(ids) == acked, "\(member) got \(ids.count) message frames")
+            }
+
+            // An offline member (owned by mc2) misses messages sent on mc1, then catches up with sync
+            // from its cursor: the ts of the last message it had fully received.
+            let offline = homes["mc2"]![10], sender = homes["mc1"]![5]
+            let cursor = (sockets[offline]!.all("message").compactMap { (($0["message"] as? [String: Any])?["ts"] as? NSNumber)?.int64Value }).max()!
+            await sockets[offline]!.close()
+            var missed: [String] = []
+            for i in 0..<5 {
+                missed.append(try await send(sockets[sender]!, chatId: chatId, clientId: "late-\(i)", text: "while you were away \(i)")["messageId"] as! String)
+            }
+            let back = try await cluster.connect(offline, token: tokens[offline]!)
+            let (caughtUp, _) = try await sync(back.socket, since: cursor)
+            #expect(caughtUp == missed)
+            await back.socket.close()
+            for s in sockets.values { await s.close() }
+        }
+    }
+
+    @Test func afterSIGKILLOfAChatServerItsUsersMoveToTheOtherAndLoseNothing() async throws {
+        try await withCluster { cluster in
+            let homes = try await homed(cluster, prefix: "fo", perServer: 1)
+            let victim = homes["mc1"]![0], survivor = homes["mc2"]![0]
+            let tokens = try await register(cluster, [victim, survivor])
+            let v1 = try await cluster.connect(victim, token: tokens[victim]!).socket
+            let s = try await cluster.connect(survivor, token: tokens[survivor]!).socket
+            let chat = try await ClusterHTTP.request(.post, "/api/chats/direct", port: cluster.port("mc2"), token: tokens[survivor]!,
+                                                     body: ["with": victim])
+            let chatId = try #require(chat.json["chatId"] as? String, "\(chat.text)")
+            let (_, cursor) = try await sync(v1, since: 0)
+
+            // The victim's user sends through mc1 before it dies; the survivor sends throughout.
+            var acked: [String] = []
+            for i in 0..<5 { acked.append(try await send(v1, chatId: chatId, clientId: "v-\(i)", text: "before \(i)")["messageId"] as! String) }
+            let beforeKill = Set(acked)
+            try await eventuallyTrue("the survivor got the victim's messages live") {
+                beforeKill.isSubset(of: Set(Self.messageIds(s.all("message"))))
+            }
+            let survivorSends = Task {
+                var ids: [String] = []
+                for i in 0..<40 {
+                    ids.append(try await self.send(s, chatId: chatId, clientId: "s-\(i)", text: "steady \(i)")["messageId"] as! String)
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                return ids
+            }
+            try await Task.sleep(for: .milliseconds(800))
+            let killed = ContinuousClock.now
+            cluster.sigkill("mc1")
+            _ = try await v1.closeCode(timeout: .seconds(10))
+
+            // The client's reconnect loop: ask the route until it names a live server, connect, sync.
+            var moved: (socket: TestSocket, serverId: String)? = nil
+            let deadline = ContinuousClock.now + .seconds(20)
+            while moved == nil, ContinuousClock.now < deadline {
+                if let owner = try? await cluster.route(victim, askingPort: cluster.port("mc2")), owner.id == "mc2" {
+                    moved = try? await cluster.connect(victim, token: tokens[victim]!)
+                }
+                if moved == nil { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            let v2 = try #require(moved, "the victim's user found no server within 20 s").socket
+            let failover = ContinuousClock.now - killed
+            let (synced, _) = try await sync(v2, since: cursor)
+            for i in 0..<5 { acked.append(try await send(v2, chatId: chatId, clientId: "v2-\(i)", text: "after \(i)")["messageId"] as! String) }
+            acked += try await survivorSends.value
+
+            // The victim's devices, de-duplicated by messageId like every client: everything acked.
+            let live1 = Self.messageIds(v1.all("message")), live2 = Self.messageIds(v2.all("message"))
+            #expect(Set(live1).count == live1.count && Set(live2).count == live2.count, "a connection got a message twice live")
+            try await eventuallyTrue("the moved user has every acknowledged message") {
+                Set(acked).isSubset(of: Set(live1 + Self.messageIds(v2.all("message")) + synced))
+            }
+            // The survivor, never disconnected: each message exactly once, nothing lost.
+            let survivorIds = Self.messageIds(s.all("message"))
+            #expect(Set(survivorIds).count == survivorIds.count)
+            #expect(Set(acked).subtracting(survivorIds).isEmpty, "survivor missed \(Set(acked).subtracting(survivorIds).count)")
+            print("failover after SIGKILL: the victim's user was live on mc2 \(failover) after the kill")
+            for socket in [v1, v2, s] { await socket.close() }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import ConfabClient
+import ConfabNode
+import ConfabRing
+import ConfabWire
+import Foundation
+import Logging
+import ServiceLifecycle
+import HummingbirdTesting
+import Testing
+
+/// The `confab` executable next to the test bundle (or $CONFAB_BINARY).
+func confabBinary() -> String? {
+    if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
+    var starts = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL]
+    starts += Bundle.allBundles.map(\.bundleURL)
+    for start in starts {
+        var dir = start.standardizedFileURL
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent("confab").path
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
+               FileManager.default.isExecutableFile(atPath: candidate) {
+                return candidate
+            }
+            dir = dir.deletingLastPathComponent()
+        }
+    }
+    return nil
+}
+
+/// `confab chat serve` as a real process against a ring node.
+@Suite(.serialized) struct ChatProcessTests {
+    @Test func chatServePrintsItsURLServesAndStopsOnSIGTERM() async throws {
+        let binary = try #require(confabBinary(), "confab executable not found next to the test bundle")
+        let dir = ChatTempDirectory("confab-chat-proc")
+        var nodeConfig = NodeConfiguration(dataDirectory: "\(dir.path)/node")
+        nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
+        var logger = Logger(label: "test.node")
+        logger.logLevel = .warning
+        let node = Node(configuration: nodeConfig, logger: logger)
+        let nodeGroup = ServiceGroup(configuration: .init(services: [.init(service: node)], logger: logger))
+        let nodeTask = Task { try await nodeGroup.run() }
+        let nodePort = try await node.listeningAddress().port!
+
+        let out = "\(dir.path)/chat.out", err = "\(dir.path)/chat.err"
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", "proc1",
+                             "--secret-file", "\(dir.path)/secret", "--password-rounds", "1000", "--log-level", "warning"]
+        process.standardOutput = FileHandle(forWritingAtPath: out)
+        process.standardError = FileHandle(forWritingAtPath: err)
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        var port: Int? = nil
+        let deadline = ContinuousClock.now + .seconds(30)
+        while port == nil, ContinuousClock.now < deadline, process.isRunning {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if let r = text.range(of: "confab chat proc1 listening on http://127.0.0.1:") {
+                port = Int(text[r.upperBound...].prefix { $0.isNumber })
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let p = try #require(port, "no listening line; stderr: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+        #expect(p > 0)
+        // The secret file was created (0600) for the next server of the deployment.
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(dir.path)/secret")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+
+        let stackLike = HTTPProbe(port: p)
+        let health = try await stackLike.get("/api/health")
+        #expect(health.contains("\"serverId\":\"proc1\""))
+        let register = try await stackLike.post("/api/register", #"{"handle":"procuser","password":"password-1"}"#)
+        #expect(register.contains("\"token\""))
+
+        kill(process.processIdentifier, SIGTERM)
+        let stopDeadline = ContinuousClock.now + .seconds(20)
+        while process.isRunning, ContinuousClock.now < stopDeadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!process.isRunning)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+
+        // The account is in the ring, not in the (gone) chat server.
+        let client = ConfabClient(configuration: .init(nodes: [NodeAddress(host: "127.0.0.1", port: nodePort)]))
+        let rows = try await client.read(.init(table: 2, partitionKey: Array("procuser".utf8), limit: 1), consistency: .quorum)
+        #expect(rows.rows.count == 1)
+        await client.shutdown()
+        await nodeGroup.triggerGracefulShutdown()
+        try await nodeTask.value
+    }
+}
+
+/// Minimal HTTP over `TestClient` for a server in another process.
+struct HTTPProbe {
+    var port: Int
+    func get(_ path: String) async throws -> String { try await send(.init(path, method: .get)) }
+    func post(_ path: String, _ json: String) async throws -> String {
+        try await send(.init(path, method: .post, headers: [.contentType: "application/json"], body: .init(string: json)))
+    }
+    private func send(_ request: TestClient.Request) async throws -> String {
+        let response = try await TestClient.withClient(host: "127.0.0.1", port: port) { try await $0.execute(request) }
+        return response.body.flatMap { $0.getString(at: $0.readerIndex, length: $0.readableBytes) } ?? ""
+    }
+}

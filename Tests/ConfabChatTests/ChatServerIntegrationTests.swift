@@ -1,0 +1,393 @@
+import ConfabChat
+import ConfabEngine
+import Foundation
+import Testing
+@testable import ConfabChat
+
+/// A real ring node, a chat server and WebSocket clients, all in this process, over real sockets.
+@Suite(.serialized) struct ChatServerIntegrationTests {
+    /// Over a 3-node RF-3 ring: every ack is a real QUORUM write.
+    @Test func directAndGroupMessagesFlowInRealTime() async throws {
+        let stack = try await ChatStack.start(nodes: 3)
+        let alice = try await stack.register("alice")
+        let bob = try await stack.register("bob")
+        let carol = try await stack.register("carol")
+
+        let aliceWS = try await stack.socket(token: alice)
+        let bobPhone = try await stack.socket(token: bob)
+        let bobLaptop = try await stack.socket(token: bob)
+        for s in [aliceWS, bobPhone, bobLaptop] { _ = try await s.next("hello") }
+
+        // 1:1: created over HTTP, the same chat from both sides; bob's devices hear about it.
+        let direct = try await stack.http(.post, "/api/chats/direct", token: alice, body: ["with": "bob"])
+        #expect(direct.status == 200)
+        let directId = try #require(direct.json["chatId"] as? String)
+        let again = try await stack.http(.post, "/api/chats/direct", token: bob, body: ["with": "ALICE"])
+        #expect(again.json["chatId"] as? String == directId)
+        _ = try await bobPhone.next("chat")
+
+        // Alice sends over the WebSocket: ack after the QUORUM write, both of bob's devices get it.
+        try aliceWS.send(["type": "send", "chatId": directId, "clientId": "a-1", "text": "hi bob <script>"])
+        let ack = try await aliceWS.next("ack")
+        #expect(ack["clientId"] as? String == "a-1" && ack["chatId"] as? String == directId)
+        let messageId = try #require(ack["messageId"] as? String)
+        for device in [bobPhone, bobLaptop] {
+            let event = try await device.next("message")
+            let m = try #require(event["message"] as? [String: Any])
+            #expect(m["messageId"] as? String == messageId && m["sender"] as? String == "alice" && m["text"] as? String == "hi bob <script>")
+        }
+        // A retry with the same client id: the same ack, stored and delivered once.
+        try aliceWS.send(["type": "send", "chatId": directId, "clientId": "a-1", "text": "hi bob <script>"])
+        let retry = try await aliceWS.next("ack")
+        #expect(retry["messageId"] as? String == messageId && retry["duplicate"] as? Bool == true)
+
+        // Bob answers over HTTP; alice gets it live.
+        let reply = try await stack.http(.post, "/api/chats/\(directId)/messages", token: bob, body: ["clientId": "b-1", "text": "hello alice"])
+        #expect(reply.status == 200 && reply.json["messageId"] is String)
+        let live = try await aliceWS.next("message") { ($0["message"] as? [String: Any])?["sender"] as? String == "bob" }
+        #expect((live["message"] as? [String: Any])?["text"] as? String == "hello alice")
+        _ = try await bobPhone.next("message") { ($0["message"] as? [String: Any])?["sender"] as? String == "bob" }
+        #expect(bobPhone.all("message").count == 2, "the retry was delivered again")
+
+        // A group of three; carol (no socket) posts over HTTP, everyone connected receives it.
+        let group = try await stack.http(.post, "/api/chats/group", token: alice, body: ["title": "Trio", "members": ["bob", "carol"]])
+        #expect(group.status == 201)
+        let groupId = try #require(group.json["chatId"] as? String)
+        _ = try await bobLaptop.next("chat") { ($0["chat"] as? [String: Any])?["chatId"] as? String == groupId }
+        let carolSend = try await stack.http(.post, "/api/chats/\(groupId)/messages", token: carol, body: ["clientId": "c-1", "text": "hey all"])
+        #expect(carolSend.status == 200)
+        for device in [aliceWS, bobPhone, bobLaptop] {
+            _ = try await device.next("message") { ($0["message"] as? [String: Any])?["chatId"] as? String == groupId }
+        }
+        // Several quick sends arrive in the same order everywhere.
+        for i in 0..<5 { try aliceWS.send(["type": "send", "chatId": groupId, "clientId": "burst-\(i)", "text": "n\(i)"]) }
+        for i in 0..<5 { _ = try await aliceWS.next("ack") { $0["clientId"] as? String == "burst-\(i)" } }
+        func order(_ s: TestSocket) -> [String] {
+            s.all("message").compactMap { ($0["message"] as? [String: Any]) }.filter { $0["chatId"] as? String == groupId }
+                .compactMap { $0["text"] as? String }
+        }
+        for device in [aliceWS, bobPhone, bobLaptop] {
+            try await eventuallyTrue("all six group messages arrive") { order(device).count >= 6 }
+        }
+        #expect(order(bobPhone) == ["hey all", "n0", "n1", "n2", "n3", "n4"])
+        #expect(order(bobLaptop) == order(bobPhone) && order(aliceWS) == order(bobPhone))
+
+        // Typing reaches the others, not the typist; read receipts reach everyone.
+        try bobPhone.send(["type": "typing", "chatId": groupId])
+        let typing = try await aliceWS.next("typing")
+        #expect(typing["userId"] as? String == "bob" && typing["chatId"] as? String == groupId)
+        try aliceWS.send(["type": "read", "chatId": directId, "ts": reply.json["ts"] as Any, "messageId": reply.json["messageId"] as Any])
+        let receipt = try await bobPhone.next("read")
+        #expect(receipt["userId"] as? String == "alice")
+
+        // The chat list: most recent first, unread counts.
+        let list = try await stack.http(.get, "/api/chats", token: bob)
+        let chats = try #require(list.json["chats"] as? [[String: Any]])
+        #expect(chats.map { $0["chatId"] as? String } == [groupId, directId])
+        #expect(chats.first?["unread"] as? Int == 6)
+        #expect(chats.last?["unread"] as? Int == 1)  // alice's message; his own reply is not unread
+
+        // History pages backwards; sync catches up across chats.
+        let page = try await stack.http(.get, "/api/chats/\(groupId)/messages?limit=4", token: carol)
+        let messages = try #require(page.json["messages"] as? [[String: Any]])
+        #expect(messages.compactMap { $0["text"] as? String } == ["n4", "n3", "n2", "n1"] && page.json["more"] as? Bool == true)
+        let oldest = messages.last!
+        let older = try await stack.http(.get, "/api/chats/\(groupId)/messages?limit=4&before=\(oldest["ts"]!)&beforeId=\(oldest["messageId"]!)", token: carol)
+        #expect((older.json["messages"] as? [[String: Any]])?.compactMap { $0["text"] as? String } == ["n0", "hey all"])
+        let sync = try await stack.http(.get, "/api/sync?since=0", token: bob)
+        #expect((sync.json["messages"] as? [[String: Any]])?.count == 8 && sync.json["more"] as? Bool == false)
+        try bobPhone.send(["type": "sync", "since": 0, "limit": 3])
+        let wsSync = try await bobPhone.next("sync")
+        #expect((wsSync["messages"] as? [[String: Any]])?.count == 3 && wsSync["more"] as? Bool == true)
+
+        // Presence: alice is online, and bob sees her go offline when her socket closes.
+        let presence = try await stack.http(.get, "/api/presence?users=alice,nobody", token: bob)
+        let states = try #require(presence.json["presence"] as? [[String: Any]])
+        #expect(states.map { $0["online"] as? Bool } == [true, false])
+        await aliceWS.close()
+        let offline = try await bobPhone.next("presence") { $0["userId"] as? String == "alice" && $0["online"] as? Bool == false }
+        #expect(offline["lastSeen"] is Int)
+
+        // The message is in the ring: what `confab history` reads.
+        let stored = try await stack.client.history(chatId: Int64(directId)!, limit: 10)
+        #expect(stored.map(\.text) == ["hello alice", "hi bob <script>"])
+
+        await bobPhone.close()
+        await bobLaptop.close()
+        try await stack.stop()
+    }
+
+    @Test func badInputGetsClearErrorsAndTheServerStaysUp() async throws {
+        let stack = try await ChatStack.start { $0.maxFrameBytes = 64 * 1024 }
+        let dan = try await stack.register("dan")
+        let eve = try await stack.register("eve")
+        _ = try await stack.register("fay")
+        let fayChat = try await stack.http(.post, "/api/chats/direct", token: dan, body: ["with": "fay"])
+        let fayChatId = try #require(fayChat.json["chatId"] as? String)
+
+        let ws = try await stack.socket(token: eve)
+        _ = try await ws.next("hello")
+        ws.sendRaw("{not json")
+        #expect(try await ws.next("error")["code"] as? String == "bad_frame")
+        ws.sendRaw(#"{"type":"teleport"}"#)
+        #expect(try await ws.next("error")["code"] as? String == "unknown_type")
+        ws.sendRaw(#"{"type":"send","chatId":"1"}"#)
+        #expect(try await ws.next("error")["code"] as? String == "bad_frame")
+        // A chat eve is not in: refused, referring to her client id.
+        try ws.send(["type": "send", "chatId": fayChatId, "clientId": "sneaky", "text": "let me in"])
+        let refused = try await ws.next("error")
+        #expect(refused["code"] as? String == "not_a_member" && refused["ref"] as? String == "sneaky")
+        try ws.send(["type": "send", "chatId": "424242", "clientId": "nowhere", "text": "hello?"])
+        #expect(try await ws.next("error")["code"] as? String == "unknown_chat")
+        try ws.send(["type": "ping"])
+        _ = try await ws.next("pong")
+        // An oversized frame: close 1009.
+        ws.sendRaw(#"{"type":"send","text":""# + String(repeating: "x", count: 100 * 1024) + #""}"#)
+        #expect(try await ws.closeCode() == 1009)
+
+        // Bad and expired tokens: upgrade, error frame, close 4001.
+        let bad = try await stack.socket(token: "garbage.token")
+        #expect(try await bad.next("error")["code"] as? String == "bad_token")
+        #expect(try await bad.closeCode() == 4001)
+        let none = try await stack.socket(token: nil)
+        #expect(try await none.closeCode() == 4001)
+        let past = ManualClock(micros: SystemClock().nowMicros() - 48 * 3600 * 1_000_000)
+        let expired = TokenSigner(secret: ChatStack.secret, clock: past).issue(userId: "eve").token
+        let old = try await stack.socket(token: expired)
+        #expect(try await old.next("error")["code"] as? String == "token_expired")
+        #expect(try await old.closeCode() == 4001)
+
+        // HTTP: the same codes with fitting statuses.
+        let me = try await stack.http(.get, "/api/me", token: expired)
+        #expect(me.status == 401 && me.errorCode == "token_expired")
+        #expect(try await stack.http(.get, "/api/chats").status == 401)
+        let long = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: dan,
+                                        body: ["clientId": "long", "text": String(repeating: "y", count: 100_001)])
+        #expect(long.status == 413 && long.errorCode == "message_too_long")
+        let history = try await stack.http(.get, "/api/chats/\(fayChatId)/messages", token: dan)
+        #expect((history.json["messages"] as? [Any])?.isEmpty == true)
+        let notMine = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: eve, body: ["clientId": "x", "text": "x"])
+        #expect(notMine.status == 403 && notMine.errorCode == "not_a_member")
+        let malformed = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: dan, rawBody: "{\"text\": 5}")
+        #expect(malformed.status == 400 && malformed.errorCode == "bad_request")
+        let taken = try await stack.http(.post, "/api/register", body: ["handle": "DAN", "password": "whatever123"])
+        #expect(taken.status == 409 && taken.errorCode == "handle_taken")
+        let wrong = try await stack.http(.post, "/api/login", body: ["handle": "dan", "password": "nope-nope"])
+        #expect(wrong.status == 401 && wrong.errorCode == "bad_credentials")
+        let big = try await stack.http(.post, "/api/chats/group", token: dan,
+                                       body: ["title": "big", "members": (0..<100).map { "u\($0)" }])
+        #expect(big.status == 422 && big.errorCode == "group_full")
+        #expect(try await stack.http(.get, "/api/nothing-here", token: dan).errorCode == "not_found")
+
+        // Still up: a fresh socket works.
+        let after = try await stack.socket(token: dan)
+        _ = try await after.next("hello")
+        try after.send(["type": "send", "chatId": fayChatId, "clientId": "ok", "text": "still here"])
+        _ = try await after.next("ack")
+        await after.close()
+        try await stack.stop()
+    }
+
+    @Test func longPollingDeliversTheSameEvents() async throws {
+        let stack = try await ChatStack.start()
+        let gil = try await stack.register("gil")
+        let hal = try await stack.register("hal")
+        let chat = try await stack.http(.post, "/api/chats/direct", token: gil, body: ["with": "hal"])
+        let chatId = try #require(chat.json["chatId"] as? String)
+
+        let first = try await stack.http(.get, "/api/poll", token: hal)
+        #expect(first.json["reset"] as? Bool == true)
+        var cursor = try #require(first.json["cursor"] as? String)
+        #expect((first.json["events"] as? [[String: Any]])?.first?["type"] as? String == "hello")
+        // Online while polling.
+        let presence = try await stack.http(.get, "/api/presence?users=hal", token: gil)
+        #expect(((presence.json["presence"] as? [[String: Any]])?.first)?["online"] as? Bool == true)
+
+        let pollPath = "/api/poll?cursor=\(cursor)&timeout=20"
+        async let waiting = stack.http(.get, pollPath, token: hal)
+        try await Task.sleep(for: .milliseconds(300))
+        let start = ContinuousClock.now
+        _ = try await stack.http(.post, "/api/chats/\(chatId)/messages", token: gil, body: ["clientId": "p1", "text": "poll me"])
+        let got = try await waiting
+        #expect(ContinuousClock.now - start < .seconds(5))
+        let events = try #require(got.json["events"] as? [[String: Any]])
+        #expect(events.contains { ($0["message"] as? [String: Any])?["text"] as? String == "poll me" })
+        cursor = try #require(got.json["cursor"] as? String)
+        // Acknowledged events are not repeated; an empty poll times out with no events.
+        let quiet = try await stack.http(.get, "/api/poll?cursor=\(cursor)&timeout=1", token: hal)
+        #expect((quiet.json["events"] as? [Any])?.isEmpty == true && quiet.json["reset"] as? Bool == false)
+        // Another user's cursor is not accepted (a new session instead).
+        let stolen = try await stack.http(.get, "/api/poll?cursor=\(cursor)&timeout=1", token: gil)
+        #expect(stolen.json["reset"] as? Bool == true)
+        try await stack.stop()
+    }
+
+    @Test func servesTheWebClientAndRoutesUsers() async throws {
+        let stack = try await ChatStack.start()
+        let index = try await stack.http(.get, "/")
+        #expect(index.status == 200 && index.text.lowercased().contains("<html"))
+        let route = try await stack.http(.get, "/api/route?user=Somebody")
+        #expect(route.json["server"] as? String == "http://127.0.0.1:\(stack.port)" && route.json["serverId"] as? String == "test-server")
+        // The heartbeat row is in the ring.
+        try await eventuallyTrue("heartbeat written") {
+            let rows = try await stack.client.read(SliceQuery(table: 8, partitionKey: [0, 0, 0, 0, 0, 0, 0, 0], limit: 10), consistency: .quorum)
+            return rows.rows.count == 1
+        }
+        try await stack.stop()
+    }
+}
+
+extension ChatServerIntegrationTests {
+    @Test func serversFindEachOtherThroughHeartbeatsAndAgreeOnRoutes() async throws {
+        let fast: (inout ChatServerConfiguration) -> Void = {
+            $0.heartbeatInterval = .milliseconds(200)
+            $0.serverRefreshInterval = .milliseconds(200)
+        }
+        let stack = try await ChatStack.start(configure: fast)
+        let b = try await stack.startAnotherServer(serverId: "server-b", configure: fast)
+        for port in [stack.port, b.port] {
+            try await eventuallyTrue("server on \(port) sees both servers") {
+                try await stack.http(.get, "/api/health", port: port).json["servers"] as? Int == 2
+            }
+        }
+        var owners: Set<String> = []
+        for i in 0..<40 {
+            let fromA = try await stack.http(.get, "/api/route?user=user\(i)").json
+            let fromB = try await stack.http(.get, "/api/route?user=user\(i)", port: b.port).json
+            #expect(fromA["serverId"] as? String == fromB["serverId"] as? String)
+            #expect(fromA["server"] as? String == fromB["server"] as? String)
+            if let id = fromA["serverId"] as? String { owners.insert(id) }
+        }
+        #expect(owners == ["test-server", "server-b"])
+        // One deployment secret: a token from one server is good on the other.
+        let token = try await stack.register("roamer")
+        #expect(try await stack.http(.get, "/api/me", token: token, port: b.port).json["userId"] as? String == "roamer")
+
+        // A graceful stop deletes the heartbeat row: the other server stops routing there at once
+        // (well within the 10 s TTL).
+        let stopped = ContinuousClock.now
+        await b.group.triggerGracefulShutdown()
+        try await b.task.value
+        try await eventuallyTrue("server-b is gone from the route table", within: .seconds(5)) {
+            try await stack.http(.get, "/api/health").json["servers"] as? Int == 1
+        }
+        #expect(ContinuousClock.now - stopped < .seconds(5))
+        for i in 0..<10 {
+            #expect(try await stack.http(.get, "/api/route?user=user\(i)").json["serverId"] as? String == "test-server")
+        }
+        try await stack.stop()
+    }
+}
+
+extension ChatServerIntegrationTests {
+    /// A device that stops reading is closed with 4008 once its queue passes the bound; the
+    /// sender and the server carry on, and the device gets everything back with sync.
+    @Test func aSlowReaderIsClosedWith4008AndCatchesUpWithSync() async throws {
+        let stack = try await ChatStack.start {
+            $0.outboxMaxBytes = 256 * 1024
+            $0.sendsPerSecond = 1000
+            $0.sendBurst = 1000
+        }
+        let slow = try await stack.register("slowpoke")
+        let fast = try await stack.register("speedy")
+        let chat = try await stack.http(.post, "/api/chats/direct", token: fast, body: ["with": "slowpoke"])
+        let chatId = try #require(chat.json["chatId"] as? String)
+        let stalled = try await stack.socket(token: slow, reading: false)
+        let sender = try await stack.socket(token: fast)
+        _ = try await sender.next("hello")
+        try await eventuallyTrue("slowpoke is connected") {
+            let p = try await stack.http(.get, "/api/presence?users=slowpoke", token: fast)
+            return ((p.json["presence"] as? [[String: Any]])?.first)?["online"] as? Bool == true
+        }
+        let text = String(repeating: "z", count: 90_000)
+        let count = 160  // ~14 MB: more than the kernel's socket buffers hold
+        for i in 0..<count { try sender.send(["type": "send", "chatId": chatId, "clientId": "big-\(i)", "text": text]) }
+        for i in 0..<count { _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" } }
+        stalled.reading.withLockedValue { $0 = true }
+        #expect(try await stalled.closeCode(timeout: .seconds(30)) == 4008)
+        // The sender and the server carry on.
+        try sender.send(["type": "send", "chatId": chatId, "clientId": "after", "text": "still flowing"])
+        _ = try await sender.next("ack") { $0["clientId"] as? String == "after" }
+        // Reconnected, the slow device catches up: every acknowledged message is there.
+        var since: Int64 = 0
+        var seen: Set<String> = []
+        while true {
+            let page = try await stack.http(.get, "/api/sync?since=\(since)&limit=100", token: slow)
+            for m in page.json["messages"] as? [[String: Any]] ?? [] { if let id = m["clientId"] as? String { seen.insert(id) } }
+            since = (page.json["cursor"] as? NSNumber)?.int64Value ?? since
+            if page.json["more"] as? Bool != true { break }
+        }
+        #expect(seen.count == count + 1)
+        await sender.close()
+        try await stack.stop()
+    }
+}
+
+extension ChatServerIntegrationTests {
+    /// Send → ack and send → receipt on another user's device over a 3-node RF-3 ring, one
+    /// message at a time; prints the distribution (a measurement for the report, not a gate).
+    @Test func measuresSendToReceiptLatency() async throws {
+        let stack = try await ChatStack.start(nodes: 3) {
+            $0.sendsPerSecond = 10_000
+            $0.sendBurst = 10_000
+        }
+        let a = try await stack.register("lat_a")
+        let b = try await stack.register("lat_b")
+        let chat = try await stack.http(.post, "/api/chats/direct", token: a, body: ["with": "lat_b"])
+        let chatId = try #require(chat.json["chatId"] as? String)
+        let sa = try await stack.socket(token: a)
+        let sb = try await stack.socket(token: b)
+        _ = try await sa.next("hello")
+        _ = try await sb.next("hello")
+        var acks: [Duration] = []
+        var receipts: [Duration] = []
+        let n = 300
+        for i in 0..<n {
+            let start = ContinuousClock.now
+            try sa.send(["type": "send", "chatId": chatId, "clientId": "l\(i)", "text": "message \(i)"])
+            _ = try await sa.next("ack") { $0["clientId"] as? String == "l\(i)" }
+            acks.append(ContinuousClock.now - start)
+            _ = try await sb.next("message") { ($0["message"] as? [String: Any])?["clientId"] as? String == "l\(i)" }
+            receipts.append(ContinuousClock.now - start)
+            _ = try await sa.next("message")  // its own copy; consumed so the test client's scans stay short
+        }
+        func ms(_ d: [Duration], _ q: Double) -> String {
+            let sorted = d.sorted()
+            let v = sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
+            return String(format: "%.2f", Double(v.components.attoseconds) / 1e15 + Double(v.components.seconds) * 1000)
+        }
+        print("chat latency over a 3-node RF-3 ring (\(n) sequential WebSocket sends; the test client polls every 1 ms): "
+              + "ack p50 \(ms(acks, 0.5)) ms p99 \(ms(acks, 0.99)) ms; receipt p50 \(ms(receipts, 0.5)) ms p99 \(ms(receipts, 0.99)) ms")
+        var writes: [Duration] = []
+        var reads: [Duration] = []
+        for i in 0..<100 {
+            let start = ContinuousClock.now
+            try await stack.client.post(chatId: 99, sender: "bench", text: "raw \(i)")
+            writes.append(ContinuousClock.now - start)
+            let r = ContinuousClock.now
+            _ = try await stack.client.history(chatId: 99, limit: 1)
+            reads.append(ContinuousClock.now - r)
+        }
+        var direct: [Duration] = []
+        for i in 0..<100 {
+            let start = ContinuousClock.now
+            _ = try await stack.server.chats.send("lat_a", chatId: Int64(chatId)!, clientId: "d\(i)", text: "direct \(i)")
+            direct.append(ContinuousClock.now - start)
+        }
+        print("ChatService.send called directly: p50 \(ms(direct, 0.5)) ms p99 \(ms(direct, 0.99)) ms")
+        print("same ring, one ConfabClient QUORUM write: p50 \(ms(writes, 0.5)) ms p99 \(ms(writes, 0.99)) ms; QUORUM read p50 \(ms(reads, 0.5)) ms")
+        #expect(receipts.count == n)
+        await sa.close()
+        await sb.close()
+        try await stack.stop()
+    }
+}
+
+func eventuallyTrue(_ what: String, within timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestFailure("timed out after \(timeout): \(what)")
+}

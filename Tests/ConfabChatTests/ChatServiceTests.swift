@@ -1,0 +1,201 @@
+import ConfabEngine
+import Foundation
+import Testing
+@testable import ConfabChat
+
+@Suite struct ChatServiceTests {
+    @Test func directChatIsTheSameChatFromBothSides() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["ann", "ben"])
+        let a = try await f.chats.directChat("ann", with: "ben")
+        let b = try await f.chats.directChat("ben", with: "Ann")
+        #expect(a.chatId == b.chatId && a.chatId > 0)
+        #expect(a.chatId == ChatService.directChatId("ben", "ann"))
+        #expect(a.kind == .direct && a.title == "ben" && b.title == "ann")
+        #expect(a.members == ["ann", "ben"])
+        #expect(await chatErrorCode { try await f.chats.directChat("ann", with: "nobody") } == .unknownUser)
+        #expect(await chatErrorCode { try await f.chats.directChat("ann", with: "ann") } == .badRequest)
+        #expect(try await f.chats.chats(for: "ann").map(\.chatId) == [a.chatId])
+        // Both members heard about the chat.
+        #expect(f.delivery.events(for: "ben").contains { if case .chat(let c) = $0 { return c.chatId == a.chatId } else { return false } })
+    }
+
+    @Test func groupsHoldAtMostOneHundredMembers() async throws {
+        let f = ServiceFixture()
+        let people = (0..<101).map { "user\($0)" }
+        try await f.quickUsers(people)
+        // 100 including the creator: fine.
+        let group = try await f.chats.createGroup("user0", title: "Hundred", members: Array(people[1..<100]))
+        #expect(group.members.count == 100)
+        // The 101st is refused, clearly, and not added.
+        let code = await chatErrorCode { try await f.chats.addMember("user0", chatId: group.chatId, newMember: "user100") }
+        #expect(code == .groupFull)
+        #expect(try await f.chats.chat("user0", chatId: group.chatId).members.count == 100)
+        #expect(try await f.chats.chats(for: "user100").isEmpty)
+        // A group created with 101 members is refused too.
+        #expect(await chatErrorCode { try await f.chats.createGroup("user0", title: "Too big", members: Array(people[1...])) } == .groupFull)
+        // After someone leaves there is room again.
+        try await f.chats.removeMember("user5", chatId: group.chatId, target: "user5")
+        _ = try await f.chats.addMember("user1", chatId: group.chatId, newMember: "user100")
+        #expect(try await f.chats.chat("user0", chatId: group.chatId).members.contains("user100"))
+    }
+
+    @Test func addRemoveAndLeave() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["owner", "mm1", "mm2", "mm3"])
+        let g = try await f.chats.createGroup("owner", title: "Team", members: ["mm1", "MM2", "mm1", "owner"])
+        #expect(g.members == ["mm1", "mm2", "owner"])
+        #expect(g.title == "Team" && g.kind == .group && g.createdBy == "owner")
+        #expect(await chatErrorCode { try await f.chats.createGroup("owner", title: "x", members: ["ghost"]) } == .unknownUser)
+
+        _ = try await f.chats.addMember("mm1", chatId: g.chatId, newMember: "mm3")
+        #expect(try await f.chats.chats(for: "mm3").map(\.chatId) == [g.chatId])
+        // Only the owner removes others; anyone may leave.
+        #expect(await chatErrorCode { try await f.chats.removeMember("mm1", chatId: g.chatId, target: "mm2") } == .notAMember)
+        try await f.chats.removeMember("owner", chatId: g.chatId, target: "mm2")
+        try await f.chats.removeMember("mm3", chatId: g.chatId, target: "mm3")
+        #expect(try await f.chats.chat("owner", chatId: g.chatId).members == ["mm1", "owner"])
+        #expect(try await f.chats.chats(for: "mm2").isEmpty)
+        #expect(f.delivery.events(for: "mm2").contains(.chatRemoved(chatId: g.chatId)))
+        // A removed member can no longer send or read.
+        #expect(await chatErrorCode { try await f.chats.send("mm2", chatId: g.chatId, clientId: "c1", text: "hi") } == .notAMember)
+        #expect(await chatErrorCode { try await f.chats.history("mm2", chatId: g.chatId, before: nil, beforeId: nil, limit: 10) } == .notAMember)
+        #expect(await chatErrorCode { try await f.chats.send("mm1", chatId: 12345, clientId: "c1", text: "hi") } == .unknownChat)
+        // Direct chats have no membership changes.
+        let d = try await f.chats.directChat("mm1", with: "mm2")
+        #expect(await chatErrorCode { try await f.chats.addMember("mm1", chatId: d.chatId, newMember: "mm3") } == .notAGroup)
+        #expect(await chatErrorCode { try await f.chats.removeMember("mm1", chatId: d.chatId, target: "mm1") } == .notAGroup)
+    }
+
+    @Test func aRetriedSendIsStoredAndDeliveredOnce() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["amy", "bob"])
+        let chat = try await f.chats.directChat("amy", with: "bob")
+        let first = try await f.chats.send("amy", chatId: chat.chatId, clientId: "phone-1", text: "hello")
+        f.clock.advance(seconds: 5)
+        let retry = try await f.chats.send("amy", chatId: chat.chatId, clientId: "phone-1", text: "hello")
+        #expect(!first.duplicate && retry.duplicate)
+        #expect(first.messageId == retry.messageId && first.ts == retry.ts)
+        // Concurrent duplicates coalesce too.
+        async let c1 = f.chats.send("amy", chatId: chat.chatId, clientId: "phone-2", text: "again")
+        async let c2 = f.chats.send("amy", chatId: chat.chatId, clientId: "phone-2", text: "again")
+        let (r1, r2) = try await (c1, c2)
+        #expect(r1.messageId == r2.messageId && r1.duplicate != r2.duplicate)
+        // The same client id from another sender is a different message.
+        let other = try await f.chats.send("bob", chatId: chat.chatId, clientId: "phone-1", text: "hi amy")
+        #expect(other.messageId != first.messageId && !other.duplicate)
+
+        let history = try await f.chats.history("bob", chatId: chat.chatId, before: nil, beforeId: nil, limit: 50)
+        #expect(history.messages.map(\.text) == ["hi amy", "again", "hello"])
+        #expect(history.messages.last?.clientId == "phone-1" && history.messages.last?.sender == "amy")
+        #expect(f.delivery.messages(for: "bob").map(\.text) == ["hello", "again", "hi amy"])
+    }
+
+    @Test func aTooLongMessageIsRefusedAndNothingIsStored() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["tom", "uma"])
+        let chat = try await f.chats.directChat("tom", with: "uma")
+        let writesBefore = f.storage.requestCounts.writes
+        // 100,001 Unicode scalars (multi-byte ones, to count scalars, not bytes).
+        let long = String(repeating: "é", count: 100_001)
+        #expect(await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "x", text: long) } == .messageTooLong)
+        #expect(f.storage.requestCounts.writes == writesBefore)
+        #expect(try await f.chats.history("tom", chatId: chat.chatId, before: nil, beforeId: nil, limit: 10).messages.isEmpty)
+        #expect(f.delivery.messages(for: "uma").isEmpty)
+        // The client id was not burnt: the same id with a valid text goes through.
+        let exact = String(repeating: "é", count: 100_000)
+        let ack = try await f.chats.send("tom", chatId: chat.chatId, clientId: "x", text: exact)
+        #expect(!ack.duplicate)
+        let stored = try await f.chats.history("uma", chatId: chat.chatId, before: nil, beforeId: nil, limit: 10).messages
+        #expect(stored.map(\.text.unicodeScalars.count) == [100_000])
+        #expect(await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "y", text: "   ") } == .badRequest)
+    }
+
+    @Test func unreadCountsReadCursorsAndListOrder() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["ali", "bea", "cyd"])
+        let d1 = try await f.chats.directChat("ali", with: "bea")
+        f.clock.advance(seconds: 1)
+        let d2 = try await f.chats.directChat("ali", with: "cyd")
+        var acks: [SendAck] = []
+        for i in 0..<3 {
+            f.clock.advance(micros: 10)
+            acks.append(try await f.chats.send("bea", chatId: d1.chatId, clientId: "b\(i)", text: "from bea \(i)"))
+        }
+        f.clock.advance(micros: 10)
+        _ = try await f.chats.send("ali", chatId: d1.chatId, clientId: "a0", text: "mine")
+        var list = try await f.chats.chats(for: "ali")
+        // d1 has the latest message; d2 (no messages) is ordered by when al joined it.
+        #expect(list.map(\.chatId) == [d1.chatId, d2.chatId])
+        #expect(list[0].unread == 3 && list[0].lastMessage?.text == "mine")
+        #expect(list[1].unread == 0 && list[1].lastMessage == nil)
+
+        try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(ts: acks[1].ts, messageId: acks[1].messageId))
+        #expect(try await f.chats.chat("ali", chatId: d1.chatId).unread == 1)
+        // A cursor never moves back.
+        try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(ts: acks[0].ts, messageId: acks[0].messageId))
+        let summary = try await f.chats.chat("ali", chatId: d1.chatId)
+        #expect(summary.unread == 1 && summary.readCursor?.messageId == acks[1].messageId)
+        #expect(f.delivery.events(for: "bea").contains(.read(chatId: d1.chatId, userId: "ali", cursor: ReadCursor(ts: acks[1].ts, messageId: acks[1].messageId))))
+
+        f.clock.advance(micros: 10)
+        _ = try await f.chats.send("cyd", chatId: d2.chatId, clientId: "c0", text: "news")
+        list = try await f.chats.chats(for: "ali")
+        #expect(list.map(\.chatId) == [d2.chatId, d1.chatId])
+        #expect(list.map(\.unread) == [1, 1])
+        #expect(await chatErrorCode { try await f.chats.markRead("cyd", chatId: d1.chatId, cursor: ReadCursor(ts: acks[0].ts, messageId: "x")) } == .notAMember)
+    }
+
+    @Test func unreadCountsStopAtTheCap() async throws {
+        var limits = ChatService.Limits()
+        limits.unreadCap = 5
+        let f = ServiceFixture(limits: limits)
+        try await f.quickUsers(["pia", "que"])
+        let d = try await f.chats.directChat("pia", with: "que")
+        for i in 0..<8 { _ = try await f.chats.send("que", chatId: d.chatId, clientId: "\(i)", text: "m\(i)") }
+        #expect(try await f.chats.chat("pia", chatId: d.chatId).unread == 5)
+    }
+
+    @Test func historyPagesBackwards() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["hh1", "hh2"])
+        let d = try await f.chats.directChat("hh1", with: "hh2")
+        for i in 0..<25 { _ = try await f.chats.send(i % 2 == 0 ? "hh1" : "hh2", chatId: d.chatId, clientId: "c\(i)", text: "m\(i)") }
+        var seen: [String] = []
+        var before: MessageRecord? = nil
+        while true {
+            let page = try await f.chats.history("hh2", chatId: d.chatId, before: before?.ts, beforeId: before?.messageId, limit: 10)
+            seen += page.messages.map(\.text)
+            before = page.messages.last
+            if !page.more { break }
+        }
+        #expect(seen == (0..<25).reversed().map { "m\($0)" })
+        #expect(await chatErrorCode { try await f.chats.history("hh2", chatId: d.chatId, before: nil, beforeId: nil, limit: 0) } == .badRequest)
+    }
+
+    @Test func sendsAreRateLimitedPerUserAndNothingIsStored() async throws {
+        let f = ServiceFixture(sendsPerSecond: 2, burst: 3)
+        try await f.quickUsers(["fast", "slow"])
+        let d = try await f.chats.directChat("fast", with: "slow")
+        for i in 0..<3 { _ = try await f.chats.send("fast", chatId: d.chatId, clientId: "ok\(i)", text: "m\(i)") }
+        #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no", text: "flood") } == .rateLimited)
+        // Another user is not affected.
+        _ = try await f.chats.send("slow", chatId: d.chatId, clientId: "s", text: "calm")
+        // A retry of an accepted send is not charged.
+        #expect(try await f.chats.send("fast", chatId: d.chatId, clientId: "ok0", text: "m0").duplicate)
+        #expect(try await f.chats.history("slow", chatId: d.chatId, before: nil, beforeId: nil, limit: 50).messages.count == 4)
+        f.clock.advance(micros: 500_000)  // one token back
+        _ = try await f.chats.send("fast", chatId: d.chatId, clientId: "later", text: "after a pause")
+        #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no2", text: "x") } == .rateLimited)
+    }
+
+    @Test func storageFailuresAreReportedAsUnavailable() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["ss1", "ss2"])
+        let d = try await f.chats.directChat("ss1", with: "ss2")
+        f.storage.setFailing(true)
+        #expect(await chatErrorCode { try await f.chats.send("ss1", chatId: d.chatId, clientId: "c", text: "lost?") } == .storageUnavailable)
+        f.storage.setFailing(false)
+        #expect(!(try await f.chats.send("ss1", chatId: d.chatId, clientId: "c", text: "lost?").duplicate))
+    }
+}
