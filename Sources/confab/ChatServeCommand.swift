@@ -94,6 +94,7 @@ struct ChatServeCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        FileDescriptorLimit.raiseToHard()
         var config = ChatServerConfiguration(secret: try loadSecret())
         if let serverId { config.serverId = serverId }
         config.host = host

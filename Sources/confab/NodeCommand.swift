@@ -118,6 +118,7 @@ struct NodeCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        FileDescriptorLimit.raiseToHard()
         let node = Node(configuration: configuration)
         try runBlocking {
             try await withThrowingTaskGroup(of: Void.self) { group in

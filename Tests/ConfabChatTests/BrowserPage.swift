@@ -53,13 +53,13 @@ struct BrowserPage: Sendable {
         try await evaluate(expression) as? Int ?? -1
     }
 
-    /// Polls `condition` (a JavaScript boolean expression) every 50 ms until it is true.
+    /// Polls `condition` (a JavaScript expression, or a promise of one) every 50 ms until it is true.
     func waitFor(_ what: String, _ condition: String, timeout: Duration = .seconds(15)) async throws {
         let deadline = ContinuousClock.now + timeout
         var lastError = ""
         while ContinuousClock.now < deadline {
             do {
-                if try await evaluate("Boolean(\(condition))") as? Bool == true { return }
+                if try await evaluate("(async () => Boolean(await (\(condition))))()") as? Bool == true { return }
             } catch {
                 lastError = "\(error)"
             }

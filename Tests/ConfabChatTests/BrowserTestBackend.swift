@@ -2,14 +2,14 @@ import ConfabClient
 import ConfabRing
 import Foundation
 
-/// What the browser test talks to: three real `confab node` processes (RF 3) and one
-/// `confab chat serve` process over them, each with its own temp directory and log files.
+/// What the browser test talks to: three real `confab node` processes (RF 3) and one or more
+/// `confab chat serve` processes over them, each with its own temp directory and log files.
 /// Everything is SIGKILLed on `stop()` (or deinit) so a failing test leaves nothing behind.
 final class BrowserTestBackend: @unchecked Sendable {
     let directory: String
     private(set) var processes: [Process] = []
     private(set) var nodePorts: [Int] = []
-    private(set) var chatURL = ""
+    private(set) var chatURLs: [String] = []
 
     /// The built `confab` executable next to the test bundle (`CONFAB_BINARY` overrides).
     static func confabBinary() -> String? {
@@ -36,10 +36,13 @@ final class BrowserTestBackend: @unchecked Sendable {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    /// Starts the ring, waits until every node sees three normal members, then starts the chat
-    /// server and returns its URL.
-    func start(binary: String) async throws -> String {
-        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000"]
+    /// Starts the ring, waits until every node sees three normal members, then starts
+    /// `chatServers` chat servers over it and returns their URLs.
+    func start(binary: String, chatServers: Int = 1) async throws -> [String] {
+        // A fresh, empty ring: nothing to stream, so nodes join without bootstrapping (which
+        // serializes joins and would make start-up slower and order-dependent).
+        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
+                    "--auto-bootstrap", "false"]
         let first = try launch(binary, tag: "n1", ["node", "--data-dir", "\(directory)/n1", "--listen", "127.0.0.1:0",
                                                    "--log-level", "warning"] + fast)
         let port1 = try await waitForPort(first, tag: "n1", after: "listening on 127.0.0.1:")
@@ -58,23 +61,32 @@ final class BrowserTestBackend: @unchecked Sendable {
             config.requestTimeout = .seconds(2)
             let client = ConfabClient(configuration: config)
             defer { Task { await client.shutdown() } }
-            let deadline = ContinuousClock.now + .seconds(20)
+            let deadline = ContinuousClock.now + .seconds(30)
             while true {
                 if let status = try? await client.status(),
                    status.nodes.count == 3, status.nodes.allSatisfy({ $0.state == "normal" && $0.isUp }) { break }
                 guard ContinuousClock.now < deadline else {
-                    throw BrowserTestError("the ring did not converge to 3 normal nodes within 20 s; logs in \(directory)")
+                    let status = (try? await client.status()).map { "\($0.nodes.map { "\($0.state)/\($0.isUp)" })" } ?? "no status"
+                    throw BrowserTestError("""
+                        the ring did not converge to 3 normal nodes within 30 s (\(address) sees \(status)); \
+                        n1: \(log("n1").suffix(800)) n2: \(log("n2").suffix(800)) n3: \(log("n3").suffix(800))
+                        """)
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
         let nodes = ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
-        let chat = try launch(binary, tag: "chat", ["chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
-                                                    "--server-id", "web1", "--secret", "browser-test-secret",
-                                                    "--password-rounds", "1000", "--log-level", "warning"])
-        let port = try await waitForPort(chat, tag: "chat", after: "listening on http://127.0.0.1:")
-        chatURL = "http://127.0.0.1:\(port)"
-        return chatURL
+        var urls: [String] = []
+        for i in 1...chatServers {
+            let tag = "chat\(i == 1 ? "" : String(i))"
+            let chat = try launch(binary, tag: tag, ["chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
+                                                     "--server-id", "web\(i)", "--secret", "browser-test-secret",
+                                                     "--password-rounds", "1000", "--log-level", "warning"])
+            let port = try await waitForPort(chat, tag: tag, after: "listening on http://127.0.0.1:")
+            urls.append("http://127.0.0.1:\(port)")
+        }
+        chatURLs = urls
+        return urls
     }
 
     private func launch(_ binary: String, tag: String, _ arguments: [String]) throws -> Process {

@@ -6,6 +6,23 @@ import Testing
 /// live, and a message's markup arrives as text. A third user follows over long polling.
 @Suite(.serialized) struct BrowserTests {
     @Test(.timeLimit(.minutes(2))) func twoUsersChatInTheWebClient() async throws {
+        await Self.withBackendAndBrowser(chatServers: 1) { urls, devtools in
+            try await TwoUserScenario(url: urls[0], devtools: devtools).run()
+        }
+    }
+
+    /// Alice and bob belong to different chat servers (the test picks bob's handle so that it
+    /// hashes to the other one) and still chat live.
+    @Test(.timeLimit(.minutes(2))) func usersOnTwoChatServersChatLive() async throws {
+        await Self.withBackendAndBrowser(chatServers: 2) { urls, devtools in
+            try await TwoServerScenario(urls: urls, devtools: devtools).run()
+        }
+    }
+
+    /// Starts the ring, the chat servers and Chromium, runs `body`, and stops everything; a failure
+    /// anywhere is recorded with the chat servers' logs.
+    static func withBackendAndBrowser(chatServers: Int,
+                                      _ body: ([String], DevToolsConnection) async throws -> Void) async {
         guard let chromium = HeadlessChromium.executablePath() else {
             Issue.record("""
                 Chromium is not installed, so the web client's browser test cannot run. \
@@ -14,31 +31,118 @@ import Testing
                 """)
             return
         }
-        let binary = try #require(BrowserTestBackend.confabBinary(), "confab executable not found next to the test bundle")
+        guard let binary = BrowserTestBackend.confabBinary() else {
+            Issue.record("confab executable not found next to the test bundle")
+            return
+        }
         let started = ContinuousClock.now
         let backend = BrowserTestBackend()
         defer { backend.stop() }
-        let url: String
+        func logs() -> String {
+            (1...chatServers).map { "chat server \($0) log:\n\(backend.log($0 == 1 ? "chat" : "chat\($0)"))" }.joined(separator: "\n")
+        }
+        let urls: [String]
         do {
-            url = try await backend.start(binary: binary)
+            urls = try await backend.start(binary: binary, chatServers: chatServers)
         } catch {
-            Issue.record("the ring or chat server did not start: \(error)\nchat server log:\n\(backend.log("chat"))")
+            Issue.record("the ring or chat servers did not start: \(error)\n\(logs())")
             return
         }
-        let browser = try await offCooperativeThread { try HeadlessChromium(executable: chromium) }
+        let browser: HeadlessChromium
+        do {
+            browser = try await offCooperativeThread { try HeadlessChromium(executable: chromium) }
+        } catch {
+            Issue.record("\(error)")
+            return
+        }
         defer { browser.stop() } // a no-op after the orderly stop below
         let devtools = await DevToolsConnection.connect(browser.browserWebSocketURL)
         var passed = false
         do {
-            try await TwoUserScenario(url: url, devtools: devtools).run()
+            try await body(urls, devtools)
             passed = true
         } catch {
-            Issue.record("\(error)\nchat server log:\n\(backend.log("chat"))")
+            Issue.record("\(error)\n\(logs())")
         }
         await devtools.close()
         // Chromium takes a moment to exit: wait for it off the cooperative pool.
         _ = try? await offCooperativeThread { browser.stop() }
-        if passed { print("browser test: two users, 1:1 and group chat, polling fallback, in \(ContinuousClock.now - started)") }
+        if passed { print("browser test with \(chatServers) chat server(s) passed in \(ContinuousClock.now - started)") }
+    }
+}
+
+/// Two users whose home servers differ: 1:1 both ways and a group message, all live.
+struct TwoServerScenario {
+    let urls: [String]
+    let devtools: DevToolsConnection
+
+    func run() async throws {
+        let alice = try await BrowserPage.open(urls[0], name: "alice", on: devtools)
+        // Both servers must see each other before their routes agree.
+        try await alice.waitFor("both chat servers see two live servers", """
+            (async () => { const hs = await Promise.all(\(BrowserPage.literal(urls.joined(separator: " "))).split(' ')
+                .map(u => fetch(u + '/api/health').then(r => r.json())));
+              return hs.every(h => h.servers === 2); })()
+            """)
+        let bobHandle = try await alice.string("""
+            (async () => {
+              const owner = async (u) => (await (await fetch('/api/route?user=' + u)).json()).serverId;
+              const a = await owner('alice');
+              const seen = [a];
+              for (let i = 0; i < 64; i++) { const h = 'bob' + i; const o = await owner(h); if (o !== a) return h; seen.push(o); }
+              return 'none: ' + JSON.stringify(await (await fetch('/api/health')).json()) + ' ' + seen.slice(0, 5).join(',');
+            })()
+            """)
+        guard !bobHandle.hasPrefix("none") else {
+            throw BrowserTestError("every handle tried belongs to alice's chat server: \(bobHandle)")
+        }
+        let bob = try await BrowserPage.open(urls[1], name: bobHandle, on: devtools)
+        try await signUp(alice, "alice")
+        try await signUp(bob, bobHandle)
+        for page in [alice, bob] {
+            try await page.waitFor("\(page.name) is connected over the WebSocket",
+                                   "document.getElementById('connection-status').dataset.state === 'websocket'")
+        }
+        let homes = [try await alice.string("window.confab.state.serverId"), try await bob.string("window.confab.state.serverId")]
+        #expect(homes[0] != homes[1], "alice and \(bobHandle) are on the same chat server: \(homes)")
+
+        try await alice.fill("#new-direct-handle", bobHandle)
+        try await alice.click("#new-direct-button")
+        try await alice.waitFor("the direct chat is open", "document.getElementById('conversation').dataset.chatId !== ''")
+        let directId = try await alice.string("document.getElementById('conversation').dataset.chatId")
+        try await alice.fill("#composer", "across servers")
+        try await alice.click("#send-button")
+        try await bob.waitFor("\(bobHandle) gets the chat with 1 unread",
+                              "document.querySelector('[data-testid=chat-item][data-chat-id=\"\(directId)\"] [data-testid=unread-count]')?.textContent === '1'")
+        try await bob.click("[data-testid=chat-item][data-chat-id='\(directId)']")
+        try await bob.waitFor("\(bobHandle) sees alice's message",
+                              "[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'across servers')")
+        try await bob.fill("#composer", "and back")
+        try await bob.click("#send-button")
+        try await alice.waitFor("alice sees the reply from the other server",
+                                "[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'and back')")
+
+        try await alice.fill("#new-group-title", "Two servers")
+        try await alice.fill("#new-group-members", bobHandle)
+        try await alice.click("#new-group-button")
+        try await alice.waitFor("the group is open",
+                                "!['', \(BrowserPage.literal(directId))].includes(document.getElementById('conversation').dataset.chatId)")
+        let groupId = try await alice.string("document.getElementById('conversation').dataset.chatId")
+        try await alice.fill("#composer", "group across servers")
+        try await alice.click("#send-button")
+        try await bob.waitFor("\(bobHandle) sees the group first in the list",
+                              "document.querySelector('[data-testid=chat-item]')?.dataset.chatId === \(BrowserPage.literal(groupId))")
+        try await bob.click("[data-testid=chat-item][data-chat-id='\(groupId)']")
+        try await bob.waitFor("\(bobHandle) sees the group message",
+                              "[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'group across servers')")
+        for page in [alice, bob] { await page.close() }
+    }
+
+    private func signUp(_ page: BrowserPage, _ handle: String) async throws {
+        try await page.fill("#signup-handle", handle)
+        try await page.fill("#signup-password", TwoUserScenario.password)
+        try await page.click("#signup-button")
+        try await page.waitFor("\(handle) is signed in", "!document.getElementById('app-view').hidden && document.getElementById('me').textContent === \(BrowserPage.literal(handle))")
     }
 }
 

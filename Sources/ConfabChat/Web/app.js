@@ -511,7 +511,14 @@
       }
       transport.kind = "none";
       transport.backoffMs = 500;
-      if (target) openWebSocket(transport.generation); else scheduleReconnect();
+      // Two servers whose views of the live set differ for a moment (≤ 2 s) may send a device
+      // back and forth: pause briefly before each hop.
+      clearTimeout(transport.reconnectTimer);
+      const generation = transport.generation;
+      transport.reconnectTimer = setTimeout(() => {
+        if (generation !== transport.generation || !state.session) return;
+        if (target) openWebSocket(generation); else connect();
+      }, jitter(250));
       return;
     }
     const p = frame.ref ? state.pending.get(frame.ref) : null;
