@@ -36,9 +36,13 @@ extension ChatServer {
             return HTTPJSON.response(Route(server: owner.address, serverId: owner.id))
         }
         router.get("/api/health") { _, _ in
-            struct Health: Encodable { var serverId: String; var servers: Int; var connectedUsers: Int; var connectedDevices: Int }
+            struct Peer: Encodable { var connected: Bool; var queued: Int }
+            struct Health: Encodable {
+                var serverId: String; var servers: Int; var connectedUsers: Int; var connectedDevices: Int; var peers: [String: Peer]
+            }
             return HTTPJSON.response(Health(serverId: self.configuration.serverId, servers: self.directory.servers.count,
-                                            connectedUsers: self.hub.connectedUsers, connectedDevices: self.hub.connectedDevices))
+                                            connectedUsers: self.hub.connectedUsers, connectedDevices: self.hub.connectedDevices,
+                                            peers: self.peers.status.mapValues { Peer(connected: $0.connected, queued: $0.queued) }))
         }
         router.get("/api/me") { request, _ in
             struct Me: Encodable { var userId: String }

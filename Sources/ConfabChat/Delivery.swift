@@ -6,10 +6,9 @@
 /// membership) is in the ring before it is delivered, and a device that missed an event catches
 /// up with `sync`. Typing and presence are never stored and simply lost if undeliverable.
 ///
-/// Phase 1 has one implementation, `LocalDelivery` (this server's hub). Phase 2 wraps it: group
-/// `users` by their owner server (`ServerDirectory.owner(of:)`), hand local users to the hub and
-/// forward the rest, in parallel, to their owners over `/internal/ws` (docs/chat_protocol.md,
-/// "Many servers").
+/// `ChatServer` uses `ForwardingDelivery`: users grouped by owner server, local ones to the hub,
+/// the rest forwarded to their owners over `/internal/ws` (docs/chat_protocol.md, "Many
+/// servers"). `LocalDelivery` is the hub alone (tests, one server).
 public protocol Delivery: Sendable {
     func deliver(_ event: ServerEvent, to users: Set<String>, excludingDevice: UInt64?) async
 }

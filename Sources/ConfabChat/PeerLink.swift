@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdWSClient
 import Logging
 import NIOConcurrencyHelpers
+import NIOWebSocket
 
 /// This server's persistent connection to one other chat server's `/internal/ws`, over which it
 /// forwards events for the users that server owns. Frames go through a bounded `PeerQueue`; the
@@ -49,7 +50,7 @@ final class PeerLink: Sendable {
             let url = "\(base)/internal/ws?\(auth.query(serverId: serverId, unixSeconds: clock.nowMicros() / 1_000_000))"
             let reached = NIOLockedValueBox(false)
             do {
-                _ = try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 8 << 20), logger: logger) { inbound, outbound, _ in
+                let close = try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 8 << 20), logger: logger) { inbound, outbound, _ in
                     self.connected.withLockedValue { $0 = true }
                     reached.withLockedValue { $0 = true }
                     ChatMetrics.shared.peerConnects.increment()
@@ -73,6 +74,9 @@ final class PeerLink: Sendable {
                         try await group.next()
                         group.cancelAll()
                     }
+                }
+                if let close, close.closeCode == .unknown(4001) {
+                    logger.warning("chat server \(peerId) refused this server's signature on /internal/ws: start every chat server of the deployment with the same --secret-file")
                 }
             } catch {
                 logger.debug("link to chat server \(peerId) ended", metadata: ["error": "\(error)"])

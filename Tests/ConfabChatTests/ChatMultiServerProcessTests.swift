@@ -47,9 +47,32 @@ import Testing
         }
     }
 
+    /// Sends and waits for the ack, re-sending with the same clientId after an error (a
+    /// QUORUM timeout on a loaded machine), as clients do.
     func send(_ socket: TestSocket, chatId: String, clientId: String, text: String) async throws -> [String: Any] {
-        try socket.send(["type": "send", "chatId": chatId, "clientId": clientId, "text": text])
-        return try await socket.next("ack", where: { $0["clientId"] as? String == clientId })
+        for _ in 0..<4 {
+            try socket.send(["type": "send", "chatId": chatId, "clientId": clientId, "text": text])
+            let deadline = ContinuousClock.now + .seconds(15)
+            while ContinuousClock.now < deadline {
+                if let ack = try? await socket.next("ack", timeout: .milliseconds(20), where: { $0["clientId"] as? String == clientId }) {
+                    return ack
+                }
+                if (try? await socket.next("error", timeout: .milliseconds(1), where: { $0["ref"] as? String == clientId })) != nil { break }
+            }
+        }
+        throw TestFailure("no ack for \(clientId) after 4 attempts")
+    }
+
+    /// POST that retries a 503 (QUORUM timeout under load) and answers the JSON of the success.
+    func create(_ path: String, port: Int, token: String, body: [String: Any]) async throws -> [String: Any] {
+        var last = ""
+        for _ in 0..<4 {
+            let r = try await ClusterHTTP.request(.post, path, port: port, token: token, body: body)
+            if r.status == 200 || r.status == 201 { return r.json }
+            last = "\(r.status) \(r.text)"
+            guard r.status == 503 || r.status == 500 else { break }
+        }
+        throw TestFailure("POST \(path): \(last)")
     }
 
     static func messageIds(_ frames: [[String: Any]]) -> [String] {
@@ -84,9 +107,8 @@ import Testing
             #expect(wrong["server"] as? String == "http://127.0.0.1:\(cluster.port("mc1"))" && wrong["serverId"] as? String == "mc1")
             #expect(try await misplaced.closeCode() == 4021)
 
-            let chat = try await ClusterHTTP.request(.post, "/api/chats/direct", port: cluster.port("mc1"), token: tokens[alice]!,
-                                                     body: ["with": bob])
-            let chatId = try #require(chat.json["chatId"] as? String, "\(chat.text)")
+            let chat = try await create("/api/chats/direct", port: cluster.port("mc1"), token: tokens[alice]!, body: ["with": bob])
+            let chatId = try #require(chat["chatId"] as? String)
             var latencies: [Duration] = []
             for i in 0..<20 {
                 let (from, to) = i % 2 == 0 ? (a.socket, b.socket) : (b.socket, a.socket)
@@ -104,6 +126,9 @@ import Testing
                 let ids = Self.messageIds(s.all("message"))
                 #expect(ids.count == 20 && Set(ids).count == 20)
             }
+            // Each server reports its live link to the other.
+            let health = try await ClusterHTTP.request(.get, "/api/health", port: cluster.port("mc1")).json
+            #expect(((health["peers"] as? [String: Any])?["mc2"] as? [String: Any])?["connected"] as? Bool == true)
             latencies.sort()
             print("cross-server send→deliver over 20 messages: median \(latencies[10]), max \(latencies[19])")
             for s in [a.socket, b.socket, misplaced] { await s.close() }
@@ -123,9 +148,9 @@ import Testing
                 return out
             }
             let creator = members[0]
-            let created = try await ClusterHTTP.request(.post, "/api/chats/group", port: cluster.port("mc1"), token: tokens[creator]!,
-                                                        body: ["title": "everyone", "members": Array(members.dropFirst())])
-            let chatId = try #require(created.json["chatId"] as? String, "\(created.text)")
+            let created = try await create("/api/chats/group", port: cluster.port("mc1"), token: tokens[creator]!,
+                                           body: ["title": "everyone", "members": Array(members.dropFirst())])
+            let chatId = try #require(created["chatId"] as? String)
             let senders = Array(homes["mc1"]!.prefix(3)) + Array(homes["mc2"]!.prefix(3))
             var acked: Set<String> = []
             try await withThrowingTaskGroup(of: [String].self) { group in
@@ -175,9 +200,8 @@ import Testing
             let tokens = try await register(cluster, [victim, survivor])
             let v1 = try await cluster.connect(victim, token: tokens[victim]!).socket
             let s = try await cluster.connect(survivor, token: tokens[survivor]!).socket
-            let chat = try await ClusterHTTP.request(.post, "/api/chats/direct", port: cluster.port("mc2"), token: tokens[survivor]!,
-                                                     body: ["with": victim])
-            let chatId = try #require(chat.json["chatId"] as? String, "\(chat.text)")
+            let chat = try await create("/api/chats/direct", port: cluster.port("mc2"), token: tokens[survivor]!, body: ["with": victim])
+            let chatId = try #require(chat["chatId"] as? String)
             let (_, cursor) = try await sync(v1, since: 0)
 
             // The victim's user sends through mc1 before it dies; the survivor sends throughout.

@@ -34,7 +34,7 @@ struct ChatBenchCommand: ParsableCommand {
     var pairs = 125
 
     @Option(help: "Comma-separated send rates (messages/s) of the latency runs; the target is at 2000.")
-    var latencyRates = "500,2000"
+    var latencyRates = "200,2000"
 
     @Option(help: "Seconds of each measured latency run (default 15, quick 3).")
     var latencySeconds: Double?
