@@ -23,6 +23,7 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
             case notFound = "not_found"
             case storageUnavailable = "storage_unavailable"
             case wrongServer = "wrong_server"
+            case serverFull = "server_full"
             case internalError = "internal"
         }
         fileprivate let wrapped: Wrapped
@@ -58,6 +59,9 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let storageUnavailable = Code(wrapped: .storageUnavailable)
         /// The user belongs to another chat server (phase 2); reconnect to the address given.
         public static let wrongServer = Code(wrapped: .wrongServer)
+        /// The server holds as many connections as its descriptor limit allows; retry later or
+        /// on another server.
+        public static let serverFull = Code(wrapped: .serverFull)
         public static let internalError = Code(wrapped: .internalError)
 
         /// The string clients see.
@@ -77,7 +81,7 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
             case .groupFull, .notAGroup: return 422
             case .rateLimited: return 429
             case .internalError: return 500
-            case .storageUnavailable: return 503
+            case .storageUnavailable, .serverFull: return 503
             }
         }
     }

@@ -29,6 +29,8 @@ struct ChatMetrics: Sendable {
     let peerConnects = Counter(label: "confab_chat_peer_connects_total")
     let peerLinks = Gauge(label: "confab_chat_peer_links")
     let wrongServer = Counter(label: "confab_chat_wrong_server_total")
+    /// WebSockets refused because the server held `maxConnections`.
+    let serverFull = Counter(label: "confab_chat_server_full_total")
 
     func error(_ code: ChatError.Code) {
         Counter(label: "confab_chat_errors_total", dimensions: [("code", code.name)]).increment()

@@ -31,6 +31,15 @@ extension ChatServer {
             try await outbound.close(.unknown(Self.wrongServerCloseCode), reason: "wrong_server")
             return
         }
+        if hub.connectedDevices >= configuration.maxConnections {
+            ChatMetrics.shared.serverFull.increment()
+            let error = ChatError(.serverFull, """
+                this chat server holds its maximum of \(configuration.maxConnections) connections; retry in a few seconds
+                """)
+            try await outbound.write(.text(ServerEvent.error(error, ref: nil).json()))
+            try await outbound.close(.unknown(1013), reason: "server_full")
+            return
+        }
         let outbox = Outbox(deviceId: hub.makeDeviceId(), maxEvents: configuration.outboxMaxEvents, maxBytes: configuration.outboxMaxBytes)
         outbox.push(EncodedEvent(.hello(userId: userId, serverId: configuration.serverId)))
         let cameOnline = hub.add(outbox, for: userId)

@@ -21,6 +21,11 @@ public struct ChatServerConfiguration: Sendable {
     /// Largest WebSocket message accepted (larger: close 1009).
     public var maxFrameBytes = 512 * 1024
     /// A WebSocket device whose unsent events exceed either bound is closed with 4008.
+    /// Live WebSocket devices this server accepts before refusing with `server_full` (close
+    /// 1013). Running out of descriptors takes the whole process down (the runtime and the ring
+    /// client need them too), so the cap stays below the descriptor limit; `confab chat serve`
+    /// sets it from the limit in effect.
+    public var maxConnections = 10_000
     public var outboxMaxEvents = 1000
     public var outboxMaxBytes = 4 << 20
     /// A long-polling device that has not polled for this long is offline.

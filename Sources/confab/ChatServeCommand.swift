@@ -47,6 +47,11 @@ struct ChatServeCommand: ParsableCommand {
                                valueName: "s"))
     var heartbeatTTL: Int32 = 10
 
+    @Option(name: .customLong("max-connections"),
+            help: ArgumentHelp("WebSocket connections to accept before refusing new ones with server_full (close 1013). Default: the descriptor limit minus 1,000.",
+                               valueName: "n"))
+    var maxConnections: Int?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
@@ -54,6 +59,7 @@ struct ChatServeCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard secret == nil || secretFile == nil else { throw ValidationError("give --secret or --secret-file, not both") }
         if let s = secret, s.utf8.count < 16 { throw ValidationError("--secret must be at least 16 bytes") }
+        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         guard (2...3600).contains(heartbeatTTL) else { throw ValidationError("--heartbeat-ttl must be 2...3600 seconds") }
         if let r = passwordRounds, r < 1000 { throw ValidationError("--password-rounds must be at least 1000") }
         _ = try addresses()
@@ -94,8 +100,10 @@ struct ChatServeCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
-        FileDescriptorLimit.raiseToHard()
+        let descriptors = FileDescriptorLimit.raiseToHard()
         var config = ChatServerConfiguration(secret: try loadSecret())
+        // Headroom for the ring client, peer links, the runtime and connections being refused.
+        config.maxConnections = maxConnections ?? max(16, descriptors - 1_000)
         if let serverId { config.serverId = serverId }
         config.host = host
         config.port = port

@@ -326,6 +326,26 @@ extension ChatServerIntegrationTests {
 extension ChatServerIntegrationTests {
     /// Send → ack and send → receipt on another user's device over a 3-node RF-3 ring, one
     /// message at a time; prints the distribution (a measurement for the report, not a gate).
+    @Test func aFullServerRefusesNewSocketsWithServerFullAndRecovers() async throws {
+        let stack = try await ChatStack.start { $0.maxConnections = 1 }
+        let gus = try await stack.register("gus")
+        let first = try await stack.socket(token: gus)
+        _ = try await first.next("hello")
+        let second = try await stack.socket(token: gus)
+        #expect(try await second.next("error")["code"] as? String == "server_full")
+        #expect(try await second.closeCode() == 1013)
+        // Still serving the one it holds, and a freed slot is usable again.
+        try first.send(["type": "ping"])
+        _ = try await first.next("pong")
+        await first.close()
+        try await eventuallyTrue("a slot is free again") {
+            let third = try await stack.socket(token: gus)
+            defer { Task { await third.close() } }
+            return (try? await third.next("hello", timeout: .seconds(2))) != nil
+        }
+        try await stack.stop()
+    }
+
     @Test func measuresSendToReceiptLatency() async throws {
         let stack = try await ChatStack.start(nodes: 3) {
             $0.sendsPerSecond = 10_000
