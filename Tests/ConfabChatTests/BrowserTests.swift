@@ -6,7 +6,7 @@ import Testing
 /// live, and a message's markup arrives as text. A third user follows over long polling.
 @Suite(.serialized) struct BrowserTests {
     @Test(.timeLimit(.minutes(2))) func twoUsersChatInTheWebClient() async throws {
-        await Self.withBackendAndBrowser(chatServers: 1) { urls, devtools in
+        await Self.withBackendAndBrowser(chatServers: 1) { urls, devtools, _ in
             try await TwoUserScenario(url: urls[0], devtools: devtools).run()
         }
     }
@@ -14,15 +14,15 @@ import Testing
     /// Alice and bob belong to different chat servers (the test picks bob's handle so that it
     /// hashes to the other one) and still chat live.
     @Test(.timeLimit(.minutes(2))) func usersOnTwoChatServersChatLive() async throws {
-        await Self.withBackendAndBrowser(chatServers: 2) { urls, devtools in
-            try await TwoServerScenario(urls: urls, devtools: devtools).run()
+        await Self.withBackendAndBrowser(chatServers: 2) { urls, devtools, backend in
+            try await TwoServerScenario(urls: urls, devtools: devtools, backend: backend).run()
         }
     }
 
     /// Starts the ring, the chat servers and Chromium, runs `body`, and stops everything; a failure
     /// anywhere is recorded with the chat servers' logs.
     static func withBackendAndBrowser(chatServers: Int,
-                                      _ body: ([String], DevToolsConnection) async throws -> Void) async {
+                                      _ body: ([String], DevToolsConnection, BrowserTestBackend) async throws -> Void) async {
         guard let chromium = HeadlessChromium.executablePath() else {
             Issue.record("""
                 Chromium is not installed, so the web client's browser test cannot run. \
@@ -59,7 +59,7 @@ import Testing
         let devtools = await DevToolsConnection.connect(browser.browserWebSocketURL)
         var passed = false
         do {
-            try await body(urls, devtools)
+            try await body(urls, devtools, backend)
             passed = true
         } catch {
             Issue.record("\(error)\n\(logs())")
@@ -75,6 +75,7 @@ import Testing
 struct TwoServerScenario {
     let urls: [String]
     let devtools: DevToolsConnection
+    let backend: BrowserTestBackend
 
     func run() async throws {
         let alice = try await BrowserPage.open(urls[0], name: "alice", on: devtools)
@@ -135,7 +136,38 @@ struct TwoServerScenario {
         try await bob.click("[data-testid=chat-item][data-chat-id='\(groupId)']")
         try await bob.waitFor("\(bobHandle) sees the group message",
                               "[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'group across servers')")
+        #expect(try await bob.string("document.getElementById('conversation-id').textContent") == "chat \(groupId)")
         for page in [alice, bob] { await page.close() }
+
+        // The same chats read straight from the ring with the CLI, by the id the page shows.
+        for (chatId, texts) in [(directId, ["across servers", "and back"]), (groupId, ["group across servers"])] {
+            let lines = try await history(chatId)
+            for text in texts {
+                #expect(lines.contains { $0.contains("\"text\":\"\(text)\"") },
+                        "confab history \(chatId) does not show \"\(text)\": \(lines)")
+            }
+        }
+    }
+
+    /// `confab history CHAT_ID --json` against the test's ring: one JSON object per message.
+    private func history(_ chatId: String) async throws -> [String] {
+        guard let binary = BrowserTestBackend.confabBinary() else { throw BrowserTestError("confab executable not found") }
+        let node = "127.0.0.1:\(backend.nodePorts[0])"
+        return try await offCooperativeThread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["history", chatId, "--node", node, "--consistency", "quorum", "--json"]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else {
+                throw BrowserTestError("confab history \(chatId) exited with \(process.terminationStatus)")
+            }
+            return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        }
     }
 
     private func signUp(_ page: BrowserPage, _ handle: String) async throws {
