@@ -1,24 +1,29 @@
+import ConfabClient
+import ConfabRing
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// A deployment of real processes on 127.0.0.1: one `confab node` and chat servers
+/// A deployment of real processes on 127.0.0.1: a 3-node RF-3 ring of `confab node` and chat servers
 /// (`confab chat serve`, short heartbeat TTL so failover tests stay quick), sharing one secret file.
 final class ChatClusterProcesses: Sendable {
     let dir: ChatTempDirectory
     let binary: String
+    /// The first node's port (every chat server is given all three).
     let nodePort: Int
-    private let node: Process
+    let nodePorts: [Int]
+    private let nodes: [Process]
     private let chats: NIOLockedValueBox<[String: (process: Process, port: Int)]>
     static let heartbeatTTL = 3
 
-    private init(dir: ChatTempDirectory, binary: String, node: Process, nodePort: Int) {
+    private init(dir: ChatTempDirectory, binary: String, nodes: [Process], nodePorts: [Int]) {
         self.dir = dir
         self.binary = binary
-        self.node = node
-        self.nodePort = nodePort
+        self.nodes = nodes
+        self.nodePorts = nodePorts
+        self.nodePort = nodePorts[0]
         self.chats = NIOLockedValueBox([:])
     }
 
@@ -27,9 +32,26 @@ final class ChatClusterProcesses: Sendable {
         let dir = ChatTempDirectory("confab-chat-cluster")
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
         _ = FileManager.default.createFile(atPath: "\(dir.path)/chat-secret", contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
-        let (node, nodeLine) = try await launch(binary, ["node", "--data-dir", "\(dir.path)/node", "--listen", "127.0.0.1:0"],
-                                                name: "node", dir: dir.path, waitFor: "listening on 127.0.0.1:")
-        let cluster = ChatClusterProcesses(dir: dir, binary: binary, node: node, nodePort: nodeLine)
+        // A fresh, empty ring: nothing to stream, so nodes join without bootstrapping.
+        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
+                    "--auto-bootstrap", "false", "--log-level", "warning"]
+        var processes: [Process] = []
+        var ports: [Int] = []
+        do {
+            for i in 1...3 {
+                let seeds = ports.isEmpty ? [] : ["--seeds", "127.0.0.1:\(ports[0])"]
+                let (node, port) = try await launch(binary, ["node", "--data-dir", "\(dir.path)/node\(i)", "--listen", "127.0.0.1:0"]
+                                                        + fast + seeds,
+                                                    name: "node\(i)", dir: dir.path, waitFor: "listening on 127.0.0.1:")
+                processes.append(node)
+                ports.append(port)
+            }
+            try await waitForNormalRing(ports)
+        } catch {
+            for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            throw error
+        }
+        let cluster = ChatClusterProcesses(dir: dir, binary: binary, nodes: processes, nodePorts: ports)
         do {
             for id in servers { try await cluster.startServer(id) }
             try await cluster.waitForServers(count: servers.count)
@@ -42,10 +64,27 @@ final class ChatClusterProcesses: Sendable {
 
     func startServer(_ id: String) async throws {
         let (process, port) = try await Self.launch(binary, [
-            "chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", id,
+            "chat", "serve", "--port", "0", "--nodes", nodePorts.map { "127.0.0.1:\($0)" }.joined(separator: ","), "--server-id", id,
             "--secret-file", "\(dir.path)/chat-secret", "--password-rounds", "1000", "--heartbeat-ttl", "\(Self.heartbeatTTL)",
             "--log-level", "warning"], name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
         chats.withLockedValue { $0[id] = (process, port) }
+    }
+
+    /// Waits until the first node sees all three as NORMAL and up.
+    private static func waitForNormalRing(_ ports: [Int]) async throws {
+        var config = ConfabClient.Configuration(nodes: [NodeAddress(host: "127.0.0.1", port: ports[0])])
+        config.requestTimeout = .seconds(2)
+        let client = ConfabClient(configuration: config)
+        defer { Task { await client.shutdown() } }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            if let status = try? await client.status(),
+               status.nodes.count == ports.count, status.nodes.allSatisfy({ $0.state == "normal" && $0.isUp }) { return }
+            guard ContinuousClock.now < deadline else {
+                throw TestFailure("the 3-node ring did not become normal within 30 s")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     /// Starts a process and waits for the line announcing its port.
@@ -91,7 +130,7 @@ final class ChatClusterProcesses: Sendable {
 
     /// SIGTERM everything and wait (SIGKILL after 10 s).
     func stop() async {
-        let all = chats.withLockedValue { c in defer { c = [:] }; return Array(c.values.map(\.process)) } + [node]
+        let all = chats.withLockedValue { c in defer { c = [:] }; return Array(c.values.map(\.process)) } + nodes
         for p in all where p.isRunning { kill(p.processIdentifier, SIGTERM) }
         let deadline = ContinuousClock.now + .seconds(10)
         while all.contains(where: \.isRunning), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
@@ -99,7 +138,7 @@ final class ChatClusterProcesses: Sendable {
     }
 
     private func killAll(_ list: [Process]? = nil) {
-        let all = list ?? (chats.withLockedValue { Array($0.values.map(\.process)) } + [node])
+        let all = list ?? (chats.withLockedValue { Array($0.values.map(\.process)) } + nodes)
         for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
     }
 

@@ -1,0 +1,93 @@
+import ConfabEngine
+import Foundation
+import Testing
+@testable import ConfabChat
+
+/// Every kind of bad input the issue names, against real `confab chat serve` processes over a
+/// 3-node ring: each gets a clear error or close, the server stays up, and what was
+/// acknowledged before is still there afterwards.
+@Suite(.serialized) struct ChatBadInputProcessTests {
+    @Test func badInputGetsAClearAnswerAndLosesNothing() async throws {
+        let cluster = try await ChatClusterProcesses.start(servers: ["bad1"])
+        do {
+            try await run(cluster)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    private func run(_ cluster: ChatClusterProcesses) async throws {
+        let port = cluster.port("bad1")
+        let ann = try await cluster.register("ann")
+        let ben = try await cluster.register("ben")
+        _ = try await cluster.register("cat")
+        let direct = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: ann, body: ["with": "ben"])
+        let chatId = try #require(direct.json["chatId"] as? String, "create chat: \(direct.text)")
+        let private_ = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: ben, body: ["with": "cat"])
+        let privateId = try #require(private_.json["chatId"] as? String)
+        let flood = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: ann, body: ["with": "cat"])
+        let floodId = try #require(flood.json["chatId"] as? String)
+
+        let (ws, _) = try await cluster.connect("ann", token: ann)
+        try ws.send(["type": "send", "chatId": chatId, "clientId": "before-1", "text": "acknowledged before the abuse"])
+        let ack = try await ws.next("ack")
+        #expect(ack["clientId"] as? String == "before-1")
+
+        // Malformed and unknown frames.
+        ws.sendRaw("{not json")
+        #expect(try await ws.next("error")["code"] as? String == "bad_frame")
+        ws.sendRaw(#"{"type":"teleport"}"#)
+        #expect(try await ws.next("error")["code"] as? String == "unknown_type")
+        // A chat ann is not in, and one that does not exist.
+        try ws.send(["type": "send", "chatId": privateId, "clientId": "sneak", "text": "let me in"])
+        let refused = try await ws.next("error")
+        #expect(refused["code"] as? String == "not_a_member" && refused["ref"] as? String == "sneak")
+        try ws.send(["type": "send", "chatId": "987654321", "clientId": "void", "text": "anyone?"])
+        #expect(try await ws.next("error")["code"] as? String == "unknown_chat")
+        // Too long: refused, nothing stored.
+        try ws.send(["type": "send", "chatId": chatId, "clientId": "long", "text": String(repeating: "y", count: 100_001)])
+        let tooLong = try await ws.next("error")
+        #expect(tooLong["code"] as? String == "message_too_long" && tooLong["ref"] as? String == "long")
+        // A flood: the per-user budget (20/s, burst 50) refuses the excess; nothing refused is
+        // stored. Frames are handled in order, one QUORUM write each, so 200 of them outrun the
+        // refill (50 + 20/s) unless a send took over 30 ms.
+        for i in 0..<200 { try ws.send(["type": "send", "chatId": floodId, "clientId": "flood-\(i)", "text": "flood \(i)"]) }
+        let limited = try await ws.next("error", timeout: .seconds(30)) { $0["code"] as? String == "rate_limited" }
+        let limitedRef = try #require(limited["ref"] as? String)
+
+        // An oversized frame closes that socket with 1009; the server stays up.
+        ws.sendRaw(#"{"type":"send","text":""# + String(repeating: "x", count: 600 * 1024) + #""}"#)
+        #expect(try await ws.closeCode(timeout: .seconds(20)) == 1009)
+
+        // Bad and expired tokens: error frame, close 4001; HTTP 401.
+        let bad = TestSocket(url: "ws://127.0.0.1:\(port)/ws?token=forged.token")
+        #expect(try await bad.next("error")["code"] as? String == "bad_token")
+        #expect(try await bad.closeCode() == 4001)
+        let secret = try String(contentsOfFile: "\(cluster.dir.path)/chat-secret", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let past = ManualClock(micros: SystemClock().nowMicros() - 48 * 3600 * 1_000_000)
+        let expired = TokenSigner(secret: Array(secret.utf8), clock: past).issue(userId: "ann").token
+        let old = TestSocket(url: "ws://127.0.0.1:\(port)/ws?token=\(expired)")
+        #expect(try await old.next("error")["code"] as? String == "token_expired")
+        #expect(try await old.closeCode() == 4001)
+        #expect(try await ClusterHTTP.request(.get, "/api/chats", port: port, token: "forged.token").status == 401)
+
+        // Still up, and everything acknowledged is there; nothing refused was stored.
+        let (again, _) = try await cluster.connect("ann", token: ann)
+        try again.send(["type": "ping"])
+        _ = try await again.next("pong")
+        let history = try await ClusterHTTP.request(.get, "/api/chats/\(chatId)/messages?limit=200", port: port, token: ben)
+        let texts = (history.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
+        #expect(texts.contains("acknowledged before the abuse"))
+        #expect(!texts.contains { $0.hasPrefix("yyyy") })
+        #expect(!texts.contains("let me in") && !texts.contains("anyone?"))
+        let floodPage = try await ClusterHTTP.request(.get, "/api/chats/\(floodId)/messages?limit=200", port: port, token: ann)
+        let floodTexts = (floodPage.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
+        let refusedFlood = "flood " + limitedRef.dropFirst("flood-".count)
+        #expect(!floodTexts.isEmpty && floodTexts.count < 200, "\(floodTexts.count) of 200 flood messages stored")
+        #expect(!floodTexts.contains(refusedFlood), "the rate-limited send \(limitedRef) was stored")
+        await again.close()
+    }
+}
