@@ -34,6 +34,10 @@ import Testing
         try ws.send(["type": "send", "chatId": chatId, "clientId": "before-1", "text": "acknowledged before the abuse"])
         let ack = try await ws.next("ack")
         #expect(ack["clientId"] as? String == "before-1")
+        // A retry with the same client id: the same message, acknowledged as a duplicate, stored once.
+        try ws.send(["type": "send", "chatId": chatId, "clientId": "before-1", "text": "acknowledged before the abuse"])
+        let retry = try await ws.next("ack") { $0["duplicate"] as? Bool == true }
+        #expect(retry["messageId"] as? String == ack["messageId"] as? String)
 
         // Malformed and unknown frames.
         ws.sendRaw("{not json")
@@ -80,7 +84,7 @@ import Testing
         _ = try await again.next("pong")
         let history = try await ClusterHTTP.request(.get, "/api/chats/\(chatId)/messages?limit=200", port: port, token: ben)
         let texts = (history.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
-        #expect(texts.contains("acknowledged before the abuse"))
+        #expect(texts.filter { $0 == "acknowledged before the abuse" }.count == 1)
         #expect(!texts.contains { $0.hasPrefix("yyyy") })
         #expect(!texts.contains("let me in") && !texts.contains("anyone?"))
         let floodPage = try await ClusterHTTP.request(.get, "/api/chats/\(floodId)/messages?limit=200", port: port, token: ann)
