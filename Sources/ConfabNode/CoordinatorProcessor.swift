@@ -1,6 +1,8 @@
 import ConfabEngine
 import ConfabRing
 import ConfabWire
+import NIOCore
+import NIOPosix
 
 /// Serves clients' reads and writes as the ring's coordinator: finds the key's replicas on the
 /// token ring, runs a `WriteCoordinator` or `ReadCoordinator` (pure state machines) and carries
@@ -24,9 +26,12 @@ public struct CoordinatorProcessor: RequestProcessor {
     let writeTimeout: Duration
     let readTimeout: Duration
     let clock: any EngineClock
+    /// Where request deadlines are scheduled (an event-loop timer each, not a sleeping task).
+    let timers: any EventLoopGroup
 
     init(ring: RingService, replica: LocalReplica, messenger: InternodeMessenger, schema: SchemaRegistry,
-         writeTimeout: Duration, readTimeout: Duration, clock: any EngineClock = SystemClock()) {
+         writeTimeout: Duration, readTimeout: Duration, clock: any EngineClock = SystemClock(),
+         timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.ring = ring
         self.replica = replica
         self.messenger = messenger
@@ -34,6 +39,7 @@ public struct CoordinatorProcessor: RequestProcessor {
         self.writeTimeout = writeTimeout
         self.readTimeout = readTimeout
         self.clock = clock
+        self.timers = timers
     }
 
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {

@@ -123,7 +123,7 @@ public final class Node: Service, Sendable {
         runtime.withLockedValue { $0 = ring }
         let processor = processorFactory?(engine, threadPool)
             ?? CoordinatorProcessor(ring: ring, replica: replica, messenger: messenger, schema: config.schema,
-                                    writeTimeout: config.writeTimeout, readTimeout: config.readTimeout)
+                                    writeTimeout: config.writeTimeout, readTimeout: config.readTimeout, timers: group)
         let handler = RequestHandler(
             processor: processor, replica: replica, ring: ring, schema: config.schema, nodeID: nodeID,
             clusterName: config.clusterName, maxFrameBytes: config.maxFrameBytes, metrics: NodeMetrics(),
