@@ -19,7 +19,7 @@ extension ChatServer {
         let q = request.uri.queryParameters
         guard internalAuth.verify(from: q.get("from"), ts: q.get("ts"), sig: q.get("sig"), nowSeconds: clock.nowMicros() / 1_000_000) else {
             logger.warning("refused /internal/ws: bad or stale signature", metadata: ["from": "\(q.get("from") ?? "?")"])
-            try await outbound.close(.unknown(4001), reason: "bad_token")
+            try await Self.refuse(inbound: inbound, outbound: outbound, code: 4001, reason: "bad_token")
             return
         }
         for try await message in inbound.messages(maxSize: 8 << 20) {

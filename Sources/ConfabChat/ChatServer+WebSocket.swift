@@ -13,6 +13,25 @@ extension ChatServer {
         }
     }
 
+    /// Sends a close frame and waits (at most 2 s) for the client's close before the connection
+    /// ends. Returning at once would close the TCP socket with the client's frames unread, and the
+    /// kernel then resets the connection — which can discard the error frame just sent before the
+    /// client reads it (seen in tests as a socket that received nothing).
+    static func refuse(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, code: UInt16,
+                       reason: String) async throws {
+        try await outbound.close(.unknown(code), reason: reason)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await _ in inbound.messages(maxSize: 1 << 16) {}
+                } catch {}
+            }
+            group.addTask { try? await Task.sleep(for: .seconds(2)) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
         let userId: String
         do {
@@ -21,14 +40,14 @@ extension ChatServer {
             // Upgrade first, then refuse: a browser sees the close code (4001) but never an HTTP
             // status of a failed handshake, and can tell "log in again" from "network down".
             try await outbound.write(.text(ServerEvent.error(error, ref: nil).json()))
-            try await outbound.close(.unknown(4001), reason: error.code.name)
+            try await Self.refuse(inbound: inbound, outbound: outbound, code: 4001, reason: error.code.name)
             return
         }
         if let owner = foreignOwner(of: userId) {
             // Events for this user are delivered on its owner server only: send the device there.
             ChatMetrics.shared.wrongServer.increment()
             try await outbound.write(.text(Self.wrongServerFrame(userId: userId, owner: owner)))
-            try await outbound.close(.unknown(Self.wrongServerCloseCode), reason: "wrong_server")
+            try await Self.refuse(inbound: inbound, outbound: outbound, code: Self.wrongServerCloseCode, reason: "wrong_server")
             return
         }
         if hub.connectedDevices >= configuration.maxConnections {
@@ -37,7 +56,7 @@ extension ChatServer {
                 this chat server holds its maximum of \(configuration.maxConnections) connections; retry in a few seconds
                 """)
             try await outbound.write(.text(ServerEvent.error(error, ref: nil).json()))
-            try await outbound.close(.unknown(1013), reason: "server_full")
+            try await Self.refuse(inbound: inbound, outbound: outbound, code: 1013, reason: "server_full")
             return
         }
         let outbox = Outbox(deviceId: hub.makeDeviceId(), maxEvents: configuration.outboxMaxEvents, maxBytes: configuration.outboxMaxBytes)

@@ -66,16 +66,14 @@ import Testing
         #expect(try await ws.closeCode(timeout: .seconds(20)) == 1009)
 
         // Bad and expired tokens: error frame, close 4001; HTTP 401.
-        let bad = TestSocket(url: "ws://127.0.0.1:\(port)/ws?token=forged.token")
-        #expect(try await bad.next("error")["code"] as? String == "bad_token")
-        #expect(try await bad.closeCode() == 4001)
+        let bad = try await RawWebSocketProbe.open(port: port, path: "/ws?token=forged.token")
+        #expect(bad.firstJSON?["code"] as? String == "bad_token" && bad.closeCode == 4001, "\(bad)")
         let secret = try String(contentsOfFile: "\(cluster.dir.path)/chat-secret", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let past = ManualClock(micros: SystemClock().nowMicros() - 48 * 3600 * 1_000_000)
         let expired = TokenSigner(secret: Array(secret.utf8), clock: past).issue(userId: "ann").token
-        let old = TestSocket(url: "ws://127.0.0.1:\(port)/ws?token=\(expired)")
-        #expect(try await old.next("error")["code"] as? String == "token_expired")
-        #expect(try await old.closeCode() == 4001)
+        let old = try await RawWebSocketProbe.open(port: port, path: "/ws?token=\(expired)")
+        #expect(old.firstJSON?["code"] as? String == "token_expired" && old.closeCode == 4001, "\(old)")
         #expect(try await ClusterHTTP.request(.get, "/api/chats", port: port, token: "forged.token").status == 401)
 
         // Still up, and everything acknowledged is there; nothing refused was stored.

@@ -146,16 +146,14 @@ import Testing
         #expect(try await ws.closeCode() == 1009)
 
         // Bad and expired tokens: upgrade, error frame, close 4001.
-        let bad = try await stack.socket(token: "garbage.token")
-        #expect(try await bad.next("error")["code"] as? String == "bad_token")
-        #expect(try await bad.closeCode() == 4001)
-        let none = try await stack.socket(token: nil)
-        #expect(try await none.closeCode() == 4001)
+        let bad = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=garbage.token")
+        #expect(bad.firstJSON?["code"] as? String == "bad_token" && bad.closeCode == 4001, "\(bad)")
+        let none = try await RawWebSocketProbe.open(port: stack.port, path: "/ws")
+        #expect(none.closeCode == 4001, "\(none)")
         let past = ManualClock(micros: SystemClock().nowMicros() - 48 * 3600 * 1_000_000)
         let expired = TokenSigner(secret: ChatStack.secret, clock: past).issue(userId: "eve").token
-        let old = try await stack.socket(token: expired)
-        #expect(try await old.next("error")["code"] as? String == "token_expired")
-        #expect(try await old.closeCode() == 4001)
+        let old = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=\(expired)")
+        #expect(old.firstJSON?["code"] as? String == "token_expired" && old.closeCode == 4001, "\(old)")
 
         // HTTP: the same codes with fitting statuses.
         let me = try await stack.http(.get, "/api/me", token: expired)
@@ -331,9 +329,8 @@ extension ChatServerIntegrationTests {
         let gus = try await stack.register("gus")
         let first = try await stack.socket(token: gus)
         _ = try await first.next("hello")
-        let second = try await stack.socket(token: gus)
-        #expect(try await second.next("error")["code"] as? String == "server_full")
-        #expect(try await second.closeCode() == 1013)
+        let second = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=\(gus)")
+        #expect(second.firstJSON?["code"] as? String == "server_full" && second.closeCode == 1013, "\(second)")
         // Still serving the one it holds, and a freed slot is usable again.
         try first.send(["type": "ping"])
         _ = try await first.next("pong")
