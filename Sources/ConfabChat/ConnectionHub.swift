@@ -12,6 +12,9 @@ final class ConnectionHub: Sendable {
         var devices: [String: [UInt64: any DeviceSink]] = [:]
         var lastSeen: [String: Int64] = [:]
         var nextId: UInt64 = 1
+        /// Devices across all users, kept as they come and go: the gauge and the connection cap
+        /// read it on every connect, where summing `devices` under the lock would cost O(users).
+        var deviceCount = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -31,8 +34,8 @@ final class ConnectionHub: Sendable {
     func add(_ device: any DeviceSink, for userId: String) -> Bool {
         state.withLockedValue { s in
             let wasOnline = !(s.devices[userId]?.isEmpty ?? true)
-            s.devices[userId, default: [:]][device.deviceId] = device
-            ChatMetrics.shared.devices.record(s.devices.values.reduce(0) { $0 + $1.count })
+            if s.devices[userId, default: [:]].updateValue(device, forKey: device.deviceId) == nil { s.deviceCount += 1 }
+            ChatMetrics.shared.devices.record(s.deviceCount)
             return !wasOnline
         }
     }
@@ -43,7 +46,8 @@ final class ConnectionHub: Sendable {
         let now = clock.nowMicros() / 1000
         return state.withLockedValue { s in
             guard s.devices[userId]?.removeValue(forKey: deviceId) != nil else { return false }
-            ChatMetrics.shared.devices.record(s.devices.values.reduce(0) { $0 + $1.count })
+            s.deviceCount -= 1
+            ChatMetrics.shared.devices.record(s.deviceCount)
             if s.devices[userId]!.isEmpty {
                 s.devices[userId] = nil
                 s.lastSeen[userId] = now
@@ -83,5 +87,5 @@ final class ConnectionHub: Sendable {
     }
 
     var connectedUsers: Int { state.withLockedValue { $0.devices.count } }
-    var connectedDevices: Int { state.withLockedValue { $0.devices.values.reduce(0) { $0 + $1.count } } }
+    var connectedDevices: Int { state.withLockedValue { $0.deviceCount } }
 }
