@@ -19,6 +19,7 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
             case notAGroup = "not_a_group"
             case groupFull = "group_full"
             case messageTooLong = "message_too_long"
+            case clientIdReused = "client_id_reused"
             case rateLimited = "rate_limited"
             case notFound = "not_found"
             case storageUnavailable = "storage_unavailable"
@@ -52,6 +53,9 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let groupFull = Code(wrapped: .groupFull)
         /// More than 100,000 Unicode scalars; nothing was stored.
         public static let messageTooLong = Code(wrapped: .messageTooLong)
+        /// A send reused a client id of an earlier message with different text; nothing was stored.
+        /// Each message needs its own client id (the same one only for retries of that message).
+        public static let clientIdReused = Code(wrapped: .clientIdReused)
         /// The user's send budget is spent; nothing was stored. Retry after a moment.
         public static let rateLimited = Code(wrapped: .rateLimited)
         public static let notFound = Code(wrapped: .notFound)
@@ -64,6 +68,14 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let serverFull = Code(wrapped: .serverFull)
         public static let internalError = Code(wrapped: .internalError)
 
+        fileprivate init(wrapped: Wrapped) { self.wrapped = wrapped }
+
+        /// The code a client saw as `name` (nil for a name this server does not know).
+        public init?(name: String) {
+            guard let w = Wrapped(rawValue: name) else { return nil }
+            self.wrapped = w
+        }
+
         /// The string clients see.
         public var name: String { wrapped.rawValue }
         public var description: String { wrapped.rawValue }
@@ -75,7 +87,7 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
             case .badCredentials, .badToken, .tokenExpired: return 401
             case .notAMember: return 403
             case .unknownUser, .unknownChat, .notFound: return 404
-            case .handleTaken: return 409
+            case .handleTaken, .clientIdReused: return 409
             case .messageTooLong: return 413
             case .wrongServer: return 421
             case .groupFull, .notAGroup: return 422

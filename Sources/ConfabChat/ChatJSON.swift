@@ -4,14 +4,12 @@ import Foundation
 // JavaScript numbers lose precision above 2^53, and chat ids use 63 bits.
 
 extension MessageRecord: Codable {
-    enum CodingKeys: String, CodingKey { case chatId, messageId, ts, sender, text, clientId }
+    enum CodingKeys: String, CodingKey { case chatId, seq, prev, messageId, ts, sender, text, clientId }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        guard let id = Int64(try c.decode(String.self, forKey: .chatId)) else {
-            throw DecodingError.dataCorruptedError(forKey: .chatId, in: c, debugDescription: "chatId is not a decimal string")
-        }
-        self.init(chatId: id, messageId: try c.decode(String.self, forKey: .messageId), ts: try c.decode(Int64.self, forKey: .ts),
+        self.init(chatId: try c.decodeDecimal(.chatId), seq: try c.decodeDecimal(.seq), prev: try c.decodeDecimal(.prev),
+                  messageId: try c.decode(String.self, forKey: .messageId), ts: try c.decode(Int64.self, forKey: .ts),
                   sender: try c.decode(String.self, forKey: .sender), text: try c.decode(String.self, forKey: .text),
                   clientId: try c.decodeIfPresent(String.self, forKey: .clientId))
     }
@@ -19,11 +17,34 @@ extension MessageRecord: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(String(chatId), forKey: .chatId)
+        try c.encode(String(seq), forKey: .seq)
+        try c.encode(String(prev), forKey: .prev)
         try c.encode(messageId, forKey: .messageId)
         try c.encode(ts, forKey: .ts)
         try c.encode(sender, forKey: .sender)
         try c.encode(text, forKey: .text)
         try c.encodeIfPresent(clientId, forKey: .clientId)
+    }
+}
+
+extension ReadCursor: Codable {
+    enum CodingKeys: String, CodingKey { case seq }
+    public init(from decoder: any Decoder) throws {
+        self.init(seq: try decoder.container(keyedBy: CodingKeys.self).decodeDecimal(.seq))
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(String(seq), forKey: .seq)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// Chat ids and seqs travel as decimal strings (JavaScript numbers lose precision above 2^53);
+    /// plain integers are accepted too.
+    func decodeDecimal(_ key: Key) throws -> Int64 {
+        if let s = try? decode(String.self, forKey: key), let v = Int64(s) { return v }
+        if let v = try? decode(Int64.self, forKey: key) { return v }
+        throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "\(key.stringValue) is not a decimal string")
     }
 }
 
@@ -79,13 +100,25 @@ public struct ChatSummary: Sendable, Hashable, Codable {
     }
 }
 
-/// One page of catch-up: messages with ts > `since` across all the user's chats, oldest first.
-public struct SyncPage: Sendable, Hashable, Codable {
+/// One page of catch-up over all the user's chats: for each chat, the messages after the
+/// device's cursor, oldest first (docs/chat_protocol.md, "Catch-up").
+public struct SyncPage: Sendable, Hashable {
     public var messages: [MessageRecord]
-    /// Pass as the next `since`: every message up to it has been returned.
-    public var cursor: Int64
-    /// True when more messages follow the cursor: ask again.
+    /// For every chat of the user: the seq up to which the device now holds every message. Pass
+    /// them as the next request's cursors.
+    public var cursors: [Int64: Int64]
+    /// True when some chat has more messages after its cursor: ask again.
     public var more: Bool
+}
+
+extension SyncPage: Encodable {
+    enum CodingKeys: String, CodingKey { case messages, cursors, more }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(messages, forKey: .messages)
+        try c.encode(Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), String($0.value)) }), forKey: .cursors)
+        try c.encode(more, forKey: .more)
+    }
 }
 
 /// A page of one chat's history, newest first.

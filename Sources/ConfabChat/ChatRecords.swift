@@ -42,31 +42,36 @@ struct UserChatRecord: Sendable, Hashable {
     var joinedAt: Int64
 }
 
-/// A member's read cursor: everything at or before (ts, messageId) is read.
-public struct ReadCursor: Sendable, Hashable, Codable {
-    public var ts: Int64
-    public var messageId: String
+/// A member's read cursor: every message of the chat with seq <= `seq` is read.
+public struct ReadCursor: Sendable, Hashable {
+    public var seq: Int64
 
-    public init(ts: Int64, messageId: String) {
-        self.ts = ts
-        self.messageId = messageId
-    }
+    public init(seq: Int64) { self.seq = seq }
 }
 
-/// A message as the chat server stores and sends it. Messages order by (ts, messageId) in every
-/// chat, on every device.
+/// A message as the chat server stores and sends it. Messages order by `seq` in every chat, on
+/// every device: the chat's owner server assigns it (docs/chat_ordering.md).
 public struct MessageRecord: Sendable, Hashable {
     public var chatId: Int64
+    /// The message's place in its chat: epoch * 2^32 + n, strictly increasing in chat order.
+    public var seq: Int64
+    /// The seq of the message just before this one in the chat (0 for the first): a device that
+    /// holds `prev` and gets this message holds the chat without a gap.
+    public var prev: Int64
+    /// Derived from (chat, sender, clientId): the same for every attempt of one send.
     public var messageId: String
-    /// Microseconds since the Unix epoch, stamped by the server that accepted the message.
+    /// Microseconds since the Unix epoch on the clock of the server that placed the message: for
+    /// display only, never for order.
     public var ts: Int64
     public var sender: String
     public var text: String
     /// The id the sending device chose (idempotent retries); nil for messages written by other tools.
     public var clientId: String?
 
-    public init(chatId: Int64, messageId: String, ts: Int64, sender: String, text: String, clientId: String?) {
+    public init(chatId: Int64, seq: Int64, prev: Int64, messageId: String, ts: Int64, sender: String, text: String, clientId: String?) {
         self.chatId = chatId
+        self.seq = seq
+        self.prev = prev
         self.messageId = messageId
         self.ts = ts
         self.sender = sender
@@ -75,13 +80,14 @@ public struct MessageRecord: Sendable, Hashable {
     }
 
     /// True when `self` comes before `other` in chat order.
-    func precedes(_ other: MessageRecord) -> Bool { (ts, messageId) < (other.ts, other.messageId) }
+    func precedes(_ other: MessageRecord) -> Bool { (chatId, seq) < (other.chatId, other.seq) }
 }
 
 /// What a sender gets back for an accepted message (also for a retry of one).
 public struct SendAck: Sendable, Hashable {
     public var chatId: Int64
     public var messageId: String
+    public var seq: Int64
     public var ts: Int64
     public var clientId: String
     /// True when this send repeated an earlier one with the same client id: nothing new was stored.

@@ -22,11 +22,55 @@ extension ChatServer {
             try await Self.refuse(inbound: inbound, outbound: outbound, code: 4001, reason: "bad_token")
             return
         }
-        for try await message in inbound.messages(maxSize: 8 << 20) {
-            guard case .text(let text) = message, let frame = PeerFrame.parse(text) else { continue }
-            ChatMetrics.shared.forwardReceived.increment()
-            // Local hub only: never forwarded again, whatever this server's view of the owners.
-            hub.deliver(EncodedEvent(type: frame.type, json: frame.json), to: frame.users)
+        // Answers to forwarded sends go back on this connection, written by one task in the
+        // order they complete.
+        let (answers, answer) = AsyncStream<String>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await text in answers { try await outbound.write(.text(text)) }
+            }
+            for try await message in inbound.messages(maxSize: 8 << 20) {
+                guard case .text(let text) = message else { continue }
+                if let (id, forwarded) = PeerSend.parse(text) {
+                    group.addTask {
+                        let result: Result<SendAck, ChatError>
+                        do {
+                            result = .success(try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send))
+                        } catch let e as ChatError {
+                            result = .failure(e)
+                        } catch {
+                            result = .failure(ChatError(.internalError, "\(error)"))
+                        }
+                        answer.yield(PeerSend.result(id: id, result))
+                    }
+                    continue
+                }
+                guard let frame = PeerFrame.parse(text) else { continue }
+                ChatMetrics.shared.forwardReceived.increment()
+                hub.deliver(EncodedEvent(type: frame.type, json: frame.json), to: frame.users)
+                if !frame.forwarded { forwardMisplaced(frame) }
+            }
+            answer.finish()
+            group.cancelAll()
+        }
+        // Frames written on a connection that ended may never have arrived: every device here
+        // catches up rather than trusting that none was lost.
+        if !shutdown.isTriggered {
+            hub.deliver(EncodedEvent(.resync), to: hub.userIds)
+        }
+    }
+
+    /// Users of a forwarded frame this server does not own in its view (the sender's view of the
+    /// live set differed): forward once more, to their owners in this view.
+    func forwardMisplaced(_ frame: PeerFrame) {
+        var byOwner: [String: (address: String, users: [String])] = [:]
+        for user in frame.users {
+            let owner = directory.owner(of: user)
+            guard owner.id != configuration.serverId else { continue }
+            byOwner[owner.id, default: (owner.address, [])].users.append(user)
+        }
+        for (id, group) in byOwner {
+            peers.link(to: id, address: group.address)?.send(PeerFrame(type: frame.type, users: group.users, json: frame.json, forwarded: true))
         }
     }
 
@@ -64,6 +108,7 @@ extension ChatServer {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.serverRefreshInterval)
             peers.retain(directory.servers)
+            peers.flushDropped()
             for user in hub.userIds {
                 guard let owner = foreignOwner(of: user) else { continue }
                 for case let outbox as Outbox in hub.sinks(of: user) {

@@ -10,9 +10,12 @@ extension ChatServer {
     struct DirectBody: Decodable { var with: String }
     struct GroupBody: Decodable { var title: String?; var members: [String] }
     struct MemberBody: Decodable { var userId: String }
-    struct SendBody: Decodable { var clientId: String; var text: String }
-    struct ReadBody: Decodable { var ts: Int64; var messageId: String }
-    struct AckJSON: Encodable { var chatId: String; var messageId: String; var ts: Int64; var clientId: String; var duplicate: Bool }
+    struct SendBody: Decodable { var clientId: String; var text: String; var retry: Bool? }
+    struct ReadBody: Decodable { var seq: String }
+    struct SyncBody: Decodable { var cursors: [String: String]?; var limit: Int? }
+    struct AckJSON: Encodable {
+        var chatId: String; var messageId: String; var seq: String; var ts: Int64; var clientId: String; var duplicate: Bool
+    }
     struct ChatsJSON: Encodable { var chats: [ChatSummary] }
     struct OK: Encodable { var ok = true }
 
@@ -88,21 +91,22 @@ extension ChatServer {
             let q = request.uri.queryParameters
             let before = try Self.int(q.get("before"), "before")
             let limit = try Self.int(q.get("limit"), "limit") ?? 50
-            let page = try await self.chats.history(user, chatId: try Self.chatId(context), before: before, beforeId: q.get("beforeId"),
-                                                    limit: Int(limit))
+            let page = try await self.chats.history(user, chatId: try Self.chatId(context), before: before, limit: Int(limit))
             return HTTPJSON.response(page)
         }
         router.post("/api/chats/:chatId/messages") { request, context in
             let user = try self.user(request)
-            let body = try await HTTPJSON.decode(SendBody.self, from: request, limit: 1 << 20)
-            let ack = try await self.chats.send(user, chatId: try Self.chatId(context), clientId: body.clientId, text: body.text)
-            return HTTPJSON.response(AckJSON(chatId: String(ack.chatId), messageId: ack.messageId, ts: ack.ts, clientId: ack.clientId,
-                                             duplicate: ack.duplicate))
+            let body = try await HTTPJSON.decode(SendBody.self, from: request, limit: ChatServerConfiguration.maxMessageBodyBytes)
+            let ack = try await self.chats.send(user, chatId: try Self.chatId(context), clientId: body.clientId, text: body.text,
+                                                retry: body.retry ?? false)
+            return HTTPJSON.response(AckJSON(chatId: String(ack.chatId), messageId: ack.messageId, seq: String(ack.seq), ts: ack.ts,
+                                             clientId: ack.clientId, duplicate: ack.duplicate))
         }
         router.post("/api/chats/:chatId/read") { request, context in
             let user = try self.user(request)
             let body = try await HTTPJSON.decode(ReadBody.self, from: request, limit: 4096)
-            try await self.chats.markRead(user, chatId: try Self.chatId(context), cursor: ReadCursor(ts: body.ts, messageId: body.messageId))
+            guard let seq = Int64(body.seq) else { throw ChatError(.badRequest, "seq is a decimal string") }
+            try await self.chats.markRead(user, chatId: try Self.chatId(context), cursor: ReadCursor(seq: seq))
             return HTTPJSON.response(OK())
         }
         router.post("/api/chats/:chatId/typing") { request, context in
@@ -110,12 +114,17 @@ extension ChatServer {
             try await self.chats.typing(user, chatId: try Self.chatId(context))
             return HTTPJSON.response(OK())
         }
-        router.get("/api/sync") { request, _ in
+        router.post("/api/sync") { request, _ in
             let user = try self.user(request)
-            let q = request.uri.queryParameters
-            let since = try Self.int(q.get("since"), "since") ?? 0
-            let limit = try Self.int(q.get("limit"), "limit") ?? 500
-            return HTTPJSON.response(try await self.chats.sync(user, since: since, limit: Int(limit)))
+            let body = try await HTTPJSON.decode(SyncBody.self, from: request, limit: 8 << 20)
+            var cursors: [Int64: Int64] = [:]
+            for (k, v) in body.cursors ?? [:] {
+                guard let chat = Int64(k), let seq = Int64(v), seq >= 0 else {
+                    throw ChatError(.badRequest, "cursors maps chat ids to seqs, both decimal strings (got \"\(k.prefix(30))\": \"\(v.prefix(30))\")")
+                }
+                cursors[chat] = seq
+            }
+            return HTTPJSON.response(try await self.chats.sync(user, cursors: cursors, limit: body.limit ?? 500))
         }
         router.get("/api/presence") { request, _ in
             _ = try self.user(request)

@@ -112,9 +112,9 @@ extension ChatServer {
         }
         do {
             switch frame {
-            case .send(let chatId, let clientId, let text):
+            case .send(let chatId, let clientId, let text, let retry):
                 do {
-                    let ack = try await chats.send(userId, chatId: chatId, clientId: clientId, text: text)
+                    let ack = try await chats.send(userId, chatId: chatId, clientId: clientId, text: text, retry: retry)
                     outbox.push(EncodedEvent(.ack(ack)))
                 } catch let e as ChatError {
                     outbox.push(EncodedEvent(.error(e, ref: clientId)))
@@ -123,8 +123,8 @@ extension ChatServer {
                 try await chats.typing(userId, chatId: chatId)
             case .read(let chatId, let cursor):
                 try await chats.markRead(userId, chatId: chatId, cursor: cursor)
-            case .sync(let since, let limit):
-                outbox.push(EncodedEvent(.sync(try await chats.sync(userId, since: since, limit: min(limit ?? 500, 1000)))))
+            case .sync(let cursors, let limit):
+                outbox.push(EncodedEvent(.sync(try await chats.sync(userId, cursors: cursors, limit: min(max(limit ?? 500, 1), 1000)))))
             case .ping:
                 outbox.push(EncodedEvent(.pong))
             }

@@ -53,7 +53,8 @@ public final class ChatServer: Service, Sendable {
                                        clock: clock)
         self.chats = ChatService(store: store, delivery: delivery,
                                  limiter: RateLimiter(ratePerSecond: configuration.sendsPerSecond, burst: configuration.sendBurst, clock: clock),
-                                 clock: clock)
+                                 clock: clock, serverId: configuration.serverId, router: PeerRouting(directory: directory, peers: peers),
+                                 logger: logger)
         self.polls = PollSessions(hub: hub, clock: clock, idleMicros: configuration.pollIdleSeconds * 1_000_000)
     }
 

@@ -18,8 +18,11 @@ public struct ChatServerConfiguration: Sendable {
     /// Per-user send rate: refill per second and bucket size.
     public var sendsPerSecond: Double = 20
     public var sendBurst: Double = 50
-    /// Largest WebSocket message accepted (larger: close 1009).
-    public var maxFrameBytes = 512 * 1024
+    /// Largest WebSocket message accepted (larger: close 1009). A valid message is at most
+    /// 100,000 Unicode scalars; written as JSON with every scalar escaped as a surrogate pair
+    /// (`\ud83d\ude00`, 12 bytes) its frame is 1.2 MB plus the other fields, so 2 MiB takes every
+    /// valid message in any JSON encoding (docs/chat_protocol.md, "Limits").
+    public var maxFrameBytes = 2 << 20
     /// A WebSocket device whose unsent events exceed either bound is closed with 4008.
     /// Live WebSocket devices this server accepts before refusing with `server_full` (close
     /// 1013). Running out of descriptors takes the whole process down (the runtime and the ring
@@ -42,6 +45,9 @@ public struct ChatServerConfiguration: Sendable {
     /// Files served at `/` (the web client); default the bundled `Web/` directory.
     public var webDirectory: String?
     public var clock: any EngineClock = SystemClock()
+
+    /// Largest HTTP body of a send (`POST /api/chats/{id}/messages`): as `maxFrameBytes`.
+    public static let maxMessageBodyBytes = 2 << 20
 
     public init(serverId: String = "chat-" + String(UInt32.random(in: 0...UInt32.max), radix: 36), secret: [UInt8]) {
         self.serverId = serverId

@@ -1,69 +1,50 @@
 extension ChatService {
-    /// One chat's messages before a position, newest first: page backwards by passing the last
-    /// (oldest) message's ts and messageId as the next `before`/`beforeId`.
-    func history(_ userId: String, chatId: Int64, before: Int64?, beforeId: String?, limit: Int) async throws -> HistoryPage {
+    /// One chat's messages before a seq, newest first: page backwards by passing the oldest
+    /// message's seq as the next `before`.
+    func history(_ userId: String, chatId: Int64, before: Int64?, limit: Int) async throws -> HistoryPage {
         guard (1...limits.maxHistoryLimit).contains(limit) else {
             throw ChatError(.badRequest, "limit is 1 to \(limits.maxHistoryLimit)")
         }
         _ = try await requireMember(userId, of: chatId)
-        let rows = try await store.messages(chatId: chatId, before: before.map { ($0, beforeId) }, limit: limit + 1, newestFirst: true)
+        let rows = try await log.messages(chatId: chatId, before: before, limit: limit + 1)
         return HistoryPage(messages: Array(rows.prefix(limit)), more: rows.count > limit)
     }
 
-    /// Catch-up: every message with ts > `since` in every chat the user is in, oldest first, at
-    /// most about `limit` per page. Devices keep the returned cursor and ask again while `more`.
+    /// Catch-up: for every chat the user is in, the messages after the device's cursor for it
+    /// (0 — the whole history — for a chat missing from `cursors`), oldest first per chat, at most
+    /// `limit` in all. The answer's cursors say, per chat, up to which seq the device now holds
+    /// every message; `more` when some chat has more after its cursor.
     ///
-    /// One read per chat (limit + 1 rows each), merged. Only messages older than the first ts at
-    /// which some chat's read was cut off are returned, and a page never splits the messages of one
-    /// ts, so a cursor never skips a message. Chats the user has left are not included.
-    func sync(_ userId: String, since: Int64, limit: Int) async throws -> SyncPage {
+    /// Why a per-chat seq cursor cannot skip: each chat's owner writes batch k+1 only after batch
+    /// k is on a QUORUM, so below any seq a QUORUM read returns, every message is readable; the
+    /// read here returns a contiguous run after the cursor, and the cursor moves to its end.
+    func sync(_ userId: String, cursors: [Int64: Int64], limit: Int) async throws -> SyncPage {
         guard (1...limits.maxSyncLimit).contains(limit) else { throw ChatError(.badRequest, "limit is 1 to \(limits.maxSyncLimit)") }
-        let chats = try await store.userChats(userId)
-        var merged: [MessageRecord] = []
-        var cutoff: Int64? = nil
-        var truncated: [Int64] = []
+        let chats = Array(Set(try await store.userChats(userId).map(\.chatId))).sorted()
+        var rowsByChat: [Int64: [MessageRecord]] = [:]
         try await withThrowingTaskGroup(of: (Int64, [MessageRecord]).self) { group in
             var next = 0
             func add() {
                 guard next < chats.count else { return }
-                let chatId = chats[next].chatId
+                let chatId = chats[next]
                 next += 1
-                group.addTask {
-                    (chatId, try await self.store.messages(chatId: chatId, after: (since, nil), limit: limit + 1, newestFirst: false))
-                }
+                group.addTask { (chatId, try await self.log.messages(chatId: chatId, after: cursors[chatId] ?? 0, limit: limit + 1)) }
             }
             for _ in 0..<limits.listConcurrency * 2 { add() }
             for try await (chatId, rows) in group {
-                if rows.count > limit, let last = rows.last {
-                    cutoff = min(cutoff ?? .max, last.ts)
-                    truncated.append(chatId)
-                }
-                merged += rows
+                rowsByChat[chatId] = rows
                 add()
             }
         }
-        merged.sort { $0.precedes($1) }
-        var complete = merged
-        if let cutoff {
-            complete = merged.filter { $0.ts < cutoff }
-            if complete.isEmpty {
-                // Some chat holds more than `limit` messages of the single ts `cutoff` (servers
-                // stamping the same µs): read that ts whole in the cut-off chats, so the page
-                // ends on a complete ts and the cursor skips nothing.
-                var group = merged.filter { $0.ts == cutoff && !truncated.contains($0.chatId) }
-                for chatId in truncated {
-                    group += try await store.messages(chatId: chatId, after: (cutoff - 1, nil), before: (cutoff + 1, nil),
-                                                      limit: 100_000, newestFirst: false)
-                }
-                complete = group.sorted { $0.precedes($1) }
-            }
+        var page = SyncPage(messages: [], cursors: [:], more: false)
+        for chatId in chats {
+            let rows = rowsByChat[chatId] ?? []
+            let room = max(0, limit - page.messages.count)
+            let taken = rows.prefix(room)
+            page.messages += taken
+            page.cursors[chatId] = taken.last?.seq ?? cursors[chatId] ?? 0
+            if rows.count > taken.count { page.more = true }
         }
-        var page = Array(complete.prefix(limit))
-        if page.count < complete.count, let lastTs = page.last?.ts, complete[page.count].ts == lastTs {
-            let trimmed = page.filter { $0.ts < lastTs }
-            page = trimmed.isEmpty ? complete.filter { $0.ts <= lastTs } : trimmed
-        }
-        let more = cutoff != nil || page.count < merged.count
-        return SyncPage(messages: page, cursor: page.last?.ts ?? since, more: more)
+        return page
     }
 }

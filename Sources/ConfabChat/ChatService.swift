@@ -1,5 +1,6 @@
 import ConfabEngine
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 
 /// The chat logic: chats and membership, sends, history, catch-up, receipts, typing. Pure of
@@ -22,29 +23,28 @@ final class ChatService: Sendable {
     }
 
     let store: ChatStore
+    let log: ChatLog
     let delivery: any Delivery
     let limiter: RateLimiter
-    let typingLimiter: RateLimiter
-    let stamper: MessageStamper
+    let typingGate: TypingGate
+    /// The ordering point of the chats this server owns.
+    let sequencer: ChatSequencer
+    /// Sends into chats other servers own go there; nil: every chat is ordered here.
+    let router: (any ChatRouting)?
     let cache: MembersCache
     let clock: any EngineClock
     let limits: Limits
-    /// Sends under way on this server, by (chat, sender, clientId): a duplicate that arrives while
-    /// the first is still writing waits for the first's ack instead of racing it.
-    let inFlight = NIOLockedValueBox<[SendKey: Task<SendAck, any Error>]>([:])
 
-    struct SendKey: Hashable, Sendable {
-        var chatId: Int64
-        var sender: String
-        var clientId: String
-    }
-
-    init(store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any EngineClock, limits: Limits = Limits()) {
+    init(store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any EngineClock, limits: Limits = Limits(),
+         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat")) {
         self.store = store
+        self.log = ChatLog(store: store)
         self.delivery = delivery
         self.limiter = limiter
-        self.typingLimiter = RateLimiter(ratePerSecond: 2, burst: 5, clock: clock)
-        self.stamper = MessageStamper(clock: clock)
+        self.typingGate = TypingGate(clock: clock)
+        self.sequencer = ChatSequencer(serverId: serverId, store: store, delivery: delivery, stamper: MessageStamper(clock: clock),
+                                       logger: logger)
+        self.router = router
         self.cache = MembersCache(clock: clock)
         self.clock = clock
         self.limits = limits
@@ -210,7 +210,7 @@ final class ChatService: Sendable {
     /// One chat as `viewer` sees it: members, last message, unread count.
     func summary(of chat: ChatRecord, members: [MemberRecord], for viewer: String) async throws -> ChatSummary {
         let ids = members.map(\.userId).sorted()
-        async let last = store.messages(chatId: chat.chatId, limit: 1, newestFirst: true)
+        async let last = log.messages(chatId: chat.chatId, before: nil, limit: 1)
         async let unread = unreadState(chatId: chat.chatId, for: viewer)
         let (lastMessage, (count, cursor)) = try await (last.first, unread)
         return ChatSummary(chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: viewer, members: ids), members: ids,
@@ -220,8 +220,7 @@ final class ChatService: Sendable {
     /// The viewer's unread count (others' messages after their read cursor, up to the cap) and cursor.
     func unreadState(chatId: Int64, for viewer: String) async throws -> (Int, ReadCursor?) {
         let cursor = try await store.readCursor(chatId: chatId, userId: viewer)
-        let after = try await store.messages(chatId: chatId, after: cursor.map { ($0.ts, $0.messageId) }, limit: limits.unreadCap,
-                                             newestFirst: false)
+        let after = try await log.messages(chatId: chatId, after: cursor?.seq ?? 0, limit: limits.unreadCap)
         return (after.filter { $0.sender != viewer }.count, cursor)
     }
 

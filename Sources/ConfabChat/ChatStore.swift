@@ -133,71 +133,15 @@ struct ChatStore: Sendable {
         }
     }
 
-    // MARK: Messages
-
-    /// Writes a message to `confab.messages`. The cells' write time is the message's own ts, so
-    /// rewriting it (a retry) changes nothing.
-    func putMessage(_ m: MessageRecord) async throws {
-        var cells: [(UInt32, [UInt8])] = [(ChatTables.MessageColumn.sender, Array(m.sender.utf8)),
-                                           (ChatTables.MessageColumn.body, Array(m.text.utf8))]
-        if let c = m.clientId { cells.append((ChatTables.MessageColumn.clientId, Array(c.utf8))) }
-        try await write(row(RowWrite(table: ChatMessages.table, partitionKey: ChatTables.key(chat: m.chatId),
-                                     clustering: ChatMessages.clustering(timestamp: m.ts, messageId: m.messageId), cells: cells),
-                            writeTime: m.ts))
-    }
-
-    /// Messages of one chat strictly between `after` and `before` (each a (ts, messageId) position;
-    /// a nil messageId means "the whole ts"), newest first when `newestFirst`.
-    func messages(chatId: Int64, after: (Int64, String?)? = nil, before: (Int64, String?)? = nil, limit: Int,
-                  newestFirst: Bool) async throws -> [MessageRecord] {
-        func key(_ p: (Int64, String?)) -> ClusteringKey {
-            p.1.map { ClusteringKey([.int64(p.0), .bytes(Array($0.utf8))]) } ?? ClusteringKey([.int64(p.0)])
-        }
-        let query = SliceQuery(table: ChatMessages.table, partitionKey: ChatTables.key(chat: chatId),
-                               lower: after.map { ClusteringBound(key($0), inclusive: false) },
-                               upper: before.map { ClusteringBound(key($0), inclusive: false) },
-                               reversed: newestFirst, limit: limit)
-        return try await read(query).compactMap { r in
-            guard r.clustering.count == 2, case .int64(let ts) = r.clustering[0], let id = r.bytesComponent(1) else { return nil }
-            return MessageRecord(chatId: chatId, messageId: id, ts: ts, sender: r.string(ChatTables.MessageColumn.sender) ?? "",
-                                 text: r.string(ChatTables.MessageColumn.body) ?? "", clientId: r.string(ChatTables.MessageColumn.clientId))
-        }
-    }
-
-    // MARK: Idempotent sends
-
-    private func clientKey(sender: String, clientId: String) -> ClusteringKey {
-        ClusteringKey([.bytes(Array(sender.utf8)), .bytes(Array(clientId.utf8))])
-    }
-
-    /// The (ts, messageId) an earlier send with this client id got, if any.
-    func clientSend(chatId: Int64, sender: String, clientId: String) async throws -> (ts: Int64, messageId: String)? {
-        let rows = try await read(exactly(ChatTables.messageIds, ChatTables.key(chat: chatId), clientKey(sender: sender, clientId: clientId)))
-        guard let r = rows.first, let ts = r.int64(ChatTables.MessageIdColumn.ts), let id = r.string(ChatTables.MessageIdColumn.messageId)
-        else { return nil }
-        return (ts, id)
-    }
-
-    /// Records which message a client id became. Written with the inverted message time so the
-    /// first send of a client id wins if two servers race on the same retry.
-    func putClientSend(chatId: Int64, sender: String, clientId: String, ts: Int64, messageId: String) async throws {
-        try await write(row(RowWrite(table: ChatTables.messageIds, partitionKey: ChatTables.key(chat: chatId),
-                                     clustering: clientKey(sender: sender, clientId: clientId).bytes,
-                                     cells: [(ChatTables.MessageIdColumn.ts, .int64(ts)),
-                                             (ChatTables.MessageIdColumn.messageId, Array(messageId.utf8))]),
-                            writeTime: Int64.max / 2 - ts))
-    }
-
     // MARK: Read cursors
 
-    /// Moves a member's read cursor. The write time is the cursor's own ts, so the furthest cursor
+    /// Moves a member's read cursor. The write time is the cursor's own seq, so the furthest cursor
     /// wins on every replica whatever order the writes arrive in — a cursor never moves back.
     func putReadCursor(chatId: Int64, userId: String, cursor: ReadCursor) async throws {
         try await write(row(RowWrite(table: ChatTables.readCursors, partitionKey: ChatTables.key(chat: chatId),
                                      clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes,
-                                     cells: [(ChatTables.ReadCursorColumn.readTs, .int64(cursor.ts)),
-                                             (ChatTables.ReadCursorColumn.readMessageId, Array(cursor.messageId.utf8))]),
-                            writeTime: cursor.ts))
+                                     cells: [(ChatTables.ReadCursorColumn.readSeq, .int64(cursor.seq))]),
+                            writeTime: cursor.seq))
     }
 
     /// Every member's read cursor in a chat (one partition).
@@ -205,17 +149,15 @@ struct ChatStore: Sendable {
         let rows = try await read(SliceQuery(table: ChatTables.readCursors, partitionKey: ChatTables.key(chat: chatId), limit: 1000))
         var out: [String: ReadCursor] = [:]
         for r in rows {
-            if let user = r.bytesComponent(0), let ts = r.int64(ChatTables.ReadCursorColumn.readTs) {
-                out[user] = ReadCursor(ts: ts, messageId: r.string(ChatTables.ReadCursorColumn.readMessageId) ?? "")
-            }
+            if let user = r.bytesComponent(0), let seq = r.int64(ChatTables.ReadCursorColumn.readSeq) { out[user] = ReadCursor(seq: seq) }
         }
         return out
     }
 
     func readCursor(chatId: Int64, userId: String) async throws -> ReadCursor? {
         let rows = try await read(exactly(ChatTables.readCursors, ChatTables.key(chat: chatId), ClusteringKey([.bytes(Array(userId.utf8))])))
-        guard let r = rows.first, let ts = r.int64(ChatTables.ReadCursorColumn.readTs) else { return nil }
-        return ReadCursor(ts: ts, messageId: r.string(ChatTables.ReadCursorColumn.readMessageId) ?? "")
+        guard let r = rows.first, let seq = r.int64(ChatTables.ReadCursorColumn.readSeq) else { return nil }
+        return ReadCursor(seq: seq)
     }
 
     // MARK: Chat servers

@@ -16,6 +16,8 @@ enum ChatTables {
     static let messageIds: TableID = 6
     static let readCursors: TableID = 7
     static let servers: TableID = 8
+    /// Each chat's log (`ChatLog`): header, idempotency index and messages in one partition.
+    static let messages: TableID = 9
 
     enum UserColumn { static let passwordHash: UInt32 = 0; static let createdAt: UInt32 = 1 }
     enum UserChatColumn { static let kind: UInt32 = 0; static let title: UInt32 = 1; static let joinedAt: UInt32 = 2 }
@@ -24,15 +26,9 @@ enum ChatTables {
     }
     enum MemberColumn { static let role: UInt32 = 0; static let joinedAt: UInt32 = 1 }
     enum MessageIdColumn { static let ts: UInt32 = 0; static let messageId: UInt32 = 1 }
-    enum ReadCursorColumn { static let readTs: UInt32 = 0; static let readMessageId: UInt32 = 1 }
+    /// Column 2 (not 0, the old microsecond cursor of protocol 1) so an old row never reads as a seq.
+    enum ReadCursorColumn { static let readSeq: UInt32 = 2 }
     enum ServerColumn { static let address: UInt32 = 0 }
-    /// `confab.messages` columns: sender and body as `ChatMessages` writes them, plus the sender's
-    /// client id (so a device that lost an ack recognises its message in a sync).
-    enum MessageColumn {
-        static let sender = ChatMessages.senderColumn
-        static let body = ChatMessages.bodyColumn
-        static let clientId: UInt32 = 2
-    }
 
     /// The clustering key of the single row of a table without clustering columns.
     static let singleRow = ClusteringKey([.int64(0)]).bytes

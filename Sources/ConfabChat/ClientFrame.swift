@@ -2,10 +2,10 @@ import Foundation
 
 /// What a device sends over the WebSocket: one JSON object per text frame with a string `type`.
 enum ClientFrame: Sendable, Hashable {
-    case send(chatId: Int64, clientId: String, text: String)
+    case send(chatId: Int64, clientId: String, text: String, retry: Bool)
     case typing(chatId: Int64)
     case read(chatId: Int64, cursor: ReadCursor)
-    case sync(since: Int64, limit: Int?)
+    case sync(cursors: [Int64: Int64], limit: Int?)
     case ping
 
     /// Parses a frame; `bad_frame` for anything that is not a JSON object with the fields its type
@@ -27,18 +27,21 @@ enum ClientFrame: Sendable, Hashable {
                 return fail("send needs \"clientId\": 1 to 128 bytes chosen by the device, the same on retries")
             }
             guard let text = object["text"] as? String else { return fail("send needs \"text\" (a string)") }
-            return .success(.send(chatId: chatId, clientId: clientId, text: text))
+            guard let retry = (object["retry"] ?? false) as? Bool else { return fail("send's \"retry\" is true or false") }
+            return .success(.send(chatId: chatId, clientId: clientId, text: text, retry: retry))
         case "typing":
             guard let chatId = chatId(object["chatId"]) else { return fail("typing needs \"chatId\" (a decimal string)") }
             return .success(.typing(chatId: chatId))
         case "read":
-            guard let chatId = chatId(object["chatId"]), let ts = int64(object["ts"]), let messageId = object["messageId"] as? String else {
-                return fail("read needs \"chatId\", \"ts\" and \"messageId\" of the newest message read")
+            guard let chatId = chatId(object["chatId"]), let seq = Self.chatId(object["seq"]) else {
+                return fail("read needs \"chatId\" and \"seq\" (decimal strings) of the newest message read")
             }
-            return .success(.read(chatId: chatId, cursor: ReadCursor(ts: ts, messageId: messageId)))
+            return .success(.read(chatId: chatId, cursor: ReadCursor(seq: seq)))
         case "sync":
-            guard let since = int64(object["since"] ?? 0) else { return fail("sync needs \"since\" (µs, an integer)") }
-            return .success(.sync(since: since, limit: int64(object["limit"] ?? NSNull()).map { Int($0) }))
+            guard let cursors = Self.cursors(object["cursors"] ?? [String: Any]()) else {
+                return fail("sync needs \"cursors\": an object of chatId → seq (decimal strings)")
+            }
+            return .success(.sync(cursors: cursors, limit: int64(object["limit"] ?? NSNull()).map { Int($0) }))
         case "ping":
             return .success(.ping)
         default:
@@ -54,6 +57,17 @@ enum ClientFrame: Sendable, Hashable {
             self.error = error
             self.ref = ref
         }
+    }
+
+    /// A sync request's cursors: {"<chatId>": "<seq>"}; at most 100,000 chats.
+    static func cursors(_ value: Any) -> [Int64: Int64]? {
+        guard let object = value as? [String: Any], object.count <= 100_000 else { return nil }
+        var out: [Int64: Int64] = [:]
+        for (k, v) in object {
+            guard let chat = Int64(k), let seq = chatId(v), seq >= 0 else { return nil }
+            out[chat] = seq
+        }
+        return out
     }
 
     /// Chat ids are decimal strings; plain JSON integers are accepted too.

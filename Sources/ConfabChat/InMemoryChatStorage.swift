@@ -19,6 +19,7 @@ public final class InMemoryChatStorage: ChatStorage {
 
     private let state = NIOLockedValueBox<[Key: Partition]>([:])
     private let failing = NIOLockedValueBox<Bool>(false)
+    private let losingAnswers = NIOLockedValueBox<Int>(0)
     private let counters = NIOLockedValueBox<(writes: Int, reads: Int)>((0, 0))
     private let clock: any EngineClock
 
@@ -26,6 +27,9 @@ public final class InMemoryChatStorage: ChatStorage {
 
     /// While true, every request fails as if no replica answered (to test error paths).
     public func setFailing(_ value: Bool) { failing.withLockedValue { $0 = value } }
+
+    /// The next `writes` writes take effect but then fail, as a write whose answer was lost.
+    public func failAfterApplying(writes: Int) { losingAnswers.withLockedValue { $0 = writes } }
 
     /// Writes and reads served so far.
     public var requestCounts: (writes: Int, reads: Int) { counters.withLockedValue { $0 } }
@@ -43,6 +47,12 @@ public final class InMemoryChatStorage: ChatStorage {
             }
             partitions[key] = p
         }
+        let lose = losingAnswers.withLockedValue { n -> Bool in
+            guard n > 0 else { return false }
+            n -= 1
+            return true
+        }
+        if lose { throw WireError(.unavailable, "in-memory storage applied the write and was set to lose its answer") }
         return WriteAck(acknowledged: 1, required: 1)
     }
 

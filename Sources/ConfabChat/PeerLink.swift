@@ -21,6 +21,10 @@ final class PeerLink: Sendable {
     private let clock: any EngineClock
     private let logger: Logger
     private let connected = NIOLockedValueBox(false)
+    /// Users with a frame dropped since the last `resync` was queued for them.
+    private let dropped = NIOLockedValueBox<Set<String>>([])
+    /// Forwarded sends waiting for the peer's `result`, by request id.
+    private let pending = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<SendAck, any Error>])>((1, [:]))
 
     init(peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int, logger: Logger) {
         self.peerId = peerId
@@ -34,12 +38,64 @@ final class PeerLink: Sendable {
 
     var isConnected: Bool { connected.withLockedValue { $0 } }
 
+    /// Queues a frame. A frame the full queue drops is not forgotten: its users get a `resync`
+    /// event as soon as the queue has room (`flushDropped`), so their devices learn that they
+    /// missed something and catch up — a device never silently misses an event.
     func send(_ frame: PeerFrame) {
+        flushDropped()
         if queue.push(frame.encoded()) {
             ChatMetrics.shared.forwarded.increment()
         } else {
             ChatMetrics.shared.forwardDropped.increment()
+            dropped.withLockedValue { $0.formUnion(frame.users) }
         }
+    }
+
+    /// Queues one `resync` frame for the users whose frames were dropped, if there are any and
+    /// there is room (else they stay marked).
+    func flushDropped() {
+        let users = dropped.withLockedValue { d -> [String] in
+            defer { d = [] }
+            return d.sorted()
+        }
+        guard !users.isEmpty else { return }
+        let frame = PeerFrame(type: "resync", users: users, json: ServerEvent.resync.json())
+        if !queue.push(frame.encoded()) { dropped.withLockedValue { $0.formUnion(users) } }
+    }
+
+    /// Forwards a send to this peer (the chat's owner) and waits for its answer. Fails with
+    /// `storage_unavailable` when the queue is full, the link drops before the answer, or
+    /// `timeout` passes: whether the owner stored it is then unknown, and the device's retry
+    /// (with `retry: true`) finds out.
+    func request(_ send: PeerSend, timeout: Duration) async throws -> SendAck {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<SendAck, any Error>) in
+            let id = pending.withLockedValue { p -> UInt64 in
+                defer { p.next += 1 }
+                p.waiting[p.next] = c
+                return p.next
+            }
+            guard queue.push(send.encoded(id: id)) else {
+                finish(id, .failure(ChatError(.storageUnavailable, "the chat's server \(peerId) is not keeping up; retry (with retry: true)")))
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.finish(id, .failure(ChatError(.storageUnavailable, "the chat's server \(self.peerId) did not answer in time; retry (with retry: true)")))
+            }
+        }
+    }
+
+    private func finish(_ id: UInt64, _ r: Result<SendAck, any Error>) {
+        pending.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(with: r)
+    }
+
+    /// Fails every send waiting for an answer (the connection that carried them ended).
+    private func failPending() {
+        let all = pending.withLockedValue { p in
+            defer { p.waiting = [:] }
+            return Array(p.waiting.values)
+        }
+        for c in all { c.resume(throwing: ChatError(.storageUnavailable, "the link to chat server \(peerId) dropped; retry (with retry: true)")) }
     }
 
     /// Connects, writes, reconnects; returns when cancelled.
@@ -54,12 +110,19 @@ final class PeerLink: Sendable {
                     self.connected.withLockedValue { $0 = true }
                     reached.withLockedValue { $0 = true }
                     ChatMetrics.shared.peerConnects.increment()
-                    defer { self.connected.withLockedValue { $0 = false } }
+                    defer {
+                        self.connected.withLockedValue { $0 = false }
+                        self.failPending()
+                    }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         // Reading notices the peer going away (and answers its pings) while the
                         // writer waits on an empty queue.
                         group.addTask {
-                            for try await _ in inbound.messages(maxSize: 1 << 16) {}
+                            for try await message in inbound.messages(maxSize: 1 << 20) {
+                                if case .text(let text) = message, let (id, result) = PeerSend.parseResult(text) {
+                                    self.finish(id, result.mapError { $0 })
+                                }
+                            }
                         }
                         group.addTask {
                             while let text = await self.queue.next() {
@@ -87,5 +150,6 @@ final class PeerLink: Sendable {
             backoff = min(backoff * 2, .seconds(1))
         }
         queue.finish()
+        failPending()
     }
 }

@@ -51,6 +51,11 @@ final class PeerLinks: Sendable {
         ChatMetrics.shared.peerLinks.record(entries.withLockedValue { $0.links.count })
     }
 
+    /// Queues the pending `resync` frames of every link (see `PeerLink.flushDropped`).
+    func flushDropped() {
+        for entry in entries.withLockedValue({ Array($0.links.values) }) { entry.link.flushDropped() }
+    }
+
     /// Stops every link (shutdown); queued frames are dropped.
     func stop() {
         let all: [Entry] = entries.withLockedValue { e in

@@ -14,6 +14,8 @@ final class ServerDirectory: Sendable {
     let refreshInterval: Duration
     private let address = NIOLockedValueBox<String>("")
     private let ring = NIOLockedValueBox(HashRing(servers: [:]))
+    /// When this server's heartbeat last reached the ring.
+    private let lastBeat = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
     private let logger: Logger
 
     init(serverId: String, store: ChatStore, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
@@ -49,13 +51,31 @@ final class ServerDirectory: Sendable {
         }
     }
 
+    /// The server that orders `chatId`'s sends (docs/chat_ordering.md): the same hash ring as
+    /// users, keyed "#<chatId>" (user ids never start with "#").
+    func owner(ofChat chatId: Int64) -> (id: String, address: String) {
+        owner(of: "#\(chatId)")
+    }
+
     func heartbeat() async throws {
+        let started = ContinuousClock.now
         try await store.putServer(id: serverId, address: ownAddress, ttlSeconds: ttlSeconds)
+        lastBeat.withLockedValue { $0 = started }
+    }
+
+    /// Whether the others still count this server live: its row, written at the last successful
+    /// heartbeat, has not expired (with a second of margin for their clocks and refreshes). A
+    /// server whose heartbeats fail must not keep acting as the owner of users and chats the
+    /// others have already moved elsewhere.
+    var isLive: Bool {
+        guard let last = lastBeat.withLockedValue({ $0 }) else { return false }
+        return ContinuousClock.now - last < .seconds(Int64(ttlSeconds)) - .seconds(1)
     }
 
     func refresh() async throws {
         var live = try await store.servers()
-        live[serverId] = ownAddress
+        if isLive { live[serverId] = ownAddress } else { live[serverId] = nil }
+        if live.isEmpty { live[serverId] = ownAddress }
         ring.withLockedValue { r in if r.servers != live { r = HashRing(servers: live) } }
     }
 
@@ -72,7 +92,20 @@ final class ServerDirectory: Sendable {
                 nextBeat = now + heartbeatInterval
             }
             if now >= nextRefresh {
-                do { try await refresh() } catch { logger.debug("reading chat.servers failed", metadata: ["error": "\(error)"]) }
+                do {
+                    try await refresh()
+                } catch {
+                    logger.debug("reading chat.servers failed", metadata: ["error": "\(error)"])
+                    if !isLive {
+                        // Neither heartbeat nor refresh reaches the ring: keep only the others as
+                        // last known, so this server stops owning what they have moved away.
+                        ring.withLockedValue { r in
+                            var s = r.servers
+                            s[serverId] = nil
+                            if !s.isEmpty, s != r.servers { r = HashRing(servers: s) }
+                        }
+                    }
+                }
                 nextRefresh = now + refreshInterval
             }
             try? await Task.sleep(until: min(nextBeat, nextRefresh), clock: clock)

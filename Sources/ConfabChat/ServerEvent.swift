@@ -14,6 +14,9 @@ public enum ServerEvent: Sendable, Hashable {
     /// The user left or was removed from a chat.
     case chatRemoved(chatId: Int64)
     case sync(SyncPage)
+    /// Live events for this device may have been lost (a peer queue overflowed, a link broke,
+    /// routing changed): the device should `sync` with all its cursors.
+    case resync
     case pong
     /// `ref` is the clientId (or chatId) the error concerns, when there is one.
     case error(ChatError, ref: String?)
@@ -29,6 +32,7 @@ public enum ServerEvent: Sendable, Hashable {
         case .chat: return "chat"
         case .chatRemoved: return "chat_removed"
         case .sync: return "sync"
+        case .resync: return "resync"
         case .pong: return "pong"
         case .error: return "error"
         }
@@ -60,6 +64,7 @@ extension ServerEvent: Encodable {
             try c.encode(ack.clientId, forKey: Key("clientId"))
             try c.encode(String(ack.chatId), forKey: Key("chatId"))
             try c.encode(ack.messageId, forKey: Key("messageId"))
+            try c.encode(String(ack.seq), forKey: Key("seq"))
             try c.encode(ack.ts, forKey: Key("ts"))
             try c.encode(ack.duplicate, forKey: Key("duplicate"))
         case .message(let m):
@@ -70,8 +75,7 @@ extension ServerEvent: Encodable {
         case .read(let chatId, let userId, let cursor):
             try c.encode(String(chatId), forKey: Key("chatId"))
             try c.encode(userId, forKey: Key("userId"))
-            try c.encode(cursor.ts, forKey: Key("ts"))
-            try c.encode(cursor.messageId, forKey: Key("messageId"))
+            try c.encode(String(cursor.seq), forKey: Key("seq"))
         case .presence(let p):
             try c.encode(p.userId, forKey: Key("userId"))
             try c.encode(p.online, forKey: Key("online"))
@@ -82,9 +86,9 @@ extension ServerEvent: Encodable {
             try c.encode(String(chatId), forKey: Key("chatId"))
         case .sync(let page):
             try c.encode(page.messages, forKey: Key("messages"))
-            try c.encode(page.cursor, forKey: Key("cursor"))
+            try c.encode(Dictionary(uniqueKeysWithValues: page.cursors.map { (String($0.key), String($0.value)) }), forKey: Key("cursors"))
             try c.encode(page.more, forKey: Key("more"))
-        case .pong:
+        case .resync, .pong:
             break
         case .error(let error, let ref):
             try c.encode(error.code.name, forKey: Key("code"))

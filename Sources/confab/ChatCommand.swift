@@ -4,6 +4,6 @@ import ArgumentParser
 struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Run a chat server over a running ring (docs/chat_protocol.md).",
-        subcommands: [ChatServeCommand.self])
+        abstract: "Run a chat server over a running ring, or read a chat's messages (docs/chat_protocol.md).",
+        subcommands: [ChatServeCommand.self, ChatHistoryCommand.self])
 }

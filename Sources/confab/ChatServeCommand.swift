@@ -52,6 +52,17 @@ struct ChatServeCommand: ParsableCommand {
                                valueName: "n"))
     var maxConnections: Int?
 
+    @Option(name: .customLong("send-rate"), help: ArgumentHelp("Messages a second one user may send, refilled continuously (default 20).", valueName: "n"))
+    var sendRate: Double = 20
+
+    @Option(name: .customLong("send-burst"), help: ArgumentHelp("Messages one user may send at once before the rate applies (default 50).", valueName: "n"))
+    var sendBurst: Double = 50
+
+    @Option(name: .customLong("clock-offset-ms"),
+            help: ArgumentHelp("For tests: run this server's clock this many milliseconds ahead (negative: behind) of the system's.",
+                               valueName: "ms"))
+    var clockOffsetMs: Int64 = 0
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
@@ -62,6 +73,7 @@ struct ChatServeCommand: ParsableCommand {
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         guard (2...3600).contains(heartbeatTTL) else { throw ValidationError("--heartbeat-ttl must be 2...3600 seconds") }
         if let r = passwordRounds, r < 1000 { throw ValidationError("--password-rounds must be at least 1000") }
+        guard sendRate > 0, sendBurst >= 1 else { throw ValidationError("--send-rate must be positive and --send-burst at least 1") }
         _ = try addresses()
     }
 
@@ -109,6 +121,9 @@ struct ChatServeCommand: ParsableCommand {
         config.port = port
         if let passwordRounds { config.passwordRounds = passwordRounds }
         config.heartbeatTTLSeconds = heartbeatTTL
+        config.sendsPerSecond = sendRate
+        config.sendBurst = sendBurst
+        if clockOffsetMs != 0 { config.clock = OffsetClock(offsetMicros: clockOffsetMs * 1000) }
         config.heartbeatInterval = .milliseconds(Int64(heartbeatTTL) * 1000 / 3)
         config.serverRefreshInterval = min(.seconds(2), .milliseconds(Int64(heartbeatTTL) * 1000 / 4))
         var clientConfig = ConfabClient.Configuration(nodes: try addresses())

@@ -79,16 +79,35 @@ import Testing
         frames.compactMap { ($0["message"] as? [String: Any])?["messageId"] as? String }
     }
 
-    /// Sync pages from `since` until `more` is false: (message ids, final cursor).
-    func sync(_ socket: TestSocket, since: Int64) async throws -> ([String], Int64) {
-        var cursor = since, ids: [String] = []
+    /// Sync pages from `cursors` (chatId → seq) until `more` is false: (message ids, final cursors).
+    func sync(_ socket: TestSocket, cursors: [String: String]) async throws -> ([String], [String: String]) {
+        var cursors = cursors, ids: [String] = []
         while true {
-            try socket.send(["type": "sync", "since": cursor])
+            try socket.send(["type": "sync", "cursors": cursors])
             let page = try await socket.next("sync")
             ids += (page["messages"] as? [[String: Any]] ?? []).compactMap { $0["messageId"] as? String }
-            cursor = (page["cursor"] as? NSNumber)?.int64Value ?? Int64(page["cursor"] as? String ?? "") ?? cursor
-            if page["more"] as? Bool != true { return (ids, cursor) }
+            cursors = page["cursors"] as? [String: String] ?? cursors
+            if page["more"] as? Bool != true { return (ids, cursors) }
         }
+    }
+
+    /// A device's cursors from the messages it received live: per chat, the highest seq up to
+    /// which it holds an unbroken prev chain from `start` (what a client keeps, docs/chat_protocol.md).
+    static func cursors(_ frames: [[String: Any]], start: [String: String] = [:]) -> [String: String] {
+        var last = start.compactMapValues { Int64($0) }
+        let messages = frames.compactMap { $0["message"] as? [String: Any] }
+        var progressed = true
+        while progressed {
+            progressed = false
+            for m in messages {
+                guard let chat = m["chatId"] as? String, let seq = (m["seq"] as? String).flatMap({ Int64($0) }),
+                      let prev = (m["prev"] as? String).flatMap({ Int64($0) }), prev == last[chat] ?? 0, seq > (last[chat] ?? 0)
+                else { continue }
+                last[chat] = seq
+                progressed = true
+            }
+        }
+        return last.mapValues { String($0) }
     }
 
     @Test func directMessagesReachAUserOnTheOtherServerInRealTime() async throws {
@@ -177,16 +196,17 @@ import Testing
             }
 
             // An offline member (owned by mc2) misses messages sent on mc1, then catches up with sync
-            // from its cursor: the ts of the last message it had fully received.
+            // from its cursors: per chat, the seq up to which it had every message.
             let offline = homes["mc2"]![10], sender = homes["mc1"]![5]
-            let cursor = (sockets[offline]!.all("message").compactMap { (($0["message"] as? [String: Any])?["ts"] as? NSNumber)?.int64Value }).max()!
+            let cursor = Self.cursors(sockets[offline]!.all("message"))
+            #expect(cursor[chatId] != nil)
             await sockets[offline]!.close()
             var missed: [String] = []
             for i in 0..<5 {
                 missed.append(try await send(sockets[sender]!, chatId: chatId, clientId: "late-\(i)", text: "while you were away \(i)")["messageId"] as! String)
             }
             let back = try await cluster.connect(offline, token: tokens[offline]!)
-            let (caughtUp, _) = try await sync(back.socket, since: cursor)
+            let (caughtUp, _) = try await sync(back.socket, cursors: cursor)
             #expect(caughtUp == missed)
             await back.socket.close()
             for s in sockets.values { await s.close() }
@@ -202,7 +222,7 @@ import Testing
             let s = try await cluster.connect(survivor, token: tokens[survivor]!).socket
             let chat = try await create("/api/chats/direct", port: cluster.port("mc2"), token: tokens[survivor]!, body: ["with": victim])
             let chatId = try #require(chat["chatId"] as? String)
-            let (_, cursor) = try await sync(v1, since: 0)
+            let (_, cursor) = try await sync(v1, cursors: [:])
 
             // The victim's user sends through mc1 before it dies; the survivor sends throughout.
             var acked: [String] = []
@@ -235,7 +255,7 @@ import Testing
             }
             let v2 = try #require(moved, "the victim's user found no server within 20 s").socket
             let failover = ContinuousClock.now - killed
-            let (synced, _) = try await sync(v2, since: cursor)
+            let (synced, _) = try await sync(v2, cursors: Self.cursors(v1.all("message"), start: cursor))
             for i in 0..<5 { acked.append(try await send(v2, chatId: chatId, clientId: "v2-\(i)", text: "after \(i)")["messageId"] as! String) }
             acked += try await survivorSends.value
 

@@ -76,7 +76,7 @@ import Testing
         try bobPhone.send(["type": "typing", "chatId": groupId])
         let typing = try await aliceWS.next("typing")
         #expect(typing["userId"] as? String == "bob" && typing["chatId"] as? String == groupId)
-        try aliceWS.send(["type": "read", "chatId": directId, "ts": reply.json["ts"] as Any, "messageId": reply.json["messageId"] as Any])
+        try aliceWS.send(["type": "read", "chatId": directId, "seq": reply.json["seq"] as Any])
         let receipt = try await bobPhone.next("read")
         #expect(receipt["userId"] as? String == "alice")
 
@@ -92,11 +92,12 @@ import Testing
         let messages = try #require(page.json["messages"] as? [[String: Any]])
         #expect(messages.compactMap { $0["text"] as? String } == ["n4", "n3", "n2", "n1"] && page.json["more"] as? Bool == true)
         let oldest = messages.last!
-        let older = try await stack.http(.get, "/api/chats/\(groupId)/messages?limit=4&before=\(oldest["ts"]!)&beforeId=\(oldest["messageId"]!)", token: carol)
+        let older = try await stack.http(.get, "/api/chats/\(groupId)/messages?limit=4&before=\(oldest["seq"]!)", token: carol)
         #expect((older.json["messages"] as? [[String: Any]])?.compactMap { $0["text"] as? String } == ["n0", "hey all"])
-        let sync = try await stack.http(.get, "/api/sync?since=0", token: bob)
+        let sync = try await stack.http(.post, "/api/sync", token: bob, body: ["cursors": [String: String]()])
         #expect((sync.json["messages"] as? [[String: Any]])?.count == 8 && sync.json["more"] as? Bool == false)
-        try bobPhone.send(["type": "sync", "since": 0, "limit": 3])
+        #expect((sync.json["cursors"] as? [String: String])?.keys.sorted() == [groupId, directId].sorted())
+        try bobPhone.send(["type": "sync", "cursors": [String: String](), "limit": 3])
         let wsSync = try await bobPhone.next("sync")
         #expect((wsSync["messages"] as? [[String: Any]])?.count == 3 && wsSync["more"] as? Bool == true)
 
@@ -307,12 +308,12 @@ extension ChatServerIntegrationTests {
         try sender.send(["type": "send", "chatId": chatId, "clientId": "after", "text": "still flowing"])
         _ = try await sender.next("ack") { $0["clientId"] as? String == "after" }
         // Reconnected, the slow device catches up: every acknowledged message is there.
-        var since: Int64 = 0
+        var cursors: [String: String] = [:]
         var seen: Set<String> = []
         while true {
-            let page = try await stack.http(.get, "/api/sync?since=\(since)&limit=100", token: slow)
+            let page = try await stack.http(.post, "/api/sync", token: slow, body: ["cursors": cursors, "limit": 100])
             for m in page.json["messages"] as? [[String: Any]] ?? [] { if let id = m["clientId"] as? String { seen.insert(id) } }
-            since = (page.json["cursor"] as? NSNumber)?.int64Value ?? since
+            cursors = page.json["cursors"] as? [String: String] ?? cursors
             if page.json["more"] as? Bool != true { break }
         }
         #expect(seen.count == count + 1)

@@ -59,7 +59,7 @@ import Testing
         #expect(f.delivery.events(for: "mm2").contains(.chatRemoved(chatId: g.chatId)))
         // A removed member can no longer send or read.
         #expect(await chatErrorCode { try await f.chats.send("mm2", chatId: g.chatId, clientId: "c1", text: "hi") } == .notAMember)
-        #expect(await chatErrorCode { try await f.chats.history("mm2", chatId: g.chatId, before: nil, beforeId: nil, limit: 10) } == .notAMember)
+        #expect(await chatErrorCode { try await f.chats.history("mm2", chatId: g.chatId, before: nil, limit: 10) } == .notAMember)
         #expect(await chatErrorCode { try await f.chats.send("mm1", chatId: 12345, clientId: "c1", text: "hi") } == .unknownChat)
         // Direct chats have no membership changes.
         let d = try await f.chats.directChat("mm1", with: "mm2")
@@ -75,7 +75,7 @@ import Testing
         f.clock.advance(seconds: 5)
         let retry = try await f.chats.send("amy", chatId: chat.chatId, clientId: "phone-1", text: "hello")
         #expect(!first.duplicate && retry.duplicate)
-        #expect(first.messageId == retry.messageId && first.ts == retry.ts)
+        #expect(first.messageId == retry.messageId && first.seq == retry.seq && first.ts == retry.ts)
         // Concurrent duplicates coalesce too.
         async let c1 = f.chats.send("amy", chatId: chat.chatId, clientId: "phone-2", text: "again")
         async let c2 = f.chats.send("amy", chatId: chat.chatId, clientId: "phone-2", text: "again")
@@ -85,7 +85,7 @@ import Testing
         let other = try await f.chats.send("bob", chatId: chat.chatId, clientId: "phone-1", text: "hi amy")
         #expect(other.messageId != first.messageId && !other.duplicate)
 
-        let history = try await f.chats.history("bob", chatId: chat.chatId, before: nil, beforeId: nil, limit: 50)
+        let history = try await f.chats.history("bob", chatId: chat.chatId, before: nil, limit: 50)
         #expect(history.messages.map(\.text) == ["hi amy", "again", "hello"])
         #expect(history.messages.last?.clientId == "phone-1" && history.messages.last?.sender == "amy")
         #expect(f.delivery.messages(for: "bob").map(\.text) == ["hello", "again", "hi amy"])
@@ -100,13 +100,13 @@ import Testing
         let long = String(repeating: "é", count: 100_001)
         #expect(await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "x", text: long) } == .messageTooLong)
         #expect(f.storage.requestCounts.writes == writesBefore)
-        #expect(try await f.chats.history("tom", chatId: chat.chatId, before: nil, beforeId: nil, limit: 10).messages.isEmpty)
+        #expect(try await f.chats.history("tom", chatId: chat.chatId, before: nil, limit: 10).messages.isEmpty)
         #expect(f.delivery.messages(for: "uma").isEmpty)
         // The client id was not burnt: the same id with a valid text goes through.
         let exact = String(repeating: "é", count: 100_000)
         let ack = try await f.chats.send("tom", chatId: chat.chatId, clientId: "x", text: exact)
         #expect(!ack.duplicate)
-        let stored = try await f.chats.history("uma", chatId: chat.chatId, before: nil, beforeId: nil, limit: 10).messages
+        let stored = try await f.chats.history("uma", chatId: chat.chatId, before: nil, limit: 10).messages
         #expect(stored.map(\.text.unicodeScalars.count) == [100_000])
         #expect(await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "y", text: "   ") } == .badRequest)
     }
@@ -130,20 +130,20 @@ import Testing
         #expect(list[0].unread == 3 && list[0].lastMessage?.text == "mine")
         #expect(list[1].unread == 0 && list[1].lastMessage == nil)
 
-        try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(ts: acks[1].ts, messageId: acks[1].messageId))
+        try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(seq: acks[1].seq))
         #expect(try await f.chats.chat("ali", chatId: d1.chatId).unread == 1)
         // A cursor never moves back.
-        try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(ts: acks[0].ts, messageId: acks[0].messageId))
+        try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(seq: acks[0].seq))
         let summary = try await f.chats.chat("ali", chatId: d1.chatId)
-        #expect(summary.unread == 1 && summary.readCursor?.messageId == acks[1].messageId)
-        #expect(f.delivery.events(for: "bea").contains(.read(chatId: d1.chatId, userId: "ali", cursor: ReadCursor(ts: acks[1].ts, messageId: acks[1].messageId))))
+        #expect(summary.unread == 1 && summary.readCursor?.seq == acks[1].seq)
+        #expect(f.delivery.events(for: "bea").contains(.read(chatId: d1.chatId, userId: "ali", cursor: ReadCursor(seq: acks[1].seq))))
 
         f.clock.advance(micros: 10)
         _ = try await f.chats.send("cyd", chatId: d2.chatId, clientId: "c0", text: "news")
         list = try await f.chats.chats(for: "ali")
         #expect(list.map(\.chatId) == [d2.chatId, d1.chatId])
         #expect(list.map(\.unread) == [1, 1])
-        #expect(await chatErrorCode { try await f.chats.markRead("cyd", chatId: d1.chatId, cursor: ReadCursor(ts: acks[0].ts, messageId: "x")) } == .notAMember)
+        #expect(await chatErrorCode { try await f.chats.markRead("cyd", chatId: d1.chatId, cursor: ReadCursor(seq: acks[0].seq)) } == .notAMember)
     }
 
     @Test func unreadCountsStopAtTheCap() async throws {
@@ -164,13 +164,13 @@ import Testing
         var seen: [String] = []
         var before: MessageRecord? = nil
         while true {
-            let page = try await f.chats.history("hh2", chatId: d.chatId, before: before?.ts, beforeId: before?.messageId, limit: 10)
+            let page = try await f.chats.history("hh2", chatId: d.chatId, before: before?.seq, limit: 10)
             seen += page.messages.map(\.text)
             before = page.messages.last
             if !page.more { break }
         }
         #expect(seen == (0..<25).reversed().map { "m\($0)" })
-        #expect(await chatErrorCode { try await f.chats.history("hh2", chatId: d.chatId, before: nil, beforeId: nil, limit: 0) } == .badRequest)
+        #expect(await chatErrorCode { try await f.chats.history("hh2", chatId: d.chatId, before: nil, limit: 0) } == .badRequest)
     }
 
     @Test func sendsAreRateLimitedPerUserAndNothingIsStored() async throws {
@@ -181,10 +181,11 @@ import Testing
         #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no", text: "flood") } == .rateLimited)
         // Another user is not affected.
         _ = try await f.chats.send("slow", chatId: d.chatId, clientId: "s", text: "calm")
-        // A retry of an accepted send is not charged.
+        #expect(try await f.chats.history("slow", chatId: d.chatId, before: nil, limit: 50).messages.count == 4)
+        f.clock.advance(micros: 500_000)  // one token back: a retry is charged like any send, and stores nothing new
         #expect(try await f.chats.send("fast", chatId: d.chatId, clientId: "ok0", text: "m0").duplicate)
-        #expect(try await f.chats.history("slow", chatId: d.chatId, before: nil, beforeId: nil, limit: 50).messages.count == 4)
-        f.clock.advance(micros: 500_000)  // one token back
+        #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "later", text: "x") } == .rateLimited)
+        f.clock.advance(micros: 500_000)
         _ = try await f.chats.send("fast", chatId: d.chatId, clientId: "later", text: "after a pause")
         #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no2", text: "x") } == .rateLimited)
     }

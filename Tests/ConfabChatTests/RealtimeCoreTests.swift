@@ -66,21 +66,27 @@ import Testing
         #expect(code(#"{"type":"send","chatId":"1","text":"hi"}"#) == .badFrame)
         #expect(code(#"{"type":"send","chatId":"abc","clientId":"c","text":"hi"}"#) == .badFrame)
         #expect(ClientFrame.parse(#"{"type":"send","chatId":"42","clientId":"c1","text":"hi"}"#)
-            == .success(.send(chatId: 42, clientId: "c1", text: "hi")))
-        #expect(ClientFrame.parse(#"{"type":"read","chatId":42,"ts":1700000000000001,"messageId":"m"}"#)
-            == .success(.read(chatId: 42, cursor: ReadCursor(ts: 1_700_000_000_000_001, messageId: "m"))))
+            == .success(.send(chatId: 42, clientId: "c1", text: "hi", retry: false)))
+        #expect(ClientFrame.parse(#"{"type":"send","chatId":"42","clientId":"c1","text":"hi","retry":true}"#)
+            == .success(.send(chatId: 42, clientId: "c1", text: "hi", retry: true)))
+        #expect(ClientFrame.parse(#"{"type":"sync","cursors":{"42":"4294967297","7":0}}"#)
+            == .success(.sync(cursors: [42: 4_294_967_297, 7: 0], limit: nil)))
+        #expect(code(#"{"type":"sync","cursors":{"x":"1"}}"#) == .badFrame)
+        #expect(ClientFrame.parse(#"{"type":"read","chatId":42,"seq":"4294967297"}"#)
+            == .success(.read(chatId: 42, cursor: ReadCursor(seq: 4_294_967_297))))
         #expect(ClientFrame.parse(#"{"type":"ping"}"#) == .success(.ping))
         if case .failure(let e) = ClientFrame.parse(#"{"type":"send","chatId":"1","clientId":"mine"}"#) { #expect(e.ref == "mine") }
     }
 
     @Test func eventsEncodeChatIdsAsStrings() throws {
-        let m = MessageRecord(chatId: 9_007_199_254_740_993, messageId: "m", ts: 5, sender: "a", text: "<b>hi</b>", clientId: "c")
+        let m = MessageRecord(chatId: 9_007_199_254_740_993, seq: 9_007_199_254_740_995, prev: 4_294_967_297, messageId: "m", ts: 5, sender: "a", text: "<b>hi</b>", clientId: "c")
         let json = ServerEvent.message(m).json()
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         #expect(object["type"] as? String == "message")
         let message = try #require(object["message"] as? [String: Any])
         #expect(message["chatId"] as? String == "9007199254740993")
         #expect(message["text"] as? String == "<b>hi</b>")
+        #expect(message["seq"] as? String == "9007199254740995" && message["prev"] as? String == "4294967297")
         let back = try JSONDecoder().decode(MessageRecord.self, from: JSONSerialization.data(withJSONObject: message))
         #expect(back == m)
     }

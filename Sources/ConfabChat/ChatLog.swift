@@ -1,0 +1,175 @@
+import ConfabEngine
+import ConfabWire
+import Foundation
+
+/// Each chat's log in `chat.messages` (docs/chat_ordering.md): one partition per chat, clustered
+/// by one int64 `seq`. Three kinds of row share the partition so that a batch of sends — messages
+/// and the rows that make their client ids idempotent — is one mutation, applied atomically on
+/// every replica, one ring write:
+///
+///     seq == 0              the header: the newest epoch opened and the server that opened it
+///     seq <  0              idempotency index: (sender, clientId) → the seq it became
+///     seq >= 2^32           messages: seq = epoch * 2^32 + n, n = 1, 2, 3, …
+///
+/// Write timestamps are chosen so that conflicts resolve the same way on every replica whatever
+/// the servers' clocks say: the header is written at its epoch (a newer epoch always wins), a
+/// message and an index row at the message's seq (a later placement wins), and the tombstone that
+/// closes an epoch's unacknowledged tail at `Int64.max` (nothing written there later is live).
+struct ChatLog: Sendable {
+    let store: ChatStore
+
+    static let table = ChatTables.messages
+    static let epochShift: Int64 = 32
+    /// Epochs stay below 2^30 so that a seq stays below the closing tombstones' timestamp.
+    static let maxEpoch: Int64 = 1 << 30
+
+    enum Column {
+        static let sender: UInt32 = 0
+        static let body: UInt32 = 1
+        static let clientId: UInt32 = 2
+        static let ts: UInt32 = 3
+        static let messageId: UInt32 = 4
+        static let prev: UInt32 = 5
+        static let refSeq: UInt32 = 6
+        static let epoch: UInt32 = 7
+        static let owner: UInt32 = 8
+    }
+
+    struct Header: Sendable, Hashable {
+        var epoch: Int64
+        var owner: String
+    }
+
+    static func firstSeq(ofEpoch e: Int64) -> Int64 { e << epochShift + 1 }
+    static func epoch(of seq: Int64) -> Int64 { seq >> epochShift }
+
+    static func key(_ seq: Int64) -> [UInt8] { ClusteringKey([.int64(seq)]).bytes }
+
+    /// The index row's key for a (sender, clientId): Murmur3 of both with the top bit set, so it
+    /// is negative. Two pairs hashing alike (2^-63) would share a row; the row keeps the pair, and
+    /// a lookup that finds another pair treats it as absent.
+    static func indexSeq(sender: String, clientId: String) -> Int64 {
+        let bytes = Array(sender.utf8) + [0] + Array(clientId.utf8)
+        let (h, _) = bytes.withUnsafeBytes { Murmur3.hash128($0, seed: 0x5EC0) }
+        return Int64(bitPattern: h | (1 << 63))
+    }
+
+    /// The message id of (chat, sender, clientId): the same for every attempt of one send, so a
+    /// device recognises a retried message whichever server stored it.
+    static func messageId(chatId: Int64, sender: String, clientId: String) -> String {
+        let bytes = Array("\(chatId)\u{0}\(sender)\u{0}\(clientId)".utf8)
+        let (a, b) = bytes.withUnsafeBytes { Murmur3.hash128($0, seed: 0x3E55) }
+        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
+    }
+
+    private func partition(_ chatId: Int64) -> [UInt8] { ChatTables.key(chat: chatId) }
+
+    // MARK: Header
+
+    func header(chatId: Int64) async throws -> Header? {
+        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId), lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: true),
+                           upper: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: true), limit: 1)
+        guard let r = try await store.read(q).first, let e = r.int64(Column.epoch) else { return nil }
+        return Header(epoch: e, owner: r.string(Column.owner) ?? "")
+    }
+
+    func putHeader(chatId: Int64, _ h: Header) async throws {
+        let row = RowWrite(table: Self.table, partitionKey: partition(chatId), clustering: Self.key(0),
+                           cells: [(Column.epoch, .int64(h.epoch)), (Column.owner, Array(h.owner.utf8))])
+        try await store.write(row.mutation(writeTime: h.epoch, nowSeconds: store.clock.nowSeconds()))
+    }
+
+    // MARK: Messages
+
+    /// The newest message's seq (0 for a chat without messages).
+    func newestSeq(chatId: Int64) async throws -> Int64 {
+        try await messages(chatId: chatId, before: nil, limit: 16).first?.seq ?? 0
+    }
+
+    /// Messages with seq in (after, before), oldest first, at most `limit`.
+    func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int) async throws -> [MessageRecord] {
+        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId),
+                           lower: ClusteringBound(ClusteringKey([.int64(max(after, 0))]), inclusive: false),
+                           upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) }, limit: limit)
+        return try await store.read(q).compactMap { message(chatId: chatId, $0) }
+    }
+
+    /// Messages with seq < before (or the newest), newest first, at most `limit`.
+    func messages(chatId: Int64, before: Int64?, limit: Int) async throws -> [MessageRecord] {
+        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId),
+                           lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
+                           upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
+                           reversed: true, limit: limit)
+        return try await store.read(q).compactMap { message(chatId: chatId, $0) }
+    }
+
+    func message(chatId: Int64, seq: Int64) async throws -> MessageRecord? {
+        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId), lower: ClusteringBound(ClusteringKey([.int64(seq)]), inclusive: true),
+                           upper: ClusteringBound(ClusteringKey([.int64(seq)]), inclusive: true), limit: 1)
+        return try await store.read(q).first.flatMap { message(chatId: chatId, $0) }
+    }
+
+    private func message(chatId: Int64, _ r: LiveRow) -> MessageRecord? {
+        guard case .int64(let seq)? = r.clustering.first, seq > 0, let sender = r.string(Column.sender) else { return nil }
+        return MessageRecord(chatId: chatId, seq: seq, prev: r.int64(Column.prev) ?? 0, messageId: r.string(Column.messageId) ?? "",
+                             ts: r.int64(Column.ts) ?? 0, sender: sender, text: r.string(Column.body) ?? "",
+                             clientId: r.string(Column.clientId))
+    }
+
+    // MARK: Idempotency index
+
+    /// The seq a (sender, clientId) was placed at, if an index row says so.
+    func indexedSeq(chatId: Int64, sender: String, clientId: String) async throws -> Int64? {
+        let k = Self.indexSeq(sender: sender, clientId: clientId)
+        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId), lower: ClusteringBound(ClusteringKey([.int64(k)]), inclusive: true),
+                           upper: ClusteringBound(ClusteringKey([.int64(k)]), inclusive: true), limit: 1)
+        guard let r = try await store.read(q).first, r.string(Column.sender) == sender, r.string(Column.clientId) == clientId
+        else { return nil }
+        return r.int64(Column.refSeq)
+    }
+
+    // MARK: Batches
+
+    /// Tombstones every seq in (above, below): the unacknowledged tail of earlier epochs, when a
+    /// new epoch opens. Written at `Int64.max`, so a late write there is never live.
+    func close(chatId: Int64, above: Int64, below: Int64) async throws {
+        guard above + 1 < below else { return }
+        try await store.write(Self.batch(chatId: chatId, messages: [], closing: (above + 1)...(below - 1), nowSeconds: store.clock.nowSeconds()))
+    }
+
+    /// One batch of new messages as a single mutation: each message's row and its index row, plus
+    /// (when `closing` is set) a tombstone over that range of seqs.
+    static func batch(chatId: Int64, messages: [MessageRecord], closing: ClosedRange<Int64>?, nowSeconds: Int64) -> Mutation {
+        var rows: [Mutation.Row] = []
+        for m in messages {
+            var cells: [(UInt32, [UInt8])] = [(Column.sender, Array(m.sender.utf8)), (Column.body, Array(m.text.utf8)),
+                                               (Column.ts, .int64(m.ts)), (Column.messageId, Array(m.messageId.utf8)),
+                                               (Column.prev, .int64(m.prev))]
+            if let c = m.clientId { cells.append((Column.clientId, Array(c.utf8))) }
+            rows.append(contentsOf: RowWrite(table: table, partitionKey: ChatTables.key(chat: chatId), clustering: key(m.seq), cells: cells)
+                .mutation(writeTime: m.seq, nowSeconds: nowSeconds).rows)
+            if let c = m.clientId {
+                let index = RowWrite(table: table, partitionKey: ChatTables.key(chat: chatId),
+                                     clustering: key(indexSeq(sender: m.sender, clientId: c)),
+                                     cells: [(Column.sender, Array(m.sender.utf8)), (Column.clientId, Array(c.utf8)),
+                                             (Column.refSeq, .int64(m.seq))])
+                rows.append(contentsOf: index.mutation(writeTime: m.seq, nowSeconds: nowSeconds).rows)
+            }
+        }
+        rows.sort { compareBytes($0.clustering, $1.clustering) < 0 }
+        var header = PartitionHeader()
+        if let closing {
+            header.rangeTombstones = [RangeTombstone(start: key(closing.lowerBound), end: key(closing.upperBound + 1),
+                                                     deletion: DeletionTime(timestamp: .max, localDeletionTime: nowSeconds))]
+        }
+        return Mutation(table: table, partitionKey: ChatTables.key(chat: chatId), header: header, rows: rows)
+    }
+
+    func write(_ mutation: Mutation) async throws {
+        try await store.write(mutation)
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}

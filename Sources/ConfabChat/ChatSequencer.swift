@@ -1,0 +1,335 @@
+import ConfabEngine
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// The ordering point of the chats this server owns (docs/chat_ordering.md): every send into a
+/// chat passes through here, on the chat's owner server, and gets the chat's next `seq`.
+///
+/// Per chat, sends queue while one batch is written; the next batch takes everything queued, so
+/// a busy chat costs one ring write per batch, not per send. A batch is acknowledged only after
+///
+/// 1. its mutation (messages + idempotency rows, atomic per replica) is on a QUORUM, and
+/// 2. a QUORUM read of the chat's header still names this server's epoch — if another server has
+///    opened a newer epoch since (an ownership change), nothing of the batch is acknowledged: its
+///    messages are either seen by the new owner's opening read (and kept) or lie in the tail the
+///    new owner tombstones, and the devices retry with `retry: true`.
+///
+/// Guarantee: one batch in flight per chat, and batch k+1 is written only after batch k is on a
+/// QUORUM, so every seq below a readable one is readable — a per-chat cursor never skips. Acks,
+/// and live `message` events (queued with `Delivery` in seq order), follow the fence read.
+final class ChatSequencer: Sendable {
+    struct Send: Sendable, Hashable {
+        var sender: String
+        var clientId: String
+        var text: String
+        /// The device sent this clientId before without getting an ack: look it up in the ring.
+        var retry: Bool
+    }
+
+    private struct Key: Hashable, Sendable {
+        var sender: String
+        var clientId: String
+    }
+
+    private struct Pending: Sendable {
+        var send: Send
+        var waiters: [CheckedContinuation<SendAck, any Error>]
+    }
+
+    /// What this server knows of a chat it has opened: its epoch, where the log ends, and the
+    /// tombstone still to be written with the first batch of the epoch.
+    private struct Open: Sendable {
+        var epoch: Int64
+        var last: Int64
+        var next: Int64
+        /// The newest messages the opening read saw (to recognise their clientIds without a read).
+        var tail: [MessageRecord] = []
+    }
+
+    private struct Recent: Sendable {
+        var ack: SendAck
+        /// Of the text (the text itself may be 100,000 characters): a resend with other text is
+        /// refused at once.
+        var textHash: Int
+    }
+
+    private struct Lane: Sendable {
+        var open: Open?
+        var queue: [Key: Pending] = [:]
+        var order: [Key] = []
+        var flying: [Key: Pending] = [:]
+        var running = false
+        var recent: [Key: Recent] = [:]
+        var recentOrder: [Key] = []
+    }
+
+    let serverId: String
+    let log: ChatLog
+    let store: ChatStore
+    let delivery: any Delivery
+    let stamper: MessageStamper
+    let logger: Logger
+    let maxBatch: Int
+    let recentPerChat: Int
+    private let lanes = NIOLockedValueBox<[Int64: Lane]>([:])
+
+    init(serverId: String, store: ChatStore, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
+         maxBatch: Int = 256, recentPerChat: Int = 1024) {
+        self.serverId = serverId
+        self.store = store
+        self.log = ChatLog(store: store)
+        self.delivery = delivery
+        self.stamper = stamper
+        self.logger = logger
+        self.maxBatch = maxBatch
+        self.recentPerChat = recentPerChat
+    }
+
+    /// Places one send in the chat's log (or finds the earlier attempt of its clientId) and
+    /// returns the ack once it is durable and fenced; the message event is queued for every
+    /// member's devices first.
+    func append(chatId: Int64, _ send: Send) async throws -> SendAck {
+        let key = Key(sender: send.sender, clientId: send.clientId)
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<SendAck, any Error>) in
+            enum Outcome { case done(Result<SendAck, any Error>), queued(startPump: Bool) }
+            let outcome: Outcome = lanes.withLockedValue { lanes in
+                var lane = lanes[chatId] ?? Lane()
+                defer { lanes[chatId] = lane }
+                // A retry goes through a batch: the stored message is read back and delivered again.
+                if let r = lane.recent[key], !send.retry {
+                    guard r.textHash == send.text.hashValue else { return .done(.failure(Self.reused(send))) }
+                    var ack = r.ack
+                    ack.duplicate = true
+                    return .done(.success(ack))
+                }
+                if var p = lane.flying[key] ?? lane.queue[key] {
+                    guard p.send.text == send.text else { return .done(.failure(Self.reused(send))) }
+                    p.waiters.append(c)
+                    if lane.flying[key] != nil { lane.flying[key] = p } else { lane.queue[key] = p }
+                    return .queued(startPump: false)
+                }
+                lane.queue[key] = Pending(send: send, waiters: [c])
+                lane.order.append(key)
+                if lane.running { return .queued(startPump: false) }
+                lane.running = true
+                return .queued(startPump: true)
+            }
+            switch outcome {
+            case .done(let r): c.resume(with: r)
+            case .queued(let start): if start { Task { await self.pump(chatId: chatId) } }
+            }
+        }
+    }
+
+    static func reused(_ send: Send) -> ChatError {
+        ChatError(.clientIdReused, """
+            clientId "\(send.clientId.prefix(40))" already belongs to another message with different text; \
+            nothing was stored. Use a new clientId for each message (the same one only to retry that message).
+            """)
+    }
+
+    private static func remember(_ lane: inout Lane, _ k: Key, _ r: Recent, limit: Int) {
+        if lane.recent[k] == nil { lane.recentOrder.append(k) }
+        lane.recent[k] = r
+        if lane.recentOrder.count > limit { lane.recent[lane.recentOrder.removeFirst()] = nil }
+    }
+
+    /// Remembers the clientIds of messages already in the log (seen when opening the chat).
+    private func remember(chatId: Int64, _ messages: [MessageRecord]) {
+        lanes.withLockedValue { lanes in
+            guard var lane = lanes[chatId] else { return }
+            for m in messages.reversed() {
+                guard let c = m.clientId else { continue }
+                let ack = SendAck(chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: c, duplicate: false)
+                Self.remember(&lane, Key(sender: m.sender, clientId: c), Recent(ack: ack, textHash: m.text.hashValue), limit: recentPerChat)
+            }
+            lanes[chatId] = lane
+        }
+    }
+
+    /// Forgets what this server knows of a chat (another server owns it now).
+    func close(chatId: Int64) {
+        lanes.withLockedValue { $0[chatId]?.open = nil }
+    }
+
+    private func pump(chatId: Int64) async {
+        while true {
+            let batch: [Key: Pending]? = lanes.withLockedValue { lanes in
+                guard var lane = lanes[chatId] else { return nil }
+                defer { lanes[chatId] = lane }
+                guard !lane.order.isEmpty else {
+                    lane.running = false
+                    return nil
+                }
+                let take = lane.order.prefix(maxBatch)
+                lane.order.removeFirst(take.count)
+                var out: [Key: Pending] = [:]
+                for k in take {
+                    if let p = lane.queue.removeValue(forKey: k) {
+                        out[k] = p
+                        lane.flying[k] = p
+                    }
+                }
+                return out
+            }
+            guard let batch else { return }
+            let order = batch.keys.sorted { ($0.sender, $0.clientId) < ($1.sender, $1.clientId) }
+            let results = await process(chatId: chatId, keys: order, batch: batch)
+            let waiters: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = lanes.withLockedValue { lanes in
+                var out: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = []
+                guard var lane = lanes[chatId] else { return out }
+                defer { lanes[chatId] = lane }
+                for k in order {
+                    guard let p = lane.flying.removeValue(forKey: k), let r = results[k] else { continue }
+                    if case .success(let ack) = r { Self.remember(&lane, k, Recent(ack: ack, textHash: p.send.text.hashValue), limit: recentPerChat) }
+                    for (i, w) in p.waiters.enumerated() {
+                        if i > 0, case .success(var ack) = r {
+                            ack.duplicate = true
+                            out.append((w, .success(ack)))
+                        } else {
+                            out.append((w, r))
+                        }
+                    }
+                }
+                return out
+            }
+            for (w, r) in waiters { w.resume(with: r) }
+        }
+    }
+
+    /// Writes one batch: opens the chat if needed, checks membership, resolves retries, places the
+    /// new messages, writes them, fences, delivers. Returns a result per key.
+    private func process(chatId: Int64, keys: [Key], batch: [Key: Pending]) async -> [Key: Result<SendAck, any Error>] {
+        var results: [Key: Result<SendAck, any Error>] = [:]
+        func failAll(_ e: any Error) -> [Key: Result<SendAck, any Error>] {
+            Dictionary(uniqueKeysWithValues: keys.map { ($0, .failure(e)) })
+        }
+        do {
+            let members = try await store.members(chatId)
+            let memberIds = Set(members.map(\.userId))
+            var candidates: [Key] = []
+            for k in keys {
+                if memberIds.contains(k.sender) { candidates.append(k); continue }
+                if members.isEmpty, try await store.chat(chatId) == nil {
+                    results[k] = .failure(ChatError(.unknownChat, "no chat \(chatId)"))
+                } else {
+                    results[k] = .failure(ChatError(.notAMember, "you are not a member of chat \(chatId)"))
+                }
+            }
+            // Open the chat first if this server has not: the opening fences the previous owner and
+            // settles the log's end, so the lookups below see everything acknowledged before.
+            var open: Open
+            var justOpened = false
+            if let o = lanes.withLockedValue({ $0[chatId]?.open }) {
+                open = o
+            } else {
+                open = try await self.open(chatId: chatId)
+                justOpened = true
+                remember(chatId: chatId, open.tail)
+                open.tail = []
+                let opened = open
+                lanes.withLockedValue { $0[chatId]?.open = opened }
+            }
+            // Retries — and, right after an ownership change, every send — may have been placed
+            // already (by this server before a restart, or by the previous owner).
+            // A clientId this server placed recently (or saw when opening) is known by its seq;
+            // the others are looked up in the ring's index. Either way the stored message is read
+            // back: a duplicate is delivered again as stored (its own prev).
+            let known = lanes.withLockedValue { lanes in candidates.compactMap { k in lanes[chatId]?.recent[k].map { (k, $0.ack.seq) } } }
+            let knownSeqs = Dictionary(uniqueKeysWithValues: known)
+            var earlier: [Key: MessageRecord] = [:]
+            try await withThrowingTaskGroup(of: (Key, MessageRecord?).self) { group in
+                for k in candidates where knownSeqs[k] != nil || batch[k]!.send.retry || justOpened {
+                    group.addTask {
+                        let seq: Int64?
+                        if let s = knownSeqs[k] { seq = s } else { seq = try await self.log.indexedSeq(chatId: chatId, sender: k.sender, clientId: k.clientId) }
+                        guard let seq else { return (k, nil) }
+                        return (k, try await self.log.message(chatId: chatId, seq: seq))
+                    }
+                }
+                for try await (k, m) in group { if let m { earlier[k] = m } }
+            }
+            var fresh: [Key] = []
+            var redeliver: [MessageRecord] = []
+            for k in candidates {
+                if let m = earlier[k] {
+                    if m.text != batch[k]!.send.text {
+                        results[k] = .failure(Self.reused(batch[k]!.send))
+                    } else {
+                        results[k] = .success(SendAck(chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
+                                                      duplicate: true))
+                        redeliver.append(m)
+                    }
+                } else {
+                    fresh.append(k)
+                }
+            }
+            var placed: [MessageRecord] = []
+            if !fresh.isEmpty {
+                for k in fresh {
+                    let s = batch[k]!.send
+                    placed.append(MessageRecord(chatId: chatId, seq: open.next, prev: open.last,
+                                                messageId: ChatLog.messageId(chatId: chatId, sender: s.sender, clientId: s.clientId),
+                                                ts: stamper.next(), sender: s.sender, text: s.text, clientId: s.clientId))
+                    open.last = open.next
+                    open.next += 1
+                }
+                let mutation = ChatLog.batch(chatId: chatId, messages: placed, closing: nil, nowSeconds: store.clock.nowSeconds())
+                do {
+                    try await log.write(mutation)
+                    let header = try await log.header(chatId: chatId)
+                    guard header == ChatLog.Header(epoch: open.epoch, owner: serverId) else {
+                        logger.info("chat moved to another server's epoch; this server stops ordering it", metadata: [
+                            "chat": "\(chatId)", "epoch": "\(open.epoch)", "header": "\(String(describing: header))",
+                        ])
+                        throw ChatError(.storageUnavailable, "the chat's ordering moved to another chat server while sending; retry (with retry: true)")
+                    }
+                } catch {
+                    close(chatId: chatId)
+                    throw error
+                }
+                let final = open
+                lanes.withLockedValue { lanes in
+                    if lanes[chatId]?.open?.epoch == final.epoch || lanes[chatId]?.open == nil { lanes[chatId]?.open = final }
+                }
+                for (k, m) in zip(fresh, placed) {
+                    results[k] = .success(SendAck(chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
+                                                  duplicate: false))
+                }
+            }
+            for m in (placed + redeliver).sorted(by: { $0.seq < $1.seq }) {
+                await delivery.deliver(.message(m), to: memberIds, excludingDevice: nil)
+            }
+            return results
+        } catch let e as ChatError {
+            return results.merging(failAll(e)) { old, _ in old }
+        } catch {
+            return results.merging(failAll(ChatError(.storageUnavailable, "the ring did not acknowledge the send (\(error)); retry"))) { old, _ in old }
+        }
+    }
+
+    /// Opens a new epoch of the chat on this server (docs/chat_ordering.md, "Failover"):
+    ///
+    /// 1. the header names the new epoch: from now on no earlier owner acknowledges anything
+    ///    (its fence read after each batch would see this header);
+    /// 2. a QUORUM read of the log's end: it sees every message an earlier owner acknowledged;
+    /// 3. a tombstone over every seq above that end and below the new epoch: whatever an earlier
+    ///    owner was still writing there, never acknowledged, is never served.
+    ///
+    /// Only then does this server look up, place or acknowledge anything in the chat.
+    private func open(chatId: Int64) async throws -> Open {
+        let previous = try await log.header(chatId: chatId)?.epoch ?? 0
+        let epoch = previous + 1 + Int64.random(in: 0..<65_536)
+        guard epoch < ChatLog.maxEpoch else {
+            throw ChatError(.internalError, "chat \(chatId) has used up its epochs (2^30); it cannot change owner again")
+        }
+        try await log.putHeader(chatId: chatId, ChatLog.Header(epoch: epoch, owner: serverId))
+        let tail = try await log.messages(chatId: chatId, before: nil, limit: 256)
+        let end = tail.first?.seq ?? 0
+        let first = ChatLog.firstSeq(ofEpoch: epoch)
+        try await log.close(chatId: chatId, above: end, below: first)
+        logger.debug("opened chat epoch", metadata: ["chat": "\(chatId)", "epoch": "\(epoch)", "end": "\(end)"])
+        return Open(epoch: epoch, last: end, next: first, tail: tail)
+    }
+}

@@ -1,0 +1,9 @@
+import ConfabEngine
+
+/// The system clock shifted by a fixed offset: lets a test run chat servers whose clocks disagree
+/// (`confab chat serve --clock-offset-ms`), which must change nothing about message order.
+public struct OffsetClock: EngineClock {
+    public let offsetMicros: Int64
+    public init(offsetMicros: Int64) { self.offsetMicros = offsetMicros }
+    public func nowMicros() -> Int64 { SystemClock().nowMicros() + offsetMicros }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// A send forwarded from the sender's home server to the chat's owner server over `/internal/ws`,
+/// and the owner's answer on the same connection (docs/chat_protocol.md, "/internal/ws"):
+///
+///     send <request id>\n{"chatId","sender","clientId","text","retry"}
+///     result <request id>\n{"ack":{…}} | {"error":{"code","message"}}
+struct PeerSend: Sendable, Hashable {
+    var chatId: Int64
+    var send: ChatSequencer.Send
+
+    private struct Body: Codable {
+        var chatId: String; var sender: String; var clientId: String; var text: String; var retry: Bool
+    }
+
+    private struct AckBody: Codable {
+        var chatId: String; var messageId: String; var seq: String; var ts: Int64; var clientId: String; var duplicate: Bool
+    }
+
+    private struct ErrorBody: Codable { var code: String; var message: String }
+    private struct Result: Codable { var ack: AckBody?; var error: ErrorBody? }
+
+    func encoded(id: UInt64) -> String {
+        let body = Body(chatId: String(chatId), sender: send.sender, clientId: send.clientId, text: send.text, retry: send.retry)
+        return "send \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
+    }
+
+    /// (request id, send) when `text` is a `send` frame.
+    static func parse(_ text: String) -> (UInt64, PeerSend)? {
+        guard text.hasPrefix("send "), let nl = text.firstIndex(of: "\n"), let id = UInt64(text[text.index(text.startIndex, offsetBy: 5)..<nl]),
+              let body = try? JSONDecoder().decode(Body.self, from: Data(text[text.index(after: nl)...].utf8)),
+              let chatId = Int64(body.chatId)
+        else { return nil }
+        return (id, PeerSend(chatId: chatId, send: .init(sender: body.sender, clientId: body.clientId, text: body.text, retry: body.retry)))
+    }
+
+    static func result(id: UInt64, _ r: Swift.Result<SendAck, ChatError>) -> String {
+        let body: Result
+        switch r {
+        case .success(let a):
+            body = Result(ack: AckBody(chatId: String(a.chatId), messageId: a.messageId, seq: String(a.seq), ts: a.ts, clientId: a.clientId,
+                                       duplicate: a.duplicate), error: nil)
+        case .failure(let e):
+            body = Result(ack: nil, error: ErrorBody(code: e.code.name, message: e.message))
+        }
+        return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
+    }
+
+    /// (request id, outcome) when `text` is a `result` frame.
+    static func parseResult(_ text: String) -> (UInt64, Swift.Result<SendAck, ChatError>)? {
+        guard text.hasPrefix("result "), let nl = text.firstIndex(of: "\n"),
+              let id = UInt64(text[text.index(text.startIndex, offsetBy: 7)..<nl]),
+              let body = try? JSONDecoder().decode(Result.self, from: Data(text[text.index(after: nl)...].utf8))
+        else { return nil }
+        if let a = body.ack, let chatId = Int64(a.chatId), let seq = Int64(a.seq) {
+            return (id, .success(SendAck(chatId: chatId, messageId: a.messageId, seq: seq, ts: a.ts, clientId: a.clientId, duplicate: a.duplicate)))
+        }
+        let e = body.error ?? ErrorBody(code: "internal", message: "the owner server answered nothing")
+        return (id, .failure(ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message)))
+    }
+}
+
+/// Sends go to the chat's owner server: this one (nil: the local sequencer places it) or another,
+/// over the peer link, waiting for its answer. An owner that does not answer within `timeout`, or
+/// whose link drops, gives `storage_unavailable`: the device retries (with `retry: true`) and
+/// nothing is stored twice.
+struct PeerRouting: ChatRouting {
+    let directory: ServerDirectory
+    let peers: PeerLinks
+    var timeout: Duration = .seconds(10)
+
+    func forward(chatId: Int64, _ send: ChatSequencer.Send) async throws -> SendAck? {
+        let owner = directory.owner(ofChat: chatId)
+        guard owner.id != directory.serverId else { return nil }
+        guard let link = peers.link(to: owner.id, address: owner.address) else {
+            throw ChatError(.storageUnavailable, "this chat server is shutting down; retry on another")
+        }
+        return try await link.request(PeerSend(chatId: chatId, send: send), timeout: timeout)
+    }
+}
