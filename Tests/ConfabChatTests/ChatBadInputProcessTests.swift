@@ -8,7 +8,9 @@ import Testing
 /// acknowledged before is still there afterwards.
 @Suite(.serialized) struct ChatBadInputProcessTests {
     @Test func badInputGetsAClearAnswerAndLosesNothing() async throws {
-        let cluster = try await ChatClusterProcesses.start(servers: ["bad1"])
+        // A budget of 10 sends, refilled at 1 a second: the flood below outruns it however fast or
+        // slow the machine is (it needs over 190 s to get through 200 sends otherwise).
+        let cluster = try await ChatClusterProcesses.start(servers: ["bad1"], serverArguments: ["--send-rate", "1", "--send-burst", "10"])
         do {
             try await run(cluster)
         } catch {
@@ -38,6 +40,20 @@ import Testing
         try ws.send(["type": "send", "chatId": chatId, "clientId": "before-1", "text": "acknowledged before the abuse"])
         let retry = try await ws.next("ack") { $0["duplicate"] as? Bool == true }
         #expect(retry["messageId"] as? String == ack["messageId"] as? String)
+        // The same client id with other text: refused, the stored message untouched.
+        try ws.send(["type": "send", "chatId": chatId, "clientId": "before-1", "text": "a silent rewrite"])
+        let reused = try await ws.next("error")
+        #expect(reused["code"] as? String == "client_id_reused" && reused["ref"] as? String == "before-1", "\(reused)")
+
+        // The longest valid message in its largest JSON form — 100,000 scalars each escaped as a
+        // surrogate pair (12 bytes) — fits a WebSocket frame and an HTTP body.
+        let escaped = String(repeating: #"\ud83d\ude00"#, count: 100_000)
+        ws.sendRaw(#"{"type":"send","chatId":""# + chatId + #"","clientId":"longest-ws","text":""# + escaped + #""}"#)
+        let longAck = try await ws.next("ack", timeout: .seconds(30))
+        #expect(longAck["clientId"] as? String == "longest-ws", "\(longAck)")
+        let longHTTP = try await ClusterHTTP.request(.post, "/api/chats/\(chatId)/messages", port: port, token: ann,
+                                                     rawBody: #"{"clientId":"longest-http","text":""# + escaped + #""}"#)
+        #expect(longHTTP.status == 200, "\(longHTTP.status) \(longHTTP.text.prefix(300))")
 
         // Malformed and unknown frames.
         ws.sendRaw("{not json")
@@ -54,15 +70,13 @@ import Testing
         try ws.send(["type": "send", "chatId": chatId, "clientId": "long", "text": String(repeating: "y", count: 100_001)])
         let tooLong = try await ws.next("error")
         #expect(tooLong["code"] as? String == "message_too_long" && tooLong["ref"] as? String == "long")
-        // A flood: the per-user budget (20/s, burst 50) refuses the excess; nothing refused is
-        // stored. Frames are handled in order, one QUORUM write each, so 200 of them outrun the
-        // refill (50 + 20/s) unless a send took over 30 ms.
+        // A flood: the per-user budget (1/s, burst 10) refuses the excess; nothing refused is stored.
         for i in 0..<200 { try ws.send(["type": "send", "chatId": floodId, "clientId": "flood-\(i)", "text": "flood \(i)"]) }
         let limited = try await ws.next("error", timeout: .seconds(30)) { $0["code"] as? String == "rate_limited" }
         let limitedRef = try #require(limited["ref"] as? String)
 
-        // An oversized frame closes that socket with 1009; the server stays up.
-        ws.sendRaw(#"{"type":"send","text":""# + String(repeating: "x", count: 600 * 1024) + #""}"#)
+        // An oversized frame (over 2 MiB) closes that socket with 1009; the server stays up.
+        ws.sendRaw(#"{"type":"send","text":""# + String(repeating: "x", count: 2200 * 1024) + #""}"#)
         #expect(try await ws.closeCode(timeout: .seconds(20)) == 1009)
 
         // Bad and expired tokens: error frame, close 4001; HTTP 401.
@@ -84,6 +98,8 @@ import Testing
         let texts = (history.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
         #expect(texts.filter { $0 == "acknowledged before the abuse" }.count == 1)
         #expect(!texts.contains { $0.hasPrefix("yyyy") })
+        #expect(!texts.contains("a silent rewrite"))
+        #expect(texts.filter { $0.unicodeScalars.count == 100_000 && $0.unicodeScalars.allSatisfy { $0 == "😀" } }.count == 2)
         #expect(!texts.contains("let me in") && !texts.contains("anyone?"))
         let floodPage = try await ClusterHTTP.request(.get, "/api/chats/\(floodId)/messages?limit=200", port: port, token: ann)
         let floodTexts = (floodPage.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }

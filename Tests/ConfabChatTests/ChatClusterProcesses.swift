@@ -27,7 +27,8 @@ final class ChatClusterProcesses: Sendable {
         self.chats = NIOLockedValueBox([:])
     }
 
-    static func start(servers: [String]) async throws -> ChatClusterProcesses {
+    /// `serverArguments` go to every `confab chat serve` (e.g. a small send budget).
+    static func start(servers: [String], serverArguments: [String] = []) async throws -> ChatClusterProcesses {
         guard let binary = confabBinary() else { throw TestFailure("confab executable not found next to the test bundle") }
         let dir = ChatTempDirectory("confab-chat-cluster")
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
@@ -53,7 +54,7 @@ final class ChatClusterProcesses: Sendable {
         }
         let cluster = ChatClusterProcesses(dir: dir, binary: binary, nodes: processes, nodePorts: ports)
         do {
-            for id in servers { try await cluster.startServer(id) }
+            for id in servers { try await cluster.startServer(id, arguments: serverArguments) }
             try await cluster.waitForServers(count: servers.count)
         } catch {
             cluster.killAll()
@@ -62,11 +63,11 @@ final class ChatClusterProcesses: Sendable {
         return cluster
     }
 
-    func startServer(_ id: String) async throws {
+    func startServer(_ id: String, arguments: [String] = []) async throws {
         let (process, port) = try await Self.launch(binary, [
             "chat", "serve", "--port", "0", "--nodes", nodePorts.map { "127.0.0.1:\($0)" }.joined(separator: ","), "--server-id", id,
             "--secret-file", "\(dir.path)/chat-secret", "--password-rounds", "1000", "--heartbeat-ttl", "\(Self.heartbeatTTL)",
-            "--log-level", "warning"], name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
+            "--log-level", "warning"] + arguments, name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
         chats.withLockedValue { $0[id] = (process, port) }
     }
 
@@ -179,13 +180,17 @@ enum ClusterHTTP {
         var text: String
     }
 
+    /// `rawBody`, when given, is sent as is (JSON written by hand, e.g. with escapes).
     static func request(_ method: HTTPRequest.Method, _ path: String, port: Int, token: String? = nil,
-                        body: [String: Any]? = nil) async throws -> Result {
+                        body: [String: Any]? = nil, rawBody: String? = nil) async throws -> Result {
         var headers = HTTPFields()
         if let token { headers[.authorization] = "Bearer \(token)" }
         var buffer: ByteBuffer? = nil
         if let body {
             buffer = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))
+            headers[.contentType] = "application/json"
+        } else if let rawBody {
+            buffer = ByteBuffer(string: rawBody)
             headers[.contentType] = "application/json"
         }
         let request = TestClient.Request(path, method: method, headers: headers, body: buffer)

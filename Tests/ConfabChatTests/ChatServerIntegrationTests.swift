@@ -109,8 +109,8 @@ import Testing
         let offline = try await bobPhone.next("presence") { $0["userId"] as? String == "alice" && $0["online"] as? Bool == false }
         #expect(offline["lastSeen"] is Int)
 
-        // The message is in the ring: what `confab history` reads.
-        let stored = try await stack.client.history(chatId: Int64(directId)!, limit: 10)
+        // The message is in the ring: what `confab chat history` reads.
+        let stored = try await ChatHistoryReader(storage: stack.client).messages(chatId: Int64(directId)!, before: nil, limit: 10)
         #expect(stored.map(\.text) == ["hello alice", "hi bob <script>"])
 
         await bobPhone.close()
