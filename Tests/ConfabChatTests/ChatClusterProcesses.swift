@@ -14,14 +14,15 @@ final class ChatClusterProcesses: Sendable {
     /// The first node's port (every chat server is given all three).
     let nodePort: Int
     let nodePorts: [Int]
-    private let nodes: [Process]
+    private let nodeProcesses: NIOLockedValueBox<[Process]>
+    private var nodes: [Process] { nodeProcesses.withLockedValue { $0 } }
     private let chats: NIOLockedValueBox<[String: (process: Process, port: Int)]>
     static let heartbeatTTL = 3
 
     private init(dir: ChatTempDirectory, binary: String, nodes: [Process], nodePorts: [Int]) {
         self.dir = dir
         self.binary = binary
-        self.nodes = nodes
+        self.nodeProcesses = NIOLockedValueBox(nodes)
         self.nodePorts = nodePorts
         self.nodePort = nodePorts[0]
         self.chats = NIOLockedValueBox([:])
@@ -34,8 +35,7 @@ final class ChatClusterProcesses: Sendable {
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
         _ = FileManager.default.createFile(atPath: "\(dir.path)/chat-secret", contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
         // A fresh, empty ring: nothing to stream, so nodes join without bootstrapping.
-        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
-                    "--auto-bootstrap", "false", "--log-level", "warning"]
+        let fast = nodeFlags
         var processes: [Process] = []
         var ports: [Int] = []
         do {
@@ -128,6 +128,24 @@ final class ChatClusterProcesses: Sendable {
         kill(entry.process.processIdentifier, SIGKILL)
         entry.process.waitUntilExit()
     }
+
+    /// SIGKILLs ring node `index` (0-based); `restartNode` brings it back on the same port and data.
+    func killNode(_ index: Int) {
+        let p = nodes[index]
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    func restartNode(_ index: Int) async throws {
+        let seeds = index == 0 ? ["--seeds", "127.0.0.1:\(nodePorts[1])"] : ["--seeds", "127.0.0.1:\(nodePorts[0])"]
+        let (node, _) = try await Self.launch(binary, ["node", "--data-dir", "\(dir.path)/node\(index + 1)", "--listen", "127.0.0.1:\(nodePorts[index])"]
+                                                  + Self.nodeFlags + seeds,
+                                              name: "node\(index + 1)-restart", dir: dir.path, waitFor: "listening on 127.0.0.1:")
+        nodeProcesses.withLockedValue { $0[index] = node }
+    }
+
+    static let nodeFlags = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
+                            "--auto-bootstrap", "false", "--log-level", "warning"]
 
     /// SIGTERM everything and wait (SIGKILL after 10 s).
     func stop() async {

@@ -185,6 +185,8 @@ final class TestSocket: Sendable {
     let task: Task<WebSocketCloseFrame?, any Error>
     /// While false the socket reads nothing (a slow consumer: TCP backpressure builds up).
     let reading: NIOLockedValueBox<Bool>
+    /// Set once the connection has ended (closed by either side or failed).
+    let ended = NIOLockedValueBox(false)
 
     init(url: String, reading startReading: Bool = true) {
         let (stream, continuation) = AsyncStream<String>.makeStream()
@@ -194,8 +196,10 @@ final class TestSocket: Sendable {
         self.reading = reading
         var logger = Logger(label: "test.ws")
         logger.logLevel = .error
+        let ended = self.ended
         task = Task {
-            try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 4 << 20), logger: logger) { inbound, outbound, _ in
+            defer { ended.withLockedValue { $0 = true } }
+            return try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 4 << 20), logger: logger) { inbound, outbound, _ in
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await text in stream { try await outbound.write(.text(text)) }
@@ -234,6 +238,11 @@ final class TestSocket: Sendable {
             try await Task.sleep(for: .milliseconds(1))
         }
         throw TestFailure("no \(type) frame within \(timeout); got: \(received.withLockedValue { $0.map(\.text) }.suffix(5))")
+    }
+
+    /// The raw text frames received from position `index` on (consumed or not).
+    func texts(from index: Int) -> [String] {
+        received.withLockedValue { r in index < r.count ? r[index...].map(\.text) : [] }
     }
 
     /// Every frame of `type` received so far (consumed or not).
