@@ -52,7 +52,10 @@ public struct CoordinatorProcessor: RequestProcessor {
             pending: snapshot.pendingReplicas(forPartitionKey: mutation.partitionKey,
                                               replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
             consistency: consistency,
-            replicationFactor: placement.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive, now: ring.now(),
+            // The configured factor, not the ring's size: a ring that holds fewer nodes than the
+            // factor (a node that restarted and has not heard from the others yet) answers
+            // `unavailable` for a level it cannot meet instead of acknowledging fewer copies.
+            replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive, now: ring.now(),
             timeout: writeTimeout)
         let blockFor = coordinator.blockFor
         let outcome = await WriteExecution(coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
@@ -76,7 +79,7 @@ public struct CoordinatorProcessor: RequestProcessor {
             if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
             let coordinator = ReadCoordinator(
                 query: query, replicas: replicas, consistency: consistency,
-                replicationFactor: placement.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
+                replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
                 now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
             let (outcome, sawUnreachable) = await ReadExecution(
                 coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()

@@ -65,6 +65,7 @@ final class ChatStack: Sendable {
             let directory = ChatTempDirectory()
             var nodeConfig = NodeConfiguration(dataDirectory: directory.path)
             nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
+            if nodeCount == 1 { nodeConfig.replicationFactor = 1 }
             if nodeCount > 1 {
                 nodeConfig.seeds = i == 0 ? [] : [addresses[0]]
                 nodeConfig.gossipInterval = .milliseconds(100)

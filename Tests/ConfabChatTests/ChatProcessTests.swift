@@ -35,6 +35,7 @@ func confabBinary() -> String? {
         let dir = ChatTempDirectory("confab-chat-proc")
         var nodeConfig = NodeConfiguration(dataDirectory: "\(dir.path)/node")
         nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
+        nodeConfig.replicationFactor = 1
         var logger = Logger(label: "test.node")
         logger.logLevel = .warning
         let node = Node(configuration: nodeConfig, logger: logger)

@@ -108,7 +108,7 @@ func runConfab(_ binary: String, _ args: [String]) throws -> (status: Int32, out
         let dir = TempDirectory("confab-node-proc")
         let data = "\(dir.path)/data"
 
-        var node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run1")
+        var node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run1", arguments: ["--rf", "1"])
         var port = try node.waitUntilListening()
         var ids: [String] = []
         for (i, text) in ["hello", "how are you?", "fine, thanks"].enumerated() {
@@ -141,7 +141,7 @@ func runConfab(_ binary: String, _ args: [String]) throws -> (status: Int32, out
         // SIGTERM: graceful, exit 0, data still there after a restart.
         node.signal(SIGTERM)
         #expect(try node.waitForExit() == 0)
-        node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run2")
+        node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run2", arguments: ["--rf", "1"])
         port = try node.waitUntilListening()
         rows = try jsonHistory(port, consistency: "all")
         #expect(rows.count == 3)
@@ -155,7 +155,7 @@ func runConfab(_ binary: String, _ args: [String]) throws -> (status: Int32, out
         }
         node.signal(SIGKILL)
         #expect(try node.waitForExit() == -SIGKILL)
-        node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run3")
+        node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run3", arguments: ["--rf", "1"])
         port = try node.waitUntilListening()
         rows = try jsonHistory(port, consistency: "one")
         #expect(Set(rows.compactMap { $0["message_id"] as? String }) == Set(ids))

@@ -57,6 +57,8 @@ final class InProcessNode: Sendable {
     {
         var config = NodeConfiguration(dataDirectory: directory.path)
         config.listen = NodeAddress(host: "127.0.0.1", port: 0)
+        // A lone node answers QUORUM only with one replica per key; ring tests set their factor.
+        config.replicationFactor = 1
         configure(&config)
         var logger = Logger(label: "test.node")
         logger.logLevel = .warning

@@ -7,7 +7,9 @@ import Testing
 @Suite struct RingSimulationTests {
     static let seeds: [UInt64] = {
         if let s = ProcessInfo.processInfo.environment["CONFAB_SEED"], let seed = UInt64(s) { return [seed] }
-        return Array(1...2_000)
+        // The soak (tools/soak.sh) runs more: CONFAB_SIM_SEEDS=20000.
+        let count = ProcessInfo.processInfo.environment["CONFAB_SIM_SEEDS"].flatMap { UInt64($0) } ?? 2_000
+        return Array(1...max(1, count))
     }()
 
     @Test(arguments: seeds)
