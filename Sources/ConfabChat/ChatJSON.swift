@@ -61,11 +61,13 @@ public struct ChatSummary: Sendable, Hashable, Codable {
     public var unread: Int
     /// The viewer's read cursor, if they have read anything.
     public var readCursor: ReadCursor?
+    /// The other members' read cursors (seq), for "seen" marks on a freshly loaded page.
+    public var readers: [String: Int64]
 
-    enum CodingKeys: String, CodingKey { case chatId, kind, title, members, createdBy, lastMessage, unread, readCursor }
+    enum CodingKeys: String, CodingKey { case chatId, kind, title, members, createdBy, lastMessage, unread, readCursor, readers }
 
     public init(chatId: Int64, kind: ChatKind, title: String, members: [String], createdBy: String,
-                lastMessage: MessageRecord? = nil, unread: Int = 0, readCursor: ReadCursor? = nil) {
+                lastMessage: MessageRecord? = nil, unread: Int = 0, readCursor: ReadCursor? = nil, readers: [String: Int64] = [:]) {
         self.chatId = chatId
         self.kind = kind
         self.title = title
@@ -74,6 +76,7 @@ public struct ChatSummary: Sendable, Hashable, Codable {
         self.lastMessage = lastMessage
         self.unread = unread
         self.readCursor = readCursor
+        self.readers = readers
     }
 
     public init(from decoder: any Decoder) throws {
@@ -84,7 +87,8 @@ public struct ChatSummary: Sendable, Hashable, Codable {
         self.init(chatId: id, kind: try c.decode(ChatKind.self, forKey: .kind), title: try c.decode(String.self, forKey: .title),
                   members: try c.decode([String].self, forKey: .members), createdBy: try c.decode(String.self, forKey: .createdBy),
                   lastMessage: try c.decodeIfPresent(MessageRecord.self, forKey: .lastMessage),
-                  unread: try c.decode(Int.self, forKey: .unread), readCursor: try c.decodeIfPresent(ReadCursor.self, forKey: .readCursor))
+                  unread: try c.decode(Int.self, forKey: .unread), readCursor: try c.decodeIfPresent(ReadCursor.self, forKey: .readCursor),
+                  readers: (try c.decodeIfPresent([String: String].self, forKey: .readers) ?? [:]).compactMapValues { Int64($0) })
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -97,6 +101,7 @@ public struct ChatSummary: Sendable, Hashable, Codable {
         try c.encodeIfPresent(lastMessage, forKey: .lastMessage)
         try c.encode(unread, forKey: .unread)
         try c.encodeIfPresent(readCursor, forKey: .readCursor)
+        if !readers.isEmpty { try c.encode(readers.mapValues { String($0) }, forKey: .readers) }
     }
 }
 

@@ -212,16 +212,19 @@ final class ChatService: Sendable {
         let ids = members.map(\.userId).sorted()
         async let last = log.messages(chatId: chat.chatId, before: nil, limit: 1)
         async let unread = unreadState(chatId: chat.chatId, for: viewer)
-        let (lastMessage, (count, cursor)) = try await (last.first, unread)
+        let (lastMessage, (count, cursor, readers)) = try await (last.first, unread)
         return ChatSummary(chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: viewer, members: ids), members: ids,
-                           createdBy: chat.createdBy, lastMessage: lastMessage, unread: count, readCursor: cursor)
+                           createdBy: chat.createdBy, lastMessage: lastMessage, unread: count, readCursor: cursor,
+                           readers: readers.filter { ids.contains($0.key) })
     }
 
-    /// The viewer's unread count (others' messages after their read cursor, up to the cap) and cursor.
-    func unreadState(chatId: Int64, for viewer: String) async throws -> (Int, ReadCursor?) {
-        let cursor = try await store.readCursor(chatId: chatId, userId: viewer)
+    /// The viewer's unread count (others' messages after their read cursor, up to the cap), their
+    /// cursor, and the other members' cursors (so a fresh page shows "seen" on what they read).
+    func unreadState(chatId: Int64, for viewer: String) async throws -> (Int, ReadCursor?, [String: Int64]) {
+        var all = try await store.readCursors(chatId: chatId)
+        let cursor = all.removeValue(forKey: viewer)
         let after = try await log.messages(chatId: chatId, after: cursor?.seq ?? 0, limit: limits.unreadCap)
-        return (after.filter { $0.sender != viewer }.count, cursor)
+        return (after.filter { $0.sender != viewer }.count, cursor, all.mapValues(\.seq))
     }
 
     /// A chat of the user's, as in the chat list.

@@ -45,8 +45,14 @@ import Testing
         // Tampered payload: sub changed, signature kept.
         let parts = token.split(separator: ".")
         let forged = TokenSigner.base64url(Array(#"{"exp":9999999999,"iat":0,"sub":"admin"}"#.utf8)) + "." + parts[1]
-        do { _ = try signer.verify(forged) } catch { #expect(error.code == .badToken) }
-        do { _ = try signer.verify("not a token") } catch { #expect(error.code == .badToken) }
+        do {
+            _ = try signer.verify(forged)
+            Issue.record("a token with a tampered payload was accepted")
+        } catch { #expect(error.code == .badToken) }
+        do {
+            _ = try signer.verify("not a token")
+            Issue.record("garbage was accepted as a token")
+        } catch { #expect(error.code == .badToken) }
 
         clock.advance(seconds: 3599)
         #expect(try signer.verify(token) == "dave")

@@ -6,8 +6,10 @@
 // Transport: a WebSocket to the user's home server (asked from /api/route) with reconnect and
 // exponential backoff; when the WebSocket cannot be opened twice in a row, long polling
 // (/api/poll) takes over and a WebSocket is tried again every 30 s. After every (re)connect the
-// client catches up from its cursor (the newest message timestamp it holds) and re-sends every
-// message that is still waiting for its ack, with the same clientId, so the server stores it once.
+// client catches up per chat from the seq up to which it holds every message (docs/chat_protocol.md,
+// "Catch-up") and re-sends every message still waiting for its ack with the same clientId and
+// retry: true, so the server stores it once. A live message whose prev is not the chat's cursor is
+// a gap: the client syncs that chat. Seqs are decimal strings above 2^53: compared as BigInt.
 "use strict";
 
 (() => {
@@ -31,11 +33,13 @@
     chats: new Map(), // chatId -> chat JSON + {activity}
     stores: new Map(), // chatId -> {byId, sorted, more, loaded, loading}
     pending: new Map(), // clientId -> {chatId, clientId, text, state, attempts, timer, error}
-    readCursors: new Map(), // chatId -> Map(userId -> {ts, messageId})
+    readCursors: new Map(), // chatId -> Map(userId -> seq as BigInt)
     presence: new Map(), // userId -> {online, lastSeen}
     typing: new Map(), // chatId -> Map(userId -> expiry ms)
     openChatId: null,
-    cursor: 0, // newest message ts (µs) this tab holds: where catch-up starts
+    cursors: new Map(), // chatId -> BigInt: the seq up to which this tab holds every message
+    syncing: false, // a sync request is under way
+    syncAgain: false, // another one was asked for meanwhile
     lastTypingSent: 0,
   };
 
@@ -127,10 +131,17 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const jitter = (ms) => Math.round(ms * (0.8 + Math.random() * 0.4));
 
-  // Message order everywhere: (ts, messageId).
+  // Message order everywhere: the chat's seq (a decimal string; BigInt compares it exactly).
+  const seqOf = (m) => { try { return BigInt(m.seq || "0"); } catch (e) { return 0n; } };
   function compareMessages(a, b) {
-    if (a.ts !== b.ts) return a.ts < b.ts ? -1 : 1;
-    return a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0;
+    const x = seqOf(a), y = seqOf(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+
+  function cursorsObject() {
+    const out = {};
+    for (const [chatId, seq] of state.cursors) out[chatId] = seq.toString();
+    return out;
   }
 
   /** Milliseconds since the epoch from a server time that may be in s, ms or µs. */
@@ -218,8 +229,9 @@
     state.presence.clear();
     state.typing.clear();
     state.openChatId = null;
-    state.cursor = 0;
-    state.cursorSeeded = false;
+    state.cursors.clear();
+    state.syncing = false;
+    state.syncAgain = false;
     state.home = location.origin;
     sessionStorage.removeItem(SESSION_KEY);
     $("chat-list").replaceChildren();
@@ -427,24 +439,62 @@
     }
   }
 
-  /** After a WebSocket opens: catch up from the cursor, re-send what waits for an ack. */
-  function onConnected() {
-    sendFrame({ type: "sync", since: state.cursor });
-    loadChats().catch(() => {});
+  /** After a WebSocket opens: the chat list (it seeds cursors of chats this tab never saw), catch
+   * up from the cursors, re-send what waits for an ack (retry: true). */
+  async function onConnected() {
+    try { await loadChats(); } catch (e) { /* catch-up below still runs */ }
+    state.syncing = false;
+    requestSync();
     for (const p of state.pending.values()) if (p.state === "pending") trySend(p);
     if (state.openChatId) markRead(state.openChatId);
   }
 
   async function onConnectedOverHTTP() {
     await loadChats();
-    let more = true;
-    while (more) {
-      const data = await api("GET", "/api/sync?since=" + encodeURIComponent(state.cursor) + "&limit=500");
-      for (const m of data.messages || []) addMessage(m, { live: true });
-      if (data.cursor !== undefined && Number(data.cursor) > state.cursor) state.cursor = Number(data.cursor);
-      more = !!data.more && (data.messages || []).length > 0;
-    }
+    state.syncing = false;
+    requestSync();
     for (const p of state.pending.values()) if (p.state === "pending") trySend(p);
+  }
+
+  /** Catch-up from the per-chat cursors: one sync at a time; pages follow while `more`. Over
+   * HTTP a failed page is retried with backoff (never dropped: the cursors stay where they were). */
+  function requestSync() {
+    if (state.syncing) { state.syncAgain = true; return; }
+    state.syncing = true;
+    state.syncAgain = false;
+    if (sendFrame({ type: "sync", cursors: cursorsObject(), limit: 500 })) return;
+    const generation = transport.generation;
+    (async () => {
+      let delay = 500;
+      for (;;) {
+        if (generation !== transport.generation) return;
+        try {
+          const data = await api("POST", "/api/sync", { cursors: cursorsObject(), limit: 500 });
+          applySync(data);
+          if (!data.more) break;
+          delay = 500;
+        } catch (e) {
+          if (e instanceof ApiError && e.status === 401) return;
+          showError("app-error", "Catching up failed (" + e.message + "); retrying…");
+          await sleep(jitter(delay));
+          delay = Math.min(delay * 2, MAX_BACKOFF_MS);
+        }
+      }
+      showError("app-error", "");
+      state.syncing = false;
+      if (state.syncAgain) requestSync();
+    })();
+  }
+
+  /** One page of catch-up: its messages, then the cursors it vouches for. */
+  function applySync(page) {
+    for (const m of page.messages || []) addMessage(m, { live: false });
+    for (const [chatId, seq] of Object.entries(page.cursors || {})) {
+      let v;
+      try { v = BigInt(seq); } catch (e) { continue; }
+      const old = state.cursors.get(chatId);
+      if (old === undefined || v > old) state.cursors.set(chatId, v);
+    }
   }
 
   // ---------------------------------------------------------------- events (WebSocket and poll)
@@ -488,9 +538,12 @@
         break;
       }
       case "sync":
-        for (const m of frame.messages || []) addMessage(m, { live: true });
-        if (frame.cursor !== undefined && Number(frame.cursor) > state.cursor) state.cursor = Number(frame.cursor);
-        if (frame.more && (frame.messages || []).length > 0) sendFrame({ type: "sync", since: state.cursor });
+        applySync(frame);
+        state.syncing = false;
+        if (frame.more || state.syncAgain) requestSync();
+        break;
+      case "resync":
+        requestSync();
         break;
       case "error":
         onServerError(frame);
@@ -551,8 +604,18 @@
     if (typeof merged.unread !== "number") merged.unread = (old && old.unread) || 0;
     if (chatId === state.openChatId) merged.unread = 0;
     state.chats.set(chatId, merged);
-    if (merged.lastMessage && Number(merged.lastMessage.ts) > state.cursor && !state.cursorSeeded) {
-      state.cursor = Number(merged.lastMessage.ts);
+    // A chat this tab has no cursor for starts at its newest message: older ones load as history
+    // when it opens (everything up to lastMessage is readable, so nothing between is skipped).
+    if (!state.cursors.has(chatId)) state.cursors.set(chatId, merged.lastMessage ? seqOf(merged.lastMessage) : 0n);
+    if (chat.readers) {
+      let cursors = state.readCursors.get(chatId);
+      if (!cursors) { cursors = new Map(); state.readCursors.set(chatId, cursors); }
+      for (const [userId, seq] of Object.entries(chat.readers)) {
+        try {
+          const v = BigInt(seq);
+          if (!cursors.has(userId) || cursors.get(userId) < v) cursors.set(userId, v);
+        } catch (e) { /* not a seq */ }
+      }
     }
     return merged;
   }
@@ -563,11 +626,9 @@
     loadingChats = (async () => {
       try {
         const data = await api("GET", "/api/chats");
-        const first = !state.cursorSeeded;
+        const first = !state.listLoaded;
         for (const chat of data.chats || []) upsertChat(chat);
-        // The first list seeds the catch-up cursor with the newest message the server holds, so a
-        // fresh tab does not sync all history; older messages load per chat as it opens.
-        state.cursorSeeded = true;
+        state.listLoaded = true;
         if (first) refreshPresence(allContacts());
         renderChatList();
         if (state.openChatId) renderConversationHeader();
@@ -651,6 +712,8 @@
     return {
       chatId: String(m.chatId),
       messageId: String(m.messageId),
+      seq: m.seq === undefined || m.seq === null ? "0" : String(m.seq),
+      prev: m.prev === undefined || m.prev === null ? null : String(m.prev),
       ts: Number(m.ts),
       sender: m.sender,
       text: m.text === undefined || m.text === null ? "" : String(m.text),
@@ -658,10 +721,23 @@
     };
   }
 
-  /** Adds a message once (de-duplicated by messageId) at its (ts, messageId) place. */
+  /** Adds a message once (de-duplicated by messageId) at its seq. A live one moves the chat's cursor
+   * when its prev is the cursor, and asks for a sync when it is not (a gap). The same messageId at a
+   * higher seq replaces the lower one (a placement the server retracted after an ownership change). */
   function addMessage(raw, options) {
     const m = normalize(raw);
     const live = options && options.live;
+    if (live && m.prev !== null) {
+      const last = state.cursors.get(m.chatId);
+      const seq = seqOf(m);
+      if (last === undefined || seq <= last) {
+        // Already vouched for (or a chat this tab has no cursor for yet: the list load seeds it).
+      } else if (BigInt(m.prev) === last) {
+        state.cursors.set(m.chatId, seq);
+      } else {
+        requestSync();
+      }
+    }
     if (!state.chats.has(m.chatId)) {
       state.chats.set(m.chatId, { chatId: m.chatId, kind: "", members: [], unread: 0, activity: m.ts });
       loadChats().catch(() => {}); // a chat this tab has not seen yet: fetch its title and members
@@ -670,7 +746,13 @@
     if (m.clientId && m.sender === state.session.userId && state.pending.has(m.clientId)) {
       dropPending(m.clientId);
     }
-    if (s.byId.has(m.messageId)) return false;
+    const held = s.byId.get(m.messageId);
+    if (held) {
+      if (seqOf(held) >= seqOf(m) || m.seq === "0") return false;
+      s.byId.delete(held.messageId);
+      s.sorted.splice(s.sorted.indexOf(held), 1);
+      if (m.chatId === state.openChatId) { const node = messageNode(held.messageId); if (node) node.remove(); }
+    }
     s.byId.set(m.messageId, m);
     let lo = 0;
     let hi = s.sorted.length;
@@ -679,7 +761,6 @@
       if (compareMessages(s.sorted[mid], m) < 0) lo = mid + 1; else hi = mid;
     }
     s.sorted.splice(lo, 0, m);
-    if (m.ts > state.cursor && live) state.cursor = m.ts;
 
     const chat = state.chats.get(m.chatId);
     if (!chat.lastMessage || compareMessages(chat.lastMessage, m) < 0) {
@@ -774,7 +855,7 @@
     if (!cursors) return [];
     const readers = [];
     for (const [userId, c] of cursors) {
-      if (userId !== m.sender && compareMessages({ ts: Number(c.ts), messageId: String(c.messageId || "") }, m) >= 0) {
+      if (userId !== m.sender && c >= seqOf(m)) {
         readers.push(userId);
       }
     }
@@ -803,11 +884,16 @@
       clearTimeout(p.timer);
       p.timer = setTimeout(() => trySend(p), jitter(Math.min(500 * 2 ** Math.min(p.attempts, 5), MAX_BACKOFF_MS)));
     };
-    if (sendFrame({ type: "send", chatId: p.chatId, clientId: p.clientId, text: p.text })) {
+    // Every attempt after the first may repeat one the server stored: say so (it then looks the
+    // clientId up in the ring instead of trusting its memory).
+    const retry = p.attempts > 1;
+    const frame = { type: "send", chatId: p.chatId, clientId: p.clientId, text: p.text };
+    if (retry) frame.retry = true;
+    if (sendFrame(frame)) {
       p.timer = setTimeout(() => trySend(p), ACK_TIMEOUT_MS);
       return;
     }
-    api("POST", chatPath(p.chatId) + "/messages", { clientId: p.clientId, text: p.text })
+    api("POST", chatPath(p.chatId) + "/messages", retry ? { clientId: p.clientId, text: p.text, retry: true } : { clientId: p.clientId, text: p.text })
       .then((ack) => resolvePending(Object.assign({ chatId: p.chatId, clientId: p.clientId }, ack)))
       .catch((e) => {
         if (!state.pending.has(p.clientId)) return;
@@ -819,7 +905,7 @@
     const p = state.pending.get(ack.clientId);
     if (!p) return;
     dropPending(ack.clientId);
-    addMessage({ chatId: ack.chatId || p.chatId, messageId: ack.messageId, ts: ack.ts,
+    addMessage({ chatId: ack.chatId || p.chatId, messageId: ack.messageId, seq: ack.seq, ts: ack.ts,
       sender: state.session.userId, text: p.text, clientId: p.clientId }, { live: true });
   }
 
@@ -910,7 +996,7 @@
     try {
       let q = chatPath(chatId) + "/messages?limit=50";
       const oldest = s.loaded ? s.sorted[0] : null;
-      if (oldest) q += "&before=" + encodeURIComponent(oldest.ts) + "&beforeId=" + encodeURIComponent(oldest.messageId);
+      if (oldest) q += "&before=" + encodeURIComponent(oldest.seq);
       const data = await api("GET", q);
       const list = $("message-list");
       const first = !s.loaded;
@@ -952,9 +1038,8 @@
     if (!last) return;
     if (s.readSent && compareMessages(s.readSent, last) >= 0) return;
     s.readSent = last;
-    const body = { chatId, ts: last.ts, messageId: last.messageId };
-    if (!sendFrame(Object.assign({ type: "read" }, body))) {
-      api("POST", chatPath(chatId) + "/read", { ts: last.ts, messageId: last.messageId }).catch(() => { s.readSent = null; });
+    if (!sendFrame({ type: "read", chatId, seq: last.seq })) {
+      api("POST", chatPath(chatId) + "/read", { seq: last.seq }).catch(() => { s.readSent = null; });
     }
   }
 
@@ -963,7 +1048,7 @@
     if (frame.userId === state.session.userId) {
       // Read on another device of mine.
       const chat = state.chats.get(chatId);
-      if (chat && chat.lastMessage && compareMessages({ ts: Number(frame.ts), messageId: String(frame.messageId) }, chat.lastMessage) >= 0) {
+      if (chat && chat.lastMessage && compareMessages({ seq: frame.seq }, chat.lastMessage) >= 0) {
         chat.unread = 0;
         scheduleChatListRender();
       }
@@ -971,7 +1056,10 @@
     }
     let cursors = state.readCursors.get(chatId);
     if (!cursors) { cursors = new Map(); state.readCursors.set(chatId, cursors); }
-    cursors.set(frame.userId, { ts: frame.ts, messageId: frame.messageId });
+    try {
+      const v = BigInt(frame.seq);
+      if (!cursors.has(frame.userId) || cursors.get(frame.userId) < v) cursors.set(frame.userId, v);
+    } catch (e) { return; }
     if (chatId === state.openChatId) {
       const s = storeFor(chatId);
       for (const node of $("message-list").querySelectorAll('.message.mine[data-state="acked"]')) {
