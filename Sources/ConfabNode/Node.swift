@@ -51,6 +51,12 @@ public final class Node: Service, Sendable {
         return await ring.pendingHints(for: nodeID)
     }
 
+    /// The hints in this node's hint store on disk, which may lag the queue (tests).
+    func persistedHints() async throws -> [Hint] {
+        guard let ring = runtime.withLockedValue({ $0 }) else { return [] }
+        return try await ring.hints.recover(now: .zero)
+    }
+
     /// Returns true once this node completed a decommission (it handed its ranges off and
     /// gossiped LEFT); the caller should then shut it down, as `confab node` does. Returns false
     /// if the node stops first. One caller at a time.
