@@ -75,6 +75,8 @@ public struct ReadCoordinator: Sendable {
     /// What replicas that read to the end of the slice sent past a round's boundary: their answer
     /// for the next round, so they are not asked again.
     private var exhausted: [NodeID: ReplicaReadResult] = [:]
+    /// Replicas that failed to answer during this read; never asked again.
+    public private(set) var failedReplicas: Set<NodeID> = []
     /// True when digests disagreed and the read repaired replicas (for metrics).
     public private(set) var repairedReplicas: [NodeID] = []
 
@@ -135,9 +137,22 @@ public struct ReadCoordinator: Sendable {
                                   consistency: consistency, required: blockFor, received: blockFor - pendingRepairs.count))]
     }
 
-    /// A replica could not answer: the read cannot reach its level without it.
+    /// A replica could not answer (unreachable, or its data is corrupt, as when one SSTable block
+    /// on it fails its checksum). That replica alone failed: when a live replica is left that the
+    /// read has not used, it takes the failed one's place (full data, or a digest when the failed
+    /// one owed a digest), so a QUORUM read succeeds from the healthy replicas. Only when none is
+    /// left does the read fail.
     public mutating func onFailure(from replica: NodeID, reason: String) -> [Action] {
-        guard contacted.contains(replica), phase != .done else { return [] }
+        guard let i = contacted.firstIndex(of: replica), phase != .done else { return [] }
+        failedReplicas.insert(replica)
+        if phase == .collecting || phase == .reconciling,
+           let spare = live.first(where: { !contacted.contains($0) && !failedReplicas.contains($0) }) {
+            contacted[i] = spare
+            data[replica] = nil
+            digests[replica] = nil
+            exhausted[replica] = nil
+            return [phase == .collecting && i != 0 ? .requestDigest(window, from: spare) : .requestData(window, from: spare)]
+        }
         phase = .done
         return [.failed(RingError(.readFailure,
                                   "\(consistency.rawValue) read failed: replica \(replica) reported an error: \(reason)",
