@@ -190,6 +190,8 @@ actor RingService {
                     checkSchema(value, of: node)
                 case .statusChanged(let node, let status):
                     logger.info("peer status", metadata: ["node": "\(node)", "status": "\(status.rawValue)"])
+                case .left(let node):
+                    dropHints(for: node)
                 default:
                     break
                 }
@@ -315,7 +317,18 @@ actor RingService {
 
     // MARK: Hints
 
+    /// Deletes the hints for a node that left the ring (see `HintQueue.dropHints`).
+    private func dropHints(for node: NodeID) {
+        let actions = hintQueue.dropHints(for: node)
+        guard !actions.isEmpty else { return }
+        logger.info("dropping hints for a node that left", metadata: ["node": "\(node)", "hints": "\(actions.count)"])
+        for case .delete(let id, let target) in actions { hintOperationSink.yield(.delete(id: id, target: target)) }
+        metrics.hintsPending.record(hintQueue.totalPending)
+    }
+
     private func hintTick() {
+        // Hints recovered at start for a node that left meanwhile (no `.left` event comes for it).
+        for target in hintQueue.targets where gossiper?.state(of: target)?.status == .left { dropHints(for: target) }
         let instant = now()
         let alive = aliveSet(at: instant)
         let actions = hintQueue.onTick(now: instant, isAlive: { alive.contains($0) })
