@@ -28,8 +28,10 @@ struct HintStore: Sendable {
     let threadPool: NIOThreadPool
     let clock: any EngineClock
 
-    static func open(directory: String, threadPool: NIOThreadPool, clock: any EngineClock = SystemClock()) async throws -> HintStore {
+    static func open(directory: String, threadPool: NIOThreadPool, clock: any EngineClock = SystemClock(),
+                     fileSystem: any FileSystem = PosixFileSystem()) async throws -> HintStore {
         var options = EngineOptions()
+        options.fileSystem = fileSystem
         options.syncMode = .group
         options.memtableBytes = 8 << 20
         options.blockCacheBytes = 4 << 20

@@ -21,7 +21,7 @@ struct LocalReplica: Sendable {
     func read(_ query: SliceQuery) async throws -> ReplicaReadResult {
         let engine = self.engine
         let raw = try await threadPool.runIfActive { try engine.readRaw(query) }
-        return ReplicaReadResult(header: raw.header, rows: raw.rows)
+        return ReplicaReadResult(header: raw.header, rows: raw.rows, cursor: raw.cursor)
     }
 
     /// Bytes on disk (SSTables and WAL), what the node gossips as its load.

@@ -21,19 +21,30 @@ public final class Node: Service, Sendable {
     private let logger: Logger
     private let group: any EventLoopGroup
     private let processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)?
+    /// Where the hint store's files go; tests pass one that can hold its syncs back.
+    private let hintFileSystem: any FileSystem
     private let listening = ListeningAddress()
     private let runtime = NIOLockedValueBox<RingService?>(nil)
     private let decommissioned = AsyncStream.makeStream(of: Void.self)
 
     /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
     ///   requests; the ring still runs for gossip and the replica side.
-    public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
+    public convenience init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil) {
+        self.init(configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup,
+                  processorFactory: processorFactory, hintFileSystem: PosixFileSystem())
+    }
+
+    init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
+         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+         processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil,
+         hintFileSystem: any FileSystem) {
         self.configuration = configuration
         self.logger = logger
         self.group = eventLoopGroup
         self.processorFactory = processorFactory
+        self.hintFileSystem = hintFileSystem
     }
 
     /// Where the node listens, once it does (port 0 in the configuration resolved). Throws
@@ -49,6 +60,12 @@ public final class Node: Service, Sendable {
     public func pendingHints(for nodeID: String? = nil) async -> Int {
         guard let ring = runtime.withLockedValue({ $0 }) else { return 0 }
         return await ring.pendingHints(for: nodeID)
+    }
+
+    /// The hints in this node's hint store on disk, which may lag the queue (tests).
+    func persistedHints() async throws -> [Hint] {
+        guard let ring = runtime.withLockedValue({ $0 }) else { return [] }
+        return try await ring.hints.recover(now: .zero)
     }
 
     /// Returns true once this node completed a decommission (it handed its ranges off and
@@ -100,7 +117,8 @@ public final class Node: Service, Sendable {
         do {
             engine = try await threadPool.runIfActive { try StorageEngine.open(directory: config.engineDirectory, options: engineOptions) }
             do {
-                hints = try await HintStore.open(directory: config.hintsDirectory, threadPool: threadPool)
+                hints = try await HintStore.open(directory: config.hintsDirectory, threadPool: threadPool,
+                                                 fileSystem: hintFileSystem)
                 (tokens, generation) = try await threadPool.runIfActive {
                     (try RingStateFiles.loadTokens(dataDirectory: config.dataDirectory),
                      try RingStateFiles.nextGeneration(dataDirectory: config.dataDirectory,

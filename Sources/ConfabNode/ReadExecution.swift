@@ -7,12 +7,14 @@ import ConfabWire
 /// comes only after every repair was acknowledged (the coordinator decides that).
 ///
 /// A replica that cannot be reached fails the read at once (rather than waiting for the
-/// deadline) and is marked unreachable, so the caller can retry with the replicas left.
+/// deadline) and is marked unreachable, so the caller can retry with the replicas left. The same
+/// holds for a read-repair write that fails: the read cannot keep its promise without it.
 struct ReadExecution: Sendable {
     enum Event: Sendable {
         case data(NodeID, ReplicaReadResult)
         case digest(NodeID, ReadDigest)
         case repaired(NodeID)
+        case repairFailed(NodeID, String, unreachable: Bool)
         case failure(NodeID, String, unreachable: Bool)
         case tick
     }
@@ -62,6 +64,9 @@ struct ReadExecution: Sendable {
             case .data(let node, let result): actions = coordinator.onData(from: node, result)
             case .digest(let node, let digest): actions = coordinator.onDigest(from: node, digest)
             case .repaired(let node): actions = coordinator.onRepairAck(from: node)
+            case .repairFailed(let node, let reason, let unreachable):
+                sawUnreachable = sawUnreachable || unreachable
+                actions = coordinator.onRepairFailure(from: node, reason: reason)
             case .failure(let node, let reason, let unreachable):
                 sawUnreachable = sawUnreachable || unreachable
                 actions = coordinator.onFailure(from: node, reason: reason)
@@ -117,8 +122,11 @@ struct ReadExecution: Sendable {
                                                               timeout: processor.readTimeout)
                 }
                 sink.yield(.repaired(node))
+            } catch let failure as InternodeMessenger.InternodeFailure {
+                await processor.ring.markUnreachable(node)
+                sink.yield(.repairFailed(node, "\(failure)", unreachable: true))
             } catch {
-                // No acknowledgement: the coordinator times out the repair phase.
+                sink.yield(.repairFailed(node, "\(error)", unreachable: false))
             }
         }
     }

@@ -23,7 +23,8 @@ import NIOPosix
 /// only then persists its tokens and goes NORMAL. Decommission is `RingService+Decommission.swift`.
 actor RingService {
     private enum HintOperation: Sendable {
-        case persist(Hint)
+        /// `durable`, when set, is resumed once the hint is on disk (or could not be written).
+        case persist(Hint, durable: CheckedContinuation<Void, Never>? = nil)
         case delete(id: UInt64, target: NodeID)
     }
 
@@ -141,7 +142,9 @@ actor RingService {
             for await operation in hintOperations {
                 do {
                     switch operation {
-                    case .persist(let hint): try await hints.persist(hint)
+                    case .persist(let hint, let durable):
+                        defer { durable?.resume() }
+                        try await hints.persist(hint)
                     case .delete(let id, let target): try await hints.delete(id: id, target: target)
                     }
                 } catch {
@@ -187,6 +190,8 @@ actor RingService {
                     checkSchema(value, of: node)
                 case .statusChanged(let node, let status):
                     logger.info("peer status", metadata: ["node": "\(node)", "status": "\(status.rawValue)"])
+                case .left(let node):
+                    dropHints(for: node)
                 default:
                     break
                 }
@@ -294,26 +299,42 @@ actor RingService {
         unreachableUntil[node] = now() + max(.seconds(2), configuration.gossipInterval * 2)
     }
 
-    /// Keeps a hint for a replica that missed a write (the queue applies the hint window).
-    func storeHint(_ mutation: Mutation, for target: NodeID) {
+    /// Keeps a hint for a replica that missed a write (the queue applies the hint window), and
+    /// returns once the hint is durable: the write is acknowledged after this, and a hint that
+    /// only sat in memory would be lost with the coordinator. Goes through the ordered hint
+    /// operations, so the hint's delete still never overtakes its persist.
+    func storeHint(_ mutation: Mutation, for target: NodeID) async {
         let actions = hintQueue.store(mutation, for: target, targetDownSince: gossiper?.downSince(target), now: now())
         if actions.isEmpty { metrics.hintsDropped.increment() }
+        metrics.hintsPending.record(hintQueue.totalPending)
         for case .persist(let hint) in actions {
             metrics.hintsStored.increment()
-            hintOperationSink.yield(.persist(hint))
+            await withCheckedContinuation { (durable: CheckedContinuation<Void, Never>) in
+                if case .terminated = hintOperationSink.yield(.persist(hint, durable: durable)) { durable.resume() }
+            }
         }
-        metrics.hintsPending.record(hintQueue.totalPending)
     }
 
     // MARK: Hints
 
+    /// Deletes the hints for a node that left the ring (see `HintQueue.dropHints`).
+    private func dropHints(for node: NodeID) {
+        let actions = hintQueue.dropHints(for: node)
+        guard !actions.isEmpty else { return }
+        logger.info("dropping hints for a node that left", metadata: ["node": "\(node)", "hints": "\(actions.count)"])
+        for case .delete(let id, let target) in actions { hintOperationSink.yield(.delete(id: id, target: target)) }
+        metrics.hintsPending.record(hintQueue.totalPending)
+    }
+
     private func hintTick() {
+        // Hints recovered at start for a node that left meanwhile (no `.left` event comes for it).
+        for target in hintQueue.targets where gossiper?.state(of: target)?.status == .left { dropHints(for: target) }
         let instant = now()
         let alive = aliveSet(at: instant)
         let actions = hintQueue.onTick(now: instant, isAlive: { alive.contains($0) })
         for action in actions {
             switch action {
-            case .persist(let hint): hintOperationSink.yield(.persist(hint))
+            case .persist(let hint): hintOperationSink.yield(.persist(hint, durable: nil))
             case .delete(let id, let target): hintOperationSink.yield(.delete(id: id, target: target))
             case .replay(let hint): replay(hint)
             }

@@ -56,14 +56,17 @@ final class WriteExecution: Sendable {
     func run() async -> Result<Void, RingError> {
         let effects = step { $0.start() }
         if !state.withLock({ $0.finished }) { armTimer() }
-        // The start's hints are stored before the caller waits, as they always were.
+        // Sends first: storing a hint now waits for it to be durable, which must not hold back the
+        // replicas after it. The start's hints are stored before the caller waits, so the write is
+        // acknowledged only once they are on disk.
         for effect in effects {
             switch effect {
             case .send(let mutation, let node): send(mutation, to: node)
-            case .storeHint(let mutation, let node): await processor.ring.storeHint(mutation, for: node)
+            case .storeHint: break
             case .answer(let result): deliver(result)
             }
         }
+        for case .storeHint(let mutation, let node) in effects { await processor.ring.storeHint(mutation, for: node) }
         return await withCheckedContinuation { (waiter: CheckedContinuation<Result<Void, RingError>, Never>) in
             let early = state.withLock { s -> Result<Void, RingError>? in
                 if let early = s.early { return early }

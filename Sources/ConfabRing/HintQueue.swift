@@ -60,6 +60,7 @@ public struct HintQueue: Sendable {
         public var expired = 0
         public var replayed = 0
         public var replayFailures = 0
+        public var droppedForLeftNode = 0
     }
 
     public let configuration: Configuration
@@ -142,6 +143,16 @@ public struct HintQueue: Sendable {
             return [.delete(id: id, target: target)]
         }
         return []
+    }
+
+    /// Drops every hint for `target`, which left the ring: it will never take them, and its
+    /// ranges now live on other nodes (which got the data by streaming). Keeping them would
+    /// hold memory and disk until `maxAge` (days) for nothing.
+    public mutating func dropHints(for target: NodeID) -> [Action] {
+        guard let queue = queues.removeValue(forKey: target) else { return [] }
+        for h in queue { inFlight[h.id] = nil }
+        stats.droppedForLeftNode += queue.count
+        return queue.map { .delete(id: $0.id, target: target) }
     }
 
     /// The replay failed; the hint stays queued and is retried on a later tick.

@@ -14,6 +14,14 @@ import ConfabEngine
 ///    stale replica a repair mutation with exactly what it lacks.
 /// 4. Answer only after every repair was acknowledged. So once a QUORUM read returned a value, a
 ///    quorum holds it and every later QUORUM read sees it (monotonic reads).
+/// 5. Short-read protection (Cassandra's `ShortReadProtection`): a replica stops after `limit` rows
+///    live by its own data and says where (`ReplicaReadResult.cursor`). The merge is trusted only
+///    up to the first such key in query order (`ReadResolver.boundary`): past it a replica has not
+///    looked, so a row it deleted could come back or a row only it holds could be skipped. When
+///    tombstones leave fewer than `limit` live rows up to the boundary, another round reads on
+///    after the boundary for the rows still missing — from the replicas that stopped at their
+///    limit; the others already sent the rest of the slice — and repairs that part the same way.
+///    A full page always carries a cursor; a page without one is the end of the slice.
 ///
 /// Any step not finished by the deadline fails with `readTimeout` (which says which step).
 /// Exactly one of `.succeeded` and `.failed` is emitted.
@@ -36,7 +44,18 @@ public struct ReadCoordinator: Sendable {
         case done
     }
 
+    /// A round's merge, held while its repairs are outstanding.
+    struct Settled: Sendable {
+        var merged: ReplicaReadResult
+        var boundary: [UInt8]?
+    }
+
     public let query: SliceQuery
+    /// The slice the current round reads: `query` resumed after the previous round's boundary,
+    /// limited to the rows still missing.
+    public private(set) var window: SliceQuery
+    /// Rounds of short-read protection after the first.
+    public private(set) var extraRounds = 0
     public let consistency: ConsistencyLevel
     public let blockFor: Int
     public let deadline: RingInstant
@@ -49,7 +68,15 @@ public struct ReadCoordinator: Sendable {
     private(set) var data: [NodeID: ReplicaReadResult] = [:]
     private(set) var digests: [NodeID: ReadDigest] = [:]
     private(set) var pendingRepairs: Set<NodeID> = []
-    private var merged: ReplicaReadResult?
+    private var settled: Settled?
+    /// Rows of earlier rounds, final, in query order.
+    private var collected: [ReadResult.Row] = []
+    private var tombstones = 0
+    /// What replicas that read to the end of the slice sent past a round's boundary: their answer
+    /// for the next round, so they are not asked again.
+    private var exhausted: [NodeID: ReplicaReadResult] = [:]
+    /// Replicas that failed to answer during this read; never asked again.
+    public private(set) var failedReplicas: Set<NodeID> = []
     /// True when digests disagreed and the read repaired replicas (for metrics).
     public private(set) var repairedReplicas: [NodeID] = []
 
@@ -61,6 +88,7 @@ public struct ReadCoordinator: Sendable {
     public init(query: SliceQuery, replicas: [NodeID], consistency: ConsistencyLevel, replicationFactor: Int,
                 isAlive: (NodeID) -> Bool, now: RingInstant, nowSeconds: Int64, timeout: Duration = .seconds(5)) {
         self.query = query
+        self.window = query
         self.consistency = consistency
         self.blockFor = consistency.blockFor(replicationFactor: replicationFactor)
         self.live = replicas.filter(isAlive)
@@ -95,12 +123,36 @@ public struct ReadCoordinator: Sendable {
 
     public mutating func onRepairAck(from replica: NodeID) -> [Action] {
         guard phase == .repairing, pendingRepairs.remove(replica) != nil else { return [] }
-        return pendingRepairs.isEmpty ? finish() : []
+        return pendingRepairs.isEmpty ? afterRound() : []
     }
 
-    /// A replica could not answer: the read cannot reach its level without it.
+    /// A read-repair write failed: the read cannot promise that a quorum now holds what it would
+    /// return, so it fails now instead of waiting out the deadline for an acknowledgement that
+    /// will not come.
+    public mutating func onRepairFailure(from replica: NodeID, reason: String) -> [Action] {
+        guard phase == .repairing, pendingRepairs.contains(replica) else { return [] }
+        phase = .done
+        return [.failed(RingError(.readFailure,
+                                  "\(consistency.rawValue) read failed: the read repair of replica \(replica) failed: \(reason)",
+                                  consistency: consistency, required: blockFor, received: blockFor - pendingRepairs.count))]
+    }
+
+    /// A replica could not answer (unreachable, or its data is corrupt, as when one SSTable block
+    /// on it fails its checksum). That replica alone failed: when a live replica is left that the
+    /// read has not used, it takes the failed one's place (full data, or a digest when the failed
+    /// one owed a digest), so a QUORUM read succeeds from the healthy replicas. Only when none is
+    /// left does the read fail.
     public mutating func onFailure(from replica: NodeID, reason: String) -> [Action] {
-        guard contacted.contains(replica), phase != .done else { return [] }
+        guard let i = contacted.firstIndex(of: replica), phase != .done else { return [] }
+        failedReplicas.insert(replica)
+        if phase == .collecting || phase == .reconciling,
+           let spare = live.first(where: { !contacted.contains($0) && !failedReplicas.contains($0) }) {
+            contacted[i] = spare
+            data[replica] = nil
+            digests[replica] = nil
+            exhausted[replica] = nil
+            return [phase == .collecting && i != 0 ? .requestDigest(window, from: spare) : .requestData(window, from: spare)]
+        }
         phase = .done
         return [.failed(RingError(.readFailure,
                                   "\(consistency.rawValue) read failed: replica \(replica) reported an error: \(reason)",
@@ -130,33 +182,71 @@ public struct ReadCoordinator: Sendable {
             let expected = first.digest()
             let others = contacted.dropFirst().map { data[$0]?.digest() ?? digests[$0]! }
             if others.allSatisfy({ $0 == expected }) {
-                merged = first.normalized()
-                return finish()
+                // Equal data on every replica: one copy stands for all (equal rows stop at the same key).
+                return settle([contacted[0]: first])
             }
             phase = .reconciling
             let missing = contacted.filter { data[$0] == nil }
-            return missing.map { .requestData(query, from: $0) }
+            return missing.map { .requestData(window, from: $0) }
         case .reconciling:
             guard data.count == contacted.count else { return [] }
-            let m = ReadResolver.merge(contacted.map { data[$0]! })
-            merged = m
-            let repairs = ReadResolver.repairs(merged: m, responses: data)
-            guard !repairs.isEmpty else { return finish() }
-            phase = .repairing
-            pendingRepairs = Set(repairs.keys)
-            repairedReplicas = contacted.filter { repairs[$0] != nil }
-            return repairedReplicas.map { node in
-                let diff = repairs[node]!
-                return .sendRepair(Mutation(table: query.table, partitionKey: query.partitionKey,
-                                            header: diff.header, rows: diff.rows), to: node)
-            }
+            return settle(data)
         case .repairing, .done:
             return []
         }
     }
 
-    private mutating func finish() -> [Action] {
-        phase = .done
-        return [.succeeded(ReadResolver.resolve(merged ?? ReplicaReadResult(), query: query, nowSeconds: nowSeconds))]
+    /// Merges a round's answers up to its boundary and repairs the replicas that lack part of it.
+    private mutating func settle(_ responses: [NodeID: ReplicaReadResult]) -> [Action] {
+        let boundary = ReadResolver.boundary(Array(responses.values), reversed: window.reversed)
+        var covered: [NodeID: ReplicaReadResult] = [:]
+        exhausted = [:]
+        for (node, response) in responses {
+            let (upTo, beyond) = ReadResolver.split(response, at: boundary, reversed: window.reversed)
+            covered[node] = upTo
+            if boundary != nil, response.cursor == nil { exhausted[node] = beyond }
+        }
+        let m = ReadResolver.merge(contacted.compactMap { covered[$0] })
+        settled = Settled(merged: m, boundary: boundary)
+        let repairs = responses.count > 1 ? ReadResolver.repairs(merged: m, responses: covered) : [:]
+        guard !repairs.isEmpty else { return afterRound() }
+        phase = .repairing
+        pendingRepairs = Set(repairs.keys)
+        for node in contacted where repairs[node] != nil && !repairedReplicas.contains(node) { repairedReplicas.append(node) }
+        return contacted.compactMap { node in
+            guard let diff = repairs[node] else { return nil }
+            return .sendRepair(Mutation(table: query.table, partitionKey: query.partitionKey,
+                                        header: diff.header, rows: diff.rows), to: node)
+        }
+    }
+
+    /// Takes a settled round's rows; answers when the page is full or the slice ended, otherwise
+    /// reads on after the boundary.
+    private mutating func afterRound() -> [Action] {
+        guard let round = settled else { return [] }
+        settled = nil
+        let page = ReadResolver.resolve(round.merged, query: window, nowSeconds: nowSeconds)
+        collected += page.rows
+        tombstones += page.tombstonesScanned
+        if collected.count >= query.limit || round.boundary == nil {
+            phase = .done
+            let full = collected.count >= query.limit
+            return [.succeeded(ReadResult(rows: collected, cursor: full ? collected.last?.clustering : nil,
+                                          tombstonesScanned: tombstones))]
+        }
+        // Short: tombstones hid rows up to the boundary. Read on after it for what is missing.
+        extraRounds += 1
+        window.cursor = round.boundary
+        window.limit = query.limit - collected.count
+        phase = .reconciling
+        digests = [:]
+        data = [:]
+        for (node, rest) in exhausted {
+            // Its repairs were acknowledged, so it now holds the merged header.
+            data[node] = ReplicaReadResult(header: round.merged.header, rows: rest.rows)
+        }
+        let ask = contacted.filter { data[$0] == nil }
+        guard !ask.isEmpty else { return settle(data) }
+        return ask.map { .requestData(window, from: $0) }
     }
 }

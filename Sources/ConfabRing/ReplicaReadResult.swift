@@ -10,10 +10,17 @@ public struct ReplicaReadResult: Hashable, Sendable {
     public var header: PartitionHeader
     /// Sorted by clustering bytes, one entry per clustering key.
     public var rows: [Mutation.Row]
+    /// Set when the replica stopped because it reached the query's limit of live rows (by its
+    /// own data): the last clustering key it looked at. It has not read past this key, so what a
+    /// coordinator merges is only trustworthy up to here — a row the replica holds further on
+    /// (or a tombstone that hides another replica's row) is not in `rows`. Nil: the replica read
+    /// the whole slice.
+    public var cursor: [UInt8]?
 
-    public init(header: PartitionHeader = PartitionHeader(), rows: [Mutation.Row] = []) {
+    public init(header: PartitionHeader = PartitionHeader(), rows: [Mutation.Row] = [], cursor: [UInt8]? = nil) {
         self.header = header
         self.rows = rows
+        self.cursor = cursor
     }
 
     /// The canonical form two replicas holding the same data agree on byte for byte: rows sorted
@@ -35,12 +42,13 @@ public struct ReplicaReadResult: Hashable, Sendable {
             out.append(Mutation.Row(clustering: ck, fragment: fragment))
         }
         out.sort { compareBytes($0.clustering, $1.clustering) < 0 }
-        return ReplicaReadResult(header: header, rows: out)
+        return ReplicaReadResult(header: header, rows: out, cursor: cursor)
     }
 
     /// A 128-bit digest of the normalized result, timestamps and tombstones included (Cassandra's
     /// digest reads hash the same thing). Equal digests mean the replicas need no repair for this
-    /// slice.
+    /// slice. The cursor is not hashed: replicas with equal rows count the same live rows, so they
+    /// stop at the same key.
     public func digest() -> ReadDigest {
         let bytes = asMutation(table: 0, partitionKey: []).encoded()
         let (a, b) = bytes.withUnsafeBytes { Murmur3.hash128($0, seed: 0x636f_6e66_6162) }

@@ -185,8 +185,14 @@ public enum WireMessage: Hashable, Sendable {
         case .replicaWriteAck:
             break
         case .replicaReadResponse(.data(let result)):
-            w.u8(ResponseKind.rows)
-            w.longBytes(result.asRawMutation.encoded())
+            if let cursor = result.cursor {
+                w.u8(ResponseKind.rowsToLimit)
+                w.longBytes(result.asRawMutation.encoded())
+                w.longBytes(cursor)
+            } else {
+                w.u8(ResponseKind.rows)
+                w.longBytes(result.asRawMutation.encoded())
+            }
         case .replicaReadResponse(.digest(let d)):
             w.u8(ResponseKind.digest)
             w.u64(d.high)
@@ -327,6 +333,10 @@ public enum WireMessage: Hashable, Sendable {
             case ResponseKind.rows:
                 let m = try r.mutation("partition", max: frame.body.count)
                 message = .replicaReadResponse(.data(ReplicaReadResult(header: m.header, rows: m.rows)))
+            case ResponseKind.rowsToLimit:
+                let m = try r.mutation("partition", max: frame.body.count)
+                let cursor = try r.longBytes("cursor", max: frame.body.count)
+                message = .replicaReadResponse(.data(ReplicaReadResult(header: m.header, rows: m.rows, cursor: cursor)))
             case ResponseKind.digest:
                 message = .replicaReadResponse(.digest(ReadDigest(high: try r.u64("digest"), low: try r.u64("digest"))))
             case let kind:
@@ -400,4 +410,6 @@ enum ReadFlags {
 enum ResponseKind {
     static let rows: UInt8 = 0
     static let digest: UInt8 = 1
+    /// ReplicaReadResponse only: rows, and the key where the replica stopped at the limit.
+    static let rowsToLimit: UInt8 = 2
 }

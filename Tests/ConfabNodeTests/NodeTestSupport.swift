@@ -1,5 +1,6 @@
 import ConfabClient
-import ConfabNode
+import ConfabEngine
+@testable import ConfabNode
 import ConfabRing
 import Foundation
 import Logging
@@ -52,7 +53,8 @@ final class InProcessNode: Sendable {
         self.address = address
     }
 
-    static func start(directory: TempDirectory = TempDirectory(), configure: (inout NodeConfiguration) -> Void = { _ in })
+    static func start(directory: TempDirectory = TempDirectory(), hintFileSystem: any FileSystem = PosixFileSystem(),
+                      configure: (inout NodeConfiguration) -> Void = { _ in })
         async throws -> InProcessNode
     {
         var config = NodeConfiguration(dataDirectory: directory.path)
@@ -62,7 +64,7 @@ final class InProcessNode: Sendable {
         configure(&config)
         var logger = Logger(label: "test.node")
         logger.logLevel = .warning
-        let node = Node(configuration: config, logger: logger)
+        let node = Node(configuration: config, logger: logger, hintFileSystem: hintFileSystem)
         let group = ServiceGroup(configuration: .init(services: [.init(service: node)], logger: logger))
         let task = Task { try await group.run() }
         let bound = try await node.listeningAddress()

@@ -66,3 +66,23 @@ import Testing
             if case .persist(let h) = $0 { h.id > hint.id } else { false } } == true)
     }
 }
+
+extension HintQueueTests {
+    /// A node that left takes no hints: they are deleted at once (in flight ones too, whose late
+    /// acknowledgement then changes nothing), not kept until they expire days later.
+    @Test func hintsForANodeThatLeftAreDroppedAndDeleted() {
+        var q = HintQueue()
+        let other = Fixtures.node(3)
+        for i in 0..<3 { _ = q.store(mutation(i), for: target, targetDownSince: .zero, now: .zero) }
+        _ = q.store(mutation(9), for: other, targetDownSince: .zero, now: .zero)
+        let replays = q.onTick(now: Fixtures.seconds(1), isAlive: { $0 == target })
+        let flying = replays.compactMap { if case .replay(let h) = $0 { h.id } else { nil } }
+        #expect(flying.count == 3)
+        let dropped = q.dropHints(for: target)
+        #expect(dropped == flying.map { .delete(id: $0, target: target) })
+        #expect(q.pendingCount(for: target) == 0 && q.pendingCount(for: other) == 1)
+        #expect(q.stats.droppedForLeftNode == 3)
+        #expect(q.onReplayAck(id: flying[0]).isEmpty)
+        #expect(q.dropHints(for: target).isEmpty)
+    }
+}

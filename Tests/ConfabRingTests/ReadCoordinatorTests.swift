@@ -86,3 +86,33 @@ import Testing
         #expect(x.digest() != z.digest())
     }
 }
+
+extension ReadCoordinatorTests {
+    /// A replica that reports an error (a corrupt block, say) is that replica failing, not the
+    /// read: the third replica takes its place, in the role the failed one had.
+    @Test func aFailingReplicaIsReplacedByTheSpareReplica() {
+        let data = ReplicaReadResult(rows: [row("a", ts: 1, body: "x")])
+        // The data replica fails: the spare is asked for full data.
+        var rc = make()
+        _ = rc.start()
+        #expect(rc.onDigest(from: r2, data.digest()).isEmpty)
+        #expect(rc.onFailure(from: r1, reason: "corruption in sst-1.db") == [.requestData(query, from: r3)])
+        guard case .succeeded(let result) = rc.onData(from: r3, data).first else { Issue.record("no answer"); return }
+        #expect(result.rows.count == 1)
+        #expect(rc.failedReplicas == [r1])
+
+        // A digest replica fails: the spare is asked for a digest.
+        var rc2 = make()
+        _ = rc2.start()
+        #expect(rc2.onFailure(from: r2, reason: "corruption") == [.requestDigest(query, from: r3)])
+        #expect(rc2.onData(from: r1, data).isEmpty)
+        guard case .succeeded = rc2.onDigest(from: r3, data.digest()).first else { Issue.record("no answer"); return }
+
+        // No spare left: the read fails, naming the replica.
+        var rc3 = make()
+        _ = rc3.start()
+        _ = rc3.onFailure(from: r2, reason: "corruption")
+        guard case .failed(let e) = rc3.onFailure(from: r3, reason: "also corrupt").first else { Issue.record("expected a failure"); return }
+        #expect(e.code == .readFailure && e.message.contains("also corrupt"), "\(e.message)")
+    }
+}

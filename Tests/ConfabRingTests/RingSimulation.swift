@@ -107,6 +107,13 @@ struct RingSimulation {
     var deletes: [Int: DeleteRecord] = [:]
     var failures: [String] = []
     var finalResults: [Int64: ReadResult] = [:]
+    /// A client read paging through a partition with a small limit.
+    struct Paging {
+        var limit: Int
+        var rows: [[UInt8]] = []
+        var pages = 0
+    }
+    var paging: [Int: Paging] = [:]
     var stats = (acked: 0, unavailable: 0, timeouts: 0, reads: 0, repairs: 0, hintsReplayed: 0)
 
     init(seed: UInt64) {
@@ -253,6 +260,27 @@ struct RingSimulation {
         nodes[i].store[m.partitionKey] = ReadResolver.merge([existing, ReplicaReadResult(header: m.header, rows: m.rows)])
     }
 
+    /// A replica's answer as the engine's raw read gives it: rows in query order after the
+    /// cursor, dead rows included, stopping after `limit` rows live by this node's clock and
+    /// saying where.
+    func slice(_ q: SliceQuery, at i: Int) -> ReplicaReadResult {
+        let stored = nodes[i].store[q.partitionKey] ?? ReplicaReadResult()
+        let nowSeconds = wallMicros(i) / 1_000_000
+        var rows = q.reversed ? Array(stored.rows.reversed()) : stored.rows
+        if let c = q.cursor {
+            rows = rows.filter { q.reversed ? compareBytes($0.clustering, c) < 0 : compareBytes($0.clustering, c) > 0 }
+        }
+        var out = ReplicaReadResult(header: stored.header)
+        var live = 0
+        for row in rows {
+            out.rows.append(row)
+            guard row.fragment.isLive(now: nowSeconds) else { continue }
+            live += 1
+            if live == q.limit { out.cursor = row.clustering; break }
+        }
+        return out
+    }
+
     mutating func receive(_ message: Message, from: Int, at i: Int) {
         switch message {
         case .gossip(let g):
@@ -267,9 +295,9 @@ struct RingSimulation {
             apply(m, at: i)
             send(.hintAck(id), from: i, to: from)
         case .readData(let req, let q):
-            send(.data(req, nodes[i].store[q.partitionKey] ?? ReplicaReadResult()), from: i, to: from)
+            send(.data(req, slice(q, at: i)), from: i, to: from)
         case .readDigest(let req, let q):
-            send(.digest(req, (nodes[i].store[q.partitionKey] ?? ReplicaReadResult()).digest()), from: i, to: from)
+            send(.digest(req, slice(q, at: i).digest()), from: i, to: from)
         case .writeAck(let req):
             guard var w = nodes[i].writes[req] else { return }
             let actions = w.0.onAck(from: nodes[from].id)
@@ -344,7 +372,7 @@ struct RingSimulation {
             case .requestData(let q, let from): send(.readData(request, q), from: i, to: index(of: from))
             case .requestDigest(let q, let from): send(.readDigest(request, q), from: i, to: index(of: from))
             case .sendRepair(let m, let to): stats.repairs += 1; send(.repair(request, m), from: i, to: index(of: to))
-            case .succeeded(let result): readSucceeded(result, op: op)
+            case .succeeded(let result): readSucceeded(result, op: op, at: i)
             case .failed(let e):
                 if e.code == .unavailable { stats.unavailable += 1 } else { stats.timeouts += 1 }
             }
@@ -365,8 +393,9 @@ struct RingSimulation {
         writeActions(actions, request: req, at: i)
     }
 
-    mutating func startRead(chat: Int64, op: Int, at i: Int) {
-        let q = ChatMessages.latest(chatId: chat, limit: 100_000)
+    mutating func startRead(chat: Int64, op: Int, at i: Int, limit: Int = 100_000, cursor: [UInt8]? = nil) {
+        var q = ChatMessages.latest(chatId: chat, limit: limit)
+        q.cursor = cursor
         let token = Token(partitionKey: q.partitionKey)
         let gossiper = nodes[i].gossiper
         // Prefer this node, as a real coordinator does, then ring order.
@@ -409,15 +438,37 @@ struct RingSimulation {
             // Every QUORUM write acknowledged before the read starts must be visible to it.
             let expected = writes.indices.filter { writes[$0].chat == chat && writes[$0].acked && deletes[$0] == nil }
             ops.append(.read(chat: chat, expected: expected))
-            startRead(chat: chat, op: ops.count - 1, at: i)
+            // Small pages over tombstones: the read pages to the end of the partition.
+            let limit = Int.random(in: 1...4, using: &rng)
+            paging[ops.count - 1] = Paging(limit: limit)
+            startRead(chat: chat, op: ops.count - 1, at: i, limit: limit)
         }
     }
 
-    mutating func readSucceeded(_ result: ReadResult, op: Int) {
+    mutating func readSucceeded(_ result: ReadResult, op: Int, at i: Int) {
         stats.reads += 1
         switch ops[op] {
         case .read(let chat, let expected):
-            let seen = Set(result.rows.map(\.clustering))
+            guard var p = paging[op] else { return }
+            p.rows += result.rows.map(\.clustering)
+            p.pages += 1
+            paging[op] = p
+            if let cursor = result.cursor {
+                if result.rows.count != p.limit {
+                    failures.append("QUORUM read of chat \(chat) at \(now) ns: page \(p.pages) of \(result.rows.count) rows (limit \(p.limit)) has a cursor")
+                }
+                startRead(chat: chat, op: op, at: i, limit: p.limit, cursor: cursor)
+                return
+            }
+            paging[op] = nil
+            if result.rows.count >= p.limit {
+                failures.append("QUORUM read of chat \(chat) at \(now) ns: a full last page without a cursor")
+            }
+            // Newest first, each row once.
+            if zip(p.rows, p.rows.dropFirst()).contains(where: { compareBytes($0, $1) <= 0 }) {
+                failures.append("QUORUM read of chat \(chat) at \(now) ns: pages out of order or repeating a row")
+            }
+            let seen = Set(p.rows)
             for k in expected where deletes[k] == nil && !seen.contains(writes[k].clustering) {
                 failures.append("QUORUM read of chat \(chat) at \(now) ns missed acknowledged write m\(k)")
             }
