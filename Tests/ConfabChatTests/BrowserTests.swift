@@ -144,19 +144,19 @@ struct TwoServerScenario {
             let lines = try await history(chatId)
             for text in texts {
                 #expect(lines.contains { $0.contains("\"text\":\"\(text)\"") },
-                        "confab history \(chatId) does not show \"\(text)\": \(lines)")
+                        "confab chat history \(chatId) does not show \"\(text)\": \(lines)")
             }
         }
     }
 
-    /// `confab history CHAT_ID --json` against the test's ring: one JSON object per message.
+    /// `confab chat history CHAT_ID --json` against the test's ring: one JSON object per message.
     private func history(_ chatId: String) async throws -> [String] {
         guard let binary = BrowserTestBackend.confabBinary() else { throw BrowserTestError("confab executable not found") }
         let node = "127.0.0.1:\(backend.nodePorts[0])"
         return try await offCooperativeThread {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["history", chatId, "--node", node, "--consistency", "quorum", "--json"]
+            process.arguments = ["chat", "history", chatId, "--node", node, "--consistency", "quorum", "--json"]
             let out = Pipe()
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice

@@ -981,7 +981,7 @@
     $("conversation-title").textContent = chatTitle(chat);
     const members = chatMembers(chat);
     $("conversation-members").textContent = chat.kind === "group" ? members.length + " members: " + members.join(", ") : "";
-    // The id `confab history CHAT_ID` takes: the same chat read straight from the ring.
+    // The id `confab chat history CHAT_ID` takes: the same chat read straight from the ring.
     $("conversation-id").textContent = "chat " + chat.chatId;
     renderPresence();
   }
