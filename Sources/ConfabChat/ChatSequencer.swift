@@ -280,7 +280,7 @@ final class ChatSequencer: Sendable {
                     try await log.write(mutation)
                     let header = try await log.header(chatId: chatId)
                     guard header == ChatLog.Header(epoch: open.epoch, owner: serverId) else {
-                        logger.info("chat moved to another server's epoch; this server stops ordering it", metadata: [
+                        logger.debug("chat moved to another server's epoch; this server stops ordering it", metadata: [
                             "chat": "\(chatId)", "epoch": "\(open.epoch)", "header": "\(String(describing: header))",
                         ])
                         throw ChatError(.storageUnavailable, "the chat's ordering moved to another chat server while sending; retry (with retry: true)")

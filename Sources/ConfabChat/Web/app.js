@@ -99,7 +99,7 @@
         err.message || response.status + " " + response.statusText);
       error.details = err;
       if (response.status === 401 && state.session && path !== "/api/login") {
-        signOut("Your session ended (" + error.code + "). Log in again.");
+        signOut("Your session ended (" + error.code + "). Log in again.", { keepUnsent: true });
       }
       throw error;
     }
@@ -209,6 +209,14 @@
       const data = await api("POST", "/api/" + kind, { handle: handle.trim(), password });
       state.session = { userId: data.userId, token: data.token, expiresAt: data.expiresAt };
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
+      // Messages left unsent when the previous session of this user ended: sent again (same
+      // clientIds, retry: true) once connected.
+      if (state.unsent && state.unsent.userId === data.userId) {
+        for (const u of state.unsent.list) {
+          state.pending.set(u.clientId, { chatId: u.chatId, clientId: u.clientId, text: u.text, state: "pending", attempts: 1, timer: null });
+        }
+      }
+      state.unsent = null;
       enterApp();
     } catch (e) {
       showError("auth-error", e.message);
@@ -217,7 +225,17 @@
     }
   }
 
-  function signOut(reason) {
+  /** Ends the session. When it ended by itself (token expired or refused), messages not yet
+   * acknowledged are kept and sent, with their clientIds, once the same user logs in again. */
+  function signOut(reason, options) {
+    const keep = options && options.keepUnsent && state.session;
+    const unsent = keep ? [...state.pending.values()].filter((p) => p.state === "pending") : [];
+    if (keep && unsent.length) {
+      state.unsent = { userId: state.session.userId, list: unsent.map((p) => ({ chatId: p.chatId, clientId: p.clientId, text: p.text })) };
+      reason += " " + unsent.length + " unsent message" + (unsent.length === 1 ? "" : "s") + " will be sent when you do.";
+    } else if (!keep) {
+      state.unsent = null;
+    }
     transport.generation += 1;
     disconnect();
     for (const p of state.pending.values()) clearTimeout(p.timer);
@@ -362,7 +380,7 @@
       transport.ws = null;
       if (generation !== transport.generation || !state.session) return;
       if (event.code === 4001) {
-        signOut("Your session ended. Log in again.");
+        signOut("Your session ended. Log in again.", { keepUnsent: true });
         return;
       }
       if (transport.polling) { // a probe failed; polling carries on
@@ -672,7 +690,15 @@
       const unread = el("span", "unread", chat.unread > 99 ? "99+" : chat.unread > 0 ? String(chat.unread) : "");
       unread.dataset.testid = "unread-count";
       li.append(title, time, preview, unread);
+      // Reachable and usable from the keyboard, announced as a button.
+      li.tabIndex = 0;
+      li.setAttribute("role", "button");
+      li.setAttribute("aria-label", chatTitle(chat) + (chat.unread ? ", " + chat.unread + " unread" : ""));
+      if (chat.chatId === state.openChatId) li.setAttribute("aria-current", "true");
       li.addEventListener("click", () => openChat(chat.chatId));
+      li.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openChat(chat.chatId); }
+      });
       return li;
     });
     list.replaceChildren(...items);
