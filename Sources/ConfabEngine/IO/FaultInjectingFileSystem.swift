@@ -113,10 +113,24 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         return dead
     }
 
+    /// What a power loss does to bytes appended to a file after its last sync.
+    public enum UnsyncedData: Sendable, Hashable {
+        /// All of them are lost: the file is cut to its synced length.
+        case dropped
+        /// Disk writeback had already persisted an arbitrary subset of the unsynced pages, in no
+        /// particular order (as on a real disk): each 4 KiB page (aligned to file offsets) beyond
+        /// the synced length is kept or reads back as zeros, and the file keeps its length or ends
+        /// at a random page boundary past the synced length. Seeded, so a failure replays.
+        case randomPages(seed: UInt64)
+    }
+
+    static let pageBytes = 4096
+
     /// Crashes the instance (see `crash()`) and rewrites the directories under `root` on disk to
-    /// what a power loss at this moment would leave: only synced file contents and only
-    /// directory-synced names. The instance stays dead; use `reboot()` or a new instance to go on.
-    public func simulatePowerLoss() throws {
+    /// what a power loss at this moment would leave: synced file contents (plus, with
+    /// `.randomPages`, a random subset of the unsynced pages) and only directory-synced names. The
+    /// instance stays dead; use `reboot()` or a new instance to go on.
+    public func simulatePowerLoss(unsynced: UnsyncedData = .dropped) throws {
         crash()
         condition.lock()
         defer { condition.unlock() }
@@ -150,7 +164,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             for name in plan.remove { try base.remove(joinPath(dir, name)) }
             for (name, n) in plan.cut {
                 let path = joinPath(dir, name)
-                if try base.fileSize(path) > n { try base.truncate(path, to: n) }
+                let size = try base.fileSize(path)
+                guard size > n else { continue }
+                switch unsynced {
+                case .dropped:
+                    try base.truncate(path, to: n)
+                case .randomPages(let seed):
+                    try persistRandomPages(path, synced: n, size: size, seed: seed ^ UInt64(truncatingIfNeeded: path.hashValueStable))
+                }
             }
             for (name, bytes) in plan.write {
                 let file = try base.createFile(joinPath(dir, name), truncate: true)
@@ -166,9 +187,35 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     }
 
     /// Simulates a power loss and returns the file system as the restarted machine sees it.
-    public func reboot() throws -> FaultInjectingFileSystem {
-        try simulatePowerLoss()
+    public func reboot(unsynced: UnsyncedData = .dropped) throws -> FaultInjectingFileSystem {
+        try simulatePowerLoss(unsynced: unsynced)
         return try FaultInjectingFileSystem(root: root)
+    }
+
+    /// Rewrites the unsynced tail [synced, size) of `path`: each page kept or zero-filled at
+    /// random, then the file ends at its full size or at a random page boundary after `synced`.
+    private func persistRandomPages(_ path: String, synced: Int, size: Int, seed: UInt64) throws {
+        var rng = PowerLossRandom(seed: seed)
+        let file = try base.openForReading(path)
+        var tail = try file.read(at: synced, count: size - synced)
+        try file.close()
+        var boundaries: [Int] = []  // end offsets of the unsynced pages
+        var start = synced
+        while start < size {
+            let end = min(size, (start / Self.pageBytes + 1) * Self.pageBytes)
+            if rng.next() & 1 == 0 {
+                for i in (start - synced)..<(end - synced) { tail[i] = 0 }
+            }
+            boundaries.append(end)
+            start = end
+        }
+        // The file length (metadata) is written back on its own schedule too.
+        let length = rng.next() & 1 == 0 ? size : boundaries[Int(rng.next() % UInt64(boundaries.count))]
+        try base.truncate(path, to: synced)
+        let out = try base.openForAppend(path)
+        try out.append(Array(tail.prefix(length - synced)))
+        try out.sync()
+        try out.close()
     }
 
     // MARK: - Fault injection
@@ -677,5 +724,27 @@ final class FaultReadableFile: ReadableFile, @unchecked Sendable {
         try fs.enter()
         defer { fs.leave() }
         try base.close()
+    }
+}
+
+/// SplitMix64 for `UnsyncedData.randomPages`.
+private struct PowerLossRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension String {
+    /// FNV-1a of the UTF-8 bytes: stable across runs, unlike `hashValue`.
+    fileprivate var hashValueStable: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
     }
 }
