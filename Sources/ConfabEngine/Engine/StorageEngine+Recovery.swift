@@ -11,12 +11,7 @@ extension StorageEngine {
     /// with the file and offset, and nothing is opened.
     public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> StorageEngine {
         let fs = options.fileSystem
-        if !fs.fileExists(directory) {
-            try fs.createDirectory(directory)
-            // Make the new directory's own name durable (best effort: the parent may be outside
-            // what a test file system lets us touch).
-            try? fs.syncDirectory(parentDirectory(of: directory))
-        }
+        try fs.createDirectoryDurably(directory)
         let lock = try DirectoryLock(directory: directory)
         do {
             return try recover(directory: directory, options: options, lock: lock)

@@ -28,8 +28,12 @@ import Darwin
 /// `StorageError(.io, "simulated crash")`. `crash()` waits for calls already running to finish, so
 /// nothing touches the disk once it returns.
 ///
-/// Simplifications: directories made by `createDirectory` count as durable at once; a file written
-/// through a handle after its name was removed keeps the durable content it had when removed.
+/// Directories are entries too: a directory made by `createDirectory` (each missing level of a
+/// `mkdir -p`) survives a power loss only once its parent has been `syncDirectory`'d after it was
+/// made; otherwise it vanishes with everything in it.
+///
+/// Simplification: a file written through a handle after its name was removed keeps the durable
+/// content it had when removed. Directories are never removed or renamed through this type.
 /// All paths must lie under `root`. Thread-safe.
 public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// The directory this instance models; every path it is given must be inside it.
@@ -57,6 +61,9 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     private var objects: [ObjectID: Durable] = [:]
     private var directories: [String: Directory] = [:]
+    /// Directories created whose entry in their parent is not durable yet, with the directory-sync
+    /// generation at which they were made (a parent sync that started later covers them).
+    private var newDirectories: [String: UInt64] = [:]
     private var nextObject: ObjectID = 1
     private var nextGeneration: UInt64 = 1
     private var dead = false
@@ -144,7 +151,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             var write: [(String, [UInt8])] = []
         }
         var plans: [String: Plan] = [:]
-        for (dir, state) in directories {
+        // A directory whose own entry is not durable vanishes with everything in it.
+        let vanished = newDirectories.keys.filter { dir in
+            !newDirectories.keys.contains { other in other != dir && dir.hasPrefix(other + "/") }
+        }
+        func isVanished(_ dir: String) -> Bool {
+            vanished.contains { dir == $0 || dir.hasPrefix($0 + "/") }
+        }
+        for (dir, state) in directories where !isVanished(dir) {
             var plan = Plan()
             for (name, id) in state.live {
                 if state.durable[name] == id, case .prefix(let n)? = objects[id] {
@@ -181,9 +195,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             }
             try base.syncDirectory(dir)
         }
+        for dir in vanished.sorted() {
+            try FileManager.default.removeItem(atPath: dir)
+            try base.syncDirectory(parentDirectory(of: dir))
+        }
         // The model is spent: this instance is dead and a reboot starts from a fresh scan.
         directories = [:]
         objects = [:]
+        newDirectories = [:]
     }
 
     /// Simulates a power loss and returns the file system as the restarted machine sees it.
@@ -431,9 +450,17 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     public func createDirectory(_ path: String) throws {
         let path = try checked(path)
-        try enter()
-        defer { leave() }
-        try base.createDirectory(path)
+        try withStateLock("create directory \(path)") {
+            // Every level that does not exist yet is new, and not durable until its parent is synced.
+            var created: [String] = []
+            var p = path
+            while p != root && p.hasPrefix(root) && !base.fileExists(p) {
+                created.append(p)
+                p = parentDirectory(of: p)
+            }
+            try base.createDirectory(path)
+            for dir in created { newDirectories[dir] = nextGeneration }
+        }
     }
 
     public func syncDirectory(_ path: String) throws {
@@ -450,6 +477,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             defer { nextGeneration += 1 }
             return (state.live, nextGeneration)
         }
+        let prefix = path == "/" ? "/" : path + "/"
         try enter()
         defer { leave() }
         try base.syncDirectory(path)
@@ -460,6 +488,10 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
                 state.durable = snapshot
                 state.durableGeneration = generation
                 directories[path] = state
+            }
+            // Subdirectories made before this sync started now have durable entries.
+            for (dir, made) in newDirectories where made <= generation && parentDirectory(of: dir) == path && dir.hasPrefix(prefix) {
+                newDirectories[dir] = nil
             }
             collectGarbage()
         }

@@ -94,7 +94,7 @@ final class WriteAheadLog: @unchecked Sendable {
         self.activeSegmentBytes = Self.emptySegmentBytes
         self.fileSegmentID = firstSegmentID
 
-        if !fileSystem.fileExists(directory) { try fileSystem.createDirectory(directory) }
+        try fileSystem.createDirectoryDurably(directory)
         let path = Self.segmentPath(directory: directory, id: firstSegmentID)
         let f = try fileSystem.createFile(path, truncate: false)
         do {
