@@ -109,7 +109,13 @@ struct PowerLossTests {
         // Free space: the engine may recover or stay failed; either way nothing acknowledged may be lost.
         fs.clearWriteFailures()
         let ackedBefore = run.acknowledgedPerWriter().joined().count
-        Thread.sleep(forTimeInterval: 0.3)
+        let errorsBefore = run.errors().count
+        // Let the writers try the freed disk: wait until one more write was acknowledged or failed
+        // (the engine may recover or stay fail-stopped).
+        let retryDeadline = Date().addingTimeInterval(20)
+        while run.acknowledgedPerWriter().joined().count == ackedBefore && run.errors().count == errorsBefore && Date() < retryDeadline {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
         run.stop()
         #expect(run.waitForWriters(timeout: 20), "\(context): writers blocked after disk-full")
         let ackedAfter = run.acknowledgedPerWriter().joined().count
@@ -259,7 +265,10 @@ extension PowerLossTests {
         fs.makeSyncsNoOps()
         let run = WriterRun(engine: engine, start: 1_000, writers: 2)
         run.start()
-        Thread.sleep(forTimeInterval: 0.2)
+        // Crash once enough writes were acknowledged that losing them must show.
+        let deadline = Date().addingTimeInterval(20)
+        while run.acknowledgedPerWriter().joined().count < 200 && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        #expect(run.acknowledgedPerWriter().joined().count >= 200, "the writers acknowledged too little to test with")
         fs.crash()
         #expect(run.waitForWriters(timeout: 20))
         var history = WriteHistory()

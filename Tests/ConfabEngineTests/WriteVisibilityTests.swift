@@ -89,17 +89,29 @@ final class LockedBox<Value>: @unchecked Sendable {
     func update<R>(_ body: (inout Value) -> R) -> R { lock.withLock { body(&value) } }
 }
 
-/// The real file system, except that while held, syncs of WAL segments block until released, so
-/// a test can look at the engine while a write waits for its fdatasync.
+/// The real file system, except that while held, syncs of WAL segments (or of other files chosen
+/// by suffix) block until released, so a test can look at the engine while a write waits for its
+/// fdatasync or a flush cannot finish.
 final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
     private let base = PosixFileSystem()
     private let condition = NSCondition()
     private var holding = false
+    private var suffix = ".log"
     private var held = 0
 
-    func holdWALSyncs() { condition.withLock { holding = true } }
+    func holdWALSyncs() { hold(matching: ".log") }
 
-    func releaseWALSyncs() {
+    /// Holds syncs of files whose path ends with `pathSuffix` (".tmp": SSTables being written).
+    func hold(matching pathSuffix: String) {
+        condition.withLock {
+            holding = true
+            suffix = pathSuffix
+        }
+    }
+
+    func releaseWALSyncs() { releaseAll() }
+
+    func releaseAll() {
         condition.withLock {
             holding = false
             condition.broadcast()
@@ -118,9 +130,8 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
     }
 
     fileprivate func gate(_ path: String) {
-        guard path.hasSuffix(".log") else { return }
         condition.withLock {
-            guard holding else { return }
+            guard holding, path.hasSuffix(suffix) else { return }
             held += 1
             condition.broadcast()
             while holding { condition.wait() }

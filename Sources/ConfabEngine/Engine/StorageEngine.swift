@@ -157,7 +157,9 @@ public final class StorageEngine: @unchecked Sendable {
                 memtable.endWrite()
                 throw error
             }
-            counters.userBytesWritten &+= UInt64(payloads.reduce(0) { $0 + $1.bytes.count })
+            // `counters` belongs to `state`, where `stats` reads it.
+            let bytes = UInt64(payloads.reduce(0) { $0 + $1.bytes.count })
+            state.withLock { counters.userBytesWritten &+= bytes }
             return PendingWrite(ticket: ticket, memtable: memtable)
         }
     }
