@@ -106,9 +106,10 @@ struct CorruptionTests {
         var offset = 24
         var recordOffsets: [Int] = []
         while offset + 12 <= size {
-            recordOffsets.append(offset)
-            let length = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16 | Int(bytes[offset + 7]) << 24
-            offset += 12 + length
+            let field = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16 | Int(bytes[offset + 7]) << 24
+            // Bit 31 marks a sync marker (8-byte payload), not a record.
+            if field & 0x8000_0000 == 0 { recordOffsets.append(offset) }
+            offset += 12 + (field & 0x7FFF_FFFF)
         }
         try #require(recordOffsets.count >= 100, "expected the 200 records in the newest segment, found \(recordOffsets.count)")
         let bad = recordOffsets[recordOffsets.count / 2]

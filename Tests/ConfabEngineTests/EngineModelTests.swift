@@ -2,17 +2,20 @@ import Foundation
 import Testing
 @testable import ConfabEngine
 
-/// Model-based property test: random puts, deletes (cell, row, range, partition), TTLs, reads with
+/// Model-based property test: random puts, deletes (cell, row, range, partition), TTLs (on cells
+/// and on row markers), reads with
 /// paging, flushes, compactions, clock jumps past the grace period and reopenings, checked after
 /// every read against a plain in-memory model that shares no code with the engine's merge logic.
 /// A failure prints the seed; CONFAB_SEED=<seed> replays it exactly.
 @Suite struct EngineModelTests {
     struct ModelCell { var ts: Int64; var value: [UInt8]?; var expiresAt: Int64 }
+    /// A row marker; `ttl` 0 is permanent.
+    struct ModelLiveness { var ts: Int64; var ttl: Int32; var expiresAt: Int64 }
 
     /// The expected state, kept as the newest version of every cell plus every deletion.
     struct Model {
         var cells: [[UInt8]: [[UInt8]: [UInt32: ModelCell]]] = [:]   // pk -> ck -> column
-        var liveness: [[UInt8]: [[UInt8]: Int64]] = [:]
+        var liveness: [[UInt8]: [[UInt8]: ModelLiveness]] = [:]
         var rowDeletions: [[UInt8]: [[UInt8]: Int64]] = [:]
         var partitionDeletions: [[UInt8]: Int64] = [:]
         var rangeDeletions: [[UInt8]: [(lo: [UInt8], hi: [UInt8]?, ts: Int64)]] = [:]
@@ -23,6 +26,21 @@ import Testing
             if a.expiresAt != b.expiresAt { return a.expiresAt > b.expiresAt }
             guard let va = a.value, let vb = b.value else { return false }
             return !va.lexicographicallyPrecedes(vb) && va != vb
+        }
+
+        /// Cassandra's rule, written out independently of `LivenessInfo.supersedes`: the newer
+        /// timestamp; on a tie an expiring marker beats a permanent one, then the later expiry, then
+        /// the longer TTL.
+        static func newer(_ a: ModelLiveness, than b: ModelLiveness) -> Bool {
+            if a.ts != b.ts { return a.ts > b.ts }
+            if (a.ttl > 0) != (b.ttl > 0) { return a.ttl > 0 }
+            if a.expiresAt != b.expiresAt { return a.expiresAt > b.expiresAt }
+            return a.ttl > b.ttl
+        }
+
+        mutating func putLiveness(_ pk: [UInt8], _ ck: [UInt8], _ l: ModelLiveness) {
+            if let old = liveness[pk]?[ck], !Self.newer(l, than: old) { return }
+            liveness[pk, default: [:]][ck] = l
         }
 
         mutating func putCell(_ pk: [UInt8], _ ck: [UInt8], _ col: UInt32, _ c: ModelCell) {
@@ -50,7 +68,7 @@ import Testing
                 for (col, c) in cells[pk]?[ck] ?? [:] where c.ts > d {
                     if let v = c.value, c.expiresAt == 0 || c.expiresAt > now { live[col] = v }
                 }
-                let rowLive = (liveness[pk]?[ck]).map { $0 > d } ?? false
+                let rowLive = (liveness[pk]?[ck]).map { $0.ts > d && ($0.ttl == 0 || $0.expiresAt > now) } ?? false
                 if rowLive || !live.isEmpty { out.append((ck, live)) }
             }
             return out.sorted { compareBytes($0.0, $1.0) < 0 }
@@ -103,10 +121,16 @@ import Testing
                     }
                 }
                 let withLiveness = Bool.random(using: &rng)
-                if withLiveness { model.liveness[pk, default: [:]][c] = max(model.liveness[pk]?[c] ?? .min, ts) }
+                var liveness: LivenessInfo? = nil
+                if withLiveness {
+                    // A quarter of the row markers expire (INSERT ... USING TTL).
+                    let ttl: Int32 = Int.random(in: 0..<4, using: &rng) == 0 ? Int32.random(in: 1...20, using: &rng) : 0
+                    liveness = LivenessInfo(timestamp: ts, ttl: ttl, expiresAt: ttl > 0 ? now + Int64(ttl) : 0)
+                    model.putLiveness(pk, c, ModelLiveness(ts: ts, ttl: ttl, expiresAt: ttl > 0 ? now + Int64(ttl) : 0))
+                }
                 if cells.isEmpty && !withLiveness { continue }
-                log.append("\(step): put \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts) cells=\(cells.count)")
-                try engine.write(Mutation(table: 1, partitionKey: pk, rows: [.init(clustering: c, fragment: RowFragment(liveness: withLiveness ? LivenessInfo(timestamp: ts) : nil, cells: cells))]))
+                log.append("\(step): put \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts) cells=\(cells.count) liveness=\(liveness.map { "ttl \($0.ttl)" } ?? "-")")
+                try engine.write(Mutation(table: 1, partitionKey: pk, rows: [.init(clustering: c, fragment: RowFragment(liveness: liveness, cells: cells))]))
             } else if roll < 46 {
                 let c = Self.ck(Int.random(in: 0..<30, using: &rng))
                 model.rowDeletions[pk, default: [:]][c] = max(model.rowDeletions[pk]?[c] ?? .min, ts)

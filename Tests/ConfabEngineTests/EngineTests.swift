@@ -74,6 +74,8 @@ import Testing
         let clock = ManualClock()
         var o = options()
         o.clock = clock
+        o.gcGraceSeconds = 30
+        o.backgroundWork = false
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? engine.close() }
         let now = clock.nowSeconds()
@@ -81,11 +83,28 @@ import Testing
         let ck = ClusteringKey([.int64(1)]).bytes
         try engine.write(Mutation(table: 3, partitionKey: [1], rows: [.init(clustering: ck, fragment: row)]))
         let q = SliceQuery(table: 3, partitionKey: [1])
+        try engine.flush()
+        #expect(engine.sstablePaths.count == 1)
         #expect(try engine.read(q).rows.count == 1)
         clock.advance(seconds: 11)
         #expect(try engine.read(q).rows.isEmpty)
+
+        // Expired but within the grace period: compaction (of the single table) turns the cell
+        // into a tombstone and keeps it.
         try engine.compact()
+        #expect(engine.stats.compactions == 1)
         #expect(try engine.read(q).rows.isEmpty)
+        let raw = try engine.readRaw(q).rows
+        #expect(raw.count == 1)
+        #expect(raw.first?.fragment.cells.first?.isTombstone == true)
+        #expect(raw.first?.fragment.cells.first?.localExpiry == now + 10)
+
+        // Past the grace period: the next compaction purges it, and nothing is left on disk.
+        clock.advance(seconds: 30)
+        try engine.compact()
+        #expect(engine.stats.compactions == 2)
+        #expect(engine.sstablePaths.isEmpty)
+        #expect(try engine.readRaw(q).rows.isEmpty)
     }
 
     @Test func aDataDirectoryOpensOnlyOnce() throws {
@@ -113,7 +132,10 @@ import Testing
 
     @Test func concurrentWritersInGroupModeAreAllDurable() throws {
         let dir = TempDirectory("group")
-        let writer = try StorageEngine.open(directory: dir.path, options: options(.group, memtable: 64 << 10))
+        let fs = try FaultInjectingFileSystem(root: dir.path)
+        var o = options(.group, memtable: 64 << 10)
+        o.fileSystem = fs
+        let writer = try StorageEngine.open(directory: dir.file("data"), options: o)
         let threads = 16, per = 100
         // Real threads: concurrentPerform would run only as many as there are cores.
         let done = DispatchGroup()
@@ -129,8 +151,12 @@ import Testing
         done.wait()
         let syncs = writer.wal.syncCount
         #expect(syncs < UInt64(threads * per / 2), "group commit shared too few fdatasyncs: \(syncs) syncs for \(threads * per) writes")
-        try writer.close()
-        let engine = try StorageEngine.open(directory: dir.path, options: options())
+        // Every write was acknowledged; the machine loses power without a clean close, keeping
+        // only what was synced.
+        let rebooted = try powerLoss(fs, dataDir: dir.file("data"), next: dir.file("rebooted"), abandoning: writer)
+        var after = options()
+        after.fileSystem = try FaultInjectingFileSystem(root: dir.path)
+        let engine = try StorageEngine.open(directory: rebooted, options: after)
         for t in 0..<threads {
             #expect(try engine.read(ChatMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
         }
@@ -139,17 +165,165 @@ import Testing
 
     @Test func writersAreHeldWhenFlushingFallsBehindAndMemoryStaysBounded() throws {
         let dir = TempDirectory("stall")
+        let fs = SyncGateFileSystem()
         var o = options(.periodic(milliseconds: 50), memtable: 16 << 10)
         o.maxFrozenMemtables = 1
+        o.fileSystem = fs
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? engine.close() }
-        var peak = 0
-        for i in 0..<3_000 {
-            try engine.write(ChatMessages.mutation(chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s", body: String(repeating: "x", count: 200), writeTime: 1))
-            if i % 100 == 0 { peak = max(peak, engine.stats.memtableBytes) }
+        // Flushes cannot finish (their SSTable fsync is held), so a writer must end up held.
+        fs.hold(matching: ".tmp")
+        let finished = DispatchSemaphore(value: 0)
+        let failure = LockedBox<String?>(nil)
+        Thread {
+            do {
+                for i in 0..<3_000 {
+                    try engine.write(ChatMessages.mutation(chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
+                                                           body: String(repeating: "x", count: 200), writeTime: 1))
+                }
+            } catch {
+                failure.set("\(error)")
+            }
+            finished.signal()
+        }.start()
+        let deadline = Date(timeIntervalSinceNow: 20)
+        var finishedEarly = false
+        while engine.stats.writesStalled == 0 && Date() < deadline {
+            // Polls the condition; the writer cannot finish while flushes are held.
+            if finished.wait(timeout: .now() + 0.01) == .success { finishedEarly = true; break }
         }
-        // At most the active memtable plus one frozen, each a little over the threshold.
-        #expect(peak <= 3 * (16 << 10) + (64 << 10))
+        #expect(!finishedEarly, "all writes went through while no flush could finish: \(failure.get() ?? "no error")")
+        #expect(engine.stats.writesStalled > 0, "no writer was held while the flush could not finish")
+        // Held: the active memtable plus one frozen, each a little over the threshold.
+        #expect(engine.stats.memtableBytes <= 3 * (16 << 10) + (64 << 10))
+        fs.releaseAll()
+        #expect(finishedEarly || finished.wait(timeout: .now() + 60) == .success)
+        #expect(failure.get() == nil)
         #expect(engine.stats.flushes > 10)
+        #expect(engine.stats.stallMicros > 0)
+    }
+
+    /// Every level of a new data directory gets a durable entry in its parent: after a power
+    /// loss, acknowledged writes are not lost with a directory name that was never fsynced.
+    @Test func aNewNestedDataDirectorySurvivesPowerLoss() throws {
+        let dir = TempDirectory("nested")
+        let fs = try FaultInjectingFileSystem(root: dir.path)
+        var o = options(.group)
+        o.fileSystem = fs
+        let data = dir.file("x/y/data")
+        let engine = try StorageEngine.open(directory: data, options: o)
+        try engine.write(ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "m", sender: "s", body: "kept", writeTime: 1))
+        try fs.simulatePowerLoss()
+        try? engine.close()
+        #expect(FileManager.default.fileExists(atPath: data), "the data directory vanished: its parents were never fsynced")
+        // Recovery runs on a copy: the abandoned engine still holds the LOCK.
+        try FileManager.default.copyItem(atPath: data, toPath: dir.file("copy"))
+        var after = options()
+        after.fileSystem = try FaultInjectingFileSystem(root: dir.path)
+        let recovered = try StorageEngine.open(directory: dir.file("copy"), options: after)
+        defer { try? recovered.close() }
+        #expect(try recovered.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.count == 1)
+    }
+
+    @Test func aFailedParentSyncFailsTheOpenOfANewDataDirectory() throws {
+        let dir = TempDirectory("parent-sync")
+        let fs = try FaultInjectingFileSystem(root: dir.path)
+        var o = options()
+        o.fileSystem = fs
+        fs.failDirectorySyncs(count: 1)
+        let error = try #require(throws: StorageError.self) { _ = try StorageEngine.open(directory: dir.file("data"), options: o) }
+        #expect(error.code == .io)
+        #expect(error.message.contains("durable"))
+    }
+
+    /// A table alone in its time window is never merged with another, yet its tombstones and
+    /// expired values must go once past the grace period (Cassandra's single-SSTable tombstone
+    /// compaction).
+    @Test func aSingleTablesTombstonesArePurgedByBackgroundCompaction() throws {
+        let dir = TempDirectory("single-purge")
+        let clock = ManualClock()
+        var o = options()
+        o.clock = clock
+        o.gcGraceSeconds = 30
+        o.backgroundWork = false
+        let engine = try StorageEngine.open(directory: dir.path, options: o)
+        defer { try? engine.close() }
+        let now = clock.nowSeconds()
+        for i in 0..<20 {
+            let ck = ClusteringKey([.int64(Int64(i))]).bytes
+            let fragment = i % 2 == 0
+                ? RowFragment(cells: [Cell(column: 0, timestamp: 5, value: [1])])
+                : RowFragment(deletion: DeletionTime(timestamp: 5, localDeletionTime: now))
+            try engine.write(Mutation(table: 3, partitionKey: [UInt8(i % 3 + 1)], rows: [.init(clustering: ck, fragment: fragment)]))
+        }
+        try engine.flush()
+        #expect(engine.stats.compactions == 0)
+        try engine.waitForBackgroundWork()
+        #expect(engine.stats.compactions == 0, "compacted before the grace period passed")
+        clock.advance(seconds: 31)
+        try engine.waitForBackgroundWork()
+        #expect(engine.stats.compactions == 1)
+        let paths = engine.sstablePaths
+        #expect(paths.count == 1)
+        var live = 0, deleted = 0
+        for pk in 1...3 {
+            for row in try engine.readRaw(SliceQuery(table: 3, partitionKey: [UInt8(pk)], limit: 100)).rows {
+                if row.fragment.deletion != nil { deleted += 1 } else { live += 1 }
+            }
+        }
+        #expect(live == 10)
+        #expect(deleted == 0)
+        // Nothing left to purge: the strategy does not pick the table again.
+        try engine.waitForBackgroundWork()
+        #expect(engine.stats.compactions == 1)
+    }
+
+    /// Older data for the same partitions in another table keeps the tombstones (they still shadow
+    /// it), and the strategy must not rewrite the table over and over.
+    @Test func aSingleTableCompactionIsNotPickedWhileOlderDataOverlaps() throws {
+        let dir = TempDirectory("single-blocked")
+        let clock = ManualClock()
+        var o = options()
+        o.clock = clock
+        o.gcGraceSeconds = 30
+        o.backgroundWork = false
+        let engine = try StorageEngine.open(directory: dir.path, options: o)
+        defer { try? engine.close() }
+        let ck = ClusteringKey([.int64(1)]).bytes
+        try engine.write(Mutation(table: 3, partitionKey: [1], rows: [.init(clustering: ck, fragment: RowFragment(cells: [Cell(column: 0, timestamp: 5, value: [1])]))]))
+        try engine.flush()
+        try engine.write(Mutation(table: 3, partitionKey: [1], rows: [.init(clustering: ck, fragment: RowFragment(deletion: DeletionTime(timestamp: 6, localDeletionTime: clock.nowSeconds())))]))
+        try engine.flush()
+        clock.advance(seconds: 31)
+        try engine.waitForBackgroundWork()  // returns: nothing is due
+        #expect(engine.stats.compactions == 0)
+        #expect(try engine.read(SliceQuery(table: 3, partitionKey: [1])).rows.isEmpty)
+    }
+
+    @Test func compactedAwayTablesLeaveTheBlockCache() throws {
+        let dir = TempDirectory("cache-evict")
+        var o = options()
+        o.backgroundWork = false
+        let engine = try StorageEngine.open(directory: dir.path, options: o)
+        defer { try? engine.close() }
+        for round in 0..<2 {
+            for i in 0..<200 {
+                try engine.write(ChatMessages.mutation(chatId: Int64(i % 5), timestamp: Int64(round * 1000 + i), messageId: "m", sender: "s",
+                                                       body: String(repeating: "x", count: 100), writeTime: 1))
+            }
+            try engine.flush()
+        }
+        let before = engine.state.withLock { engine.tables.map(\.fileNumber) }
+        #expect(before.count == 2)
+        for chat in 0..<5 { _ = try engine.read(ChatMessages.latest(chatId: Int64(chat), limit: 1000)) }
+        #expect(before.allSatisfy { engine.blockCache.count(fileNumber: $0) > 0 })
+        try engine.compact()
+        #expect(engine.stats.compactions == 1)
+        for n in before {
+            #expect(engine.blockCache.count(fileNumber: n) == 0, "blocks of compacted-away table \(n) are still cached")
+        }
+        for chat in 0..<5 {
+            #expect(try engine.read(ChatMessages.latest(chatId: Int64(chat), limit: 1000)).rows.count == 80)
+        }
     }
 }

@@ -175,6 +175,8 @@ struct FaultInjectingFileSystemTests {
         let dir = try TestDirectory(prefix: "faultfs")
         let fs = try FaultInjectingFileSystem(root: dir.path)
         try fs.createDirectory(dir.file("data/wal"))
+        try fs.syncDirectory(dir.path)
+        try fs.syncDirectory(dir.file("data"))
         let a = try fs.createFile(dir.file("data/wal/1.log"), truncate: false)
         try a.append(Array("a".utf8))
         try a.sync()
@@ -186,6 +188,28 @@ struct FaultInjectingFileSystemTests {
         _ = try fs.reboot()
         #expect(contents(dir.file("data/wal/1.log")) == Array("a".utf8))
         #expect(!FileManager.default.fileExists(atPath: dir.file("data/2.sst")))
+    }
+
+    /// `mkdir -p` makes several directories; each is durable only once its parent is synced.
+    @Test func newDirectoriesVanishUnlessTheirParentIsSynced() throws {
+        let dir = try TestDirectory(prefix: "faultfs")
+        let fs = try FaultInjectingFileSystem(root: dir.path)
+        try fs.createDirectory(dir.file("a/b/c"))
+        try fs.createDirectory(dir.file("k/l"))
+        try fs.syncDirectory(dir.path)          // makes a and k durable
+        try fs.syncDirectory(dir.file("a"))     // makes a/b durable, not a/b/c
+        let f = try fs.createFile(dir.file("a/b/c/file"), truncate: false)
+        try f.append(Array("x".utf8))
+        try f.sync()
+        try fs.syncDirectory(dir.file("a/b/c"))  // the file's entry, in a directory that is not durable
+        let g = try fs.createFile(dir.file("k/l/file"), truncate: false)
+        try g.append(Array("y".utf8))
+        try g.sync()
+        _ = try fs.reboot()
+        #expect(FileManager.default.fileExists(atPath: dir.file("a/b")))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("a/b/c")))
+        #expect(FileManager.default.fileExists(atPath: dir.file("k")))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("k/l")))
     }
 
     /// A rebooted view can itself lose power again: recovery of recovered data.
@@ -262,13 +286,20 @@ struct FaultInjectingFileSystemTests {
                 }
             }
         }
-        Thread.sleep(forTimeInterval: 0.05)
+        // (FileManager's size attribute is not an Int on Linux: `as? Int` made every size nil.)
+        func size(_ t: Int) -> Int? { try? PosixFileSystem().fileSize(dir.file("t\(t)")) }
+        // Crash while every thread is writing: wait until each has written something.
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while !(0..<4).allSatisfy({ (size($0) ?? 0) > 0 }) && Date() < deadline {
+            _ = group.wait(timeout: .now() + 0.001)
+        }
+        #expect((0..<4).allSatisfy { (size($0) ?? 0) > 0 }, "the writer threads never started writing")
         fs.crash()
-        let sizes = (0..<4).map { try? FileManager.default.attributesOfItem(atPath: dir.file("t\($0)"))[.size] as? Int }
-        Thread.sleep(forTimeInterval: 0.05)
-        let later = (0..<4).map { try? FileManager.default.attributesOfItem(atPath: dir.file("t\($0)"))[.size] as? Int }
-        #expect(sizes == later, "no write may land after crash() returns")
+        let sizes = (0..<4).map(size)
+        // Every thread stops at its next call; once all have, nothing more may have landed.
         #expect(group.wait(timeout: .now() + 10) == .success)
+        let later = (0..<4).map(size)
+        #expect(sizes == later, "no write may land after crash() returns")
         #expect(errors.value == 4)
     }
 

@@ -14,7 +14,20 @@ struct PowerLossTests {
 
     @Test(arguments: [SyncMode.batch, .group, .periodic(milliseconds: 20)])
     func powerLossRounds(mode: SyncMode) throws {
-        let seed = testSeed("PowerLossTests.powerLossRounds(\(mode))")
+        try runPowerLossRounds(mode: mode, outOfOrderWriteback: false)
+    }
+
+    /// The same, with a disk whose writeback had persisted a random subset of the unsynced pages
+    /// of every file (later pages before earlier ones): recovery must still open, cut the WAL at
+    /// its unsynced tail, and keep every acknowledged write.
+    @Test(arguments: [SyncMode.batch, .group, .periodic(milliseconds: 20)])
+    func powerLossRoundsWithOutOfOrderWriteback(mode: SyncMode) throws {
+        try runPowerLossRounds(mode: mode, outOfOrderWriteback: true)
+    }
+
+    func runPowerLossRounds(mode: SyncMode, outOfOrderWriteback: Bool) throws {
+        let name = outOfOrderWriteback ? "powerLossRoundsWithOutOfOrderWriteback" : "powerLossRounds"
+        let seed = testSeed("PowerLossTests.\(name)(\(mode))")
         var rng = SeededGenerator(seed: seed)
         let dir = try TestDirectory(prefix: "powerloss")
         var dataDir = dir.file("data-0")
@@ -40,7 +53,8 @@ struct PowerLossTests {
             history.addRun(acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
             totalAcked += run.acknowledgedPerWriter().joined().count
             // Power loss; the old engine and its threads are abandoned (they still hold its LOCK).
-            dataDir = try powerLoss(fs, dataDir: dataDir, next: dir.file("data-\(round + 1)"), abandoning: engine)
+            dataDir = try powerLoss(fs, dataDir: dataDir, next: dir.file("data-\(round + 1)"), abandoning: engine,
+                                    unsynced: outOfOrderWriteback ? .randomPages(seed: seed &+ UInt64(round)) : .dropped)
 
             let fresh = try FaultInjectingFileSystem(root: dir.path)
             let recovered: StorageEngine
@@ -58,7 +72,7 @@ struct PowerLossTests {
             if !(readProblems + problems).isEmpty { return }
             if !stopped { return }
         }
-        print("PowerLossTests.powerLossRounds(\(mode)): \(Self.rounds) rounds, \(totalAcked) acknowledged, \(totalLost) acknowledged-but-lost, "
+        print("PowerLossTests.\(name)(\(mode)): \(Self.rounds) rounds, \(totalAcked) acknowledged, \(totalLost) acknowledged-but-lost, "
               + "\(history.recovered.count) rows recovered, " + String(format: "%.1f s", Date().timeIntervalSince(started)))
     }
 
@@ -95,7 +109,13 @@ struct PowerLossTests {
         // Free space: the engine may recover or stay failed; either way nothing acknowledged may be lost.
         fs.clearWriteFailures()
         let ackedBefore = run.acknowledgedPerWriter().joined().count
-        Thread.sleep(forTimeInterval: 0.3)
+        let errorsBefore = run.errors().count
+        // Let the writers try the freed disk: wait until one more write was acknowledged or failed
+        // (the engine may recover or stay fail-stopped).
+        let retryDeadline = Date().addingTimeInterval(20)
+        while run.acknowledgedPerWriter().joined().count == ackedBefore && run.errors().count == errorsBefore && Date() < retryDeadline {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
         run.stop()
         #expect(run.waitForWriters(timeout: 20), "\(context): writers blocked after disk-full")
         let ackedAfter = run.acknowledgedPerWriter().joined().count
@@ -245,7 +265,10 @@ extension PowerLossTests {
         fs.makeSyncsNoOps()
         let run = WriterRun(engine: engine, start: 1_000, writers: 2)
         run.start()
-        Thread.sleep(forTimeInterval: 0.2)
+        // Crash once enough writes were acknowledged that losing them must show.
+        let deadline = Date().addingTimeInterval(20)
+        while run.acknowledgedPerWriter().joined().count < 200 && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        #expect(run.acknowledgedPerWriter().joined().count >= 200, "the writers acknowledged too little to test with")
         fs.crash()
         #expect(run.waitForWriters(timeout: 20))
         var history = WriteHistory()
@@ -265,8 +288,9 @@ extension PowerLossTests {
 /// The abandoned engine cannot be killed in-process: its background threads keep it alive, and
 /// with it the flock on `LOCK` that a dead process would have dropped. So the durable state is
 /// copied to `next` (with its `LOCK` file, unlocked) and recovery runs there.
-func powerLoss(_ fs: FaultInjectingFileSystem, dataDir: String, next: String, abandoning engine: StorageEngine) throws -> String {
-    try fs.simulatePowerLoss()
+func powerLoss(_ fs: FaultInjectingFileSystem, dataDir: String, next: String, abandoning engine: StorageEngine,
+               unsynced: FaultInjectingFileSystem.UnsyncedData = .dropped) throws -> String {
+    try fs.simulatePowerLoss(unsynced: unsynced)
     // Stop the dead engine's threads (its file system refuses every call, so nothing more is
     // written); the copy below still stands in for what a rebooted machine sees.
     try? engine.close()

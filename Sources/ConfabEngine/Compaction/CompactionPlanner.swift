@@ -13,6 +13,21 @@ struct CompactionPlanner {
         var fileNumber: UInt64
         var size: Int
         var maxTimestamp: Int64
+        var minTimestamp: Int64 = .min
+        /// Latest local deletion time of any tombstone or expiring value; `Int64.min` for none.
+        var maxLocalDeletionTime: Int64 = .min
+        /// Partition prefixes of the first and last key.
+        var firstPartition: [UInt8] = []
+        var lastPartition: [UInt8] = []
+    }
+
+    /// What a single-table tombstone compaction needs to know besides the tables.
+    struct PurgeContext {
+        /// Seconds.
+        var now: Int64
+        var gcGraceSeconds: Int64
+        /// Smallest timestamp held by any memtable (`Int64.max` when they are empty).
+        var memtableMinTimestamp: Int64
     }
 
     var options: CompactionOptions
@@ -36,6 +51,25 @@ struct CompactionPlanner {
             if ts.count >= 2 {
                 return ts.sorted { $0.size < $1.size }.prefix(options.maxThreshold).map(\.fileNumber)
             }
+        }
+        return nil
+    }
+
+    /// Cassandra's single-SSTable tombstone compaction, for tables no merge would ever touch (the
+    /// only table of a closed window, say): a table whose tombstones and expiring values are all
+    /// past the grace period, and for whose partitions no other table (by key range, which unlike
+    /// a bloom filter is never wrong) and no memtable holds data as old as its newest write, is rewritten alone — which purges every one of them (the
+    /// merger's purge conditions all hold), so the output is never picked again.
+    func tombstoneCompaction(_ tables: [Table], _ context: PurgeContext) -> [UInt64]? {
+        for t in tables.sorted(by: { $0.fileNumber < $1.fileNumber }) {
+            guard t.maxLocalDeletionTime != .min,
+                  t.maxLocalDeletionTime < context.now - context.gcGraceSeconds,
+                  t.maxTimestamp < context.memtableMinTimestamp else { continue }
+            let shadowsElsewhere = tables.contains { o in
+                o.fileNumber != t.fileNumber && o.minTimestamp <= t.maxTimestamp
+                    && compareBytes(o.firstPartition, t.lastPartition) <= 0 && compareBytes(t.firstPartition, o.lastPartition) <= 0
+            }
+            if !shadowsElsewhere { return [t.fileNumber] }
         }
         return nil
     }

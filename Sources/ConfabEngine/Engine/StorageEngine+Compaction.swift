@@ -28,12 +28,15 @@ extension StorageEngine {
     public func compact() throws {
         try flush()
         let all = state.withLock { tables.map(\.fileNumber) }
-        guard all.count >= 2 || tablesHaveTombstones() else { return }
+        guard all.count >= 2 || tablesHavePurgeableData() else { return }
         _ = try runOneCompaction(planned: all)
     }
 
-    private func tablesHaveTombstones() -> Bool {
-        state.withLock { tables.contains { $0.statistics.tombstoneCount > 0 } }
+    /// Tombstones, or expiring values (which become tombstones when they expire): a single table
+    /// holding any is worth rewriting, to turn expired values into tombstones and purge those
+    /// past the grace period.
+    private func tablesHavePurgeableData() -> Bool {
+        state.withLock { tables.contains { $0.statistics.tombstoneCount > 0 || $0.statistics.maxLocalDeletionTime != .min } }
     }
 
     /// Waits until no flush is pending and the compaction strategy has nothing more to do.
@@ -48,26 +51,36 @@ extension StorageEngine {
     func runOneCompaction(planned: [UInt64]?) throws -> Bool {
         compactionLock.lock()
         defer { compactionLock.unlock() }
-        let (inputs, others, memtableMin) = state.withLock { () -> ([SSTableReader], [SSTableReader], Int64) in
+        let now = options.clock.nowSeconds()
+        let (inputs, others, memtableMin, alone) = state.withLock { () -> ([SSTableReader], [SSTableReader], Int64, Bool) in
+            let memMin = ([active] + frozen.map(\.memtable)).map(\.minTimestamp).min() ?? .max
             let chosen: Set<UInt64>
+            var alone = false
             if let planned {
                 chosen = Set(planned)
             } else {
                 let planner = CompactionPlanner(options: options.compaction)
                 let described = tables.map {
-                    CompactionPlanner.Table(fileNumber: $0.fileNumber, size: $0.fileSize, maxTimestamp: $0.statistics.maxTimestamp)
+                    CompactionPlanner.Table(fileNumber: $0.fileNumber, size: $0.fileSize, maxTimestamp: $0.statistics.maxTimestamp,
+                                            minTimestamp: $0.statistics.minTimestamp, maxLocalDeletionTime: $0.statistics.maxLocalDeletionTime,
+                                            firstPartition: $0.firstPartition, lastPartition: $0.lastPartition)
                 }
-                chosen = Set(planner.pick(described) ?? [])
+                if let merge = planner.pick(described) {
+                    chosen = Set(merge)
+                } else {
+                    let context = CompactionPlanner.PurgeContext(now: now, gcGraceSeconds: options.gcGraceSeconds, memtableMinTimestamp: memMin)
+                    chosen = Set(planner.tombstoneCompaction(described, context) ?? [])
+                    alone = !chosen.isEmpty
+                }
             }
             let inputs = tables.filter { chosen.contains($0.fileNumber) }
             let others = tables.filter { !chosen.contains($0.fileNumber) }
-            let memMin = ([active] + frozen.map(\.memtable)).map(\.minTimestamp).min() ?? .max
-            return (inputs, others, memMin)
+            return (inputs, others, memMin, alone)
         }
-        guard !inputs.isEmpty, planned != nil || inputs.count >= 2 else { return false }
+        guard !inputs.isEmpty, planned != nil || inputs.count >= 2 || alone else { return false }
 
         let purge = CompactionMerger.Purge(
-            now: options.clock.nowSeconds(), gcGraceSeconds: options.gcGraceSeconds,
+            now: now, gcGraceSeconds: options.gcGraceSeconds,
             maxPurgeableTimestamp: { prefix in
                 var m = memtableMin
                 for t in others where t.statistics.minTimestamp < m && t.mayContainPartition(prefix) {
@@ -117,7 +130,10 @@ extension StorageEngine {
             }
         }
         // Readers that still hold the old tables keep their open descriptors; unlinking is safe.
-        for t in inputs { try? fs.remove(t.path) }
+        for t in inputs {
+            try? fs.remove(t.path)
+            blockCache.evict(fileNumber: t.fileNumber)
+        }
         try? fs.syncDirectory(directory)
         metrics.compactions.increment()
         metrics.compactionBytesRead.increment(by: bytesIn)

@@ -106,6 +106,9 @@ extension StorageEngine {
     /// Flushes the oldest frozen memtable, records it in the manifest, drops its WAL segments.
     func flushOne(_ item: FrozenMemtable) throws {
         let memtable = item.memtable
+        // Writes appended while it was active may still be on their way in (applied after their
+        // sync); the SSTable must hold them all, since their WAL segments go away with it.
+        memtable.waitForPendingWrites()
         let reader = try writeTable(estimatedPartitions: memtable.entryCount) { writer in
             let it = memtable.makeIterator()
             try it.seekToFirst()

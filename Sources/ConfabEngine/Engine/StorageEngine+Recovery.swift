@@ -1,20 +1,17 @@
 import Foundation
+import Logging
 
 extension StorageEngine {
     /// Opens (or creates) the store in `directory` and recovers it: loads the manifest, removes
     /// files a crash left half-written, opens the live SSTables and replays the WAL into memtables.
     ///
-    /// Recovery stops at the first bad WAL record: a torn tail of the last segment (a crash in
-    /// the middle of an append, never acknowledged) is cut off; anything else is reported as
-    /// `.corruption` with the file and offset, and nothing is opened.
+    /// Recovery stops at the first bad WAL record: an unsynced tail of the last segment (beyond
+    /// its last sync marker, so never acknowledged in batch or group mode) is cut off with a log
+    /// line; damage inside the synced prefix or in an older segment is reported as `.corruption`
+    /// with the file and offset, and nothing is opened.
     public static func open(directory: String, options: EngineOptions = EngineOptions()) throws -> StorageEngine {
         let fs = options.fileSystem
-        if !fs.fileExists(directory) {
-            try fs.createDirectory(directory)
-            // Make the new directory's own name durable (best effort: the parent may be outside
-            // what a test file system lets us touch).
-            try? fs.syncDirectory(parentDirectory(of: directory))
-        }
+        try fs.createDirectoryDurably(directory)
         let lock = try DirectoryLock(directory: directory)
         do {
             return try recover(directory: directory, options: options, lock: lock)
@@ -73,7 +70,7 @@ extension StorageEngine {
         var replayed: [FrozenMemtable] = []
         var current = Memtable(id: 1)
         var memtableCount: UInt64 = 1
-        _ = try WriteAheadLog.replay(directory: directory, fileSystem: fs, fromSegment: manifest.logNumber) { payload, segment, offset in
+        let report = try WriteAheadLog.replay(directory: directory, fileSystem: fs, fromSegment: manifest.logNumber) { payload, segment, offset in
             let mutation: Mutation
             do {
                 mutation = try Mutation.decode(payload)
@@ -89,6 +86,15 @@ extension StorageEngine {
                 current = Memtable(id: memtableCount)
             }
             current.apply(mutation)
+        }
+        if let tail = report.truncatedTail {
+            // Never acknowledged in batch or group mode (it lies beyond the last sync), but an
+            // operator should still see that bytes were dropped.
+            Logger(label: "confab.engine").warning("dropped the unsynced tail of the write-ahead log", metadata: [
+                "path": "\(tail.path)", "offset": "\(tail.offset)", "bytesDropped": "\(tail.bytesDropped)",
+                "reason": "\(tail.reason)", "syncedThrough": "\(tail.syncedThrough.map(String.init) ?? "unknown (version 1 segment)")",
+                "intactRecordAfterCut": "\(tail.intactRecordAfter.map(String.init) ?? "none")",
+            ])
         }
         if !current.isEmpty {
             replayed.append(FrozenMemtable(memtable: current, nextLogNumber: walFirst))

@@ -85,8 +85,14 @@ public final class StorageEngine: @unchecked Sendable {
         guard !mutations.isEmpty else { return }
         let payloads = try mutations.map { try Self.validatedEncoding($0) }
         try waitForRoom()
-        let ticket = try appendAndApply(mutations, payloads)
-        try wal.waitDurable(ticket)
+        let pending = try append(mutations, payloads)
+        do {
+            try wal.waitDurable(pending.ticket)
+        } catch {
+            pending.memtable.endWrite()
+            throw error
+        }
+        try applyDurable(pending, mutations, payloads)
     }
 
     /// The same as `write(_:)` without blocking a Swift-concurrency thread.
@@ -95,8 +101,14 @@ public final class StorageEngine: @unchecked Sendable {
         while try needsRoom() {
             try await Task.sleep(nanoseconds: 1_000_000)
         }
-        let ticket = try appendAndApply([mutation], [payload])
-        try await wal.waitDurable(ticket)
+        let pending = try append([mutation], [payload])
+        do {
+            try await wal.waitDurable(pending.ticket)
+        } catch {
+            pending.memtable.endWrite()
+            throw error
+        }
+        try applyDurable(pending, [mutation], [payload])
     }
 
     typealias Encoded = (bytes: [UInt8], header: Range<Int>?, rows: [Range<Int>])
@@ -120,27 +132,58 @@ public final class StorageEngine: @unchecked Sendable {
         return encoded
     }
 
-    private func appendAndApply(_ mutations: [Mutation], _ payloads: [Encoded]) throws -> UInt64 {
-        var ticket: UInt64 = 0
-        var frozeOne = false
+    /// Writes appended to the WAL, not yet applied: they go into `memtable` (the one active when
+    /// they were appended, so their WAL segment and their memtable match) once `ticket` is durable.
+    struct PendingWrite {
+        var ticket: UInt64
+        var memtable: Memtable
+    }
+
+    /// Appends the mutations to the WAL and registers them with the active memtable, which a
+    /// flush will not read until they are applied or abandoned. Nothing is visible to readers yet:
+    /// a read must never return a write that a crash could still lose (LevelDB and Cassandra's
+    /// batch mode apply after the commit too).
+    private func append(_ mutations: [Mutation], _ payloads: [Encoded]) throws -> PendingWrite {
         try writeLock.withLock {
             try checkOpen()
-            for (m, p) in zip(mutations, payloads) {
-                ticket = try wal.append(p.bytes)
-                active.apply(m, payload: p.bytes, header: p.header, rows: p.rows)
-                counters.userBytesWritten &+= UInt64(p.bytes.count)
+            let memtable = active
+            var ticket: UInt64 = 0
+            var lo = Int64.max
+            for m in mutations { lo = min(lo, Memtable.minTimestamp(of: m)) }
+            memtable.beginWrite(minTimestamp: lo)
+            do {
+                for p in payloads { ticket = try wal.append(p.bytes) }
+            } catch {
+                memtable.endWrite()
+                throw error
             }
-            if active.memoryBytes >= options.memtableBytes {
-                try freezeActiveLocked()
-                frozeOne = true
-            }
+            // `counters` belongs to `state`, where `stats` reads it.
+            let bytes = UInt64(payloads.reduce(0) { $0 + $1.bytes.count })
+            state.withLock { counters.userBytesWritten &+= bytes }
+            return PendingWrite(ticket: ticket, memtable: memtable)
         }
+    }
+
+    /// Makes durable writes visible: applied after the fdatasync that covers them (group commit
+    /// keeps its batching: every writer of a group applies as soon as the group's sync returns).
+    private func applyDurable(_ pending: PendingWrite, _ mutations: [Mutation], _ payloads: [Encoded]) throws {
+        for (m, p) in zip(mutations, payloads) {
+            pending.memtable.apply(m, payload: p.bytes, header: p.header, rows: p.rows)
+        }
+        pending.memtable.endWrite()
         metrics.writes.increment(by: mutations.count)
         metrics.writeBytes.increment(by: payloads.reduce(0) { $0 + $1.bytes.count })
-        if frozeOne && !options.backgroundWork {
+        // The memtable grows only here, so this is where it fills up; the writer that fills it
+        // freezes it (rolling the WAL there), and without background work flushes it too.
+        guard pending.memtable.memoryBytes >= options.memtableBytes else { return }
+        let froze = try writeLock.withLock { () -> Bool in
+            guard active === pending.memtable, !state.withLock({ closed }) else { return false }
+            try freezeActiveLocked()
+            return true
+        }
+        if froze && !options.backgroundWork {
             try flushFrozen()
         }
-        return ticket
     }
 
     /// Called with `writeLock` held: freezes the active memtable and starts a new WAL segment.

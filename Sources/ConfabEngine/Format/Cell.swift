@@ -58,13 +58,18 @@ public struct Cell: Hashable, Sendable {
     }
 
     /// Reconciles two versions of the same cell: higher timestamp wins; on a tie a tombstone wins,
-    /// then the later expiry, then the greater value (deterministic on every replica).
+    /// then the later expiry, then the greater value, then the longer TTL. Every field decides, so
+    /// this is a total order and the winner never depends on argument order: replicas that merged
+    /// the same versions in different orders hold the same cell.
     public static func reconcile(_ a: Cell, _ b: Cell) -> Cell {
         if a.timestamp != b.timestamp { return a.timestamp > b.timestamp ? a : b }
         if a.isTombstone != b.isTombstone { return a.isTombstone ? a : b }
         if a.localExpiry != b.localExpiry { return a.localExpiry > b.localExpiry ? a : b }
-        guard let va = a.value, let vb = b.value else { return a }
-        return compareBytes(va, vb) >= 0 ? a : b
+        if let va = a.value, let vb = b.value {
+            let c = compareBytes(va, vb)
+            if c != 0 { return c > 0 ? a : b }
+        }
+        return a.ttl >= b.ttl ? a : b
     }
 }
 
@@ -82,4 +87,23 @@ public struct LivenessInfo: Hashable, Sendable {
     }
 
     public func isLive(now: Int64) -> Bool { ttl == 0 || expiresAt > now }
+
+    public var isExpiring: Bool { ttl > 0 }
+
+    /// Whether `a` wins over `b` when two versions of a row's liveness meet: the higher timestamp;
+    /// on a tie (Cassandra's `LivenessInfo.supersedes`) an expiring liveness beats a permanent one
+    /// (the write that will disappear is the one that decides, as a tombstone beats a value), then
+    /// the later expiry, then the longer TTL. Every field decides, so this is a strict total order:
+    /// the merge is commutative and associative and replicas converge whatever order they merged in.
+    public static func supersedes(_ a: LivenessInfo, _ b: LivenessInfo) -> Bool {
+        if a.timestamp != b.timestamp { return a.timestamp > b.timestamp }
+        if a.isExpiring != b.isExpiring { return a.isExpiring }
+        if a.expiresAt != b.expiresAt { return a.expiresAt > b.expiresAt }
+        return a.ttl > b.ttl
+    }
+
+    /// The winner of `a` and `b` (see `supersedes`).
+    public static func reconcile(_ a: LivenessInfo, _ b: LivenessInfo) -> LivenessInfo {
+        supersedes(b, a) ? b : a
+    }
 }

@@ -21,7 +21,7 @@ public struct RowFragment: Hashable, Sendable {
         case let (x, y): out.deletion = x ?? y
         }
         switch (a.liveness, b.liveness) {
-        case let (x?, y?): out.liveness = x.timestamp >= y.timestamp ? x : y
+        case let (x?, y?): out.liveness = LivenessInfo.reconcile(x, y)
         case let (x, y): out.liveness = x ?? y
         }
         var i = 0, j = 0
@@ -87,6 +87,21 @@ public struct RangeTombstone: Hashable, Sendable {
         self.deletion = deletion
     }
 
+    /// Orders by start, then end (open end last), then deletion.
+    static func precedes(_ a: RangeTombstone, _ b: RangeTombstone) -> Bool {
+        let s = compareBytes(a.start, b.start)
+        if s != 0 { return s < 0 }
+        switch (a.end, b.end) {
+        case let (x?, y?):
+            let e = compareBytes(x, y)
+            if e != 0 { return e < 0 }
+        case (nil, _?): return false
+        case (_?, nil): return true
+        case (nil, nil): break
+        }
+        return a.deletion < b.deletion
+    }
+
     @inlinable
     public func covers(_ clustering: [UInt8]) -> Bool {
         guard compareBytes(clustering, start) >= 0 else { return false }
@@ -120,7 +135,9 @@ public struct PartitionHeader: Hashable, Sendable {
             if let d = out.deletion, d.timestamp >= rt.deletion.timestamp { continue }
             out.rangeTombstones.append(rt)
         }
-        out.rangeTombstones.sort { compareBytes($0.start, $1.start) < 0 }
+        // A total order (start, then end, then deletion), so the list is the same bytes whatever
+        // order the headers were merged in.
+        out.rangeTombstones.sort(by: RangeTombstone.precedes)
         return out
     }
 

@@ -28,8 +28,12 @@ import Darwin
 /// `StorageError(.io, "simulated crash")`. `crash()` waits for calls already running to finish, so
 /// nothing touches the disk once it returns.
 ///
-/// Simplifications: directories made by `createDirectory` count as durable at once; a file written
-/// through a handle after its name was removed keeps the durable content it had when removed.
+/// Directories are entries too: a directory made by `createDirectory` (each missing level of a
+/// `mkdir -p`) survives a power loss only once its parent has been `syncDirectory`'d after it was
+/// made; otherwise it vanishes with everything in it.
+///
+/// Simplification: a file written through a handle after its name was removed keeps the durable
+/// content it had when removed. Directories are never removed or renamed through this type.
 /// All paths must lie under `root`. Thread-safe.
 public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// The directory this instance models; every path it is given must be inside it.
@@ -57,6 +61,9 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     private var objects: [ObjectID: Durable] = [:]
     private var directories: [String: Directory] = [:]
+    /// Directories created whose entry in their parent is not durable yet, with the directory-sync
+    /// generation at which they were made (a parent sync that started later covers them).
+    private var newDirectories: [String: UInt64] = [:]
     private var nextObject: ObjectID = 1
     private var nextGeneration: UInt64 = 1
     private var dead = false
@@ -113,10 +120,24 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         return dead
     }
 
+    /// What a power loss does to bytes appended to a file after its last sync.
+    public enum UnsyncedData: Sendable, Hashable {
+        /// All of them are lost: the file is cut to its synced length.
+        case dropped
+        /// Disk writeback had already persisted an arbitrary subset of the unsynced pages, in no
+        /// particular order (as on a real disk): each 4 KiB page (aligned to file offsets) beyond
+        /// the synced length is kept or reads back as zeros, and the file keeps its length or ends
+        /// at a random page boundary past the synced length. Seeded, so a failure replays.
+        case randomPages(seed: UInt64)
+    }
+
+    static let pageBytes = 4096
+
     /// Crashes the instance (see `crash()`) and rewrites the directories under `root` on disk to
-    /// what a power loss at this moment would leave: only synced file contents and only
-    /// directory-synced names. The instance stays dead; use `reboot()` or a new instance to go on.
-    public func simulatePowerLoss() throws {
+    /// what a power loss at this moment would leave: synced file contents (plus, with
+    /// `.randomPages`, a random subset of the unsynced pages) and only directory-synced names. The
+    /// instance stays dead; use `reboot()` or a new instance to go on.
+    public func simulatePowerLoss(unsynced: UnsyncedData = .dropped) throws {
         crash()
         condition.lock()
         defer { condition.unlock() }
@@ -130,7 +151,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             var write: [(String, [UInt8])] = []
         }
         var plans: [String: Plan] = [:]
-        for (dir, state) in directories {
+        // A directory whose own entry is not durable vanishes with everything in it.
+        let vanished = newDirectories.keys.filter { dir in
+            !newDirectories.keys.contains { other in other != dir && dir.hasPrefix(other + "/") }
+        }
+        func isVanished(_ dir: String) -> Bool {
+            vanished.contains { dir == $0 || dir.hasPrefix($0 + "/") }
+        }
+        for (dir, state) in directories where !isVanished(dir) {
             var plan = Plan()
             for (name, id) in state.live {
                 if state.durable[name] == id, case .prefix(let n)? = objects[id] {
@@ -150,7 +178,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             for name in plan.remove { try base.remove(joinPath(dir, name)) }
             for (name, n) in plan.cut {
                 let path = joinPath(dir, name)
-                if try base.fileSize(path) > n { try base.truncate(path, to: n) }
+                let size = try base.fileSize(path)
+                guard size > n else { continue }
+                switch unsynced {
+                case .dropped:
+                    try base.truncate(path, to: n)
+                case .randomPages(let seed):
+                    try persistRandomPages(path, synced: n, size: size, seed: seed ^ UInt64(truncatingIfNeeded: path.hashValueStable))
+                }
             }
             for (name, bytes) in plan.write {
                 let file = try base.createFile(joinPath(dir, name), truncate: true)
@@ -160,15 +195,46 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             }
             try base.syncDirectory(dir)
         }
+        for dir in vanished.sorted() {
+            try FileManager.default.removeItem(atPath: dir)
+            try base.syncDirectory(parentDirectory(of: dir))
+        }
         // The model is spent: this instance is dead and a reboot starts from a fresh scan.
         directories = [:]
         objects = [:]
+        newDirectories = [:]
     }
 
     /// Simulates a power loss and returns the file system as the restarted machine sees it.
-    public func reboot() throws -> FaultInjectingFileSystem {
-        try simulatePowerLoss()
+    public func reboot(unsynced: UnsyncedData = .dropped) throws -> FaultInjectingFileSystem {
+        try simulatePowerLoss(unsynced: unsynced)
         return try FaultInjectingFileSystem(root: root)
+    }
+
+    /// Rewrites the unsynced tail [synced, size) of `path`: each page kept or zero-filled at
+    /// random, then the file ends at its full size or at a random page boundary after `synced`.
+    private func persistRandomPages(_ path: String, synced: Int, size: Int, seed: UInt64) throws {
+        var rng = PowerLossRandom(seed: seed)
+        let file = try base.openForReading(path)
+        var tail = try file.read(at: synced, count: size - synced)
+        try file.close()
+        var boundaries: [Int] = []  // end offsets of the unsynced pages
+        var start = synced
+        while start < size {
+            let end = min(size, (start / Self.pageBytes + 1) * Self.pageBytes)
+            if rng.next() & 1 == 0 {
+                for i in (start - synced)..<(end - synced) { tail[i] = 0 }
+            }
+            boundaries.append(end)
+            start = end
+        }
+        // The file length (metadata) is written back on its own schedule too.
+        let length = rng.next() & 1 == 0 ? size : boundaries[Int(rng.next() % UInt64(boundaries.count))]
+        try base.truncate(path, to: synced)
+        let out = try base.openForAppend(path)
+        try out.append(Array(tail.prefix(length - synced)))
+        try out.sync()
+        try out.close()
     }
 
     // MARK: - Fault injection
@@ -384,9 +450,17 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     public func createDirectory(_ path: String) throws {
         let path = try checked(path)
-        try enter()
-        defer { leave() }
-        try base.createDirectory(path)
+        try withStateLock("create directory \(path)") {
+            // Every level that does not exist yet is new, and not durable until its parent is synced.
+            var created: [String] = []
+            var p = path
+            while p != root && p.hasPrefix(root) && !base.fileExists(p) {
+                created.append(p)
+                p = parentDirectory(of: p)
+            }
+            try base.createDirectory(path)
+            for dir in created { newDirectories[dir] = nextGeneration }
+        }
     }
 
     public func syncDirectory(_ path: String) throws {
@@ -403,6 +477,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
             defer { nextGeneration += 1 }
             return (state.live, nextGeneration)
         }
+        let prefix = path == "/" ? "/" : path + "/"
         try enter()
         defer { leave() }
         try base.syncDirectory(path)
@@ -413,6 +488,10 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
                 state.durable = snapshot
                 state.durableGeneration = generation
                 directories[path] = state
+            }
+            // Subdirectories made before this sync started now have durable entries.
+            for (dir, made) in newDirectories where made <= generation && parentDirectory(of: dir) == path && dir.hasPrefix(prefix) {
+                newDirectories[dir] = nil
             }
             collectGarbage()
         }
@@ -677,5 +756,27 @@ final class FaultReadableFile: ReadableFile, @unchecked Sendable {
         try fs.enter()
         defer { fs.leave() }
         try base.close()
+    }
+}
+
+/// SplitMix64 for `UnsyncedData.randomPages`.
+private struct PowerLossRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension String {
+    /// FNV-1a of the UTF-8 bytes: stable across runs, unlike `hashValue`.
+    fileprivate var hashValueStable: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
     }
 }

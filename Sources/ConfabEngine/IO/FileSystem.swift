@@ -35,6 +35,32 @@ public protocol WritableFile: AnyObject, Sendable {
     func close() throws
 }
 
+extension FileSystem {
+    /// Creates `directory` and every missing ancestor, one level at a time, fsyncing each new
+    /// directory's parent so its name survives a power loss (a data directory whose entry is lost
+    /// takes every acknowledged write in it along). A failed fsync is thrown, never ignored.
+    public func createDirectoryDurably(_ directory: String) throws {
+        var missing: [String] = []
+        var path = directory
+        while !fileExists(path) {
+            missing.append(path)
+            let parent = parentDirectory(of: path)
+            if parent == path || parent == "." || parent == "/" { break }
+            path = parent
+        }
+        for dir in missing.reversed() {
+            try createDirectory(dir)
+            let parent = parentDirectory(of: dir)
+            do {
+                try syncDirectory(parent)
+            } catch var e as StorageError {
+                e.message = "created the directory \(directory) but could not make its name durable (fsync of \(parent)): \(e.message)"
+                throw e
+            }
+        }
+    }
+}
+
 extension WritableFile {
     public func append(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try append($0) }

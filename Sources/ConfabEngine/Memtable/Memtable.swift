@@ -1,3 +1,5 @@
+import Foundation
+
 /// The in-memory, sorted, mutable part of the LSM tree: every acknowledged write since the last
 /// flush. Readers run concurrently with each other; a writer holds the lock only for the insert.
 /// A full memtable is frozen (no more writes) and flushed to an SSTable in the background.
@@ -6,10 +8,40 @@ final class Memtable: @unchecked Sendable {
     private var list = SkipList()
     private var _minTimestamp = Int64.max
     private var _maxTimestamp = Int64.min
+    /// Writes whose WAL records were appended while this memtable was active but which are not
+    /// applied yet (they wait for the fdatasync that makes them durable). Guarded by `pending`.
+    private var _pendingWrites = 0
+    private let pending = NSCondition()
     /// Monotonic id, for logs and tests.
     let id: UInt64
 
     init(id: UInt64) { self.id = id }
+
+    /// Registers a write that will be applied here once its WAL record is durable (or abandoned
+    /// when it is not). Its smallest timestamp counts at once: compaction must not purge a
+    /// tombstone that could shadow data about to land here.
+    func beginWrite(minTimestamp: Int64) {
+        pending.withLock { _pendingWrites += 1 }
+        lock.withWriteLock { _minTimestamp = min(_minTimestamp, minTimestamp) }
+    }
+
+    /// Ends a write registered with `beginWrite`, applied or abandoned.
+    func endWrite() {
+        pending.withLock {
+            _pendingWrites -= 1
+            if _pendingWrites == 0 { pending.broadcast() }
+        }
+    }
+
+    var pendingWrites: Int { pending.withLock { _pendingWrites } }
+
+    /// Blocks until every registered write is applied or abandoned. A frozen memtable gets no new
+    /// registrations, and its writes are already synced (freezing rolls the WAL), so this is short.
+    func waitForPendingWrites() {
+        pending.withLock {
+            while _pendingWrites > 0 { pending.wait() }
+        }
+    }
 
     var memoryBytes: Int { lock.withReadLock { list.memoryBytes } }
     var entryCount: Int { lock.withReadLock { list.count } }
@@ -22,6 +54,15 @@ final class Memtable: @unchecked Sendable {
     func apply(_ m: Mutation) {
         let encoded = m.encodedWithValueRanges()
         apply(m, payload: encoded.bytes, header: encoded.header, rows: encoded.rows)
+    }
+
+    /// The smallest timestamp anywhere in `m`.
+    static func minTimestamp(of m: Mutation) -> Int64 {
+        var lo = Int64.max
+        if let d = m.header.deletion { lo = min(lo, d.timestamp) }
+        for rt in m.header.rangeTombstones { lo = min(lo, rt.deletion.timestamp) }
+        for row in m.rows { lo = min(lo, row.fragment.minTimestamp) }
+        return lo
     }
 
     /// Applies a mutation whose entry values are already encoded inside `payload` (its WAL record).

@@ -2,8 +2,10 @@ import Foundation
 
 /// Decoded data blocks shared across readers and iterators, least recently used evicted first,
 /// bounded by the bytes the blocks occupy in memory. Keyed by (file number, block offset): file
-/// numbers are never reused, so a deleted file's blocks can never be served for a new file; they
-/// just age out (or `evict(fileNumber:)` drops them at once).
+/// numbers are never reused, so a deleted file's blocks can never be served for a new file.
+/// Compaction calls `evict(fileNumber:)` for the tables it removes, so their blocks do not hold
+/// memory (and push live blocks out) until they age out; a read still running on a removed
+/// table cannot put them back.
 ///
 /// Thread-safe: one lock around the map and the recency list. Blocks are immutable, so a block
 /// handed out stays valid after it is evicted.
@@ -33,6 +35,8 @@ package final class BlockCache: @unchecked Sendable {
     private var usedBytes = 0
     private var hitCount: UInt64 = 0
     private var missCount: UInt64 = 0
+    /// Files whose blocks were evicted for good: later inserts for them are ignored.
+    private var retired: Set<UInt64> = []
 
     package init(capacityBytes: Int) {
         self.capacityBytes = max(0, capacityBytes)
@@ -42,6 +46,11 @@ package final class BlockCache: @unchecked Sendable {
     package var misses: UInt64 { lock.withLock { missCount } }
     package var bytesUsed: Int { lock.withLock { usedBytes } }
     package var count: Int { lock.withLock { map.count } }
+
+    /// Blocks cached for one file.
+    package func count(fileNumber: UInt64) -> Int {
+        lock.withLock { map.keys.reduce(0) { $0 + ($1.fileNumber == fileNumber ? 1 : 0) } }
+    }
 
     func get(fileNumber: UInt64, offset: UInt64) -> DataBlock? {
         lock.withLock {
@@ -62,6 +71,7 @@ package final class BlockCache: @unchecked Sendable {
         guard charge <= capacityBytes else { return }
         let key = Key(fileNumber: fileNumber, offset: offset)
         lock.withLock {
+            if retired.contains(fileNumber) { return }
             if let old = map.removeValue(forKey: key) {
                 unlink(old)
                 usedBytes -= old.block.charge
@@ -81,6 +91,7 @@ package final class BlockCache: @unchecked Sendable {
     /// Drops every block of a file (after the file is deleted by compaction).
     package func evict(fileNumber: UInt64) {
         lock.withLock {
+            retired.insert(fileNumber)
             for (key, node) in map where key.fileNumber == fileNumber {
                 unlink(node)
                 map.removeValue(forKey: key)

@@ -16,6 +16,9 @@ package final class SSTableReader: @unchecked Sendable {
     let bloom: BloomFilter
     let file: any ReadableFile
     let blockCache: BlockCache?
+    /// Partition prefixes of the first and last key: no partition outside them is in the table.
+    package let firstPartition: [UInt8]
+    package let lastPartition: [UInt8]
 
     private init(path: String, fileNumber: UInt64, file: any ReadableFile, footer: SSTableFooter,
                  index: BlockIndex, bloom: BloomFilter, statistics: SSTableStatistics, blockCache: BlockCache?) {
@@ -28,6 +31,8 @@ package final class SSTableReader: @unchecked Sendable {
         self.bloom = bloom
         self.statistics = statistics
         self.blockCache = blockCache
+        self.firstPartition = InternalKey.prefixLength(of: statistics.minKey).map { Array(statistics.minKey.prefix($0)) } ?? []
+        self.lastPartition = InternalKey.prefixLength(of: statistics.maxKey).map { Array(statistics.maxKey.prefix($0)) } ?? []
     }
 
     package static func open(fileSystem: any FileSystem, path: String, fileNumber: UInt64, blockCache: BlockCache?) throws -> SSTableReader {
@@ -68,8 +73,12 @@ package final class SSTableReader: @unchecked Sendable {
 
     /// False when the table certainly holds nothing of the partition whose prefix (table, token,
     /// partition key; see `InternalKey.partitionPrefix`) is given; true when it may.
+    /// The key range rules a partition out for certain (a bloom filter only almost certainly):
+    /// compaction relies on that to know a table cannot block a tombstone purge.
     package func mayContainPartition(_ prefix: [UInt8]) -> Bool {
-        statistics.entryCount > 0 && bloom.mayContain(prefix)
+        statistics.entryCount > 0
+            && compareBytes(prefix, firstPartition) >= 0 && compareBytes(prefix, lastPartition) <= 0
+            && bloom.mayContain(prefix)
     }
 
     /// The value stored under exactly `key`, or nil. Costs no I/O when the bloom filter rules the

@@ -4,22 +4,32 @@
 ///
 ///     segment header (24 bytes)
 ///       +0   8 bytes  magic "CONFABWL"
-///       +8   u32 LE   format version (1)
+///       +8   u32 LE   format version (2; version 1 segments, without sync markers, are read too)
 ///       +12  u64 LE   segment id (must match the file name)
 ///       +20  u32 LE   masked CRC32C of bytes +0..<+20
 ///
 ///     record (12-byte header + payload)
 ///       +0   u32 LE   header CRC: masked CRC32C of bytes +4..<+12 (length and payload CRC)
-///       +4   u32 LE   payload length (at most `maxPayloadBytes`)
+///       +4   u32 LE   payload length (at most `maxPayloadBytes`); bit 31 set marks a sync marker
 ///       +8   u32 LE   payload CRC: masked CRC32C of the payload
 ///       +12  payload
+///
+///     sync marker (version 2): a record with bit 31 of the length set and an 8-byte payload,
+///       u64 LE synced length: the segment was fdatasynced through this offset when it was written
 ///
 /// The header has its own checksum so that a reader can trust a length before reading the payload,
 /// and so that scanning every byte offset for "is a valid record here?" (the test that separates a
 /// torn tail from mid-log corruption) costs a checksum of 8 bytes per offset, not of a payload.
 package enum WALRecordFormat {
     package static let magic: [UInt8] = Array("CONFABWL".utf8)
-    package static let formatVersion: UInt32 = 1
+    /// The version this build writes.
+    package static let formatVersion: UInt32 = 2
+    /// Versions this build reads: 1 has no sync markers, so its synced prefix is unknown.
+    package static let readableVersions: ClosedRange<UInt32> = 1...2
+    /// Bit 31 of a record's length field: the record is a sync marker, not a payload.
+    package static let syncMarkerFlag: UInt32 = 0x8000_0000
+    package static let syncMarkerPayloadBytes = 8
+    package static let syncMarkerBytes = recordHeaderBytes + syncMarkerPayloadBytes
     package static let segmentHeaderBytes = 24
     package static let recordHeaderBytes = 12
     /// Largest payload one record may carry.
@@ -50,7 +60,7 @@ package enum WALRecordFormat {
 
     /// What a segment header says, or why it cannot be trusted.
     package enum HeaderCheck: Equatable, Sendable {
-        case valid(segmentID: UInt64)
+        case valid(segmentID: UInt64, version: UInt32)
         /// Fewer than 24 bytes, or all zeros: a crash while the segment was being created.
         case incomplete
         /// Complete but wrong: not a WAL segment, or damaged.
@@ -69,8 +79,8 @@ package enum WALRecordFormat {
             let actual = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<20])))
             guard stored == actual else { return .invalid("segment header checksum mismatch") }
             let version = UInt32.loadLE(raw, at: 8)
-            guard version == formatVersion else { return .unsupportedVersion(version) }
-            return .valid(segmentID: UInt64.loadLE(raw, at: 12))
+            guard readableVersions.contains(version) else { return .unsupportedVersion(version) }
+            return .valid(segmentID: UInt64.loadLE(raw, at: 12), version: version)
         }
     }
 
@@ -98,6 +108,23 @@ package enum WALRecordFormat {
         out.appendLE32(length)
         out.appendLE32(dataCRC)
         out.append(contentsOf: payload)
+    }
+
+    /// A sync marker saying the segment was fdatasynced through `syncedLength` bytes. The log
+    /// appends one right after each fdatasync (it is synced with the next one), so recovery can
+    /// tell damage inside the synced prefix (corruption) from an unsynced tail (any shape).
+    package static func syncMarker(syncedLength: UInt64) -> [UInt8] {
+        var payload: [UInt8] = []
+        payload.appendLE64(syncedLength)
+        let dataCRC = payload.withUnsafeBytes { CRC32C.mask(CRC32C.checksum($0)) }
+        let length = syncMarkerFlag | UInt32(syncMarkerPayloadBytes)
+        var out: [UInt8] = []
+        out.reserveCapacity(syncMarkerBytes)
+        out.appendLE32(headerCRC(length: length, dataCRC: dataCRC))
+        out.appendLE32(length)
+        out.appendLE32(dataCRC)
+        out.append(contentsOf: payload)
+        return out
     }
 
     /// A framed record in a fresh array (tests and tools).

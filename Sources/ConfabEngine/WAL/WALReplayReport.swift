@@ -8,6 +8,11 @@ struct WALReplayReport: Sendable, Hashable {
         var bytesDropped: Int
         /// What the first dropped bytes looked like ("record payload is cut short ...").
         var reason: String
+        /// How far the segment was known to be synced (nil for a version 1 segment): the cut is
+        /// never inside that prefix.
+        var syncedThrough: Int? = nil
+        /// An intact record found after the cut: unsynced pages persisted out of order.
+        var intactRecordAfter: Int? = nil
     }
 
     /// Intact records passed to the replay body.
@@ -16,6 +21,6 @@ struct WALReplayReport: Sendable, Hashable {
     var segments = 0
     /// Bytes of intact records and segment headers read.
     var bytes = 0
-    /// Set when the newest segment ended in a torn tail that was truncated.
+    /// Set when the newest segment ended in an unsynced (torn) tail that was truncated.
     var truncatedTail: TruncatedTail?
 }

@@ -17,13 +17,16 @@ extension WriteAheadLog {
     /// `body(payload, segmentID, offset)` for each intact record in log order.
     ///
     /// Damage is judged by where it is:
-    /// - In the newest segment of the directory, damage with nothing intact after it is a torn tail
-    ///   (a crash mid-append, or a crash while the segment was created): the file is truncated at
-    ///   the end of its last intact record and the cut is reported in `truncatedTail`.
-    /// - Anything else (a bad record followed by an intact one, any bad record in an older segment,
-    ///   a complete segment header that is wrong or names another segment) throws `.corruption`
-    ///   with the file and the offset of the first bad byte; `body` has then seen the records
-    ///   before it. Nothing is truncated in that case.
+    /// - In the newest segment of the directory, damage beyond the synced prefix (the largest
+    ///   synced length any intact sync marker names) is an unsynced tail: a power loss may have
+    ///   persisted any subset of its pages, so it may be followed by intact records. The file is
+    ///   truncated at the end of its last intact record before the damage and the cut is reported
+    ///   in `truncatedTail`. (Version 1 segments have no markers: there, damage with nothing intact
+    ///   after it counts as a torn tail.)
+    /// - Anything else (damage inside the synced prefix, any bad record in an older segment — each
+    ///   is synced in full before the next is created —, a complete segment header that is wrong or
+    ///   names another segment) throws `.corruption` with the file and the offset of the first bad
+    ///   byte; `body` has then seen the records before it. Nothing is truncated in that case.
     ///
     /// An empty (0-byte) segment file is a segment whose creation was interrupted before its
     /// header: it holds nothing and is skipped wherever it is.
@@ -36,22 +39,25 @@ extension WriteAheadLog {
             let reader = try WALSegmentReader(path: path, fileSystem: fileSystem, expectedSegmentID: id)
             defer { reader.close() }
             report.segments += 1
-            report.bytes += reader.position
             while let record = try reader.next() {
                 try body(record.payload, id, record.offset)
                 report.records += 1
-                report.bytes += record.framedBytes
             }
+            // Segment header, records and sync markers up to the end or the first bad byte.
+            report.bytes += reader.position
             guard let bad = reader.badRecord else { continue }
             if id == newest && bad.looksLikeTornTail {
                 let dropped = reader.fileSize - bad.offset
                 reader.close()
                 try fileSystem.truncate(path, to: bad.offset)
-                report.truncatedTail = .init(path: path, offset: bad.offset, bytesDropped: dropped, reason: bad.reason)
+                report.truncatedTail = .init(path: path, offset: bad.offset, bytesDropped: dropped, reason: bad.reason,
+                                             syncedThrough: bad.syncedThrough, intactRecordAfter: bad.validRecordFollowsAt)
                 continue
             }
             var message = "WAL segment \(id) is corrupt: \(bad.reason)"
-            if let follows = bad.validRecordFollowsAt {
+            if let synced = bad.syncedThrough, synced > bad.offset, !bad.alwaysCorruption {
+                message += "; it lies inside the synced prefix (a sync marker says the segment was fdatasynced through offset \(synced)), so acknowledged records were damaged on disk"
+            } else if let follows = bad.validRecordFollowsAt {
                 message += "; an intact record follows at offset \(follows), so this is not a torn tail"
             } else if id != newest {
                 message += "; it is not the newest segment (\(newest)), so this is not a torn tail"

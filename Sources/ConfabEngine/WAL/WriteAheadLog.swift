@@ -1,7 +1,7 @@
 import Foundation
 
-/// The write-ahead log: every mutation is framed (docs/wal_format.md) and appended here before it
-/// is applied to the memtable, so it can be replayed after a crash.
+/// The write-ahead log: every mutation is framed (docs/wal_format.md) and appended here, and made
+/// durable before it is applied to the memtable, so it can be replayed after a crash.
 ///
 /// Guarantees:
 /// - Records reach the files in ticket order, and a sync covers every record appended before it,
@@ -9,6 +9,9 @@ import Foundation
 /// - `waitDurable(t)` returns without error in `batch` and `group` mode only after an fdatasync
 ///   that covers record `t` (and, for a new segment, an fsync of the directory) has succeeded.
 ///   In `periodic` mode it returns at once; a background thread fdatasyncs every period.
+/// - After every fdatasync that covered new records, a sync marker naming the synced length is
+///   appended (before the covered writers are woken), so recovery knows the synced prefix: damage
+///   inside it is corruption, damage after it is an unsynced tail.
 /// - Fail-stop: once a write or fdatasync fails, every waiter not yet covered gets that error and
 ///   the log refuses further appends, so nothing unsynced is ever acknowledged afterwards (the
 ///   page cache state after a failed fsync is unknown, as PostgreSQL learned).
@@ -38,6 +41,9 @@ final class WriteAheadLog: @unchecked Sendable {
     private let workAvailable: WALCondition
     private var queue: [PendingBatch]
     private var queuedBytes = 0
+    /// Bytes the active segment will hold: its header, the records queued for it, and room for a
+    /// sync marker after each of them (and after the header), so a segment never outgrows
+    /// `segmentBytes` whatever the syncs add.
     private var activeSegmentBytes: Int
     private var lastTicket: UInt64 = 0
     private var durableTicket: UInt64 = 0
@@ -56,12 +62,16 @@ final class WriteAheadLog: @unchecked Sendable {
     private var file: (any WritableFile)?
     private var fileSegmentID: UInt64
     private var fileHasUnsyncedBytes = false
+    /// A sync marker was appended after the last fdatasync and is not synced itself. It needs no
+    /// sync of its own (the next group's covers it), except before the file is closed for good.
+    private var fileHasUnsyncedMarker = false
     private var writtenTicket: UInt64 = 0
 
     /// In periodic mode the sync thread writes early once this much is pending, so the OS holds
     /// the records promptly and memory stays bounded.
     private static let periodicWriteThreshold = 1 << 20
     private static let maxSpareBufferBytes = 4 << 20
+    private static let emptySegmentBytes = WALRecordFormat.segmentHeaderBytes + WALRecordFormat.syncMarkerBytes
 
     /// Starts a NEW segment file "wal-<id as 20-digit zero-padded decimal>.log" in `directory`
     /// (never appends to an old segment) and fsyncs the directory, so the segment exists durably
@@ -81,10 +91,10 @@ final class WriteAheadLog: @unchecked Sendable {
         self.durableChanged = WALCondition(state)
         self.workAvailable = WALCondition(state)
         self.queue = [PendingBatch(segmentID: firstSegmentID, bytes: [], lastTicket: 0)]
-        self.activeSegmentBytes = WALRecordFormat.segmentHeaderBytes
+        self.activeSegmentBytes = Self.emptySegmentBytes
         self.fileSegmentID = firstSegmentID
 
-        if !fileSystem.fileExists(directory) { try fileSystem.createDirectory(directory) }
+        try fileSystem.createDirectoryDurably(directory)
         let path = Self.segmentPath(directory: directory, id: firstSegmentID)
         let f = try fileSystem.createFile(path, truncate: false)
         do {
@@ -122,7 +132,8 @@ final class WriteAheadLog: @unchecked Sendable {
         defer { state.unlock() }
         if let failure { throw stoppedError(failure) }
         if closing { throw StorageError(.closed, "the write-ahead log is closed", path: directory) }
-        if activeSegmentBytes > WALRecordFormat.segmentHeaderBytes && activeSegmentBytes + framed > segmentBytes {
+        let reserved = framed + WALRecordFormat.syncMarkerBytes
+        if activeSegmentBytes > Self.emptySegmentBytes && activeSegmentBytes + reserved > segmentBytes {
             startSegmentLocked()
         }
         let last = queue.count - 1
@@ -132,7 +143,7 @@ final class WriteAheadLog: @unchecked Sendable {
         lastTicket += 1
         queue[last].lastTicket = lastTicket
         queuedBytes += framed
-        activeSegmentBytes += framed
+        activeSegmentBytes += reserved
         switch syncMode {
         case .group:
             if syncThreadIdle { workAvailable.signal() }
@@ -148,7 +159,7 @@ final class WriteAheadLog: @unchecked Sendable {
     private func startSegmentLocked() {
         let next = queue[queue.count - 1].segmentID + 1
         queue.append(PendingBatch(segmentID: next, bytes: takeSpareBufferLocked(), lastTicket: lastTicket))
-        activeSegmentBytes = WALRecordFormat.segmentHeaderBytes
+        activeSegmentBytes = Self.emptySegmentBytes
     }
 
     private func takeSpareBufferLocked() -> [UInt8] {
@@ -291,7 +302,12 @@ final class WriteAheadLog: @unchecked Sendable {
         io.lock()
         flushIOLocked(sync: true)
         var closeError: (any Error)?
-        do { try file?.close() } catch { closeError = error }
+        if fileHasUnsyncedMarker, state.withLock({ failure == nil }), let f = file {
+            // A clean close leaves nothing unsynced, the last marker included.
+            do { try f.sync() } catch { closeError = error }
+            fileHasUnsyncedMarker = false
+        }
+        do { try file?.close() } catch { closeError = closeError ?? error }
         file = nil
         io.unlock()
 
@@ -346,9 +362,15 @@ final class WriteAheadLog: @unchecked Sendable {
                 writtenTicket = max(writtenTicket, batch.lastTicket)
             }
             if sync && fileHasUnsyncedBytes {
+                let syncedLength = file!.size
                 try file!.sync()
                 syncs += 1
                 fileHasUnsyncedBytes = false
+                // Recorded before anyone is acknowledged: a process crash then always leaves the
+                // marker, and recovery can tell a damaged acknowledged record from a torn tail.
+                try file!.append(WALRecordFormat.syncMarker(syncedLength: UInt64(syncedLength)))
+                written += UInt64(WALRecordFormat.syncMarkerBytes)
+                fileHasUnsyncedMarker = true
             }
         } catch let e as StorageError {
             error = e
@@ -393,10 +415,12 @@ final class WriteAheadLog: @unchecked Sendable {
     /// does not) and creates the next, with its header, then fsyncs the directory.
     private func rollFileIOLocked(to id: UInt64, written: inout UInt64, syncs: inout UInt64) throws {
         if let old = file {
-            if fileHasUnsyncedBytes {
+            // Synced in full, marker included: only the newest segment may end in a torn tail.
+            if fileHasUnsyncedBytes || fileHasUnsyncedMarker {
                 try old.sync()
                 syncs += 1
                 fileHasUnsyncedBytes = false
+                fileHasUnsyncedMarker = false
             }
             file = nil
             try old.close()
