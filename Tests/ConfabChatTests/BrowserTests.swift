@@ -137,6 +137,15 @@ struct TwoServerScenario {
         try await bob.waitFor("\(bobHandle) sees the group message",
                               "[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'group across servers')")
         #expect(try await bob.string("document.getElementById('conversation-id').textContent") == "chat \(groupId)")
+        // Group management in the page: the owner sees the members and removes one; the removed
+        // member's list loses the group at once (chat_removed).
+        try await alice.waitFor("the group's members are listed",
+                                "[...document.querySelectorAll('[data-testid=group-member-list] li')].map(e => e.dataset.userId).includes(\(BrowserPage.literal(bobHandle)))")
+        try await alice.click("[data-testid=group-member-list] li[data-user-id='\(bobHandle)'] button")
+        try await bob.waitFor("\(bobHandle) no longer has the group",
+                              "!document.querySelector('[data-testid=chat-item][data-chat-id=\"\(groupId)\"]')")
+        try await alice.waitFor("the member list no longer shows \(bobHandle)",
+                                "![...document.querySelectorAll('[data-testid=group-member-list] li')].map(e => e.dataset.userId).includes(\(BrowserPage.literal(bobHandle)))")
         for page in [alice, bob] { await page.close() }
 
         // The same chats read straight from the ring with the CLI, by the id the page shows.

@@ -967,6 +967,7 @@
     $("conversation").dataset.chatId = "";
     $("conversation-title").textContent = "No chat open";
     $("conversation-members").textContent = "";
+    $("group-details").hidden = true;
     $("presence").textContent = "";
     $("typing-indicator").textContent = "";
     const status = $("history-status");
@@ -1009,7 +1010,41 @@
     $("conversation-members").textContent = chat.kind === "group" ? members.length + " members: " + members.join(", ") : "";
     // The id `confab chat history CHAT_ID` takes: the same chat read straight from the ring.
     $("conversation-id").textContent = "chat " + chat.chatId;
+    renderGroupDetails(chat, members);
     renderPresence();
+  }
+
+  /** Group management: the members (the owner may remove anyone), add by handle, leave. */
+  function renderGroupDetails(chat, members) {
+    const details = $("group-details");
+    details.hidden = chat.kind !== "group";
+    if (details.hidden) return;
+    const me = state.session.userId;
+    const items = members.map((userId) => {
+      const li = el("li", "group-member", userId + (userId === chat.createdBy ? " (owner)" : ""));
+      li.dataset.userId = userId;
+      if (chat.createdBy === me && userId !== me) {
+        const remove = el("button", "link", "Remove");
+        remove.type = "button";
+        remove.setAttribute("aria-label", "Remove " + userId + " from the group");
+        remove.addEventListener("click", () => groupAction("DELETE", chatPath(chat.chatId) + "/members/" + encodeURIComponent(userId)));
+        li.append(" ", remove);
+      }
+      return li;
+    });
+    $("group-member-list").replaceChildren(...items);
+  }
+
+  async function groupAction(method, path, body) {
+    showError("group-error", "");
+    try {
+      const answer = await api(method, path, body);
+      if (answer && answer.chatId) { upsertChat(answer); renderChatList(); renderConversationHeader(); }
+      return true;
+    } catch (e) {
+      showError("group-error", e.message);
+      return false;
+    }
   }
 
   /** Pages backwards through history: newest first from the server, placed in order locally. */
@@ -1184,6 +1219,24 @@
       authenticate("login", $("login-handle").value, $("login-password").value);
     });
     $("logout-button").addEventListener("click", () => signOut(""));
+    $("add-member-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const chatId = state.openChatId;
+      const handle = $("add-member-handle").value.trim().toLowerCase();
+      if (!chatId || !handle) return;
+      if (await groupAction("POST", chatPath(chatId) + "/members", { userId: handle })) $("add-member-handle").value = "";
+    });
+    $("leave-group-button").addEventListener("click", async () => {
+      const chatId = state.openChatId;
+      if (!chatId || !confirm("Leave this group? You will no longer get its messages.")) return;
+      if (await groupAction("POST", chatPath(chatId) + "/leave", {})) {
+        state.chats.delete(chatId);
+        state.stores.delete(chatId);
+        state.openChatId = null;
+        clearConversation();
+        renderChatList();
+      }
+    });
     $("new-direct-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const input = $("new-direct-handle");
