@@ -75,11 +75,14 @@ public final class ChatServer: Service, Sendable {
 
     public func run() async throws {
         let router = Router(context: BasicWebSocketRequestContext.self)
-        router.add(middleware: ChatErrorMiddleware())
         // A user's home server may be another origin (another port) than the page's: allow it.
         // Tokens travel in the Authorization header, never in cookies, so "*" grants nothing.
+        // CORS goes outside the error middleware: an error must already be its JSON answer when
+        // CORS adds its headers (the other way round, a request with an Origin header — every
+        // browser's — got a bare 500 for every error).
         router.add(middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.accept, .authorization, .contentType, .origin],
                                               allowMethods: [.get, .post, .delete, .head, .options], maxAge: .seconds(3600)))
+        router.add(middleware: ChatErrorMiddleware())
         if let web = configuration.webDirectory ?? WebClientFiles.directory?.path {
             router.add(middleware: WebFilesMiddleware(files: FileMiddleware(web, searchForIndexHtml: true, logger: logger)))
         }

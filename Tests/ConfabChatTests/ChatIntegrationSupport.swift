@@ -144,9 +144,10 @@ final class ChatStack: Sendable {
     }
 
     func http(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: [String: Any]? = nil,
-              rawBody: String? = nil, port: Int? = nil) async throws -> HTTPResult {
+              rawBody: String? = nil, port: Int? = nil, origin: String? = nil) async throws -> HTTPResult {
         var headers = HTTPFields()
         if let token { headers[.authorization] = "Bearer \(token)" }
+        if let origin { headers[.origin] = origin }
         var buffer: ByteBuffer? = nil
         if let body { buffer = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)) }
         if let rawBody { buffer = ByteBuffer(string: rawBody) }

@@ -173,6 +173,12 @@ import Testing
         #expect(taken.status == 409 && taken.errorCode == "handle_taken")
         let wrong = try await stack.http(.post, "/api/login", body: ["handle": "dan", "password": "nope-nope"])
         #expect(wrong.status == 401 && wrong.errorCode == "bad_credentials")
+        // The same answers with an Origin header, as every browser sends (issue 9, item 1: these
+        // were 500 with an empty body when CORS wrapped the error middleware).
+        let wrongFromPage = try await stack.http(.post, "/api/login", body: ["handle": "dan", "password": "nope-nope"], origin: "http://127.0.0.1:1")
+        #expect(wrongFromPage.status == 401 && wrongFromPage.errorCode == "bad_credentials", "\(wrongFromPage.status) \(wrongFromPage.text)")
+        let unknownFromPage = try await stack.http(.post, "/api/chats/direct", token: dan, body: ["with": "nobody_here"], origin: "http://127.0.0.1:1")
+        #expect(unknownFromPage.status == 404 && unknownFromPage.errorCode == "unknown_user", "\(unknownFromPage.status) \(unknownFromPage.text)")
         let big = try await stack.http(.post, "/api/chats/group", token: dan,
                                        body: ["title": "big", "members": (0..<100).map { "u\($0)" }])
         #expect(big.status == 422 && big.errorCode == "group_full")
