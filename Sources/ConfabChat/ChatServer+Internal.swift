@@ -45,6 +45,10 @@ extension ChatServer {
                     }
                     continue
                 }
+                if let (id, users) = PeerPresence.parse(text) {
+                    answer.yield(PeerPresence.result(id: id, users.prefix(500).map { hub.presence(of: $0) }))
+                    continue
+                }
                 guard let frame = PeerFrame.parse(text) else { continue }
                 ChatMetrics.shared.forwardReceived.increment()
                 hub.deliver(EncodedEvent(type: frame.type, json: frame.json), to: frame.users)
@@ -58,6 +62,32 @@ extension ChatServer {
         if !shutdown.isTriggered {
             hub.deliver(EncodedEvent(.resync), to: hub.userIds)
         }
+    }
+
+    /// Presence of `users` as their owner servers see it: this server's hub for its own users, the
+    /// owners' hubs (over the peer links, 2 s at most) for the others; an owner that does not
+    /// answer leaves its users as this server sees them.
+    func presence(of users: [String]) async -> [PresenceInfo] {
+        var byOwner: [String: (address: String, users: [String])] = [:]
+        var out: [String: PresenceInfo] = [:]
+        for user in users {
+            let owner = directory.owner(of: user)
+            if owner.id == configuration.serverId { out[user] = hub.presence(of: user) } else {
+                byOwner[owner.id, default: (owner.address, [])].users.append(user)
+            }
+        }
+        await withTaskGroup(of: [PresenceInfo].self) { group in
+            for (id, g) in byOwner {
+                group.addTask {
+                    if let link = self.peers.link(to: id, address: g.address),
+                       let body = try? await link.request(timeout: .seconds(2), { PeerPresence.encoded(id: $0, users: g.users) }),
+                       let answer = PeerPresence.decode(body) { return answer }
+                    return g.users.map { self.hub.presence(of: $0) }
+                }
+            }
+            for await list in group { for p in list { out[p.userId] = p } }
+        }
+        return users.compactMap { out[$0] }
     }
 
     /// Users of a forwarded frame this server does not own in its view (the sender's view of the

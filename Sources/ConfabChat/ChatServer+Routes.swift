@@ -130,7 +130,7 @@ extension ChatServer {
             _ = try self.user(request)
             let users = (request.uri.queryParameters.get("users") ?? "").split(separator: ",").prefix(500).map { $0.lowercased() }
             struct PresenceJSON: Encodable { var presence: [PresenceInfo] }
-            return HTTPJSON.response(PresenceJSON(presence: users.map { self.hub.presence(of: $0) }))
+            return HTTPJSON.response(PresenceJSON(presence: await self.presence(of: users)))
         }
         router.get("/api/poll") { request, _ in
             try await self.poll(request)

@@ -24,7 +24,7 @@ final class PeerLink: Sendable {
     /// Users with a frame dropped since the last `resync` was queued for them.
     private let dropped = NIOLockedValueBox<Set<String>>([])
     /// Forwarded sends waiting for the peer's `result`, by request id.
-    private let pending = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<SendAck, any Error>])>((1, [:]))
+    private let pending = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<String, any Error>])>((1, [:]))
 
     init(peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int, logger: Logger) {
         self.peerId = peerId
@@ -68,24 +68,33 @@ final class PeerLink: Sendable {
     /// `timeout` passes: whether the owner stored it is then unknown, and the device's retry
     /// (with `retry: true`) finds out.
     func request(_ send: PeerSend, timeout: Duration) async throws -> SendAck {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<SendAck, any Error>) in
+        let body = try await request(timeout: timeout) { send.encoded(id: $0) }
+        switch PeerSend.decodeResult(body) {
+        case .success(let ack): return ack
+        case .failure(let e): throw e
+        }
+    }
+
+    /// Sends the frame `make(id)` and waits for the peer's `result <id>` frame; its JSON body.
+    func request(timeout: Duration, _ make: (UInt64) -> String) async throws -> String {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
             let id = pending.withLockedValue { p -> UInt64 in
                 defer { p.next += 1 }
                 p.waiting[p.next] = c
                 return p.next
             }
-            guard queue.push(send.encoded(id: id)) else {
-                finish(id, .failure(ChatError(.storageUnavailable, "the chat's server \(peerId) is not keeping up; retry (with retry: true)")))
+            guard queue.push(make(id)) else {
+                finish(id, .failure(ChatError(.storageUnavailable, "chat server \(peerId) is not keeping up; retry (sends: with retry: true)")))
                 return
             }
             Task {
                 try? await Task.sleep(for: timeout)
-                self.finish(id, .failure(ChatError(.storageUnavailable, "the chat's server \(self.peerId) did not answer in time; retry (with retry: true)")))
+                self.finish(id, .failure(ChatError(.storageUnavailable, "chat server \(self.peerId) did not answer in time; retry (sends: with retry: true)")))
             }
         }
     }
 
-    private func finish(_ id: UInt64, _ r: Result<SendAck, any Error>) {
+    private func finish(_ id: UInt64, _ r: Result<String, any Error>) {
         pending.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(with: r)
     }
 
@@ -119,8 +128,8 @@ final class PeerLink: Sendable {
                         // writer waits on an empty queue.
                         group.addTask {
                             for try await message in inbound.messages(maxSize: 1 << 20) {
-                                if case .text(let text) = message, let (id, result) = PeerSend.parseResult(text) {
-                                    self.finish(id, result.mapError { $0 })
+                                if case .text(let text) = message, let (id, body) = PeerSend.parseResultFrame(text) {
+                                    self.finish(id, .success(body))
                                 }
                             }
                         }

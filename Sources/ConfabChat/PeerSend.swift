@@ -46,17 +46,52 @@ struct PeerSend: Sendable, Hashable {
         return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
     }
 
-    /// (request id, outcome) when `text` is a `result` frame.
-    static func parseResult(_ text: String) -> (UInt64, Swift.Result<SendAck, ChatError>)? {
+    /// (request id, JSON body) when `text` is a `result` frame.
+    static func parseResultFrame(_ text: String) -> (UInt64, String)? {
         guard text.hasPrefix("result "), let nl = text.firstIndex(of: "\n"),
-              let id = UInt64(text[text.index(text.startIndex, offsetBy: 7)..<nl]),
-              let body = try? JSONDecoder().decode(Result.self, from: Data(text[text.index(after: nl)...].utf8))
-        else { return nil }
+              let id = UInt64(text[text.index(text.startIndex, offsetBy: 7)..<nl]) else { return nil }
+        return (id, String(text[text.index(after: nl)...]))
+    }
+
+    /// The outcome a send's `result` body carries.
+    static func decodeResult(_ json: String) -> Swift.Result<SendAck, ChatError> {
+        guard let body = try? JSONDecoder().decode(Result.self, from: Data(json.utf8)) else {
+            return .failure(ChatError(.internalError, "the owner server's answer was not understood"))
+        }
         if let a = body.ack, let chatId = Int64(a.chatId), let seq = Int64(a.seq) {
-            return (id, .success(SendAck(chatId: chatId, messageId: a.messageId, seq: seq, ts: a.ts, clientId: a.clientId, duplicate: a.duplicate)))
+            return .success(SendAck(chatId: chatId, messageId: a.messageId, seq: seq, ts: a.ts, clientId: a.clientId, duplicate: a.duplicate))
         }
         let e = body.error ?? ErrorBody(code: "internal", message: "the owner server answered nothing")
-        return (id, .failure(ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message)))
+        return .failure(ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message))
+    }
+}
+
+/// Presence asked of the server that holds the users' connections (`/api/presence` on any server
+/// is exact for every user):
+///
+///     presence <request id>\n{"users":[…]}
+///     result <request id>\n{"presence":[{"userId","online","lastSeen"?}…]}
+enum PeerPresence {
+    private struct Ask: Codable { var users: [String] }
+    private struct Answer: Codable { var presence: [PresenceInfo] }
+
+    static func encoded(id: UInt64, users: [String]) -> String {
+        "presence \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(Ask(users: users))) ?? Data(), as: UTF8.self)
+    }
+
+    static func parse(_ text: String) -> (UInt64, [String])? {
+        guard text.hasPrefix("presence "), let nl = text.firstIndex(of: "\n"),
+              let id = UInt64(text[text.index(text.startIndex, offsetBy: 9)..<nl]),
+              let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8)) else { return nil }
+        return (id, ask.users)
+    }
+
+    static func result(id: UInt64, _ presence: [PresenceInfo]) -> String {
+        "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(Answer(presence: presence))) ?? Data(), as: UTF8.self)
+    }
+
+    static func decode(_ json: String) -> [PresenceInfo]? {
+        (try? JSONDecoder().decode(Answer.self, from: Data(json.utf8)))?.presence
     }
 }
 

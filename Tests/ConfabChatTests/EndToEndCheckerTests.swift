@@ -108,7 +108,14 @@ import Testing
                 let ids = view.map(\.messageId)
                 let missing = ackedHere.keys.filter { c in !view.contains { $0.clientId == c } }
                 lost += missing.count
-                if !missing.isEmpty { problems.append("\(d.user) chat \(chat): never saw \(missing.sorted().prefix(5))") }
+                if !missing.isEmpty {
+                    let where_ = missing.sorted().prefix(3).map { c -> String in
+                        let m = history.first { $0.clientId == c }
+                        let below = view.last { $0.seq < (m?.seq ?? 0) }?.seq ?? 0, above = view.first { $0.seq > (m?.seq ?? 0) }?.seq ?? 0
+                        return "\(c) at seq \(m?.seq ?? 0) prev \(m?.prev ?? 0) (device holds \(below) below, \(above) above)"
+                    }
+                    problems.append("\(d.user) chat \(chat): never saw \(where_); device log: \(d.log(of: chat).suffix(12))")
+                }
                 let twice = Dictionary(grouping: ids, by: { $0 }).filter { $0.value.count > 1 }
                 duplicated += twice.count
                 if !twice.isEmpty { problems.append("\(d.user) chat \(chat): shown twice \(twice.keys.prefix(5))") }
@@ -148,6 +155,7 @@ final class CheckerDevice: Sendable {
         var gaps = 0
         var retracted = 0
         var syncing = false
+        var log: [String: [String]] = [:]
         var rng: SplitMix
     }
 
@@ -170,6 +178,8 @@ final class CheckerDevice: Sendable {
     var connects: Int { state.withLockedValue { $0.connects } }
     var gaps: Int { state.withLockedValue { $0.gaps } }
     var retracted: Int { state.withLockedValue { $0.retracted } }
+
+    func log(of chat: String) -> [String] { state.withLockedValue { $0.log[chat] ?? [] } }
 
     /// The chat as this device shows it: by seq.
     func view(of chat: String) -> [Held] {
@@ -255,7 +265,12 @@ final class CheckerDevice: Sendable {
         case "sync":
             let more = state.withLockedValue { s -> Bool in
                 for m in o["messages"] as? [[String: Any]] ?? [] { _ = Self.apply(m, live: false, &s) }
-                for (chat, seq) in o["cursors"] as? [String: String] ?? [:] { if let v = Int64(seq) { s.last[chat] = max(s.last[chat] ?? 0, v) } }
+                for (chat, seq) in o["cursors"] as? [String: String] ?? [:] {
+                    if let v = Int64(seq) {
+                        s.log[chat, default: []].append("sync→\(v) (had \(s.last[chat] ?? 0), got \((o["messages"] as? [[String: Any]] ?? []).filter { $0["chatId"] as? String == chat }.count))")
+                        s.last[chat] = max(s.last[chat] ?? 0, v)
+                    }
+                }
                 s.syncing = false
                 return o["more"] as? Bool == true
             }
@@ -299,8 +314,10 @@ final class CheckerDevice: Sendable {
         if seq <= last { return false }
         if prev == last {
             s.last[chat] = seq
+            s.log[chat, default: []].append("live \(seq)")
             return false
         }
+        s.log[chat, default: []].append("gap \(seq) prev \(prev) last \(last)")
         return true
     }
 }
