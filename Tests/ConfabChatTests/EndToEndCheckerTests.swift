@@ -68,6 +68,13 @@ import Testing
         try await cluster.startServer("ec1")
         try await pause(3000)
         for d in devices { d.stopSending() }
+        // The last catch-up starts only once every device's sends are acknowledged: a device that
+        // caught up earlier could not have seen a message acknowledged after it.
+        let drained = ContinuousClock.now + .seconds(120)
+        while devices.contains(where: { $0.pendingCount > 0 }), ContinuousClock.now < drained {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for d in devices { d.startFinalCatchUp() }
         for r in runners { try await r.value }
 
         // The ring's history of every chat, read at ALL.
@@ -156,6 +163,7 @@ final class CheckerDevice: Sendable {
         var retracted = 0
         var syncing = false
         var log: [String: [String]] = [:]
+        var finalPhase = false
         var rng: SplitMix
     }
 
@@ -174,6 +182,8 @@ final class CheckerDevice: Sendable {
     }
 
     func stopSending() { state.withLockedValue { $0.sending = false } }
+    func startFinalCatchUp() { state.withLockedValue { $0.finalPhase = true } }
+    var pendingCount: Int { state.withLockedValue { $0.pending.count } }
     var acks: [String: (chat: String, seq: Int64)] { state.withLockedValue { $0.acks } }
     var connects: Int { state.withLockedValue { $0.connects } }
     var gaps: Int { state.withLockedValue { $0.gaps } }
@@ -207,11 +217,10 @@ final class CheckerDevice: Sendable {
                     index += 1
                     handle(text, socket)
                 }
-                let (sending, pending, syncing) = state.withLockedValue { ($0.sending, $0.pending.count, $0.syncing) }
-                if !sending && pending == 0 && !syncing {
+                let (sending, pending, syncing, final) = state.withLockedValue { ($0.sending, $0.pending.count, $0.syncing, $0.finalPhase) }
+                if final && pending == 0 && !syncing {
                     if finalSyncDone { await socket.close(); return }
-                    // One more catch-up after everyone stopped: the device's last word.
-                    try await Task.sleep(for: .seconds(2))
+                    // One more catch-up once every device's sends are acknowledged: the last word.
                     requestSync(socket)
                     finalSyncDone = true
                     continue
