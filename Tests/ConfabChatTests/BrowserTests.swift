@@ -154,6 +154,19 @@ struct TwoServerScenario {
                               "!document.querySelector('[data-testid=chat-item][data-chat-id=\"\(groupId)\"]')")
         try await alice.waitFor("the member list no longer shows \(bobHandle)",
                                 "![...document.querySelectorAll('[data-testid=group-member-list] li')].map(e => e.dataset.userId).includes(\(BrowserPage.literal(bobHandle)))")
+        // The phone-sized layout: one pane at a time; open a chat, go back. Screenshots of both
+        // layouts are kept in the test's directory for a reviewer.
+        try await screenshot(alice, "desktop")
+        _ = try await alice.command("Emulation.setDeviceMetricsOverride", ["width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true])
+        let visible = { (id: String) in "getComputedStyle(document.querySelector('\(id)')).display !== 'none'" }
+        try await alice.waitFor("the phone layout shows one pane", "\(visible(".conversation")) !== \(visible(".sidebar"))")
+        try await screenshot(alice, "phone-conversation")
+        try await alice.click("#back-button")
+        try await alice.waitFor("back shows the chat list alone", "\(visible(".sidebar")) && !\(visible(".conversation"))")
+        try await screenshot(alice, "phone-list")
+        #expect(try await alice.int("Math.round(document.querySelector('.chat-item').getBoundingClientRect().height)") >= 44)
+        try await alice.click("[data-testid=chat-item][data-chat-id='\(directId)']")
+        try await alice.waitFor("a chat opens full-screen", "\(visible(".conversation")) && !\(visible(".sidebar"))")
         for page in [alice, bob] { await page.close() }
 
         // The same chats read straight from the ring with the CLI, by the id the page shows.
@@ -164,6 +177,21 @@ struct TwoServerScenario {
                         "confab chat history \(chatId) does not show \"\(text)\": \(lines)")
             }
         }
+    }
+
+    /// Saves a PNG of the page and prints where.
+    private func screenshot(_ page: BrowserPage, _ name: String) async throws {
+        // A background tab never renders, so its screenshot never comes: bring it to the front.
+        _ = try await page.command("Page.bringToFront")
+        let data = try await page.command("Page.captureScreenshot", ["format": "png"])
+        let base64 = try BrowserPage.string(data, "data")
+        // Outside the test's own directory, which is removed when the test ends: the latest run's
+        // pictures stay for a reviewer.
+        let dir = NSTemporaryDirectory() + "confab-browser-screenshots"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = "\(dir)/\(name).png"
+        _ = FileManager.default.createFile(atPath: path, contents: Data(base64Encoded: base64))
+        print("browser test screenshot (\(name)): \(path)")
     }
 
     /// `confab chat history CHAT_ID --json` against the test's ring: one JSON object per message.

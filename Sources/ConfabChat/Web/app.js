@@ -980,6 +980,7 @@
   function openChat(chatId) {
     chatId = String(chatId);
     state.openChatId = chatId;
+    $("app-view").classList.add("show-conversation");
     const chat = state.chats.get(chatId);
     if (chat) chat.unread = 0;
     clearConversation();
@@ -1219,6 +1220,13 @@
       authenticate("login", $("login-handle").value, $("login-password").value);
     });
     $("logout-button").addEventListener("click", () => signOut(""));
+    // Phones show one pane at a time: back to the chat list.
+    $("back-button").addEventListener("click", () => {
+      $("app-view").classList.remove("show-conversation");
+      state.openChatId = null;
+      clearConversation();
+      renderChatList();
+    });
     $("add-member-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       const chatId = state.openChatId;
