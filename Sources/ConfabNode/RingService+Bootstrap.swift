@@ -62,15 +62,22 @@ extension RingService {
         }
     }
 
+    /// The live moving node this joiner must wait for, if any. One node joins or leaves at a time,
+    /// but two joiners that each waited for the other would stay JOINING for good (both announced
+    /// tokens before hearing of each other), so among live JOINING nodes with tokens the one with
+    /// the smallest id goes first and the others wait; a LEAVING node always goes first.
+    static func bootstrapBlocker(local: NodeID, states: [EndpointState], alive: Set<NodeID>) -> EndpointState? {
+        states.filter {
+            $0.node != local && alive.contains($0.node)
+                && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty && $0.node < local))
+        }.min { $0.node < $1.node }
+    }
+
     /// One complete stream of every range this node will replicate; throws if any part failed.
     private func streamForBootstrap(tokens: [Token], attempt: Int, avoid: Set<NodeID>) async throws {
         guard let g = gossiper else { return }
         let local = g.local
-        let others = g.states.values.filter {
-            $0.node != local && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty))
-                && aliveSet(at: now()).contains($0.node)
-        }
-        if let other = others.first {
+        if let other = Self.bootstrapBlocker(local: local, states: Array(g.states.values), alive: aliveSet(at: now())) {
             throw BootstrapError("\(other.node.address) is \(other.status?.rawValue ?? "moving") too; one node joins or leaves at a time, so waiting for it to finish")
         }
         let before = ring
