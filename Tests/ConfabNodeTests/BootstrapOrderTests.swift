@@ -36,7 +36,7 @@ import Testing
     }
 
     private func startJoinersTogether(_ count: Int) async throws {
-        let seed = try await InProcessNode.start { fastRing(&$0, seeds: []); $0.replicationFactor = 1 }
+        let seed = try await InProcessNode.start { fastRing(&$0, seeds: []) }
         let joiners = try await withThrowingTaskGroup(of: InProcessNode.self) { group in
             for _ in 0..<count {
                 group.addTask { try await InProcessNode.start { fastRing(&$0, seeds: [seed.address]) } }
