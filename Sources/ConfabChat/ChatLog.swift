@@ -41,7 +41,6 @@ struct ChatLog: Sendable {
     }
 
     static func firstSeq(ofEpoch e: Int64) -> Int64 { e << epochShift + 1 }
-    static func epoch(of seq: Int64) -> Int64 { seq >> epochShift }
 
     static func key(_ seq: Int64) -> [UInt8] { ClusteringKey([.int64(seq)]).bytes }
 
@@ -80,11 +79,6 @@ struct ChatLog: Sendable {
     }
 
     // MARK: Messages
-
-    /// The newest message's seq (0 for a chat without messages).
-    func newestSeq(chatId: Int64) async throws -> Int64 {
-        try await messages(chatId: chatId, before: nil, limit: 16).first?.seq ?? 0
-    }
 
     /// Messages with seq in (after, before), oldest first, at most `limit`.
     func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int) async throws -> [MessageRecord] {

@@ -13,7 +13,7 @@ enum ChatTables {
     static let userChats: TableID = 3
     static let chats: TableID = 4
     static let chatMembers: TableID = 5
-    static let messageIds: TableID = 6
+    // 6, `chat.message_ids`, was protocol 1's idempotency table; nothing writes it now.
     static let readCursors: TableID = 7
     static let servers: TableID = 8
     /// Each chat's log (`ChatLog`): header, idempotency index and messages in one partition.
