@@ -23,6 +23,11 @@
   const WS_FAILURES_BEFORE_POLLING = 2;
   const WS_PROBE_WHILE_POLLING_MS = 30000;
   const MAX_BACKOFF_MS = 15000;
+  // The server's limit (docs/chat_protocol.md): Unicode scalars, which is what [...text] counts.
+  const MAX_MESSAGE_SCALARS = 100000;
+  const COUNT_SHOWN_FROM = 90000;
+  // Messages from one sender closer together than this share one name and one time.
+  const GROUP_GAP_MS = 5 * 60 * 1000;
 
   const $ = (id) => document.getElementById(id);
 
@@ -157,9 +162,22 @@
     const d = new Date(toMillis(tsMicros));
     const now = new Date();
     const sameDay = d.toDateString() === now.toDateString();
-    return sameDay
-      ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : d.toLocaleDateString([], { month: "short", day: "numeric" });
+    return sameDay ? clockTime(d) : d.toLocaleDateString([], { month: "short", day: "numeric" });
+  }
+
+  /** "9:05", not "09:05". */
+  function clockTime(d) {
+    return d.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  }
+
+  function dayLabel(d) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (d.toDateString() === today.toDateString()) return "Today";
+    if (d.toDateString() === yesterday.toDateString()) return "Yesterday";
+    const options = { weekday: "long", month: "long", day: "numeric" };
+    if (d.getFullYear() !== today.getFullYear()) options.year = "numeric";
+    return d.toLocaleDateString([], options);
   }
 
   function formatAgo(ms) {
@@ -256,6 +274,7 @@
     clearConversation();
     $("app-view").hidden = true;
     $("auth-view").hidden = false;
+    document.title = "Confab";
     showError("auth-error", reason || "");
   }
 
@@ -264,6 +283,7 @@
     $("app-view").hidden = false;
     $("me").textContent = state.session.userId;
     document.title = "Confab — " + state.session.userId;
+    updateNotifyButton();
     const generation = transport.generation;
     try {
       await loadChats();
@@ -702,6 +722,8 @@
       return li;
     });
     list.replaceChildren(...items);
+    const total = chats.reduce((n, c) => n + (c.unread || 0), 0);
+    document.title = (total ? "(" + (total > 99 ? "99+" : total) + ") " : "") + "Confab — " + state.session.userId;
   }
 
   async function startDirect(handle) {
@@ -797,6 +819,7 @@
           scheduleMarkRead(m.chatId);
         } else {
           chat.unread = (chat.unread || 0) + 1;
+          notify(m);
         }
         clearTyping(m.chatId, m.sender);
       }
@@ -807,6 +830,7 @@
       const next = s.sorted[lo + 1];
       const before = next ? messageNode(next.messageId) : firstPendingNode();
       list.insertBefore(renderMessage(m), before || null);
+      scheduleLayout();
       if (live && (nearBottom || m.sender === state.session.userId)) list.scrollTop = list.scrollHeight;
     }
     scheduleChatListRender();
@@ -855,7 +879,7 @@
     meta.replaceChildren();
     if (pending) {
       if (pending.state === "failed") {
-        meta.append(document.createTextNode("not sent: " + (pending.error || "error") + " "));
+        meta.append(document.createTextNode("Not sent: " + (pending.error || "error") + " "));
         const retry = el("button", "link", "Retry");
         retry.type = "button";
         retry.dataset.testid = "retry";
@@ -871,9 +895,89 @@
       }
       return;
     }
-    let text = formatTime(m.ts);
-    if (m.sender === state.session.userId) text += " · " + (seenBy(m).length ? "seen" : "sent");
-    meta.textContent = text;
+    meta.append(el("span", "time", clockTime(new Date(toMillis(m.ts)))));
+    if (m.sender === state.session.userId) meta.append(el("span", "receipt"));
+  }
+
+  let layoutQueued = false;
+  function scheduleLayout() {
+    if (layoutQueued) return;
+    layoutQueued = true;
+    queueMicrotask(() => {
+      layoutQueued = false;
+      if (state.session && state.openChatId) layoutMessages();
+    });
+  }
+
+  /** Day separators; runs of one sender's messages grouped (one name at the top, one time at the
+   * bottom); "Seen" on the newest of my messages someone has read, "Sent" on my newest after it.
+   * Recomputed from the list in one pass, so messages can arrive in any order. */
+  function layoutMessages() {
+    const list = $("message-list");
+    for (const sep of list.querySelectorAll(".day-separator")) sep.remove();
+    const s = storeFor(state.openChatId);
+    const chat = state.chats.get(state.openChatId);
+    let prev = null;
+    let prevTs = 0;
+    let prevDay = "";
+    let lastMine = null;
+    let lastSeen = null;
+    let lastSeenReaders = [];
+    for (const node of list.querySelectorAll("[data-testid=message]")) {
+      const acked = node.dataset.state === "acked";
+      const ts = acked ? toMillis(Number(node.dataset.ts)) : Date.now();
+      const d = new Date(ts);
+      const day = d.toDateString();
+      if (day !== prevDay) {
+        const sep = el("div", "day-separator", dayLabel(d));
+        sep.setAttribute("role", "separator");
+        list.insertBefore(sep, node);
+        prev = null;
+      }
+      const continued = !!prev && acked && prev.dataset.state === "acked" &&
+        prev.dataset.sender === node.dataset.sender && ts - prevTs < GROUP_GAP_MS;
+      node.classList.toggle("continued", continued);
+      if (prev) prev.classList.toggle("followed", continued);
+      node.classList.remove("followed");
+      if (acked && node.classList.contains("mine")) {
+        lastMine = node;
+        const m = s.byId.get(node.dataset.messageId);
+        const readers = m ? seenBy(m) : [];
+        if (readers.length) { lastSeen = node; lastSeenReaders = readers; }
+        const receipt = node.querySelector(".receipt");
+        if (receipt) receipt.textContent = "";
+      }
+      prev = node;
+      prevTs = ts;
+      prevDay = day;
+    }
+    if (lastSeen) {
+      lastSeen.querySelector(".receipt").textContent = chat && chat.kind === "group"
+        ? "Seen by " + lastSeenReaders.join(", ") : "Seen";
+    }
+    if (lastMine && lastMine !== lastSeen) lastMine.querySelector(".receipt").textContent = "Sent";
+    // A new chat's prompt gives way to the first message.
+    const status = $("history-status");
+    const any = list.querySelector("[data-testid=message]") !== null;
+    if (any && status.dataset.empty === "true") { status.textContent = "Beginning of the conversation"; status.dataset.empty = ""; }
+  }
+
+  function notify(m) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    const chat = state.chats.get(m.chatId);
+    const title = chat && chat.kind === "group" ? m.sender + " in " + chatTitle(chat) : m.sender;
+    try {
+      const note = new Notification(title, { body: m.text.slice(0, 200), tag: m.chatId });
+      note.onclick = () => {
+        window.focus();
+        openChat(m.chatId);
+        if (note.close) note.close();
+      };
+    } catch (_) { /* some browsers allow notifications only from a service worker */ }
+  }
+
+  function updateNotifyButton() {
+    $("notify-button").hidden = !("Notification" in window) || Notification.permission !== "default";
   }
 
   function seenBy(m) {
@@ -896,6 +1000,7 @@
     if (chatId === state.openChatId) {
       const list = $("message-list");
       list.append(renderMessage({ chatId, clientId: p.clientId, text, sender: state.session.userId }, p));
+      scheduleLayout();
       list.scrollTop = list.scrollHeight;
     }
     trySend(p);
@@ -941,7 +1046,7 @@
     clearTimeout(p.timer);
     state.pending.delete(clientId);
     const node = pendingNode(clientId);
-    if (node) node.remove();
+    if (node) { node.remove(); scheduleLayout(); }
   }
 
   function pendingNode(clientId) {
@@ -959,6 +1064,7 @@
     const node = pendingNode(p.clientId);
     if (node) node.replaceWith(renderMessage({ chatId: p.chatId, clientId: p.clientId, text: p.text,
       sender: state.session.userId }, p));
+    scheduleLayout();
   }
 
   // ---------------------------------------------------------------- conversation view
@@ -966,12 +1072,16 @@
   function clearConversation() {
     $("conversation").dataset.chatId = "";
     $("conversation-title").textContent = "No chat open";
+    $("chat-info").open = false;
+    showError("composer-error", "");
+    $("composer-count").textContent = "";
     $("conversation-members").textContent = "";
     $("group-details").hidden = true;
     $("presence").textContent = "";
     $("typing-indicator").textContent = "";
     const status = $("history-status");
     status.textContent = "";
+    status.dataset.empty = "";
     $("message-list").replaceChildren(status);
     $("composer").disabled = true;
     $("send-button").disabled = true;
@@ -994,6 +1104,7 @@
       if (p.chatId === chatId) list.append(renderMessage({ chatId, clientId: p.clientId, text: p.text,
         sender: state.session.userId }, p));
     }
+    scheduleLayout();
     list.scrollTop = list.scrollHeight;
     $("composer").disabled = false;
     $("send-button").disabled = false;
@@ -1008,9 +1119,9 @@
     if (!chat) return;
     $("conversation-title").textContent = chatTitle(chat);
     const members = chatMembers(chat);
-    $("conversation-members").textContent = chat.kind === "group" ? members.length + " members: " + members.join(", ") : "";
+    $("conversation-members").textContent = chat.kind === "group" ? members.length + (members.length === 1 ? " member" : " members") : "";
     // The id `confab chat history CHAT_ID` takes: the same chat read straight from the ring.
-    $("conversation-id").textContent = "chat " + chat.chatId;
+    $("conversation-id").textContent = chat.chatId;
     renderGroupDetails(chat, members);
     renderPresence();
   }
@@ -1069,7 +1180,10 @@
       if (chatId === state.openChatId) {
         // Keep the view anchored: older messages grow the list above what the user is reading.
         list.scrollTop = first ? list.scrollHeight : list.scrollHeight - fromBottom;
-        status.textContent = s.more ? "" : "Beginning of the conversation";
+        const empty = !s.more && s.sorted.length === 0;
+        status.textContent = s.more ? "" : empty ? "No messages yet. Say hello!" : "Beginning of the conversation";
+        status.dataset.empty = String(empty);
+        if (empty) scheduleLayout();
       }
     } catch (e) {
       if (chatId === state.openChatId) status.textContent = "Could not load history: " + e.message;
@@ -1122,16 +1236,20 @@
       const v = BigInt(frame.seq);
       if (!cursors.has(frame.userId) || cursors.get(frame.userId) < v) cursors.set(frame.userId, v);
     } catch (e) { return; }
-    if (chatId === state.openChatId) {
-      const s = storeFor(chatId);
-      for (const node of $("message-list").querySelectorAll('.message.mine[data-state="acked"]')) {
-        const m = s.byId.get(node.dataset.messageId);
-        if (m) updateMeta(node, m);
-      }
-    }
+    if (chatId === state.openChatId) scheduleLayout();
   }
 
   // ---------------------------------------------------------------- typing
+
+  function updateComposerCount() {
+    const text = $("composer").value;
+    const node = $("composer-count");
+    if (text.length < COUNT_SHOWN_FROM) { node.textContent = ""; return; }
+    const scalars = [...text].length;
+    node.textContent = scalars >= COUNT_SHOWN_FROM ? scalars.toLocaleString() + " / " + MAX_MESSAGE_SCALARS.toLocaleString() : "";
+    node.classList.toggle("over", scalars > MAX_MESSAGE_SCALARS);
+    if (scalars <= MAX_MESSAGE_SCALARS) showError("composer-error", "");
+  }
 
   function sendTyping() {
     const chatId = state.openChatId;
@@ -1204,7 +1322,7 @@
       node.dataset.online = String(!!(state.presence.get(others[0]) || {}).online);
     } else {
       const online = others.filter((u) => (state.presence.get(u) || {}).online).length;
-      node.textContent = online + " of " + others.length + " others online";
+      node.textContent = others.length === 0 ? "only you" : online + " of " + others.length + " others online";
     }
   }
 
@@ -1262,7 +1380,16 @@
       const composer = $("composer");
       const text = composer.value;
       if (!state.openChatId || text.trim() === "") return;
+      const scalars = text.length > MAX_MESSAGE_SCALARS ? [...text].length : text.length;
+      if (scalars > MAX_MESSAGE_SCALARS) {
+        // Nothing is cleared: the text stays for the user to shorten or split.
+        showError("composer-error", "This message has " + scalars.toLocaleString() + " characters; the limit is " +
+          MAX_MESSAGE_SCALARS.toLocaleString() + ". Shorten it or split it into several messages. Nothing was sent.");
+        return;
+      }
+      showError("composer-error", "");
       composer.value = "";
+      updateComposerCount();
       sendMessage(state.openChatId, text);
     });
     $("composer").addEventListener("keydown", (e) => {
@@ -1271,7 +1398,14 @@
         $("composer-form").requestSubmit();
       }
     });
-    $("composer").addEventListener("input", sendTyping);
+    $("composer").addEventListener("input", () => { sendTyping(); updateComposerCount(); });
+    $("copy-id-button").addEventListener("click", () => {
+      const id = state.openChatId;
+      if (id && navigator.clipboard) navigator.clipboard.writeText(id).catch(() => {});
+    });
+    $("notify-button").addEventListener("click", () => {
+      Notification.requestPermission().then(updateNotifyButton, updateNotifyButton);
+    });
     $("message-list").addEventListener("scroll", () => {
       if (state.openChatId && $("message-list").scrollTop < 60) loadOlder(state.openChatId);
     });
