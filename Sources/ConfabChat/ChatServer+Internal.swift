@@ -9,7 +9,7 @@ extension ChatServer {
     /// Close code sent after a `wrong_server` error frame (421 is the HTTP status of the code).
     static let wrongServerCloseCode: UInt16 = 4021
 
-    func addInternalWebSocket(to router: Router<BasicWebSocketRequestContext>) {
+    func addInternalWebSocket(to router: Router<ChatRequestContext>) {
         router.ws("/internal/ws") { inbound, outbound, context in
             try await self.serveInternal(inbound: inbound, outbound: outbound, request: context.request)
         }

@@ -19,15 +19,19 @@ extension ChatServer {
     struct ChatsJSON: Encodable { var chats: [ChatSummary] }
     struct OK: Encodable { var ok = true }
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
-        router.post("/api/register") { request, _ in
+    func addRoutes(to router: Router<ChatRequestContext>) {
+        router.post("/api/register") { request, context in
             let c = try await HTTPJSON.decode(Credentials.self, from: request, limit: 4096)
-            let s = try await self.accounts.register(handle: c.handle, password: c.password)
+            let s = try await self.credentials.admit(address: context.clientAddress, handle: c.handle) {
+                try await self.accounts.register(handle: c.handle, password: c.password)
+            }
             return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt), status: .created)
         }
-        router.post("/api/login") { request, _ in
+        router.post("/api/login") { request, context in
             let c = try await HTTPJSON.decode(Credentials.self, from: request, limit: 4096)
-            let s = try await self.accounts.login(handle: c.handle, password: c.password)
+            let s = try await self.credentials.admit(address: context.clientAddress, handle: c.handle) {
+                try await self.accounts.login(handle: c.handle, password: c.password)
+            }
             return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
         }
         router.get("/api/route") { request, _ in
@@ -151,7 +155,7 @@ extension ChatServer {
         return try accounts.authenticate(token ?? request.uri.queryParameters.get("token"))
     }
 
-    static func chatId(_ context: BasicWebSocketRequestContext) throws(ChatError) -> Int64 {
+    static func chatId(_ context: ChatRequestContext) throws(ChatError) -> Int64 {
         guard let text = context.parameters.get("chatId"), let id = Int64(text), id > 0 else {
             throw ChatError(.unknownChat, "a chat id is a positive decimal number")
         }

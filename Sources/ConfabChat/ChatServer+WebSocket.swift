@@ -7,7 +7,7 @@ import NIOWebSocket
 /// sends are acknowledged in the order it sent them); frames out come from the device's `Outbox`,
 /// written by a task of their own so a slow socket never blocks the hub.
 extension ChatServer {
-    func addWebSocket(to router: Router<BasicWebSocketRequestContext>) {
+    func addWebSocket(to router: Router<ChatRequestContext>) {
         router.ws("/ws") { inbound, outbound, context in
             try await self.serve(inbound: inbound, outbound: outbound, request: context.request)
         }

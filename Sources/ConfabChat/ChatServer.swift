@@ -22,6 +22,7 @@ public final class ChatServer: Service, Sendable {
     let store: ChatStore
     let hub: ConnectionHub
     let accounts: AccountService
+    let credentials: CredentialGuard
     let chats: ChatService
     let polls: PollSessions
     let directory: ServerDirectory
@@ -51,6 +52,12 @@ public final class ChatServer: Service, Sendable {
                                        signer: TokenSigner(secret: configuration.secret, clock: clock,
                                                            lifetimeSeconds: configuration.tokenLifetimeSeconds),
                                        clock: clock)
+        self.credentials = CredentialGuard(limits: .init(perAddressPerSecond: configuration.credentialAttemptsPerSecondPerAddress,
+                                                         perAddressBurst: configuration.credentialAttemptBurstPerAddress,
+                                                         perHandlePerSecond: configuration.credentialAttemptsPerSecondPerHandle,
+                                                         perHandleBurst: configuration.credentialAttemptBurstPerHandle,
+                                                         maxHashesInFlight: configuration.maxPasswordHashesInFlight),
+                                           clock: clock)
         self.chats = ChatService(store: store, delivery: delivery,
                                  limiter: RateLimiter(ratePerSecond: configuration.sendsPerSecond, burst: configuration.sendBurst, clock: clock),
                                  clock: clock, serverId: configuration.serverId, router: PeerRouting(directory: directory, peers: peers),
@@ -74,7 +81,7 @@ public final class ChatServer: Service, Sendable {
     public var address: String { directory.ownAddress }
 
     public func run() async throws {
-        let router = Router(context: BasicWebSocketRequestContext.self)
+        let router = Router(context: ChatRequestContext.self)
         // A user's home server may be another origin (another port) than the page's: allow it.
         // Tokens travel in the Authorization header, never in cookies, so "*" grants nothing.
         // CORS goes outside the error middleware: an error must already be its JSON answer when
@@ -87,7 +94,7 @@ public final class ChatServer: Service, Sendable {
             router.add(middleware: WebFilesMiddleware(files: FileMiddleware(web, searchForIndexHtml: true, logger: logger)))
         }
         addRoutes(to: router)
-        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
+        let wsRouter = Router(context: ChatRequestContext.self)
         addWebSocket(to: wsRouter)
         addInternalWebSocket(to: wsRouter)
         let app = Application(

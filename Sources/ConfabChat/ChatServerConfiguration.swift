@@ -18,6 +18,14 @@ public struct ChatServerConfiguration: Sendable {
     /// Per-user send rate: refill per second and bucket size.
     public var sendsPerSecond: Double = 20
     public var sendBurst: Double = 50
+    /// Login and sign-up attempts (each a PBKDF2 hash): per client address and per handle
+    /// (refill per second and bucket size), and hashes running or queued at once; more answer
+    /// `rate_limited` with Retry-After (docs/chat_protocol.md, "Limits").
+    public var credentialAttemptsPerSecondPerAddress: Double = 1
+    public var credentialAttemptBurstPerAddress: Double = 30
+    public var credentialAttemptsPerSecondPerHandle: Double = 0.1
+    public var credentialAttemptBurstPerHandle: Double = 10
+    public var maxPasswordHashesInFlight = 8
     /// Largest WebSocket message accepted (larger: close 1009). A valid message is at most
     /// 100,000 Unicode scalars; written as JSON with every scalar escaped as a surrogate pair
     /// (`\ud83d\ude00`, 12 bytes) its frame is 1.2 MB plus the other fields, so 2 MiB takes every

@@ -28,8 +28,9 @@ extension ChatService {
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ChatError(.badRequest, "a message needs some text")
         }
-        guard limiter.allow(userId) else {
-            throw ChatError(.rateLimited, "too many messages: at most \(Int(limiter.ratePerSecond)) a second (bursts of \(Int(limiter.burst))); nothing was stored, retry shortly")
+        if let wait = limiter.retryAfter(userId) {
+            throw ChatError(.rateLimited, "too many messages: at most \(Int(limiter.ratePerSecond)) a second (bursts of \(Int(limiter.burst))); nothing was stored, retry shortly",
+                            retryAfterSeconds: max(1, Int(wait.rounded(.up))))
         }
         let started = ContinuousClock.now
         let send = ChatSequencer.Send(sender: userId, clientId: clientId, text: text, retry: retry)

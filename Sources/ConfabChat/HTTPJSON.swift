@@ -25,7 +25,9 @@ enum HTTPJSON {
             }
             var error: Inner
         }
-        return response(Body(error: .init(code: e.code.name, message: e.message)), status: .init(code: e.code.httpStatus))
+        var answer = response(Body(error: .init(code: e.code.name, message: e.message)), status: .init(code: e.code.httpStatus))
+        if let seconds = e.retryAfterSeconds { answer.headers[.retryAfter] = String(seconds) }
+        return answer
     }
 
     /// Decodes the request body (at most `limit` bytes) as `T`, or `bad_request` saying what is wrong.

@@ -22,18 +22,22 @@ final class RateLimiter: Sendable {
     }
 
     /// Spends a token of `userId`'s bucket; false when it is empty.
-    func allow(_ userId: String, cost: Double = 1) -> Bool {
+    func allow(_ userId: String, cost: Double = 1) -> Bool { retryAfter(userId, cost: cost) == nil }
+
+    /// Spends a token of `key`'s bucket and answers nil, or, when it is empty, answers the
+    /// seconds until it holds one again (nothing spent).
+    func retryAfter(_ key: String, cost: Double = 1) -> Double? {
         let now = clock.nowMicros()
         return buckets.withLockedValue { b in
-            var bucket = b[userId] ?? Bucket(tokens: burst, updatedMicros: now)
+            var bucket = b[key] ?? Bucket(tokens: burst, updatedMicros: now)
             let elapsed = Double(max(0, now - bucket.updatedMicros)) / 1_000_000
             bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)
             bucket.updatedMicros = now
-            let allowed = bucket.tokens >= cost
-            if allowed { bucket.tokens -= cost }
-            b[userId] = bucket
+            var wait: Double? = nil
+            if bucket.tokens >= cost { bucket.tokens -= cost } else { wait = (cost - bucket.tokens) / ratePerSecond }
+            b[key] = bucket
             if b.count > 10_000 { prune(&b, now: now) }
-            return allowed
+            return wait
         }
     }
 

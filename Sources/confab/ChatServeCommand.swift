@@ -58,6 +58,15 @@ struct ChatServeCommand: ParsableCommand {
     @Option(name: .customLong("send-burst"), help: ArgumentHelp("Messages one user may send at once before the rate applies (default 50).", valueName: "n"))
     var sendBurst: Double = 50
 
+    @Option(name: .customLong("login-rate"),
+            help: ArgumentHelp("Login and sign-up attempts a second one client address may make, refilled continuously (default 1; each costs a password hash). The burst is 30.",
+                               valueName: "n"))
+    var loginRate: Double = 1
+
+    @Option(name: .customLong("login-burst"),
+            help: ArgumentHelp("Login and sign-up attempts one client address may make at once before --login-rate applies (default 30).", valueName: "n"))
+    var loginBurst: Double = 30
+
     @Option(name: .customLong("clock-offset-ms"),
             help: ArgumentHelp("For tests: run this server's clock this many milliseconds ahead (negative: behind) of the system's.",
                                valueName: "ms"))
@@ -74,6 +83,7 @@ struct ChatServeCommand: ParsableCommand {
         guard (2...3600).contains(heartbeatTTL) else { throw ValidationError("--heartbeat-ttl must be 2...3600 seconds") }
         if let r = passwordRounds, r < 1000 { throw ValidationError("--password-rounds must be at least 1000") }
         guard sendRate > 0, sendBurst >= 1 else { throw ValidationError("--send-rate must be positive and --send-burst at least 1") }
+        guard loginRate > 0, loginBurst >= 1 else { throw ValidationError("--login-rate must be positive and --login-burst at least 1") }
         _ = try addresses()
     }
 
@@ -123,6 +133,8 @@ struct ChatServeCommand: ParsableCommand {
         config.heartbeatTTLSeconds = heartbeatTTL
         config.sendsPerSecond = sendRate
         config.sendBurst = sendBurst
+        config.credentialAttemptsPerSecondPerAddress = loginRate
+        config.credentialAttemptBurstPerAddress = loginBurst
         if clockOffsetMs != 0 { config.clock = OffsetClock(offsetMicros: clockOffsetMs * 1000) }
         config.heartbeatInterval = .milliseconds(Int64(heartbeatTTL) * 1000 / 3)
         config.serverRefreshInterval = min(.seconds(2), .milliseconds(Int64(heartbeatTTL) * 1000 / 4))

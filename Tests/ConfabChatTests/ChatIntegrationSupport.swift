@@ -140,6 +140,7 @@ final class ChatStack: Sendable {
         var status: Int
         var json: [String: Any]
         var text: String
+        var retryAfter: String? = nil
         var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
     }
 
@@ -158,7 +159,7 @@ final class ChatStack: Sendable {
         }
         let text = response.body.flatMap { $0.getString(at: $0.readerIndex, length: $0.readableBytes) } ?? ""
         let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
-        return HTTPResult(status: response.status.code, json: json, text: text)
+        return HTTPResult(status: response.status.code, json: json, text: text, retryAfter: response.headers[.retryAfter])
     }
 
     /// Registers a user; returns their token.
