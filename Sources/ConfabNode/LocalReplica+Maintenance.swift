@@ -22,7 +22,7 @@ extension LocalReplica {
     /// This replica's Merkle tree of `table` in `range` (a repair validation).
     func merkleTree(table: TableID, range: TokenRange, depth: Int) async throws -> MerkleTree {
         let engine = self.engine
-        return try await threadPool.runIfActive {
+        return try await quarantiningCorruption {
             try MerkleTree.build(from: engine, table: table, range: range, depth: depth)
         }
     }
@@ -32,7 +32,7 @@ extension LocalReplica {
     /// streams only the sub-ranges whose Merkle leaves differ, which are small.
     func mutations(table: TableID, range: TokenRange) async throws -> [Mutation] {
         let engine = self.engine
-        return try await threadPool.runIfActive {
+        return try await quarantiningCorruption {
             var out: [Mutation] = []
             try RangeStreamer.mutations(from: engine, table: table, range: range) { out.append($0); return true }
             return out

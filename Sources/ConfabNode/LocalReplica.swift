@@ -20,8 +20,29 @@ struct LocalReplica: Sendable {
     /// The slice's raw fragments (timestamps and tombstones), as the ring reconciles them.
     func read(_ query: SliceQuery) async throws -> ReplicaReadResult {
         let engine = self.engine
-        let raw = try await threadPool.runIfActive { try engine.readRaw(query) }
+        let raw = try await quarantiningCorruption { try engine.readRaw(query) }
         return ReplicaReadResult(header: raw.header, rows: raw.rows, cursor: raw.cursor)
+    }
+
+    /// Runs `body` on the thread pool; when it meets a corrupt SSTable, quarantines the corrupt
+    /// tables (`StorageEngine.quarantineCorruptTables`) and runs it once more. A bad block would
+    /// otherwise fail every read of its partitions here and every repair of its table for good;
+    /// without the table this replica answers like one that missed those writes, and read repair
+    /// or `confab repair` restores them from the others. Reads, Merkle trees and streams all go
+    /// through here.
+    func quarantiningCorruption<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let engine = self.engine
+        return try await threadPool.runIfActive {
+            do {
+                return try body()
+            } catch let error as StorageError where error.code == .corruption {
+                let moved = try engine.quarantineCorruptTables()
+                // Nothing bad among the live tables: the corruption is elsewhere (a WAL, a race
+                // with a compaction that already replaced the table); report it as it was.
+                guard !moved.isEmpty else { throw error }
+                return try body()
+            }
+        }
     }
 
     /// Bytes on disk (SSTables and WAL), what the node gossips as its load.

@@ -10,8 +10,10 @@ import ConfabWire
 /// 2. Wait the ring delay, so every coordinator has learned the tokens: from then on no write to
 ///    those ranges misses this node, so a stream started now plus the writes arriving directly
 ///    cover everything.
-/// 3. `RangeMovement.bootstrap` gives every range it will replicate with the old replicas as
-///    sources, best first (the one giving the range up). Each live source is asked with a
+/// 3. `RangeMovement.bootstrap` gives every range it will replicate with its source: the replica
+///    giving the range up (any old replica only when none does). If that node is down the attempt
+///    fails and is retried rather than copying a replica that keeps the range, which may lack
+///    writes the giver has (Cassandra's strict range movement). Each source is asked with a
 ///    StreamRangesRequest (0x58) to send its data in those ranges to this node as ReplicaWrites;
 ///    sources work in parallel. Mutations keep their timestamps, so the result is idempotent.
 /// 4. Flush, persist the tokens, announce NORMAL.
@@ -42,8 +44,9 @@ extension RingService {
     private func runBootstrap(tokens: [Token]) async {
         do { try await Task.sleep(for: ringDelay) } catch { return }
         var attempt = 0
-        // Sources that failed an earlier attempt: used again only when no other replica is live
-        // (the failure detector may not have convicted a dead source yet).
+        // Sources that failed an earlier attempt: used again only when no other source is live
+        // (the failure detector may not have convicted a dead source yet). Only ranges nobody
+        // gives up have more than one source.
         var avoid: Set<NodeID> = []
         while !Task.isCancelled {
             attempt += 1
@@ -92,7 +95,7 @@ extension RingService {
             for fetch in fetches {
                 let live = fetch.sources.filter { alive.contains($0) && $0 != local }
                 guard let source = live.first(where: { !avoid.contains($0) }) ?? live.first else {
-                    throw BootstrapError("no live replica holds range \(fetch.range) (replicas: \(fetch.sources.map { "\($0.address)" }.joined(separator: ", ")))")
+                    throw BootstrapError("no live source for range \(fetch.range) (the replica giving it up, or any old replica if none does: \(fetch.sources.map { "\($0.address)" }.joined(separator: ", ")))")
                 }
                 bySource[source, default: []].append(fetch.range)
             }

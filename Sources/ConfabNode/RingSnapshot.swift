@@ -23,13 +23,14 @@ struct RingSnapshot: Sendable {
 
     func isAlive(_ node: NodeID) -> Bool { alive.contains(node) }
 
-    /// Live nodes gaining the key's range through a join or leave in progress: a write goes to
-    /// them too (and waits for one more acknowledgement each), reads never do — as Cassandra
-    /// sends writes to bootstrapping nodes and to the new owners of a leaving node's ranges.
+    /// Nodes gaining the key's range through a join or leave in progress, alive or not: a write
+    /// goes to them too (and waits for one more acknowledgement each; one believed down is
+    /// hinted), reads never do — as Cassandra sends writes to bootstrapping nodes and to the new
+    /// owners of a leaving node's ranges.
     /// `replicationFactor` is the keyspace's configured factor.
     func pendingReplicas(forPartitionKey key: [UInt8], replicationFactor: Int) -> [NodeID] {
         guard let ranges = pending[replicationFactor], !ranges.isEmpty else { return [] }
-        return ranges.replicas(for: Token(partitionKey: key), isAlive: isAlive)
+        return ranges.replicas(for: Token(partitionKey: key))
     }
 
     /// The key's replicas in ring order (primary first).

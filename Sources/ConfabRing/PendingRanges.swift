@@ -47,12 +47,16 @@ public struct PendingRanges: Sendable, Hashable {
 
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// The nodes gaining `token`, sorted and without duplicates, counting only movements whose
-    /// mover and gaining node are both believed alive: a joiner or leaver that died abandoned its
-    /// movement, and a dead pending replica would only make writes unavailable.
-    public func replicas(for token: Token, isAlive: (NodeID) -> Bool) -> [NodeID] {
+    /// The nodes gaining `token`, sorted and without duplicates — whether or not they (or the
+    /// mover) are believed alive. A pending replica is never dropped from a write: one believed
+    /// down (a failure-detector verdict, or a 2 s unreachable mark after a refused connection)
+    /// still counts toward blockFor and gets a hint, as Cassandra counts every pending endpoint.
+    /// Dropping it instead lowered the acknowledgements a write needed and left the joiner with
+    /// neither the write nor a hint, so it became NORMAL without it. A movement whose mover died
+    /// stays pending until its state changes (it restarts or is removed), as in Cassandra.
+    public func replicas(for token: Token) -> [NodeID] {
         var out: [NodeID] = []
-        for e in entries where e.range.contains(token) && !out.contains(e.node) && isAlive(e.mover) && isAlive(e.node) {
+        for e in entries where e.range.contains(token) && !out.contains(e.node) {
             out.append(e.node)
         }
         return out.sorted()

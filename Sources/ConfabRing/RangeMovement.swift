@@ -2,9 +2,14 @@
 /// lives on exactly its `rf` replicas and nothing is lost (Cassandra's RangeStreamer /
 /// StorageService.calculatePendingRanges). Pure: computed from the ring before and after.
 public enum RangeMovement {
-    /// A range a node must receive, and the current replicas it can stream from, best first: a node
-    /// that stops being a replica of the range (it has the data and is about to give it up), then
-    /// the others.
+    /// A range a node must receive, and the replicas it may stream it from.
+    ///
+    /// Strict, as Cassandra's consistent range movement: when a current replica gives the range
+    /// up, that node is the only source. The replicas that keep the range may lack a write the
+    /// leaving one has (a QUORUM write acknowledged by the giver and one keeper, missed by the
+    /// other keeper): copying a keeper would leave that write on one replica of the new set,
+    /// below QUORUM. Only when nobody gives the range up (a ring smaller than the factor grows)
+    /// is every current replica a source.
     public struct Fetch: Hashable, Sendable {
         public var range: TokenRange
         public var sources: [NodeID]
@@ -17,7 +22,7 @@ public enum RangeMovement {
     }
 
     /// What `joining` (with `tokens`) must stream before it may serve reads: every range it will
-    /// replicate in the new ring, each with the old ring's replicas of that range as sources.
+    /// replicate in the new ring, each with its strict source (see `Fetch`).
     public static func bootstrap(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int) throws -> [Fetch] {
         guard !ring.isEmpty else { return [] }
         var after = ring
@@ -29,8 +34,8 @@ public enum RangeMovement {
             // range; its end token names it.
             let before = ring.replicas(for: range.end, replicationFactor: rf)
             let still = Set(after.replicas(for: range.end, replicationFactor: rf))
-            let sources = before.filter { !still.contains($0) } + before.filter { still.contains($0) }
-            out.append(Fetch(range: range, sources: sources))
+            let givers = before.filter { !still.contains($0) }
+            out.append(Fetch(range: range, sources: givers.isEmpty ? before : givers))
         }
         return out
     }

@@ -10,8 +10,12 @@ struct RingStartCommand: ParsableCommand {
         discussion: """
             Nodes start one at a time (node 1 is every node's seed); each one is awaited until it \
             listens and sees the nodes before it as normal, then the whole ring is awaited and its \
-            status printed. If a node fails to start, the nodes started so far are stopped and the \
-            error quotes the failing node's log. A directory holding a stopped ring (after \
+            status printed. A node whose process exits while starting (it refuses to open, e.g. its \
+            data directory is corrupt or unreadable) is left down: the others start, the status of \
+            the healthy nodes is printed, and the command fails naming that node and quoting its \
+            log, with the healthy nodes left running. Any other failure (a node that never \
+            listens, a ring that is not normal in time, or every node refusing) stops the nodes \
+            started so far. A directory holding a stopped ring (after \
             `confab ring stop`) is started again with its data and recorded settings. A directory \
             whose ring is running is refused.
             """)
@@ -56,13 +60,13 @@ struct RingStartCommand: ParsableCommand {
 
     func run() throws {
         let directory = ring.path
-        let (status, answeredBy) = try RingCommand.guarded("start") { () throws -> (RingStatus, String) in
+        let (status, answeredBy, refused, total) = try RingCommand.guarded("start") { () throws -> (RingStatus, String, [RefusedNode], Int) in
             let lock = try RingDirectoryLock(directory: directory, create: true)
             let (state, isNew) = try plan(directory: directory)
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
             try supervisor.save()
             let timeout = Duration.milliseconds(Int(self.timeout * 1000))
-            let status: (RingStatus, String)
+            let status: (RingStatus, String, [RefusedNode])
             do {
                 status = try runBlocking { try await Self.start(supervisor, timeout: timeout, isNew: isNew) }
             } catch {
@@ -72,12 +76,29 @@ struct RingStartCommand: ParsableCommand {
                 throw error
             }
             let s = supervisor.state
-            RingCommand.progress("ring of \(s.nodes.count) node\(s.nodes.count == 1 ? "" : "s") running in \(directory) "
+            let up = s.nodes.count - status.2.count
+            RingCommand.progress("ring of \(s.nodes.count) node\(s.nodes.count == 1 ? "" : "s") "
+                + (status.2.isEmpty ? "" : "(\(up) up, \(status.2.count) refused to start) ") + "running in \(directory) "
                 + "(rf \(s.replicationFactor)); logs in \(directory)/nodeN/node.log; stop it with `confab ring stop\(ring.dir == nil ? "" : " --dir \(directory)")`")
             _ = consume lock
-            return status
+            return (status.0, status.1, status.2, s.nodes.count)
         }
         print(RingStatusTable.render(status, answeredBy: answeredBy))
+        guard refused.isEmpty else {
+            let nodes = refused.map { "node \($0.index)" }.joined(separator: ", ")
+            RingCommand.progress("confab ring start: " + RingCommandError(.startFailed, """
+                \(refused.count) of \(total) nodes refused to start (\(nodes)) and are down; the other \(total - refused.count) \
+                are running. Fix the cause, then `confab ring restart N\(ring.dir == nil ? "" : " --dir \(ring.path)")`.
+                \(refused.map(\.reason).joined(separator: "\n"))
+                """).description)
+            throw ExitCode.failure
+        }
+    }
+
+    /// A node whose process exited while starting, and why (the end of its log).
+    struct RefusedNode: Sendable {
+        let index: Int
+        let reason: String
     }
 
     /// The ring to start: the stopped one recorded in `directory`, or a new one.
@@ -133,33 +154,59 @@ struct RingStartCommand: ParsableCommand {
         return (RingState(replicationFactor: rf, vnodes: vnodes, nodes: nodes), true)
     }
 
-    /// Starts every node in order, then waits for the whole ring. On failure, stops what it
-    /// started and rethrows.
-    private static func start(_ supervisor: RingSupervisor, timeout: Duration, isNew: Bool) async throws -> (RingStatus, String) {
+    /// Starts every node in order, then waits for the healthy ones. A node that exits while
+    /// starting is left down and returned (one bad data directory must not take the ring's
+    /// healthy nodes down with it — Cassandra's nodes fail alone too); on any other failure, or
+    /// when every node refused, stops what it started and rethrows.
+    private static func start(_ supervisor: RingSupervisor, timeout: Duration, isNew: Bool) async throws
+        -> (RingStatus, String, [RefusedNode])
+    {
         let clock = supervisor.clock
         let deadline = clock.now.advanced(by: timeout)
         func remaining() -> Duration { max(.seconds(1), deadline - clock.now) }
         let all = supervisor.state.nodes.map(\.index)
         do {
             var started: [Int] = []
+            var refused: [RefusedNode] = []
             for node in supervisor.state.nodes {
                 RingCommand.progress("starting node \(node.index) of \(all.count) on \(node.addressText)…")
                 // A brand-new ring holds no data: its nodes join without streaming (Cassandra's
                 // auto_bootstrap: false for a new cluster). Not recorded: a later start of a node
                 // whose data directory was lost bootstraps.
-                try await supervisor.launch(node.index, timeout: min(.seconds(30), remaining()),
-                                            extraArguments: isNew ? ["--auto-bootstrap", "false"] : [])
+                if let failure = await Self.launch(supervisor, node.index, timeout: min(.seconds(30), remaining()),
+                                                   extraArguments: isNew ? ["--auto-bootstrap", "false"] : []) {
+                    guard failure.code == .startFailed else { throw failure }
+                    RingCommand.progress("node \(node.index) refused to start; leaving it down and starting the others: \(failure)")
+                    refused.append(RefusedNode(index: node.index, reason: "node \(node.index): \(failure)"))
+                    continue
+                }
                 started.append(node.index)
                 // One at a time, as Cassandra asks: the next node joins once this one sees the
                 // ring so far as normal (its tokens are then known to the next one's allocator).
                 try await supervisor.waitUntilNormal(askers: [node.index], expected: started, timeout: remaining())
             }
-            RingCommand.progress("waiting for \(all.count) node\(all.count == 1 ? "" : "s") to be normal…")
-            return try await supervisor.waitUntilNormal(askers: all, expected: all, timeout: remaining())
+            guard !started.isEmpty else {
+                throw RingCommandError(.startFailed, "no node started:\n" + refused.map(\.reason).joined(separator: "\n"))
+            }
+            RingCommand.progress("waiting for \(started.count) node\(started.count == 1 ? "" : "s") to be normal…")
+            let (status, answeredBy) = try await supervisor.waitUntilNormal(askers: started, expected: started, timeout: remaining())
+            return (status, answeredBy, refused)
         } catch {
             RingCommand.progress("start failed; stopping the nodes started so far (their logs stay in \(supervisor.directory))…")
             _ = try? supervisor.stop(all, timeout: .seconds(10))
             throw error
+        }
+    }
+
+    /// Launches one node; its failure as a value (a `catch` pattern on the typed error crashes
+    /// the 6.3 compiler's ownership verifier).
+    private static func launch(_ supervisor: RingSupervisor, _ index: Int, timeout: Duration,
+                               extraArguments: [String]) async -> RingCommandError? {
+        do throws(RingCommandError) {
+            try await supervisor.launch(index, timeout: timeout, extraArguments: extraArguments)
+            return nil
+        } catch {
+            return error
         }
     }
 }

@@ -152,6 +152,49 @@ import Testing
         #expect(Date().timeIntervalSince(began) < 40)
     }
 
+    /// One node that refuses to open (here its data directory holds a damaged node id) does not
+    /// take the healthy nodes down: `ring start` starts the others, prints their status, names
+    /// the failed node and why, and exits non-zero with the healthy nodes still running.
+    @Test func startLeavesTheHealthyNodesRunningWhenOneRefusesToOpen() throws {
+        let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
+        let temp = TempDirectory("confab-ring-refuse")
+        let dir = "\(temp.path)/ring"
+        defer {
+            if let state = try? RingState.load(from: dir) {
+                for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
+                    kill(node.pid!, SIGKILL)
+                }
+                _ = RingProcessLauncher.waitForExit(state.nodes, timeout: .seconds(5))
+            }
+        }
+        let start = try confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "30"])
+        try #require(start.status == 0, "ring start failed: \(start.err)")
+        let stop = try confab(binary, ["ring", "stop", "--dir", dir])
+        try #require(stop.status == 0, "ring stop failed: \(stop.err)")
+        let broken = try loadState(dir).nodes[1]
+        try "not a node id\n".write(toFile: "\(broken.dataDir)/node-id", atomically: true, encoding: .utf8)
+
+        let again = try confab(binary, ["ring", "start", "--dir", dir, "--timeout", "30"])
+        #expect(again.status != 0, "ring start succeeded with node 2 refusing to open: \(again.err)")
+        #expect(again.err.contains("node 2") && again.err.contains("refused to start"), "\(again.err)")
+        #expect(again.err.contains("does not hold a node id"), "the reason is not quoted: \(again.err)")
+        #expect(!again.err.contains("stopping the nodes started so far"), "\(again.err)")
+        #expect(again.out.contains("UN  127.0.0.1:"), "no status of the healthy nodes: \(again.out)")
+        let state = try loadState(dir)
+        for node in state.nodes where node.index != 2 {
+            #expect(isRunning(node.pid, dataDir: node.dataDir), "healthy node \(node.index) is not running")
+            #expect(node.state == "running")
+        }
+        #expect(state.nodes[1].state == "failed" && !isRunning(state.nodes[1].pid, dataDir: state.nodes[1].dataDir))
+
+        // The healthy nodes serve: a QUORUM post and read through the ring directory.
+        let post = try confab(binary, ["post", "78", "--sender", "ada", "--text", "still up", "--consistency", "quorum"],
+                              environment: ["CONFAB_RING_DIR": dir])
+        #expect(post.status == 0, "post failed: \(post.err)")
+        let down = try confab(binary, ["ring", "stop", "--dir", dir])
+        #expect(down.status == 0, "ring stop failed: \(down.err)")
+    }
+
     @Test func commandsWithoutARingExplain() throws {
         let binary = try #require(confabExecutablePath())
         let temp = TempDirectory("confab-ring-none")

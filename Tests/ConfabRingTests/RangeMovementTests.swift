@@ -30,15 +30,32 @@ import Testing
                 #expect(node == joining, "seed \(seed): \(node) gained \(key) without joining")
                 let fetch = fetches.first { $0.range.contains(key) }
                 #expect(fetch != nil, "seed \(seed): joining node never fetches \(key)")
-                #expect(fetch.map { Set($0.sources) == old } ?? false, "seed \(seed): sources for \(key) are not its old replicas")
+                // Strict source: exactly the old replica that gives the key up (one node joins, so
+                // exactly one of the three old replicas stops replicating it).
+                let givers = old.subtracting(after.replicas(for: key, replicationFactor: 3))
+                #expect(givers.count == 1, "seed \(seed): \(key) given up by \(givers.count) replicas")
+                #expect(fetch.map { Set($0.sources) == givers } ?? false,
+                        "seed \(seed): \(key) streams from \(fetch?.sources ?? []), not from the replica giving it up \(givers)")
             }
         }
         #expect(!fetches.isEmpty)
-        // The best source first: a node that stops replicating the range.
+        // No fetch ever names a replica that keeps the range: it may lack a write the giver has.
         for f in fetches {
             let keeps = Set(after.replicas(for: f.range.end, replicationFactor: 3))
-            if f.sources.contains(where: { !keeps.contains($0) }) { #expect(!keeps.contains(f.sources[0])) }
+            #expect(f.sources.count == 1 && !keeps.contains(f.sources[0]), "seed \(seed): \(f.range) sources \(f.sources)")
         }
+    }
+
+    /// When nobody gives a range up (a ring smaller than the factor grows), every old replica
+    /// holds all of it and any may be the source.
+    @Test func aRingSmallerThanTheFactorStreamsFromAnyOldReplica() throws {
+        let before = try ring(nodes: 2, seed: 9)
+        var rng = SplitMix64(seed: 99)
+        let joining = Fixtures.node(9)
+        let tokens = TokenAllocator(tokensPerNode: 16, replicationFactor: 3).allocate(for: joining, in: before, using: &rng)
+        let fetches = try RangeMovement.bootstrap(ring: before, joining: joining, tokens: tokens, replicationFactor: 3)
+        #expect(!fetches.isEmpty)
+        for f in fetches { #expect(Set(f.sources) == [Fixtures.node(0), Fixtures.node(1)]) }
     }
 
     @Test(arguments: [UInt64(1), 2, 3, 4, 5])
