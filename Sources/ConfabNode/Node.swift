@@ -15,7 +15,7 @@ import ServiceLifecycle
 /// closes the engines (acknowledged writes are already in the WAL per the sync mode).
 ///
 /// Layout of the data directory: `engine/` (the storage engine's files), `hints/` (the hint
-/// store, a second engine), `node-id`, `tokens`, `gossip-generation` (docs/node.md).
+/// store, a second engine), `node-id`, `tokens`, `ring-view`, `gossip-generation` (docs/node.md).
 public final class Node: Service, Sendable {
     public let configuration: NodeConfiguration
     private let logger: Logger
@@ -114,6 +114,7 @@ public final class Node: Service, Sendable {
         let hints: HintStore
         let tokens: [Token]?
         let generation: Int64
+        var savedView: RingViewFile?
         do {
             engine = try await threadPool.runIfActive { try StorageEngine.open(directory: config.engineDirectory, options: engineOptions) }
             do {
@@ -123,6 +124,12 @@ public final class Node: Service, Sendable {
                     (try RingStateFiles.loadTokens(dataDirectory: config.dataDirectory),
                      try RingStateFiles.nextGeneration(dataDirectory: config.dataDirectory,
                                                        nowSeconds: SystemClock().nowSeconds()))
+                }
+                do {
+                    savedView = try await threadPool.runIfActive { try RingViewFile.load(dataDirectory: config.dataDirectory) }
+                } catch {
+                    // Safe to go on without it: the node then waits for a peer before serving.
+                    logger.error("cannot read the saved ring view", metadata: ["error": "\(error)"])
                 }
             } catch {
                 try? await threadPool.runIfActive { try engine.close() }
@@ -136,7 +143,7 @@ public final class Node: Service, Sendable {
         let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes, logger: logger)
         let ring = RingService(configuration: config, localID: nodeID, replica: replica, hints: hints,
                                recoveredHints: (try? await hints.recover(now: RingInstant.zero)) ?? [],
-                               tokens: tokens, generation: generation, messenger: messenger, logger: logger,
+                               tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
                                onDecommissioned: { [decommissioned] in decommissioned.continuation.yield() })
         runtime.withLockedValue { $0 = ring }
         let processor = processorFactory?(engine, threadPool)

@@ -54,13 +54,22 @@ actor RingService {
     /// so requests do not wait for the failure detector's ~18 rounds to convict them.
     private var unreachableUntil: [NodeID: RingInstant] = [:]
     private var joinStartedAt: RingInstant?
+    /// The peers saved before this start (`RingViewFile`), restored into gossip by `run`.
+    private var savedView: RingViewFile?
+    /// Restarted with tokens but without a saved view: until a peer is heard from, this node
+    /// would see a ring of itself and store every key alone, so data requests are refused.
+    private(set) var learningRing = false
+    /// The view last handed to the writer, and the write in progress (each waits for the one
+    /// before, so an older view never lands after a newer one).
+    private var lastSavedView: RingViewFile?
+    private var viewWrite: Task<Void, Never>?
     var rng = SystemRandomNumberGenerator()
     private let hintOperations: AsyncStream<HintOperation>
     private let hintOperationSink: AsyncStream<HintOperation>.Continuation
 
     init(configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
-         recoveredHints: [Hint], tokens: [Token]?, generation: Int64, messenger: InternodeMessenger, logger: Logger,
-         onDecommissioned: @escaping @Sendable () -> Void = {}) {
+         recoveredHints: [Hint], tokens: [Token]?, savedView: RingViewFile? = nil, generation: Int64,
+         messenger: InternodeMessenger, logger: Logger, onDecommissioned: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
         self.onDecommissioned = onDecommissioned
         self.localID = localID
@@ -70,6 +79,7 @@ actor RingService {
         self.logger = logger
         self.generation = generation
         self.persistedTokens = tokens
+        self.savedView = savedView
         var hintConfiguration = HintQueue.Configuration()
         hintConfiguration.window = configuration.hintWindow
         hintConfiguration.replayBytesPerSecond = configuration.hintReplayBytesPerSecond
@@ -108,10 +118,22 @@ actor RingService {
         }
         gossiper = Gossiper(local: local, generation: generation, seeds: configuration.seeds,
                             applicationStates: states, configuration: gossipConfiguration)
+        if persistedTokens != nil {
+            if let view = savedView {
+                gossiper?.restore(view.endpointStates, now: now())
+                lastSavedView = view
+            } else if configuration.seeds.contains(where: { $0 != address }) {
+                learningRing = true
+                logger.warning("restarted without a saved ring view: refusing data requests until a peer answers",
+                               metadata: ["seeds": "\(configuration.seeds)"])
+            }
+        }
+        savedView = nil
         rebuildRing()
         logger.info("joining the ring", metadata: [
             "node": "\(local)", "generation": "\(generation)",
             "tokens": "\(persistedTokens.map { "\($0.count) persisted" } ?? "to allocate")",
+            "saved_peers": "\(lastSavedView?.peers.count ?? 0)",
             "pending_hints": "\(hintQueue.totalPending)",
         ])
         await refreshLoad()
@@ -126,6 +148,7 @@ actor RingService {
             group.addTask { await self.runHintOperations() }
         }
         bootstrapTask?.cancel()
+        await flushRingView()
     }
 
     private nonisolated func every(_ interval: Duration, _ body: @Sendable (RingService) async -> Void) async {
@@ -182,6 +205,11 @@ actor RingService {
                 case .up(let node), .restarted(let node):
                     unreachableUntil[node] = nil
                     logger.info("peer up", metadata: ["node": "\(node)"])
+                    if learningRing {
+                        // The first answer carries every state the peer knows: the whole ring.
+                        learningRing = false
+                        logger.info("learned the ring from a peer; serving", metadata: ["peer": "\(node)"])
+                    }
                 case .down(let node):
                     logger.info("peer down", metadata: ["node": "\(node)"])
                 case .joined(let node, let state):
@@ -212,7 +240,32 @@ actor RingService {
             }
         }
         metrics.liveNodes.record(g.liveMembers.count + 1)
+        saveViewIfChanged()
     }
+
+    /// Persists the peers gossip knows (`RingViewFile`) when they differ from the last saved
+    /// view, off the actor, one write after another.
+    private func saveViewIfChanged() {
+        guard let g = gossiper else { return }
+        let view = RingViewFile(gossiper: g)
+        if let last = lastSavedView, last.sameBytes(as: view) { return }
+        lastSavedView = view
+        let previous = viewWrite
+        let pool = replica.threadPool
+        let directory = configuration.dataDirectory
+        let logger = self.logger
+        viewWrite = Task {
+            await previous?.value
+            do {
+                try await pool.runIfActive { try view.save(dataDirectory: directory) }
+            } catch {
+                logger.warning("cannot save the ring view", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Waits for the ring view writes scheduled so far (tests, shutdown).
+    func flushRingView() async { await viewWrite?.value }
 
     /// Moves a JOINING node to NORMAL once gossip has settled (see the type's documentation).
     private func advanceJoin() async {
@@ -276,6 +329,12 @@ actor RingService {
     func snapshot() throws(WireError) -> RingSnapshot {
         guard let g = gossiper else {
             throw WireError(.unavailable, "this node is starting and has not joined the ring yet; retry shortly")
+        }
+        guard !learningRing else {
+            throw WireError(.unavailable, """
+                this node restarted without a saved ring view and is still learning its ring from the seeds \
+                (\(configuration.seeds.map(\.description).joined(separator: ", "))); retry shortly
+                """)
         }
         guard !ring.isEmpty else {
             throw WireError(.unavailable, "no node of the ring is NORMAL yet (this node is \(g.localState.status?.rawValue.lowercased() ?? "joining")); retry shortly")

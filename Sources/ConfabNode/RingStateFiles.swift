@@ -5,6 +5,7 @@ import Foundation
 ///
 /// - `tokens`: the node's vnode tokens, one signed decimal per line. Written once, when the node
 ///   first goes NORMAL, and reused on every restart, so a node keeps its ranges for life.
+/// - `ring-view`: every known peer (`RingViewFile`), rewritten whenever gossip changes it.
 /// - `gossip-generation`: the last gossip generation used, a decimal. Each start takes
 ///   `max(stored + 1, seconds since the epoch)`, so generations grow even if the clock steps back.
 ///
@@ -63,10 +64,13 @@ enum RingStateFiles {
 
     /// Temp file, fsync, rename, fsync of the directory.
     static func writeAtomically(_ text: String, to path: String) throws(NodeError) {
+        try writeAtomically(Array(text.utf8), to: path)
+    }
+
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws(NodeError) {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw NodeError(.dataDirectory, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
         close(fd)

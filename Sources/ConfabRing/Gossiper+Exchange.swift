@@ -104,9 +104,13 @@ extension Gossiper {
     private mutating func restart(_ remote: EndpointState, now: RingInstant) -> [GossipAction] {
         let node = remote.node
         let oldStatus = states[node]?.status
+        // Removed, then inserted: a node may come back on another address, and assigning to an
+        // existing key keeps the old key (NodeID equality ignores the address), so `liveMembers`
+        // would keep gossiping to the address it no longer listens on.
+        states.removeValue(forKey: node)
         states[node] = remote
         var actions: [GossipAction] = [.event(.restarted(node))]
-        var view = views[node] ?? View(isAlive: false)
+        var view = views.removeValue(forKey: node) ?? View(isAlive: false)
         if !view.isAlive { failureDetector.remove(node) }
         failureDetector.heartbeat(from: node, now: now)
         let status = remote.status

@@ -95,6 +95,18 @@ public struct Gossiper: Sendable {
         setApplicationState(.status, status.rawValue)
     }
 
+    /// Peers remembered from before a restart (the shell's saved ring view): known with their
+    /// tokens and status, but not alive until heard from, so a restarted node routes around them
+    /// (hints, live replicas) instead of believing it is alone. They count as down since `now`
+    /// for the hint window. Give the saved states version 0: anything a peer gossips is newer.
+    /// Peers already known, quarantined, or this node itself are skipped.
+    public mutating func restore(_ saved: [EndpointState], now: RingInstant) {
+        for state in saved where state.node != local && states[state.node] == nil && quarantine[state.node] == nil {
+            states[state.node] = state
+            views[state.node] = View(isAlive: false, downSince: now)
+        }
+    }
+
     // MARK: Views
 
     public func state(of node: NodeID) -> EndpointState? { states[node] }

@@ -125,4 +125,46 @@ import Testing
         let e = g.receive(GossipMessage(clusterName: "confab", from: b, payload: .ack2(states: [s2])), now: .zero)
         #expect(e.contains(.event(.up(c))) && g.isAlive(c))
     }
+
+    /// A peer restarted on another port (same id, newer generation) is gossiped to at its new
+    /// address: NodeID equality ignores the address, so the membership maps must not keep the
+    /// key they were first filled with.
+    @Test func aPeerRestartedOnANewAddressIsGossipedToThere() {
+        var nodes = [a: make(a, seeds: []), b: make(b, seeds: [a])]
+        var rng = SplitMix64(seed: 7)
+        deliver(nodes[b]!.onGossipTick(now: .zero, using: &rng), from: b, &nodes, now: .zero)
+        #expect(nodes[a]!.isAlive(b))
+        let moved = NodeID(id: b.id, host: "127.0.0.1", port: 9999)
+        nodes[b] = nil
+        nodes[moved] = make(moved, generation: 2, seeds: [a])
+        deliver(nodes[moved]!.onGossipTick(now: Fixtures.seconds(1), using: &rng), from: moved, &nodes, now: Fixtures.seconds(1))
+        #expect(nodes[a]!.state(of: b)?.node.address == moved.address)
+        #expect(nodes[a]!.liveMembers.map(\.address) == [moved.address])
+        #expect(nodes[a]!.tokenRing().entries.contains { $0.node.address == moved.address })
+        for round in 0..<5 {
+            let sends = nodes[a]!.onGossipTick(now: Fixtures.seconds(2 + Double(round)), using: &rng).compactMap {
+                if case .send(_, let to) = $0 { to } else { nil }
+            }
+            #expect(!sends.isEmpty && sends.allSatisfy { $0 == moved.address }, "round \(round): \(sends)")
+        }
+    }
+
+    /// Peers restored from a saved ring view are in the token ring but not alive until heard from;
+    /// anything the peer gossips replaces them.
+    @Test func restoredPeersOwnTokensButAreDownUntilHeardFrom() {
+        var g = make(a, seeds: [])
+        let saved = EndpointState(node: b, heartbeat: HeartbeatState(generation: 4, version: 0), applicationStates: [
+            .status: VersionedValue("NORMAL", version: 0), .tokens: VersionedValue("7002", version: 0),
+        ])
+        g.restore([saved], now: .zero)
+        #expect(!g.isAlive(b) && g.downSince(b) == .zero)
+        #expect(g.unreachableMembers == [b])
+        #expect(g.tokenRing().nodeCount == 2)
+        let live = EndpointState(node: b, heartbeat: HeartbeatState(generation: 4, version: 3), applicationStates: [
+            .status: VersionedValue("NORMAL", version: 1), .tokens: VersionedValue("7002", version: 2),
+        ])
+        let e = g.receive(GossipMessage(clusterName: "confab", from: b, payload: .ack2(states: [live])), now: .zero)
+        #expect(e.contains(.event(.up(b))) && g.isAlive(b))
+        #expect(g.state(of: b) == live)
+    }
 }
