@@ -100,6 +100,8 @@ struct RingSimulation {
         /// The ring view built from the gossiper, until its states change (rebuilding it for every
         /// page of every read would dominate the run time).
         var viewCache: (ring: TokenRing, pending: PendingRanges)?
+        /// What `viewCache` was built from (`RingSimulation.viewKey`).
+        var viewKey = 0
     }
 
     /// A join or leave in progress on the moving node.
@@ -189,6 +191,10 @@ struct RingSimulation {
     var writes: [WriteRecord] = []
     var deletes: [Int: DeleteRecord] = [:]
     var failures: [String] = []
+    /// Rings of the true membership by what they were built from (a box: `trueRing()` is called
+    /// from non-mutating checks).
+    final class RingCache { var rings: [Int: TokenRing] = [:] }
+    let trueRingCache = RingCache()
     var finalResults: [Int64: ReadResult] = [:]
     /// A client read paging through a partition with a small limit.
     struct Paging {
@@ -465,8 +471,11 @@ struct RingSimulation {
     mutating func receive(_ message: Message, from: Int, at i: Int) {
         switch message {
         case .gossip(let g):
-            nodes[i].viewCache = nil
             perform(nodes[i].gossiper.receive(g, now: instant), at: i)
+            // Most gossip only moves heartbeats: rebuild the view only when what it is made of
+            // changed (rebuilding parses every node's tokens and was most of the run's time).
+            let key = Self.viewKey(nodes[i].gossiper)
+            if key != nodes[i].viewKey { nodes[i].viewCache = nil; nodes[i].viewKey = key }
         case .mutate(let req, let m):
             apply(m, at: i)
             send(.writeAck(req), from: i, to: from)
@@ -642,9 +651,8 @@ struct RingSimulation {
     /// the coordinators still get the configured factor, so a small view answers `unavailable`.
     mutating func replicas(for token: Token, at i: Int) -> (natural: [NodeID], pending: [NodeID]) {
         let (ring, pending) = view(at: i)
-        let gossiper = nodes[i].gossiper
         return (ring.replicas(for: token, replicationFactor: max(1, min(Self.rf, ring.nodeCount))),
-                pending.replicas(for: token, isAlive: { gossiper.isAlive($0) }))
+                pending.replicas(for: token))
     }
 
     mutating func startWrite(_ m: Mutation, op: Int, at i: Int) {
@@ -759,7 +767,35 @@ struct RingSimulation {
 
     /// The ring as it really is: every started, not decommissioned node by its own announced
     /// status (NORMAL or LEAVING own their tokens), whatever any other node believes.
+    static func viewKey(_ g: Gossiper) -> Int {
+        var h = Hasher()
+        for (id, state) in g.states.sorted(by: { $0.key < $1.key }) {
+            h.combine(id)
+            h.combine(state.node.address.description)
+            h.combine(state.heartbeat.generation)
+            h.combine(state.applicationStates[.status])
+            h.combine(state.applicationStates[.tokens]?.version)
+        }
+        return h.finalize()
+    }
+
     func trueRing() -> TokenRing {
+        var h = Hasher()
+        for i in members {
+            let s = nodes[i].gossiper.localState
+            h.combine(i)
+            h.combine(s.heartbeat.generation)
+            h.combine(s.applicationStates[.status])
+            h.combine(s.applicationStates[.tokens]?.version)
+        }
+        let key = h.finalize()
+        if let cached = trueRingCache.rings[key] { return cached }
+        let ring = buildTrueRing()
+        trueRingCache.rings[key] = ring
+        return ring
+    }
+
+    func buildTrueRing() -> TokenRing {
         var ring = TokenRing()
         for i in members {
             let s = nodes[i].gossiper.localState
