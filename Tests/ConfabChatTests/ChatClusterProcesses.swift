@@ -67,6 +67,8 @@ final class ChatClusterProcesses: Sendable {
         let (process, port) = try await Self.launch(binary, [
             "chat", "serve", "--port", "0", "--nodes", nodePorts.map { "127.0.0.1:\($0)" }.joined(separator: ","), "--server-id", id,
             "--secret-file", "\(dir.path)/chat-secret", "--password-rounds", "1000", "--heartbeat-ttl", "\(Self.heartbeatTTL)",
+            // Tests sign up to 100 users from 127.0.0.1 at once: lift the per-address limit.
+            "--login-rate", "1000", "--login-burst", "1000",
             "--log-level", "warning"] + arguments, name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
         chats.withLockedValue { $0[id] = (process, port) }
     }
