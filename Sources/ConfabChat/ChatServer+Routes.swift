@@ -145,14 +145,22 @@ extension ChatServer {
         }
     }
 
-    /// The user a request's bearer token (or `?token=`) names.
-    func user(_ request: Request) throws(ChatError) -> String {
+    /// The user a request's bearer token names. `?token=` counts only on the WebSocket upgrade
+    /// (`webSocket: true`), where browsers cannot set headers: a token in any other URL ends up
+    /// in proxy logs, browser history and Referer headers.
+    func user(_ request: Request, webSocket: Bool = false) throws(ChatError) -> String {
         var token: String? = nil
         if let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" { token = String(parts[1]) }
         }
-        return try accounts.authenticate(token ?? request.uri.queryParameters.get("token"))
+        if token == nil, let query = request.uri.queryParameters.get("token") {
+            guard webSocket else {
+                throw ChatError(.badToken, "a token in the URL is accepted only on /ws; send Authorization: Bearer <token>")
+            }
+            token = query
+        }
+        return try accounts.authenticate(token)
     }
 
     static func chatId(_ context: ChatRequestContext) throws(ChatError) -> Int64 {

@@ -35,7 +35,7 @@ extension ChatServer {
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
         let userId: String
         do {
-            userId = try user(request)
+            userId = try user(request, webSocket: true)
         } catch {
             // Upgrade first, then refuse: a browser sees the close code (4001) but never an HTTP
             // status of a failed handshake, and can tell "log in again" from "network down".

@@ -177,6 +177,10 @@ import Testing
         // were 500 with an empty body when CORS wrapped the error middleware).
         let wrongFromPage = try await stack.http(.post, "/api/login", body: ["handle": "dan", "password": "nope-nope"], origin: "http://127.0.0.1:1")
         #expect(wrongFromPage.status == 401 && wrongFromPage.errorCode == "bad_credentials", "\(wrongFromPage.status) \(wrongFromPage.text)")
+        // A token in the URL counts only on /ws (issue 12: it was accepted on every endpoint).
+        let inURL = try await stack.http(.get, "/api/me?token=\(dan)")
+        #expect(inURL.status == 401 && inURL.errorCode == "bad_token" && inURL.text.contains("only on /ws"), "\(inURL.status) \(inURL.text)")
+        #expect(try await stack.http(.get, "/api/me", token: dan).status == 200)
         let unknownFromPage = try await stack.http(.post, "/api/chats/direct", token: dan, body: ["with": "nobody_here"], origin: "http://127.0.0.1:1")
         #expect(unknownFromPage.status == 404 && unknownFromPage.errorCode == "unknown_user", "\(unknownFromPage.status) \(unknownFromPage.text)")
         let big = try await stack.http(.post, "/api/chats/group", token: dan,
