@@ -7,9 +7,11 @@ import ConfabWire
 /// 1. Announce JOINING with the allocated tokens. From the moment a coordinator learns them it
 ///    sends this node every write for the ranges it will replicate, as a pending replica
 ///    (`PendingRanges`); reads still go to the old replicas only.
-/// 2. Wait the ring delay, so every coordinator has learned the tokens: from then on no write to
-///    those ranges misses this node, so a stream started now plus the writes arriving directly
-///    cover everything.
+/// 2. Wait the ring delay, then until every member confirms it sees this node JOINING with these
+///    tokens, then the write timeout (`RingService+MoveConfirmation.swift`): from then on no
+///    write to those ranges misses this node, so a stream started now plus the writes arriving
+///    directly cover everything. After the stream every member must confirm again with the
+///    same generation (none restarted meanwhile), or the stream is repeated.
 /// 3. `RangeMovement.bootstrap` gives every range it will replicate with its source: the replica
 ///    giving the range up (any old replica only when none does). If that node is down the attempt
 ///    fails and is retried rather than copying a replica that keeps the range, which may lack
@@ -83,6 +85,8 @@ extension RingService {
         if let other = Self.bootstrapBlocker(local: local, states: Array(g.states.values), alive: aliveSet(at: now())) {
             throw BootstrapError("\(other.node.address) is \(other.status?.rawValue ?? "moving") too; one node joins or leaves at a time, so waiting for it to finish")
         }
+        let generations = try await confirmMovePatiently(.joining, tokens: tokens, patience: ringDelay * 2)
+        try await settleAfterConfirmation()
         let before = ring
         let alive = aliveSet(at: now())
         // Per table (its keyspace's factor): the ranges to fetch, grouped by the source chosen.
@@ -141,6 +145,7 @@ extension RingService {
             }
             return total
         }
+        _ = try await confirmMove(.joining, tokens: tokens, expected: generations)
         guard ring == before else {
             throw BootstrapError("the ring changed while streaming (a node joined or left)")
         }

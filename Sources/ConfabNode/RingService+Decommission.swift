@@ -8,8 +8,11 @@ import ConfabWire
 ///    every node that gains a range is alive.
 /// 2. Announce LEAVING. This node stays an owner (reads and writes still use it), and
 ///    coordinators add the gaining nodes as pending replicas for writes (`PendingRanges`).
-/// 3. Wait the ring delay, then stream every range it replicates (`RangeMovement.decommission`)
-///    to each gaining node (ReplicaWrites through `RangeStreamSource`, acknowledged durably).
+/// 3. Wait the ring delay, then until every member confirms it sees this node LEAVING, then the
+///    write timeout (`RingService+MoveConfirmation.swift`); then stream every range it
+///    replicates (`RangeMovement.decommission`) to each gaining node (ReplicaWrites through
+///    `RangeStreamSource`, acknowledged durably); then every member must confirm again with the
+///    same generation (none restarted meanwhile).
 ///    A failure announces NORMAL again — nothing is lost, the node keeps serving — and throws.
 /// 4. Announce LEFT (coordinators drop it from the token ring), record the decommission in the
 ///    data directory (so a restart does not rejoin with stale data), wait the ring delay so the
@@ -63,7 +66,10 @@ extension RingService {
         let outcome: DecommissionOutcome
         do {
             try await Task.sleep(for: ringDelay)
+            let generations = try await confirmMovePatiently(.leaving, tokens: nil, patience: ringDelay * 6)
+            try await settleAfterConfirmation()
             outcome = try await streamForDecommission(local: local)
+            _ = try await confirmMove(.leaving, tokens: nil, expected: generations)
         } catch {
             gossiper?.setStatus(.normal, tokens: tokens)
             rebuildRing()

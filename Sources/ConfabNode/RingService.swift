@@ -455,7 +455,8 @@ actor RingService {
             return RingNodeStatus(state: (s.status ?? .joining).rawValue.lowercased(), isUp: alive.contains(s.node),
                                   id: s.node.id, host: address.host, port: UInt16(clamping: address.port),
                                   loadBytes: UInt64(clamping: s.load ?? 0), tokens: s.tokens.count,
-                                  ownership: ownership[s.node] ?? 0, tokenValues: s.tokens.map(\.value))
+                                  ownership: ownership[s.node] ?? 0, tokenValues: s.tokens.map(\.value),
+                                  generation: s.heartbeat.generation)
         }
         return RingStatus(clusterName: configuration.clusterName, replicationFactor: rf,
                           nodes: nodes.sorted { ($0.host, $0.port, $0.id) < ($1.host, $1.port, $1.id) })

@@ -49,9 +49,14 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
     public var ownership: Double
     /// The tokens themselves, so clients can route each request to a replica of its partition.
     public var tokenValues: [Int64]
+    /// The member's gossip generation as the answering node knows it (it changes on every
+    /// restart; 0 when unknown). A moving node compares the generation each member reports for
+    /// itself before and after streaming: a member that restarted in between may have
+    /// coordinated writes before it learned of the move again (docs/ring.md, "Joining").
+    public var generation: Int64 = 0
 
     public init(state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int, ownership: Double,
-                tokenValues: [Int64] = []) {
+                tokenValues: [Int64] = [], generation: Int64 = 0) {
         self.state = state
         self.isUp = isUp
         self.id = id
@@ -61,5 +66,6 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
         self.tokens = tokens
         self.ownership = ownership
         self.tokenValues = tokenValues
+        self.generation = generation
     }
 }

@@ -174,6 +174,7 @@ public enum WireMessage: Hashable, Sendable {
                 w.u64(n.ownership.bitPattern)
                 w.u32(UInt32(n.tokenValues.count))
                 for t in n.tokenValues { w.i64(t) }
+                w.i64(n.generation)
             }
             w.u16(UInt16(clamping: s.keyspaces.count))
             for k in s.keyspaces {
@@ -315,6 +316,7 @@ public enum WireMessage: Hashable, Sendable {
                 let listed = try r.u32("token list length")
                 guard listed <= 65_536 else { throw r.fail("implausible token list length \(listed)") }
                 for _ in 0..<listed { node.tokenValues.append(try r.i64("token")) }
+                node.generation = try r.i64("generation")
                 nodes.append(node)
             }
             var status = RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes)
