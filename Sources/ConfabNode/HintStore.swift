@@ -94,6 +94,48 @@ struct HintStore: Sendable {
         }
     }
 
+    /// What the hint queue keeps of every live hint (no mutations: they stay on disk until
+    /// replayed, `HintRef`).
+    func recoverRefs(now: RingInstant) async throws -> [HintRef] {
+        let engine = self.engine
+        let wallNow = clock.nowMicros()
+        return try await threadPool.runIfActive {
+            var targets: [[UInt8]] = []
+            try engine.scan(table: Self.table, tokens: Int64.min...Int64.max) { entry in
+                if targets.last != entry.partitionKey { targets.append(entry.partitionKey) }
+                return true
+            }
+            var refs: [HintRef] = []
+            for target in Set(targets) {
+                let id = String(decoding: target, as: UTF8.self)
+                let rows = try engine.read(SliceQuery(table: Self.table, partitionKey: target, limit: Int.max)).rows
+                for row in rows {
+                    guard let comps = ClusteringKey.components(of: row.clustering), case .int64(let hintID)? = comps.first,
+                          let size = row.value(Self.mutationColumn)?.count else { continue }
+                    let address = row.value(Self.addressColumn)
+                        .flatMap { NodeAddress(hostPort: String(decoding: $0, as: UTF8.self)) } ?? NodeAddress(host: "", port: 0)
+                    let created = row.value(Self.createdColumn).map { $0.reduce(Int64(0)) { $0 << 8 | Int64($1) } } ?? wallNow
+                    let age = Duration.microseconds(max(0, wallNow - created))
+                    refs.append(HintRef(id: UInt64(hintID), target: NodeID(id: id, address: address), createdAt: now - age, size: size))
+                }
+            }
+            return refs
+        }
+    }
+
+    /// The mutation of one hint, read when it is replayed; nil if the store has no such hint
+    /// (deleted, or its persist failed).
+    func load(id: UInt64, target: NodeID) async throws -> Mutation? {
+        let engine = self.engine
+        let key = ClusteringKey([.int64(Int64(id))])
+        let query = SliceQuery(table: Self.table, partitionKey: Array(target.id.utf8),
+                               lower: ClusteringBound(key, inclusive: true), upper: ClusteringBound(key, inclusive: true), limit: 1)
+        return try await threadPool.runIfActive {
+            guard let bytes = try engine.read(query).rows.first?.value(Self.mutationColumn) else { return nil }
+            return try Mutation.decode(bytes)
+        }
+    }
+
     func close() async throws {
         let engine = self.engine
         try await threadPool.runIfActive { try engine.close() }

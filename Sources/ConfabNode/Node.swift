@@ -142,7 +142,7 @@ public final class Node: Service, Sendable {
         let replica = LocalReplica(engine: engine, threadPool: threadPool)
         let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes, logger: logger)
         let ring = RingService(configuration: config, localID: nodeID, replica: replica, hints: hints,
-                               recoveredHints: (try? await hints.recover(now: RingInstant.zero)) ?? [],
+                               recoveredHints: (try? await hints.recoverRefs(now: RingInstant.zero)) ?? [],
                                tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
                                onDecommissioned: { [decommissioned] in decommissioned.continuation.yield() })
         runtime.withLockedValue { $0 = ring }

@@ -68,7 +68,7 @@ actor RingService {
     private let hintOperationSink: AsyncStream<HintOperation>.Continuation
 
     init(configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
-         recoveredHints: [Hint], tokens: [Token]?, savedView: RingViewFile? = nil, generation: Int64,
+         recoveredHints: [HintRef], tokens: [Token]?, savedView: RingViewFile? = nil, generation: Int64,
          messenger: InternodeMessenger, logger: Logger, onDecommissioned: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
         self.onDecommissioned = onDecommissioned
@@ -386,6 +386,7 @@ actor RingService {
     }
 
     private func hintTick() {
+        guard hintQueue.totalPending > 0 else { return }
         // Hints recovered at start for a node that left meanwhile (no `.left` event comes for it).
         for target in hintQueue.targets where gossiper?.state(of: target)?.status == .left { dropHints(for: target) }
         let instant = now()
@@ -401,12 +402,20 @@ actor RingService {
         if !actions.isEmpty { metrics.hintsPending.record(hintQueue.totalPending) }
     }
 
-    private func replay(_ hint: Hint) {
+    /// Loads the hint's mutation from the hint store (the queue keeps none in memory) and sends it.
+    private func replay(_ hint: HintRef) {
         let address = gossiper?.state(of: hint.target)?.node.address ?? hint.target.address
         let messenger = self.messenger
+        let store = hints
+        let age = now() - hint.createdAt
         Task {
             do {
-                let reply = try await messenger.request(.hintReplay(HintReplay(id: hint.id, mutation: hint.mutation)),
+                guard let mutation = try await store.load(id: hint.id, target: hint.target) else {
+                    // Not on disk: its persist is still under way (retry), or failed long ago.
+                    if age > .seconds(60) { return self.hintMissing(hint.id) }
+                    throw WireError(.server, "hint \(hint.id) is not in the hint store yet")
+                }
+                let reply = try await messenger.request(.hintReplay(HintReplay(id: hint.id, mutation: mutation)),
                                                         to: address, timeout: .seconds(5))
                 guard case .hintReplayAck(hint.id) = reply else {
                     throw WireError(.protocolError, "\(address) answered HintReplay with \(reply.type)")
@@ -416,6 +425,13 @@ actor RingService {
                 self.replayFailed(hint.id, error: error)
             }
         }
+    }
+
+    private func hintMissing(_ id: UInt64) {
+        logger.error("a hint is missing from the hint store (its write failed?); its target misses that write until repair",
+                     metadata: ["hint": "\(id)"])
+        for case .delete(let id, let target) in hintQueue.forget(id: id) { hintOperationSink.yield(.delete(id: id, target: target)) }
+        metrics.hintsPending.record(hintQueue.totalPending)
     }
 
     private func replayAcknowledged(_ id: UInt64) {

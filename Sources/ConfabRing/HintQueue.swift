@@ -21,9 +21,35 @@ public struct Hint: Hashable, Sendable {
     }
 }
 
+/// What the queue keeps of a hint: everything but the mutation, which stays on disk until it is
+/// replayed. A coordinator can hold hints for a target that is down for hours; keeping their
+/// mutations (chat messages up to 100,000 characters) in memory would grow without bound.
+public struct HintRef: Hashable, Sendable {
+    public var id: UInt64
+    public var target: NodeID
+    public var createdAt: RingInstant
+    public var size: Int
+
+    public init(id: UInt64, target: NodeID, createdAt: RingInstant, size: Int) {
+        self.id = id
+        self.target = target
+        self.createdAt = createdAt
+        self.size = size
+    }
+}
+
+extension Hint {
+    public var ref: HintRef { HintRef(id: id, target: target, createdAt: createdAt, size: size) }
+}
+
 /// Which hints to keep and when to replay them (Cassandra's `HintsService` policy), without the
-/// storage: the shell persists what `.persist` says, deletes what `.delete` says, sends what
-/// `.replay` says, and rebuilds the queue from its files with `init(recovered:)` after a restart.
+/// storage: the shell persists what `.persist` says, deletes what `.delete` says, loads and sends
+/// the hint `.replay` names, and rebuilds the queue from its files with `init(recovered:)` after a
+/// restart. The queue holds `HintRef`s, not mutations.
+///
+/// Cost: a tick touches each target with hints, the replays in flight and the replays it plans —
+/// never every hint (a tick runs every 100 ms inside the ring actor). Per target, hints wait in
+/// creation order; expiry looks at the oldest only.
 ///
 /// Rules:
 /// - No hint is stored for a target down longer than `window` (3 h, `max_hint_window`): after that
@@ -49,8 +75,9 @@ public struct HintQueue: Sendable {
         case persist(Hint)
         /// Remove the hint from durable storage.
         case delete(id: UInt64, target: NodeID)
-        /// Send the hint's mutation to its target; answer with `onReplayAck` / `onReplayFailed`.
-        case replay(Hint)
+        /// Load the hint's mutation from storage and send it to its target; answer with
+        /// `onReplayAck` / `onReplayFailed` (or `forget` when storage has no such hint).
+        case replay(HintRef)
     }
 
     /// Counters for metrics.
@@ -61,22 +88,64 @@ public struct HintQueue: Sendable {
         public var replayed = 0
         public var replayFailures = 0
         public var droppedForLeftNode = 0
+        /// Hints the last `onTick` looked at (expiry checks and planned replays): bounded by the
+        /// targets and the replays, whatever the number of hints held.
+        public var examinedLastTick = 0
+    }
+
+    /// One target's hints: those waiting, oldest first, and those being replayed.
+    struct TargetHints: Sendable {
+        var waiting: [HintRef] = []
+        /// Index of the first waiting hint (the array is compacted when half is consumed).
+        var head = 0
+        var flying: [UInt64: HintRef] = [:]
+        var count: Int { waiting.count - head + flying.count }
+        var isEmpty: Bool { count == 0 }
+
+        mutating func popFirst() -> HintRef? {
+            guard head < waiting.count else { return nil }
+            let h = waiting[head]
+            head += 1
+            if head > 64, head * 2 > waiting.count {
+                waiting.removeFirst(head)
+                head = 0
+            }
+            return h
+        }
+
+        var first: HintRef? { head < waiting.count ? waiting[head] : nil }
+
+        /// A replay that failed goes back in creation order (it is older than every waiting hint
+        /// but possibly younger than another one put back).
+        mutating func putBack(_ h: HintRef) {
+            var i = head
+            while i < waiting.count, waiting[i].id < h.id { i += 1 }
+            if i == head, head > 0 {
+                head -= 1
+                waiting[head] = h
+            } else {
+                waiting.insert(h, at: i)
+            }
+        }
     }
 
     public let configuration: Configuration
     public private(set) var stats = Stats()
-    private var queues: [NodeID: [Hint]] = [:]
-    private var inFlight: [UInt64: RingInstant] = [:]
+    private var byTarget: [NodeID: TargetHints] = [:]
+    /// Replays in flight: their target and deadline.
+    private var inFlight: [UInt64: (target: NodeID, deadline: RingInstant)] = [:]
     private var nextID: UInt64 = 1
     private var budget: Double = 0
     private var lastRefill: RingInstant?
+    public private(set) var totalPending = 0
 
-    public init(configuration: Configuration = Configuration(), recovered: [Hint] = []) {
+    public init(configuration: Configuration = Configuration(), recovered: [HintRef] = []) {
         self.configuration = configuration
         for h in recovered.sorted(by: { $0.id < $1.id }) {
-            queues[h.target, default: []].append(h)
+            byTarget[h.target, default: TargetHints()].waiting.append(h)
             nextID = max(nextID, h.id + 1)
         }
+        totalPending = recovered.count
     }
 
     /// Keeps a hint for `target` unless it has been down longer than the window.
@@ -90,7 +159,8 @@ public struct HintQueue: Sendable {
         }
         let hint = Hint(id: nextID, target: target, mutation: mutation, createdAt: now)
         nextID += 1
-        queues[target, default: []].append(hint)
+        byTarget[target, default: TargetHints()].waiting.append(hint.ref)
+        totalPending += 1
         stats.stored += 1
         return [.persist(hint)]
     }
@@ -99,6 +169,7 @@ public struct HintQueue: Sendable {
     /// rate. Call periodically (e.g. every 100 ms) and on a target coming up.
     public mutating func onTick(now: RingInstant, isAlive: (NodeID) -> Bool) -> [Action] {
         var actions: [Action] = []
+        var examined = 0
         let rate = Double(configuration.replayBytesPerSecond)
         if let last = lastRefill {
             budget = min(rate, budget + rate * (now - last).seconds)
@@ -106,61 +177,72 @@ public struct HintQueue: Sendable {
             budget = rate
         }
         lastRefill = now
-        for (id, deadline) in inFlight where deadline <= now {
+        for (id, f) in inFlight where f.deadline <= now {
             inFlight[id] = nil
             stats.replayFailures += 1
+            if let h = byTarget[f.target]?.flying.removeValue(forKey: id) { byTarget[f.target]!.putBack(h) }
         }
-        for target in queues.keys.sorted() {
-            var queue = queues[target]!
-            queue.removeAll { h in
-                guard now - h.createdAt > configuration.maxAge, inFlight[h.id] == nil else { return false }
+        for target in byTarget.keys.sorted() {
+            var t = byTarget[target]!
+            // Oldest first: expiry stops at the first hint young enough.
+            while let h = t.first, now - h.createdAt > configuration.maxAge {
+                examined += 1
+                _ = t.popFirst()
+                totalPending -= 1
                 stats.expired += 1
                 actions.append(.delete(id: h.id, target: target))
-                return true
             }
-            queues[target] = queue.isEmpty ? nil : queue
-            guard isAlive(target) else { continue }
-            var flying = queue.reduce(0) { $0 + (inFlight[$1.id] == nil ? 0 : 1) }
-            for h in queue where inFlight[h.id] == nil {
-                guard flying < configuration.maxInFlightPerTarget, budget > 0 else { break }
-                budget -= Double(h.size)
-                inFlight[h.id] = now + configuration.replayTimeout
-                flying += 1
-                actions.append(.replay(h))
+            if isAlive(target) {
+                while t.flying.count < configuration.maxInFlightPerTarget, budget > 0, let h = t.popFirst() {
+                    examined += 1
+                    budget -= Double(h.size)
+                    t.flying[h.id] = h
+                    inFlight[h.id] = (target, now + configuration.replayTimeout)
+                    actions.append(.replay(h))
+                }
             }
+            byTarget[target] = t.isEmpty ? nil : t
         }
+        stats.examinedLastTick = examined
         return actions
     }
 
     /// The target applied the hint: it is delivered and can be deleted.
     public mutating func onReplayAck(id: UInt64) -> [Action] {
-        guard inFlight.removeValue(forKey: id) != nil else { return [] }
-        for (target, queue) in queues {
-            guard let i = queue.firstIndex(where: { $0.id == id }) else { continue }
-            queues[target]!.remove(at: i)
-            if queues[target]!.isEmpty { queues[target] = nil }
-            stats.replayed += 1
-            return [.delete(id: id, target: target)]
-        }
-        return []
+        guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else { return [] }
+        if byTarget[f.target]!.isEmpty { byTarget[f.target] = nil }
+        totalPending -= 1
+        stats.replayed += 1
+        return [.delete(id: id, target: f.target)]
+    }
+
+    /// Storage has no such hint (its persist failed): stop replaying it.
+    public mutating func forget(id: UInt64) -> [Action] {
+        guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else { return [] }
+        if byTarget[f.target]!.isEmpty { byTarget[f.target] = nil }
+        totalPending -= 1
+        return [.delete(id: id, target: f.target)]
     }
 
     /// Drops every hint for `target`, which left the ring: it will never take them, and its
     /// ranges now live on other nodes (which got the data by streaming). Keeping them would
     /// hold memory and disk until `maxAge` (days) for nothing.
     public mutating func dropHints(for target: NodeID) -> [Action] {
-        guard let queue = queues.removeValue(forKey: target) else { return [] }
-        for h in queue { inFlight[h.id] = nil }
-        stats.droppedForLeftNode += queue.count
-        return queue.map { .delete(id: $0.id, target: target) }
+        guard let t = byTarget.removeValue(forKey: target) else { return [] }
+        for id in t.flying.keys { inFlight[id] = nil }
+        let all = (t.flying.values + t.waiting[t.head...]).sorted { $0.id < $1.id }
+        totalPending -= all.count
+        stats.droppedForLeftNode += all.count
+        return all.map { .delete(id: $0.id, target: target) }
     }
 
-    /// The replay failed; the hint stays queued and is retried on a later tick.
+    /// The replay failed; the hint goes back to its place and is retried on a later tick.
     public mutating func onReplayFailed(id: UInt64) {
-        if inFlight.removeValue(forKey: id) != nil { stats.replayFailures += 1 }
+        guard let f = inFlight.removeValue(forKey: id) else { return }
+        stats.replayFailures += 1
+        if let h = byTarget[f.target]?.flying.removeValue(forKey: id) { byTarget[f.target]!.putBack(h) }
     }
 
-    public func pendingCount(for target: NodeID) -> Int { queues[target]?.count ?? 0 }
-    public var totalPending: Int { queues.values.reduce(0) { $0 + $1.count } }
-    public var targets: [NodeID] { queues.keys.sorted() }
+    public func pendingCount(for target: NodeID) -> Int { byTarget[target]?.count ?? 0 }
+    public var targets: [NodeID] { byTarget.keys.sorted() }
 }

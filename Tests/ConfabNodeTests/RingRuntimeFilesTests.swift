@@ -62,8 +62,15 @@ import Testing
         #expect(recovered[0].mutation == m2 && recovered[1].mutation == m1)
         // The age carries over (created moments ago, not at the ring clock's origin).
         #expect(RingInstant(nanoseconds: 1_000_000_000_000) - recovered[0].createdAt < .seconds(60))
+        // What the queue is built from at start: the same hints without their mutations, which
+        // are read back one at a time when replayed.
+        let refs = try await store.recoverRefs(now: RingInstant(nanoseconds: 1_000_000_000_000)).sorted { $0.id < $1.id }
+        #expect(refs.map(\.id) == [2, 3] && refs[0].target.address == target.address)
+        #expect(refs.map(\.size) == [m2.encoded().count, m1.encoded().count])
+        #expect(try await store.load(id: 2, target: target) == m2)
+        #expect(try await store.load(id: 1, target: target) == nil)  // deleted
         // The queue continues numbering after the recovered hints.
-        var queue = HintQueue(recovered: recovered)
+        var queue = HintQueue(recovered: refs)
         guard case .persist(let next)? = queue.store(m1, for: target, targetDownSince: nil, now: .zero).first else {
             Issue.record("no persist")
             return

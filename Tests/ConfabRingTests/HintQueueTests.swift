@@ -21,11 +21,14 @@ import Testing
 
     @Test func replayWaitsForTheTargetKeepsOrderAndDeletesOnAck() {
         var q = HintQueue()
-        for i in 0..<3 { _ = q.store(mutation(i), for: target, targetDownSince: .zero, now: .zero) }
+        var stored: [UInt64] = []
+        for i in 0..<3 {
+            for case .persist(let h) in q.store(mutation(i), for: target, targetDownSince: .zero, now: .zero) { stored.append(h.id) }
+        }
         #expect(q.onTick(now: Fixtures.seconds(1), isAlive: { _ in false }).isEmpty)
         let replays = q.onTick(now: Fixtures.seconds(2), isAlive: { _ in true })
         let hints = replays.compactMap { if case .replay(let h) = $0 { h } else { nil } }
-        #expect(hints.map(\.mutation) == [mutation(0), mutation(1), mutation(2)])
+        #expect(hints.map(\.id) == stored)
         #expect(q.onTick(now: Fixtures.seconds(3), isAlive: { _ in true }).isEmpty)  // in flight
         #expect(q.onReplayAck(id: hints[0].id) == [.delete(id: hints[0].id, target: target)])
         q.onReplayFailed(id: hints[1].id)
@@ -57,7 +60,7 @@ import Testing
         var q = HintQueue()
         let stored = q.store(mutation(1), for: target, targetDownSince: nil, now: .zero)
         guard case .persist(let hint) = stored.first else { Issue.record("no persist"); return }
-        var recovered = HintQueue(recovered: [hint])
+        var recovered = HintQueue(recovered: [hint.ref])
         #expect(recovered.pendingCount(for: target) == 1)
         let expired = recovered.onTick(now: Fixtures.seconds(11 * 24 * 3600), isAlive: { _ in false })
         #expect(expired == [.delete(id: hint.id, target: target)])
@@ -84,5 +87,32 @@ extension HintQueueTests {
         #expect(q.stats.droppedForLeftNode == 3)
         #expect(q.onReplayAck(id: flying[0]).isEmpty)
         #expect(q.dropHints(for: target).isEmpty)
+    }
+}
+
+extension HintQueueTests {
+    /// The queue runs inside the ring actor every 100 ms: a tick must not walk every hint held
+    /// (it did — expiry and the in-flight count scanned each target's whole queue), and a failed
+    /// replay must go back to its place so a target still gets its hints in creation order.
+    @Test func aTickLooksAtTheReplaysItPlansNotAtEveryHint() {
+        var q = HintQueue()
+        let other = Fixtures.node(3)
+        for i in 0..<20_000 { _ = q.store(mutation(i % 50), for: i % 2 == 0 ? target : other, targetDownSince: nil, now: .zero) }
+        #expect(q.totalPending == 20_000)
+        #expect(q.onTick(now: Fixtures.seconds(1), isAlive: { _ in false }).isEmpty)
+        #expect(q.stats.examinedLastTick == 0)
+        let replays = q.onTick(now: Fixtures.seconds(2), isAlive: { $0 == target }).compactMap { if case .replay(let h) = $0 { h } else { nil } }
+        #expect(replays.count == 8 && q.stats.examinedLastTick == 8)
+        #expect(replays.map(\.id) == replays.map(\.id).sorted() && replays.allSatisfy { $0.target == target })
+        // Fail the third, acknowledge the rest: the third is replayed next, before younger ones.
+        q.onReplayFailed(id: replays[2].id)
+        for h in replays where h.id != replays[2].id { #expect(q.onReplayAck(id: h.id).count == 1) }
+        #expect(q.totalPending == 20_000 - 7)
+        let next = q.onTick(now: Fixtures.seconds(3), isAlive: { $0 == target }).compactMap { if case .replay(let h) = $0 { h.id } else { nil } }
+        #expect(next.first == replays[2].id && next.count == 8 && q.stats.examinedLastTick == 8)
+        // Expiry looks at the oldest hints only, and removes all of them once they are old (the
+        // replays in flight timed out and went back first).
+        let expired = q.onTick(now: Fixtures.seconds(11 * 24 * 3600), isAlive: { _ in false })
+        #expect(expired.count == 20_000 - 7 && q.totalPending == 0 && q.targets.isEmpty)
     }
 }

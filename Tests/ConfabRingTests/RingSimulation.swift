@@ -431,7 +431,7 @@ struct RingSimulation {
         }
         nodes[i].gossiper = g
         nodes[i].viewCache = nil
-        nodes[i].hints = HintQueue(recovered: nodes[i].durableHints.values.sorted { $0.id < $1.id })
+        nodes[i].hints = HintQueue(recovered: nodes[i].durableHints.values.map(\.ref))
         nodes[i].deletedBeforeDurable = []
         switch nodes[i].move {
         case .none: break
@@ -568,7 +568,14 @@ struct RingSimulation {
             case .persist(let h): nodes[i].durableHints[h.id] = h
             case .delete(let id, _):
                 if nodes[i].durableHints.removeValue(forKey: id) == nil { nodes[i].deletedBeforeDurable.insert(id) }
-            case .replay(let h): send(.hint(h.id, h.mutation), from: i, to: index(of: h.target))
+            case .replay(let h):
+                // The node loads the mutation from its hint store; one whose persist has not
+                // finished yet is retried on a later tick.
+                if let stored = nodes[i].durableHints[h.id] {
+                    send(.hint(h.id, stored.mutation), from: i, to: index(of: h.target))
+                } else {
+                    nodes[i].hints.onReplayFailed(id: h.id)
+                }
             }
         }
     }
