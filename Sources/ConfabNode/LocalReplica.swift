@@ -46,6 +46,12 @@ struct LocalReplica: Sendable {
     }
 
     /// Bytes on disk (SSTables and WAL), what the node gossips as its load.
+    /// SSTables in the engine's quarantine directory (corrupt, out of the read path).
+    func quarantinedTables() async throws -> Int {
+        let engine = self.engine
+        return try await threadPool.runIfActive { engine.quarantinedTableNames.count }
+    }
+
     func diskBytes() async throws -> UInt64 {
         let engine = self.engine
         return try await threadPool.runIfActive { engine.stats.diskBytes }

@@ -318,6 +318,11 @@ actor RingService {
     private func refreshLoad() async {
         guard let bytes = try? await replica.diskBytes() else { return }
         gossiper?.setApplicationState(.load, String(bytes))
+        // Gossiped so `confab ring status` through any node shows which node needs a repair.
+        if let quarantined = try? await replica.quarantinedTables(),
+           gossiper?.localState[.quarantined] != String(quarantined), quarantined > 0 || gossiper?.localState[.quarantined] != nil {
+            gossiper?.setApplicationState(.quarantined, String(quarantined))
+        }
     }
 
     // MARK: Requests
@@ -472,7 +477,8 @@ actor RingService {
                                   id: s.node.id, host: address.host, port: UInt16(clamping: address.port),
                                   loadBytes: UInt64(clamping: s.load ?? 0), tokens: s.tokens.count,
                                   ownership: ownership[s.node] ?? 0, tokenValues: s.tokens.map(\.value),
-                                  generation: s.heartbeat.generation)
+                                  generation: s.heartbeat.generation,
+                                  quarantinedTables: s[.quarantined].flatMap { Int($0) } ?? 0)
         }
         return RingStatus(clusterName: configuration.clusterName, replicationFactor: rf,
                           nodes: nodes.sorted { ($0.host, $0.port, $0.id) < ($1.host, $1.port, $1.id) })

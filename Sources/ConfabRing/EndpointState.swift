@@ -33,6 +33,8 @@ public struct ApplicationStateKey: Hashable, Comparable, Sendable, RawRepresenta
     /// Schema version, so nodes notice when they disagree.
     public static let schema = ApplicationStateKey(rawValue: "SCHEMA")
     public static let releaseVersion = ApplicationStateKey(rawValue: "RELEASE_VERSION")
+    /// SSTables the node moved out of its read path as corrupt, decimal (absent or "0": none).
+    public static let quarantined = ApplicationStateKey(rawValue: "QUARANTINED")
 
     public static func < (a: ApplicationStateKey, b: ApplicationStateKey) -> Bool { a.rawValue < b.rawValue }
     public var description: String { rawValue }

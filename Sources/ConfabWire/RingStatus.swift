@@ -54,9 +54,12 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
     /// itself before and after streaming: a member that restarted in between may have
     /// coordinated writes before it learned of the move again (docs/ring.md, "Joining").
     public var generation: Int64 = 0
+    /// SSTables the member moved out of its read path as corrupt (as it gossiped): its rows there
+    /// are missing until `confab repair` restores them from the other replicas.
+    public var quarantinedTables: Int = 0
 
     public init(state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int, ownership: Double,
-                tokenValues: [Int64] = [], generation: Int64 = 0) {
+                tokenValues: [Int64] = [], generation: Int64 = 0, quarantinedTables: Int = 0) {
         self.state = state
         self.isUp = isUp
         self.id = id
@@ -67,5 +70,6 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
         self.ownership = ownership
         self.tokenValues = tokenValues
         self.generation = generation
+        self.quarantinedTables = quarantinedTables
     }
 }

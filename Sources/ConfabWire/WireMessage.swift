@@ -175,6 +175,7 @@ public enum WireMessage: Hashable, Sendable {
                 w.u32(UInt32(n.tokenValues.count))
                 for t in n.tokenValues { w.i64(t) }
                 w.i64(n.generation)
+                w.u32(UInt32(clamping: n.quarantinedTables))
             }
             w.u16(UInt16(clamping: s.keyspaces.count))
             for k in s.keyspaces {
@@ -317,6 +318,7 @@ public enum WireMessage: Hashable, Sendable {
                 guard listed <= 65_536 else { throw r.fail("implausible token list length \(listed)") }
                 for _ in 0..<listed { node.tokenValues.append(try r.i64("token")) }
                 node.generation = try r.i64("generation")
+                node.quarantinedTables = Int(try r.u32("quarantined tables"))
                 nodes.append(node)
             }
             var status = RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes)

@@ -47,6 +47,13 @@ enum RingStatusTable {
             rows.append([code(n), address, load(n.loadBytes), String(n.tokens), owns(n.ownership), n.id])
         }
         lines += columns(rows)
+        for n in status.nodes where n.quarantinedTables > 0 {
+            lines.append("")
+            lines.append("""
+                Warning: \(n.host):\(n.port) quarantined \(n.quarantinedTables) corrupt SSTable\(n.quarantinedTables == 1 ? "" : "s"); \
+                its rows there are missing until `confab repair` restores them from the other replicas
+                """)
+        }
         return lines.joined(separator: "\n")
     }
 

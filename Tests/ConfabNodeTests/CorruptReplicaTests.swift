@@ -122,6 +122,13 @@ extension RingClusterTests {
                 atPath: (engineDirectory as NSString).appendingPathComponent("quarantine"))
             #expect(quarantined == [tables[0]], "quarantine holds \(quarantined)")
             #expect(!FileManager.default.fileExists(atPath: victim))
+            // Every node's status names the quarantine (gossiped), so an operator asking any
+            // node learns which one holds a damaged table.
+            let client2 = n2.client()
+            try await eventually("n2's status shows n1's quarantined table", within: .seconds(30)) {
+                try await client2.status().nodes.first { $0.port == UInt16(n1.address.port) }?.quarantinedTables == 1
+            }
+            await client2.shutdown()
 
             // n1 alone holds every row of every chat again.
             let connection = try await ClientConnection.connect(

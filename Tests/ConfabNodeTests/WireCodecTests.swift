@@ -40,7 +40,7 @@ let sampleMessages: [WireMessage] = {
         .status,
         .statusResponse(RingStatus(clusterName: "confab", replicationFactor: 3, nodes: [
             RingNodeStatus(state: "normal", isUp: true, id: "a", host: "127.0.0.1", port: 7400, loadBytes: 1 << 40, tokens: 2, ownership: 0.75,
-                           tokenValues: [.min, 42], generation: 1_733_000_000),
+                           tokenValues: [.min, 42], generation: 1_733_000_000, quarantinedTables: 2),
             RingNodeStatus(state: "joining", isUp: false, id: "b", host: "::1", port: 1, loadBytes: 0, tokens: 0, ownership: 0),
         ])),
     ]
