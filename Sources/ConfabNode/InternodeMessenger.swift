@@ -23,13 +23,15 @@ struct InternodeMessenger: Sendable {
     let pool: ConnectionPool
     let logger: Logger
 
+    /// - Parameter credentials: how this node authenticates to its peers (nil when the ring runs
+    ///   without a cluster secret).
     init(localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
-         maxFrameBytes: Int, logger: Logger) {
+         maxFrameBytes: Int, credentials: ClusterCredentials? = nil, logger: Logger) {
         self.logger = logger
         self.pool = ConnectionPool { address in
             try await ClientConnection.connect(to: address, group: group, connectTimeout: connectTimeout,
                                                requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
-                                               clientName: "confab node \(localID)")
+                                               clientName: "confab node \(localID)", credentials: credentials)
         }
     }
 
