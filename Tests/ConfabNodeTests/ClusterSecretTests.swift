@@ -42,6 +42,24 @@ import Testing
         #expect(throws: WireError.self) { try ClusterSecret(bytes: Array(0..<31)) }
     }
 
+    /// docs/security.md § Message classes, type by type: a new message type must be placed
+    /// deliberately (an unlisted request type fails here instead of defaulting to "client").
+    @Test func everyImplementedTypeHasTheDocumentedClass() {
+        let client: Set<MessageType> = [.hello, .authenticate, .ping, .write, .read, .status]
+        let operatorOnly: Set<MessageType> = [.admin, .repair]
+        let node: Set<MessageType> = [.gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaRead, .hintReplay,
+                                      .merkleTreeRequest, .streamRangesRequest, .streamRangesData]
+        let responses: Set<MessageType> = [.helloAck, .authenticateAck, .pong, .error, .writeAck, .readResponse, .statusResponse,
+                                           .adminResponse, .repairResponse, .repairProgress, .replicaWriteAck,
+                                           .replicaReadResponse, .hintReplayAck, .merkleTreeResponse, .streamRangesDone]
+        for type in MessageType.implemented + MessageType.reservedInternode {
+            #expect([client, operatorOnly, node, responses].filter { $0.contains(type) }.count == 1, "\(type) is not classified")
+        }
+        for type in client.union(responses) { #expect(type.requiredRole == .client, "\(type)") }
+        for type in operatorOnly { #expect(type.requiredRole == .operator, "\(type)") }
+        for type in node { #expect(type.requiredRole == .node, "\(type)") }
+    }
+
     @Test func createdFileIsPrivateWholeAndNotReplaced() throws {
         let dir = TempDirectory("confab-secret")
         let path = ClusterSecretFile.path(inRingDirectory: dir.path)

@@ -87,6 +87,22 @@ import Testing
                                                 "--cluster-secret-file", open])
         #expect(badNode.status != 0)
         #expect(badNode.err.contains("has mode 644"), "node with a 0644 secret: \(badNode.err)")
+        // The environment variable names the file the same way (and the same check applies).
+        let fromEnvironment: (status: Int32, err: String) = await offCooperativePool {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0"]
+            p.environment = ProcessInfo.processInfo.environment.merging([ClusterSecretFile.environmentVariable: open]) { $1 }
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return (-1, "cannot run") }
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        #expect(fromEnvironment.status != 0)
+        #expect(fromEnvironment.err.contains("has mode 644"), "node with $CONFAB_CLUSTER_SECRET_FILE: \(fromEnvironment.err)")
         let noSecret = try await confab(binary, ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0"])
         #expect(noSecret.status != 0)
         #expect(noSecret.err.contains("no cluster secret"), "node without a secret: \(noSecret.err)")
