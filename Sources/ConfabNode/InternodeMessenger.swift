@@ -78,6 +78,10 @@ struct InternodeMessenger: Sendable {
         Task {
             do {
                 try await pool.connection(to: address).sendOneWay(message)
+            } catch let error as WireError where error.code == .unauthorized || error.code == .forbidden {
+                // Not a network blip: the peer refused this node's answer (another cluster
+                // secret?). It will never gossip with it until an operator fixes that.
+                logger.warning("a peer refused this node's authentication", metadata: ["peer": "\(address)", "error": "\(error)"])
             } catch {
                 logger.debug("gossip send failed", metadata: ["peer": "\(address)", "error": "\(error)"])
             }
