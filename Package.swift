@@ -59,7 +59,11 @@ let package = Package(
         // Pure (no NIO), so the state machines, node and client share it.
         .target(
             name: "ConfabWire",
-            dependencies: ["ConfabEngine", "ConfabRing"],
+            dependencies: [
+                "ConfabEngine", "ConfabRing",
+                // HMAC-SHA256 for the cluster-secret handshake (ClusterSecret).
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // A node: the SwiftNIO server shell around the engine and the ring's state machines.

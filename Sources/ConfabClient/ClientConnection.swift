@@ -21,7 +21,8 @@ package final class ClientConnection: Sendable {
     package var isActive: Bool { channel.isActive }
 
     package static func connect(to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
-                        requestTimeout: Duration, maxFrameBytes: Int, clientName: String) async throws -> ClientConnection {
+                        requestTimeout: Duration, maxFrameBytes: Int, clientName: String,
+                        credentials: ClusterCredentials? = nil) async throws -> ClientConnection {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -41,7 +42,11 @@ package final class ClientConnection: Sendable {
         }
         let reply: WireMessage
         do {
-            reply = try await send(.hello(Hello(clientName: clientName)), on: channel, timeout: requestTimeout)
+            let nodeID = credentials?.role == .node ? credentials?.nodeID ?? "" : ""
+            reply = try await send(.hello(Hello(clientName: clientName, nodeID: nodeID)), on: channel, timeout: requestTimeout)
+            if case .helloAck(let ack) = reply, ack.authenticationRequired, let credentials {
+                try await authenticate(credentials, challenge: ack.challenge, address: address, on: channel, timeout: requestTimeout)
+            }
         } catch {
             channel.close(promise: nil)
             throw error
@@ -55,6 +60,24 @@ package final class ClientConnection: Sendable {
         default:
             channel.close(promise: nil)
             throw ConfabClientError(.unexpectedResponse, "\(address) answered Hello with \(reply.type)")
+        }
+    }
+
+    /// Answers the node's challenge (docs/security.md § Handshake); throws the node's refusal.
+    private static func authenticate(_ credentials: ClusterCredentials, challenge: [UInt8], address: NodeAddress,
+                                     on channel: any Channel, timeout: Duration) async throws {
+        let clientNonce = ClusterSecret.randomBytes(ClusterSecret.nonceSize)
+        let nodeID = credentials.role == .node ? credentials.nodeID : ""
+        let mac = credentials.secret.answer(serverNonce: challenge, clientNonce: clientNonce, role: credentials.role, nodeID: nodeID)
+        let reply = try await send(.authenticate(Authenticate(role: credentials.role, clientNonce: clientNonce, mac: mac)),
+                                   on: channel, timeout: timeout)
+        switch reply {
+        case .authenticateAck(credentials.role):
+            return
+        case .error(let e):
+            throw e
+        default:
+            throw ConfabClientError(.unexpectedResponse, "\(address) answered Authenticate with \(reply.type)")
         }
     }
 

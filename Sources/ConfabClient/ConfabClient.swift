@@ -37,6 +37,9 @@ public final class ConfabClient: Sendable {
         public var schema: SchemaRegistry = .standard
         /// Timestamps of posted messages and TTL checks.
         public var clock: any EngineClock = SystemClock()
+        /// Set to authenticate each connection (as an operator, for flush, compact, repair and
+        /// decommission); reads and writes need none. docs/security.md.
+        public var credentials: ClusterCredentials?
 
         public init(nodes: [NodeAddress]) { self.nodes = nodes }
     }
@@ -53,7 +56,7 @@ public final class ConfabClient: Sendable {
         self.pool = ConnectionPool { address in
             try await ClientConnection.connect(to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
                                                requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,
-                                               clientName: c.clientName)
+                                               clientName: c.clientName, credentials: c.credentials)
         }
     }
 

@@ -23,13 +23,15 @@ struct InternodeMessenger: Sendable {
     let pool: ConnectionPool
     let logger: Logger
 
+    /// - Parameter credentials: how this node authenticates to its peers (nil when the ring runs
+    ///   without a cluster secret).
     init(localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
-         maxFrameBytes: Int, logger: Logger) {
+         maxFrameBytes: Int, credentials: ClusterCredentials? = nil, logger: Logger) {
         self.logger = logger
         self.pool = ConnectionPool { address in
             try await ClientConnection.connect(to: address, group: group, connectTimeout: connectTimeout,
                                                requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
-                                               clientName: "confab node \(localID)")
+                                               clientName: "confab node \(localID)", credentials: credentials)
         }
     }
 
@@ -76,6 +78,10 @@ struct InternodeMessenger: Sendable {
         Task {
             do {
                 try await pool.connection(to: address).sendOneWay(message)
+            } catch let error as WireError where error.code == .unauthorized || error.code == .forbidden {
+                // Not a network blip: the peer refused this node's answer (another cluster
+                // secret?). It will never gossip with it until an operator fixes that.
+                logger.warning("a peer refused this node's authentication", metadata: ["peer": "\(address)", "error": "\(error)"])
             } catch {
                 logger.debug("gossip send failed", metadata: ["peer": "\(address)", "error": "\(error)"])
             }

@@ -140,7 +140,9 @@ public final class Node: Service, Sendable {
             throw error
         }
         let replica = LocalReplica(engine: engine, threadPool: threadPool)
-        let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes, logger: logger)
+        let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes,
+                                           credentials: config.clusterSecret.map { ClusterCredentials(secret: $0, role: .node, nodeID: nodeID) },
+                                           logger: logger)
         let ring = RingService(configuration: config, localID: nodeID, replica: replica, hints: hints,
                                recoveredHints: (try? await hints.recoverRefs(now: RingInstant.zero)) ?? [],
                                tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
@@ -155,7 +157,7 @@ public final class Node: Service, Sendable {
             logger: logger)
         let server = NodeServer(
             listen: (config.listen.host, config.listen.port), maxInFlightPerConnection: config.maxInFlightPerConnection,
-            maxFrameBytes: config.maxFrameBytes, handler: handler, group: group, logger: logger)
+            maxFrameBytes: config.maxFrameBytes, handler: handler, clusterSecret: config.clusterSecret, group: group, logger: logger)
 
         var serveError: (any Error)?
         let (bound, boundSink) = AsyncStream.makeStream(of: SocketAddress.self)

@@ -62,6 +62,11 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// NORMAL (Cassandra's auto_bootstrap). `confab ring start` turns it off for the first start
     /// of a brand-new ring's nodes, which hold no data yet.
     public var autoBootstrap = true
+    /// The ring's shared secret: connections must answer a challenge with it before they may send
+    /// operator or internode messages, and this node answers its peers' challenges with it
+    /// (docs/security.md). Nil: no authentication at all — any connection may act as a node or an
+    /// operator; for in-process tests, and `confab node --insecure-no-cluster-secret` only.
+    public var clusterSecret: ClusterSecret? = nil
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

@@ -19,6 +19,8 @@ struct NodeServer: Sendable {
     let maxInFlightPerConnection: Int
     let maxFrameBytes: Int
     let handler: RequestHandler
+    /// Nil: no authentication, every connection may send everything (tests, `--insecure-no-cluster-secret`).
+    var clusterSecret: ClusterSecret? = nil
     let group: any EventLoopGroup
     let logger: Logger
 
@@ -69,6 +71,7 @@ struct NodeServer: Sendable {
         let maxInFlight = maxInFlightPerConnection
         let handler = self.handler
         let maxFrameBytes = self.maxFrameBytes
+        var gate = ConnectionGate(secret: clusterSecret, localNodeID: handler.nodeID, clusterName: handler.clusterName)
         do {
             try await connection.executeThenClose { inbound, outbound in
                 try await withThrowingTaskGroup(of: Void.self) { requests in
@@ -77,6 +80,21 @@ struct NodeServer: Sendable {
                     loop: for try await item in inbound.cancelOnGracefulShutdown() {
                         switch item {
                         case .frame(let frame):
+                            let peerNode: String?
+                            switch gate.screen(frame) {
+                            case .pass(let node):
+                                peerNode = node
+                            case .answer(let answer, let close):
+                                handler.metrics.request(frame.type)
+                                if case .error(let e) = answer {
+                                    handler.metrics.error(frame.type, e.code)
+                                    handler.logger.info("refused a frame", metadata: [
+                                        "peer": "\(peer)", "type": "\(frame.type)", "role": "\(gate.role)", "error": "\(e)"])
+                                }
+                                try await outbound.write(Self.encode(answer, streamID: frame.streamID, maxFrameBytes: maxFrameBytes))
+                                if close { break loop }
+                                continue loop
+                            }
                             if unreaped >= maxInFlight {
                                 try await requests.next()
                                 unreaped -= 1
@@ -89,7 +107,7 @@ struct NodeServer: Sendable {
                                     try? await outbound.write(Self.encode(message, streamID: frame.streamID,
                                                                           maxFrameBytes: maxFrameBytes))
                                 }
-                                guard let response = await handler.respond(to: frame, interim: interim) else { return }
+                                guard let response = await handler.respond(to: frame, peerNode: peerNode, interim: interim) else { return }
                                 try await outbound.write(Self.encode(response, streamID: frame.streamID,
                                                                      maxFrameBytes: maxFrameBytes))
                             }

@@ -22,13 +22,22 @@ struct RequestHandler: Sendable {
     /// The response to send on the frame's stream, nil for one-way messages (gossip). Never
     /// throws: every failure becomes `.error`. `interim` sends a message on the frame's stream
     /// before the response (a Repair's progress frames); it must not be called after returning.
-    func respond(to frame: Frame, interim: @escaping @Sendable (WireMessage) async -> Void = { _ in }) async -> WireMessage? {
+    ///
+    /// `peerNode` is the id the connection authenticated as (nil when it is not a node or the node
+    /// runs without a secret): gossip from an authenticated node must come from that node.
+    func respond(to frame: Frame, peerNode: String? = nil,
+                 interim: @escaping @Sendable (WireMessage) async -> Void = { _ in }) async -> WireMessage? {
         let start = ContinuousClock.now
         metrics.request(frame.type)
         let response: WireMessage
         do {
             let message = try WireMessage.decode(frame)
             if case .gossip(let g) = message {
+                if let peerNode, g.from.id != peerNode {
+                    logger.warning("dropped gossip claiming another node's id", metadata: [
+                        "authenticated_as": "\(peerNode)", "claimed": "\(g.from.id)"])
+                    throw WireError(.forbidden, "this connection authenticated as node \(peerNode) but the gossip is from \(g.from.id)")
+                }
                 await ring?.receive(g)
                 return nil
             }
@@ -48,12 +57,9 @@ struct RequestHandler: Sendable {
 
     private func handle(_ message: WireMessage, interim: @escaping @Sendable (WireMessage) async -> Void) async throws -> WireMessage {
         switch message {
-        case .hello(let h):
-            let v = ProtocolVersion.current
-            guard h.minVersion <= v, v <= h.maxVersion else {
-                throw WireError(.protocolError, "no common protocol version: the client speaks \(h.minVersion)...\(h.maxVersion), this node speaks \(v)")
-            }
-            return .helloAck(HelloAck(version: v, nodeID: nodeID, clusterName: clusterName))
+        case .hello, .authenticate:
+            // They change the connection's state, so `NodeServer` answers them (ConnectionGate).
+            throw WireError(.protocolError, "\(message.type) is answered by the connection, not as a request")
         case .ping(let nonce):
             return .pong(nonce: nonce)
         case .write(let request):
@@ -111,7 +117,7 @@ struct RequestHandler: Sendable {
         case .gossip:
             // One-way: `respond` hands gossip to the ring before getting here.
             throw WireError(.protocolError, "gossip messages are one-way and get no answer")
-        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck, .replicaReadResponse,
+        case .helloAck, .pong, .error, .authenticateAck, .writeAck, .readResponse, .statusResponse, .replicaWriteAck, .replicaReadResponse,
              .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse, .streamRangesDone,
              .repairProgress:
             throw WireError(.protocolError, "\(message.type) is a response; a node does not accept it as a request")

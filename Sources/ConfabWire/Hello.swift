@@ -1,30 +1,43 @@
-/// The first request on a connection: the protocol versions the sender speaks. Optional in
-/// version 1 (a frame's version byte already states its version) but clients send it so a future
-/// version can negotiate, and to learn which node they reached.
+/// The first request on a connection: the protocol versions the sender speaks, and — from a node —
+/// the node id it will authenticate as.
 public struct Hello: Hashable, Sendable {
     public var minVersion: UInt8
     public var maxVersion: UInt8
     /// Free text for logs ("confab-cli 0.1", "node 7f3a…").
     public var clientName: String
+    /// The id of the node opening this connection, empty for clients and operators. Bound into the
+    /// authentication answer (docs/security.md), so a node cannot authenticate under another id.
+    public var nodeID: String
 
     public init(minVersion: UInt8 = ProtocolVersion.current, maxVersion: UInt8 = ProtocolVersion.current,
-                clientName: String) {
+                clientName: String, nodeID: String = "") {
         self.minVersion = minVersion
         self.maxVersion = maxVersion
         self.clientName = clientName
+        self.nodeID = nodeID
     }
 }
 
-/// The answer to `Hello`: the version both sides will use and who answered.
+/// The answer to `Hello`: the version both sides will use, who answered, and the challenge a peer
+/// answers to be trusted with more than reads and writes.
 public struct HelloAck: Hashable, Sendable {
     public var version: UInt8
     /// The node's stable id (kept in its data directory).
     public var nodeID: String
     public var clusterName: String
+    /// False when the node runs without a cluster secret (`--insecure-no-cluster-secret`): every
+    /// connection may then send everything, and there is nothing to authenticate.
+    public var authenticationRequired: Bool
+    /// Fresh random bytes for this connection (`ClusterSecret.nonceSize`), all zero when
+    /// authentication is not required. An answer is only valid for the connection it was issued on.
+    public var challenge: [UInt8]
 
-    public init(version: UInt8, nodeID: String, clusterName: String) {
+    public init(version: UInt8, nodeID: String, clusterName: String, authenticationRequired: Bool = false,
+                challenge: [UInt8] = [UInt8](repeating: 0, count: ClusterSecret.nonceSize)) {
         self.version = version
         self.nodeID = nodeID
         self.clusterName = clusterName
+        self.authenticationRequired = authenticationRequired
+        self.challenge = challenge
     }
 }

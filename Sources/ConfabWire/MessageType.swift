@@ -13,6 +13,9 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let ping = MessageType(rawValue: 0x03)
     public static let pong = MessageType(rawValue: 0x04)
     public static let error = MessageType(rawValue: 0x05)
+    /// The answer to a HelloAck's challenge (protocol version 2, docs/security.md).
+    public static let authenticate = MessageType(rawValue: 0x06)
+    public static let authenticateAck = MessageType(rawValue: 0x07)
 
     // Client requests (coordinated by the receiving node)
     public static let write = MessageType(rawValue: 0x10)
@@ -47,7 +50,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
 
     /// Types version 1 encodes and decodes.
     public static let implemented: [MessageType] = [
-        .hello, .helloAck, .ping, .pong, .error, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
+        .hello, .helloAck, .ping, .pong, .error, .authenticate, .authenticateAck, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
         .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
         .hintReplay, .hintReplayAck, .admin, .adminResponse, .repair, .repairResponse, .repairProgress,
         .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest, .streamRangesDone,
@@ -66,6 +69,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .ping: return "Ping"
         case .pong: return "Pong"
         case .error: return "Error"
+        case .authenticate: return "Authenticate"
+        case .authenticateAck: return "AuthenticateAck"
         case .write: return "Write"
         case .writeAck: return "WriteAck"
         case .read: return "Read"

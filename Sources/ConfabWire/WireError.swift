@@ -14,6 +14,8 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
             case tooLarge = 0x0004
             case invalid = 0x0010
             case notFound = 0x0011
+            case unauthorized = 0x0020
+            case forbidden = 0x0021
             case unavailable = 0x1000
             case overloaded = 0x1001
             case timeout = 0x1100
@@ -38,6 +40,12 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalid = Code(.invalid)
         /// The keyspace or table does not exist.
         public static let notFound = Code(.notFound)
+        /// The connection has not authenticated for this message (or its authentication failed):
+        /// operator and internode messages need the cluster secret (docs/security.md).
+        public static let unauthorized = Code(.unauthorized)
+        /// The connection authenticated, but its role may not send this message (an operator
+        /// sending an internode message).
+        public static let forbidden = Code(.forbidden)
         /// Too few replicas are alive to try the request at its consistency level (nothing was written).
         public static let unavailable = Code(.unavailable)
         /// The node is shedding load; retry elsewhere or later.
@@ -53,6 +61,8 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
             case .tooLarge: return "too large"
             case .invalid: return "invalid request"
             case .notFound: return "not found"
+            case .unauthorized: return "unauthorized"
+            case .forbidden: return "forbidden"
             case .unavailable: return "unavailable"
             case .overloaded: return "overloaded"
             case .timeout: return "timeout"

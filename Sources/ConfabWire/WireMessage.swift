@@ -10,6 +10,10 @@ public enum WireMessage: Hashable, Sendable {
     case ping(nonce: UInt64)
     case pong(nonce: UInt64)
     case error(WireError)
+    /// The answer to the HelloAck's challenge, asking for a role (docs/security.md).
+    case authenticate(Authenticate)
+    /// The node accepted the answer: the connection now has this role.
+    case authenticateAck(role: PeerRole)
     case write(WriteRequest)
     case writeAck(WriteAck)
     case read(ReadRequest)
@@ -53,6 +57,8 @@ public enum WireMessage: Hashable, Sendable {
         case .ping: return .ping
         case .pong: return .pong
         case .error: return .error
+        case .authenticate: return .authenticate
+        case .authenticateAck: return .authenticateAck
         case .write: return .write
         case .writeAck: return .writeAck
         case .read: return .read
@@ -87,10 +93,10 @@ public enum WireMessage: Hashable, Sendable {
     /// True for messages that answer a request (their frames carry the `response` flag).
     public var isResponse: Bool {
         switch self {
-        case .helloAck, .pong, .error, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
+        case .helloAck, .pong, .error, .authenticateAck, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
              .replicaReadResponse, .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse,
              .streamRangesDone, .repairProgress: return true
-        case .hello, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay, .admin, .repair,
+        case .hello, .authenticate, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay, .admin, .repair,
              .merkleTreeRequest, .streamRanges: return false
         }
     }
@@ -112,10 +118,19 @@ public enum WireMessage: Hashable, Sendable {
             w.u8(h.minVersion)
             w.u8(h.maxVersion)
             w.string(String(h.clientName.utf8.prefix(1024)) ?? "")
+            w.string(String(h.nodeID.utf8.prefix(1024)) ?? "")
         case .helloAck(let a):
             w.u8(a.version)
             w.string(a.nodeID)
             w.string(a.clusterName)
+            w.u8(a.authenticationRequired ? 1 : 0)
+            w.bytes += a.challenge.count == ClusterSecret.nonceSize ? a.challenge : [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
+        case .authenticate(let a):
+            w.u8(a.role.rawValue)
+            w.bytes += a.clientNonce.count == ClusterSecret.nonceSize ? a.clientNonce : [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
+            w.bytes += a.mac.count == ClusterSecret.macSize ? a.mac : [UInt8](repeating: 0, count: ClusterSecret.macSize)
+        case .authenticateAck(let role):
+            w.u8(role.rawValue)
         case .ping(let n), .pong(let n):
             w.u64(n)
         case .error(let e):
@@ -239,10 +254,26 @@ public enum WireMessage: Hashable, Sendable {
             let minV = try r.u8("min version")
             let maxV = try r.u8("max version")
             guard minV <= maxV else { throw r.fail("min version \(minV) above max version \(maxV)") }
-            message = .hello(Hello(minVersion: minV, maxVersion: maxV, clientName: try r.string("client name")))
+            message = .hello(Hello(minVersion: minV, maxVersion: maxV, clientName: try r.string("client name"),
+                                   nodeID: try r.string("node id")))
         case .helloAck:
-            message = .helloAck(HelloAck(version: try r.u8("version"), nodeID: try r.string("node id"),
-                                         clusterName: try r.string("cluster name")))
+            let version = try r.u8("version")
+            let nodeID = try r.string("node id")
+            let cluster = try r.string("cluster name")
+            let required = try r.u8("authentication flag")
+            guard required <= 1 else { throw r.fail("authentication flag \(required)") }
+            message = .helloAck(HelloAck(version: version, nodeID: nodeID, clusterName: cluster,
+                                         authenticationRequired: required == 1,
+                                         challenge: try r.fixedBytes(ClusterSecret.nonceSize, "challenge")))
+        case .authenticate:
+            let raw = try r.u8("role")
+            guard let role = PeerRole(rawValue: raw), role != .client else { throw r.fail("unknown role \(raw)") }
+            message = .authenticate(Authenticate(role: role, clientNonce: try r.fixedBytes(ClusterSecret.nonceSize, "client nonce"),
+                                                 mac: try r.fixedBytes(ClusterSecret.macSize, "mac")))
+        case .authenticateAck:
+            let raw = try r.u8("role")
+            guard let role = PeerRole(rawValue: raw) else { throw r.fail("unknown role \(raw)") }
+            message = .authenticateAck(role: role)
         case .ping:
             message = .ping(nonce: try r.u64("nonce"))
         case .pong:

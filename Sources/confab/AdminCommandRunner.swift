@@ -14,6 +14,7 @@ enum AdminCommandRunner {
         let timeout = Duration.milliseconds(Int(timeoutSeconds * 1000))
         var configuration = ConfabClient.Configuration(nodes: addresses)
         configuration.clientName = "confab-cli"
+        configuration.credentials = try options.credentials()
         let client = ConfabClient(configuration: configuration)
         let results: [AdminResult] = try runBlocking {
             defer { Task { await client.shutdown() } }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfabRing
+import ConfabWire
 
 /// Which running nodes `confab flush`, `compact` and `repair` talk to: `--node` as given, else the
 /// nodes of the ring directory's ring.json. Unlike reads and writes, these act on specific nodes,
@@ -19,6 +20,13 @@ struct AdminTargetOptions: ParsableArguments {
                 """, valueName: "dir"))
     var ringDir: String?
 
+    @Option(name: .customLong("cluster-secret-file"),
+            help: ArgumentHelp("""
+                The ring's cluster secret, to authenticate as an operator. Default: \
+                $CONFAB_CLUSTER_SECRET_FILE, else the ring directory's cluster-secret.
+                """, valueName: "file"))
+    var clusterSecretFile: String?
+
     @Flag(help: "Print JSON (one object per line) instead of text.")
     var json = false
 
@@ -26,6 +34,11 @@ struct AdminTargetOptions: ParsableArguments {
         for text in nodes where NodeAddress(hostPort: text).map({ $0.port > 0 }) != true {
             throw ValidationError("--node \(text): expected host:port, e.g. 127.0.0.1:7400")
         }
+    }
+
+    /// How to authenticate as an operator (docs/security.md); nil when no secret is found.
+    func credentials() throws -> ClusterCredentials? {
+        try OperatorCredentials.resolve(file: clusterSecretFile, ringDirectory: RingState.directory(ringDir))
     }
 
     /// `--node` in order; else the ring's nodes, running ones first.

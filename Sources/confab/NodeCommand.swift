@@ -79,6 +79,18 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("auto-bootstrap"), help: ArgumentHelp("Stream data when joining a ring that has normal nodes (default true).", valueName: "true|false"))
     var autoBootstrap: String?
 
+    @Option(name: .customLong("cluster-secret-file"),
+            help: ArgumentHelp("""
+                The ring's shared secret (32 bytes, mode 0600; `confab ring start` creates one in the ring \
+                directory). Peers and operators prove they hold it; without it a connection may only read and \
+                write. Default: $CONFAB_CLUSTER_SECRET_FILE.
+                """, valueName: "file"))
+    var clusterSecretFile: String?
+
+    @Flag(name: .customLong("insecure-no-cluster-secret"),
+          help: "Run without a cluster secret: any connection may act as a node or an operator (development and tests only).")
+    var insecureNoClusterSecret = false
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
@@ -103,16 +115,40 @@ struct NodeCommand: ParsableCommand {
         return c
     }
 
+    /// The secret from --cluster-secret-file or the environment; refuses to go without one unless
+    /// told to (an open node lets anyone who reaches its port decommission it).
+    func clusterSecret() throws -> ClusterSecret? {
+        let environment = ProcessInfo.processInfo.environment[ClusterSecretFile.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        guard let path = clusterSecretFile ?? environment else {
+            if insecureNoClusterSecret { return nil }
+            throw ValidationError("""
+                no cluster secret: pass --cluster-secret-file FILE (or set $\(ClusterSecretFile.environmentVariable)); \
+                `confab ring start` creates one in the ring directory. --insecure-no-cluster-secret runs without \
+                one, letting anyone who reaches the port act as a node or an operator (docs/security.md)
+                """)
+        }
+        guard !insecureNoClusterSecret else {
+            throw ValidationError("--insecure-no-cluster-secret and a cluster secret file (\(path)) contradict each other")
+        }
+        do {
+            return try ClusterSecretFile.load(path)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("unknown --log-level \(logLevel)")
         }
-        let configuration: NodeConfiguration
+        var parsed: NodeConfiguration
         do {
-            configuration = try makeConfiguration()
+            parsed = try makeConfiguration()
         } catch let error as NodeError {
             throw ValidationError(error.message)
         }
+        parsed.clusterSecret = try clusterSecret()
+        let configuration = parsed
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -49,6 +49,7 @@ struct RepairCommand: ParsableCommand {
         let (depth, timeout) = (UInt8(depth), Duration.milliseconds(Int(self.timeout * 1000)))
         var configuration = ConfabClient.Configuration(nodes: addresses)
         configuration.clientName = "confab-cli"
+        configuration.credentials = try targets.credentials()
         let client = ConfabClient(configuration: configuration)
         let json = targets.json
         if !json { print("repairing through \(addresses.first.map { "\($0)" } ?? "?") …") }

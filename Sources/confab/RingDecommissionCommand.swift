@@ -55,7 +55,9 @@ struct RingDecommissionCommand: ParsableCommand {
                 + "to the nodes that take them over (log: \(target.log))…")
             let started = ContinuousClock.now
             try runBlocking {
-                let client = RingSupervisor.statusClient(target.address, timeout: timeout)
+                let client = RingSupervisor.statusClient(
+                    target.address, timeout: timeout,
+                    credentials: try OperatorCredentials.resolve(file: nil, ringDirectory: directory))
                 defer { Task { await client.shutdown() } }
                 _ = try await client.admin(.decommission, scope: .node, at: target.address, timeout: timeout)
             }

@@ -1,4 +1,5 @@
 import ConfabClient
+import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
@@ -43,7 +44,18 @@ final class RingSupervisor: @unchecked Sendable {
             throw RingCommandError(.io, "cannot create \(node.dataDir): \(error)")
         }
         let logStart = (try? FileManager.default.attributesOfItem(atPath: node.log)[.size] as? Int) ?? 0
-        let argv = node.command + extraArguments
+        var argv = node.command + extraArguments
+        if !argv.contains("--cluster-secret-file") {
+            // The ring's nodes share the secret in the ring directory, created on first launch
+            // (docs/security.md); rings recorded before it existed get it the same way.
+            let secretPath = ClusterSecretFile.path(inRingDirectory: directory)
+            do {
+                try ClusterSecretFile.createIfMissing(at: secretPath)
+            } catch {
+                throw RingCommandError(.io, error.description)
+            }
+            argv += ["--cluster-secret-file", secretPath]
+        }
         let banner = "--- confab ring: starting node \(index) at \(Date()): \(argv.joined(separator: " "))\n"
         let pid = try RingProcessLauncher.spawnDetached(argv, logPath: node.log, banner: banner)
         try update(index) {
@@ -171,8 +183,10 @@ final class RingSupervisor: @unchecked Sendable {
     }
 
     /// A client that talks to one node only, with short timeouts (for polling).
-    static func statusClient(_ address: NodeAddress, timeout: Duration = .seconds(3)) -> ConfabClient {
+    static func statusClient(_ address: NodeAddress, timeout: Duration = .seconds(3),
+                             credentials: ClusterCredentials? = nil) -> ConfabClient {
         var config = ConfabClient.Configuration(nodes: [address])
+        config.credentials = credentials
         config.connectTimeout = .seconds(1)
         config.requestTimeout = timeout
         config.maxAttempts = 1

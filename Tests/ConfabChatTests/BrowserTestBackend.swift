@@ -42,7 +42,7 @@ final class BrowserTestBackend: @unchecked Sendable {
         // A fresh, empty ring: nothing to stream, so nodes join without bootstrapping (which
         // serializes joins and would make start-up slower and order-dependent).
         let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
-                    "--auto-bootstrap", "false"]
+                    "--auto-bootstrap", "false", "--insecure-no-cluster-secret"]
         let first = try launch(binary, tag: "n1", ["node", "--data-dir", "\(directory)/n1", "--listen", "127.0.0.1:0",
                                                    "--log-level", "warning"] + fast)
         let port1 = try await waitForPort(first, tag: "n1", after: "listening on 127.0.0.1:")

@@ -147,7 +147,7 @@ final class ChatClusterProcesses: Sendable {
     }
 
     static let nodeFlags = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
-                            "--auto-bootstrap", "false", "--log-level", "warning"]
+                            "--auto-bootstrap", "false", "--log-level", "warning", "--insecure-no-cluster-secret"]
 
     /// SIGTERM everything and wait (SIGKILL after 10 s).
     func stop() async {

@@ -36,7 +36,7 @@ final class NodeProcess {
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["node", "--data-dir", dataDir, "--listen", listen, "--log-level", "warning"] + arguments
+        process.arguments = ["node", "--data-dir", dataDir, "--listen", listen, "--log-level", "warning", "--insecure-no-cluster-secret"] + arguments
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         try process.run()

@@ -23,6 +23,12 @@ let sampleMessages: [WireMessage] = {
         .hello(Hello(clientName: "test")),
         .hello(Hello(minVersion: 1, maxVersion: 3, clientName: "")),
         .helloAck(HelloAck(version: 1, nodeID: "0d7e", clusterName: "confab")),
+        .hello(Hello(clientName: "confab node n1", nodeID: "n1")),
+        .helloAck(HelloAck(version: 2, nodeID: "0d7e", clusterName: "confab", authenticationRequired: true,
+                           challenge: Array(0..<32))),
+        .authenticate(Authenticate(role: .node, clientNonce: Array(repeating: 7, count: 32), mac: Array(100..<132))),
+        .authenticate(Authenticate(role: .operator, clientNonce: Array(repeating: 0, count: 32), mac: Array(repeating: 255, count: 32))),
+        .authenticateAck(role: .operator),
         .ping(nonce: 0), .ping(nonce: .max), .pong(nonce: 12345),
         .error(WireError(.unavailable, "consistency QUORUM needs 2 replicas; 1 is alive")),
         .error(WireError(WireError.Code(rawValue: 0x7777), "")),
@@ -65,7 +71,7 @@ let sampleMessages: [WireMessage] = {
     @Test func headerLayoutIsAsDocumented() {
         let bytes = WireMessage.ping(nonce: 0x0102_0304_0506_0708).encodedFrame(streamID: 0xA0B0_C0D0)
         #expect(bytes.count == FrameHeader.size + 8 + FrameHeader.trailerSize)
-        #expect(Array(bytes[0..<6]) == [0x43, 0x46, 0x01, 0x03, 0x00, 0x00])
+        #expect(Array(bytes[0..<6]) == [0x43, 0x46, 0x02, 0x03, 0x00, 0x00])
         #expect(Array(bytes[6..<10]) == [0xA0, 0xB0, 0xC0, 0xD0])
         #expect(Array(bytes[10..<14]) == [0, 0, 0, 8])
         let headerCRC = CRC32C.checksum(bytes[0..<14])
@@ -144,10 +150,10 @@ let sampleMessages: [WireMessage] = {
 
     @Test func unsupportedVersionIsFatal() {
         var frame = WireMessage.ping(nonce: 1).frame(streamID: 4)
-        frame.version = 2
+        frame.version = 1
         guard case .fatal(let id, let error) = FrameDecoder.parse(frame.encoded()) else { Issue.record("expected fatal"); return }
         #expect(id == 4)
-        #expect(error.message == "unsupported protocol version 2; this peer speaks version 1")
+        #expect(error.message == "unsupported protocol version 1; this peer speaks version 2")
     }
 
     @Test func oversizedBodyIsRefusedFromTheHeaderAlone() {
@@ -169,7 +175,7 @@ let sampleMessages: [WireMessage] = {
 
     @Test func unknownAndReservedTypesAreClearErrors() {
         let unknown = Frame(type: MessageType(rawValue: 0x7F), streamID: 1, body: [])
-        #expect(throws: WireError(.protocolError, "unknown type 0x7f: not a Confab version 1 message")) {
+        #expect(throws: WireError(.protocolError, "unknown type 0x7f: not a Confab version 2 message")) {
             try WireMessage.decode(unknown)
         }
         for type in MessageType.reservedInternode {
