@@ -69,6 +69,41 @@ import Testing
         #expect(last.status == 200, "still not ready after the seed came up: \(last.text)")
         #expect(last.json["ready"] as? Bool == true && last.json["live_nodes"] as? Int == 2, "\(last.text)")
     }
+
+    /// The "must show": `ring start`, `ring status --json` names each node's metrics
+    /// URL, and the write counters there rise after `confab post`.
+    @Test func ringStatusNamesEachNodesMetricsURLWhereWritesShow() async throws {
+        let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
+        let temp = TempDirectory("confab-ops-ring")
+        let dir = "\(temp.path)/ring"
+        defer { _ = try? runConfab(binary, ["ring", "stop", "--dir", dir]) }
+        let start = try runConfab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "40"])
+        try #require(start.status == 0, "ring start failed: \(start.err)")
+
+        let status = try runConfab(binary, ["ring", "status", "--dir", dir, "--json"])
+        try #require(status.status == 0, "ring status failed: \(status.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any])
+        let nodes = try #require(object["nodes"] as? [[String: Any]])
+        #expect(nodes.count == 3)
+        let urls = nodes.compactMap { $0["metrics_url"] as? String }
+        #expect(urls.count == 3 && Set(urls).count == 3, "\(status.out)")
+        for url in urls { #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/metrics"), "\(url)") }
+        let table = try runConfab(binary, ["ring", "status", "--dir", dir])
+        for url in urls { #expect(table.out.contains(url), "the table does not show \(url)") }
+
+        func total(_ name: String, _ labels: [String: String] = [:]) throws -> Double {
+            try urls.reduce(0) { $0 + (try PrometheusScrape($1)).sum(name, labels) }
+        }
+        let writesBefore = try total("confab_engine_writes_total")
+        let coordinatedBefore = try total("confab_coordinator_requests_total", ["op": "write"])
+        for i in 1...2 {
+            let post = try runConfab(binary, ["post", "12", "--sender", "ops", "--text", "m\(i)", "--dir", dir])
+            #expect(post.status == 0, "confab post: \(post.err)")
+        }
+        // Each post was coordinated once, and applied by at least a quorum (2) of the 3 replicas.
+        #expect(try total("confab_coordinator_requests_total", ["op": "write"]) == coordinatedBefore + 2)
+        #expect(try total("confab_engine_writes_total") >= writesBefore + 4)
+    }
 }
 
 /// Finding and asking a process's operations endpoints.
