@@ -58,6 +58,42 @@ import Testing
         kill(chat.processIdentifier, SIGTERM)
         kill(node.processIdentifier, SIGTERM)
     }
+
+    /// `confab up` says it is up only once every chat server is ready and sees the others: a
+    /// client that connects at once is homed where it stays (before, "Confab is up" came while
+    /// the two servers had not yet seen each other, and clients were re-homed with 4021).
+    @Test func upSaysItIsUpOnlyWhenEveryChatServerIsReady() async throws {
+        let binary = try #require(confabBinary(), "confab executable not found next to the test bundle")
+        let dir = ChatTempDirectory("confab-up-ready")
+        let up = try ChatOperations.launch(binary, ["up", "--dir", "\(dir.path)/deploy", "--nodes", "1", "--chat-servers", "2",
+                                                    "--port", "0", "--timeout", "60"], name: "up", dir: dir.path)
+        defer {
+            if up.isRunning { kill(up.processIdentifier, SIGINT) }
+            up.waitUntilExit()
+        }
+        let out = "\(dir.path)/up.out"
+        let deadline = ContinuousClock.now + .seconds(90)
+        var text = ""
+        while ContinuousClock.now < deadline, up.isRunning {
+            text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if text.contains("Press Ctrl-C") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let err = (try? String(contentsOfFile: "\(dir.path)/up.err", encoding: .utf8)) ?? ""
+        try #require(text.contains("Confab is up"), "no 'Confab is up': \(err.suffix(2000))")
+        #expect(err.contains("waiting for 2 chat servers to be ready"), "\(err.suffix(1000))")
+        // Asked at once, as a client written from the docs would.
+        let ports = text.split(separator: "\n").filter { $0.hasPrefix("Open ") || $0.hasPrefix("Other chat servers:") }
+            .flatMap { line in line.split(separator: " ").filter { $0.hasPrefix("http://127.0.0.1:") } }
+            .compactMap { Int($0.split(separator: ":").last ?? "") }
+        #expect(ports.count == 2, "\(text)")
+        for port in ports {
+            let health = try await ClusterHTTP.request(.get, "/api/health", port: port)
+            #expect(health.json["servers"] as? Int == 2, "chat server on \(port) sees \(health.text)")
+            let ready = try await ClusterHTTP.request(.get, "/ready", port: port)
+            #expect(ready.status == 200 && ready.json["servers"] as? [String] == ["chat1", "chat2"], "\(ready.text)")
+        }
+    }
 }
 
 enum ChatOperations {
