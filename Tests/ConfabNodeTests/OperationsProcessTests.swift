@@ -70,6 +70,31 @@ import Testing
         #expect(last.json["ready"] as? Bool == true && last.json["live_nodes"] as? Int == 2, "\(last.text)")
     }
 
+    /// `--log-format json`: every line the node logs is one JSON object with time, level,
+    /// label, message and metadata.
+    @Test func jsonLogFormatWritesOneObjectPerLine() async throws {
+        let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
+        let dir = TempDirectory("confab-ops-logs")
+        let node = try NodeProcess(binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
+                                   arguments: ["--rf", "1", "--log-format", "json", "--log-level", "info"])
+        _ = try node.waitUntilListening()
+        node.signal(SIGTERM)
+        #expect(try node.waitForExit() == 0)
+        let text = try String(contentsOfFile: node.stderrPath, encoding: .utf8)
+        let lines = text.split(separator: "\n")
+        #expect(lines.count >= 3, "\(text)")
+        var messages: [String] = []
+        for line in lines {
+            let object = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+            #expect(object["level"] as? String != nil && object["label"] as? String == "confab.node", "\(line)")
+            #expect(object["metadata"] is [String: Any], "\(line)")
+            let time = try #require(object["time"] as? String, "\(line)")
+            #expect((try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(time)) != nil, "time \(time)")
+            messages.append(object["message"] as? String ?? "")
+        }
+        #expect(messages.contains("joining the ring"), "\(messages)")
+    }
+
     /// The "must show": `ring start`, `ring status --json` names each node's metrics
     /// URL, and the write counters there rise after `confab post`.
     @Test func ringStatusNamesEachNodesMetricsURLWhereWritesShow() async throws {
