@@ -19,3 +19,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "confab setup: swift is not on PATH (expected Swift 6.3 at /opt/swift)" >&2; exit 1; }
+# Python's prometheus_client (PyPI): the metrics process tests parse /metrics with its text parser.
+python3 -c 'import prometheus_client' 2>/dev/null || {
+  echo "confab setup: installing prometheus_client (pip)" >&2
+  python3 -m pip install -q prometheus_client >/dev/null
+}

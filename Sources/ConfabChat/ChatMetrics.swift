@@ -16,6 +16,7 @@ import Metrics
 /// - `confab_chat_peer_connects_total`: server-to-server connections opened by this server.
 /// - `confab_chat_peer_links`: links to other chat servers now.
 /// - `confab_chat_wrong_server_total`: connections sent on to their owner server.
+/// - `confab_chat_server_full_total`, `confab_chat_peer_queue_depth`, `confab_chat_live_servers`.
 struct ChatMetrics: Sendable {
     let messages = Counter(label: "confab_chat_messages_total")
     let duplicates = Counter(label: "confab_chat_duplicate_sends_total")
@@ -31,6 +32,10 @@ struct ChatMetrics: Sendable {
     let wrongServer = Counter(label: "confab_chat_wrong_server_total")
     /// WebSockets refused because the server held `maxConnections`.
     let serverFull = Counter(label: "confab_chat_server_full_total")
+    /// Event frames waiting in the queues to other chat servers, over all peers (set at scrape).
+    let peerQueueDepth = Gauge(label: "confab_chat_peer_queue_depth")
+    /// Chat servers this one sees live, itself included (set at scrape).
+    let liveServers = Gauge(label: "confab_chat_live_servers")
 
     func error(_ code: ChatError.Code) {
         Counter(label: "confab_chat_errors_total", dimensions: [("code", code.name)]).increment()

@@ -94,6 +94,7 @@ public final class ChatServer: Service, Sendable {
             router.add(middleware: WebFilesMiddleware(files: FileMiddleware(web, searchForIndexHtml: true, logger: logger)))
         }
         addRoutes(to: router)
+        addOperationsRoutes(to: router)
         let wsRouter = Router(context: ChatRequestContext.self)
         addWebSocket(to: wsRouter)
         addInternalWebSocket(to: wsRouter)

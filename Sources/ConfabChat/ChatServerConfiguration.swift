@@ -52,6 +52,9 @@ public struct ChatServerConfiguration: Sendable {
     public var peerQueueMaxFrames = 10_000
     /// Files served at `/` (the web client); default the bundled `Web/` directory.
     public var webDirectory: String?
+    /// Renders the process's metrics registry for `/metrics` (the executable bootstraps a
+    /// Prometheus backend and passes it); nil serves an empty exposition (no backend).
+    public var metricsExposition: (@Sendable () -> [UInt8])?
     public var clock: any EngineClock = SystemClock()
 
     /// Largest HTTP body of a send (`POST /api/chats/{id}/messages`): as `maxFrameBytes`.

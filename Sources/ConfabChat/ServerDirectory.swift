@@ -16,6 +16,9 @@ final class ServerDirectory: Sendable {
     private let ring = NIOLockedValueBox(HashRing(servers: [:]))
     /// When this server's heartbeat last reached the ring.
     private let lastBeat = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    /// Whether a read of `chat.servers` has succeeded since this server's first heartbeat: only
+    /// then does its live set include every peer that was live when it joined (`/ready`).
+    private let refreshedSinceBeat = NIOLockedValueBox(false)
     private let logger: Logger
 
     init(serverId: String, store: ChatStore, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
@@ -72,7 +75,12 @@ final class ServerDirectory: Sendable {
         return ContinuousClock.now - last < .seconds(Int64(ttlSeconds)) - .seconds(1)
     }
 
+    /// Heartbeating, and the live set read at least once after the first heartbeat.
+    var hasSeenPeers: Bool { isLive && refreshedSinceBeat.withLockedValue { $0 } }
+
     func refresh() async throws {
+        let beatBefore = lastBeat.withLockedValue { $0 } != nil
+        defer { if beatBefore { refreshedSinceBeat.withLockedValue { $0 = true } } }
         var live = try await store.servers()
         if isLive { live[serverId] = ownAddress } else { live[serverId] = nil }
         if live.isEmpty { live[serverId] = ownAddress }

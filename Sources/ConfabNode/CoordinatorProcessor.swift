@@ -43,6 +43,33 @@ public struct CoordinatorProcessor: RequestProcessor {
     }
 
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        try await measured("write", consistency) { try await coordinateWrite(mutation, consistency: consistency) }
+    }
+
+    public func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse {
+        try await measured("read", consistency) { try await coordinateRead(query, consistency: consistency, digestOnly: digestOnly) }
+    }
+
+    /// Counts and times one coordinated request by level (`confab_coordinator_*`).
+    private func measured<T>(_ op: String, _ consistency: ConsistencyLevel,
+                             _ body: () async throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        do {
+            let result = try await body()
+            ring.metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: nil)
+            return result
+        } catch {
+            let failure: String? = switch (error as? WireError)?.code {
+            case .unavailable?: "unavailable"
+            case .timeout?: "timeout"
+            default: "other"
+            }
+            ring.metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: failure)
+            throw error
+        }
+    }
+
+    private func coordinateWrite(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
         let snapshot = try await ring.snapshot()
         let table = try schema.resolve(id: mutation.table)
         // The keyspace's replicas and factor: hints go to whichever of these misses the write.
@@ -67,7 +94,7 @@ public struct CoordinatorProcessor: RequestProcessor {
         }
     }
 
-    public func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse {
+    private func coordinateRead(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse {
         let table = try schema.resolve(id: query.table)
         var attempt = 0
         while true {

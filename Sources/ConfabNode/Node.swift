@@ -62,6 +62,14 @@ public final class Node: Service, Sendable {
         return await ring.pendingHints(for: nodeID)
     }
 
+    /// Whether the node can serve now (`/ready`); not ready before the ring runtime exists.
+    public func readiness() async -> NodeReadiness {
+        guard let ring = runtime.withLockedValue({ $0 }) else {
+            return NodeReadiness(reasons: ["the node is starting (engine and ring not open yet)"])
+        }
+        return await ring.readiness()
+    }
+
     /// The hints in this node's hint store on disk, which may lag the queue (tests).
     func persistedHints() async throws -> [Hint] {
         guard let ring = runtime.withLockedValue({ $0 }) else { return [] }

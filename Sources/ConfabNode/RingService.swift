@@ -240,6 +240,7 @@ actor RingService {
             }
         }
         metrics.liveNodes.record(g.liveMembers.count + 1)
+        metrics.downNodes.record(g.unreachableMembers.count)
         saveViewIfChanged()
     }
 

@@ -75,6 +75,9 @@ struct ChatServeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("text (default) or json (one JSON object per line: time, level, label, message, metadata).", valueName: "format"))
+    var logFormat: String = "text"
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard secret == nil || secretFile == nil else { throw ValidationError("give --secret or --secret-file, not both") }
@@ -117,16 +120,16 @@ struct ChatServeCommand: ParsableCommand {
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown --log-level \(logLevel)") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let format = try LogFormat.parse(logFormat)
+        // Before any instrument exists (`ChatMetrics.shared` is made on first use).
+        MetricsBootstrap.bootstrap()
+        format.bootstrap(level: level)
         let descriptors = FileDescriptorLimit.raiseToHard()
         var config = ChatServerConfiguration(secret: try loadSecret())
         // Headroom for the ring client, peer links, the runtime and connections being refused.
         config.maxConnections = maxConnections ?? max(16, descriptors - 1_000)
         if let serverId { config.serverId = serverId }
+        config.metricsExposition = MetricsBootstrap.exposition
         config.host = host
         config.port = port
         if let passwordRounds { config.passwordRounds = passwordRounds }

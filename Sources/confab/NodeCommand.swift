@@ -94,6 +94,12 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String = "info"
 
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("text (default) or json (one JSON object per line: time, level, label, message, metadata).", valueName: "format"))
+    var logFormat: String = "text"
+
+    @Option(name: .customLong("metrics-port"), help: ArgumentHelp("Serve /metrics, /health and /ready over HTTP on this port of the listen host (0 picks a free port); default off.", valueName: "port"))
+    var metricsPort: Int?
+
     func makeConfiguration() throws -> NodeConfiguration {
         var c = NodeConfiguration(dataDirectory: "")
         if let config { c = try NodeConfiguration.load(file: config, base: c) }
@@ -149,14 +155,18 @@ struct NodeCommand: ParsableCommand {
         }
         parsed.clusterSecret = try clusterSecret()
         let configuration = parsed
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        if let metricsPort, !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 0...65535") }
+        let format = try LogFormat.parse(logFormat)
+        // Before any instrument exists (the node's are made when it starts).
+        MetricsBootstrap.bootstrap()
+        format.bootstrap(level: level)
         FileDescriptorLimit.raiseToHard()
         let node = Node(configuration: configuration)
+        let metricsPort = self.metricsPort
         try runBlocking {
+            // Bound before the node starts: /health answers at once, /ready once the ring is known.
+            let operations = try await metricsPort.asyncMap { try await Self.startOperations(node, host: configuration.listen.host, port: $0) }
+            defer { if let operations { Task { await operations.close() } } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await node.runUntilTerminated() }
                 group.addTask {
@@ -176,5 +186,30 @@ struct NodeCommand: ParsableCommand {
                 try await group.waitForAll()
             }
         }
+    }
+
+    /// Starts the operations port and prints "confab node metrics on http://HOST:PORT/metrics"
+    /// (port 0 resolved), so launchers and people find it.
+    private static func startOperations(_ node: Node, host: String, port: Int) async throws -> OperationsHTTPServer {
+        let server: OperationsHTTPServer
+        do {
+            server = try await OperationsHTTPServer.start(host: host, port: port, logger: Logger(label: "confab.node.ops")) { path in
+                await node.operationsResponse(path: path, exposition: MetricsBootstrap.exposition)
+            }
+        } catch {
+            throw ValidationError("cannot serve --metrics-port \(port) on \(host): \(error)")
+        }
+        let bound = server.localAddress?.port ?? port
+        let shownHost = host.contains(":") ? "[\(host)]" : host
+        FileHandle.standardOutput.write(Data("confab node metrics on http://\(shownHost):\(bound)/metrics\n".utf8))
+        return server
+    }
+}
+
+extension Optional {
+    /// `map` with an async transform.
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }

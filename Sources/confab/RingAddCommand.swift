@@ -64,11 +64,15 @@ struct RingAddCommand: ParsableCommand {
                            "--rf", String(state.replicationFactor), "--vnodes", String(state.vnodes)]
             // The ring's node settings, as the running nodes were started with them.
             let template = running.first?.command ?? []
-            for flag in ["--sync", "--gossip-interval-ms", "--ring-delay-ms", "--write-timeout-ms", "--read-timeout-ms"] {
+            for flag in ["--sync", "--gossip-interval-ms", "--ring-delay-ms", "--write-timeout-ms", "--read-timeout-ms", "--log-format"] {
                 if let i = template.firstIndex(of: flag), i + 1 < template.count { command += [flag, template[i + 1]] }
             }
+            // Its own operations port, as `ring start` gives every node.
+            var metricsPort = try RingProcessLauncher.freePort(host: host)
+            while metricsPort == port { metricsPort = try RingProcessLauncher.freePort(host: host) }
+            command += ["--metrics-port", String(metricsPort)]
             state.nodes.append(RingState.Node(index: index, id: nil, host: host, port: port, pid: nil, dataDir: "\(nodeDir)/data",
-                                              log: "\(nodeDir)/node.log", command: command, state: "new"))
+                                              log: "\(nodeDir)/node.log", command: command, state: "new", metricsPort: metricsPort))
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
             try supervisor.save()
             let expected = running.map(\.index) + [index]

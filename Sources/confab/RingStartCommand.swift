@@ -42,6 +42,9 @@ struct RingStartCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds to wait for the whole ring to be up and normal.", valueName: "seconds"))
     var timeout: Double = 60
 
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("Log format of a new ring's nodes: text (default) or json.", valueName: "format"))
+    var logFormat: String = "text"
+
     func validate() throws {
         if let nodes, !(1...64).contains(nodes) { throw ValidationError("--nodes must be between 1 and 64") }
         let count = nodes ?? 3
@@ -56,6 +59,7 @@ struct RingStartCommand: ParsableCommand {
             throw ValidationError("--base-port \(basePort) leaves no room for \(count) ports below 65536")
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        _ = try LogFormat.parse(logFormat)
     }
 
     func run() throws {
@@ -141,15 +145,25 @@ struct RingStartCommand: ParsableCommand {
                 ports.append(port)
             }
         }
+        // Every node gets an operations port (/metrics, /health, /ready), recorded in ring.json.
+        var metricsPorts: [Int] = []
+        for _ in 0..<count {
+            var port = try RingProcessLauncher.freePort(host: host)
+            while ports.contains(port) || metricsPorts.contains(port) { port = try RingProcessLauncher.freePort(host: host) }
+            metricsPorts.append(port)
+        }
         let executable = RingProcessLauncher.confabExecutable()
         let seed = "\(host):\(ports[0])"
         let nodes = (1...count).map { index in
             let nodeDir = "\(directory)/node\(index)"
             var command = [executable, "node", "--data-dir", "\(nodeDir)/data", "--listen", "\(host):\(ports[index - 1])",
-                           "--seeds", seed, "--rf", String(rf), "--vnodes", String(vnodes)]
+                           "--seeds", seed, "--rf", String(rf), "--vnodes", String(vnodes),
+                           "--metrics-port", String(metricsPorts[index - 1])]
             if let sync { command += ["--sync", sync] }
+            if logFormat != "text" { command += ["--log-format", logFormat] }
             return RingState.Node(index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
-                                  dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new")
+                                  dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new",
+                                  metricsPort: metricsPorts[index - 1])
         }
         return (RingState(replicationFactor: rf, vnodes: vnodes, nodes: nodes), true)
     }

@@ -29,6 +29,12 @@ struct RingState: Codable, Hashable, Sendable {
         var command: [String]
         /// What the last ring command did to it: starting, running, stopped, killed, failed.
         var state: String
+        /// Its operations port (`--metrics-port`: /metrics, /health, /ready); nil for rings
+        /// recorded before nodes had one.
+        var metricsPort: Int? = nil
+
+        /// "http://host:port/metrics", when the node has an operations port.
+        var metricsURL: String? { metricsPort.map { "http://\(host):\($0)/metrics" } }
 
         var address: NodeAddress { NodeAddress(host: host, port: port) }
         var addressText: String { "\(host):\(port)" }

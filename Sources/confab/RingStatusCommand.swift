@@ -15,7 +15,7 @@ struct RingStatusCommand: ParsableCommand {
             M moving), Address, Load (bytes on disk), Tokens (vnodes), Owns (effective: the share \
             of the data it holds a replica of), Host ID. --json prints the answer as one JSON \
             object (cluster_name, replication_factor, nodes: state, is_up, id, host, port, \
-            load_bytes, tokens, ownership).
+            load_bytes, tokens, ownership, metrics_url: the node's /metrics URL when this machine's ring.json records one).
             """)
 
     @OptionGroup var ring: RingDirectoryOptions
@@ -65,7 +65,7 @@ struct RingStatusCommand: ParsableCommand {
                 let encoder = JSONEncoder()
                 encoder.keyEncodingStrategy = .convertToSnakeCase
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                return String(decoding: try encoder.encode(status), as: UTF8.self)
+                return try Self.jsonWithMetricsURLs(try encoder.encode(status), state: state)
             }
             var text = RingStatusTable.render(status, answeredBy: answeredBy)
             if let state {
@@ -74,6 +74,22 @@ struct RingStatusCommand: ParsableCommand {
             return text
         }
         print(output)
+    }
+
+    /// The status JSON with each node's `metrics_url` (its operations port, from ring.json,
+    /// matched by address; null for nodes this machine did not start).
+    static func jsonWithMetricsURLs(_ data: Data, state: RingState?) throws -> String {
+        guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let nodes = object["nodes"] as? [[String: Any]] else { return String(decoding: data, as: UTF8.self) }
+        object["nodes"] = nodes.map { node -> [String: Any] in
+            var node = node
+            let host = node["host"] as? String, port = node["port"] as? Int
+            let recorded = state?.nodes.first { $0.host == host && $0.port == port }
+            node["metrics_url"] = recorded?.metricsURL ?? NSNull()
+            return node
+        }
+        let out = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The first answer among `candidates`, tried in order.

@@ -59,12 +59,12 @@ enum RingStatusTable {
 
     /// "Processes (ring.json): node 1 127.0.0.1:7400 pid 123 running…"
     static func render(processes state: RingState, alive: (RingState.Node) -> Bool, directory: String) -> String {
-        var rows: [[String]] = [["Node", "Address", "PID", "Process", "Log"]]
+        var rows: [[String]] = [["Node", "Address", "PID", "Process", "Metrics", "Log"]]
         for node in state.nodes {
             let running = alive(node)
             let pid = node.pid.map(String.init) ?? "-"
             let process = running ? "running" : "not running (\(node.state == "running" ? "exited" : node.state))"
-            rows.append([String(node.index), node.addressText, pid, process, node.log])
+            rows.append([String(node.index), node.addressText, pid, process, node.metricsURL ?? "-", node.log])
         }
         return (["Local node processes (\(RingState.path(in: directory))):"] + columns(rows)).joined(separator: "\n")
     }

@@ -38,7 +38,7 @@ struct UpChatServers {
 
     /// Launches `count` chat servers against the ring in `ringDirectory` and waits until each
     /// prints its URL. Returns the URLs.
-    mutating func start(count: Int, ports: [Int], ringDirectory: String) throws -> [String] {
+    mutating func start(count: Int, ports: [Int], ringDirectory: String, logFormat: String = "text") throws -> [String] {
         let secret = try ensureSecret()
         let state = try RingState.require(in: ringDirectory)
         let nodes = state.nodes.map(\.addressText).joined(separator: ",")
@@ -48,7 +48,7 @@ struct UpChatServers {
             try? FileManager.default.createDirectory(atPath: chatDir, withIntermediateDirectories: true)
             let log = "\(chatDir)/chat.log"
             let command = [executable, "chat", "serve", "--host", "127.0.0.1", "--port", String(ports[i - 1]),
-                           "--nodes", nodes, "--server-id", "chat\(i)", "--secret-file", secret]
+                           "--nodes", nodes, "--server-id", "chat\(i)", "--secret-file", secret, "--log-format", logFormat]
             RingCommand.progress("starting chat server \(i) of \(count) on 127.0.0.1:\(ports[i - 1])…")
             let logStart = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) ?? 0
             let banner = "--- confab up: starting chat server \(i) at \(Date()): \(command.joined(separator: " "))\n"
@@ -59,6 +59,52 @@ struct UpChatServers {
             try record()
         }
         return servers.compactMap(\.url)
+    }
+
+    /// Waits until every chat server answers `/ready` and sees all the others in its live set,
+    /// so a client that connects at once is homed where it stays (before this, `up` said it was
+    /// up while the servers had not yet seen each other, and clients were re-homed with 4021 a
+    /// few seconds later). Prints progress; on timeout names each server that is not ready.
+    func awaitReady(timeout: Duration) throws {
+        let ids = servers.map { "chat\($0.index)" }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        var lastReport = ContinuousClock.now
+        RingCommand.progress("waiting for \(servers.count) chat server\(servers.count == 1 ? "" : "s") to be ready (heartbeating and seeing each other)…")
+        while true {
+            var pending: [String] = []
+            for server in servers {
+                guard let url = server.url else { pending.append("chat server \(server.index): no URL yet"); continue }
+                pending += Self.notReady(index: server.index, url: url, expected: ids)
+            }
+            if pending.isEmpty { return }
+            if let dead = servers.first(where: { !RingProcessLauncher.isAlive(pid: $0.pid, expectedArgument: "chat") }) {
+                throw RingCommandError(.startFailed, """
+                    chat server \(dead.index) (pid \(dead.pid)) exited before it was ready; the end of \(dead.log):
+                    \(RingProcessLauncher.tail(of: dead.log))
+                    """)
+            }
+            guard ContinuousClock.now < deadline else {
+                throw RingCommandError(.timeout, "the chat servers were not ready in time:\n  " + pending.joined(separator: "\n  "))
+            }
+            if ContinuousClock.now - lastReport >= .seconds(3) {
+                lastReport = ContinuousClock.now
+                RingCommand.progress("still waiting: " + pending.joined(separator: "; "))
+            }
+            usleep(200_000)
+        }
+    }
+
+    /// What keeps one server from being ready (empty when it is): its `/ready` answer, and
+    /// whether its live set holds every server `up` started.
+    static func notReady(index: Int, url: String, expected: [String]) -> [String] {
+        guard let answer = HTTPProbe.get(url + "/ready") else { return ["chat server \(index): /ready does not answer"] }
+        struct Ready: Decodable { var ready: Bool; var servers: [String]; var reasons: [String] }
+        guard let ready = try? JSONDecoder().decode(Ready.self, from: answer.body) else {
+            return ["chat server \(index): /ready answered \(answer.status) without a readiness body"]
+        }
+        if !ready.ready { return ["chat server \(index): " + (ready.reasons.first ?? "not ready")] }
+        let missing = expected.filter { !ready.servers.contains($0) }
+        return missing.isEmpty ? [] : ["chat server \(index) does not see \(missing.joined(separator: ", ")) yet"]
     }
 
     /// Blocks until a stop signal arrives or a chat server exits; says which.

@@ -37,7 +37,11 @@ struct UpCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds to wait for the ring and each chat server to be ready.", valueName: "seconds"))
     var timeout: Double = 90
 
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("Log format of the nodes and chat servers: text (default) or json.", valueName: "format"))
+    var logFormat: String = "text"
+
     func validate() throws {
+        _ = try LogFormat.parse(logFormat)
         guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be between 1 and 16") }
         guard (1...8).contains(chatServers) else { throw ValidationError("--chat-servers must be between 1 and 8") }
         guard port == 0 || (1...(65535 - chatServers)).contains(port) else {
@@ -56,7 +60,8 @@ struct UpCommand: ParsableCommand {
             try startRing(directory: directory)
             do {
                 let ports = try choosePorts()
-                let urls = try chat.start(count: chatServers, ports: ports, ringDirectory: directory)
+                let urls = try chat.start(count: chatServers, ports: ports, ringDirectory: directory, logFormat: logFormat)
+                try chat.awaitReady(timeout: .milliseconds(Int(timeout * 1000)))
                 print("""
 
                     Confab is up: \(nodes)-node ring in \(directory), \(urls.count) chat server\(urls.count == 1 ? "" : "s").
@@ -79,7 +84,7 @@ struct UpCommand: ParsableCommand {
     }
 
     private func startRing(directory: String) throws {
-        var arguments = ["--dir", directory, "--timeout", String(timeout)]
+        var arguments = ["--dir", directory, "--timeout", String(timeout), "--log-format", logFormat]
         if (try? RingState.load(from: directory)) == nil { arguments += ["--nodes", String(nodes)] }
         if let existing = try? RingState.load(from: directory), !existing.runningNodes().isEmpty {
             RingCommand.progress("the ring in \(directory) is already running; using it")

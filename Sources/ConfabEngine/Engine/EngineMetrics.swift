@@ -1,7 +1,9 @@
 import Metrics
 
 /// The engine's swift-metrics instruments. With no metrics backend bootstrapped they cost nothing;
-/// the node bootstraps a Prometheus backend and exposes them.
+/// the node bootstraps a Prometheus backend and exposes them (names and meanings in
+/// docs/operations.md; the WAL's sync latency and the block cache's hit/miss counters live with
+/// their owners, `WriteAheadLog` and `BlockCache`).
 struct EngineMetrics: Sendable {
     let writes = Counter(label: "confab_engine_writes_total")
     let writeBytes = Counter(label: "confab_engine_write_bytes_total")
@@ -12,7 +14,7 @@ struct EngineMetrics: Sendable {
     let compactionBytesWritten = Counter(label: "confab_engine_compaction_bytes_written_total")
     let compactionBytesRead = Counter(label: "confab_engine_compaction_bytes_read_total")
     let stalls = Counter(label: "confab_engine_write_stalls_total")
-    let stallTime = Timer(label: "confab_engine_write_stall_duration")
+    let stallTime = Timer(label: "confab_engine_write_stall_duration_seconds")
     let sstables = Gauge(label: "confab_engine_sstables")
     let liveBytes = Gauge(label: "confab_engine_sstable_bytes")
     let memtableBytes = Gauge(label: "confab_engine_memtable_bytes")

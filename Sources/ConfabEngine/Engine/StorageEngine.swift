@@ -173,6 +173,7 @@ public final class StorageEngine: @unchecked Sendable {
         pending.memtable.endWrite()
         metrics.writes.increment(by: mutations.count)
         metrics.writeBytes.increment(by: payloads.reduce(0) { $0 + $1.bytes.count })
+        metrics.memtableBytes.record(pending.memtable.memoryBytes)
         // The memtable grows only here, so this is where it fills up; the writer that fills it
         // freezes it (rolling the WAL there), and without background work flushes it too.
         guard pending.memtable.memoryBytes >= options.memtableBytes else { return }

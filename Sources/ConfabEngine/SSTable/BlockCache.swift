@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 /// Decoded data blocks shared across readers and iterators, least recently used evicted first,
 /// bounded by the bytes the blocks occupy in memory. Keyed by (file number, block offset): file
@@ -38,6 +39,10 @@ package final class BlockCache: @unchecked Sendable {
     /// Files whose blocks were evicted for good: later inserts for them are ignored.
     private var retired: Set<UInt64> = []
 
+    /// Exported for the hit rate (`confab_engine_block_cache_hits_total` / `_misses_total`).
+    private let exportedHits = Counter(label: "confab_engine_block_cache_hits_total")
+    private let exportedMisses = Counter(label: "confab_engine_block_cache_misses_total")
+
     package init(capacityBytes: Int) {
         self.capacityBytes = max(0, capacityBytes)
     }
@@ -53,7 +58,7 @@ package final class BlockCache: @unchecked Sendable {
     }
 
     func get(fileNumber: UInt64, offset: UInt64) -> DataBlock? {
-        lock.withLock {
+        let block: DataBlock? = lock.withLock {
             guard let node = map[Key(fileNumber: fileNumber, offset: offset)] else {
                 missCount += 1
                 return nil
@@ -63,6 +68,9 @@ package final class BlockCache: @unchecked Sendable {
             pushNewest(node)
             return node.block
         }
+        // Outside the lock: the exported counters are atomics of their own.
+        if block == nil { exportedMisses.increment() } else { exportedHits.increment() }
+        return block
     }
 
     /// Caches `block`; a block larger than the whole capacity is not kept.

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 /// The write-ahead log: every mutation is framed (docs/wal_format.md) and appended here, and made
 /// durable before it is applied to the memtable, so it can be replayed after a crash.
@@ -59,6 +60,9 @@ final class WriteAheadLog: @unchecked Sendable {
 
     // Guarded by `io`.
     private let io = WALMutex()
+    /// fdatasync latency of the log (`confab_engine_wal_sync_duration_seconds`): every
+    /// acknowledged write waits for one, so it bounds write latency.
+    private let syncLatency = Timer(label: "confab_engine_wal_sync_duration_seconds")
     private var file: (any WritableFile)?
     private var fileSegmentID: UInt64
     private var fileHasUnsyncedBytes = false
@@ -363,7 +367,9 @@ final class WriteAheadLog: @unchecked Sendable {
             }
             if sync && fileHasUnsyncedBytes {
                 let syncedLength = file!.size
+                let syncStart = ContinuousClock.now
                 try file!.sync()
+                syncLatency.record(duration: ContinuousClock.now - syncStart)
                 syncs += 1
                 fileHasUnsyncedBytes = false
                 // Recorded before anyone is acknowledged: a process crash then always leaves the
