@@ -16,8 +16,10 @@ func fastRing(_ c: inout NodeConfiguration, seeds: [NodeAddress]) {
     c.readTimeout = .seconds(2)
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes.
-func eventually(_ what: String, within timeout: Duration = .seconds(15),
+/// Polls `condition` every 50 ms until it holds or `timeout` passes. The default is generous:
+/// a ring of three in-process nodes forms in a few seconds on a quiet machine, but two joins
+/// (each confirmed by every member, then the write timeout) take longer beside a full build.
+func eventually(_ what: String, within timeout: Duration = .seconds(60),
                 _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
