@@ -24,7 +24,7 @@ import Testing
         #expect(early.json["ready"] as? Bool == false && early.json["heartbeating"] as? Bool == false, "\(early.text)")
 
         let node = try ChatOperations.launch(binary, [
-            "node", "--data-dir", "\(dir.path)/node", "--listen", "127.0.0.1:\(nodePort)", "--rf", "1", "--log-level", "warning",
+            "node", "--data-dir", "\(dir.path)/node", "--listen", "127.0.0.1:\(nodePort)", "--rf", "1", "--log-level", "warning", "--insecure-no-cluster-secret",
         ], name: "node", dir: dir.path)
         defer { if node.isRunning { kill(node.processIdentifier, SIGKILL) } }
         try await eventuallyTrue("the chat server is ready once the ring answers", within: .seconds(45)) {
