@@ -17,8 +17,10 @@ struct RingSnapshot: Sendable {
     /// (docs/ring.md § Bootstrap).
     var pending: [Int: PendingRanges] = [:]
 
-    /// The factor requests use: the configured one, or every node when the ring is smaller (a
-    /// deviation from Cassandra, which answers `unavailable`; see docs/ring.md § Runtime).
+    /// How many replicas a key has in this ring: the configured factor, or every node when the
+    /// ring is smaller. Only placement uses it; how many acknowledgements a level needs comes
+    /// from the configured factor, so a ring smaller than the factor answers `unavailable` at
+    /// QUORUM rather than acknowledging fewer copies (Cassandra's rule; docs/ring.md § Runtime).
     var effectiveReplicationFactor: Int { max(1, min(replicationFactor, ring.nodeCount)) }
 
     func isAlive(_ node: NodeID) -> Bool { alive.contains(node) }
