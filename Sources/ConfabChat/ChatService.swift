@@ -228,9 +228,18 @@ final class ChatService: Sendable {
     }
 
     /// A chat of the user's, as in the chat list.
+    ///
+    /// "No such chat" and "not yours" get the same answer after the same reads: a different
+    /// status (it was 403 vs 404) lets anyone test whether two people talk, since a direct chat's
+    /// id can be computed from the two handles.
     func chat(_ userId: String, chatId: Int64) async throws -> ChatSummary {
-        let members = try await requireMember(userId, of: chatId)
-        guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
+        async let record = store.chat(chatId)
+        let members = try await store.members(chatId)
+        let found = try await record
+        guard let chat = found, members.contains(where: { $0.userId == userId }) else {
+            throw ChatError(.notFound, "no such chat among yours; check the id, or ask a member to add you")
+        }
+        cache.setMembers(chatId, Set(members.map(\.userId)))
         return try await summary(of: chat, members: members, for: userId)
     }
 

@@ -167,6 +167,14 @@ import Testing
         #expect((history.json["messages"] as? [Any])?.isEmpty == true)
         let notMine = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: eve, body: ["clientId": "x", "text": "x"])
         #expect(notMine.status == 403 && notMine.errorCode == "not_a_member")
+        // Reading a chat must not tell "exists but not yours" from "no such chat" (issue 12):
+        // otherwise anyone can test whether two people talk.
+        let othersChat = try await stack.http(.get, "/api/chats/\(fayChatId)", token: eve)
+        let noChat = try await stack.http(.get, "/api/chats/9000000000000000001", token: eve)
+        #expect(othersChat.status == 404 && othersChat.errorCode == "not_found")
+        #expect(noChat.status == 404 && noChat.errorCode == "not_found")
+        let message = { (r: ChatStack.HTTPResult) in (r.json["error"] as? [String: Any])?["message"] as? String }
+        #expect(message(othersChat) != nil && message(othersChat) == message(noChat))
         let malformed = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: dan, rawBody: "{\"text\": 5}")
         #expect(malformed.status == 400 && malformed.errorCode == "bad_request")
         let taken = try await stack.http(.post, "/api/register", body: ["handle": "DAN", "password": "whatever123"])
