@@ -52,7 +52,7 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
     /// The member's gossip generation as the answering node knows it (it changes on every
     /// restart; 0 when unknown). A moving node compares the generation each member reports for
     /// itself before and after streaming: a member that restarted in between may have
-    /// coordinated writes before it learned of the move again (docs/ring.md, "Joining").
+    /// coordinated writes before it learned of the move again (docs/ring.md § Bootstrap, step 3).
     public var generation: Int64 = 0
     /// SSTables the member moved out of its read path as corrupt (as it gossiped): its rows there
     /// are missing until `confab repair` restores them from the other replicas.
