@@ -64,39 +64,24 @@ struct HintStore: Sendable {
                                         rows: [.init(clustering: Self.clustering(id), fragment: RowFragment(deletion: deletion))]))
     }
 
-    /// Every live hint. `now` is the ring clock at recovery: a hint's age is carried over from
-    /// its wall-clock creation time, so the window and max age keep counting across restarts.
+    /// Every live hint, with its mutation (tests and tools). `now` is the ring clock at recovery:
+    /// a hint's age is carried over from its wall-clock creation time, so the window and max age
+    /// keep counting across restarts.
     func recover(now: RingInstant) async throws -> [Hint] {
-        let engine = self.engine
-        let wallNow = clock.nowMicros()
-        return try await threadPool.runIfActive {
-            var targets: [[UInt8]] = []
-            try engine.scan(table: Self.table, tokens: Int64.min...Int64.max) { entry in
-                if targets.last != entry.partitionKey { targets.append(entry.partitionKey) }
-                return true
-            }
-            var hints: [Hint] = []
-            for target in Set(targets) {
-                let id = String(decoding: target, as: UTF8.self)
-                let rows = try engine.read(SliceQuery(table: Self.table, partitionKey: target, limit: Int.max)).rows
-                for row in rows {
-                    guard let comps = ClusteringKey.components(of: row.clustering), case .int64(let hintID)? = comps.first,
-                          let bytes = row.value(Self.mutationColumn), let mutation = try? Mutation.decode(bytes) else { continue }
-                    let address = row.value(Self.addressColumn)
-                        .flatMap { NodeAddress(hostPort: String(decoding: $0, as: UTF8.self)) } ?? NodeAddress(host: "", port: 0)
-                    let created = row.value(Self.createdColumn).map { $0.reduce(Int64(0)) { $0 << 8 | Int64($1) } } ?? wallNow
-                    let age = Duration.microseconds(max(0, wallNow - created))
-                    hints.append(Hint(id: UInt64(hintID), target: NodeID(id: id, address: address), mutation: mutation,
-                                      createdAt: now - age))
-                }
-            }
-            return hints
+        try await scan(now: now) { ref, row in
+            guard let bytes = row.value(Self.mutationColumn), let mutation = try? Mutation.decode(bytes) else { return nil }
+            return Hint(id: ref.id, target: ref.target, mutation: mutation, createdAt: ref.createdAt)
         }
     }
 
     /// What the hint queue keeps of every live hint (no mutations: they stay on disk until
     /// replayed, `HintRef`).
     func recoverRefs(now: RingInstant) async throws -> [HintRef] {
+        try await scan(now: now) { ref, _ in ref }
+    }
+
+    /// Every live hint row as a `HintRef` (age carried over as `recover` says), mapped by `make`.
+    private func scan<T: Sendable>(now: RingInstant, _ make: @escaping @Sendable (HintRef, ResultRow) -> T?) async throws -> [T] {
         let engine = self.engine
         let wallNow = clock.nowMicros()
         return try await threadPool.runIfActive {
@@ -105,7 +90,7 @@ struct HintStore: Sendable {
                 if targets.last != entry.partitionKey { targets.append(entry.partitionKey) }
                 return true
             }
-            var refs: [HintRef] = []
+            var out: [T] = []
             for target in Set(targets) {
                 let id = String(decoding: target, as: UTF8.self)
                 let rows = try engine.read(SliceQuery(table: Self.table, partitionKey: target, limit: Int.max)).rows
@@ -116,10 +101,11 @@ struct HintStore: Sendable {
                         .flatMap { NodeAddress(hostPort: String(decoding: $0, as: UTF8.self)) } ?? NodeAddress(host: "", port: 0)
                     let created = row.value(Self.createdColumn).map { $0.reduce(Int64(0)) { $0 << 8 | Int64($1) } } ?? wallNow
                     let age = Duration.microseconds(max(0, wallNow - created))
-                    refs.append(HintRef(id: UInt64(hintID), target: NodeID(id: id, address: address), createdAt: now - age, size: size))
+                    let ref = HintRef(id: UInt64(hintID), target: NodeID(id: id, address: address), createdAt: now - age, size: size)
+                    if let item = make(ref, row) { out.append(item) }
                 }
             }
-            return refs
+            return out
         }
     }
 
