@@ -1,9 +1,12 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 /// Settings every Confab target shares (one loop, as swift-log does).
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    // Warnings are errors in the project's own targets (not in its dependencies): a warning left
+    // in is a question nobody answered.
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(

@@ -1,9 +1,12 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 /// Settings every Bench target shares (one loop, as the main package does).
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    // Warnings are errors in the project's own targets (not in its dependencies): a warning left
+    // in is a question nobody answered.
+    .treatAllWarnings(as: .error),
 ]
 
 /// The side-by-side storage benchmark. Its own package, so it may link RocksDB, LevelDB and
@@ -12,7 +15,7 @@ let package = Package(
     name: "confab-bench",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "confab-bench", targets: ["confab-bench"]),
+        .executable(name: "confab-bench", targets: ["confab-bench"])
     ],
     dependencies: [
         .package(name: "confab", path: ".."),

@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+bash tools/lint.sh
 swift build --build-tests
 swift test --skip-build --skip ConfabNodeTests --skip ConfabChatTests "$@"
 swift test --skip-build --filter ConfabNodeTests "$@"

@@ -17,8 +17,10 @@ struct AccountService: Sendable {
     static func userId(forHandle handle: String) throws(ChatError) -> String {
         let id = handle.lowercased()
         guard (3...32).contains(id.unicodeScalars.count),
-              id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }) else {
-            throw ChatError(.badHandle, "a handle is 3 to 32 characters of a-z, 0-9 and _ (got \"\(handle.prefix(40))\")")
+            id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" })
+        else {
+            throw ChatError(
+                .badHandle, "a handle is 3 to 32 characters of a-z, 0-9 and _ (got \"\(handle.prefix(40))\")")
         }
         return id
     }
@@ -37,7 +39,8 @@ struct AccountService: Sendable {
         let hash = try await hasher.hash(password)
         try await store.putUser(UserRecord(userId: userId, passwordHash: hash, createdAt: clock.nowMicros()))
         guard let stored = try await store.user(userId), stored.passwordHash == hash else {
-            throw ChatError(.handleTaken, "the handle \"\(userId)\" was registered by someone else a moment ago; choose another")
+            throw ChatError(
+                .handleTaken, "the handle \"\(userId)\" was registered by someone else a moment ago; choose another")
         }
         let (token, expiresAt) = signer.issue(userId: userId)
         return Session(userId: userId, token: token, expiresAt: expiresAt)
@@ -45,7 +48,9 @@ struct AccountService: Sendable {
 
     func login(handle: String, password: String) async throws -> Session {
         let failure = ChatError(.badCredentials, "unknown handle or wrong password")
-        guard let userId = try? Self.userId(forHandle: handle), let user = try await store.user(userId) else { throw failure }
+        guard let userId = try? Self.userId(forHandle: handle), let user = try await store.user(userId) else {
+            throw failure
+        }
         guard try await hasher.verify(password, against: user.passwordHash) else { throw failure }
         let (token, expiresAt) = signer.issue(userId: userId)
         return Session(userId: userId, token: token, expiresAt: expiresAt)
@@ -54,7 +59,8 @@ struct AccountService: Sendable {
     /// The user a bearer token names (no storage access: tokens are self-contained).
     func authenticate(_ token: String?) throws(ChatError) -> String {
         guard let token, !token.isEmpty else {
-            throw ChatError(.badToken, "no token: send Authorization: Bearer <token> (or ?token= on /ws); log in to get one")
+            throw ChatError(
+                .badToken, "no token: send Authorization: Bearer <token> (or ?token= on /ws); log in to get one")
         }
         return try signer.verify(token)
     }

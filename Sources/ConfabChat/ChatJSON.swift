@@ -8,10 +8,11 @@ extension MessageRecord: Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(chatId: try c.decodeDecimal(.chatId), seq: try c.decodeDecimal(.seq), prev: try c.decodeDecimal(.prev),
-                  messageId: try c.decode(String.self, forKey: .messageId), ts: try c.decode(Int64.self, forKey: .ts),
-                  sender: try c.decode(String.self, forKey: .sender), text: try c.decode(String.self, forKey: .text),
-                  clientId: try c.decodeIfPresent(String.self, forKey: .clientId))
+        self.init(
+            chatId: try c.decodeDecimal(.chatId), seq: try c.decodeDecimal(.seq), prev: try c.decodeDecimal(.prev),
+            messageId: try c.decode(String.self, forKey: .messageId), ts: try c.decode(Int64.self, forKey: .ts),
+            sender: try c.decode(String.self, forKey: .sender), text: try c.decode(String.self, forKey: .text),
+            clientId: try c.decodeIfPresent(String.self, forKey: .clientId))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -44,7 +45,8 @@ extension KeyedDecodingContainer {
     func decodeDecimal(_ key: Key) throws -> Int64 {
         if let s = try? decode(String.self, forKey: key), let v = Int64(s) { return v }
         if let v = try? decode(Int64.self, forKey: key) { return v }
-        throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "\(key.stringValue) is not a decimal string")
+        throw DecodingError.dataCorruptedError(
+            forKey: key, in: self, debugDescription: "\(key.stringValue) is not a decimal string")
     }
 }
 
@@ -64,10 +66,15 @@ public struct ChatSummary: Sendable, Hashable, Codable {
     /// The other members' read cursors (seq), for "seen" marks on a freshly loaded page.
     public var readers: [String: Int64]
 
-    enum CodingKeys: String, CodingKey { case chatId, kind, title, members, createdBy, lastMessage, unread, readCursor, readers }
+    enum CodingKeys: String, CodingKey {
+        case chatId, kind, title, members, createdBy, lastMessage, unread, readCursor, readers
+    }
 
-    public init(chatId: Int64, kind: ChatKind, title: String, members: [String], createdBy: String,
-                lastMessage: MessageRecord? = nil, unread: Int = 0, readCursor: ReadCursor? = nil, readers: [String: Int64] = [:]) {
+    public init(
+        chatId: Int64, kind: ChatKind, title: String, members: [String], createdBy: String,
+        lastMessage: MessageRecord? = nil, unread: Int = 0, readCursor: ReadCursor? = nil,
+        readers: [String: Int64] = [:]
+    ) {
         self.chatId = chatId
         self.kind = kind
         self.title = title
@@ -82,13 +89,20 @@ public struct ChatSummary: Sendable, Hashable, Codable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         guard let id = Int64(try c.decode(String.self, forKey: .chatId)) else {
-            throw DecodingError.dataCorruptedError(forKey: .chatId, in: c, debugDescription: "chatId is not a decimal string")
+            throw DecodingError.dataCorruptedError(
+                forKey: .chatId, in: c, debugDescription: "chatId is not a decimal string")
         }
-        self.init(chatId: id, kind: try c.decode(ChatKind.self, forKey: .kind), title: try c.decode(String.self, forKey: .title),
-                  members: try c.decode([String].self, forKey: .members), createdBy: try c.decode(String.self, forKey: .createdBy),
-                  lastMessage: try c.decodeIfPresent(MessageRecord.self, forKey: .lastMessage),
-                  unread: try c.decode(Int.self, forKey: .unread), readCursor: try c.decodeIfPresent(ReadCursor.self, forKey: .readCursor),
-                  readers: (try c.decodeIfPresent([String: String].self, forKey: .readers) ?? [:]).compactMapValues { Int64($0) })
+        self.init(
+            chatId: id, kind: try c.decode(ChatKind.self, forKey: .kind),
+            title: try c.decode(String.self, forKey: .title),
+            members: try c.decode([String].self, forKey: .members),
+            createdBy: try c.decode(String.self, forKey: .createdBy),
+            lastMessage: try c.decodeIfPresent(MessageRecord.self, forKey: .lastMessage),
+            unread: try c.decode(Int.self, forKey: .unread),
+            readCursor: try c.decodeIfPresent(ReadCursor.self, forKey: .readCursor),
+            readers: (try c.decodeIfPresent([String: String].self, forKey: .readers) ?? [:]).compactMapValues {
+                Int64($0)
+            })
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -121,7 +135,8 @@ extension SyncPage: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(messages, forKey: .messages)
-        try c.encode(Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), String($0.value)) }), forKey: .cursors)
+        try c.encode(
+            Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), String($0.value)) }), forKey: .cursors)
         try c.encode(more, forKey: .more)
     }
 }

@@ -66,15 +66,18 @@ struct ChatLog: Sendable {
     // MARK: Header
 
     func header(chatId: Int64) async throws -> Header? {
-        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId), lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: true),
-                           upper: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: true), limit: 1)
+        let q = SliceQuery(
+            table: Self.table, partitionKey: partition(chatId),
+            lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: true),
+            upper: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: true), limit: 1)
         guard let r = try await store.read(q).first, let e = r.int64(Column.epoch) else { return nil }
         return Header(epoch: e, owner: r.string(Column.owner) ?? "")
     }
 
     func putHeader(chatId: Int64, _ h: Header) async throws {
-        let row = RowWrite(table: Self.table, partitionKey: partition(chatId), clustering: Self.key(0),
-                           cells: [(Column.epoch, .int64(h.epoch)), (Column.owner, Array(h.owner.utf8))])
+        let row = RowWrite(
+            table: Self.table, partitionKey: partition(chatId), clustering: Self.key(0),
+            cells: [(Column.epoch, .int64(h.epoch)), (Column.owner, Array(h.owner.utf8))])
         try await store.write(row.mutation(writeTime: h.epoch, nowSeconds: store.clock.nowSeconds()))
     }
 
@@ -82,32 +85,39 @@ struct ChatLog: Sendable {
 
     /// Messages with seq in (after, before), oldest first, at most `limit`.
     func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int) async throws -> [MessageRecord] {
-        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId),
-                           lower: ClusteringBound(ClusteringKey([.int64(max(after, 0))]), inclusive: false),
-                           upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) }, limit: limit)
+        let q = SliceQuery(
+            table: Self.table, partitionKey: partition(chatId),
+            lower: ClusteringBound(ClusteringKey([.int64(max(after, 0))]), inclusive: false),
+            upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) }, limit: limit)
         return try await store.read(q).compactMap { message(chatId: chatId, $0) }
     }
 
     /// Messages with seq < before (or the newest), newest first, at most `limit`.
     func messages(chatId: Int64, before: Int64?, limit: Int) async throws -> [MessageRecord] {
-        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId),
-                           lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
-                           upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
-                           reversed: true, limit: limit)
+        let q = SliceQuery(
+            table: Self.table, partitionKey: partition(chatId),
+            lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
+            upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
+            reversed: true, limit: limit)
         return try await store.read(q).compactMap { message(chatId: chatId, $0) }
     }
 
     func message(chatId: Int64, seq: Int64) async throws -> MessageRecord? {
-        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId), lower: ClusteringBound(ClusteringKey([.int64(seq)]), inclusive: true),
-                           upper: ClusteringBound(ClusteringKey([.int64(seq)]), inclusive: true), limit: 1)
+        let q = SliceQuery(
+            table: Self.table, partitionKey: partition(chatId),
+            lower: ClusteringBound(ClusteringKey([.int64(seq)]), inclusive: true),
+            upper: ClusteringBound(ClusteringKey([.int64(seq)]), inclusive: true), limit: 1)
         return try await store.read(q).first.flatMap { message(chatId: chatId, $0) }
     }
 
     private func message(chatId: Int64, _ r: LiveRow) -> MessageRecord? {
-        guard case .int64(let seq)? = r.clustering.first, seq > 0, let sender = r.string(Column.sender) else { return nil }
-        return MessageRecord(chatId: chatId, seq: seq, prev: r.int64(Column.prev) ?? 0, messageId: r.string(Column.messageId) ?? "",
-                             ts: r.int64(Column.ts) ?? 0, sender: sender, text: r.string(Column.body) ?? "",
-                             clientId: r.string(Column.clientId))
+        guard case .int64(let seq)? = r.clustering.first, seq > 0, let sender = r.string(Column.sender) else {
+            return nil
+        }
+        return MessageRecord(
+            chatId: chatId, seq: seq, prev: r.int64(Column.prev) ?? 0, messageId: r.string(Column.messageId) ?? "",
+            ts: r.int64(Column.ts) ?? 0, sender: sender, text: r.string(Column.body) ?? "",
+            clientId: r.string(Column.clientId))
     }
 
     // MARK: Idempotency index
@@ -115,9 +125,12 @@ struct ChatLog: Sendable {
     /// The seq a (sender, clientId) was placed at, if an index row says so.
     func indexedSeq(chatId: Int64, sender: String, clientId: String) async throws -> Int64? {
         let k = Self.indexSeq(sender: sender, clientId: clientId)
-        let q = SliceQuery(table: Self.table, partitionKey: partition(chatId), lower: ClusteringBound(ClusteringKey([.int64(k)]), inclusive: true),
-                           upper: ClusteringBound(ClusteringKey([.int64(k)]), inclusive: true), limit: 1)
-        guard let r = try await store.read(q).first, r.string(Column.sender) == sender, r.string(Column.clientId) == clientId
+        let q = SliceQuery(
+            table: Self.table, partitionKey: partition(chatId),
+            lower: ClusteringBound(ClusteringKey([.int64(k)]), inclusive: true),
+            upper: ClusteringBound(ClusteringKey([.int64(k)]), inclusive: true), limit: 1)
+        guard let r = try await store.read(q).first, r.string(Column.sender) == sender,
+            r.string(Column.clientId) == clientId
         else { return nil }
         return r.int64(Column.refSeq)
     }
@@ -128,33 +141,48 @@ struct ChatLog: Sendable {
     /// new epoch opens. Written at `Int64.max`, so a late write there is never live.
     func close(chatId: Int64, above: Int64, below: Int64) async throws {
         guard above + 1 < below else { return }
-        try await store.write(Self.batch(chatId: chatId, messages: [], closing: (above + 1)...(below - 1), nowSeconds: store.clock.nowSeconds()))
+        try await store.write(
+            Self.batch(
+                chatId: chatId, messages: [], closing: (above + 1)...(below - 1), nowSeconds: store.clock.nowSeconds()))
     }
 
     /// One batch of new messages as a single mutation: each message's row and its index row, plus
     /// (when `closing` is set) a tombstone over that range of seqs.
-    static func batch(chatId: Int64, messages: [MessageRecord], closing: ClosedRange<Int64>?, nowSeconds: Int64) -> Mutation {
+    static func batch(chatId: Int64, messages: [MessageRecord], closing: ClosedRange<Int64>?, nowSeconds: Int64)
+        -> Mutation
+    {
         var rows: [Mutation.Row] = []
         for m in messages {
-            var cells: [(UInt32, [UInt8])] = [(Column.sender, Array(m.sender.utf8)), (Column.body, Array(m.text.utf8)),
-                                               (Column.ts, .int64(m.ts)), (Column.messageId, Array(m.messageId.utf8)),
-                                               (Column.prev, .int64(m.prev))]
+            var cells: [(UInt32, [UInt8])] = [
+                (Column.sender, Array(m.sender.utf8)), (Column.body, Array(m.text.utf8)),
+                (Column.ts, .int64(m.ts)), (Column.messageId, Array(m.messageId.utf8)),
+                (Column.prev, .int64(m.prev)),
+            ]
             if let c = m.clientId { cells.append((Column.clientId, Array(c.utf8))) }
-            rows.append(contentsOf: RowWrite(table: table, partitionKey: ChatTables.key(chat: chatId), clustering: key(m.seq), cells: cells)
+            rows.append(
+                contentsOf: RowWrite(
+                    table: table, partitionKey: ChatTables.key(chat: chatId), clustering: key(m.seq), cells: cells
+                )
                 .mutation(writeTime: m.seq, nowSeconds: nowSeconds).rows)
             if let c = m.clientId {
-                let index = RowWrite(table: table, partitionKey: ChatTables.key(chat: chatId),
-                                     clustering: key(indexSeq(sender: m.sender, clientId: c)),
-                                     cells: [(Column.sender, Array(m.sender.utf8)), (Column.clientId, Array(c.utf8)),
-                                             (Column.refSeq, .int64(m.seq))])
+                let index = RowWrite(
+                    table: table, partitionKey: ChatTables.key(chat: chatId),
+                    clustering: key(indexSeq(sender: m.sender, clientId: c)),
+                    cells: [
+                        (Column.sender, Array(m.sender.utf8)), (Column.clientId, Array(c.utf8)),
+                        (Column.refSeq, .int64(m.seq)),
+                    ])
                 rows.append(contentsOf: index.mutation(writeTime: m.seq, nowSeconds: nowSeconds).rows)
             }
         }
         rows.sort { compareBytes($0.clustering, $1.clustering) < 0 }
         var header = PartitionHeader()
         if let closing {
-            header.rangeTombstones = [RangeTombstone(start: key(closing.lowerBound), end: key(closing.upperBound + 1),
-                                                     deletion: DeletionTime(timestamp: .max, localDeletionTime: nowSeconds))]
+            header.rangeTombstones = [
+                RangeTombstone(
+                    start: key(closing.lowerBound), end: key(closing.upperBound + 1),
+                    deletion: DeletionTime(timestamp: .max, localDeletionTime: nowSeconds))
+            ]
         }
         return Mutation(table: table, partitionKey: ChatTables.key(chat: chatId), header: header, rows: rows)
     }

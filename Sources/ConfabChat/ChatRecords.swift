@@ -68,7 +68,10 @@ public struct MessageRecord: Sendable, Hashable {
     /// The id the sending device chose (idempotent retries); nil for messages written by other tools.
     public var clientId: String?
 
-    public init(chatId: Int64, seq: Int64, prev: Int64, messageId: String, ts: Int64, sender: String, text: String, clientId: String?) {
+    public init(
+        chatId: Int64, seq: Int64, prev: Int64, messageId: String, ts: Int64, sender: String, text: String,
+        clientId: String?
+    ) {
         self.chatId = chatId
         self.seq = seq
         self.prev = prev

@@ -74,8 +74,10 @@ final class ChatSequencer: Sendable {
     let recentPerChat: Int
     private let lanes = NIOLockedValueBox<[Int64: Lane]>([:])
 
-    init(serverId: String, store: ChatStore, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
-         maxBatch: Int = 256, recentPerChat: Int = 1024) {
+    init(
+        serverId: String, store: ChatStore, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
+        maxBatch: Int = 256, recentPerChat: Int = 1024
+    ) {
         self.serverId = serverId
         self.store = store
         self.log = ChatLog(store: store)
@@ -92,7 +94,10 @@ final class ChatSequencer: Sendable {
     func append(chatId: Int64, _ send: Send) async throws -> SendAck {
         let key = Key(sender: send.sender, clientId: send.clientId)
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<SendAck, any Error>) in
-            enum Outcome { case done(Result<SendAck, any Error>), queued(startPump: Bool) }
+            enum Outcome {
+                case done(Result<SendAck, any Error>)
+                case queued(startPump: Bool)
+            }
             let outcome: Outcome = lanes.withLockedValue { lanes in
                 var lane = lanes[chatId] ?? Lane()
                 defer { lanes[chatId] = lane }
@@ -123,7 +128,9 @@ final class ChatSequencer: Sendable {
     }
 
     static func reused(_ send: Send) -> ChatError {
-        ChatError(.clientIdReused, """
+        ChatError(
+            .clientIdReused,
+            """
             clientId "\(send.clientId.prefix(40))" already belongs to another message with different text; \
             nothing was stored. Use a new clientId for each message (the same one only to retry that message).
             """)
@@ -141,8 +148,11 @@ final class ChatSequencer: Sendable {
             guard var lane = lanes[chatId] else { return }
             for m in messages.reversed() {
                 guard let c = m.clientId else { continue }
-                let ack = SendAck(chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: c, duplicate: false)
-                Self.remember(&lane, Key(sender: m.sender, clientId: c), Recent(ack: ack, textHash: m.text.hashValue), limit: recentPerChat)
+                let ack = SendAck(
+                    chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: c, duplicate: false)
+                Self.remember(
+                    &lane, Key(sender: m.sender, clientId: c), Recent(ack: ack, textHash: m.text.hashValue),
+                    limit: recentPerChat)
             }
             lanes[chatId] = lane
         }
@@ -176,13 +186,16 @@ final class ChatSequencer: Sendable {
             guard let batch else { return }
             let order = batch.keys.sorted { ($0.sender, $0.clientId) < ($1.sender, $1.clientId) }
             let results = await process(chatId: chatId, keys: order, batch: batch)
-            let waiters: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = lanes.withLockedValue { lanes in
+            let waiters: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = lanes.withLockedValue
+            { lanes in
                 var out: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = []
                 guard var lane = lanes[chatId] else { return out }
                 defer { lanes[chatId] = lane }
                 for k in order {
                     guard let p = lane.flying.removeValue(forKey: k), let r = results[k] else { continue }
-                    if case .success(let ack) = r { Self.remember(&lane, k, Recent(ack: ack, textHash: p.send.text.hashValue), limit: recentPerChat) }
+                    if case .success(let ack) = r {
+                        Self.remember(&lane, k, Recent(ack: ack, textHash: p.send.text.hashValue), limit: recentPerChat)
+                    }
                     for (i, w) in p.waiters.enumerated() {
                         if i > 0, case .success(var ack) = r {
                             ack.duplicate = true
@@ -210,7 +223,10 @@ final class ChatSequencer: Sendable {
             let memberIds = Set(members.map(\.userId))
             var candidates: [Key] = []
             for k in keys {
-                if memberIds.contains(k.sender) { candidates.append(k); continue }
+                if memberIds.contains(k.sender) {
+                    candidates.append(k)
+                    continue
+                }
                 if members.isEmpty, try await store.chat(chatId) == nil {
                     results[k] = .failure(ChatError(.unknownChat, "no chat \(chatId)"))
                 } else {
@@ -236,14 +252,20 @@ final class ChatSequencer: Sendable {
             // A clientId this server placed recently (or saw when opening) is known by its seq;
             // the others are looked up in the ring's index. Either way the stored message is read
             // back: a duplicate is delivered again as stored (its own prev).
-            let known = lanes.withLockedValue { lanes in candidates.compactMap { k in lanes[chatId]?.recent[k].map { (k, $0.ack.seq) } } }
+            let known = lanes.withLockedValue { lanes in
+                candidates.compactMap { k in lanes[chatId]?.recent[k].map { (k, $0.ack.seq) } }
+            }
             let knownSeqs = Dictionary(uniqueKeysWithValues: known)
             var earlier: [Key: MessageRecord] = [:]
             try await withThrowingTaskGroup(of: (Key, MessageRecord?).self) { group in
                 for k in candidates where knownSeqs[k] != nil || batch[k]!.send.retry || justOpened {
                     group.addTask {
                         let seq: Int64?
-                        if let s = knownSeqs[k] { seq = s } else { seq = try await self.log.indexedSeq(chatId: chatId, sender: k.sender, clientId: k.clientId) }
+                        if let s = knownSeqs[k] {
+                            seq = s
+                        } else {
+                            seq = try await self.log.indexedSeq(chatId: chatId, sender: k.sender, clientId: k.clientId)
+                        }
                         guard let seq else { return (k, nil) }
                         return (k, try await self.log.message(chatId: chatId, seq: seq))
                     }
@@ -257,8 +279,10 @@ final class ChatSequencer: Sendable {
                     if m.text != batch[k]!.send.text {
                         results[k] = .failure(Self.reused(batch[k]!.send))
                     } else {
-                        results[k] = .success(SendAck(chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
-                                                      duplicate: true))
+                        results[k] = .success(
+                            SendAck(
+                                chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
+                                duplicate: true))
                         redeliver.append(m)
                     }
                 } else {
@@ -269,21 +293,29 @@ final class ChatSequencer: Sendable {
             if !fresh.isEmpty {
                 for k in fresh {
                     let s = batch[k]!.send
-                    placed.append(MessageRecord(chatId: chatId, seq: open.next, prev: open.last,
-                                                messageId: ChatLog.messageId(chatId: chatId, sender: s.sender, clientId: s.clientId),
-                                                ts: stamper.next(), sender: s.sender, text: s.text, clientId: s.clientId))
+                    placed.append(
+                        MessageRecord(
+                            chatId: chatId, seq: open.next, prev: open.last,
+                            messageId: ChatLog.messageId(chatId: chatId, sender: s.sender, clientId: s.clientId),
+                            ts: stamper.next(), sender: s.sender, text: s.text, clientId: s.clientId))
                     open.last = open.next
                     open.next += 1
                 }
-                let mutation = ChatLog.batch(chatId: chatId, messages: placed, closing: nil, nowSeconds: store.clock.nowSeconds())
+                let mutation = ChatLog.batch(
+                    chatId: chatId, messages: placed, closing: nil, nowSeconds: store.clock.nowSeconds())
                 do {
                     try await log.write(mutation)
                     let header = try await log.header(chatId: chatId)
                     guard header == ChatLog.Header(epoch: open.epoch, owner: serverId) else {
-                        logger.debug("chat moved to another server's epoch; this server stops ordering it", metadata: [
-                            "chat": "\(chatId)", "epoch": "\(open.epoch)", "header": "\(String(describing: header))",
-                        ])
-                        throw ChatError(.storageUnavailable, "the chat's ordering moved to another chat server while sending; retry (with retry: true)")
+                        logger.debug(
+                            "chat moved to another server's epoch; this server stops ordering it",
+                            metadata: [
+                                "chat": "\(chatId)", "epoch": "\(open.epoch)",
+                                "header": "\(String(describing: header))",
+                            ])
+                        throw ChatError(
+                            .storageUnavailable,
+                            "the chat's ordering moved to another chat server while sending; retry (with retry: true)")
                     }
                 } catch {
                     close(chatId: chatId)
@@ -291,11 +323,15 @@ final class ChatSequencer: Sendable {
                 }
                 let final = open
                 lanes.withLockedValue { lanes in
-                    if lanes[chatId]?.open?.epoch == final.epoch || lanes[chatId]?.open == nil { lanes[chatId]?.open = final }
+                    if lanes[chatId]?.open?.epoch == final.epoch || lanes[chatId]?.open == nil {
+                        lanes[chatId]?.open = final
+                    }
                 }
                 for (k, m) in zip(fresh, placed) {
-                    results[k] = .success(SendAck(chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
-                                                  duplicate: false))
+                    results[k] = .success(
+                        SendAck(
+                            chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
+                            duplicate: false))
                 }
             }
             for m in (placed + redeliver).sorted(by: { $0.seq < $1.seq }) {
@@ -305,7 +341,9 @@ final class ChatSequencer: Sendable {
         } catch let e as ChatError {
             return results.merging(failAll(e)) { old, _ in old }
         } catch {
-            return results.merging(failAll(ChatError(.storageUnavailable, "the ring did not acknowledge the send (\(error)); retry"))) { old, _ in old }
+            return results.merging(
+                failAll(ChatError(.storageUnavailable, "the ring did not acknowledge the send (\(error)); retry"))
+            ) { old, _ in old }
         }
     }
 
@@ -322,7 +360,8 @@ final class ChatSequencer: Sendable {
         let previous = try await log.header(chatId: chatId)?.epoch ?? 0
         let epoch = previous + 1 + Int64.random(in: 0..<65_536)
         guard epoch < ChatLog.maxEpoch else {
-            throw ChatError(.internalError, "chat \(chatId) has used up its epochs (2^30); it cannot change owner again")
+            throw ChatError(
+                .internalError, "chat \(chatId) has used up its epochs (2^30); it cannot change owner again")
         }
         try await log.putHeader(chatId: chatId, ChatLog.Header(epoch: epoch, owner: serverId))
         let tail = try await log.messages(chatId: chatId, before: nil, limit: 256)

@@ -15,10 +15,16 @@ extension ChatServer {
         }
     }
 
-    func serveInternal(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
+    func serveInternal(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request)
+        async throws
+    {
         let q = request.uri.queryParameters
-        guard internalAuth.verify(from: q.get("from"), ts: q.get("ts"), sig: q.get("sig"), nowSeconds: clock.nowMicros() / 1_000_000) else {
-            logger.warning("refused /internal/ws: bad or stale signature", metadata: ["from": "\(q.get("from") ?? "?")"])
+        guard
+            internalAuth.verify(
+                from: q.get("from"), ts: q.get("ts"), sig: q.get("sig"), nowSeconds: clock.nowMicros() / 1_000_000)
+        else {
+            logger.warning(
+                "refused /internal/ws: bad or stale signature", metadata: ["from": "\(q.get("from") ?? "?")"])
             try await Self.refuse(inbound: inbound, outbound: outbound, code: 4001, reason: "bad_token")
             return
         }
@@ -35,7 +41,8 @@ extension ChatServer {
                     group.addTask {
                         let result: Result<SendAck, ChatError>
                         do {
-                            result = .success(try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send))
+                            result = .success(
+                                try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send))
                         } catch let e as ChatError {
                             result = .failure(e)
                         } catch {
@@ -72,7 +79,9 @@ extension ChatServer {
         var out: [String: PresenceInfo] = [:]
         for user in users {
             let owner = directory.owner(of: user)
-            if owner.id == configuration.serverId { out[user] = hub.presence(of: user) } else {
+            if owner.id == configuration.serverId {
+                out[user] = hub.presence(of: user)
+            } else {
                 byOwner[owner.id, default: (owner.address, [])].users.append(user)
             }
         }
@@ -80,8 +89,12 @@ extension ChatServer {
             for (id, g) in byOwner {
                 group.addTask {
                     if let link = self.peers.link(to: id, address: g.address),
-                       let body = try? await link.request(timeout: .seconds(2), { PeerPresence.encoded(id: $0, users: g.users) }),
-                       let answer = PeerPresence.decode(body) { return answer }
+                        let body = try? await link.request(
+                            timeout: .seconds(2), { PeerPresence.encoded(id: $0, users: g.users) }),
+                        let answer = PeerPresence.decode(body)
+                    {
+                        return answer
+                    }
                     return g.users.map { self.hub.presence(of: $0) }
                 }
             }
@@ -100,16 +113,25 @@ extension ChatServer {
             byOwner[owner.id, default: (owner.address, [])].users.append(user)
         }
         for (id, group) in byOwner {
-            peers.link(to: id, address: group.address)?.send(PeerFrame(type: frame.type, users: group.users, json: frame.json, forwarded: true))
+            peers.link(to: id, address: group.address)?.send(
+                PeerFrame(type: frame.type, users: group.users, json: frame.json, forwarded: true))
         }
     }
 
     /// The `error` frame telling a device its user belongs to `owner` (the web client reconnects
     /// there): `{"code":"wrong_server","message",…,"server":"http://…","serverId","type":"error"}`.
     static func wrongServerFrame(userId: String, owner: (id: String, address: String)) -> String {
-        struct Frame: Encodable { var type = "error"; var code = "wrong_server"; var message: String; var server: String; var serverId: String }
-        let frame = Frame(message: "\(userId) belongs to chat server \(owner.id) at \(owner.address): connect there (or ask /api/route)",
-                          server: owner.address, serverId: owner.id)
+        struct Frame: Encodable {
+            var type = "error"
+            var code = "wrong_server"
+            var message: String
+            var server: String
+            var serverId: String
+        }
+        let frame = Frame(
+            message:
+                "\(userId) belongs to chat server \(owner.id) at \(owner.address): connect there (or ask /api/route)",
+            server: owner.address, serverId: owner.id)
         return String(decoding: (try? JSONEncoder.chat.encode(frame)) ?? Data(), as: UTF8.self)
     }
 
@@ -118,11 +140,19 @@ extension ChatServer {
     func wrongServerResponse(userId: String, owner: (id: String, address: String)) -> Response {
         ChatMetrics.shared.wrongServer.increment()
         ChatMetrics.shared.error(.wrongServer)
-        struct Inner: Encodable { var code = "wrong_server"; var message: String; var server: String; var serverId: String }
+        struct Inner: Encodable {
+            var code = "wrong_server"
+            var message: String
+            var server: String
+            var serverId: String
+        }
         struct Body: Encodable { var error: Inner }
-        return HTTPJSON.response(Body(error: Inner(message: "\(userId) belongs to chat server \(owner.id) at \(owner.address): poll there",
-                                                   server: owner.address, serverId: owner.id)),
-                                 status: .init(code: 421))
+        return HTTPJSON.response(
+            Body(
+                error: Inner(
+                    message: "\(userId) belongs to chat server \(owner.id) at \(owner.address): poll there",
+                    server: owner.address, serverId: owner.id)),
+            status: .init(code: 421))
     }
 
     /// The owner of `userId` when it is another server (the device must go there), else nil.

@@ -18,20 +18,31 @@ extension ChatServer {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
         router.get("/health") { _, _ in
-            struct Health: Encodable { var status: String; var serverId: String }
+            struct Health: Encodable {
+                var status: String
+                var serverId: String
+            }
             return HTTPJSON.response(Health(status: "up", serverId: self.configuration.serverId))
         }
         router.get("/ready") { _, _ in
             struct Ready: Encodable {
-                var ready: Bool; var serverId: String; var heartbeating: Bool; var servers: [String]; var reasons: [String]
+                var ready: Bool
+                var serverId: String
+                var heartbeating: Bool
+                var servers: [String]
+                var reasons: [String]
             }
             let heartbeating = self.directory.isLive
             let ready = self.directory.hasSeenPeers
             var reasons: [String] = []
-            if !heartbeating { reasons.append("no recent heartbeat reached the ring (chat.servers)") }
-            else if !ready { reasons.append("has not read the live chat servers since its first heartbeat") }
-            let body = Ready(ready: ready, serverId: self.configuration.serverId, heartbeating: heartbeating,
-                             servers: self.directory.servers.keys.sorted(), reasons: reasons)
+            if !heartbeating {
+                reasons.append("no recent heartbeat reached the ring (chat.servers)")
+            } else if !ready {
+                reasons.append("has not read the live chat servers since its first heartbeat")
+            }
+            let body = Ready(
+                ready: ready, serverId: self.configuration.serverId, heartbeating: heartbeating,
+                servers: self.directory.servers.keys.sorted(), reasons: reasons)
             return HTTPJSON.response(body, status: ready ? .ok : .serviceUnavailable)
         }
     }

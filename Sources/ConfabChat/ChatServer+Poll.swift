@@ -35,7 +35,9 @@ extension ChatServer {
 
     private func body(events: [String], cursor: String, reset: Bool) -> Response {
         // Events are already JSON: splice them in rather than decode and re-encode.
-        let json = #"{"cursor":"# + "\"\(cursor)\"" + #","events":["# + events.joined(separator: ",") + "]" + #","reset":"# + (reset ? "true" : "false") + "}"
+        let json =
+            #"{"cursor":"# + "\"\(cursor)\"" + #","events":["# + events.joined(separator: ",") + "]" + #","reset":"#
+            + (reset ? "true" : "false") + "}"
         return HTTPJSON.raw(Data(json.utf8))
     }
 }

@@ -5,16 +5,38 @@ import HummingbirdWebSocket
 /// The HTTP API (docs/chat_protocol.md). Every handler authenticates, calls a service and answers
 /// JSON; errors become `{"error":{...}}` in `ChatErrorMiddleware`.
 extension ChatServer {
-    struct Credentials: Decodable { var handle: String; var password: String }
-    struct SessionJSON: Encodable { var userId: String; var token: String; var expiresAt: Int64 }
+    struct Credentials: Decodable {
+        var handle: String
+        var password: String
+    }
+    struct SessionJSON: Encodable {
+        var userId: String
+        var token: String
+        var expiresAt: Int64
+    }
     struct DirectBody: Decodable { var with: String }
-    struct GroupBody: Decodable { var title: String?; var members: [String] }
+    struct GroupBody: Decodable {
+        var title: String?
+        var members: [String]
+    }
     struct MemberBody: Decodable { var userId: String }
-    struct SendBody: Decodable { var clientId: String; var text: String; var retry: Bool? }
+    struct SendBody: Decodable {
+        var clientId: String
+        var text: String
+        var retry: Bool?
+    }
     struct ReadBody: Decodable { var seq: String }
-    struct SyncBody: Decodable { var cursors: [String: String]?; var limit: Int? }
+    struct SyncBody: Decodable {
+        var cursors: [String: String]?
+        var limit: Int?
+    }
     struct AckJSON: Encodable {
-        var chatId: String; var messageId: String; var seq: String; var ts: Int64; var clientId: String; var duplicate: Bool
+        var chatId: String
+        var messageId: String
+        var seq: String
+        var ts: Int64
+        var clientId: String
+        var duplicate: Bool
     }
     struct ChatsJSON: Encodable { var chats: [ChatSummary] }
     struct OK: Encodable { var ok = true }
@@ -25,7 +47,8 @@ extension ChatServer {
             let s = try await self.credentials.admit(address: context.clientAddress, handle: c.handle) {
                 try await self.accounts.register(handle: c.handle, password: c.password)
             }
-            return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt), status: .created)
+            return HTTPJSON.response(
+                SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt), status: .created)
         }
         router.post("/api/login") { request, context in
             let c = try await HTTPJSON.decode(Credentials.self, from: request, limit: 4096)
@@ -39,17 +62,29 @@ extension ChatServer {
                 throw ChatError(.badRequest, "route needs ?user=<userId>")
             }
             let owner = self.directory.owner(of: user.lowercased())
-            struct Route: Encodable { var server: String; var serverId: String }
+            struct Route: Encodable {
+                var server: String
+                var serverId: String
+            }
             return HTTPJSON.response(Route(server: owner.address, serverId: owner.id))
         }
         router.get("/api/health") { _, _ in
-            struct Peer: Encodable { var connected: Bool; var queued: Int }
-            struct Health: Encodable {
-                var serverId: String; var servers: Int; var connectedUsers: Int; var connectedDevices: Int; var peers: [String: Peer]
+            struct Peer: Encodable {
+                var connected: Bool
+                var queued: Int
             }
-            return HTTPJSON.response(Health(serverId: self.configuration.serverId, servers: self.directory.servers.count,
-                                            connectedUsers: self.hub.connectedUsers, connectedDevices: self.hub.connectedDevices,
-                                            peers: self.peers.status.mapValues { Peer(connected: $0.connected, queued: $0.queued) }))
+            struct Health: Encodable {
+                var serverId: String
+                var servers: Int
+                var connectedUsers: Int
+                var connectedDevices: Int
+                var peers: [String: Peer]
+            }
+            return HTTPJSON.response(
+                Health(
+                    serverId: self.configuration.serverId, servers: self.directory.servers.count,
+                    connectedUsers: self.hub.connectedUsers, connectedDevices: self.hub.connectedDevices,
+                    peers: self.peers.status.mapValues { Peer(connected: $0.connected, queued: $0.queued) }))
         }
         router.get("/api/me") { request, _ in
             struct Me: Encodable { var userId: String }
@@ -66,8 +101,9 @@ extension ChatServer {
         router.post("/api/chats/group") { request, _ in
             let user = try self.user(request)
             let body = try await HTTPJSON.decode(GroupBody.self, from: request, limit: 64 * 1024)
-            return HTTPJSON.response(try await self.chats.createGroup(user, title: body.title ?? "", members: body.members),
-                                     status: .created)
+            return HTTPJSON.response(
+                try await self.chats.createGroup(user, title: body.title ?? "", members: body.members),
+                status: .created)
         }
         router.get("/api/chats/:chatId") { request, context in
             let user = try self.user(request)
@@ -95,16 +131,21 @@ extension ChatServer {
             let q = request.uri.queryParameters
             let before = try Self.int(q.get("before"), "before")
             let limit = try Self.int(q.get("limit"), "limit") ?? 50
-            let page = try await self.chats.history(user, chatId: try Self.chatId(context), before: before, limit: Int(limit))
+            let page = try await self.chats.history(
+                user, chatId: try Self.chatId(context), before: before, limit: Int(limit))
             return HTTPJSON.response(page)
         }
         router.post("/api/chats/:chatId/messages") { request, context in
             let user = try self.user(request)
-            let body = try await HTTPJSON.decode(SendBody.self, from: request, limit: ChatServerConfiguration.maxMessageBodyBytes)
-            let ack = try await self.chats.send(user, chatId: try Self.chatId(context), clientId: body.clientId, text: body.text,
-                                                retry: body.retry ?? false)
-            return HTTPJSON.response(AckJSON(chatId: String(ack.chatId), messageId: ack.messageId, seq: String(ack.seq), ts: ack.ts,
-                                             clientId: ack.clientId, duplicate: ack.duplicate))
+            let body = try await HTTPJSON.decode(
+                SendBody.self, from: request, limit: ChatServerConfiguration.maxMessageBodyBytes)
+            let ack = try await self.chats.send(
+                user, chatId: try Self.chatId(context), clientId: body.clientId, text: body.text,
+                retry: body.retry ?? false)
+            return HTTPJSON.response(
+                AckJSON(
+                    chatId: String(ack.chatId), messageId: ack.messageId, seq: String(ack.seq), ts: ack.ts,
+                    clientId: ack.clientId, duplicate: ack.duplicate))
         }
         router.post("/api/chats/:chatId/read") { request, context in
             let user = try self.user(request)
@@ -124,7 +165,10 @@ extension ChatServer {
             var cursors: [Int64: Int64] = [:]
             for (k, v) in body.cursors ?? [:] {
                 guard let chat = Int64(k), let seq = Int64(v), seq >= 0 else {
-                    throw ChatError(.badRequest, "cursors maps chat ids to seqs, both decimal strings (got \"\(k.prefix(30))\": \"\(v.prefix(30))\")")
+                    throw ChatError(
+                        .badRequest,
+                        "cursors maps chat ids to seqs, both decimal strings (got \"\(k.prefix(30))\": \"\(v.prefix(30))\")"
+                    )
                 }
                 cursors[chat] = seq
             }
@@ -132,7 +176,9 @@ extension ChatServer {
         }
         router.get("/api/presence") { request, _ in
             _ = try self.user(request)
-            let users = (request.uri.queryParameters.get("users") ?? "").split(separator: ",").prefix(500).map { $0.lowercased() }
+            let users = (request.uri.queryParameters.get("users") ?? "").split(separator: ",").prefix(500).map {
+                $0.lowercased()
+            }
             struct PresenceJSON: Encodable { var presence: [PresenceInfo] }
             return HTTPJSON.response(PresenceJSON(presence: await self.presence(of: users)))
         }
@@ -156,7 +202,8 @@ extension ChatServer {
         }
         if token == nil, let query = request.uri.queryParameters.get("token") {
             guard webSocket else {
-                throw ChatError(.badToken, "a token in the URL is accepted only on /ws; send Authorization: Bearer <token>")
+                throw ChatError(
+                    .badToken, "a token in the URL is accepted only on /ws; send Authorization: Bearer <token>")
             }
             token = query
         }
@@ -172,7 +219,9 @@ extension ChatServer {
 
     static func int(_ text: String?, _ name: String) throws(ChatError) -> Int64? {
         guard let text, !text.isEmpty else { return nil }
-        guard let v = Int64(text) else { throw ChatError(.badRequest, "\(name) must be an integer (got \"\(text.prefix(30))\")") }
+        guard let v = Int64(text) else {
+            throw ChatError(.badRequest, "\(name) must be an integer (got \"\(text.prefix(30))\")")
+        }
         return v
     }
 }

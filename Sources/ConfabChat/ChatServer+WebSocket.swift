@@ -17,8 +17,10 @@ extension ChatServer {
     /// ends. Returning at once would close the TCP socket with the client's frames unread, and the
     /// kernel then resets the connection — which can discard the error frame just sent before the
     /// client reads it (seen in tests as a socket that received nothing).
-    static func refuse(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, code: UInt16,
-                       reason: String) async throws {
+    static func refuse(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, code: UInt16,
+        reason: String
+    ) async throws {
         try await outbound.close(.unknown(code), reason: reason)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -47,19 +49,24 @@ extension ChatServer {
             // Events for this user are delivered on its owner server only: send the device there.
             ChatMetrics.shared.wrongServer.increment()
             try await outbound.write(.text(Self.wrongServerFrame(userId: userId, owner: owner)))
-            try await Self.refuse(inbound: inbound, outbound: outbound, code: Self.wrongServerCloseCode, reason: "wrong_server")
+            try await Self.refuse(
+                inbound: inbound, outbound: outbound, code: Self.wrongServerCloseCode, reason: "wrong_server")
             return
         }
         if hub.connectedDevices >= configuration.maxConnections {
             ChatMetrics.shared.serverFull.increment()
-            let error = ChatError(.serverFull, """
+            let error = ChatError(
+                .serverFull,
+                """
                 this chat server holds its maximum of \(configuration.maxConnections) connections; retry in a few seconds
                 """)
             try await outbound.write(.text(ServerEvent.error(error, ref: nil).json()))
             try await Self.refuse(inbound: inbound, outbound: outbound, code: 1013, reason: "server_full")
             return
         }
-        let outbox = Outbox(deviceId: hub.makeDeviceId(), maxEvents: configuration.outboxMaxEvents, maxBytes: configuration.outboxMaxBytes)
+        let outbox = Outbox(
+            deviceId: hub.makeDeviceId(), maxEvents: configuration.outboxMaxEvents,
+            maxBytes: configuration.outboxMaxBytes)
         outbox.push(EncodedEvent(.hello(userId: userId, serverId: configuration.serverId)))
         let cameOnline = hub.add(outbox, for: userId)
         if cameOnline { Task { await self.announcePresence(of: userId) } }
@@ -82,7 +89,9 @@ extension ChatServer {
                 do {
                     for try await message in inbound.messages(maxSize: self.configuration.maxFrameBytes) {
                         guard case .text(let text) = message else {
-                            outbox.push(EncodedEvent(.error(ChatError(.badFrame, "frames are JSON text, not binary"), ref: nil)))
+                            outbox.push(
+                                EncodedEvent(.error(ChatError(.badFrame, "frames are JSON text, not binary"), ref: nil))
+                            )
                             continue
                         }
                         await self.handle(text, from: userId, outbox: outbox)
@@ -124,7 +133,9 @@ extension ChatServer {
             case .read(let chatId, let cursor):
                 try await chats.markRead(userId, chatId: chatId, cursor: cursor)
             case .sync(let cursors, let limit):
-                outbox.push(EncodedEvent(.sync(try await chats.sync(userId, cursors: cursors, limit: min(max(limit ?? 500, 1), 1000)))))
+                outbox.push(
+                    EncodedEvent(
+                        .sync(try await chats.sync(userId, cursors: cursors, limit: min(max(limit ?? 500, 1), 1000)))))
             case .ping:
                 outbox.push(EncodedEvent(.pong))
             }

@@ -32,7 +32,9 @@ public final class ChatServer: Service, Sendable {
     private let port = NIOLockedValueBox<(Int?, [CheckedContinuation<Int, any Error>])>((nil, []))
     let shutdown = ShutdownSignal()
 
-    public init(configuration: ChatServerConfiguration, storage: any ChatStorage, logger: Logger = Logger(label: "confab.chat")) {
+    public init(
+        configuration: ChatServerConfiguration, storage: any ChatStorage, logger: Logger = Logger(label: "confab.chat")
+    ) {
         self.configuration = configuration
         self.storage = storage
         self.logger = logger
@@ -40,28 +42,36 @@ public final class ChatServer: Service, Sendable {
         let store = ChatStore(storage: storage, clock: clock)
         self.store = store
         self.hub = ConnectionHub(clock: clock)
-        let directory = ServerDirectory(serverId: configuration.serverId, store: store, ttlSeconds: configuration.heartbeatTTLSeconds,
-                                        heartbeatInterval: configuration.heartbeatInterval,
-                                        refreshInterval: configuration.serverRefreshInterval, logger: logger)
+        let directory = ServerDirectory(
+            serverId: configuration.serverId, store: store, ttlSeconds: configuration.heartbeatTTLSeconds,
+            heartbeatInterval: configuration.heartbeatInterval,
+            refreshInterval: configuration.serverRefreshInterval, logger: logger)
         self.directory = directory
         self.internalAuth = InternalAuth(secret: configuration.secret)
-        self.peers = PeerLinks(serverId: configuration.serverId, auth: internalAuth, clock: clock,
-                               maxFrames: configuration.peerQueueMaxFrames, logger: logger)
+        self.peers = PeerLinks(
+            serverId: configuration.serverId, auth: internalAuth, clock: clock,
+            maxFrames: configuration.peerQueueMaxFrames, logger: logger)
         self.delivery = ForwardingDelivery(hub: hub, directory: directory, peers: peers)
-        self.accounts = AccountService(store: store, hasher: PasswordHasher(rounds: configuration.passwordRounds),
-                                       signer: TokenSigner(secret: configuration.secret, clock: clock,
-                                                           lifetimeSeconds: configuration.tokenLifetimeSeconds),
-                                       clock: clock)
-        self.credentials = CredentialGuard(limits: .init(perAddressPerSecond: configuration.credentialAttemptsPerSecondPerAddress,
-                                                         perAddressBurst: configuration.credentialAttemptBurstPerAddress,
-                                                         perHandlePerSecond: configuration.credentialAttemptsPerSecondPerHandle,
-                                                         perHandleBurst: configuration.credentialAttemptBurstPerHandle,
-                                                         maxHashesInFlight: configuration.maxPasswordHashesInFlight),
-                                           clock: clock)
-        self.chats = ChatService(store: store, delivery: delivery,
-                                 limiter: RateLimiter(ratePerSecond: configuration.sendsPerSecond, burst: configuration.sendBurst, clock: clock),
-                                 clock: clock, serverId: configuration.serverId, router: PeerRouting(directory: directory, peers: peers),
-                                 logger: logger)
+        self.accounts = AccountService(
+            store: store, hasher: PasswordHasher(rounds: configuration.passwordRounds),
+            signer: TokenSigner(
+                secret: configuration.secret, clock: clock,
+                lifetimeSeconds: configuration.tokenLifetimeSeconds),
+            clock: clock)
+        self.credentials = CredentialGuard(
+            limits: .init(
+                perAddressPerSecond: configuration.credentialAttemptsPerSecondPerAddress,
+                perAddressBurst: configuration.credentialAttemptBurstPerAddress,
+                perHandlePerSecond: configuration.credentialAttemptsPerSecondPerHandle,
+                perHandleBurst: configuration.credentialAttemptBurstPerHandle,
+                maxHashesInFlight: configuration.maxPasswordHashesInFlight),
+            clock: clock)
+        self.chats = ChatService(
+            store: store, delivery: delivery,
+            limiter: RateLimiter(
+                ratePerSecond: configuration.sendsPerSecond, burst: configuration.sendBurst, clock: clock),
+            clock: clock, serverId: configuration.serverId, router: PeerRouting(directory: directory, peers: peers),
+            logger: logger)
         self.polls = PollSessions(hub: hub, clock: clock, idleMicros: configuration.pollIdleSeconds * 1_000_000)
     }
 
@@ -87,11 +97,14 @@ public final class ChatServer: Service, Sendable {
         // CORS goes outside the error middleware: an error must already be its JSON answer when
         // CORS adds its headers (the other way round, a request with an Origin header — every
         // browser's — got a bare 500 for every error).
-        router.add(middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.accept, .authorization, .contentType, .origin],
-                                              allowMethods: [.get, .post, .delete, .head, .options], maxAge: .seconds(3600)))
+        router.add(
+            middleware: CORSMiddleware(
+                allowOrigin: .all, allowHeaders: [.accept, .authorization, .contentType, .origin],
+                allowMethods: [.get, .post, .delete, .head, .options], maxAge: .seconds(3600)))
         router.add(middleware: ChatErrorMiddleware())
         if let web = configuration.webDirectory ?? WebClientFiles.directory?.path {
-            router.add(middleware: WebFilesMiddleware(files: FileMiddleware(web, searchForIndexHtml: true, logger: logger)))
+            router.add(
+                middleware: WebFilesMiddleware(files: FileMiddleware(web, searchForIndexHtml: true, logger: logger)))
         }
         addRoutes(to: router)
         addOperationsRoutes(to: router)
@@ -102,9 +115,12 @@ public final class ChatServer: Service, Sendable {
             router: router,
             server: .http1WebSocketUpgrade(
                 webSocketRouter: wsRouter,
-                configuration: .init(ws: WebSocketServerConfiguration(maxFrameSize: configuration.maxFrameBytes,
-                                                                      autoPing: .enabled(timePeriod: .seconds(30))))),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "confab-chat"),
+                configuration: .init(
+                    ws: WebSocketServerConfiguration(
+                        maxFrameSize: configuration.maxFrameBytes,
+                        autoPing: .enabled(timePeriod: .seconds(30))))),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "confab-chat"),
             onServerRunning: { [self] channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 directory.setAddress("http://\(configuration.shownHost):\(bound)")

@@ -17,20 +17,27 @@ extension ChatService {
     /// (`duplicate: true`) and is delivered again (devices de-duplicate by seq). The same clientId
     /// with other text is refused (`client_id_reused`). Nothing is stored twice for one clientId
     /// as long as devices mark resends with `retry` (docs/chat_ordering.md).
-    func send(_ userId: String, chatId: Int64, clientId: String, text: String, retry: Bool = false) async throws -> SendAck {
+    func send(_ userId: String, chatId: Int64, clientId: String, text: String, retry: Bool = false) async throws
+        -> SendAck
+    {
         guard !clientId.isEmpty, clientId.utf8.count <= 128 else {
             throw ChatError(.badRequest, "clientId is 1 to 128 bytes chosen by the device, the same on retries")
         }
         let scalars = text.unicodeScalars.count
         guard scalars <= limits.maxMessageScalars else {
-            throw ChatError(.messageTooLong, "a message is at most \(limits.maxMessageScalars) characters (Unicode scalars); this one has \(scalars). Nothing was stored.")
+            throw ChatError(
+                .messageTooLong,
+                "a message is at most \(limits.maxMessageScalars) characters (Unicode scalars); this one has \(scalars). Nothing was stored."
+            )
         }
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw ChatError(.badRequest, "a message needs some text")
         }
         if let wait = limiter.retryAfter(userId) {
-            throw ChatError(.rateLimited, "too many messages: at most \(Int(limiter.ratePerSecond)) a second (bursts of \(Int(limiter.burst))); nothing was stored, retry shortly",
-                            retryAfterSeconds: max(1, Int(wait.rounded(.up))))
+            throw ChatError(
+                .rateLimited,
+                "too many messages: at most \(Int(limiter.ratePerSecond)) a second (bursts of \(Int(limiter.burst))); nothing was stored, retry shortly",
+                retryAfterSeconds: max(1, Int(wait.rounded(.up))))
         }
         let started = ContinuousClock.now
         let send = ChatSequencer.Send(sender: userId, clientId: clientId, text: text, retry: retry)
@@ -42,7 +49,8 @@ extension ChatService {
         }
         if ack.duplicate { ChatMetrics.shared.duplicates.increment() } else { ChatMetrics.shared.messages.increment() }
         let elapsed = ContinuousClock.now - started
-        ChatMetrics.shared.sendDuration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        ChatMetrics.shared.sendDuration.recordNanoseconds(
+            elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         return ack
     }
 
@@ -52,7 +60,8 @@ extension ChatService {
         guard cursor.seq > 0 else { throw ChatError(.badRequest, "seq is the seq of the newest message you have read") }
         let members = try await requireMember(userId, of: chatId)
         try await store.putReadCursor(chatId: chatId, userId: userId, cursor: cursor)
-        await delivery.deliver(.read(chatId: chatId, userId: userId, cursor: cursor), to: Set(members.map(\.userId)), excludingDevice: nil)
+        await delivery.deliver(
+            .read(chatId: chatId, userId: userId, cursor: cursor), to: Set(members.map(\.userId)), excludingDevice: nil)
     }
 
     /// Relays "is typing" to the chat's other members. Never stored; at most one event per user and

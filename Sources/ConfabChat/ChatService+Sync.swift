@@ -19,7 +19,9 @@ extension ChatService {
     /// k is on a QUORUM, so below any seq a QUORUM read returns, every message is readable; the
     /// read here returns a contiguous run after the cursor, and the cursor moves to its end.
     func sync(_ userId: String, cursors: [Int64: Int64], limit: Int) async throws -> SyncPage {
-        guard (1...limits.maxSyncLimit).contains(limit) else { throw ChatError(.badRequest, "limit is 1 to \(limits.maxSyncLimit)") }
+        guard (1...limits.maxSyncLimit).contains(limit) else {
+            throw ChatError(.badRequest, "limit is 1 to \(limits.maxSyncLimit)")
+        }
         let chats = Array(Set(try await store.userChats(userId).map(\.chatId))).sorted()
         var rowsByChat: [Int64: [MessageRecord]] = [:]
         try await withThrowingTaskGroup(of: (Int64, [MessageRecord]).self) { group in
@@ -28,7 +30,9 @@ extension ChatService {
                 guard next < chats.count else { return }
                 let chatId = chats[next]
                 next += 1
-                group.addTask { (chatId, try await self.log.messages(chatId: chatId, after: cursors[chatId] ?? 0, limit: limit + 1)) }
+                group.addTask {
+                    (chatId, try await self.log.messages(chatId: chatId, after: cursors[chatId] ?? 0, limit: limit + 1))
+                }
             }
             for _ in 0..<limits.listConcurrency * 2 { add() }
             for try await (chatId, rows) in group {

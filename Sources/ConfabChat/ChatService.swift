@@ -35,15 +35,19 @@ final class ChatService: Sendable {
     let clock: any EngineClock
     let limits: Limits
 
-    init(store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any EngineClock, limits: Limits = Limits(),
-         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat")) {
+    init(
+        store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any EngineClock,
+        limits: Limits = Limits(),
+        serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat")
+    ) {
         self.store = store
         self.log = ChatLog(store: store)
         self.delivery = delivery
         self.limiter = limiter
         self.typingGate = TypingGate(clock: clock)
-        self.sequencer = ChatSequencer(serverId: serverId, store: store, delivery: delivery, stamper: MessageStamper(clock: clock),
-                                       logger: logger)
+        self.sequencer = ChatSequencer(
+            serverId: serverId, store: store, delivery: delivery, stamper: MessageStamper(clock: clock),
+            logger: logger)
         self.router = router
         self.cache = MembersCache(clock: clock)
         self.clock = clock
@@ -93,7 +97,10 @@ final class ChatService: Sendable {
         async let b: Void = store.addMember(chat: chat, userId: other, role: .member, title: userId, joinedAt: now)
         _ = try await (a, b)
         cache.invalidate(chatId: chatId, users: [userId, other])
-        let all = [MemberRecord(userId: userId, role: .member, joinedAt: now), MemberRecord(userId: other, role: .member, joinedAt: now)]
+        let all = [
+            MemberRecord(userId: userId, role: .member, joinedAt: now),
+            MemberRecord(userId: other, role: .member, joinedAt: now),
+        ]
         await announce(chat, members: all)
         return try await summary(of: chat, members: all, for: userId)
     }
@@ -114,7 +121,9 @@ final class ChatService: Sendable {
         var others: [String] = []
         for m in requested.map({ $0.lowercased() }) where m != creator && !others.contains(m) { others.append(m) }
         guard others.count + 1 <= limits.maxGroupMembers else {
-            throw ChatError(.groupFull, "a group holds at most \(limits.maxGroupMembers) members including you (asked for \(others.count + 1))")
+            throw ChatError(
+                .groupFull,
+                "a group holds at most \(limits.maxGroupMembers) members including you (asked for \(others.count + 1))")
         }
         try await requireUsersExist(others)
         let now = clock.nowMicros()
@@ -122,11 +131,15 @@ final class ChatService: Sendable {
         while chatId == 0 { chatId = Int64.random(in: 1...Int64.max) }
         let chat = ChatRecord(chatId: chatId, kind: .group, title: title, createdBy: creator, createdAt: now)
         try await store.putChat(chat)
-        let all = [MemberRecord(userId: creator, role: .owner, joinedAt: now)]
+        let all =
+            [MemberRecord(userId: creator, role: .owner, joinedAt: now)]
             + others.map { MemberRecord(userId: $0, role: .member, joinedAt: now) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for m in all {
-                group.addTask { try await self.store.addMember(chat: chat, userId: m.userId, role: m.role, title: title, joinedAt: now) }
+                group.addTask {
+                    try await self.store.addMember(
+                        chat: chat, userId: m.userId, role: m.role, title: title, joinedAt: now)
+                }
             }
             try await group.waitForAll()
         }
@@ -148,7 +161,8 @@ final class ChatService: Sendable {
             return out.sorted()
         }
         guard missing.isEmpty else {
-            throw ChatError(.unknownUser, "no user \(missing.prefix(5).map { "\"\($0.prefix(40))\"" }.joined(separator: ", "))")
+            throw ChatError(
+                .unknownUser, "no user \(missing.prefix(5).map { "\"\($0.prefix(40))\"" }.joined(separator: ", "))")
         }
     }
 
@@ -158,7 +172,9 @@ final class ChatService: Sendable {
         var members = try await requireMember(userId, of: chatId)
         guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
         guard chat.kind == .group else { throw ChatError(.notAGroup, "members can only be added to group chats") }
-        if members.contains(where: { $0.userId == newMember }) { return try await summary(of: chat, members: members, for: userId) }
+        if members.contains(where: { $0.userId == newMember }) {
+            return try await summary(of: chat, members: members, for: userId)
+        }
         guard members.count < limits.maxGroupMembers else {
             throw ChatError(.groupFull, "the group already has \(members.count) members, the most a group can have")
         }
@@ -177,7 +193,9 @@ final class ChatService: Sendable {
         let target = target.lowercased()
         let members = try await requireMember(userId, of: chatId)
         guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
-        guard chat.kind == .group else { throw ChatError(.notAGroup, "nobody can leave or be removed from a direct chat") }
+        guard chat.kind == .group else {
+            throw ChatError(.notAGroup, "nobody can leave or be removed from a direct chat")
+        }
         guard members.contains(where: { $0.userId == target }) else {
             throw ChatError(.notAMember, "\(target.prefix(40)) is not a member of chat \(chatId)")
         }
@@ -196,8 +214,9 @@ final class ChatService: Sendable {
     func announce(_ chat: ChatRecord, members: [MemberRecord]) async {
         let ids = members.map(\.userId).sorted()
         for m in ids {
-            let summary = ChatSummary(chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: m, members: ids), members: ids,
-                                      createdBy: chat.createdBy)
+            let summary = ChatSummary(
+                chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: m, members: ids), members: ids,
+                createdBy: chat.createdBy)
             await delivery.deliver(.chat(summary), to: [m], excludingDevice: nil)
         }
     }
@@ -213,9 +232,10 @@ final class ChatService: Sendable {
         async let last = log.messages(chatId: chat.chatId, before: nil, limit: 1)
         async let unread = unreadState(chatId: chat.chatId, for: viewer)
         let (lastMessage, (count, cursor, readers)) = try await (last.first, unread)
-        return ChatSummary(chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: viewer, members: ids), members: ids,
-                           createdBy: chat.createdBy, lastMessage: lastMessage, unread: count, readCursor: cursor,
-                           readers: readers.filter { ids.contains($0.key) })
+        return ChatSummary(
+            chatId: chat.chatId, kind: chat.kind, title: title(of: chat, for: viewer, members: ids), members: ids,
+            createdBy: chat.createdBy, lastMessage: lastMessage, unread: count, readCursor: cursor,
+            readers: readers.filter { ids.contains($0.key) })
     }
 
     /// The viewer's unread count (others' messages after their read cursor, up to the cap), their
@@ -257,8 +277,10 @@ final class ChatService: Sendable {
                 group.addTask {
                     let members = try await self.store.members(e.chatId)
                     guard members.contains(where: { $0.userId == userId }) else { return nil }
-                    let chat = try await self.store.chat(e.chatId)
-                        ?? ChatRecord(chatId: e.chatId, kind: e.kind, title: e.title, createdBy: "", createdAt: e.joinedAt)
+                    let chat =
+                        try await self.store.chat(e.chatId)
+                        ?? ChatRecord(
+                            chatId: e.chatId, kind: e.kind, title: e.title, createdBy: "", createdAt: e.joinedAt)
                     return try await self.summary(of: chat, members: members, for: userId)
                 }
             }

@@ -23,7 +23,9 @@ struct ChatStore: Sendable {
         do {
             try await storage.write(mutation, consistency: consistency)
         } catch {
-            throw ChatError(.storageUnavailable, "the ring did not acknowledge a write (\(error)); nothing is promised stored, retry")
+            throw ChatError(
+                .storageUnavailable,
+                "the ring did not acknowledge a write (\(error)); nothing is promised stored, retry")
         }
     }
 
@@ -40,8 +42,9 @@ struct ChatStore: Sendable {
     }
 
     private func exactly(_ table: TableID, _ partition: [UInt8], _ clustering: ClusteringKey) -> SliceQuery {
-        SliceQuery(table: table, partitionKey: partition, lower: ClusteringBound(clustering, inclusive: true),
-                   upper: ClusteringBound(clustering, inclusive: true), limit: 1)
+        SliceQuery(
+            table: table, partitionKey: partition, lower: ClusteringBound(clustering, inclusive: true),
+            upper: ClusteringBound(clustering, inclusive: true), limit: 1)
     }
 
     // MARK: Users
@@ -50,15 +53,21 @@ struct ChatStore: Sendable {
     /// two servers register the same handle at once the earlier registration wins on every replica
     /// (see `AccountService.register`).
     func putUser(_ user: UserRecord) async throws {
-        try await write(row(RowWrite(table: ChatTables.users, partitionKey: ChatTables.key(user: user.userId),
-                                     clustering: ChatTables.singleRow,
-                                     cells: [(ChatTables.UserColumn.passwordHash, Array(user.passwordHash.utf8)),
-                                             (ChatTables.UserColumn.createdAt, .int64(user.createdAt))]),
-                            writeTime: Int64.max / 2 - user.createdAt))
+        try await write(
+            row(
+                RowWrite(
+                    table: ChatTables.users, partitionKey: ChatTables.key(user: user.userId),
+                    clustering: ChatTables.singleRow,
+                    cells: [
+                        (ChatTables.UserColumn.passwordHash, Array(user.passwordHash.utf8)),
+                        (ChatTables.UserColumn.createdAt, .int64(user.createdAt)),
+                    ]),
+                writeTime: Int64.max / 2 - user.createdAt))
     }
 
     func user(_ userId: String) async throws -> UserRecord? {
-        let rows = try await read(exactly(ChatTables.users, ChatTables.key(user: userId), ClusteringKey(encoded: ChatTables.singleRow)))
+        let rows = try await read(
+            exactly(ChatTables.users, ChatTables.key(user: userId), ClusteringKey(encoded: ChatTables.singleRow)))
         guard let r = rows.first, let hash = r.string(ChatTables.UserColumn.passwordHash) else { return nil }
         return UserRecord(userId: userId, passwordHash: hash, createdAt: r.int64(ChatTables.UserColumn.createdAt) ?? 0)
     }
@@ -66,35 +75,51 @@ struct ChatStore: Sendable {
     // MARK: Chats and members
 
     func putChat(_ chat: ChatRecord) async throws {
-        try await write(row(RowWrite(table: ChatTables.chats, partitionKey: ChatTables.key(chat: chat.chatId),
-                                     clustering: ChatTables.singleRow,
-                                     cells: [(ChatTables.ChatColumn.kind, Array(chat.kind.rawValue.utf8)),
-                                             (ChatTables.ChatColumn.title, Array(chat.title.utf8)),
-                                             (ChatTables.ChatColumn.createdBy, Array(chat.createdBy.utf8)),
-                                             (ChatTables.ChatColumn.createdAt, .int64(chat.createdAt))]),
-                            writeTime: chat.createdAt))
+        try await write(
+            row(
+                RowWrite(
+                    table: ChatTables.chats, partitionKey: ChatTables.key(chat: chat.chatId),
+                    clustering: ChatTables.singleRow,
+                    cells: [
+                        (ChatTables.ChatColumn.kind, Array(chat.kind.rawValue.utf8)),
+                        (ChatTables.ChatColumn.title, Array(chat.title.utf8)),
+                        (ChatTables.ChatColumn.createdBy, Array(chat.createdBy.utf8)),
+                        (ChatTables.ChatColumn.createdAt, .int64(chat.createdAt)),
+                    ]),
+                writeTime: chat.createdAt))
     }
 
     func chat(_ chatId: Int64) async throws -> ChatRecord? {
-        let rows = try await read(exactly(ChatTables.chats, ChatTables.key(chat: chatId), ClusteringKey(encoded: ChatTables.singleRow)))
-        guard let r = rows.first, let kind = r.string(ChatTables.ChatColumn.kind).flatMap(ChatKind.init(rawValue:)) else { return nil }
-        return ChatRecord(chatId: chatId, kind: kind, title: r.string(ChatTables.ChatColumn.title) ?? "",
-                          createdBy: r.string(ChatTables.ChatColumn.createdBy) ?? "",
-                          createdAt: r.int64(ChatTables.ChatColumn.createdAt) ?? 0)
+        let rows = try await read(
+            exactly(ChatTables.chats, ChatTables.key(chat: chatId), ClusteringKey(encoded: ChatTables.singleRow)))
+        guard let r = rows.first, let kind = r.string(ChatTables.ChatColumn.kind).flatMap(ChatKind.init(rawValue:))
+        else { return nil }
+        return ChatRecord(
+            chatId: chatId, kind: kind, title: r.string(ChatTables.ChatColumn.title) ?? "",
+            createdBy: r.string(ChatTables.ChatColumn.createdBy) ?? "",
+            createdAt: r.int64(ChatTables.ChatColumn.createdAt) ?? 0)
     }
 
     /// Adds `userId` to the chat: the `chat_members` row (fan-out) and the `user_chats` row (their
     /// chat list), written in parallel. `title` is what the user's list shows.
     func addMember(chat: ChatRecord, userId: String, role: MemberRole, title: String, joinedAt: Int64) async throws {
-        let member = row(RowWrite(table: ChatTables.chatMembers, partitionKey: ChatTables.key(chat: chat.chatId),
-                                  clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes,
-                                  cells: [(ChatTables.MemberColumn.role, Array(role.rawValue.utf8)),
-                                          (ChatTables.MemberColumn.joinedAt, .int64(joinedAt))]))
-        let entry = row(RowWrite(table: ChatTables.userChats, partitionKey: ChatTables.key(user: userId),
-                                 clustering: ClusteringKey([.int64(chat.chatId)]).bytes,
-                                 cells: [(ChatTables.UserChatColumn.kind, Array(chat.kind.rawValue.utf8)),
-                                         (ChatTables.UserChatColumn.title, Array(title.utf8)),
-                                         (ChatTables.UserChatColumn.joinedAt, .int64(joinedAt))]))
+        let member = row(
+            RowWrite(
+                table: ChatTables.chatMembers, partitionKey: ChatTables.key(chat: chat.chatId),
+                clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes,
+                cells: [
+                    (ChatTables.MemberColumn.role, Array(role.rawValue.utf8)),
+                    (ChatTables.MemberColumn.joinedAt, .int64(joinedAt)),
+                ]))
+        let entry = row(
+            RowWrite(
+                table: ChatTables.userChats, partitionKey: ChatTables.key(user: userId),
+                clustering: ClusteringKey([.int64(chat.chatId)]).bytes,
+                cells: [
+                    (ChatTables.UserChatColumn.kind, Array(chat.kind.rawValue.utf8)),
+                    (ChatTables.UserChatColumn.title, Array(title.utf8)),
+                    (ChatTables.UserChatColumn.joinedAt, .int64(joinedAt)),
+                ]))
         async let a: Void = write(member)
         async let b: Void = write(entry)
         _ = try await (a, b)
@@ -102,11 +127,14 @@ struct ChatStore: Sendable {
 
     /// Row tombstones for both membership rows.
     func removeMember(chatId: Int64, userId: String) async throws {
-        let now = clock.nowMicros(), seconds = clock.nowSeconds()
-        let member = RowWrite.delete(table: ChatTables.chatMembers, partitionKey: ChatTables.key(chat: chatId),
-                                     clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes, writeTime: now, nowSeconds: seconds)
-        let entry = RowWrite.delete(table: ChatTables.userChats, partitionKey: ChatTables.key(user: userId),
-                                    clustering: ClusteringKey([.int64(chatId)]).bytes, writeTime: now, nowSeconds: seconds)
+        let now = clock.nowMicros()
+        let seconds = clock.nowSeconds()
+        let member = RowWrite.delete(
+            table: ChatTables.chatMembers, partitionKey: ChatTables.key(chat: chatId),
+            clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes, writeTime: now, nowSeconds: seconds)
+        let entry = RowWrite.delete(
+            table: ChatTables.userChats, partitionKey: ChatTables.key(user: userId),
+            clustering: ClusteringKey([.int64(chatId)]).bytes, writeTime: now, nowSeconds: seconds)
         async let a: Void = write(member)
         async let b: Void = write(entry)
         _ = try await (a, b)
@@ -114,22 +142,26 @@ struct ChatStore: Sendable {
 
     /// Every member of a chat (one partition; at most a few more than 100 rows).
     func members(_ chatId: Int64) async throws -> [MemberRecord] {
-        let rows = try await read(SliceQuery(table: ChatTables.chatMembers, partitionKey: ChatTables.key(chat: chatId), limit: 1000))
+        let rows = try await read(
+            SliceQuery(table: ChatTables.chatMembers, partitionKey: ChatTables.key(chat: chatId), limit: 1000))
         return rows.compactMap { r in
             guard let id = r.bytesComponent(0) else { return nil }
-            return MemberRecord(userId: id, role: r.string(ChatTables.MemberColumn.role).flatMap(MemberRole.init(rawValue:)) ?? .member,
-                                joinedAt: r.int64(ChatTables.MemberColumn.joinedAt) ?? 0)
+            return MemberRecord(
+                userId: id, role: r.string(ChatTables.MemberColumn.role).flatMap(MemberRole.init(rawValue:)) ?? .member,
+                joinedAt: r.int64(ChatTables.MemberColumn.joinedAt) ?? 0)
         }
     }
 
     /// A user's chats (one partition), in chat id order.
     func userChats(_ userId: String) async throws -> [UserChatRecord] {
-        let rows = try await read(SliceQuery(table: ChatTables.userChats, partitionKey: ChatTables.key(user: userId), limit: 100_000))
+        let rows = try await read(
+            SliceQuery(table: ChatTables.userChats, partitionKey: ChatTables.key(user: userId), limit: 100_000))
         return rows.compactMap { r in
             guard let id = r.firstInt64 else { return nil }
-            return UserChatRecord(chatId: id, kind: r.string(ChatTables.UserChatColumn.kind).flatMap(ChatKind.init(rawValue:)) ?? .group,
-                                  title: r.string(ChatTables.UserChatColumn.title) ?? "",
-                                  joinedAt: r.int64(ChatTables.UserChatColumn.joinedAt) ?? 0)
+            return UserChatRecord(
+                chatId: id, kind: r.string(ChatTables.UserChatColumn.kind).flatMap(ChatKind.init(rawValue:)) ?? .group,
+                title: r.string(ChatTables.UserChatColumn.title) ?? "",
+                joinedAt: r.int64(ChatTables.UserChatColumn.joinedAt) ?? 0)
         }
     }
 
@@ -138,24 +170,31 @@ struct ChatStore: Sendable {
     /// Moves a member's read cursor. The write time is the cursor's own seq, so the furthest cursor
     /// wins on every replica whatever order the writes arrive in — a cursor never moves back.
     func putReadCursor(chatId: Int64, userId: String, cursor: ReadCursor) async throws {
-        try await write(row(RowWrite(table: ChatTables.readCursors, partitionKey: ChatTables.key(chat: chatId),
-                                     clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes,
-                                     cells: [(ChatTables.ReadCursorColumn.readSeq, .int64(cursor.seq))]),
-                            writeTime: cursor.seq))
+        try await write(
+            row(
+                RowWrite(
+                    table: ChatTables.readCursors, partitionKey: ChatTables.key(chat: chatId),
+                    clustering: ClusteringKey([.bytes(Array(userId.utf8))]).bytes,
+                    cells: [(ChatTables.ReadCursorColumn.readSeq, .int64(cursor.seq))]),
+                writeTime: cursor.seq))
     }
 
     /// Every member's read cursor in a chat (one partition).
     func readCursors(chatId: Int64) async throws -> [String: ReadCursor] {
-        let rows = try await read(SliceQuery(table: ChatTables.readCursors, partitionKey: ChatTables.key(chat: chatId), limit: 1000))
+        let rows = try await read(
+            SliceQuery(table: ChatTables.readCursors, partitionKey: ChatTables.key(chat: chatId), limit: 1000))
         var out: [String: ReadCursor] = [:]
         for r in rows {
-            if let user = r.bytesComponent(0), let seq = r.int64(ChatTables.ReadCursorColumn.readSeq) { out[user] = ReadCursor(seq: seq) }
+            if let user = r.bytesComponent(0), let seq = r.int64(ChatTables.ReadCursorColumn.readSeq) {
+                out[user] = ReadCursor(seq: seq)
+            }
         }
         return out
     }
 
     func readCursor(chatId: Int64, userId: String) async throws -> ReadCursor? {
-        let rows = try await read(exactly(ChatTables.readCursors, ChatTables.key(chat: chatId), ClusteringKey([.bytes(Array(userId.utf8))])))
+        let rows = try await read(
+            exactly(ChatTables.readCursors, ChatTables.key(chat: chatId), ClusteringKey([.bytes(Array(userId.utf8))])))
         guard let r = rows.first, let seq = r.int64(ChatTables.ReadCursorColumn.readSeq) else { return nil }
         return ReadCursor(seq: seq)
     }
@@ -164,23 +203,31 @@ struct ChatStore: Sendable {
 
     /// A server's heartbeat: its row in `chat.servers`, expiring after `ttlSeconds` unless rewritten.
     func putServer(id: String, address: String, ttlSeconds: Int32) async throws {
-        try await write(row(RowWrite(table: ChatTables.servers, partitionKey: ChatTables.serversPartition,
-                                     clustering: ClusteringKey([.bytes(Array(id.utf8))]).bytes,
-                                     cells: [(ChatTables.ServerColumn.address, Array(address.utf8))], ttl: ttlSeconds)))
+        try await write(
+            row(
+                RowWrite(
+                    table: ChatTables.servers, partitionKey: ChatTables.serversPartition,
+                    clustering: ClusteringKey([.bytes(Array(id.utf8))]).bytes,
+                    cells: [(ChatTables.ServerColumn.address, Array(address.utf8))], ttl: ttlSeconds)))
     }
 
     /// Deletes a server's heartbeat (graceful shutdown: the others drop it at once).
     func removeServer(id: String) async throws {
-        try await write(RowWrite.delete(table: ChatTables.servers, partitionKey: ChatTables.serversPartition,
-                                        clustering: ClusteringKey([.bytes(Array(id.utf8))]).bytes,
-                                        writeTime: clock.nowMicros(), nowSeconds: clock.nowSeconds()))
+        try await write(
+            RowWrite.delete(
+                table: ChatTables.servers, partitionKey: ChatTables.serversPartition,
+                clustering: ClusteringKey([.bytes(Array(id.utf8))]).bytes,
+                writeTime: clock.nowMicros(), nowSeconds: clock.nowSeconds()))
     }
 
     /// Live servers (rows not yet expired): id → address.
     func servers() async throws -> [String: String] {
-        let rows = try await read(SliceQuery(table: ChatTables.servers, partitionKey: ChatTables.serversPartition, limit: 10_000))
+        let rows = try await read(
+            SliceQuery(table: ChatTables.servers, partitionKey: ChatTables.serversPartition, limit: 10_000))
         var out: [String: String] = [:]
-        for r in rows { if let id = r.bytesComponent(0), let a = r.string(ChatTables.ServerColumn.address) { out[id] = a } }
+        for r in rows {
+            if let id = r.bytesComponent(0), let a = r.string(ChatTables.ServerColumn.address) { out[id] = a }
+        }
         return out
     }
 }

@@ -19,13 +19,29 @@ enum ChatTables {
     /// Each chat's log (`ChatLog`): header, idempotency index and messages in one partition.
     static let messages: TableID = 9
 
-    enum UserColumn { static let passwordHash: UInt32 = 0; static let createdAt: UInt32 = 1 }
-    enum UserChatColumn { static let kind: UInt32 = 0; static let title: UInt32 = 1; static let joinedAt: UInt32 = 2 }
-    enum ChatColumn {
-        static let kind: UInt32 = 0; static let title: UInt32 = 1; static let createdBy: UInt32 = 2; static let createdAt: UInt32 = 3
+    enum UserColumn {
+        static let passwordHash: UInt32 = 0
+        static let createdAt: UInt32 = 1
     }
-    enum MemberColumn { static let role: UInt32 = 0; static let joinedAt: UInt32 = 1 }
-    enum MessageIdColumn { static let ts: UInt32 = 0; static let messageId: UInt32 = 1 }
+    enum UserChatColumn {
+        static let kind: UInt32 = 0
+        static let title: UInt32 = 1
+        static let joinedAt: UInt32 = 2
+    }
+    enum ChatColumn {
+        static let kind: UInt32 = 0
+        static let title: UInt32 = 1
+        static let createdBy: UInt32 = 2
+        static let createdAt: UInt32 = 3
+    }
+    enum MemberColumn {
+        static let role: UInt32 = 0
+        static let joinedAt: UInt32 = 1
+    }
+    enum MessageIdColumn {
+        static let ts: UInt32 = 0
+        static let messageId: UInt32 = 1
+    }
     /// Column 2 (not 0, the old microsecond cursor of protocol 1) so an old row never reads as a seq.
     enum ReadCursorColumn { static let readSeq: UInt32 = 2 }
     enum ServerColumn { static let address: UInt32 = 0 }
@@ -64,7 +80,9 @@ extension ReplicaRows {
             var fragment = row.fragment
             if let d = header.deletion(covering: row.clustering) { fragment.applyDeletion(d) }
             if let d = fragment.deletion { fragment.applyDeletion(d) }
-            guard fragment.isLive(now: nowSeconds), let comps = ClusteringKey.components(of: row.clustering) else { return nil }
+            guard fragment.isLive(now: nowSeconds), let comps = ClusteringKey.components(of: row.clustering) else {
+                return nil
+            }
             var values: [UInt32: [UInt8]] = [:]
             for cell in fragment.cells where cell.isLive(now: nowSeconds) { values[cell.column] = cell.value }
             return LiveRow(clustering: comps, values: values)
@@ -93,12 +111,16 @@ struct RowWrite {
         let fragment = RowFragment(
             liveness: LivenessInfo(timestamp: writeTime, ttl: ttl, expiresAt: expires),
             cells: cells.map { Cell(column: $0.0, timestamp: writeTime, value: $0.1, ttl: ttl, expiresAt: expires) })
-        return Mutation(table: table, partitionKey: partitionKey, rows: [.init(clustering: clustering, fragment: fragment)])
+        return Mutation(
+            table: table, partitionKey: partitionKey, rows: [.init(clustering: clustering, fragment: fragment)])
     }
 
     /// A row tombstone (CQL `DELETE FROM t WHERE pk = ? AND ck = ?`).
-    static func delete(table: TableID, partitionKey: [UInt8], clustering: [UInt8], writeTime: Int64, nowSeconds: Int64) -> Mutation {
+    static func delete(table: TableID, partitionKey: [UInt8], clustering: [UInt8], writeTime: Int64, nowSeconds: Int64)
+        -> Mutation
+    {
         let fragment = RowFragment(deletion: DeletionTime(timestamp: writeTime, localDeletionTime: nowSeconds))
-        return Mutation(table: table, partitionKey: partitionKey, rows: [.init(clustering: clustering, fragment: fragment)])
+        return Mutation(
+            table: table, partitionKey: partitionKey, rows: [.init(clustering: clustering, fragment: fragment)])
     }
 }

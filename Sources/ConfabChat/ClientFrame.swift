@@ -27,10 +27,14 @@ enum ClientFrame: Sendable, Hashable {
                 return fail("send needs \"clientId\": 1 to 128 bytes chosen by the device, the same on retries")
             }
             guard let text = object["text"] as? String else { return fail("send needs \"text\" (a string)") }
-            guard let retry = (object["retry"] ?? false) as? Bool else { return fail("send's \"retry\" is true or false") }
+            guard let retry = (object["retry"] ?? false) as? Bool else {
+                return fail("send's \"retry\" is true or false")
+            }
             return .success(.send(chatId: chatId, clientId: clientId, text: text, retry: retry))
         case "typing":
-            guard let chatId = chatId(object["chatId"]) else { return fail("typing needs \"chatId\" (a decimal string)") }
+            guard let chatId = chatId(object["chatId"]) else {
+                return fail("typing needs \"chatId\" (a decimal string)")
+            }
             return .success(.typing(chatId: chatId))
         case "read":
             guard let chatId = chatId(object["chatId"]), let seq = Self.chatId(object["seq"]) else {
@@ -45,8 +49,10 @@ enum ClientFrame: Sendable, Hashable {
         case "ping":
             return .success(.ping)
         default:
-            return .failure(FrameError(ChatError(.unknownType, "unknown frame type \"\(type.prefix(40))\"; see docs/chat_protocol.md"),
-                                       ref: ref))
+            return .failure(
+                FrameError(
+                    ChatError(.unknownType, "unknown frame type \"\(type.prefix(40))\"; see docs/chat_protocol.md"),
+                    ref: ref))
         }
     }
 

@@ -34,7 +34,9 @@ final class ConnectionHub: Sendable {
     func add(_ device: any DeviceSink, for userId: String) -> Bool {
         state.withLockedValue { s in
             let wasOnline = !(s.devices[userId]?.isEmpty ?? true)
-            if s.devices[userId, default: [:]].updateValue(device, forKey: device.deviceId) == nil { s.deviceCount += 1 }
+            if s.devices[userId, default: [:]].updateValue(device, forKey: device.deviceId) == nil {
+                s.deviceCount += 1
+            }
             ChatMetrics.shared.devices.record(s.deviceCount)
             return !wasOnline
         }
@@ -74,7 +76,8 @@ final class ConnectionHub: Sendable {
     func presence(of userId: String) -> PresenceInfo {
         state.withLockedValue { s in
             let online = !(s.devices[userId]?.isEmpty ?? true)
-            return PresenceInfo(userId: userId, online: online, lastSeen: online ? clock.nowMicros() / 1000 : s.lastSeen[userId])
+            return PresenceInfo(
+                userId: userId, online: online, lastSeen: online ? clock.nowMicros() / 1000 : s.lastSeen[userId])
         }
     }
 

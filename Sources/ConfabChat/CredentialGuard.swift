@@ -32,12 +32,14 @@ final class CredentialGuard: Sendable {
     /// Runs `body` (which hashes) if the attempt is admitted; otherwise throws `rate_limited`.
     func admit<T>(address: String?, handle: String, _ body: () async throws -> T) async throws -> T {
         if let address, let wait = addresses.retryAfter(address) {
-            throw ChatError(.rateLimited, "too many login or sign-up attempts from this address; retry in \(Self.seconds(wait)) s",
-                            retryAfterSeconds: Self.seconds(wait))
+            throw ChatError(
+                .rateLimited, "too many login or sign-up attempts from this address; retry in \(Self.seconds(wait)) s",
+                retryAfterSeconds: Self.seconds(wait))
         }
         if let wait = handles.retryAfter("h:" + handle.lowercased()) {
-            throw ChatError(.rateLimited, "too many login attempts for this handle; retry in \(Self.seconds(wait)) s",
-                            retryAfterSeconds: Self.seconds(wait))
+            throw ChatError(
+                .rateLimited, "too many login attempts for this handle; retry in \(Self.seconds(wait)) s",
+                retryAfterSeconds: Self.seconds(wait))
         }
         let admitted = inFlight.withLockedValue { n -> Bool in
             guard n < limits.maxHashesInFlight else { return false }

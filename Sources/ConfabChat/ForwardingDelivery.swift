@@ -16,12 +16,12 @@ struct ForwardingDelivery: Delivery {
     func deliver(_ event: ServerEvent, to users: Set<String>, excludingDevice: UInt64?) async {
         guard !users.isEmpty else { return }
         let encoded = EncodedEvent(event)
-        let self_ = directory.serverId
+        let ownId = directory.serverId
         var local: [String] = []
         var remote: [String: (address: String, users: [String])] = [:]
         for user in users {
             let owner = directory.owner(of: user)
-            if owner.id == self_ {
+            if owner.id == ownId {
                 local.append(user)
             } else {
                 remote[owner.id, default: (owner.address, [])].users.append(user)

@@ -25,7 +25,8 @@ enum HTTPJSON {
             }
             var error: Inner
         }
-        var answer = response(Body(error: .init(code: e.code.name, message: e.message)), status: .init(code: e.code.httpStatus))
+        var answer = response(
+            Body(error: .init(code: e.code.name, message: e.message)), status: .init(code: e.code.httpStatus))
         if let seconds = e.retryAfterSeconds { answer.headers[.retryAfter] = String(seconds) }
         return answer
     }
@@ -54,7 +55,9 @@ enum HTTPJSON {
 
 /// Turns errors thrown by handlers into the API's JSON error bodies.
 struct ChatErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let e as ChatError {
@@ -62,8 +65,10 @@ struct ChatErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let e as HTTPError {
             guard request.uri.path.hasPrefix("/api") else { throw e }
             switch e.status {
-            case .notFound: return HTTPJSON.error(ChatError(.notFound, "no such endpoint: \(request.method) \(request.uri.path)"))
-            case .methodNotAllowed: return HTTPJSON.error(ChatError(.notFound, "\(request.method) is not allowed on \(request.uri.path)"))
+            case .notFound:
+                return HTTPJSON.error(ChatError(.notFound, "no such endpoint: \(request.method) \(request.uri.path)"))
+            case .methodNotAllowed:
+                return HTTPJSON.error(ChatError(.notFound, "\(request.method) is not allowed on \(request.uri.path)"))
             default: return HTTPJSON.error(ChatError(.badRequest, e.body ?? "bad request"))
             }
         }

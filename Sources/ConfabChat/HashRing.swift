@@ -28,7 +28,8 @@ struct HashRing: Sendable, Hashable {
     func owner(of userId: String) -> String? {
         guard !points.isEmpty else { return nil }
         let h = Self.hash(userId)
-        var lo = 0, hi = points.count
+        var lo = 0
+        var hi = points.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if points[mid].0 < h { lo = mid + 1 } else { hi = mid }

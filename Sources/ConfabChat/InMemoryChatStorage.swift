@@ -43,7 +43,8 @@ public final class InMemoryChatStorage: ChatStorage {
             var p = partitions[key] ?? Partition()
             p.header = PartitionHeader.merge(p.header, mutation.header)
             for row in mutation.rows {
-                p.rows[row.clustering] = p.rows[row.clustering].map { RowFragment.merge($0, row.fragment) } ?? row.fragment
+                p.rows[row.clustering] =
+                    p.rows[row.clustering].map { RowFragment.merge($0, row.fragment) } ?? row.fragment
             }
             partitions[key] = p
         }
@@ -60,7 +61,8 @@ public final class InMemoryChatStorage: ChatStorage {
         if failing.withLockedValue({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
         counters.withLockedValue { $0.reads += 1 }
         let now = clock.nowSeconds()
-        let partition = state.withLockedValue { $0[Key(table: query.table, partition: query.partitionKey)] } ?? Partition()
+        let partition =
+            state.withLockedValue { $0[Key(table: query.table, partition: query.partitionKey)] } ?? Partition()
         var low: [UInt8] = [0]
         var high: [UInt8]? = nil
         if let l = query.lower {

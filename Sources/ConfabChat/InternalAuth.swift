@@ -15,7 +15,8 @@ struct InternalAuth: Sendable {
     }
 
     func signature(serverId: String, unixSeconds: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("confab-internal-ws\n\(serverId)\n\(unixSeconds)".utf8), using: key)
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data("confab-internal-ws\n\(serverId)\n\(unixSeconds)".utf8), using: key)
         return mac.map { String(format: "%02x", $0) }.joined()
     }
 
@@ -28,7 +29,8 @@ struct InternalAuth: Sendable {
     /// window of `nowSeconds`.
     func verify(from: String?, ts: String?, sig: String?, nowSeconds: Int64) -> Bool {
         guard let from, let ts, let t = Int64(ts), let sig, abs(nowSeconds - t) <= window else { return false }
-        let expected = Array(signature(serverId: from, unixSeconds: t).utf8), given = Array(sig.lowercased().utf8)
+        let expected = Array(signature(serverId: from, unixSeconds: t).utf8)
+        let given = Array(sig.lowercased().utf8)
         guard expected.count == given.count else { return false }
         var diff: UInt8 = 0
         for i in expected.indices { diff |= expected[i] ^ given[i] }

@@ -25,8 +25,9 @@ struct PasswordHasher: Sendable {
     /// True when `password` matches `stored`; false for a wrong password or a malformed string.
     func verify(_ password: String, against stored: String) async throws -> Bool {
         let parts = stored.split(separator: "$", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0] == "pbkdf2-sha256", let rounds = Int(parts[1]), rounds > 0, rounds <= 10_000_000,
-              let salt = Data(base64Encoded: String(parts[2])), let expected = Data(base64Encoded: String(parts[3]))
+        guard parts.count == 4, parts[0] == "pbkdf2-sha256", let rounds = Int(parts[1]), rounds > 0,
+            rounds <= 10_000_000,
+            let salt = Data(base64Encoded: String(parts[2])), let expected = Data(base64Encoded: String(parts[3]))
         else { return false }
         let key = try await NIOThreadPool.singleton.runIfActive {
             try Self.derive(password, salt: Array(salt), rounds: rounds)
@@ -37,8 +38,9 @@ struct PasswordHasher: Sendable {
     }
 
     private static func derive(_ password: String, salt: [UInt8], rounds: Int) throws -> [UInt8] {
-        let key = try KDF.Insecure.PBKDF2.deriveKey(from: Array(password.utf8), salt: salt, using: .sha256,
-                                                    outputByteCount: 32, unsafeUncheckedRounds: rounds)
+        let key = try KDF.Insecure.PBKDF2.deriveKey(
+            from: Array(password.utf8), salt: salt, using: .sha256,
+            outputByteCount: 32, unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { Array($0) }
     }
 }

@@ -22,10 +22,13 @@ struct PeerFrame: Sendable, Equatable {
     static func parse(_ text: String) -> PeerFrame? {
         guard let newline = text.firstIndex(of: "\n") else { return nil }
         let header = text[..<newline].split(separator: " ", omittingEmptySubsequences: false)
-        guard header.count == 3, header[0] == "deliver" || header[0] == "deliver1", !header[1].isEmpty else { return nil }
+        guard header.count == 3, header[0] == "deliver" || header[0] == "deliver1", !header[1].isEmpty else {
+            return nil
+        }
         let users = header[2].split(separator: ",").map(String.init)
-        return PeerFrame(type: String(header[1]), users: users, json: String(text[text.index(after: newline)...]),
-                         forwarded: header[0] == "deliver1")
+        return PeerFrame(
+            type: String(header[1]), users: users, json: String(text[text.index(after: newline)...]),
+            forwarded: header[0] == "deliver1")
     }
 }
 

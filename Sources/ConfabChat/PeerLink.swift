@@ -24,9 +24,13 @@ final class PeerLink: Sendable {
     /// Users with a frame dropped since the last `resync` was queued for them.
     private let dropped = NIOLockedValueBox<Set<String>>([])
     /// Forwarded sends waiting for the peer's `result`, by request id.
-    private let pending = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<String, any Error>])>((1, [:]))
+    private let pending = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<String, any Error>])>(
+        (1, [:]))
 
-    init(peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int, logger: Logger) {
+    init(
+        peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int,
+        logger: Logger
+    ) {
         self.peerId = peerId
         self.address = address
         self.serverId = serverId
@@ -84,12 +88,22 @@ final class PeerLink: Sendable {
                 return p.next
             }
             guard queue.push(make(id)) else {
-                finish(id, .failure(ChatError(.storageUnavailable, "chat server \(peerId) is not keeping up; retry (sends: with retry: true)")))
+                finish(
+                    id,
+                    .failure(
+                        ChatError(
+                            .storageUnavailable,
+                            "chat server \(peerId) is not keeping up; retry (sends: with retry: true)")))
                 return
             }
             Task {
                 try? await Task.sleep(for: timeout)
-                self.finish(id, .failure(ChatError(.storageUnavailable, "chat server \(self.peerId) did not answer in time; retry (sends: with retry: true)")))
+                self.finish(
+                    id,
+                    .failure(
+                        ChatError(
+                            .storageUnavailable,
+                            "chat server \(self.peerId) did not answer in time; retry (sends: with retry: true)")))
             }
         }
     }
@@ -104,18 +118,27 @@ final class PeerLink: Sendable {
             defer { p.waiting = [:] }
             return Array(p.waiting.values)
         }
-        for c in all { c.resume(throwing: ChatError(.storageUnavailable, "the link to chat server \(peerId) dropped; retry (with retry: true)")) }
+        for c in all {
+            c.resume(
+                throwing: ChatError(
+                    .storageUnavailable, "the link to chat server \(peerId) dropped; retry (with retry: true)"))
+        }
     }
 
     /// Connects, writes, reconnects; returns when cancelled.
     func run() async {
         var backoff = Duration.milliseconds(50)
         while !Task.isCancelled {
-            let base = address.hasPrefix("https://") ? "wss://" + address.dropFirst(8) : "ws://" + address.dropFirst(address.hasPrefix("http://") ? 7 : 0)
-            let url = "\(base)/internal/ws?\(auth.query(serverId: serverId, unixSeconds: clock.nowMicros() / 1_000_000))"
+            let base =
+                address.hasPrefix("https://")
+                ? "wss://" + address.dropFirst(8) : "ws://" + address.dropFirst(address.hasPrefix("http://") ? 7 : 0)
+            let url =
+                "\(base)/internal/ws?\(auth.query(serverId: serverId, unixSeconds: clock.nowMicros() / 1_000_000))"
             let reached = NIOLockedValueBox(false)
             do {
-                let close = try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 8 << 20), logger: logger) { inbound, outbound, _ in
+                let close = try await WebSocketClient.connect(
+                    url: url, configuration: .init(maxFrameSize: 8 << 20), logger: logger
+                ) { inbound, outbound, _ in
                     self.connected.withLockedValue { $0 = true }
                     reached.withLockedValue { $0 = true }
                     ChatMetrics.shared.peerConnects.increment()
@@ -148,7 +171,9 @@ final class PeerLink: Sendable {
                     }
                 }
                 if let close, close.closeCode == .unknown(4001) {
-                    logger.warning("chat server \(peerId) refused this server's signature on /internal/ws: start every chat server of the deployment with the same --secret-file")
+                    logger.warning(
+                        "chat server \(peerId) refused this server's signature on /internal/ws: start every chat server of the deployment with the same --secret-file"
+                    )
                 }
             } catch {
                 logger.debug("link to chat server \(peerId) ended", metadata: ["error": "\(error)"])

@@ -30,8 +30,9 @@ final class PeerLinks: Sendable {
         let (link, old): (PeerLink?, Entry?) = entries.withLockedValue { e in
             guard !e.stopped else { return (nil, nil) }
             if let existing = e.links[peerId], existing.link.address == address { return (existing.link, nil) }
-            let link = PeerLink(peerId: peerId, address: address, serverId: serverId, auth: auth, clock: clock,
-                                maxFrames: maxFrames, logger: logger)
+            let link = PeerLink(
+                peerId: peerId, address: address, serverId: serverId, auth: auth, clock: clock,
+                maxFrames: maxFrames, logger: logger)
             let old = e.links[peerId]
             e.links[peerId] = Entry(link: link, task: Task { await link.run() })
             return (link, old)

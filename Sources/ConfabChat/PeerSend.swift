@@ -10,36 +10,61 @@ struct PeerSend: Sendable, Hashable {
     var send: ChatSequencer.Send
 
     private struct Body: Codable {
-        var chatId: String; var sender: String; var clientId: String; var text: String; var retry: Bool
+        var chatId: String
+        var sender: String
+        var clientId: String
+        var text: String
+        var retry: Bool
     }
 
     private struct AckBody: Codable {
-        var chatId: String; var messageId: String; var seq: String; var ts: Int64; var clientId: String; var duplicate: Bool
+        var chatId: String
+        var messageId: String
+        var seq: String
+        var ts: Int64
+        var clientId: String
+        var duplicate: Bool
     }
 
-    private struct ErrorBody: Codable { var code: String; var message: String }
-    private struct Result: Codable { var ack: AckBody?; var error: ErrorBody? }
+    private struct ErrorBody: Codable {
+        var code: String
+        var message: String
+    }
+    private struct Result: Codable {
+        var ack: AckBody?
+        var error: ErrorBody?
+    }
 
     func encoded(id: UInt64) -> String {
-        let body = Body(chatId: String(chatId), sender: send.sender, clientId: send.clientId, text: send.text, retry: send.retry)
+        let body = Body(
+            chatId: String(chatId), sender: send.sender, clientId: send.clientId, text: send.text, retry: send.retry)
         return "send \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
     }
 
     /// (request id, send) when `text` is a `send` frame.
     static func parse(_ text: String) -> (UInt64, PeerSend)? {
-        guard text.hasPrefix("send "), let nl = text.firstIndex(of: "\n"), let id = UInt64(text[text.index(text.startIndex, offsetBy: 5)..<nl]),
-              let body = try? JSONDecoder().decode(Body.self, from: Data(text[text.index(after: nl)...].utf8)),
-              let chatId = Int64(body.chatId)
+        guard text.hasPrefix("send "), let nl = text.firstIndex(of: "\n"),
+            let id = UInt64(text[text.index(text.startIndex, offsetBy: 5)..<nl]),
+            let body = try? JSONDecoder().decode(Body.self, from: Data(text[text.index(after: nl)...].utf8)),
+            let chatId = Int64(body.chatId)
         else { return nil }
-        return (id, PeerSend(chatId: chatId, send: .init(sender: body.sender, clientId: body.clientId, text: body.text, retry: body.retry)))
+        return (
+            id,
+            PeerSend(
+                chatId: chatId,
+                send: .init(sender: body.sender, clientId: body.clientId, text: body.text, retry: body.retry))
+        )
     }
 
     static func result(id: UInt64, _ r: Swift.Result<SendAck, ChatError>) -> String {
         let body: Result
         switch r {
         case .success(let a):
-            body = Result(ack: AckBody(chatId: String(a.chatId), messageId: a.messageId, seq: String(a.seq), ts: a.ts, clientId: a.clientId,
-                                       duplicate: a.duplicate), error: nil)
+            body = Result(
+                ack: AckBody(
+                    chatId: String(a.chatId), messageId: a.messageId, seq: String(a.seq), ts: a.ts,
+                    clientId: a.clientId,
+                    duplicate: a.duplicate), error: nil)
         case .failure(let e):
             body = Result(ack: nil, error: ErrorBody(code: e.code.name, message: e.message))
         }
@@ -49,7 +74,8 @@ struct PeerSend: Sendable, Hashable {
     /// (request id, JSON body) when `text` is a `result` frame.
     static func parseResultFrame(_ text: String) -> (UInt64, String)? {
         guard text.hasPrefix("result "), let nl = text.firstIndex(of: "\n"),
-              let id = UInt64(text[text.index(text.startIndex, offsetBy: 7)..<nl]) else { return nil }
+            let id = UInt64(text[text.index(text.startIndex, offsetBy: 7)..<nl])
+        else { return nil }
         return (id, String(text[text.index(after: nl)...]))
     }
 
@@ -59,7 +85,10 @@ struct PeerSend: Sendable, Hashable {
             return .failure(ChatError(.internalError, "the owner server's answer was not understood"))
         }
         if let a = body.ack, let chatId = Int64(a.chatId), let seq = Int64(a.seq) {
-            return .success(SendAck(chatId: chatId, messageId: a.messageId, seq: seq, ts: a.ts, clientId: a.clientId, duplicate: a.duplicate))
+            return .success(
+                SendAck(
+                    chatId: chatId, messageId: a.messageId, seq: seq, ts: a.ts, clientId: a.clientId,
+                    duplicate: a.duplicate))
         }
         let e = body.error ?? ErrorBody(code: "internal", message: "the owner server answered nothing")
         return .failure(ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message))
@@ -76,18 +105,21 @@ enum PeerPresence {
     private struct Answer: Codable { var presence: [PresenceInfo] }
 
     static func encoded(id: UInt64, users: [String]) -> String {
-        "presence \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(Ask(users: users))) ?? Data(), as: UTF8.self)
+        "presence \(id)\n"
+            + String(decoding: (try? JSONEncoder.chat.encode(Ask(users: users))) ?? Data(), as: UTF8.self)
     }
 
     static func parse(_ text: String) -> (UInt64, [String])? {
         guard text.hasPrefix("presence "), let nl = text.firstIndex(of: "\n"),
-              let id = UInt64(text[text.index(text.startIndex, offsetBy: 9)..<nl]),
-              let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8)) else { return nil }
+            let id = UInt64(text[text.index(text.startIndex, offsetBy: 9)..<nl]),
+            let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8))
+        else { return nil }
         return (id, ask.users)
     }
 
     static func result(id: UInt64, _ presence: [PresenceInfo]) -> String {
-        "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(Answer(presence: presence))) ?? Data(), as: UTF8.self)
+        "result \(id)\n"
+            + String(decoding: (try? JSONEncoder.chat.encode(Answer(presence: presence))) ?? Data(), as: UTF8.self)
     }
 
     static func decode(_ json: String) -> [PresenceInfo]? {

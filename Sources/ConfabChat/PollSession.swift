@@ -68,7 +68,9 @@ final class PollSession: DeviceSink {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let ready: Bool = state.withLockedValue { s in
-                    if s.overflowed || s.events.contains(where: { $0.seq > ackedSeq }) || Task.isCancelled { return true }
+                    if s.overflowed || s.events.contains(where: { $0.seq > ackedSeq }) || Task.isCancelled {
+                        return true
+                    }
                     s.waiters[id] = c
                     return false
                 }

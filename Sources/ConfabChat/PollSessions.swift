@@ -19,8 +19,10 @@ final class PollSessions: Sendable {
     /// The session a cursor names, if it is live, belongs to `userId` and has not overflowed, and
     /// the sequence number it acknowledges.
     func session(cursor: String?, userId: String) -> (PollSession, UInt64)? {
-        guard let parts = cursor?.split(separator: "."), parts.count == 3, let id = UInt64(parts[1]), let seq = UInt64(parts[2]),
-              let s = sessions.withLockedValue({ $0[id] }), s.token == parts[0], s.userId == userId, !s.overflowed else { return nil }
+        guard let parts = cursor?.split(separator: "."), parts.count == 3, let id = UInt64(parts[1]),
+            let seq = UInt64(parts[2]),
+            let s = sessions.withLockedValue({ $0[id] }), s.token == parts[0], s.userId == userId, !s.overflowed
+        else { return nil }
         return (s, seq)
     }
 

@@ -21,8 +21,10 @@ final class ServerDirectory: Sendable {
     private let refreshedSinceBeat = NIOLockedValueBox(false)
     private let logger: Logger
 
-    init(serverId: String, store: ChatStore, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
-         refreshInterval: Duration = .seconds(2), logger: Logger) {
+    init(
+        serverId: String, store: ChatStore, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
+        refreshInterval: Duration = .seconds(2), logger: Logger
+    ) {
         self.serverId = serverId
         self.store = store
         self.ttlSeconds = ttlSeconds
@@ -96,7 +98,9 @@ final class ServerDirectory: Sendable {
         while !Task.isCancelled {
             let now = clock.now
             if now >= nextBeat {
-                do { try await heartbeat() } catch { logger.warning("chat server heartbeat failed", metadata: ["error": "\(error)"]) }
+                do { try await heartbeat() } catch {
+                    logger.warning("chat server heartbeat failed", metadata: ["error": "\(error)"])
+                }
                 nextBeat = now + heartbeatInterval
             }
             if now >= nextRefresh {

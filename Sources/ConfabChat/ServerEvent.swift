@@ -86,7 +86,9 @@ extension ServerEvent: Encodable {
             try c.encode(String(chatId), forKey: Key("chatId"))
         case .sync(let page):
             try c.encode(page.messages, forKey: Key("messages"))
-            try c.encode(Dictionary(uniqueKeysWithValues: page.cursors.map { (String($0.key), String($0.value)) }), forKey: Key("cursors"))
+            try c.encode(
+                Dictionary(uniqueKeysWithValues: page.cursors.map { (String($0.key), String($0.value)) }),
+                forKey: Key("cursors"))
             try c.encode(page.more, forKey: Key("more"))
         case .resync, .pong:
             break

@@ -37,7 +37,9 @@ struct TokenSigner: Sendable {
     /// The user a token names, or `bad_token` (malformed, wrong signature) / `token_expired`.
     func verify(_ token: String) throws(ChatError) -> String {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let mac = Self.unbase64url(String(parts[1])), let body = Self.unbase64url(String(parts[0])) else {
+        guard parts.count == 2, let mac = Self.unbase64url(String(parts[1])),
+            let body = Self.unbase64url(String(parts[0]))
+        else {
             throw ChatError(.badToken, "the token is malformed; log in again")
         }
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(parts[0].utf8), using: key) else {
@@ -53,8 +55,10 @@ struct TokenSigner: Sendable {
     }
 
     static func base64url(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
+            of: "/", with: "_"
+        )
+        .replacingOccurrences(of: "=", with: "")
     }
 
     static func unbase64url(_ text: String) -> [UInt8]? {

@@ -5,7 +5,10 @@ import NIOConcurrencyHelpers
 /// every few seconds while the user types (docs/chat_protocol.md); a device that sends one per
 /// keystroke costs the chat's other members no more than one that follows the rule.
 final class TypingGate: Sendable {
-    private struct Key: Hashable, Sendable { var userId: String; var chatId: Int64 }
+    private struct Key: Hashable, Sendable {
+        var userId: String
+        var chatId: Int64
+    }
     private let last = NIOLockedValueBox<[Key: Int64]>([:])
     private let clock: any EngineClock
     let intervalMicros: Int64

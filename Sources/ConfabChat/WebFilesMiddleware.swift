@@ -5,7 +5,9 @@ import Hummingbird
 struct WebFilesMiddleware<Context: RequestContext>: RouterMiddleware {
     let files: FileMiddleware<Context, LocalFileSystem>
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         let path = request.uri.path
         if path.hasPrefix("/api/") || path == "/ws" { return try await next(request, context) }
         return try await files.handle(request, context: context, next: next)

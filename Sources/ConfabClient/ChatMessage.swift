@@ -25,14 +25,17 @@ public struct ChatMessage: Hashable, Sendable, Codable {
         if let d = header.deletion(covering: row.clustering) { fragment.applyDeletion(d) }
         if let d = fragment.deletion { fragment.applyDeletion(d) }
         guard fragment.isLive(now: nowSeconds),
-              let parts = ClusteringKey.components(of: row.clustering), parts.count == 2,
-              case .int64(let ts) = parts[0], case .bytes(let id) = parts[1] else { return nil }
+            let parts = ClusteringKey.components(of: row.clustering), parts.count == 2,
+            case .int64(let ts) = parts[0], case .bytes(let id) = parts[1]
+        else { return nil }
         func text(_ column: UInt32) -> String {
             guard let cell = fragment.cells.first(where: { $0.column == column }), cell.isLive(now: nowSeconds),
-                  let value = cell.value else { return "" }
+                let value = cell.value
+            else { return "" }
             return String(decoding: value, as: UTF8.self)
         }
-        self.init(chatId: chatId, timestamp: ts, messageId: String(decoding: id, as: UTF8.self),
-                  sender: text(ChatMessages.senderColumn), text: text(ChatMessages.bodyColumn))
+        self.init(
+            chatId: chatId, timestamp: ts, messageId: String(decoding: id, as: UTF8.self),
+            sender: text(ChatMessages.senderColumn), text: text(ChatMessages.bodyColumn))
     }
 }

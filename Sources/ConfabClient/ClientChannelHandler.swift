@@ -49,7 +49,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let streamID = allocateStreamID()
         let frame = request.message.frame(streamID: streamID)
         guard frame.body.count <= maxFrameBytes else {
-            let error = ConfabClientError(.invalidArgument, "the \(request.message.type.name ?? "request") of \(frame.body.count) bytes exceeds the \(maxFrameBytes)-byte frame limit; split it")
+            let error = ConfabClientError(
+                .invalidArgument,
+                "the \(request.message.type.name ?? "request") of \(frame.body.count) bytes exceeds the \(maxFrameBytes)-byte frame limit; split it"
+            )
             request.promise?.fail(error)
             promise?.succeed()
             return
@@ -63,7 +66,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let address = self.address
         let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             if let p = self.pending.removeValue(forKey: streamID) {
-                p.promise.fail(ConfabClientError(.requestTimeout, "no answer from \(address) within \(timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"))
+                p.promise.fail(
+                    ConfabClientError(
+                        .requestTimeout,
+                        "no answer from \(address) within \(timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"
+                    ))
             }
         }
         pending[streamID] = Pending(promise: responsePromise, timer: timer, onInterim: request.onInterim)
@@ -99,7 +106,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(ConfabClientError(.connectionClosed, "connection to \(address) closed before the answer arrived (the request may or may not have been applied)"))
+        failAll(
+            ConfabClientError(
+                .connectionClosed,
+                "connection to \(address) closed before the answer arrived (the request may or may not have been applied)"
+            ))
         context.fireChannelInactive()
     }
 

@@ -20,9 +20,11 @@ package final class ClientConnection: Sendable {
 
     package var isActive: Bool { channel.isActive }
 
-    package static func connect(to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
-                        requestTimeout: Duration, maxFrameBytes: Int, clientName: String,
-                        credentials: ClusterCredentials? = nil) async throws -> ClientConnection {
+    package static func connect(
+        to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
+        requestTimeout: Duration, maxFrameBytes: Int, clientName: String,
+        credentials: ClusterCredentials? = nil
+    ) async throws -> ClientConnection {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -38,14 +40,17 @@ package final class ClientConnection: Sendable {
                 }
                 .connect(host: address.host, port: address.port).get()
         } catch {
-            throw ConfabClientError(.noNodeReachable, "no node reachable at \(address); is `confab node` running? (\(error))")
+            throw ConfabClientError(
+                .noNodeReachable, "no node reachable at \(address); is `confab node` running? (\(error))")
         }
         let reply: WireMessage
         do {
             let nodeID = credentials?.role == .node ? credentials?.nodeID ?? "" : ""
-            reply = try await send(.hello(Hello(clientName: clientName, nodeID: nodeID)), on: channel, timeout: requestTimeout)
+            reply = try await send(
+                .hello(Hello(clientName: clientName, nodeID: nodeID)), on: channel, timeout: requestTimeout)
             if case .helloAck(let ack) = reply, ack.authenticationRequired, let credentials {
-                try await authenticate(credentials, challenge: ack.challenge, address: address, on: channel, timeout: requestTimeout)
+                try await authenticate(
+                    credentials, challenge: ack.challenge, address: address, on: channel, timeout: requestTimeout)
             }
         } catch {
             channel.close(promise: nil)
@@ -64,13 +69,17 @@ package final class ClientConnection: Sendable {
     }
 
     /// Answers the node's challenge (docs/security.md § Handshake); throws the node's refusal.
-    private static func authenticate(_ credentials: ClusterCredentials, challenge: [UInt8], address: NodeAddress,
-                                     on channel: any Channel, timeout: Duration) async throws {
+    private static func authenticate(
+        _ credentials: ClusterCredentials, challenge: [UInt8], address: NodeAddress,
+        on channel: any Channel, timeout: Duration
+    ) async throws {
         let clientNonce = ClusterSecret.randomBytes(ClusterSecret.nonceSize)
         let nodeID = credentials.role == .node ? credentials.nodeID : ""
-        let mac = credentials.secret.answer(serverNonce: challenge, clientNonce: clientNonce, role: credentials.role, nodeID: nodeID)
-        let reply = try await send(.authenticate(Authenticate(role: credentials.role, clientNonce: clientNonce, mac: mac)),
-                                   on: channel, timeout: timeout)
+        let mac = credentials.secret.answer(
+            serverNonce: challenge, clientNonce: clientNonce, role: credentials.role, nodeID: nodeID)
+        let reply = try await send(
+            .authenticate(Authenticate(role: credentials.role, clientNonce: clientNonce, mac: mac)),
+            on: channel, timeout: timeout)
         switch reply {
         case .authenticateAck(credentials.role):
             return
@@ -95,8 +104,10 @@ package final class ClientConnection: Sendable {
 
     /// Sends `message` and waits for its answer, handing interim answers on its stream (a Repair's
     /// progress) to `onInterim` as they arrive, on the connection's event loop.
-    package func request(_ message: WireMessage, timeout: Duration,
-                         onInterim: @escaping @Sendable (WireMessage) -> Void) async throws -> WireMessage {
+    package func request(
+        _ message: WireMessage, timeout: Duration,
+        onInterim: @escaping @Sendable (WireMessage) -> Void
+    ) async throws -> WireMessage {
         try await Self.send(message, on: channel, timeout: timeout, onInterim: onInterim)
     }
 
@@ -106,18 +117,26 @@ package final class ClientConnection: Sendable {
         channel.writeAndFlush(ClientRequest(message: message, promise: nil, timeout: .zero), promise: nil)
     }
 
-    private static func send(_ message: WireMessage, on channel: any Channel, timeout: Duration,
-                             onInterim: (@Sendable (WireMessage) -> Void)? = nil) async throws -> WireMessage {
+    private static func send(
+        _ message: WireMessage, on channel: any Channel, timeout: Duration,
+        onInterim: (@Sendable (WireMessage) -> Void)? = nil
+    ) async throws -> WireMessage {
         try await sendFuture(message, on: channel, timeout: timeout, onInterim: onInterim).get()
     }
 
-    private static func sendFuture(_ message: WireMessage, on channel: any Channel, timeout: Duration,
-                                   onInterim: (@Sendable (WireMessage) -> Void)?) -> EventLoopFuture<WireMessage> {
+    private static func sendFuture(
+        _ message: WireMessage, on channel: any Channel, timeout: Duration,
+        onInterim: (@Sendable (WireMessage) -> Void)?
+    ) -> EventLoopFuture<WireMessage> {
         let promise = channel.eventLoop.makePromise(of: WireMessage.self)
-        channel.writeAndFlush(ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout), onInterim: onInterim))
-            .whenFailure { error in
-                promise.fail(ConfabClientError(.connectionClosed, "cannot send to \(channel.remoteAddress.map { "\($0)" } ?? "node"): \(error)"))
-            }
+        channel.writeAndFlush(
+            ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout), onInterim: onInterim)
+        )
+        .whenFailure { error in
+            promise.fail(
+                ConfabClientError(
+                    .connectionClosed, "cannot send to \(channel.remoteAddress.map { "\($0)" } ?? "node"): \(error)"))
+        }
         return promise.futureResult
     }
 

@@ -7,9 +7,12 @@ import ConfabWire
 extension ConfabClient {
     /// Runs `operation` on the node at `address` (scope `.node`), or through it on every member of
     /// the ring it knows (scope `.ring`). Throws what the node reports or the connection failure.
-    public func admin(_ operation: AdminRequest.Operation, scope: AdminRequest.Scope = .node, at address: NodeAddress,
-                      timeout: Duration) async throws -> AdminResponse {
-        let reply = try await request(.admin(AdminRequest(operation: operation, scope: scope)), to: address, timeout: timeout)
+    public func admin(
+        _ operation: AdminRequest.Operation, scope: AdminRequest.Scope = .node, at address: NodeAddress,
+        timeout: Duration
+    ) async throws -> AdminResponse {
+        let reply = try await request(
+            .admin(AdminRequest(operation: operation, scope: scope)), to: address, timeout: timeout)
         guard case .adminResponse(let response) = reply else { throw unexpectedReply(reply, for: .admin) }
         return response
     }
@@ -24,10 +27,13 @@ extension ConfabClient {
 
     /// The same, calling `progress` with each `RepairProgress` the node sends while it works (after
     /// each table's start and each range; on the connection's event loop, so keep it short).
-    public func repair(at address: NodeAddress, depth: UInt8 = 0, timeout: Duration,
-                       progress: @escaping @Sendable (RepairProgress) -> Void) async throws -> RepairReport {
+    public func repair(
+        at address: NodeAddress, depth: UInt8 = 0, timeout: Duration,
+        progress: @escaping @Sendable (RepairProgress) -> Void
+    ) async throws -> RepairReport {
         let connection = try await pool.connection(to: address)
-        let reply = try await connection.request(.repair(RepairRequest(depth: depth, progress: true)), timeout: timeout) {
+        let reply = try await connection.request(.repair(RepairRequest(depth: depth, progress: true)), timeout: timeout)
+        {
             if case .repairProgress(let p) = $0 { progress(p) }
         }
         if case .error(let e) = reply { throw e }
@@ -36,12 +42,16 @@ extension ConfabClient {
     }
 
     /// The node's Merkle tree of `range` (how tests and tools check that replicas agree).
-    public func merkleTree(at address: NodeAddress, range: TokenRange, depth: Int = 10,
-                           keyspace: String = SchemaRegistry.chatKeyspace, table: String = SchemaRegistry.messagesTable,
-                           timeout: Duration = .seconds(30)) async throws -> MerkleTreeLeaves {
+    public func merkleTree(
+        at address: NodeAddress, range: TokenRange, depth: Int = 10,
+        keyspace: String = SchemaRegistry.chatKeyspace, table: String = SchemaRegistry.messagesTable,
+        timeout: Duration = .seconds(30)
+    ) async throws -> MerkleTreeLeaves {
         let request = MerkleTreeRequest(keyspace: keyspace, table: table, range: range, depth: depth)
         let reply = try await self.request(.merkleTreeRequest(request), to: address, timeout: timeout)
-        guard case .merkleTreeResponse(let leaves) = reply else { throw unexpectedReply(reply, for: .merkleTreeRequest) }
+        guard case .merkleTreeResponse(let leaves) = reply else {
+            throw unexpectedReply(reply, for: .merkleTreeRequest)
+        }
         return leaves
     }
 

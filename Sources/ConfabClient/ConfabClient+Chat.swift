@@ -10,13 +10,17 @@ extension ConfabClient {
     /// `messageId` (a new UUID by default) makes it unique, so posting the same message again — a
     /// retry — overwrites it instead of duplicating it. Durable per `consistency` when it returns.
     @discardableResult
-    public func post(chatId: Int64, sender: String, text: String, messageId: String? = nil, timestamp: Int64? = nil,
-                     consistency: ConsistencyLevel = .quorum) async throws -> ChatMessage {
+    public func post(
+        chatId: Int64, sender: String, text: String, messageId: String? = nil, timestamp: Int64? = nil,
+        consistency: ConsistencyLevel = .quorum
+    ) async throws -> ChatMessage {
         let now = configuration.clock.nowMicros()
-        let message = ChatMessage(chatId: chatId, timestamp: timestamp ?? now,
-                                  messageId: messageId ?? UUID().uuidString.lowercased(), sender: sender, text: text)
-        let mutation = ChatMessages.mutation(chatId: chatId, timestamp: message.timestamp, messageId: message.messageId,
-                                             sender: sender, body: text, writeTime: now)
+        let message = ChatMessage(
+            chatId: chatId, timestamp: timestamp ?? now,
+            messageId: messageId ?? UUID().uuidString.lowercased(), sender: sender, text: text)
+        let mutation = ChatMessages.mutation(
+            chatId: chatId, timestamp: message.timestamp, messageId: message.messageId,
+            sender: sender, body: text, writeTime: now)
         try await write(mutation, consistency: consistency)
         return message
     }
@@ -24,8 +28,10 @@ extension ConfabClient {
     /// The newest `limit` messages of a chat, newest first, with `after < timestamp < before`
     /// (µs since the epoch; either bound optional). Page back by passing the oldest returned
     /// timestamp as the next `before`.
-    public func history(chatId: Int64, limit: Int = 50, before: Int64? = nil, after: Int64? = nil,
-                        consistency: ConsistencyLevel = .quorum) async throws -> [ChatMessage] {
+    public func history(
+        chatId: Int64, limit: Int = 50, before: Int64? = nil, after: Int64? = nil,
+        consistency: ConsistencyLevel = .quorum
+    ) async throws -> [ChatMessage] {
         guard limit > 0 else { throw ConfabClientError(.invalidArgument, "limit must be at least 1 (got \(limit))") }
         var query = ChatMessages.latest(chatId: chatId, before: before, limit: limit)
         if let after {

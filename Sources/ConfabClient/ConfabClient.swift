@@ -48,15 +48,18 @@ public final class ConfabClient: Sendable {
     let pool: ConnectionPool
     private let logger: Logger
 
-    public init(configuration: Configuration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                logger: Logger = Logger(label: "confab.client")) {
+    public init(
+        configuration: Configuration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "confab.client")
+    ) {
         self.configuration = configuration
         self.logger = logger
         let c = configuration
         self.pool = ConnectionPool { address in
-            try await ClientConnection.connect(to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
-                                               requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,
-                                               clientName: c.clientName, credentials: c.credentials)
+            try await ClientConnection.connect(
+                to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
+                requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,
+                clientName: c.clientName, credentials: c.credentials)
         }
     }
 
@@ -76,7 +79,8 @@ public final class ConfabClient: Sendable {
     @discardableResult
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel = .quorum) async throws -> WriteAck {
         let table = try configuration.schema.resolve(id: mutation.table)
-        let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency)
+        let request = WriteRequest(
+            keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency)
         switch try await send(.write(request), partitionKey: mutation.partitionKey) {
         case .writeAck(let ack): return ack
         case let other: throw unexpected(other, for: .write)
@@ -119,18 +123,21 @@ public final class ConfabClient: Sendable {
     /// Sends `message` to the planned nodes in turn until one answers. Node errors that another
     /// node may not repeat (overloaded, server, timeout, unavailable) and connection failures move
     /// on to the next node; the last failure is thrown.
-    func send(_ message: WireMessage, partitionKey: [UInt8]?,
-              answeredBy: (String) -> Void = { _ in }) async throws -> WireMessage {
+    func send(
+        _ message: WireMessage, partitionKey: [UInt8]?,
+        answeredBy: (String) -> Void = { _ in }
+    ) async throws -> WireMessage {
         if partitionKey != nil, let tokenAware = configuration.routing as? TokenAwareRouting, tokenAware.needsTopology {
             // Learn the ring once (and again when stale); routing works without it, so a failure
             // here only means round robin for now.
-            if let status = try? await self.send(.status, partitionKey: nil) , case .statusResponse(let s) = status {
+            if let status = try? await self.send(.status, partitionKey: nil), case .statusResponse(let s) = status {
                 tokenAware.update(from: s)
             } else {
                 tokenAware.update(from: RingStatus(clusterName: "", replicationFactor: 1, nodes: []))
             }
         }
-        let plan = configuration.routing.plan(partitionKey: partitionKey, keyspace: message.keyspace, nodes: configuration.nodes)
+        let plan = configuration.routing.plan(
+            partitionKey: partitionKey, keyspace: message.keyspace, nodes: configuration.nodes)
         guard !plan.isEmpty else { throw ConfabClientError(.invalidArgument, "no node addresses given") }
         let attempts = max(1, min(configuration.maxAttempts ?? plan.count, plan.count))
         var failures: [(NodeAddress, any Error)] = []
@@ -148,7 +155,8 @@ public final class ConfabClient: Sendable {
                 answeredBy(connection.nodeID)
                 return reply
             } catch let error as ConfabClientError where error.isRetryableElsewhere {
-                logger.debug("request failed, trying the next node", metadata: ["node": "\(address)", "error": "\(error)"])
+                logger.debug(
+                    "request failed, trying the next node", metadata: ["node": "\(address)", "error": "\(error)"])
                 failures.append((address, error))
             }
         }

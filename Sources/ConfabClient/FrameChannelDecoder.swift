@@ -45,7 +45,9 @@ package struct FrameChannelDecoder: ByteToMessageDecoder {
         }
     }
 
-    package mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    package mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
         while try decode(context: context, buffer: &buffer) == .continue {}
         // A partial frame at EOF: the peer went away mid-frame; nothing to answer.
         buffer.moveReaderIndex(to: buffer.writerIndex)

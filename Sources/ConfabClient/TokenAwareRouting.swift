@@ -73,7 +73,11 @@ public final class TokenAwareRouting: RoutingPolicy {
         // Only nodes the client was configured with or that the ring reported are used; spread
         // load over the replicas.
         if replicas.count > 1 {
-            let start = rotation.withLockedValue { r in defer { r &+= 1 }; return r } % replicas.count
+            let start =
+                rotation.withLockedValue { r in
+                    defer { r &+= 1 }
+                    return r
+                } % replicas.count
             replicas = Array(replicas[start...] + replicas[..<start])
         }
         return replicas + ordered.filter { !replicas.contains($0) }

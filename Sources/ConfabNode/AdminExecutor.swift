@@ -19,20 +19,29 @@ struct AdminExecutor: Sendable {
         if request.operation == .decommission {
             // Leaving is something a node does to itself: never fanned out to the whole ring.
             guard request.scope == .node else {
-                throw WireError(.invalid, "decommission applies to the node that receives it; send it with scope node to the node that should leave")
+                throw WireError(
+                    .invalid,
+                    "decommission applies to the node that receives it; send it with scope node to the node that should leave"
+                )
             }
             let start = ContinuousClock.now
             _ = try await ring.decommission()
-            return AdminResponse(results: [AdminResult(nodeID: local?.id ?? ring.localID,
-                                                       address: local.map { "\($0.address)" } ?? "",
-                                                       elapsedMicros: (ContinuousClock.now - start).micros)])
+            return AdminResponse(results: [
+                AdminResult(
+                    nodeID: local?.id ?? ring.localID,
+                    address: local.map { "\($0.address)" } ?? "",
+                    elapsedMicros: (ContinuousClock.now - start).micros)
+            ])
         }
         switch request.scope {
         case .node:
             let elapsed = try await runLocally(request.operation)
-            return AdminResponse(results: [AdminResult(nodeID: local?.id ?? ring.localID,
-                                                       address: local.map { "\($0.address)" } ?? "",
-                                                       elapsedMicros: elapsed)])
+            return AdminResponse(results: [
+                AdminResult(
+                    nodeID: local?.id ?? ring.localID,
+                    address: local.map { "\($0.address)" } ?? "",
+                    elapsedMicros: elapsed)
+            ])
         case .ring:
             let snapshot = try await ring.snapshot()
             let members = Set(snapshot.ring.nodes + snapshot.joining + [snapshot.local]).sorted()
@@ -52,8 +61,9 @@ struct AdminExecutor: Sendable {
     private func result(of request: AdminRequest, on member: NodeID, local: NodeID) async -> AdminResult {
         let start = ContinuousClock.now
         func failed(_ error: any Error) -> AdminResult {
-            AdminResult(nodeID: member.id, address: "\(member.address)", elapsedMicros: (ContinuousClock.now - start).micros,
-                        error: "\(error)")
+            AdminResult(
+                nodeID: member.id, address: "\(member.address)", elapsedMicros: (ContinuousClock.now - start).micros,
+                error: "\(error)")
         }
         if member == local {
             do {
@@ -80,7 +90,8 @@ struct AdminExecutor: Sendable {
         switch operation {
         case .flush: try await replica.flush()
         case .compact: try await replica.compact()
-        case .decommission: throw WireError(.invalid, "decommission is not forwarded; send it to the node that should leave")
+        case .decommission:
+            throw WireError(.invalid, "decommission is not forwarded; send it to the node that should leave")
         }
         return (ContinuousClock.now - start).micros
     }

@@ -2,9 +2,9 @@ import ConfabWire
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Why a cluster-secret file could not be created or used.
@@ -101,7 +101,9 @@ public enum ClusterSecretFile {
         if dfd >= 0 {
             let synced = fsync(dfd)
             close(dfd)
-            guard synced == 0 else { throw ClusterSecretFileError(.io, "cannot fsync \(directory)", cause: errnoText()) }
+            guard synced == 0 else {
+                throw ClusterSecretFileError(.io, "cannot fsync \(directory)", cause: errnoText())
+            }
         }
         return true
     }
@@ -111,16 +113,21 @@ public enum ClusterSecretFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT {
-                throw ClusterSecretFileError(.missing, "no cluster secret at \(path) (`confab ring start` creates one in the ring directory)")
+                throw ClusterSecretFileError(
+                    .missing, "no cluster secret at \(path) (`confab ring start` creates one in the ring directory)")
             }
             throw ClusterSecretFileError(.unreadable, "cannot open \(path)", cause: errnoText())
         }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw ClusterSecretFileError(.unreadable, "cannot stat \(path)", cause: errnoText()) }
+        guard fstat(fd, &info) == 0 else {
+            throw ClusterSecretFileError(.unreadable, "cannot stat \(path)", cause: errnoText())
+        }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else {
-            throw ClusterSecretFileError(.tooOpen, """
+            throw ClusterSecretFileError(
+                .tooOpen,
+                """
                 \(path) has mode \(String(mode, radix: 8)): group or others may read it; the cluster secret lets \
                 anyone who has it act as a node or an operator. Run `chmod 600 \(path)` (and check who has read it)
                 """)
@@ -131,7 +138,10 @@ public enum ClusterSecretFile {
         do {
             return try ClusterSecret(bytes: Array(bytes.prefix(count)))
         } catch {
-            throw ClusterSecretFileError(.malformed, "\(path) holds \(count == bytes.count ? "more than \(ClusterSecret.size)" : "\(count)") bytes; a cluster secret is \(ClusterSecret.size) random bytes")
+            throw ClusterSecretFileError(
+                .malformed,
+                "\(path) holds \(count == bytes.count ? "more than \(ClusterSecret.size)" : "\(count)") bytes; a cluster secret is \(ClusterSecret.size) random bytes"
+            )
         }
     }
 

@@ -27,8 +27,10 @@ struct ConnectionGate {
     private(set) var role: PeerRole = .client
     private var authenticatedNode: String?
 
-    init(secret: ClusterSecret?, localNodeID: String, clusterName: String,
-         challenge: [UInt8] = ClusterSecret.randomBytes(ClusterSecret.nonceSize)) {
+    init(
+        secret: ClusterSecret?, localNodeID: String, clusterName: String,
+        challenge: [UInt8] = ClusterSecret.randomBytes(ClusterSecret.nonceSize)
+    ) {
         self.secret = secret
         self.localNodeID = localNodeID
         self.clusterName = clusterName
@@ -53,12 +55,17 @@ struct ConnectionGate {
     static func refusal(_ type: MessageType, required: PeerRole, role: PeerRole) -> WireError {
         let what = required == .node ? "an internode message" : "an operator message"
         if role == .client {
-            let how = required == .node
+            let how =
+                required == .node
                 ? "only nodes of this ring, authenticated with its cluster secret, may send it"
                 : "authenticate as an operator with the ring's cluster secret: the confab CLI reads it from the ring directory's cluster-secret file (--dir), or from --cluster-secret-file / $CONFAB_CLUSTER_SECRET_FILE"
-            return WireError(.unauthorized, "\(type) is \(what) and this connection has not authenticated; \(how) (docs/security.md)")
+            return WireError(
+                .unauthorized, "\(type) is \(what) and this connection has not authenticated; \(how) (docs/security.md)"
+            )
         }
-        return WireError(.forbidden, "\(type) is \(what); this connection authenticated as \(role), which may not send it (docs/security.md)")
+        return WireError(
+            .forbidden,
+            "\(type) is \(what); this connection authenticated as \(role), which may not send it (docs/security.md)")
     }
 
     private mutating func hello(_ frame: Frame) -> Verdict {
@@ -71,17 +78,30 @@ struct ConnectionGate {
         }
         let v = ProtocolVersion.current
         guard h.minVersion <= v, v <= h.maxVersion else {
-            return .answer(.error(WireError(.protocolError, "no common protocol version: the client speaks \(h.minVersion)...\(h.maxVersion), this node speaks \(v)")), close: false)
+            return .answer(
+                .error(
+                    WireError(
+                        .protocolError,
+                        "no common protocol version: the client speaks \(h.minVersion)...\(h.maxVersion), this node speaks \(v)"
+                    )), close: false)
         }
         if answered, helloNodeID != h.nodeID {
             // The node id was bound into the answer already; it does not change afterwards.
-            return .answer(.error(WireError(.protocolError, "this connection authenticated already; a second Hello may not change its node id")), close: true)
+            return .answer(
+                .error(
+                    WireError(
+                        .protocolError,
+                        "this connection authenticated already; a second Hello may not change its node id")),
+                close: true)
         }
         helloNodeID = h.nodeID
-        return .answer(.helloAck(HelloAck(version: v, nodeID: localNodeID, clusterName: clusterName,
-                                          authenticationRequired: secret != nil,
-                                          challenge: secret != nil ? challenge : [UInt8](repeating: 0, count: ClusterSecret.nonceSize))),
-                       close: false)
+        return .answer(
+            .helloAck(
+                HelloAck(
+                    version: v, nodeID: localNodeID, clusterName: clusterName,
+                    authenticationRequired: secret != nil,
+                    challenge: secret != nil ? challenge : [UInt8](repeating: 0, count: ClusterSecret.nonceSize))),
+            close: false)
     }
 
     private mutating func authenticate(_ frame: Frame) -> Verdict {
@@ -97,21 +117,39 @@ struct ConnectionGate {
             return .answer(.authenticateAck(role: request.role), close: false)
         }
         guard let nodeID = helloNodeID else {
-            return .answer(.error(WireError(.unauthorized, "send Hello first: the challenge to answer comes in its HelloAck")), close: true)
+            return .answer(
+                .error(WireError(.unauthorized, "send Hello first: the challenge to answer comes in its HelloAck")),
+                close: true)
         }
         guard !answered else {
-            return .answer(.error(WireError(.unauthorized, "this connection already answered its challenge; open a new connection to authenticate again")), close: true)
+            return .answer(
+                .error(
+                    WireError(
+                        .unauthorized,
+                        "this connection already answered its challenge; open a new connection to authenticate again")),
+                close: true)
         }
         answered = true
         if request.role == .node, nodeID.isEmpty {
-            return .answer(.error(WireError(.unauthorized, "a node authenticates with its node id in Hello; this Hello named none")), close: true)
+            return .answer(
+                .error(
+                    WireError(.unauthorized, "a node authenticates with its node id in Hello; this Hello named none")),
+                close: true)
         }
-        guard secret.verify(request.mac, serverNonce: challenge, clientNonce: request.clientNonce, role: request.role, nodeID: nodeID) else {
-            return .answer(.error(WireError(.unauthorized, """
-                authentication failed: the answer does not match this connection's challenge (a different cluster \
-                secret, an answer made for another connection, or a node id other than the one in Hello); \
-                check that the caller and this node use the same ring's cluster-secret file
-                """)), close: true)
+        guard
+            secret.verify(
+                request.mac, serverNonce: challenge, clientNonce: request.clientNonce, role: request.role,
+                nodeID: nodeID)
+        else {
+            return .answer(
+                .error(
+                    WireError(
+                        .unauthorized,
+                        """
+                        authentication failed: the answer does not match this connection's challenge (a different cluster \
+                        secret, an answer made for another connection, or a node id other than the one in Hello); \
+                        check that the caller and this node use the same ring's cluster-secret file
+                        """)), close: true)
         }
         role = request.role
         authenticatedNode = request.role == .node ? nodeID : nil

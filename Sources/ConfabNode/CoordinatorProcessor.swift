@@ -29,9 +29,11 @@ public struct CoordinatorProcessor: RequestProcessor {
     /// Where request deadlines are scheduled (an event-loop timer each, not a sleeping task).
     let timers: any EventLoopGroup
 
-    init(ring: RingService, replica: LocalReplica, messenger: InternodeMessenger, schema: SchemaRegistry,
-         writeTimeout: Duration, readTimeout: Duration, clock: any EngineClock = SystemClock(),
-         timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    init(
+        ring: RingService, replica: LocalReplica, messenger: InternodeMessenger, schema: SchemaRegistry,
+        writeTimeout: Duration, readTimeout: Duration, clock: any EngineClock = SystemClock(),
+        timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.ring = ring
         self.replica = replica
         self.messenger = messenger
@@ -46,24 +48,30 @@ public struct CoordinatorProcessor: RequestProcessor {
         try await measured("write", consistency) { try await coordinateWrite(mutation, consistency: consistency) }
     }
 
-    public func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse {
-        try await measured("read", consistency) { try await coordinateRead(query, consistency: consistency, digestOnly: digestOnly) }
+    public func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse
+    {
+        try await measured("read", consistency) {
+            try await coordinateRead(query, consistency: consistency, digestOnly: digestOnly)
+        }
     }
 
     /// Counts and times one coordinated request by level (`confab_coordinator_*`).
-    private func measured<T>(_ op: String, _ consistency: ConsistencyLevel,
-                             _ body: () async throws -> T) async throws -> T {
+    private func measured<T>(
+        _ op: String, _ consistency: ConsistencyLevel,
+        _ body: () async throws -> T
+    ) async throws -> T {
         let start = ContinuousClock.now
         do {
             let result = try await body()
             ring.metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: nil)
             return result
         } catch {
-            let failure: String? = switch (error as? WireError)?.code {
-            case .unavailable?: "unavailable"
-            case .timeout?: "timeout"
-            default: "other"
-            }
+            let failure: String? =
+                switch (error as? WireError)?.code {
+                case .unavailable?: "unavailable"
+                case .timeout?: "timeout"
+                default: "other"
+                }
             ring.metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: failure)
             throw error
         }
@@ -75,17 +83,22 @@ public struct CoordinatorProcessor: RequestProcessor {
         // The keyspace's replicas and factor: hints go to whichever of these misses the write.
         let placement = snapshot.placement(schema)
         let coordinator = WriteCoordinator(
-            mutation: mutation, replicas: placement.replicas(forPartitionKey: mutation.partitionKey, keyspace: table.keyspace),
-            pending: snapshot.pendingReplicas(forPartitionKey: mutation.partitionKey,
-                                              replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
+            mutation: mutation,
+            replicas: placement.replicas(forPartitionKey: mutation.partitionKey, keyspace: table.keyspace),
+            pending: snapshot.pendingReplicas(
+                forPartitionKey: mutation.partitionKey,
+                replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
             consistency: consistency,
             // The configured factor, not the ring's size: a ring that holds fewer nodes than the
             // factor (a node that restarted and has not heard from the others yet) answers
             // `unavailable` for a level it cannot meet instead of acknowledging fewer copies.
-            replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive, now: ring.now(),
+            replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
+            now: ring.now(),
             timeout: writeTimeout)
         let blockFor = coordinator.blockFor
-        let outcome = await WriteExecution(coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
+        let outcome = await WriteExecution(
+            coordinator: coordinator, local: snapshot.local, table: table, processor: self
+        ).run()
         switch outcome {
         case .success(()):
             return WriteAck(acknowledged: UInt8(clamping: blockFor), required: UInt8(clamping: blockFor))
@@ -94,7 +107,9 @@ public struct CoordinatorProcessor: RequestProcessor {
         }
     }
 
-    private func coordinateRead(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse {
+    private func coordinateRead(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws
+        -> ReadResponse
+    {
         let table = try schema.resolve(id: query.table)
         var attempt = 0
         while true {
@@ -109,12 +124,15 @@ public struct CoordinatorProcessor: RequestProcessor {
                 replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
                 now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
             let (outcome, sawUnreachable) = await ReadExecution(
-                coordinator: coordinator, local: snapshot.local, table: table, processor: self).run()
+                coordinator: coordinator, local: snapshot.local, table: table, processor: self
+            ).run()
             switch outcome {
             case .success(let result):
                 let rows = ReplicaRows(
                     table: query.table, partitionKey: query.partitionKey,
-                    rows: result.rows.map { Mutation.Row(clustering: $0.clustering, fragment: RowFragment(cells: $0.cells)) },
+                    rows: result.rows.map {
+                        Mutation.Row(clustering: $0.clustering, fragment: RowFragment(cells: $0.cells))
+                    },
                     cursor: result.cursor, tombstonesScanned: UInt32(clamping: result.tombstonesScanned))
                 return digestOnly ? .digest(rows.digest()) : .rows(rows)
             case .failure(let error):
@@ -127,7 +145,9 @@ public struct CoordinatorProcessor: RequestProcessor {
 
     public func status() async throws -> RingStatus {
         var status = await ring.status()
-        status.keyspaces = schema.keyspaces.map { RingStatus.Keyspace(name: $0.name, replicationFactor: $0.replicationFactor) }
+        status.keyspaces = schema.keyspaces.map {
+            RingStatus.Keyspace(name: $0.name, replicationFactor: $0.replicationFactor)
+        }
         return status
     }
 

@@ -28,8 +28,10 @@ struct HintStore: Sendable {
     let threadPool: NIOThreadPool
     let clock: any EngineClock
 
-    static func open(directory: String, threadPool: NIOThreadPool, clock: any EngineClock = SystemClock(),
-                     fileSystem: any FileSystem = PosixFileSystem()) async throws -> HintStore {
+    static func open(
+        directory: String, threadPool: NIOThreadPool, clock: any EngineClock = SystemClock(),
+        fileSystem: any FileSystem = PosixFileSystem()
+    ) async throws -> HintStore {
         var options = EngineOptions()
         options.fileSystem = fileSystem
         options.syncMode = .group
@@ -39,29 +41,39 @@ struct HintStore: Sendable {
         // Deleted hints need no long grace: nothing replicates them.
         options.gcGraceSeconds = 3600
         let engineOptions = options
-        let engine = try await threadPool.runIfActive { try StorageEngine.open(directory: directory, options: engineOptions) }
+        let engine = try await threadPool.runIfActive {
+            try StorageEngine.open(directory: directory, options: engineOptions)
+        }
         return HintStore(engine: engine, threadPool: threadPool, clock: clock)
     }
 
     func persist(_ hint: Hint) async throws {
         let now = clock.nowMicros()
         var created: [UInt8] = []
-        for shift in stride(from: 56, through: 0, by: -8) { created.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: now) >> UInt64(shift))) }
-        let row = RowFragment(liveness: LivenessInfo(timestamp: now), cells: [
-            Cell(column: Self.mutationColumn, timestamp: now, value: hint.mutation.encoded()),
-            Cell(column: Self.addressColumn, timestamp: now, value: Array(hint.target.address.description.utf8)),
-            Cell(column: Self.createdColumn, timestamp: now, value: created),
-        ])
-        try await engine.write(Mutation(table: Self.table, partitionKey: Array(hint.target.id.utf8),
-                                         rows: [.init(clustering: Self.clustering(hint.id), fragment: row)]))
+        for shift in stride(from: 56, through: 0, by: -8) {
+            created.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: now) >> UInt64(shift)))
+        }
+        let row = RowFragment(
+            liveness: LivenessInfo(timestamp: now),
+            cells: [
+                Cell(column: Self.mutationColumn, timestamp: now, value: hint.mutation.encoded()),
+                Cell(column: Self.addressColumn, timestamp: now, value: Array(hint.target.address.description.utf8)),
+                Cell(column: Self.createdColumn, timestamp: now, value: created),
+            ])
+        try await engine.write(
+            Mutation(
+                table: Self.table, partitionKey: Array(hint.target.id.utf8),
+                rows: [.init(clustering: Self.clustering(hint.id), fragment: row)]))
     }
 
     func delete(id: UInt64, target: NodeID) async throws {
         let now = clock.nowMicros()
         // +1 µs: a delete in the same microsecond as the write must still shadow it.
         let deletion = DeletionTime(timestamp: now + 1, localDeletionTime: now / 1_000_000)
-        try await engine.write(Mutation(table: Self.table, partitionKey: Array(target.id.utf8),
-                                        rows: [.init(clustering: Self.clustering(id), fragment: RowFragment(deletion: deletion))]))
+        try await engine.write(
+            Mutation(
+                table: Self.table, partitionKey: Array(target.id.utf8),
+                rows: [.init(clustering: Self.clustering(id), fragment: RowFragment(deletion: deletion))]))
     }
 
     /// Every live hint, with its mutation (tests and tools). `now` is the ring clock at recovery:
@@ -69,7 +81,9 @@ struct HintStore: Sendable {
     /// keep counting across restarts.
     func recover(now: RingInstant) async throws -> [Hint] {
         try await scan(now: now) { ref, row in
-            guard let bytes = row.value(Self.mutationColumn), let mutation = try? Mutation.decode(bytes) else { return nil }
+            guard let bytes = row.value(Self.mutationColumn), let mutation = try? Mutation.decode(bytes) else {
+                return nil
+            }
             return Hint(id: ref.id, target: ref.target, mutation: mutation, createdAt: ref.createdAt)
         }
     }
@@ -81,7 +95,9 @@ struct HintStore: Sendable {
     }
 
     /// Every live hint row as a `HintRef` (age carried over as `recover` says), mapped by `make`.
-    private func scan<T: Sendable>(now: RingInstant, _ make: @escaping @Sendable (HintRef, ResultRow) -> T?) async throws -> [T] {
+    private func scan<T: Sendable>(now: RingInstant, _ make: @escaping @Sendable (HintRef, ResultRow) -> T?)
+        async throws -> [T]
+    {
         let engine = self.engine
         let wallNow = clock.nowMicros()
         return try await threadPool.runIfActive {
@@ -95,13 +111,19 @@ struct HintStore: Sendable {
                 let id = String(decoding: target, as: UTF8.self)
                 let rows = try engine.read(SliceQuery(table: Self.table, partitionKey: target, limit: Int.max)).rows
                 for row in rows {
-                    guard let comps = ClusteringKey.components(of: row.clustering), case .int64(let hintID)? = comps.first,
-                          let size = row.value(Self.mutationColumn)?.count else { continue }
-                    let address = row.value(Self.addressColumn)
-                        .flatMap { NodeAddress(hostPort: String(decoding: $0, as: UTF8.self)) } ?? NodeAddress(host: "", port: 0)
-                    let created = row.value(Self.createdColumn).map { $0.reduce(Int64(0)) { $0 << 8 | Int64($1) } } ?? wallNow
+                    guard let comps = ClusteringKey.components(of: row.clustering),
+                        case .int64(let hintID)? = comps.first,
+                        let size = row.value(Self.mutationColumn)?.count
+                    else { continue }
+                    let address =
+                        row.value(Self.addressColumn)
+                        .flatMap { NodeAddress(hostPort: String(decoding: $0, as: UTF8.self)) }
+                        ?? NodeAddress(host: "", port: 0)
+                    let created =
+                        row.value(Self.createdColumn).map { $0.reduce(Int64(0)) { $0 << 8 | Int64($1) } } ?? wallNow
                     let age = Duration.microseconds(max(0, wallNow - created))
-                    let ref = HintRef(id: UInt64(hintID), target: NodeID(id: id, address: address), createdAt: now - age, size: size)
+                    let ref = HintRef(
+                        id: UInt64(hintID), target: NodeID(id: id, address: address), createdAt: now - age, size: size)
                     if let item = make(ref, row) { out.append(item) }
                 }
             }
@@ -114,8 +136,9 @@ struct HintStore: Sendable {
     func load(id: UInt64, target: NodeID) async throws -> Mutation? {
         let engine = self.engine
         let key = ClusteringKey([.int64(Int64(id))])
-        let query = SliceQuery(table: Self.table, partitionKey: Array(target.id.utf8),
-                               lower: ClusteringBound(key, inclusive: true), upper: ClusteringBound(key, inclusive: true), limit: 1)
+        let query = SliceQuery(
+            table: Self.table, partitionKey: Array(target.id.utf8),
+            lower: ClusteringBound(key, inclusive: true), upper: ClusteringBound(key, inclusive: true), limit: 1)
         return try await threadPool.runIfActive {
             guard let bytes = try engine.read(query).rows.first?.value(Self.mutationColumn) else { return nil }
             return try Mutation.decode(bytes)

@@ -25,13 +25,16 @@ struct InternodeMessenger: Sendable {
 
     /// - Parameter credentials: how this node authenticates to its peers (nil when the ring runs
     ///   without a cluster secret).
-    init(localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
-         maxFrameBytes: Int, credentials: ClusterCredentials? = nil, logger: Logger) {
+    init(
+        localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
+        maxFrameBytes: Int, credentials: ClusterCredentials? = nil, logger: Logger
+    ) {
         self.logger = logger
         self.pool = ConnectionPool { address in
-            try await ClientConnection.connect(to: address, group: group, connectTimeout: connectTimeout,
-                                               requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
-                                               clientName: "confab node \(localID)", credentials: credentials)
+            try await ClientConnection.connect(
+                to: address, group: group, connectTimeout: connectTimeout,
+                requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
+                clientName: "confab node \(localID)", credentials: credentials)
         }
     }
 
@@ -52,8 +55,10 @@ struct InternodeMessenger: Sendable {
     /// same errors) on the connection's event loop. With the connection already open — the steady
     /// state — nothing is scheduled besides the socket write; otherwise a task opens it first.
     /// Coordinators use it for replica requests, whose answers feed a state machine.
-    func request(_ message: WireMessage, to address: NodeAddress, timeout: Duration,
-                 completion: @escaping @Sendable (Result<WireMessage, any Error>) -> Void) {
+    func request(
+        _ message: WireMessage, to address: NodeAddress, timeout: Duration,
+        completion: @escaping @Sendable (Result<WireMessage, any Error>) -> Void
+    ) {
         guard let connection = pool.readyConnection(to: address) else {
             Task {
                 do { completion(.success(try await request(message, to: address, timeout: timeout))) } catch {
@@ -81,7 +86,8 @@ struct InternodeMessenger: Sendable {
             } catch let error as WireError where error.code == .unauthorized || error.code == .forbidden {
                 // Not a network blip: the peer refused this node's answer (another cluster
                 // secret?). It will never gossip with it until an operator fixes that.
-                logger.warning("a peer refused this node's authentication", metadata: ["peer": "\(address)", "error": "\(error)"])
+                logger.warning(
+                    "a peer refused this node's authentication", metadata: ["peer": "\(address)", "error": "\(error)"])
             } catch {
                 logger.debug("gossip send failed", metadata: ["peer": "\(address)", "error": "\(error)"])
             }

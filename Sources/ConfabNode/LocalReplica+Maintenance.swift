@@ -34,7 +34,10 @@ extension LocalReplica {
         let engine = self.engine
         return try await quarantiningCorruption {
             var out: [Mutation] = []
-            try RangeStreamer.mutations(from: engine, table: table, range: range) { out.append($0); return true }
+            try RangeStreamer.mutations(from: engine, table: table, range: range) {
+                out.append($0)
+                return true
+            }
             return out
         }
     }

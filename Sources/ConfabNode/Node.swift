@@ -29,17 +29,22 @@ public final class Node: Service, Sendable {
 
     /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
     ///   requests; the ring still runs for gossip and the replica side.
-    public convenience init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
-                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil) {
-        self.init(configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup,
-                  processorFactory: processorFactory, hintFileSystem: PosixFileSystem())
+    public convenience init(
+        configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil
+    ) {
+        self.init(
+            configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup,
+            processorFactory: processorFactory, hintFileSystem: PosixFileSystem())
     }
 
-    init(configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
-         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-         processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil,
-         hintFileSystem: any FileSystem) {
+    init(
+        configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        processorFactory: (@Sendable (StorageEngine, NIOThreadPool) -> any RequestProcessor)? = nil,
+        hintFileSystem: any FileSystem
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.group = eventLoopGroup
@@ -105,7 +110,9 @@ public final class Node: Service, Sendable {
             throw NodeError(.dataDirectory, "cannot create \(config.dataDirectory): \(error.localizedDescription)")
         }
         if RingStateFiles.isDecommissioned(dataDirectory: config.dataDirectory) {
-            throw NodeError(.dataDirectory, """
+            throw NodeError(
+                .dataDirectory,
+                """
                 the node in \(config.dataDirectory) was decommissioned (it left the ring and handed its data off); \
                 it does not rejoin with stale data. Remove \(config.dataDirectory) to start a new node there
                 """)
@@ -124,17 +131,25 @@ public final class Node: Service, Sendable {
         let generation: Int64
         var savedView: RingViewFile?
         do {
-            engine = try await threadPool.runIfActive { try StorageEngine.open(directory: config.engineDirectory, options: engineOptions) }
+            engine = try await threadPool.runIfActive {
+                try StorageEngine.open(directory: config.engineDirectory, options: engineOptions)
+            }
             do {
-                hints = try await HintStore.open(directory: config.hintsDirectory, threadPool: threadPool,
-                                                 fileSystem: hintFileSystem)
+                hints = try await HintStore.open(
+                    directory: config.hintsDirectory, threadPool: threadPool,
+                    fileSystem: hintFileSystem)
                 (tokens, generation) = try await threadPool.runIfActive {
-                    (try RingStateFiles.loadTokens(dataDirectory: config.dataDirectory),
-                     try RingStateFiles.nextGeneration(dataDirectory: config.dataDirectory,
-                                                       nowSeconds: SystemClock().nowSeconds()))
+                    (
+                        try RingStateFiles.loadTokens(dataDirectory: config.dataDirectory),
+                        try RingStateFiles.nextGeneration(
+                            dataDirectory: config.dataDirectory,
+                            nowSeconds: SystemClock().nowSeconds())
+                    )
                 }
                 do {
-                    savedView = try await threadPool.runIfActive { try RingViewFile.load(dataDirectory: config.dataDirectory) }
+                    savedView = try await threadPool.runIfActive {
+                        try RingViewFile.load(dataDirectory: config.dataDirectory)
+                    }
                 } catch {
                     // Safe to go on without it: the node then waits for a peer before serving.
                     logger.error("cannot read the saved ring view", metadata: ["error": "\(error)"])
@@ -148,24 +163,29 @@ public final class Node: Service, Sendable {
             throw error
         }
         let replica = LocalReplica(engine: engine, threadPool: threadPool)
-        let messenger = InternodeMessenger(localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes,
-                                           credentials: config.clusterSecret.map { ClusterCredentials(secret: $0, role: .node, nodeID: nodeID) },
-                                           logger: logger)
-        let ring = RingService(configuration: config, localID: nodeID, replica: replica, hints: hints,
-                               recoveredHints: (try? await hints.recoverRefs(now: RingInstant.zero)) ?? [],
-                               tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
-                               onDecommissioned: { [decommissioned] in decommissioned.continuation.yield() })
+        let messenger = InternodeMessenger(
+            localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes,
+            credentials: config.clusterSecret.map { ClusterCredentials(secret: $0, role: .node, nodeID: nodeID) },
+            logger: logger)
+        let ring = RingService(
+            configuration: config, localID: nodeID, replica: replica, hints: hints,
+            recoveredHints: (try? await hints.recoverRefs(now: RingInstant.zero)) ?? [],
+            tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
+            onDecommissioned: { [decommissioned] in decommissioned.continuation.yield() })
         runtime.withLockedValue { $0 = ring }
-        let processor = processorFactory?(engine, threadPool)
-            ?? CoordinatorProcessor(ring: ring, replica: replica, messenger: messenger, schema: config.schema,
-                                    writeTimeout: config.writeTimeout, readTimeout: config.readTimeout, timers: group)
+        let processor =
+            processorFactory?(engine, threadPool)
+            ?? CoordinatorProcessor(
+                ring: ring, replica: replica, messenger: messenger, schema: config.schema,
+                writeTimeout: config.writeTimeout, readTimeout: config.readTimeout, timers: group)
         let handler = RequestHandler(
             processor: processor, replica: replica, ring: ring, schema: config.schema, nodeID: nodeID,
             clusterName: config.clusterName, maxFrameBytes: config.maxFrameBytes, metrics: NodeMetrics(),
             logger: logger)
         let server = NodeServer(
             listen: (config.listen.host, config.listen.port), maxInFlightPerConnection: config.maxInFlightPerConnection,
-            maxFrameBytes: config.maxFrameBytes, handler: handler, clusterSecret: config.clusterSecret, group: group, logger: logger)
+            maxFrameBytes: config.maxFrameBytes, handler: handler, clusterSecret: config.clusterSecret, group: group,
+            logger: logger)
 
         var serveError: (any Error)?
         let (bound, boundSink) = AsyncStream.makeStream(of: SocketAddress.self)
@@ -256,8 +276,9 @@ extension Node {
     /// Runs the node in a `ServiceGroup` that turns SIGTERM and SIGINT into a graceful shutdown;
     /// returns once the node has stopped and closed its engine (what `confab node` does).
     public func runUntilTerminated() async throws {
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: self)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: self)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

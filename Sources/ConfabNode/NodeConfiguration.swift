@@ -75,8 +75,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// The tables this node serves, with the replication factors this configuration gives their
     /// keyspaces.
     public var schema: SchemaRegistry {
-        SchemaRegistry.standard.withReplication(default: replicationFactorIsSet ? replicationFactor : nil,
-                                                overrides: keyspaceReplication)
+        SchemaRegistry.standard.withReplication(
+            default: replicationFactorIsSet ? replicationFactor : nil,
+            overrides: keyspaceReplication)
     }
 
     /// The engine's directory inside the data directory.
@@ -114,10 +115,13 @@ public struct NodeConfiguration: Sendable, Hashable {
     public mutating func set(_ key: String, _ rawValue: String, source: String = "flag") throws(NodeError) {
         let value = rawValue.trimmingCharacters(in: .whitespaces)
         func bad(_ expected: String) -> NodeError {
-            NodeError(.invalidConfiguration, "\(source): \(key) = \(value.isEmpty ? "(empty)" : value): expected \(expected)")
+            NodeError(
+                .invalidConfiguration, "\(source): \(key) = \(value.isEmpty ? "(empty)" : value): expected \(expected)")
         }
         func int(_ range: ClosedRange<Int>) throws(NodeError) -> Int {
-            guard let n = Int(value), range.contains(n) else { throw bad("an integer in \(range.lowerBound)...\(range.upperBound)") }
+            guard let n = Int(value), range.contains(n) else {
+                throw bad("an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
             return n
         }
         switch key {
@@ -130,7 +134,9 @@ public struct NodeConfiguration: Sendable, Hashable {
         case "seeds":
             var out: [NodeAddress] = []
             for part in value.split(separator: ",") where !part.trimmingCharacters(in: .whitespaces).isEmpty {
-                guard let a = NodeAddress(hostPort: String(part)), a.port > 0 else { throw bad("comma-separated host:port") }
+                guard let a = NodeAddress(hostPort: String(part)), a.port > 0 else {
+                    throw bad("comma-separated host:port")
+                }
                 out.append(a)
             }
             seeds = out
@@ -176,7 +182,9 @@ public struct NodeConfiguration: Sendable, Hashable {
             default: throw bad("true or false")
             }
         default:
-            throw NodeError(.invalidConfiguration, "\(source): unknown key \"\(key)\"; known keys: \(Self.keys.map(\.key).joined(separator: ", "))")
+            throw NodeError(
+                .invalidConfiguration,
+                "\(source): unknown key \"\(key)\"; known keys: \(Self.keys.map(\.key).joined(separator: ", "))")
         }
     }
 
@@ -213,7 +221,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Checks what cannot be checked per key.
     public func validate() throws(NodeError) {
         guard !dataDirectory.isEmpty else {
-            throw NodeError(.invalidConfiguration, "no data directory: pass --data-dir or set data_dir in the config file")
+            throw NodeError(
+                .invalidConfiguration, "no data directory: pass --data-dir or set data_dir in the config file")
         }
     }
 }

@@ -13,7 +13,9 @@ enum NodeIdentity {
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard UUID(uuidString: id) != nil else {
-                throw NodeError(.dataDirectory, "\(path) does not hold a node id (a UUID); remove it only if this data directory is new")
+                throw NodeError(
+                    .dataDirectory,
+                    "\(path) does not hold a node id (a UUID); remove it only if this data directory is new")
             }
             return id.lowercased()
         }

@@ -20,8 +20,9 @@ struct NodeMetrics: Sendable {
         for type in MessageType.implemented {
             let name = Self.label(type)
             requests[type.rawValue] = Counter(label: "confab_node_requests_total", dimensions: [("type", name)])
-            latencies[type.rawValue] = Timer(label: "confab_node_request_duration_seconds", dimensions: [("type", name)],
-                                             preferredDisplayUnit: .milliseconds)
+            latencies[type.rawValue] = Timer(
+                label: "confab_node_request_duration_seconds", dimensions: [("type", name)],
+                preferredDisplayUnit: .milliseconds)
         }
         self.requests = requests
         self.latencies = latencies
@@ -35,8 +36,10 @@ struct NodeMetrics: Sendable {
     }
 
     func error(_ type: MessageType, _ code: WireError.Code) {
-        Counter(label: "confab_node_errors_total",
-                dimensions: [("type", Self.label(type)), ("code", code.description.replacingSpaces())]).increment()
+        Counter(
+            label: "confab_node_errors_total",
+            dimensions: [("type", Self.label(type)), ("code", code.description.replacingSpaces())]
+        ).increment()
     }
 
     func latency(_ type: MessageType, _ duration: Duration) {

@@ -88,10 +88,15 @@ struct NodeServer: Sendable {
                                 handler.metrics.request(frame.type)
                                 if case .error(let e) = answer {
                                     handler.metrics.error(frame.type, e.code)
-                                    handler.logger.info("refused a frame", metadata: [
-                                        "peer": "\(peer)", "type": "\(frame.type)", "role": "\(gate.role)", "error": "\(e)"])
+                                    handler.logger.info(
+                                        "refused a frame",
+                                        metadata: [
+                                            "peer": "\(peer)", "type": "\(frame.type)", "role": "\(gate.role)",
+                                            "error": "\(e)",
+                                        ])
                                 }
-                                try await outbound.write(Self.encode(answer, streamID: frame.streamID, maxFrameBytes: maxFrameBytes))
+                                try await outbound.write(
+                                    Self.encode(answer, streamID: frame.streamID, maxFrameBytes: maxFrameBytes))
                                 if close { break loop }
                                 continue loop
                             }
@@ -104,22 +109,32 @@ struct NodeServer: Sendable {
                                 // Interim frames (repair progress) go out on the request's stream
                                 // before its response; a failed write surfaces on the response.
                                 let interim: @Sendable (WireMessage) async -> Void = { message in
-                                    try? await outbound.write(Self.encode(message, streamID: frame.streamID,
-                                                                          maxFrameBytes: maxFrameBytes))
+                                    try? await outbound.write(
+                                        Self.encode(
+                                            message, streamID: frame.streamID,
+                                            maxFrameBytes: maxFrameBytes))
                                 }
-                                guard let response = await handler.respond(to: frame, peerNode: peerNode, interim: interim) else { return }
-                                try await outbound.write(Self.encode(response, streamID: frame.streamID,
-                                                                     maxFrameBytes: maxFrameBytes))
+                                guard
+                                    let response = await handler.respond(
+                                        to: frame, peerNode: peerNode, interim: interim)
+                                else { return }
+                                try await outbound.write(
+                                    Self.encode(
+                                        response, streamID: frame.streamID,
+                                        maxFrameBytes: maxFrameBytes))
                             }
                         case .damaged(let streamID, let error):
                             handler.logger.debug("damaged frame", metadata: ["peer": "\(peer)", "error": "\(error)"])
                             handler.metrics.error(.error, error.code)
-                            try await outbound.write(ByteBuffer(bytes: WireMessage.error(error).encodedFrame(streamID: streamID)))
+                            try await outbound.write(
+                                ByteBuffer(bytes: WireMessage.error(error).encodedFrame(streamID: streamID)))
                         case .fatal(let streamID, let error):
-                            handler.logger.info("closing connection after a framing error",
-                                                metadata: ["peer": "\(peer)", "error": "\(error)"])
+                            handler.logger.info(
+                                "closing connection after a framing error",
+                                metadata: ["peer": "\(peer)", "error": "\(error)"])
                             handler.metrics.error(.error, error.code)
-                            try await outbound.write(ByteBuffer(bytes: WireMessage.error(error).encodedFrame(streamID: streamID)))
+                            try await outbound.write(
+                                ByteBuffer(bytes: WireMessage.error(error).encodedFrame(streamID: streamID)))
                             break loop
                         }
                     }
@@ -135,7 +150,10 @@ struct NodeServer: Sendable {
     static func encode(_ response: WireMessage, streamID: UInt32, maxFrameBytes: Int) -> ByteBuffer {
         let frame = response.frame(streamID: streamID)
         if frame.body.count > maxFrameBytes {
-            let error = WireError(.tooLarge, "the response of \(frame.body.count) bytes exceeds the \(maxFrameBytes)-byte frame limit; lower the limit or narrow the slice")
+            let error = WireError(
+                .tooLarge,
+                "the response of \(frame.body.count) bytes exceeds the \(maxFrameBytes)-byte frame limit; lower the limit or narrow the slice"
+            )
             return ByteBuffer(bytes: WireMessage.error(error).encodedFrame(streamID: streamID))
         }
         return ByteBuffer(bytes: frame.encoded())

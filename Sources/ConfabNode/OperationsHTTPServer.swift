@@ -39,8 +39,10 @@ public final class OperationsHTTPServer: Sendable {
     private init(channel: any Channel) { self.channel = channel }
 
     /// Binds `host:port` (0: a free port) and serves `route` for each GET until `close()`.
-    public static func start(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                             logger: Logger, route: @escaping @Sendable (String) async -> Response) async throws
+    public static func start(
+        host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger, route: @escaping @Sendable (String) async -> Response
+    ) async throws
         -> OperationsHTTPServer
     {
         let channel = try await ServerBootstrap(group: group)
@@ -99,10 +101,16 @@ private final class OperationsHTTPHandler: ChannelInboundHandler, @unchecked Sen
                 headers.add(name: "Content-Type", value: response.contentType)
                 headers.add(name: "Content-Length", value: String(response.body.count))
                 headers.add(name: "Connection", value: "close")
-                context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: response.status,
-                                                                                  headers: headers))), promise: nil)
+                context.write(
+                    NIOAny(
+                        HTTPServerResponsePart.head(
+                            HTTPResponseHead(
+                                version: version, status: response.status,
+                                headers: headers))), promise: nil)
                 if method != .HEAD {
-                    context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
+                    context.write(
+                        NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil
+                    )
                 }
                 context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in
                     box.value.close(promise: nil)

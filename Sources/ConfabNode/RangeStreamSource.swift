@@ -29,11 +29,14 @@ struct RangeStreamSource: Sendable {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for mutation in chunk {
                         group.addTask {
-                            let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation,
-                                                       consistency: .one)
-                            let reply = try await messenger.request(.replicaWrite(request), to: target, timeout: writeTimeout)
+                            let request = WriteRequest(
+                                keyspace: table.keyspace, table: table.name, mutation: mutation,
+                                consistency: .one)
+                            let reply = try await messenger.request(
+                                .replicaWrite(request), to: target, timeout: writeTimeout)
                             guard reply == .replicaWriteAck else {
-                                throw WireError(.protocolError, "\(target) answered a streamed ReplicaWrite with \(reply.type)")
+                                throw WireError(
+                                    .protocolError, "\(target) answered a streamed ReplicaWrite with \(reply.type)")
                             }
                         }
                     }

@@ -58,7 +58,9 @@ struct ReadExecution: Sendable {
                 }
             }
             guard let event = await iterator.next() else {
-                return (.failure(RingError(.readFailure, "the read coordinator stopped without an answer")), sawUnreachable)
+                return (
+                    .failure(RingError(.readFailure, "the read coordinator stopped without an answer")), sawUnreachable
+                )
             }
             switch event {
             case .data(let node, let result): actions = coordinator.onData(from: node, result)
@@ -87,8 +89,9 @@ struct ReadExecution: Sendable {
                     result = digest ? .digest(data.digest()) : .data(data)
                 } else {
                     let request = ReadRequest(query, schema: table, consistency: .one, digestOnly: digest)
-                    let reply = try await processor.messenger.request(.replicaRead(request), to: node.address,
-                                                                      timeout: processor.readTimeout)
+                    let reply = try await processor.messenger.request(
+                        .replicaRead(request), to: node.address,
+                        timeout: processor.readTimeout)
                     guard case .replicaReadResponse(let r) = reply else {
                         sink.yield(.failure(node, "answered ReplicaRead with \(reply.type)", unreachable: false))
                         return
@@ -117,9 +120,11 @@ struct ReadExecution: Sendable {
                 if node == local {
                     try await processor.replica.apply(mutation)
                 } else {
-                    let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: .one)
-                    _ = try await processor.messenger.request(.replicaWrite(request), to: node.address,
-                                                              timeout: processor.readTimeout)
+                    let request = WriteRequest(
+                        keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: .one)
+                    _ = try await processor.messenger.request(
+                        .replicaWrite(request), to: node.address,
+                        timeout: processor.readTimeout)
                 }
                 sink.yield(.repaired(node))
             } catch let failure as InternodeMessenger.InternodeFailure {

@@ -25,8 +25,10 @@ struct RequestHandler: Sendable {
     ///
     /// `peerNode` is the id the connection authenticated as (nil when it is not a node or the node
     /// runs without a secret): gossip from an authenticated node must come from that node.
-    func respond(to frame: Frame, peerNode: String? = nil,
-                 interim: @escaping @Sendable (WireMessage) async -> Void = { _ in }) async -> WireMessage? {
+    func respond(
+        to frame: Frame, peerNode: String? = nil,
+        interim: @escaping @Sendable (WireMessage) async -> Void = { _ in }
+    ) async -> WireMessage? {
         let start = ContinuousClock.now
         metrics.request(frame.type)
         let response: WireMessage
@@ -34,9 +36,14 @@ struct RequestHandler: Sendable {
             let message = try WireMessage.decode(frame)
             if case .gossip(let g) = message {
                 if let peerNode, g.from.id != peerNode {
-                    logger.warning("dropped gossip claiming another node's id", metadata: [
-                        "authenticated_as": "\(peerNode)", "claimed": "\(g.from.id)"])
-                    throw WireError(.forbidden, "this connection authenticated as node \(peerNode) but the gossip is from \(g.from.id)")
+                    logger.warning(
+                        "dropped gossip claiming another node's id",
+                        metadata: [
+                            "authenticated_as": "\(peerNode)", "claimed": "\(g.from.id)",
+                        ])
+                    throw WireError(
+                        .forbidden,
+                        "this connection authenticated as node \(peerNode) but the gossip is from \(g.from.id)")
                 }
                 await ring?.receive(g)
                 return nil
@@ -55,7 +62,9 @@ struct RequestHandler: Sendable {
         return response
     }
 
-    private func handle(_ message: WireMessage, interim: @escaping @Sendable (WireMessage) async -> Void) async throws -> WireMessage {
+    private func handle(_ message: WireMessage, interim: @escaping @Sendable (WireMessage) async -> Void) async throws
+        -> WireMessage
+    {
         switch message {
         case .hello, .authenticate:
             // They change the connection's state, so `NodeServer` answers them (ConnectionGate).
@@ -67,10 +76,13 @@ struct RequestHandler: Sendable {
             return .writeAck(try await processor.write(request.mutation, consistency: request.consistency))
         case .read(let request):
             let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
-            guard !request.partitionKey.isEmpty else { throw WireError(.invalid, "empty partition key (\(table.partitionKey))") }
+            guard !request.partitionKey.isEmpty else {
+                throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
+            }
             guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
-            let response = try await processor.read(request.sliceQuery(table: table.id), consistency: request.consistency,
-                                                    digestOnly: request.digestOnly)
+            let response = try await processor.read(
+                request.sliceQuery(table: table.id), consistency: request.consistency,
+                digestOnly: request.digestOnly)
             return .readResponse(response)
         case .status:
             var status = try await processor.status()
@@ -99,8 +111,9 @@ struct RequestHandler: Sendable {
             return .adminResponse(try await executor.run(request))
         case .repair(let request):
             let ring = try ringRuntime()
-            let coordinator = RepairCoordinator(ring: ring, replica: try internode(), messenger: ring.messenger,
-                                                schema: schema, logger: logger)
+            let coordinator = RepairCoordinator(
+                ring: ring, replica: try internode(), messenger: ring.messenger,
+                schema: schema, logger: logger)
             let progress: (@Sendable (RepairProgress) async -> Void)? =
                 request.progress ? { @Sendable p in await interim(.repairProgress(p)) } : nil
             return .repairResponse(try await coordinator.run(depth: Int(request.depth), progress: progress))
@@ -117,9 +130,10 @@ struct RequestHandler: Sendable {
         case .gossip:
             // One-way: `respond` hands gossip to the ring before getting here.
             throw WireError(.protocolError, "gossip messages are one-way and get no answer")
-        case .helloAck, .pong, .error, .authenticateAck, .writeAck, .readResponse, .statusResponse, .replicaWriteAck, .replicaReadResponse,
-             .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse, .streamRangesDone,
-             .repairProgress:
+        case .helloAck, .pong, .error, .authenticateAck, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
+            .replicaReadResponse,
+            .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse, .streamRangesDone,
+            .repairProgress:
             throw WireError(.protocolError, "\(message.type) is a response; a node does not accept it as a request")
         }
     }
@@ -128,7 +142,10 @@ struct RequestHandler: Sendable {
     private func validate(_ request: WriteRequest) throws(WireError) {
         let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
         guard request.mutation.table == table.id else {
-            throw WireError(.invalid, "the mutation is for table id \(request.mutation.table) but names \(table.qualifiedName) (id \(table.id))")
+            throw WireError(
+                .invalid,
+                "the mutation is for table id \(request.mutation.table) but names \(table.qualifiedName) (id \(table.id))"
+            )
         }
         guard !request.mutation.partitionKey.isEmpty else {
             throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
@@ -141,7 +158,9 @@ struct RequestHandler: Sendable {
     }
 
     private func ringRuntime() throws(WireError) -> RingService {
-        guard let ring else { throw WireError(.invalid, "this node runs without the ring runtime; admin and repair requests need it") }
+        guard let ring else {
+            throw WireError(.invalid, "this node runs without the ring runtime; admin and repair requests need it")
+        }
         return ring
     }
 

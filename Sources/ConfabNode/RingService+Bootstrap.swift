@@ -37,9 +37,11 @@ extension RingService {
     func beginBootstrap(tokens: [Token]) {
         gossiper?.setStatus(.joining, tokens: tokens)
         rebuildRing()
-        logger.info("bootstrap: announced JOINING with tokens; waiting the ring delay before streaming", metadata: [
-            "tokens": "\(tokens.count)", "ring_nodes": "\(ring.nodeCount)", "ring_delay": "\(ringDelay)",
-        ])
+        logger.info(
+            "bootstrap: announced JOINING with tokens; waiting the ring delay before streaming",
+            metadata: [
+                "tokens": "\(tokens.count)", "ring_nodes": "\(ring.nodeCount)", "ring_delay": "\(ringDelay)",
+            ])
         bootstrapTask = Task { await self.runBootstrap(tokens: tokens) }
     }
 
@@ -59,9 +61,11 @@ extension RingService {
             } catch {
                 if let source = (error as? BootstrapError)?.source { avoid.insert(source) }
                 let pause = max(ringDelay, configuration.gossipInterval * 5)
-                logger.error("bootstrap failed; staying JOINING (no reads served) and streaming again", metadata: [
-                    "attempt": "\(attempt)", "retry_in": "\(pause)", "error": "\(error)",
-                ])
+                logger.error(
+                    "bootstrap failed; staying JOINING (no reads served) and streaming again",
+                    metadata: [
+                        "attempt": "\(attempt)", "retry_in": "\(pause)", "error": "\(error)",
+                    ])
                 do { try await Task.sleep(for: pause) } catch { return }
             }
         }
@@ -83,7 +87,9 @@ extension RingService {
         guard let g = gossiper else { return }
         let local = g.local
         if let other = Self.bootstrapBlocker(local: local, states: Array(g.states.values), alive: aliveSet(at: now())) {
-            throw BootstrapError("\(other.node.address) is \(other.status?.rawValue ?? "moving") too; one node joins or leaves at a time, so waiting for it to finish")
+            throw BootstrapError(
+                "\(other.node.address) is \(other.status?.rawValue ?? "moving") too; one node joins or leaves at a time, so waiting for it to finish"
+            )
         }
         let generations = try await confirmMovePatiently(.joining, tokens: tokens, patience: ringDelay * 2)
         try await settleAfterConfirmation()
@@ -94,21 +100,27 @@ extension RingService {
         var rangeCount = 0
         for table in schema.tables {
             let rf = max(1, min(schema.replicationFactor(keyspace: table.keyspace), before.nodeCount + 1))
-            let fetches = try RangeMovement.bootstrap(ring: before, joining: local, tokens: tokens, replicationFactor: rf)
+            let fetches = try RangeMovement.bootstrap(
+                ring: before, joining: local, tokens: tokens, replicationFactor: rf)
             var bySource: [NodeID: [TokenRange]] = [:]
             for fetch in fetches {
                 let live = fetch.sources.filter { alive.contains($0) && $0 != local }
                 guard let source = live.first(where: { !avoid.contains($0) }) ?? live.first else {
-                    throw BootstrapError("no live source for range \(fetch.range) (the replica giving it up, or any old replica if none does: \(fetch.sources.map { "\($0.address)" }.joined(separator: ", ")))")
+                    throw BootstrapError(
+                        "no live source for range \(fetch.range) (the replica giving it up, or any old replica if none does: \(fetch.sources.map { "\($0.address)" }.joined(separator: ", ")))"
+                    )
                 }
                 bySource[source, default: []].append(fetch.range)
             }
             for (source, ranges) in bySource { jobs[source, default: []].append((table, ranges)) }
             rangeCount = max(rangeCount, fetches.count)
         }
-        logger.info("bootstrap: streaming", metadata: [
-            "attempt": "\(attempt)", "ranges": "\(rangeCount)", "sources": "\(jobs.count)", "tables": "\(schema.tables.count)",
-        ])
+        logger.info(
+            "bootstrap: streaming",
+            metadata: [
+                "attempt": "\(attempt)", "ranges": "\(rangeCount)", "sources": "\(jobs.count)",
+                "tables": "\(schema.tables.count)",
+            ])
         let started = ContinuousClock.now
         let messenger = self.messenger
         let logger = self.logger
@@ -118,23 +130,30 @@ extension RingService {
                     var mutations: UInt32 = 0
                     var rows: UInt64 = 0
                     for (table, ranges) in work {
-                        let request = StreamRangesRequest(keyspace: table.keyspace, table: table.name, target: local.address, ranges: ranges)
+                        let request = StreamRangesRequest(
+                            keyspace: table.keyspace, table: table.name, target: local.address, ranges: ranges)
                         let reply: WireMessage
                         do {
-                            reply = try await messenger.request(.streamRanges(request), to: source.address, timeout: .seconds(600))
+                            reply = try await messenger.request(
+                                .streamRanges(request), to: source.address, timeout: .seconds(600))
                         } catch {
-                            throw BootstrapError("streaming \(ranges.count) range(s) of \(table.qualifiedName) from \(source.address) failed: \(error)",
-                                                 source: source)
+                            throw BootstrapError(
+                                "streaming \(ranges.count) range(s) of \(table.qualifiedName) from \(source.address) failed: \(error)",
+                                source: source)
                         }
                         guard case .streamRangesDone(let done) = reply else {
-                            throw BootstrapError("\(source.address) answered StreamRangesRequest with \(reply.type)", source: source)
+                            throw BootstrapError(
+                                "\(source.address) answered StreamRangesRequest with \(reply.type)", source: source)
                         }
                         mutations &+= done.mutations
                         rows &+= done.rows
                     }
-                    logger.info("bootstrap: source done", metadata: [
-                        "source": "\(source.address)", "ranges": "\(work.map(\.ranges.count).max() ?? 0)", "mutations": "\(mutations)", "rows": "\(rows)",
-                    ])
+                    logger.info(
+                        "bootstrap: source done",
+                        metadata: [
+                            "source": "\(source.address)", "ranges": "\(work.map(\.ranges.count).max() ?? 0)",
+                            "mutations": "\(mutations)", "rows": "\(rows)",
+                        ])
                     return (source, StreamRangesDone(mutations: mutations, rows: rows))
                 }
             }
@@ -149,9 +168,12 @@ extension RingService {
         guard ring == before else {
             throw BootstrapError("the ring changed while streaming (a node joined or left)")
         }
-        logger.info("bootstrap: streaming complete", metadata: [
-            "mutations": "\(totals.mutations)", "rows": "\(totals.rows)", "elapsed": "\(ContinuousClock.now - started)",
-        ])
+        logger.info(
+            "bootstrap: streaming complete",
+            metadata: [
+                "mutations": "\(totals.mutations)", "rows": "\(totals.rows)",
+                "elapsed": "\(ContinuousClock.now - started)",
+            ])
     }
 
     /// Makes the streamed data durable, persists the tokens and announces NORMAL.
@@ -163,7 +185,8 @@ extension RingService {
         gossiper?.setStatus(.normal, tokens: tokens)
         rebuildRing()
         bootstrapTask = nil
-        logger.info("bootstrap complete: normal", metadata: ["tokens": "\(tokens.count)", "ring_nodes": "\(ring.nodeCount)"])
+        logger.info(
+            "bootstrap complete: normal", metadata: ["tokens": "\(tokens.count)", "ring_nodes": "\(ring.nodeCount)"])
     }
 }
 

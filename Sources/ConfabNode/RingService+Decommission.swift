@@ -35,23 +35,33 @@ extension RingService {
             throw WireError(.invalid, "this node is already leaving the ring (decommission in progress or done)")
         }
         guard g.localState.status == .normal, let tokens = persistedTokens, ring.contains(local) else {
-            throw WireError(.invalid, "this node is \(g.localState.status?.rawValue ?? "JOINING"), not NORMAL; only a node that owns tokens can be decommissioned")
+            throw WireError(
+                .invalid,
+                "this node is \(g.localState.status?.rawValue ?? "JOINING"), not NORMAL; only a node that owns tokens can be decommissioned"
+            )
         }
         guard ring.nodeCount >= 2 else {
-            throw WireError(.invalid, "this is the ring's only node: there is no node to hand its data to; stop it instead")
+            throw WireError(
+                .invalid, "this is the ring's only node: there is no node to hand its data to; stop it instead")
         }
         let alive = aliveSet(at: now())
         if let other = g.states.values.first(where: {
-            $0.node != local && alive.contains($0.node) && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty))
+            $0.node != local && alive.contains($0.node)
+                && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty))
         }) {
-            throw WireError(.unavailable, "\(other.node.address) is \(other.status?.rawValue ?? "moving"); one node joins or leaves at a time, run decommission again when it is done")
+            throw WireError(
+                .unavailable,
+                "\(other.node.address) is \(other.status?.rawValue ?? "moving"); one node joins or leaves at a time, run decommission again when it is done"
+            )
         }
         let planned = replicationFactors.flatMap {
             RangeMovement.decommission(ring: ring, leaving: local, replicationFactor: max(1, min($0, ring.nodeCount)))
         }
         let down = Set(planned.flatMap(\.targets)).filter { !alive.contains($0) }.sorted()
         guard down.isEmpty else {
-            throw WireError(.unavailable, """
+            throw WireError(
+                .unavailable,
+                """
                 \(down.map { "\($0.address)" }.joined(separator: ", ")) must receive ranges from this node but \
                 \(down.count == 1 ? "is" : "are") down; bring \(down.count == 1 ? "it" : "them") back and run decommission again
                 """)
@@ -60,9 +70,11 @@ extension RingService {
         decommissioning = true
         gossiper?.setStatus(.leaving)
         rebuildRing()
-        logger.info("decommission: announced LEAVING; waiting the ring delay before streaming", metadata: [
-            "ring_delay": "\(ringDelay)", "ranges": "\(planned.count)",
-        ])
+        logger.info(
+            "decommission: announced LEAVING; waiting the ring delay before streaming",
+            metadata: [
+                "ring_delay": "\(ringDelay)", "ranges": "\(planned.count)",
+            ])
         let outcome: DecommissionOutcome
         do {
             try await Task.sleep(for: ringDelay)
@@ -75,7 +87,10 @@ extension RingService {
             rebuildRing()
             decommissioning = false
             logger.error("decommission failed; NORMAL again", metadata: ["error": "\(error)"])
-            throw WireError(.server, "decommission failed while streaming: \(error). This node is NORMAL again and keeps its data; fix the cause and run decommission again")
+            throw WireError(
+                .server,
+                "decommission failed while streaming: \(error). This node is NORMAL again and keeps its data; fix the cause and run decommission again"
+            )
         }
 
         gossiper?.setStatus(.left)
@@ -90,9 +105,11 @@ extension RingService {
             logger.error("decommission: cannot record it in the data directory", metadata: ["error": "\(error)"])
         }
         let dropped = pendingHints()
-        logger.info("decommission: announced LEFT; waiting for gossip to spread it", metadata: [
-            "mutations": "\(outcome.mutations)", "rows": "\(outcome.rows)", "hints_dropped": "\(dropped)",
-        ])
+        logger.info(
+            "decommission: announced LEFT; waiting for gossip to spread it",
+            metadata: [
+                "mutations": "\(outcome.mutations)", "rows": "\(outcome.rows)", "hints_dropped": "\(dropped)",
+            ])
         try? await Task.sleep(for: max(ringDelay, configuration.gossipInterval * 3))
         logger.info("decommission complete; shutting down")
         onDecommissioned()
@@ -128,15 +145,20 @@ extension RingService {
                         do {
                             done = try await source.send(table: table, ranges: ranges, to: target.address)
                         } catch {
-                            throw BootstrapError("streaming \(ranges.count) range(s) of \(table.qualifiedName) to \(target.address) failed: \(error)")
+                            throw BootstrapError(
+                                "streaming \(ranges.count) range(s) of \(table.qualifiedName) to \(target.address) failed: \(error)"
+                            )
                         }
                         total.mutations &+= done.mutations
                         total.rows &+= done.rows
                     }
-                    logger.info("decommission: target done", metadata: [
-                        "target": "\(target.address)", "ranges": "\(work.map(\.ranges.count).max() ?? 0)", "mutations": "\(total.mutations)",
-                        "rows": "\(total.rows)",
-                    ])
+                    logger.info(
+                        "decommission: target done",
+                        metadata: [
+                            "target": "\(target.address)", "ranges": "\(work.map(\.ranges.count).max() ?? 0)",
+                            "mutations": "\(total.mutations)",
+                            "rows": "\(total.rows)",
+                        ])
                     return total
                 }
             }

@@ -36,7 +36,9 @@ extension RingService {
     /// Asks every member whether it sees this node as `status` (with exactly `tokens` when
     /// joining) and returns the generation each reports for itself. With `expected`, every
     /// member must also still report that generation. Throws naming who did not confirm.
-    func confirmMove(_ status: NodeStatus, tokens: [Token]?, expected: [NodeID: Int64]? = nil) async throws -> [NodeID: Int64] {
+    func confirmMove(_ status: NodeStatus, tokens: [Token]?, expected: [NodeID: Int64]? = nil) async throws -> [NodeID:
+        Int64]
+    {
         guard let local = gossiper?.local else { throw BootstrapError("this node is not running its ring service") }
         let members = membersToConfirm()
         let messenger = self.messenger
@@ -49,11 +51,17 @@ extension RingService {
                     do {
                         let reply = try await messenger.request(.status, to: member.address, timeout: timeout)
                         guard case .statusResponse(let s) = reply else {
-                            return (member, .failure(BootstrapError("\(member.address) answered Status with \(reply.type)")))
+                            return (
+                                member, .failure(BootstrapError("\(member.address) answered Status with \(reply.type)"))
+                            )
                         }
                         guard let me = s.nodes.first(where: { $0.id == local.id }), me.state == wanted,
-                              wantedTokens.map({ $0 == me.tokenValues.sorted() }) ?? true else {
-                            return (member, .failure(BootstrapError("\(member.address) does not see this node as \(wanted) yet")))
+                            wantedTokens.map({ $0 == me.tokenValues.sorted() }) ?? true
+                        else {
+                            return (
+                                member,
+                                .failure(BootstrapError("\(member.address) does not see this node as \(wanted) yet"))
+                            )
                         }
                         let generation = s.nodes.first { $0.id == member.id }?.generation ?? 0
                         return (member, .success(generation))
@@ -83,14 +91,17 @@ extension RingService {
             }
         }
         guard refusals.isEmpty else {
-            throw BootstrapError("not every member confirmed this node as \(wanted): " + refusals.joined(separator: "; "))
+            throw BootstrapError(
+                "not every member confirmed this node as \(wanted): " + refusals.joined(separator: "; "))
         }
         return generations
     }
 
     /// `confirmMove` asked again every gossip interval until every member confirms or
     /// `patience` ran out (gossip may still be spreading the move); then its last error.
-    func confirmMovePatiently(_ status: NodeStatus, tokens: [Token]?, patience: Duration) async throws -> [NodeID: Int64] {
+    func confirmMovePatiently(_ status: NodeStatus, tokens: [Token]?, patience: Duration) async throws -> [NodeID:
+        Int64]
+    {
         let deadline = ContinuousClock.now + patience
         while true {
             do {

@@ -20,8 +20,9 @@ extension RingService {
             }
             if let first = short.first {
                 let up = first.replicas.filter(alive.contains).count
-                reasons.append("\(short.count) of its ranges have fewer than a quorum (\(quorum) of RF \(rf)) of replicas up "
-                    + "(e.g. \(up) of \(first.replicas.map(\.id).joined(separator: ", ")))")
+                reasons.append(
+                    "\(short.count) of its ranges have fewer than a quorum (\(quorum) of RF \(rf)) of replicas up "
+                        + "(e.g. \(up) of \(first.replicas.map(\.id).joined(separator: ", ")))")
             }
         }
         return NodeReadiness(reasons: reasons, liveNodes: alive.count, downNodes: g.unreachableMembers.count)

@@ -10,8 +10,10 @@ extension RingService {
     func checkSchema(_ peerSignature: String?, of node: NodeID) {
         let local = configuration.schema.replicationSignature
         guard let peerSignature, peerSignature != local else { return }
-        logger.warning("peer has different replication factors; every node of a ring must use the same (docs/ring.md § Keyspaces)", metadata: [
-            "node": "\(node)", "peer_replication": "\(peerSignature)", "local_replication": "\(local)",
-        ])
+        logger.warning(
+            "peer has different replication factors; every node of a ring must use the same (docs/ring.md § Keyspaces)",
+            metadata: [
+                "node": "\(node)", "peer_replication": "\(peerSignature)", "local_replication": "\(local)",
+            ])
     }
 }

@@ -67,9 +67,11 @@ actor RingService {
     private let hintOperations: AsyncStream<HintOperation>
     private let hintOperationSink: AsyncStream<HintOperation>.Continuation
 
-    init(configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
-         recoveredHints: [HintRef], tokens: [Token]?, savedView: RingViewFile? = nil, generation: Int64,
-         messenger: InternodeMessenger, logger: Logger, onDecommissioned: @escaping @Sendable () -> Void = {}) {
+    init(
+        configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
+        recoveredHints: [HintRef], tokens: [Token]?, savedView: RingViewFile? = nil, generation: Int64,
+        messenger: InternodeMessenger, logger: Logger, onDecommissioned: @escaping @Sendable () -> Void = {}
+    ) {
         self.configuration = configuration
         self.onDecommissioned = onDecommissioned
         self.localID = localID
@@ -116,26 +118,30 @@ actor RingService {
             states[.status] = NodeStatus.joining.rawValue
             joinStartedAt = now()
         }
-        gossiper = Gossiper(local: local, generation: generation, seeds: configuration.seeds,
-                            applicationStates: states, configuration: gossipConfiguration)
+        gossiper = Gossiper(
+            local: local, generation: generation, seeds: configuration.seeds,
+            applicationStates: states, configuration: gossipConfiguration)
         if persistedTokens != nil {
             if let view = savedView {
                 gossiper?.restore(view.endpointStates, now: now())
                 lastSavedView = view
             } else if configuration.seeds.contains(where: { $0 != address }) {
                 learningRing = true
-                logger.warning("restarted without a saved ring view: refusing data requests until a peer answers",
-                               metadata: ["seeds": "\(configuration.seeds)"])
+                logger.warning(
+                    "restarted without a saved ring view: refusing data requests until a peer answers",
+                    metadata: ["seeds": "\(configuration.seeds)"])
             }
         }
         savedView = nil
         rebuildRing()
-        logger.info("joining the ring", metadata: [
-            "node": "\(local)", "generation": "\(generation)",
-            "tokens": "\(persistedTokens.map { "\($0.count) persisted" } ?? "to allocate")",
-            "saved_peers": "\(lastSavedView?.peers.count ?? 0)",
-            "pending_hints": "\(hintQueue.totalPending)",
-        ])
+        logger.info(
+            "joining the ring",
+            metadata: [
+                "node": "\(local)", "generation": "\(generation)",
+                "tokens": "\(persistedTokens.map { "\($0.count) persisted" } ?? "to allocate")",
+                "saved_peers": "\(lastSavedView?.peers.count ?? 0)",
+                "pending_hints": "\(hintQueue.totalPending)",
+            ])
         await refreshLoad()
         await advanceJoin()
         onStarted()
@@ -231,7 +237,9 @@ actor RingService {
     func rebuildRing() {
         guard let g = gossiper else { return }
         ring = g.tokenRing()
-        let joining = g.states.values.filter { $0.status == .joining && !$0.tokens.isEmpty }.map { (node: $0.node, tokens: $0.tokens) }
+        let joining = g.states.values.filter { $0.status == .joining && !$0.tokens.isEmpty }.map {
+            (node: $0.node, tokens: $0.tokens)
+        }
         let leaving = g.nodes(withStatus: .leaving)
         pendingRanges = [:]
         if !joining.isEmpty || !leaving.isEmpty {
@@ -292,7 +300,8 @@ actor RingService {
         guard ready else { return }
         joinStartedAt = nil
         let existing = g.tokenRing()
-        let allocator = TokenAllocator(tokensPerNode: configuration.vnodes, replicationFactor: configuration.replicationFactor)
+        let allocator = TokenAllocator(
+            tokensPerNode: configuration.vnodes, replicationFactor: configuration.replicationFactor)
         // A small random nudge per token (at most 2^-24 of the ring) keeps two joiners that did
         // see the same ring after all from claiming identical tokens.
         let tokens = allocator.allocate(for: g.local, in: g.tokenRing(), using: &rng).map {
@@ -321,7 +330,9 @@ actor RingService {
         gossiper?.setApplicationState(.load, String(bytes))
         // Gossiped so `confab ring status` through any node shows which node needs a repair.
         if let quarantined = try? await replica.quarantinedTables(),
-           gossiper?.localState[.quarantined] != String(quarantined), quarantined > 0 || gossiper?.localState[.quarantined] != nil {
+            gossiper?.localState[.quarantined] != String(quarantined),
+            quarantined > 0 || gossiper?.localState[.quarantined] != nil
+        {
             gossiper?.setApplicationState(.quarantined, String(quarantined))
         }
     }
@@ -337,18 +348,24 @@ actor RingService {
             throw WireError(.unavailable, "this node is starting and has not joined the ring yet; retry shortly")
         }
         guard !learningRing else {
-            throw WireError(.unavailable, """
+            throw WireError(
+                .unavailable,
+                """
                 this node restarted without a saved ring view and is still learning its ring from the seeds \
                 (\(configuration.seeds.map(\.description).joined(separator: ", "))); retry shortly
                 """)
         }
         guard !ring.isEmpty else {
-            throw WireError(.unavailable, "no node of the ring is NORMAL yet (this node is \(g.localState.status?.rawValue.lowercased() ?? "joining")); retry shortly")
+            throw WireError(
+                .unavailable,
+                "no node of the ring is NORMAL yet (this node is \(g.localState.status?.rawValue.lowercased() ?? "joining")); retry shortly"
+            )
         }
         let alive = aliveSet(at: now())
         let joining = g.nodes(withStatus: .joining).filter { alive.contains($0) && !ring.contains($0) }
-        return RingSnapshot(local: g.local, ring: ring, replicationFactor: configuration.replicationFactor,
-                            alive: alive, joining: joining, pending: pendingRanges)
+        return RingSnapshot(
+            local: g.local, ring: ring, replicationFactor: configuration.replicationFactor,
+            alive: alive, joining: joining, pending: pendingRanges)
     }
 
     func aliveSet(at instant: RingInstant) -> Set<NodeID> {
@@ -421,8 +438,9 @@ actor RingService {
                     if age > .seconds(60) { return self.hintMissing(hint.id) }
                     throw WireError(.server, "hint \(hint.id) is not in the hint store yet")
                 }
-                let reply = try await messenger.request(.hintReplay(HintReplay(id: hint.id, mutation: mutation)),
-                                                        to: address, timeout: .seconds(5))
+                let reply = try await messenger.request(
+                    .hintReplay(HintReplay(id: hint.id, mutation: mutation)),
+                    to: address, timeout: .seconds(5))
                 guard case .hintReplayAck(hint.id) = reply else {
                     throw WireError(.protocolError, "\(address) answered HintReplay with \(reply.type)")
                 }
@@ -434,9 +452,12 @@ actor RingService {
     }
 
     private func hintMissing(_ id: UInt64) {
-        logger.error("a hint is missing from the hint store (its write failed?); its target misses that write until repair",
-                     metadata: ["hint": "\(id)"])
-        for case .delete(let id, let target) in hintQueue.forget(id: id) { hintOperationSink.yield(.delete(id: id, target: target)) }
+        logger.error(
+            "a hint is missing from the hint store (its write failed?); its target misses that write until repair",
+            metadata: ["hint": "\(id)"])
+        for case .delete(let id, let target) in hintQueue.forget(id: id) {
+            hintOperationSink.yield(.delete(id: id, target: target))
+        }
         metrics.hintsPending.record(hintQueue.totalPending)
     }
 
@@ -474,15 +495,17 @@ actor RingService {
         // A node that left is no member any more (it stays in gossip a while so every node learns it).
         let nodes = g.states.values.filter { $0.status != .left }.map { s -> RingNodeStatus in
             let address = s[.address].flatMap { NodeAddress(hostPort: $0) } ?? s.node.address
-            return RingNodeStatus(state: (s.status ?? .joining).rawValue.lowercased(), isUp: alive.contains(s.node),
-                                  id: s.node.id, host: address.host, port: UInt16(clamping: address.port),
-                                  loadBytes: UInt64(clamping: s.load ?? 0), tokens: s.tokens.count,
-                                  ownership: ownership[s.node] ?? 0, tokenValues: s.tokens.map(\.value),
-                                  generation: s.heartbeat.generation,
-                                  quarantinedTables: s[.quarantined].flatMap { Int($0) } ?? 0)
+            return RingNodeStatus(
+                state: (s.status ?? .joining).rawValue.lowercased(), isUp: alive.contains(s.node),
+                id: s.node.id, host: address.host, port: UInt16(clamping: address.port),
+                loadBytes: UInt64(clamping: s.load ?? 0), tokens: s.tokens.count,
+                ownership: ownership[s.node] ?? 0, tokenValues: s.tokens.map(\.value),
+                generation: s.heartbeat.generation,
+                quarantinedTables: s[.quarantined].flatMap { Int($0) } ?? 0)
         }
-        return RingStatus(clusterName: configuration.clusterName, replicationFactor: rf,
-                          nodes: nodes.sorted { ($0.host, $0.port, $0.id) < ($1.host, $1.port, $1.id) })
+        return RingStatus(
+            clusterName: configuration.clusterName, replicationFactor: rf,
+            nodes: nodes.sorted { ($0.host, $0.port, $0.id) < ($1.host, $1.port, $1.id) })
     }
 }
 

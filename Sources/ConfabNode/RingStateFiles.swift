@@ -26,7 +26,9 @@ enum RingStateFiles {
         var tokens: [Token] = []
         for line in text.split(whereSeparator: \.isNewline) where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let v = Int64(line.trimmingCharacters(in: .whitespaces)) else {
-                throw NodeError(.dataDirectory, "\(path): \"\(line)\" is not a token; the file holds one signed 64-bit integer per line")
+                throw NodeError(
+                    .dataDirectory,
+                    "\(path): \"\(line)\" is not a token; the file holds one signed 64-bit integer per line")
             }
             tokens.append(Token(v))
         }
@@ -55,7 +57,8 @@ enum RingStateFiles {
     /// The generation for this start, persisted before it is used.
     static func nextGeneration(dataDirectory: String, nowSeconds: Int64) throws(NodeError) -> Int64 {
         let path = (dataDirectory as NSString).appendingPathComponent(generationFile)
-        let stored = (try? String(contentsOfFile: path, encoding: .utf8))
+        let stored =
+            (try? String(contentsOfFile: path, encoding: .utf8))
             .flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
         let next = max(stored + 1, nowSeconds)
         try writeAtomically("\(next)\n", to: path)
@@ -70,7 +73,9 @@ enum RingStateFiles {
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(NodeError) {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw NodeError(.dataDirectory, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw NodeError(.dataDirectory, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+        }
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
         close(fd)

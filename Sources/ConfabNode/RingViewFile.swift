@@ -43,11 +43,13 @@ struct RingViewFile {
     /// Gossip states for the saved peers, at version 0 so any state a peer gossips is newer.
     var endpointStates: [EndpointState] {
         peers.map { p in
-            EndpointState(node: p.node, heartbeat: HeartbeatState(generation: p.generation, version: 0), applicationStates: [
-                .address: VersionedValue(p.node.address.description, version: 0),
-                .status: VersionedValue(p.status.rawValue, version: 0),
-                .tokens: VersionedValue(p.tokens.map(\.description).joined(separator: ","), version: 0),
-            ])
+            EndpointState(
+                node: p.node, heartbeat: HeartbeatState(generation: p.generation, version: 0),
+                applicationStates: [
+                    .address: VersionedValue(p.node.address.description, version: 0),
+                    .status: VersionedValue(p.status.rawValue, version: 0),
+                    .tokens: VersionedValue(p.tokens.map(\.description).joined(separator: ","), version: 0),
+                ])
         }
     }
 
@@ -88,8 +90,9 @@ struct RingViewFile {
             }
             var r = Reader(bytes: payload, offset: 0)
             guard let id = r.string(), let addressText = r.string(), let address = NodeAddress(hostPort: addressText),
-                  let statusText = r.string(), let status = NodeStatus(rawValue: statusText),
-                  let generation = r.int(8), let count = r.int(4) else {
+                let statusText = r.string(), let status = NodeStatus(rawValue: statusText),
+                let generation = r.int(8), let count = r.int(4)
+            else {
                 throw bad("malformed peer record")
             }
             var tokens: [Token] = []
@@ -98,8 +101,10 @@ struct RingViewFile {
                 tokens.append(Token(Int64(bitPattern: t)))
             }
             guard r.atEnd else { throw bad("trailing bytes in a peer record") }
-            peers.append(Peer(node: NodeID(id: id, address: address), generation: Int64(bitPattern: generation),
-                              status: status, tokens: tokens))
+            peers.append(
+                Peer(
+                    node: NodeID(id: id, address: address), generation: Int64(bitPattern: generation),
+                    status: status, tokens: tokens))
         }
         return RingViewFile(peers: peers)
     }
@@ -113,7 +118,8 @@ struct RingViewFile {
 
     /// Blocking.
     func save(dataDirectory: String) throws(NodeError) {
-        try RingStateFiles.writeAtomically(encoded(), to: (dataDirectory as NSString).appendingPathComponent(Self.fileName))
+        try RingStateFiles.writeAtomically(
+            encoded(), to: (dataDirectory as NSString).appendingPathComponent(Self.fileName))
     }
 
     private static func appendString(_ s: String, to out: inout [UInt8]) {

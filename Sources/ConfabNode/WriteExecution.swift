@@ -99,7 +99,8 @@ final class WriteExecution: Sendable {
             s.finished = true
             if !s.answered {
                 s.answered = true
-                effects.append(.answer(.failure(RingError(.writeFailure, "the write coordinator stopped without an answer"))))
+                effects.append(
+                    .answer(.failure(RingError(.writeFailure, "the write coordinator stopped without an answer"))))
             }
             let timer = s.timer
             s.timer = nil
@@ -190,7 +191,8 @@ final class WriteExecution: Sendable {
         }
         let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: .one)
         let ring = processor.ring
-        processor.messenger.request(.replicaWrite(request), to: node.address, timeout: processor.writeTimeout) { [self] result in
+        processor.messenger.request(.replicaWrite(request), to: node.address, timeout: processor.writeTimeout) {
+            [self] result in
             switch result {
             case .success(.replicaWriteAck):
                 handle { $0.onAck(from: node) }

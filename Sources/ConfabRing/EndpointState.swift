@@ -76,7 +76,8 @@ public struct EndpointState: Hashable, Sendable {
     public var heartbeat: HeartbeatState
     public var applicationStates: [ApplicationStateKey: VersionedValue]
 
-    public init(node: NodeID, heartbeat: HeartbeatState, applicationStates: [ApplicationStateKey: VersionedValue] = [:]) {
+    public init(node: NodeID, heartbeat: HeartbeatState, applicationStates: [ApplicationStateKey: VersionedValue] = [:])
+    {
         self.node = node
         self.heartbeat = heartbeat
         self.applicationStates = applicationStates
@@ -101,8 +102,9 @@ public struct EndpointState: Hashable, Sendable {
     /// The part of the state newer than `version`: the heartbeat always (it carries the
     /// generation), application states only if newer.
     public func delta(after version: Int64) -> EndpointState {
-        EndpointState(node: node, heartbeat: heartbeat,
-                      applicationStates: applicationStates.filter { $0.value.version > version })
+        EndpointState(
+            node: node, heartbeat: heartbeat,
+            applicationStates: applicationStates.filter { $0.value.version > version })
     }
 
     static func encodeTokens(_ tokens: [Token]) -> String {

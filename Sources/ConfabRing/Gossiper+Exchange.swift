@@ -5,7 +5,8 @@ extension Gossiper {
         guard message.clusterName == configuration.clusterName, message.from != local else { return [] }
         switch message.payload {
         case .syn(let digests): return onSyn(digests, from: message.from, now: now)
-        case .ack(let requests, let states): return onAck(requests: requests, states: states, from: message.from, now: now)
+        case .ack(let requests, let states):
+            return onAck(requests: requests, states: states, from: message.from, now: now)
         case .ack2(let states): return apply(states, from: message.from, now: now)
         }
     }
@@ -19,7 +20,9 @@ extension Gossiper {
         for d in digests {
             mentioned.insert(d.node)
             guard let mine = states[d.node] else {
-                if quarantine[d.node] == nil { requests.append(GossipDigest(node: d.node, generation: d.generation, maxVersion: 0)) }
+                if quarantine[d.node] == nil {
+                    requests.append(GossipDigest(node: d.node, generation: d.generation, maxVersion: 0))
+                }
                 continue
             }
             let myGeneration = mine.heartbeat.generation
@@ -37,14 +40,17 @@ extension Gossiper {
         for (node, state) in states.sorted(by: { $0.key < $1.key }) where !mentioned.contains(node) {
             send.append(state)
         }
-        let ack = GossipMessage(clusterName: configuration.clusterName, from: local,
-                                payload: .ack(requests: requests, states: send))
+        let ack = GossipMessage(
+            clusterName: configuration.clusterName, from: local,
+            payload: .ack(requests: requests, states: send))
         return [.send(ack, to: sender.address)]
     }
 
     /// Ack: take the newer states, and send back what the receiver asked for.
-    mutating func onAck(requests: [GossipDigest], states received: [EndpointState], from sender: NodeID,
-                        now: RingInstant) -> [GossipAction] {
+    mutating func onAck(
+        requests: [GossipDigest], states received: [EndpointState], from sender: NodeID,
+        now: RingInstant
+    ) -> [GossipAction] {
         var actions = apply(received, from: sender, now: now)
         var deltas: [EndpointState] = []
         for r in requests {
@@ -56,7 +62,8 @@ extension Gossiper {
             }
         }
         if !deltas.isEmpty {
-            let ack2 = GossipMessage(clusterName: configuration.clusterName, from: local, payload: .ack2(states: deltas))
+            let ack2 = GossipMessage(
+                clusterName: configuration.clusterName, from: local, payload: .ack2(states: deltas))
             actions.append(.send(ack2, to: sender.address))
         }
         return actions
@@ -129,7 +136,9 @@ extension Gossiper {
     }
 
     /// Same generation, newer versions: take each newer value; a newer heartbeat is a sign of life.
-    private mutating func applyNewer(_ remote: EndpointState, to mine: EndpointState, now: RingInstant) -> [GossipAction] {
+    private mutating func applyNewer(_ remote: EndpointState, to mine: EndpointState, now: RingInstant)
+        -> [GossipAction]
+    {
         let node = remote.node
         var merged = mine
         var actions: [GossipAction] = []

@@ -58,9 +58,11 @@ public struct Gossiper: Sendable {
     ///   - generation: must grow across restarts of this node (the shell uses the start time in
     ///     seconds, as Cassandra does, or a counter kept in the data directory).
     ///   - applicationStates: initial local states (status, tokens, address …).
-    public init(local: NodeID, generation: Int64, seeds: [NodeAddress],
-                applicationStates: [ApplicationStateKey: String] = [:],
-                configuration: Configuration = Configuration()) {
+    public init(
+        local: NodeID, generation: Int64, seeds: [NodeAddress],
+        applicationStates: [ApplicationStateKey: String] = [:],
+        configuration: Configuration = Configuration()
+    ) {
         self.local = local
         self.configuration = configuration
         self.seeds = seeds.filter { $0 != local.address }
@@ -73,8 +75,11 @@ public struct Gossiper: Sendable {
         }
         v += 1
         version = v
-        states = [local: EndpointState(node: local, heartbeat: HeartbeatState(generation: generation, version: v),
-                                       applicationStates: app)]
+        states = [
+            local: EndpointState(
+                node: local, heartbeat: HeartbeatState(generation: generation, version: v),
+                applicationStates: app)
+        ]
     }
 
     // MARK: Local state
@@ -147,14 +152,17 @@ public struct Gossiper: Sendable {
             gossipedToSeed = seeds.contains(target.address)
         }
         if !unreachable.isEmpty,
-           Double.random(in: 0..<1, using: &rng) < Double(unreachable.count) / Double(live.count + 1),
-           let target = unreachable.randomElement(using: &rng) {
+            Double.random(in: 0..<1, using: &rng) < Double(unreachable.count) / Double(live.count + 1),
+            let target = unreachable.randomElement(using: &rng)
+        {
             actions.append(.send(syn, to: target.address))
         }
         if !seeds.isEmpty, !gossipedToSeed || live.count < seeds.count {
             if live.isEmpty {
                 actions.append(.send(syn, to: seeds.randomElement(using: &rng)!))
-            } else if Double.random(in: 0..<1, using: &rng) <= Double(seeds.count) / Double(live.count + unreachable.count) {
+            } else if Double.random(in: 0..<1, using: &rng) <= Double(seeds.count)
+                / Double(live.count + unreachable.count)
+            {
                 actions.append(.send(syn, to: seeds.randomElement(using: &rng)!))
             }
         }

@@ -151,8 +151,10 @@ public struct HintQueue: Sendable {
     /// Keeps a hint for `target` unless it has been down longer than the window.
     /// - Parameter targetDownSince: when the failure detector convicted the target (nil if it is
     ///   up, e.g. it only timed out).
-    public mutating func store(_ mutation: Mutation, for target: NodeID, targetDownSince: RingInstant?,
-                               now: RingInstant) -> [Action] {
+    public mutating func store(
+        _ mutation: Mutation, for target: NodeID, targetDownSince: RingInstant?,
+        now: RingInstant
+    ) -> [Action] {
         if let down = targetDownSince, now - down > configuration.window {
             stats.droppedOutsideWindow += 1
             return []
@@ -209,7 +211,9 @@ public struct HintQueue: Sendable {
 
     /// The target applied the hint: it is delivered and can be deleted.
     public mutating func onReplayAck(id: UInt64) -> [Action] {
-        guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else { return [] }
+        guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else {
+            return []
+        }
         if byTarget[f.target]!.isEmpty { byTarget[f.target] = nil }
         totalPending -= 1
         stats.replayed += 1
@@ -218,7 +222,9 @@ public struct HintQueue: Sendable {
 
     /// Storage has no such hint (its persist failed): stop replaying it.
     public mutating func forget(id: UInt64) -> [Action] {
-        guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else { return [] }
+        guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else {
+            return []
+        }
         if byTarget[f.target]!.isEmpty { byTarget[f.target] = nil }
         totalPending -= 1
         return [.delete(id: id, target: f.target)]

@@ -117,11 +117,15 @@ public struct MerkleTree: Hashable, Sendable {
     /// must cover the same range at the same depth.
     public static func difference(_ a: MerkleTree, _ b: MerkleTree) -> [TokenRange] {
         precondition(a.range == b.range && a.depth == b.depth, "trees over different ranges or depths")
-        let la = a.levels(), lb = b.levels()
+        let la = a.levels()
+        let lb = b.levels()
         var differing: [Int] = []
         func walk(_ level: Int, _ i: Int) {
             guard la[level][i] != lb[level][i] else { return }
-            if level == a.depth { differing.append(i); return }
+            if level == a.depth {
+                differing.append(i)
+                return
+            }
             walk(level + 1, 2 * i)
             walk(level + 1, 2 * i + 1)
         }

@@ -29,12 +29,17 @@ public struct PendingRanges: Sendable, Hashable {
     ///   - leaving: LEAVING nodes (members of `ring`).
     ///   - replicationFactor: the configured factor; as requests do, a ring smaller than it uses
     ///     every node (the ring after a join has one more node, after a leave one fewer).
-    public init(ring: TokenRing, joining: [(node: NodeID, tokens: [Token])], leaving: [NodeID], replicationFactor rf: Int) {
+    public init(
+        ring: TokenRing, joining: [(node: NodeID, tokens: [Token])], leaving: [NodeID], replicationFactor rf: Int
+    ) {
         guard !ring.isEmpty else { return }
         for (node, tokens) in joining where !tokens.isEmpty && !ring.contains(node) {
             let futureRF = max(1, min(rf, ring.nodeCount + 1))
-            guard let ranges = try? RangeMovement.pendingRanges(ring: ring, joining: node, tokens: tokens,
-                                                                replicationFactor: futureRF) else { continue }
+            guard
+                let ranges = try? RangeMovement.pendingRanges(
+                    ring: ring, joining: node, tokens: tokens,
+                    replicationFactor: futureRF)
+            else { continue }
             entries += ranges.map { Entry(range: $0, node: node, mover: node) }
         }
         let currentRF = max(1, min(rf, ring.nodeCount))

@@ -23,7 +23,9 @@ public enum RangeMovement {
 
     /// What `joining` (with `tokens`) must stream before it may serve reads: every range it will
     /// replicate in the new ring, each with its strict source (see `Fetch`).
-    public static func bootstrap(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int) throws -> [Fetch] {
+    public static func bootstrap(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int) throws
+        -> [Fetch]
+    {
         guard !ring.isEmpty else { return [] }
         var after = ring
         try after.add(joining, tokens: tokens)
@@ -58,7 +60,9 @@ public enum RangeMovement {
 
     /// Ranges for which `node` is a pending replica while it joins: writes to them must also go to
     /// it (and count one extra toward blockFor) so nothing written during the stream is missed.
-    public static func pendingRanges(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int) throws -> [TokenRange] {
+    public static func pendingRanges(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int)
+        throws -> [TokenRange]
+    {
         try bootstrap(ring: ring, joining: joining, tokens: tokens, replicationFactor: rf).map(\.range)
     }
 }

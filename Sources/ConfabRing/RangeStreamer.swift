@@ -8,8 +8,10 @@ public enum RangeStreamer {
     /// Calls `body` with mutations of at most `maxRows` rows each, in token order, until it returns
     /// false. A partition larger than `maxRows` arrives as several mutations; its header travels
     /// with the first.
-    public static func mutations(from engine: StorageEngine, table: TableID, range: TokenRange, maxRows: Int = 500,
-                                 _ body: (Mutation) throws -> Bool) throws {
+    public static func mutations(
+        from engine: StorageEngine, table: TableID, range: TokenRange, maxRows: Int = 500,
+        _ body: (Mutation) throws -> Bool
+    ) throws {
         precondition(maxRows > 0)
         var pending: Mutation? = nil
         var stopped = false

@@ -85,8 +85,10 @@ public struct ReadCoordinator: Sendable {
     /// - Parameters:
     ///   - replicas: the key's replicas, in the order to prefer them (closest first).
     ///   - nowSeconds: the coordinator's wall clock in seconds, for TTL expiry of cells.
-    public init(query: SliceQuery, replicas: [NodeID], consistency: ConsistencyLevel, replicationFactor: Int,
-                isAlive: (NodeID) -> Bool, now: RingInstant, nowSeconds: Int64, timeout: Duration = .seconds(5)) {
+    public init(
+        query: SliceQuery, replicas: [NodeID], consistency: ConsistencyLevel, replicationFactor: Int,
+        isAlive: (NodeID) -> Bool, now: RingInstant, nowSeconds: Int64, timeout: Duration = .seconds(5)
+    ) {
         self.query = query
         self.window = query
         self.consistency = consistency
@@ -132,9 +134,13 @@ public struct ReadCoordinator: Sendable {
     public mutating func onRepairFailure(from replica: NodeID, reason: String) -> [Action] {
         guard phase == .repairing, pendingRepairs.contains(replica) else { return [] }
         phase = .done
-        return [.failed(RingError(.readFailure,
-                                  "\(consistency.rawValue) read failed: the read repair of replica \(replica) failed: \(reason)",
-                                  consistency: consistency, required: blockFor, received: blockFor - pendingRepairs.count))]
+        return [
+            .failed(
+                RingError(
+                    .readFailure,
+                    "\(consistency.rawValue) read failed: the read repair of replica \(replica) failed: \(reason)",
+                    consistency: consistency, required: blockFor, received: blockFor - pendingRepairs.count))
+        ]
     }
 
     /// A replica could not answer (unreachable, or its data is corrupt, as when one SSTable block
@@ -146,17 +152,24 @@ public struct ReadCoordinator: Sendable {
         guard let i = contacted.firstIndex(of: replica), phase != .done else { return [] }
         failedReplicas.insert(replica)
         if phase == .collecting || phase == .reconciling,
-           let spare = live.first(where: { !contacted.contains($0) && !failedReplicas.contains($0) }) {
+            let spare = live.first(where: { !contacted.contains($0) && !failedReplicas.contains($0) })
+        {
             contacted[i] = spare
             data[replica] = nil
             digests[replica] = nil
             exhausted[replica] = nil
-            return [phase == .collecting && i != 0 ? .requestDigest(window, from: spare) : .requestData(window, from: spare)]
+            return [
+                phase == .collecting && i != 0 ? .requestDigest(window, from: spare) : .requestData(window, from: spare)
+            ]
         }
         phase = .done
-        return [.failed(RingError(.readFailure,
-                                  "\(consistency.rawValue) read failed: replica \(replica) reported an error: \(reason)",
-                                  consistency: consistency, required: blockFor, received: data.count + digests.count))]
+        return [
+            .failed(
+                RingError(
+                    .readFailure,
+                    "\(consistency.rawValue) read failed: replica \(replica) reported an error: \(reason)",
+                    consistency: consistency, required: blockFor, received: data.count + digests.count))
+        ]
     }
 
     public mutating func onTick(now: RingInstant) -> [Action] {
@@ -170,15 +183,20 @@ public struct ReadCoordinator: Sendable {
         case .done: received = 0
         }
         phase = .done
-        return [.failed(.timeout(write: false, consistency, required: blockFor, received: received,
-                                 after: timeout, phase: step))]
+        return [
+            .failed(
+                .timeout(
+                    write: false, consistency, required: blockFor, received: received,
+                    after: timeout, phase: step))
+        ]
     }
 
     private mutating func advance() -> [Action] {
         switch phase {
         case .collecting:
             guard let first = data[contacted[0]],
-                  Set(data.keys).union(digests.keys).count == contacted.count else { return [] }
+                Set(data.keys).union(digests.keys).count == contacted.count
+            else { return [] }
             let expected = first.digest()
             let others = contacted.dropFirst().map { data[$0]?.digest() ?? digests[$0]! }
             if others.allSatisfy({ $0 == expected }) {
@@ -212,11 +230,15 @@ public struct ReadCoordinator: Sendable {
         guard !repairs.isEmpty else { return afterRound() }
         phase = .repairing
         pendingRepairs = Set(repairs.keys)
-        for node in contacted where repairs[node] != nil && !repairedReplicas.contains(node) { repairedReplicas.append(node) }
+        for node in contacted where repairs[node] != nil && !repairedReplicas.contains(node) {
+            repairedReplicas.append(node)
+        }
         return contacted.compactMap { node in
             guard let diff = repairs[node] else { return nil }
-            return .sendRepair(Mutation(table: query.table, partitionKey: query.partitionKey,
-                                        header: diff.header, rows: diff.rows), to: node)
+            return .sendRepair(
+                Mutation(
+                    table: query.table, partitionKey: query.partitionKey,
+                    header: diff.header, rows: diff.rows), to: node)
         }
     }
 
@@ -231,8 +253,12 @@ public struct ReadCoordinator: Sendable {
         if collected.count >= query.limit || round.boundary == nil {
             phase = .done
             let full = collected.count >= query.limit
-            return [.succeeded(ReadResult(rows: collected, cursor: full ? collected.last?.clustering : nil,
-                                          tombstonesScanned: tombstones))]
+            return [
+                .succeeded(
+                    ReadResult(
+                        rows: collected, cursor: full ? collected.last?.clustering : nil,
+                        tombstonesScanned: tombstones))
+            ]
         }
         // Short: tombstones hid rows up to the boundary. Read on after it for what is missing.
         extraRounds += 1

@@ -18,7 +18,9 @@ enum ReadResolver {
     /// What each replica lacks compared with `merged`: the partition header if the replica's is
     /// older, and every row whose merge with the replica's version changes that version. Replicas
     /// that are up to date are absent from the answer.
-    static func repairs(merged: ReplicaReadResult, responses: [NodeID: ReplicaReadResult]) -> [NodeID: ReplicaReadResult] {
+    static func repairs(merged: ReplicaReadResult, responses: [NodeID: ReplicaReadResult]) -> [NodeID:
+        ReplicaReadResult]
+    {
         var out: [NodeID: ReplicaReadResult] = [:]
         for (node, response) in responses {
             let mine = response.normalized()
@@ -43,7 +45,10 @@ enum ReadResolver {
     static func boundary(_ responses: [ReplicaReadResult], reversed: Bool) -> [UInt8]? {
         var out: [UInt8]? = nil
         for c in responses.compactMap(\.cursor) {
-            guard let b = out else { out = c; continue }
+            guard let b = out else {
+                out = c
+                continue
+            }
             let order = compareBytes(c, b)
             if reversed ? order > 0 : order < 0 { out = c }
         }
@@ -52,8 +57,10 @@ enum ReadResolver {
 
     /// `response` split at `boundary`: the rows up to and including it in query order (with the
     /// header), and the rows past it (with the header, cursor kept).
-    static func split(_ response: ReplicaReadResult, at boundary: [UInt8]?,
-                      reversed: Bool) -> (covered: ReplicaReadResult, beyond: ReplicaReadResult) {
+    static func split(
+        _ response: ReplicaReadResult, at boundary: [UInt8]?,
+        reversed: Bool
+    ) -> (covered: ReplicaReadResult, beyond: ReplicaReadResult) {
         let n = response.normalized()
         guard let boundary else { return (n, ReplicaReadResult(header: n.header, cursor: n.cursor)) }
         var covered = ReplicaReadResult(header: n.header)

@@ -90,7 +90,9 @@ public struct RepairSession: Sendable {
     public mutating func onTree(_ tree: MerkleTree, from node: NodeID, now: RingInstant) -> [Action] {
         guard !isFinished, index < tasks.count else { return [] }
         let task = tasks[index]
-        guard task.replicas.contains(node), tree.range == task.range, tree.depth == depth, trees[node] == nil else { return [] }
+        guard task.replicas.contains(node), tree.range == task.range, tree.depth == depth, trees[node] == nil else {
+            return []
+        }
         trees[node] = tree
         guard trees.count == task.replicas.count else { return [] }
 
@@ -133,15 +135,25 @@ public struct RepairSession: Sendable {
     public mutating func onFailure(from node: NodeID, reason: String, now: RingInstant) -> [Action] {
         guard !isFinished, let range = currentRange else { return [] }
         isFinished = true
-        return [.failed(RingError(.unavailable, "repair of range \(range) needs every replica, and \(node) failed: \(reason); bring it back and run repair again"))]
+        return [
+            .failed(
+                RingError(
+                    .unavailable,
+                    "repair of range \(range) needs every replica, and \(node) failed: \(reason); bring it back and run repair again"
+                ))
+        ]
     }
 
     public mutating func onTick(now: RingInstant) -> [Action] {
         guard !isFinished, let deadline, now >= deadline, let range = currentRange else { return [] }
         isFinished = true
-        let waiting = trees.count < tasks[index].replicas.count
+        let waiting =
+            trees.count < tasks[index].replicas.count
             ? "Merkle trees from \(tasks[index].replicas.count - trees.count) replica(s)"
             : "\(pendingStreams.count) stream(s)"
-        return [.failed(RingError(.readTimeout, "repair of range \(range) timed out after \(timeout) waiting for \(waiting)"))]
+        return [
+            .failed(
+                RingError(.readTimeout, "repair of range \(range) timed out after \(timeout) waiting for \(waiting)"))
+        ]
     }
 }

@@ -34,8 +34,10 @@ public struct RingError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Replicas alive (`unavailable`) or that answered (timeouts and failures).
     public var received: Int?
 
-    public init(_ code: Code, _ message: String, consistency: ConsistencyLevel? = nil,
-                required: Int? = nil, received: Int? = nil) {
+    public init(
+        _ code: Code, _ message: String, consistency: ConsistencyLevel? = nil,
+        required: Int? = nil, received: Int? = nil
+    ) {
         self.code = code
         self.message = message
         self.consistency = consistency
@@ -46,17 +48,22 @@ public struct RingError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(code): \(message)" }
 
     static func unavailable(_ cl: ConsistencyLevel, required: Int, alive: Int) -> RingError {
-        RingError(.unavailable,
-                  "cannot achieve consistency \(cl.rawValue): \(required) replica(s) required but only \(alive) alive; nothing was sent",
-                  consistency: cl, required: required, received: alive)
+        RingError(
+            .unavailable,
+            "cannot achieve consistency \(cl.rawValue): \(required) replica(s) required but only \(alive) alive; nothing was sent",
+            consistency: cl, required: required, received: alive)
     }
 
-    static func timeout(write: Bool, _ cl: ConsistencyLevel, required: Int, received: Int, after: Duration,
-                        phase: String? = nil) -> RingError {
+    static func timeout(
+        write: Bool, _ cl: ConsistencyLevel, required: Int, received: Int, after: Duration,
+        phase: String? = nil
+    ) -> RingError {
         let what = write ? "write" : "read"
-        var msg = "\(cl.rawValue) \(what) timed out after \(after.seconds)s: \(received) of \(required) required replica(s) answered"
+        var msg =
+            "\(cl.rawValue) \(what) timed out after \(after.seconds)s: \(received) of \(required) required replica(s) answered"
         if let phase { msg += " (\(phase))" }
         if write { msg += "; the write may have been applied on some replicas" }
-        return RingError(write ? .writeTimeout : .readTimeout, msg, consistency: cl, required: required, received: received)
+        return RingError(
+            write ? .writeTimeout : .readTimeout, msg, consistency: cl, required: required, received: received)
     }
 }

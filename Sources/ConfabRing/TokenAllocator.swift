@@ -22,8 +22,10 @@ public struct TokenAllocator: Sendable {
     }
 
     /// Tokens for `node` joining `ring` (the node must not be in it yet).
-    public func allocate(for node: NodeID, in ring: TokenRing,
-                         using rng: inout some RandomNumberGenerator) -> [Token] {
+    public func allocate(
+        for node: NodeID, in ring: TokenRing,
+        using rng: inout some RandomNumberGenerator
+    ) -> [Token] {
         precondition(tokensPerNode > 0)
         if ring.isEmpty {
             let step = UInt64.max / UInt64(tokensPerNode)
@@ -69,7 +71,8 @@ public struct TokenAllocator: Sendable {
                     var c = base
                     if moved > 0 {
                         c -= (ownerShare - ideal) * (ownerShare - ideal) + (mine - ideal) * (mine - ideal)
-                        c += (ownerShare - moved - ideal) * (ownerShare - moved - ideal)
+                        c +=
+                            (ownerShare - moved - ideal) * (ownerShare - moved - ideal)
                             + (mine + moved - ideal) * (mine + moved - ideal)
                     }
                     ranked.append((c, r.start.advanced(by: s)))
@@ -97,7 +100,8 @@ public struct TokenAllocator: Sendable {
         for (_, f) in ring.ownership().sorted(by: { $0.key < $1.key }) { c += (f - 1 / n) * (f - 1 / n) }
         if replicationFactor > 1, Double(replicationFactor) < n {
             let ideal = Double(replicationFactor) / n
-            for (_, f) in ring.effectiveOwnership(replicationFactor: replicationFactor).sorted(by: { $0.key < $1.key }) {
+            for (_, f) in ring.effectiveOwnership(replicationFactor: replicationFactor).sorted(by: { $0.key < $1.key })
+            {
                 c += (f - ideal) * (f - ideal)
             }
         }

@@ -55,7 +55,8 @@ public struct TokenRing: Hashable, Sendable {
 
     /// Index of the first entry whose token is >= `token`, wrapping to 0 past the last.
     func entryIndex(for token: Token) -> Int {
-        var lo = 0, hi = entries.count
+        var lo = 0
+        var hi = entries.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if entries[mid].token < token { lo = mid + 1 } else { hi = mid }

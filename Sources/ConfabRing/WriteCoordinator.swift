@@ -48,8 +48,10 @@ public struct WriteCoordinator: Sendable {
     ///   - replicas: the key's natural replicas in ring order (`TokenRing.replicas`).
     ///   - pending: replicas gaining the range through a bootstrap in progress.
     ///   - isAlive: the failure detector's current verdict.
-    public init(mutation: Mutation, replicas: [NodeID], pending: [NodeID] = [], consistency: ConsistencyLevel,
-                replicationFactor: Int, isAlive: (NodeID) -> Bool, now: RingInstant, timeout: Duration = .seconds(2)) {
+    public init(
+        mutation: Mutation, replicas: [NodeID], pending: [NodeID] = [], consistency: ConsistencyLevel,
+        replicationFactor: Int, isAlive: (NodeID) -> Bool, now: RingInstant, timeout: Duration = .seconds(2)
+    ) {
         self.mutation = mutation
         self.consistency = consistency
         let extra = pending.filter { !replicas.contains($0) }
@@ -100,10 +102,12 @@ public struct WriteCoordinator: Sendable {
         var actions: [Action] = []
         if !responded, acknowledged.count + outstanding.count < blockFor {
             responded = true
-            actions.append(.failed(RingError(
-                .writeFailure,
-                "\(consistency.rawValue) write failed: \(failedReplicas.count) replica(s) reported errors (last from \(replica): \(reason)); \(acknowledged.count) of \(blockFor) required acknowledged",
-                consistency: consistency, required: blockFor, received: acknowledged.count)))
+            actions.append(
+                .failed(
+                    RingError(
+                        .writeFailure,
+                        "\(consistency.rawValue) write failed: \(failedReplicas.count) replica(s) reported errors (last from \(replica): \(reason)); \(acknowledged.count) of \(blockFor) required acknowledged",
+                        consistency: consistency, required: blockFor, received: acknowledged.count)))
         }
         if outstanding.isEmpty { isFinished = true }
         return actions
@@ -116,8 +120,11 @@ public struct WriteCoordinator: Sendable {
         var actions: [Action] = []
         if !responded {
             responded = true
-            actions.append(.failed(.timeout(write: true, consistency, required: blockFor,
-                                            received: acknowledged.count, after: timeout)))
+            actions.append(
+                .failed(
+                    .timeout(
+                        write: true, consistency, required: blockFor,
+                        received: acknowledged.count, after: timeout)))
         }
         for t in targets where outstanding.contains(t) {
             actions.append(.storeHint(mutation, for: t))

@@ -77,7 +77,9 @@ extension AdminRequest {
     static func decode(from r: inout WireReader) throws(WireError) -> AdminRequest {
         let op = try r.u8("operation")
         guard let operation = Operation(rawValue: op) else {
-            throw WireError(.invalid, "Admin: unknown operation 0x\(String(op, radix: 16)) (flush 0x01, compact 0x02, decommission 0x03)")
+            throw WireError(
+                .invalid,
+                "Admin: unknown operation 0x\(String(op, radix: 16)) (flush 0x01, compact 0x02, decommission 0x03)")
         }
         let sc = try r.u8("scope")
         guard let scope = Scope(rawValue: sc) else {

@@ -44,7 +44,7 @@ extension MessageType {
         case .admin, .repair:
             return .operator
         case .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaRead, .hintReplay, .merkleTreeRequest,
-             .streamRangesRequest, .streamRangesData:
+            .streamRangesRequest, .streamRangesData:
             return .node
         default:
             return .client

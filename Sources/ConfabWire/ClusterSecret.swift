@@ -37,7 +37,8 @@ public struct ClusterSecret: Hashable, Sendable, CustomStringConvertible {
 
     /// The bytes the MAC covers: label ‖ server nonce ‖ client nonce ‖ role ‖ u16 length ‖ node id.
     /// Lengths are fixed or prefixed, so no two different inputs share a transcript.
-    public static func transcript(serverNonce: [UInt8], clientNonce: [UInt8], role: PeerRole, nodeID: String) -> [UInt8] {
+    public static func transcript(serverNonce: [UInt8], clientNonce: [UInt8], role: PeerRole, nodeID: String) -> [UInt8]
+    {
         var w = WireWriter()
         w.bytes += label
         w.bytes += serverNonce
@@ -54,7 +55,9 @@ public struct ClusterSecret: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether `mac` is the answer for these inputs, compared in constant time.
-    public func verify(_ mac: [UInt8], serverNonce: [UInt8], clientNonce: [UInt8], role: PeerRole, nodeID: String) -> Bool {
+    public func verify(_ mac: [UInt8], serverNonce: [UInt8], clientNonce: [UInt8], role: PeerRole, nodeID: String)
+        -> Bool
+    {
         let data = Self.transcript(serverNonce: serverNonce, clientNonce: clientNonce, role: role, nodeID: nodeID)
         return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: data, using: key)
     }

@@ -21,7 +21,10 @@ extension ConsistencyLevel {
         case 0x05: self = .all
         case 0x00: throw WireError(.invalid, "consistency ANY (0x00) is not supported; use ONE, TWO, QUORUM or ALL")
         case 0x03: throw WireError(.invalid, "consistency THREE (0x03) is not supported; use ONE, TWO, QUORUM or ALL")
-        default: throw WireError(.invalid, "unknown consistency level code 0x\(String(wireCode, radix: 16)); use ONE, TWO, QUORUM or ALL")
+        default:
+            throw WireError(
+                .invalid, "unknown consistency level code 0x\(String(wireCode, radix: 16)); use ONE, TWO, QUORUM or ALL"
+            )
         }
     }
 

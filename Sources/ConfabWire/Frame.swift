@@ -9,8 +9,10 @@ public struct Frame: Hashable, Sendable {
     public var body: [UInt8]
     public var version: UInt8
 
-    public init(type: MessageType, flags: FrameFlags = [], streamID: UInt32, body: [UInt8],
-                version: UInt8 = ProtocolVersion.current) {
+    public init(
+        type: MessageType, flags: FrameFlags = [], streamID: UInt32, body: [UInt8],
+        version: UInt8 = ProtocolVersion.current
+    ) {
         self.type = type
         self.flags = flags
         self.streamID = streamID

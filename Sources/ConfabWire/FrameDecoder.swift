@@ -18,8 +18,10 @@ public enum FrameParseResult: Sendable {
 /// yields one of the `FrameParseResult` cases — never a trap, and never more allocation than
 /// `maxBodyBytes` for one body.
 public enum FrameDecoder {
-    public static func parse(_ bytes: UnsafeRawBufferPointer,
-                             maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes) -> FrameParseResult {
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer,
+        maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes
+    ) -> FrameParseResult {
         let available = bytes.count
         if available >= 1, bytes[0] != FrameHeader.magic.0 { return badMagic(bytes) }
         if available >= 2, bytes[1] != FrameHeader.magic.1 { return badMagic(bytes) }
@@ -28,7 +30,12 @@ public enum FrameDecoder {
         let storedHeaderCRC = be32(bytes, at: 14)
         let headerCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<14]))
         guard storedHeaderCRC == headerCRC else {
-            return .fatal(streamID: 0, error: WireError(.corrupt, "frame header checksum mismatch (stored 0x\(hex(storedHeaderCRC)), computed 0x\(hex(headerCRC))); the connection is out of sync"))
+            return .fatal(
+                streamID: 0,
+                error: WireError(
+                    .corrupt,
+                    "frame header checksum mismatch (stored 0x\(hex(storedHeaderCRC)), computed 0x\(hex(headerCRC))); the connection is out of sync"
+                ))
         }
         let version = bytes[2]
         let type = MessageType(rawValue: bytes[3])
@@ -37,10 +44,19 @@ public enum FrameDecoder {
         let streamID = be32(bytes, at: 6)
         let bodyLength = Int(be32(bytes, at: 10))
         guard version == ProtocolVersion.current else {
-            return .fatal(streamID: streamID, error: WireError(.protocolError, "unsupported protocol version \(version); this peer speaks version \(ProtocolVersion.current)"))
+            return .fatal(
+                streamID: streamID,
+                error: WireError(
+                    .protocolError,
+                    "unsupported protocol version \(version); this peer speaks version \(ProtocolVersion.current)"))
         }
         guard bodyLength <= maxBodyBytes else {
-            return .fatal(streamID: streamID, error: WireError(.tooLarge, "frame body of \(bodyLength) bytes exceeds the limit of \(maxBodyBytes) bytes (\(describeSize(maxBodyBytes))); split the request"))
+            return .fatal(
+                streamID: streamID,
+                error: WireError(
+                    .tooLarge,
+                    "frame body of \(bodyLength) bytes exceeds the limit of \(maxBodyBytes) bytes (\(describeSize(maxBodyBytes))); split the request"
+                ))
         }
         let total = FrameHeader.size + bodyLength + FrameHeader.trailerSize
         guard available >= total else { return .needMoreBytes }
@@ -49,21 +65,38 @@ public enum FrameDecoder {
         let storedBodyCRC = be32(bytes, at: FrameHeader.size + bodyLength)
         let bodyCRC = CRC32C.checksum(body)
         guard storedBodyCRC == bodyCRC else {
-            return .damaged(streamID: streamID, error: WireError(.corrupt, "\(type) frame body checksum mismatch (stored 0x\(hex(storedBodyCRC)), computed 0x\(hex(bodyCRC)))"), length: total)
+            return .damaged(
+                streamID: streamID,
+                error: WireError(
+                    .corrupt,
+                    "\(type) frame body checksum mismatch (stored 0x\(hex(storedBodyCRC)), computed 0x\(hex(bodyCRC)))"),
+                length: total)
         }
         guard reserved == 0, flags.subtracting(.known).isEmpty else {
-            return .damaged(streamID: streamID, error: WireError(.protocolError, "unknown frame flags 0x\(hex(UInt32(flags.rawValue))) or reserved byte 0x\(hex(UInt32(reserved)))"), length: total)
+            return .damaged(
+                streamID: streamID,
+                error: WireError(
+                    .protocolError,
+                    "unknown frame flags 0x\(hex(UInt32(flags.rawValue))) or reserved byte 0x\(hex(UInt32(reserved)))"),
+                length: total)
         }
-        return .frame(Frame(type: type, flags: flags, streamID: streamID, body: Array(body), version: version), length: total)
+        return .frame(
+            Frame(type: type, flags: flags, streamID: streamID, body: Array(body), version: version), length: total)
     }
 
-    public static func parse(_ bytes: [UInt8], maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes) -> FrameParseResult {
+    public static func parse(_ bytes: [UInt8], maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes) -> FrameParseResult
+    {
         bytes.withUnsafeBytes { parse($0, maxBodyBytes: maxBodyBytes) }
     }
 
     private static func badMagic(_ bytes: UnsafeRawBufferPointer) -> FrameParseResult {
         let shown = bytes.prefix(4).map { String($0, radix: 16) }.joined(separator: " ")
-        return .fatal(streamID: 0, error: WireError(.protocolError, "not a Confab frame: expected magic 43 46 (\"CF\"), got \(shown); is the peer speaking the Confab protocol?"))
+        return .fatal(
+            streamID: 0,
+            error: WireError(
+                .protocolError,
+                "not a Confab frame: expected magic 43 46 (\"CF\"), got \(shown); is the peer speaking the Confab protocol?"
+            ))
     }
 
     private static func be32(_ b: UnsafeRawBufferPointer, at i: Int) -> UInt32 {

@@ -21,8 +21,10 @@ public struct FrameHeader: Hashable, Sendable {
     public var streamID: UInt32
     public var bodyLength: UInt32
 
-    public init(version: UInt8 = ProtocolVersion.current, type: MessageType, flags: FrameFlags = [], streamID: UInt32,
-                bodyLength: UInt32) {
+    public init(
+        version: UInt8 = ProtocolVersion.current, type: MessageType, flags: FrameFlags = [], streamID: UInt32,
+        bodyLength: UInt32
+    ) {
         self.version = version
         self.type = type
         self.flags = flags

@@ -91,8 +91,10 @@ extension WireReader {
         guard n <= GossipLimits.endpoints else { throw fail("implausible digest count \(n)") }
         var out: [GossipDigest] = []
         for _ in 0..<n {
-            out.append(GossipDigest(node: try nodeID("digest node"), generation: try i64("generation"),
-                                    maxVersion: try i64("max version")))
+            out.append(
+                GossipDigest(
+                    node: try nodeID("digest node"), generation: try i64("generation"),
+                    maxVersion: try i64("max version")))
         }
         return out
     }
@@ -105,7 +107,9 @@ extension WireReader {
             let node = try nodeID("endpoint")
             let heartbeat = HeartbeatState(generation: try i64("generation"), version: try i64("heartbeat version"))
             let count = try u16("application state count")
-            guard count <= GossipLimits.applicationStates else { throw fail("implausible application state count \(count)") }
+            guard count <= GossipLimits.applicationStates else {
+                throw fail("implausible application state count \(count)")
+            }
             var values: [ApplicationStateKey: VersionedValue] = [:]
             for _ in 0..<count {
                 let key = ApplicationStateKey(rawValue: try string("application state key"))

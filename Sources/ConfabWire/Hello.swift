@@ -9,8 +9,10 @@ public struct Hello: Hashable, Sendable {
     /// authentication answer (docs/security.md), so a node cannot authenticate under another id.
     public var nodeID: String
 
-    public init(minVersion: UInt8 = ProtocolVersion.current, maxVersion: UInt8 = ProtocolVersion.current,
-                clientName: String, nodeID: String = "") {
+    public init(
+        minVersion: UInt8 = ProtocolVersion.current, maxVersion: UInt8 = ProtocolVersion.current,
+        clientName: String, nodeID: String = ""
+    ) {
         self.minVersion = minVersion
         self.maxVersion = maxVersion
         self.clientName = clientName
@@ -32,8 +34,10 @@ public struct HelloAck: Hashable, Sendable {
     /// authentication is not required. An answer is only valid for the connection it was issued on.
     public var challenge: [UInt8]
 
-    public init(version: UInt8, nodeID: String, clusterName: String, authenticationRequired: Bool = false,
-                challenge: [UInt8] = [UInt8](repeating: 0, count: ClusterSecret.nonceSize)) {
+    public init(
+        version: UInt8, nodeID: String, clusterName: String, authenticationRequired: Bool = false,
+        challenge: [UInt8] = [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
+    ) {
         self.version = version
         self.nodeID = nodeID
         self.clusterName = clusterName

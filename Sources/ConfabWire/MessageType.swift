@@ -50,7 +50,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
 
     /// Types version 1 encodes and decodes.
     public static let implemented: [MessageType] = [
-        .hello, .helloAck, .ping, .pong, .error, .authenticate, .authenticateAck, .write, .writeAck, .read, .readResponse, .status, .statusResponse,
+        .hello, .helloAck, .ping, .pong, .error, .authenticate, .authenticateAck, .write, .writeAck, .read,
+        .readResponse, .status, .statusResponse,
         .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
         .hintReplay, .hintReplayAck, .admin, .adminResponse, .repair, .repairResponse, .repairProgress,
         .merkleTreeRequest, .merkleTreeResponse, .streamRangesRequest, .streamRangesDone,

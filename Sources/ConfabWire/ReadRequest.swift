@@ -19,9 +19,11 @@ public struct ReadRequest: Hashable, Sendable {
     /// Answer with a digest of the rows instead of the rows.
     public var digestOnly: Bool
 
-    public init(keyspace: String, table: String, partitionKey: [UInt8], lower: ClusteringBound? = nil,
-                upper: ClusteringBound? = nil, reversed: Bool = false, limit: UInt32 = 100, cursor: [UInt8]? = nil,
-                consistency: ConsistencyLevel, digestOnly: Bool = false) {
+    public init(
+        keyspace: String, table: String, partitionKey: [UInt8], lower: ClusteringBound? = nil,
+        upper: ClusteringBound? = nil, reversed: Bool = false, limit: UInt32 = 100, cursor: [UInt8]? = nil,
+        consistency: ConsistencyLevel, digestOnly: Bool = false
+    ) {
         self.keyspace = keyspace
         self.table = table
         self.partitionKey = partitionKey
@@ -36,14 +38,16 @@ public struct ReadRequest: Hashable, Sendable {
 
     /// The request for an engine query on a table of `schema`.
     public init(_ query: SliceQuery, schema: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool = false) {
-        self.init(keyspace: schema.keyspace, table: schema.name, partitionKey: query.partitionKey, lower: query.lower,
-                  upper: query.upper, reversed: query.reversed, limit: UInt32(clamping: query.limit),
-                  cursor: query.cursor, consistency: consistency, digestOnly: digestOnly)
+        self.init(
+            keyspace: schema.keyspace, table: schema.name, partitionKey: query.partitionKey, lower: query.lower,
+            upper: query.upper, reversed: query.reversed, limit: UInt32(clamping: query.limit),
+            cursor: query.cursor, consistency: consistency, digestOnly: digestOnly)
     }
 
     /// The engine query once `keyspace.table` is resolved to a table id.
     public func sliceQuery(table id: TableID) -> SliceQuery {
-        SliceQuery(table: id, partitionKey: partitionKey, lower: lower, upper: upper, reversed: reversed,
-                   limit: Int(limit), cursor: cursor)
+        SliceQuery(
+            table: id, partitionKey: partitionKey, lower: lower, upper: upper, reversed: reversed,
+            limit: Int(limit), cursor: cursor)
     }
 }

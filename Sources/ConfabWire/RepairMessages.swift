@@ -41,9 +41,11 @@ public struct RepairProgress: Hashable, Sendable, Codable {
     /// Since the session started.
     public var elapsedMicros: UInt64
 
-    public init(keyspace: String, table: String, tableIndex: Int, tableCount: Int, rangesDone: Int, rangesTotal: Int,
-                rangesDiffering: Int, subrangesStreamed: Int, rowsStreamed: UInt64, overallRangesDone: Int,
-                overallRangesTotal: Int, elapsedMicros: UInt64) {
+    public init(
+        keyspace: String, table: String, tableIndex: Int, tableCount: Int, rangesDone: Int, rangesTotal: Int,
+        rangesDiffering: Int, subrangesStreamed: Int, rowsStreamed: UInt64, overallRangesDone: Int,
+        overallRangesTotal: Int, elapsedMicros: UInt64
+    ) {
         self.keyspace = keyspace
         self.table = table
         self.tableIndex = tableIndex
@@ -89,10 +91,13 @@ public struct RepairReport: Hashable, Sendable, Codable {
             self.elapsedMicros = elapsedMicros
         }
 
-        public init(keyspace: String, table: String, start: Int64, end: Int64, replicas: Int, subrangesStreamed: Int,
-                    rowsStreamed: UInt64, elapsedMicros: UInt64) {
-            self.init(start: start, end: end, replicas: replicas, subrangesStreamed: subrangesStreamed,
-                      elapsedMicros: elapsedMicros)
+        public init(
+            keyspace: String, table: String, start: Int64, end: Int64, replicas: Int, subrangesStreamed: Int,
+            rowsStreamed: UInt64, elapsedMicros: UInt64
+        ) {
+            self.init(
+                start: start, end: end, replicas: replicas, subrangesStreamed: subrangesStreamed,
+                elapsedMicros: elapsedMicros)
             self.keyspace = keyspace
             self.table = table
             self.rowsStreamed = rowsStreamed
@@ -151,8 +156,9 @@ public struct MerkleTreeLeaves: Hashable, Sendable {
 
     /// The wire form of a tree built with `MerkleTree.build`.
     public init(_ tree: MerkleTree) {
-        self.init(range: tree.range, depth: tree.depth, rowCount: UInt64(tree.rowCount),
-                  leaves: tree.leaves.map { MerkleLeafHash(a: $0.a, b: $0.b) })
+        self.init(
+            range: tree.range, depth: tree.depth, rowCount: UInt64(tree.rowCount),
+            leaves: tree.leaves.map { MerkleLeafHash(a: $0.a, b: $0.b) })
     }
 }
 
@@ -244,10 +250,11 @@ extension RepairReport {
         guard count <= 1_000_000 else { throw r.fail("implausible range count \(count)") }
         var ranges: [RangeOutcome] = []
         for _ in 0..<count {
-            var outcome = RangeOutcome(start: try r.i64("range start"), end: try r.i64("range end"),
-                                       replicas: Int(try r.u8("replicas")),
-                                       subrangesStreamed: Int(try r.u32("sub-ranges streamed")),
-                                       elapsedMicros: try r.u64("range elapsed"))
+            var outcome = RangeOutcome(
+                start: try r.i64("range start"), end: try r.i64("range end"),
+                replicas: Int(try r.u8("replicas")),
+                subrangesStreamed: Int(try r.u32("sub-ranges streamed")),
+                elapsedMicros: try r.u64("range elapsed"))
             outcome.keyspace = try r.string("range keyspace")
             outcome.table = try r.string("range table")
             outcome.rowsStreamed = try r.u64("range rows streamed")
@@ -288,13 +295,14 @@ extension RepairProgress {
     }
 
     static func decode(from r: inout WireReader) throws(WireError) -> RepairProgress {
-        RepairProgress(keyspace: try r.string("keyspace"), table: try r.string("table"),
-                       tableIndex: Int(try r.u16("table index")), tableCount: Int(try r.u16("table count")),
-                       rangesDone: Int(try r.u32("ranges done")), rangesTotal: Int(try r.u32("ranges total")),
-                       rangesDiffering: Int(try r.u32("ranges differing")),
-                       subrangesStreamed: Int(try r.u32("sub-ranges streamed")), rowsStreamed: try r.u64("rows streamed"),
-                       overallRangesDone: Int(try r.u32("overall ranges done")),
-                       overallRangesTotal: Int(try r.u32("overall ranges total")), elapsedMicros: try r.u64("elapsed"))
+        RepairProgress(
+            keyspace: try r.string("keyspace"), table: try r.string("table"),
+            tableIndex: Int(try r.u16("table index")), tableCount: Int(try r.u16("table count")),
+            rangesDone: Int(try r.u32("ranges done")), rangesTotal: Int(try r.u32("ranges total")),
+            rangesDiffering: Int(try r.u32("ranges differing")),
+            subrangesStreamed: Int(try r.u32("sub-ranges streamed")), rowsStreamed: try r.u64("rows streamed"),
+            overallRangesDone: Int(try r.u32("overall ranges done")),
+            overallRangesTotal: Int(try r.u32("overall ranges total")), elapsedMicros: try r.u64("elapsed"))
     }
 }
 
@@ -366,6 +374,7 @@ extension StreamRangesRequest {
         guard count <= 100_000 else { throw r.fail("implausible range count \(count)") }
         var ranges: [TokenRange] = []
         for _ in 0..<count { ranges.append(try r.range("range")) }
-        return StreamRangesRequest(keyspace: keyspace, table: table, target: NodeAddress(host: host, port: port), ranges: ranges)
+        return StreamRangesRequest(
+            keyspace: keyspace, table: table, target: NodeAddress(host: host, port: port), ranges: ranges)
     }
 }

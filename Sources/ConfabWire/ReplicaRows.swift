@@ -16,8 +16,10 @@ public struct ReplicaRows: Hashable, Sendable {
     /// Tombstones passed over while reading.
     public var tombstonesScanned: UInt32
 
-    public init(table: TableID, partitionKey: [UInt8], header: PartitionHeader = PartitionHeader(),
-                rows: [Mutation.Row] = [], cursor: [UInt8]? = nil, tombstonesScanned: UInt32 = 0) {
+    public init(
+        table: TableID, partitionKey: [UInt8], header: PartitionHeader = PartitionHeader(),
+        rows: [Mutation.Row] = [], cursor: [UInt8]? = nil, tombstonesScanned: UInt32 = 0
+    ) {
         self.table = table
         self.partitionKey = partitionKey
         self.header = header

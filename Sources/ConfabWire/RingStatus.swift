@@ -58,8 +58,11 @@ public struct RingNodeStatus: Hashable, Sendable, Codable {
     /// are missing until `confab repair` restores them from the other replicas.
     public var quarantinedTables: Int = 0
 
-    public init(state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int, ownership: Double,
-                tokenValues: [Int64] = [], generation: Int64 = 0, quarantinedTables: Int = 0) {
+    public init(
+        state: String, isUp: Bool, id: String, host: String, port: UInt16, loadBytes: UInt64, tokens: Int,
+        ownership: Double,
+        tokenValues: [Int64] = [], generation: Int64 = 0, quarantinedTables: Int = 0
+    ) {
         self.state = state
         self.isUp = isUp
         self.id = id

@@ -12,8 +12,10 @@ public struct TableSchema: Hashable, Sendable {
     /// Regular columns by engine column id.
     public var columns: [UInt32: String]
 
-    public init(keyspace: String, name: String, id: TableID, partitionKey: String, clusteringColumns: [String],
-                columns: [UInt32: String]) {
+    public init(
+        keyspace: String, name: String, id: TableID, partitionKey: String, clusteringColumns: [String],
+        columns: [UInt32: String]
+    ) {
         self.keyspace = keyspace
         self.name = name
         self.id = id

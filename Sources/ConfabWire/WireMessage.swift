@@ -94,10 +94,13 @@ public enum WireMessage: Hashable, Sendable {
     public var isResponse: Bool {
         switch self {
         case .helloAck, .pong, .error, .authenticateAck, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
-             .replicaReadResponse, .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse,
-             .streamRangesDone, .repairProgress: return true
-        case .hello, .authenticate, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay, .admin, .repair,
-             .merkleTreeRequest, .streamRanges: return false
+            .replicaReadResponse, .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse,
+            .streamRangesDone, .repairProgress:
+            return true
+        case .hello, .authenticate, .ping, .write, .read, .status, .gossip, .replicaWrite, .replicaRead, .hintReplay,
+            .admin, .repair,
+            .merkleTreeRequest, .streamRanges:
+            return false
         }
     }
 
@@ -124,11 +127,16 @@ public enum WireMessage: Hashable, Sendable {
             w.string(a.nodeID)
             w.string(a.clusterName)
             w.u8(a.authenticationRequired ? 1 : 0)
-            w.bytes += a.challenge.count == ClusterSecret.nonceSize ? a.challenge : [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
+            w.bytes +=
+                a.challenge.count == ClusterSecret.nonceSize
+                ? a.challenge : [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
         case .authenticate(let a):
             w.u8(a.role.rawValue)
-            w.bytes += a.clientNonce.count == ClusterSecret.nonceSize ? a.clientNonce : [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
-            w.bytes += a.mac.count == ClusterSecret.macSize ? a.mac : [UInt8](repeating: 0, count: ClusterSecret.macSize)
+            w.bytes +=
+                a.clientNonce.count == ClusterSecret.nonceSize
+                ? a.clientNonce : [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
+            w.bytes +=
+                a.mac.count == ClusterSecret.macSize ? a.mac : [UInt8](repeating: 0, count: ClusterSecret.macSize)
         case .authenticateAck(let role):
             w.u8(role.rawValue)
         case .ping(let n), .pong(let n):
@@ -254,22 +262,28 @@ public enum WireMessage: Hashable, Sendable {
             let minV = try r.u8("min version")
             let maxV = try r.u8("max version")
             guard minV <= maxV else { throw r.fail("min version \(minV) above max version \(maxV)") }
-            message = .hello(Hello(minVersion: minV, maxVersion: maxV, clientName: try r.string("client name"),
-                                   nodeID: try r.string("node id")))
+            message = .hello(
+                Hello(
+                    minVersion: minV, maxVersion: maxV, clientName: try r.string("client name"),
+                    nodeID: try r.string("node id")))
         case .helloAck:
             let version = try r.u8("version")
             let nodeID = try r.string("node id")
             let cluster = try r.string("cluster name")
             let required = try r.u8("authentication flag")
             guard required <= 1 else { throw r.fail("authentication flag \(required)") }
-            message = .helloAck(HelloAck(version: version, nodeID: nodeID, clusterName: cluster,
-                                         authenticationRequired: required == 1,
-                                         challenge: try r.fixedBytes(ClusterSecret.nonceSize, "challenge")))
+            message = .helloAck(
+                HelloAck(
+                    version: version, nodeID: nodeID, clusterName: cluster,
+                    authenticationRequired: required == 1,
+                    challenge: try r.fixedBytes(ClusterSecret.nonceSize, "challenge")))
         case .authenticate:
             let raw = try r.u8("role")
             guard let role = PeerRole(rawValue: raw), role != .client else { throw r.fail("unknown role \(raw)") }
-            message = .authenticate(Authenticate(role: role, clientNonce: try r.fixedBytes(ClusterSecret.nonceSize, "client nonce"),
-                                                 mac: try r.fixedBytes(ClusterSecret.macSize, "mac")))
+            message = .authenticate(
+                Authenticate(
+                    role: role, clientNonce: try r.fixedBytes(ClusterSecret.nonceSize, "client nonce"),
+                    mac: try r.fixedBytes(ClusterSecret.macSize, "mac")))
         case .authenticateAck:
             let raw = try r.u8("role")
             guard let role = PeerRole(rawValue: raw) else { throw r.fail("unknown role \(raw)") }
@@ -297,17 +311,22 @@ public enum WireMessage: Hashable, Sendable {
             let keyspace = try r.string("keyspace")
             let table = try r.string("table")
             let pk = try r.shortBytes("partition key")
-            let lower = flags & ReadFlags.hasLower != 0
-                ? ClusteringBound(encoded: try r.longBytes("lower bound", max: frame.body.count),
-                                  inclusive: flags & ReadFlags.lowerInclusive != 0) : nil
-            let upper = flags & ReadFlags.hasUpper != 0
-                ? ClusteringBound(encoded: try r.longBytes("upper bound", max: frame.body.count),
-                                  inclusive: flags & ReadFlags.upperInclusive != 0) : nil
+            let lower =
+                flags & ReadFlags.hasLower != 0
+                ? ClusteringBound(
+                    encoded: try r.longBytes("lower bound", max: frame.body.count),
+                    inclusive: flags & ReadFlags.lowerInclusive != 0) : nil
+            let upper =
+                flags & ReadFlags.hasUpper != 0
+                ? ClusteringBound(
+                    encoded: try r.longBytes("upper bound", max: frame.body.count),
+                    inclusive: flags & ReadFlags.upperInclusive != 0) : nil
             let cursor = flags & ReadFlags.hasCursor != 0 ? try r.longBytes("cursor", max: frame.body.count) : nil
             let limit = try r.u32("limit")
-            let request = ReadRequest(keyspace: keyspace, table: table, partitionKey: pk, lower: lower, upper: upper,
-                                      reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor,
-                                      consistency: consistency, digestOnly: flags & ReadFlags.digestOnly != 0)
+            let request = ReadRequest(
+                keyspace: keyspace, table: table, partitionKey: pk, lower: lower, upper: upper,
+                reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor,
+                consistency: consistency, digestOnly: flags & ReadFlags.digestOnly != 0)
             message = frame.type == .read ? .read(request) : .replicaRead(request)
         case .readResponse:
             switch try r.u8("kind") {
@@ -323,8 +342,11 @@ public enum WireMessage: Hashable, Sendable {
                 } catch {
                     throw r.fail("bad partition rows: \(error)")
                 }
-                message = .readResponse(.rows(ReplicaRows(table: m.table, partitionKey: m.partitionKey, header: m.header,
-                                                          rows: m.rows, cursor: cursor, tombstonesScanned: tombstones)))
+                message = .readResponse(
+                    .rows(
+                        ReplicaRows(
+                            table: m.table, partitionKey: m.partitionKey, header: m.header,
+                            rows: m.rows, cursor: cursor, tombstonesScanned: tombstones)))
             case ResponseKind.digest:
                 message = .readResponse(.digest(.init(high: try r.u64("digest"), low: try r.u64("digest"))))
             case let kind:
@@ -342,9 +364,10 @@ public enum WireMessage: Hashable, Sendable {
                 let state = try r.string("state")
                 let up = try r.u8("up flag")
                 guard up <= 1 else { throw r.fail("up flag \(up)") }
-                var node = RingNodeStatus(state: state, isUp: up == 1, id: try r.string("node id"), host: try r.string("host"),
-                                          port: try r.u16("port"), loadBytes: try r.u64("load"),
-                                          tokens: Int(try r.u32("tokens")), ownership: Double(bitPattern: try r.u64("ownership")))
+                var node = RingNodeStatus(
+                    state: state, isUp: up == 1, id: try r.string("node id"), host: try r.string("host"),
+                    port: try r.u16("port"), loadBytes: try r.u64("load"),
+                    tokens: Int(try r.u32("tokens")), ownership: Double(bitPattern: try r.u64("ownership")))
                 let listed = try r.u32("token list length")
                 guard listed <= 65_536 else { throw r.fail("implausible token list length \(listed)") }
                 for _ in 0..<listed { node.tokenValues.append(try r.i64("token")) }
@@ -355,8 +378,10 @@ public enum WireMessage: Hashable, Sendable {
             var status = RingStatus(clusterName: cluster, replicationFactor: rf, nodes: nodes)
             let keyspaces = try r.u16("keyspace count")
             for _ in 0..<keyspaces {
-                status.keyspaces.append(RingStatus.Keyspace(name: try r.string("keyspace"),
-                                                            replicationFactor: Int(try r.u8("keyspace replication factor"))))
+                status.keyspaces.append(
+                    RingStatus.Keyspace(
+                        name: try r.string("keyspace"),
+                        replicationFactor: Int(try r.u8("keyspace replication factor"))))
             }
             message = .statusResponse(status)
         case .gossipSyn, .gossipAck, .gossipAck2:
@@ -402,7 +427,10 @@ public enum WireMessage: Hashable, Sendable {
             message = .streamRangesDone(StreamRangesDone(mutations: try r.u32("mutations"), rows: try r.u64("rows")))
         default:
             if frame.type.isReservedInternode {
-                throw WireError(.protocolError, "\(frame.type) is reserved for internode messages and not implemented by protocol version \(ProtocolVersion.current)")
+                throw WireError(
+                    .protocolError,
+                    "\(frame.type) is reserved for internode messages and not implemented by protocol version \(ProtocolVersion.current)"
+                )
             }
             throw WireError(.protocolError, "\(frame.type): not a Confab version \(ProtocolVersion.current) message")
         }

@@ -28,7 +28,9 @@ struct WireReader {
     mutating func u8(_ field: String) throws(WireError) -> UInt8 { try take(1, field).first! }
 
     /// Exactly `count` bytes with no length prefix (nonces, MACs).
-    mutating func fixedBytes(_ count: Int, _ field: String) throws(WireError) -> [UInt8] { Array(try take(count, field)) }
+    mutating func fixedBytes(_ count: Int, _ field: String) throws(WireError) -> [UInt8] {
+        Array(try take(count, field))
+    }
 
     mutating func u16(_ field: String) throws(WireError) -> UInt16 {
         try take(2, field).reduce(0) { $0 << 8 | UInt16($1) }

@@ -8,8 +8,10 @@ import Foundation
 /// (or once, fanned out by the first node), print a line per node with the time it took, and
 /// exit non-zero if any node failed — so a script notices a node that did not do the work.
 enum AdminCommandRunner {
-    static func run(_ operation: AdminRequest.Operation, targets options: AdminTargetOptions, fanOut: Bool,
-                    timeoutSeconds: Double) throws {
+    static func run(
+        _ operation: AdminRequest.Operation, targets options: AdminTargetOptions, fanOut: Bool,
+        timeoutSeconds: Double
+    ) throws {
         let addresses = try options.addresses()
         let timeout = Duration.milliseconds(Int(timeoutSeconds * 1000))
         var configuration = ConfabClient.Configuration(nodes: addresses)
@@ -38,8 +40,9 @@ enum AdminCommandRunner {
                             return r.results.first ?? AdminResult(nodeID: "", address: "\(address)", elapsedMicros: 0)
                         } catch {
                             let (s, atto) = (ContinuousClock.now - start).components
-                            return AdminResult(nodeID: "", address: "\(address)",
-                                               elapsedMicros: UInt64(s * 1_000_000 + atto / 1_000_000_000_000), error: "\(error)")
+                            return AdminResult(
+                                nodeID: "", address: "\(address)",
+                                elapsedMicros: UInt64(s * 1_000_000 + atto / 1_000_000_000_000), error: "\(error)")
                         }
                     }
                 }
@@ -63,7 +66,8 @@ enum AdminCommandRunner {
         }
         let failed = results.filter { $0.error != nil }.count
         if failed > 0 {
-            FileHandle.standardError.write(Data("confab \(operation): failed on \(failed) of \(results.count) node(s)\n".utf8))
+            FileHandle.standardError.write(
+                Data("confab \(operation): failed on \(failed) of \(results.count) node(s)\n".utf8))
             throw ExitCode.failure
         }
     }

@@ -6,25 +6,31 @@ import ConfabWire
 /// nodes of the ring directory's ring.json. Unlike reads and writes, these act on specific nodes,
 /// so the default is every node of the ring rather than any one.
 struct AdminTargetOptions: ParsableArguments {
-    @Option(name: .customLong("node"), parsing: .singleValue,
-            help: ArgumentHelp("""
-                A node to act on, host:port; repeat for several. Default: every node of the ring in \
-                --dir (its ring.json).
-                """, valueName: "host:port"))
+    @Option(
+        name: .customLong("node"), parsing: .singleValue,
+        help: ArgumentHelp(
+            """
+            A node to act on, host:port; repeat for several. Default: every node of the ring in \
+            --dir (its ring.json).
+            """, valueName: "host:port"))
     var nodes: [String] = []
 
-    @Option(name: [.customLong("dir"), .customLong("ring-dir")],
-            help: ArgumentHelp("""
-                Ring directory whose ring.json lists the nodes to use when no --node is given (from \
-                `confab ring start`). Default: $CONFAB_RING_DIR, else ./confab-ring.
-                """, valueName: "dir"))
+    @Option(
+        name: [.customLong("dir"), .customLong("ring-dir")],
+        help: ArgumentHelp(
+            """
+            Ring directory whose ring.json lists the nodes to use when no --node is given (from \
+            `confab ring start`). Default: $CONFAB_RING_DIR, else ./confab-ring.
+            """, valueName: "dir"))
     var ringDir: String?
 
-    @Option(name: .customLong("cluster-secret-file"),
-            help: ArgumentHelp("""
-                The ring's cluster secret, to authenticate as an operator. Default: \
-                $CONFAB_CLUSTER_SECRET_FILE, else the ring directory's cluster-secret.
-                """, valueName: "file"))
+    @Option(
+        name: .customLong("cluster-secret-file"),
+        help: ArgumentHelp(
+            """
+            The ring's cluster secret, to authenticate as an operator. Default: \
+            $CONFAB_CLUSTER_SECRET_FILE, else the ring directory's cluster-secret.
+            """, valueName: "file"))
     var clusterSecretFile: String?
 
     @Flag(help: "Print JSON (one object per line) instead of text.")
@@ -52,7 +58,8 @@ struct AdminTargetOptions: ParsableArguments {
             throw ValidationError(error.message)
         }
         guard let state else {
-            throw ValidationError("""
+            throw ValidationError(
+                """
                 no ring in \(directory) (no ring.json) and no --node given; start a ring with \
                 `confab ring start`, or pass --dir or --node host:port
                 """)

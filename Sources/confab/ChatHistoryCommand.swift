@@ -23,7 +23,8 @@ struct ChatHistoryCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Only messages before this seq.", valueName: "seq"))
     var before: Int64?
 
-    @Flag(help: "One JSON object per line (chatId, seq, prev, messageId, ts, sender, text, clientId) instead of a table.")
+    @Flag(
+        help: "One JSON object per line (chatId, seq, prev, messageId, ts, sender, text, clientId) instead of a table.")
     var json = false
 
     @OptionGroup var client: ClientOptions
@@ -58,13 +59,17 @@ struct ChatHistoryCommand: ParsableCommand {
         formatter.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
         var rows: [[String]] = [["SEQ", "TIME (UTC)", "SENDER", "TEXT"]]
         for m in messages {
-            rows.append([String(m.seq), formatter.string(from: Date(timeIntervalSince1970: Double(m.ts) / 1_000_000)), m.sender,
-                         m.text.replacingOccurrences(of: "\n", with: "⏎")])
+            rows.append([
+                String(m.seq), formatter.string(from: Date(timeIntervalSince1970: Double(m.ts) / 1_000_000)), m.sender,
+                m.text.replacingOccurrences(of: "\n", with: "⏎"),
+            ])
         }
         var widths = [Int](repeating: 0, count: 4)
         for r in rows { for (i, cell) in r.enumerated() where i < 3 { widths[i] = max(widths[i], cell.count) } }
         for r in rows {
-            print(r.enumerated().map { i, c in i < 3 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  "))
+            print(
+                r.enumerated().map { i, c in i < 3 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }
+                    .joined(separator: "  "))
         }
         print("(\(messages.count) message\(messages.count == 1 ? "" : "s"))")
     }

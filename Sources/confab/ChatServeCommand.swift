@@ -26,67 +26,105 @@ struct ChatServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Address to listen on (default 127.0.0.1).", valueName: "host"))
     var host: String = "127.0.0.1"
 
-    @Option(help: ArgumentHelp("Comma-separated ring nodes (default 127.0.0.1:\(NodeAddress.defaultPort)).", valueName: "host:port,..."))
+    @Option(
+        help: ArgumentHelp(
+            "Comma-separated ring nodes (default 127.0.0.1:\(NodeAddress.defaultPort)).", valueName: "host:port,..."))
     var nodes: String = "127.0.0.1:\(NodeAddress.defaultPort)"
 
-    @Option(name: .customLong("server-id"), help: ArgumentHelp("Unique id of this chat server (default: random).", valueName: "id"))
+    @Option(
+        name: .customLong("server-id"),
+        help: ArgumentHelp("Unique id of this chat server (default: random).", valueName: "id"))
     var serverId: String?
 
-    @Option(help: ArgumentHelp("Token signing secret shared by all chat servers of the deployment.", valueName: "secret"))
+    @Option(
+        help: ArgumentHelp("Token signing secret shared by all chat servers of the deployment.", valueName: "secret"))
     var secret: String?
 
-    @Option(name: .customLong("secret-file"),
-            help: ArgumentHelp("File holding the secret; created with a random one if missing.", valueName: "file"))
+    @Option(
+        name: .customLong("secret-file"),
+        help: ArgumentHelp("File holding the secret; created with a random one if missing.", valueName: "file"))
     var secretFile: String?
 
-    @Option(name: .customLong("password-rounds"), help: ArgumentHelp("PBKDF2 rounds for new passwords (default 210000).", valueName: "n"))
+    @Option(
+        name: .customLong("password-rounds"),
+        help: ArgumentHelp("PBKDF2 rounds for new passwords (default 210000).", valueName: "n"))
     var passwordRounds: Int?
 
-    @Option(name: .customLong("heartbeat-ttl"),
-            help: ArgumentHelp("Seconds before a silent chat server leaves the others' live set (default 10; heartbeats every third of it).",
-                               valueName: "s"))
+    @Option(
+        name: .customLong("heartbeat-ttl"),
+        help: ArgumentHelp(
+            "Seconds before a silent chat server leaves the others' live set (default 10; heartbeats every third of it).",
+            valueName: "s"))
     var heartbeatTTL: Int32 = 10
 
-    @Option(name: .customLong("max-connections"),
-            help: ArgumentHelp("WebSocket connections to accept before refusing new ones with server_full (close 1013). Default: the descriptor limit minus 1,000.",
-                               valueName: "n"))
+    @Option(
+        name: .customLong("max-connections"),
+        help: ArgumentHelp(
+            "WebSocket connections to accept before refusing new ones with server_full (close 1013). Default: the descriptor limit minus 1,000.",
+            valueName: "n"))
     var maxConnections: Int?
 
-    @Option(name: .customLong("send-rate"), help: ArgumentHelp("Messages a second one user may send, refilled continuously (default 20).", valueName: "n"))
+    @Option(
+        name: .customLong("send-rate"),
+        help: ArgumentHelp("Messages a second one user may send, refilled continuously (default 20).", valueName: "n"))
     var sendRate: Double = 20
 
-    @Option(name: .customLong("send-burst"), help: ArgumentHelp("Messages one user may send at once before the rate applies (default 50).", valueName: "n"))
+    @Option(
+        name: .customLong("send-burst"),
+        help: ArgumentHelp("Messages one user may send at once before the rate applies (default 50).", valueName: "n"))
     var sendBurst: Double = 50
 
-    @Option(name: .customLong("login-rate"),
-            help: ArgumentHelp("Login and sign-up attempts a second one client address may make, refilled continuously (default 1; each costs a password hash). The burst is 30.",
-                               valueName: "n"))
+    @Option(
+        name: .customLong("login-rate"),
+        help: ArgumentHelp(
+            "Login and sign-up attempts a second one client address may make, refilled continuously (default 1; each costs a password hash). The burst is 30.",
+            valueName: "n"))
     var loginRate: Double = 1
 
-    @Option(name: .customLong("login-burst"),
-            help: ArgumentHelp("Login and sign-up attempts one client address may make at once before --login-rate applies (default 30).", valueName: "n"))
+    @Option(
+        name: .customLong("login-burst"),
+        help: ArgumentHelp(
+            "Login and sign-up attempts one client address may make at once before --login-rate applies (default 30).",
+            valueName: "n"))
     var loginBurst: Double = 30
 
-    @Option(name: .customLong("clock-offset-ms"),
-            help: ArgumentHelp("For tests: run this server's clock this many milliseconds ahead (negative: behind) of the system's.",
-                               valueName: "ms"))
+    @Option(
+        name: .customLong("clock-offset-ms"),
+        help: ArgumentHelp(
+            "For tests: run this server's clock this many milliseconds ahead (negative: behind) of the system's.",
+            valueName: "ms"))
     var clockOffsetMs: Int64 = 0
 
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level")
+    )
     var logLevel: String = "info"
 
-    @Option(name: .customLong("log-format"), help: ArgumentHelp("text (default) or json (one JSON object per line: time, level, label, message, metadata).", valueName: "format"))
+    @Option(
+        name: .customLong("log-format"),
+        help: ArgumentHelp(
+            "text (default) or json (one JSON object per line: time, level, label, message, metadata).",
+            valueName: "format"))
     var logFormat: String = "text"
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
-        guard secret == nil || secretFile == nil else { throw ValidationError("give --secret or --secret-file, not both") }
+        guard secret == nil || secretFile == nil else {
+            throw ValidationError("give --secret or --secret-file, not both")
+        }
         if let s = secret, s.utf8.count < 16 { throw ValidationError("--secret must be at least 16 bytes") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
-        guard (2...3600).contains(heartbeatTTL) else { throw ValidationError("--heartbeat-ttl must be 2...3600 seconds") }
+        guard (2...3600).contains(heartbeatTTL) else {
+            throw ValidationError("--heartbeat-ttl must be 2...3600 seconds")
+        }
         if let r = passwordRounds, r < 1000 { throw ValidationError("--password-rounds must be at least 1000") }
-        guard sendRate > 0, sendBurst >= 1 else { throw ValidationError("--send-rate must be positive and --send-burst at least 1") }
-        guard loginRate > 0, loginBurst >= 1 else { throw ValidationError("--login-rate must be positive and --login-burst at least 1") }
+        guard sendRate > 0, sendBurst >= 1 else {
+            throw ValidationError("--send-rate must be positive and --send-burst at least 1")
+        }
+        guard loginRate > 0, loginBurst >= 1 else {
+            throw ValidationError("--login-rate must be positive and --login-burst at least 1")
+        }
         _ = try addresses()
     }
 
@@ -103,23 +141,33 @@ struct ChatServeCommand: ParsableCommand {
     func loadSecret() throws -> [UInt8] {
         if let secret { return Array(secret.utf8) }
         guard let secretFile else {
-            FileHandle.standardError.write(Data("warning: no --secret or --secret-file: using a random secret; tokens will not survive a restart or work on other chat servers\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "warning: no --secret or --secret-file: using a random secret; tokens will not survive a restart or work on other chat servers\n"
+                        .utf8))
             return (0..<32).map { _ in UInt8.random(in: .min ... .max) }
         }
         if let data = FileManager.default.contents(atPath: secretFile) {
             let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard text.utf8.count >= 16 else { throw ValidationError("\(secretFile) holds fewer than 16 bytes of secret") }
+            guard text.utf8.count >= 16 else {
+                throw ValidationError("\(secretFile) holds fewer than 16 bytes of secret")
+            }
             return Array(text.utf8)
         }
         let fresh = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
-        guard FileManager.default.createFile(atPath: secretFile, contents: Data((fresh + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: secretFile, contents: Data((fresh + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else {
             throw ValidationError("cannot create \(secretFile)")
         }
         return Array(fresh.utf8)
     }
 
     func run() throws {
-        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("unknown --log-level \(logLevel)")
+        }
         let format = try LogFormat.parse(logFormat)
         // Before any instrument exists (`ChatMetrics.shared` is made on first use).
         MetricsBootstrap.bootstrap()

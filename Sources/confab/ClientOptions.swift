@@ -5,18 +5,22 @@ import ConfabWire
 
 /// Options shared by the commands that talk to running nodes.
 struct ClientOptions: ParsableArguments {
-    @Option(name: .customLong("node"), parsing: .singleValue,
-            help: ArgumentHelp("""
-                A node to send requests to, host:port; repeat for fallbacks (tried in turn). Default: the \
-                nodes of the ring in --dir (its ring.json) if there is one, else 127.0.0.1:\(NodeAddress.defaultPort).
-                """, valueName: "host:port"))
+    @Option(
+        name: .customLong("node"), parsing: .singleValue,
+        help: ArgumentHelp(
+            """
+            A node to send requests to, host:port; repeat for fallbacks (tried in turn). Default: the \
+            nodes of the ring in --dir (its ring.json) if there is one, else 127.0.0.1:\(NodeAddress.defaultPort).
+            """, valueName: "host:port"))
     var nodes: [String] = []
 
-    @Option(name: [.customLong("dir"), .customLong("ring-dir")],
-            help: ArgumentHelp("""
-                Ring directory whose ring.json lists the nodes to use when no --node is given (from \
-                `confab ring start`). Default: $CONFAB_RING_DIR, else ./confab-ring.
-                """, valueName: "dir"))
+    @Option(
+        name: [.customLong("dir"), .customLong("ring-dir")],
+        help: ArgumentHelp(
+            """
+            Ring directory whose ring.json lists the nodes to use when no --node is given (from \
+            `confab ring start`). Default: $CONFAB_RING_DIR, else ./confab-ring.
+            """, valueName: "dir"))
     var ringDir: String?
 
     @Option(help: ArgumentHelp("Consistency level: one, two, quorum or all.", valueName: "level"))
@@ -55,7 +59,9 @@ struct ClientOptions: ParsableArguments {
                 return (running + state.nodes.filter { !running.contains($0) }).map(\.address)
             }
             if ringDir != nil {
-                throw ValidationError("--dir \(directory) has no ring.json; start a ring there with `confab ring start --dir \(directory)` or pass --node")
+                throw ValidationError(
+                    "--dir \(directory) has no ring.json; start a ring there with `confab ring start --dir \(directory)` or pass --node"
+                )
             }
             return [NodeAddress(host: "127.0.0.1", port: NodeAddress.defaultPort)]
         }

@@ -37,8 +37,9 @@ enum CrashWorkload {
     }
 
     static func mutation(_ id: Int64) -> Mutation {
-        ChatMessages.mutation(chatId: chatId(id), timestamp: timestamp(id), messageId: messageId(id),
-                              sender: sender(id), body: body(id), writeTime: writeTime(id))
+        ChatMessages.mutation(
+            chatId: chatId(id), timestamp: timestamp(id), messageId: messageId(id),
+            sender: sender(id), body: body(id), writeTime: writeTime(id))
     }
 
     /// What is wrong with `message` as the stored form of message `id`, or nil when it is exact.
@@ -48,7 +49,8 @@ enum CrashWorkload {
         if message.sender != sender(id) { return "sender \(message.sender.prefix(40)), expected \(sender(id))" }
         let body = body(id)
         if message.body != body {
-            let a = Array(message.body.utf8), b = Array(body.utf8)
+            let a = Array(message.body.utf8)
+            let b = Array(body.utf8)
             let at = (0..<min(a.count, b.count)).first { a[$0] != b[$0] } ?? min(a.count, b.count)
             return "body differs at byte \(at) (\(a.count) bytes, expected \(b.count))"
         }

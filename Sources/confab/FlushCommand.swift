@@ -15,10 +15,12 @@ struct FlushCommand: ParsableCommand {
 
     @OptionGroup var targets: AdminTargetOptions
 
-    @Flag(help: ArgumentHelp("""
-        Send one request to the first reachable node and let it run the flush on every ring member \
-        it knows (instead of contacting each node from here).
-        """))
+    @Flag(
+        help: ArgumentHelp(
+            """
+            Send one request to the first reachable node and let it run the flush on every ring member \
+            it knows (instead of contacting each node from here).
+            """))
     var fanOut = false
 
     @Option(help: ArgumentHelp("Seconds to wait for each node's answer.", valueName: "seconds"))

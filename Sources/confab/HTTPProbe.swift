@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A blocking HTTP/1.1 GET to a loopback operations endpoint (`/ready` of a chat server or a
@@ -20,9 +20,9 @@ enum HTTPProbe {
         guard let parsed = URL(string: url), let host = parsed.host, let port = parsed.port else { return nil }
         let path = parsed.path.isEmpty ? "/" : parsed.path
         #if os(Linux)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
+            let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -36,7 +36,9 @@ enum HTTPProbe {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr(host == "localhost" ? "127.0.0.1" : host)
         let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
         }
         guard connected else { return nil }
         let request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n\r\n"
@@ -51,7 +53,8 @@ enum HTTPProbe {
             response.append(contentsOf: buffer[0..<n])
         }
         guard let split = response.range(of: Data("\r\n\r\n".utf8)),
-              let head = String(data: response[..<split.lowerBound], encoding: .utf8) else { return nil }
+            let head = String(data: response[..<split.lowerBound], encoding: .utf8)
+        else { return nil }
         let statusLine = head.split(separator: "\r\n").first ?? ""
         let parts = statusLine.split(separator: " ")
         guard parts.count >= 2, let status = Int(parts[1]) else { return nil }

@@ -35,13 +35,16 @@ struct HistoryCommand: ParsableCommand {
 
     func run() throws {
         let client = try client.makeClient()
-        let (chatId, limit, before, after, level) = (self.chatId, self.limit, self.before, self.after, try self.client.level())
+        let (chatId, limit, before, after, level) = (
+            self.chatId, self.limit, self.before, self.after, try self.client.level()
+        )
         let messages: [ChatMessage]
         do {
             messages = try runBlocking {
                 defer { Task { await client.shutdown() } }
-                return try await client.history(chatId: chatId, limit: limit, before: before, after: after,
-                                                consistency: level)
+                return try await client.history(
+                    chatId: chatId, limit: limit, before: before, after: after,
+                    consistency: level)
             }
         } catch {
             FileHandle.standardError.write(Data("confab history: \(error)\n".utf8))
@@ -73,8 +76,10 @@ struct HistoryCommand: ParsableCommand {
         var widths = [Int](repeating: 0, count: 4)
         for r in rows { for (i, cell) in r.enumerated() where i < 3 { widths[i] = max(widths[i], cell.count) } }
         var lines = rows.map { r in
-            r.enumerated().map { i, cell in i < 3 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : cell }
-                .joined(separator: "  ")
+            r.enumerated().map { i, cell in
+                i < 3 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : cell
+            }
+            .joined(separator: "  ")
         }
         lines.append("(\(messages.count) message\(messages.count == 1 ? "" : "s"))")
         return lines.joined(separator: "\n")

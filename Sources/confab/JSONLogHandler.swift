@@ -22,8 +22,10 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let explicit { merged.merge(explicit) { _, new in new } }
@@ -35,7 +37,9 @@ struct JSONLogHandler: LogHandler {
             "source": source,
             "metadata": merged.mapValues(Self.flatten),
         ]
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        guard
+            var data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return }
         data.append(0x0A)
         // One write(2) per line: lines from several threads never interleave.
@@ -43,7 +47,10 @@ struct JSONLogHandler: LogHandler {
             var offset = 0
             while offset < buffer.count {
                 let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-                if n <= 0 { if n < 0, errno == EINTR { continue }; return }
+                if n <= 0 {
+                    if n < 0, errno == EINTR { continue }
+                    return
+                }
                 offset += n
             }
         }

@@ -21,83 +21,140 @@ struct NodeCommand: ParsableCommand {
             kill -9 (they are in the write-ahead log per the sync mode).
             """)
 
-    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Data directory (created if missing): engine files and the node id.", valueName: "dir"))
+    @Option(
+        name: .customLong("data-dir"),
+        help: ArgumentHelp("Data directory (created if missing): engine files and the node id.", valueName: "dir"))
     var dataDir: String?
 
-    @Option(help: ArgumentHelp("Address to listen on for clients and peers; port 0 picks a free port. Default 127.0.0.1:7400.", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Address to listen on for clients and peers; port 0 picks a free port. Default 127.0.0.1:7400.",
+            valueName: "host:port"))
     var listen: String?
 
     @Option(help: ArgumentHelp("Config file of key = value lines; flags override it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Comma-separated seed nodes to join; none (or only this node) starts a new ring.", valueName: "host:port,..."))
+    @Option(
+        help: ArgumentHelp(
+            "Comma-separated seed nodes to join; none (or only this node) starts a new ring.",
+            valueName: "host:port,..."))
     var seeds: String?
 
     @Option(help: ArgumentHelp("Number of vnode tokens this node owns (default 16).", valueName: "n"))
     var vnodes: Int?
 
-    @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 3; a ring of fewer nodes uses them all).", valueName: "n"))
+    @Option(
+        name: .customLong("rf"),
+        help: ArgumentHelp("Replication factor (default 3; a ring of fewer nodes uses them all).", valueName: "n"))
     var replicationFactor: Int?
 
-    @Option(help: ArgumentHelp("Replication factor per keyspace, over --rf; every node of a ring needs the same (e.g. confab=3,chat=1).",
-                               valueName: "keyspace=n,..."))
+    @Option(
+        help: ArgumentHelp(
+            "Replication factor per keyspace, over --rf; every node of a ring needs the same (e.g. confab=3,chat=1).",
+            valueName: "keyspace=n,..."))
     var replication: String?
 
-    @Option(help: ArgumentHelp("WAL sync mode: batch (fsync each write), group (shared fsync, default) or periodic[:MS].", valueName: "mode"))
+    @Option(
+        help: ArgumentHelp(
+            "WAL sync mode: batch (fsync each write), group (shared fsync, default) or periodic[:MS].",
+            valueName: "mode"))
     var sync: String?
 
-    @Option(name: .customLong("cluster-name"), help: ArgumentHelp("Cluster name; nodes only talk within one cluster (default confab).", valueName: "name"))
+    @Option(
+        name: .customLong("cluster-name"),
+        help: ArgumentHelp("Cluster name; nodes only talk within one cluster (default confab).", valueName: "name"))
     var clusterName: String?
 
-    @Option(name: .customLong("max-in-flight"), help: ArgumentHelp("Requests one connection may have running at once (default 128).", valueName: "n"))
+    @Option(
+        name: .customLong("max-in-flight"),
+        help: ArgumentHelp("Requests one connection may have running at once (default 128).", valueName: "n"))
     var maxInFlight: Int?
 
-    @Option(name: .customLong("io-threads"), help: ArgumentHelp("Threads for blocking engine reads (default 4).", valueName: "n"))
+    @Option(
+        name: .customLong("io-threads"),
+        help: ArgumentHelp("Threads for blocking engine reads (default 4).", valueName: "n"))
     var ioThreads: Int?
 
-    @Option(name: .customLong("hint-window-seconds"), help: ArgumentHelp("Keep hints only for replicas down less than this (default 10800 = 3 h).", valueName: "s"))
+    @Option(
+        name: .customLong("hint-window-seconds"),
+        help: ArgumentHelp("Keep hints only for replicas down less than this (default 10800 = 3 h).", valueName: "s"))
     var hintWindowSeconds: Int?
 
-    @Option(name: .customLong("hint-replay-bytes-per-second"), help: ArgumentHelp("Hint replay throttle over all targets (default 1048576).", valueName: "n"))
+    @Option(
+        name: .customLong("hint-replay-bytes-per-second"),
+        help: ArgumentHelp("Hint replay throttle over all targets (default 1048576).", valueName: "n"))
     var hintReplayBytesPerSecond: Int?
 
-    @Option(name: .customLong("gossip-interval-ms"), help: ArgumentHelp("Gossip round interval (default 1000); failure detection takes about 18 rounds.", valueName: "ms"))
+    @Option(
+        name: .customLong("gossip-interval-ms"),
+        help: ArgumentHelp(
+            "Gossip round interval (default 1000); failure detection takes about 18 rounds.", valueName: "ms"))
     var gossipIntervalMs: Int?
 
-    @Option(name: .customLong("phi-convict-threshold"), help: ArgumentHelp("Failure detector threshold (default 8).", valueName: "phi"))
+    @Option(
+        name: .customLong("phi-convict-threshold"),
+        help: ArgumentHelp("Failure detector threshold (default 8).", valueName: "phi"))
     var phiConvictThreshold: Double?
 
-    @Option(name: .customLong("write-timeout-ms"), help: ArgumentHelp("Coordinator write timeout (default 2000).", valueName: "ms"))
+    @Option(
+        name: .customLong("write-timeout-ms"),
+        help: ArgumentHelp("Coordinator write timeout (default 2000).", valueName: "ms"))
     var writeTimeoutMs: Int?
 
-    @Option(name: .customLong("read-timeout-ms"), help: ArgumentHelp("Coordinator read timeout (default 5000).", valueName: "ms"))
+    @Option(
+        name: .customLong("read-timeout-ms"),
+        help: ArgumentHelp("Coordinator read timeout (default 5000).", valueName: "ms"))
     var readTimeoutMs: Int?
 
-    @Option(name: .customLong("ring-delay-ms"), help: ArgumentHelp("Wait after announcing a join or leave before streaming, so every node knows (default 5 gossip intervals).", valueName: "ms"))
+    @Option(
+        name: .customLong("ring-delay-ms"),
+        help: ArgumentHelp(
+            "Wait after announcing a join or leave before streaming, so every node knows (default 5 gossip intervals).",
+            valueName: "ms"))
     var ringDelayMs: Int?
 
-    @Option(name: .customLong("auto-bootstrap"), help: ArgumentHelp("Stream data when joining a ring that has normal nodes (default true).", valueName: "true|false"))
+    @Option(
+        name: .customLong("auto-bootstrap"),
+        help: ArgumentHelp(
+            "Stream data when joining a ring that has normal nodes (default true).", valueName: "true|false"))
     var autoBootstrap: String?
 
-    @Option(name: .customLong("cluster-secret-file"),
-            help: ArgumentHelp("""
-                The ring's shared secret (32 bytes, mode 0600; `confab ring start` creates one in the ring \
-                directory). Peers and operators prove they hold it; without it a connection may only read and \
-                write. Default: $CONFAB_CLUSTER_SECRET_FILE.
-                """, valueName: "file"))
+    @Option(
+        name: .customLong("cluster-secret-file"),
+        help: ArgumentHelp(
+            """
+            The ring's shared secret (32 bytes, mode 0600; `confab ring start` creates one in the ring \
+            directory). Peers and operators prove they hold it; without it a connection may only read and \
+            write. Default: $CONFAB_CLUSTER_SECRET_FILE.
+            """, valueName: "file"))
     var clusterSecretFile: String?
 
-    @Flag(name: .customLong("insecure-no-cluster-secret"),
-          help: "Run without a cluster secret: any connection may act as a node or an operator (development and tests only).")
+    @Flag(
+        name: .customLong("insecure-no-cluster-secret"),
+        help:
+            "Run without a cluster secret: any connection may act as a node or an operator (development and tests only)."
+    )
     var insecureNoClusterSecret = false
 
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level")
+    )
     var logLevel: String = "info"
 
-    @Option(name: .customLong("log-format"), help: ArgumentHelp("text (default) or json (one JSON object per line: time, level, label, message, metadata).", valueName: "format"))
+    @Option(
+        name: .customLong("log-format"),
+        help: ArgumentHelp(
+            "text (default) or json (one JSON object per line: time, level, label, message, metadata).",
+            valueName: "format"))
     var logFormat: String = "text"
 
-    @Option(name: .customLong("metrics-port"), help: ArgumentHelp("Serve /metrics, /health and /ready over HTTP on this port of the listen host (0 picks a free port); default off.", valueName: "port"))
+    @Option(
+        name: .customLong("metrics-port"),
+        help: ArgumentHelp(
+            "Serve /metrics, /health and /ready over HTTP on this port of the listen host (0 picks a free port); default off.",
+            valueName: "port"))
     var metricsPort: Int?
 
     func makeConfiguration() throws -> NodeConfiguration {
@@ -105,7 +162,8 @@ struct NodeCommand: ParsableCommand {
         if let config { c = try NodeConfiguration.load(file: config, base: c) }
         let flags: [(String, String?)] = [
             ("data_dir", dataDir), ("listen", listen), ("seeds", seeds), ("vnodes", vnodes.map(String.init)),
-            ("replication_factor", replicationFactor.map(String.init)), ("replication", replication), ("sync", sync), ("cluster_name", clusterName),
+            ("replication_factor", replicationFactor.map(String.init)), ("replication", replication), ("sync", sync),
+            ("cluster_name", clusterName),
             ("max_in_flight", maxInFlight.map(String.init)), ("io_threads", ioThreads.map(String.init)),
             ("hint_window_seconds", hintWindowSeconds.map(String.init)),
             ("hint_replay_bytes_per_second", hintReplayBytesPerSecond.map(String.init)),
@@ -124,17 +182,21 @@ struct NodeCommand: ParsableCommand {
     /// The secret from --cluster-secret-file or the environment; refuses to go without one unless
     /// told to (an open node lets anyone who reaches its port decommission it).
     func clusterSecret() throws -> ClusterSecret? {
-        let environment = ProcessInfo.processInfo.environment[ClusterSecretFile.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        let environment = ProcessInfo.processInfo.environment[ClusterSecretFile.environmentVariable].flatMap {
+            $0.isEmpty ? nil : $0
+        }
         guard let path = clusterSecretFile ?? environment else {
             if insecureNoClusterSecret { return nil }
-            throw ValidationError("""
+            throw ValidationError(
+                """
                 no cluster secret: pass --cluster-secret-file FILE (or set $\(ClusterSecretFile.environmentVariable)); \
                 `confab ring start` creates one in the ring directory. --insecure-no-cluster-secret runs without \
                 one, letting anyone who reaches the port act as a node or an operator (docs/security.md)
                 """)
         }
         guard !insecureNoClusterSecret else {
-            throw ValidationError("--insecure-no-cluster-secret and a cluster secret file (\(path)) contradict each other")
+            throw ValidationError(
+                "--insecure-no-cluster-secret and a cluster secret file (\(path)) contradict each other")
         }
         do {
             return try ClusterSecretFile.load(path)
@@ -155,7 +217,9 @@ struct NodeCommand: ParsableCommand {
         }
         parsed.clusterSecret = try clusterSecret()
         let configuration = parsed
-        if let metricsPort, !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be 0...65535") }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be 0...65535")
+        }
         let format = try LogFormat.parse(logFormat)
         // Before any instrument exists (the node's are made when it starts).
         MetricsBootstrap.bootstrap()
@@ -165,7 +229,9 @@ struct NodeCommand: ParsableCommand {
         let metricsPort = self.metricsPort
         try runBlocking {
             // Bound before the node starts: /health answers at once, /ready once the ring is known.
-            let operations = try await metricsPort.asyncMap { try await Self.startOperations(node, host: configuration.listen.host, port: $0) }
+            let operations = try await metricsPort.asyncMap {
+                try await Self.startOperations(node, host: configuration.listen.host, port: $0)
+            }
             defer { if let operations { Task { await operations.close() } } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await node.runUntilTerminated() }
@@ -173,7 +239,8 @@ struct NodeCommand: ParsableCommand {
                     guard let address = try? await node.listeningAddress() else { return }
                     let host = address.ipAddress ?? configuration.listen.host
                     let shownHost = host.contains(":") ? "[\(host)]" : host
-                    let line = "confab node \(node.nodeID ?? "?") listening on \(shownHost):\(address.port ?? configuration.listen.port)"
+                    let line =
+                        "confab node \(node.nodeID ?? "?") listening on \(shownHost):\(address.port ?? configuration.listen.port)"
                         + " (data: \(configuration.dataDirectory), sync: \(configuration.syncMode))\n"
                     FileHandle.standardOutput.write(Data(line.utf8))
                 }
@@ -193,7 +260,9 @@ struct NodeCommand: ParsableCommand {
     private static func startOperations(_ node: Node, host: String, port: Int) async throws -> OperationsHTTPServer {
         let server: OperationsHTTPServer
         do {
-            server = try await OperationsHTTPServer.start(host: host, port: port, logger: Logger(label: "confab.node.ops")) { path in
+            server = try await OperationsHTTPServer.start(
+                host: host, port: port, logger: Logger(label: "confab.node.ops")
+            ) { path in
                 await node.operationsResponse(path: path, exposition: MetricsBootstrap.exposition)
             }
         } catch {

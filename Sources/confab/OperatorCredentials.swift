@@ -11,7 +11,9 @@ enum OperatorCredentials {
     /// directory has none (the command then works against nodes run without a secret, and a node
     /// that has one answers `unauthorized` saying what to do).
     static func resolve(file: String?, ringDirectory: String) throws -> ClusterCredentials? {
-        let environment = ProcessInfo.processInfo.environment[ClusterSecretFile.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        let environment = ProcessInfo.processInfo.environment[ClusterSecretFile.environmentVariable].flatMap {
+            $0.isEmpty ? nil : $0
+        }
         let path: String
         if let named = file ?? environment {
             path = named

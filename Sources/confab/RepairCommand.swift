@@ -27,8 +27,10 @@ struct RepairCommand: ParsableCommand {
 
     @OptionGroup var targets: AdminTargetOptions
 
-    @Option(help: ArgumentHelp("Merkle tree depth: 2^depth leaves per range (1...16); more leaves stream less data per difference.",
-                               valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Merkle tree depth: 2^depth leaves per range (1...16); more leaves stream less data per difference.",
+            valueName: "n"))
     var depth: Int = 10
 
     @Flag(help: "Print only the summary line, not one line per range.")
@@ -53,7 +55,8 @@ struct RepairCommand: ParsableCommand {
         let client = ConfabClient(configuration: configuration)
         let json = targets.json
         if !json { print("repairing through \(addresses.first.map { "\($0)" } ?? "?") …") }
-        let printer = RepairProgressPrinter(mode: json ? .json : RepairProgressPrinter.stdoutIsTerminal ? .terminal : .lines)
+        let printer = RepairProgressPrinter(
+            mode: json ? .json : RepairProgressPrinter.stdoutIsTerminal ? .terminal : .lines)
         let report: RepairReport
         defer { printer.finish() }
         do {
@@ -85,22 +88,31 @@ struct RepairCommand: ParsableCommand {
             object["ranges_out_of_sync"] = report.rangesOutOfSync
             object["subranges_streamed"] = report.subrangesStreamed
             object["rows_streamed"] = Int(clamping: report.rowsStreamed)
-            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            print(
+                String(
+                    decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+            )
             return
         }
         if !quiet {
             for (i, r) in report.ranges.enumerated() {
-                let what = r.subrangesStreamed == 0
+                let what =
+                    r.subrangesStreamed == 0
                     ? "in sync" : "streamed \(r.subrangesStreamed) sub-range(s), \(r.rowsStreamed) row(s)"
                 let table = r.table.isEmpty ? "" : "\(r.keyspace).\(r.table) "
-                print("range \(i + 1)/\(report.ranges.count) \(table)\(r.range) (\(r.replicas) replicas): \(what) in \(Self.duration(r.elapsedMicros))")
+                print(
+                    "range \(i + 1)/\(report.ranges.count) \(table)\(r.range) (\(r.replicas) replicas): \(what) in \(Self.duration(r.elapsedMicros))"
+                )
             }
         }
-        print("repair: \(report.ranges.count) ranges, \(report.rangesOutOfSync) out of sync, "
-              + "\(report.subrangesStreamed) sub-ranges streamed (\(report.rowsStreamed) rows), \(Self.duration(report.elapsedMicros))")
+        print(
+            "repair: \(report.ranges.count) ranges, \(report.rangesOutOfSync) out of sync, "
+                + "\(report.subrangesStreamed) sub-ranges streamed (\(report.rowsStreamed) rows), \(Self.duration(report.elapsedMicros))"
+        )
     }
 
     static func duration(_ micros: UInt64) -> String {
-        micros >= 1_000_000 ? String(format: "%.2f s", Double(micros) / 1e6) : String(format: "%.1f ms", Double(micros) / 1000)
+        micros >= 1_000_000
+            ? String(format: "%.2f s", Double(micros) / 1e6) : String(format: "%.1f ms", Double(micros) / 1000)
     }
 }

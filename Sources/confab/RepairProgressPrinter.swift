@@ -62,8 +62,10 @@ final class RepairProgressPrinter: @unchecked Sendable {
     /// `[ 42.5%] confab.messages (1/2): 20/48 ranges compared, 3 differing, 12 sub-ranges / 340 rows streamed`
     static func text(_ p: RepairProgress) -> String {
         let percent = String(format: "%5.1f%%", p.percent)
-        let table = p.tableCount > 1 ? "\(p.keyspace).\(p.table) (\(p.tableIndex)/\(p.tableCount))" : "\(p.keyspace).\(p.table)"
-        return "[\(percent)] \(table): \(p.rangesDone)/\(p.rangesTotal) ranges compared, \(p.rangesDiffering) differing, "
+        let table =
+            p.tableCount > 1 ? "\(p.keyspace).\(p.table) (\(p.tableIndex)/\(p.tableCount))" : "\(p.keyspace).\(p.table)"
+        return
+            "[\(percent)] \(table): \(p.rangesDone)/\(p.rangesTotal) ranges compared, \(p.rangesDiffering) differing, "
             + "\(p.subrangesStreamed) sub-ranges / \(p.rowsStreamed) rows streamed"
     }
 

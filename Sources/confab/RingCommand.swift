@@ -5,7 +5,8 @@ import Foundation
 struct RingCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ring",
-        abstract: "Run a local ring of confab node processes on 127.0.0.1 (start, stop, kill, restart, status, add, decommission).",
+        abstract:
+            "Run a local ring of confab node processes on 127.0.0.1 (start, stop, kill, restart, status, add, decommission).",
         discussion: """
             The ring lives in a directory (--dir, else $CONFAB_RING_DIR, else ./confab-ring): \
             ring.json records each node's address, pid, data directory, log and command line; \
@@ -14,8 +15,10 @@ struct RingCommand: ParsableCommand {
             `confab post` and `confab history` without --node talk to the nodes in ring.json. \
             See docs/ring-cli.md.
             """,
-        subcommands: [RingStartCommand.self, RingStopCommand.self, RingKillCommand.self,
-                      RingRestartCommand.self, RingStatusCommand.self, RingAddCommand.self, RingDecommissionCommand.self])
+        subcommands: [
+            RingStartCommand.self, RingStopCommand.self, RingKillCommand.self,
+            RingRestartCommand.self, RingStatusCommand.self, RingAddCommand.self, RingDecommissionCommand.self,
+        ])
 
     /// A progress line on stderr (stdout carries only the results).
     @Sendable static func progress(_ line: String) {

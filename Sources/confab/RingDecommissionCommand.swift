@@ -8,7 +8,8 @@ import Foundation
 struct RingDecommissionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decommission",
-        abstract: "Node N leaves the ring: it streams its ranges to the nodes that take them over, announces LEFT and exits.",
+        abstract:
+            "Node N leaves the ring: it streams its ranges to the nodes that take them over, announces LEFT and exits.",
         discussion: """
             Sends node N an Admin decommission request and waits for it (streaming included): the \
             node goes LEAVING (writes to its ranges also reach their new owners), streams every \
@@ -41,18 +42,24 @@ struct RingDecommissionCommand: ParsableCommand {
             let state = try RingState.require(in: directory)
             let target = try state.node(index, directory: directory)
             guard RingProcessLauncher.isAlive(target), let pid = target.pid else {
-                throw RingCommandError(.notRunning, """
+                throw RingCommandError(
+                    .notRunning,
+                    """
                     node \(index) (\(target.addressText)) is not running; a node hands its data off only while it runs: \
                     `confab ring restart \(index)` first
                     """)
             }
             let others = state.runningNodes().filter { $0.index != index }
             guard !others.isEmpty else {
-                throw RingCommandError(.badNode, "node \(index) is the only running node; there is no node to hand its data to (use `confab ring stop`)")
+                throw RingCommandError(
+                    .badNode,
+                    "node \(index) is the only running node; there is no node to hand its data to (use `confab ring stop`)"
+                )
             }
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
-            RingCommand.progress("decommissioning node \(index) (\(target.addressText)): LEAVING, then streaming its ranges "
-                + "to the nodes that take them over (log: \(target.log))…")
+            RingCommand.progress(
+                "decommissioning node \(index) (\(target.addressText)): LEAVING, then streaming its ranges "
+                    + "to the nodes that take them over (log: \(target.log))…")
             let started = ContinuousClock.now
             try runBlocking {
                 let client = RingSupervisor.statusClient(
@@ -61,14 +68,16 @@ struct RingDecommissionCommand: ParsableCommand {
                 defer { Task { await client.shutdown() } }
                 _ = try await client.admin(.decommission, scope: .node, at: target.address, timeout: timeout)
             }
-            RingCommand.progress("node \(index) handed its ranges off and announced LEFT in "
-                + "\(RingSupervisor.seconds(.milliseconds(Int((ContinuousClock.now - started).ringMillis))));"
-                + " waiting for its process to exit…")
+            RingCommand.progress(
+                "node \(index) handed its ranges off and announced LEFT in "
+                    + "\(RingSupervisor.seconds(.milliseconds(Int((ContinuousClock.now - started).ringMillis))));"
+                    + " waiting for its process to exit…")
             if !RingProcessLauncher.waitForExit([target], timeout: .seconds(30)).isEmpty {
                 RingCommand.progress("node \(index) (pid \(pid)) is still running 30 s after leaving; sending SIGTERM")
                 _ = try? supervisor.stop([index], timeout: .seconds(10))
             }
-            RingProcessLauncher.note("decommissioned (confab ring decommission \(index)); removed from ring.json", inLog: target.log)
+            RingProcessLauncher.note(
+                "decommissioned (confab ring decommission \(index)); removed from ring.json", inLog: target.log)
             // Forget it; nodes that named it as their seed get the lowest-numbered remaining node
             // instead, so the ring can start again after `ring stop`.
             var after = supervisor.state
@@ -77,7 +86,9 @@ struct RingDecommissionCommand: ParsableCommand {
                 for i in after.nodes.indices {
                     var command = after.nodes[i].command
                     if let s = command.firstIndex(of: "--seeds"), s + 1 < command.count {
-                        let seeds = command[s + 1].split(separator: ",").map(String.init).filter { $0 != target.addressText }
+                        let seeds = command[s + 1].split(separator: ",").map(String.init).filter {
+                            $0 != target.addressText
+                        }
                         command[s + 1] = (seeds.isEmpty ? [newSeed] : seeds).joined(separator: ",")
                         after.nodes[i].command = command
                     }
@@ -86,7 +97,8 @@ struct RingDecommissionCommand: ParsableCommand {
             try after.save(to: directory)
             let remaining = RingSupervisor(directory: directory, state: after, progress: RingCommand.progress)
             let running = after.runningNodes().map(\.index)
-            RingCommand.progress("node \(index) left the ring; its data directory stays in \(target.dataDir) (remove it when you like)")
+            RingCommand.progress(
+                "node \(index) left the ring; its data directory stays in \(target.dataDir) (remove it when you like)")
             let result = try runBlocking { () async throws -> (RingStatus, String) in
                 try await remaining.waitUntilNormal(askers: running, expected: running, timeout: .seconds(60))
             }

@@ -20,7 +20,8 @@ struct RingDirectoryLock: ~Copyable {
         guard fd >= 0 else { throw RingCommandError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw RingCommandError(.busy, "another `confab ring` command is working on \(directory); wait for it to finish")
+            throw RingCommandError(
+                .busy, "another `confab ring` command is working on \(directory); wait for it to finish")
         }
         self.fd = fd
     }

@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Starts `confab node` processes detached from the terminal and checks on them by pid.
@@ -18,22 +18,27 @@ enum RingProcessLauncher {
     /// This `confab` executable, absolute (nodes run the same binary as the CLI).
     static func confabExecutable() -> String {
         #if os(Linux)
-        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"), target.hasPrefix("/") {
-            return target
-        }
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+                target.hasPrefix("/")
+            {
+                return target
+            }
         #endif
         if let path = Bundle.main.executablePath { return URL(fileURLWithPath: path).standardizedFileURL.path }
         let arg0 = CommandLine.arguments[0]
         if arg0.contains("/") {
-            return URL(fileURLWithPath: arg0, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
-                .standardizedFileURL.path
+            return URL(
+                fileURLWithPath: arg0, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            )
+            .standardizedFileURL.path
         }
         return arg0
     }
 
     /// Spawns `arguments` (executable first) in a new session with stdout and stderr appended to
     /// `logPath`, after writing `banner` there. Returns the pid.
-    static func spawnDetached(_ arguments: [String], logPath: String, banner: String) throws(RingCommandError) -> pid_t {
+    static func spawnDetached(_ arguments: [String], logPath: String, banner: String) throws(RingCommandError) -> pid_t
+    {
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard logFD >= 0 else {
             throw RingCommandError(.io, "cannot open \(logPath): \(String(cString: strerror(errno)))")
@@ -42,13 +47,13 @@ enum RingProcessLauncher {
         _ = banner.utf8CString.withUnsafeBufferPointer { write(logFD, $0.baseAddress, $0.count - 1) }
 
         #if os(Linux)
-        var actions = posix_spawn_file_actions_t()
-        var attr = posix_spawnattr_t()
-        let setsidFlag = Int32(0x80)  // POSIX_SPAWN_SETSID (glibc ≥ 2.26)
+            var actions = posix_spawn_file_actions_t()
+            var attr = posix_spawnattr_t()
+            let setsidFlag = Int32(0x80)  // POSIX_SPAWN_SETSID (glibc ≥ 2.26)
         #else
-        var actions: posix_spawn_file_actions_t? = nil
-        var attr: posix_spawnattr_t? = nil
-        let setsidFlag = Int32(POSIX_SPAWN_SETSID)
+            var actions: posix_spawn_file_actions_t? = nil
+            var attr: posix_spawnattr_t? = nil
+            let setsidFlag = Int32(POSIX_SPAWN_SETSID)
         #endif
         posix_spawn_file_actions_init(&actions)
         posix_spawnattr_init(&attr)
@@ -69,7 +74,8 @@ enum RingProcessLauncher {
         for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigmask(&attr, &noSignals)
         posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(setsidFlag | Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)))
+        posix_spawnattr_setflags(
+            &attr, Int16(setsidFlag | Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)))
 
         closeOnExecAll()
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
@@ -86,9 +92,9 @@ enum RingProcessLauncher {
     private static func closeOnExecAll() {
         var fds: [Int32] = []
         #if os(Linux)
-        if let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
-            fds = names.compactMap(Int32.init)
-        }
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+                fds = names.compactMap(Int32.init)
+            }
         #endif
         if fds.isEmpty { fds = Array(3..<Int32(min(4096, max(256, sysconf(Int32(_SC_OPEN_MAX)))))) }
         for fd in fds where fd > 2 {
@@ -110,16 +116,18 @@ enum RingProcessLauncher {
         if waitpid(pid, &status, WNOHANG) == pid { return false }
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
         #if os(Linux)
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-           let close = stat.lastIndex(of: ")") {
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.first == "Z" || fields.first == "X" { return false }
-        }
-        if let expectedArgument,
-           let raw = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) {
-            let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return args.contains(expectedArgument)
-        }
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            {
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                if fields.first == "Z" || fields.first == "X" { return false }
+            }
+            if let expectedArgument,
+                let raw = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+            {
+                let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                return args.contains(expectedArgument)
+            }
         #endif
         return true
     }
@@ -131,8 +139,10 @@ enum RingProcessLauncher {
     }
 
     /// Polls until none of `nodes` is alive or `timeout` passes; returns those still alive.
-    static func waitForExit(_ nodes: [RingState.Node], timeout: Duration,
-                            clock: ContinuousClock = ContinuousClock()) -> [RingState.Node] {
+    static func waitForExit(
+        _ nodes: [RingState.Node], timeout: Duration,
+        clock: ContinuousClock = ContinuousClock()
+    ) -> [RingState.Node] {
         let deadline = clock.now.advanced(by: timeout)
         var alive = nodes.filter { isAlive($0) }
         while !alive.isEmpty, clock.now < deadline {
@@ -156,9 +166,9 @@ enum RingProcessLauncher {
 
     private static func probe(host: String, port: Int) throws(RingCommandError) -> Int {
         #if os(Linux)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
+            let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
         guard fd >= 0 else { throw RingCommandError(.io, "socket(): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

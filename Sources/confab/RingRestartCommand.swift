@@ -34,7 +34,9 @@ struct RingRestartCommand: ParsableCommand {
             let state = try RingState.require(in: directory)
             let target = try state.node(index, directory: directory)
             if RingProcessLauncher.isAlive(target) {
-                throw RingCommandError(.badNode, """
+                throw RingCommandError(
+                    .badNode,
+                    """
                     node \(index) is already running (pid \(target.pid!), \(target.addressText)); \
                     `confab ring kill \(index)` or `confab ring stop` first
                     """)
@@ -45,8 +47,9 @@ struct RingRestartCommand: ParsableCommand {
                 try await supervisor.launch(index, timeout: min(.seconds(30), timeout))
                 let running = supervisor.state.runningNodes().map(\.index)
                 RingCommand.progress("waiting for node \(index) to be normal…")
-                return try await supervisor.waitUntilNormal(askers: [index] + running.filter { $0 != index },
-                                                            expected: running, timeout: timeout)
+                return try await supervisor.waitUntilNormal(
+                    askers: [index] + running.filter { $0 != index },
+                    expected: running, timeout: timeout)
             }
             _ = consume lock
             return result

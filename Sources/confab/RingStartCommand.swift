@@ -25,24 +25,32 @@ struct RingStartCommand: ParsableCommand {
 
     @OptionGroup var ring: RingDirectoryOptions
 
-    @Option(name: .customLong("rf"), help: ArgumentHelp("Replication factor (default 3, or --nodes when fewer).", valueName: "n"))
+    @Option(
+        name: .customLong("rf"),
+        help: ArgumentHelp("Replication factor (default 3, or --nodes when fewer).", valueName: "n"))
     var replicationFactor: Int?
 
     @Option(help: ArgumentHelp("Vnode tokens per node.", valueName: "n"))
     var vnodes: Int = 16
 
-    @Option(name: .customLong("base-port"),
-            help: ArgumentHelp("Listen on base-port, base-port+1, …; default: free ports the system picks.", valueName: "port"))
+    @Option(
+        name: .customLong("base-port"),
+        help: ArgumentHelp(
+            "Listen on base-port, base-port+1, …; default: free ports the system picks.", valueName: "port"))
     var basePort: Int?
 
-    @Option(help: ArgumentHelp("WAL sync mode for every node: batch, group or periodic[:MS] (default: the node's, group).",
-                               valueName: "mode"))
+    @Option(
+        help: ArgumentHelp(
+            "WAL sync mode for every node: batch, group or periodic[:MS] (default: the node's, group).",
+            valueName: "mode"))
     var sync: String?
 
     @Option(help: ArgumentHelp("Seconds to wait for the whole ring to be up and normal.", valueName: "seconds"))
     var timeout: Double = 60
 
-    @Option(name: .customLong("log-format"), help: ArgumentHelp("Log format of a new ring's nodes: text (default) or json.", valueName: "format"))
+    @Option(
+        name: .customLong("log-format"),
+        help: ArgumentHelp("Log format of a new ring's nodes: text (default) or json.", valueName: "format"))
     var logFormat: String = "text"
 
     func validate() throws {
@@ -51,7 +59,8 @@ struct RingStartCommand: ParsableCommand {
         if let rf = replicationFactor {
             guard (1...16).contains(rf) else { throw ValidationError("--rf must be between 1 and 16") }
             guard rf <= count else {
-                throw ValidationError("--rf \(rf) needs at least \(rf) nodes (--nodes is \(count)); QUORUM writes could never succeed")
+                throw ValidationError(
+                    "--rf \(rf) needs at least \(rf) nodes (--nodes is \(count)); QUORUM writes could never succeed")
             }
         }
         guard (1...256).contains(vnodes) else { throw ValidationError("--vnodes must be between 1 and 256") }
@@ -64,7 +73,8 @@ struct RingStartCommand: ParsableCommand {
 
     func run() throws {
         let directory = ring.path
-        let (status, answeredBy, refused, total) = try RingCommand.guarded("start") { () throws -> (RingStatus, String, [RefusedNode], Int) in
+        let (status, answeredBy, refused, total) = try RingCommand.guarded("start") {
+            () throws -> (RingStatus, String, [RefusedNode], Int) in
             let lock = try RingDirectoryLock(directory: directory, create: true)
             let (state, isNew) = try plan(directory: directory)
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
@@ -81,20 +91,28 @@ struct RingStartCommand: ParsableCommand {
             }
             let s = supervisor.state
             let up = s.nodes.count - status.2.count
-            RingCommand.progress("ring of \(s.nodes.count) node\(s.nodes.count == 1 ? "" : "s") "
-                + (status.2.isEmpty ? "" : "(\(up) up, \(status.2.count) refused to start) ") + "running in \(directory) "
-                + "(rf \(s.replicationFactor)); logs in \(directory)/nodeN/node.log; stop it with `confab ring stop\(ring.dir == nil ? "" : " --dir \(directory)")`")
+            RingCommand.progress(
+                "ring of \(s.nodes.count) node\(s.nodes.count == 1 ? "" : "s") "
+                    + (status.2.isEmpty ? "" : "(\(up) up, \(status.2.count) refused to start) ")
+                    + "running in \(directory) "
+                    + "(rf \(s.replicationFactor)); logs in \(directory)/nodeN/node.log; stop it with `confab ring stop\(ring.dir == nil ? "" : " --dir \(directory)")`"
+            )
             _ = consume lock
             return (status.0, status.1, status.2, s.nodes.count)
         }
         print(RingStatusTable.render(status, answeredBy: answeredBy))
         guard refused.isEmpty else {
             let nodes = refused.map { "node \($0.index)" }.joined(separator: ", ")
-            RingCommand.progress("confab ring start: " + RingCommandError(.startFailed, """
-                \(refused.count) of \(total) nodes refused to start (\(nodes)) and are down; the other \(total - refused.count) \
-                are running. Fix the cause, then `confab ring restart N\(ring.dir == nil ? "" : " --dir \(ring.path)")`.
-                \(refused.map(\.reason).joined(separator: "\n"))
-                """).description)
+            RingCommand.progress(
+                "confab ring start: "
+                    + RingCommandError(
+                        .startFailed,
+                        """
+                        \(refused.count) of \(total) nodes refused to start (\(nodes)) and are down; the other \(total - refused.count) \
+                        are running. Fix the cause, then `confab ring restart N\(ring.dir == nil ? "" : " --dir \(ring.path)")`.
+                        \(refused.map(\.reason).joined(separator: "\n"))
+                        """
+                    ).description)
             throw ExitCode.failure
         }
     }
@@ -111,19 +129,24 @@ struct RingStartCommand: ParsableCommand {
             let running = existing.runningNodes()
             if !running.isEmpty {
                 let list = running.map { "node \($0.index) pid \($0.pid!)" }.joined(separator: ", ")
-                throw RingCommandError(.alreadyRunning, """
+                throw RingCommandError(
+                    .alreadyRunning,
+                    """
                     a ring is already running in \(directory) (\(list)); stop it with \
                     `confab ring stop --dir \(directory)`, or pass another --dir for a second ring
                     """)
             }
             if let nodes, nodes != existing.nodes.count {
-                throw RingCommandError(.alreadyRunning, """
+                throw RingCommandError(
+                    .alreadyRunning,
+                    """
                     \(directory) holds a stopped \(existing.nodes.count)-node ring; `confab ring start --dir \(directory)` \
                     starts it again with its data, or remove \(directory) (or pass another --dir) for a new \(nodes)-node ring
                     """)
             }
-            RingCommand.progress("\(directory) holds a stopped \(existing.nodes.count)-node ring; starting it again with its data "
-                + "and recorded settings (remove \(directory) for a new ring)")
+            RingCommand.progress(
+                "\(directory) holds a stopped \(existing.nodes.count)-node ring; starting it again with its data "
+                    + "and recorded settings (remove \(directory) for a new ring)")
             return (existing, false)
         }
         let count = nodes ?? 3
@@ -134,7 +157,9 @@ struct RingStartCommand: ParsableCommand {
             if let basePort {
                 let port = basePort + i
                 guard RingProcessLauncher.isPortFree(port, host: host) else {
-                    throw RingCommandError(.startFailed, """
+                    throw RingCommandError(
+                        .startFailed,
+                        """
                         port \(port) (node \(i + 1)) is in use; pick another --base-port, or leave it out to use free ports
                         """)
                 }
@@ -149,21 +174,26 @@ struct RingStartCommand: ParsableCommand {
         var metricsPorts: [Int] = []
         for _ in 0..<count {
             var port = try RingProcessLauncher.freePort(host: host)
-            while ports.contains(port) || metricsPorts.contains(port) { port = try RingProcessLauncher.freePort(host: host) }
+            while ports.contains(port) || metricsPorts.contains(port) {
+                port = try RingProcessLauncher.freePort(host: host)
+            }
             metricsPorts.append(port)
         }
         let executable = RingProcessLauncher.confabExecutable()
         let seed = "\(host):\(ports[0])"
         let nodes = (1...count).map { index in
             let nodeDir = "\(directory)/node\(index)"
-            var command = [executable, "node", "--data-dir", "\(nodeDir)/data", "--listen", "\(host):\(ports[index - 1])",
-                           "--seeds", seed, "--rf", String(rf), "--vnodes", String(vnodes),
-                           "--metrics-port", String(metricsPorts[index - 1])]
+            var command = [
+                executable, "node", "--data-dir", "\(nodeDir)/data", "--listen", "\(host):\(ports[index - 1])",
+                "--seeds", seed, "--rf", String(rf), "--vnodes", String(vnodes),
+                "--metrics-port", String(metricsPorts[index - 1]),
+            ]
             if let sync { command += ["--sync", sync] }
             if logFormat != "text" { command += ["--log-format", logFormat] }
-            return RingState.Node(index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
-                                  dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new",
-                                  metricsPort: metricsPorts[index - 1])
+            return RingState.Node(
+                index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
+                dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new",
+                metricsPort: metricsPorts[index - 1])
         }
         return (RingState(replicationFactor: rf, vnodes: vnodes, nodes: nodes), true)
     }
@@ -187,10 +217,13 @@ struct RingStartCommand: ParsableCommand {
                 // A brand-new ring holds no data: its nodes join without streaming (Cassandra's
                 // auto_bootstrap: false for a new cluster). Not recorded: a later start of a node
                 // whose data directory was lost bootstraps.
-                if let failure = await Self.launch(supervisor, node.index, timeout: min(.seconds(30), remaining()),
-                                                   extraArguments: isNew ? ["--auto-bootstrap", "false"] : []) {
+                if let failure = await Self.launch(
+                    supervisor, node.index, timeout: min(.seconds(30), remaining()),
+                    extraArguments: isNew ? ["--auto-bootstrap", "false"] : [])
+                {
                     guard failure.code == .startFailed else { throw failure }
-                    RingCommand.progress("node \(node.index) refused to start; leaving it down and starting the others: \(failure)")
+                    RingCommand.progress(
+                        "node \(node.index) refused to start; leaving it down and starting the others: \(failure)")
                     refused.append(RefusedNode(index: node.index, reason: "node \(node.index): \(failure)"))
                     continue
                 }
@@ -200,13 +233,16 @@ struct RingStartCommand: ParsableCommand {
                 try await supervisor.waitUntilNormal(askers: [node.index], expected: started, timeout: remaining())
             }
             guard !started.isEmpty else {
-                throw RingCommandError(.startFailed, "no node started:\n" + refused.map(\.reason).joined(separator: "\n"))
+                throw RingCommandError(
+                    .startFailed, "no node started:\n" + refused.map(\.reason).joined(separator: "\n"))
             }
             RingCommand.progress("waiting for \(started.count) node\(started.count == 1 ? "" : "s") to be normal…")
-            let (status, answeredBy) = try await supervisor.waitUntilNormal(askers: started, expected: started, timeout: remaining())
+            let (status, answeredBy) = try await supervisor.waitUntilNormal(
+                askers: started, expected: started, timeout: remaining())
             return (status, answeredBy, refused)
         } catch {
-            RingCommand.progress("start failed; stopping the nodes started so far (their logs stay in \(supervisor.directory))…")
+            RingCommand.progress(
+                "start failed; stopping the nodes started so far (their logs stay in \(supervisor.directory))…")
             _ = try? supervisor.stop(all, timeout: .seconds(10))
             throw error
         }
@@ -214,8 +250,10 @@ struct RingStartCommand: ParsableCommand {
 
     /// Launches one node; its failure as a value (a `catch` pattern on the typed error crashes
     /// the 6.3 compiler's ownership verifier).
-    private static func launch(_ supervisor: RingSupervisor, _ index: Int, timeout: Duration,
-                               extraArguments: [String]) async -> RingCommandError? {
+    private static func launch(
+        _ supervisor: RingSupervisor, _ index: Int, timeout: Duration,
+        extraArguments: [String]
+    ) async -> RingCommandError? {
         do throws(RingCommandError) {
             try await supervisor.launch(index, timeout: timeout, extraArguments: extraArguments)
             return nil

@@ -51,7 +51,8 @@ struct RingState: Codable, Hashable, Sendable {
     static func directory(_ option: String?) -> String {
         let raw = option ?? ProcessInfo.processInfo.environment["CONFAB_RING_DIR"] ?? "./confab-ring"
         let expanded = NSString(string: raw).expandingTildeInPath
-        let url = expanded.hasPrefix("/")
+        let url =
+            expanded.hasPrefix("/")
             ? URL(fileURLWithPath: expanded)
             : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(expanded)
         return url.standardizedFileURL.path
@@ -69,7 +70,8 @@ struct RingState: Codable, Hashable, Sendable {
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             let state = try decoder.decode(RingState.self, from: data)
             guard state.version == currentVersion else {
-                throw RingCommandError(.io, "\(path) has version \(state.version); this confab reads version \(currentVersion)")
+                throw RingCommandError(
+                    .io, "\(path) has version \(state.version); this confab reads version \(currentVersion)")
             }
             return state
         } catch let error as RingCommandError {
@@ -82,7 +84,9 @@ struct RingState: Codable, Hashable, Sendable {
     /// The state in `directory`; `noRing` when there is none.
     static func require(in directory: String) throws(RingCommandError) -> RingState {
         guard let state = try load(from: directory) else {
-            throw RingCommandError(.noRing, "no ring in \(directory) (no \(fileName)); start one with `confab ring start --dir \(directory)`")
+            throw RingCommandError(
+                .noRing,
+                "no ring in \(directory) (no \(fileName)); start one with `confab ring start --dir \(directory)`")
         }
         return state
     }
@@ -136,7 +140,10 @@ struct RingState: Codable, Hashable, Sendable {
     /// The node numbered `index` (1-based); `badNode` when there is none.
     func node(_ index: Int, directory: String) throws(RingCommandError) -> Node {
         guard let node = nodes.first(where: { $0.index == index }) else {
-            throw RingCommandError(.badNode, "the ring in \(directory) has nodes \(nodes.map { String($0.index) }.joined(separator: ", ")); there is no node \(index)")
+            throw RingCommandError(
+                .badNode,
+                "the ring in \(directory) has nodes \(nodes.map { String($0.index) }.joined(separator: ", ")); there is no node \(index)"
+            )
         }
         return node
     }

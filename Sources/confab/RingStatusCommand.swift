@@ -20,9 +20,11 @@ struct RingStatusCommand: ParsableCommand {
 
     @OptionGroup var ring: RingDirectoryOptions
 
-    @Option(name: .customLong("node"), parsing: .singleValue,
-            help: ArgumentHelp("Ask this node (host:port) instead of the ones in ring.json; repeat for fallbacks.",
-                               valueName: "host:port"))
+    @Option(
+        name: .customLong("node"), parsing: .singleValue,
+        help: ArgumentHelp(
+            "Ask this node (host:port) instead of the ones in ring.json; repeat for fallbacks.",
+            valueName: "host:port"))
     var nodes: [String] = []
 
     @Flag(help: "Print the ring status as JSON instead of a table.")
@@ -47,20 +49,26 @@ struct RingStatusCommand: ParsableCommand {
             if !nodes.isEmpty {
                 candidates = nodes.enumerated().map { i, text in
                     let a = NodeAddress(hostPort: text)!
-                    return RingState.Node(index: i + 1, host: a.host, port: a.port, dataDir: "", log: "", command: [], state: "")
+                    return RingState.Node(
+                        index: i + 1, host: a.host, port: a.port, dataDir: "", log: "", command: [], state: "")
                 }
             } else if let state {
                 let running = state.runningNodes()
                 candidates = running + state.nodes.filter { !running.contains($0) }
             } else {
-                throw RingCommandError(.noRing, """
+                throw RingCommandError(
+                    .noRing,
+                    """
                     no ring in \(directory) (no ring.json) and no --node given; start a ring with \
                     `confab ring start`, or pass --dir or --node host:port
                     """)
             }
             let asked = candidates
-            let (status, answeredBy) = try runBlocking { try await Self.ask(asked, timeout: timeout, directory: directory,
-                                                                            fromRingFile: nodes.isEmpty) }
+            let (status, answeredBy) = try runBlocking {
+                try await Self.ask(
+                    asked, timeout: timeout, directory: directory,
+                    fromRingFile: nodes.isEmpty)
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.keyEncodingStrategy = .convertToSnakeCase
@@ -69,7 +77,9 @@ struct RingStatusCommand: ParsableCommand {
             }
             var text = RingStatusTable.render(status, answeredBy: answeredBy)
             if let state {
-                text += "\n\n" + RingStatusTable.render(processes: state, alive: RingProcessLauncher.isAlive, directory: directory)
+                text +=
+                    "\n\n"
+                    + RingStatusTable.render(processes: state, alive: RingProcessLauncher.isAlive, directory: directory)
             }
             return text
         }
@@ -80,21 +90,26 @@ struct RingStatusCommand: ParsableCommand {
     /// matched by address; null for nodes this machine did not start).
     static func jsonWithMetricsURLs(_ data: Data, state: RingState?) throws -> String {
         guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let nodes = object["nodes"] as? [[String: Any]] else { return String(decoding: data, as: UTF8.self) }
+            let nodes = object["nodes"] as? [[String: Any]]
+        else { return String(decoding: data, as: UTF8.self) }
         object["nodes"] = nodes.map { node -> [String: Any] in
             var node = node
-            let host = node["host"] as? String, port = node["port"] as? Int
+            let host = node["host"] as? String
+            let port = node["port"] as? Int
             let recorded = state?.nodes.first { $0.host == host && $0.port == port }
             node["metrics_url"] = recorded?.metricsURL ?? NSNull()
             return node
         }
-        let out = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        let out = try JSONSerialization.data(
+            withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: out, as: UTF8.self)
     }
 
     /// The first answer among `candidates`, tried in order.
-    private static func ask(_ candidates: [RingState.Node], timeout: Duration, directory: String,
-                            fromRingFile: Bool) async throws -> (RingStatus, String) {
+    private static func ask(
+        _ candidates: [RingState.Node], timeout: Duration, directory: String,
+        fromRingFile: Bool
+    ) async throws -> (RingStatus, String) {
         var failures: [(address: String, error: any Error)] = []
         for node in candidates {
             let client = RingSupervisor.statusClient(node.address, timeout: timeout)
@@ -108,11 +123,13 @@ struct RingStatusCommand: ParsableCommand {
                 failures.append((node.addressText, error))
             }
         }
-        let hint = fromRingFile
+        let hint =
+            fromRingFile
             ? "the ring in \(directory) is not running; start it with `confab ring start\(directory == RingState.directory(nil) ? "" : " --dir \(directory)")`"
             : "is a node running there?"
         let refused = failures.allSatisfy { ($0.error as? ConfabClientError)?.code == .noNodeReachable }
-        let detail = refused
+        let detail =
+            refused
             ? "nothing listens at \(failures.map(\.address).joined(separator: ", "))"
             : failures.map { "\($0.address): \($0.error)" }.joined(separator: "; ")
         throw RingCommandError(.noNodeAnswered, "no node answered (\(detail)); \(hint)")

@@ -37,19 +37,23 @@ enum RingStatusTable {
         let name = status.clusterName.isEmpty ? "confab" : status.clusterName
         lines.append("Cluster: \(name)   Replication factor: \(status.replicationFactor)   (as seen by \(answeredBy))")
         if !status.keyspaces.isEmpty {
-            lines.append("Keyspaces: " + status.keyspaces.map { "\($0.name) (RF \($0.replicationFactor))" }.joined(separator: ", "))
+            lines.append(
+                "Keyspaces: "
+                    + status.keyspaces.map { "\($0.name) (RF \($0.replicationFactor))" }.joined(separator: ", "))
         }
         lines.append("Status=Up/Down")
         lines.append("|/ State=Normal/Leaving/Joining/Moving")
         var rows: [[String]] = [["--", "Address", "Load", "Tokens", "Owns (effective)", "Host ID"]]
         for n in status.nodes {
-            let address = n.host.isEmpty ? "?" : (n.host.contains(":") ? "[\(n.host)]:\(n.port)" : "\(n.host):\(n.port)")
+            let address =
+                n.host.isEmpty ? "?" : (n.host.contains(":") ? "[\(n.host)]:\(n.port)" : "\(n.host):\(n.port)")
             rows.append([code(n), address, load(n.loadBytes), String(n.tokens), owns(n.ownership), n.id])
         }
         lines += columns(rows)
         for n in status.nodes where n.quarantinedTables > 0 {
             lines.append("")
-            lines.append("""
+            lines.append(
+                """
                 Warning: \(n.host):\(n.port) quarantined \(n.quarantinedTables) corrupt SSTable\(n.quarantinedTables == 1 ? "" : "s"); \
                 its rows there are missing until `confab repair` restores them from the other replicas
                 """)

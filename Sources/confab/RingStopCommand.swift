@@ -14,8 +14,10 @@ struct RingStopCommand: ParsableCommand {
 
     @OptionGroup var ring: RingDirectoryOptions
 
-    @Option(help: ArgumentHelp("Seconds to wait for the nodes to exit after SIGTERM before sending SIGKILL.",
-                               valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds to wait for the nodes to exit after SIGTERM before sending SIGKILL.",
+            valueName: "seconds"))
     var timeout: Double = 20
 
     func validate() throws {
@@ -40,7 +42,10 @@ struct RingStopCommand: ParsableCommand {
             let killed = try supervisor.stop(state.nodes.map(\.index), timeout: .milliseconds(Int(timeout * 1000)))
             let stopped = running.count - killed.count
             var line = "stopped \(stopped) node\(stopped == 1 ? "" : "s") in \(directory)"
-            if !killed.isEmpty { line += "; killed node\(killed.count == 1 ? "" : "s") \(killed.map(String.init).joined(separator: ", ")) with SIGKILL" }
+            if !killed.isEmpty {
+                line +=
+                    "; killed node\(killed.count == 1 ? "" : "s") \(killed.map(String.init).joined(separator: ", ")) with SIGKILL"
+            }
             print(line)
             _ = consume lock
         }

@@ -16,8 +16,10 @@ final class RingSupervisor: @unchecked Sendable {
     /// Set once a node answered as a standalone node, so the note is printed once.
     private var notedStandalone = false
 
-    init(directory: String, state: RingState, clock: ContinuousClock = ContinuousClock(),
-         progress: @escaping @Sendable (String) -> Void) {
+    init(
+        directory: String, state: RingState, clock: ContinuousClock = ContinuousClock(),
+        progress: @escaping @Sendable (String) -> Void
+    ) {
         self.directory = directory
         self.state = state
         self.clock = clock
@@ -75,13 +77,17 @@ final class RingSupervisor: @unchecked Sendable {
             let current = try state.node(index, directory: directory)
             guard RingProcessLauncher.isAlive(current) else {
                 try update(index) { $0.state = "failed" }
-                throw RingCommandError(.startFailed, """
+                throw RingCommandError(
+                    .startFailed,
+                    """
                     node \(index) (pid \(pid)) exited while starting on \(node.addressText); the end of \(node.log):
                     \(RingProcessLauncher.tail(of: node.log))
                     """)
             }
             guard clock.now < deadline else {
-                throw RingCommandError(.timeout, """
+                throw RingCommandError(
+                    .timeout,
+                    """
                     node \(index) (pid \(pid)) did not start listening on \(node.addressText) within \(Self.seconds(timeout)); \
                     see \(node.log):
                     \(RingProcessLauncher.tail(of: node.log))
@@ -115,7 +121,9 @@ final class RingSupervisor: @unchecked Sendable {
     /// up and normal; returns the last status of the first asker and its address. Fails fast when an asker's
     /// process exits, and with a pointer to the logs after `timeout`.
     @discardableResult
-    func waitUntilNormal(askers: [Int], expected: [Int], timeout: Duration) async throws(RingCommandError) -> (status: RingStatus, answeredBy: String) {
+    func waitUntilNormal(askers: [Int], expected: [Int], timeout: Duration) async throws(RingCommandError) -> (
+        status: RingStatus, answeredBy: String
+    ) {
         let askerNodes = try askers.map { i throws(RingCommandError) in try state.node(i, directory: directory) }
         let expectedNodes = try expected.map { i throws(RingCommandError) in try state.node(i, directory: directory) }
         var clients: [Int: ConfabClient] = [:]
@@ -145,7 +153,9 @@ final class RingSupervisor: @unchecked Sendable {
                     }
                 } catch {
                     guard RingProcessLauncher.isAlive(node) else {
-                        throw RingCommandError(.startFailed, """
+                        throw RingCommandError(
+                            .startFailed,
+                            """
                             node \(node.index) (pid \(node.pid.map(String.init) ?? "?")) exited; the end of \(node.log):
                             \(RingProcessLauncher.tail(of: node.log))
                             """)
@@ -160,7 +170,9 @@ final class RingSupervisor: @unchecked Sendable {
             let summary = reasons.keys.sorted().compactMap { reasons[$0] }.first ?? ""
             guard clock.now < deadline else {
                 let logs = askerNodes.map(\.log).joined(separator: ", ")
-                throw RingCommandError(.timeout, """
+                throw RingCommandError(
+                    .timeout,
+                    """
                     the ring was not normal within \(Self.seconds(timeout)): \(summary). \
                     Look at the node logs (\(logs)), then stop the nodes with `confab ring stop --dir \(directory)`.
                     """)
@@ -178,13 +190,16 @@ final class RingSupervisor: @unchecked Sendable {
     private func noteStandalone() {
         guard !notedStandalone, state.nodes.count > 1 else { return }
         notedStandalone = true
-        progress("note: the nodes answer as standalone nodes (this build's node does not join a ring yet); "
-            + "each one holds only what is written through it")
+        progress(
+            "note: the nodes answer as standalone nodes (this build's node does not join a ring yet); "
+                + "each one holds only what is written through it")
     }
 
     /// A client that talks to one node only, with short timeouts (for polling).
-    static func statusClient(_ address: NodeAddress, timeout: Duration = .seconds(3),
-                             credentials: ClusterCredentials? = nil) -> ConfabClient {
+    static func statusClient(
+        _ address: NodeAddress, timeout: Duration = .seconds(3),
+        credentials: ClusterCredentials? = nil
+    ) -> ConfabClient {
         var config = ConfabClient.Configuration(nodes: [address])
         config.credentials = credentials
         config.connectTimeout = .seconds(1)
@@ -212,7 +227,9 @@ final class RingSupervisor: @unchecked Sendable {
         for node in running { RingProcessLauncher.send(SIGTERM, to: node.pid!) }
         let stubborn = RingProcessLauncher.waitForExit(running, timeout: timeout, clock: clock)
         for node in stubborn {
-            progress("node \(node.index) (pid \(node.pid!)) did not exit within \(Self.seconds(timeout)) of SIGTERM; sending SIGKILL")
+            progress(
+                "node \(node.index) (pid \(node.pid!)) did not exit within \(Self.seconds(timeout)) of SIGTERM; sending SIGKILL"
+            )
             RingProcessLauncher.send(SIGKILL, to: node.pid!)
         }
         let survivors = RingProcessLauncher.waitForExit(stubborn, timeout: .seconds(5), clock: clock)
@@ -220,17 +237,22 @@ final class RingSupervisor: @unchecked Sendable {
         for node in running where gone(node) {
             let killed = stubborn.contains { $0.index == node.index }
             state.update(node.index) { $0.state = killed ? "killed" : "stopped" }
-            RingProcessLauncher.note(killed ? "killed with SIGKILL after SIGTERM timed out" : "stopped with SIGTERM",
-                                     inLog: node.log)
+            RingProcessLauncher.note(
+                killed ? "killed with SIGKILL after SIGTERM timed out" : "stopped with SIGTERM",
+                inLog: node.log)
         }
         // Recorded as running but found dead before the signal: it exited (or was killed) on its own.
-        for node in state.nodes where indices.contains(node.index) && !running.contains(where: { $0.index == node.index })
-            && (node.state == "running" || node.state == "starting") {
+        for node in state.nodes
+        where indices.contains(node.index) && !running.contains(where: { $0.index == node.index })
+            && (node.state == "running" || node.state == "starting")
+        {
             state.update(node.index) { $0.state = "exited" }
         }
         try save()
         if let still = survivors.first {
-            throw RingCommandError(.timeout, "node \(still.index) (pid \(still.pid!)) survived SIGKILL; check it with `ps -p \(still.pid!)`")
+            throw RingCommandError(
+                .timeout,
+                "node \(still.index) (pid \(still.pid!)) survived SIGKILL; check it with `ps -p \(still.pid!)`")
         }
         return stubborn.map(\.index)
     }

@@ -30,11 +30,14 @@ struct SSTableCommand: ParsableCommand {
             let reader: SSTableReader
             let report: SSTableVerifyReport
             do {
-                reader = try SSTableReader.open(fileSystem: PosixFileSystem(), path: file, fileNumber: 0, blockCache: nil)
+                reader = try SSTableReader.open(
+                    fileSystem: PosixFileSystem(), path: file, fileNumber: 0, blockCache: nil)
                 report = try reader.verify(progress: nil)
             } catch let e as StorageError where e.code == .corruption || e.code == .unsupportedVersion {
                 if json {
-                    var object: [String: Any] = ["ok": false, "file": file, "error": e.message, "code": e.code.description]
+                    var object: [String: Any] = [
+                        "ok": false, "file": file, "error": e.message, "code": e.code.description,
+                    ]
                     if let offset = e.offset { object["offset"] = offset }
                     printJSON(object)
                 } else {
@@ -64,7 +67,9 @@ struct SSTableCommand: ParsableCommand {
             let s = report.statistics
             print("file:              \(file)")
             print("format version:    \(report.formatVersion)")
-            print("file bytes:        \(report.fileBytes) (data \(report.dataBytes), index/bloom/stats/footer \(report.metaBytes))")
+            print(
+                "file bytes:        \(report.fileBytes) (data \(report.dataBytes), index/bloom/stats/footer \(report.metaBytes))"
+            )
             print("blocks checked:    \(report.blocksChecked) (\(report.compressedBlocks) LZ4-compressed)")
             print("entries checked:   \(report.entriesChecked)")
             print("partitions:        \(s.partitionCount)")
@@ -72,7 +77,9 @@ struct SSTableCommand: ParsableCommand {
             print("tombstones:        \(s.tombstoneCount)")
             if s.entryCount > 0 {
                 print("timestamps:        \(s.minTimestamp) ... \(s.maxTimestamp)")
-                print("clustering:        \(ClusteringKey.describe(s.minClustering)) ... \(ClusteringKey.describe(s.maxClustering))")
+                print(
+                    "clustering:        \(ClusteringKey.describe(s.minClustering)) ... \(ClusteringKey.describe(s.maxClustering))"
+                )
                 print("first key:         \(describeKey(s.minKey))")
                 print("last key:          \(describeKey(s.maxKey))")
             }
@@ -86,7 +93,9 @@ struct SSTableCommand: ParsableCommand {
     struct Dump: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the entries of an SSTable in key order.",
-            discussion: "Partition keys of 8 bytes print as bigints, clustering keys as their components. Stops with exit status 2 at the first damaged block.")
+            discussion:
+                "Partition keys of 8 bytes print as bigints, clustering keys as their components. Stops with exit status 2 at the first damaged block."
+        )
 
         @Argument(help: "The SSTable file to print.")
         var file: String
@@ -108,7 +117,8 @@ struct SSTableCommand: ParsableCommand {
         func run() throws {
             var printed = 0
             do {
-                let reader = try SSTableReader.open(fileSystem: PosixFileSystem(), path: file, fileNumber: 0, blockCache: nil)
+                let reader = try SSTableReader.open(
+                    fileSystem: PosixFileSystem(), path: file, fileNumber: 0, blockCache: nil)
                 try reader.forEachEntry(limit: limit) { key, value in
                     if json {
                         printJSON(entryJSON(key: key, value: value))
@@ -138,7 +148,9 @@ private func fail(_ command: String, _ error: any Error) -> Never {
 }
 
 private func printJSON(_ object: [String: Any]) {
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+    guard
+        let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    else {
         print("{\"error\":\"unencodable entry\"}")
         return
     }
@@ -165,7 +177,8 @@ private func describePartitionKey(_ pk: [UInt8]) -> String {
 
 private func describeKey(_ key: [UInt8]) -> String {
     guard let parts = InternalKey.decode(key) else { return "0x" + hex(key) }
-    return "table=\(parts.table) token=\(parts.token) pk=\(describePartitionKey(parts.partitionKey)) clustering=\(ClusteringKey.describe(parts.clustering))"
+    return
+        "table=\(parts.table) token=\(parts.token) pk=\(describePartitionKey(parts.partitionKey)) clustering=\(ClusteringKey.describe(parts.clustering))"
 }
 
 private func describeValue(_ bytes: [UInt8], width: Int) -> String {
@@ -196,7 +209,9 @@ private func describeEntry(key: [UInt8], value: [UInt8], width: Int) -> String {
         if let d = h.deletion { lines.append("  partition deletion \(describeDeletion(d))") }
         for rt in h.rangeTombstones {
             let end = rt.end.map { ClusteringKey.describe($0) } ?? "end"
-            lines.append("  range tombstone [\(rt.start.isEmpty ? "start" : ClusteringKey.describe(rt.start)), \(end)) \(describeDeletion(rt.deletion))")
+            lines.append(
+                "  range tombstone [\(rt.start.isEmpty ? "start" : ClusteringKey.describe(rt.start)), \(end)) \(describeDeletion(rt.deletion))"
+            )
         }
         if h.isEmpty { lines.append("  empty partition header") }
     case .row(let r):
@@ -206,7 +221,9 @@ private func describeEntry(key: [UInt8], value: [UInt8], width: Int) -> String {
         if let d = r.deletion { lines.append("  row deletion \(describeDeletion(d))") }
         for c in r.cells {
             if let v = c.value {
-                lines.append("  col \(c.column) ts=\(c.timestamp) \(describeValue(v, width: width))" + (c.ttl > 0 ? " ttl=\(c.ttl) expires=\(c.localExpiry)" : ""))
+                lines.append(
+                    "  col \(c.column) ts=\(c.timestamp) \(describeValue(v, width: width))"
+                        + (c.ttl > 0 ? " ttl=\(c.ttl) expires=\(c.localExpiry)" : ""))
             } else {
                 lines.append("  col \(c.column) ts=\(c.timestamp) tombstone ldt=\(c.localExpiry)")
             }
@@ -241,15 +258,24 @@ private func entryJSON(key: [UInt8], value: [UInt8]) -> [String: Any] {
         object["kind"] = "header"
         if let d = h.deletion { object["deletion"] = deletionJSON(d) }
         object["rangeTombstones"] = h.rangeTombstones.map { rt -> [String: Any] in
-            var o: [String: Any] = ["start": ClusteringKey.describe(rt.start), "startHex": hex(rt.start), "deletion": deletionJSON(rt.deletion)]
-            if let end = rt.end { o["end"] = ClusteringKey.describe(end); o["endHex"] = hex(end) }
+            var o: [String: Any] = [
+                "start": ClusteringKey.describe(rt.start), "startHex": hex(rt.start),
+                "deletion": deletionJSON(rt.deletion),
+            ]
+            if let end = rt.end {
+                o["end"] = ClusteringKey.describe(end)
+                o["endHex"] = hex(end)
+            }
             return o
         }
     case .row(let r):
         object["kind"] = "row"
         if let l = r.liveness {
             var o: [String: Any] = ["timestamp": l.timestamp]
-            if l.ttl > 0 { o["ttl"] = Int(l.ttl); o["expiresAt"] = l.expiresAt }
+            if l.ttl > 0 {
+                o["ttl"] = Int(l.ttl)
+                o["expiresAt"] = l.expiresAt
+            }
             object["liveness"] = o
         }
         if let d = r.deletion { object["deletion"] = deletionJSON(d) }
@@ -258,7 +284,10 @@ private func entryJSON(key: [UInt8], value: [UInt8]) -> [String: Any] {
             if let v = c.value {
                 if let text = printableText(v) { o["value"] = text } else { o["valueHex"] = hex(v) }
                 o["valueBytes"] = v.count
-                if c.ttl > 0 { o["ttl"] = Int(c.ttl); o["expiresAt"] = c.localExpiry }
+                if c.ttl > 0 {
+                    o["ttl"] = Int(c.ttl)
+                    o["expiresAt"] = c.localExpiry
+                }
             } else {
                 o["tombstone"] = true
                 o["localDeletionTime"] = c.localExpiry
@@ -273,7 +302,8 @@ private func statisticsJSON(_ s: SSTableStatistics) -> [String: Any] {
     [
         "entryCount": s.entryCount, "partitionCount": s.partitionCount, "rowCount": s.rowCount,
         "tombstoneCount": s.tombstoneCount, "minTimestamp": s.minTimestamp, "maxTimestamp": s.maxTimestamp,
-        "minClustering": ClusteringKey.describe(s.minClustering), "maxClustering": ClusteringKey.describe(s.maxClustering),
+        "minClustering": ClusteringKey.describe(s.minClustering),
+        "maxClustering": ClusteringKey.describe(s.maxClustering),
         "minKey": hex(s.minKey), "maxKey": hex(s.maxKey), "uncompressedBytes": s.uncompressedBytes,
         "fileBytes": s.fileBytes, "maxLocalDeletionTime": s.maxLocalDeletionTime,
     ]

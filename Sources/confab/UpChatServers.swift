@@ -26,7 +26,8 @@ struct UpChatServers {
     /// Stops chat servers recorded by an earlier `up` that are still running.
     mutating func stopStale() throws {
         guard let data = FileManager.default.contents(atPath: recordPath),
-              let stale = try? JSONDecoder().decode([Server].self, from: data) else { return }
+            let stale = try? JSONDecoder().decode([Server].self, from: data)
+        else { return }
         let alive = stale.filter { RingProcessLauncher.isAlive(pid: $0.pid, expectedArgument: "chat") }
         if !alive.isEmpty {
             RingCommand.progress("stopping \(alive.count) chat server(s) left running by an earlier `confab up`…")
@@ -38,7 +39,8 @@ struct UpChatServers {
 
     /// Launches `count` chat servers against the ring in `ringDirectory` and waits until each
     /// prints its URL. Returns the URLs.
-    mutating func start(count: Int, ports: [Int], ringDirectory: String, logFormat: String = "text") throws -> [String] {
+    mutating func start(count: Int, ports: [Int], ringDirectory: String, logFormat: String = "text") throws -> [String]
+    {
         let secret = try ensureSecret()
         let state = try RingState.require(in: ringDirectory)
         let nodes = state.nodes.map(\.addressText).joined(separator: ",")
@@ -47,8 +49,10 @@ struct UpChatServers {
             let chatDir = "\(directory)/chat\(i)"
             try? FileManager.default.createDirectory(atPath: chatDir, withIntermediateDirectories: true)
             let log = "\(chatDir)/chat.log"
-            let command = [executable, "chat", "serve", "--host", "127.0.0.1", "--port", String(ports[i - 1]),
-                           "--nodes", nodes, "--server-id", "chat\(i)", "--secret-file", secret, "--log-format", logFormat]
+            let command = [
+                executable, "chat", "serve", "--host", "127.0.0.1", "--port", String(ports[i - 1]),
+                "--nodes", nodes, "--server-id", "chat\(i)", "--secret-file", secret, "--log-format", logFormat,
+            ]
             RingCommand.progress("starting chat server \(i) of \(count) on 127.0.0.1:\(ports[i - 1])…")
             let logStart = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) ?? 0
             let banner = "--- confab up: starting chat server \(i) at \(Date()): \(command.joined(separator: " "))\n"
@@ -69,22 +73,31 @@ struct UpChatServers {
         let ids = servers.map { "chat\($0.index)" }
         let deadline = ContinuousClock.now.advanced(by: timeout)
         var lastReport = ContinuousClock.now
-        RingCommand.progress("waiting for \(servers.count) chat server\(servers.count == 1 ? "" : "s") to be ready (heartbeating and seeing each other)…")
+        RingCommand.progress(
+            "waiting for \(servers.count) chat server\(servers.count == 1 ? "" : "s") to be ready (heartbeating and seeing each other)…"
+        )
         while true {
             var pending: [String] = []
             for server in servers {
-                guard let url = server.url else { pending.append("chat server \(server.index): no URL yet"); continue }
+                guard let url = server.url else {
+                    pending.append("chat server \(server.index): no URL yet")
+                    continue
+                }
                 pending += Self.notReady(index: server.index, url: url, expected: ids)
             }
             if pending.isEmpty { return }
-            if let dead = servers.first(where: { !RingProcessLauncher.isAlive(pid: $0.pid, expectedArgument: "chat") }) {
-                throw RingCommandError(.startFailed, """
+            if let dead = servers.first(where: { !RingProcessLauncher.isAlive(pid: $0.pid, expectedArgument: "chat") })
+            {
+                throw RingCommandError(
+                    .startFailed,
+                    """
                     chat server \(dead.index) (pid \(dead.pid)) exited before it was ready; the end of \(dead.log):
                     \(RingProcessLauncher.tail(of: dead.log))
                     """)
             }
             guard ContinuousClock.now < deadline else {
-                throw RingCommandError(.timeout, "the chat servers were not ready in time:\n  " + pending.joined(separator: "\n  "))
+                throw RingCommandError(
+                    .timeout, "the chat servers were not ready in time:\n  " + pending.joined(separator: "\n  "))
             }
             if ContinuousClock.now - lastReport >= .seconds(3) {
                 lastReport = ContinuousClock.now
@@ -97,8 +110,14 @@ struct UpChatServers {
     /// What keeps one server from being ready (empty when it is): its `/ready` answer, and
     /// whether its live set holds every server `up` started.
     static func notReady(index: Int, url: String, expected: [String]) -> [String] {
-        guard let answer = HTTPProbe.get(url + "/ready") else { return ["chat server \(index): /ready does not answer"] }
-        struct Ready: Decodable { var ready: Bool; var servers: [String]; var reasons: [String] }
+        guard let answer = HTTPProbe.get(url + "/ready") else {
+            return ["chat server \(index): /ready does not answer"]
+        }
+        struct Ready: Decodable {
+            var ready: Bool
+            var servers: [String]
+            var reasons: [String]
+        }
         guard let ready = try? JSONDecoder().decode(Ready.self, from: answer.body) else {
             return ["chat server \(index): /ready answered \(answer.status) without a readiness body"]
         }
@@ -113,7 +132,8 @@ struct UpChatServers {
             if let sig = stop.signal {
                 return "received \(sig == SIGINT ? "SIGINT" : "SIGTERM"); stopping the chat servers…"
             }
-            if let dead = servers.first(where: { !RingProcessLauncher.isAlive(pid: $0.pid, expectedArgument: "chat") }) {
+            if let dead = servers.first(where: { !RingProcessLauncher.isAlive(pid: $0.pid, expectedArgument: "chat") })
+            {
                 return """
                     chat server \(dead.index) (pid \(dead.pid)) exited; stopping everything. The end of \(dead.log):
                     \(RingProcessLauncher.tail(of: dead.log))
@@ -150,8 +170,11 @@ struct UpChatServers {
         var bytes = [UInt8](repeating: 0, count: 32)
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
         let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        guard FileManager.default.createFile(atPath: secretPath, contents: Data(hex.utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: secretPath, contents: Data(hex.utf8),
+                attributes: [.posixPermissions: 0o600])
+        else {
             throw RingCommandError(.io, "cannot write \(secretPath)")
         }
         return secretPath
@@ -162,12 +185,15 @@ struct UpChatServers {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while true {
             if let data = FileManager.default.contents(atPath: log), data.count > offset,
-               let text = String(data: data.suffix(from: offset), encoding: .utf8),
-               let url = Self.listeningURL(in: text) {
+                let text = String(data: data.suffix(from: offset), encoding: .utf8),
+                let url = Self.listeningURL(in: text)
+            {
                 return url
             }
             guard RingProcessLauncher.isAlive(pid: pid, expectedArgument: "chat") else {
-                throw RingCommandError(.startFailed, """
+                throw RingCommandError(
+                    .startFailed,
+                    """
                     chat server \(index) (pid \(pid)) exited while starting; the end of \(log):
                     \(RingProcessLauncher.tail(of: log))
                     """)

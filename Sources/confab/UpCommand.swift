@@ -20,24 +20,31 @@ struct UpCommand: ParsableCommand {
             `confab up` keeps every chat's history. Logs: <dir>/nodeN/node.log, <dir>/chatN/chat.log.
             """)
 
-    @Option(help: ArgumentHelp("Directory for the ring and the chat servers' logs (default: $CONFAB_RING_DIR, else ./confab-ring).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Directory for the ring and the chat servers' logs (default: $CONFAB_RING_DIR, else ./confab-ring).",
+            valueName: "dir"))
     var dir: String?
 
-    @Option(help: ArgumentHelp("Nodes in a new ring (a stopped ring restarts with its recorded nodes).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp("Nodes in a new ring (a stopped ring restarts with its recorded nodes).", valueName: "n"))
     var nodes: Int = 3
 
     @Option(name: .customLong("chat-servers"), help: ArgumentHelp("Chat server processes to run.", valueName: "n"))
     var chatServers: Int = 2
 
-    @Option(help: ArgumentHelp("HTTP port of the first chat server (the next ones use the following ports); 0 picks free ports.",
-                               valueName: "port"))
+    @Option(
+        help: ArgumentHelp(
+            "HTTP port of the first chat server (the next ones use the following ports); 0 picks free ports.",
+            valueName: "port"))
     var port: Int = 8080
 
     @Option(help: ArgumentHelp("Seconds to wait for the ring and each chat server to be ready.", valueName: "seconds"))
     var timeout: Double = 90
 
-    @Option(name: .customLong("log-format"), help: ArgumentHelp("Log format of the nodes and chat servers: text (default) or json.", valueName: "format"))
+    @Option(
+        name: .customLong("log-format"),
+        help: ArgumentHelp("Log format of the nodes and chat servers: text (default) or json.", valueName: "format"))
     var logFormat: String = "text"
 
     func validate() throws {
@@ -60,9 +67,11 @@ struct UpCommand: ParsableCommand {
             try startRing(directory: directory)
             do {
                 let ports = try choosePorts()
-                let urls = try chat.start(count: chatServers, ports: ports, ringDirectory: directory, logFormat: logFormat)
+                let urls = try chat.start(
+                    count: chatServers, ports: ports, ringDirectory: directory, logFormat: logFormat)
                 try chat.awaitReady(timeout: .milliseconds(Int(timeout * 1000)))
-                print("""
+                print(
+                    """
 
                     Confab is up: \(nodes)-node ring in \(directory), \(urls.count) chat server\(urls.count == 1 ? "" : "s").
                     Open \(urls[0]) in a browser (sign up two users in two windows to chat).
@@ -109,7 +118,9 @@ struct UpCommand: ParsableCommand {
             } else {
                 let p = port + i
                 guard RingProcessLauncher.isPortFree(p) else {
-                    throw RingCommandError(.startFailed, "port \(p) (chat server \(i + 1)) is in use; pass another --port, or --port 0 for free ports")
+                    throw RingCommandError(
+                        .startFailed,
+                        "port \(p) (chat server \(i + 1)) is in use; pass another --port, or --port 0 for free ports")
                 }
                 ports.append(p)
             }

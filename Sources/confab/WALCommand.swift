@@ -28,7 +28,8 @@ struct WALDumpCommand: ParsableCommand {
     @Argument(help: "Path of the segment file (wal-<id>.log).")
     var file: String
 
-    @Flag(name: .long, help: "Print one JSON object per line (segment, record, bad_record, summary) instead of a table.")
+    @Flag(
+        name: .long, help: "Print one JSON object per line (segment, record, bad_record, summary) instead of a table.")
     var json = false
 
     @Flag(name: .long, help: "Also print each record's raw payload bytes as hex.")
@@ -51,10 +52,15 @@ struct WALDumpCommand: ParsableCommand {
 
         let newer = newerSegmentExists(than: expectedID)
         if json {
-            emit(JSONSegment(type: "segment", path: file, segmentID: reader.segmentID, fileBytes: reader.fileSize, newerSegmentInDirectory: newer))
+            emit(
+                JSONSegment(
+                    type: "segment", path: file, segmentID: reader.segmentID, fileBytes: reader.fileSize,
+                    newerSegmentInDirectory: newer))
         } else {
             print("segment \(file)")
-            print("  id \(reader.segmentID.map(String.init) ?? "?"), format version \(reader.segmentID == nil ? "?" : String(WALRecordFormat.formatVersion)), \(reader.fileSize) bytes")
+            print(
+                "  id \(reader.segmentID.map(String.init) ?? "?"), format version \(reader.segmentID == nil ? "?" : String(WALRecordFormat.formatVersion)), \(reader.fileSize) bytes"
+            )
             print("")
         }
 
@@ -80,10 +86,11 @@ struct WALDumpCommand: ParsableCommand {
                 undecodable += 1
             }
             if json {
-                emit(JSONRecord(
-                    type: "record", offset: record.offset, length: record.payload.count, crc: "ok",
-                    mutation: mutation.map(JSONMutation.init), decodeError: decodeError,
-                    payloadHex: payloads ? hex(record.payload) : nil))
+                emit(
+                    JSONRecord(
+                        type: "record", offset: record.offset, length: record.payload.count, crc: "ok",
+                        mutation: mutation.map(JSONMutation.init), decodeError: decodeError,
+                        payloadHex: payloads ? hex(record.payload) : nil))
             } else {
                 printRecord(record, mutation: mutation, decodeError: decodeError)
             }
@@ -96,19 +103,25 @@ struct WALDumpCommand: ParsableCommand {
             verdict = torn ? "torn tail" : "corruption"
             let dropped = reader.fileSize - bad.offset
             if json {
-                emit(JSONBadRecord(type: "bad_record", offset: bad.offset, length: bad.length, crc: "bad", verdict: verdict,
-                                   reason: bad.reason, validRecordFollowsAt: bad.validRecordFollowsAt, bytesAfter: dropped))
+                emit(
+                    JSONBadRecord(
+                        type: "bad_record", offset: bad.offset, length: bad.length, crc: "bad", verdict: verdict,
+                        reason: bad.reason, validRecordFollowsAt: bad.validRecordFollowsAt, bytesAfter: dropped))
             } else {
-                print(String(bad.offset).padding(12) + (bad.length.map(String.init) ?? "?").padding(10) + "BAD  " + bad.reason)
+                print(
+                    String(bad.offset).padding(12) + (bad.length.map(String.init) ?? "?").padding(10) + "BAD  "
+                        + bad.reason)
             }
         } else {
             verdict = "ok"
         }
 
         if json {
-            emit(JSONSummary(type: "summary", records: records, recordBytes: recordBytes, fileBytes: reader.fileSize,
-                             undecodable: undecodable, status: verdict,
-                             firstBadOffset: bad?.offset, firstBadReason: bad?.reason))
+            emit(
+                JSONSummary(
+                    type: "summary", records: records, recordBytes: recordBytes, fileBytes: reader.fileSize,
+                    undecodable: undecodable, status: verdict,
+                    firstBadOffset: bad?.offset, firstBadReason: bad?.reason))
         } else {
             print("")
             print("summary: \(records) records, \(recordBytes) bytes of records, file \(reader.fileSize) bytes")
@@ -116,11 +129,16 @@ struct WALDumpCommand: ParsableCommand {
             if let bad {
                 let dropped = reader.fileSize - bad.offset
                 if torn {
-                    print("  torn tail at offset \(bad.offset): \(bad.reason); \(dropped) bytes after the last intact record (replay truncates them when this is the newest segment)")
+                    print(
+                        "  torn tail at offset \(bad.offset): \(bad.reason); \(dropped) bytes after the last intact record (replay truncates them when this is the newest segment)"
+                    )
                 } else {
                     var why = ""
-                    if let follows = bad.validRecordFollowsAt { why = "; an intact record follows at offset \(follows)" }
-                    else if newer && bad.looksLikeTornTail { why = "; a newer segment exists in the directory, so this is not a torn tail" }
+                    if let follows = bad.validRecordFollowsAt {
+                        why = "; an intact record follows at offset \(follows)"
+                    } else if newer && bad.looksLikeTornTail {
+                        why = "; a newer segment exists in the directory, so this is not a torn tail"
+                    }
                     print("  CORRUPTION: first bad record at offset \(bad.offset): \(bad.reason)\(why)")
                 }
             } else {
@@ -135,7 +153,11 @@ struct WALDumpCommand: ParsableCommand {
     private func newerSegmentExists(than id: UInt64?) -> Bool {
         guard let id else { return false }
         let dir: String
-        if let slash = file.lastIndex(of: "/") { dir = slash == file.startIndex ? "/" : String(file[..<slash]) } else { dir = "." }
+        if let slash = file.lastIndex(of: "/") {
+            dir = slash == file.startIndex ? "/" : String(file[..<slash])
+        } else {
+            dir = "."
+        }
         let names = (try? PosixFileSystem().listDirectory(dir)) ?? []
         return names.contains { (WALRecordFormat.segmentID(fromFileName: $0) ?? 0) > id }
     }
@@ -146,14 +168,20 @@ struct WALDumpCommand: ParsableCommand {
         print(String(record.offset).padding(12) + String(record.payload.count).padding(10) + "ok   ", terminator: "")
         if let m = mutation {
             print("table \(m.table) partition \(describePartitionKey(m.partitionKey))")
-            if let d = m.header.deletion { print(indent + "partition deleted at \(d.timestamp) (local \(d.localDeletionTime))") }
+            if let d = m.header.deletion {
+                print(indent + "partition deleted at \(d.timestamp) (local \(d.localDeletionTime))")
+            }
             for rt in m.header.rangeTombstones {
                 let end = rt.end.map { ClusteringKey.describe($0) } ?? "end"
-                print(indent + "range tombstone [\(ClusteringKey.describe(rt.start)) .. \(end)) at \(rt.deletion.timestamp)")
+                print(
+                    indent
+                        + "range tombstone [\(ClusteringKey.describe(rt.start)) .. \(end)) at \(rt.deletion.timestamp)")
             }
             for row in m.rows {
                 var line = indent + "row \(ClusteringKey.describe(row.clustering))"
-                if let l = row.fragment.liveness { line += " live@\(l.timestamp)" + (l.ttl > 0 ? " ttl \(l.ttl)s" : "") }
+                if let l = row.fragment.liveness {
+                    line += " live@\(l.timestamp)" + (l.ttl > 0 ? " ttl \(l.ttl)s" : "")
+                }
                 if let d = row.fragment.deletion { line += " deleted@\(d.timestamp)" }
                 print(line)
                 for c in row.fragment.cells {
@@ -176,7 +204,9 @@ struct WALDumpCommand: ParsableCommand {
             let shown = hex(Array(value.prefix(Self.valuePreviewCharacters / 2)))
             return shown + (value.count > Self.valuePreviewCharacters / 2 ? "… (\(value.count) bytes)" : "")
         }
-        let escaped = s.unicodeScalars.map { $0.properties.isWhitespace && $0 != " " || $0.value < 0x20 ? "·" : String($0) }.joined()
+        let escaped = s.unicodeScalars.map {
+            $0.properties.isWhitespace && $0 != " " || $0.value < 0x20 ? "·" : String($0)
+        }.joined()
         if escaped.count <= Self.valuePreviewCharacters { return "\"\(escaped)\"" }
         return "\"\(escaped.prefix(Self.valuePreviewCharacters))…\" (\(value.count) bytes)"
     }
@@ -317,22 +347,28 @@ private struct JSONMutation: Encodable {
     init(_ m: Mutation) {
         table = m.table
         partitionKeyHex = hex(m.partitionKey)
-        partitionKeyBigint = m.partitionKey.count == 8 ? Int64(bitPattern: m.partitionKey.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) : nil
+        partitionKeyBigint =
+            m.partitionKey.count == 8
+            ? Int64(bitPattern: m.partitionKey.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) : nil
         partitionDeletion = m.header.deletion.map(JSONDeletion.init)
         rangeTombstones = m.header.rangeTombstones.map {
-            RangeTombstoneLine(start: ClusteringKey.describe($0.start), end: $0.end.map { ClusteringKey.describe($0) }, deletion: JSONDeletion($0.deletion))
+            RangeTombstoneLine(
+                start: ClusteringKey.describe($0.start), end: $0.end.map { ClusteringKey.describe($0) },
+                deletion: JSONDeletion($0.deletion))
         }
         rows = m.rows.map { row in
-            Row(clustering: ClusteringKey.describe(row.clustering), clusteringHex: hex(row.clustering),
+            Row(
+                clustering: ClusteringKey.describe(row.clustering), clusteringHex: hex(row.clustering),
                 livenessTimestamp: row.fragment.liveness?.timestamp,
                 livenessTTL: row.fragment.liveness.flatMap { $0.ttl > 0 ? $0.ttl : nil },
                 deletion: row.fragment.deletion.map(JSONDeletion.init),
                 cells: row.fragment.cells.map { c in
                     let text = c.value.flatMap { String(validating: $0, as: UTF8.self) }
-                    return CellLine(column: c.column, timestamp: c.timestamp, tombstone: c.isTombstone,
-                                    value: text, valueHex: c.value.flatMap { text == nil ? hex($0) : nil },
-                                    ttl: c.ttl > 0 ? c.ttl : nil,
-                                    localExpiry: c.isTombstone || c.ttl > 0 ? c.localExpiry : nil)
+                    return CellLine(
+                        column: c.column, timestamp: c.timestamp, tombstone: c.isTombstone,
+                        value: text, valueHex: c.value.flatMap { text == nil ? hex($0) : nil },
+                        ttl: c.ttl > 0 ? c.ttl : nil,
+                        localExpiry: c.isTombstone || c.ttl > 0 ? c.localExpiry : nil)
                 })
         }
     }

@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabChat
 
 @Suite struct AccountServiceTests {
@@ -9,12 +10,21 @@ import Testing
         let s = try await f.accounts.register(handle: "Alice_1", password: "correct horse")
         #expect(s.userId == "alice_1")
         #expect(try f.accounts.authenticate(s.token) == "alice_1")
-        #expect(await chatErrorCode { try await f.accounts.register(handle: "ALICE_1", password: "another pass") } == .handleTaken)
-        #expect(await chatErrorCode { try await f.accounts.register(handle: "al", password: "long enough") } == .badHandle)
-        #expect(await chatErrorCode { try await f.accounts.register(handle: "bob-smith", password: "long enough") } == .badHandle)
+        #expect(
+            await chatErrorCode { try await f.accounts.register(handle: "ALICE_1", password: "another pass") }
+                == .handleTaken)
+        #expect(
+            await chatErrorCode { try await f.accounts.register(handle: "al", password: "long enough") } == .badHandle)
+        #expect(
+            await chatErrorCode { try await f.accounts.register(handle: "bob-smith", password: "long enough") }
+                == .badHandle)
         #expect(await chatErrorCode { try await f.accounts.register(handle: "bob", password: "short") } == .badPassword)
-        #expect(await chatErrorCode { try await f.accounts.login(handle: "alice_1", password: "wrong horse") } == .badCredentials)
-        #expect(await chatErrorCode { try await f.accounts.login(handle: "nobody", password: "whatever1") } == .badCredentials)
+        #expect(
+            await chatErrorCode { try await f.accounts.login(handle: "alice_1", password: "wrong horse") }
+                == .badCredentials)
+        #expect(
+            await chatErrorCode { try await f.accounts.login(handle: "nobody", password: "whatever1") }
+                == .badCredentials)
         let again = try await f.accounts.login(handle: "ALICE_1", password: "correct horse")
         #expect(again.userId == "alice_1")
     }

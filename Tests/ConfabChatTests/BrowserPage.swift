@@ -10,18 +10,24 @@ struct BrowserPage: Sendable {
 
     /// Opens a new tab (its own sessionStorage, so its own signed-in user) at `url`; `beforeLoad`
     /// runs in the page before any of its own scripts.
-    static func open(_ url: String, name: String, on connection: DevToolsConnection,
-                     beforeLoad: String? = nil) async throws -> BrowserPage {
+    static func open(
+        _ url: String, name: String, on connection: DevToolsConnection,
+        beforeLoad: String? = nil
+    ) async throws -> BrowserPage {
         let created = try await connection.send("Target.createTarget", params: json(["url": "about:blank"]))
         let targetId = try string(created, "targetId")
-        let attached = try await connection.send("Target.attachToTarget",
-                                                 params: json(["targetId": targetId, "flatten": true]))
-        let page = BrowserPage(connection: connection, sessionId: try string(attached, "sessionId"),
-                               targetId: targetId, name: name)
+        let attached = try await connection.send(
+            "Target.attachToTarget",
+            params: json(["targetId": targetId, "flatten": true]))
+        let page = BrowserPage(
+            connection: connection, sessionId: try string(attached, "sessionId"),
+            targetId: targetId, name: name)
         _ = try await page.command("Runtime.enable")
         _ = try await page.command("Log.enable")
         _ = try await page.command("Page.enable")
-        if let beforeLoad { _ = try await page.command("Page.addScriptToEvaluateOnNewDocument", ["source": beforeLoad]) }
+        if let beforeLoad {
+            _ = try await page.command("Page.addScriptToEvaluateOnNewDocument", ["source": beforeLoad])
+        }
         _ = try await page.command("Page.navigate", ["url": url])
         try await page.waitFor("the page has loaded", "document.readyState === 'complete' && !!window.confab")
         return page
@@ -33,12 +39,17 @@ struct BrowserPage: Sendable {
 
     /// Evaluates `expression` in the page (promises awaited) and returns its JSON value.
     func evaluate(_ expression: String) async throws -> Any? {
-        let data = try await command("Runtime.evaluate", ["expression": expression, "returnByValue": true,
-                                                          "awaitPromise": true])
+        let data = try await command(
+            "Runtime.evaluate",
+            [
+                "expression": expression, "returnByValue": true,
+                "awaitPromise": true,
+            ])
         let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
         if let details = object["exceptionDetails"] as? [String: Any] {
             let exception = details["exception"] as? [String: Any] ?? [:]
-            throw BrowserTestError("\(name): script threw \(exception["description"] ?? details["text"] ?? "?") in: \(expression)")
+            throw BrowserTestError(
+                "\(name): script threw \(exception["description"] ?? details["text"] ?? "?") in: \(expression)")
         }
         let result = object["result"] as? [String: Any] ?? [:]
         return result["value"]
@@ -65,7 +76,8 @@ struct BrowserPage: Sendable {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw BrowserTestError("\(name): timed out after \(timeout) waiting until \(what)\n\(try await diagnostics())\(lastError)")
+        throw BrowserTestError(
+            "\(name): timed out after \(timeout) waiting until \(what)\n\(try await diagnostics())\(lastError)")
     }
 
     /// What a failure message needs: the visible text, the connection state and the page's log.
@@ -78,7 +90,8 @@ struct BrowserPage: Sendable {
 
     /// Sets an input's value as typing would (an `input` event follows).
     func fill(_ selector: String, _ value: String) async throws {
-        _ = try await evaluate("""
+        _ = try await evaluate(
+            """
             (() => { const e = document.querySelector(\(Self.literal(selector)));
               if (!e) throw new Error('no element ' + \(Self.literal(selector)));
               e.value = \(Self.literal(value)); e.dispatchEvent(new Event('input', {bubbles: true})); return true; })()
@@ -86,7 +99,8 @@ struct BrowserPage: Sendable {
     }
 
     func click(_ selector: String) async throws {
-        _ = try await evaluate("""
+        _ = try await evaluate(
+            """
             (() => { const e = document.querySelector(\(Self.literal(selector)));
               if (!e) throw new Error('no element ' + \(Self.literal(selector))); e.click(); return true; })()
             """)
@@ -108,7 +122,8 @@ struct BrowserPage: Sendable {
 
     static func string(_ data: Data, _ key: String) throws -> String {
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let value = object[key] as? String else {
+            let value = object[key] as? String
+        else {
             throw BrowserTestError("DevTools answer has no \(key): \(String(decoding: data, as: UTF8.self))")
         }
         return value

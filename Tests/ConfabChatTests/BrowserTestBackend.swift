@@ -14,7 +14,9 @@ final class BrowserTestBackend: @unchecked Sendable {
     /// The built `confab` executable next to the test bundle (`CONFAB_BINARY` overrides).
     static func confabBinary() -> String? {
         if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
-        var starts = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL]
+        var starts = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL,
+        ]
         starts += Bundle.allBundles.map(\.bundleURL)
         for start in starts {
             var dir = start.standardizedFileURL
@@ -22,7 +24,8 @@ final class BrowserTestBackend: @unchecked Sendable {
                 let candidate = dir.appendingPathComponent("confab").path
                 var isDirectory: ObjCBool = false
                 if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                   FileManager.default.isExecutableFile(atPath: candidate) {
+                    FileManager.default.isExecutableFile(atPath: candidate)
+                {
                     return candidate
                 }
                 dir = dir.deletingLastPathComponent()
@@ -32,7 +35,8 @@ final class BrowserTestBackend: @unchecked Sendable {
     }
 
     init() {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("confab-browser-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("confab-browser-\(UUID().uuidString)").path
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
@@ -41,19 +45,34 @@ final class BrowserTestBackend: @unchecked Sendable {
     func start(binary: String, chatServers: Int = 1) async throws -> [String] {
         // A fresh, empty ring: nothing to stream, so nodes join without bootstrapping (which
         // serializes joins and would make start-up slower and order-dependent).
-        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
-                    "--auto-bootstrap", "false", "--insecure-no-cluster-secret"]
-        let first = try launch(binary, tag: "n1", ["node", "--data-dir", "\(directory)/n1", "--listen", "127.0.0.1:0",
-                                                   "--log-level", "warning"] + fast)
+        let fast = [
+            "--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
+            "--auto-bootstrap", "false", "--insecure-no-cluster-secret",
+        ]
+        let first = try launch(
+            binary, tag: "n1",
+            [
+                "node", "--data-dir", "\(directory)/n1", "--listen", "127.0.0.1:0",
+                "--log-level", "warning",
+            ] + fast)
         let port1 = try await waitForPort(first, tag: "n1", after: "listening on 127.0.0.1:")
         var ports = [port1]
         let seeds = ["--seeds", "127.0.0.1:\(port1)"]
         var others: [(Process, String)] = []
         for tag in ["n2", "n3"] {
-            others.append((try launch(binary, tag: tag, ["node", "--data-dir", "\(directory)/\(tag)", "--listen", "127.0.0.1:0",
-                                                         "--log-level", "warning"] + fast + seeds), tag))
+            others.append(
+                (
+                    try launch(
+                        binary, tag: tag,
+                        [
+                            "node", "--data-dir", "\(directory)/\(tag)", "--listen", "127.0.0.1:0",
+                            "--log-level", "warning",
+                        ] + fast + seeds), tag
+                ))
         }
-        for (process, tag) in others { ports.append(try await waitForPort(process, tag: tag, after: "listening on 127.0.0.1:")) }
+        for (process, tag) in others {
+            ports.append(try await waitForPort(process, tag: tag, after: "listening on 127.0.0.1:"))
+        }
         nodePorts = ports
         let addresses = ports.map { NodeAddress(host: "127.0.0.1", port: $0) }
         for address in addresses {
@@ -64,10 +83,16 @@ final class BrowserTestBackend: @unchecked Sendable {
             let deadline = ContinuousClock.now + .seconds(30)
             while true {
                 if let status = try? await client.status(),
-                   status.nodes.count == 3, status.nodes.allSatisfy({ $0.state == "normal" && $0.isUp }) { break }
+                    status.nodes.count == 3, status.nodes.allSatisfy({ $0.state == "normal" && $0.isUp })
+                {
+                    break
+                }
                 guard ContinuousClock.now < deadline else {
-                    let status = (try? await client.status()).map { "\($0.nodes.map { "\($0.state)/\($0.isUp)" })" } ?? "no status"
-                    throw BrowserTestError("""
+                    let status =
+                        (try? await client.status()).map { "\($0.nodes.map { "\($0.state)/\($0.isUp)" })" }
+                        ?? "no status"
+                    throw BrowserTestError(
+                        """
                         the ring did not converge to 3 normal nodes within 30 s (\(address) sees \(status)); \
                         n1: \(log("n1").suffix(800)) n2: \(log("n2").suffix(800)) n3: \(log("n3").suffix(800))
                         """)
@@ -79,9 +104,13 @@ final class BrowserTestBackend: @unchecked Sendable {
         var urls: [String] = []
         for i in 1...chatServers {
             let tag = "chat\(i == 1 ? "" : String(i))"
-            let chat = try launch(binary, tag: tag, ["chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
-                                                     "--server-id", "web\(i)", "--secret", "browser-test-secret",
-                                                     "--password-rounds", "1000", "--log-level", "warning"])
+            let chat = try launch(
+                binary, tag: tag,
+                [
+                    "chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
+                    "--server-id", "web\(i)", "--secret", "browser-test-secret",
+                    "--password-rounds", "1000", "--log-level", "warning",
+                ])
             let port = try await waitForPort(chat, tag: tag, after: "listening on http://127.0.0.1:")
             urls.append("http://127.0.0.1:\(port)")
         }
@@ -110,14 +139,16 @@ final class BrowserTestBackend: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             for file in ["\(directory)/\(tag).out", "\(directory)/\(tag).err"] {
                 let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
-                if let range = text.range(of: marker), let port = Int(text[range.upperBound...].prefix { $0.isNumber }) {
+                if let range = text.range(of: marker), let port = Int(text[range.upperBound...].prefix { $0.isNumber })
+                {
                     return port
                 }
             }
             guard process.isRunning else { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw BrowserTestError("\(tag) did not print \"\(marker)PORT\" (\(process.isRunning ? "timed out" : "exited")): \(log(tag))")
+        throw BrowserTestError(
+            "\(tag) did not print \"\(marker)PORT\" (\(process.isRunning ? "timed out" : "exited")): \(log(tag))")
     }
 
     func log(_ tag: String) -> String {

@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabChat
 
 /// Every kind of bad input the issue names, against real `confab chat serve` processes over a
@@ -10,7 +11,8 @@ import Testing
     @Test func badInputGetsAClearAnswerAndLosesNothing() async throws {
         // A budget of 10 sends, refilled at 1 a second: the flood below outruns it however fast or
         // slow the machine is (it needs over 190 s to get through 200 sends otherwise).
-        let cluster = try await ChatClusterProcesses.start(servers: ["bad1"], serverArguments: ["--send-rate", "1", "--send-burst", "10"])
+        let cluster = try await ChatClusterProcesses.start(
+            servers: ["bad1"], serverArguments: ["--send-rate", "1", "--send-burst", "10"])
         do {
             try await run(cluster)
         } catch {
@@ -25,11 +27,14 @@ import Testing
         let ann = try await cluster.register("ann")
         let ben = try await cluster.register("ben")
         _ = try await cluster.register("cat")
-        let direct = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: ann, body: ["with": "ben"])
+        let direct = try await ClusterHTTP.request(
+            .post, "/api/chats/direct", port: port, token: ann, body: ["with": "ben"])
         let chatId = try #require(direct.json["chatId"] as? String, "create chat: \(direct.text)")
-        let private_ = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: ben, body: ["with": "cat"])
-        let privateId = try #require(private_.json["chatId"] as? String)
-        let flood = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: ann, body: ["with": "cat"])
+        let privateChat = try await ClusterHTTP.request(
+            .post, "/api/chats/direct", port: port, token: ben, body: ["with": "cat"])
+        let privateId = try #require(privateChat.json["chatId"] as? String)
+        let flood = try await ClusterHTTP.request(
+            .post, "/api/chats/direct", port: port, token: ann, body: ["with": "cat"])
         let floodId = try #require(flood.json["chatId"] as? String)
 
         let (ws, _) = try await cluster.connect("ann", token: ann)
@@ -51,8 +56,9 @@ import Testing
         ws.sendRaw(#"{"type":"send","chatId":""# + chatId + #"","clientId":"longest-ws","text":""# + escaped + #""}"#)
         let longAck = try await ws.next("ack", timeout: .seconds(30))
         #expect(longAck["clientId"] as? String == "longest-ws", "\(longAck)")
-        let longHTTP = try await ClusterHTTP.request(.post, "/api/chats/\(chatId)/messages", port: port, token: ann,
-                                                     rawBody: #"{"clientId":"longest-http","text":""# + escaped + #""}"#)
+        let longHTTP = try await ClusterHTTP.request(
+            .post, "/api/chats/\(chatId)/messages", port: port, token: ann,
+            rawBody: #"{"clientId":"longest-http","text":""# + escaped + #""}"#)
         #expect(longHTTP.status == 200, "\(longHTTP.status) \(longHTTP.text.prefix(300))")
 
         // Malformed and unknown frames.
@@ -67,11 +73,15 @@ import Testing
         try ws.send(["type": "send", "chatId": "987654321", "clientId": "void", "text": "anyone?"])
         #expect(try await ws.next("error")["code"] as? String == "unknown_chat")
         // Too long: refused, nothing stored.
-        try ws.send(["type": "send", "chatId": chatId, "clientId": "long", "text": String(repeating: "y", count: 100_001)])
+        try ws.send([
+            "type": "send", "chatId": chatId, "clientId": "long", "text": String(repeating: "y", count: 100_001),
+        ])
         let tooLong = try await ws.next("error")
         #expect(tooLong["code"] as? String == "message_too_long" && tooLong["ref"] as? String == "long")
         // A flood: the per-user budget (1/s, burst 10) refuses the excess; nothing refused is stored.
-        for i in 0..<200 { try ws.send(["type": "send", "chatId": floodId, "clientId": "flood-\(i)", "text": "flood \(i)"]) }
+        for i in 0..<200 {
+            try ws.send(["type": "send", "chatId": floodId, "clientId": "flood-\(i)", "text": "flood \(i)"])
+        }
         let limited = try await ws.next("error", timeout: .seconds(30)) { $0["code"] as? String == "rate_limited" }
         let limitedRef = try #require(limited["ref"] as? String)
 
@@ -94,14 +104,18 @@ import Testing
         let (again, _) = try await cluster.connect("ann", token: ann)
         try again.send(["type": "ping"])
         _ = try await again.next("pong")
-        let history = try await ClusterHTTP.request(.get, "/api/chats/\(chatId)/messages?limit=200", port: port, token: ben)
+        let history = try await ClusterHTTP.request(
+            .get, "/api/chats/\(chatId)/messages?limit=200", port: port, token: ben)
         let texts = (history.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
         #expect(texts.filter { $0 == "acknowledged before the abuse" }.count == 1)
         #expect(!texts.contains { $0.hasPrefix("yyyy") })
         #expect(!texts.contains("a silent rewrite"))
-        #expect(texts.filter { $0.unicodeScalars.count == 100_000 && $0.unicodeScalars.allSatisfy { $0 == "😀" } }.count == 2)
+        #expect(
+            texts.filter { $0.unicodeScalars.count == 100_000 && $0.unicodeScalars.allSatisfy { $0 == "😀" } }.count == 2
+        )
         #expect(!texts.contains("let me in") && !texts.contains("anyone?"))
-        let floodPage = try await ClusterHTTP.request(.get, "/api/chats/\(floodId)/messages?limit=200", port: port, token: ann)
+        let floodPage = try await ClusterHTTP.request(
+            .get, "/api/chats/\(floodId)/messages?limit=200", port: port, token: ann)
         let floodTexts = (floodPage.json["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
         let refusedFlood = "flood " + limitedRef.dropFirst("flood-".count)
         #expect(!floodTexts.isEmpty && floodTexts.count < 200, "\(floodTexts.count) of 200 flood messages stored")

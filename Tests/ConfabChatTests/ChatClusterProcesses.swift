@@ -30,10 +30,13 @@ final class ChatClusterProcesses: Sendable {
 
     /// `serverArguments` go to every `confab chat serve` (e.g. a small send budget).
     static func start(servers: [String], serverArguments: [String] = []) async throws -> ChatClusterProcesses {
-        guard let binary = confabBinary() else { throw TestFailure("confab executable not found next to the test bundle") }
+        guard let binary = confabBinary() else {
+            throw TestFailure("confab executable not found next to the test bundle")
+        }
         let dir = ChatTempDirectory("confab-chat-cluster")
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
-        _ = FileManager.default.createFile(atPath: "\(dir.path)/chat-secret", contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(
+            atPath: "\(dir.path)/chat-secret", contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
         // A fresh, empty ring: nothing to stream, so nodes join without bootstrapping.
         let fast = nodeFlags
         var processes: [Process] = []
@@ -41,9 +44,11 @@ final class ChatClusterProcesses: Sendable {
         do {
             for i in 1...3 {
                 let seeds = ports.isEmpty ? [] : ["--seeds", "127.0.0.1:\(ports[0])"]
-                let (node, port) = try await launch(binary, ["node", "--data-dir", "\(dir.path)/node\(i)", "--listen", "127.0.0.1:0"]
-                                                        + fast + seeds,
-                                                    name: "node\(i)", dir: dir.path, waitFor: "listening on 127.0.0.1:")
+                let (node, port) = try await launch(
+                    binary,
+                    ["node", "--data-dir", "\(dir.path)/node\(i)", "--listen", "127.0.0.1:0"]
+                        + fast + seeds,
+                    name: "node\(i)", dir: dir.path, waitFor: "listening on 127.0.0.1:")
                 processes.append(node)
                 ports.append(port)
             }
@@ -64,12 +69,17 @@ final class ChatClusterProcesses: Sendable {
     }
 
     func startServer(_ id: String, arguments: [String] = []) async throws {
-        let (process, port) = try await Self.launch(binary, [
-            "chat", "serve", "--port", "0", "--nodes", nodePorts.map { "127.0.0.1:\($0)" }.joined(separator: ","), "--server-id", id,
-            "--secret-file", "\(dir.path)/chat-secret", "--password-rounds", "1000", "--heartbeat-ttl", "\(Self.heartbeatTTL)",
-            // Tests sign up to 100 users from 127.0.0.1 at once: lift the per-address limit.
-            "--login-rate", "1000", "--login-burst", "1000",
-            "--log-level", "warning"] + arguments, name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
+        let (process, port) = try await Self.launch(
+            binary,
+            [
+                "chat", "serve", "--port", "0", "--nodes", nodePorts.map { "127.0.0.1:\($0)" }.joined(separator: ","),
+                "--server-id", id,
+                "--secret-file", "\(dir.path)/chat-secret", "--password-rounds", "1000", "--heartbeat-ttl",
+                "\(Self.heartbeatTTL)",
+                // Tests sign up to 100 users from 127.0.0.1 at once: lift the per-address limit.
+                "--login-rate", "1000", "--login-burst", "1000",
+                "--log-level", "warning",
+            ] + arguments, name: id, dir: dir.path, waitFor: "confab chat \(id) listening on http://127.0.0.1:")
         chats.withLockedValue { $0[id] = (process, port) }
     }
 
@@ -82,7 +92,10 @@ final class ChatClusterProcesses: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             if let status = try? await client.status(),
-               status.nodes.count == ports.count, status.nodes.allSatisfy({ $0.state == "normal" && $0.isUp }) { return }
+                status.nodes.count == ports.count, status.nodes.allSatisfy({ $0.state == "normal" && $0.isUp })
+            {
+                return
+            }
             guard ContinuousClock.now < deadline else {
                 throw TestFailure("the 3-node ring did not become normal within 30 s")
             }
@@ -91,9 +104,13 @@ final class ChatClusterProcesses: Sendable {
     }
 
     /// Starts a process and waits for the line announcing its port.
-    private static func launch(_ binary: String, _ arguments: [String], name: String, dir: String, waitFor marker: String)
-        async throws -> (Process, Int) {
-        let out = "\(dir)/\(name).out", err = "\(dir)/\(name).err"
+    private static func launch(
+        _ binary: String, _ arguments: [String], name: String, dir: String, waitFor marker: String
+    )
+        async throws -> (Process, Int)
+    {
+        let out = "\(dir)/\(name).out"
+        let err = "\(dir)/\(name).err"
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         _ = FileManager.default.createFile(atPath: err, contents: nil)
         let process = Process()
@@ -105,11 +122,14 @@ final class ChatClusterProcesses: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline, process.isRunning {
             let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-            if let r = text.range(of: marker), let port = Int(text[r.upperBound...].prefix { $0.isNumber }) { return (process, port) }
+            if let r = text.range(of: marker), let port = Int(text[r.upperBound...].prefix { $0.isNumber }) {
+                return (process, port)
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        throw TestFailure("\(name) did not start; stderr: \((try? String(contentsOfFile: err, encoding: .utf8))?.suffix(2000) ?? "")")
+        throw TestFailure(
+            "\(name) did not start; stderr: \((try? String(contentsOfFile: err, encoding: .utf8))?.suffix(2000) ?? "")")
     }
 
     func port(_ id: String) -> Int { chats.withLockedValue { $0[id]!.port } }
@@ -140,21 +160,31 @@ final class ChatClusterProcesses: Sendable {
 
     func restartNode(_ index: Int) async throws {
         let seeds = index == 0 ? ["--seeds", "127.0.0.1:\(nodePorts[1])"] : ["--seeds", "127.0.0.1:\(nodePorts[0])"]
-        let (node, _) = try await Self.launch(binary, ["node", "--data-dir", "\(dir.path)/node\(index + 1)", "--listen", "127.0.0.1:\(nodePorts[index])"]
-                                                  + Self.nodeFlags + seeds,
-                                              name: "node\(index + 1)-restart", dir: dir.path, waitFor: "listening on 127.0.0.1:")
+        let (node, _) = try await Self.launch(
+            binary,
+            ["node", "--data-dir", "\(dir.path)/node\(index + 1)", "--listen", "127.0.0.1:\(nodePorts[index])"]
+                + Self.nodeFlags + seeds,
+            name: "node\(index + 1)-restart", dir: dir.path, waitFor: "listening on 127.0.0.1:")
         nodeProcesses.withLockedValue { $0[index] = node }
     }
 
-    static let nodeFlags = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
-                            "--auto-bootstrap", "false", "--log-level", "warning", "--insecure-no-cluster-secret"]
+    static let nodeFlags = [
+        "--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "2000",
+        "--auto-bootstrap", "false", "--log-level", "warning", "--insecure-no-cluster-secret",
+    ]
 
     /// SIGTERM everything and wait (SIGKILL after 10 s).
     func stop() async {
-        let all = chats.withLockedValue { c in defer { c = [:] }; return Array(c.values.map(\.process)) } + nodes
+        let all =
+            chats.withLockedValue { c in
+                defer { c = [:] }
+                return Array(c.values.map(\.process))
+            } + nodes
         for p in all where p.isRunning { kill(p.processIdentifier, SIGTERM) }
         let deadline = ContinuousClock.now + .seconds(10)
-        while all.contains(where: \.isRunning), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        while all.contains(where: \.isRunning), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
         killAll(all)
     }
 
@@ -169,9 +199,12 @@ final class ChatClusterProcesses: Sendable {
 
     /// Registers `handle` (on any server); returns its token.
     func register(_ handle: String) async throws -> String {
-        let r = try await ClusterHTTP.request(.post, "/api/register", port: port(serverIds[0]),
-                                              body: ["handle": handle, "password": "password-\(handle)"])
-        guard let token = r.json["token"] as? String else { throw TestFailure("register \(handle): \(r.status) \(r.text)") }
+        let r = try await ClusterHTTP.request(
+            .post, "/api/register", port: port(serverIds[0]),
+            body: ["handle": handle, "password": "password-\(handle)"])
+        guard let token = r.json["token"] as? String else {
+            throw TestFailure("register \(handle): \(r.status) \(r.text)")
+        }
         return token
     }
 
@@ -179,7 +212,8 @@ final class ChatClusterProcesses: Sendable {
     func route(_ userId: String, askingPort: Int? = nil) async throws -> (id: String, port: Int) {
         let r = try await ClusterHTTP.request(.get, "/api/route?user=\(userId)", port: askingPort ?? port(serverIds[0]))
         guard let id = r.json["serverId"] as? String, let server = r.json["server"] as? String,
-              let p = Int(server.split(separator: ":").last ?? "") else { throw TestFailure("route \(userId): \(r.text)") }
+            let p = Int(server.split(separator: ":").last ?? "")
+        else { throw TestFailure("route \(userId): \(r.text)") }
         return (id, p)
     }
 
@@ -201,8 +235,10 @@ enum ClusterHTTP {
     }
 
     /// `rawBody`, when given, is sent as is (JSON written by hand, e.g. with escapes).
-    static func request(_ method: HTTPRequest.Method, _ path: String, port: Int, token: String? = nil,
-                        body: [String: Any]? = nil, rawBody: String? = nil) async throws -> Result {
+    static func request(
+        _ method: HTTPRequest.Method, _ path: String, port: Int, token: String? = nil,
+        body: [String: Any]? = nil, rawBody: String? = nil
+    ) async throws -> Result {
         var headers = HTTPFields()
         if let token { headers[.authorization] = "Bearer \(token)" }
         var buffer: ByteBuffer? = nil
@@ -214,7 +250,9 @@ enum ClusterHTTP {
             headers[.contentType] = "application/json"
         }
         let request = TestClient.Request(path, method: method, headers: headers, body: buffer)
-        let response = try await TestClient.withClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(30))) {
+        let response = try await TestClient.withClient(
+            host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(30))
+        ) {
             try await $0.execute(request)
         }
         let text = response.body.flatMap { $0.getString(at: $0.readerIndex, length: $0.readableBytes) } ?? ""

@@ -36,8 +36,11 @@ final class ChatStack: Sendable {
     let nodeAddresses: [NodeAddress]
     static let secret = Array("integration-test-secret-0123456789".utf8)
 
-    private init(directories: [ChatTempDirectory], nodeGroups: [ServiceGroup], nodeTasks: [Task<Void, any Error>], client: ConfabClient,
-                 server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int, nodeAddresses: [NodeAddress]) {
+    private init(
+        directories: [ChatTempDirectory], nodeGroups: [ServiceGroup], nodeTasks: [Task<Void, any Error>],
+        client: ConfabClient,
+        server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int, nodeAddresses: [NodeAddress]
+    ) {
         self.directories = directories
         self.nodeGroups = nodeGroups
         self.nodeTasks = nodeTasks
@@ -55,7 +58,9 @@ final class ChatStack: Sendable {
         return logger
     }
 
-    static func start(nodes nodeCount: Int = 1, configure: (inout ChatServerConfiguration) -> Void = { _ in }) async throws -> ChatStack {
+    static func start(nodes nodeCount: Int = 1, configure: (inout ChatServerConfiguration) -> Void = { _ in })
+        async throws -> ChatStack
+    {
         let logger = quietLogger
         var directories: [ChatTempDirectory] = []
         var groups: [ServiceGroup] = []
@@ -96,7 +101,8 @@ final class ChatStack: Sendable {
             }
         }
         let (server, serverGroup) = makeServer(client: client, configure: configure)
-        let nodeGroups = groups, nodeTasks = tasks
+        let nodeGroups = groups
+        let nodeTasks = tasks
         let task = Task {
             try await serverGroup.run()
             await client.shutdown()
@@ -104,13 +110,16 @@ final class ChatStack: Sendable {
             for t in nodeTasks { try await t.value }
         }
         let port = try await server.listeningPort()
-        return ChatStack(directories: directories, nodeGroups: groups, nodeTasks: tasks, client: client, server: server,
-                         group: serverGroup, task: task, port: port, nodeAddresses: addresses)
+        return ChatStack(
+            directories: directories, nodeGroups: groups, nodeTasks: tasks, client: client, server: server,
+            group: serverGroup, task: task, port: port, nodeAddresses: addresses)
     }
 
     /// A chat server over `client` on a free port (run its group to start it).
-    static func makeServer(client: ConfabClient, serverId: String = "test-server",
-                           configure: (inout ChatServerConfiguration) -> Void = { _ in }) -> (ChatServer, ServiceGroup) {
+    static func makeServer(
+        client: ConfabClient, serverId: String = "test-server",
+        configure: (inout ChatServerConfiguration) -> Void = { _ in }
+    ) -> (ChatServer, ServiceGroup) {
         var chatConfig = ChatServerConfiguration(serverId: serverId, secret: secret)
         chatConfig.port = 0
         chatConfig.passwordRounds = 1000
@@ -122,8 +131,10 @@ final class ChatStack: Sendable {
 
     /// Another chat server over the same ring; stop it with `group.triggerGracefulShutdown()`
     /// and await `task`.
-    func startAnotherServer(serverId: String, configure: (inout ChatServerConfiguration) -> Void = { _ in }) async throws
-        -> (server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int) {
+    func startAnotherServer(serverId: String, configure: (inout ChatServerConfiguration) -> Void = { _ in })
+        async throws
+        -> (server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int)
+    {
         let (server, group) = Self.makeServer(client: client, serverId: serverId, configure: configure)
         let task = Task { try await group.run() }
         return (server, group, task, try await server.listeningPort())
@@ -144,8 +155,10 @@ final class ChatStack: Sendable {
         var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
     }
 
-    func http(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: [String: Any]? = nil,
-              rawBody: String? = nil, port: Int? = nil, origin: String? = nil) async throws -> HTTPResult {
+    func http(
+        _ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: [String: Any]? = nil,
+        rawBody: String? = nil, port: Int? = nil, origin: String? = nil
+    ) async throws -> HTTPResult {
         var headers = HTTPFields()
         if let token { headers[.authorization] = "Bearer \(token)" }
         if let origin { headers[.origin] = origin }
@@ -154,18 +167,23 @@ final class ChatStack: Sendable {
         if let rawBody { buffer = ByteBuffer(string: rawBody) }
         if buffer != nil { headers[.contentType] = "application/json" }
         let request = TestClient.Request(path, method: method, headers: headers, body: buffer)
-        let response = try await TestClient.withClient(host: "127.0.0.1", port: port ?? self.port, configuration: .init(timeout: .seconds(60))) {
+        let response = try await TestClient.withClient(
+            host: "127.0.0.1", port: port ?? self.port, configuration: .init(timeout: .seconds(60))
+        ) {
             try await $0.execute(request)
         }
         let text = response.body.flatMap { $0.getString(at: $0.readerIndex, length: $0.readableBytes) } ?? ""
         let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
-        return HTTPResult(status: response.status.code, json: json, text: text, retryAfter: response.headers[.retryAfter])
+        return HTTPResult(
+            status: response.status.code, json: json, text: text, retryAfter: response.headers[.retryAfter])
     }
 
     /// Registers a user; returns their token.
     func register(_ handle: String) async throws -> String {
         let r = try await http(.post, "/api/register", body: ["handle": handle, "password": "password-\(handle)"])
-        guard r.status == 201, let token = r.json["token"] as? String else { throw TestFailure("register \(handle): \(r.status) \(r.text)") }
+        guard r.status == 201, let token = r.json["token"] as? String else {
+            throw TestFailure("register \(handle): \(r.status) \(r.text)")
+        }
         return token
     }
 
@@ -202,7 +220,9 @@ final class TestSocket: Sendable {
         let ended = self.ended
         task = Task {
             defer { ended.withLockedValue { $0 = true } }
-            return try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 4 << 20), logger: logger) { inbound, outbound, _ in
+            return try await WebSocketClient.connect(
+                url: url, configuration: .init(maxFrameSize: 4 << 20), logger: logger
+            ) { inbound, outbound, _ in
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await text in stream { try await outbound.write(.text(text)) }
@@ -224,14 +244,18 @@ final class TestSocket: Sendable {
     func sendRaw(_ text: String) { outgoing.yield(text) }
 
     /// The next unconsumed frame of `type` (and, when given, matching `where`).
-    func next(_ type: String, timeout: Duration = .seconds(15), where match: @Sendable ([String: Any]) -> Bool = { _ in true })
-        async throws -> [String: Any] {
+    func next(
+        _ type: String, timeout: Duration = .seconds(15), where match: @Sendable ([String: Any]) -> Bool = { _ in true }
+    )
+        async throws -> [String: Any]
+    {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let found: String? = received.withLockedValue { frames in
                 for i in frames.indices where !frames[i].consumed {
                     guard let o = try? JSONSerialization.jsonObject(with: Data(frames[i].text.utf8)) as? [String: Any],
-                          o["type"] as? String == type, match(o) else { continue }
+                        o["type"] as? String == type, match(o)
+                    else { continue }
                     frames[i].consumed = true
                     return frames[i].text
                 }
@@ -240,7 +264,8 @@ final class TestSocket: Sendable {
             if let found { return try JSONSerialization.jsonObject(with: Data(found.utf8)) as! [String: Any] }
             try await Task.sleep(for: .milliseconds(1))
         }
-        throw TestFailure("no \(type) frame within \(timeout); got: \(received.withLockedValue { $0.map(\.text) }.suffix(5))")
+        throw TestFailure(
+            "no \(type) frame within \(timeout); got: \(received.withLockedValue { $0.map(\.text) }.suffix(5))")
     }
 
     /// The raw text frames received from position `index` on (consumed or not).
@@ -251,7 +276,9 @@ final class TestSocket: Sendable {
     /// Every frame of `type` received so far (consumed or not).
     func all(_ type: String) -> [[String: Any]] {
         received.withLockedValue { $0.map(\.text) }.compactMap {
-            guard let o = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], o["type"] as? String == type else { return nil }
+            guard let o = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any],
+                o["type"] as? String == type
+            else { return nil }
             return o
         }
     }

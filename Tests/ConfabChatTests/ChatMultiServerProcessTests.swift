@@ -17,7 +17,8 @@ import Testing
     }
 
     /// The first `count` names `prefix0, prefix1, …` owned by each server.
-    func homed(_ cluster: ChatClusterProcesses, prefix: String, perServer count: Int) async throws -> [String: [String]] {
+    func homed(_ cluster: ChatClusterProcesses, prefix: String, perServer count: Int) async throws -> [String: [String]]
+    {
         var out: [String: [String]] = [:]
         for i in 0..<400 {
             let name = "\(prefix)\(i)"
@@ -54,10 +55,16 @@ import Testing
             try socket.send(["type": "send", "chatId": chatId, "clientId": clientId, "text": text])
             let deadline = ContinuousClock.now + .seconds(15)
             while ContinuousClock.now < deadline {
-                if let ack = try? await socket.next("ack", timeout: .milliseconds(20), where: { $0["clientId"] as? String == clientId }) {
+                if let ack = try? await socket.next(
+                    "ack", timeout: .milliseconds(20), where: { $0["clientId"] as? String == clientId })
+                {
                     return ack
                 }
-                if (try? await socket.next("error", timeout: .milliseconds(1), where: { $0["ref"] as? String == clientId })) != nil { break }
+                if (try? await socket.next(
+                    "error", timeout: .milliseconds(1), where: { $0["ref"] as? String == clientId })) != nil
+                {
+                    break
+                }
             }
         }
         throw TestFailure("no ack for \(clientId) after 4 attempts")
@@ -81,7 +88,8 @@ import Testing
 
     /// Sync pages from `cursors` (chatId → seq) until `more` is false: (message ids, final cursors).
     func sync(_ socket: TestSocket, cursors: [String: String]) async throws -> ([String], [String: String]) {
-        var cursors = cursors, ids: [String] = []
+        var cursors = cursors
+        var ids: [String] = []
         while true {
             try socket.send(["type": "sync", "cursors": cursors])
             let page = try await socket.next("sync")
@@ -101,7 +109,8 @@ import Testing
             progressed = false
             for m in messages {
                 guard let chat = m["chatId"] as? String, let seq = (m["seq"] as? String).flatMap({ Int64($0) }),
-                      let prev = (m["prev"] as? String).flatMap({ Int64($0) }), prev == last[chat] ?? 0, seq > (last[chat] ?? 0)
+                    let prev = (m["prev"] as? String).flatMap({ Int64($0) }), prev == last[chat] ?? 0,
+                    seq > (last[chat] ?? 0)
                 else { continue }
                 last[chat] = seq
                 progressed = true
@@ -113,25 +122,33 @@ import Testing
     @Test func directMessagesReachAUserOnTheOtherServerInRealTime() async throws {
         try await withCluster { cluster in
             let homes = try await homed(cluster, prefix: "dm", perServer: 1)
-            let alice = homes["mc1"]![0], bob = homes["mc2"]![0]
+            let alice = homes["mc1"]![0]
+            let bob = homes["mc2"]![0]
             let tokens = try await register(cluster, [alice, bob])
             let a = try await cluster.connect(alice, token: tokens[alice]!)
             let b = try await cluster.connect(bob, token: tokens[bob]!)
             #expect(a.serverId == "mc1" && b.serverId == "mc2")
 
             // A device on a server that does not own its user is sent to the owner.
-            let misplaced = try await RawWebSocketProbe.open(port: cluster.port("mc2"), path: "/ws?token=\(tokens[alice]!)")
+            let misplaced = try await RawWebSocketProbe.open(
+                port: cluster.port("mc2"), path: "/ws?token=\(tokens[alice]!)")
             let wrong = misplaced.firstJSON ?? [:]
             #expect(wrong["code"] as? String == "wrong_server", "\(misplaced)")
-            #expect(wrong["server"] as? String == "http://127.0.0.1:\(cluster.port("mc1"))" && wrong["serverId"] as? String == "mc1")
+            #expect(
+                wrong["server"] as? String == "http://127.0.0.1:\(cluster.port("mc1"))"
+                    && wrong["serverId"] as? String == "mc1")
             #expect(misplaced.closeCode == 4021)
 
-            let chat = try await create("/api/chats/direct", port: cluster.port("mc1"), token: tokens[alice]!, body: ["with": bob])
+            let chat = try await create(
+                "/api/chats/direct", port: cluster.port("mc1"), token: tokens[alice]!, body: ["with": bob])
             let chatId = try #require(chat["chatId"] as? String)
             // Presence is true whichever server is asked: bob is online although alice's server
             // holds none of his connections (issue 9, item 2).
-            let presence = try await ClusterHTTP.request(.get, "/api/presence?users=\(bob),\(alice)", port: cluster.port("mc1"), token: tokens[alice]!)
-            let states = (presence.json["presence"] as? [[String: Any]] ?? []).map { ($0["userId"] as? String ?? "", $0["online"] as? Bool ?? false) }
+            let presence = try await ClusterHTTP.request(
+                .get, "/api/presence?users=\(bob),\(alice)", port: cluster.port("mc1"), token: tokens[alice]!)
+            let states = (presence.json["presence"] as? [[String: Any]] ?? []).map {
+                ($0["userId"] as? String ?? "", $0["online"] as? Bool ?? false)
+            }
             #expect(states.map(\.0) == [bob, alice] && states.allSatisfy(\.1), "\(presence.text)")
             var latencies: [Duration] = []
             for i in 0..<20 {
@@ -139,7 +156,9 @@ import Testing
                 let start = ContinuousClock.now
                 let ack = try await send(from, chatId: chatId, clientId: "dm-\(i)", text: "hello \(i)")
                 let id = try #require(ack["messageId"] as? String)
-                _ = try await to.next("message", timeout: .seconds(5)) { ($0["message"] as? [String: Any])?["messageId"] as? String == id }
+                _ = try await to.next("message", timeout: .seconds(5)) {
+                    ($0["message"] as? [String: Any])?["messageId"] as? String == id
+                }
                 latencies.append(ContinuousClock.now - start)
             }
             // Typing travels the same path (never stored).
@@ -172,8 +191,9 @@ import Testing
                 return out
             }
             let creator = members[0]
-            let created = try await create("/api/chats/group", port: cluster.port("mc1"), token: tokens[creator]!,
-                                           body: ["title": "everyone", "members": Array(members.dropFirst())])
+            let created = try await create(
+                "/api/chats/group", port: cluster.port("mc1"), token: tokens[creator]!,
+                body: ["title": "everyone", "members": Array(members.dropFirst())])
             let chatId = try #require(created["chatId"] as? String)
             let senders = Array(homes["mc1"]!.prefix(3)) + Array(homes["mc2"]!.prefix(3))
             var acked: Set<String> = []
@@ -182,7 +202,9 @@ import Testing
                     group.addTask {
                         var ids: [String] = []
                         for i in 0..<2 {
-                            let ack = try await self.send(sockets[sender]!, chatId: chatId, clientId: "\(sender)-\(i)", text: "from \(sender) #\(i)")
+                            let ack = try await self.send(
+                                sockets[sender]!, chatId: chatId, clientId: "\(sender)-\(i)",
+                                text: "from \(sender) #\(i)")
                             ids.append(ack["messageId"] as! String)
                         }
                         return ids
@@ -194,7 +216,7 @@ import Testing
             try await eventuallyTrue("all 100 devices got all 12 messages", within: .seconds(15)) {
                 sockets.values.allSatisfy { acked.isSubset(of: Set(Self.messageIds($0.all("message")))) }
             }
-            try await Task.sleep(for: .milliseconds(300)) // room for a duplicate to show up
+            try await Task.sleep(for: .milliseconds(300))  // room for a duplicate to show up
             for (member, socket) in sockets {
                 let ids = Self.messageIds(socket.all("message"))
                 #expect(ids.count == 12 && Set(ids) == acked, "\(member) got \(ids.count) message frames")
@@ -202,13 +224,17 @@ import Testing
 
             // An offline member (owned by mc2) misses messages sent on mc1, then catches up with sync
             // from its cursors: per chat, the seq up to which it had every message.
-            let offline = homes["mc2"]![10], sender = homes["mc1"]![5]
+            let offline = homes["mc2"]![10]
+            let sender = homes["mc1"]![5]
             let cursor = Self.cursors(sockets[offline]!.all("message"))
             #expect(cursor[chatId] != nil)
             await sockets[offline]!.close()
             var missed: [String] = []
             for i in 0..<5 {
-                missed.append(try await send(sockets[sender]!, chatId: chatId, clientId: "late-\(i)", text: "while you were away \(i)")["messageId"] as! String)
+                missed.append(
+                    try await send(
+                        sockets[sender]!, chatId: chatId, clientId: "late-\(i)", text: "while you were away \(i)")[
+                            "messageId"] as! String)
             }
             let back = try await cluster.connect(offline, token: tokens[offline]!)
             let (caughtUp, _) = try await sync(back.socket, cursors: cursor)
@@ -221,17 +247,22 @@ import Testing
     @Test func afterSIGKILLOfAChatServerItsUsersMoveToTheOtherAndLoseNothing() async throws {
         try await withCluster { cluster in
             let homes = try await homed(cluster, prefix: "fo", perServer: 1)
-            let victim = homes["mc1"]![0], survivor = homes["mc2"]![0]
+            let victim = homes["mc1"]![0]
+            let survivor = homes["mc2"]![0]
             let tokens = try await register(cluster, [victim, survivor])
             let v1 = try await cluster.connect(victim, token: tokens[victim]!).socket
             let s = try await cluster.connect(survivor, token: tokens[survivor]!).socket
-            let chat = try await create("/api/chats/direct", port: cluster.port("mc2"), token: tokens[survivor]!, body: ["with": victim])
+            let chat = try await create(
+                "/api/chats/direct", port: cluster.port("mc2"), token: tokens[survivor]!, body: ["with": victim])
             let chatId = try #require(chat["chatId"] as? String)
             let (_, cursor) = try await sync(v1, cursors: [:])
 
             // The victim's user sends through mc1 before it dies; the survivor sends throughout.
             var acked: [String] = []
-            for i in 0..<5 { acked.append(try await send(v1, chatId: chatId, clientId: "v-\(i)", text: "before \(i)")["messageId"] as! String) }
+            for i in 0..<5 {
+                acked.append(
+                    try await send(v1, chatId: chatId, clientId: "v-\(i)", text: "before \(i)")["messageId"] as! String)
+            }
             let beforeKill = Set(acked)
             try await eventuallyTrue("the survivor got the victim's messages live") {
                 beforeKill.isSubset(of: Set(Self.messageIds(s.all("message"))))
@@ -239,7 +270,9 @@ import Testing
             let survivorSends = Task {
                 var ids: [String] = []
                 for i in 0..<40 {
-                    ids.append(try await self.send(s, chatId: chatId, clientId: "s-\(i)", text: "steady \(i)")["messageId"] as! String)
+                    ids.append(
+                        try await self.send(s, chatId: chatId, clientId: "s-\(i)", text: "steady \(i)")["messageId"]
+                            as! String)
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 return ids
@@ -261,12 +294,18 @@ import Testing
             let v2 = try #require(moved, "the victim's user found no server within 20 s").socket
             let failover = ContinuousClock.now - killed
             let (synced, _) = try await sync(v2, cursors: Self.cursors(v1.all("message"), start: cursor))
-            for i in 0..<5 { acked.append(try await send(v2, chatId: chatId, clientId: "v2-\(i)", text: "after \(i)")["messageId"] as! String) }
+            for i in 0..<5 {
+                acked.append(
+                    try await send(v2, chatId: chatId, clientId: "v2-\(i)", text: "after \(i)")["messageId"] as! String)
+            }
             acked += try await survivorSends.value
 
             // The victim's devices, de-duplicated by messageId like every client: everything acked.
-            let live1 = Self.messageIds(v1.all("message")), live2 = Self.messageIds(v2.all("message"))
-            #expect(Set(live1).count == live1.count && Set(live2).count == live2.count, "a connection got a message twice live")
+            let live1 = Self.messageIds(v1.all("message"))
+            let live2 = Self.messageIds(v2.all("message"))
+            #expect(
+                Set(live1).count == live1.count && Set(live2).count == live2.count,
+                "a connection got a message twice live")
             try await eventuallyTrue("the moved user has every acknowledged message") {
                 Set(acked).isSubset(of: Set(live1 + Self.messageIds(v2.all("message")) + synced))
             }
@@ -277,7 +316,9 @@ import Testing
             #expect(Set(liveIds).count == liveIds.count)
             let (caughtUp, _) = try await sync(s, cursors: Self.cursors(s.all("message")))
             let survivorIds = liveIds + caughtUp.filter { !liveIds.contains($0) }
-            #expect(Set(acked).subtracting(survivorIds).isEmpty, "survivor missed \(Set(acked).subtracting(survivorIds).count)")
+            #expect(
+                Set(acked).subtracting(survivorIds).isEmpty,
+                "survivor missed \(Set(acked).subtracting(survivorIds).count)")
             print("failover after SIGKILL: the victim's user was live on mc2 \(failover) after the kill")
             for socket in [v1, v2, s] { await socket.close() }
         }

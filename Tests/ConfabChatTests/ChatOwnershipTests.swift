@@ -34,7 +34,9 @@ struct ChatOwnershipTests {
             guard owner["serverId"] as? String == "server-b" else { continue }
             moved += 1
             let frame = try await sockets[u]!.next("error", timeout: .seconds(5))
-            #expect(frame["code"] as? String == "wrong_server" && frame["server"] as? String == "http://127.0.0.1:\(b.port)")
+            #expect(
+                frame["code"] as? String == "wrong_server" && frame["server"] as? String == "http://127.0.0.1:\(b.port)"
+            )
             #expect(try await sockets[u]!.closeCode(timeout: .seconds(5)) == 4021)
             // Polling on the old server is refused the same way.
             let poll = try await stack.http(.get, "/api/poll?timeout=0", token: tokens[u])
@@ -44,7 +46,9 @@ struct ChatOwnershipTests {
         #expect(moved > 0, "none of 12 users moved to the new server")
         // Users the first server still owns keep their connection.
         for u in users {
-            guard try await stack.http(.get, "/api/route?user=\(u)").json["serverId"] as? String != "server-b" else { continue }
+            guard try await stack.http(.get, "/api/route?user=\(u)").json["serverId"] as? String != "server-b" else {
+                continue
+            }
             try sockets[u]!.send(["type": "ping"])
             _ = try await sockets[u]!.next("pong")
         }

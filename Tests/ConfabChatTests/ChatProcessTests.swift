@@ -3,9 +3,9 @@ import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
+import HummingbirdTesting
 import Logging
 import ServiceLifecycle
-import HummingbirdTesting
 import Testing
 
 /// The `confab` executable next to the test bundle (or $CONFAB_BINARY).
@@ -19,7 +19,8 @@ func confabBinary() -> String? {
             let candidate = dir.appendingPathComponent("confab").path
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-               FileManager.default.isExecutableFile(atPath: candidate) {
+                FileManager.default.isExecutableFile(atPath: candidate)
+            {
                 return candidate
             }
             dir = dir.deletingLastPathComponent()
@@ -43,13 +44,16 @@ func confabBinary() -> String? {
         let nodeTask = Task { try await nodeGroup.run() }
         let nodePort = try await node.listeningAddress().port!
 
-        let out = "\(dir.path)/chat.out", err = "\(dir.path)/chat.err"
+        let out = "\(dir.path)/chat.out"
+        let err = "\(dir.path)/chat.err"
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         _ = FileManager.default.createFile(atPath: err, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", "proc1",
-                             "--secret-file", "\(dir.path)/secret", "--password-rounds", "1000", "--log-level", "warning"]
+        process.arguments = [
+            "chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", "proc1",
+            "--secret-file", "\(dir.path)/secret", "--password-rounds", "1000", "--log-level", "warning",
+        ]
         process.standardOutput = FileHandle(forWritingAtPath: out)
         process.standardError = FileHandle(forWritingAtPath: err)
         try process.run()
@@ -64,7 +68,8 @@ func confabBinary() -> String? {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let p = try #require(port, "no listening line; stderr: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+        let p = try #require(
+            port, "no listening line; stderr: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
         #expect(p > 0)
         // The secret file was created (0600) for the next server of the deployment.
         let attributes = try FileManager.default.attributesOfItem(atPath: "\(dir.path)/secret")
@@ -84,7 +89,8 @@ func confabBinary() -> String? {
 
         // The account is in the ring, not in the (gone) chat server.
         let client = ConfabClient(configuration: .init(nodes: [NodeAddress(host: "127.0.0.1", port: nodePort)]))
-        let rows = try await client.read(.init(table: 2, partitionKey: Array("procuser".utf8), limit: 1), consistency: .quorum)
+        let rows = try await client.read(
+            .init(table: 2, partitionKey: Array("procuser".utf8), limit: 1), consistency: .quorum)
         #expect(rows.rows.count == 1)
         await client.shutdown()
         await nodeGroup.triggerGracefulShutdown()
@@ -97,7 +103,8 @@ struct HTTPProbe {
     var port: Int
     func get(_ path: String) async throws -> String { try await send(.init(path, method: .get)) }
     func post(_ path: String, _ json: String) async throws -> String {
-        try await send(.init(path, method: .post, headers: [.contentType: "application/json"], body: .init(string: json)))
+        try await send(
+            .init(path, method: .post, headers: [.contentType: "application/json"], body: .init(string: json)))
     }
     private func send(_ request: TestClient.Request) async throws -> String {
         let response = try await TestClient.withClient(host: "127.0.0.1", port: port) { try await $0.execute(request) }

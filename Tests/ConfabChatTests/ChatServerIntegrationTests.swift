@@ -2,6 +2,7 @@ import ConfabChat
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabChat
 
 /// A real ring node, a chat server and WebSocket clients, all in this process, over real sockets.
@@ -34,7 +35,9 @@ import Testing
         for device in [bobPhone, bobLaptop] {
             let event = try await device.next("message")
             let m = try #require(event["message"] as? [String: Any])
-            #expect(m["messageId"] as? String == messageId && m["sender"] as? String == "alice" && m["text"] as? String == "hi bob <script>")
+            #expect(
+                m["messageId"] as? String == messageId && m["sender"] as? String == "alice"
+                    && m["text"] as? String == "hi bob <script>")
         }
         // A retry with the same client id: the same ack, stored and delivered once.
         try aliceWS.send(["type": "send", "chatId": directId, "clientId": "a-1", "text": "hi bob <script>"])
@@ -42,29 +45,38 @@ import Testing
         #expect(retry["messageId"] as? String == messageId && retry["duplicate"] as? Bool == true)
 
         // Bob answers over HTTP; alice gets it live.
-        let reply = try await stack.http(.post, "/api/chats/\(directId)/messages", token: bob, body: ["clientId": "b-1", "text": "hello alice"])
+        let reply = try await stack.http(
+            .post, "/api/chats/\(directId)/messages", token: bob, body: ["clientId": "b-1", "text": "hello alice"])
         #expect(reply.status == 200 && reply.json["messageId"] is String)
-        let live = try await aliceWS.next("message") { ($0["message"] as? [String: Any])?["sender"] as? String == "bob" }
+        let live = try await aliceWS.next("message") {
+            ($0["message"] as? [String: Any])?["sender"] as? String == "bob"
+        }
         #expect((live["message"] as? [String: Any])?["text"] as? String == "hello alice")
         _ = try await bobPhone.next("message") { ($0["message"] as? [String: Any])?["sender"] as? String == "bob" }
         #expect(bobPhone.all("message").count == 2, "the retry was delivered again")
 
         // A group of three; carol (no socket) posts over HTTP, everyone connected receives it.
-        let group = try await stack.http(.post, "/api/chats/group", token: alice, body: ["title": "Trio", "members": ["bob", "carol"]])
+        let group = try await stack.http(
+            .post, "/api/chats/group", token: alice, body: ["title": "Trio", "members": ["bob", "carol"]])
         #expect(group.status == 201)
         let groupId = try #require(group.json["chatId"] as? String)
         _ = try await bobLaptop.next("chat") { ($0["chat"] as? [String: Any])?["chatId"] as? String == groupId }
-        let carolSend = try await stack.http(.post, "/api/chats/\(groupId)/messages", token: carol, body: ["clientId": "c-1", "text": "hey all"])
+        let carolSend = try await stack.http(
+            .post, "/api/chats/\(groupId)/messages", token: carol, body: ["clientId": "c-1", "text": "hey all"])
         #expect(carolSend.status == 200)
         for device in [aliceWS, bobPhone, bobLaptop] {
             _ = try await device.next("message") { ($0["message"] as? [String: Any])?["chatId"] as? String == groupId }
         }
         // Several quick sends arrive in the same order everywhere.
-        for i in 0..<5 { try aliceWS.send(["type": "send", "chatId": groupId, "clientId": "burst-\(i)", "text": "n\(i)"]) }
+        for i in 0..<5 {
+            try aliceWS.send(["type": "send", "chatId": groupId, "clientId": "burst-\(i)", "text": "n\(i)"])
+        }
         for i in 0..<5 { _ = try await aliceWS.next("ack") { $0["clientId"] as? String == "burst-\(i)" } }
         func order(_ s: TestSocket) -> [String] {
-            s.all("message").compactMap { ($0["message"] as? [String: Any]) }.filter { $0["chatId"] as? String == groupId }
-                .compactMap { $0["text"] as? String }
+            s.all("message").compactMap { ($0["message"] as? [String: Any]) }.filter {
+                $0["chatId"] as? String == groupId
+            }
+            .compactMap { $0["text"] as? String }
         }
         for device in [aliceWS, bobPhone, bobLaptop] {
             try await eventuallyTrue("all six group messages arrive") { order(device).count >= 6 }
@@ -90,10 +102,14 @@ import Testing
         // History pages backwards; sync catches up across chats.
         let page = try await stack.http(.get, "/api/chats/\(groupId)/messages?limit=4", token: carol)
         let messages = try #require(page.json["messages"] as? [[String: Any]])
-        #expect(messages.compactMap { $0["text"] as? String } == ["n4", "n3", "n2", "n1"] && page.json["more"] as? Bool == true)
+        #expect(
+            messages.compactMap { $0["text"] as? String } == ["n4", "n3", "n2", "n1"]
+                && page.json["more"] as? Bool == true)
         let oldest = messages.last!
-        let older = try await stack.http(.get, "/api/chats/\(groupId)/messages?limit=4&before=\(oldest["seq"]!)", token: carol)
-        #expect((older.json["messages"] as? [[String: Any]])?.compactMap { $0["text"] as? String } == ["n0", "hey all"])
+        let older = try await stack.http(
+            .get, "/api/chats/\(groupId)/messages?limit=4&before=\(oldest["seq"]!)", token: carol)
+        #expect(
+            (older.json["messages"] as? [[String: Any]])?.compactMap { $0["text"] as? String } == ["n0", "hey all"])
         let sync = try await stack.http(.post, "/api/sync", token: bob, body: ["cursors": [String: String]()])
         #expect((sync.json["messages"] as? [[String: Any]])?.count == 8 && sync.json["more"] as? Bool == false)
         #expect((sync.json["cursors"] as? [String: String])?.keys.sorted() == [groupId, directId].sorted())
@@ -106,11 +122,14 @@ import Testing
         let states = try #require(presence.json["presence"] as? [[String: Any]])
         #expect(states.map { $0["online"] as? Bool } == [true, false])
         await aliceWS.close()
-        let offline = try await bobPhone.next("presence") { $0["userId"] as? String == "alice" && $0["online"] as? Bool == false }
+        let offline = try await bobPhone.next("presence") {
+            $0["userId"] as? String == "alice" && $0["online"] as? Bool == false
+        }
         #expect(offline["lastSeen"] is Int)
 
         // The message is in the ring: what `confab chat history` reads.
-        let stored = try await ChatHistoryReader(storage: stack.client).messages(chatId: Int64(directId)!, before: nil, limit: 10)
+        let stored = try await ChatHistoryReader(storage: stack.client).messages(
+            chatId: Int64(directId)!, before: nil, limit: 10)
         #expect(stored.map(\.text) == ["hello alice", "hi bob <script>"])
 
         await bobPhone.close()
@@ -160,12 +179,14 @@ import Testing
         let me = try await stack.http(.get, "/api/me", token: expired)
         #expect(me.status == 401 && me.errorCode == "token_expired")
         #expect(try await stack.http(.get, "/api/chats").status == 401)
-        let long = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: dan,
-                                        body: ["clientId": "long", "text": String(repeating: "y", count: 100_001)])
+        let long = try await stack.http(
+            .post, "/api/chats/\(fayChatId)/messages", token: dan,
+            body: ["clientId": "long", "text": String(repeating: "y", count: 100_001)])
         #expect(long.status == 413 && long.errorCode == "message_too_long")
         let history = try await stack.http(.get, "/api/chats/\(fayChatId)/messages", token: dan)
         #expect((history.json["messages"] as? [Any])?.isEmpty == true)
-        let notMine = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: eve, body: ["clientId": "x", "text": "x"])
+        let notMine = try await stack.http(
+            .post, "/api/chats/\(fayChatId)/messages", token: eve, body: ["clientId": "x", "text": "x"])
         #expect(notMine.status == 403 && notMine.errorCode == "not_a_member")
         // Reading a chat must not tell "exists but not yours" from "no such chat" (issue 12):
         // otherwise anyone can test whether two people talk.
@@ -175,7 +196,8 @@ import Testing
         #expect(noChat.status == 404 && noChat.errorCode == "not_found")
         let message = { (r: ChatStack.HTTPResult) in (r.json["error"] as? [String: Any])?["message"] as? String }
         #expect(message(othersChat) != nil && message(othersChat) == message(noChat))
-        let malformed = try await stack.http(.post, "/api/chats/\(fayChatId)/messages", token: dan, rawBody: "{\"text\": 5}")
+        let malformed = try await stack.http(
+            .post, "/api/chats/\(fayChatId)/messages", token: dan, rawBody: "{\"text\": 5}")
         #expect(malformed.status == 400 && malformed.errorCode == "bad_request")
         let taken = try await stack.http(.post, "/api/register", body: ["handle": "DAN", "password": "whatever123"])
         #expect(taken.status == 409 && taken.errorCode == "handle_taken")
@@ -183,16 +205,25 @@ import Testing
         #expect(wrong.status == 401 && wrong.errorCode == "bad_credentials")
         // The same answers with an Origin header, as every browser sends (issue 9, item 1: these
         // were 500 with an empty body when CORS wrapped the error middleware).
-        let wrongFromPage = try await stack.http(.post, "/api/login", body: ["handle": "dan", "password": "nope-nope"], origin: "http://127.0.0.1:1")
-        #expect(wrongFromPage.status == 401 && wrongFromPage.errorCode == "bad_credentials", "\(wrongFromPage.status) \(wrongFromPage.text)")
+        let wrongFromPage = try await stack.http(
+            .post, "/api/login", body: ["handle": "dan", "password": "nope-nope"], origin: "http://127.0.0.1:1")
+        #expect(
+            wrongFromPage.status == 401 && wrongFromPage.errorCode == "bad_credentials",
+            "\(wrongFromPage.status) \(wrongFromPage.text)")
         // A token in the URL counts only on /ws (issue 12: it was accepted on every endpoint).
         let inURL = try await stack.http(.get, "/api/me?token=\(dan)")
-        #expect(inURL.status == 401 && inURL.errorCode == "bad_token" && inURL.text.contains("only on /ws"), "\(inURL.status) \(inURL.text)")
+        #expect(
+            inURL.status == 401 && inURL.errorCode == "bad_token" && inURL.text.contains("only on /ws"),
+            "\(inURL.status) \(inURL.text)")
         #expect(try await stack.http(.get, "/api/me", token: dan).status == 200)
-        let unknownFromPage = try await stack.http(.post, "/api/chats/direct", token: dan, body: ["with": "nobody_here"], origin: "http://127.0.0.1:1")
-        #expect(unknownFromPage.status == 404 && unknownFromPage.errorCode == "unknown_user", "\(unknownFromPage.status) \(unknownFromPage.text)")
-        let big = try await stack.http(.post, "/api/chats/group", token: dan,
-                                       body: ["title": "big", "members": (0..<100).map { "u\($0)" }])
+        let unknownFromPage = try await stack.http(
+            .post, "/api/chats/direct", token: dan, body: ["with": "nobody_here"], origin: "http://127.0.0.1:1")
+        #expect(
+            unknownFromPage.status == 404 && unknownFromPage.errorCode == "unknown_user",
+            "\(unknownFromPage.status) \(unknownFromPage.text)")
+        let big = try await stack.http(
+            .post, "/api/chats/group", token: dan,
+            body: ["title": "big", "members": (0..<100).map { "u\($0)" }])
         #expect(big.status == 422 && big.errorCode == "group_full")
         #expect(try await stack.http(.get, "/api/nothing-here", token: dan).errorCode == "not_found")
 
@@ -224,7 +255,8 @@ import Testing
         async let waiting = stack.http(.get, pollPath, token: hal)
         try await Task.sleep(for: .milliseconds(300))
         let start = ContinuousClock.now
-        _ = try await stack.http(.post, "/api/chats/\(chatId)/messages", token: gil, body: ["clientId": "p1", "text": "poll me"])
+        _ = try await stack.http(
+            .post, "/api/chats/\(chatId)/messages", token: gil, body: ["clientId": "p1", "text": "poll me"])
         let got = try await waiting
         #expect(ContinuousClock.now - start < .seconds(5))
         let events = try #require(got.json["events"] as? [[String: Any]])
@@ -244,10 +276,13 @@ import Testing
         let index = try await stack.http(.get, "/")
         #expect(index.status == 200 && index.text.lowercased().contains("<html"))
         let route = try await stack.http(.get, "/api/route?user=Somebody")
-        #expect(route.json["server"] as? String == "http://127.0.0.1:\(stack.port)" && route.json["serverId"] as? String == "test-server")
+        #expect(
+            route.json["server"] as? String == "http://127.0.0.1:\(stack.port)"
+                && route.json["serverId"] as? String == "test-server")
         // The heartbeat row is in the ring.
         try await eventuallyTrue("heartbeat written") {
-            let rows = try await stack.client.read(SliceQuery(table: 8, partitionKey: [0, 0, 0, 0, 0, 0, 0, 0], limit: 10), consistency: .quorum)
+            let rows = try await stack.client.read(
+                SliceQuery(table: 8, partitionKey: [0, 0, 0, 0, 0, 0, 0, 0], limit: 10), consistency: .quorum)
             return rows.rows.count == 1
         }
         try await stack.stop()
@@ -318,8 +353,12 @@ extension ChatServerIntegrationTests {
         }
         let text = String(repeating: "z", count: 90_000)
         let count = 160  // ~14 MB: more than the kernel's socket buffers hold
-        for i in 0..<count { try sender.send(["type": "send", "chatId": chatId, "clientId": "big-\(i)", "text": text]) }
-        for i in 0..<count { _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" } }
+        for i in 0..<count {
+            try sender.send(["type": "send", "chatId": chatId, "clientId": "big-\(i)", "text": text])
+        }
+        for i in 0..<count {
+            _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" }
+        }
         stalled.reading.withLockedValue { $0 = true }
         #expect(try await stalled.closeCode(timeout: .seconds(30)) == 4008)
         // The sender and the server carry on.
@@ -330,7 +369,9 @@ extension ChatServerIntegrationTests {
         var seen: Set<String> = []
         while true {
             let page = try await stack.http(.post, "/api/sync", token: slow, body: ["cursors": cursors, "limit": 100])
-            for m in page.json["messages"] as? [[String: Any]] ?? [] { if let id = m["clientId"] as? String { seen.insert(id) } }
+            for m in page.json["messages"] as? [[String: Any]] ?? [] {
+                if let id = m["clientId"] as? String { seen.insert(id) }
+            }
             cursors = page.json["cursors"] as? [String: String] ?? cursors
             if page.json["more"] as? Bool != true { break }
         }
@@ -392,8 +433,10 @@ extension ChatServerIntegrationTests {
             let v = sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
             return String(format: "%.2f", Double(v.components.attoseconds) / 1e15 + Double(v.components.seconds) * 1000)
         }
-        print("chat latency over a 3-node RF-3 ring (\(n) sequential WebSocket sends; the test client polls every 1 ms): "
-              + "ack p50 \(ms(acks, 0.5)) ms p99 \(ms(acks, 0.99)) ms; receipt p50 \(ms(receipts, 0.5)) ms p99 \(ms(receipts, 0.99)) ms")
+        print(
+            "chat latency over a 3-node RF-3 ring (\(n) sequential WebSocket sends; the test client polls every 1 ms): "
+                + "ack p50 \(ms(acks, 0.5)) ms p99 \(ms(acks, 0.99)) ms; receipt p50 \(ms(receipts, 0.5)) ms p99 \(ms(receipts, 0.99)) ms"
+        )
         var writes: [Duration] = []
         var reads: [Duration] = []
         for i in 0..<100 {
@@ -407,13 +450,18 @@ extension ChatServerIntegrationTests {
         var direct: [Duration] = []
         for i in 0..<100 {
             let start = ContinuousClock.now
-            _ = try await stack.server.chats.send("lat_a", chatId: Int64(chatId)!, clientId: "d\(i)", text: "direct \(i)")
+            _ = try await stack.server.chats.send(
+                "lat_a", chatId: Int64(chatId)!, clientId: "d\(i)", text: "direct \(i)")
             direct.append(ContinuousClock.now - start)
         }
         print("ChatService.send called directly: p50 \(ms(direct, 0.5)) ms p99 \(ms(direct, 0.99)) ms")
-        print("same ring, one ConfabClient QUORUM write: p50 \(ms(writes, 0.5)) ms p99 \(ms(writes, 0.99)) ms; QUORUM read p50 \(ms(reads, 0.5)) ms")
+        print(
+            "same ring, one ConfabClient QUORUM write: p50 \(ms(writes, 0.5)) ms p99 \(ms(writes, 0.99)) ms; QUORUM read p50 \(ms(reads, 0.5)) ms"
+        )
         // Every message reached the other user once, in the order sent (one sender, one chat).
-        let got = sb.all("message").compactMap { ($0["message"] as? [String: Any])?["clientId"] as? String }.filter { $0.hasPrefix("l") }
+        let got = sb.all("message").compactMap { ($0["message"] as? [String: Any])?["clientId"] as? String }.filter {
+            $0.hasPrefix("l")
+        }
         #expect(got == (0..<n).map { "l\($0)" })
         await sa.close()
         await sb.close()
@@ -421,7 +469,9 @@ extension ChatServerIntegrationTests {
     }
 }
 
-func eventuallyTrue(_ what: String, within timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
+func eventuallyTrue(_ what: String, within timeout: Duration = .seconds(15), _ condition: () async throws -> Bool)
+    async throws
+{
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if (try? await condition()) == true { return }

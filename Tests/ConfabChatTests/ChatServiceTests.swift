@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabChat
 
 @Suite struct ChatServiceTests {
@@ -17,7 +18,10 @@ import Testing
         #expect(await chatErrorCode { try await f.chats.directChat("ann", with: "ann") } == .badRequest)
         #expect(try await f.chats.chats(for: "ann").map(\.chatId) == [a.chatId])
         // Both members heard about the chat.
-        #expect(f.delivery.events(for: "ben").contains { if case .chat(let c) = $0 { return c.chatId == a.chatId } else { return false } })
+        #expect(
+            f.delivery.events(for: "ben").contains {
+                if case .chat(let c) = $0 { return c.chatId == a.chatId } else { return false }
+            })
     }
 
     @Test func groupsHoldAtMostOneHundredMembers() async throws {
@@ -28,12 +32,17 @@ import Testing
         let group = try await f.chats.createGroup("user0", title: "Hundred", members: Array(people[1..<100]))
         #expect(group.members.count == 100)
         // The 101st is refused, clearly, and not added.
-        let code = await chatErrorCode { try await f.chats.addMember("user0", chatId: group.chatId, newMember: "user100") }
+        let code = await chatErrorCode {
+            try await f.chats.addMember("user0", chatId: group.chatId, newMember: "user100")
+        }
         #expect(code == .groupFull)
         #expect(try await f.chats.chat("user0", chatId: group.chatId).members.count == 100)
         #expect(try await f.chats.chats(for: "user100").isEmpty)
         // A group created with 101 members is refused too.
-        #expect(await chatErrorCode { try await f.chats.createGroup("user0", title: "Too big", members: Array(people[1...])) } == .groupFull)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.createGroup("user0", title: "Too big", members: Array(people[1...]))
+            } == .groupFull)
         // After someone leaves there is room again.
         try await f.chats.removeMember("user5", chatId: group.chatId, target: "user5")
         _ = try await f.chats.addMember("user1", chatId: group.chatId, newMember: "user100")
@@ -46,25 +55,39 @@ import Testing
         let g = try await f.chats.createGroup("owner", title: "Team", members: ["mm1", "MM2", "mm1", "owner"])
         #expect(g.members == ["mm1", "mm2", "owner"])
         #expect(g.title == "Team" && g.kind == .group && g.createdBy == "owner")
-        #expect(await chatErrorCode { try await f.chats.createGroup("owner", title: "x", members: ["ghost"]) } == .unknownUser)
+        #expect(
+            await chatErrorCode { try await f.chats.createGroup("owner", title: "x", members: ["ghost"]) }
+                == .unknownUser)
 
         _ = try await f.chats.addMember("mm1", chatId: g.chatId, newMember: "mm3")
         #expect(try await f.chats.chats(for: "mm3").map(\.chatId) == [g.chatId])
         // Only the owner removes others; anyone may leave.
-        #expect(await chatErrorCode { try await f.chats.removeMember("mm1", chatId: g.chatId, target: "mm2") } == .notAMember)
+        #expect(
+            await chatErrorCode { try await f.chats.removeMember("mm1", chatId: g.chatId, target: "mm2") }
+                == .notAMember)
         try await f.chats.removeMember("owner", chatId: g.chatId, target: "mm2")
         try await f.chats.removeMember("mm3", chatId: g.chatId, target: "mm3")
         #expect(try await f.chats.chat("owner", chatId: g.chatId).members == ["mm1", "owner"])
         #expect(try await f.chats.chats(for: "mm2").isEmpty)
         #expect(f.delivery.events(for: "mm2").contains(.chatRemoved(chatId: g.chatId)))
         // A removed member can no longer send or read.
-        #expect(await chatErrorCode { try await f.chats.send("mm2", chatId: g.chatId, clientId: "c1", text: "hi") } == .notAMember)
-        #expect(await chatErrorCode { try await f.chats.history("mm2", chatId: g.chatId, before: nil, limit: 10) } == .notAMember)
-        #expect(await chatErrorCode { try await f.chats.send("mm1", chatId: 12345, clientId: "c1", text: "hi") } == .unknownChat)
+        #expect(
+            await chatErrorCode { try await f.chats.send("mm2", chatId: g.chatId, clientId: "c1", text: "hi") }
+                == .notAMember)
+        #expect(
+            await chatErrorCode { try await f.chats.history("mm2", chatId: g.chatId, before: nil, limit: 10) }
+                == .notAMember)
+        #expect(
+            await chatErrorCode { try await f.chats.send("mm1", chatId: 12345, clientId: "c1", text: "hi") }
+                == .unknownChat)
         // Direct chats have no membership changes.
         let d = try await f.chats.directChat("mm1", with: "mm2")
-        #expect(await chatErrorCode { try await f.chats.addMember("mm1", chatId: d.chatId, newMember: "mm3") } == .notAGroup)
-        #expect(await chatErrorCode { try await f.chats.removeMember("mm1", chatId: d.chatId, target: "mm1") } == .notAGroup)
+        #expect(
+            await chatErrorCode { try await f.chats.addMember("mm1", chatId: d.chatId, newMember: "mm3") } == .notAGroup
+        )
+        #expect(
+            await chatErrorCode { try await f.chats.removeMember("mm1", chatId: d.chatId, target: "mm1") } == .notAGroup
+        )
     }
 
     @Test func aRetriedSendIsStoredAndDeliveredOnce() async throws {
@@ -98,7 +121,9 @@ import Testing
         let writesBefore = f.storage.requestCounts.writes
         // 100,001 Unicode scalars (multi-byte ones, to count scalars, not bytes).
         let long = String(repeating: "é", count: 100_001)
-        #expect(await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "x", text: long) } == .messageTooLong)
+        #expect(
+            await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "x", text: long) }
+                == .messageTooLong)
         #expect(f.storage.requestCounts.writes == writesBefore)
         #expect(try await f.chats.history("tom", chatId: chat.chatId, before: nil, limit: 10).messages.isEmpty)
         #expect(f.delivery.messages(for: "uma").isEmpty)
@@ -108,7 +133,9 @@ import Testing
         #expect(!ack.duplicate)
         let stored = try await f.chats.history("uma", chatId: chat.chatId, before: nil, limit: 10).messages
         #expect(stored.map(\.text.unicodeScalars.count) == [100_000])
-        #expect(await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "y", text: "   ") } == .badRequest)
+        #expect(
+            await chatErrorCode { try await f.chats.send("tom", chatId: chat.chatId, clientId: "y", text: "   ") }
+                == .badRequest)
     }
 
     @Test func unreadCountsReadCursorsAndListOrder() async throws {
@@ -136,14 +163,19 @@ import Testing
         try await f.chats.markRead("ali", chatId: d1.chatId, cursor: ReadCursor(seq: acks[0].seq))
         let summary = try await f.chats.chat("ali", chatId: d1.chatId)
         #expect(summary.unread == 1 && summary.readCursor?.seq == acks[1].seq)
-        #expect(f.delivery.events(for: "bea").contains(.read(chatId: d1.chatId, userId: "ali", cursor: ReadCursor(seq: acks[1].seq))))
+        #expect(
+            f.delivery.events(for: "bea").contains(
+                .read(chatId: d1.chatId, userId: "ali", cursor: ReadCursor(seq: acks[1].seq))))
 
         f.clock.advance(micros: 10)
         _ = try await f.chats.send("cyd", chatId: d2.chatId, clientId: "c0", text: "news")
         list = try await f.chats.chats(for: "ali")
         #expect(list.map(\.chatId) == [d2.chatId, d1.chatId])
         #expect(list.map(\.unread) == [1, 1])
-        #expect(await chatErrorCode { try await f.chats.markRead("cyd", chatId: d1.chatId, cursor: ReadCursor(seq: acks[0].seq)) } == .notAMember)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.markRead("cyd", chatId: d1.chatId, cursor: ReadCursor(seq: acks[0].seq))
+            } == .notAMember)
     }
 
     @Test func unreadCountsStopAtTheCap() async throws {
@@ -160,7 +192,9 @@ import Testing
         let f = ServiceFixture()
         try await f.quickUsers(["hh1", "hh2"])
         let d = try await f.chats.directChat("hh1", with: "hh2")
-        for i in 0..<25 { _ = try await f.chats.send(i % 2 == 0 ? "hh1" : "hh2", chatId: d.chatId, clientId: "c\(i)", text: "m\(i)") }
+        for i in 0..<25 {
+            _ = try await f.chats.send(i % 2 == 0 ? "hh1" : "hh2", chatId: d.chatId, clientId: "c\(i)", text: "m\(i)")
+        }
         var seen: [String] = []
         var before: MessageRecord? = nil
         while true {
@@ -170,7 +204,9 @@ import Testing
             if !page.more { break }
         }
         #expect(seen == (0..<25).reversed().map { "m\($0)" })
-        #expect(await chatErrorCode { try await f.chats.history("hh2", chatId: d.chatId, before: nil, limit: 0) } == .badRequest)
+        #expect(
+            await chatErrorCode { try await f.chats.history("hh2", chatId: d.chatId, before: nil, limit: 0) }
+                == .badRequest)
     }
 
     @Test func sendsAreRateLimitedPerUserAndNothingIsStored() async throws {
@@ -178,16 +214,22 @@ import Testing
         try await f.quickUsers(["fast", "slow"])
         let d = try await f.chats.directChat("fast", with: "slow")
         for i in 0..<3 { _ = try await f.chats.send("fast", chatId: d.chatId, clientId: "ok\(i)", text: "m\(i)") }
-        #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no", text: "flood") } == .rateLimited)
+        #expect(
+            await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no", text: "flood") }
+                == .rateLimited)
         // Another user is not affected.
         _ = try await f.chats.send("slow", chatId: d.chatId, clientId: "s", text: "calm")
         #expect(try await f.chats.history("slow", chatId: d.chatId, before: nil, limit: 50).messages.count == 4)
         f.clock.advance(micros: 500_000)  // one token back: a retry is charged like any send, and stores nothing new
         #expect(try await f.chats.send("fast", chatId: d.chatId, clientId: "ok0", text: "m0").duplicate)
-        #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "later", text: "x") } == .rateLimited)
+        #expect(
+            await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "later", text: "x") }
+                == .rateLimited)
         f.clock.advance(micros: 500_000)
         _ = try await f.chats.send("fast", chatId: d.chatId, clientId: "later", text: "after a pause")
-        #expect(await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no2", text: "x") } == .rateLimited)
+        #expect(
+            await chatErrorCode { try await f.chats.send("fast", chatId: d.chatId, clientId: "no2", text: "x") }
+                == .rateLimited)
     }
 
     @Test func storageFailuresAreReportedAsUnavailable() async throws {
@@ -195,7 +237,9 @@ import Testing
         try await f.quickUsers(["ss1", "ss2"])
         let d = try await f.chats.directChat("ss1", with: "ss2")
         f.storage.setFailing(true)
-        #expect(await chatErrorCode { try await f.chats.send("ss1", chatId: d.chatId, clientId: "c", text: "lost?") } == .storageUnavailable)
+        #expect(
+            await chatErrorCode { try await f.chats.send("ss1", chatId: d.chatId, clientId: "c", text: "lost?") }
+                == .storageUnavailable)
         f.storage.setFailing(false)
         #expect(!(try await f.chats.send("ss1", chatId: d.chatId, clientId: "c", text: "lost?").duplicate))
     }

@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import NIOConcurrencyHelpers
+
 @testable import ConfabChat
 
 /// Records every event delivered, per user, instead of sending it anywhere.
@@ -29,10 +30,13 @@ struct ServiceFixture {
     init(sendsPerSecond: Double = 1000, burst: Double = 1000, limits: ChatService.Limits = .init()) {
         storage = InMemoryChatStorage(clock: clock)
         let store = ChatStore(storage: storage, clock: clock)
-        accounts = AccountService(store: store, hasher: PasswordHasher(rounds: 1000),
-                                  signer: TokenSigner(secret: Array("test-secret-0123456789".utf8), clock: clock), clock: clock)
-        chats = ChatService(store: store, delivery: delivery,
-                            limiter: RateLimiter(ratePerSecond: sendsPerSecond, burst: burst, clock: clock), clock: clock, limits: limits)
+        accounts = AccountService(
+            store: store, hasher: PasswordHasher(rounds: 1000),
+            signer: TokenSigner(secret: Array("test-secret-0123456789".utf8), clock: clock), clock: clock)
+        chats = ChatService(
+            store: store, delivery: delivery,
+            limiter: RateLimiter(ratePerSecond: sendsPerSecond, burst: burst, clock: clock), clock: clock,
+            limits: limits)
     }
 
     /// Registers users (password "password-<id>") and returns their ids.
@@ -46,7 +50,9 @@ struct ServiceFixture {
     /// Writes user rows directly (fast: no password hashing) for tests that need many users.
     func quickUsers(_ ids: [String]) async throws {
         let store = ChatStore(storage: storage, clock: clock)
-        for id in ids { try await store.putUser(UserRecord(userId: id, passwordHash: "x", createdAt: clock.nowMicros())) }
+        for id in ids {
+            try await store.putUser(UserRecord(userId: id, passwordHash: "x", createdAt: clock.nowMicros()))
+        }
     }
 }
 

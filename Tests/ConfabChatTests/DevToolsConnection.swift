@@ -26,7 +26,9 @@ actor DevToolsConnection {
         logger.logLevel = .warning
         let task = Task {
             do {
-                try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 64 << 20), logger: logger) {
+                try await WebSocketClient.connect(
+                    url: url, configuration: .init(maxFrameSize: 64 << 20), logger: logger
+                ) {
                     inbound, writer, _ in
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
@@ -50,8 +52,10 @@ actor DevToolsConnection {
     private func setTask(_ task: Task<Void, Never>) { self.task = task }
 
     /// Sends one command and returns its `result` object as JSON.
-    func send(_ method: String, params: Data = Data("{}".utf8), sessionId: String? = nil,
-              timeout: Duration = .seconds(20)) async throws -> Data {
+    func send(
+        _ method: String, params: Data = Data("{}".utf8), sessionId: String? = nil,
+        timeout: Duration = .seconds(20)
+    ) async throws -> Data {
         if let closedError { throw closedError }
         let id = nextId
         nextId += 1
@@ -112,7 +116,8 @@ actor DevToolsConnection {
             logs[session, default: []].append("console.\(params["type"] ?? "log"): \(args.joined(separator: " "))")
         case "Log.entryAdded":
             let entry = params["entry"] as? [String: Any] ?? [:]
-            logs[session, default: []].append("\(entry["level"] ?? "log"): \(entry["text"] ?? "") \(entry["url"] ?? "")")
+            logs[session, default: []].append(
+                "\(entry["level"] ?? "log"): \(entry["text"] ?? "") \(entry["url"] ?? "")")
         default:
             break
         }

@@ -16,7 +16,9 @@ import Testing
 /// `CONFAB_CHECKER_SEED` replays a run's choices (process timing still varies).
 @Suite(.serialized) struct EndToEndCheckerTests {
     @Test func noAcknowledgedMessageIsLostDuplicatedOrReordered() async throws {
-        let seed = ProcessInfo.processInfo.environment["CONFAB_CHECKER_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+        let seed =
+            ProcessInfo.processInfo.environment["CONFAB_CHECKER_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 1...UInt64.max)
         print("end-to-end checker: seed \(seed) (CONFAB_CHECKER_SEED=\(seed) replays its choices)")
         let cluster = try await ChatClusterProcesses.start(servers: ["ec1"])
         do {
@@ -38,17 +40,21 @@ import Testing
         let port = cluster.port("ec2")
         var chats: [String: [String]] = [:]  // chatId → members
         for (a, b) in [(0, 1), (2, 3), (4, 5), (0, 3)] {
-            let r = try await ClusterHTTP.request(.post, "/api/chats/direct", port: port, token: tokens[users[a]], body: ["with": users[b]])
+            let r = try await ClusterHTTP.request(
+                .post, "/api/chats/direct", port: port, token: tokens[users[a]], body: ["with": users[b]])
             chats[try #require(r.json["chatId"] as? String, "\(r.text)")] = [users[a], users[b]]
         }
         for members in [[0, 1, 2, 3, 4, 5], [1, 2, 4]] {
-            let r = try await ClusterHTTP.request(.post, "/api/chats/group", port: port, token: tokens[users[members[0]]],
-                                                  body: ["title": "g", "members": members.dropFirst().map { users[$0] }])
+            let r = try await ClusterHTTP.request(
+                .post, "/api/chats/group", port: port, token: tokens[users[members[0]]],
+                body: ["title": "g", "members": members.dropFirst().map { users[$0] }])
             chats[try #require(r.json["chatId"] as? String, "\(r.text)")] = members.map { users[$0] }
         }
         let devices = users.enumerated().map { i, u in
-            CheckerDevice(user: u, token: tokens[u]!, chats: chats.filter { $0.value.contains(u) }.map(\.key).sorted(), cluster: cluster,
-                          seed: seed &+ UInt64(i) &* 0x9E37)
+            CheckerDevice(
+                user: u, token: tokens[u]!, chats: chats.filter { $0.value.contains(u) }.map(\.key).sorted(),
+                cluster: cluster,
+                seed: seed &+ UInt64(i) &* 0x9E37)
         }
         let runners = devices.map { d in Task { try await d.run() } }
 
@@ -78,7 +84,8 @@ import Testing
         for r in runners { try await r.value }
 
         // The ring's history of every chat, read at ALL.
-        var config = ConfabClient.Configuration(nodes: cluster.nodePorts.map { NodeAddress(host: "127.0.0.1", port: $0) })
+        var config = ConfabClient.Configuration(
+            nodes: cluster.nodePorts.map { NodeAddress(host: "127.0.0.1", port: $0) })
         config.requestTimeout = .seconds(10)
         let client = ConfabClient(configuration: config)
         let reader = ChatHistoryReader(storage: client, consistency: .all)
@@ -90,7 +97,10 @@ import Testing
 
         var acked: [String: (chat: String, seq: Int64)] = [:]
         for d in devices { for (c, a) in d.acks { acked[c] = a } }
-        var lost = 0, duplicated = 0, reordered = 0, unacknowledged = 0
+        var lost = 0
+        var duplicated = 0
+        var reordered = 0
+        var unacknowledged = 0
         var problems: [String] = []
         for (chat, members) in chats.sorted(by: { $0.key < $1.key }) {
             let history = ringHistory[chat] ?? []
@@ -116,25 +126,31 @@ import Testing
                 let missing = ackedHere.keys.filter { c in !view.contains { $0.clientId == c } }
                 lost += missing.count
                 if !missing.isEmpty {
-                    let where_ = missing.sorted().prefix(3).map { c -> String in
+                    let missingSample = missing.sorted().prefix(3).map { c -> String in
                         let m = history.first { $0.clientId == c }
-                        let below = view.last { $0.seq < (m?.seq ?? 0) }?.seq ?? 0, above = view.first { $0.seq > (m?.seq ?? 0) }?.seq ?? 0
-                        return "\(c) at seq \(m?.seq ?? 0) prev \(m?.prev ?? 0) (device holds \(below) below, \(above) above)"
+                        let below = view.last { $0.seq < (m?.seq ?? 0) }?.seq ?? 0
+                        let above = view.first { $0.seq > (m?.seq ?? 0) }?.seq ?? 0
+                        return
+                            "\(c) at seq \(m?.seq ?? 0) prev \(m?.prev ?? 0) (device holds \(below) below, \(above) above)"
                     }
-                    problems.append("\(d.user) chat \(chat): never saw \(where_); device log: \(d.log(of: chat).suffix(12))")
+                    problems.append(
+                        "\(d.user) chat \(chat): never saw \(missingSample); device log: \(d.log(of: chat).suffix(12))")
                 }
                 let twice = Dictionary(grouping: ids, by: { $0 }).filter { $0.value.count > 1 }
                 duplicated += twice.count
                 if !twice.isEmpty { problems.append("\(d.user) chat \(chat): shown twice \(twice.keys.prefix(5))") }
                 if ids != historyIds {
                     reordered += 1
-                    problems.append("\(d.user) chat \(chat): order differs from the ring's (\(ids.count) vs \(historyIds.count) messages)")
+                    problems.append(
+                        "\(d.user) chat \(chat): order differs from the ring's (\(ids.count) vs \(historyIds.count) messages)"
+                    )
                 }
             }
         }
         let totalAcked = acked.count
         let reconnects = devices.reduce(0) { $0 + $1.connects } - devices.count
-        print("""
+        print(
+            """
             end-to-end checker (seed \(seed)): acknowledged \(totalAcked), devices \(devices.count), chats \(chats.count), \
             reconnects \(reconnects), gaps caught up \(devices.reduce(0) { $0 + $1.gaps }), retracted placements \
             \(devices.reduce(0) { $0 + $1.retracted }) — lost \(lost), duplicated \(duplicated), reordered \(reordered), \
@@ -142,7 +158,9 @@ import Testing
             """)
         for p in problems.prefix(20) { print("  \(p)") }
         #expect(totalAcked >= 60, "too few messages acknowledged for the check to mean much")
-        #expect(lost == 0 && duplicated == 0 && reordered == 0 && unacknowledged == 0, "seed \(seed): \(problems.prefix(10))")
+        #expect(
+            lost == 0 && duplicated == 0 && reordered == 0 && unacknowledged == 0,
+            "seed \(seed): \(problems.prefix(10))")
     }
 }
 
@@ -150,7 +168,11 @@ import Testing
 /// per-chat `last`, gap detection on `prev`, `resync`, sync after every (re)connect, resends with
 /// `retry: true` until acknowledged. Sends at random, disconnects at random.
 final class CheckerDevice: Sendable {
-    struct Held: Sendable { var seq: Int64; var messageId: String; var clientId: String? }
+    struct Held: Sendable {
+        var seq: Int64
+        var messageId: String
+        var clientId: String?
+    }
     private struct State: Sendable {
         var held: [String: [Int64: Held]] = [:]  // chat → seq → message
         var last: [String: Int64] = [:]
@@ -207,19 +229,29 @@ final class CheckerDevice: Sendable {
                 try await Task.sleep(for: .milliseconds(200))
                 continue
             }
-            state.withLockedValue { $0.connects += 1; $0.syncing = false }
+            state.withLockedValue {
+                $0.connects += 1
+                $0.syncing = false
+            }
             var index = 0
             requestSync(socket)
-            for (clientId, p) in state.withLockedValue({ $0.pending }) { send(socket, clientId: clientId, chat: p.chat, text: p.text, retry: true) }
+            for (clientId, p) in state.withLockedValue({ $0.pending }) {
+                send(socket, clientId: clientId, chat: p.chat, text: p.text, retry: true)
+            }
             var lifetime = 200 + Int(random(4000))  // ticks of ~10 ms before a random disconnect
             while !socket.ended.withLockedValue({ $0 }) {
                 for text in socket.texts(from: index) {
                     index += 1
                     handle(text, socket)
                 }
-                let (sending, pending, syncing, final) = state.withLockedValue { ($0.sending, $0.pending.count, $0.syncing, $0.finalPhase) }
+                let (sending, pending, syncing, final) = state.withLockedValue {
+                    ($0.sending, $0.pending.count, $0.syncing, $0.finalPhase)
+                }
                 if final && pending == 0 && !syncing {
-                    if finalSyncDone { await socket.close(); return }
+                    if finalSyncDone {
+                        await socket.close()
+                        return
+                    }
                     // One more catch-up once every device's sends are acknowledged: the last word.
                     requestSync(socket)
                     finalSyncDone = true
@@ -244,7 +276,8 @@ final class CheckerDevice: Sendable {
                 try await Task.sleep(for: .milliseconds(10))
             }
         }
-        throw TestFailure("\(user): did not finish within 150 s (pending \(state.withLockedValue { $0.pending.keys.sorted() }))")
+        throw TestFailure(
+            "\(user): did not finish within 150 s (pending \(state.withLockedValue { $0.pending.keys.sorted() }))")
     }
 
     private func send(_ socket: TestSocket, clientId: String, chat: String, text: String, retry: Bool) {
@@ -262,7 +295,9 @@ final class CheckerDevice: Sendable {
     }
 
     private func handle(_ text: String, _ socket: TestSocket) {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], let type = o["type"] as? String else { return }
+        guard let o = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let type = o["type"] as? String
+        else { return }
         switch type {
         case "message":
             guard let m = o["message"] as? [String: Any] else { return }
@@ -276,7 +311,9 @@ final class CheckerDevice: Sendable {
                 for m in o["messages"] as? [[String: Any]] ?? [] { _ = Self.apply(m, live: false, &s) }
                 for (chat, seq) in o["cursors"] as? [String: String] ?? [:] {
                     if let v = Int64(seq) {
-                        s.log[chat, default: []].append("sync→\(v) (had \(s.last[chat] ?? 0), got \((o["messages"] as? [[String: Any]] ?? []).filter { $0["chatId"] as? String == chat }.count))")
+                        s.log[chat, default: []].append(
+                            "sync→\(v) (had \(s.last[chat] ?? 0), got \((o["messages"] as? [[String: Any]] ?? []).filter { $0["chatId"] as? String == chat }.count))"
+                        )
                         s.last[chat] = max(s.last[chat] ?? 0, v)
                     }
                 }
@@ -287,7 +324,9 @@ final class CheckerDevice: Sendable {
         case "resync":
             requestSync(socket)
         case "ack":
-            guard let c = o["clientId"] as? String, let chat = o["chatId"] as? String, let seq = (o["seq"] as? String).flatMap({ Int64($0) }) else { return }
+            guard let c = o["clientId"] as? String, let chat = o["chatId"] as? String,
+                let seq = (o["seq"] as? String).flatMap({ Int64($0) })
+            else { return }
             state.withLockedValue { s in
                 s.pending[c] = nil
                 s.acks[c] = (chat, seq)
@@ -309,13 +348,17 @@ final class CheckerDevice: Sendable {
     /// Applies one message by the client rule; true when it reveals a gap.
     private static func apply(_ m: [String: Any], live: Bool, _ s: inout State) -> Bool {
         guard let chat = m["chatId"] as? String, let seq = (m["seq"] as? String).flatMap({ Int64($0) }),
-              let prev = (m["prev"] as? String).flatMap({ Int64($0) }), let id = m["messageId"] as? String else { return false }
+            let prev = (m["prev"] as? String).flatMap({ Int64($0) }), let id = m["messageId"] as? String
+        else { return false }
         var held = s.held[chat] ?? [:]
         if let lower = held.first(where: { $0.value.messageId == id && $0.key < seq })?.key {
             held[lower] = nil  // a retracted placement, re-placed higher
             s.retracted += 1
         }
-        if held.contains(where: { $0.value.messageId == id && $0.key > seq }) { s.held[chat] = held; return false }
+        if held.contains(where: { $0.value.messageId == id && $0.key > seq }) {
+            s.held[chat] = held
+            return false
+        }
         held[seq] = Held(seq: seq, messageId: id, clientId: m["clientId"] as? String)
         s.held[chat] = held
         guard live else { return false }

@@ -18,13 +18,16 @@ final class HeadlessChromium: @unchecked Sendable {
         if let path = ProcessInfo.processInfo.environment["CONFAB_CHROMIUM"] {
             return FileManager.default.isExecutableFile(atPath: path) ? path : nil
         }
-        let candidates = ["/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser",
-                          "/usr/bin/google-chrome"]
+        let candidates = [
+            "/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     init(executable: String, timeout: Duration = .seconds(30)) throws {
-        userDataDir = FileManager.default.temporaryDirectory
+        userDataDir =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("confab-chromium-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: userDataDir, withIntermediateDirectories: true)
         logPath = "\(userDataDir).log"
@@ -63,7 +66,8 @@ final class HeadlessChromium: @unchecked Sendable {
                 let running = process.isRunning
                 Self.terminate(process)
                 try? FileManager.default.removeItem(atPath: userDataDir)
-                throw BrowserTestError("chromium did not write \(portFile) (\(running ? "timed out" : "exited")): \(output.suffix(2000))")
+                throw BrowserTestError(
+                    "chromium did not write \(portFile) (\(running ? "timed out" : "exited")): \(output.suffix(2000))")
             }
             usleep(50_000)
         }

@@ -2,6 +2,7 @@ import ConfabEngine
 import Foundation
 import Logging
 import Testing
+
 @testable import ConfabChat
 
 /// Item 6 and 7 of the review: a device never silently misses a live event, and typing is thinned
@@ -10,16 +11,21 @@ import Testing
     /// Frames a full peer queue drops are not forgotten: their users get a `resync` as soon as the
     /// queue has room, so their devices catch up.
     @Test func framesDroppedFromAFullPeerQueueBecomeAResync() async throws {
-        let link = PeerLink(peerId: "p", address: "http://127.0.0.1:1", serverId: "me", auth: InternalAuth(secret: Array("0123456789abcdef".utf8)),
-                            clock: ManualClock(), maxFrames: 2, logger: Logger(label: "test"))
+        let link = PeerLink(
+            peerId: "p", address: "http://127.0.0.1:1", serverId: "me",
+            auth: InternalAuth(secret: Array("0123456789abcdef".utf8)),
+            clock: ManualClock(), maxFrames: 2, logger: Logger(label: "test"))
         link.send(PeerFrame(type: "message", users: ["amy"], json: "{}"))
         link.send(PeerFrame(type: "message", users: ["bob"], json: "{}"))
         link.send(PeerFrame(type: "message", users: ["cat", "dan"], json: "{}"))  // dropped: the queue holds 2
         #expect(link.queue.count == 2)
         _ = await link.queue.next()
-        link.send(PeerFrame(type: "typing", users: ["eve"], json: "{}"))  // room for the resync first, then this one is dropped
+        // Room for the resync first, then this one is dropped.
+        link.send(PeerFrame(type: "typing", users: ["eve"], json: "{}"))
         var frames: [PeerFrame] = []
-        while link.queue.count > 0, let text = await link.queue.next() { if let f = PeerFrame.parse(text) { frames.append(f) } }
+        while link.queue.count > 0, let text = await link.queue.next() {
+            if let f = PeerFrame.parse(text) { frames.append(f) }
+        }
         #expect(frames.map(\.type) == ["message", "resync"])
         #expect(frames.last?.users == ["cat", "dan"])
         #expect(frames.last?.json == ServerEvent.resync.json())
@@ -55,7 +61,9 @@ import Testing
         try await f.quickUsers(["tya", "tyb", "tyc"])
         let d1 = try await f.chats.directChat("tya", with: "tyb")
         let d2 = try await f.chats.directChat("tya", with: "tyc")
-        func typings(_ user: String) -> Int { f.delivery.events(for: user).filter { if case .typing = $0 { return true } else { return false } }.count }
+        func typings(_ user: String) -> Int {
+            f.delivery.events(for: user).filter { if case .typing = $0 { return true } else { return false } }.count
+        }
         for _ in 0..<10 { try await f.chats.typing("tya", chatId: d1.chatId) }
         #expect(typings("tyb") == 1)
         try await f.chats.typing("tya", chatId: d2.chatId)

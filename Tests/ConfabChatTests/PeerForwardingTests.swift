@@ -1,6 +1,7 @@
-@testable import ConfabChat
 import Foundation
 import Testing
+
+@testable import ConfabChat
 
 /// The pure parts of cross-server delivery: the `/internal/ws` frame, its authentication and the
 /// bounded per-peer queue.
@@ -22,9 +23,14 @@ struct PeerForwardingTests {
         #expect(!auth.verify(from: "chat2", ts: "1000000", sig: sig, nowSeconds: 1_000_100))
         #expect(!auth.verify(from: "chat1", ts: "1000001", sig: sig, nowSeconds: 1_000_100))
         #expect(!auth.verify(from: "chat1", ts: "1000000", sig: sig, nowSeconds: 1_000_301))
-        #expect(!auth.verify(from: "chat1", ts: "1000000", sig: other.signature(serverId: "chat1", unixSeconds: 1_000_000), nowSeconds: 1_000_000))
+        #expect(
+            !auth.verify(
+                from: "chat1", ts: "1000000", sig: other.signature(serverId: "chat1", unixSeconds: 1_000_000),
+                nowSeconds: 1_000_000))
         #expect(!auth.verify(from: "chat1", ts: "1000000", sig: nil, nowSeconds: 1_000_000))
-        #expect(auth.query(serverId: "chat1", unixSeconds: 5).hasSuffix("&sig=" + auth.signature(serverId: "chat1", unixSeconds: 5)))
+        #expect(
+            auth.query(serverId: "chat1", unixSeconds: 5).hasSuffix(
+                "&sig=" + auth.signature(serverId: "chat1", unixSeconds: 5)))
     }
 
     @Test func aPeerQueueDropsWhenFullKeepsOrderAndRequeuesFirst() async {

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A WebSocket handshake over a plain socket that reads *every* byte the server sends until it
@@ -34,10 +35,13 @@ enum RawWebSocketProbe {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw TestFailure("connect to \(port): errno \(errno)") }
-        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        let request =
+            "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         try writeAll(fd, Array(request.utf8))
 
@@ -80,7 +84,8 @@ enum RawWebSocketProbe {
                 case 0x8:
                     answer.closeCode = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
                     // Answer the close (masked, as a client must), then stop.
-                    try? writeAll(fd, [0x88, 0x82, 1, 2, 3, 4] + payload.prefix(2).enumerated().map { $1 ^ [1, 2, 3, 4][$0] })
+                    try? writeAll(
+                        fd, [0x88, 0x82, 1, 2, 3, 4] + payload.prefix(2).enumerated().map { $1 ^ [1, 2, 3, 4][$0] })
                     return answer
                 default: break
                 }
@@ -100,7 +105,9 @@ enum RawWebSocketProbe {
 
     private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
-        for i in 0...(haystack.count - needle.count) where haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
+        for i in 0...(haystack.count - needle.count) where haystack[i..<(i + needle.count)].elementsEqual(needle) {
+            return i
+        }
         return nil
     }
 }

@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabChat
 
 @Suite struct RealtimeCoreTests {
@@ -29,7 +30,8 @@ import Testing
     @Test func presenceFollowsDevices() {
         let clock = ManualClock()
         let hub = ConnectionHub(clock: clock)
-        let a = Outbox(deviceId: 1), b = Outbox(deviceId: 2)
+        let a = Outbox(deviceId: 1)
+        let b = Outbox(deviceId: 2)
         #expect(hub.presence(of: "u").online == false && hub.presence(of: "u").lastSeen == nil)
         #expect(hub.add(a, for: "u"))
         #expect(!hub.add(b, for: "u"))
@@ -65,21 +67,29 @@ import Testing
         #expect(code(#"{"type":"dance"}"#) == .unknownType)
         #expect(code(#"{"type":"send","chatId":"1","text":"hi"}"#) == .badFrame)
         #expect(code(#"{"type":"send","chatId":"abc","clientId":"c","text":"hi"}"#) == .badFrame)
-        #expect(ClientFrame.parse(#"{"type":"send","chatId":"42","clientId":"c1","text":"hi"}"#)
-            == .success(.send(chatId: 42, clientId: "c1", text: "hi", retry: false)))
-        #expect(ClientFrame.parse(#"{"type":"send","chatId":"42","clientId":"c1","text":"hi","retry":true}"#)
-            == .success(.send(chatId: 42, clientId: "c1", text: "hi", retry: true)))
-        #expect(ClientFrame.parse(#"{"type":"sync","cursors":{"42":"4294967297","7":0}}"#)
-            == .success(.sync(cursors: [42: 4_294_967_297, 7: 0], limit: nil)))
+        #expect(
+            ClientFrame.parse(#"{"type":"send","chatId":"42","clientId":"c1","text":"hi"}"#)
+                == .success(.send(chatId: 42, clientId: "c1", text: "hi", retry: false)))
+        #expect(
+            ClientFrame.parse(#"{"type":"send","chatId":"42","clientId":"c1","text":"hi","retry":true}"#)
+                == .success(.send(chatId: 42, clientId: "c1", text: "hi", retry: true)))
+        #expect(
+            ClientFrame.parse(#"{"type":"sync","cursors":{"42":"4294967297","7":0}}"#)
+                == .success(.sync(cursors: [42: 4_294_967_297, 7: 0], limit: nil)))
         #expect(code(#"{"type":"sync","cursors":{"x":"1"}}"#) == .badFrame)
-        #expect(ClientFrame.parse(#"{"type":"read","chatId":42,"seq":"4294967297"}"#)
-            == .success(.read(chatId: 42, cursor: ReadCursor(seq: 4_294_967_297))))
+        #expect(
+            ClientFrame.parse(#"{"type":"read","chatId":42,"seq":"4294967297"}"#)
+                == .success(.read(chatId: 42, cursor: ReadCursor(seq: 4_294_967_297))))
         #expect(ClientFrame.parse(#"{"type":"ping"}"#) == .success(.ping))
-        if case .failure(let e) = ClientFrame.parse(#"{"type":"send","chatId":"1","clientId":"mine"}"#) { #expect(e.ref == "mine") }
+        if case .failure(let e) = ClientFrame.parse(#"{"type":"send","chatId":"1","clientId":"mine"}"#) {
+            #expect(e.ref == "mine")
+        }
     }
 
     @Test func eventsEncodeChatIdsAsStrings() throws {
-        let m = MessageRecord(chatId: 9_007_199_254_740_993, seq: 9_007_199_254_740_995, prev: 4_294_967_297, messageId: "m", ts: 5, sender: "a", text: "<b>hi</b>", clientId: "c")
+        let m = MessageRecord(
+            chatId: 9_007_199_254_740_993, seq: 9_007_199_254_740_995, prev: 4_294_967_297, messageId: "m", ts: 5,
+            sender: "a", text: "<b>hi</b>", clientId: "c")
         let json = ServerEvent.message(m).json()
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         #expect(object["type"] as? String == "message")

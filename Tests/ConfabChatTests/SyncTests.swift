@@ -4,6 +4,7 @@ import ConfabWire
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import ConfabChat
 
 /// Catch-up, per-chat order and idempotent sends (docs/chat_ordering.md): the guarantees the
@@ -57,10 +58,14 @@ import Testing
         let chat = try await f.chats.directChat("pam", with: "quin")
         _ = try await f.chats.send("pam", chatId: chat.chatId, clientId: "warm", text: "opens the chat")
         f.storage.failAfterApplying(writes: 1)
-        #expect(await chatErrorCode { try await f.chats.send("pam", chatId: chat.chatId, clientId: "lost-ack", text: "did it arrive?") }
-            == .storageUnavailable)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.send("pam", chatId: chat.chatId, clientId: "lost-ack", text: "did it arrive?")
+            }
+                == .storageUnavailable)
         #expect(!f.delivery.messages(for: "quin").contains { $0.clientId == "lost-ack" })
-        let retry = try await f.chats.send("pam", chatId: chat.chatId, clientId: "lost-ack", text: "did it arrive?", retry: true)
+        let retry = try await f.chats.send(
+            "pam", chatId: chat.chatId, clientId: "lost-ack", text: "did it arrive?", retry: true)
         #expect(retry.duplicate)
         #expect(f.delivery.messages(for: "quin").filter { $0.clientId == "lost-ack" }.map(\.seq) == [retry.seq])
         let stored = try await f.chats.history("quin", chatId: chat.chatId, before: nil, limit: 50).messages
@@ -74,9 +79,10 @@ import Testing
         try await f.quickUsers(["rae", "sol"])
         let chat = try await f.chats.directChat("rae", with: "sol")
         // A second server whose sends go to the first's sequencer (the chat's owner).
-        let second = ChatService(store: ChatStore(storage: f.storage, clock: f.clock), delivery: f.delivery,
-                                 limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock,
-                                 serverId: "second", router: InProcessRouting(owner: f.chats.sequencer))
+        let second = ChatService(
+            store: ChatStore(storage: f.storage, clock: f.clock), delivery: f.delivery,
+            limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock,
+            serverId: "second", router: InProcessRouting(owner: f.chats.sequencer))
         for i in 0..<8 {
             async let a = f.chats.send("rae", chatId: chat.chatId, clientId: "twin-\(i)", text: "once \(i)")
             async let b = second.send("rae", chatId: chat.chatId, clientId: "twin-\(i)", text: "once \(i)")
@@ -94,12 +100,21 @@ import Testing
         try await f.quickUsers(["tia", "uri"])
         let chat = try await f.chats.directChat("tia", with: "uri")
         _ = try await f.chats.send("tia", chatId: chat.chatId, clientId: "same", text: "the original")
-        #expect(await chatErrorCode { try await f.chats.send("tia", chatId: chat.chatId, clientId: "same", text: "a rewrite") } == .clientIdReused)
-        let restarted = ChatService(store: ChatStore(storage: f.storage, clock: f.clock), delivery: f.delivery,
-                                    limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock, serverId: "again")
-        #expect(await chatErrorCode { try await restarted.send("tia", chatId: chat.chatId, clientId: "same", text: "a rewrite", retry: true) }
-            == .clientIdReused)
-        #expect(try await restarted.send("tia", chatId: chat.chatId, clientId: "same", text: "the original", retry: true).duplicate)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.send("tia", chatId: chat.chatId, clientId: "same", text: "a rewrite")
+            } == .clientIdReused)
+        let restarted = ChatService(
+            store: ChatStore(storage: f.storage, clock: f.clock), delivery: f.delivery,
+            limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock, serverId: "again")
+        #expect(
+            await chatErrorCode {
+                try await restarted.send("tia", chatId: chat.chatId, clientId: "same", text: "a rewrite", retry: true)
+            }
+                == .clientIdReused)
+        #expect(
+            try await restarted.send("tia", chatId: chat.chatId, clientId: "same", text: "the original", retry: true)
+                .duplicate)
         let stored = try await f.chats.history("uri", chatId: chat.chatId, before: nil, limit: 50).messages
         #expect(stored.map(\.text) == ["the original"])
     }
@@ -119,15 +134,22 @@ import Testing
         let chaos = ChaosStorage(inner: memory, seed: seed)
         let delivery = RecordingDelivery()
         func service(_ id: String) -> ChatService {
-            ChatService(store: ChatStore(storage: chaos, clock: clock), delivery: delivery,
-                        limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id)
+            ChatService(
+                store: ChatStore(storage: chaos, clock: clock), delivery: delivery,
+                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id)
         }
         let servers = [service("a"), service("b")]
         let setup = ChatStore(storage: memory, clock: clock)
-        for u in ["dev", "sx1", "sx2", "sx3"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
-        let plain = ChatService(store: setup, delivery: delivery, limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
-        let chats = [try await plain.createGroup("dev", title: "g1", members: ["sx1", "sx2", "sx3"]).chatId,
-                     try await plain.createGroup("dev", title: "g2", members: ["sx1", "sx2"]).chatId]
+        for u in ["dev", "sx1", "sx2", "sx3"] {
+            try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1))
+        }
+        let plain = ChatService(
+            store: setup, delivery: delivery, limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock),
+            clock: clock)
+        let chats = [
+            try await plain.createGroup("dev", title: "g1", members: ["sx1", "sx2", "sx3"]).chatId,
+            try await plain.createGroup("dev", title: "g2", members: ["sx1", "sx2"]).chatId,
+        ]
         chaos.enabled.withLockedValue { $0 = true }
 
         let acked = NIOLockedValueBox<[String: SendAck]>([:])
@@ -144,7 +166,8 @@ import Testing
                         while true {
                             let server = servers[Int(rng.next() % 2)]
                             do {
-                                let ack = try await server.send(sender, chatId: chat, clientId: clientId, text: "m \(clientId)", retry: retry)
+                                let ack = try await server.send(
+                                    sender, chatId: chat, clientId: clientId, text: "m \(clientId)", retry: retry)
                                 acked.withLockedValue { $0[clientId] = ack }
                                 break
                             } catch let e as ChatError where e.code == .storageUnavailable {
@@ -161,7 +184,8 @@ import Testing
                 while true {
                     let last = done.withLockedValue { $0 }
                     do {
-                        let page = try await servers[Int(rng.next() % 2)].sync("dev", cursors: cursors, limit: 1 + Int(rng.next() % 9))
+                        let page = try await servers[Int(rng.next() % 2)].sync(
+                            "dev", cursors: cursors, limit: 1 + Int(rng.next() % 9))
                         seen.withLockedValue { s in for m in page.messages { s[m.chatId, default: []].append(m) } }
                         cursors = page.cursors
                         if last && !page.more { break }
@@ -226,7 +250,9 @@ final class ChaosStorage: ChatStorage {
         self.rng = NIOLockedValueBox(SplitMix(seed: seed ^ 0xC4A05))
     }
 
-    var counts: String { tally.withLockedValue { "\($0.requests) requests, \($0.failedBefore) failed before, \($0.failedAfter) after" } }
+    var counts: String {
+        tally.withLockedValue { "\($0.requests) requests, \($0.failedBefore) failed before, \($0.failedAfter) after" }
+    }
 
     private func roll() -> (delay: UInt64, fail: Int) {
         guard enabled.withLockedValue({ $0 }) else { return (0, 0) }

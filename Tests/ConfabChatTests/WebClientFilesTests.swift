@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabChat
 
 @Suite struct WebClientFilesTests {
@@ -46,7 +47,7 @@ import Testing
                 switch (lastOpenLabel, lastCloseLabel) {
                 case (nil, _): insideLabel = false
                 case (.some, nil): insideLabel = true
-                case let (.some(o), .some(c)): insideLabel = o > c
+                case (.some(let o), .some(let c)): insideLabel = o > c
                 }
                 if !insideLabel { result.append(tag) }
             }
@@ -56,8 +57,9 @@ import Testing
 
     static func openingTag(containing needle: String, in html: String) -> String? {
         guard let hit = html.range(of: needle),
-              let open = html.range(of: "<", options: .backwards, range: html.startIndex..<hit.lowerBound),
-              let close = html.range(of: ">", range: hit.upperBound..<html.endIndex) else { return nil }
+            let open = html.range(of: "<", options: .backwards, range: html.startIndex..<hit.lowerBound),
+            let close = html.range(of: ">", range: hit.upperBound..<html.endIndex)
+        else { return nil }
         return String(html[open.lowerBound..<close.upperBound])
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct BloomFilterTests {
@@ -31,7 +32,8 @@ import Testing
     @Test func noFalseNegativesAndAboutOnePercentFalsePositives() throws {
         let n = 20_000
         let keys = (0..<n).map { SSTableFixture.prefix(Int64($0)) }
-        let filter = try BloomFilter(encoded: BloomFilter.build(hashes: keys.map(BloomFilter.hash), bitsPerKey: 10), path: "t", offset: 0)
+        let filter = try BloomFilter(
+            encoded: BloomFilter.build(hashes: keys.map(BloomFilter.hash), bitsPerKey: 10), path: "t", offset: 0)
         for k in keys { #expect(filter.mayContain(k)) }
         var falsePositives = 0
         let trials = 100_000

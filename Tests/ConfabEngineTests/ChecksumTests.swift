@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabEngine
 
 /// Known answers for the hashes and codecs every on-disk format depends on.
@@ -20,7 +21,9 @@ import Testing
             // Extending in two pieces equals one pass.
             let cut = length / 3
             let split = bytes.withUnsafeBytes { raw in
-                CRC32C.extend(CRC32C.extend(0, UnsafeRawBufferPointer(rebasing: raw[0..<cut])), UnsafeRawBufferPointer(rebasing: raw[cut...]))
+                CRC32C.extend(
+                    CRC32C.extend(0, UnsafeRawBufferPointer(rebasing: raw[0..<cut])),
+                    UnsafeRawBufferPointer(rebasing: raw[cut...]))
             }
             #expect(split == CRC32C.checksum(bytes))
         }

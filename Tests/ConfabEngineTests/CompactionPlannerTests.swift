@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct CompactionPlannerTests {
@@ -9,7 +10,10 @@ import Testing
     @Test func sizeTiersTheNewestWindow() {
         let p = CompactionPlanner(options: CompactionOptions())
         #expect(p.pick([table(1, 100, day: 5), table(2, 110, day: 5), table(3, 90, day: 5)]) == nil)
-        let pick = p.pick([table(1, 100, day: 5), table(2, 110, day: 5), table(3, 90, day: 5), table(4, 105, day: 5), table(5, 10_000, day: 5)])
+        let pick = p.pick([
+            table(1, 100, day: 5), table(2, 110, day: 5), table(3, 90, day: 5), table(4, 105, day: 5),
+            table(5, 10_000, day: 5),
+        ])
         #expect(Set(pick ?? []) == [1, 2, 3, 4])
     }
 

@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import confab
 
 /// A flipped byte in any engine file — a WAL segment in the middle of the log, an SSTable data
@@ -44,16 +45,22 @@ struct CorruptionTests {
     }
 
     /// Runs `body`, which must fail with `.corruption` naming `path` (and `offset` when given).
-    private func expectCorruption(path: String, offset: Int? = nil, alsoAllowed: [StorageError.Code] = [], _ what: String,
-                                  sourceLocation: SourceLocation = #_sourceLocation,
-                                  _ body: () throws -> Void) {
+    private func expectCorruption(
+        path: String, offset: Int? = nil, alsoAllowed: [StorageError.Code] = [], _ what: String,
+        sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: () throws -> Void
+    ) {
         do {
             try body()
             Issue.record("\(what): the damage was not detected", sourceLocation: sourceLocation)
         } catch let e as StorageError {
-            #expect(e.code == .corruption || alsoAllowed.contains(e.code), "\(what): wrong code: \(e)", sourceLocation: sourceLocation)
-            #expect(e.path.map { URL(fileURLWithPath: $0).standardizedFileURL.path } == URL(fileURLWithPath: path).standardizedFileURL.path,
-                    "\(what): the error does not name the damaged file: \(e)", sourceLocation: sourceLocation)
+            #expect(
+                e.code == .corruption || alsoAllowed.contains(e.code), "\(what): wrong code: \(e)",
+                sourceLocation: sourceLocation)
+            #expect(
+                e.path.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+                    == URL(fileURLWithPath: path).standardizedFileURL.path,
+                "\(what): the error does not name the damaged file: \(e)", sourceLocation: sourceLocation)
             if let offset {
                 #expect(e.offset == offset, "\(what): wrong offset: \(e)", sourceLocation: sourceLocation)
             }
@@ -93,8 +100,10 @@ struct CorruptionTests {
         do {
             let engine = try StorageEngine.open(directory: data, options: options())
             for id in Int64(1)...200 {
-                try engine.write(ChatMessages.mutation(chatId: id % 97, timestamp: id, messageId: CrashWorkload.messageId(id),
-                                                       sender: "s", body: String(repeating: "b", count: 100), writeTime: id))
+                try engine.write(
+                    ChatMessages.mutation(
+                        chatId: id % 97, timestamp: id, messageId: CrashWorkload.messageId(id),
+                        sender: "s", body: String(repeating: "b", count: 100), writeTime: id))
             }
             try engine.close()
         }
@@ -106,12 +115,15 @@ struct CorruptionTests {
         var offset = 24
         var recordOffsets: [Int] = []
         while offset + 12 <= size {
-            let field = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16 | Int(bytes[offset + 7]) << 24
+            let field =
+                Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16 | Int(
+                    bytes[offset + 7]) << 24
             // Bit 31 marks a sync marker (8-byte payload), not a record.
             if field & 0x8000_0000 == 0 { recordOffsets.append(offset) }
             offset += 12 + (field & 0x7FFF_FFFF)
         }
-        try #require(recordOffsets.count >= 100, "expected the 200 records in the newest segment, found \(recordOffsets.count)")
+        try #require(
+            recordOffsets.count >= 100, "expected the 200 records in the newest segment, found \(recordOffsets.count)")
         let bad = recordOffsets[recordOffsets.count / 2]
         try flipByte(victim, at: bad + 5)  // the length field
         expectCorruption(path: victim, offset: bad, "WAL record at \(bad)") {
@@ -156,8 +168,11 @@ struct CorruptionTests {
                 while true {
                     let result = try engine.read(query)
                     for row in result.rows {
-                        let message = try #require(ChatMessages.message(from: row), "undecodable row served from a damaged table")
-                        let id = try #require(CrashWorkload.id(fromMessageId: message.messageId), "foreign message id \(message.messageId) served")
+                        let message = try #require(
+                            ChatMessages.message(from: row), "undecodable row served from a damaged table")
+                        let id = try #require(
+                            CrashWorkload.id(fromMessageId: message.messageId),
+                            "foreign message id \(message.messageId) served")
                         if let wrong = CrashWorkload.mismatch(message, id: id) {
                             Issue.record("wrong content served for id \(id) from a damaged table: \(wrong)")
                         }

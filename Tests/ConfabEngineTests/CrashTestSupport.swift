@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import confab
 
 /// A fresh directory per test (named with a UUID), removed at the end.
@@ -37,7 +38,9 @@ typealias SeededGenerator = SeededRandom
 
 /// The seed for a randomized test: `CONFAB_TEST_SEED` when set (to replay a failure), else random.
 func testSeed(_ name: String) -> UInt64 {
-    let seed = ProcessInfo.processInfo.environment["CONFAB_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+    let seed =
+        ProcessInfo.processInfo.environment["CONFAB_TEST_SEED"].flatMap { UInt64($0) }
+        ?? UInt64.random(in: 0...UInt64.max)
     print("\(name): seed \(seed) (replay with CONFAB_TEST_SEED=\(seed))")
     return seed
 }
@@ -75,7 +78,9 @@ struct WriteHistory {
     /// surviving ids are a prefix of what it attempted (no holes). With `durableAcks` (batch,
     /// group), every acknowledged id is present. Returns the problems found and how many
     /// acknowledged ids were lost (allowed only without `durableAcks`).
-    mutating func verify(_ found: [Int64: ChatMessages.Message], durableAcks: Bool) -> (problems: [String], lostAcked: Int) {
+    mutating func verify(_ found: [Int64: ChatMessages.Message], durableAcks: Bool) -> (
+        problems: [String], lostAcked: Int
+    ) {
         var problems: [String] = []
         for (id, message) in found.sorted(by: { $0.key < $1.key }) {
             if !attempted.contains(id) {
@@ -86,7 +91,9 @@ struct WriteHistory {
         }
         let missingRecovered = recovered.subtracting(found.keys).sorted()
         if !missingRecovered.isEmpty {
-            problems.append("\(missingRecovered.count) ids recovered by an earlier restart are gone again, e.g. \(missingRecovered.prefix(10))")
+            problems.append(
+                "\(missingRecovered.count) ids recovered by an earlier restart are gone again, e.g. \(missingRecovered.prefix(10))"
+            )
         }
         let lost = acknowledged.subtracting(found.keys).sorted()
         if durableAcks && !lost.isEmpty {
@@ -97,8 +104,10 @@ struct WriteHistory {
             // Ids that failed with an error are excluded (an engine may or may not keep them).
             let considered = writer.attempted.filter { writer.acknowledged.contains($0) || found[$0] != nil }
             if let gap = considered.firstIndex(where: { found[$0] == nil }),
-               let after = considered[gap...].first(where: { found[$0] != nil }) {
-                problems.append("writer run \(w): id \(considered[gap]) is missing but the later id \(after) survived (a hole)")
+                let after = considered[gap...].first(where: { found[$0] != nil })
+            {
+                problems.append(
+                    "writer run \(w): id \(considered[gap]) is missing but the later id \(after) survived (a hole)")
             }
         }
         recovered.formUnion(found.keys)
@@ -117,7 +126,8 @@ func readAllMessages(_ engine: StorageEngine) throws -> (messages: [Int64: ChatM
             let result = try engine.read(query)
             for row in result.rows {
                 guard let message = ChatMessages.message(from: row),
-                      let id = CrashWorkload.id(fromMessageId: message.messageId) else {
+                    let id = CrashWorkload.id(fromMessageId: message.messageId)
+                else {
                     problems.append("partition \(chat): undecodable row \(ClusteringKey.describe(row.clustering))")
                     continue
                 }
@@ -133,8 +143,10 @@ func readAllMessages(_ engine: StorageEngine) throws -> (messages: [Int64: ChatM
 }
 
 /// Records at most `limit` problems as issues (a broken engine can produce thousands).
-func recordProblems(_ problems: [String], context: String, limit: Int = 15,
-                    sourceLocation: SourceLocation = #_sourceLocation) {
+func recordProblems(
+    _ problems: [String], context: String, limit: Int = 15,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     for p in problems.prefix(limit) {
         Issue.record("\(context): \(p)", sourceLocation: sourceLocation)
     }

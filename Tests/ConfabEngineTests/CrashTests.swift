@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import confab
 
 /// Kill loops with real processes (RocksDB `db_crashtest.py` style): a `confab debug crash-writer`
@@ -26,7 +27,9 @@ struct CrashTests {
         let dataDir = dir.file("data")
         var history = WriteHistory()
         let started = Date()
-        var totalAcked = 0, totalLost = 0, earlyKills = 0
+        var totalAcked = 0
+        var totalLost = 0
+        var earlyKills = 0
 
         for cycle in 0..<Self.cyclesPerMode {
             let context = "mode \(mode), seed \(seed), cycle \(cycle)"
@@ -60,7 +63,9 @@ struct CrashTests {
             var inFlight: [Int64?] = []
             for w in 0..<Self.writers {
                 let next = perWriter[w].count
-                let expectedOrder = (0..<next).map { CrashWorkload.id(start: start, writers: Self.writers, writer: w, index: $0) }
+                let expectedOrder = (0..<next).map {
+                    CrashWorkload.id(start: start, writers: Self.writers, writer: w, index: $0)
+                }
                 if perWriter[w] != expectedOrder {
                     Issue.record("\(context): writer \(w) acknowledged ids out of order: \(perWriter[w].prefix(20))")
                 }
@@ -85,9 +90,10 @@ struct CrashTests {
             if !(readProblems + problems).isEmpty { return }
         }
         let elapsed = Date().timeIntervalSince(started)
-        print("CrashTests.killLoop(\(mode)): \(Self.cyclesPerMode) kill cycles (\(earlyKills) early), \(totalAcked) acknowledged writes, "
-              + "\(totalLost) acknowledged-but-lost (allowed only in periodic), \(history.recovered.count) rows recovered, "
-              + String(format: "%.1f s", elapsed))
+        print(
+            "CrashTests.killLoop(\(mode)): \(Self.cyclesPerMode) kill cycles (\(earlyKills) early), \(totalAcked) acknowledged writes, "
+                + "\(totalLost) acknowledged-but-lost (allowed only in periodic), \(history.recovered.count) rows recovered, "
+                + String(format: "%.1f s", elapsed))
     }
 
     /// The sanity check of the harness itself: a child that runs to completion exits cleanly and
@@ -130,13 +136,18 @@ final class CrashWriterProcess: @unchecked Sendable {
     private let readerDone = DispatchSemaphore(value: 0)
     private var killed = false
 
-    init(binary: String, dataDir: String, mode: String, writers: Int, startId: Int64, stderrPath: String,
-         extraArguments: [String] = []) throws {
+    init(
+        binary: String, dataDir: String, mode: String, writers: Int, startId: Int64, stderrPath: String,
+        extraArguments: [String] = []
+    ) throws {
         self.stderrPath = stderrPath
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["debug", "crash-writer", "--dir", dataDir, "--sync", mode,
-                             "--writers", "\(writers)", "--start-id", "\(startId)"] + extraArguments
+        process.arguments =
+            [
+                "debug", "crash-writer", "--dir", dataDir, "--sync", mode,
+                "--writers", "\(writers)", "--start-id", "\(startId)",
+            ] + extraArguments
         process.standardOutput = stdout
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardInput = FileHandle.nullDevice
@@ -153,7 +164,12 @@ final class CrashWriterProcess: @unchecked Sendable {
                     while let nl = s.partial.firstIndex(of: UInt8(ascii: "\n")) {
                         let line = String(decoding: s.partial[..<nl], as: UTF8.self)
                         s.partial.removeSubrange(...nl)
-                        if let id = Int64(line) { s.acks.append(id); count += 1 } else { s.garbage.append(line) }
+                        if let id = Int64(line) {
+                            s.acks.append(id)
+                            count += 1
+                        } else {
+                            s.garbage.append(line)
+                        }
                     }
                     return count
                 }
@@ -194,7 +210,8 @@ final class CrashWriterProcess: @unchecked Sendable {
         let garbage = state.current.garbage
         if !garbage.isEmpty { return "child printed unexpected lines: \(garbage.prefix(3))" }
         if process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL { return nil }
-        return "child ended by itself before the kill (reason \(process.terminationReason.rawValue), status \(process.terminationStatus))"
+        return
+            "child ended by itself before the kill (reason \(process.terminationReason.rawValue), status \(process.terminationStatus))"
     }
 
     func stderr() -> String {

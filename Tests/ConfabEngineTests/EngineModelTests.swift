@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 /// Model-based property test: random puts, deletes (cell, row, range, partition), TTLs (on cells
@@ -8,13 +9,21 @@ import Testing
 /// every read against a plain in-memory model that shares no code with the engine's merge logic.
 /// A failure prints the seed; CONFAB_SEED=<seed> replays it exactly.
 @Suite struct EngineModelTests {
-    struct ModelCell { var ts: Int64; var value: [UInt8]?; var expiresAt: Int64 }
+    struct ModelCell {
+        var ts: Int64
+        var value: [UInt8]?
+        var expiresAt: Int64
+    }
     /// A row marker; `ttl` 0 is permanent.
-    struct ModelLiveness { var ts: Int64; var ttl: Int32; var expiresAt: Int64 }
+    struct ModelLiveness {
+        var ts: Int64
+        var ttl: Int32
+        var expiresAt: Int64
+    }
 
     /// The expected state, kept as the newest version of every cell plus every deletion.
     struct Model {
-        var cells: [[UInt8]: [[UInt8]: [UInt32: ModelCell]]] = [:]   // pk -> ck -> column
+        var cells: [[UInt8]: [[UInt8]: [UInt32: ModelCell]]] = [:]  // pk -> ck -> column
         var liveness: [[UInt8]: [[UInt8]: ModelLiveness]] = [:]
         var rowDeletions: [[UInt8]: [[UInt8]: Int64]] = [:]
         var partitionDeletions: [[UInt8]: Int64] = [:]
@@ -107,10 +116,12 @@ import Testing
                 let c = Self.ck(Int.random(in: 0..<30, using: &rng))
                 var cells: [Cell] = []
                 for col in UInt32(0)..<3 where Bool.random(using: &rng) {
-                    let value = (0..<Int.random(in: 0...3, using: &rng)).map { _ in UInt8.random(in: 0...3, using: &rng) }
+                    let value = (0..<Int.random(in: 0...3, using: &rng)).map { _ in UInt8.random(in: 0...3, using: &rng)
+                    }
                     if Int.random(in: 0..<5, using: &rng) == 0 {
                         let ttl = Int32.random(in: 1...20, using: &rng)
-                        cells.append(Cell(column: col, timestamp: ts, value: value, ttl: ttl, expiresAt: now + Int64(ttl)))
+                        cells.append(
+                            Cell(column: col, timestamp: ts, value: value, ttl: ttl, expiresAt: now + Int64(ttl)))
                         model.putCell(pk, c, col, ModelCell(ts: ts, value: value, expiresAt: now + Int64(ttl)))
                     } else if Int.random(in: 0..<6, using: &rng) == 0 {
                         cells.append(.tombstone(column: col, timestamp: ts, localDeletionTime: now))
@@ -129,42 +140,79 @@ import Testing
                     model.putLiveness(pk, c, ModelLiveness(ts: ts, ttl: ttl, expiresAt: ttl > 0 ? now + Int64(ttl) : 0))
                 }
                 if cells.isEmpty && !withLiveness { continue }
-                log.append("\(step): put \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts) cells=\(cells.count) liveness=\(liveness.map { "ttl \($0.ttl)" } ?? "-")")
-                try engine.write(Mutation(table: 1, partitionKey: pk, rows: [.init(clustering: c, fragment: RowFragment(liveness: liveness, cells: cells))]))
+                log.append(
+                    "\(step): put \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts) cells=\(cells.count) liveness=\(liveness.map { "ttl \($0.ttl)" } ?? "-")"
+                )
+                try engine.write(
+                    Mutation(
+                        table: 1, partitionKey: pk,
+                        rows: [.init(clustering: c, fragment: RowFragment(liveness: liveness, cells: cells))]))
             } else if roll < 46 {
                 let c = Self.ck(Int.random(in: 0..<30, using: &rng))
                 model.rowDeletions[pk, default: [:]][c] = max(model.rowDeletions[pk]?[c] ?? .min, ts)
                 log.append("\(step): delete row \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts)")
-                try engine.write(Mutation(table: 1, partitionKey: pk, rows: [.init(clustering: c, fragment: RowFragment(deletion: DeletionTime(timestamp: ts, localDeletionTime: now)))]))
+                try engine.write(
+                    Mutation(
+                        table: 1, partitionKey: pk,
+                        rows: [
+                            .init(
+                                clustering: c,
+                                fragment: RowFragment(deletion: DeletionTime(timestamp: ts, localDeletionTime: now)))
+                        ]))
             } else if roll < 50 {
-                let a = Int.random(in: 0..<30, using: &rng), b = Int.random(in: 0...31, using: &rng)
-                let lo = Self.ck(min(a, b)), hi: [UInt8]? = max(a, b) >= 31 ? nil : Self.ck(max(a, b) + 1)
+                let a = Int.random(in: 0..<30, using: &rng)
+                let b = Int.random(in: 0...31, using: &rng)
+                let lo = Self.ck(min(a, b))
+                let hi: [UInt8]? = max(a, b) >= 31 ? nil : Self.ck(max(a, b) + 1)
                 model.rangeDeletions[pk, default: []].append((lo, hi, ts))
                 log.append("\(step): delete range \(pk.last!) \(min(a, b))..<\(max(a, b) + 1) ts=\(ts)")
-                try engine.write(Mutation(table: 1, partitionKey: pk, header: PartitionHeader(rangeTombstones: [RangeTombstone(start: lo, end: hi, deletion: DeletionTime(timestamp: ts, localDeletionTime: now))])))
+                try engine.write(
+                    Mutation(
+                        table: 1, partitionKey: pk,
+                        header: PartitionHeader(rangeTombstones: [
+                            RangeTombstone(
+                                start: lo, end: hi, deletion: DeletionTime(timestamp: ts, localDeletionTime: now))
+                        ])))
             } else if roll < 52 {
                 model.partitionDeletions[pk] = max(model.partitionDeletions[pk] ?? .min, ts)
                 log.append("\(step): delete partition \(pk.last!) ts=\(ts)")
-                try engine.write(Mutation(table: 1, partitionKey: pk, header: PartitionHeader(deletion: DeletionTime(timestamp: ts, localDeletionTime: now))))
+                try engine.write(
+                    Mutation(
+                        table: 1, partitionKey: pk,
+                        header: PartitionHeader(deletion: DeletionTime(timestamp: ts, localDeletionTime: now))))
             } else if roll < 82 {
                 let reversed = Bool.random(using: &rng)
                 let limit = Int.random(in: 1...12, using: &rng)
-                let a = Int.random(in: 0..<30, using: &rng), b = Int.random(in: 0..<30, using: &rng)
-                let lower = Bool.random(using: &rng) ? ClusteringBound(encoded: Self.ck(min(a, b)), inclusive: Bool.random(using: &rng)) : nil
-                let upper = Bool.random(using: &rng) ? ClusteringBound(encoded: Self.ck(max(a, b)), inclusive: Bool.random(using: &rng)) : nil
+                let a = Int.random(in: 0..<30, using: &rng)
+                let b = Int.random(in: 0..<30, using: &rng)
+                let lower =
+                    Bool.random(using: &rng)
+                    ? ClusteringBound(encoded: Self.ck(min(a, b)), inclusive: Bool.random(using: &rng)) : nil
+                let upper =
+                    Bool.random(using: &rng)
+                    ? ClusteringBound(encoded: Self.ck(max(a, b)), inclusive: Bool.random(using: &rng)) : nil
                 var expected = model.visibleRows(pk, now: now).filter { row in
-                    if let l = lower { let c = compareBytes(row.0, l.prefix); if c < 0 || (c == 0 && !l.inclusive) { return false } }
-                    if let u = upper { let c = compareBytes(row.0, u.prefix); if c > 0 || (c == 0 && !u.inclusive) { return false } }
+                    if let l = lower {
+                        let c = compareBytes(row.0, l.prefix)
+                        if c < 0 || (c == 0 && !l.inclusive) { return false }
+                    }
+                    if let u = upper {
+                        let c = compareBytes(row.0, u.prefix)
+                        if c > 0 || (c == 0 && !u.inclusive) { return false }
+                    }
                     return true
                 }
                 if reversed { expected.reverse() }
                 // Page through with the cursor.
                 var got: [([UInt8], [UInt32: [UInt8]])] = []
-                var query = SliceQuery(table: 1, partitionKey: pk, lower: lower, upper: upper, reversed: reversed, limit: limit)
+                var query = SliceQuery(
+                    table: 1, partitionKey: pk, lower: lower, upper: upper, reversed: reversed, limit: limit)
                 var pages = 0
                 while true {
                     let r = try engine.read(query)
-                    got += r.rows.map { row in (row.clustering, Dictionary(uniqueKeysWithValues: row.cells.map { ($0.column, $0.value!) })) }
+                    got += r.rows.map { row in
+                        (row.clustering, Dictionary(uniqueKeysWithValues: row.cells.map { ($0.column, $0.value!) }))
+                    }
                     pages += 1
                     guard let c = r.cursor, pages < 100 else { break }
                     query.cursor = c
@@ -172,7 +220,8 @@ import Testing
                 let ok = got.map(\.0) == expected.map(\.0) && zip(got, expected).allSatisfy { $0.1 == $1.1 }
                 if !ok {
                     let tail = log.suffix(40).joined(separator: "\n")
-                    Issue.record("""
+                    Issue.record(
+                        """
                         seed \(seed) step \(step): read \(pk.last!) reversed=\(reversed) limit=\(limit) lower=\(lower.map { ClusteringKey.describe($0.prefix) + ($0.inclusive ? "=" : "") } ?? "-") upper=\(upper.map { ClusteringKey.describe($0.prefix) + ($0.inclusive ? "=" : "") } ?? "-")
                         expected \(expected.map { ClusteringKey.describe($0.0) + "\($0.1.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })" })
                         got      \(got.map { ClusteringKey.describe($0.0) + "\($0.1.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })" })

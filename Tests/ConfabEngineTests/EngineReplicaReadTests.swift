@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 /// The engine surfaces the ring needs: raw slices for read repair and token-range scans for
@@ -17,13 +18,26 @@ import Testing
         let engine = try open(dir)
         defer { try? engine.close() }
         for i in 0..<5 {
-            try engine.write(ChatMessages.mutation(chatId: 7, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: 10))
+            try engine.write(
+                ChatMessages.mutation(
+                    chatId: 7, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: 10))
         }
         let ck = ChatMessages.clustering(timestamp: 2, messageId: "m2")
-        try engine.write(Mutation(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 7),
-                                  rows: [.init(clustering: ck, fragment: RowFragment(deletion: DeletionTime(timestamp: 20, localDeletionTime: 1)))]))
-        let range = RangeTombstone(start: ChatMessages.clustering(timestamp: 4, messageId: ""), end: nil, deletion: DeletionTime(timestamp: 30, localDeletionTime: 1))
-        try engine.write(Mutation(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 7), header: PartitionHeader(rangeTombstones: [range])))
+        try engine.write(
+            Mutation(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 7),
+                rows: [
+                    .init(
+                        clustering: ck,
+                        fragment: RowFragment(deletion: DeletionTime(timestamp: 20, localDeletionTime: 1)))
+                ]))
+        let range = RangeTombstone(
+            start: ChatMessages.clustering(timestamp: 4, messageId: ""), end: nil,
+            deletion: DeletionTime(timestamp: 30, localDeletionTime: 1))
+        try engine.write(
+            Mutation(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 7),
+                header: PartitionHeader(rangeTombstones: [range])))
         try engine.flush()
 
         let live = try engine.read(ChatMessages.latest(chatId: 7, limit: 10))
@@ -46,28 +60,45 @@ import Testing
         defer { try? engine.close() }
         for chat in 0..<200 {
             for i in 0..<3 {
-                try engine.write(ChatMessages.mutation(chatId: Int64(chat), timestamp: Int64(i), messageId: "m", sender: "s", body: "b", writeTime: 1))
+                try engine.write(
+                    ChatMessages.mutation(
+                        chatId: Int64(chat), timestamp: Int64(i), messageId: "m", sender: "s", body: "b", writeTime: 1))
             }
         }
         // Another table must never show up.
-        try engine.write(Mutation(table: 9, partitionKey: [1], rows: [.init(clustering: [1], fragment: RowFragment(cells: [Cell(column: 0, timestamp: 1, value: [1])]))]))
+        try engine.write(
+            Mutation(
+                table: 9, partitionKey: [1],
+                rows: [
+                    .init(clustering: [1], fragment: RowFragment(cells: [Cell(column: 0, timestamp: 1, value: [1])]))
+                ]))
         try engine.flush()
-        try engine.write(ChatMessages.mutation(chatId: 0, timestamp: 99, messageId: "late", sender: "s", body: "b", writeTime: 1))
+        try engine.write(
+            ChatMessages.mutation(chatId: 0, timestamp: 99, messageId: "late", sender: "s", body: "b", writeTime: 1))
 
         var all: [StorageEngine.ScannedEntry] = []
-        try engine.scan(table: ChatMessages.table, tokens: Int64.min...Int64.max) { all.append($0); return true }
+        try engine.scan(table: ChatMessages.table, tokens: Int64.min...Int64.max) {
+            all.append($0)
+            return true
+        }
         #expect(all.count == 601)
         #expect(all.map(\.token) == all.map(\.token).sorted())
         #expect(Set(all.map(\.partitionKey)).count == 200)
 
         let range: ClosedRange<Int64> = -1_000_000_000_000_000_000...2_000_000_000_000_000_000
         var some: [StorageEngine.ScannedEntry] = []
-        try engine.scan(table: ChatMessages.table, tokens: range) { some.append($0); return true }
+        try engine.scan(table: ChatMessages.table, tokens: range) {
+            some.append($0)
+            return true
+        }
         #expect(some.allSatisfy { range.contains($0.token) })
         #expect(some.count == all.filter { range.contains($0.token) }.count)
 
         var first: [StorageEngine.ScannedEntry] = []
-        try engine.scan(table: ChatMessages.table, tokens: Int64.min...Int64.max) { first.append($0); return first.count < 10 }
+        try engine.scan(table: ChatMessages.table, tokens: Int64.min...Int64.max) {
+            first.append($0)
+            return first.count < 10
+        }
         #expect(first.count == 10)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct EngineTests {
@@ -19,19 +20,23 @@ import Testing
         #expect(body.utf8.count == 400_000)
         var engine = try StorageEngine.open(directory: dir.path, options: options())
         for i in 0..<5 {
-            try engine.write(ChatMessages.mutation(chatId: 9, timestamp: Int64(i), messageId: "m\(i)", sender: "ada", body: body + "\(i)", writeTime: 1))
+            try engine.write(
+                ChatMessages.mutation(
+                    chatId: 9, timestamp: Int64(i), messageId: "m\(i)", sender: "ada", body: body + "\(i)", writeTime: 1
+                ))
         }
         func check() throws {
-            let rows = try engine.read(ChatMessages.latest(chatId: 9, limit: 10)).rows.compactMap(ChatMessages.message(from:))
+            let rows = try engine.read(ChatMessages.latest(chatId: 9, limit: 10)).rows.compactMap(
+                ChatMessages.message(from:))
             #expect(rows.map(\.messageId) == ["m4", "m3", "m2", "m1", "m0"])
             for m in rows { #expect(m.body == body + m.messageId.dropFirst()) }
         }
-        try check()          // from the memtable
+        try check()  // from the memtable
         try engine.close()
         engine = try StorageEngine.open(directory: dir.path, options: options())
-        try check()          // replayed from the WAL
+        try check()  // replayed from the WAL
         try engine.flush()
-        try check()          // from an SSTable
+        try check()  // from an SSTable
         try engine.close()
         engine = try StorageEngine.open(directory: dir.path, options: options())
         try check()
@@ -40,19 +45,30 @@ import Testing
 
     @Test func latestAndDeepPagesOfALargeChat() throws {
         let dir = TempDirectory("deep")
-        let engine = try StorageEngine.open(directory: dir.path, options: options(.periodic(milliseconds: 20), memtable: 256 << 10))
+        let engine = try StorageEngine.open(
+            directory: dir.path, options: options(.periodic(milliseconds: 20), memtable: 256 << 10))
         defer { try? engine.close() }
         let n = 20_000
         var batch: [Mutation] = []
         for i in 0..<n {
-            batch.append(ChatMessages.mutation(chatId: 1, timestamp: Int64(i) * 10, messageId: "m\(i)", sender: "s", body: "body \(i)", writeTime: 1))
-            batch.append(ChatMessages.mutation(chatId: Int64(2 + i % 50), timestamp: Int64(i), messageId: "x\(i)", sender: "s", body: "other", writeTime: 1))
-            if batch.count >= 200 { try engine.write(batch); batch.removeAll() }
+            batch.append(
+                ChatMessages.mutation(
+                    chatId: 1, timestamp: Int64(i) * 10, messageId: "m\(i)", sender: "s", body: "body \(i)",
+                    writeTime: 1))
+            batch.append(
+                ChatMessages.mutation(
+                    chatId: Int64(2 + i % 50), timestamp: Int64(i), messageId: "x\(i)", sender: "s", body: "other",
+                    writeTime: 1))
+            if batch.count >= 200 {
+                try engine.write(batch)
+                batch.removeAll()
+            }
         }
         try engine.write(batch)
         try engine.waitForBackgroundWork()
         #expect(engine.stats.flushes > 0)
-        let latest = try engine.read(ChatMessages.latest(chatId: 1, limit: 50)).rows.compactMap(ChatMessages.message(from:))
+        let latest = try engine.read(ChatMessages.latest(chatId: 1, limit: 50)).rows.compactMap(
+            ChatMessages.message(from:))
         #expect(latest.map(\.messageId) == (0..<50).map { "m\(n - 1 - $0)" })
         // 15,000 messages back: before timestamp of message 5,000.
         let deep = try engine.read(ChatMessages.latest(chatId: 1, before: 5_000 * 10, limit: 50))
@@ -63,9 +79,11 @@ import Testing
         let next = try engine.read(q).rows.compactMap(ChatMessages.message(from:))
         #expect(next.first?.messageId == "m4949")
         // Ascending slice with both bounds.
-        let slice = try engine.read(SliceQuery(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 1),
-                                               lower: ClusteringBound(ClusteringKey([.int64(100)]), inclusive: true),
-                                               upper: ClusteringBound(ClusteringKey([.int64(130)]), inclusive: true), limit: 100))
+        let slice = try engine.read(
+            SliceQuery(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 1),
+                lower: ClusteringBound(ClusteringKey([.int64(100)]), inclusive: true),
+                upper: ClusteringBound(ClusteringKey([.int64(130)]), inclusive: true), limit: 100))
         #expect(slice.rows.compactMap(ChatMessages.message(from:)).map(\.messageId) == ["m10", "m11", "m12", "m13"])
     }
 
@@ -120,12 +138,24 @@ import Testing
         let engine = try StorageEngine.open(directory: dir.path, options: options())
         defer { try? engine.close() }
         func code(_ body: () throws -> Void) -> StorageError.Code? {
-            do { try body(); return nil } catch let e as StorageError { return e.code } catch { return nil }
+            do {
+                try body()
+                return nil
+            } catch let e as StorageError { return e.code } catch { return nil }
         }
         #expect(code { try engine.write(Mutation(table: 1, partitionKey: [])) } == .invalidArgument)
-        #expect(code { try engine.write(Mutation(table: 1, partitionKey: [1], rows: [.init(clustering: [], fragment: RowFragment())])) } == .invalidArgument)
-        let huge = RowFragment(cells: [Cell(column: 0, timestamp: 1, value: [UInt8](repeating: 7, count: StorageEngine.maxMutationBytes + 1))])
-        #expect(code { try engine.write(Mutation(table: 1, partitionKey: [1], rows: [.init(clustering: [1], fragment: huge)])) } == .tooLarge)
+        #expect(
+            code {
+                try engine.write(
+                    Mutation(table: 1, partitionKey: [1], rows: [.init(clustering: [], fragment: RowFragment())]))
+            } == .invalidArgument)
+        let huge = RowFragment(cells: [
+            Cell(column: 0, timestamp: 1, value: [UInt8](repeating: 7, count: StorageEngine.maxMutationBytes + 1))
+        ])
+        #expect(
+            code {
+                try engine.write(Mutation(table: 1, partitionKey: [1], rows: [.init(clustering: [1], fragment: huge)]))
+            } == .tooLarge)
         #expect(try engine.read(SliceQuery(table: 1, partitionKey: [1])).rows.isEmpty)
         #expect(engine.stats.userBytesWritten == 0)
     }
@@ -136,21 +166,27 @@ import Testing
         var o = options(.group, memtable: 64 << 10)
         o.fileSystem = fs
         let writer = try StorageEngine.open(directory: dir.file("data"), options: o)
-        let threads = 16, per = 100
+        let threads = 16
+        let per = 100
         // Real threads: concurrentPerform would run only as many as there are cores.
         let done = DispatchGroup()
         for t in 0..<threads {
             done.enter()
             Thread {
                 for i in 0..<per {
-                    try! writer.write(ChatMessages.mutation(chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s", body: "b\(i)", writeTime: 1))
+                    try! writer.write(
+                        ChatMessages.mutation(
+                            chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s", body: "b\(i)",
+                            writeTime: 1))
                 }
                 done.leave()
             }.start()
         }
         done.wait()
         let syncs = writer.wal.syncCount
-        #expect(syncs < UInt64(threads * per / 2), "group commit shared too few fdatasyncs: \(syncs) syncs for \(threads * per) writes")
+        #expect(
+            syncs < UInt64(threads * per / 2),
+            "group commit shared too few fdatasyncs: \(syncs) syncs for \(threads * per) writes")
         // Every write was acknowledged; the machine loses power without a clean close, keeping
         // only what was synced.
         let rebooted = try powerLoss(fs, dataDir: dir.file("data"), next: dir.file("rebooted"), abandoning: writer)
@@ -178,8 +214,10 @@ import Testing
         Thread {
             do {
                 for i in 0..<3_000 {
-                    try engine.write(ChatMessages.mutation(chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
-                                                           body: String(repeating: "x", count: 200), writeTime: 1))
+                    try engine.write(
+                        ChatMessages.mutation(
+                            chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
+                            body: String(repeating: "x", count: 200), writeTime: 1))
                 }
             } catch {
                 failure.set("\(error)")
@@ -190,7 +228,10 @@ import Testing
         var finishedEarly = false
         while engine.stats.writesStalled == 0 && Date() < deadline {
             // Polls the condition; the writer cannot finish while flushes are held.
-            if finished.wait(timeout: .now() + 0.01) == .success { finishedEarly = true; break }
+            if finished.wait(timeout: .now() + 0.01) == .success {
+                finishedEarly = true
+                break
+            }
         }
         #expect(!finishedEarly, "all writes went through while no flush could finish: \(failure.get() ?? "no error")")
         #expect(engine.stats.writesStalled > 0, "no writer was held while the flush could not finish")
@@ -212,10 +253,12 @@ import Testing
         o.fileSystem = fs
         let data = dir.file("x/y/data")
         let engine = try StorageEngine.open(directory: data, options: o)
-        try engine.write(ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "m", sender: "s", body: "kept", writeTime: 1))
+        try engine.write(
+            ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "m", sender: "s", body: "kept", writeTime: 1))
         try fs.simulatePowerLoss()
         try? engine.close()
-        #expect(FileManager.default.fileExists(atPath: data), "the data directory vanished: its parents were never fsynced")
+        #expect(
+            FileManager.default.fileExists(atPath: data), "the data directory vanished: its parents were never fsynced")
         // Recovery runs on a copy: the abandoned engine still holds the LOCK.
         try FileManager.default.copyItem(atPath: data, toPath: dir.file("copy"))
         var after = options()
@@ -231,7 +274,9 @@ import Testing
         var o = options()
         o.fileSystem = fs
         fs.failDirectorySyncs(count: 1)
-        let error = try #require(throws: StorageError.self) { _ = try StorageEngine.open(directory: dir.file("data"), options: o) }
+        let error = try #require(throws: StorageError.self) {
+            _ = try StorageEngine.open(directory: dir.file("data"), options: o)
+        }
         #expect(error.code == .io)
         #expect(error.message.contains("durable"))
     }
@@ -251,10 +296,12 @@ import Testing
         let now = clock.nowSeconds()
         for i in 0..<20 {
             let ck = ClusteringKey([.int64(Int64(i))]).bytes
-            let fragment = i % 2 == 0
+            let fragment =
+                i % 2 == 0
                 ? RowFragment(cells: [Cell(column: 0, timestamp: 5, value: [1])])
                 : RowFragment(deletion: DeletionTime(timestamp: 5, localDeletionTime: now))
-            try engine.write(Mutation(table: 3, partitionKey: [UInt8(i % 3 + 1)], rows: [.init(clustering: ck, fragment: fragment)]))
+            try engine.write(
+                Mutation(table: 3, partitionKey: [UInt8(i % 3 + 1)], rows: [.init(clustering: ck, fragment: fragment)]))
         }
         try engine.flush()
         #expect(engine.stats.compactions == 0)
@@ -265,7 +312,8 @@ import Testing
         #expect(engine.stats.compactions == 1)
         let paths = engine.sstablePaths
         #expect(paths.count == 1)
-        var live = 0, deleted = 0
+        var live = 0
+        var deleted = 0
         for pk in 1...3 {
             for row in try engine.readRaw(SliceQuery(table: 3, partitionKey: [UInt8(pk)], limit: 100)).rows {
                 if row.fragment.deletion != nil { deleted += 1 } else { live += 1 }
@@ -290,9 +338,21 @@ import Testing
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? engine.close() }
         let ck = ClusteringKey([.int64(1)]).bytes
-        try engine.write(Mutation(table: 3, partitionKey: [1], rows: [.init(clustering: ck, fragment: RowFragment(cells: [Cell(column: 0, timestamp: 5, value: [1])]))]))
+        try engine.write(
+            Mutation(
+                table: 3, partitionKey: [1],
+                rows: [.init(clustering: ck, fragment: RowFragment(cells: [Cell(column: 0, timestamp: 5, value: [1])]))]
+            ))
         try engine.flush()
-        try engine.write(Mutation(table: 3, partitionKey: [1], rows: [.init(clustering: ck, fragment: RowFragment(deletion: DeletionTime(timestamp: 6, localDeletionTime: clock.nowSeconds())))]))
+        try engine.write(
+            Mutation(
+                table: 3, partitionKey: [1],
+                rows: [
+                    .init(
+                        clustering: ck,
+                        fragment: RowFragment(
+                            deletion: DeletionTime(timestamp: 6, localDeletionTime: clock.nowSeconds())))
+                ]))
         try engine.flush()
         clock.advance(seconds: 31)
         try engine.waitForBackgroundWork()  // returns: nothing is due
@@ -308,8 +368,10 @@ import Testing
         defer { try? engine.close() }
         for round in 0..<2 {
             for i in 0..<200 {
-                try engine.write(ChatMessages.mutation(chatId: Int64(i % 5), timestamp: Int64(round * 1000 + i), messageId: "m", sender: "s",
-                                                       body: String(repeating: "x", count: 100), writeTime: 1))
+                try engine.write(
+                    ChatMessages.mutation(
+                        chatId: Int64(i % 5), timestamp: Int64(round * 1000 + i), messageId: "m", sender: "s",
+                        body: String(repeating: "x", count: 100), writeTime: 1))
             }
             try engine.flush()
         }

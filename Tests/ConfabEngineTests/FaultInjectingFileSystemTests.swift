@@ -196,8 +196,8 @@ struct FaultInjectingFileSystemTests {
         let fs = try FaultInjectingFileSystem(root: dir.path)
         try fs.createDirectory(dir.file("a/b/c"))
         try fs.createDirectory(dir.file("k/l"))
-        try fs.syncDirectory(dir.path)          // makes a and k durable
-        try fs.syncDirectory(dir.file("a"))     // makes a/b durable, not a/b/c
+        try fs.syncDirectory(dir.path)  // makes a and k durable
+        try fs.syncDirectory(dir.file("a"))  // makes a/b durable, not a/b/c
         let f = try fs.createFile(dir.file("a/b/c/file"), truncate: false)
         try f.append(Array("x".utf8))
         try f.sync()
@@ -310,9 +310,9 @@ struct FaultInjectingFileSystemTests {
         let fs = try FaultInjectingFileSystem(root: dir.path)
         let f = try fs.createFile(dir.file("a"), truncate: false)
         fs.crash(afterOperations: 3)
-        try f.append([1])                     // 1
-        _ = try fs.listDirectory(dir.path)    // reads do not count
-        try f.sync()                          // 2
+        try f.append([1])  // 1
+        _ = try fs.listDirectory(dir.path)  // reads do not count
+        try f.sync()  // 2
         #expect(storageError { try fs.syncDirectory(dir.path) }?.message == "simulated crash")  // 3: crashes
         #expect(fs.isCrashed)
         #expect(storageError { _ = try fs.listDirectory(dir.path) }?.message == "simulated crash")
@@ -423,7 +423,8 @@ struct FaultInjectingFileSystemTests {
         let dir = try TestDirectory(prefix: "faultfs")
         let fs = try FaultInjectingFileSystem(root: dir.path + "/inner")
         #expect(storageError { _ = try fs.createFile(dir.file("outside"), truncate: false) }?.code == .invalidArgument)
-        #expect(storageError { _ = try fs.createFile(dir.file("inner/../x"), truncate: false) }?.code == .invalidArgument)
+        #expect(
+            storageError { _ = try fs.createFile(dir.file("inner/../x"), truncate: false) }?.code == .invalidArgument)
         _ = try fs.createFile(dir.file("inner//./ok"), truncate: false)
         #expect(FileManager.default.fileExists(atPath: dir.file("inner/ok")))
     }

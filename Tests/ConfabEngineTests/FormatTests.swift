@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct FormatTests {
@@ -10,11 +11,16 @@ import Testing
             let id = (0..<Int.random(in: 0...4, using: &rng)).map { _ in UInt8.random(in: 0...2, using: &rng) }
             items.append((ts, id))
         }
-        let byKey = items.sorted { compareBytes(ClusteringKey([.int64($0.0), .bytes($0.1)]).bytes, ClusteringKey([.int64($1.0), .bytes($1.1)]).bytes) < 0 }
+        let byKey = items.sorted {
+            compareBytes(
+                ClusteringKey([.int64($0.0), .bytes($0.1)]).bytes, ClusteringKey([.int64($1.0), .bytes($1.1)]).bytes)
+                < 0
+        }
         let byValue = items.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1.lexicographicallyPrecedes($1.1) }
         #expect(byKey.map { "\($0.0)/\($0.1)" } == byValue.map { "\($0.0)/\($0.1)" })
         for (ts, id) in items {
-            #expect(ClusteringKey.components(of: ClusteringKey([.int64(ts), .bytes(id)]).bytes) == [.int64(ts), .bytes(id)])
+            #expect(
+                ClusteringKey.components(of: ClusteringKey([.int64(ts), .bytes(id)]).bytes) == [.int64(ts), .bytes(id)])
         }
     }
 
@@ -50,11 +56,15 @@ import Testing
                 Cell(column: 2, timestamp: -4, value: [], ttl: 30, expiresAt: 555),
             ])
         #expect(try EntryValue.decode(EntryValue.row(row).encoded()) == .row(row))
-        let header = PartitionHeader(deletion: DeletionTime(timestamp: 1, localDeletionTime: 2),
-                                     rangeTombstones: [RangeTombstone(start: [1], end: [3], deletion: DeletionTime(timestamp: 9, localDeletionTime: 9)),
-                                                       RangeTombstone(start: [], end: nil, deletion: DeletionTime(timestamp: 8, localDeletionTime: 8))])
+        let header = PartitionHeader(
+            deletion: DeletionTime(timestamp: 1, localDeletionTime: 2),
+            rangeTombstones: [
+                RangeTombstone(start: [1], end: [3], deletion: DeletionTime(timestamp: 9, localDeletionTime: 9)),
+                RangeTombstone(start: [], end: nil, deletion: DeletionTime(timestamp: 8, localDeletionTime: 8)),
+            ])
         #expect(try EntryValue.decode(EntryValue.header(header).encoded()) == .header(header))
-        let m = Mutation(table: 7, partitionKey: [1, 2, 3], header: header, rows: [.init(clustering: [9], fragment: row)])
+        let m = Mutation(
+            table: 7, partitionKey: [1, 2, 3], header: header, rows: [.init(clustering: [9], fragment: row)])
         #expect(try Mutation.decode(m.encoded()) == m)
     }
 
@@ -68,8 +78,12 @@ import Testing
     }
 
     @Test func newestCellWinsAndDeletionsShadow() {
-        let a = RowFragment(cells: [Cell(column: 0, timestamp: 10, value: [1]), Cell(column: 1, timestamp: 5, value: [1])])
-        let b = RowFragment(deletion: DeletionTime(timestamp: 6, localDeletionTime: 0), cells: [Cell(column: 0, timestamp: 9, value: [2])])
+        let a = RowFragment(cells: [
+            Cell(column: 0, timestamp: 10, value: [1]), Cell(column: 1, timestamp: 5, value: [1]),
+        ])
+        let b = RowFragment(
+            deletion: DeletionTime(timestamp: 6, localDeletionTime: 0),
+            cells: [Cell(column: 0, timestamp: 9, value: [2])])
         let m = RowFragment.merge(a, b)
         #expect(m.cells.map(\.column) == [0])
         #expect(m.cells[0].value == [1])
@@ -81,7 +95,9 @@ import Testing
     }
 
     @Test func rangeTombstonesCoverHalfOpenRanges() {
-        let h = PartitionHeader(rangeTombstones: [RangeTombstone(start: [5], end: [9], deletion: DeletionTime(timestamp: 3, localDeletionTime: 0))])
+        let h = PartitionHeader(rangeTombstones: [
+            RangeTombstone(start: [5], end: [9], deletion: DeletionTime(timestamp: 3, localDeletionTime: 0))
+        ])
         #expect(h.deletion(covering: [5]) != nil)
         #expect(h.deletion(covering: [8, 0xFF]) != nil)
         #expect(h.deletion(covering: [9]) == nil)

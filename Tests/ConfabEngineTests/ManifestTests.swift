@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct ManifestTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct MemtableTests {
@@ -17,7 +18,10 @@ import Testing
         let sorted = model.keys.sorted { compareBytes($0, $1) < 0 }
         var walked: [[UInt8]] = []
         var n = list.first
-        while let i = n { walked.append(list.key(i)); n = list.successor(i) }
+        while let i = n {
+            walked.append(list.key(i))
+            n = list.successor(i)
+        }
         #expect(walked == sorted, "seed \(seed)")
         #expect(list.count == model.count, "seed \(seed)")
         for _ in 0..<500 {
@@ -35,22 +39,36 @@ import Testing
     @Test func memtableMergesRowsAndIteratesBothWays() throws {
         let mt = Memtable(id: 1)
         for i in 0..<100 {
-            mt.apply(ChatMessages.mutation(chatId: Int64(i % 3), timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b\(i)", writeTime: 10))
+            mt.apply(
+                ChatMessages.mutation(
+                    chatId: Int64(i % 3), timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b\(i)",
+                    writeTime: 10))
         }
         // Overwrite one body with a newer timestamp.
-        mt.apply(ChatMessages.mutation(chatId: 0, timestamp: 0, messageId: "m0", sender: "s", body: "new", writeTime: 20))
+        mt.apply(
+            ChatMessages.mutation(chatId: 0, timestamp: 0, messageId: "m0", sender: "s", body: "new", writeTime: 20))
         #expect(mt.entryCount == 100)
-        let key = InternalKey.partitionPrefix(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 0))
+        let key =
+            InternalKey.partitionPrefix(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 0))
             + ChatMessages.clustering(timestamp: 0, messageId: "m0")
-        guard case .row(let row) = try EntryValue.decode(mt.get(key)!) else { Issue.record("not a row"); return }
+        guard case .row(let row) = try EntryValue.decode(mt.get(key)!) else {
+            Issue.record("not a row")
+            return
+        }
         #expect(row.cells.first { $0.column == ChatMessages.bodyColumn }?.value == Array("new".utf8))
         let it = mt.makeIterator()
         try it.seekToFirst()
         var forward: [[UInt8]] = []
-        while it.isValid { forward.append(it.key); try it.next() }
+        while it.isValid {
+            forward.append(it.key)
+            try it.next()
+        }
         try it.seekToLast()
         var backward: [[UInt8]] = []
-        while it.isValid { backward.append(it.key); try it.prev() }
+        while it.isValid {
+            backward.append(it.key)
+            try it.prev()
+        }
         #expect(forward.count == 100)
         #expect(backward == forward.reversed())
     }
@@ -60,7 +78,9 @@ import Testing
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for i in 0..<2_000 {
-                    mt.apply(ChatMessages.mutation(chatId: 1, timestamp: Int64(i), messageId: "x", sender: "s", body: "b", writeTime: 1))
+                    mt.apply(
+                        ChatMessages.mutation(
+                            chatId: 1, timestamp: Int64(i), messageId: "x", sender: "s", body: "b", writeTime: 1))
                 }
             }
             for _ in 0..<2 {

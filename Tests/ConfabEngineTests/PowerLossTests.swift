@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import confab
 
 /// In-process power-loss rounds (LevelDB `fault_injection_test` style): the engine runs on a
@@ -32,7 +33,8 @@ struct PowerLossTests {
         let dir = try TestDirectory(prefix: "powerloss")
         var dataDir = dir.file("data-0")
         var history = WriteHistory()
-        var totalAcked = 0, totalLost = 0
+        var totalAcked = 0
+        var totalLost = 0
         let started = Date()
 
         for round in 0..<Self.rounds {
@@ -45,21 +47,30 @@ struct PowerLossTests {
             fs.crash()
             let stopped = run.waitForWriters(timeout: 20)
             if !stopped {
-                Issue.record("\(context): writer threads still blocked in write() 20 s after the file system died (engine hangs on I/O errors)")
+                Issue.record(
+                    "\(context): writer threads still blocked in write() 20 s after the file system died (engine hangs on I/O errors)"
+                )
             }
             // Any error is allowed after the crash, as long as the engine did not trap; count them.
             let codes = Dictionary(grouping: run.errors(), by: { "\($0.code)" }).mapValues(\.count)
-            if round == 0 { print("\(context): writes failed after the crash with \(codes) (e.g. \(run.errors().first.map { "\($0)" } ?? "none"))") }
-            history.addRun(acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
+            if round == 0 {
+                print(
+                    "\(context): writes failed after the crash with \(codes) (e.g. \(run.errors().first.map { "\($0)" } ?? "none"))"
+                )
+            }
+            history.addRun(
+                acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
             totalAcked += run.acknowledgedPerWriter().joined().count
             // Power loss; the old engine and its threads are abandoned (they still hold its LOCK).
-            dataDir = try powerLoss(fs, dataDir: dataDir, next: dir.file("data-\(round + 1)"), abandoning: engine,
-                                    unsynced: outOfOrderWriteback ? .randomPages(seed: seed &+ UInt64(round)) : .dropped)
+            dataDir = try powerLoss(
+                fs, dataDir: dataDir, next: dir.file("data-\(round + 1)"), abandoning: engine,
+                unsynced: outOfOrderWriteback ? .randomPages(seed: seed &+ UInt64(round)) : .dropped)
 
             let fresh = try FaultInjectingFileSystem(root: dir.path)
             let recovered: StorageEngine
             do {
-                recovered = try StorageEngine.open(directory: dataDir, options: crashTestOptions(mode, fileSystem: fresh))
+                recovered = try StorageEngine.open(
+                    directory: dataDir, options: crashTestOptions(mode, fileSystem: fresh))
             } catch {
                 Issue.record("\(context): recovery after power loss failed: \(error)")
                 return
@@ -72,8 +83,10 @@ struct PowerLossTests {
             if !(readProblems + problems).isEmpty { return }
             if !stopped { return }
         }
-        print("PowerLossTests.\(name)(\(mode)): \(Self.rounds) rounds, \(totalAcked) acknowledged, \(totalLost) acknowledged-but-lost, "
-              + "\(history.recovered.count) rows recovered, " + String(format: "%.1f s", Date().timeIntervalSince(started)))
+        print(
+            "PowerLossTests.\(name)(\(mode)): \(Self.rounds) rounds, \(totalAcked) acknowledged, \(totalLost) acknowledged-but-lost, "
+                + "\(history.recovered.count) rows recovered, "
+                + String(format: "%.1f s", Date().timeIntervalSince(started)))
     }
 
     /// ENOSPC in the middle of a run: writes fail with `.diskFull` (not a trap, not a vague error),
@@ -101,7 +114,9 @@ struct PowerLossTests {
         let errorsWhileFull = run.errors()
         #expect(errorsWhileFull.count >= Self.writers, "\(context): writes kept succeeding on a full disk")
         let vague = errorsWhileFull.filter { $0.code != .diskFull }
-        #expect(vague.isEmpty, "\(context): writes on a full disk failed with other codes than .diskFull: \(vague.prefix(3))")
+        #expect(
+            vague.isEmpty,
+            "\(context): writes on a full disk failed with other codes than .diskFull: \(vague.prefix(3))")
         if let first = errorsWhileFull.first {
             #expect(first.code == .diskFull, "\(context): first error on a full disk: \(first)")
         }
@@ -113,20 +128,26 @@ struct PowerLossTests {
         // Let the writers try the freed disk: wait until one more write was acknowledged or failed
         // (the engine may recover or stay fail-stopped).
         let retryDeadline = Date().addingTimeInterval(20)
-        while run.acknowledgedPerWriter().joined().count == ackedBefore && run.errors().count == errorsBefore && Date() < retryDeadline {
+        while run.acknowledgedPerWriter().joined().count == ackedBefore && run.errors().count == errorsBefore
+            && Date() < retryDeadline
+        {
             Thread.sleep(forTimeInterval: 0.005)
         }
         run.stop()
         #expect(run.waitForWriters(timeout: 20), "\(context): writers blocked after disk-full")
         let ackedAfter = run.acknowledgedPerWriter().joined().count
-        print("\(context): budget \(budget) bytes; \(ackedBefore) acknowledged before freeing space, \(ackedAfter - ackedBefore) after; "
-              + "\(errorsWhileFull.count) errors while full, \(run.errors().count - errorsWhileFull.count) after")
+        print(
+            "\(context): budget \(budget) bytes; \(ackedBefore) acknowledged before freeing space, \(ackedAfter - ackedBefore) after; "
+                + "\(errorsWhileFull.count) errors while full, \(run.errors().count - errorsWhileFull.count) after")
         do { try engine.close() } catch { print("\(context): close after disk-full: \(error)") }
 
         var history = WriteHistory()
-        history.addRun(acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
+        history.addRun(
+            acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
         let rebooted = try powerLoss(fs, dataDir: dataDir, next: dir.file("data-rebooted"), abandoning: engine)
-        let recovered = try StorageEngine.open(directory: rebooted, options: crashTestOptions(mode, fileSystem: try FaultInjectingFileSystem(root: dir.path)))
+        let recovered = try StorageEngine.open(
+            directory: rebooted,
+            options: crashTestOptions(mode, fileSystem: try FaultInjectingFileSystem(root: dir.path)))
         defer { try? recovered.close() }
         let (found, readProblems) = try readAllMessages(recovered)
         let (problems, _) = history.verify(found, durableAcks: true)
@@ -156,7 +177,9 @@ struct PowerLossTests {
             #expect(e.code == .io, "\(e)")
         }
         let rebooted = try powerLoss(fs, dataDir: dataDir, next: dir.file("data-rebooted"), abandoning: engine)
-        let recovered = try StorageEngine.open(directory: rebooted, options: crashTestOptions(.batch, fileSystem: try FaultInjectingFileSystem(root: dir.path)))
+        let recovered = try StorageEngine.open(
+            directory: rebooted,
+            options: crashTestOptions(.batch, fileSystem: try FaultInjectingFileSystem(root: dir.path)))
         defer { try? recovered.close() }
         var history = WriteHistory()
         history.addRun(acked: [acked], inFlight: [nil], failed: [failedIds])
@@ -191,12 +214,19 @@ extension PowerLossTests {
             if !problems.isEmpty {
                 failing.append(k)
                 // Name the operation the crash prevented and the ones just before it.
-                let trace = scenario.fs.operationTrace.map { $0.replacingOccurrences(of: scenario.dir.path + "/", with: "") }
+                let trace = scenario.fs.operationTrace.map {
+                    $0.replacingOccurrences(of: scenario.dir.path + "/", with: "")
+                }
                 let steps = trace.suffix(4).joined(separator: "; ")
-                recordProblems(problems, context: "\(operation), crash before disk operation \(k) [\(steps) ← not done]", limit: failing.count <= 3 ? 3 : 0)
+                recordProblems(
+                    problems, context: "\(operation), crash before disk operation \(k) [\(steps) ← not done]",
+                    limit: failing.count <= 3 ? 3 : 0)
             }
             k += 1
-            if k > 500 { Issue.record("\(operation) never finished"); break }
+            if k > 500 {
+                Issue.record("\(operation) never finished")
+                break
+            }
         }
         print("PowerLossTests.crashAtEveryStep(\(operation)): \(k - 1) crash points, failing at \(failing)")
     }
@@ -261,20 +291,26 @@ extension PowerLossTests {
     @Test func verificationCatchesLostAcknowledgedWrites() throws {
         let dir = try TestDirectory(prefix: "lyingdisk")
         let fs = try FaultInjectingFileSystem(root: dir.path)
-        let engine = try StorageEngine.open(directory: dir.file("data"), options: crashTestOptions(.group, fileSystem: fs))
+        let engine = try StorageEngine.open(
+            directory: dir.file("data"), options: crashTestOptions(.group, fileSystem: fs))
         fs.makeSyncsNoOps()
         let run = WriterRun(engine: engine, start: 1_000, writers: 2)
         run.start()
         // Crash once enough writes were acknowledged that losing them must show.
         let deadline = Date().addingTimeInterval(20)
-        while run.acknowledgedPerWriter().joined().count < 200 && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        while run.acknowledgedPerWriter().joined().count < 200 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
         #expect(run.acknowledgedPerWriter().joined().count >= 200, "the writers acknowledged too little to test with")
         fs.crash()
         #expect(run.waitForWriters(timeout: 20))
         var history = WriteHistory()
-        history.addRun(acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
+        history.addRun(
+            acked: run.acknowledgedPerWriter(), inFlight: run.inFlightPerWriter(), failed: run.failedPerWriter())
         let rebooted = try powerLoss(fs, dataDir: dir.file("data"), next: dir.file("rebooted"), abandoning: engine)
-        let recovered = try StorageEngine.open(directory: rebooted, options: crashTestOptions(.group, fileSystem: try FaultInjectingFileSystem(root: dir.path)))
+        let recovered = try StorageEngine.open(
+            directory: rebooted,
+            options: crashTestOptions(.group, fileSystem: try FaultInjectingFileSystem(root: dir.path)))
         defer { try? recovered.close() }
         let (found, _) = try readAllMessages(recovered)
         let (problems, lost) = history.verify(found, durableAcks: true)
@@ -288,8 +324,10 @@ extension PowerLossTests {
 /// The abandoned engine cannot be killed in-process: its background threads keep it alive, and
 /// with it the flock on `LOCK` that a dead process would have dropped. So the durable state is
 /// copied to `next` (with its `LOCK` file, unlocked) and recovery runs there.
-func powerLoss(_ fs: FaultInjectingFileSystem, dataDir: String, next: String, abandoning engine: StorageEngine,
-               unsynced: FaultInjectingFileSystem.UnsyncedData = .dropped) throws -> String {
+func powerLoss(
+    _ fs: FaultInjectingFileSystem, dataDir: String, next: String, abandoning engine: StorageEngine,
+    unsynced: FaultInjectingFileSystem.UnsyncedData = .dropped
+) throws -> String {
     try fs.simulatePowerLoss(unsynced: unsynced)
     // Stop the dead engine's threads (its file system refuses every call, so nothing more is
     // written); the copy below still stands in for what a rebooted machine sees.
@@ -320,8 +358,10 @@ final class WriterRun: @unchecked Sendable {
         self.firstId = start
         self.writers = writers
         self.continueAfterErrors = continueAfterErrors
-        state = Locked(State(acked: Array(repeating: [], count: writers), failed: Array(repeating: [], count: writers),
-                             inFlight: Array(repeating: nil, count: writers)))
+        state = Locked(
+            State(
+                acked: Array(repeating: [], count: writers), failed: Array(repeating: [], count: writers),
+                inFlight: Array(repeating: nil, count: writers)))
     }
 
     func start() {
@@ -334,10 +374,17 @@ final class WriterRun: @unchecked Sendable {
                     state.withLock { $0.inFlight[w] = id }
                     do {
                         try engine.write(CrashWorkload.mutation(id))
-                        state.withLock { $0.acked[w].append(id); $0.inFlight[w] = nil }
+                        state.withLock {
+                            $0.acked[w].append(id)
+                            $0.inFlight[w] = nil
+                        }
                     } catch {
                         let e = error as? StorageError ?? StorageError(.io, "non-StorageError: \(error)")
-                        state.withLock { $0.failed[w].append(id); $0.inFlight[w] = nil; $0.errors.append(e) }
+                        state.withLock {
+                            $0.failed[w].append(id)
+                            $0.inFlight[w] = nil
+                            $0.errors.append(e)
+                        }
                         if !continueAfterErrors { break }
                         Thread.sleep(forTimeInterval: 0.002)
                     }

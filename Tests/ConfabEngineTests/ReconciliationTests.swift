@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabEngine
 
 /// Merging versions must not depend on the order they meet in: replicas (and the memtable, the
@@ -8,18 +9,21 @@ import Testing
 @Suite struct ReconciliationTests {
     static func liveness(_ rng: inout SeededRandom) -> LivenessInfo {
         let ttl: Int32 = [0, 0, 5, 10][Int.random(in: 0..<4, using: &rng)]
-        return LivenessInfo(timestamp: Int64.random(in: 1...2, using: &rng), ttl: ttl,
-                            expiresAt: ttl > 0 ? Int64.random(in: 100...101, using: &rng) : 0)
+        return LivenessInfo(
+            timestamp: Int64.random(in: 1...2, using: &rng), ttl: ttl,
+            expiresAt: ttl > 0 ? Int64.random(in: 100...101, using: &rng) : 0)
     }
 
     static func cell(_ rng: inout SeededRandom, column: UInt32) -> Cell {
         let ts = Int64.random(in: 1...2, using: &rng)
         switch Int.random(in: 0..<4, using: &rng) {
-        case 0: return .tombstone(column: column, timestamp: ts, localDeletionTime: Int64.random(in: 50...51, using: &rng))
+        case 0:
+            return .tombstone(column: column, timestamp: ts, localDeletionTime: Int64.random(in: 50...51, using: &rng))
         case 1:
             let ttl: Int32 = [5, 10][Int.random(in: 0..<2, using: &rng)]
-            return Cell(column: column, timestamp: ts, value: [UInt8.random(in: 0...1, using: &rng)], ttl: ttl,
-                        expiresAt: Int64.random(in: 100...101, using: &rng))
+            return Cell(
+                column: column, timestamp: ts, value: [UInt8.random(in: 0...1, using: &rng)], ttl: ttl,
+                expiresAt: Int64.random(in: 100...101, using: &rng))
         default:
             return Cell(column: column, timestamp: ts, value: [UInt8.random(in: 0...1, using: &rng)])
         }
@@ -29,7 +33,9 @@ import Testing
         var f = RowFragment()
         if Bool.random(using: &rng) { f.liveness = liveness(&rng) }
         if Int.random(in: 0..<4, using: &rng) == 0 {
-            f.deletion = DeletionTime(timestamp: Int64.random(in: 0...1, using: &rng), localDeletionTime: Int64.random(in: 50...51, using: &rng))
+            f.deletion = DeletionTime(
+                timestamp: Int64.random(in: 0...1, using: &rng),
+                localDeletionTime: Int64.random(in: 50...51, using: &rng))
         }
         for column in UInt32(0)..<3 where Bool.random(using: &rng) { f.cells.append(cell(&rng, column: column)) }
         return f
@@ -38,28 +44,39 @@ import Testing
     static func header(_ rng: inout SeededRandom) -> PartitionHeader {
         var h = PartitionHeader()
         if Int.random(in: 0..<3, using: &rng) == 0 {
-            h.deletion = DeletionTime(timestamp: Int64.random(in: 0...2, using: &rng), localDeletionTime: Int64.random(in: 50...51, using: &rng))
+            h.deletion = DeletionTime(
+                timestamp: Int64.random(in: 0...2, using: &rng),
+                localDeletionTime: Int64.random(in: 50...51, using: &rng))
         }
         for _ in 0..<Int.random(in: 0...2, using: &rng) {
             let end: [UInt8]? = Bool.random(using: &rng) ? [UInt8.random(in: 5...6, using: &rng)] : nil
-            h.rangeTombstones.append(RangeTombstone(start: [UInt8.random(in: 1...2, using: &rng)], end: end,
-                                                    deletion: DeletionTime(timestamp: Int64.random(in: 1...3, using: &rng), localDeletionTime: 50)))
+            h.rangeTombstones.append(
+                RangeTombstone(
+                    start: [UInt8.random(in: 1...2, using: &rng)], end: end,
+                    deletion: DeletionTime(timestamp: Int64.random(in: 1...3, using: &rng), localDeletionTime: 50)))
         }
         return h
     }
 
     /// Checks `merge` is commutative and associative on `count` random triples.
-    static func checkLaws<T: Equatable>(_ name: String, seed: UInt64, count: Int = 5_000,
-                                        _ make: (inout SeededRandom) -> T, _ merge: (T, T) -> T) {
+    static func checkLaws<T: Equatable>(
+        _ name: String, seed: UInt64, count: Int = 5_000,
+        _ make: (inout SeededRandom) -> T, _ merge: (T, T) -> T
+    ) {
         var rng = SeededRandom(seed: seed)
         for i in 0..<count {
-            let a = make(&rng), b = make(&rng), c = make(&rng)
+            let a = make(&rng)
+            let b = make(&rng)
+            let c = make(&rng)
             if merge(a, b) != merge(b, a) {
-                Issue.record("\(name) is not commutative (seed \(seed), case \(i)):\n  a = \(a)\n  b = \(b)\n  a+b = \(merge(a, b))\n  b+a = \(merge(b, a))")
+                Issue.record(
+                    "\(name) is not commutative (seed \(seed), case \(i)):\n  a = \(a)\n  b = \(b)\n  a+b = \(merge(a, b))\n  b+a = \(merge(b, a))"
+                )
                 return
             }
             if merge(merge(a, b), c) != merge(a, merge(b, c)) {
-                Issue.record("\(name) is not associative (seed \(seed), case \(i)):\n  a = \(a)\n  b = \(b)\n  c = \(c)")
+                Issue.record(
+                    "\(name) is not associative (seed \(seed), case \(i)):\n  a = \(a)\n  b = \(b)\n  c = \(c)")
                 return
             }
         }
@@ -91,8 +108,9 @@ import Testing
         Self.checkLaws("RowFragment.merge", seed: seed &+ 2, Self.fragment, RowFragment.merge)
         Self.checkLaws("PartitionHeader.merge", seed: seed &+ 3, Self.header, PartitionHeader.merge)
         // The stored bytes agree too, not just the values.
-        Self.checkLaws("EntryValue.merge bytes", seed: seed &+ 4, { EntryValue.row(Self.fragment(&$0)).encoded() }) { x, y in
-            EntryValue.merge(try! EntryValue.decode(x), try! EntryValue.decode(y)).encoded()
-        }
+        Self.checkLaws(
+            "EntryValue.merge bytes", seed: seed &+ 4, { EntryValue.row(Self.fragment(&$0)).encoded() },
+            { x, y in EntryValue.merge(try! EntryValue.decode(x), try! EntryValue.decode(y)).encoded() }
+        )
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 /// `confab sstable verify|dump` run as a real process on good and damaged files.
@@ -10,7 +11,8 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
@@ -24,7 +26,8 @@ import Testing
         let binary = try #require(Self.binary(), "confab binary not found")
         let dir = TempDirectory("sstable-cli")
         let path = dir.file("9.sst")
-        let entries = SSTableFixture.entries(partitions: 5, rows: { _ in 30 }, seed: 21, bigValueEvery: 40, bigValueBytes: 5_000)
+        let entries = SSTableFixture.entries(
+            partitions: 5, rows: { _ in 30 }, seed: 21, bigValueEvery: 40, bigValueBytes: 5_000)
         try SSTableFixture.write(entries, to: path, options: SSTableWriterOptions(blockBytes: 1024))
 
         var r = try Self.run(binary, ["sstable", "verify", path])

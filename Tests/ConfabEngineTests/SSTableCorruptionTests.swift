@@ -1,19 +1,24 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 /// Damaged files: every failure is `.corruption` naming the file and the damaged offset; nothing
 /// wrong is ever returned and nothing crashes.
 @Suite struct SSTableCorruptionTests {
     /// Writes a table of several blocks and returns its path, entries and layout.
-    private func makeTable(_ dir: TempDirectory, compress: Bool = true) throws -> (String, [(key: [UInt8], value: [UInt8])], SSTableReader) {
+    private func makeTable(_ dir: TempDirectory, compress: Bool = true) throws -> (
+        String, [(key: [UInt8], value: [UInt8])], SSTableReader
+    ) {
         let path = dir.file("5.sst")
         let entries = SSTableFixture.entries(partitions: 12, rows: { _ in 40 }, seed: 11)
         try SSTableFixture.write(entries, to: path, options: SSTableWriterOptions(blockBytes: 1024, compress: compress))
         return (path, entries, try SSTableFixture.open(path))
     }
 
-    private func expectCorruption(path: String, offset: Int? = nil, _ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectCorruption(
+        path: String, offset: Int? = nil, _ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         do {
             try body()
             Issue.record("no error thrown", sourceLocation: sourceLocation)
@@ -34,7 +39,7 @@ import Testing
         let victim = 2
         let handle = original.index.handles[victim]
         try SSTableFixture.flipByte(path, at: Int(handle.offset) + Int(handle.size) / 2)
-        let reader = try SSTableFixture.open(path)   // meta blocks are intact: open succeeds
+        let reader = try SSTableFixture.open(path)  // meta blocks are intact: open succeeds
         // A full scan returns correct entries up to the damaged block, then throws.
         let it = reader.makeIterator()
         var seen = 0
@@ -53,7 +58,9 @@ import Testing
         let firstKeyOfVictim = entries[seen].key
         expectCorruption(path: path, offset: Int(handle.offset)) { _ = try reader.get(firstKeyOfVictim) }
         #expect(try reader.get(entries[0].key) == entries[0].value)
-        expectCorruption(path: path, offset: Int(handle.offset)) { try reader.seekAndReadBackwards(from: entries.last!.key) }
+        expectCorruption(path: path, offset: Int(handle.offset)) {
+            try reader.seekAndReadBackwards(from: entries.last!.key)
+        }
         expectCorruption(path: path, offset: Int(handle.offset)) { _ = try reader.verify(progress: nil) }
     }
 
@@ -109,7 +116,8 @@ import Testing
         var footer = Array(data[footerOffset...])
         footer[36] = 2
         let crc = CRC32C.mask(CRC32C.checksum(Array(footer[0..<40])))
-        footer.replaceSubrange(40..<44, with: [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)])
+        footer.replaceSubrange(
+            40..<44, with: [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)])
         data.replaceSubrange(footerOffset..., with: footer)
         try data.write(to: URL(fileURLWithPath: path))
         #expect { _ = try SSTableFixture.open(path) } throws: { ($0 as? StorageError)?.code == .unsupportedVersion }

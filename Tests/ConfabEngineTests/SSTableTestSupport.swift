@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import ConfabEngine
 
 /// Builders of SSTable contents shared by the SSTable, corruption and CLI tests.
@@ -27,8 +28,11 @@ enum SSTableFixture {
 
     /// A sorted data set: `partitions` partitions with `rows(p)` rows each, some with headers,
     /// tombstones and expiring cells. Values are small unless `bigValueEvery` is set.
-    static func entries(partitions: Int, rows: (Int) -> Int, seed: UInt64, bigValueEvery: Int = 0, bigValueBytes: Int = 400_000)
-        -> [(key: [UInt8], value: [UInt8])] {
+    static func entries(
+        partitions: Int, rows: (Int) -> Int, seed: UInt64, bigValueEvery: Int = 0, bigValueBytes: Int = 400_000
+    )
+        -> [(key: [UInt8], value: [UInt8])]
+    {
         var rng = SeededRandom(seed: seed)
         var out: [(key: [UInt8], value: [UInt8])] = []
         var n = 0
@@ -36,9 +40,13 @@ enum SSTableFixture {
             let pid = Int64(p) * 7919 - 50_000
             if p % 3 == 0 {
                 let header = PartitionHeader(
-                    deletion: p % 6 == 0 ? DeletionTime(timestamp: 1_000 + Int64(p), localDeletionTime: 500 + Int64(p)) : nil,
-                    rangeTombstones: [RangeTombstone(start: ClusteringKey([.int64(5)]).bytes, end: ClusteringKey([.int64(9)]).bytes,
-                                                     deletion: DeletionTime(timestamp: 2_000, localDeletionTime: 700))])
+                    deletion: p % 6 == 0
+                        ? DeletionTime(timestamp: 1_000 + Int64(p), localDeletionTime: 500 + Int64(p)) : nil,
+                    rangeTombstones: [
+                        RangeTombstone(
+                            start: ClusteringKey([.int64(5)]).bytes, end: ClusteringKey([.int64(9)]).bytes,
+                            deletion: DeletionTime(timestamp: 2_000, localDeletionTime: 700))
+                    ])
                 out.append((prefix(pid), EntryValue.header(header).encoded()))
             }
             var ts = Int64.random(in: 0...1_000, using: &rng)
@@ -46,14 +54,20 @@ enum SSTableFixture {
                 ts += Int64.random(in: 1...50, using: &rng)
                 n += 1
                 let key = rowKey(pid, timestamp: ts, id: "m\(r)")
-                var fragment = RowFragment(liveness: LivenessInfo(timestamp: ts),
-                                           cells: [Cell(column: 1, timestamp: ts, value: Array("message \(p)/\(r)".utf8))])
+                var fragment = RowFragment(
+                    liveness: LivenessInfo(timestamp: ts),
+                    cells: [Cell(column: 1, timestamp: ts, value: Array("message \(p)/\(r)".utf8))])
                 if bigValueEvery > 0, n % bigValueEvery == 0 {
-                    fragment.cells.append(Cell(column: 2, timestamp: ts, value: (0..<bigValueBytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ r) }))
+                    fragment.cells.append(
+                        Cell(
+                            column: 2, timestamp: ts,
+                            value: (0..<bigValueBytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ r) }))
                 }
                 switch Int.random(in: 0..<10, using: &rng) {
                 case 0: fragment.cells.append(.tombstone(column: 3, timestamp: ts + 1, localDeletionTime: 900 + ts))
-                case 1: fragment.cells.append(Cell(column: 4, timestamp: ts, value: [1, 2, 3], ttl: 60, expiresAt: 5_000 + ts))
+                case 1:
+                    fragment.cells.append(
+                        Cell(column: 4, timestamp: ts, value: [1, 2, 3], ttl: 60, expiresAt: 5_000 + ts))
                 case 2: fragment.deletion = DeletionTime(timestamp: ts - 1, localDeletionTime: 800)
                 default: break
                 }
@@ -65,9 +79,12 @@ enum SSTableFixture {
     }
 
     @discardableResult
-    static func write(_ entries: [(key: [UInt8], value: [UInt8])], to path: String,
-                      options: SSTableWriterOptions = SSTableWriterOptions()) throws -> SSTableStatistics {
-        let writer = try SSTableWriter(fileSystem: PosixFileSystem(), path: path, options: options, expectedPartitions: 16)
+    static func write(
+        _ entries: [(key: [UInt8], value: [UInt8])], to path: String,
+        options: SSTableWriterOptions = SSTableWriterOptions()
+    ) throws -> SSTableStatistics {
+        let writer = try SSTableWriter(
+            fileSystem: PosixFileSystem(), path: path, options: options, expectedPartitions: 16)
         for e in entries { try writer.add(key: e.key, value: e.value) }
         return try writer.finish()
     }

@@ -1,12 +1,14 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 @Suite struct SSTableTests {
     @Test func roundTripsManyEntriesIncludingLargeValues() throws {
         let dir = TempDirectory("sstable")
         let path = dir.file("1.sst")
-        let entries = SSTableFixture.entries(partitions: 40, rows: { $0 % 7 == 0 ? 300 : 20 }, seed: 1, bigValueEvery: 97)
+        let entries = SSTableFixture.entries(
+            partitions: 40, rows: { $0 % 7 == 0 ? 300 : 20 }, seed: 1, bigValueEvery: 97)
         let stats = try SSTableFixture.write(entries, to: path, options: SSTableWriterOptions(blockBytes: 4096))
         #expect(stats.entryCount == entries.count)
         #expect(stats.fileBytes == (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int))
@@ -50,14 +52,23 @@ import Testing
         let dir = TempDirectory("sstable")
         let path = dir.file("1.sst")
         let p = SSTableFixture.prefix(7)
-        let header = PartitionHeader(deletion: DeletionTime(timestamp: 5, localDeletionTime: 1_000),
-                                     rangeTombstones: [RangeTombstone(start: [0x10], end: nil, deletion: DeletionTime(timestamp: 900, localDeletionTime: 1_500))])
+        let header = PartitionHeader(
+            deletion: DeletionTime(timestamp: 5, localDeletionTime: 1_000),
+            rangeTombstones: [
+                RangeTombstone(
+                    start: [0x10], end: nil, deletion: DeletionTime(timestamp: 900, localDeletionTime: 1_500))
+            ])
         let c1 = ClusteringKey([.int64(10)]).bytes
         let c2 = ClusteringKey([.int64(20)]).bytes
-        let row1 = RowFragment(liveness: LivenessInfo(timestamp: 100),
-                               cells: [Cell(column: 1, timestamp: 100, value: [1]), .tombstone(column: 2, timestamp: 101, localDeletionTime: 2_000)])
-        let row2 = RowFragment(deletion: DeletionTime(timestamp: 50, localDeletionTime: 1_200),
-                               cells: [Cell(column: 1, timestamp: 3_000, value: [2], ttl: 10, expiresAt: 9_999)])
+        let row1 = RowFragment(
+            liveness: LivenessInfo(timestamp: 100),
+            cells: [
+                Cell(column: 1, timestamp: 100, value: [1]),
+                .tombstone(column: 2, timestamp: 101, localDeletionTime: 2_000),
+            ])
+        let row2 = RowFragment(
+            deletion: DeletionTime(timestamp: 50, localDeletionTime: 1_200),
+            cells: [Cell(column: 1, timestamp: 3_000, value: [2], ttl: 10, expiresAt: 9_999)])
         let q = SSTableFixture.prefix(8)
         let entries = [
             (key: p, value: EntryValue.header(header).encoded()),
@@ -94,10 +105,14 @@ import Testing
         #expect(stats.entryCount == 0)
         let reader = try SSTableFixture.open(path)
         let it = reader.makeIterator()
-        try it.seekToFirst(); #expect(!it.isValid)
-        try it.seekToLast(); #expect(!it.isValid)
-        try it.seek([1]); #expect(!it.isValid)
-        try it.seekBefore([1]); #expect(!it.isValid)
+        try it.seekToFirst()
+        #expect(!it.isValid)
+        try it.seekToLast()
+        #expect(!it.isValid)
+        try it.seek([1])
+        #expect(!it.isValid)
+        try it.seekBefore([1])
+        #expect(!it.isValid)
         #expect(!reader.mayContainPartition(SSTableFixture.prefix(1)))
         #expect(try reader.get(SSTableFixture.prefix(1)) == nil)
         #expect(try reader.verify(progress: nil).entriesChecked == 0)
@@ -106,7 +121,8 @@ import Testing
     @Test func writerRejectsBadInputAndAbandonRemovesTheFile() throws {
         let dir = TempDirectory("sstable")
         let path = dir.file("1.tmp")
-        let writer = try SSTableWriter(fileSystem: PosixFileSystem(), path: path, options: SSTableWriterOptions(), expectedPartitions: 1)
+        let writer = try SSTableWriter(
+            fileSystem: PosixFileSystem(), path: path, options: SSTableWriterOptions(), expectedPartitions: 1)
         let k1 = SSTableFixture.rowKey(1, timestamp: 1, id: "a")
         let k2 = SSTableFixture.rowKey(1, timestamp: 2, id: "a")
         try writer.add(key: k2, value: SSTableFixture.row(timestamp: 1, text: "x"))
@@ -128,8 +144,12 @@ import Testing
     @Test func bytesWrittenGrowsAsBlocksFill() throws {
         let dir = TempDirectory("sstable")
         let path = dir.file("1.sst")
-        let writer = try SSTableWriter(fileSystem: PosixFileSystem(), path: path, options: SSTableWriterOptions(blockBytes: 1024), expectedPartitions: 1)
-        for e in SSTableFixture.entries(partitions: 2, rows: { _ in 200 }, seed: 3) { try writer.add(key: e.key, value: e.value) }
+        let writer = try SSTableWriter(
+            fileSystem: PosixFileSystem(), path: path, options: SSTableWriterOptions(blockBytes: 1024),
+            expectedPartitions: 1)
+        for e in SSTableFixture.entries(partitions: 2, rows: { _ in 200 }, seed: 3) {
+            try writer.add(key: e.key, value: e.value)
+        }
         let before = writer.bytesWritten
         #expect(before > 0)
         let stats = try writer.finish()
@@ -146,13 +166,18 @@ import Testing
         var rng = SeededRandom(seed: seed)
         let dir = TempDirectory("sstable")
         let path = dir.file("1.sst")
-        let entries = SSTableFixture.entries(partitions: 30, rows: { $0 == 4 ? 2_000 : Int.random(in: 0...40, using: &rng) }, seed: seed)
+        let entries = SSTableFixture.entries(
+            partitions: 30, rows: { $0 == 4 ? 2_000 : Int.random(in: 0...40, using: &rng) }, seed: seed)
         try SSTableFixture.write(entries, to: path, options: SSTableWriterOptions(blockBytes: blockBytes))
         let reader = try SSTableFixture.open(path, cache: BlockCache(capacityBytes: 64 << 10))
         let keys = entries.map(\.key)
         func lowerBound(_ t: [UInt8]) -> Int {
-            var lo = 0, hi = keys.count
-            while lo < hi { let mid = (lo + hi) / 2; if compareBytes(keys[mid], t) < 0 { lo = mid + 1 } else { hi = mid } }
+            var lo = 0
+            var hi = keys.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if compareBytes(keys[mid], t) < 0 { lo = mid + 1 } else { hi = mid }
+            }
             return lo
         }
         func target() -> [UInt8] {
@@ -163,7 +188,8 @@ import Testing
             case 2: return Array(k.dropLast(Int.random(in: 1...min(5, k.count), using: &rng)))
             case 3: return InternalKey.prefixSuccessor(k) ?? k
             case 4: return Array(k[0..<(InternalKey.prefixLength(of: k) ?? k.count)])
-            default: return (0..<Int.random(in: 0...20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            default:
+                return (0..<Int.random(in: 0...20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             }
         }
         let it = reader.makeIterator()
@@ -207,10 +233,18 @@ import Testing
         let big: Int64 = 1
         var entries: [(key: [UInt8], value: [UInt8])] = []
         for ts in 0..<60_000 {
-            entries.append((SSTableFixture.rowKey(big, timestamp: Int64(ts), id: "m"), SSTableFixture.row(timestamp: Int64(ts), text: "hi \(ts)")))
+            entries.append(
+                (
+                    SSTableFixture.rowKey(big, timestamp: Int64(ts), id: "m"),
+                    SSTableFixture.row(timestamp: Int64(ts), text: "hi \(ts)")
+                ))
         }
         for ts in 0..<100 {
-            entries.append((SSTableFixture.rowKey(2, timestamp: Int64(ts), id: "m"), SSTableFixture.row(timestamp: Int64(ts), text: "hi \(ts)")))
+            entries.append(
+                (
+                    SSTableFixture.rowKey(2, timestamp: Int64(ts), id: "m"),
+                    SSTableFixture.row(timestamp: Int64(ts), text: "hi \(ts)")
+                ))
         }
         entries.sort { compareBytes($0.key, $1.key) < 0 }
         try SSTableFixture.write(entries, to: path)
@@ -242,7 +276,7 @@ import Testing
         let one = try block(1000)
         let cache = BlockCache(capacityBytes: one.charge * 3)
         for i in 0..<3 { cache.insert(fileNumber: 1, offset: UInt64(i), block: try block(1000)) }
-        #expect(cache.get(fileNumber: 1, offset: 0) != nil)      // 0 is now the newest
+        #expect(cache.get(fileNumber: 1, offset: 0) != nil)  // 0 is now the newest
         cache.insert(fileNumber: 1, offset: 3, block: try block(1000))  // evicts 1
         #expect(cache.get(fileNumber: 1, offset: 1) == nil)
         #expect(cache.get(fileNumber: 1, offset: 0) != nil)

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import ConfabEngine
 
 /// A fresh directory under the system temp dir, removed when the test is done with it.
@@ -46,7 +47,8 @@ func confabExecutablePath() -> String? {
             let candidate = dir.appendingPathComponent("confab").path
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-               FileManager.default.isExecutableFile(atPath: candidate) {
+                FileManager.default.isExecutableFile(atPath: candidate)
+            {
                 return candidate
             }
             dir = dir.deletingLastPathComponent()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 /// Write-ahead log: framing, segments, replay, torn tails vs corruption, sync modes, fail-stop.
@@ -24,13 +25,17 @@ import Testing
         out.appendLE64(UInt64(tag))
         var x = UInt64(tag) &* 0x9E37_79B9_7F4A_7C15 | 1
         while out.count < size {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            x ^= x << 13
+            x ^= x >> 7
+            x ^= x << 17
             out.append(UInt8(truncatingIfNeeded: x))
         }
         return Array(out.prefix(size))
     }
 
-    static func replayAll(_ dir: String, fs: any FileSystem = PosixFileSystem(), from: UInt64 = 0) throws -> ([[UInt8]], [(UInt64, Int)], WALReplayReport) {
+    static func replayAll(_ dir: String, fs: any FileSystem = PosixFileSystem(), from: UInt64 = 0) throws -> (
+        [[UInt8]], [(UInt64, Int)], WALReplayReport
+    ) {
         var payloads: [[UInt8]] = []
         var positions: [(UInt64, Int)] = []
         let report = try WriteAheadLog.replay(directory: dir, fileSystem: fs, fromSegment: from) { p, seg, off in
@@ -80,7 +85,8 @@ import Testing
     @Test func roundTripManyRecordsIncludingLargePayloads() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 64 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 64 << 20, firstSegmentID: 1)
         var expected: [[UInt8]] = []
         for i in 0..<600 {
             let size = i % 100 == 7 ? 400_000 : (i * 37) % 300
@@ -111,7 +117,8 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = PosixFileSystem()
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 4096, firstSegmentID: 7)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 4096, firstSegmentID: 7)
         var expected: [[UInt8]] = []
         for i in 0..<300 {
             let p = Self.payload(i, size: 50 + i % 200)
@@ -152,7 +159,8 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = PosixFileSystem()
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .batch, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .batch, segmentBytes: 1 << 20, firstSegmentID: 1)
         _ = try wal.append([1])
         let two = try wal.rollSegment()
         #expect(two == 2)
@@ -178,17 +186,21 @@ import Testing
     @Test func newLogNeverAppendsToAnExistingSegment() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 5)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 5)
         try wal.close()
         #expect(throws: StorageError.self) {
-            _ = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 5)
+            _ = try WriteAheadLog(
+                directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20,
+                firstSegmentID: 5)
         }
     }
 
     // MARK: - Torn tails and corruption
 
     enum TornShape: String, CaseIterable, CustomStringConvertible {
-        case partialHeader, partialPayload, zeroFilled, garbage, partialHeaderPlusZeros, tornSegmentHeader, zeroSegmentHeader, emptyNewSegment
+        case partialHeader, partialPayload, zeroFilled, garbage, partialHeaderPlusZeros, tornSegmentHeader,
+            zeroSegmentHeader, emptyNewSegment
         var description: String { rawValue }
     }
 
@@ -197,7 +209,8 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = PosixFileSystem()
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
         var expected: [[UInt8]] = []
         for i in 0..<40 {
             let p = Self.payload(i, size: 100 + i)
@@ -227,11 +240,12 @@ import Testing
             // A crash while segment 2 was being created.
             path = WriteAheadLog.segmentPath(directory: dir, id: 2)
             let header = WALRecordFormat.segmentHeader(id: 2)
-            let bytes: [UInt8] = switch shape {
-            case .tornSegmentHeader: Array(header.prefix(10))
-            case .zeroSegmentHeader: [UInt8](repeating: 0, count: 300)
-            default: []
-            }
+            let bytes: [UInt8] =
+                switch shape {
+                case .tornSegmentHeader: Array(header.prefix(10))
+                case .zeroSegmentHeader: [UInt8](repeating: 0, count: 300)
+                default: []
+                }
             let f = try fs.createFile(path, truncate: false)
             try f.append(bytes)
             try f.close()
@@ -253,7 +267,8 @@ import Testing
         // Replay is idempotent, and a new log after the torn one works and replays with it.
         #expect(try Self.replayAll(dir).2.truncatedTail == nil)
         let nextID = try #require(try WriteAheadLog.segmentIDs(directory: dir, fileSystem: fs).last) + 1
-        let wal2 = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: nextID)
+        let wal2 = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: nextID)
         let t = try wal2.append([42, 42])
         try wal2.waitDurable(t)
         try wal2.close()
@@ -266,11 +281,14 @@ import Testing
     static func writeFifty(_ dir: String) throws -> [Int] {
         // Batch mode: nothing is written before close, so the records are back to back and one
         // sync marker follows the last one.
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .batch, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .batch, segmentBytes: 1 << 20, firstSegmentID: 1)
         for i in 0..<50 { _ = try wal.append(payload(i, size: 64)) }
         try wal.close()
         var offsets: [Int] = []
-        _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, off in offsets.append(off) }
+        _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, off in
+            offsets.append(off)
+        }
         return offsets
     }
 
@@ -287,7 +305,9 @@ import Testing
 
         var seen = 0
         let error = try #require(throws: StorageError.self) {
-            _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, _ in seen += 1 }
+            _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, _ in
+                seen += 1
+            }
         }
         #expect(error.code == .corruption)
         #expect(error.path == path)
@@ -305,7 +325,8 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = try FaultInjectingFileSystem(root: dir)
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
         var last: UInt64 = 0
         for i in 0..<20 {
             last = try wal.append(Self.payload(i, size: 80))
@@ -318,7 +339,9 @@ import Testing
             try? wal.close()
         }
         var offsets: [Int] = []
-        _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, off in offsets.append(off) }
+        _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, off in
+            offsets.append(off)
+        }
         #expect(offsets.count == 20)
         let path = WriteAheadLog.segmentPath(directory: dir, id: 1)
         let bytes = try Self.fileBytes(path)
@@ -328,7 +351,9 @@ import Testing
 
         var seen = 0
         let error = try #require(throws: StorageError.self) {
-            _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, _ in seen += 1 }
+            _ = try WriteAheadLog.replay(directory: dir, fileSystem: PosixFileSystem(), fromSegment: 0) { _, _, _ in
+                seen += 1
+            }
         }
         #expect(error.code == .corruption)
         #expect(error.offset == offsets[19])
@@ -352,7 +377,9 @@ import Testing
             let fs = try FaultInjectingFileSystem(root: dir)
             // Periodic mode with a period that never comes: acknowledged writes reach the file
             // without an fdatasync, so the test decides exactly what is synced.
-            let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 3_600_000), segmentBytes: 1 << 20, firstSegmentID: 1)
+            let wal = try WriteAheadLog(
+                directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 3_600_000), segmentBytes: 1 << 20,
+                firstSegmentID: 1)
             var synced: [[UInt8]] = []
             for i in 0..<20 {
                 let p = Self.payload(i, size: 300)
@@ -395,7 +422,8 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = PosixFileSystem()
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
         _ = try wal.append(Self.payload(1, size: 100))
         _ = try wal.rollSegment()
         _ = try wal.append(Self.payload(2, size: 100))
@@ -412,7 +440,8 @@ import Testing
     @Test func renamedSegmentIsDetected() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 3)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 3)
         _ = try wal.append([1, 2, 3])
         try wal.close()
         let renamed = WriteAheadLog.segmentPath(directory: dir, id: 9)
@@ -448,8 +477,10 @@ import Testing
     @Test func concurrentWritersShareSyncsInGroupMode() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 256 << 10, firstSegmentID: 1)
-        let threads = 32, perThread = 200
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 256 << 10, firstSegmentID: 1)
+        let threads = 32
+        let perThread = 200
         let errors = WALTestLockedBox<[String]>([])
         let group = DispatchGroup()
         for t in 0..<threads {
@@ -488,17 +519,23 @@ import Testing
         }
         #expect(nextIndex == [Int](repeating: perThread, count: threads))
         let ratio = Double(threads * perThread) / Double(syncs)
-        print("WAL group commit: \(threads * perThread) records, \(syncs) fdatasyncs, \(String(format: "%.1f", ratio)) records per sync")
+        print(
+            "WAL group commit: \(threads * perThread) records, \(syncs) fdatasyncs, \(String(format: "%.1f", ratio)) records per sync"
+        )
         #expect(syncs * 4 < UInt64(threads * perThread))
     }
 
     /// Group commit against one writer: set CONFAB_WAL_BENCH=1 to run (wall-clock, not for CI).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["CONFAB_WAL_BENCH"] != nil))
     func groupCommitBenchmark() throws {
-        func run(writers: Int, mode: SyncMode, seconds: Double) throws -> (rate: Double, p99Micros: Double, syncs: UInt64) {
+        func run(writers: Int, mode: SyncMode, seconds: Double) throws -> (
+            rate: Double, p99Micros: Double, syncs: UInt64
+        ) {
             let dir = Self.tempDirectory()
             defer { Self.removeDirectory(dir) }
-            let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: mode, segmentBytes: 64 << 20, firstSegmentID: 1)
+            let wal = try WriteAheadLog(
+                directory: dir, fileSystem: PosixFileSystem(), syncMode: mode, segmentBytes: 64 << 20, firstSegmentID: 1
+            )
             let latencies = WALTestLockedBox<[UInt64]>([])
             let stopAt = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
             let group = DispatchGroup()
@@ -526,14 +563,17 @@ import Testing
         }
         let single = try run(writers: 1, mode: .batch, seconds: 2)
         let grouped = try run(writers: 64, mode: .group, seconds: 3)
-        print("WAL bench: 1 writer batch \(Int(single.rate))/s p99 \(Int(single.p99Micros))us; 64 writers group \(Int(grouped.rate))/s p99 \(Int(grouped.p99Micros))us, \(grouped.syncs) syncs; speedup \(String(format: "%.1f", grouped.rate / single.rate))x")
+        print(
+            "WAL bench: 1 writer batch \(Int(single.rate))/s p99 \(Int(single.p99Micros))us; 64 writers group \(Int(grouped.rate))/s p99 \(Int(grouped.p99Micros))us, \(grouped.syncs) syncs; speedup \(String(format: "%.1f", grouped.rate / single.rate))x"
+        )
     }
 
     @Test func asyncWaitersAreResumedBySyncThread() async throws {
         for mode in [SyncMode.group, .batch] {
             let dir = Self.tempDirectory()
             defer { Self.removeDirectory(dir) }
-            let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: mode, segmentBytes: 1 << 20, firstSegmentID: 1)
+            let wal = try WriteAheadLog(
+                directory: dir, fileSystem: PosixFileSystem(), syncMode: mode, segmentBytes: 1 << 20, firstSegmentID: 1)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<100 {
                     group.addTask {
@@ -551,7 +591,8 @@ import Testing
     @Test func batchModeSyncsBeforeEachAcknowledgement() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .batch, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .batch, segmentBytes: 1 << 20, firstSegmentID: 1)
         let before = wal.syncCount
         for i in 0..<20 {
             let t = try wal.append(Self.payload(i, size: 10))
@@ -567,7 +608,9 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = PosixFileSystem()
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 5), segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 5), segmentBytes: 1 << 20,
+            firstSegmentID: 1)
         let path = WriteAheadLog.segmentPath(directory: dir, id: 1)
         var framed = WALRecordFormat.segmentHeaderBytes
         for i in 0..<100 {
@@ -594,7 +637,9 @@ import Testing
         defer { Self.removeDirectory(dir) }
         let fs = PosixFileSystem()
         // A period far longer than the test: only the 1 MiB threshold can make the writes happen.
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 600_000), segmentBytes: 64 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 600_000), segmentBytes: 64 << 20,
+            firstSegmentID: 1)
         for i in 0..<24 { _ = try wal.append(Self.payload(i, size: 100_000)) }
         let path = WriteAheadLog.segmentPath(directory: dir, id: 1)
         let start = Date()
@@ -611,7 +656,8 @@ import Testing
         defer { Self.removeDirectory(dir) }
         let fs = try FaultInjectingFileSystem(root: dir)
         let walDir = joinPath(dir, "wal")
-        let wal = try WriteAheadLog(directory: walDir, fileSystem: fs, syncMode: .group, segmentBytes: 2048, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: walDir, fileSystem: fs, syncMode: .group, segmentBytes: 2048, firstSegmentID: 1)
         var acknowledged: [[UInt8]] = []
         for i in 0..<100 {
             let p = Self.payload(i, size: 90)
@@ -639,7 +685,8 @@ import Testing
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
         let fs = WALSyncFailingFileSystem()
-        let wal = try WriteAheadLog(directory: dir, fileSystem: fs, syncMode: mode, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: mode, segmentBytes: 1 << 20, firstSegmentID: 1)
         let ok = try wal.append([1])
         try await wal.waitDurable(ok)
 
@@ -663,7 +710,8 @@ import Testing
     @Test func appendsAfterCloseAreRefused() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
         let t = try wal.append([9])
         try wal.close()
         try wal.waitDurable(t)  // close synced it
@@ -675,9 +723,12 @@ import Testing
     @Test func oversizedRecordIsRejected() throws {
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
         defer { try? wal.close() }
-        let error = try #require(throws: StorageError.self) { _ = try wal.append([UInt8](repeating: 0, count: (64 << 20) + 1)) }
+        let error = try #require(throws: StorageError.self) {
+            _ = try wal.append([UInt8](repeating: 0, count: (64 << 20) + 1))
+        }
         #expect(error.code == .tooLarge)
     }
 
@@ -690,11 +741,14 @@ import Testing
         }
         let dir = Self.tempDirectory()
         defer { Self.removeDirectory(dir) }
-        let wal = try WriteAheadLog(directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
         for i in 0..<5 {
             var m = Mutation(table: 3, partitionKey: [0, 0, 0, 0, 0, 0, 0, UInt8(i)])
-            m.rows.append(.init(clustering: ClusteringKey([.int64(1_700_000_000), .bytes(Array("msg-\(i)".utf8))]).bytes,
-                                fragment: RowFragment(cells: [Cell(column: 1, timestamp: 99, value: Array("hello \(i)".utf8))])))
+            m.rows.append(
+                .init(
+                    clustering: ClusteringKey([.int64(1_700_000_000), .bytes(Array("msg-\(i)".utf8))]).bytes,
+                    fragment: RowFragment(cells: [Cell(column: 1, timestamp: 99, value: Array("hello \(i)".utf8))])))
             _ = try wal.append(m.encoded())
         }
         try wal.sync()
@@ -769,13 +823,17 @@ private final class WALSyncFailingFileSystem: FileSystem, @unchecked Sendable {
         var size: Int { inner.size }
         func append(_ bytes: UnsafeRawBufferPointer) throws { try inner.append(bytes) }
         func sync() throws {
-            if owner.failSyncs { throw StorageError(.diskFull, "fdatasync failed: injected ENOSPC", path: path, errno: 28) }
+            if owner.failSyncs {
+                throw StorageError(.diskFull, "fdatasync failed: injected ENOSPC", path: path, errno: 28)
+            }
             try inner.sync()
         }
         func close() throws { try inner.close() }
     }
 
-    func createFile(_ path: String, truncate: Bool) throws -> any WritableFile { File(try base.createFile(path, truncate: truncate), owner: self) }
+    func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
+        File(try base.createFile(path, truncate: truncate), owner: self)
+    }
     func openForAppend(_ path: String) throws -> any WritableFile { File(try base.openForAppend(path), owner: self) }
     func openForReading(_ path: String) throws -> any ReadableFile { try base.openForReading(path) }
     func rename(_ from: String, to: String) throws { try base.rename(from, to: to) }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabEngine
 
 /// A write becomes readable only once its WAL record is durable: a replica must never serve a row
@@ -15,14 +16,17 @@ import Testing
         o.backgroundWork = false
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? engine.close() }
-        try engine.write(ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "before", sender: "s", body: "b", writeTime: 1))
+        try engine.write(
+            ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "before", sender: "s", body: "b", writeTime: 1))
 
         fs.holdWALSyncs()
         let finished = DispatchSemaphore(value: 0)
         let failure = LockedBox<String?>(nil)
         Thread {
             do {
-                try engine.write(ChatMessages.mutation(chatId: 1, timestamp: 2, messageId: "held", sender: "s", body: "b", writeTime: 1))
+                try engine.write(
+                    ChatMessages.mutation(
+                        chatId: 1, timestamp: 2, messageId: "held", sender: "s", body: "b", writeTime: 1))
             } catch {
                 failure.set("\(error)")
             }
@@ -31,13 +35,15 @@ import Testing
         #expect(fs.waitUntilASyncIsHeld(timeout: 10), "the write never reached its WAL sync")
 
         // The record is appended (and written, in group mode) but its fdatasync has not returned.
-        let during = try engine.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.compactMap(ChatMessages.message(from:))
+        let during = try engine.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.compactMap(
+            ChatMessages.message(from:))
         #expect(during.map(\.messageId) == ["before"], "a write was readable before its WAL record was synced")
 
         fs.releaseWALSyncs()
         #expect(finished.wait(timeout: .now() + 10) == .success)
         #expect(failure.get() == nil)
-        let after = try engine.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.compactMap(ChatMessages.message(from:))
+        let after = try engine.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.compactMap(
+            ChatMessages.message(from:))
         #expect(after.map(\.messageId) == ["held", "before"])
     }
 
@@ -51,14 +57,17 @@ import Testing
         o.memtableBytes = 8 << 10
         o.maxFrozenMemtables = 4
         let engine = try StorageEngine.open(directory: dir.path, options: o)
-        let threads = 8, per = 150
+        let threads = 8
+        let per = 150
         let done = DispatchGroup()
         for t in 0..<threads {
             done.enter()
             Thread {
                 for i in 0..<per {
-                    try! engine.write(ChatMessages.mutation(chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s",
-                                                            body: String(repeating: "x", count: 100), writeTime: 1))
+                    try! engine.write(
+                        ChatMessages.mutation(
+                            chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s",
+                            body: String(repeating: "x", count: 100), writeTime: 1))
                 }
                 done.leave()
             }.start()
@@ -156,7 +165,9 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
         func close() throws { try inner.close() }
     }
 
-    func createFile(_ path: String, truncate: Bool) throws -> any WritableFile { File(try base.createFile(path, truncate: truncate), owner: self) }
+    func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
+        File(try base.createFile(path, truncate: truncate), owner: self)
+    }
     func openForAppend(_ path: String) throws -> any WritableFile { File(try base.openForAppend(path), owner: self) }
     func openForReading(_ path: String) throws -> any ReadableFile { try base.openForReading(path) }
     func rename(_ from: String, to: String) throws { try base.rename(from, to: to) }

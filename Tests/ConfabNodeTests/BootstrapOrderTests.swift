@@ -1,18 +1,22 @@
 import ConfabClient
 import ConfabEngine
-@testable import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
 import Testing
 
+@testable import ConfabNode
+
 /// Concurrent joiners: one goes first by a deterministic rule, the rest follow, none stays
 /// JOINING (the livelock of two joiners each waiting for the other).
 @Suite(.serialized) struct BootstrapOrderTests {
     private func joining(_ id: String, port: Int, tokens: [Int64]) -> EndpointState {
-        EndpointState(node: NodeID(id: id, host: "127.0.0.1", port: port), heartbeat: HeartbeatState(generation: 1, version: 5),
-                      applicationStates: [.status: VersionedValue(NodeStatus.joining.rawValue, version: 2),
-                                          .tokens: VersionedValue(tokens.map(String.init).joined(separator: ","), version: 2)])
+        EndpointState(
+            node: NodeID(id: id, host: "127.0.0.1", port: port), heartbeat: HeartbeatState(generation: 1, version: 5),
+            applicationStates: [
+                .status: VersionedValue(NodeStatus.joining.rawValue, version: 2),
+                .tokens: VersionedValue(tokens.map(String.init).joined(separator: ","), version: 2),
+            ])
     }
 
     @Test func twoJoinersWithTokensAgreeWhoStreamsFirst() {

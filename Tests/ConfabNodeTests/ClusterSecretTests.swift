@@ -33,10 +33,15 @@ import Testing
         flipped[5] ^= 4
         #expect(!secret.verify(mac, serverNonce: otherServer, clientNonce: clientNonce, role: .node, nodeID: "node-1"))
         #expect(!secret.verify(mac, serverNonce: serverNonce, clientNonce: otherClient, role: .node, nodeID: "node-1"))
-        #expect(!secret.verify(mac, serverNonce: serverNonce, clientNonce: clientNonce, role: .operator, nodeID: "node-1"))
+        #expect(
+            !secret.verify(mac, serverNonce: serverNonce, clientNonce: clientNonce, role: .operator, nodeID: "node-1"))
         #expect(!secret.verify(mac, serverNonce: serverNonce, clientNonce: clientNonce, role: .node, nodeID: "node-2"))
-        #expect(!secret.verify(flipped, serverNonce: serverNonce, clientNonce: clientNonce, role: .node, nodeID: "node-1"))
-        #expect(!secret.verify(Array(mac.prefix(16)), serverNonce: serverNonce, clientNonce: clientNonce, role: .node, nodeID: "node-1"))
+        #expect(
+            !secret.verify(flipped, serverNonce: serverNonce, clientNonce: clientNonce, role: .node, nodeID: "node-1"))
+        #expect(
+            !secret.verify(
+                Array(mac.prefix(16)), serverNonce: serverNonce, clientNonce: clientNonce, role: .node, nodeID: "node-1"
+            ))
         let other = try ClusterSecret(bytes: Array(repeating: 7, count: 32))
         #expect(!other.verify(mac, serverNonce: serverNonce, clientNonce: clientNonce, role: .node, nodeID: "node-1"))
         #expect(throws: WireError.self) { try ClusterSecret(bytes: Array(0..<31)) }
@@ -47,13 +52,19 @@ import Testing
     @Test func everyImplementedTypeHasTheDocumentedClass() {
         let client: Set<MessageType> = [.hello, .authenticate, .ping, .write, .read, .status]
         let operatorOnly: Set<MessageType> = [.admin, .repair]
-        let node: Set<MessageType> = [.gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaRead, .hintReplay,
-                                      .merkleTreeRequest, .streamRangesRequest, .streamRangesData]
-        let responses: Set<MessageType> = [.helloAck, .authenticateAck, .pong, .error, .writeAck, .readResponse, .statusResponse,
-                                           .adminResponse, .repairResponse, .repairProgress, .replicaWriteAck,
-                                           .replicaReadResponse, .hintReplayAck, .merkleTreeResponse, .streamRangesDone]
+        let node: Set<MessageType> = [
+            .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaRead, .hintReplay,
+            .merkleTreeRequest, .streamRangesRequest, .streamRangesData,
+        ]
+        let responses: Set<MessageType> = [
+            .helloAck, .authenticateAck, .pong, .error, .writeAck, .readResponse, .statusResponse,
+            .adminResponse, .repairResponse, .repairProgress, .replicaWriteAck,
+            .replicaReadResponse, .hintReplayAck, .merkleTreeResponse, .streamRangesDone,
+        ]
         for type in MessageType.implemented + MessageType.reservedInternode {
-            #expect([client, operatorOnly, node, responses].filter { $0.contains(type) }.count == 1, "\(type) is not classified")
+            #expect(
+                [client, operatorOnly, node, responses].filter { $0.contains(type) }.count == 1,
+                "\(type) is not classified")
         }
         for type in client.union(responses) { #expect(type.requiredRole == .client, "\(type)") }
         for type in operatorOnly { #expect(type.requiredRole == .operator, "\(type)") }
@@ -79,7 +90,8 @@ import Testing
     @Test func loadRefusesOpenMalformedOrMissingFiles() throws {
         let dir = TempDirectory("confab-secret")
         let path = "\(dir.path)/secret"
-        FileManager.default.createFile(atPath: path, contents: Data(Array(0..<32)), attributes: [.posixPermissions: 0o640])
+        FileManager.default.createFile(
+            atPath: path, contents: Data(Array(0..<32)), attributes: [.posixPermissions: 0o640])
         #expect { try ClusterSecretFile.load(path) } throws: { ($0 as? ClusterSecretFileError)?.code == .tooOpen }
         try FileManager.default.setAttributes([.posixPermissions: 0o604], ofItemAtPath: path)
         #expect { try ClusterSecretFile.load(path) } throws: { ($0 as? ClusterSecretFileError)?.code == .tooOpen }
@@ -87,11 +99,15 @@ import Testing
         _ = try ClusterSecretFile.load(path)
 
         let short = "\(dir.path)/short"
-        FileManager.default.createFile(atPath: short, contents: Data(Array(0..<31)), attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(
+            atPath: short, contents: Data(Array(0..<31)), attributes: [.posixPermissions: 0o600])
         #expect { try ClusterSecretFile.load(short) } throws: { ($0 as? ClusterSecretFileError)?.code == .malformed }
         let long = "\(dir.path)/long"
-        FileManager.default.createFile(atPath: long, contents: Data(Array(0..<33)), attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(
+            atPath: long, contents: Data(Array(0..<33)), attributes: [.posixPermissions: 0o600])
         #expect { try ClusterSecretFile.load(long) } throws: { ($0 as? ClusterSecretFileError)?.code == .malformed }
-        #expect { try ClusterSecretFile.load("\(dir.path)/absent") } throws: { ($0 as? ClusterSecretFileError)?.code == .missing }
+        #expect { try ClusterSecretFile.load("\(dir.path)/absent") } throws: {
+            ($0 as? ClusterSecretFileError)?.code == .missing
+        }
     }
 }

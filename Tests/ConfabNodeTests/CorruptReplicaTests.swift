@@ -26,8 +26,10 @@ extension RingClusterTests {
             }
             let writer = ConfabClient.forTests(nodes: [n1.address])
             for i in 0..<20 {
-                try await writer.write(ChatMessages.mutation(chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s",
-                                                             body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
+                try await writer.write(
+                    ChatMessages.mutation(
+                        chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s",
+                        body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
             }
             // n1 flushes to one SSTable, whose first data block then gets a flipped byte.
             _ = try await writer.admin(.flush, at: n1.address, timeout: .seconds(30))
@@ -50,9 +52,13 @@ extension RingClusterTests {
                 to: n1.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
             let table = SchemaRegistry.messages
-            let reply = try await connection.request(.replicaRead(ReadRequest(query, schema: table, consistency: .one)),
-                                                     timeout: .seconds(5))
-            guard case .replicaReadResponse(.data(let own)) = reply else { Issue.record("n1 answered \(reply)"); return }
+            let reply = try await connection.request(
+                .replicaRead(ReadRequest(query, schema: table, consistency: .one)),
+                timeout: .seconds(5))
+            guard case .replicaReadResponse(.data(let own)) = reply else {
+                Issue.record("n1 answered \(reply)")
+                return
+            }
             #expect(own.rows.isEmpty, "n1 served \(own.rows.count) rows from a corrupt table")
             #expect(!FileManager.default.fileExists(atPath: victim), "the corrupt table is still in the read path")
             await connection.close()
@@ -93,8 +99,10 @@ extension RingClusterTests {
             let writer = ConfabClient.forTests(nodes: [n1.address])
             for chat in chats {
                 for i in 0..<10 {
-                    try await writer.write(ChatMessages.mutation(chatId: chat, timestamp: Int64(i), messageId: "m\(chat)-\(i)", sender: "s",
-                                                                 body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
+                    try await writer.write(
+                        ChatMessages.mutation(
+                            chatId: chat, timestamp: Int64(i), messageId: "m\(chat)-\(i)", sender: "s",
+                            body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
                 }
             }
             // n1 flushes everything to one SSTable, whose first data block then gets a flipped byte.
@@ -113,7 +121,9 @@ extension RingClusterTests {
 
             // A QUORUM read of one chat through n1 still answers every row.
             let client1 = ConfabClient.forTests(nodes: [n1.address])
-            #expect(try await client1.read(ChatMessages.latest(chatId: chats[0], limit: 100), consistency: .quorum).rows.count == 10)
+            #expect(
+                try await client1.read(ChatMessages.latest(chatId: chats[0], limit: 100), consistency: .quorum).rows
+                    .count == 10)
 
             // Repair through n1 succeeds (its own Merkle tree quarantines the bad table first).
             let report = try await writer.repair(at: n1.address, timeout: .seconds(60))
@@ -136,9 +146,14 @@ extension RingClusterTests {
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
             for chat in chats {
                 let reply = try await connection.request(
-                    .replicaRead(ReadRequest(ChatMessages.latest(chatId: chat, limit: 100), schema: SchemaRegistry.messages,
-                                             consistency: .one)), timeout: .seconds(5))
-                guard case .replicaReadResponse(.data(let r)) = reply else { Issue.record("chat \(chat): n1 answered \(reply)"); continue }
+                    .replicaRead(
+                        ReadRequest(
+                            ChatMessages.latest(chatId: chat, limit: 100), schema: SchemaRegistry.messages,
+                            consistency: .one)), timeout: .seconds(5))
+                guard case .replicaReadResponse(.data(let r)) = reply else {
+                    Issue.record("chat \(chat): n1 answered \(reply)")
+                    continue
+                }
                 #expect(r.rows.count == 10, "chat \(chat): n1 holds \(r.rows.count) of 10 rows after repair")
             }
             await connection.close()

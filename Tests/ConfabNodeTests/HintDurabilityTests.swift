@@ -1,11 +1,12 @@
 import ConfabClient
 import ConfabEngine
-@testable import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
 import Synchronization
 import Testing
+
+@testable import ConfabNode
 
 /// A write that needed a hint is acknowledged only once the hint is on disk: a coordinator that
 /// crashes right after the acknowledgement must not lose the write for the replica that missed it.
@@ -38,8 +39,10 @@ extension RingClusterTests {
             // n1's hint store cannot sync: the hint for n3 cannot become durable.
             hintDisk.close()
             let write = Task {
-                try await client.write(ChatMessages.mutation(chatId: chat, timestamp: 1, messageId: "h", sender: "s", body: "b",
-                                                             writeTime: 1_000), consistency: .quorum)
+                try await client.write(
+                    ChatMessages.mutation(
+                        chatId: chat, timestamp: 1, messageId: "h", sender: "s", body: "b",
+                        writeTime: 1_000), consistency: .quorum)
             }
             try await eventually("the hint store's sync is held back") { hintDisk.heldSyncs > 0 }
             // n1 and n2 have applied the write (ONE reads answered by each one's own data) …
@@ -93,9 +96,17 @@ final class GatedFileSystem: FileSystem, @unchecked Sendable {
     private var closed = false
     private var held = 0
 
-    var heldSyncs: Int { condition.lock(); defer { condition.unlock() }; return held }
+    var heldSyncs: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return held
+    }
 
-    func close() { condition.lock(); closed = true; condition.unlock() }
+    func close() {
+        condition.lock()
+        closed = true
+        condition.unlock()
+    }
 
     func open() {
         condition.lock()
@@ -116,7 +127,9 @@ final class GatedFileSystem: FileSystem, @unchecked Sendable {
     func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
         GatedFile(try base.createFile(path, truncate: truncate), gate: self)
     }
-    func openForAppend(_ path: String) throws -> any WritableFile { GatedFile(try base.openForAppend(path), gate: self) }
+    func openForAppend(_ path: String) throws -> any WritableFile {
+        GatedFile(try base.openForAppend(path), gate: self)
+    }
     func openForReading(_ path: String) throws -> any ReadableFile { try base.openForReading(path) }
     func rename(_ from: String, to: String) throws { try base.rename(from, to: to) }
     func remove(_ path: String) throws { try base.remove(path) }

@@ -1,10 +1,11 @@
 import ConfabClient
 import ConfabEngine
-@testable import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
 import Testing
+
+@testable import ConfabNode
 
 /// Replication factor per keyspace: replica selection, configuration, the wire, routing, and a
 /// three-node ring where keyspace `confab` has RF 1 and `chat` RF 3.
@@ -43,7 +44,9 @@ import Testing
             #expect(a.count == 1, "seed \(seed)")
             #expect(b.count == min(3, nodes) && Set(b).count == b.count, "seed \(seed)")
             // SimpleStrategy: the same walk from the key's token, cut at a different length.
-            #expect(b.first == a.first && a.first == placement.ring.primaryOwner(of: Token(partitionKey: key)), "seed \(seed)")
+            #expect(
+                b.first == a.first && a.first == placement.ring.primaryOwner(of: Token(partitionKey: key)),
+                "seed \(seed)")
             primaries.insert(a[0])
         }
         #expect(primaries.count == nodes, "300 keys should land on every node's ranges (seed \(seed))")
@@ -88,10 +91,13 @@ import Testing
         // Three nodes, each owning one third of the ring.
         let third = Int64.max / 3
         let tokens: [[Int64]] = [[-third], [third], [Int64.max - 1]]
-        var status = RingStatus(clusterName: "c", replicationFactor: 3, nodes: (0..<3).map { i in
-            RingNodeStatus(state: "normal", isUp: true, id: "n\(i)", host: "127.0.0.1", port: UInt16(7400 + i),
-                           loadBytes: 0, tokens: 1, ownership: 1, tokenValues: tokens[i])
-        })
+        var status = RingStatus(
+            clusterName: "c", replicationFactor: 3,
+            nodes: (0..<3).map { i in
+                RingNodeStatus(
+                    state: "normal", isUp: true, id: "n\(i)", host: "127.0.0.1", port: UInt16(7400 + i),
+                    loadBytes: 0, tokens: 1, ownership: 1, tokenValues: tokens[i])
+            })
         status.keyspaces = [.init(name: "a", replicationFactor: 1), .init(name: "b", replicationFactor: 3)]
         let decoded = try WireMessage.decode(WireMessage.statusResponse(status).frame(streamID: 3))
         #expect(decoded == .statusResponse(status))
@@ -99,13 +105,16 @@ import Testing
         var plain = status
         plain.keyspaces = []
         #expect(try WireMessage.decode(WireMessage.statusResponse(plain).frame(streamID: 3)) == .statusResponse(plain))
-        #expect(WireMessage.statusResponse(status).frame(streamID: 3).body.count
+        #expect(
+            WireMessage.statusResponse(status).frame(streamID: 3).body.count
                 == WireMessage.statusResponse(plain).frame(streamID: 3).body.count + (2 + 1 + 1) * 2)
 
         let routing = TokenAwareRouting()
         routing.update(from: status)
         var ring = TokenRing()
-        for n in status.nodes { try ring.add(NodeID(id: n.id, host: n.host, port: Int(n.port)), tokens: n.tokenValues.map(Token.init)) }
+        for n in status.nodes {
+            try ring.add(NodeID(id: n.id, host: n.host, port: Int(n.port)), tokens: n.tokenValues.map(Token.init))
+        }
         let configured = [NodeAddress(host: "127.0.0.1", port: 9999)]
         for k in 0..<100 {
             let key = Array("key-\(k)".utf8)
@@ -115,7 +124,8 @@ import Testing
                 #expect(routing.plan(partitionKey: key, keyspace: "a", nodes: configured).first == owner)
             }
             // RF 3: the plans rotate over all three.
-            let leaders = Set((0..<3).compactMap { _ in routing.plan(partitionKey: key, keyspace: "b", nodes: configured).first })
+            let leaders = Set(
+                (0..<3).compactMap { _ in routing.plan(partitionKey: key, keyspace: "b", nodes: configured).first })
             #expect(leaders.count == 3)
         }
     }
@@ -130,26 +140,33 @@ import Testing
         bad.body[1] = 0x02
         #expect(throws: WireError.self) { try WireMessage.decode(bad) }
 
-        let progress = RepairProgress(keyspace: "chat", table: "users", tableIndex: 2, tableCount: 8, rangesDone: 5,
-                                      rangesTotal: 48, rangesDiffering: 2, subrangesStreamed: 6, rowsStreamed: 77,
-                                      overallRangesDone: 53, overallRangesTotal: 384, elapsedMicros: 123_456)
+        let progress = RepairProgress(
+            keyspace: "chat", table: "users", tableIndex: 2, tableCount: 8, rangesDone: 5,
+            rangesTotal: 48, rangesDiffering: 2, subrangesStreamed: 6, rowsStreamed: 77,
+            overallRangesDone: 53, overallRangesTotal: 384, elapsedMicros: 123_456)
         let pf = WireMessage.repairProgress(progress).frame(streamID: 9)
         #expect(pf.type == .repairProgress && pf.flags.contains(.response))
         #expect(try WireMessage.decode(pf) == .repairProgress(progress))
         #expect(abs(progress.percent - 100 * 53 / 384) < 1e-9)
 
-        let report = RepairReport(coordinator: "n1", ranges: [
-            .init(keyspace: "confab", table: "messages", start: -5, end: 9, replicas: 3, subrangesStreamed: 4,
-                  rowsStreamed: 12, elapsedMicros: 99),
-        ], elapsedMicros: 1000)
-        #expect(try WireMessage.decode(WireMessage.repairResponse(report).frame(streamID: 2)) == .repairResponse(report))
+        let report = RepairReport(
+            coordinator: "n1",
+            ranges: [
+                .init(
+                    keyspace: "confab", table: "messages", start: -5, end: 9, replicas: 3, subrangesStreamed: 4,
+                    rowsStreamed: 12, elapsedMicros: 99)
+            ], elapsedMicros: 1000)
+        #expect(
+            try WireMessage.decode(WireMessage.repairResponse(report).frame(streamID: 2)) == .repairResponse(report))
         #expect(report.rowsStreamed == 12)
 
         // Every field is required: a cut body and a trailing byte are clear errors.
         var status = RingStatus(clusterName: "c", replicationFactor: 3, nodes: [])
         status.keyspaces = [.init(name: "confab", replicationFactor: 1)]
-        for message in [WireMessage.repair(RepairRequest(depth: 4, progress: true)), .repairProgress(progress),
-                        .repairResponse(report), .statusResponse(status)] {
+        for message in [
+            WireMessage.repair(RepairRequest(depth: 4, progress: true)), .repairProgress(progress),
+            .repairResponse(report), .statusResponse(status),
+        ] {
             let frame = message.frame(streamID: 5)
             for cut in 0..<frame.body.count {
                 var short = frame
@@ -158,7 +175,11 @@ import Testing
             }
             var long = frame
             long.body.append(0)
-            #expect(throws: WireError(.protocolError, "malformed \(frame.type.name!): 1 trailing bytes at body offset \(frame.body.count)")) {
+            #expect(
+                throws: WireError(
+                    .protocolError, "malformed \(frame.type.name!): 1 trailing bytes at body offset \(frame.body.count)"
+                )
+            ) {
                 try WireMessage.decode(long)
             }
         }
@@ -174,9 +195,12 @@ import Testing
             to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
             requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
         defer { Task { await connection.close() } }
-        let reply = try await connection.request(.replicaRead(ReadRequest(query, schema: table, consistency: .one)),
-                                                 timeout: .seconds(5))
-        guard case .replicaReadResponse(.data(let data)) = reply else { throw ProcessTestError("answered \(reply.type)") }
+        let reply = try await connection.request(
+            .replicaRead(ReadRequest(query, schema: table, consistency: .one)),
+            timeout: .seconds(5))
+        guard case .replicaReadResponse(.data(let data)) = reply else {
+            throw ProcessTestError("answered \(reply.type)")
+        }
         return data.rows.count
     }
 
@@ -199,21 +223,26 @@ import Testing
 
         let schema = SchemaRegistry.standard
         let messages = try schema.resolve(keyspace: "confab", table: "messages")
-        let chatTable = try #require(schema.tables.first { $0.keyspace == "chat" && $0.clusteringColumns.isEmpty },
-                                     "a chat table without clustering columns")
+        let chatTable = try #require(
+            schema.tables.first { $0.keyspace == "chat" && $0.clusteringColumns.isEmpty },
+            "a chat table without clustering columns")
         let column = try #require(chatTable.columns.keys.min())
         let keys = 12
         for i in 0..<keys {
             // Through every node in turn, so the coordinator is often not a replica.
             let client = clients[i % 3]
-            let ackA = try await client.write(ChatMessages.mutation(chatId: Int64(5000 + i), timestamp: 1, messageId: "m\(i)",
-                                                                    sender: "s", body: "rf1", writeTime: 1_700_000_000_000_000),
-                                              consistency: .quorum)
+            let ackA = try await client.write(
+                ChatMessages.mutation(
+                    chatId: Int64(5000 + i), timestamp: 1, messageId: "m\(i)",
+                    sender: "s", body: "rf1", writeTime: 1_700_000_000_000_000),
+                consistency: .quorum)
             #expect(ackA.required == 1, "QUORUM of RF 1")
-            let row = RowFragment(liveness: LivenessInfo(timestamp: 1_700_000_000_000_000),
-                                  cells: [Cell(column: column, timestamp: 1_700_000_000_000_000, value: Array("rf3".utf8))])
-            let mutation = Mutation(table: chatTable.id, partitionKey: Array("key-\(i)".utf8),
-                                    rows: [.init(clustering: ClusteringKey([.int64(0)]).bytes, fragment: row)])
+            let row = RowFragment(
+                liveness: LivenessInfo(timestamp: 1_700_000_000_000_000),
+                cells: [Cell(column: column, timestamp: 1_700_000_000_000_000, value: Array("rf3".utf8))])
+            let mutation = Mutation(
+                table: chatTable.id, partitionKey: Array("key-\(i)".utf8),
+                rows: [.init(clustering: ClusteringKey([.int64(0)]).bytes, fragment: row)])
             let ackB = try await client.write(mutation, consistency: .quorum)
             #expect(ackB.required == 2, "QUORUM of RF 3")
         }
@@ -224,11 +253,14 @@ import Testing
             holdersA = []
             holdersB = []
             for i in 0..<keys {
-                var a = 0, b = 0
+                var a = 0
+                var b = 0
                 for n in nodes {
-                    a += try await localRows(ChatMessages.latest(chatId: Int64(5000 + i)), table: messages, at: n.address)
-                    b += try await localRows(SliceQuery(table: chatTable.id, partitionKey: Array("key-\(i)".utf8)),
-                                             table: chatTable, at: n.address)
+                    a += try await localRows(
+                        ChatMessages.latest(chatId: Int64(5000 + i)), table: messages, at: n.address)
+                    b += try await localRows(
+                        SliceQuery(table: chatTable.id, partitionKey: Array("key-\(i)".utf8)),
+                        table: chatTable, at: n.address)
                 }
                 holdersA.append(a)
                 holdersB.append(b)
@@ -237,7 +269,9 @@ import Testing
         }
         #expect(holdersA == Array(repeating: 1, count: keys), "confab (RF 1) rows per key over the three nodes")
         #expect(holdersB == Array(repeating: 3, count: keys), "chat (RF 3) rows per key over the three nodes")
-        print("keyspace RF test: confab.messages copies per key \(holdersA), chat.\(chatTable.name) copies per key \(holdersB)")
+        print(
+            "keyspace RF test: confab.messages copies per key \(holdersA), chat.\(chatTable.name) copies per key \(holdersB)"
+        )
 
         // Repair compares only ranges with two or more replicas: none in `confab`, all in `chat`.
         let report = try await clients[0].repair(at: n1.address, timeout: .seconds(60))

@@ -5,6 +5,7 @@ import ConfabRing
 import ConfabWire
 import Foundation
 import Testing
+
 @testable import confab
 
 /// Issue 12 with real processes: `confab ring start` creates the ring's cluster secret (0600) and
@@ -39,22 +40,35 @@ import Testing
         #expect(addresses.count == 3)
         for node in state.nodes {
             let log = (try? String(contentsOfFile: node.log, encoding: .utf8)) ?? ""
-            #expect(log.contains("--cluster-secret-file \(secretPath)"), "node \(node.index) was not started with the secret")
+            #expect(
+                log.contains("--cluster-secret-file \(secretPath)"),
+                "node \(node.index) was not started with the secret")
         }
 
         // A raw client connection, without the secret.
-        let raw = try await ClientConnection.connect(to: addresses[0], group: .singletonMultiThreadedEventLoopGroup,
-                                                     connectTimeout: .seconds(2), requestTimeout: .seconds(10),
-                                                     maxFrameBytes: 1 << 20, clientName: "mallory")
+        let raw = try await ClientConnection.connect(
+            to: addresses[0], group: .singletonMultiThreadedEventLoopGroup,
+            connectTimeout: .seconds(2), requestTimeout: .seconds(10),
+            maxFrameBytes: 1 << 20, clientName: "mallory")
         let chat: Int64 = 1212
-        let forgedRow = ChatMessages.mutation(chatId: chat, timestamp: 5, messageId: "forged", sender: "mallory", body: "x",
-                                              writeTime: 5_000_000)
-        let write = try await raw.request(.replicaWrite(WriteRequest(keyspace: "confab", table: "messages", mutation: forgedRow,
-                                                                     consistency: .one)), timeout: .seconds(10))
-        guard case .error(let writeError) = write else { Issue.record("ReplicaWrite was answered \(write)"); return }
+        let forgedRow = ChatMessages.mutation(
+            chatId: chat, timestamp: 5, messageId: "forged", sender: "mallory", body: "x",
+            writeTime: 5_000_000)
+        let write = try await raw.request(
+            .replicaWrite(
+                WriteRequest(
+                    keyspace: "confab", table: "messages", mutation: forgedRow,
+                    consistency: .one)), timeout: .seconds(10))
+        guard case .error(let writeError) = write else {
+            Issue.record("ReplicaWrite was answered \(write)")
+            return
+        }
         #expect(writeError.code == .unauthorized)
         let decommission = try await raw.request(.admin(AdminRequest(operation: .decommission)), timeout: .seconds(10))
-        guard case .error(let decommissionError) = decommission else { Issue.record("decommission was answered \(decommission)"); return }
+        guard case .error(let decommissionError) = decommission else {
+            Issue.record("decommission was answered \(decommission)")
+            return
+        }
         #expect(decommissionError.code == .unauthorized)
         #expect(decommissionError.message.contains("cluster-secret"))
         await raw.close()
@@ -78,13 +92,19 @@ import Testing
         try ClusterSecretFile.createIfMissing(at: otherSecret)
         let refused = try await confab(binary, ["flush", "--dir", dir, "--cluster-secret-file", otherSecret])
         #expect(refused.status != 0)
-        #expect(refused.out.contains("authentication failed"), "flush with another secret: \(refused.out) \(refused.err)")
+        #expect(
+            refused.out.contains("authentication failed"), "flush with another secret: \(refused.out) \(refused.err)")
 
         // A node will not start with a secret others may read, nor without one.
         let open = "\(temp.path)/open-secret"
-        FileManager.default.createFile(atPath: open, contents: Data(ClusterSecret.generate()), attributes: [.posixPermissions: 0o644])
-        let badNode = try await confab(binary, ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0",
-                                                "--cluster-secret-file", open])
+        FileManager.default.createFile(
+            atPath: open, contents: Data(ClusterSecret.generate()), attributes: [.posixPermissions: 0o644])
+        let badNode = try await confab(
+            binary,
+            [
+                "node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0",
+                "--cluster-secret-file", open,
+            ])
         #expect(badNode.status != 0)
         #expect(badNode.err.contains("has mode 644"), "node with a 0644 secret: \(badNode.err)")
         // The environment variable names the file the same way (and the same check applies).
@@ -92,7 +112,9 @@ import Testing
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0"]
-            p.environment = ProcessInfo.processInfo.environment.merging([ClusterSecretFile.environmentVariable: open]) { $1 }
+            p.environment = ProcessInfo.processInfo.environment.merging([ClusterSecretFile.environmentVariable: open]) {
+                $1
+            }
             let err = Pipe()
             p.standardError = err
             p.standardOutput = FileHandle.nullDevice
@@ -102,7 +124,9 @@ import Testing
             return (p.terminationStatus, String(decoding: data, as: UTF8.self))
         }
         #expect(fromEnvironment.status != 0)
-        #expect(fromEnvironment.err.contains("has mode 644"), "node with $CONFAB_CLUSTER_SECRET_FILE: \(fromEnvironment.err)")
+        #expect(
+            fromEnvironment.err.contains("has mode 644"),
+            "node with $CONFAB_CLUSTER_SECRET_FILE: \(fromEnvironment.err)")
         let noSecret = try await confab(binary, ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0"])
         #expect(noSecret.status != 0)
         #expect(noSecret.err.contains("no cluster secret"), "node without a secret: \(noSecret.err)")

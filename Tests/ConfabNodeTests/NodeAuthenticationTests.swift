@@ -1,11 +1,12 @@
 import ConfabClient
 import ConfabEngine
-@testable import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
 import NIOCore
 import Testing
+
+@testable import ConfabNode
 
 /// Issue 12: a connection that has not answered the node's challenge with the cluster secret may
 /// only read and write; operators may also run admin requests; only nodes send internode
@@ -13,19 +14,24 @@ import Testing
 @Suite(.serialized) struct NodeAuthenticationTests {
     static let secret = try! ClusterSecret(bytes: Array(repeating: 0x5A, count: 32))
 
-    static func connect(_ address: NodeAddress, credentials: ClusterCredentials? = nil) async throws -> ClientConnection {
-        try await ClientConnection.connect(to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(2),
-                                           requestTimeout: .seconds(10), maxFrameBytes: 1 << 20, clientName: "auth-test",
-                                           credentials: credentials)
+    static func connect(_ address: NodeAddress, credentials: ClusterCredentials? = nil) async throws -> ClientConnection
+    {
+        try await ClientConnection.connect(
+            to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(2),
+            requestTimeout: .seconds(10), maxFrameBytes: 1 << 20, clientName: "auth-test",
+            credentials: credentials)
     }
 
     static func secured(_ c: inout NodeConfiguration) { c.clusterSecret = secret }
 
     static func replicaWrite(chat: Int64, id: String) -> WireMessage {
-        .replicaWrite(WriteRequest(keyspace: "confab", table: "messages",
-                                   mutation: ChatMessages.mutation(chatId: chat, timestamp: 1_000, messageId: id, sender: "mallory",
-                                                                   body: "forged", writeTime: 1_000_000),
-                                   consistency: .one))
+        .replicaWrite(
+            WriteRequest(
+                keyspace: "confab", table: "messages",
+                mutation: ChatMessages.mutation(
+                    chatId: chat, timestamp: 1_000, messageId: id, sender: "mallory",
+                    body: "forged", writeTime: 1_000_000),
+                consistency: .one))
     }
 
     static func code(_ reply: WireMessage) -> WireError.Code? {
@@ -46,9 +52,12 @@ import Testing
         if case .error(let e) = decommission { #expect(e.message.contains("cluster-secret")) }
         let repair = try await raw.request(.repair(RepairRequest(depth: 4)), timeout: .seconds(10))
         #expect(Self.code(repair) == .unauthorized)
-        let stream = try await raw.request(.merkleTreeRequest(MerkleTreeRequest(keyspace: "confab", table: "messages",
-                                                                                range: TokenRange(start: Token(0), end: Token(0)), depth: 2)),
-                                           timeout: .seconds(10))
+        let stream = try await raw.request(
+            .merkleTreeRequest(
+                MerkleTreeRequest(
+                    keyspace: "confab", table: "messages",
+                    range: TokenRange(start: Token(0), end: Token(0)), depth: 2)),
+            timeout: .seconds(10))
         #expect(Self.code(stream) == .unauthorized)
 
         // Nothing changed: the forged row is not there, the node is still a normal member, and the
@@ -67,22 +76,29 @@ import Testing
 
     @Test func operatorMayRunAdminButNotInternodeMessagesAndNodesMaySendBoth() async throws {
         let node = try await InProcessNode.start(configure: Self.secured)
-        let op = try await Self.connect(node.address, credentials: ClusterCredentials(secret: Self.secret, role: .operator))
+        let op = try await Self.connect(
+            node.address, credentials: ClusterCredentials(secret: Self.secret, role: .operator))
         let flush = try await op.request(.admin(AdminRequest(operation: .flush)), timeout: .seconds(10))
-        guard case .adminResponse(let r) = flush else { Issue.record("flush as operator: \(flush)"); return }
+        guard case .adminResponse(let r) = flush else {
+            Issue.record("flush as operator: \(flush)")
+            return
+        }
         #expect(r.results.count == 1 && r.results[0].error == nil)
         let write = try await op.request(Self.replicaWrite(chat: 21, id: "op"), timeout: .seconds(10))
         #expect(Self.code(write) == .forbidden, "ReplicaWrite from an operator: \(write)")
 
-        let peer = try await Self.connect(node.address, credentials: ClusterCredentials(secret: Self.secret, role: .node, nodeID: "peer-1"))
-        #expect(try await peer.request(Self.replicaWrite(chat: 22, id: "peer"), timeout: .seconds(10)) == .replicaWriteAck)
+        let peer = try await Self.connect(
+            node.address, credentials: ClusterCredentials(secret: Self.secret, role: .node, nodeID: "peer-1"))
+        #expect(
+            try await peer.request(Self.replicaWrite(chat: 22, id: "peer"), timeout: .seconds(10)) == .replicaWriteAck)
         let client = node.client()
         #expect(try await client.history(chatId: 22, consistency: .one).map(\.messageId) == ["peer"])
         #expect(try await client.history(chatId: 21, consistency: .one).isEmpty)
 
         // A node's gossip must come from the node it authenticated as.
-        let forged = GossipMessage(clusterName: "confab", from: NodeID(id: "someone-else", address: NodeAddress(host: "127.0.0.1", port: 1)),
-                                   payload: .syn(digests: []))
+        let forged = GossipMessage(
+            clusterName: "confab", from: NodeID(id: "someone-else", address: NodeAddress(host: "127.0.0.1", port: 1)),
+            payload: .syn(digests: []))
         let gossip = try await peer.request(.gossip(forged), timeout: .seconds(10))
         #expect(Self.code(gossip) == .forbidden, "gossip claiming another node's id: \(gossip)")
 
@@ -95,20 +111,27 @@ import Testing
     @Test func wrongSecretAndNodeIDMismatchAreRefused() async throws {
         let node = try await InProcessNode.start(configure: Self.secured)
         let wrong = try ClusterSecret(bytes: Array(repeating: 0xA5, count: 32))
-        await #expect { _ = try await Self.connect(node.address, credentials: ClusterCredentials(secret: wrong, role: .operator)) }
-            throws: { ($0 as? WireError)?.code == .unauthorized }
-        await #expect { _ = try await Self.connect(node.address, credentials: ClusterCredentials(secret: wrong, role: .node, nodeID: "n")) }
-            throws: { ($0 as? WireError)?.code == .unauthorized }
+        await #expect {
+            _ = try await Self.connect(node.address, credentials: ClusterCredentials(secret: wrong, role: .operator))
+        } throws: { ($0 as? WireError)?.code == .unauthorized }
+        await #expect {
+            _ = try await Self.connect(
+                node.address, credentials: ClusterCredentials(secret: wrong, role: .node, nodeID: "n"))
+        } throws: { ($0 as? WireError)?.code == .unauthorized }
 
         // Hello names node A; the answer is computed (with the right secret) for node B.
         let socket = try RawSocket(port: node.address.port)
         var reader = FrameReader(socket: socket)
         socket.send(WireMessage.hello(Hello(clientName: "raw", nodeID: "node-A")).encodedFrame(streamID: 1))
-        guard case .helloAck(let ack) = try await reader.next() else { Issue.record("no HelloAck"); return }
+        guard case .helloAck(let ack) = try await reader.next() else {
+            Issue.record("no HelloAck")
+            return
+        }
         #expect(ack.authenticationRequired)
         let nonce = [UInt8](repeating: 3, count: 32)
         let mac = Self.secret.answer(serverNonce: ack.challenge, clientNonce: nonce, role: .node, nodeID: "node-B")
-        socket.send(WireMessage.authenticate(Authenticate(role: .node, clientNonce: nonce, mac: mac)).encodedFrame(streamID: 2))
+        socket.send(
+            WireMessage.authenticate(Authenticate(role: .node, clientNonce: nonce, mac: mac)).encodedFrame(streamID: 2))
         let refused = try await reader.next()
         #expect(Self.code(refused) == .unauthorized, "answer for another node id: \(refused)")
         #expect(await socket.isClosedByPeer())
@@ -117,9 +140,14 @@ import Testing
         let anonymous = try RawSocket(port: node.address.port)
         var anonymousReader = FrameReader(socket: anonymous)
         anonymous.send(WireMessage.hello(Hello(clientName: "raw")).encodedFrame(streamID: 1))
-        guard case .helloAck(let ack2) = try await anonymousReader.next() else { Issue.record("no HelloAck"); return }
+        guard case .helloAck(let ack2) = try await anonymousReader.next() else {
+            Issue.record("no HelloAck")
+            return
+        }
         let mac2 = Self.secret.answer(serverNonce: ack2.challenge, clientNonce: nonce, role: .node, nodeID: "")
-        anonymous.send(WireMessage.authenticate(Authenticate(role: .node, clientNonce: nonce, mac: mac2)).encodedFrame(streamID: 2))
+        anonymous.send(
+            WireMessage.authenticate(Authenticate(role: .node, clientNonce: nonce, mac: mac2)).encodedFrame(streamID: 2)
+        )
         #expect(Self.code(try await anonymousReader.next()) == .unauthorized)
         try await node.stop()
     }
@@ -132,12 +160,17 @@ import Testing
         var firstReader = FrameReader(socket: first)
         let hello = WireMessage.hello(Hello(clientName: "raw", nodeID: "node-R")).encodedFrame(streamID: 1)
         first.send(hello)
-        guard case .helloAck(let ack) = try await firstReader.next() else { Issue.record("no HelloAck"); return }
+        guard case .helloAck(let ack) = try await firstReader.next() else {
+            Issue.record("no HelloAck")
+            return
+        }
         let nonce = [UInt8](repeating: 9, count: 32)
-        let answer = WireMessage.authenticate(Authenticate(
-            role: .node, clientNonce: nonce,
-            mac: Self.secret.answer(serverNonce: ack.challenge, clientNonce: nonce, role: .node, nodeID: "node-R")))
-            .encodedFrame(streamID: 2)
+        let answer = WireMessage.authenticate(
+            Authenticate(
+                role: .node, clientNonce: nonce,
+                mac: Self.secret.answer(serverNonce: ack.challenge, clientNonce: nonce, role: .node, nodeID: "node-R"))
+        )
+        .encodedFrame(streamID: 2)
         first.send(answer)
         #expect(try await firstReader.next() == .authenticateAck(role: .node))
         // The same bytes again on the same connection are refused too (one answer per challenge).
@@ -147,7 +180,10 @@ import Testing
         let second = try RawSocket(port: node.address.port)
         var secondReader = FrameReader(socket: second)
         second.send(hello)
-        guard case .helloAck(let ack2) = try await secondReader.next() else { Issue.record("no HelloAck"); return }
+        guard case .helloAck(let ack2) = try await secondReader.next() else {
+            Issue.record("no HelloAck")
+            return
+        }
         #expect(ack2.challenge != ack.challenge)
         second.send(answer)
         let replayed = try await secondReader.next()
@@ -159,9 +195,14 @@ import Testing
         let third = try RawSocket(port: node.address.port)
         var thirdReader = FrameReader(socket: third)
         third.send(hello + answer + Self.replicaWrite(chat: 31, id: "replayed").encodedFrame(streamID: 3))
-        guard case .helloAck = try await thirdReader.next() else { Issue.record("no HelloAck"); return }
+        guard case .helloAck = try await thirdReader.next() else {
+            Issue.record("no HelloAck")
+            return
+        }
         #expect(Self.code(try await thirdReader.next()) == .unauthorized)
-        #expect(await third.isClosedByPeer(), "the connection closes after a failed answer, before reading the ReplicaWrite")
+        #expect(
+            await third.isClosedByPeer(), "the connection closes after a failed answer, before reading the ReplicaWrite"
+        )
         let client = node.client()
         #expect(try await client.history(chatId: 31, consistency: .one).isEmpty)
         await client.shutdown()
@@ -171,8 +212,16 @@ import Testing
     /// Nodes that share the secret authenticate to each other: the ring forms and QUORUM writes
     /// (replica writes between nodes) succeed.
     @Test func ringOfSecuredNodesForms() async throws {
-        let n1 = try await InProcessNode.start { fastRing(&$0, seeds: []); $0.replicationFactor = 2; Self.secured(&$0) }
-        let n2 = try await InProcessNode.start { fastRing(&$0, seeds: [n1.address]); $0.replicationFactor = 2; Self.secured(&$0) }
+        let n1 = try await InProcessNode.start {
+            fastRing(&$0, seeds: [])
+            $0.replicationFactor = 2
+            Self.secured(&$0)
+        }
+        let n2 = try await InProcessNode.start {
+            fastRing(&$0, seeds: [n1.address])
+            $0.replicationFactor = 2
+            Self.secured(&$0)
+        }
         let c1 = ConfabClient.forTests(nodes: [n1.address])
         let c2 = ConfabClient.forTests(nodes: [n2.address])
         try await eventually("2 normal nodes seen by n1") { try await ringIsNormal(c1, count: 2) }

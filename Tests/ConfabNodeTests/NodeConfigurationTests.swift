@@ -6,15 +6,16 @@ import Testing
 @Suite struct NodeConfigurationTests {
     @Test func configFileThenFlags() throws {
         var c = NodeConfiguration(dataDirectory: "")
-        try c.apply(configFileContents: """
-            # a node
-            data_dir = /tmp/x
-            listen = 0.0.0.0:7500   # all interfaces
-            seeds = 127.0.0.1:7401, 127.0.0.1:7402
-            vnodes = 32
-            sync = periodic:50
+        try c.apply(
+            configFileContents: """
+                # a node
+                data_dir = /tmp/x
+                listen = 0.0.0.0:7500   # all interfaces
+                seeds = 127.0.0.1:7401, 127.0.0.1:7402
+                vnodes = 32
+                sync = periodic:50
 
-            """, path: "node.conf")
+                """, path: "node.conf")
         #expect(c.dataDirectory == "/tmp/x")
         #expect(c.listen == NodeAddress(host: "0.0.0.0", port: 7500))
         #expect(c.seeds == [NodeAddress(host: "127.0.0.1", port: 7401), NodeAddress(host: "127.0.0.1", port: 7402)])
@@ -26,7 +27,8 @@ import Testing
 
     @Test func errorsNameTheLineAndTheKey() {
         var c = NodeConfiguration(dataDirectory: "")
-        #expect(throws: NodeError(.invalidConfiguration, "node.conf:2: vnodes = many: expected an integer in 1...1024")) {
+        #expect(throws: NodeError(.invalidConfiguration, "node.conf:2: vnodes = many: expected an integer in 1...1024"))
+        {
             try c.apply(configFileContents: "listen = :1\nvnodes = many\n", path: "node.conf")
         }
         let e = #expect(throws: NodeError.self) { try c.apply(configFileContents: "colour = red", path: "f") }

@@ -13,7 +13,8 @@ func confabExecutablePath() -> String? {
             let candidate = dir.appendingPathComponent("confab").path
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-               FileManager.default.isExecutableFile(atPath: candidate) {
+                FileManager.default.isExecutableFile(atPath: candidate)
+            {
                 return candidate
             }
             dir = dir.deletingLastPathComponent()
@@ -29,14 +30,20 @@ final class NodeProcess {
     let stderrPath: String
     private(set) var port = 0
 
-    init(binary: String, dataDir: String, logDir: String, tag: String, listen: String = "127.0.0.1:0",
-         arguments: [String] = []) throws {
+    init(
+        binary: String, dataDir: String, logDir: String, tag: String, listen: String = "127.0.0.1:0",
+        arguments: [String] = []
+    ) throws {
         stdoutPath = "\(logDir)/\(tag).out"
         stderrPath = "\(logDir)/\(tag).err"
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["node", "--data-dir", dataDir, "--listen", listen, "--log-level", "warning", "--insecure-no-cluster-secret"] + arguments
+        process.arguments =
+            [
+                "node", "--data-dir", dataDir, "--listen", listen, "--log-level", "warning",
+                "--insecure-no-cluster-secret",
+            ] + arguments
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         try process.run()
@@ -108,12 +115,17 @@ func runConfab(_ binary: String, _ args: [String]) throws -> (status: Int32, out
         let dir = TempDirectory("confab-node-proc")
         let data = "\(dir.path)/data"
 
-        var node = try NodeProcess(binary: binary, dataDir: data, logDir: dir.path, tag: "run1", arguments: ["--rf", "1"])
+        var node = try NodeProcess(
+            binary: binary, dataDir: data, logDir: dir.path, tag: "run1", arguments: ["--rf", "1"])
         var port = try node.waitUntilListening()
         var ids: [String] = []
         for (i, text) in ["hello", "how are you?", "fine, thanks"].enumerated() {
-            let r = try runConfab(binary, ["post", "4242", "--sender", i % 2 == 0 ? "alice" : "bob", "--text", text,
-                                           "--node", "127.0.0.1:\(port)"])
+            let r = try runConfab(
+                binary,
+                [
+                    "post", "4242", "--sender", i % 2 == 0 ? "alice" : "bob", "--text", text,
+                    "--node", "127.0.0.1:\(port)",
+                ])
             #expect(r.status == 0, "post failed: \(r.err)")
             let id = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(UUID(uuidString: id) != nil, "post printed \(r.out)")
@@ -127,8 +139,12 @@ func runConfab(_ binary: String, _ args: [String]) throws -> (status: Int32, out
         #expect(lines[1].hasSuffix("fine, thanks") && lines[3].hasSuffix("hello"))
 
         func jsonHistory(_ port: Int, consistency: String = "quorum") throws -> [[String: Any]] {
-            let r = try runConfab(binary, ["history", "4242", "--json", "--limit", "100", "--consistency", consistency,
-                                           "--node", "127.0.0.1:\(port)"])
+            let r = try runConfab(
+                binary,
+                [
+                    "history", "4242", "--json", "--limit", "100", "--consistency", consistency,
+                    "--node", "127.0.0.1:\(port)",
+                ])
             #expect(r.status == 0, "history failed: \(r.err)")
             return try r.out.split(separator: "\n").map {
                 try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
@@ -148,8 +164,12 @@ func runConfab(_ binary: String, _ args: [String]) throws -> (status: Int32, out
 
         // SIGKILL right after acknowledged posts: nothing acknowledged is lost.
         for i in 0..<5 {
-            let r = try runConfab(binary, ["post", "4242", "--sender", "carol", "--text", "before kill \(i)",
-                                           "--node", "127.0.0.1:\(port)"])
+            let r = try runConfab(
+                binary,
+                [
+                    "post", "4242", "--sender", "carol", "--text", "before kill \(i)",
+                    "--node", "127.0.0.1:\(port)",
+                ])
             #expect(r.status == 0)
             ids.append(r.out.trimmingCharacters(in: .whitespacesAndNewlines))
         }

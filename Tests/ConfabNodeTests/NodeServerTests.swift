@@ -36,8 +36,9 @@ import Testing
             for i in 0..<100 {
                 group.addTask {
                     if i % 2 == 0 {
-                        try await client.post(chatId: 1, sender: "u\(i)", text: "message \(i)", messageId: "id-\(i)",
-                                              timestamp: Int64(i))
+                        try await client.post(
+                            chatId: 1, sender: "u\(i)", text: "message \(i)", messageId: "id-\(i)",
+                            timestamp: Int64(i))
                     } else {
                         _ = try await client.history(chatId: 1, limit: 10)
                     }
@@ -78,7 +79,8 @@ import Testing
             }
         }
         guard case .error(let e5) = replies[5], case .error(let e6) = replies[6], case .error(let e7) = replies[7],
-              case .error(let e8) = replies[8] else {
+            case .error(let e8) = replies[8]
+        else {
             Issue.record("expected errors, got \(replies)")
             return
         }
@@ -96,7 +98,8 @@ import Testing
             let socket = try RawSocket(port: node.address.port)
             socket.send(FrameHeader(type: .write, streamID: 3, bodyLength: 2 << 20).encoded())
             let reply = await socket.receive(atLeast: FrameHeader.size + FrameHeader.trailerSize)
-            guard case .frame(let f, _) = FrameDecoder.parse(reply), case .error(let e) = try WireMessage.decode(f) else {
+            guard case .frame(let f, _) = FrameDecoder.parse(reply), case .error(let e) = try WireMessage.decode(f)
+            else {
                 Issue.record("expected an Error frame")
                 return
             }
@@ -109,7 +112,8 @@ import Testing
             let socket = try RawSocket(port: node.address.port)
             socket.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
             let reply = await socket.receive(atLeast: FrameHeader.size)
-            guard case .frame(let f, _) = FrameDecoder.parse(reply), case .error(let e) = try WireMessage.decode(f) else {
+            guard case .frame(let f, _) = FrameDecoder.parse(reply), case .error(let e) = try WireMessage.decode(f)
+            else {
                 Issue.record("expected an Error frame")
                 return
             }
@@ -127,7 +131,9 @@ import Testing
         }
         #expect(error?.message.contains("exceeds the 1048576-byte frame limit") == true)
         // A client without that limit sends it; the node answers tooLarge and closes that connection.
-        let nodeError = await #expect(throws: (any Error).self) { try await client.post(chatId: 1, sender: "a", text: big) }
+        let nodeError = await #expect(throws: (any Error).self) {
+            try await client.post(chatId: 1, sender: "a", text: big)
+        }
         #expect("\(nodeError!)".contains("exceeds the limit of 1048576 bytes"))
         // Still serving.
         let fresh = node.client()
@@ -147,10 +153,15 @@ import Testing
         #expect(e1?.code == .notFound)
         // Raw request naming an unknown table.
         let socket = try RawSocket(port: node.address.port)
-        socket.send(WireMessage.read(ReadRequest(keyspace: "confab", table: "users", partitionKey: [1], consistency: .one))
-            .encodedFrame(streamID: 1))
-        socket.send(WireMessage.read(ReadRequest(keyspace: "confab", table: "messages", partitionKey: [1], limit: 0,
-                                                 consistency: .one)).encodedFrame(streamID: 2))
+        socket.send(
+            WireMessage.read(ReadRequest(keyspace: "confab", table: "users", partitionKey: [1], consistency: .one))
+                .encodedFrame(streamID: 1))
+        socket.send(
+            WireMessage.read(
+                ReadRequest(
+                    keyspace: "confab", table: "messages", partitionKey: [1], limit: 0,
+                    consistency: .one)
+            ).encodedFrame(streamID: 2))
         var buffer = await socket.receive(atLeast: 1)
         var errors: [UInt32: WireError] = [:]
         while errors.count < 2 {
@@ -163,7 +174,12 @@ import Testing
                 buffer += more
             }
         }
-        #expect(errors[1] == WireError(.notFound, "no table confab.users (this node serves: \(SchemaRegistry.standard.tables.map(\.qualifiedName).joined(separator: ", ")))"))
+        #expect(
+            errors[1]
+                == WireError(
+                    .notFound,
+                    "no table confab.users (this node serves: \(SchemaRegistry.standard.tables.map(\.qualifiedName).joined(separator: ", ")))"
+                ))
         #expect(errors[2] == WireError(.invalid, "limit must be at least 1"))
         await client.shutdown()
         try await node.stop()

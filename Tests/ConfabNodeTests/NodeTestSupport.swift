@@ -1,11 +1,12 @@
 import ConfabClient
 import ConfabEngine
-@testable import ConfabNode
 import ConfabRing
 import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+
+@testable import ConfabNode
 
 /// A fresh directory under the system temp dir, removed when the test is done with it.
 final class TempDirectory: @unchecked Sendable {
@@ -45,7 +46,9 @@ final class InProcessNode: Sendable {
     let task: Task<Void, any Error>
     let address: NodeAddress
 
-    private init(directory: TempDirectory, node: Node, group: ServiceGroup, task: Task<Void, any Error>, address: NodeAddress) {
+    private init(
+        directory: TempDirectory, node: Node, group: ServiceGroup, task: Task<Void, any Error>, address: NodeAddress
+    ) {
         self.directory = directory
         self.node = node
         self.group = group
@@ -53,8 +56,10 @@ final class InProcessNode: Sendable {
         self.address = address
     }
 
-    static func start(directory: TempDirectory = TempDirectory(), hintFileSystem: any FileSystem = PosixFileSystem(),
-                      configure: (inout NodeConfiguration) -> Void = { _ in })
+    static func start(
+        directory: TempDirectory = TempDirectory(), hintFileSystem: any FileSystem = PosixFileSystem(),
+        configure: (inout NodeConfiguration) -> Void = { _ in }
+    )
         async throws -> InProcessNode
     {
         var config = NodeConfiguration(dataDirectory: directory.path)
@@ -68,8 +73,9 @@ final class InProcessNode: Sendable {
         let group = ServiceGroup(configuration: .init(services: [.init(service: node)], logger: logger))
         let task = Task { try await group.run() }
         let bound = try await node.listeningAddress()
-        return InProcessNode(directory: directory, node: node, group: group, task: task,
-                             address: NodeAddress(host: "127.0.0.1", port: bound.port!))
+        return InProcessNode(
+            directory: directory, node: node, group: group, task: task,
+            address: NodeAddress(host: "127.0.0.1", port: bound.port!))
     }
 
     func client(timeout: Duration = .seconds(10)) -> ConfabClient {
@@ -106,7 +112,9 @@ final class RawSocket: @unchecked Sendable {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else { throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO) }
         var tv = timeval(tv_sec: 30, tv_usec: 0)

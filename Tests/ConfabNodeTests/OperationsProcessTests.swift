@@ -1,8 +1,9 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// A node's operations port (`confab node --metrics-port`), against the real binary: /metrics
 /// parses with the Prometheus text parser (Python's prometheus_client) and its counters move with
@@ -11,26 +12,34 @@ import Testing
     @Test func metricsParseAndWriteCountersRiseWithPosts() async throws {
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let dir = TempDirectory("confab-ops-metrics")
-        let node = try NodeProcess(binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
-                                   arguments: ["--rf", "1", "--metrics-port", "0"])
+        let node = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
+            arguments: ["--rf", "1", "--metrics-port", "0"])
         let port = try node.waitUntilListening()
         let metrics = try OperationsEndpoint.metricsURL(printedIn: node.stdoutPath)
 
-        #expect(try await OperationsEndpoint.get(metrics.replacingOccurrences(of: "/metrics", with: "/health")).status == 200)
+        #expect(
+            try await OperationsEndpoint.get(metrics.replacingOccurrences(of: "/metrics", with: "/health")).status
+                == 200)
         let before = try PrometheusScrape(metrics)
         #expect(before.contentType.hasPrefix("text/plain; version=0.0.4"), "\(before.contentType)")
         let engineWrites = before.sum("confab_engine_writes_total")
         let coordinated = before.sum("confab_coordinator_requests_total", ["op": "write", "consistency": "QUORUM"])
-        let timed = before.sum("confab_coordinator_request_duration_seconds_count", ["op": "write", "consistency": "QUORUM"])
+        let timed = before.sum(
+            "confab_coordinator_request_duration_seconds_count", ["op": "write", "consistency": "QUORUM"])
 
         for i in 1...3 {
-            let post = try runConfab(binary, ["post", "7", "--sender", "ops", "--text", "message \(i)", "--node", "127.0.0.1:\(port)"])
+            let post = try runConfab(
+                binary, ["post", "7", "--sender", "ops", "--text", "message \(i)", "--node", "127.0.0.1:\(port)"])
             #expect(post.status == 0, "confab post: \(post.err)")
         }
         let after = try PrometheusScrape(metrics)
         #expect(after.sum("confab_engine_writes_total") >= engineWrites + 3)
-        #expect(after.sum("confab_coordinator_requests_total", ["op": "write", "consistency": "QUORUM"]) == coordinated + 3)
-        #expect(after.sum("confab_coordinator_request_duration_seconds_count", ["op": "write", "consistency": "QUORUM"]) == timed + 3)
+        #expect(
+            after.sum("confab_coordinator_requests_total", ["op": "write", "consistency": "QUORUM"]) == coordinated + 3)
+        #expect(
+            after.sum("confab_coordinator_request_duration_seconds_count", ["op": "write", "consistency": "QUORUM"])
+                == timed + 3)
         #expect(after.sum("confab_node_requests_total", ["type": "write"]) >= 3)
         // The gauges issue 12 asks for are exported (with values, not only declared).
         for name in ["confab_hints_pending", "confab_ring_live_nodes", "confab_engine_memtable_bytes"] {
@@ -47,17 +56,20 @@ import Testing
         // The seed is not running yet: the node cannot learn its ring.
         let seedPort = try OperationsEndpoint.freePort()
         let fast = ["--rf", "2", "--gossip-interval-ms", "100", "--ring-delay-ms", "300"]
-        let joiner = try NodeProcess(binary: binary, dataDir: "\(dir.path)/joiner", logDir: dir.path, tag: "joiner",
-                                     arguments: fast + ["--seeds", "127.0.0.1:\(seedPort)", "--metrics-port", "0"])
-        let ready = try OperationsEndpoint.metricsURL(printedIn: joiner.stdoutPath).replacingOccurrences(of: "/metrics", with: "/ready")
+        let joiner = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/joiner", logDir: dir.path, tag: "joiner",
+            arguments: fast + ["--seeds", "127.0.0.1:\(seedPort)", "--metrics-port", "0"])
+        let ready = try OperationsEndpoint.metricsURL(printedIn: joiner.stdoutPath).replacingOccurrences(
+            of: "/metrics", with: "/ready")
         _ = try joiner.waitUntilListening()
         let early = try await OperationsEndpoint.get(ready)
         #expect(early.status == 503, "\(early.status) \(early.text)")
         #expect(early.json["ready"] as? Bool == false)
         #expect((early.json["reasons"] as? [String])?.isEmpty == false, "\(early.text)")
 
-        let seed = try NodeProcess(binary: binary, dataDir: "\(dir.path)/seed", logDir: dir.path, tag: "seed",
-                                   listen: "127.0.0.1:\(seedPort)", arguments: fast)
+        let seed = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/seed", logDir: dir.path, tag: "seed",
+            listen: "127.0.0.1:\(seedPort)", arguments: fast)
         _ = try seed.waitUntilListening()
         let deadline = ContinuousClock.now + .seconds(60)
         var last = early
@@ -75,8 +87,9 @@ import Testing
     @Test func jsonLogFormatWritesOneObjectPerLine() async throws {
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let dir = TempDirectory("confab-ops-logs")
-        let node = try NodeProcess(binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
-                                   arguments: ["--rf", "1", "--log-format", "json", "--log-level", "info"])
+        let node = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
+            arguments: ["--rf", "1", "--log-format", "json", "--log-level", "info"])
         _ = try node.waitUntilListening()
         node.signal(SIGTERM)
         #expect(try node.waitForExit() == 0)
@@ -85,7 +98,8 @@ import Testing
         #expect(lines.count >= 3, "\(text)")
         var messages: [String] = []
         for line in lines {
-            let object = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+            let object = try #require(
+                try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
             #expect(object["level"] as? String != nil && object["label"] as? String == "confab.node", "\(line)")
             #expect(object["metadata"] is [String: Any], "\(line)")
             let time = try #require(object["time"] as? String, "\(line)")
@@ -157,7 +171,8 @@ enum OperationsEndpoint {
         var request = URLRequest(url: URL(string: url)!)
         request.timeoutInterval = 10
         let (data, response) = try await URLSession.shared.data(for: request)
-        return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, text: String(decoding: data, as: UTF8.self))
+        return Answer(
+            status: (response as? HTTPURLResponse)?.statusCode ?? 0, text: String(decoding: data, as: UTF8.self))
     }
 
     /// A loopback port nobody listens on now (bound to port 0 and released).
@@ -170,7 +185,9 @@ enum OperationsEndpoint {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
         }
         guard ok else { throw ProcessTestError("bind failed") }
         return Int(UInt16(bigEndian: addr.sin_port))
@@ -195,7 +212,8 @@ struct PrometheusScrape {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", script, url]
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
@@ -203,20 +221,24 @@ struct PrometheusScrape {
         let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0,
-              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let list = object["samples"] as? [[String: Any]] else {
+            let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let list = object["samples"] as? [[String: Any]]
+        else {
             throw ProcessTestError("prom_scrape.py \(url) failed (\(process.terminationStatus)): \(errors)")
         }
         contentType = object["content_type"] as? String ?? ""
         samples = list.map {
-            Sample(name: $0["name"] as? String ?? "", labels: $0["labels"] as? [String: String] ?? [:],
-                   value: ($0["value"] as? NSNumber)?.doubleValue ?? .nan)
+            Sample(
+                name: $0["name"] as? String ?? "", labels: $0["labels"] as? [String: String] ?? [:],
+                value: ($0["value"] as? NSNumber)?.doubleValue ?? .nan)
         }
     }
 
     /// The sum of `name`'s samples whose labels include `labels`.
     func sum(_ name: String, _ labels: [String: String] = [:]) -> Double {
-        samples.filter { s in s.name == name && labels.allSatisfy { s.labels[$0.key] == $0.value } }.reduce(0) { $0 + $1.value }
+        samples.filter { s in s.name == name && labels.allSatisfy { s.labels[$0.key] == $0.value } }.reduce(0) {
+            $0 + $1.value
+        }
     }
 
     func has(_ name: String) -> Bool { samples.contains { $0.name == name } }

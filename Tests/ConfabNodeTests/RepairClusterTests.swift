@@ -17,8 +17,11 @@ import Testing
         let connection = try await ClientConnection.connect(
             to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
             requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
-        let reply = try await connection.request(.replicaWrite(WriteRequest(
-            keyspace: "confab", table: "messages", mutation: mutation, consistency: .one)), timeout: .seconds(5))
+        let reply = try await connection.request(
+            .replicaWrite(
+                WriteRequest(
+                    keyspace: "confab", table: "messages", mutation: mutation, consistency: .one)), timeout: .seconds(5)
+        )
         #expect(reply == .replicaWriteAck)
         await connection.close()
     }
@@ -53,20 +56,23 @@ import Testing
         var missedByN3: [String] = []
         for i in 0..<12 {
             let id = "missed-by-n3-\(i)"
-            let m = ChatMessages.mutation(chatId: chats[i % chats.count], timestamp: 1_000 + Int64(i), messageId: id,
-                                          sender: "x", body: "n1+n2 only", writeTime: 1_700_000_000_000_000)
+            let m = ChatMessages.mutation(
+                chatId: chats[i % chats.count], timestamp: 1_000 + Int64(i), messageId: id,
+                sender: "x", body: "n1+n2 only", writeTime: 1_700_000_000_000_000)
             try await writeToReplicaOnly(m, at: n1.address)
             try await writeToReplicaOnly(m, at: n2.address)
             missedByN3.append(id)
         }
         for i in 0..<3 {
-            let m = ChatMessages.mutation(chatId: chats[(i * 3) % chats.count], timestamp: 2_000 + Int64(i),
-                                          messageId: "only-on-n1-\(i)", sender: "y", body: "n1 only",
-                                          writeTime: 1_700_000_000_000_000)
+            let m = ChatMessages.mutation(
+                chatId: chats[(i * 3) % chats.count], timestamp: 2_000 + Int64(i),
+                messageId: "only-on-n1-\(i)", sender: "y", body: "n1 only",
+                writeTime: 1_700_000_000_000_000)
             try await writeToReplicaOnly(m, at: n1.address)
         }
-        let edit = ChatMessages.mutation(chatId: chats[0], timestamp: 1_000, messageId: "missed-by-n3-0", sender: "x",
-                                         body: "edited on n2", writeTime: 1_700_000_000_000_001)
+        let edit = ChatMessages.mutation(
+            chatId: chats[0], timestamp: 1_000, messageId: "missed-by-n3-0", sender: "x",
+            body: "edited on n2", writeTime: 1_700_000_000_000_001)
         try await writeToReplicaOnly(edit, at: n2.address)
 
         func ownData(_ i: Int) async throws -> [Int64: [String: String]] {

@@ -10,13 +10,17 @@ import Testing
 @Suite(.serialized) struct RepairProcessTests {
     /// JSON objects, one per non-empty line of `text`.
     func jsonLines(_ text: String) -> [[String: Any]] {
-        text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
     }
 
     func int(_ value: Any?) -> Int { (value as? NSNumber)?.intValue ?? -1 }
 
     /// Runs blocking process work on its own thread (never on the few cooperative threads).
-    func blocking<T: Sendable>(_ process: NodeProcess, _ body: @escaping @Sendable (NodeProcess) throws -> T) async throws -> T {
+    func blocking<T: Sendable>(_ process: NodeProcess, _ body: @escaping @Sendable (NodeProcess) throws -> T)
+        async throws -> T
+    {
         let box = ProcessBox(process: process)
         return try await offCooperativePool { Result { try body(box.process) } }.get()
     }
@@ -31,19 +35,25 @@ import Testing
         let started = ContinuousClock.now
         // Hint window 0: no hint is kept for a replica known to be down, so only repair can bring
         // back what it missed.
-        let args = ["--rf", "3", "--vnodes", "8", "--gossip-interval-ms", "100", "--write-timeout-ms", "1000",
-                    "--hint-window-seconds", "0"]
+        let args =
+            [
+                "--rf", "3", "--vnodes", "8", "--gossip-interval-ms", "100", "--write-timeout-ms", "1000",
+                "--hint-window-seconds", "0",
+            ]
             + (ProcessInfo.processInfo.environment["CONFAB_NODE_LOG_LEVEL"].map { ["--log-level", $0] } ?? [])
         defer {
             if let keep = ProcessInfo.processInfo.environment["CONFAB_KEEP_LOGS"] {
                 try? FileManager.default.copyItem(atPath: dir.path, toPath: "\(keep)/repair-\(UUID().uuidString)")
             }
         }
-        let p1 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: args)
+        let p1 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: args)
         let port1 = try await blocking(p1) { try $0.waitUntilListening() }
         let seeds = ["--seeds", "127.0.0.1:\(port1)"]
-        let p2 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2", arguments: args + seeds)
-        var p3 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3", arguments: args + seeds)
+        let p2 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2", arguments: args + seeds)
+        var p3 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3", arguments: args + seeds)
         let port2 = try await blocking(p2) { try $0.waitUntilListening() }
         let port3 = try await blocking(p3) { try $0.waitUntilListening() }
         let addresses = [port1, port2, port3].map { NodeAddress(host: "127.0.0.1", port: $0) }
@@ -51,7 +61,9 @@ import Testing
         for address in addresses {
             let c = ConfabClient.forTests(nodes: [address])
             // Generous: the machine running the suite may be busy (formation takes ~2 s idle).
-            try await eventually("\(address) sees 3 normal nodes", within: .seconds(30)) { try await ringIsNormal(c, count: 3) }
+            try await eventually("\(address) sees 3 normal nodes", within: .seconds(30)) {
+                try await ringIsNormal(c, count: 3)
+            }
             await c.shutdown()
         }
 
@@ -60,8 +72,11 @@ import Testing
         let survivors = ConfabClient.forTests(nodes: [addresses[0], addresses[1]])
         var posted: Set<String> = []
         for i in 0..<18 {
-            posted.insert(try await survivors.post(chatId: chats[i % chats.count], sender: "u", text: "before \(i)",
-                                                   messageId: "before-\(i)").messageId)
+            posted.insert(
+                try await survivors.post(
+                    chatId: chats[i % chats.count], sender: "u", text: "before \(i)",
+                    messageId: "before-\(i)"
+                ).messageId)
         }
         p3.signal(SIGKILL)
         _ = try await blocking(p3) { try $0.waitForExit() }
@@ -80,14 +95,17 @@ import Testing
         try await eventually("n1 and n2 still see n3 down") { try await n3Down() }
         var missed: Set<String> = []
         for i in 0..<30 {
-            let id = try await survivors.post(chatId: chats[i % chats.count], sender: "u", text: "while n3 down \(i)",
-                                              messageId: "missed-\(i)").messageId
+            let id = try await survivors.post(
+                chatId: chats[i % chats.count], sender: "u", text: "while n3 down \(i)",
+                messageId: "missed-\(i)"
+            ).messageId
             missed.insert(id)
         }
         posted.formUnion(missed)
 
-        p3 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3b",
-                             listen: "127.0.0.1:\(port3)", arguments: args + seeds)
+        p3 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3b",
+            listen: "127.0.0.1:\(port3)", arguments: args + seeds)
         _ = try await blocking(p3) { try $0.waitUntilListening() }
         let viaN3 = ConfabClient.forTests(nodes: [addresses[2]], timeout: .seconds(30))
         try await eventually("n1 sees 3 normal nodes after the restart") { try await ringIsNormal(viaN1, count: 3) }
@@ -104,7 +122,9 @@ import Testing
         // Hints are off, so n3 misses the writes made while it was down (all of them, unless the
         // failure detector wavered in the first instant; only those can be missing).
         let staleMissing = posted.subtracting(try await onN3())
-        #expect(!staleMissing.isEmpty && staleMissing.isSubset(of: missed), "\(staleMissing.count) of \(missed.count) missing")
+        #expect(
+            !staleMissing.isEmpty && staleMissing.isSubset(of: missed),
+            "\(staleMissing.count) of \(missed.count) missing")
 
         // Repair through n1, as `confab repair --json`: progress lines, then the report.
         let first = try await confab(binary, ["repair", "--node", "127.0.0.1:\(port1)", "--json", "--timeout", "60"])
@@ -113,7 +133,9 @@ import Testing
         let progress = lines.filter { $0["event"] as? String == "progress" }
         let report = try #require(lines.last { $0["event"] as? String == "report" }, "no report in: \(first.out)")
         #expect(progress.count >= 8, "expected progress for each table and range, got \(progress.count)")
-        let messagesProgress = progress.filter { $0["keyspace"] as? String == "confab" && $0["table"] as? String == "messages" }
+        let messagesProgress = progress.filter {
+            $0["keyspace"] as? String == "confab" && $0["table"] as? String == "messages"
+        }
         let lastMessages = try #require(messagesProgress.last)
         #expect(int(lastMessages["ranges_done"]) == 24 && int(lastMessages["ranges_total"]) == 24)
         #expect(int(lastMessages["ranges_differing"]) > 0)
@@ -124,7 +146,9 @@ import Testing
         let outOfSync = int(report["ranges_out_of_sync"])
         let rows = int(report["rows_streamed"])
         #expect(outOfSync > 0 && rows >= staleMissing.count, "\(report)")
-        print("repair process test: n3 missed \(staleMissing.count) of \(missed.count); first repair \(outOfSync) differing ranges, \(rows) rows streamed, \(progress.count) progress lines")
+        print(
+            "repair process test: n3 missed \(staleMissing.count) of \(missed.count); first repair \(outOfSync) differing ranges, \(rows) rows streamed, \(progress.count) progress lines"
+        )
 
         // The replicas now agree: Merkle trees of the whole ring are equal, and a second repair (in
         // text form) finds nothing to do.

@@ -31,13 +31,16 @@ extension RingClusterTests {
             let c2 = ConfabClient.forTests(nodes: [n2.address])
             let c3 = ConfabClient.forTests(nodes: [n3.address])
             try await eventually("n2 and n3 see n1 down") {
-                for c in [c2, c3] where try await c.status().nodes.contains(where: { $0.id == n1ID && $0.isUp }) { return false }
+                for c in [c2, c3] where try await c.status().nodes.contains(where: { $0.id == n1ID && $0.isUp }) {
+                    return false
+                }
                 return true
             }
             // Writes n1 misses: hinted on n2 and n3.
             var posted: Set<String> = []
             for i in 0..<10 {
-                posted.insert(try await (i % 2 == 0 ? c2 : c3).post(chatId: chat, sender: "s", text: "while down \(i)").messageId)
+                posted.insert(
+                    try await (i % 2 == 0 ? c2 : c3).post(chatId: chat, sender: "s", text: "while down \(i)").messageId)
             }
             try await eventually("hints for n1", within: .seconds(5)) {
                 await n2.node.pendingHints(for: n1ID) + n3.node.pendingHints(for: n1ID) == posted.count
@@ -59,8 +62,11 @@ extension RingClusterTests {
             }
             // Every ALL write through n2 and n3 reaches n1 at its new address.
             for i in 0..<10 {
-                posted.insert(try await (i % 2 == 0 ? c2 : c3).post(chatId: chat, sender: "s", text: "at ALL \(i)",
-                                                                   consistency: .all).messageId)
+                posted.insert(
+                    try await (i % 2 == 0 ? c2 : c3).post(
+                        chatId: chat, sender: "s", text: "at ALL \(i)",
+                        consistency: .all
+                    ).messageId)
             }
             let c1 = ConfabClient.forTests(nodes: [n1.address])
             let onN1 = try await c1.history(chatId: chat, limit: 1000, consistency: .one)

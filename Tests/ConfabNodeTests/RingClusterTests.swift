@@ -19,8 +19,10 @@ func fastRing(_ c: inout NodeConfiguration, seeds: [NodeAddress]) {
 /// Polls `condition` every 50 ms until it holds or `timeout` passes. The default is generous:
 /// a ring of three in-process nodes forms in a few seconds on a quiet machine, but two joins
 /// (each confirmed by every member, then the write timeout) take longer beside a full build.
-func eventually(_ what: String, within timeout: Duration = .seconds(60),
-                _ condition: () async throws -> Bool) async throws {
+func eventually(
+    _ what: String, within timeout: Duration = .seconds(60),
+    _ condition: () async throws -> Bool
+) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if (try? await condition()) == true { return }
@@ -117,22 +119,32 @@ func ringIsNormal(_ client: ConfabClient, count: Int) async throws -> Bool {
 
         // Read repair: a write that only n1 and n2 received (sent as replica writes, bypassing
         // the coordinator and its hints) reaches n3 through a QUORUM read that n3 coordinates.
-        let stale = ChatMessages.mutation(chatId: chat, timestamp: 42, messageId: "only-on-n1-n2", sender: "x",
-                                          body: "repair me", writeTime: 1_700_000_000_000_000)
+        let stale = ChatMessages.mutation(
+            chatId: chat, timestamp: 42, messageId: "only-on-n1-n2", sender: "x",
+            body: "repair me", writeTime: 1_700_000_000_000_000)
         for n in [n1, n2] {
             let connection = try await ClientConnection.connect(
                 to: n.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
-            let reply = try await connection.request(.replicaWrite(WriteRequest(
-                keyspace: "confab", table: "messages", mutation: stale, consistency: .one)), timeout: .seconds(5))
+            let reply = try await connection.request(
+                .replicaWrite(
+                    WriteRequest(
+                        keyspace: "confab", table: "messages", mutation: stale, consistency: .one)),
+                timeout: .seconds(5))
             #expect(reply == .replicaWriteAck)
             await connection.close()
         }
-        #expect(try await c3.history(chatId: chat, limit: 1000, consistency: .one).allSatisfy { $0.messageId != "only-on-n1-n2" })
+        #expect(
+            try await c3.history(chatId: chat, limit: 1000, consistency: .one).allSatisfy {
+                $0.messageId != "only-on-n1-n2"
+            })
         let quorum = try await c3.history(chatId: chat, limit: 1000, consistency: .quorum)
         #expect(quorum.contains { $0.messageId == "only-on-n1-n2" })
         // Blocking: the repair was applied before the QUORUM answer, so ONE on n3 sees it now.
-        #expect(try await c3.history(chatId: chat, limit: 1000, consistency: .one).contains { $0.messageId == "only-on-n1-n2" })
+        #expect(
+            try await c3.history(chatId: chat, limit: 1000, consistency: .one).contains {
+                $0.messageId == "only-on-n1-n2"
+            })
 
         for c in clients + [survivors, allClient, c3] { await c.shutdown() }
         for n in [n1, n2, n3] { try await n.stop() }

@@ -1,6 +1,7 @@
 import ConfabWire
 import Foundation
 import Testing
+
 @testable import confab
 
 /// `confab ring …` with real node processes: start, post/history through the ring directory,
@@ -95,13 +96,15 @@ import Testing
         let env = ["CONFAB_RING_DIR": dir]
         var ids: [String] = []
         func post(_ text: String) throws {
-            let r = try confab(binary, ["post", "77", "--sender", "ada", "--text", text, "--consistency", "quorum"],
-                               environment: env)
+            let r = try confab(
+                binary, ["post", "77", "--sender", "ada", "--text", text, "--consistency", "quorum"],
+                environment: env)
             #expect(r.status == 0, "post failed: \(r.err)")
             ids.append(r.out.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         func history(_ level: String) throws -> [String] {
-            let r = try confab(binary, ["history", "77", "--json", "--limit", "100", "--consistency", level], environment: env)
+            let r = try confab(
+                binary, ["history", "77", "--json", "--limit", "100", "--consistency", level], environment: env)
             #expect(r.status == 0, "history failed: \(r.err)")
             return try r.out.split(separator: "\n").map {
                 let row = try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
@@ -188,8 +191,9 @@ import Testing
         #expect(state.nodes[1].state == "failed" && !isRunning(state.nodes[1].pid, dataDir: state.nodes[1].dataDir))
 
         // The healthy nodes serve: a QUORUM post and read through the ring directory.
-        let post = try confab(binary, ["post", "78", "--sender", "ada", "--text", "still up", "--consistency", "quorum"],
-                              environment: ["CONFAB_RING_DIR": dir])
+        let post = try confab(
+            binary, ["post", "78", "--sender", "ada", "--text", "still up", "--consistency", "quorum"],
+            environment: ["CONFAB_RING_DIR": dir])
         #expect(post.status == 0, "post failed: \(post.err)")
         let down = try confab(binary, ["ring", "stop", "--dir", dir])
         #expect(down.status == 0, "ring stop failed: \(down.err)")
@@ -201,7 +205,8 @@ import Testing
         for args in [["ring", "status"], ["ring", "stop"], ["ring", "kill", "1"], ["ring", "restart", "1"]] {
             let r = try confab(binary, args + ["--dir", temp.path])
             #expect(r.status != 0)
-            #expect(r.err.contains("no ring in \(temp.path)") && r.err.contains("confab ring start"), "\(args): \(r.err)")
+            #expect(
+                r.err.contains("no ring in \(temp.path)") && r.err.contains("confab ring start"), "\(args): \(r.err)")
         }
         let post = try confab(binary, ["post", "1", "--sender", "a", "--text", "b", "--dir", temp.path])
         #expect(post.status != 0 && post.err.contains("has no ring.json"))
@@ -212,13 +217,15 @@ import Testing
     // MARK: Pure parts
 
     private func node(_ i: Int, id: String? = nil) -> RingState.Node {
-        RingState.Node(index: i, id: id, host: "127.0.0.1", port: 7400 + i, pid: nil, dataDir: "/d\(i)", log: "/l\(i)",
-                       command: [], state: "running")
+        RingState.Node(
+            index: i, id: id, host: "127.0.0.1", port: 7400 + i, pid: nil, dataDir: "/d\(i)", log: "/l\(i)",
+            command: [], state: "running")
     }
 
     private func member(_ i: Int, state: String = "normal", up: Bool = true, id: String = "") -> RingNodeStatus {
-        RingNodeStatus(state: state, isUp: up, id: id, host: "127.0.0.1", port: UInt16(7400 + i), loadBytes: 0,
-                       tokens: 16, ownership: 1)
+        RingNodeStatus(
+            state: state, isUp: up, id: id, host: "127.0.0.1", port: UInt16(7400 + i), loadBytes: 0,
+            tokens: 16, ownership: 1)
     }
 
     @Test func readinessNeedsEveryExpectedNodeUpAndNormal() {
@@ -226,10 +233,13 @@ import Testing
         let all = RingStatus(clusterName: "c", replicationFactor: 3, nodes: [member(1), member(2), member(3)])
         #expect(RingReadiness.judge(all, expected: expected) == .ready)
         let partial = RingStatus(clusterName: "c", replicationFactor: 3, nodes: [member(1), member(2)])
-        #expect(RingReadiness.judge(partial, expected: expected) == .waiting("does not list 127.0.0.1:7403 (node 3) yet"))
-        let joining = RingStatus(clusterName: "c", replicationFactor: 3, nodes: [member(1), member(2, state: "joining"), member(3)])
+        #expect(
+            RingReadiness.judge(partial, expected: expected) == .waiting("does not list 127.0.0.1:7403 (node 3) yet"))
+        let joining = RingStatus(
+            clusterName: "c", replicationFactor: 3, nodes: [member(1), member(2, state: "joining"), member(3)])
         #expect(RingReadiness.judge(joining, expected: expected) == .waiting("sees 127.0.0.1:7402 (node 2) as UJ"))
-        let down = RingStatus(clusterName: "c", replicationFactor: 3, nodes: [member(1), member(2), member(3, up: false)])
+        let down = RingStatus(
+            clusterName: "c", replicationFactor: 3, nodes: [member(1), member(2), member(3, up: false)])
         #expect(RingReadiness.judge(down, expected: expected) == .waiting("sees 127.0.0.1:7403 (node 3) as DN"))
         // A down node that is not expected (killed) does not hold up readiness.
         #expect(RingReadiness.judge(down, expected: [node(1), node(2)]) == .ready)
@@ -240,7 +250,9 @@ import Testing
         var lone = member(1)
         lone.host = ""
         lone.port = 0
-        #expect(RingReadiness.judge(RingStatus(clusterName: "", replicationFactor: 1, nodes: [lone]), expected: expected) == .standalone)
+        #expect(
+            RingReadiness.judge(RingStatus(clusterName: "", replicationFactor: 1, nodes: [lone]), expected: expected)
+                == .standalone)
     }
 
     @Test func tableLooksLikeNodetool() {
@@ -249,11 +261,14 @@ import Testing
         #expect(RingStatusTable.load(3 * 1024 * 1024) == "3.00 MiB")
         #expect(RingStatusTable.owns(2.0 / 3) == "66.7%")
         #expect(RingStatusTable.code(member(1, state: "leaving", up: false)) == "DL")
-        let text = RingStatusTable.render(RingStatus(clusterName: "confab", replicationFactor: 3,
-                                                     nodes: [member(1, id: "id-1"), member(2, up: false, id: "id-2")]),
-                                          answeredBy: "127.0.0.1:7401")
+        let text = RingStatusTable.render(
+            RingStatus(
+                clusterName: "confab", replicationFactor: 3,
+                nodes: [member(1, id: "id-1"), member(2, up: false, id: "id-2")]),
+            answeredBy: "127.0.0.1:7401")
         let lines = text.split(separator: "\n")
-        #expect(lines[3].hasPrefix("--  Address") && lines[3].contains("Owns (effective)") && lines[3].hasSuffix("Host ID"))
+        #expect(
+            lines[3].hasPrefix("--  Address") && lines[3].contains("Owns (effective)") && lines[3].hasSuffix("Host ID"))
         #expect(lines[4].hasPrefix("UN  127.0.0.1:7401  0 bytes") && lines[4].hasSuffix("100.0%            id-1"))
         #expect(lines[5].hasPrefix("DN  127.0.0.1:7402"))
     }
@@ -266,8 +281,10 @@ import Testing
         let text = try String(contentsOfFile: "\(temp.path)/ring.json", encoding: .utf8)
         #expect(text.contains("\"replication_factor\" : 3") && text.contains("\"data_dir\" : \"/d1\""))
         #expect(!FileManager.default.fileExists(atPath: "\(temp.path)/ring.json.tmp"))
-        #expect(RingSupervisor.listeningID(in: "warning x\nconfab node 5b0e-1 listening on 127.0.0.1:7400 (data: d, sync: group)\n")
-            == "5b0e-1")
+        #expect(
+            RingSupervisor.listeningID(
+                in: "warning x\nconfab node 5b0e-1 listening on 127.0.0.1:7400 (data: d, sync: group)\n")
+                == "5b0e-1")
         #expect(RingSupervisor.listeningID(in: "confab node 5b0e-1 starting\n") == nil)
         #expect(RingState.directory("/a/b/../c") == "/a/c")
     }

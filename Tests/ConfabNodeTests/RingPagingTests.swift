@@ -27,33 +27,45 @@ extension RingClusterTests {
             let writer = ConfabClient.forTests(nodes: [n1.address])
             let count = 30
             for i in 0..<count {
-                try await writer.write(ChatMessages.mutation(chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s",
-                                                             body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
+                try await writer.write(
+                    ChatMessages.mutation(
+                        chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s",
+                        body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
             }
             // Deletions that reached n2 and n3 but not n1 (replica writes, no coordinator, no hints):
             // runs of deleted rows longer than a page, so n1's answers stop at the limit among rows the
             // others deleted.
             let deleted = Set([1, 2, 3, 4, 5, 6, 7, 12, 13, 20, 21, 22, 23, 24, 25, 26])
-            let deletions = Mutation(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: chat),
-                                     rows: deleted.sorted().map { i in
-                                         Mutation.Row(clustering: ChatMessages.clustering(timestamp: Int64(i), messageId: "m\(i)"),
-                                                      fragment: RowFragment(deletion: DeletionTime(timestamp: 5_000, localDeletionTime: Int64(Date().timeIntervalSince1970))))
-                                     })
+            let deletions = Mutation(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: chat),
+                rows: deleted.sorted().map { i in
+                    Mutation.Row(
+                        clustering: ChatMessages.clustering(timestamp: Int64(i), messageId: "m\(i)"),
+                        fragment: RowFragment(
+                            deletion: DeletionTime(
+                                timestamp: 5_000, localDeletionTime: Int64(Date().timeIntervalSince1970))))
+                })
             for n in [n2, n3] {
                 let connection = try await ClientConnection.connect(
                     to: n.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                     requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
-                let reply = try await connection.request(.replicaWrite(WriteRequest(
-                    keyspace: "confab", table: "messages", mutation: deletions, consistency: .one)), timeout: .seconds(5))
+                let reply = try await connection.request(
+                    .replicaWrite(
+                        WriteRequest(
+                            keyspace: "confab", table: "messages", mutation: deletions, consistency: .one)),
+                    timeout: .seconds(5))
                 #expect(reply == .replicaWriteAck)
                 await connection.close()
             }
             let expected = (0..<count).filter { !deleted.contains($0) }
-            for (coordinator, reversed, consistency, limit) in [(n1, false, ConsistencyLevel.quorum, 3), (n1, true, .all, 2),
-                                                                  (n2, false, .all, 4), (n3, true, .quorum, 1)] {
+            for (coordinator, reversed, consistency, limit) in [
+                (n1, false, ConsistencyLevel.quorum, 3), (n1, true, .all, 2),
+                (n2, false, .all, 4), (n3, true, .quorum, 1),
+            ] {
                 let client = ConfabClient.forTests(nodes: [coordinator.address])
-                var query = SliceQuery(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: chat),
-                                       reversed: reversed, limit: limit)
+                var query = SliceQuery(
+                    table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: chat),
+                    reversed: reversed, limit: limit)
                 var pages: [ReplicaRows] = []
                 repeat {
                     let page = try await client.read(query, consistency: consistency)
@@ -62,9 +74,13 @@ extension RingClusterTests {
                     try #require(pages.count <= count + 1, "paging does not end")
                 } while query.cursor != nil
                 let context = "via \(coordinator.address) \(consistency) limit \(limit) reversed \(reversed)"
-                let got = pages.flatMap(\.rows).map { ChatMessages.message(from: ResultRow(clustering: $0.clustering, cells: $0.fragment.cells))!.timestamp }
+                let got = pages.flatMap(\.rows).map {
+                    ChatMessages.message(from: ResultRow(clustering: $0.clustering, cells: $0.fragment.cells))!
+                        .timestamp
+                }
                 #expect(got == (reversed ? expected.reversed() : expected).map(Int64.init), "\(context)")
-                #expect(pages.dropLast().allSatisfy { $0.rows.count == limit }, "\(context): \(pages.map(\.rows.count))")
+                #expect(
+                    pages.dropLast().allSatisfy { $0.rows.count == limit }, "\(context): \(pages.map(\.rows.count))")
                 #expect(pages.last!.rows.count < limit, "\(context)")
                 await client.shutdown()
             }

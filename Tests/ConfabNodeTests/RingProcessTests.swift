@@ -26,12 +26,17 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
     @Test func sigkillDuringQuorumWritesLosesNothingAndHintsConverge() async throws {
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let dir = TempDirectory("confab-ring-proc")
-        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "1000"] + (ProcessInfo.processInfo.environment["CONFAB_NODE_LOG_LEVEL"].map { ["--log-level", $0] } ?? [])
-        let p1 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: fast)
+        let fast =
+            ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--write-timeout-ms", "1000"]
+            + (ProcessInfo.processInfo.environment["CONFAB_NODE_LOG_LEVEL"].map { ["--log-level", $0] } ?? [])
+        let p1 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: fast)
         let port1 = try p1.waitUntilListening()
         let seeds = ["--seeds", "127.0.0.1:\(port1)"]
-        let p2 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2", arguments: fast + seeds)
-        var p3 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3", arguments: fast + seeds)
+        let p2 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2", arguments: fast + seeds)
+        var p3 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3", arguments: fast + seeds)
         let port2 = try p2.waitUntilListening()
         let port3 = try p3.waitUntilListening()
         let addresses = [port1, port2, port3].map { NodeAddress(host: "127.0.0.1", port: $0) }
@@ -68,10 +73,14 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
             }
         }
         #expect(acknowledged.count >= 290, "\(failed) writes failed")
-        print("ring process test: \(acknowledged.count) of 300 QUORUM writes acknowledged, \(failed) failed (SIGKILL at 120)")
+        print(
+            "ring process test: \(acknowledged.count) of 300 QUORUM writes acknowledged, \(failed) failed (SIGKILL at 120)"
+        )
         let survivors = ConfabClient.forTests(nodes: [addresses[0], addresses[1]])
         let quorum = try await survivors.history(chatId: chat, limit: 1000, consistency: .quorum)
-        #expect(Set(quorum.map(\.messageId)).isSuperset(of: acknowledged), "lost \(acknowledged.subtracting(quorum.map(\.messageId)).count)")
+        #expect(
+            Set(quorum.map(\.messageId)).isSuperset(of: acknowledged),
+            "lost \(acknowledged.subtracting(quorum.map(\.messageId)).count)")
 
         // Restart it on its port: hints replay until its own data (ONE reads it coordinates,
         // answered from its engine alone) holds every acknowledged write that n1 or n2
@@ -80,8 +89,9 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
         // (acknowledged by n1 and n2 while n3's own copy was still in its group commit; nobody
         // hints a coordinator's own copy, in Cassandra either): the wait allows exactly those
         // and no others, and the ALL read below must repair them.
-        p3 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3b",
-                             listen: "127.0.0.1:\(port3)", arguments: fast + seeds)
+        p3 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3b",
+            listen: "127.0.0.1:\(port3)", arguments: fast + seeds)
         _ = try p3.waitUntilListening()
         try await eventually("3 normal nodes after restart") { try await ringIsNormal(status, count: 3) }
         let c3 = ConfabClient.forTests(nodes: [addresses[2]])
@@ -96,7 +106,8 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
                 do {
                     let missing = try await missingOnN3()
                     let unexplained = missing.subtracting(coordinatedByN3)
-                    last = "\(missing.count) missing, \(unexplained.count) of them coordinated by n1 or n2: \(unexplained.sorted().prefix(10))"
+                    last =
+                        "\(missing.count) missing, \(unexplained.count) of them coordinated by n1 or n2: \(unexplained.sorted().prefix(10))"
                     return unexplained.isEmpty
                 } catch {
                     last = "\(error)"
@@ -110,11 +121,17 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
             Issue.record("n3 did not converge: \(last)")
             throw error
         }
-        print("ring process test: n3 converged \(ContinuousClock.now - restarted) after rejoining; \(try await missingOnN3().count) write(s) left for read repair")
+        print(
+            "ring process test: n3 converged \(ContinuousClock.now - restarted) after rejoining; \(try await missingOnN3().count) write(s) left for read repair"
+        )
 
         // `confab history --consistency all` returns every acknowledged message (and repairs n3).
-        let all = try runConfab(binary, ["history", "\(chat)", "--json", "--limit", "1000", "--consistency", "all",
-                                         "--node", "127.0.0.1:\(port3)"])
+        let all = try runConfab(
+            binary,
+            [
+                "history", "\(chat)", "--json", "--limit", "1000", "--consistency", "all",
+                "--node", "127.0.0.1:\(port3)",
+            ])
         #expect(all.status == 0, "history failed: \(all.err)")
         let ids = all.out.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["message_id"] as? String

@@ -2,6 +2,7 @@ import ConfabEngine
 import ConfabRing
 import NIOPosix
 import Testing
+
 @testable import ConfabNode
 
 /// The durable pieces of the ring runtime: tokens, gossip generation, hints.
@@ -11,14 +12,15 @@ import Testing
         #expect(c.replicationFactor == 3 && c.vnodes == 16)
         #expect(c.hintWindow == .seconds(3 * 3600) && c.hintReplayBytesPerSecond == 1 << 20)
         #expect(c.gossipInterval == .seconds(1) && c.phiConvictThreshold == 8)
-        try c.apply(configFileContents: """
-            hint_window_seconds = 60
-            hint_replay_bytes_per_second = 4096
-            gossip_interval_ms = 250
-            phi_convict_threshold = 5.5
-            write_timeout_ms = 300
-            read_timeout_ms = 400
-            """, path: "ring.conf")
+        try c.apply(
+            configFileContents: """
+                hint_window_seconds = 60
+                hint_replay_bytes_per_second = 4096
+                gossip_interval_ms = 250
+                phi_convict_threshold = 5.5
+                write_timeout_ms = 300
+                read_timeout_ms = 400
+                """, path: "ring.conf")
         #expect(c.hintWindow == .seconds(60) && c.hintReplayBytesPerSecond == 4096)
         #expect(c.gossipInterval == .milliseconds(250) && c.phiConvictThreshold == 5.5)
         #expect(c.writeTimeout == .milliseconds(300) && c.readTimeout == .milliseconds(400))
@@ -56,7 +58,9 @@ import Testing
         try await store.close()
 
         store = try await HintStore.open(directory: dir.path, threadPool: pool)
-        let recovered = try await store.recover(now: RingInstant(nanoseconds: 1_000_000_000_000)).sorted { $0.id < $1.id }
+        let recovered = try await store.recover(now: RingInstant(nanoseconds: 1_000_000_000_000)).sorted {
+            $0.id < $1.id
+        }
         #expect(recovered.map(\.id) == [2, 3])
         #expect(recovered[0].target == target && recovered[0].target.address == target.address)
         #expect(recovered[0].mutation == m2 && recovered[1].mutation == m1)
@@ -64,7 +68,9 @@ import Testing
         #expect(RingInstant(nanoseconds: 1_000_000_000_000) - recovered[0].createdAt < .seconds(60))
         // What the queue is built from at start: the same hints without their mutations, which
         // are read back one at a time when replayed.
-        let refs = try await store.recoverRefs(now: RingInstant(nanoseconds: 1_000_000_000_000)).sorted { $0.id < $1.id }
+        let refs = try await store.recoverRefs(now: RingInstant(nanoseconds: 1_000_000_000_000)).sorted {
+            $0.id < $1.id
+        }
         #expect(refs.map(\.id) == [2, 3] && refs[0].target.address == target.address)
         #expect(refs.map(\.size) == [m2.encoded().count, m1.encoded().count])
         #expect(try await store.load(id: 2, target: target) == m2)

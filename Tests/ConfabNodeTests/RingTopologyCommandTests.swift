@@ -1,6 +1,7 @@
 import ConfabWire
 import Foundation
 import Testing
+
 @testable import confab
 
 /// `confab ring add` and `confab ring decommission` on a ring started by `confab ring start`
@@ -68,10 +69,13 @@ import Testing
         #expect(!ring.nodes.contains { Int($0.port) == node2.port })
         var found: Set<String> = []
         for chat in 500..<503 {
-            let r = try confab(binary, ["history", "\(chat)", "--json", "--limit", "100", "--consistency", "all", "--dir", dir])
+            let r = try confab(
+                binary, ["history", "\(chat)", "--json", "--limit", "100", "--consistency", "all", "--dir", dir])
             #expect(r.status == 0, "history failed: \(r.err)")
             for line in r.out.split(separator: "\n") {
-                if let id = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["message_id"] as? String {
+                if let id = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["message_id"]
+                    as? String
+                {
                     found.insert(id)
                 }
             }

@@ -1,10 +1,11 @@
 import ConfabClient
 import ConfabEngine
-@testable import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
 import Testing
+
+@testable import ConfabNode
 
 /// A node restarted with saved tokens knows its ring before gossip arrives (issue 8, item 10):
 /// from its saved ring view, or — without one — it refuses data requests until a peer answers.
@@ -38,7 +39,8 @@ extension RingClusterTests {
             func replicas(_ chat: Int64) -> [NodeID] {
                 ring.replicas(for: Token(partitionKey: ChatMessages.partitionKey(chatId: chat)), replicationFactor: 2)
             }
-            let elsewhere = try #require((1...10_000).map(Int64.init).first { !replicas($0).contains { $0.id == n2ID } })
+            let elsewhere = try #require(
+                (1...10_000).map(Int64.init).first { !replicas($0).contains { $0.id == n2ID } })
             let onN2 = try #require((1...10_000).map(Int64.init).first { replicas($0).contains { $0.id == n2ID } })
             let otherReplicaOfOnN2 = try #require(replicas(onN2).first { $0.id != n2ID })
             await c2.shutdown()
@@ -70,8 +72,11 @@ extension RingClusterTests {
             running = []
 
             // Without a saved view n2 refuses data requests until a peer answers …
-            try FileManager.default.removeItem(atPath: (d2.path as NSString).appendingPathComponent(RingViewFile.fileName))
-            n2 = try await InProcessNode.start(directory: d2) { rf2(&$0, [NodeAddress(host: "127.0.0.1", port: port1)]) }
+            try FileManager.default.removeItem(
+                atPath: (d2.path as NSString).appendingPathComponent(RingViewFile.fileName))
+            n2 = try await InProcessNode.start(directory: d2) {
+                rf2(&$0, [NodeAddress(host: "127.0.0.1", port: port1)])
+            }
             running = [n2]
             let learning = ConfabClient.forTests(nodes: [n2.address])
             do {
@@ -101,8 +106,9 @@ extension RingClusterTests {
 
     @Test func theRingViewFileRoundTripsAndRefusesDamage() throws {
         let view = RingViewFile(peers: [
-            .init(node: NodeID(id: "a", host: "127.0.0.1", port: 7001), generation: 1_700_000_000, status: .normal,
-                  tokens: [Token(-5), Token(42)]),
+            .init(
+                node: NodeID(id: "a", host: "127.0.0.1", port: 7001), generation: 1_700_000_000, status: .normal,
+                tokens: [Token(-5), Token(42)]),
             .init(node: NodeID(id: "b", host: "node-b.local", port: 7002), generation: 3, status: .leaving, tokens: []),
         ])
         let bytes = view.encoded()

@@ -9,10 +9,13 @@ import Testing
         // Three nodes, each owning one third of the ring.
         let third = Int64.max / 3
         let tokens: [[Int64]] = [[-third], [third], [Int64.max - 1]]
-        return RingStatus(clusterName: "c", replicationFactor: rf, nodes: (0..<3).map { i in
-            RingNodeStatus(state: "normal", isUp: true, id: "n\(i)", host: "127.0.0.1", port: UInt16(7400 + i),
-                           loadBytes: 0, tokens: 1, ownership: 1, tokenValues: tokens[i])
-        })
+        return RingStatus(
+            clusterName: "c", replicationFactor: rf,
+            nodes: (0..<3).map { i in
+                RingNodeStatus(
+                    state: "normal", isUp: true, id: "n\(i)", host: "127.0.0.1", port: UInt16(7400 + i),
+                    loadBytes: 0, tokens: 1, ownership: 1, tokenValues: tokens[i])
+            })
     }
 
     @Test func replicasOfThePartitionComeFirst() {
@@ -20,7 +23,9 @@ import Testing
         let configured = [NodeAddress(host: "127.0.0.1", port: 7402), NodeAddress(host: "127.0.0.1", port: 7400)]
         routing.update(from: status(rf: 1))
         var ring = TokenRing()
-        for n in status(rf: 1).nodes { try? ring.add(NodeID(id: n.id, host: n.host, port: Int(n.port)), tokens: n.tokenValues.map(Token.init)) }
+        for n in status(rf: 1).nodes {
+            try? ring.add(NodeID(id: n.id, host: n.host, port: Int(n.port)), tokens: n.tokenValues.map(Token.init))
+        }
         for chat in 0..<200 {
             let key = ChatMessages.partitionKey(chatId: Int64(chat))
             let owner = ring.replicas(for: Token(partitionKey: key), replicationFactor: 1)[0].address

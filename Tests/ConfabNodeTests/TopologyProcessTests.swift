@@ -31,14 +31,20 @@ import Testing
     }
 
     /// Chats whose replicas (per `ring`) include the node at `port`, with what each must hold.
-    static func chats(replicatedBy port: Int, in ring: TokenRing, from acked: [Int64: Set<String>]) -> [Int64: Set<String>] {
+    static func chats(replicatedBy port: Int, in ring: TokenRing, from acked: [Int64: Set<String>]) -> [Int64: Set<
+        String
+    >] {
         acked.filter { chat, _ in
-            ring.replicas(for: Token(partitionKey: chatKey(chat)), replicationFactor: 3).contains { $0.address.port == port }
+            ring.replicas(for: Token(partitionKey: chatKey(chat)), replicationFactor: 3).contains {
+                $0.address.port == port
+            }
         }
     }
 
     /// What a node holds itself: ONE reads it coordinates go to its own engine first.
-    static func missingLocally(on client: ConfabClient, _ expected: [Int64: Set<String>]) async throws -> [Int64: Set<String>] {
+    static func missingLocally(on client: ConfabClient, _ expected: [Int64: Set<String>]) async throws -> [Int64: Set<
+        String
+    >] {
         var missing: [Int64: Set<String>] = [:]
         for (chat, ids) in expected {
             let got = Set(try await client.history(chatId: chat, limit: 1000, consistency: .one).map(\.messageId))
@@ -48,7 +54,9 @@ import Testing
         return missing
     }
 
-    static func missing(at level: ConsistencyLevel, on client: ConfabClient, _ expected: [Int64: Set<String>]) async throws -> Int {
+    static func missing(at level: ConsistencyLevel, on client: ConfabClient, _ expected: [Int64: Set<String>])
+        async throws -> Int
+    {
         var count = 0
         for (chat, ids) in expected {
             let got = Set(try await client.history(chatId: chat, limit: 1000, consistency: level).map(\.messageId))
@@ -61,20 +69,26 @@ import Testing
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let dir = TempDirectory("confab-topology")
         let began = ContinuousClock.now
-        let fast = ["--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--ring-delay-ms", "1000",
-                    "--write-timeout-ms", "2000"]
+        let fast =
+            [
+                "--rf", "3", "--vnodes", "16", "--gossip-interval-ms", "200", "--ring-delay-ms", "1000",
+                "--write-timeout-ms", "2000",
+            ]
             + (ProcessInfo.processInfo.environment["CONFAB_NODE_LOG_LEVEL"].map { ["--log-level", $0] } ?? [])
-        let p1 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: fast)
+        let p1 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: fast)
         let port1 = try p1.waitUntilListening()
         let seeds = ["--seeds", "127.0.0.1:\(port1)"]
         // The first nodes of a new ring hold no data: they join without streaming, as `ring start` does.
-        let p2 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2",
-                                 arguments: fast + seeds)
+        let p2 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2",
+            arguments: fast + seeds)
         let port2 = try p2.waitUntilListening()
         let c2 = ConfabClient.forTests(nodes: [NodeAddress(host: "127.0.0.1", port: port2)])
         try await eventually("n2 normal") { try await ringIsNormal(c2, count: 2) }
-        let p3 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3",
-                                 arguments: fast + seeds)
+        let p3 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3",
+            arguments: fast + seeds)
         let port3 = try p3.waitUntilListening()
         var processes = [p1, p2, p3]
         defer { for p in processes where p.process.isRunning { p.signal(SIGKILL) } }
@@ -116,14 +130,17 @@ import Testing
             return (i, failures)
         }
         let joinStarted = ContinuousClock.now
-        let p4 = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n4", logDir: dir.path, tag: "n4", arguments: fast + seeds)
+        let p4 = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n4", logDir: dir.path, tag: "n4", arguments: fast + seeds)
         processes.append(p4)
         let port4 = try p4.waitUntilListening()
         let address4 = NodeAddress(host: "127.0.0.1", port: port4)
         let c4 = ConfabClient.forTests(nodes: [address4])
         var sawJoining = false
         try await eventually("n4 bootstrapped and every node sees 4 normal nodes", within: .seconds(30)) {
-            if let s = try? await c4.status(), s.nodes.contains(where: { $0.port == UInt16(port4) && $0.state == "joining" }) {
+            if let s = try? await c4.status(),
+                s.nodes.contains(where: { $0.port == UInt16(port4) && $0.state == "joining" })
+            {
                 sawJoining = true
             }
             for address in originals + [address4] {
@@ -166,8 +183,10 @@ import Testing
         let expected = acked.all
         #expect(try await Self.missing(at: .quorum, on: everyone, expected) == 0)
         #expect(try await Self.missing(at: .all, on: everyone, expected) == 0)
-        print("topology test: \(acked.count) messages acknowledged (\(attempted) written during the bootstrap, \(failed) failed); "
-            + "n4 normal \(joinTook) after start; owns \(status4.nodes.map { String(format: "%.2f", $0.ownership) })")
+        print(
+            "topology test: \(acked.count) messages acknowledged (\(attempted) written during the bootstrap, \(failed) failed); "
+                + "n4 normal \(joinTook) after start; owns \(status4.nodes.map { String(format: "%.2f", $0.ownership) })"
+        )
 
         // Decommission n2, an original node: it hands its ranges off, leaves, and exits 0.
         let leaveStarted = ContinuousClock.now
@@ -193,14 +212,17 @@ import Testing
             let c = ConfabClient.forTests(nodes: [address])
             let own = Self.chats(replicatedBy: address.port, in: ring3, from: expected)
             let lost = try await Self.missingLocally(on: c, own)
-            #expect(lost.isEmpty, "\(address) lacks \(lost.values.reduce(0) { $0 + $1.count }) messages after the decommission")
+            #expect(
+                lost.isEmpty,
+                "\(address) lacks \(lost.values.reduce(0) { $0 + $1.count }) messages after the decommission")
             await c.shutdown()
         }
         let survivors = ConfabClient.forTests(nodes: remaining)
         #expect(try await Self.missing(at: .all, on: survivors, expected) == 0)
 
         // The decommissioned data directory does not rejoin.
-        let again = try NodeProcess(binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2b", arguments: fast + seeds)
+        let again = try NodeProcess(
+            binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2b", arguments: fast + seeds)
         let againExit = try again.waitForExit(timeout: 15)
         #expect(againExit != 0)
         let againErr = (try? String(contentsOfFile: again.stderrPath, encoding: .utf8)) ?? ""

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct ConsistencyLevelTests {

@@ -1,18 +1,22 @@
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct GossiperTests {
     let a = Fixtures.node(1), b = Fixtures.node(2), c = Fixtures.node(3)
 
     func make(_ n: NodeID, generation: Int64 = 1, seeds: [NodeID]) -> Gossiper {
-        Gossiper(local: n, generation: generation, seeds: seeds.map(\.address),
-                 applicationStates: [.status: NodeStatus.normal.rawValue, .tokens: String(n.address.port)])
+        Gossiper(
+            local: n, generation: generation, seeds: seeds.map(\.address),
+            applicationStates: [.status: NodeStatus.normal.rawValue, .tokens: String(n.address.port)])
     }
 
     /// Delivers messages between gossipers until quiet; returns the events each one emitted.
     @discardableResult
-    func deliver(_ actions: [GossipAction], from sender: NodeID, _ nodes: inout [NodeID: Gossiper],
-                 now: RingInstant) -> [NodeID: [GossipEvent]] {
+    func deliver(
+        _ actions: [GossipAction], from sender: NodeID, _ nodes: inout [NodeID: Gossiper],
+        now: RingInstant
+    ) -> [NodeID: [GossipEvent]] {
         var events: [NodeID: [GossipEvent]] = [:]
         var queue: [(NodeID, GossipAction)] = actions.map { (sender, $0) }
         while !queue.isEmpty {
@@ -56,9 +60,11 @@ import Testing
         _ = g.receive(GossipMessage(clusterName: "confab", from: c, payload: .ack2(states: [v1])), now: .zero)
         #expect(g.state(of: b)?.load == 200)
         // A restart (higher generation) replaces everything, even with lower versions.
-        let restarted = EndpointState(node: b, heartbeat: HeartbeatState(generation: 6, version: 1),
-                                      applicationStates: [.status: VersionedValue("JOINING", version: 1)])
-        let r = g.receive(GossipMessage(clusterName: "confab", from: c, payload: .ack2(states: [restarted])), now: .zero)
+        let restarted = EndpointState(
+            node: b, heartbeat: HeartbeatState(generation: 6, version: 1),
+            applicationStates: [.status: VersionedValue("JOINING", version: 1)])
+        let r = g.receive(
+            GossipMessage(clusterName: "confab", from: c, payload: .ack2(states: [restarted])), now: .zero)
         #expect(g.state(of: b)?.load == nil)
         #expect(g.state(of: b)?.status == .joining)
         #expect(r.contains(.event(.restarted(b))) && r.contains(.event(.statusChanged(b, .joining))))
@@ -100,10 +106,12 @@ import Testing
         var rng = SplitMix64(seed: 3)
         deliver(nodes[b]!.onGossipTick(now: .zero, using: &rng), from: b, &nodes, now: .zero)
         nodes[b]!.setStatus(.leaving)
-        var events = deliver(nodes[b]!.onGossipTick(now: Fixtures.seconds(1), using: &rng), from: b, &nodes, now: Fixtures.seconds(1))
+        var events = deliver(
+            nodes[b]!.onGossipTick(now: Fixtures.seconds(1), using: &rng), from: b, &nodes, now: Fixtures.seconds(1))
         #expect(events[a]?.contains(.statusChanged(b, .leaving)) == true)
         nodes[b]!.setStatus(.left)
-        events = deliver(nodes[b]!.onGossipTick(now: Fixtures.seconds(2), using: &rng), from: b, &nodes, now: Fixtures.seconds(2))
+        events = deliver(
+            nodes[b]!.onGossipTick(now: Fixtures.seconds(2), using: &rng), from: b, &nodes, now: Fixtures.seconds(2))
         #expect(events[a]?.contains(.left(b)) == true)
         #expect(nodes[a]!.tokenRing().nodeCount == 0)
         let later = nodes[a]!.onGossipTick(now: Fixtures.seconds(40), using: &rng)
@@ -111,7 +119,8 @@ import Testing
         #expect(nodes[a]!.state(of: b) == nil)
         // Quarantined: stale gossip about b does not bring it back.
         let stale = nodes[b]!.localState
-        _ = nodes[a]!.receive(GossipMessage(clusterName: "confab", from: c, payload: .ack2(states: [stale])), now: Fixtures.seconds(41))
+        _ = nodes[a]!.receive(
+            GossipMessage(clusterName: "confab", from: c, payload: .ack2(states: [stale])), now: Fixtures.seconds(41))
         #expect(nodes[a]!.state(of: b) == nil)
     }
 
@@ -137,7 +146,9 @@ import Testing
         let moved = NodeID(id: b.id, host: "127.0.0.1", port: 9999)
         nodes[b] = nil
         nodes[moved] = make(moved, generation: 2, seeds: [a])
-        deliver(nodes[moved]!.onGossipTick(now: Fixtures.seconds(1), using: &rng), from: moved, &nodes, now: Fixtures.seconds(1))
+        deliver(
+            nodes[moved]!.onGossipTick(now: Fixtures.seconds(1), using: &rng), from: moved, &nodes,
+            now: Fixtures.seconds(1))
         #expect(nodes[a]!.state(of: b)?.node.address == moved.address)
         #expect(nodes[a]!.liveMembers.map(\.address) == [moved.address])
         #expect(nodes[a]!.tokenRing().entries.contains { $0.node.address == moved.address })
@@ -153,16 +164,20 @@ import Testing
     /// anything the peer gossips replaces them.
     @Test func restoredPeersOwnTokensButAreDownUntilHeardFrom() {
         var g = make(a, seeds: [])
-        let saved = EndpointState(node: b, heartbeat: HeartbeatState(generation: 4, version: 0), applicationStates: [
-            .status: VersionedValue("NORMAL", version: 0), .tokens: VersionedValue("7002", version: 0),
-        ])
+        let saved = EndpointState(
+            node: b, heartbeat: HeartbeatState(generation: 4, version: 0),
+            applicationStates: [
+                .status: VersionedValue("NORMAL", version: 0), .tokens: VersionedValue("7002", version: 0),
+            ])
         g.restore([saved], now: .zero)
         #expect(!g.isAlive(b) && g.downSince(b) == .zero)
         #expect(g.unreachableMembers == [b])
         #expect(g.tokenRing().nodeCount == 2)
-        let live = EndpointState(node: b, heartbeat: HeartbeatState(generation: 4, version: 3), applicationStates: [
-            .status: VersionedValue("NORMAL", version: 1), .tokens: VersionedValue("7002", version: 2),
-        ])
+        let live = EndpointState(
+            node: b, heartbeat: HeartbeatState(generation: 4, version: 3),
+            applicationStates: [
+                .status: VersionedValue("NORMAL", version: 1), .tokens: VersionedValue("7002", version: 2),
+            ])
         let e = g.receive(GossipMessage(clusterName: "confab", from: b, payload: .ack2(states: [live])), now: .zero)
         #expect(e.contains(.event(.up(b))) && g.isAlive(b))
         #expect(g.state(of: b) == live)

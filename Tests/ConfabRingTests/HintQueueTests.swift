@@ -1,12 +1,14 @@
 import ConfabEngine
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct HintQueueTests {
     let target = Fixtures.node(2)
 
     func mutation(_ i: Int) -> Mutation {
-        ChatMessages.mutation(chatId: 1, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: Int64(i))
+        ChatMessages.mutation(
+            chatId: 1, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: Int64(i))
     }
 
     @Test func hintsOutsideTheWindowAreNotStored() {
@@ -14,7 +16,8 @@ import Testing
         #expect(q.store(mutation(1), for: target, targetDownSince: nil, now: .zero).count == 1)
         let downAt = Fixtures.seconds(100)
         #expect(q.store(mutation(2), for: target, targetDownSince: downAt, now: downAt + .seconds(3 * 3600)).count == 1)
-        #expect(q.store(mutation(3), for: target, targetDownSince: downAt, now: downAt + .seconds(3 * 3600 + 1)).isEmpty)
+        #expect(
+            q.store(mutation(3), for: target, targetDownSince: downAt, now: downAt + .seconds(3 * 3600 + 1)).isEmpty)
         #expect(q.pendingCount(for: target) == 2)
         #expect(q.stats.droppedOutsideWindow == 1)
     }
@@ -23,7 +26,9 @@ import Testing
         var q = HintQueue()
         var stored: [UInt64] = []
         for i in 0..<3 {
-            for case .persist(let h) in q.store(mutation(i), for: target, targetDownSince: .zero, now: .zero) { stored.append(h.id) }
+            for case .persist(let h) in q.store(mutation(i), for: target, targetDownSince: .zero, now: .zero) {
+                stored.append(h.id)
+            }
         }
         #expect(q.onTick(now: Fixtures.seconds(1), isAlive: { _ in false }).isEmpty)
         let replays = q.onTick(now: Fixtures.seconds(2), isAlive: { _ in true })
@@ -59,14 +64,19 @@ import Testing
     @Test func oldHintsExpireAndRecoveredHintsResume() {
         var q = HintQueue()
         let stored = q.store(mutation(1), for: target, targetDownSince: nil, now: .zero)
-        guard case .persist(let hint) = stored.first else { Issue.record("no persist"); return }
+        guard case .persist(let hint) = stored.first else {
+            Issue.record("no persist")
+            return
+        }
         var recovered = HintQueue(recovered: [hint.ref])
         #expect(recovered.pendingCount(for: target) == 1)
         let expired = recovered.onTick(now: Fixtures.seconds(11 * 24 * 3600), isAlive: { _ in false })
         #expect(expired == [.delete(id: hint.id, target: target)])
         #expect(recovered.totalPending == 0)
-        #expect(q.store(mutation(2), for: target, targetDownSince: nil, now: .zero).first.map {
-            if case .persist(let h) = $0 { h.id > hint.id } else { false } } == true)
+        #expect(
+            q.store(mutation(2), for: target, targetDownSince: nil, now: .zero).first.map {
+                if case .persist(let h) = $0 { h.id > hint.id } else { false }
+            } == true)
     }
 }
 
@@ -97,18 +107,24 @@ extension HintQueueTests {
     @Test func aTickLooksAtTheReplaysItPlansNotAtEveryHint() {
         var q = HintQueue()
         let other = Fixtures.node(3)
-        for i in 0..<20_000 { _ = q.store(mutation(i % 50), for: i % 2 == 0 ? target : other, targetDownSince: nil, now: .zero) }
+        for i in 0..<20_000 {
+            _ = q.store(mutation(i % 50), for: i % 2 == 0 ? target : other, targetDownSince: nil, now: .zero)
+        }
         #expect(q.totalPending == 20_000)
         #expect(q.onTick(now: Fixtures.seconds(1), isAlive: { _ in false }).isEmpty)
         #expect(q.stats.examinedLastTick == 0)
-        let replays = q.onTick(now: Fixtures.seconds(2), isAlive: { $0 == target }).compactMap { if case .replay(let h) = $0 { h } else { nil } }
+        let replays = q.onTick(now: Fixtures.seconds(2), isAlive: { $0 == target }).compactMap {
+            if case .replay(let h) = $0 { h } else { nil }
+        }
         #expect(replays.count == 8 && q.stats.examinedLastTick == 8)
         #expect(replays.map(\.id) == replays.map(\.id).sorted() && replays.allSatisfy { $0.target == target })
         // Fail the third, acknowledge the rest: the third is replayed next, before younger ones.
         q.onReplayFailed(id: replays[2].id)
         for h in replays where h.id != replays[2].id { #expect(q.onReplayAck(id: h.id).count == 1) }
         #expect(q.totalPending == 20_000 - 7)
-        let next = q.onTick(now: Fixtures.seconds(3), isAlive: { $0 == target }).compactMap { if case .replay(let h) = $0 { h.id } else { nil } }
+        let next = q.onTick(now: Fixtures.seconds(3), isAlive: { $0 == target }).compactMap {
+            if case .replay(let h) = $0 { h.id } else { nil }
+        }
         #expect(next.first == replays[2].id && next.count == 8 && q.stats.examinedLastTick == 8)
         // Expiry looks at the oldest hints only, and removes all of them once they are old (the
         // replays in flight timed out and went back first).

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct MerkleTreeTests {
@@ -18,18 +19,22 @@ import Testing
     @Test(arguments: [TokenRange.fullRing, TokenRange(start: Token(.max / 2), end: Token(.min / 2))])
     func identicalDataHasNoDifferenceInAnyOrder(range: TokenRange) {
         let data = rows(seed: 1, count: 2000, in: range)
-        var a = MerkleTree(range: range), b = MerkleTree(range: range)
+        var a = MerkleTree(range: range)
+        var b = MerkleTree(range: range)
         for (t, r) in data { a.add(token: t, bytes: r) }
         for (t, r) in data.reversed() { b.add(token: t, bytes: r) }
         #expect(a.rootHash == b.rootHash)
         #expect(MerkleTree.difference(a, b).isEmpty)
     }
 
-    @Test(arguments: [TokenRange.fullRing, TokenRange(start: Token(.max / 2), end: Token(.min / 2)),
-                      TokenRange(start: Token(-1000), end: Token(5000))])
+    @Test(arguments: [
+        TokenRange.fullRing, TokenRange(start: Token(.max / 2), end: Token(.min / 2)),
+        TokenRange(start: Token(-1000), end: Token(5000)),
+    ])
     func oneChangedRowGivesExactlyItsLeafRange(range: TokenRange) {
         let data = rows(seed: 2, count: range.fraction < 0.001 ? 50 : 2000, in: range)
-        var a = MerkleTree(range: range), b = MerkleTree(range: range)
+        var a = MerkleTree(range: range)
+        var b = MerkleTree(range: range)
         for (i, (t, r)) in data.enumerated() {
             a.add(token: t, bytes: r)
             b.add(token: t, bytes: i == 17 ? r + [1] : r)
@@ -41,7 +46,10 @@ import Testing
     }
 
     @Test func leavesPartitionTheRange() {
-        for range in [TokenRange.fullRing, TokenRange(start: Token(10), end: Token(-10)), TokenRange(start: Token(0), end: Token(3000))] {
+        for range in [
+            TokenRange.fullRing, TokenRange(start: Token(10), end: Token(-10)),
+            TokenRange(start: Token(0), end: Token(3000)),
+        ] {
             let tree = MerkleTree(range: range, depth: 4)
             #expect(tree.leafRange(0).start == range.start)
             #expect(tree.leafRange(tree.leafCount - 1).end == range.end)
@@ -56,8 +64,10 @@ import Testing
     }
 
     @Test func adjacentDifferingLeavesMerge() {
-        var a = MerkleTree(range: .fullRing, depth: 3), b = a
-        let l1 = a.leafRange(2), l2 = a.leafRange(3)
+        var a = MerkleTree(range: .fullRing, depth: 3)
+        var b = a
+        let l1 = a.leafRange(2)
+        let l2 = a.leafRange(3)
         a.add(token: l1.end, bytes: [1])
         a.add(token: l2.end, bytes: [2])
         #expect(MerkleTree.difference(a, b) == [TokenRange(start: l1.start, end: l2.end)])

@@ -1,5 +1,6 @@
 import ConfabEngine
 import Testing
+
 @testable import ConfabRing
 
 /// While a node joins or leaves, the nodes gaining a range are pending replicas of exactly that
@@ -38,9 +39,10 @@ import Testing
             let gains = after.replicas(for: token, replicationFactor: 3).contains(joiner)
             let extra = pending.replicas(for: token)
             #expect(extra == (gains ? [joiner] : []), "seed \(seed) chat \(chat)")
-            var write = WriteCoordinator(mutation: m, replicas: before.replicas(for: token, replicationFactor: 3),
-                                         pending: extra, consistency: .quorum, replicationFactor: 3,
-                                         isAlive: { _ in true }, now: .zero)
+            var write = WriteCoordinator(
+                mutation: m, replicas: before.replicas(for: token, replicationFactor: 3),
+                pending: extra, consistency: .quorum, replicationFactor: 3,
+                isAlive: { _ in true }, now: .zero)
             let sends = write.start()
             #expect(sends.contains(.send(m, to: joiner)) == gains)
             #expect(write.blockFor == (gains ? 3 : 2))
@@ -65,7 +67,8 @@ import Testing
             #expect(new.isEmpty == !old.contains(leaving))
         }
         // Nothing moves when nobody joins or leaves; a joiner without tokens gains nothing yet.
-        #expect(PendingRanges(ring: before, joining: [(Fixtures.node(8), [])], leaving: [], replicationFactor: 3).isEmpty)
+        #expect(
+            PendingRanges(ring: before, joining: [(Fixtures.node(8), [])], leaving: [], replicationFactor: 3).isEmpty)
     }
 
     /// A joiner believed down (convicted, or marked unreachable for 2 s after a refused
@@ -90,12 +93,14 @@ import Testing
             checked += 1
             let natural = before.replicas(for: token, replicationFactor: 3)
             #expect(pending.replicas(for: token) == [joiner], "seed \(seed) chat \(chat)")
-            var write = WriteCoordinator(mutation: m, replicas: natural, pending: pending.replicas(for: token),
-                                         consistency: .quorum, replicationFactor: 3,
-                                         isAlive: { $0 != joiner }, now: .zero)
+            var write = WriteCoordinator(
+                mutation: m, replicas: natural, pending: pending.replicas(for: token),
+                consistency: .quorum, replicationFactor: 3,
+                isAlive: { $0 != joiner }, now: .zero)
             #expect(write.blockFor == 3)
             let actions = write.start()
-            #expect(actions.contains(.storeHint(m, for: joiner)), "seed \(seed) chat \(chat): the down joiner got no hint")
+            #expect(
+                actions.contains(.storeHint(m, for: joiner)), "seed \(seed) chat \(chat): the down joiner got no hint")
             #expect(actions.filter { if case .send = $0 { true } else { false } }.count == 3)
             // Two of the three old replicas are not enough while the joiner is pending.
             #expect(write.onAck(from: natural[0]).isEmpty && write.onAck(from: natural[1]).isEmpty)
@@ -121,9 +126,10 @@ import Testing
             let new = after.replicas(for: token, replicationFactor: 3).filter { !old.contains($0) }
             guard !new.isEmpty else { continue }
             moved += 1
-            var write = WriteCoordinator(mutation: m, replicas: old, pending: pending.replicas(for: token),
-                                         consistency: .quorum, replicationFactor: 3,
-                                         isAlive: { $0 != leaving }, now: .zero)
+            var write = WriteCoordinator(
+                mutation: m, replicas: old, pending: pending.replicas(for: token),
+                consistency: .quorum, replicationFactor: 3,
+                isAlive: { $0 != leaving }, now: .zero)
             #expect(write.blockFor == 2 + new.count, "chat \(chat)")
             let actions = write.start()
             for node in new { #expect(actions.contains(.send(m, to: node)), "chat \(chat): \(node) dropped") }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabRing
 
 /// Bootstrap and decommission move exactly enough: after the change every key is on all of its
@@ -19,7 +20,8 @@ import Testing
         let before = try ring(nodes: 3, seed: seed)
         var rng = SplitMix64(seed: seed &* 31)
         let joining = Fixtures.node(9)
-        let tokens = TokenAllocator(tokensPerNode: 16, replicationFactor: 3).allocate(for: joining, in: before, using: &rng)
+        let tokens = TokenAllocator(tokensPerNode: 16, replicationFactor: 3).allocate(
+            for: joining, in: before, using: &rng)
         let fetches = try RangeMovement.bootstrap(ring: before, joining: joining, tokens: tokens, replicationFactor: 3)
         var after = before
         try after.add(joining, tokens: tokens)
@@ -34,15 +36,18 @@ import Testing
                 // exactly one of the three old replicas stops replicating it).
                 let givers = old.subtracting(after.replicas(for: key, replicationFactor: 3))
                 #expect(givers.count == 1, "seed \(seed): \(key) given up by \(givers.count) replicas")
-                #expect(fetch.map { Set($0.sources) == givers } ?? false,
-                        "seed \(seed): \(key) streams from \(fetch?.sources ?? []), not from the replica giving it up \(givers)")
+                #expect(
+                    fetch.map { Set($0.sources) == givers } ?? false,
+                    "seed \(seed): \(key) streams from \(fetch?.sources ?? []), not from the replica giving it up \(givers)"
+                )
             }
         }
         #expect(!fetches.isEmpty)
         // No fetch ever names a replica that keeps the range: it may lack a write the giver has.
         for f in fetches {
             let keeps = Set(after.replicas(for: f.range.end, replicationFactor: 3))
-            #expect(f.sources.count == 1 && !keeps.contains(f.sources[0]), "seed \(seed): \(f.range) sources \(f.sources)")
+            #expect(
+                f.sources.count == 1 && !keeps.contains(f.sources[0]), "seed \(seed): \(f.range) sources \(f.sources)")
         }
     }
 
@@ -52,7 +57,8 @@ import Testing
         let before = try ring(nodes: 2, seed: 9)
         var rng = SplitMix64(seed: 99)
         let joining = Fixtures.node(9)
-        let tokens = TokenAllocator(tokensPerNode: 16, replicationFactor: 3).allocate(for: joining, in: before, using: &rng)
+        let tokens = TokenAllocator(tokensPerNode: 16, replicationFactor: 3).allocate(
+            for: joining, in: before, using: &rng)
         let fetches = try RangeMovement.bootstrap(ring: before, joining: joining, tokens: tokens, replicationFactor: 3)
         #expect(!fetches.isEmpty)
         for f in fetches { #expect(Set(f.sources) == [Fixtures.node(0), Fixtures.node(1)]) }
@@ -71,13 +77,18 @@ import Testing
             let old = Set(before.replicas(for: key, replicationFactor: 3))
             for node in after.replicas(for: key, replicationFactor: 3) where !old.contains(node) {
                 #expect(old.contains(leaving), "seed \(seed): \(node) gained \(key) that the leaving node did not hold")
-                #expect(handoffs.contains { $0.range.contains(key) && $0.targets.contains(node) }, "seed \(seed): \(key) never handed to \(node)")
+                #expect(
+                    handoffs.contains { $0.range.contains(key) && $0.targets.contains(node) },
+                    "seed \(seed): \(key) never handed to \(node)")
             }
         }
         #expect(!handoffs.isEmpty)
     }
 
     @Test func aSingleNodeRingHasNothingToStreamFromOnJoinOfTheFirst() throws {
-        #expect(try RangeMovement.bootstrap(ring: TokenRing(), joining: Fixtures.node(1), tokens: [Token(5)], replicationFactor: 3).isEmpty)
+        #expect(
+            try RangeMovement.bootstrap(
+                ring: TokenRing(), joining: Fixtures.node(1), tokens: [Token(5)], replicationFactor: 3
+            ).isEmpty)
     }
 }

@@ -1,5 +1,6 @@
 import ConfabEngine
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct ReadCoordinatorTests {
@@ -7,13 +8,15 @@ import Testing
     let query = ChatMessages.latest(chatId: 42, limit: 10)
 
     func row(_ id: String, ts: Int64, body: String) -> Mutation.Row {
-        ChatMessages.mutation(chatId: 42, timestamp: 100, messageId: id, sender: "ann", body: body, writeTime: ts).rows[0]
+        ChatMessages.mutation(chatId: 42, timestamp: 100, messageId: id, sender: "ann", body: body, writeTime: ts).rows[
+            0]
     }
 
     func make(_ cl: ConsistencyLevel = .quorum, alive: Set<NodeID>? = nil) -> ReadCoordinator {
         let live = alive ?? [r1, r2, r3]
-        return ReadCoordinator(query: query, replicas: [r1, r2, r3], consistency: cl, replicationFactor: 3,
-                               isAlive: { live.contains($0) }, now: .zero, nowSeconds: 1_000)
+        return ReadCoordinator(
+            query: query, replicas: [r1, r2, r3], consistency: cl, replicationFactor: 3,
+            isAlive: { live.contains($0) }, now: .zero, nowSeconds: 1_000)
     }
 
     @Test func matchingDigestsAnswerWithoutRepair() {
@@ -22,9 +25,15 @@ import Testing
         let data = ReplicaReadResult(rows: [row("a", ts: 1, body: "x"), row("b", ts: 2, body: "y")])
         #expect(rc.onDigest(from: r2, data.digest()).isEmpty)
         let out = rc.onData(from: r1, data)
-        guard case .succeeded(let result) = out.first else { Issue.record("\(out)"); return }
-        #expect(result.rows.map(\.clustering) == [ChatMessages.clustering(timestamp: 100, messageId: "b"),
-                                                 ChatMessages.clustering(timestamp: 100, messageId: "a")])  // newest first
+        guard case .succeeded(let result) = out.first else {
+            Issue.record("\(out)")
+            return
+        }
+        #expect(
+            result.rows.map(\.clustering) == [
+                ChatMessages.clustering(timestamp: 100, messageId: "b"),
+                ChatMessages.clustering(timestamp: 100, messageId: "a"),
+            ])  // newest first
         #expect(rc.isFinished)
     }
 
@@ -36,11 +45,19 @@ import Testing
         _ = rc.onData(from: r1, fresh)
         #expect(rc.onDigest(from: r2, stale.digest()) == [.requestData(query, from: r2)])
         let repair = rc.onData(from: r2, stale)
-        #expect(repair == [.sendRepair(Mutation(table: query.table, partitionKey: query.partitionKey,
-                                                rows: [row("b", ts: 2, body: "y")]), to: r2)])
+        #expect(
+            repair == [
+                .sendRepair(
+                    Mutation(
+                        table: query.table, partitionKey: query.partitionKey,
+                        rows: [row("b", ts: 2, body: "y")]), to: r2)
+            ])
         #expect(rc.onRepairAck(from: r1).isEmpty)
         let out = rc.onRepairAck(from: r2)
-        guard case .succeeded(let result) = out.first else { Issue.record("\(out)"); return }
+        guard case .succeeded(let result) = out.first else {
+            Issue.record("\(out)")
+            return
+        }
         #expect(result.rows.count == 2)
         #expect(rc.repairedReplicas == [r2])
     }
@@ -55,25 +72,37 @@ import Testing
         _ = rc.onData(from: r1, old)
         _ = rc.onDigest(from: r2, new.digest())
         let repairs = rc.onData(from: r2, new)
-                // r1 needs the tombstone and the newer b; r2 is up to date.
+        // r1 needs the tombstone and the newer b; r2 is up to date.
         #expect(repairs.count == 1)
-        guard case .sendRepair(let m, let to) = repairs.first else { Issue.record("\(repairs)"); return }
+        guard case .sendRepair(let m, let to) = repairs.first else {
+            Issue.record("\(repairs)")
+            return
+        }
         #expect(to == r1 && m.rows.count == 2)
-        guard case .succeeded(let result) = rc.onRepairAck(from: r1).first else { Issue.record("no answer"); return }
+        guard case .succeeded(let result) = rc.onRepairAck(from: r1).first else {
+            Issue.record("no answer")
+            return
+        }
         #expect(result.rows.map { String(decoding: $0.value(ChatMessages.bodyColumn)!, as: UTF8.self) } == ["new"])
         #expect(result.tombstonesScanned == 1)
     }
 
     @Test func unavailableAndTimeoutsAreDistinct() {
         var down = make(alive: [r3])
-        guard case .failed(let e) = down.start().first else { Issue.record("expected unavailable"); return }
+        guard case .failed(let e) = down.start().first else {
+            Issue.record("expected unavailable")
+            return
+        }
         #expect(e.code == .unavailable)
 
         var slow = make()
         _ = slow.start()
         _ = slow.onData(from: r1, ReplicaReadResult())
         #expect(slow.onTick(now: Fixtures.seconds(4)).isEmpty)
-        guard case .failed(let t) = slow.onTick(now: Fixtures.seconds(5)).first else { Issue.record("expected timeout"); return }
+        guard case .failed(let t) = slow.onTick(now: Fixtures.seconds(5)).first else {
+            Issue.record("expected timeout")
+            return
+        }
         #expect(t.code == .readTimeout && t.received == 1 && t.message.contains("digests"))
     }
 
@@ -97,7 +126,10 @@ extension ReadCoordinatorTests {
         _ = rc.start()
         #expect(rc.onDigest(from: r2, data.digest()).isEmpty)
         #expect(rc.onFailure(from: r1, reason: "corruption in sst-1.db") == [.requestData(query, from: r3)])
-        guard case .succeeded(let result) = rc.onData(from: r3, data).first else { Issue.record("no answer"); return }
+        guard case .succeeded(let result) = rc.onData(from: r3, data).first else {
+            Issue.record("no answer")
+            return
+        }
         #expect(result.rows.count == 1)
         #expect(rc.failedReplicas == [r1])
 
@@ -106,13 +138,19 @@ extension ReadCoordinatorTests {
         _ = rc2.start()
         #expect(rc2.onFailure(from: r2, reason: "corruption") == [.requestDigest(query, from: r3)])
         #expect(rc2.onData(from: r1, data).isEmpty)
-        guard case .succeeded = rc2.onDigest(from: r3, data.digest()).first else { Issue.record("no answer"); return }
+        guard case .succeeded = rc2.onDigest(from: r3, data.digest()).first else {
+            Issue.record("no answer")
+            return
+        }
 
         // No spare left: the read fails, naming the replica.
         var rc3 = make()
         _ = rc3.start()
         _ = rc3.onFailure(from: r2, reason: "corruption")
-        guard case .failed(let e) = rc3.onFailure(from: r3, reason: "also corrupt").first else { Issue.record("expected a failure"); return }
+        guard case .failed(let e) = rc3.onFailure(from: r3, reason: "also corrupt").first else {
+            Issue.record("expected a failure")
+            return
+        }
         #expect(e.code == .readFailure && e.message.contains("also corrupt"), "\(e.message)")
     }
 }

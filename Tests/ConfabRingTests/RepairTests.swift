@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabRing
 
 /// Merkle-tree repair over real engines: validation, pairwise differences, streaming only what
@@ -12,7 +13,9 @@ import Testing
         let node: NodeID
 
         init(_ name: String) throws {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("repair-\(name)-\(UUID().uuidString)").path
+            dir =
+                FileManager.default.temporaryDirectory.appendingPathComponent("repair-\(name)-\(UUID().uuidString)")
+                .path
             var o = EngineOptions()
             o.syncMode = .periodic(milliseconds: 50)
             o.memtableBytes = 64 << 10
@@ -26,35 +29,49 @@ import Testing
         }
 
         func history(_ chat: Int64) throws -> [String] {
-            try engine.read(ChatMessages.latest(chatId: chat, limit: 1000)).rows.compactMap(ChatMessages.message(from:)).map { "\($0.messageId)=\($0.body)" }
+            try engine.read(ChatMessages.latest(chatId: chat, limit: 1000)).rows.compactMap(ChatMessages.message(from:))
+                .map { "\($0.messageId)=\($0.body)" }
         }
     }
 
     func message(_ chat: Int64, _ i: Int, body: String? = nil, at time: Int64 = 10) -> Mutation {
-        ChatMessages.mutation(chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: body ?? "b\(i)", writeTime: time)
+        ChatMessages.mutation(
+            chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: body ?? "b\(i)", writeTime: time)
     }
 
     @Test func divergentReplicasConvergeAndOnlyDifferencesMove() throws {
-        let a = try Replica("a"), b = try Replica("b"), c = try Replica("c")
+        let a = try Replica("a")
+        let b = try Replica("b")
+        let c = try Replica("c")
         let chats: [Int64] = Array(0..<300)
         for chat in chats {
             for i in 0..<4 {
                 let m = message(chat, i)
-                try a.engine.write(m); try b.engine.write(m); try c.engine.write(m)
+                try a.engine.write(m)
+                try b.engine.write(m)
+                try c.engine.write(m)
             }
         }
         // B missed writes to chats 5 and 77; C holds a newer edit in chat 9; A deleted a row in chat 200.
-        try a.engine.write(message(5, 9)); try c.engine.write(message(5, 9))
-        try a.engine.write(message(77, 9)); try c.engine.write(message(77, 9))
+        try a.engine.write(message(5, 9))
+        try c.engine.write(message(5, 9))
+        try a.engine.write(message(77, 9))
+        try c.engine.write(message(77, 9))
         try c.engine.write(message(9, 1, body: "edited", at: 20))
-        try a.engine.write(Mutation(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 200),
-                                    rows: [.init(clustering: ChatMessages.clustering(timestamp: 2, messageId: "m2"),
-                                                 fragment: RowFragment(deletion: DeletionTime(timestamp: 30, localDeletionTime: 1)))]))
+        try a.engine.write(
+            Mutation(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 200),
+                rows: [
+                    .init(
+                        clustering: ChatMessages.clustering(timestamp: 2, messageId: "m2"),
+                        fragment: RowFragment(deletion: DeletionTime(timestamp: 30, localDeletionTime: 1)))
+                ]))
         try b.engine.flush()  // physical layouts differ; logical data is what is compared
 
         let replicas = [a, b, c]
         func replica(_ n: NodeID) -> Replica { replicas.first { $0.node == n }! }
-        var session = RepairSession(tasks: [RepairSession.Task(range: .fullRing, replicas: replicas.map(\.node))], depth: 12)
+        var session = RepairSession(
+            tasks: [RepairSession.Task(range: .fullRing, replicas: replicas.map(\.node))], depth: 12)
         var queue = session.start(now: .zero)
         var streamedRows = 0
         var outcome: RepairSession.Progress? = nil
@@ -62,12 +79,15 @@ import Testing
             let action = queue.removeFirst()
             switch action {
             case .requestTree(let from, let range, let depth):
-                let tree = try MerkleTree.build(from: replica(from).engine, table: ChatMessages.table, range: range, depth: depth)
+                let tree = try MerkleTree.build(
+                    from: replica(from).engine, table: ChatMessages.table, range: range, depth: depth)
                 queue += session.onTree(tree, from: from, now: .zero)
             case .stream(let from, let to, let ranges):
                 var rows = 0
                 for r in ranges {
-                    try RangeStreamer.mutations(from: replica(from).engine, table: ChatMessages.table, range: r, maxRows: 2) { m in
+                    try RangeStreamer.mutations(
+                        from: replica(from).engine, table: ChatMessages.table, range: r, maxRows: 2
+                    ) { m in
                         rows += m.rows.count
                         try replica(to).engine.write(m)
                         return true
@@ -97,15 +117,19 @@ import Testing
         #expect(try a.history(9).contains("m1=edited"))
         #expect(try b.history(5).contains("m9=b9"))
         #expect(try !c.history(200).contains("m2=b2"))
-        let trees = try replicas.map { try MerkleTree.build(from: $0.engine, table: ChatMessages.table, range: .fullRing, depth: 12) }
+        let trees = try replicas.map {
+            try MerkleTree.build(from: $0.engine, table: ChatMessages.table, range: .fullRing, depth: 12)
+        }
         #expect(trees[0].rootHash == trees[1].rootHash && trees[1].rootHash == trees[2].rootHash)
     }
 
     @Test func treesIgnorePhysicalLayout() throws {
-        let a = try Replica("x"), b = try Replica("y")
+        let a = try Replica("x")
+        let b = try Replica("y")
         for i in 0..<500 {
             let m = message(Int64(i % 40), i)
-            try a.engine.write(m); try b.engine.write(m)
+            try a.engine.write(m)
+            try b.engine.write(m)
         }
         try b.engine.compact()
         let ta = try MerkleTree.build(from: a.engine, table: ChatMessages.table, range: .fullRing)
@@ -120,28 +144,46 @@ import Testing
         let start = session.start(now: .zero)
         #expect(start.count == 3)
         let failed = session.onFailure(from: nodes[1], reason: "connection refused", now: .zero)
-        guard case .failed(let e)? = failed.first else { Issue.record("no failure"); return }
+        guard case .failed(let e)? = failed.first else {
+            Issue.record("no failure")
+            return
+        }
         #expect(e.description.contains("needs every replica"))
 
         var timed = RepairSession(tasks: [.init(range: .fullRing, replicas: nodes)], timeout: .seconds(5))
         _ = timed.start(now: .zero)
         #expect(timed.onTick(now: RingInstant(nanoseconds: 1_000_000_000)).isEmpty)
-        guard case .failed(let t)? = timed.onTick(now: RingInstant(nanoseconds: 6_000_000_000)).first else { Issue.record("no timeout"); return }
+        guard case .failed(let t)? = timed.onTick(now: RingInstant(nanoseconds: 6_000_000_000)).first else {
+            Issue.record("no timeout")
+            return
+        }
         #expect(t.description.contains("timed out"))
     }
 
     @Test func rangeStreamingSplitsLargePartitionsAndRespectsRanges() throws {
         let a = try Replica("s")
         for i in 0..<25 { try a.engine.write(message(1, i)) }
-        try a.engine.write(Mutation(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 1),
-                                    header: PartitionHeader(rangeTombstones: [RangeTombstone(start: [0x10], end: nil, deletion: DeletionTime(timestamp: 1, localDeletionTime: 1))])))
+        try a.engine.write(
+            Mutation(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 1),
+                header: PartitionHeader(rangeTombstones: [
+                    RangeTombstone(start: [0x10], end: nil, deletion: DeletionTime(timestamp: 1, localDeletionTime: 1))
+                ])))
         var batches: [Mutation] = []
-        try RangeStreamer.mutations(from: a.engine, table: ChatMessages.table, range: .fullRing, maxRows: 10) { batches.append($0); return true }
+        try RangeStreamer.mutations(from: a.engine, table: ChatMessages.table, range: .fullRing, maxRows: 10) {
+            batches.append($0)
+            return true
+        }
         #expect(batches.map(\.rows.count) == [10, 10, 5])
         #expect(!batches[0].header.isEmpty)
         let token = Token(partitionKey: ChatMessages.partitionKey(chatId: 1))
         var none = 0
-        try RangeStreamer.mutations(from: a.engine, table: ChatMessages.table, range: TokenRange(start: token, end: Token(token.value &+ 1000))) { _ in none += 1; return true }
+        try RangeStreamer.mutations(
+            from: a.engine, table: ChatMessages.table, range: TokenRange(start: token, end: Token(token.value &+ 1000))
+        ) { _ in
+            none += 1
+            return true
+        }
         #expect(none == 0)  // (token, token+1000] excludes the partition's own token
     }
 }

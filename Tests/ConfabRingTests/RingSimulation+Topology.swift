@@ -1,4 +1,5 @@
 import ConfabEngine
+
 @testable import ConfabRing
 
 /// Joins and leaves under load, as `RingService+Bootstrap.swift` and `+Decommission.swift` run
@@ -62,7 +63,8 @@ extension RingSimulation {
             let g = nodes[i].gossiper
             let before = g.tokenRing()
             let rf = max(1, min(Self.rf, before.nodeCount + 1))
-            let fetches = try! RangeMovement.bootstrap(ring: before, joining: g.local, tokens: joinTokens, replicationFactor: rf)
+            let fetches = try! RangeMovement.bootstrap(
+                ring: before, joining: g.local, tokens: joinTokens, replicationFactor: rf)
             var bySource: [NodeID: [TokenRange]] = [:]
             for fetch in fetches {
                 let live = fetch.sources.filter { g.isAlive($0) && $0 != g.local }
@@ -77,8 +79,9 @@ extension RingSimulation {
             for source in bySource.keys.sorted() {
                 send(.streamRequest(session, bySource[source]!), from: i, to: index(of: source))
             }
-            nodes[i].move = .joinStreaming(session: session, waiting: Set(bySource.keys), before: before, avoid: avoid,
-                                           generations: generations)
+            nodes[i].move = .joinStreaming(
+                session: session, waiting: Set(bySource.keys), before: before, avoid: avoid,
+                generations: generations)
             later(&self, Self.streamTimeout)
         case .joinStreaming(_, let waiting, _, let avoid, _):
             // Timed out: a source died or a message was lost. Stay JOINING and stream again.
@@ -90,11 +93,14 @@ extension RingSimulation {
     }
 
     mutating func streamDataArrived(session: UInt64, from: Int, at i: Int) {
-        guard case .joinStreaming(let s, var waiting, let before, let avoid, let generations) = nodes[i].move, s == session,
-              waiting.remove(nodes[from].id) != nil else { return }
+        guard case .joinStreaming(let s, var waiting, let before, let avoid, let generations) = nodes[i].move,
+            s == session,
+            waiting.remove(nodes[from].id) != nil
+        else { return }
         stats.streamed += 1
         guard waiting.isEmpty else {
-            nodes[i].move = .joinStreaming(session: s, waiting: waiting, before: before, avoid: avoid, generations: generations)
+            nodes[i].move = .joinStreaming(
+                session: s, waiting: waiting, before: before, avoid: avoid, generations: generations)
             return
         }
         guard nodes[i].gossiper.tokenRing() == before else {
@@ -104,7 +110,8 @@ extension RingSimulation {
         }
         // Every member must still be the process that confirmed: one that restarted may have
         // coordinated writes without this node before it learned of it again.
-        nodes[i].move = .joinVerify(startConfirm(i, expecting: .joining, expected: generations), before: before, avoid: avoid)
+        nodes[i].move = .joinVerify(
+            startConfirm(i, expecting: .joining, expected: generations), before: before, avoid: avoid)
         scheduleStep(i, after: Self.confirmTimeout)
     }
 
@@ -137,9 +144,10 @@ extension RingSimulation {
     /// (`RingService.confirmMembers` says what that leaves open).
     mutating func startConfirm(_ i: Int, expecting status: NodeStatus, expected: [NodeID: Int64]?) -> Confirm {
         let g = nodes[i].gossiper
-        let members = Set(g.states.values.filter {
-            $0.node != g.local && $0.status != .left && ($0.status != .leaving || g.isAlive($0.node))
-        }.map(\.node))
+        let members = Set(
+            g.states.values.filter {
+                $0.node != g.local && $0.status != .left && ($0.status != .leaving || g.isAlive($0.node))
+            }.map(\.node))
         nodes[i].nextSession += 1
         let confirm = Confirm(session: nodes[i].nextSession, waiting: members, expected: expected)
         for m in members.sorted() { send(.moveConfirmRequest(confirm.session, status), from: i, to: index(of: m)) }
@@ -221,12 +229,17 @@ extension RingSimulation {
         let ring = g.tokenRing()
         // RingService.decommission's checks; and (the scenario's choice) the ring keeps RF nodes.
         let otherMoving = g.states.values.contains {
-            $0.node != g.local && g.isAlive($0.node) && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty))
+            $0.node != g.local && g.isAlive($0.node)
+                && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty))
         }
-        let targets = RangeMovement.decommission(ring: ring, leaving: g.local, replicationFactor: max(1, min(Self.rf, ring.nodeCount)))
-            .flatMap(\.targets)
-        guard g.localState.status == .normal, ring.contains(g.local), ring.nodeCount >= 2, !tokens.isEmpty, !otherMoving,
-              targets.allSatisfy({ g.isAlive($0) }), trueRing().nodeCount > Self.rf else { return retry(&self) }
+        let targets = RangeMovement.decommission(
+            ring: ring, leaving: g.local, replicationFactor: max(1, min(Self.rf, ring.nodeCount))
+        )
+        .flatMap(\.targets)
+        guard g.localState.status == .normal, ring.contains(g.local), ring.nodeCount >= 2, !tokens.isEmpty,
+            !otherMoving,
+            targets.allSatisfy({ g.isAlive($0) }), trueRing().nodeCount > Self.rf
+        else { return retry(&self) }
         nodes[i].gossiper.setStatus(.leaving)
         nodes[i].viewCache = nil
         nodes[i].move = .leaveRingDelay
@@ -243,8 +256,9 @@ extension RingSimulation {
             scheduleStep(i, after: Self.confirmRetry, leave: true)
         case .leaveSettle(let generations):
             let before = nodes[i].gossiper.tokenRing()
-            let handoffs = RangeMovement.decommission(ring: before, leaving: nodes[i].id,
-                                                      replicationFactor: max(1, min(Self.rf, before.nodeCount)))
+            let handoffs = RangeMovement.decommission(
+                ring: before, leaving: nodes[i].id,
+                replicationFactor: max(1, min(Self.rf, before.nodeCount)))
             var byTarget: [NodeID: [TokenRange]] = [:]
             for h in handoffs {
                 for t in h.targets { byTarget[t, default: []].append(h.range) }
@@ -254,8 +268,11 @@ extension RingSimulation {
             for target in byTarget.keys.sorted() {
                 send(.streamPush(session, rangeData(byTarget[target]!, at: i)), from: i, to: index(of: target))
             }
-            nodes[i].move = .leaveStreaming(session: session, waiting: Set(byTarget.keys), before: before.nodes, generations: generations)
-            if byTarget.isEmpty { verifyLeave(i, before: before.nodes, generations: generations) } else {
+            nodes[i].move = .leaveStreaming(
+                session: session, waiting: Set(byTarget.keys), before: before.nodes, generations: generations)
+            if byTarget.isEmpty {
+                verifyLeave(i, before: before.nodes, generations: generations)
+            } else {
                 scheduleStep(i, after: Self.streamTimeout, leave: true)
             }
         case .leaveStreaming, .leaveVerify:
@@ -276,7 +293,8 @@ extension RingSimulation {
 
     mutating func streamAckArrived(session: UInt64, from: Int, at i: Int) {
         guard case .leaveStreaming(let s, var waiting, let before, let generations) = nodes[i].move, s == session,
-              waiting.remove(nodes[from].id) != nil else { return }
+            waiting.remove(nodes[from].id) != nil
+        else { return }
         stats.streamed += 1
         nodes[i].move = .leaveStreaming(session: s, waiting: waiting, before: before, generations: generations)
         guard waiting.isEmpty else { return }

@@ -1,5 +1,6 @@
-import Foundation
 import ConfabEngine
+import Foundation
+
 @testable import ConfabRing
 
 /// A deterministic, single-threaded simulation of a Confab ring: 3–5 nodes running the real
@@ -28,7 +29,7 @@ struct RingSimulation {
         var crashes = 0
         var partitions = 0
         var maxSkewMicros: Int64 = 50_000
-        var chaosEnd: Int64 = 20_000_000_000       // ns: faults and client load stop here
+        var chaosEnd: Int64 = 20_000_000_000  // ns: faults and client load stop here
         var convergenceBound: Int64 = 30_000_000_000  // ns after healing
         /// A node (slot `nodes`) joins during the load.
         var join = false
@@ -46,18 +47,26 @@ struct RingSimulation {
 
     enum Message {
         case gossip(GossipMessage)
-        case mutate(UInt64, Mutation), writeAck(UInt64)
-        case readData(UInt64, SliceQuery), readDigest(UInt64, SliceQuery)
-        case data(UInt64, ReplicaReadResult), digest(UInt64, ReadDigest)
-        case repair(UInt64, Mutation), repairAck(UInt64)
-        case hint(UInt64, Mutation), hintAck(UInt64)
+        case mutate(UInt64, Mutation)
+        case writeAck(UInt64)
+        case readData(UInt64, SliceQuery)
+        case readDigest(UInt64, SliceQuery)
+        case data(UInt64, ReplicaReadResult)
+        case digest(UInt64, ReadDigest)
+        case repair(UInt64, Mutation)
+        case repairAck(UInt64)
+        case hint(UInt64, Mutation)
+        case hintAck(UInt64)
         /// Bootstrap: the joiner asks a source for ranges; the source answers with its data.
-        case streamRequest(UInt64, [TokenRange]), streamData(UInt64, [Mutation])
+        case streamRequest(UInt64, [TokenRange])
+        case streamData(UInt64, [Mutation])
         /// Decommission: the leaver pushes a range's data; the target acknowledges it applied it.
-        case streamPush(UInt64, [Mutation]), streamAck(UInt64)
+        case streamPush(UInt64, [Mutation])
+        case streamAck(UInt64)
         /// A moving node asks a member whether it sees it as JOINING (with tokens) or LEAVING; the
         /// member answers with what it sees and its own generation (a `Status` exchange on the node).
-        case moveConfirmRequest(UInt64, NodeStatus), moveConfirm(UInt64, knows: Bool, generation: Int64)
+        case moveConfirmRequest(UInt64, NodeStatus)
+        case moveConfirm(UInt64, knows: Bool, generation: Int64)
     }
 
     enum Event {
@@ -65,15 +74,23 @@ struct RingSimulation {
         case gossipTick(Int, epoch: Int)
         case tick(Int, epoch: Int)
         case client
-        case crash(Int), restart(Int)
+        case crash(Int)
+        case restart(Int)
         case partition, heal
         /// A hint stored at a write's deadline reached disk (lost if the node crashed meanwhile).
         case hintDurable(Int, epoch: Int, Hint, op: Int)
-        case join(Int), joinStep(Int, step: Int)
-        case leave(Int), leaveStep(Int, step: Int)
+        case join(Int)
+        case joinStep(Int, step: Int)
+        case leave(Int)
+        case leaveStep(Int, step: Int)
     }
 
-    enum Op { case write(Int), delete(Int), read(chat: Int64, expected: [Int]), check(chat: Int64) }
+    enum Op {
+        case write(Int)
+        case delete(Int)
+        case read(chat: Int64, expected: [Int])
+        case check(chat: Int64)
+    }
 
     struct Node {
         var id: NodeID
@@ -113,12 +130,14 @@ struct RingSimulation {
     /// A join or leave in progress on the moving node.
     enum Move {
         case none
-        case joinDiscover, joinRingDelay(avoid: Set<NodeID>)
+        case joinDiscover
+        case joinRingDelay(avoid: Set<NodeID>)
         /// Waiting for every member to confirm it sees the joiner (`Confirm`), then for writes
         /// coordinated before that to finish, then streaming, then confirming again.
         case joinConfirm(Confirm, avoid: Set<NodeID>)
         case joinSettle(generations: [NodeID: Int64], avoid: Set<NodeID>)
-        case joinStreaming(session: UInt64, waiting: Set<NodeID>, before: TokenRing, avoid: Set<NodeID>, generations: [NodeID: Int64])
+        case joinStreaming(
+            session: UInt64, waiting: Set<NodeID>, before: TokenRing, avoid: Set<NodeID>, generations: [NodeID: Int64])
         case joinVerify(Confirm, before: TokenRing, avoid: Set<NodeID>)
         case leaveRingDelay
         case leaveConfirm(Confirm)
@@ -255,7 +274,9 @@ struct RingSimulation {
         chats = p.join || p.leave ? [1, 2, 3, 4, 5, 6] : [1, 2, 3]
         for i in 0..<slots {
             let skew = Int64.random(in: -p.maxSkewMicros...p.maxSkewMicros, using: &rng)
-            var node = Node(id: Self.nodeID(i), skewMicros: skew, gossiper: Self.gossiper(i, generation: 1, tokens: ring.tokens(of: Self.nodeID(i))))
+            var node = Node(
+                id: Self.nodeID(i), skewMicros: skew,
+                gossiper: Self.gossiper(i, generation: 1, tokens: ring.tokens(of: Self.nodeID(i))))
             node.savedTokens = ring.tokens(of: node.id)
             if i >= p.nodes {
                 node.up = false
@@ -283,14 +304,16 @@ struct RingSimulation {
             t += Int64.random(in: 20_000_000...120_000_000, using: &self.rng)
         }
         for _ in 0..<p.crashes {
-            queue.push(Int64.random(in: 2_000_000_000..<(p.chaosEnd - 3_000_000_000), using: &self.rng),
-                       .crash(Int.random(in: 0..<slots, using: &self.rng)))
+            queue.push(
+                Int64.random(in: 2_000_000_000..<(p.chaosEnd - 3_000_000_000), using: &self.rng),
+                .crash(Int.random(in: 0..<slots, using: &self.rng)))
         }
         for _ in 0..<p.partitions {
             queue.push(Int64.random(in: 2_000_000_000..<(p.chaosEnd - 3_000_000_000), using: &self.rng), .partition)
         }
         if p.join {
-            queue.push(Int64.random(in: 3_000_000_000..<(p.chaosEnd - 10_000_000_000), using: &self.rng), .join(p.nodes))
+            queue.push(
+                Int64.random(in: 3_000_000_000..<(p.chaosEnd - 10_000_000_000), using: &self.rng), .join(p.nodes))
         }
         if p.leave {
             let k = Int.random(in: 2..<p.nodes, using: &self.rng)  // not a seed
@@ -307,8 +330,9 @@ struct RingSimulation {
         if let tokens {
             states = [.status: NodeStatus.normal.rawValue, .tokens: EndpointState.encodeTokens(tokens)]
         }
-        return Gossiper(local: id, generation: generation, seeds: [nodeID(0).address, nodeID(1).address],
-                        applicationStates: states)
+        return Gossiper(
+            local: id, generation: generation, seeds: [nodeID(0).address, nodeID(1).address],
+            applicationStates: states)
     }
 
     var instant: RingInstant { RingInstant(nanoseconds: now) }
@@ -327,10 +351,15 @@ struct RingSimulation {
             if convergedAt != nil && allOpsSettled() && hintsDelivered() { break }
         }
         if convergedAt == nil {
-            failures.append("gossip did not converge within \(params.convergenceBound / 1_000_000_000) s after healing"
-                            + (topologySettled() ? "" : " (the join or leave did not finish: "
-                               + nodes.filter { $0.member }.map { "\($0.id.id) up \($0.up) \($0.gossiper.localState.status?.rawValue ?? "-") \($0.move)" }
-                               .joined(separator: "; ") + ")"))
+            failures.append(
+                "gossip did not converge within \(params.convergenceBound / 1_000_000_000) s after healing"
+                    + (topologySettled()
+                        ? ""
+                        : " (the join or leave did not finish: "
+                            + nodes.filter { $0.member }.map {
+                                "\($0.id.id) up \($0.up) \($0.gossiper.localState.status?.rawValue ?? "-") \($0.move)"
+                            }
+                            .joined(separator: "; ") + ")"))
         } else if !hintsDelivered(), strict {
             failures.append("hints still undelivered \(params.convergenceBound / 1_000_000_000) s after healing")
         }
@@ -426,7 +455,8 @@ struct RingSimulation {
         if savedView {
             for (id, state) in old.states.sorted(by: { $0.key < $1.key }) where id != nodes[i].id {
                 g.states[id] = state
-                g.views[id] = Gossiper.View(isAlive: false, downSince: instant, leftAt: state.status == .left ? instant : nil)
+                g.views[id] = Gossiper.View(
+                    isAlive: false, downSince: instant, leftAt: state.status == .left ? instant : nil)
             }
         }
         nodes[i].gossiper = g
@@ -463,7 +493,8 @@ struct RingSimulation {
     mutating func perform(_ actions: [GossipAction], at i: Int) {
         for a in actions {
             if case .send(let msg, let address) = a,
-               let j = nodes.firstIndex(where: { $0.id.address == address }) {
+                let j = nodes.firstIndex(where: { $0.id.address == address })
+            {
                 send(.gossip(msg), from: i, to: j)
             }
         }
@@ -473,7 +504,9 @@ struct RingSimulation {
 
     mutating func apply(_ m: Mutation, at i: Int) {
         let existing = nodes[i].store[m.partitionKey] ?? ReplicaReadResult()
-        nodes[i].store[m.partitionKey] = ReadResolver.merge([existing, ReplicaReadResult(header: m.header, rows: m.rows)])
+        nodes[i].store[m.partitionKey] = ReadResolver.merge([
+            existing, ReplicaReadResult(header: m.header, rows: m.rows),
+        ])
     }
 
     /// A replica's answer as the engine's raw read gives it: rows in query order after the
@@ -492,7 +525,10 @@ struct RingSimulation {
             out.rows.append(row)
             guard row.fragment.isLive(now: nowSeconds) else { continue }
             live += 1
-            if live == q.limit { out.cursor = row.clustering; break }
+            if live == q.limit {
+                out.cursor = row.clustering
+                break
+            }
         }
         return out
     }
@@ -504,7 +540,10 @@ struct RingSimulation {
             // Most gossip only moves heartbeats: rebuild the view only when what it is made of
             // changed (rebuilding parses every node's tokens and was most of the run's time).
             let key = Self.viewKey(nodes[i].gossiper)
-            if key != nodes[i].viewKey { nodes[i].viewCache = nil; nodes[i].viewKey = key }
+            if key != nodes[i].viewKey {
+                nodes[i].viewCache = nil
+                nodes[i].viewKey = key
+            }
         case .mutate(let req, let m):
             apply(m, at: i)
             send(.writeAck(req), from: i, to: from)
@@ -615,13 +654,15 @@ struct RingSimulation {
 
     /// - Parameter atStart: the actions of `start()`: the node persists their hints before it
     ///   waits for the answer (`WriteExecution.run`), later hints in a background task.
-    mutating func writeActions(_ actions: [WriteCoordinator.Action], request: UInt64, at i: Int, atStart: Bool = false) {
+    mutating func writeActions(_ actions: [WriteCoordinator.Action], request: UInt64, at i: Int, atStart: Bool = false)
+    {
         guard let op = nodes[i].writes[request]?.op else { return }
         for a in actions {
             switch a {
             case .send(let m, let to): send(.mutate(request, m), from: i, to: index(of: to))
             case .storeHint(let m, let target):
-                let stored = nodes[i].hints.store(m, for: target, targetDownSince: nodes[i].gossiper.downSince(target), now: instant)
+                let stored = nodes[i].hints.store(
+                    m, for: target, targetDownSince: nodes[i].gossiper.downSince(target), now: instant)
                 for case .persist(let h) in stored {
                     if atStart {
                         mutationOps[op]!.hintedAtStart = true
@@ -629,8 +670,9 @@ struct RingSimulation {
                         durableHintLedger.append((i, h, op))
                     } else {
                         mutationOps[op]!.hintPersistsPending += 1
-                        queue.push(now + Int64.random(in: 1_000_000...20_000_000, using: &rng),
-                                   .hintDurable(i, epoch: nodes[i].epoch, h, op: op))
+                        queue.push(
+                            now + Int64.random(in: 1_000_000...20_000_000, using: &rng),
+                            .hintDurable(i, epoch: nodes[i].epoch, h, op: op))
                     }
                 }
             case .succeeded:
@@ -638,11 +680,15 @@ struct RingSimulation {
                 mutationOps[op]!.acked = true
                 checkCopiesAtAck(op: op, at: i)
                 switch ops[op] {
-                case .write(let k): writes[k].acked = true; writes[k].ackedAt = now
+                case .write(let k):
+                    writes[k].acked = true
+                    writes[k].ackedAt = now
                 case .delete(let k): deletes[k]!.acked = true
                 default: break
                 }
-                if params.hintCrash, mutationOps[op]!.hintedAtStart, hintCrashes < 3, Int.random(in: 0..<3, using: &rng) == 0 {
+                if params.hintCrash, mutationOps[op]!.hintedAtStart, hintCrashes < 3,
+                    Int.random(in: 0..<3, using: &rng) == 0
+                {
                     // The coordinator dies right after answering: only the hints on disk survive.
                     hintCrashes += 1
                     queue.push(now + Int64.random(in: 0...5_000_000, using: &rng), .crash(i))
@@ -663,7 +709,9 @@ struct RingSimulation {
             switch a {
             case .requestData(let q, let from): send(.readData(request, q), from: i, to: index(of: from))
             case .requestDigest(let q, let from): send(.readDigest(request, q), from: i, to: index(of: from))
-            case .sendRepair(let m, let to): stats.repairs += 1; send(.repair(request, m), from: i, to: index(of: to))
+            case .sendRepair(let m, let to):
+                stats.repairs += 1
+                send(.repair(request, m), from: i, to: index(of: to))
             case .succeeded(let result): readSucceeded(result, op: op, at: i)
             case .failed(let e):
                 if e.code == .unavailable { stats.unavailable += 1 } else { stats.timeouts += 1 }
@@ -693,8 +741,10 @@ struct RingSimulation {
     /// the coordinators still get the configured factor, so a small view answers `unavailable`.
     mutating func replicas(for token: Token, at i: Int) -> (natural: [NodeID], pending: [NodeID]) {
         let (ring, pending) = view(at: i)
-        return (ring.replicas(for: token, replicationFactor: max(1, min(Self.rf, ring.nodeCount))),
-                pending.replicas(for: token))
+        return (
+            ring.replicas(for: token, replicationFactor: max(1, min(Self.rf, ring.nodeCount))),
+            pending.replicas(for: token)
+        )
     }
 
     mutating func startWrite(_ m: Mutation, op: Int, at i: Int) {
@@ -706,9 +756,10 @@ struct RingSimulation {
             stats.unavailable += 1
             return
         }
-        var w = WriteCoordinator(mutation: m, replicas: natural, pending: pending,
-                                 consistency: .quorum, replicationFactor: Self.rf,
-                                 isAlive: { gossiper.isAlive($0) }, now: instant)
+        var w = WriteCoordinator(
+            mutation: m, replicas: natural, pending: pending,
+            consistency: .quorum, replicationFactor: Self.rf,
+            isAlive: { gossiper.isAlive($0) }, now: instant)
         let actions = w.start()
         nodes[i].nextRequest += 1
         let req = nodes[i].nextRequest
@@ -728,8 +779,9 @@ struct RingSimulation {
             return
         }
         if let me = replicas.firstIndex(of: nodes[i].id) { replicas.insert(replicas.remove(at: me), at: 0) }
-        var r = ReadCoordinator(query: q, replicas: replicas, consistency: .quorum, replicationFactor: Self.rf,
-                                isAlive: { gossiper.isAlive($0) }, now: instant, nowSeconds: wallMicros(i) / 1_000_000)
+        var r = ReadCoordinator(
+            query: q, replicas: replicas, consistency: .quorum, replicationFactor: Self.rf,
+            isAlive: { gossiper.isAlive($0) }, now: instant, nowSeconds: wallMicros(i) / 1_000_000)
         let actions = r.start()
         nodes[i].nextRequest += 1
         let req = nodes[i].nextRequest
@@ -746,8 +798,9 @@ struct RingSimulation {
             let k = writes.count
             let chat = chats.randomElement(using: &rng)!
             let ts = wallMicros(i)
-            let m = ChatMessages.mutation(chatId: chat, timestamp: Int64(k), messageId: "m\(k)", sender: "n\(i)",
-                                          body: "v\(k)", writeTime: ts)
+            let m = ChatMessages.mutation(
+                chatId: chat, timestamp: Int64(k), messageId: "m\(k)", sender: "n\(i)",
+                body: "v\(k)", writeTime: ts)
             writes.append(WriteRecord(chat: chat, clustering: m.rows[0].clustering, timestamp: ts))
             ops.append(.write(k))
             startWrite(m, op: ops.count - 1, at: i)
@@ -755,9 +808,13 @@ struct RingSimulation {
             let k = deletable.randomElement(using: &rng)!
             let ts = wallMicros(i)
             deletes[k] = DeleteRecord(timestamp: ts)
-            let m = Mutation(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: writes[k].chat),
-                             rows: [.init(clustering: writes[k].clustering,
-                                          fragment: RowFragment(deletion: DeletionTime(timestamp: ts, localDeletionTime: ts / 1_000_000)))])
+            let m = Mutation(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: writes[k].chat),
+                rows: [
+                    .init(
+                        clustering: writes[k].clustering,
+                        fragment: RowFragment(deletion: DeletionTime(timestamp: ts, localDeletionTime: ts / 1_000_000)))
+                ])
             ops.append(.delete(k))
             startWrite(m, op: ops.count - 1, at: i)
         } else {
@@ -782,7 +839,9 @@ struct RingSimulation {
             paging[op] = p
             if let cursor = result.cursor {
                 if result.rows.count != p.limit {
-                    failures.append("QUORUM read of chat \(chat) at \(now) ns: page \(p.pages) of \(result.rows.count) rows (limit \(p.limit)) has a cursor")
+                    failures.append(
+                        "QUORUM read of chat \(chat) at \(now) ns: page \(p.pages) of \(result.rows.count) rows (limit \(p.limit)) has a cursor"
+                    )
                 }
                 startRead(chat: chat, op: op, at: i, limit: p.limit, cursor: cursor)
                 return
@@ -870,8 +929,9 @@ struct RingSimulation {
         let real = trueReplicas(of: m.partitionKey)
         let copies = real.filter { holds(m, at: index(of: $0)) }
         if copies.count < Self.quorum {
-            failures.append("QUORUM write \(ops[op]) acknowledged by \(nodes[i].id.id) at \(now) ns with \(copies.count) copies on real replicas "
-                            + "\(real.map(\.id)) (needs \(Self.quorum)); its view: \(view(at: i).ring.nodes.map(\.id))")
+            failures.append(
+                "QUORUM write \(ops[op]) acknowledged by \(nodes[i].id.id) at \(now) ns with \(copies.count) copies on real replicas "
+                    + "\(real.map(\.id)) (needs \(Self.quorum)); its view: \(view(at: i).ring.nodes.map(\.id))")
         }
     }
 
@@ -886,16 +946,21 @@ struct RingSimulation {
             let real = trueReplicas(of: o.mutation.partitionKey)
             let missing = real.filter { !holds(o.mutation, at: index(of: $0)) }
             if real.count - missing.count < Self.quorum {
-                failures.append("acknowledged \(ops[op]) on only \(real.count - missing.count) of the final replicas \(real.map(\.id))")
+                failures.append(
+                    "acknowledged \(ops[op]) on only \(real.count - missing.count) of the final replicas \(real.map(\.id))"
+                )
             } else if o.finished, o.hintPersistsPending == 0, !missing.isEmpty, strict {
-                failures.append("acknowledged and finished \(ops[op]) (coordinator \(nodes[o.coordinator].id.id)) missing on final replicas "
-                                + "\(missing.map(\.id)) of \(real.map(\.id))")
+                failures.append(
+                    "acknowledged and finished \(ops[op]) (coordinator \(nodes[o.coordinator].id.id)) missing on final replicas "
+                        + "\(missing.map(\.id)) of \(real.map(\.id))")
             }
         }
         for (holder, hint, op) in durableHintLedger where !superseded(op) && strict {
             let t = index(of: hint.target)
             guard !nodes[t].left, !holds(hint.mutation, at: t) else { continue }
-            failures.append("hint \(hint.id) on \(nodes[holder].id.id) for \(hint.target.id) (\(ops[op])) reached disk but never its target")
+            failures.append(
+                "hint \(hint.id) on \(nodes[holder].id.id) for \(hint.target.id) (\(ops[op])) reached disk but never its target"
+            )
         }
     }
 
@@ -916,8 +981,9 @@ struct RingSimulation {
             if a.gossiper.localState.status != .normal { return false }
             for b in current.map({ nodes[$0] }) where b.id != a.id {
                 guard b.up, a.gossiper.isAlive(b.id),
-                      let s = a.gossiper.state(of: b.id), s.heartbeat.generation == b.generation,
-                      s.status == .normal else { return false }
+                    let s = a.gossiper.state(of: b.id), s.heartbeat.generation == b.generation,
+                    s.status == .normal
+                else { return false }
             }
         }
         return true
@@ -987,7 +1053,8 @@ struct EventQueue {
         let top = heap.removeLast()
         var i = 0
         while true {
-            let l = 2 * i + 1, r = l + 1
+            let l = 2 * i + 1
+            let r = l + 1
             var m = i
             if l < heap.count, less(l, m) { m = l }
             if r < heap.count, less(r, m) { m = r }

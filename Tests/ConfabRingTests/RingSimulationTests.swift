@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import ConfabRing
 
 /// Seeded whole-ring simulations (see `RingSimulation`). A failure prints its seed; replay it with
@@ -16,13 +17,15 @@ import Testing
     func noAcknowledgedWriteLostNoDeleteResurrectedGossipConverges(seed: UInt64) {
         var sim = RingSimulation(seed: seed)
         sim.run()
-        #expect(sim.failures.isEmpty,
-                "seed \(seed) (\(sim.params)): \(sim.failures.prefix(5)); replay with CONFAB_SEED=\(seed)")
+        #expect(
+            sim.failures.isEmpty,
+            "seed \(seed) (\(sim.params)): \(sim.failures.prefix(5)); replay with CONFAB_SEED=\(seed)")
         #expect(sim.stats.acked > 0, "seed \(seed): no write was acknowledged; replay with CONFAB_SEED=\(seed)")
     }
 
     @Test func aSeedReplaysExactly() {
-        var a = RingSimulation(seed: 4242), b = RingSimulation(seed: 4242)
+        var a = RingSimulation(seed: 4242)
+        var b = RingSimulation(seed: 4242)
         a.run()
         b.run()
         #expect(a.now == b.now && "\(a.stats)" == "\(b.stats)" && a.writes.count == b.writes.count)

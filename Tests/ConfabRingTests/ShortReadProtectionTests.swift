@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Testing
+
 @testable import ConfabRing
 
 /// Paging over divergent replicas: every page a `ReadCoordinator` returns, followed by its cursor
@@ -37,7 +38,10 @@ import Testing
                 out.rows.append(Mutation.Row(clustering: k, fragment: rows[k]!))
                 guard rows[k]!.isLive(now: ShortReadProtectionTests.now) else { continue }
                 live += 1
-                if live == q.limit { out.cursor = k; break }
+                if live == q.limit {
+                    out.cursor = k
+                    break
+                }
             }
             return out
         }
@@ -46,8 +50,10 @@ import Testing
     func key(_ k: Int) -> [UInt8] { ChatMessages.clustering(timestamp: Int64(k), messageId: "m") }
 
     func live(_ k: Int, ts: Int64) -> RowFragment {
-        ChatMessages.mutation(chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s", body: "v\(k)@\(ts)",
-                              writeTime: ts).rows[0].fragment
+        ChatMessages.mutation(
+            chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s", body: "v\(k)@\(ts)",
+            writeTime: ts
+        ).rows[0].fragment
     }
 
     func deleted(ts: Int64) -> RowFragment {
@@ -57,15 +63,18 @@ import Testing
     /// Pages `base` to the end through fresh coordinators, delivering actions in a seeded random
     /// order and applying read repairs to the replicas. Returns the pages, or nil after recording
     /// an issue.
-    func page(_ base: SliceQuery, consistency: ConsistencyLevel, replicas: inout [NodeID: ModelReplica],
-              rng: inout SplitMix64, maxPages: Int) -> [ReadResult]? {
+    func page(
+        _ base: SliceQuery, consistency: ConsistencyLevel, replicas: inout [NodeID: ModelReplica],
+        rng: inout SplitMix64, maxPages: Int
+    ) -> [ReadResult]? {
         var pages: [ReadResult] = []
         var cursor: [UInt8]? = nil
         repeat {
             var q = base
             q.cursor = cursor
-            var rc = ReadCoordinator(query: q, replicas: [r1, r2, r3], consistency: consistency, replicationFactor: 3,
-                                     isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
+            var rc = ReadCoordinator(
+                query: q, replicas: [r1, r2, r3], consistency: consistency, replicationFactor: 3,
+                isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
             var pending = rc.start()
             var answer: ReadResult?
             while !pending.isEmpty {
@@ -86,16 +95,24 @@ import Testing
                     return nil
                 }
             }
-            guard let answer, rc.isFinished else { Issue.record("no answer for \(q)"); return nil }
+            guard let answer, rc.isFinished else {
+                Issue.record("no answer for \(q)")
+                return nil
+            }
             pages.append(answer)
             cursor = answer.cursor
-            if pages.count > maxPages { Issue.record("more than \(maxPages) pages"); return nil }
+            if pages.count > maxPages {
+                Issue.record("more than \(maxPages) pages")
+                return nil
+            }
         } while cursor != nil
         return pages
     }
 
     @Test func pagingOverDivergentReplicasWithTombstonesMatchesTheMergedModel() {
-        let seed = ProcessInfo.processInfo.environment["CONFAB_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+        let seed =
+            ProcessInfo.processInfo.environment["CONFAB_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 1...UInt64.max)
         print("ShortReadProtectionTests seed \(seed) (replay with CONFAB_SEED=\(seed))")
         var rng = SplitMix64(seed: seed)
         for round in 0..<300 {
@@ -114,18 +131,27 @@ import Testing
             let consistency: ConsistencyLevel = Bool.random(using: &rng) ? .all : .quorum
             // QUORUM reads the first two replicas (all are alive); the model merges what is read.
             let read = consistency == .all ? [r1, r2, r3] : [r1, r2]
-            let merged = ReplicaReadResult(rows: read.flatMap { r in
-                replicas[r]!.rows.map { Mutation.Row(clustering: $0.key, fragment: $0.value) }
-            }).normalized()
+            let merged = ReplicaReadResult(
+                rows: read.flatMap { r in
+                    replicas[r]!.rows.map { Mutation.Row(clustering: $0.key, fragment: $0.value) }
+                }
+            ).normalized()
             let reversed = Bool.random(using: &rng)
             let limit = Int.random(in: 1...4, using: &rng)
             var expected = merged.rows.filter { $0.fragment.isLive(now: Self.now) }
             if reversed { expected.reverse() }
-            let base = SliceQuery(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat),
-                                  reversed: reversed, limit: limit)
+            let base = SliceQuery(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat),
+                reversed: reversed, limit: limit)
             let context = "seed \(seed) round \(round) \(consistency) limit \(limit) reversed \(reversed)"
-            guard let pages = page(base, consistency: consistency, replicas: &replicas, rng: &rng,
-                                   maxPages: expected.count / limit + 2) else { Issue.record("\(context)"); return }
+            guard
+                let pages = page(
+                    base, consistency: consistency, replicas: &replicas, rng: &rng,
+                    maxPages: expected.count / limit + 2)
+            else {
+                Issue.record("\(context)")
+                return
+            }
             let got = pages.flatMap(\.rows)
             var problems: [String] = []
             if got.map(\.clustering) != expected.map(\.clustering) {
@@ -140,7 +166,9 @@ import Testing
                 if p.rows.count > limit || (i < pages.count - 1 && p.rows.count != limit) {
                     problems.append("page \(i) has \(p.rows.count) rows")
                 }
-                if p.rows.count == limit, p.cursor != p.rows.last?.clustering { problems.append("full page \(i) without its cursor") }
+                if p.rows.count == limit, p.cursor != p.rows.last?.clustering {
+                    problems.append("full page \(i) without its cursor")
+                }
             }
             if !problems.isEmpty {
                 Issue.record("\(context): \(problems.joined(separator: "; "))")
@@ -152,13 +180,18 @@ import Testing
     @Test func aFullPageCarriesACursorEvenWhenReplicasStopAtTheLimit() {
         var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
         for k in 0..<5 { for r in [r1, r2, r3] { replicas[r]!.rows[key(k)] = live(k, ts: 1) } }
-        var rc = ReadCoordinator(query: SliceQuery(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat), limit: 2),
-                                 replicas: [r1, r2, r3], consistency: .quorum, replicationFactor: 3,
-                                 isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
+        var rc = ReadCoordinator(
+            query: SliceQuery(
+                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat), limit: 2),
+            replicas: [r1, r2, r3], consistency: .quorum, replicationFactor: 3,
+            isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
         let q = rc.query
         _ = rc.start()
         _ = rc.onDigest(from: r2, replicas[r2]!.read(q).digest())
-        guard case .succeeded(let r) = rc.onData(from: r1, replicas[r1]!.read(q)).first else { Issue.record("no answer"); return }
+        guard case .succeeded(let r) = rc.onData(from: r1, replicas[r1]!.read(q)).first else {
+            Issue.record("no answer")
+            return
+        }
         #expect(r.rows.map(\.clustering) == [key(0), key(1)])
         #expect(r.cursor == key(1))
     }
@@ -170,15 +203,20 @@ import Testing
         var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
         for k in 0..<3 { replicas[r1]!.rows[key(k)] = live(k, ts: 1) }
         for k in 0..<2 { replicas[r2]!.rows[key(k)] = deleted(ts: 2) }
-        let q = SliceQuery(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat), limit: 2)
-        var rc = ReadCoordinator(query: q, replicas: [r1, r2, r3], consistency: .quorum, replicationFactor: 3,
-                                 isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
+        let q = SliceQuery(
+            table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat), limit: 2)
+        var rc = ReadCoordinator(
+            query: q, replicas: [r1, r2, r3], consistency: .quorum, replicationFactor: 3,
+            isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
         _ = rc.start()
         #expect(rc.onDigest(from: r2, replicas[r2]!.read(q).digest()) == [])
         #expect(rc.onData(from: r1, replicas[r1]!.read(q)) == [.requestData(q, from: r2)])
         let repairs = rc.onData(from: r2, replicas[r2]!.read(q))
         #expect(repairs.count == 1)
-        guard case .sendRepair(let m, to: r1) = repairs.first else { Issue.record("\(repairs)"); return }
+        guard case .sendRepair(let m, to: r1) = repairs.first else {
+            Issue.record("\(repairs)")
+            return
+        }
         replicas[r1]!.apply(m)
         var next = q
         next.cursor = key(1)
@@ -186,27 +224,39 @@ import Testing
         #expect(rc.onRepairAck(from: r1) == [.requestData(next, from: r1)])
         // c is on r1 only: it is repaired onto r2 before the answer.
         let second = rc.onData(from: r1, replicas[r1]!.read(next))
-        #expect(second == [.sendRepair(Mutation(table: q.table, partitionKey: q.partitionKey,
-                                                rows: [Mutation.Row(clustering: key(2), fragment: live(2, ts: 1))]), to: r2)])
-        guard case .succeeded(let r) = rc.onRepairAck(from: r2).first else { Issue.record("no answer"); return }
+        #expect(
+            second == [
+                .sendRepair(
+                    Mutation(
+                        table: q.table, partitionKey: q.partitionKey,
+                        rows: [Mutation.Row(clustering: key(2), fragment: live(2, ts: 1))]), to: r2)
+            ])
+        guard case .succeeded(let r) = rc.onRepairAck(from: r2).first else {
+            Issue.record("no answer")
+            return
+        }
         #expect(r.rows.map(\.clustering) == [key(2)])
         #expect(r.cursor == nil)
         #expect(rc.extraRounds == 1)
     }
 
     @Test func aFailedReadRepairFailsTheReadAtOnce() {
-        var rc = ReadCoordinator(query: ChatMessages.latest(chatId: Self.chat, limit: 10), replicas: [r1, r2, r3],
-                                 consistency: .quorum, replicationFactor: 3, isAlive: { _ in true }, now: .zero,
-                                 nowSeconds: Self.now)
+        var rc = ReadCoordinator(
+            query: ChatMessages.latest(chatId: Self.chat, limit: 10), replicas: [r1, r2, r3],
+            consistency: .quorum, replicationFactor: 3, isAlive: { _ in true }, now: .zero,
+            nowSeconds: Self.now)
         _ = rc.start()
         let fresh = ReplicaReadResult(rows: [Mutation.Row(clustering: key(1), fragment: live(1, ts: 5))])
         _ = rc.onData(from: r1, fresh)
         _ = rc.onDigest(from: r2, ReplicaReadResult().digest())
         #expect(rc.onData(from: r2, ReplicaReadResult()).count == 1)
         guard case .failed(let e) = rc.onRepairFailure(from: r2, reason: "disk full").first else {
-            Issue.record("a failed repair did not fail the read"); return
+            Issue.record("a failed repair did not fail the read")
+            return
         }
-        #expect(e.code == .readFailure && e.message.contains("read repair") && e.message.contains("disk full"), "\(e.message)")
+        #expect(
+            e.code == .readFailure && e.message.contains("read repair") && e.message.contains("disk full"),
+            "\(e.message)")
         #expect(rc.isFinished)
     }
 }

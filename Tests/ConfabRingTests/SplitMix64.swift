@@ -1,3 +1,5 @@
+import ConfabRing
+
 /// A small seeded generator (Steele et al.'s SplitMix64) so every randomized test replays exactly
 /// from its printed seed.
 struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -24,5 +26,3 @@ enum Fixtures {
         RingInstant(nanoseconds: Int64(s * 1e9))
     }
 }
-
-import ConfabRing

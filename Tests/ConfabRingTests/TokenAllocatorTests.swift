@@ -1,4 +1,5 @@
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct TokenAllocatorTests {
@@ -29,7 +30,9 @@ import Testing
                 // worst case 40% off (a follow-up: Cassandra's replication-aware allocator does better).
                 let idealEffective = 3.0 / Double(nodes)
                 for (node, share) in ring.effectiveOwnership(replicationFactor: 3) {
-                    #expect(abs(share - idealEffective) <= 0.45 * idealEffective, "seed \(seed): \(node) effective \(share)")
+                    #expect(
+                        abs(share - idealEffective) <= 0.45 * idealEffective, "seed \(seed): \(node) effective \(share)"
+                    )
                 }
             }
         }

@@ -1,5 +1,6 @@
 import ConfabEngine
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct TokenRingTests {
@@ -17,11 +18,11 @@ import Testing
 
     @Test func primaryOwnerIsFirstTokenClockwise() throws {
         let r = try ring()
-        #expect(r.primaryOwner(of: Token(-100)) == a)   // a token owns itself
+        #expect(r.primaryOwner(of: Token(-100)) == a)  // a token owns itself
         #expect(r.primaryOwner(of: Token(-99)) == b)
         #expect(r.primaryOwner(of: Token(1)) == c)
         #expect(r.primaryOwner(of: Token(250)) == b)
-        #expect(r.primaryOwner(of: Token(301)) == a)     // past the last token: wraps to the first
+        #expect(r.primaryOwner(of: Token(301)) == a)  // past the last token: wraps to the first
         #expect(r.primaryOwner(of: .maximum) == a)
         #expect(r.primaryRange(containing: Token(301)) == TokenRange(start: Token(300), end: Token(-100)))
     }
@@ -38,7 +39,10 @@ import Testing
         let w = TokenRange(start: Token(100), end: Token(-100))
         #expect(w.contains(.maximum) && w.contains(.minimum) && w.contains(Token(-100)))
         #expect(!w.contains(Token(100)) && !w.contains(Token(0)))
-        #expect(w.unwrapped() == [TokenRange(start: .minimum, end: Token(-100)), TokenRange(start: Token(100), end: .maximum)])
+        #expect(
+            w.unwrapped() == [
+                TokenRange(start: .minimum, end: Token(-100)), TokenRange(start: Token(100), end: .maximum),
+            ])
         #expect(TokenRange.fullRing.contains(Token(5)))
         let single = try! TokenRing([a: [Token(7)]])
         #expect(single.primaryRange(containing: Token(-3))!.isFullRing)
@@ -68,7 +72,10 @@ import Testing
             }
         }
         #expect(r.replicatedRanges(of: a, replicationFactor: 3) == [TokenRange(start: Token(300), end: Token(300))])
-        #expect(r.primaryRanges(of: a) == [TokenRange(start: Token(300), end: Token(-100)), TokenRange(start: Token(100), end: Token(200))])
+        #expect(
+            r.primaryRanges(of: a) == [
+                TokenRange(start: Token(300), end: Token(-100)), TokenRange(start: Token(100), end: Token(200)),
+            ])
     }
 
     @Test func conflictingTokensAreRejected() throws {

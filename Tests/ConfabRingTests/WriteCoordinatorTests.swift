@@ -1,5 +1,6 @@
 import ConfabEngine
 import Testing
+
 @testable import ConfabRing
 
 @Suite struct WriteCoordinatorTests {
@@ -7,8 +8,9 @@ import Testing
     let m = ChatMessages.mutation(chatId: 42, timestamp: 1, messageId: "m1", sender: "ann", body: "hi", writeTime: 10)
 
     func make(_ cl: ConsistencyLevel, alive: Set<NodeID>) -> WriteCoordinator {
-        WriteCoordinator(mutation: m, replicas: [r1, r2, r3], consistency: cl, replicationFactor: 3,
-                         isAlive: { alive.contains($0) }, now: .zero, timeout: .seconds(2))
+        WriteCoordinator(
+            mutation: m, replicas: [r1, r2, r3], consistency: cl, replicationFactor: 3,
+            isAlive: { alive.contains($0) }, now: .zero, timeout: .seconds(2))
     }
 
     @Test func quorumSucceedsOnSecondAckAndHintsTheLateReplica() {
@@ -27,7 +29,10 @@ import Testing
         var w = make(.quorum, alive: [r1])
         let actions = w.start()
         #expect(actions.count == 1)
-        guard case .failed(let e) = actions[0] else { Issue.record("expected failure"); return }
+        guard case .failed(let e) = actions[0] else {
+            Issue.record("expected failure")
+            return
+        }
         #expect(e.code == .unavailable && e.required == 2 && e.received == 1)
         #expect(e.description.contains("QUORUM"))
         #expect(w.isFinished)
@@ -38,7 +43,10 @@ import Testing
         _ = w.start()
         _ = w.onAck(from: r1)
         let actions = w.onTick(now: Fixtures.seconds(3))
-        guard case .failed(let e) = actions.first else { Issue.record("expected timeout"); return }
+        guard case .failed(let e) = actions.first else {
+            Issue.record("expected timeout")
+            return
+        }
         #expect(e.code == .writeTimeout && e.received == 1 && e.required == 3)
         #expect(Array(actions.dropFirst()) == [.storeHint(m, for: r2), .storeHint(m, for: r3)])
 
@@ -53,14 +61,18 @@ import Testing
         _ = w.start()
         #expect(w.onFailure(from: r1, reason: "disk full").isEmpty)
         let a = w.onFailure(from: r2, reason: "disk full")
-        guard case .failed(let e) = a.first else { Issue.record("expected failure"); return }
+        guard case .failed(let e) = a.first else {
+            Issue.record("expected failure")
+            return
+        }
         #expect(e.code == .writeFailure)
     }
 
     @Test func pendingReplicasRaiseBlockFor() {
         let r4 = Fixtures.node(4)
-        var w = WriteCoordinator(mutation: m, replicas: [r1, r2, r3], pending: [r4], consistency: .quorum,
-                                 replicationFactor: 3, isAlive: { _ in true }, now: .zero)
+        var w = WriteCoordinator(
+            mutation: m, replicas: [r1, r2, r3], pending: [r4], consistency: .quorum,
+            replicationFactor: 3, isAlive: { _ in true }, now: .zero)
         #expect(w.blockFor == 3)
         #expect(w.start().count == 4)
     }

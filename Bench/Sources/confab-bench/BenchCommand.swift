@@ -6,16 +6,21 @@ struct ConfabBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "confab-bench",
         abstract: "Benchmarks for Confab.",
-        subcommands: [StorageCommand.self, RingBenchCommand.self, ChatBenchCommand.self, RecoveryChildCommand.self,
-                      ChatIdleChildCommand.self])
+        subcommands: [
+            StorageCommand.self, RingBenchCommand.self, ChatBenchCommand.self, RecoveryChildCommand.self,
+            ChatIdleChildCommand.self,
+        ])
 }
 
 /// `confab-bench storage`: the chat workload against Confab, RocksDB, LevelDB and SQLite.
 struct StorageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "storage",
-        abstract: "Chat-shaped workload against Confab, RocksDB, LevelDB and SQLite side by side, at matched durability.",
-        discussion: "Phases per system: bulk ingest, space and write amplification, open-loop latest-50 and deep-page reads, 64-writer durable ingest, single-writer fdatasync, recovery after SIGKILL. See Bench/README.md.")
+        abstract:
+            "Chat-shaped workload against Confab, RocksDB, LevelDB and SQLite side by side, at matched durability.",
+        discussion:
+            "Phases per system: bulk ingest, space and write amplification, open-loop latest-50 and deep-page reads, 64-writer durable ingest, single-writer fdatasync, recovery after SIGKILL. See Bench/README.md."
+    )
 
     @Flag(help: "Small run (250k messages, deep offset 50k) that finishes in a few minutes on 2 cores.")
     var quick = false
@@ -50,7 +55,10 @@ struct StorageCommand: ParsableCommand {
     @Option(help: "Number of concurrent durable writer threads.")
     var writerThreads = 64
 
-    @Option(help: "Nice value for the benchmark process (negative = higher priority, needs root; 0 leaves it). Other work on a 2-core machine otherwise shows up in the latency tails.")
+    @Option(
+        help:
+            "Nice value for the benchmark process (negative = higher priority, needs root; 0 leaves it). Other work on a 2-core machine otherwise shows up in the latency tails."
+    )
     var nice: Int32 = -10
 
     @Flag(help: "Keep each system's data directory instead of deleting it after its phases.")
@@ -58,7 +66,8 @@ struct StorageCommand: ParsableCommand {
 
     func validate() throws {
         for name in systemNames where Systems.named(name) == nil {
-            throw ValidationError("unknown system '\(name)'; choose from \(Systems.all.map { $0.name }.joined(separator: ", "))")
+            throw ValidationError(
+                "unknown system '\(name)'; choose from \(Systems.all.map { $0.name }.joined(separator: ", "))")
         }
         if systemNames.isEmpty { throw ValidationError("--systems is empty") }
         if writerThreads < 1 { throw ValidationError("--writer-threads must be ≥ 1") }
@@ -76,7 +85,9 @@ struct StorageCommand: ParsableCommand {
         ProcessIO.tightenTimerSlack()
         // Before any thread exists, so library threads and the recovery child inherit it.
         let niceApplied = nice != 0 && setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) == 0
-        if nice != 0 && !niceApplied { Progress.log("note: could not set nice \(nice); running at the default priority") }
+        if nice != 0 && !niceApplied {
+            Progress.log("note: could not set nice \(nice); running at the default priority")
+        }
         var config = BenchConfig.make(quick: quick, seed: seed)
         if let m = messages {
             config.workload.messages = m
@@ -96,15 +107,18 @@ struct StorageCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { if createdRoot && !keepData { try? FileManager.default.removeItem(atPath: root) } }
 
-        Progress.log("generating workload: \(config.workload.messages) messages, \(config.workload.chats) chats, deep chat \(config.workload.deepChatMessages) messages, seed \(seed)")
+        Progress.log(
+            "generating workload: \(config.workload.messages) messages, \(config.workload.chats) chats, deep chat \(config.workload.deepChatMessages) messages, seed \(seed)"
+        )
         let workload = Workload(config: config.workload)
         let types = systemNames.compactMap(Systems.named)
         let bench = StorageBenchmark(config: config, workload: workload, root: root, keepData: keepData)
         let results = bench.run(systems: types)
         let wall = Double(ProcessIO.nowNanos() - wallStart) / 1e9
 
-        let report = Report(config: config, workload: workload, systems: results, wallSeconds: wall,
-                            nice: niceApplied ? Int(nice) : 0)
+        let report = Report(
+            config: config, workload: workload, systems: results, wallSeconds: wall,
+            nice: niceApplied ? Int(nice) : 0)
         print(report.terminalText())
         if let json {
             try report.json().write(to: URL(fileURLWithPath: json))
@@ -113,7 +127,8 @@ struct StorageCommand: ParsableCommand {
         let svgPath = svg ?? json.map { ($0 as NSString).deletingPathExtension + ".svg" }
         if let svgPath {
             let title = "Confab storage benchmark (\(quick ? "quick" : "full"), \(workload.messages.count) messages)"
-            try SVGChart(systems: results, title: title).render().write(toFile: svgPath, atomically: true, encoding: .utf8)
+            try SVGChart(systems: results, title: title).render().write(
+                toFile: svgPath, atomically: true, encoding: .utf8)
             Progress.log("wrote \(svgPath)")
         }
     }

@@ -1,8 +1,9 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `confab-bench chat`: the chat server under load, against a local 3-node RF-3 ring and two chat
 /// servers started with the confab binary. Three measurements in one run: idle WebSocket
@@ -11,7 +12,8 @@ import Foundation
 struct ChatBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Chat server: idle connections and memory, cross-server 1:1 latency (open loop), 100-member group fan-out.",
+        abstract:
+            "Chat server: idle connections and memory, cross-server 1:1 latency (open loop), 100-member group fan-out.",
         discussion: """
             Builds nothing: runs the main package's release binary (`swift build -c release --product confab` \
             in the repository root first). Starts a 3-node RF-3 ring and two `confab chat serve` processes, \
@@ -39,7 +41,8 @@ struct ChatBenchCommand: ParsableCommand {
     @Option(help: "Seconds of each measured latency run (default 15, quick 3).")
     var latencySeconds: Double?
 
-    @Option(help: "Comma-separated send rates (messages/s) into the 100-member groups (default 300,600,900; quick 600).")
+    @Option(
+        help: "Comma-separated send rates (messages/s) into the 100-member groups (default 300,600,900; quick 600).")
     var fanoutRates: String?
 
     @Option(help: "Seconds of each fan-out run (default 10, quick 3).")
@@ -48,7 +51,10 @@ struct ChatBenchCommand: ParsableCommand {
     @Option(help: "Number of 100-member groups (all with the same members) the fan-out sends rotate over.")
     var groups = 10
 
-    @Option(help: "Idle connections to open on server A (default: as many as its descriptor limit allows, at most 100,000; quick 10,000).")
+    @Option(
+        help:
+            "Idle connections to open on server A (default: as many as its descriptor limit allows, at most 100,000; quick 10,000)."
+    )
     var idleConnections: Int?
 
     @Option(help: "Child processes holding the idle connections (each from its own 127.0.0.x address).")
@@ -60,10 +66,14 @@ struct ChatBenchCommand: ParsableCommand {
     @Option(help: "Message text bytes.")
     var bodyBytes = 100
 
-    @Option(help: "PBKDF2 rounds the chat servers use for the benchmark's accounts (registration is setup, not measured).")
+    @Option(
+        help: "PBKDF2 rounds the chat servers use for the benchmark's accounts (registration is setup, not measured).")
     var passwordRounds = 1_000
 
-    @Option(help: "Soft descriptor limit the first server starts with, to check that it raises it to the hard limit (0: do not lower).")
+    @Option(
+        help:
+            "Soft descriptor limit the first server starts with, to check that it raises it to the hard limit (0: do not lower)."
+    )
     var serverSoftLimit = 1_024
 
     @Flag(help: "Skip the idle-connection phase.")
@@ -84,23 +94,28 @@ struct ChatBenchCommand: ParsableCommand {
 
     static func rates(_ text: String, _ flag: String) throws -> [Double] {
         let r = text.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard !r.isEmpty, r.allSatisfy({ ($0 ?? 0) > 0 }) else { throw ValidationError("\(flag): comma-separated positive rates") }
+        guard !r.isEmpty, r.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("\(flag): comma-separated positive rates")
+        }
         return r.map { $0! }
     }
 
     func run() throws {
         let wallStart = ProcessIO.nowNanos()
         ProcessIO.tightenTimerSlack()
-        let binary = confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? RingBenchCommand.defaultConfabPath()
+        let binary =
+            confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? RingBenchCommand.defaultConfabPath()
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw ChatBenchError("""
+            throw ChatBenchError(
+                """
                 confab binary not found (or not executable) at \(binary).
                 Build it first, in the repository root: swift build -c release --product confab
                 (or pass --confab PATH).
                 """)
         }
         guard LocalRing.runConfabQuietly(binary, ["chat", "serve", "--help"]) == 0 else {
-            throw ChatBenchError("\(binary) has no `chat serve` command; rebuild it from a checkout with the chat server")
+            throw ChatBenchError(
+                "\(binary) has no `chat serve` command; rebuild it from a checkout with the chat server")
         }
         let config = ChatBenchConfig(
             quick: quick, confab: binary, pairs: pairs, latencyRates: try Self.rates(latencyRates, "--latency-rates"),
@@ -114,7 +129,11 @@ struct ChatBenchCommand: ParsableCommand {
         let root = NSTemporaryDirectory() + "confab-bench-chat-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer {
-            if keepData { Progress.log("kept directories under \(root)") } else { try? FileManager.default.removeItem(atPath: root) }
+            if keepData {
+                Progress.log("kept directories under \(root)")
+            } else {
+                try? FileManager.default.removeItem(atPath: root)
+            }
         }
         let run = ChatBenchRun(config: config, root: root)
         defer { run.shutdown() }

@@ -1,11 +1,12 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One benchmark user: an account, its home server (0 = A, 1 = B) and its device's socket.
 struct BenchUser: Sendable {
@@ -66,18 +67,25 @@ final class ChatBenchRun: @unchecked Sendable {
         nodes = try ring.addresses().map { "\($0.host):\($0.port)" }.joined(separator: ",")
         secret = ChatTokens.freshSecret()
         let secretFile = "\(root)/chat-secret"
-        guard FileManager.default.createFile(atPath: secretFile, contents: Data((secret + "\n").utf8),
-                                             attributes: [.posixPermissions: 0o600]) else { throw ChatBenchError("cannot write \(secretFile)") }
+        guard
+            FileManager.default.createFile(
+                atPath: secretFile, contents: Data((secret + "\n").utf8),
+                attributes: [.posixPermissions: 0o600])
+        else { throw ChatBenchError("cannot write \(secretFile)") }
 
         // Server A, started with a low soft descriptor limit to see whether it raises it.
-        var a = try startServer("bench-a", secretFile: secretFile, softLimit: config.serverSoftLimit > 0 ? config.serverSoftLimit : nil)
+        var a = try startServer(
+            "bench-a", secretFile: secretFile, softLimit: config.serverSoftLimit > 0 ? config.serverSoftLimit : nil)
         let limits = a.fileLimits()
         report.idle.serverSoftLimitAtStart = config.serverSoftLimit > 0 ? config.serverSoftLimit : nil
         report.idle.serverSoftLimit = limits.soft
         report.idle.serverHardLimit = limits.hard
-        report.idle.serverRaisedSoftLimit = config.serverSoftLimit > 0 ? (limits.soft != nil && limits.soft == limits.hard) : nil
+        report.idle.serverRaisedSoftLimit =
+            config.serverSoftLimit > 0 ? (limits.soft != nil && limits.soft == limits.hard) : nil
         if config.serverSoftLimit > 0, report.idle.serverRaisedSoftLimit == false {
-            Progress.log("[chat] server A kept the soft descriptor limit \(limits.soft.map(String.init) ?? "?") it was started with (hard \(limits.hard.map(String.init) ?? "?")): it does not raise it at startup. Restarting it with the bench's limits for the measurements.")
+            Progress.log(
+                "[chat] server A kept the soft descriptor limit \(limits.soft.map(String.init) ?? "?") it was started with (hard \(limits.hard.map(String.init) ?? "?")): it does not raise it at startup. Restarting it with the bench's limits for the measurements."
+            )
             a.stop()
             servers.removeAll { $0 === a }
             a = try startServer("bench-a", secretFile: secretFile, softLimit: nil)
@@ -94,14 +102,17 @@ final class ChatBenchRun: @unchecked Sendable {
             if !a.isRunning {
                 // Reported (server_alive_with_connections, server_exit); the other phases go on
                 // with a fresh server A.
-                report.idle.serverExit = "server A exited during the idle phase; the end of its log:\n" + a.tail(lines: 12)
+                report.idle.serverExit =
+                    "server A exited during the idle phase; the end of its log:\n" + a.tail(lines: 12)
                 Progress.log("[chat] \(report.idle.serverExit!)\n[chat] restarting server A for the other phases")
                 let dead = pools.removeFirst()
                 _ = try? blockOn { await dead.close() }
                 servers.removeAll { $0 === a }
                 a = try startServer("bench-a", secretFile: secretFile, softLimit: nil)
                 let url = a.url
-                pools.insert(try blockOn { [group] in try await ChatHTTPPool.connect(baseURL: url, size: 4, group: group) }, at: 0)
+                pools.insert(
+                    try blockOn { [group] in try await ChatHTTPPool.connect(baseURL: url, size: 4, group: group) },
+                    at: 0)
             }
         }
 
@@ -120,10 +131,16 @@ final class ChatBenchRun: @unchecked Sendable {
             Progress.log(String(format: "[chat] latency warm-up: %.0f msg/s for %.1f s", rate, config.warmupSeconds))
             _ = latencyRun(tag: "w\(k)", rate: rate, count: warm, setup: setup)
             settle(setup.senders)
-            Progress.log(String(format: "[chat] latency: %.0f msg/s for %.1f s (%@)", rate, config.latencySeconds, setup.crossServer ? "cross-server" : "same-server"))
+            Progress.log(
+                String(
+                    format: "[chat] latency: %.0f msg/s for %.1f s (%@)", rate, config.latencySeconds,
+                    setup.crossServer ? "cross-server" : "same-server"))
             let r = latencyRun(tag: "l\(k)", rate: rate, count: count, setup: setup)
-            Progress.log(String(format: "[chat]   p50 %.2f ms, p99 %.2f ms, p999 %.2f ms; %d/%d received, errors %@",
-                                r.latency.p50 / 1000, r.latency.p99 / 1000, r.latency.p999 / 1000, r.delivered, r.messages, "\(r.errors)"))
+            Progress.log(
+                String(
+                    format: "[chat]   p50 %.2f ms, p99 %.2f ms, p999 %.2f ms; %d/%d received, errors %@",
+                    r.latency.p50 / 1000, r.latency.p99 / 1000, r.latency.p999 / 1000, r.delivered, r.messages,
+                    "\(r.errors)"))
             report.latencyRuns.append(r)
             settle(setup.senders)
         }
@@ -131,11 +148,18 @@ final class ChatBenchRun: @unchecked Sendable {
         report.fanoutExpectedPerMessage = try fanoutProbe(setup: setup)
         for (k, rate) in config.fanoutRates.enumerated() {
             let count = max(1, Int(rate * config.fanoutSeconds))
-            Progress.log(String(format: "[chat] fan-out: %.0f msg/s into %d groups of %d for %.1f s", rate, config.groups, config.groupMembers, config.fanoutSeconds))
-            let r = fanoutRun(tag: "f\(k)", rate: rate, count: count, setup: setup, expected: report.fanoutExpectedPerMessage)
-            Progress.log(String(format: "[chat]   %.0f deliveries/s in the window (%.0f with drain), p99 %.1f ms, %d/%d delivered, errors %@",
-                                r.deliveriesPerSecond, r.deliveriesPerSecondWithDrain, r.latency.p99 / 1000, r.delivered,
-                                r.messages * r.expectedPerMessage, "\(r.errors)"))
+            Progress.log(
+                String(
+                    format: "[chat] fan-out: %.0f msg/s into %d groups of %d for %.1f s", rate, config.groups,
+                    config.groupMembers, config.fanoutSeconds))
+            let r = fanoutRun(
+                tag: "f\(k)", rate: rate, count: count, setup: setup, expected: report.fanoutExpectedPerMessage)
+            Progress.log(
+                String(
+                    format:
+                        "[chat]   %.0f deliveries/s in the window (%.0f with drain), p99 %.1f ms, %d/%d delivered, errors %@",
+                    r.deliveriesPerSecond, r.deliveriesPerSecondWithDrain, r.latency.p99 / 1000, r.delivered,
+                    r.messages * r.expectedPerMessage, "\(r.errors)"))
             report.fanoutRuns.append(r)
             settle(setup.members)
         }
@@ -149,8 +173,9 @@ final class ChatBenchRun: @unchecked Sendable {
     // MARK: - Servers
 
     private func startServer(_ id: String, secretFile: String, softLimit: Int?) throws -> ChatServerProcess {
-        let s = try ChatServerProcess(binary: config.confab, nodes: nodes, serverId: id, secretFile: secretFile,
-                                      logPath: "\(root)/\(id).log", softFileLimit: softLimit, extraArguments: extraServerArguments)
+        let s = try ChatServerProcess(
+            binary: config.confab, nodes: nodes, serverId: id, secretFile: secretFile,
+            logPath: "\(root)/\(id).log", softFileLimit: softLimit, extraArguments: extraServerArguments)
         servers.append(s)
         try s.waitListening()
         return s
@@ -163,11 +188,15 @@ final class ChatBenchRun: @unchecked Sendable {
         Progress.log("[chat] waiting for both chat servers to see each other")
         while true {
             let answers = try blockOn { [pools] in
-                try await pools.asyncMap { pool in try await names.asyncMap(concurrency: 1) { try await Self.route($0, pool.connection(0)) } }
+                try await pools.asyncMap { pool in
+                    try await names.asyncMap(concurrency: 1) { try await Self.route($0, pool.connection(0)) }
+                }
             }
             if answers[0] == answers[1], Set(answers[0]).count == 2 { return }
             if ProcessIO.nowNanos() > deadline {
-                throw ChatBenchError("the two chat servers did not agree on a two-server hash ring within 30 s (answers: \(answers.map { Set($0) }))")
+                throw ChatBenchError(
+                    "the two chat servers did not agree on a two-server hash ring within 30 s (answers: \(answers.map { Set($0) }))"
+                )
             }
             usleep(500_000)
         }
@@ -193,7 +222,8 @@ final class ChatBenchRun: @unchecked Sendable {
         let n = config.idleConnections ?? min(100_000, max(500, ((hard - fdsBefore - warm - 500) / 500) * 500))
         report.requested = n
         report.targetConnections = 100_000
-        Progress.log("[chat] idle: minting \(n + warm) tokens; server A holds \(fdsBefore) descriptors, hard limit \(hard)")
+        Progress.log(
+            "[chat] idle: minting \(n + warm) tokens; server A holds \(fdsBefore) descriptors, hard limit \(hard)")
         let tokens = ChatTokens(secret: secret)
         var lines: [String] = []
         lines.reserveCapacity(n + warm)
@@ -201,7 +231,9 @@ final class ChatBenchRun: @unchecked Sendable {
         let firstToken = lines[0]
         let me = try blockOn { [pools] in try await pools[0].connection(0).request(.GET, "/api/me", token: firstToken) }
         guard me.status == 200 else {
-            throw ChatBenchError("server A refused a bench-minted token (GET /api/me → \(me.status) \(me.text.prefix(300))); the token format in ChatTokens.swift no longer matches the server's")
+            throw ChatBenchError(
+                "server A refused a bench-minted token (GET /api/me → \(me.status) \(me.text.prefix(300))); the token format in ChatTokens.swift no longer matches the server's"
+            )
         }
         let tokensFile = "\(root)/idle-tokens.txt"
         try lines.joined(separator: "\n").write(toFile: tokensFile, atomically: true, encoding: .utf8)
@@ -210,18 +242,22 @@ final class ChatBenchRun: @unchecked Sendable {
         // bring in are in "before", not charged to the measured ones.
         let warmFleet = IdleFleet()
         fleets.append(warmFleet)
-        let w = try warmFleet.open(host: host, port: port, tokensFile: tokensFile, count: warm, children: 1, firstToken: 0, concurrency: 50)
+        let w = try warmFleet.open(
+            host: host, port: port, tokensFile: tokensFile, count: warm, children: 1, firstToken: 0, concurrency: 50)
         report.warmupConnections = w.opened
         usleep(1_500_000)
         report.rssBefore = settledRSS(a)
         report.serverFdsBefore = a.openFiles()
-        Progress.log("[chat] idle: \(w.opened) warm-up connections open; server A RSS \(report.rssBefore.map { String($0 / 1024) } ?? "?") KiB; opening \(n) more from \(max(config.idleChildren, (n + 8_999) / 9_000)) processes")
+        Progress.log(
+            "[chat] idle: \(w.opened) warm-up connections open; server A RSS \(report.rssBefore.map { String($0 / 1024) } ?? "?") KiB; opening \(n) more from \(max(config.idleChildren, (n + 8_999) / 9_000)) processes"
+        )
         let fleet = IdleFleet()
         fleets.append(fleet)
         // At most 9,000 per child: a process may hold 20,000 descriptors here.
         let children = max(config.idleChildren, (n + 8_999) / 9_000)
-        let o = try fleet.open(host: host, port: port, tokensFile: tokensFile, count: n, children: children,
-                               firstToken: warm, concurrency: 200)
+        let o = try fleet.open(
+            host: host, port: port, tokensFile: tokensFile, count: n, children: children,
+            firstToken: warm, concurrency: 200)
         report.opened = o.opened
         report.failed = o.failed
         report.firstError = o.firstError
@@ -230,7 +266,9 @@ final class ChatBenchRun: @unchecked Sendable {
         report.rssAfter = settledRSS(a)
         report.serverFdsAfter = a.openFiles()
         report.serverAliveWithConnections = a.isRunning
-        Progress.log("[chat] idle: \(o.opened) open, \(o.failed) failed in \(String(format: "%.1f", o.seconds)) s; server A RSS \(report.rssAfter.map { String($0 / 1024) } ?? "?") KiB, \(report.serverFdsAfter ?? -1) descriptors\(o.firstError.map { "; first error: \($0)" } ?? "")")
+        Progress.log(
+            "[chat] idle: \(o.opened) open, \(o.failed) failed in \(String(format: "%.1f", o.seconds)) s; server A RSS \(report.rssAfter.map { String($0 / 1024) } ?? "?") KiB, \(report.serverFdsAfter ?? -1) descriptors\(o.firstError.map { "; first error: \($0)" } ?? "")"
+        )
         // Close them all; wait until the server has let go of the descriptors.
         fleet.close()
         warmFleet.close()
@@ -249,7 +287,11 @@ final class ChatBenchRun: @unchecked Sendable {
         while stable < 2, ProcessIO.nowNanos() < deadline {
             usleep(300_000)
             let now = s.rssBytes()
-            if let n = now, let l = last, abs(Double(n) - Double(l)) < Double(l) * 0.01 { stable += 1 } else { stable = 0 }
+            if let n = now, let l = last, abs(Double(n) - Double(l)) < Double(l) * 0.01 {
+                stable += 1
+            } else {
+                stable = 0
+            }
             last = now
         }
         return last
@@ -278,11 +320,14 @@ final class ChatBenchRun: @unchecked Sendable {
         var byHome: [[String]] = [[], []]
         var k = 0
         let serverIds = servers.map(\.serverId)
-        let needA = 2 * p + 1, needB = p + 1
+        let needA = 2 * p + 1
+        let needB = p + 1
         while byHome[0].count < needA || byHome[1].count < needB {
             let batch = (k..<(k + 64)).map { "b\(runId)_\($0)" }
             k += 64
-            let homes = try blockOn { [pools] in try await batch.asyncMap(concurrency: 1) { try await Self.route($0, pools[0].connection(0)) } }
+            let homes = try blockOn { [pools] in
+                try await batch.asyncMap(concurrency: 1) { try await Self.route($0, pools[0].connection(0)) }
+            }
             for (name, id) in zip(batch, homes) {
                 guard let h = serverIds.firstIndex(of: id) else { continue }
                 byHome[h].append(name)
@@ -294,7 +339,10 @@ final class ChatBenchRun: @unchecked Sendable {
         var note = ""
         if config.mode == "auto" {
             crossServer = try probeCrossServer(from: byHome[0][2 * p], to: byHome[1][p])
-            note = crossServer ? "" : "same-server: a message sent on server A did not reach a device on server B within 5 s (cross-server forwarding unavailable), so both users of every pair are on server A"
+            note =
+                crossServer
+                ? ""
+                : "same-server: a message sent on server A did not reach a device on server B within 5 s (cross-server forwarding unavailable), so both users of every pair are on server A"
         } else if config.mode == "same" {
             note = "same-server (forced with --mode same)"
         }
@@ -304,13 +352,17 @@ final class ChatBenchRun: @unchecked Sendable {
         let senders = Array(0..<p)
         for i in 0..<p { users.append(BenchUser(name: byHome[0][i], home: 0)) }
         let receivers = Array(p..<(2 * p))
-        for i in 0..<p { users.append(crossServer ? BenchUser(name: byHome[1][i], home: 1) : BenchUser(name: byHome[0][p + i], home: 0)) }
+        for i in 0..<p {
+            users.append(
+                crossServer ? BenchUser(name: byHome[1][i], home: 1) : BenchUser(name: byHome[0][p + i], home: 0))
+        }
         Progress.log("[chat] registering \(users.count) users (\(config.passwordRounds) PBKDF2 rounds)")
         let tokens = try blockOn { [pools, users] in
             try await pools[0].forEach(users.count) { i, _ in
                 // At the user's home server (lane i % size of either pool is only used by lane i % size).
                 let c = pools[users[i].home].connection(i % pools[0].size)
-                let r = try await c.request(.POST, "/api/register", json: ["handle": users[i].name, "password": "bench-password-\(i)"])
+                let r = try await c.request(
+                    .POST, "/api/register", json: ["handle": users[i].name, "password": "bench-password-\(i)"])
                 guard r.status == 201 || r.status == 200, let t = r.object?["token"] as? String else {
                     throw ChatBenchError("POST /api/register \(users[i].name): \(r.status) \(r.text.prefix(300))")
                 }
@@ -323,7 +375,8 @@ final class ChatBenchRun: @unchecked Sendable {
         let directChats = try blockOn { [pools, users] in
             try await pools[0].forEach(p) { i, _ in
                 let c = pools[users[i].home].connection(i % pools[0].size)
-                let r = try await c.request(.POST, "/api/chats/direct", json: ["with": users[p + i].name], token: users[i].token)
+                let r = try await c.request(
+                    .POST, "/api/chats/direct", json: ["with": users[p + i].name], token: users[i].token)
                 guard r.status == 200 || r.status == 201, let chat = Self.chatId(r.object) else {
                     throw ChatBenchError("POST /api/chats/direct: \(r.status) \(r.text.prefix(300))")
                 }
@@ -339,20 +392,24 @@ final class ChatBenchRun: @unchecked Sendable {
         let groupChats = try blockOn { [pools, users, config] in
             try await (0..<config.groups).asyncMap(concurrency: 1) { g in
                 let r = try await pools[users[creator].home].connection(g).request(
-                    .POST, "/api/chats/group", json: ["title": "bench group \(g)", "members": others], token: users[creator].token)
+                    .POST, "/api/chats/group", json: ["title": "bench group \(g)", "members": others],
+                    token: users[creator].token)
                 guard r.status == 200 || r.status == 201, let chat = Self.chatId(r.object) else {
                     throw ChatBenchError("POST /api/chats/group: \(r.status) \(r.text.prefix(300))")
                 }
                 return chat
             }
         }
-        let membersPerServer = [members.filter { users[$0].home == 0 }.count, members.filter { users[$0].home == 1 }.count]
+        let membersPerServer = [
+            members.filter { users[$0].home == 0 }.count, members.filter { users[$0].home == 1 }.count,
+        ]
 
         Progress.log("[chat] connecting \(users.count) WebSocket devices")
         try connectDevices(users)
-        return Setup(users: users, senders: senders, receivers: receivers, directChats: directChats, members: members,
-                     groupChats: groupChats, crossServer: crossServer, note: note, membersPerServer: membersPerServer,
-                     text: String(text))
+        return Setup(
+            users: users, senders: senders, receivers: receivers, directChats: directChats, members: members,
+            groupChats: groupChats, crossServer: crossServer, note: note, membersPerServer: membersPerServer,
+            text: String(text))
     }
 
     static func chatId(_ object: [String: Any]?) -> String? {
@@ -369,11 +426,14 @@ final class ChatBenchRun: @unchecked Sendable {
         sockets = try blockOn { [group] in
             try await Array(users.enumerated()).asyncMap(concurrency: 32) { i, u in
                 let (host, port) = urls[u.home]
-                let s = try await ChatSocket.connect(host: host, port: port, token: u.token, group: group) { buffer, now in
+                let s = try await ChatSocket.connect(host: host, port: port, token: u.token, group: group) {
+                    buffer, now in
                     router.onText(device: i, buffer, at: now)
                 }
                 let first = try await s.firstText()
-                guard first.contains("\"hello\"") else { throw ChatBenchError("\(u.name): first frame was not hello: \(first.prefix(300))") }
+                guard first.contains("\"hello\"") else {
+                    throw ChatBenchError("\(u.name): first frame was not hello: \(first.prefix(300))")
+                }
                 return s
             }
         }
@@ -387,14 +447,21 @@ final class ChatBenchRun: @unchecked Sendable {
         let ok = try blockOn { [pools, group] () async throws -> Bool in
             var tokens: [String] = []
             for (home, name) in [from, to].enumerated() {
-                let r = try await pools[home].connection(0).request(.POST, "/api/register", json: ["handle": name, "password": "bench-password"])
-                guard let t = r.object?["token"] as? String else { throw ChatBenchError("POST /api/register: \(r.status) \(r.text.prefix(300))") }
+                let r = try await pools[home].connection(0).request(
+                    .POST, "/api/register", json: ["handle": name, "password": "bench-password"])
+                guard let t = r.object?["token"] as? String else {
+                    throw ChatBenchError("POST /api/register: \(r.status) \(r.text.prefix(300))")
+                }
                 tokens.append(t)
             }
-            let r = try await pools[0].connection(0).request(.POST, "/api/chats/direct", json: ["with": to], token: tokens[0])
-            guard let chat = Self.chatId(r.object) else { throw ChatBenchError("POST /api/chats/direct: \(r.status) \(r.text.prefix(300))") }
+            let r = try await pools[0].connection(0).request(
+                .POST, "/api/chats/direct", json: ["with": to], token: tokens[0])
+            guard let chat = Self.chatId(r.object) else {
+                throw ChatBenchError("POST /api/chats/direct: \(r.status) \(r.text.prefix(300))")
+            }
             let sa = try await ChatSocket.connect(host: urls[0].0, port: urls[0].1, token: tokens[0], group: group)
-            let sb = try await ChatSocket.connect(host: urls[1].0, port: urls[1].1, token: tokens[1], group: group) { buffer, now in
+            let sb = try await ChatSocket.connect(host: urls[1].0, port: urls[1].1, token: tokens[1], group: group) {
+                buffer, now in
                 router.onText(device: -1, buffer, at: now)
             }
             _ = try await sa.firstText()
@@ -420,9 +487,12 @@ final class ChatBenchRun: @unchecked Sendable {
         let sockets = self.sockets
         let p = setup.senders.count
         return measuringCPU {
-            OpenLoopSender(rate: rate, messages: count, drainTimeout: drainTimeout).run(book: book, expectedPerMessage: 1, label: tag, router: router) { i in
+            OpenLoopSender(rate: rate, messages: count, drainTimeout: drainTimeout).run(
+                book: book, expectedPerMessage: 1, label: tag, router: router
+            ) { i in
                 let pair = i % p
-                sockets[setup.senders[pair]].send(SendFrame.json(chatId: setup.directChats[pair], clientId: "\(tag)-\(i)", text: setup.text))
+                sockets[setup.senders[pair]].send(
+                    SendFrame.json(chatId: setup.directChats[pair], clientId: "\(tag)-\(i)", text: setup.text))
             }
         }
     }
@@ -442,7 +512,10 @@ final class ChatBenchRun: @unchecked Sendable {
         let deadline = start + 120_000_000_000
         while router.pongCount - before < devices.count, ProcessIO.nowNanos() < deadline { usleep(10_000) }
         let seconds = Double(ProcessIO.nowNanos() - start) / 1e9
-        if seconds > 0.5 { Progress.log(String(format: "[chat]   settled in %.1f s (servers were still working off earlier sends)", seconds)) }
+        if seconds > 0.5 {
+            Progress.log(
+                String(format: "[chat]   settled in %.1f s (servers were still working off earlier sends)", seconds))
+        }
         return seconds
     }
 
@@ -453,7 +526,8 @@ final class ChatBenchRun: @unchecked Sendable {
             var nodes: [Node]
         }
         guard let dir = ring?.directory, let data = FileManager.default.contents(atPath: "\(dir)/ring.json"),
-              let state = try? JSONDecoder().decode(State.self, from: data) else { return [] }
+            let state = try? JSONDecoder().decode(State.self, from: data)
+        else { return [] }
         return state.nodes.compactMap(\.pid)
     }()
 
@@ -461,7 +535,9 @@ final class ChatBenchRun: @unchecked Sendable {
     private func measuringCPU(_ body: () -> ChatRunResult) -> ChatRunResult {
         func sample() -> [String: Double] {
             var out: [String: Double] = [:]
-            for (i, s) in servers.enumerated() { out[i == 0 ? "server_a" : "server_b"] = CPUTime.seconds(pid: s.pid) ?? 0 }
+            for (i, s) in servers.enumerated() {
+                out[i == 0 ? "server_a" : "server_b"] = CPUTime.seconds(pid: s.pid) ?? 0
+            }
             out["ring"] = nodePids.compactMap { CPUTime.seconds(pid: $0) }.reduce(0, +)
             out["bench"] = CPUTime.seconds(pid: nil) ?? 0
             return out
@@ -483,7 +559,10 @@ final class ChatBenchRun: @unchecked Sendable {
         let deadline = ProcessIO.nowNanos() + 15_000_000_000
         while ProcessIO.nowNanos() < deadline {
             let n = router.watched().count
-            if n != last { last = n; stableSince = ProcessIO.nowNanos() }
+            if n != last {
+                last = n
+                stableSince = ProcessIO.nowNanos()
+            }
             if n >= setup.members.count || (n > 0 && ProcessIO.nowNanos() - stableSince > 1_000_000_000) { break }
             usleep(20_000)
         }
@@ -496,10 +575,14 @@ final class ChatBenchRun: @unchecked Sendable {
     private func fanoutRun(tag: String, rate: Double, count: Int, setup: Setup, expected: Int) -> ChatRunResult {
         let book = ReceiptBook(tag: tag, messages: count, counted: Set(setup.members))
         let sockets = self.sockets
-        let m = setup.members.count, g = setup.groupChats.count
+        let m = setup.members.count
+        let g = setup.groupChats.count
         return measuringCPU {
-            OpenLoopSender(rate: rate, messages: count, drainTimeout: drainTimeout).run(book: book, expectedPerMessage: expected, label: tag, router: router) { i in
-                sockets[setup.members[i % m]].send(SendFrame.json(chatId: setup.groupChats[i % g], clientId: "\(tag)-\(i)", text: setup.text))
+            OpenLoopSender(rate: rate, messages: count, drainTimeout: drainTimeout).run(
+                book: book, expectedPerMessage: expected, label: tag, router: router
+            ) { i in
+                sockets[setup.members[i % m]].send(
+                    SendFrame.json(chatId: setup.groupChats[i % g], clientId: "\(tag)-\(i)", text: setup.text))
             }
         }
     }
@@ -507,20 +590,24 @@ final class ChatBenchRun: @unchecked Sendable {
 
 extension Sequence where Element: Sendable {
     /// Maps with up to `concurrency` tasks at a time, keeping the order.
-    func asyncMap<T: Sendable>(concurrency: Int = 8, _ f: @escaping @Sendable (Element) async throws -> T) async throws -> [T] {
+    func asyncMap<T: Sendable>(concurrency: Int = 8, _ f: @escaping @Sendable (Element) async throws -> T) async throws
+        -> [T]
+    {
         let items = Array(self)
         return try await withThrowingTaskGroup(of: (Int, T).self) { group in
             var next = 0
             var out = [T?](repeating: nil, count: items.count)
             while next < Swift.min(concurrency, items.count) {
-                let i = next, item = items[i]
+                let i = next
+                let item = items[i]
                 group.addTask { (i, try await f(item)) }
                 next += 1
             }
             for try await (i, v) in group {
                 out[i] = v
                 if next < items.count {
-                    let j = next, item = items[j]
+                    let j = next
+                    let item = items[j]
                     group.addTask { (j, try await f(item)) }
                     next += 1
                 }

@@ -43,7 +43,9 @@ final class ChatHTTPConnection: Sendable {
     }
 
     /// One request; `json` is encoded as the body. Waits for the whole response.
-    func request(_ method: HTTPMethod, _ path: String, json: [String: Any]? = nil, token: String? = nil) async throws -> Response {
+    func request(_ method: HTTPMethod, _ path: String, json: [String: Any]? = nil, token: String? = nil) async throws
+        -> Response
+    {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "\(host):\(port)")
         headers.add(name: "Connection", value: "keep-alive")
@@ -130,7 +132,9 @@ final class ChatHTTPPool: Sendable {
     static func connect(baseURL: String, size: Int, group: any EventLoopGroup) async throws -> ChatHTTPPool {
         let (host, port) = try ChatURL.hostPort(baseURL)
         var connections: [ChatHTTPConnection] = []
-        for _ in 0..<size { connections.append(try await ChatHTTPConnection.connect(host: host, port: port, group: group)) }
+        for _ in 0..<size {
+            connections.append(try await ChatHTTPConnection.connect(host: host, port: port, group: group))
+        }
         return ChatHTTPPool(baseURL: baseURL, connections: connections)
     }
 
@@ -142,7 +146,9 @@ final class ChatHTTPPool: Sendable {
     }
 
     /// Runs `work(i, connection)` for i in 0..<count, `size` at a time (one per connection).
-    func forEach<T: Sendable>(_ count: Int, _ work: @escaping @Sendable (Int, ChatHTTPConnection) async throws -> T) async throws -> [T] {
+    func forEach<T: Sendable>(_ count: Int, _ work: @escaping @Sendable (Int, ChatHTTPConnection) async throws -> T)
+        async throws -> [T]
+    {
         try await withThrowingTaskGroup(of: [(Int, T)].self) { group in
             for lane in 0..<min(size, max(count, 1)) {
                 let connection = connections[lane]

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Histogram
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Receipts of one measured run: per message, when it was due to be sent (the open-loop
 /// schedule), and per receipt at a counted device, latency = receipt − due time. Fed by the
@@ -92,9 +93,10 @@ final class ReceiptBook: @unchecked Sendable {
 
     var totals: Totals {
         lock.withLock {
-            Totals(delivered: delivered, duplicates: duplicates, acks: acks, errors: errorCodes,
-                   unreceived: receipts.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, inWindow: inWindow, lastReceipt: lastReceipt,
-                   latency: latency, ack: ackLatency, bins: bins)
+            Totals(
+                delivered: delivered, duplicates: duplicates, acks: acks, errors: errorCodes,
+                unreceived: receipts.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, inWindow: inWindow, lastReceipt: lastReceipt,
+                latency: latency, ack: ackLatency, bins: bins)
         }
     }
 
@@ -137,13 +139,19 @@ final class EventRouter: @unchecked Sendable {
                 return (self.book, self.expected)
             }
             guard let book, let dash = clientId.firstIndex(of: "-"), clientId[..<dash] == book.tag,
-                  let index = Int(clientId[clientId.index(after: dash)...]) else { return }
-            if type == "message" { book.receipt(device: device, index: index, at: now, expectedPerMessage: expected) }
-            else { book.ack(index: index, at: now) }
+                let index = Int(clientId[clientId.index(after: dash)...])
+            else { return }
+            if type == "message" {
+                book.receipt(device: device, index: index, at: now, expectedPerMessage: expected)
+            } else {
+                book.ack(index: index, at: now)
+            }
         case "error":
             let code = EventScan.string("code", in: buffer).map(String.init) ?? "?"
             lock.withLock { book }?.error(code)
-            if lock.withLock({ book == nil }) { Progress.log("[chat] device \(device) got error \(code): \(String(buffer: buffer).prefix(300))") }
+            if lock.withLock({ book == nil }) {
+                Progress.log("[chat] device \(device) got error \(code): \(String(buffer: buffer).prefix(300))")
+            }
         case "pong":
             lock.withLock { pongs += 1 }
         default:
@@ -195,8 +203,10 @@ struct OpenLoopSender {
         self.drainTimeout = drainTimeout
     }
 
-    func run(book: ReceiptBook, expectedPerMessage: Int, label: String, router: EventRouter,
-             send: (Int) -> Void) -> ChatRunResult {
+    func run(
+        book: ReceiptBook, expectedPerMessage: Int, label: String, router: EventRouter,
+        send: (Int) -> Void
+    ) -> ChatRunResult {
         let interval = 1e9 / rate
         let start = ProcessIO.nowNanos() + 20_000_000
         book.binStart = start
@@ -234,8 +244,13 @@ struct OpenLoopSender {
         while ProcessIO.nowNanos() < deadline {
             let (c, answered) = book.progress
             if c >= expected && answered >= messages { break }
-            if c != lastCount { lastCount = c; quietSince = ProcessIO.nowNanos() }
-            else if ProcessIO.nowNanos() - quietSince > 2_000_000_000, ProcessIO.nowNanos() > lastDue + 1_000_000_000 { break }
+            if c != lastCount {
+                lastCount = c
+                quietSince = ProcessIO.nowNanos()
+            } else if ProcessIO.nowNanos() - quietSince > 2_000_000_000, ProcessIO.nowNanos() > lastDue + 1_000_000_000
+            {
+                break
+            }
             usleep(10_000)
         }
         router.activate(nil, expectedPerMessage: 1)
@@ -243,7 +258,8 @@ struct OpenLoopSender {
         let window = Double(book.windowEnd - book.windowStart) / 1e9
         let span = t.lastReceipt > start ? Double(t.lastReceipt - start) / 1e9 : window
         return ChatRunResult(
-            label: label, ratePerSecond: rate, messages: messages, seconds: window, expectedPerMessage: expectedPerMessage,
+            label: label, ratePerSecond: rate, messages: messages, seconds: window,
+            expectedPerMessage: expectedPerMessage,
             delivered: t.delivered, unreceived: t.unreceived, duplicates: t.duplicates, acks: t.acks,
             errors: t.errors, latency: LatencySummary(t.latency), ack: LatencySummary(t.ack),
             deliveriesPerSecond: Double(t.inWindow) / window,

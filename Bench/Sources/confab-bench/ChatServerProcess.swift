@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One `confab chat serve` process started by the benchmark: its URL (from the "listening on
 /// http://HOST:PORT" line it logs), its pid for /proc readings, and a stop that always happens.
@@ -16,14 +17,19 @@ final class ChatServerProcess {
     /// Starts the server. `softFileLimit` lowers the soft RLIMIT_NOFILE the server starts with
     /// (through `sh -c 'ulimit -S -n N; exec …'`), so the benchmark can see whether the server
     /// raises it to the hard limit itself, as a server meant for 100,000 connections must.
-    init(binary: String, nodes: String, serverId: String, secretFile: String, logPath: String,
-         softFileLimit: Int?, extraArguments: [String] = []) throws {
+    init(
+        binary: String, nodes: String, serverId: String, secretFile: String, logPath: String,
+        softFileLimit: Int?, extraArguments: [String] = []
+    ) throws {
         self.serverId = serverId
         self.logPath = logPath
-        let arguments = ["chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
-                         "--server-id", serverId, "--secret-file", secretFile,
-                         // The bench signs up thousands of users from one address.
-                         "--login-rate", "100000", "--login-burst", "100000"] + extraArguments
+        let arguments =
+            [
+                "chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
+                "--server-id", serverId, "--secret-file", secretFile,
+                // The bench signs up thousands of users from one address.
+                "--login-rate", "100000", "--login-burst", "100000",
+            ] + extraArguments
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         guard let log = FileHandle(forWritingAtPath: logPath) else { throw ChatBenchError("cannot write \(logPath)") }
         let p = Process()
@@ -48,7 +54,8 @@ final class ChatServerProcess {
         let deadline = ProcessIO.nowNanos() + UInt64(timeout * 1e9)
         while ProcessIO.nowNanos() < deadline {
             if let text = try? String(contentsOfFile: logPath, encoding: .utf8),
-               let range = text.range(of: "listening on http://") {
+                let range = text.range(of: "listening on http://")
+            {
                 let rest = text[range.upperBound...]
                 let address = rest.prefix { !$0.isWhitespace && $0 != "\"" && $0 != "," }
                 url = "http://" + address
@@ -56,11 +63,15 @@ final class ChatServerProcess {
                 return
             }
             guard process.isRunning else {
-                throw ChatBenchError("chat server \(serverId) exited with \(process.terminationStatus) while starting; the end of \(logPath):\n\(tail())")
+                throw ChatBenchError(
+                    "chat server \(serverId) exited with \(process.terminationStatus) while starting; the end of \(logPath):\n\(tail())"
+                )
             }
             usleep(50_000)
         }
-        throw ChatBenchError("chat server \(serverId) did not print \"listening on http://\" within \(Int(timeout)) s; the end of \(logPath):\n\(tail())")
+        throw ChatBenchError(
+            "chat server \(serverId) did not print \"listening on http://\" within \(Int(timeout)) s; the end of \(logPath):\n\(tail())"
+        )
     }
 
     var isRunning: Bool { process.isRunning }
@@ -82,7 +93,9 @@ final class ChatServerProcess {
     func rssBytes() -> UInt64? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let kb = line.dropFirst("VmRSS:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { UInt64($0) }
+            let kb = line.dropFirst("VmRSS:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap {
+                UInt64($0)
+            }
             return kb.map { $0 * 1024 }
         }
         return nil
@@ -116,7 +129,8 @@ enum CPUTime {
     static func seconds(pid: Int32?) -> Double? {
         let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
+            let close = text.lastIndex(of: ")")
+        else { return nil }
         // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }

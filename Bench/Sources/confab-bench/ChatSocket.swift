@@ -24,9 +24,11 @@ final class ChatSocket: Sendable {
     ///
     /// A server out of descriptors may leave a connection in its accept queue forever; `timeout`
     /// closes a connection whose upgrade and first frame have not both happened by then.
-    static func connect(host: String, port: Int, token: String, group: any EventLoopGroup, source: String? = nil,
-                        timeout: TimeAmount = .seconds(15),
-                        onText: (@Sendable (ByteBuffer, UInt64) -> Void)? = nil) async throws -> ChatSocket {
+    static func connect(
+        host: String, port: Int, token: String, group: any EventLoopGroup, source: String? = nil,
+        timeout: TimeAmount = .seconds(15),
+        onText: (@Sendable (ByteBuffer, UInt64) -> Void)? = nil
+    ) async throws -> ChatSocket {
         let handler = ChatSocketHandler(onText: onText)
         let address = try SocketAddress(ipAddress: host, port: port)
         var bootstrap = ClientBootstrap(group: group)
@@ -48,8 +50,9 @@ final class ChatSocket: Sendable {
                     upgradePipelineHandler: { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(
-                                NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64,
-                                                            maxAccumulatedFrameSize: 1 << 20))
+                                NIOWebSocketFrameAggregator(
+                                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64,
+                                    maxAccumulatedFrameSize: 1 << 20))
                             try channel.pipeline.syncOperations.addHandler(handler)
                             return true
                         }
@@ -62,7 +65,8 @@ final class ChatSocket: Sendable {
                 var configuration = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: upgrade)
                 // The server may send `hello` in the same segment as the 101 response.
                 configuration.leftOverBytesStrategy = .forwardBytes
-                let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: configuration)
+                let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                    configuration: configuration)
                 return (channel, result)
             }
         }
@@ -97,8 +101,9 @@ final class ChatSocket: Sendable {
 
     func close() {
         let channel = self.channel
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(),
-                                   data: channel.allocator.buffer(bytes: [0x03, 0xE8]))
+        let frame = WebSocketFrame(
+            fin: true, opcode: .connectionClose, maskKey: .random(),
+            data: channel.allocator.buffer(bytes: [0x03, 0xE8]))
         channel.writeAndFlush(frame).whenComplete { _ in channel.close(promise: nil) }
     }
 }
@@ -147,8 +152,9 @@ private final class ChatSocketHandler: ChannelInboundHandler, @unchecked Sendabl
             let code = data.readInteger(as: UInt16.self).map(String.init) ?? "none"
             let reason = data.readString(length: data.readableBytes) ?? ""
             closeReason = "closed by the server: code \(code)\(reason.isEmpty ? "" : " (\(reason))")"
-            let echo = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(),
-                                      data: context.channel.allocator.buffer(bytes: [0x03, 0xE8]))
+            let echo = WebSocketFrame(
+                fin: true, opcode: .connectionClose, maskKey: .random(),
+                data: context.channel.allocator.buffer(bytes: [0x03, 0xE8]))
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(echo)).whenComplete { _ in channel.close(promise: nil) }
         default:
@@ -192,7 +198,9 @@ enum EventScan {
     /// have any), or nil.
     static func string(_ key: StaticString, in buffer: ByteBuffer) -> Substring? {
         buffer.withUnsafeReadableBytes { raw -> Substring? in
-            guard let start = valueStart(key, raw), start < raw.count, raw[start] == UInt8(ascii: "\"") else { return nil }
+            guard let start = valueStart(key, raw), start < raw.count, raw[start] == UInt8(ascii: "\"") else {
+                return nil
+            }
             var end = start + 1
             while end < raw.count, raw[end] != UInt8(ascii: "\"") { end += 1 }
             guard end < raw.count else { return nil }
@@ -207,12 +215,24 @@ enum EventScan {
         guard raw.count > n else { return nil }
         var i = 0
         outer: while i + n <= raw.count {
-            if raw[i] != UInt8(ascii: "\"") { i += 1; continue }
-            for j in 0..<k.count where raw[i + 1 + j] != k[j] { i += 1; continue outer }
-            if raw[i + 1 + k.count] != UInt8(ascii: "\"") { i += 1; continue }
+            if raw[i] != UInt8(ascii: "\"") {
+                i += 1
+                continue
+            }
+            for j in 0..<k.count where raw[i + 1 + j] != k[j] {
+                i += 1
+                continue outer
+            }
+            if raw[i + 1 + k.count] != UInt8(ascii: "\"") {
+                i += 1
+                continue
+            }
             var p = i + n
             while p < raw.count, raw[p] == UInt8(ascii: " ") { p += 1 }
-            guard p < raw.count, raw[p] == UInt8(ascii: ":") else { i += 1; continue }
+            guard p < raw.count, raw[p] == UInt8(ascii: ":") else {
+                i += 1
+                continue
+            }
             p += 1
             while p < raw.count, raw[p] == UInt8(ascii: " ") { p += 1 }
             return p

@@ -1,10 +1,11 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NIOCore
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The client side of the idle-connection phase: child processes of the bench (hidden command
 /// `chat-idle-child`), each holding a share of the connections. Several processes, because one
@@ -22,8 +23,10 @@ final class IdleFleet {
 
     /// Starts `children` processes that together open one connection per token to `host:port`
     /// and waits until each reports how many it holds. The connections stay open until `close()`.
-    func open(host: String, port: Int, tokensFile: String, count: Int, children childCount: Int,
-              firstToken: Int, concurrency: Int) throws -> Outcome {
+    func open(
+        host: String, port: Int, tokensFile: String, count: Int, children childCount: Int,
+        firstToken: Int, concurrency: Int
+    ) throws -> Outcome {
         let start = ProcessIO.nowNanos()
         let per = (count + childCount - 1) / childCount
         var from = firstToken
@@ -32,10 +35,13 @@ final class IdleFleet {
             let n = min(per, left)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: ProcessIO.executablePath())
-            p.arguments = ["chat-idle-child", "--host", host, "--port", String(port), "--tokens", tokensFile,
-                           "--from", String(from), "--count", String(n), "--source", "127.0.0.\(2 + c)",
-                           "--concurrency", String(concurrency)]
-            let input = Pipe(), output = Pipe()
+            p.arguments = [
+                "chat-idle-child", "--host", host, "--port", String(port), "--tokens", tokensFile,
+                "--from", String(from), "--count", String(n), "--source", "127.0.0.\(2 + c)",
+                "--concurrency", String(concurrency),
+            ]
+            let input = Pipe()
+            let output = Pipe()
             p.standardInput = input
             p.standardOutput = output
             p.standardError = FileHandle.standardError
@@ -50,7 +56,9 @@ final class IdleFleet {
             var buffered = Data()
             reading: while true {
                 let chunk = child.stdout.availableData
-                if chunk.isEmpty { throw ChatBenchError("an idle-connection child exited before reporting; see stderr above") }
+                if chunk.isEmpty {
+                    throw ChatBenchError("an idle-connection child exited before reporting; see stderr above")
+                }
                 buffered.append(chunk)
                 while let nl = buffered.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = String(decoding: buffered[buffered.startIndex..<nl], as: UTF8.self)
@@ -100,12 +108,19 @@ struct ChatIdleChildCommand: ParsableCommand {
     func run() throws {
         _ = FileLimit.raiseSoftToHard()
         let all = try String(contentsOfFile: tokens, encoding: .utf8).split(separator: "\n")
-        guard from + count <= all.count else { throw ChatBenchError("the token file has \(all.count) lines, need \(from + count)") }
+        guard from + count <= all.count else {
+            throw ChatBenchError("the token file has \(all.count) lines, need \(from + count)")
+        }
         let mine = all[from..<(from + count)].map(String.init)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let host = self.host, port = self.port, source = self.source, concurrency = self.concurrency
+        let host = self.host
+        let port = self.port
+        let source = self.source
+        let concurrency = self.concurrency
         let result = try blockOn { () async -> (Int, Int, String?, [ChatSocket]) in
-            var opened = 0, failed = 0, failedInARow = 0
+            var opened = 0
+            var failed = 0
+            var failedInARow = 0
             var firstError: String?
             var sockets: [ChatSocket] = []
             sockets.reserveCapacity(mine.count)
@@ -116,7 +131,8 @@ struct ChatIdleChildCommand: ParsableCommand {
                     next += 1
                     tasks.addTask {
                         do {
-                            let socket = try await ChatSocket.connect(host: host, port: port, token: token, group: group, source: source)
+                            let socket = try await ChatSocket.connect(
+                                host: host, port: port, token: token, group: group, source: source)
                             let first = try await socket.firstText()
                             guard first.contains("\"hello\"") else {
                                 socket.close()
@@ -131,13 +147,18 @@ struct ChatIdleChildCommand: ParsableCommand {
                 while next < min(concurrency, mine.count) { launch() }
                 for await r in tasks {
                     switch r {
-                    case .success(let s): sockets.append(s); opened += 1; failedInARow = 0
+                    case .success(let s):
+                        sockets.append(s)
+                        opened += 1
+                        failedInARow = 0
                     case .failure(let e):
                         failed += 1
                         failedInARow += 1
                         if firstError == nil { firstError = e.description }
                     }
-                    if (opened + failed) % 2_000 == 0 { FileHandle.standardOutput.write(Data("progress \(opened) \(failed)\n".utf8)) }
+                    if (opened + failed) % 2_000 == 0 {
+                        FileHandle.standardOutput.write(Data("progress \(opened) \(failed)\n".utf8))
+                    }
                     // Past the server's limit every attempt waits for its timeout; stop trying
                     // once 2 × concurrency attempts in a row failed (the rest count as failed).
                     if failedInARow >= 2 * concurrency, next < mine.count {

@@ -21,8 +21,9 @@ struct LatencySummary: Sendable {
 enum Latency {
     /// A histogram of nanoseconds from 1 ns to 10 minutes, 3 significant digits.
     static func histogram() -> Histogram<UInt64> {
-        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000_000,
-                          numberOfSignificantValueDigits: .three)
+        Histogram<UInt64>(
+            lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000_000,
+            numberOfSignificantValueDigits: .three)
     }
 }
 
@@ -37,7 +38,8 @@ struct OpenLoop {
     /// open-loop latency and, for diagnosis, of the service time (completion − actual start),
     /// which hides queueing.
     func run(_ operation: (Int) throws -> Void) rethrows
-        -> (latency: Histogram<UInt64>, service: Histogram<UInt64>) {
+        -> (latency: Histogram<UInt64>, service: Histogram<UInt64>)
+    {
         var hist = Latency.histogram()
         var serviceHist = Latency.histogram()
         let interval = 1e9 / ratePerSecond
@@ -63,7 +65,8 @@ struct ConcurrentWriters {
     /// start (or its share runs out). Returns wall seconds, writes acknowledged, the ack-latency
     /// histogram (ns) and the first error.
     func run(messages: [MessageRecord], system: any StorageSystem, maxSeconds: Double)
-        -> (seconds: Double, writes: Int, acks: Histogram<UInt64>, error: String?) {
+        -> (seconds: Double, writes: Int, acks: Histogram<UInt64>, error: String?)
+    {
         let state = SharedState(threads: threads)
         let perThread = messages.count / threads
         for t in 0..<threads {

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Process-level measurements: a monotonic clock, write-syscall byte counts, on-disk sizes.
 enum ProcessIO {
@@ -79,7 +80,10 @@ enum ProcessIO {
             usleep(50_000)
             let now = nowNanos()
             let w = writtenBytes() ?? 0
-            if w != last { last = w; quietSince = now }
+            if w != last {
+                last = w
+                quietSince = now
+            }
             if now - quietSince >= UInt64(quietMillis) * 1_000_000 { break }
             if Double(now - start) / 1e9 >= maxSeconds { break }
         }

@@ -34,21 +34,32 @@ struct Report {
     var targets: [TargetResult] {
         let c = { (k: String) in metric("confab", k) }
         return [
-            TargetResult(name: "ingest vs RocksDB", value: ratio(c("ingest_per_s"), metric("rocksdb", "ingest_per_s")),
-                         threshold: 1.0, atLeast: true, unit: "×"),
-            TargetResult(name: "ingest vs SQLite", value: ratio(c("ingest_per_s"), metric("sqlite", "ingest_per_s")),
-                         threshold: 5.0, atLeast: true, unit: "×"),
-            TargetResult(name: "group commit vs single-writer fdatasync",
-                         value: ratio(c("durable_ingest_per_s"), c("single_writer_sync_per_s")),
-                         threshold: 15.0, atLeast: true, unit: "×"),
-            TargetResult(name: "durable ack p99", value: c("durable_ack_p99_us"), threshold: 5_000, atLeast: false, unit: "µs"),
-            TargetResult(name: "latest-50 read p99", value: c("latest50_p99_us"), threshold: 1_000, atLeast: false, unit: "µs"),
-            TargetResult(name: "latest-50 p99 vs SQLite's", value: ratio(c("latest50_p99_us"), metric("sqlite", "latest50_p99_us")),
-                         threshold: 1.0, atLeast: false, unit: "×"),
-            TargetResult(name: "deep-page read p99", value: c("deep50_p99_us"), threshold: 2_000, atLeast: false, unit: "µs"),
-            TargetResult(name: "bytes/message vs RocksDB", value: ratio(c("bytes_per_message"), metric("rocksdb", "bytes_per_message")),
-                         threshold: 1.0, atLeast: false, unit: "×"),
-            TargetResult(name: "write amplification", value: c("write_amplification"), threshold: 3.0, atLeast: false, unit: "×"),
+            TargetResult(
+                name: "ingest vs RocksDB", value: ratio(c("ingest_per_s"), metric("rocksdb", "ingest_per_s")),
+                threshold: 1.0, atLeast: true, unit: "×"),
+            TargetResult(
+                name: "ingest vs SQLite", value: ratio(c("ingest_per_s"), metric("sqlite", "ingest_per_s")),
+                threshold: 5.0, atLeast: true, unit: "×"),
+            TargetResult(
+                name: "group commit vs single-writer fdatasync",
+                value: ratio(c("durable_ingest_per_s"), c("single_writer_sync_per_s")),
+                threshold: 15.0, atLeast: true, unit: "×"),
+            TargetResult(
+                name: "durable ack p99", value: c("durable_ack_p99_us"), threshold: 5_000, atLeast: false, unit: "µs"),
+            TargetResult(
+                name: "latest-50 read p99", value: c("latest50_p99_us"), threshold: 1_000, atLeast: false, unit: "µs"),
+            TargetResult(
+                name: "latest-50 p99 vs SQLite's",
+                value: ratio(c("latest50_p99_us"), metric("sqlite", "latest50_p99_us")),
+                threshold: 1.0, atLeast: false, unit: "×"),
+            TargetResult(
+                name: "deep-page read p99", value: c("deep50_p99_us"), threshold: 2_000, atLeast: false, unit: "µs"),
+            TargetResult(
+                name: "bytes/message vs RocksDB",
+                value: ratio(c("bytes_per_message"), metric("rocksdb", "bytes_per_message")),
+                threshold: 1.0, atLeast: false, unit: "×"),
+            TargetResult(
+                name: "write amplification", value: c("write_amplification"), threshold: 3.0, atLeast: false, unit: "×"),
         ]
     }
 
@@ -82,8 +93,10 @@ struct Report {
         let labelWidth = Report.rows.map(\.0.count).max()! + 2
         let colWidth = max(12, cols.map(\.count).max()! + 2)
         var out = ""
-        out += "Confab storage benchmark — \(config.quick ? "quick" : "full") run, \(workload.messages.count) messages, "
-        out += "\(config.workload.chats) chats, deep offset \(config.workload.deepOffset), seed \(config.workload.seed)\n\n"
+        out +=
+            "Confab storage benchmark — \(config.quick ? "quick" : "full") run, \(workload.messages.count) messages, "
+        out +=
+            "\(config.workload.chats) chats, deep offset \(config.workload.deepOffset), seed \(config.workload.seed)\n\n"
         out += "metric".padding(toLength: labelWidth, withPad: " ", startingAt: 0)
         for c in cols { out += c.leftPadded(colWidth) }
         out += "\n" + String(repeating: "-", count: labelWidth + colWidth * cols.count) + "\n"
@@ -91,7 +104,8 @@ struct Report {
             out += label.padding(toLength: labelWidth, withPad: " ", startingAt: 0)
             for s in systems { out += (s.metrics[key].map(fmt) ?? "-").leftPadded(colWidth) }
             for r in refs {
-                out += (ratio(metric("confab", key), metric(r, key)).map { String(format: "%.2f×", $0) } ?? "-").leftPadded(colWidth)
+                out += (ratio(metric("confab", key), metric(r, key)).map { String(format: "%.2f×", $0) } ?? "-")
+                    .leftPadded(colWidth)
             }
             out += "\n"
         }
@@ -102,12 +116,14 @@ struct Report {
         for t in targets {
             let mark = t.met.map { $0 ? "MET   " : "MISSED" } ?? "n/a   "
             let value = t.value.map { t.unit == "×" ? String(format: "%.2f×", $0) : "\(fmt($0)) \(t.unit)" } ?? "-"
-            out += "  [\(mark)] \(t.name.padding(toLength: 42, withPad: " ", startingAt: 0)) \(value.leftPadded(12))  (need \(t.atLeast ? "≥" : "≤") \(t.unit == "×" ? String(format: "%.1f×", t.threshold) : "\(fmt(t.threshold)) \(t.unit)"))\n"
+            out +=
+                "  [\(mark)] \(t.name.padding(toLength: 42, withPad: " ", startingAt: 0)) \(value.leftPadded(12))  (need \(t.atLeast ? "≥" : "≤") \(t.unit == "×" ? String(format: "%.1f×", t.threshold) : "\(fmt(t.threshold)) \(t.unit)"))\n"
         }
         for s in systems where !s.errors.isEmpty {
             out += "\n\(s.name) errors:\n" + s.errors.map { "  - \($0)\n" }.joined()
         }
-        out += "\nread rate \(Int(config.readRatePerSecond))/s open-loop, \(config.readRequests) requests per read kind; "
+        out +=
+            "\nread rate \(Int(config.readRatePerSecond))/s open-loop, \(config.readRequests) requests per read kind; "
         out += "wall time \(String(format: "%.1f", wallSeconds)) s\n"
         return out
     }

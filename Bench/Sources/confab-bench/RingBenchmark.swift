@@ -64,22 +64,28 @@ struct RingBenchCommand: ParsableCommand {
         ProcessIO.tightenTimerSlack()
         let binary = confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.defaultConfabPath()
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw RingBenchError("""
+            throw RingBenchError(
+                """
                 confab binary not found (or not executable) at \(binary).
                 Build it first, in the repository root: swift build -c release --product confab
                 (or pass --confab PATH).
                 """)
         }
         let phase = seconds ?? (quick ? 1.5 : 5.0)
-        let config = RingBenchConfig(quick: quick, confab: binary, writers: writers, peakSeconds: phase,
-                                     warmupSeconds: quick ? 0.5 : 1.0, openLoopSeconds: phase,
-                                     chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction)
+        let config = RingBenchConfig(
+            quick: quick, confab: binary, writers: writers, peakSeconds: phase,
+            warmupSeconds: quick ? 0.5 : 1.0, openLoopSeconds: phase,
+            chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction)
         Progress.log("confab-bench ring: \(binary); phases \(phase) s, \(writers) writers, \(chats) chats")
 
         let root = NSTemporaryDirectory() + "confab-bench-ring-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer {
-            if keepData { Progress.log("kept ring directories under \(root)") } else { try? FileManager.default.removeItem(atPath: root) }
+            if keepData {
+                Progress.log("kept ring directories under \(root)")
+            } else {
+                try? FileManager.default.removeItem(atPath: root)
+            }
         }
 
         var results: [RingResult] = []
@@ -100,8 +106,9 @@ struct RingBenchCommand: ParsableCommand {
             results.append(result)
         }
 
-        let report = RingReport(config: config, results: results,
-                                wallSeconds: Double(ProcessIO.nowNanos() - wallStart) / 1e9)
+        let report = RingReport(
+            config: config, results: results,
+            wallSeconds: Double(ProcessIO.nowNanos() - wallStart) / 1e9)
         print(report.terminalText())
         if let json {
             try report.json().write(to: URL(fileURLWithPath: json))
@@ -136,9 +143,12 @@ struct LocalRing {
     let directory: String
 
     func start(nodes: Int, rf: Int) throws {
-        let status = Self.runConfab(binary, ["ring", "start", "--nodes", "\(nodes)", "--rf", "\(rf)", "--dir", directory])
+        let status = Self.runConfab(
+            binary, ["ring", "start", "--nodes", "\(nodes)", "--rf", "\(rf)", "--dir", directory])
         guard status == 0 else {
-            throw RingBenchError("`confab ring start --nodes \(nodes) --rf \(rf) --dir \(directory)` exited with \(status); node logs in \(directory)/nodeN/node.log")
+            throw RingBenchError(
+                "`confab ring start --nodes \(nodes) --rf \(rf) --dir \(directory)` exited with \(status); node logs in \(directory)/nodeN/node.log"
+            )
         }
     }
 
@@ -152,7 +162,10 @@ struct LocalRing {
     /// The node addresses from ring.json (format: Sources/confab/RingState.swift).
     func addresses() throws -> [NodeAddress] {
         struct State: Decodable {
-            struct Node: Decodable { var host: String; var port: Int }
+            struct Node: Decodable {
+                var host: String
+                var port: Int
+            }
             var nodes: [Node]
         }
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/ring.json"))
@@ -221,8 +234,9 @@ struct RingPhases {
             let n = ids.next()
             let chat = Int64(((UInt64(n) &* 0x9E37_79B9_7F4A_7C15) >> 20) % UInt64(chats))
             let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-            let m = ChatMessages.mutation(chatId: chat, timestamp: now, messageId: "\(ids.prefix)-\(n)", sender: "bench",
-                                          body: body, writeTime: now)
+            let m = ChatMessages.mutation(
+                chatId: chat, timestamp: now, messageId: "\(ids.prefix)-\(n)", sender: "bench",
+                body: body, writeTime: now)
             try await client.write(m, consistency: .quorum)
         }
 
@@ -231,14 +245,16 @@ struct RingPhases {
         Progress.log("[\(label)] peak: \(config.peakSeconds) s closed-loop QUORUM writes, \(config.writers) writers")
         let peak = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.peakSeconds, write) }
         let peakRate = Double(peak.writes) / peak.seconds
-        Progress.log(String(format: "[\(label)] peak %.0f writes/s (%d writes, %d errors)", peakRate, peak.writes, peak.errors))
+        Progress.log(
+            String(format: "[\(label)] peak %.0f writes/s (%d writes, %d errors)", peakRate, peak.writes, peak.errors))
         guard peak.writes > 0 else {
             throw RingBenchError("[\(label)] no write succeeded in the peak phase: \(peak.firstError ?? "?")")
         }
 
         let rate = peakRate * config.rateFraction
         let count = max(1, Int(rate * config.openLoopSeconds))
-        Progress.log(String(format: "[\(label)] open-loop QUORUM writes at %.0f/s for %.1f s", rate, config.openLoopSeconds))
+        Progress.log(
+            String(format: "[\(label)] open-loop QUORUM writes at %.0f/s for %.1f s", rate, config.openLoopSeconds))
         let writes = OpenLoopAsync(ratePerSecond: rate, requests: count).run(write)
 
         let rows = Counter()
@@ -247,31 +263,42 @@ struct RingPhases {
             let result = try await client.read(ChatMessages.latest(chatId: chat, limit: 50), consistency: .quorum)
             rows.add(result.rows.count)
         }
-        Progress.log(String(format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", rate, config.openLoopSeconds))
+        Progress.log(
+            String(
+                format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", rate, config.openLoopSeconds
+            ))
         let reads = OpenLoopAsync(ratePerSecond: rate, requests: count).run(read)
 
         for (kind, r) in [("writes", writes), ("reads", reads)] {
-            Progress.log(String(format: "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s",
-                                kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond))
+            Progress.log(
+                String(
+                    format: "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s",
+                    kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond))
         }
-        return RingResult(peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
-                          peakErrors: peak.errors, rate: rate, writes: writes, reads: reads,
-                          readRowsAverage: reads.issued > reads.errors ? Double(rows.value) / Double(reads.issued - reads.errors) : 0,
-                          firstError: peak.firstError ?? writes.firstError ?? reads.firstError)
+        return RingResult(
+            peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
+            peakErrors: peak.errors, rate: rate, writes: writes, reads: reads,
+            readRowsAverage: reads.issued > reads.errors ? Double(rows.value) / Double(reads.issued - reads.errors) : 0,
+            firstError: peak.firstError ?? writes.firstError ?? reads.firstError)
     }
 
     /// `writers` tasks, each writing back to back until `seconds` have passed.
     static func closedLoop(writers: Int, seconds: Double, _ write: @escaping @Sendable (Int) async throws -> Void) async
-        -> (writes: Int, errors: Int, seconds: Double, firstError: String?) {
+        -> (writes: Int, errors: Int, seconds: Double, firstError: String?)
+    {
         let t0 = ProcessIO.nowNanos()
         let deadline = t0 + UInt64(seconds * 1e9)
         let totals = await withTaskGroup(of: (Int, Int, String?).self) { group in
             for w in 0..<writers {
                 group.addTask {
-                    var ok = 0, failed = 0
+                    var ok = 0
+                    var failed = 0
                     var first: String?
                     while ProcessIO.nowNanos() < deadline {
-                        do { try await write(w); ok += 1 } catch {
+                        do {
+                            try await write(w)
+                            ok += 1
+                        } catch {
                             failed += 1
                             if first == nil { first = "\(error)" }
                         }
@@ -334,9 +361,10 @@ struct OpenLoopAsync {
         }
         let (hist, errors) = recorder.waitAll()
         let seconds = Double(ProcessIO.nowNanos() - start) / 1e9
-        return OpenLoopResult(latency: LatencySummary(hist), issued: requests, errors: errors, seconds: seconds,
-                              achievedPerSecond: Double(requests - errors) / seconds, firstError: recorder.firstError,
-                              maxOutstanding: recorder.maxOutstanding)
+        return OpenLoopResult(
+            latency: LatencySummary(hist), issued: requests, errors: errors, seconds: seconds,
+            achievedPerSecond: Double(requests - errors) / seconds, firstError: recorder.firstError,
+            maxOutstanding: recorder.maxOutstanding)
     }
 
     /// Outstanding count and the latency histogram, behind one condition variable.
@@ -349,7 +377,10 @@ struct OpenLoopAsync {
         private(set) var firstError: String?
 
         func begin() {
-            cond.lock(); outstanding += 1; maxOutstanding = max(maxOutstanding, outstanding); cond.unlock()
+            cond.lock()
+            outstanding += 1
+            maxOutstanding = max(maxOutstanding, outstanding)
+            cond.unlock()
         }
 
         func finish(latency: UInt64?, error: String?) {
@@ -383,7 +414,12 @@ final class IDSource: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0
     init(prefix: String) { self.prefix = prefix }
-    func next() -> Int { lock.withLock { n += 1; return n } }
+    func next() -> Int {
+        lock.withLock {
+            n += 1
+            return n
+        }
+    }
 }
 
 final class Counter: @unchecked Sendable {
@@ -424,21 +460,38 @@ struct RingReport {
 
     var targets: [(key: String, target: TargetResult)] {
         [
-            ("rf3_write_throughput_vs_single",
-             TargetResult(name: "RF-3 QUORUM write throughput vs single node", value: throughputRatio,
-                          threshold: 0.25, atLeast: true, unit: "×")),
-            ("rf3_write_p99",
-             TargetResult(name: "RF-3 QUORUM write p99 at open-loop rate", value: ring.map { $0.writes.latency.p99 / 1000 },
-                          threshold: 5, atLeast: false, unit: "ms")),
-            ("rf3_read_p99",
-             TargetResult(name: "RF-3 QUORUM latest-50 read p99 at open-loop rate", value: ring.map { $0.reads.latency.p99 / 1000 },
-                          threshold: 5, atLeast: false, unit: "ms")),
-            ("single_write_p99",
-             TargetResult(name: "single-node write p99 at open-loop rate", value: single.map { $0.writes.latency.p99 / 1000 },
-                          threshold: 5, atLeast: false, unit: "ms")),
-            ("single_read_p99",
-             TargetResult(name: "single-node latest-50 read p99 at open-loop rate", value: single.map { $0.reads.latency.p99 / 1000 },
-                          threshold: 5, atLeast: false, unit: "ms")),
+            (
+                "rf3_write_throughput_vs_single",
+                TargetResult(
+                    name: "RF-3 QUORUM write throughput vs single node", value: throughputRatio,
+                    threshold: 0.25, atLeast: true, unit: "×")
+            ),
+            (
+                "rf3_write_p99",
+                TargetResult(
+                    name: "RF-3 QUORUM write p99 at open-loop rate", value: ring.map { $0.writes.latency.p99 / 1000 },
+                    threshold: 5, atLeast: false, unit: "ms")
+            ),
+            (
+                "rf3_read_p99",
+                TargetResult(
+                    name: "RF-3 QUORUM latest-50 read p99 at open-loop rate",
+                    value: ring.map { $0.reads.latency.p99 / 1000 },
+                    threshold: 5, atLeast: false, unit: "ms")
+            ),
+            (
+                "single_write_p99",
+                TargetResult(
+                    name: "single-node write p99 at open-loop rate", value: single.map { $0.writes.latency.p99 / 1000 },
+                    threshold: 5, atLeast: false, unit: "ms")
+            ),
+            (
+                "single_read_p99",
+                TargetResult(
+                    name: "single-node latest-50 read p99 at open-loop rate",
+                    value: single.map { $0.reads.latency.p99 / 1000 },
+                    threshold: 5, atLeast: false, unit: "ms")
+            ),
         ]
     }
 
@@ -460,9 +513,12 @@ struct RingReport {
             ("read errors", { "\($0.reads.errors)" }),
             ("read rows avg", { f($0.readRowsAverage, 1) }),
         ]
-        let headers = results.map { $0.name == "single" ? "1 node RF-1" : "\($0.nodes) nodes RF-\($0.replicationFactor)" }
+        let headers = results.map {
+            $0.name == "single" ? "1 node RF-1" : "\($0.nodes) nodes RF-\($0.replicationFactor)"
+        }
         let w0 = rows.map(\.0.count).max() ?? 10
-        var out = "\nConfab ring benchmark (\(config.quick ? "quick" : "full"), QUORUM, localhost, \(ProcessInfo.processInfo.activeProcessorCount) cores)\n"
+        var out =
+            "\nConfab ring benchmark (\(config.quick ? "quick" : "full"), QUORUM, localhost, \(ProcessInfo.processInfo.activeProcessorCount) cores)\n"
         out += "metric".padding(toLength: w0, withPad: " ", startingAt: 0)
         for h in headers { out += "  " + String(repeating: " ", count: max(0, 14 - h.count)) + h }
         out += "\n"
@@ -491,7 +547,8 @@ struct RingReport {
                 "\(prefix)_p50_us": r.latency.p50, "\(prefix)_p99_us": r.latency.p99,
                 "\(prefix)_p999_us": r.latency.p999, "\(prefix)_max_us": r.latency.max,
                 "\(prefix)_count": r.issued, "\(prefix)_errors": r.errors,
-                "\(prefix)_seconds": r.seconds, "\(prefix)_max_in_flight": r.maxOutstanding, "\(prefix)_achieved_per_s": r.achievedPerSecond,
+                "\(prefix)_seconds": r.seconds, "\(prefix)_max_in_flight": r.maxOutstanding,
+                "\(prefix)_achieved_per_s": r.achievedPerSecond,
             ]
         }
         var rings: [String: Any] = [:]
@@ -509,10 +566,11 @@ struct RingReport {
         }
         var targetsJSON: [String: Any] = [:]
         for (key, t) in targets {
-            targetsJSON[key] = [
-                "value": t.value as Any? ?? NSNull(), "threshold": t.threshold,
-                "comparison": t.atLeast ? ">=" : "<=", "unit": t.unit, "met": t.met as Any? ?? NSNull(),
-            ] as [String: Any]
+            targetsJSON[key] =
+                [
+                    "value": t.value as Any? ?? NSNull(), "threshold": t.threshold,
+                    "comparison": t.atLeast ? ">=" : "<=", "unit": t.unit, "met": t.met as Any? ?? NSNull(),
+                ] as [String: Any]
         }
         let doc: [String: Any] = [
             "rings": rings,
@@ -522,7 +580,8 @@ struct RingReport {
                 "quick": config.quick, "confab": config.confab, "consistency": "QUORUM",
                 "writers": config.writers, "warmup_seconds": config.warmupSeconds,
                 "peak_seconds": config.peakSeconds, "open_loop_seconds": config.openLoopSeconds,
-                "chats": config.chats, "rate_fraction": config.rateFraction, "body_bytes": config.bodyBytes, "read_limit": 50,
+                "chats": config.chats, "rate_fraction": config.rateFraction, "body_bytes": config.bodyBytes,
+                "read_limit": 50,
                 "cores": ProcessInfo.processInfo.activeProcessorCount, "wall_seconds": wallSeconds,
             ] as [String: Any],
         ]

@@ -26,16 +26,18 @@ struct BenchConfig: Sendable {
         if quick {
             let deep = 50_000
             return BenchConfig(
-                workload: WorkloadConfig(seed: seed, chats: 2_000, messages: 250_000, deepOffset: deep,
-                                         deepChatMessages: deep + 2_000),
+                workload: WorkloadConfig(
+                    seed: seed, chats: 2_000, messages: 250_000, deepOffset: deep,
+                    deepChatMessages: deep + 2_000),
                 quick: true, readRatePerSecond: 2_000, readRequests: 8_000, writerThreads: 64,
                 durablePoolPerThread: 3_000, durableSeconds: 3, singleSyncPool: 40_000, singleSyncSeconds: 2,
                 recoveryMessages: 100_000)
         }
         let deep = 1_000_000
         return BenchConfig(
-            workload: WorkloadConfig(seed: seed, chats: 10_000, messages: 2_500_000, deepOffset: deep,
-                                     deepChatMessages: deep + 2_000),
+            workload: WorkloadConfig(
+                seed: seed, chats: 10_000, messages: 2_500_000, deepOffset: deep,
+                deepChatMessages: deep + 2_000),
             quick: false, readRatePerSecond: 2_000, readRequests: 30_000, writerThreads: 64,
             durablePoolPerThread: 10_000, durableSeconds: 10, singleSyncPool: 200_000, singleSyncSeconds: 10,
             recoveryMessages: 1_000_000)
@@ -149,7 +151,9 @@ struct StorageBenchmark {
         report.metrics["write_bytes"] = Double(w1 - w0)
         report.metrics["write_amplification"] = Double(w1 - w0) / Double(workload.logicalBytes)
         for (k, v) in system.ownMetrics() { report.metrics[k] = v }
-        Progress.log("  [\(name)] \(fmt(Double(disk) / Double(messages.count))) B/message on disk, write amplification \(fmt(Double(w1 - w0) / Double(workload.logicalBytes)))")
+        Progress.log(
+            "  [\(name)] \(fmt(Double(disk) / Double(messages.count))) B/message on disk, write amplification \(fmt(Double(w1 - w0) / Double(workload.logicalBytes)))"
+        )
         return system
     }
 
@@ -168,9 +172,16 @@ struct StorageBenchmark {
         let limit = config.pageLimit
         let kinds: [(key: String, op: (any StorageSystem, KVScratch, Int) throws -> Int)] = [
             ("latest50", { s, scratch, i in try s.latest(chat: chats[i], limit: limit, scratch: scratch) }),
-            ("deep50", { s, scratch, i in try s.page(chat: Workload.deepChatId, before: deep[offsets[i]], limit: limit, scratch: scratch) }),
+            (
+                "deep50",
+                { s, scratch, i in
+                    try s.page(chat: Workload.deepChatId, before: deep[offsets[i]], limit: limit, scratch: scratch)
+                }
+            ),
         ]
-        Progress.log("reads: \(n) requests per kind and system, open-loop at \(Int(config.readRatePerSecond))/s, in \(rounds) rounds rotating through \(entries.map { $0.type.name }.joined(separator: ", "))")
+        Progress.log(
+            "reads: \(n) requests per kind and system, open-loop at \(Int(config.readRatePerSecond))/s, in \(rounds) rounds rotating through \(entries.map { $0.type.name }.joined(separator: ", "))"
+        )
         // Closed-loop warm-up of a tenth of the requests.
         for e in entries {
             for k in kinds { for i in 0..<(n / 10) { _ = try k.op(e.store!, e.scratch, i) } }
@@ -210,7 +221,9 @@ struct StorageBenchmark {
                 report.metrics["\(k.key)_service_p99_us"] = sv.p99
                 report.metrics["\(k.key)_rate_per_s"] = config.readRatePerSecond
                 report.metrics["\(k.key)_rows_avg"] = avg
-                Progress.log("  [\(e.type.name)] \(k.key): p50 \(fmt(summary.p50)) µs, p99 \(fmt(summary.p99)) µs, p99.9 \(fmt(summary.p999)) µs (service time p99 \(fmt(sv.p99)) µs), \(fmt(avg)) rows/request")
+                Progress.log(
+                    "  [\(e.type.name)] \(k.key): p50 \(fmt(summary.p50)) µs, p99 \(fmt(summary.p99)) µs, p99.9 \(fmt(summary.p999)) µs (service time p99 \(fmt(sv.p99)) µs), \(fmt(avg)) rows/request"
+                )
                 if k.key == "deep50" {
                     report.metrics["deep_offset"] = Double(config.workload.deepOffset)
                     if avg < Double(limit) {
@@ -229,9 +242,10 @@ struct StorageBenchmark {
         let seconds = (group ? config.durableSeconds : config.singleSyncSeconds) / Double(rounds)
         let pool = group ? config.durablePoolPerThread * threads : config.singleSyncPool
         let messages = workload.extraMessages(count: pool, stream: group ? 1 : 2)
-        Progress.log(group
-            ? "durable: \(threads) writer threads, \(rounds) rounds of \(fmt(seconds)) s per system"
-            : "single writer: \(rounds) rounds of \(fmt(seconds)) s per system")
+        Progress.log(
+            group
+                ? "durable: \(threads) writer threads, \(rounds) rounds of \(fmt(seconds)) s per system"
+                : "single writer: \(rounds) rounds of \(fmt(seconds)) s per system")
         var acks: [String: Histogram<UInt64>] = [:]
         var writes: [String: Int] = [:]
         var elapsed: [String: Double] = [:]
@@ -240,15 +254,19 @@ struct StorageBenchmark {
                 let name = e.type.name
                 do {
                     let dir = path(e, group ? "durable-\(r)" : "single-\(r)")
-                    let system = try e.type.init(directory: dir, durability: group ? .groupSync : .singleSync, workload: workload)
-                    let res = ConcurrentWriters(threads: threads).run(messages: messages, system: system, maxSeconds: seconds)
+                    let system = try e.type.init(
+                        directory: dir, durability: group ? .groupSync : .singleSync, workload: workload)
+                    let res = ConcurrentWriters(threads: threads).run(
+                        messages: messages, system: system, maxSeconds: seconds)
                     try system.close()
                     try? FileManager.default.removeItem(atPath: dir)
                     if let err = res.error { throw BenchError(err) }
                     acks[name, default: Latency.histogram()].add(res.acks)
                     writes[name, default: 0] += res.writes
                     elapsed[name, default: 0] += res.seconds
-                    Progress.log("  [\(name)] \(group ? "durable" : "single writer") round \(r + 1)/\(rounds): \(Int(Double(res.writes) / res.seconds))/s")
+                    Progress.log(
+                        "  [\(name)] \(group ? "durable" : "single writer") round \(r + 1)/\(rounds): \(Int(Double(res.writes) / res.seconds))/s"
+                    )
                 } catch {
                     Progress.log("[\(name)] \(group ? "durable" : "single writer") FAILED: \(error)")
                     e.report.errors.append("\(group ? "durable" : "single writer"): \(error)")
@@ -288,8 +306,10 @@ struct StorageBenchmark {
         let workloadJSON = String(decoding: try JSONEncoder().encode(config.workload), as: UTF8.self)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: ProcessIO.executablePath())
-        child.arguments = ["recovery-child", "--system", type.name, "--dir", dir, "--count", String(n),
-                           "--workload", workloadJSON]
+        child.arguments = [
+            "recovery-child", "--system", type.name, "--dir", dir, "--count", String(n),
+            "--workload", workloadJSON,
+        ]
         let out = Pipe()
         child.standardOutput = out
         try child.run()
@@ -324,7 +344,8 @@ struct StorageBenchmark {
 /// Runs inside the recovery child: writes `count` messages without sync, says "ready", waits to
 /// be killed.
 enum RecoveryChild {
-    static func run(system name: String, directory: String, count: Int, workload config: WorkloadConfig) throws -> Never {
+    static func run(system name: String, directory: String, count: Int, workload config: WorkloadConfig) throws -> Never
+    {
         guard let type = Systems.named(name) else { throw BenchError("unknown system \(name)") }
         let workload = Workload(config: config)
         let system = try type.init(directory: directory, durability: .buffered, workload: workload)

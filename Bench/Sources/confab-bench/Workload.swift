@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Shape of the chat workload. Every field is derived from the command line, and passed verbatim
@@ -82,8 +82,9 @@ final class Workload: @unchecked Sendable {
             let isDeep = d > 0 && ((i + 1) * d) / n > (i * d) / n
             let chat = isDeep ? Workload.deepChatId : chatIdsByRank[zipf.sample(&rng)]
             if isDeep { deep.append(ts) }
-            let m = Workload.makeMessage(chat: chat, ts: ts, tailFraction: config.tailFraction,
-                                         corpusCount: text.count, rng: &rng)
+            let m = Workload.makeMessage(
+                chat: chat, ts: ts, tailFraction: config.tailFraction,
+                corpusCount: text.count, rng: &rng)
             logical += UInt64(Workload.logicalBytes(of: m))
             out.append(m)
         }
@@ -107,13 +108,16 @@ final class Workload: @unchecked Sendable {
         var ts = (messages.last?.timestamp ?? Workload.startMicros) + 1_000_000
         return (0..<count).map { _ in
             ts += 1 + Int64(rng.next() % 2000)
-            return Workload.makeMessage(chat: chatIdsByRank[zipf.sample(&rng)], ts: ts, tailFraction: config.tailFraction,
-                                        corpusCount: corpus.count, rng: &rng)
+            return Workload.makeMessage(
+                chat: chatIdsByRank[zipf.sample(&rng)], ts: ts, tailFraction: config.tailFraction,
+                corpusCount: corpus.count, rng: &rng)
         }
     }
 
-    private static func makeMessage(chat: Int64, ts: Int64, tailFraction: Double, corpusCount: Int,
-                                    rng: inout SeededRNG) -> MessageRecord {
+    private static func makeMessage(
+        chat: Int64, ts: Int64, tailFraction: Double, corpusCount: Int,
+        rng: inout SeededRNG
+    ) -> MessageRecord {
         let len: Int
         if rng.nextDouble() < tailFraction {
             len = 10_000 + Int(rng.next() % 90_001)
@@ -122,9 +126,10 @@ final class Workload: @unchecked Sendable {
             len = Int(20.0 * pow(25.0, rng.nextDouble()))
         }
         let offset = Int(rng.next() % UInt64(corpusCount - len))
-        return MessageRecord(chatId: chat, timestamp: ts, messageId: rng.next(),
-                             sender: UInt32(rng.next() % 1_000_000),
-                             bodyOffset: UInt32(offset), bodyLength: UInt32(len))
+        return MessageRecord(
+            chatId: chat, timestamp: ts, messageId: rng.next(),
+            sender: UInt32(rng.next() % 1_000_000),
+            bodyOffset: UInt32(offset), bodyLength: UInt32(len))
     }
 
     private static func makeCorpus(bytes: Int, rng: inout SeededRNG) -> [UInt8] {
@@ -223,7 +228,7 @@ final class KVScratch {
     @inline(__always)
     func touch(_ p: UnsafeRawPointer?, _ n: Int) {
         guard let p, n > 0 else { return }
-        checksum &+= UInt64(n) &+ UInt64(p.load(as: UInt8.self)) &+ UInt64(p.load(fromByteOffset: n - 1, as: UInt8.self))
+        checksum &+=
+            UInt64(n) &+ UInt64(p.load(as: UInt8.self)) &+ UInt64(p.load(fromByteOffset: n - 1, as: UInt8.self))
     }
 }
-

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A small, fast, seedable generator (SplitMix64), so every system sees the same messages.
@@ -55,4 +55,3 @@ struct Zipf: Sendable {
         return lo
     }
 }
-

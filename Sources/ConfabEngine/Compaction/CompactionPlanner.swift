@@ -63,11 +63,13 @@ struct CompactionPlanner {
     func tombstoneCompaction(_ tables: [Table], _ context: PurgeContext) -> [UInt64]? {
         for t in tables.sorted(by: { $0.fileNumber < $1.fileNumber }) {
             guard t.maxLocalDeletionTime != .min,
-                  t.maxLocalDeletionTime < context.now - context.gcGraceSeconds,
-                  t.maxTimestamp < context.memtableMinTimestamp else { continue }
+                t.maxLocalDeletionTime < context.now - context.gcGraceSeconds,
+                t.maxTimestamp < context.memtableMinTimestamp
+            else { continue }
             let shadowsElsewhere = tables.contains { o in
                 o.fileNumber != t.fileNumber && o.minTimestamp <= t.maxTimestamp
-                    && compareBytes(o.firstPartition, t.lastPartition) <= 0 && compareBytes(t.firstPartition, o.lastPartition) <= 0
+                    && compareBytes(o.firstPartition, t.lastPartition) <= 0
+                    && compareBytes(t.firstPartition, o.lastPartition) <= 0
             }
             if !shadowsElsewhere { return [t.fileNumber] }
         }

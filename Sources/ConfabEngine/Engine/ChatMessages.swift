@@ -16,23 +16,27 @@ public enum ChatMessages {
     }
 
     /// One message as a mutation; `writeTime` is the cell timestamp in microseconds.
-    public static func mutation(chatId: Int64, timestamp: Int64, messageId: String, sender: String, body: String,
-                                writeTime: Int64) -> Mutation {
+    public static func mutation(
+        chatId: Int64, timestamp: Int64, messageId: String, sender: String, body: String,
+        writeTime: Int64
+    ) -> Mutation {
         let row = RowFragment(
             liveness: LivenessInfo(timestamp: writeTime),
             cells: [
                 Cell(column: senderColumn, timestamp: writeTime, value: Array(sender.utf8)),
                 Cell(column: bodyColumn, timestamp: writeTime, value: Array(body.utf8)),
             ])
-        return Mutation(table: table, partitionKey: partitionKey(chatId: chatId),
-                        rows: [.init(clustering: clustering(timestamp: timestamp, messageId: messageId), fragment: row)])
+        return Mutation(
+            table: table, partitionKey: partitionKey(chatId: chatId),
+            rows: [.init(clustering: clustering(timestamp: timestamp, messageId: messageId), fragment: row)])
     }
 
     /// The newest `limit` messages with timestamp < `before` (all when nil), newest first.
     public static func latest(chatId: Int64, before: Int64? = nil, limit: Int = 50) -> SliceQuery {
-        SliceQuery(table: table, partitionKey: partitionKey(chatId: chatId), lower: nil,
-                   upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
-                   reversed: true, limit: limit)
+        SliceQuery(
+            table: table, partitionKey: partitionKey(chatId: chatId), lower: nil,
+            upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
+            reversed: true, limit: limit)
     }
 
     /// A decoded message row.
@@ -45,9 +49,11 @@ public enum ChatMessages {
 
     public static func message(from row: ResultRow) -> Message? {
         guard let comps = ClusteringKey.components(of: row.clustering), comps.count == 2,
-              case .int64(let ts) = comps[0], case .bytes(let id) = comps[1] else { return nil }
-        return Message(timestamp: ts, messageId: String(decoding: id, as: UTF8.self),
-                       sender: String(decoding: row.value(senderColumn) ?? [], as: UTF8.self),
-                       body: String(decoding: row.value(bodyColumn) ?? [], as: UTF8.self))
+            case .int64(let ts) = comps[0], case .bytes(let id) = comps[1]
+        else { return nil }
+        return Message(
+            timestamp: ts, messageId: String(decoding: id, as: UTF8.self),
+            sender: String(decoding: row.value(senderColumn) ?? [], as: UTF8.self),
+            body: String(decoding: row.value(bodyColumn) ?? [], as: UTF8.self))
     }
 }

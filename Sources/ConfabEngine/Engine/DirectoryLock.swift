@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An exclusive flock on `<dir>/LOCK`, so two processes never open the same data directory.
@@ -18,7 +18,9 @@ final class DirectoryLock: @unchecked Sendable {
             close(fd)
             fd = -1
             if e == EWOULDBLOCK {
-                throw StorageError(.io, "the data directory is already open in another process (or engine); stop it first", path: path, errno: e)
+                throw StorageError(
+                    .io, "the data directory is already open in another process (or engine); stop it first", path: path,
+                    errno: e)
             }
             throw PosixFileSystem.error("lock", path, e)
         }

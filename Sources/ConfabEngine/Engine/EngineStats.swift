@@ -18,6 +18,7 @@ public struct EngineStats: Sendable, Hashable, Codable {
 
     /// (WAL + flush + compaction bytes) / user bytes.
     public var writeAmplification: Double {
-        userBytesWritten == 0 ? 0 : Double(walBytesWritten + flushBytesWritten + compactionBytesWritten) / Double(userBytesWritten)
+        userBytesWritten == 0
+            ? 0 : Double(walBytesWritten + flushBytesWritten + compactionBytesWritten) / Double(userBytesWritten)
     }
 }

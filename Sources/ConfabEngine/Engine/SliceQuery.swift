@@ -14,8 +14,10 @@ public struct SliceQuery: Sendable, Hashable {
     /// Resume after this clustering key (from a previous `SliceResult.cursor`).
     public var cursor: [UInt8]?
 
-    public init(table: TableID, partitionKey: [UInt8], lower: ClusteringBound? = nil, upper: ClusteringBound? = nil,
-                reversed: Bool = false, limit: Int = 100, cursor: [UInt8]? = nil) {
+    public init(
+        table: TableID, partitionKey: [UInt8], lower: ClusteringBound? = nil, upper: ClusteringBound? = nil,
+        reversed: Bool = false, limit: Int = 100, cursor: [UInt8]? = nil
+    ) {
         self.table = table
         self.partitionKey = partitionKey
         self.lower = lower

@@ -36,7 +36,9 @@ extension StorageEngine {
     /// holding any is worth rewriting, to turn expired values into tombstones and purge those
     /// past the grace period.
     private func tablesHavePurgeableData() -> Bool {
-        state.withLock { tables.contains { $0.statistics.tombstoneCount > 0 || $0.statistics.maxLocalDeletionTime != .min } }
+        state.withLock {
+            tables.contains { $0.statistics.tombstoneCount > 0 || $0.statistics.maxLocalDeletionTime != .min }
+        }
     }
 
     /// Waits until no flush is pending and the compaction strategy has nothing more to do.
@@ -52,7 +54,8 @@ extension StorageEngine {
         compactionLock.lock()
         defer { compactionLock.unlock() }
         let now = options.clock.nowSeconds()
-        let (inputs, others, memtableMin, alone) = state.withLock { () -> ([SSTableReader], [SSTableReader], Int64, Bool) in
+        let (inputs, others, memtableMin, alone) = state.withLock {
+            () -> ([SSTableReader], [SSTableReader], Int64, Bool) in
             let memMin = ([active] + frozen.map(\.memtable)).map(\.minTimestamp).min() ?? .max
             let chosen: Set<UInt64>
             var alone = false
@@ -61,14 +64,17 @@ extension StorageEngine {
             } else {
                 let planner = CompactionPlanner(options: options.compaction)
                 let described = tables.map {
-                    CompactionPlanner.Table(fileNumber: $0.fileNumber, size: $0.fileSize, maxTimestamp: $0.statistics.maxTimestamp,
-                                            minTimestamp: $0.statistics.minTimestamp, maxLocalDeletionTime: $0.statistics.maxLocalDeletionTime,
-                                            firstPartition: $0.firstPartition, lastPartition: $0.lastPartition)
+                    CompactionPlanner.Table(
+                        fileNumber: $0.fileNumber, size: $0.fileSize, maxTimestamp: $0.statistics.maxTimestamp,
+                        minTimestamp: $0.statistics.minTimestamp,
+                        maxLocalDeletionTime: $0.statistics.maxLocalDeletionTime,
+                        firstPartition: $0.firstPartition, lastPartition: $0.lastPartition)
                 }
                 if let merge = planner.pick(described) {
                     chosen = Set(merge)
                 } else {
-                    let context = CompactionPlanner.PurgeContext(now: now, gcGraceSeconds: options.gcGraceSeconds, memtableMinTimestamp: memMin)
+                    let context = CompactionPlanner.PurgeContext(
+                        now: now, gcGraceSeconds: options.gcGraceSeconds, memtableMinTimestamp: memMin)
                     chosen = Set(planner.tombstoneCompaction(described, context) ?? [])
                     alone = !chosen.isEmpty
                 }
@@ -92,7 +98,8 @@ extension StorageEngine {
         let bytesIn = inputs.reduce(0) { $0 + $1.fileSize }
         let started = DispatchTime.now().uptimeNanoseconds
         let cap = options.compaction.throughputBytesPerSecond
-        let output = try writeTable(estimatedPartitions: inputs.reduce(0) { $0 + $1.statistics.partitionCount }) { writer in
+        let output = try writeTable(estimatedPartitions: inputs.reduce(0) { $0 + $1.statistics.partitionCount }) {
+            writer in
             var sinceCheck = 0
             try merger.run { key, value in
                 try writer.add(key: key, value: value)
@@ -115,7 +122,9 @@ extension StorageEngine {
         try manifestLock.withLock {
             var next = state.withLock { manifest }
             next.tables.removeAll { removed.contains($0.fileNumber) }
-            if let output { next.tables.append(.init(fileNumber: output.fileNumber, fileSize: UInt64(output.fileSize))) }
+            if let output {
+                next.tables.append(.init(fileNumber: output.fileNumber, fileSize: UInt64(output.fileSize)))
+            }
             try next.store(directory: directory, fileSystem: fs)
             state.withLock {
                 manifest.tables = next.tables
@@ -139,7 +148,9 @@ extension StorageEngine {
         metrics.compactionBytesRead.increment(by: bytesIn)
         metrics.compactionBytesWritten.increment(by: output?.fileSize ?? 0)
         updateGauges()
-        logger.debug("compacted", metadata: ["inputs": "\(inputs.count)", "bytesIn": "\(bytesIn)", "bytesOut": "\(output?.fileSize ?? 0)"])
+        logger.debug(
+            "compacted",
+            metadata: ["inputs": "\(inputs.count)", "bytesIn": "\(bytesIn)", "bytesOut": "\(output?.fileSize ?? 0)"])
         return true
     }
 }

@@ -76,16 +76,19 @@ extension StorageEngine {
 
     /// Writes a sorted stream of entries to a new SSTable: temp name, fsync, rename, directory
     /// fsync. Returns nil when the stream was empty.
-    func writeTable(estimatedPartitions: Int, throttle: ((Int) -> Void)? = nil,
-                    _ produce: (SSTableWriter) throws -> Void) throws -> SSTableReader? {
+    func writeTable(
+        estimatedPartitions: Int, throttle: ((Int) -> Void)? = nil,
+        _ produce: (SSTableWriter) throws -> Void
+    ) throws -> SSTableReader? {
         let number = allocateFileNumber()
         let finalPath = joinPath(directory, Self.sstableName(number))
         let tmpPath = finalPath + ".tmp"
         var writerOptions = SSTableWriterOptions()
         writerOptions.blockBytes = options.blockBytes
         writerOptions.bloomBitsPerKey = options.bloomBitsPerKey
-        let writer = try SSTableWriter(fileSystem: fs, path: tmpPath, options: writerOptions,
-                                       expectedPartitions: max(1, estimatedPartitions))
+        let writer = try SSTableWriter(
+            fileSystem: fs, path: tmpPath, options: writerOptions,
+            expectedPartitions: max(1, estimatedPartitions))
         let stats: SSTableStatistics
         do {
             try produce(writer)
@@ -119,7 +122,9 @@ extension StorageEngine {
         }
         try manifestLock.withLock {
             var next = state.withLock { manifest }
-            if let reader { next.tables.append(.init(fileNumber: reader.fileNumber, fileSize: UInt64(reader.fileSize))) }
+            if let reader {
+                next.tables.append(.init(fileNumber: reader.fileNumber, fileSize: UInt64(reader.fileSize)))
+            }
             next.logNumber = max(next.logNumber, item.nextLogNumber)
             try next.store(directory: directory, fileSystem: fs)
             state.withLock {

@@ -61,7 +61,8 @@ extension StorageEngine {
             try fs.rename(entry.reader.path, to: target)
             blockCache.evict(fileNumber: number)
             moved.append(QuarantinedTable(fileNumber: number, path: target, reason: entry.reason))
-            logger.error("SSTable quarantined: it failed verification and was moved out of the read path; its rows are missing here until read repair or `confab repair` restores them from other replicas",
+            logger.error(
+                "SSTable quarantined: it failed verification and was moved out of the read path; its rows are missing here until read repair or `confab repair` restores them from other replicas",
                 metadata: ["file": "\(target)", "reason": "\(entry.reason)"])
         }
         try fs.syncDirectory(quarantine)

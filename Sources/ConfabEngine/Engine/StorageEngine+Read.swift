@@ -11,7 +11,8 @@ extension StorageEngine {
         let now = options.clock.nowSeconds()
         let outcome = try mergeSlice(query) { clustering, row in
             guard row.isLive(now: now) else { return false }
-            let cells = row.cells.allSatisfy { $0.isLive(now: now) } ? row.cells : row.cells.filter { $0.isLive(now: now) }
+            let cells =
+                row.cells.allSatisfy { $0.isLive(now: now) } ? row.cells : row.cells.filter { $0.isLive(now: now) }
             rows.append(ResultRow(clustering: clustering, cells: cells))
             return true
         }
@@ -43,7 +44,8 @@ extension StorageEngine {
     /// (`emit` returns whether the row counts).
     func mergeSlice(_ query: SliceQuery, emit: ([UInt8], RowFragment) throws -> Bool) throws -> MergeOutcome {
         guard !query.partitionKey.isEmpty, query.partitionKey.count <= Int(UInt16.max) else {
-            throw StorageError(.invalidArgument, "partition key must be 1...65535 bytes (got \(query.partitionKey.count))")
+            throw StorageError(
+                .invalidArgument, "partition key must be 1...65535 bytes (got \(query.partitionKey.count))")
         }
         guard query.limit > 0 else { return MergeOutcome(header: PartitionHeader(), cursor: nil, tombstones: 0) }
         let prefix = InternalKey.partitionPrefix(table: query.table, partitionKey: query.partitionKey)
@@ -64,13 +66,17 @@ extension StorageEngine {
         }
         // A table with no tombstones has no header entries (an empty header is never written).
         for t in ssts where t.statistics.tombstoneCount > 0 {
-            if let v = try t.get(prefix), case .header(let h) = try decodeValue(v, from: t) { header = .merge(header, h) }
+            if let v = try t.get(prefix), case .header(let h) = try decodeValue(v, from: t) {
+                header = .merge(header, h)
+            }
         }
 
         let (lo, hi) = query.clusteringRange()
         if let hi, compareBytes(lo, hi) >= 0 { return MergeOutcome(header: header, cursor: nil, tombstones: 0) }
         let lowKey = prefix + lo
-        let highKey = hi.map { prefix + $0 } ?? (InternalKey.prefixSuccessor(prefix) ?? [UInt8](repeating: 0xFF, count: prefix.count + 1))
+        let highKey =
+            hi.map { prefix + $0 }
+            ?? (InternalKey.prefixSuccessor(prefix) ?? [UInt8](repeating: 0xFF, count: prefix.count + 1))
 
         var iterators: [(any EntryIterator, SSTableReader?)] = memtables.map { ($0.makeIterator(), nil) }
         iterators += ssts.map { ($0.makeIterator(), $0) }
@@ -95,7 +101,10 @@ extension StorageEngine {
             var best = -1
             for i in current.indices {
                 guard let k = current[i] else { continue }
-                if best < 0 { best = i; continue }
+                if best < 0 {
+                    best = i
+                    continue
+                }
                 let c = compareBytes(k, current[best]!)
                 if query.reversed ? c > 0 : c < 0 { best = i }
             }

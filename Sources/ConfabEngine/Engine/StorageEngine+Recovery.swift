@@ -21,7 +21,8 @@ extension StorageEngine {
         }
     }
 
-    private static func recover(directory: String, options: EngineOptions, lock: DirectoryLock) throws -> StorageEngine {
+    private static func recover(directory: String, options: EngineOptions, lock: DirectoryLock) throws -> StorageEngine
+    {
         let fs = options.fileSystem
         let names = try fs.listDirectory(directory)
         let sstNumbers = Set(names.compactMap(sstableNumber))
@@ -30,8 +31,10 @@ extension StorageEngine {
             manifest = m
         } else {
             guard sstNumbers.isEmpty else {
-                throw StorageError(.corruption, "MANIFEST is missing but \(sstNumbers.count) SSTable files are present; restore it from a backup or move the files away",
-                                   path: joinPath(directory, Manifest.fileName))
+                throw StorageError(
+                    .corruption,
+                    "MANIFEST is missing but \(sstNumbers.count) SSTable files are present; restore it from a backup or move the files away",
+                    path: joinPath(directory, Manifest.fileName))
             }
             // A new store: write an empty manifest before anything else, so a crash in the first
             // flush finds the old (empty) manifest plus an orphan table, never "tables but no
@@ -52,13 +55,18 @@ extension StorageEngine {
         for entry in manifest.tables {
             let path = joinPath(directory, sstableName(entry.fileNumber))
             guard fs.fileExists(path) else {
-                throw StorageError(.corruption, "SSTable \(sstableName(entry.fileNumber)) listed in the manifest is missing", path: path)
+                throw StorageError(
+                    .corruption, "SSTable \(sstableName(entry.fileNumber)) listed in the manifest is missing",
+                    path: path)
             }
             let size = try fs.fileSize(path)
             guard UInt64(size) == entry.fileSize else {
-                throw StorageError(.corruption, "SSTable is \(size) bytes but the manifest recorded \(entry.fileSize)", path: path)
+                throw StorageError(
+                    .corruption, "SSTable is \(size) bytes but the manifest recorded \(entry.fileSize)", path: path)
             }
-            tables.append(try SSTableReader.open(fileSystem: fs, path: path, fileNumber: entry.fileNumber, blockCache: blockCache))
+            tables.append(
+                try SSTableReader.open(fileSystem: fs, path: path, fileNumber: entry.fileNumber, blockCache: blockCache)
+            )
             manifest.nextFileNumber = max(manifest.nextFileNumber, entry.fileNumber + 1)
         }
         tables.sort { $0.fileNumber > $1.fileNumber }
@@ -70,7 +78,8 @@ extension StorageEngine {
         var replayed: [FrozenMemtable] = []
         var current = Memtable(id: 1)
         var memtableCount: UInt64 = 1
-        let report = try WriteAheadLog.replay(directory: directory, fileSystem: fs, fromSegment: manifest.logNumber) { payload, segment, offset in
+        let report = try WriteAheadLog.replay(directory: directory, fileSystem: fs, fromSegment: manifest.logNumber) {
+            payload, segment, offset in
             let mutation: Mutation
             do {
                 mutation = try Mutation.decode(payload)
@@ -90,17 +99,21 @@ extension StorageEngine {
         if let tail = report.truncatedTail {
             // Never acknowledged in batch or group mode (it lies beyond the last sync), but an
             // operator should still see that bytes were dropped.
-            Logger(label: "confab.engine").warning("dropped the unsynced tail of the write-ahead log", metadata: [
-                "path": "\(tail.path)", "offset": "\(tail.offset)", "bytesDropped": "\(tail.bytesDropped)",
-                "reason": "\(tail.reason)", "syncedThrough": "\(tail.syncedThrough.map(String.init) ?? "unknown (version 1 segment)")",
-                "intactRecordAfterCut": "\(tail.intactRecordAfter.map(String.init) ?? "none")",
-            ])
+            Logger(label: "confab.engine").warning(
+                "dropped the unsynced tail of the write-ahead log",
+                metadata: [
+                    "path": "\(tail.path)", "offset": "\(tail.offset)", "bytesDropped": "\(tail.bytesDropped)",
+                    "reason": "\(tail.reason)",
+                    "syncedThrough": "\(tail.syncedThrough.map(String.init) ?? "unknown (version 1 segment)")",
+                    "intactRecordAfterCut": "\(tail.intactRecordAfter.map(String.init) ?? "none")",
+                ])
         }
         if !current.isEmpty {
             replayed.append(FrozenMemtable(memtable: current, nextLogNumber: walFirst))
         }
-        let engine = try StorageEngine(directory: directory, options: options, lock: lock, manifest: manifest, tables: tables,
-                                       replayed: replayed, walFirstSegment: walFirst, blockCache: blockCache)
+        let engine = try StorageEngine(
+            directory: directory, options: options, lock: lock, manifest: manifest, tables: tables,
+            replayed: replayed, walFirstSegment: walFirst, blockCache: blockCache)
         if options.backgroundWork {
             engine.startBackgroundThreads()
         } else if !replayed.isEmpty {

@@ -31,9 +31,11 @@ extension StorageEngine {
         let (memtables, ssts) = state.withLock { () -> ([Memtable], [SSTableReader]) in
             ([active] + frozen.reversed().map(\.memtable), tables)
         }
-        let iterators: [any EntryIterator] = memtables.map { $0.makeIterator() } + ssts.filter { t in
-            compareBytes(t.statistics.maxKey, lowKey) >= 0 && compareBytes(t.statistics.minKey, highKey) < 0
-        }.map { $0.makeIterator() }
+        let iterators: [any EntryIterator] =
+            memtables.map { $0.makeIterator() }
+            + ssts.filter { t in
+                compareBytes(t.statistics.maxKey, lowKey) >= 0 && compareBytes(t.statistics.minKey, highKey) < 0
+            }.map { $0.makeIterator() }
         var current: [[UInt8]?] = []
         func position(_ it: any EntryIterator) -> [UInt8]? {
             guard it.isValid else { return nil }
@@ -61,7 +63,8 @@ extension StorageEngine {
             guard let value = merged, let parts = InternalKey.decode(key) else {
                 throw StorageError(.corruption, "malformed key of \(key.count) bytes in a range scan")
             }
-            let entry = ScannedEntry(partitionKey: parts.partitionKey, token: parts.token, clustering: parts.clustering, value: value)
+            let entry = ScannedEntry(
+                partitionKey: parts.partitionKey, token: parts.token, clustering: parts.clustering, value: value)
             if try !body(entry) { return }
         }
     }

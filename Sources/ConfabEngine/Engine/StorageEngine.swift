@@ -54,8 +54,10 @@ public final class StorageEngine: @unchecked Sendable {
     /// Most a single mutation may carry (the WAL frames records up to 64 MiB).
     public static let maxMutationBytes = 32 << 20
 
-    init(directory: String, options: EngineOptions, lock: DirectoryLock, manifest: Manifest, tables: [SSTableReader],
-         replayed: [FrozenMemtable], walFirstSegment: UInt64, blockCache: BlockCache) throws {
+    init(
+        directory: String, options: EngineOptions, lock: DirectoryLock, manifest: Manifest, tables: [SSTableReader],
+        replayed: [FrozenMemtable], walFirstSegment: UInt64, blockCache: BlockCache
+    ) throws {
         self.directory = directory
         self.options = options
         self.fs = options.fileSystem
@@ -66,8 +68,9 @@ public final class StorageEngine: @unchecked Sendable {
         self.blockCache = blockCache
         self.nextMemtableID = UInt64(replayed.count) + 2
         self.active = Memtable(id: UInt64(replayed.count) + 1)
-        self.wal = try WriteAheadLog(directory: directory, fileSystem: options.fileSystem, syncMode: options.syncMode,
-                                     segmentBytes: options.walSegmentBytes, firstSegmentID: walFirstSegment)
+        self.wal = try WriteAheadLog(
+            directory: directory, fileSystem: options.fileSystem, syncMode: options.syncMode,
+            segmentBytes: options.walSegmentBytes, firstSegmentID: walFirstSegment)
         counters.sstableCount = tables.count
     }
 
@@ -127,7 +130,9 @@ public final class StorageEngine: @unchecked Sendable {
         }
         let encoded = m.encodedWithValueRanges()
         guard encoded.bytes.count <= maxMutationBytes else {
-            throw StorageError(.tooLarge, "mutation of \(encoded.bytes.count) bytes exceeds the \(maxMutationBytes)-byte limit; split it")
+            throw StorageError(
+                .tooLarge,
+                "mutation of \(encoded.bytes.count) bytes exceeds the \(maxMutationBytes)-byte limit; split it")
         }
         return encoded
     }

@@ -22,7 +22,9 @@ public struct ClusteringKey: Hashable, Sendable {
             switch self {
             case .int64(let v): return String(v)
             case .bytes(let b):
-                if let s = String(validating: b, as: UTF8.self), s.allSatisfy({ !$0.isNewline && $0.isASCII }) { return s }
+                if let s = String(validating: b, as: UTF8.self), s.allSatisfy({ !$0.isNewline && $0.isASCII }) {
+                    return s
+                }
                 return "0x" + b.map { String($0, radix: 16).leftPad(2) }.joined()
             }
         }
@@ -69,8 +71,15 @@ public struct ClusteringKey: Hashable, Sendable {
                     guard i < b.count else { return nil }
                     if b[i] == 0 {
                         guard i + 1 < b.count else { return nil }
-                        if b[i + 1] == 0xFF { value.append(0); i += 2; continue }
-                        if b[i + 1] == 0 { i += 2; break }
+                        if b[i + 1] == 0xFF {
+                            value.append(0)
+                            i += 2
+                            continue
+                        }
+                        if b[i + 1] == 0 {
+                            i += 2
+                            break
+                        }
                         return nil
                     }
                     value.append(b[i])

@@ -94,7 +94,9 @@ public enum EntryValue: Hashable, Sendable {
             var lastColumn: Int64 = -1
             for _ in 0..<n {
                 let column = try r.readVarint()
-                guard column <= UInt64(UInt32.max), Int64(column) > lastColumn else { throw r.fail("cell columns out of order") }
+                guard column <= UInt64(UInt32.max), Int64(column) > lastColumn else {
+                    throw r.fail("cell columns out of order")
+                }
                 lastColumn = Int64(column)
                 let cf = try r.readByte()
                 guard cf & ~3 == 0 else { throw r.fail("unknown cell flags \(cf)") }
@@ -107,7 +109,8 @@ public enum EntryValue: Hashable, Sendable {
                     row.cells.append(.tombstone(column: UInt32(column), timestamp: ts, localDeletionTime: local))
                 } else {
                     let v = try r.readLengthPrefixed()
-                    row.cells.append(Cell(column: UInt32(column), timestamp: ts, value: Array(v), ttl: ttl, expiresAt: local))
+                    row.cells.append(
+                        Cell(column: UInt32(column), timestamp: ts, value: Array(v), ttl: ttl, expiresAt: local))
                 }
             }
             return .row(row)
@@ -132,9 +135,9 @@ public enum EntryValue: Hashable, Sendable {
     /// Merges two values stored under the same key.
     public static func merge(_ a: EntryValue, _ b: EntryValue) -> EntryValue {
         switch (a, b) {
-        case let (.row(x), .row(y)): return .row(RowFragment.merge(x, y))
-        case let (.header(x), .header(y)): return .header(PartitionHeader.merge(x, y))
-        default: return b // impossible: the key decides the kind
+        case (.row(let x), .row(let y)): return .row(RowFragment.merge(x, y))
+        case (.header(let x), .header(let y)): return .header(PartitionHeader.merge(x, y))
+        default: return b  // impossible: the key decides the kind
         }
     }
 }
@@ -147,7 +150,11 @@ extension Mutation {
     /// bytes as they are, so a write encodes its rows once.
     func encodedWithValueRanges() -> (bytes: [UInt8], header: Range<Int>?, rows: [Range<Int>]) {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + rows.reduce(0) { $0 + $1.clustering.count + $1.fragment.cells.reduce(0) { $0 + ($1.value?.count ?? 0) + 16 } })
+        out.reserveCapacity(
+            64
+                + rows.reduce(0) {
+                    $0 + $1.clustering.count + $1.fragment.cells.reduce(0) { $0 + ($1.value?.count ?? 0) + 16 }
+                })
         out.appendLE32(table)
         out.appendLengthPrefixed(partitionKey)
         var headerRange: Range<Int>? = nil

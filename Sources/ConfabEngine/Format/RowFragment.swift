@@ -17,22 +17,27 @@ public struct RowFragment: Hashable, Sendable {
     public static func merge(_ a: RowFragment, _ b: RowFragment) -> RowFragment {
         var out = RowFragment()
         switch (a.deletion, b.deletion) {
-        case let (x?, y?): out.deletion = max(x, y)
-        case let (x, y): out.deletion = x ?? y
+        case (let x?, let y?): out.deletion = max(x, y)
+        case (let x, let y): out.deletion = x ?? y
         }
         switch (a.liveness, b.liveness) {
-        case let (x?, y?): out.liveness = LivenessInfo.reconcile(x, y)
-        case let (x, y): out.liveness = x ?? y
+        case (let x?, let y?): out.liveness = LivenessInfo.reconcile(x, y)
+        case (let x, let y): out.liveness = x ?? y
         }
-        var i = 0, j = 0
+        var i = 0
+        var j = 0
         out.cells.reserveCapacity(max(a.cells.count, b.cells.count))
         while i < a.cells.count || j < b.cells.count {
             if j >= b.cells.count || (i < a.cells.count && a.cells[i].column < b.cells[j].column) {
-                out.cells.append(a.cells[i]); i += 1
+                out.cells.append(a.cells[i])
+                i += 1
             } else if i >= a.cells.count || b.cells[j].column < a.cells[i].column {
-                out.cells.append(b.cells[j]); j += 1
+                out.cells.append(b.cells[j])
+                j += 1
             } else {
-                out.cells.append(Cell.reconcile(a.cells[i], b.cells[j])); i += 1; j += 1
+                out.cells.append(Cell.reconcile(a.cells[i], b.cells[j]))
+                i += 1
+                j += 1
             }
         }
         if let d = out.deletion { out.applyDeletion(d) }
@@ -92,7 +97,7 @@ public struct RangeTombstone: Hashable, Sendable {
         let s = compareBytes(a.start, b.start)
         if s != 0 { return s < 0 }
         switch (a.end, b.end) {
-        case let (x?, y?):
+        case (let x?, let y?):
             let e = compareBytes(x, y)
             if e != 0 { return e < 0 }
         case (nil, _?): return false
@@ -126,8 +131,8 @@ public struct PartitionHeader: Hashable, Sendable {
     public static func merge(_ a: PartitionHeader, _ b: PartitionHeader) -> PartitionHeader {
         var out = PartitionHeader()
         switch (a.deletion, b.deletion) {
-        case let (x?, y?): out.deletion = max(x, y)
-        case let (x, y): out.deletion = x ?? y
+        case (let x?, let y?): out.deletion = max(x, y)
+        case (let x, let y): out.deletion = x ?? y
         }
         var seen = Set<RangeTombstone>()
         for rt in a.rangeTombstones + b.rangeTombstones where seen.insert(rt).inserted {

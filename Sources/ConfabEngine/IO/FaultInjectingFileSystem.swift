@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A `FileSystem` for tests: the real disk under `root`, plus a model of what a power loss would
@@ -184,7 +184,8 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
                 case .dropped:
                     try base.truncate(path, to: n)
                 case .randomPages(let seed):
-                    try persistRandomPages(path, synced: n, size: size, seed: seed ^ UInt64(truncatingIfNeeded: path.hashValueStable))
+                    try persistRandomPages(
+                        path, synced: n, size: size, seed: seed ^ UInt64(truncatingIfNeeded: path.hashValueStable))
                 }
             }
             for (name, bytes) in plan.write {
@@ -490,7 +491,8 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
                 directories[path] = state
             }
             // Subdirectories made before this sync started now have durable entries.
-            for (dir, made) in newDirectories where made <= generation && parentDirectory(of: dir) == path && dir.hasPrefix(prefix) {
+            for (dir, made) in newDirectories
+            where made <= generation && parentDirectory(of: dir) == path && dir.hasPrefix(prefix) {
                 newDirectories[dir] = nil
             }
             collectGarbage()
@@ -516,8 +518,9 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
         if allowed < bytes.count {
             if allowed > 0 { try file.append(UnsafeRawBufferPointer(rebasing: bytes[0..<allowed])) }
-            throw StorageError(.diskFull, "write failed: the disk is full; free space and retry (injected ENOSPC)",
-                               path: file.path, errno: ENOSPC)
+            throw StorageError(
+                .diskFull, "write failed: the disk is full; free space and retry (injected ENOSPC)",
+                path: file.path, errno: ENOSPC)
         }
         try file.append(bytes)
     }

@@ -54,7 +54,8 @@ extension FileSystem {
             do {
                 try syncDirectory(parent)
             } catch var e as StorageError {
-                e.message = "created the directory \(directory) but could not make its name durable (fsync of \(parent)): \(e.message)"
+                e.message =
+                    "created the directory \(directory) but could not make its name durable (fsync of \(parent)): \(e.message)"
                 throw e
             }
         }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The real file system, through POSIX calls. fdatasync for data, fsync for directories.
@@ -11,7 +11,8 @@ public struct PosixFileSystem: FileSystem {
     static func error(_ op: String, _ path: String, _ err: Int32 = errno) -> StorageError {
         let reason = String(cString: strerror(err))
         if err == ENOSPC {
-            return StorageError(.diskFull, "\(op) failed: the disk is full; free space and retry (\(reason))", path: path, errno: err)
+            return StorageError(
+                .diskFull, "\(op) failed: the disk is full; free space and retry (\(reason))", path: path, errno: err)
         }
         if err == ENOENT {
             return StorageError(.notFound, "\(op) failed: no such file or directory", path: path, errno: err)
@@ -30,7 +31,11 @@ public struct PosixFileSystem: FileSystem {
         let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error("open for append", path) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { let e = errno; Glibc.close(fd); throw Self.error("stat", path, e) }
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw Self.error("stat", path, e)
+        }
         return PosixWritableFile(fd: fd, path: path, size: Int(st.st_size))
     }
 
@@ -38,7 +43,11 @@ public struct PosixFileSystem: FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error("open", path) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { let e = errno; Glibc.close(fd); throw Self.error("stat", path, e) }
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw Self.error("stat", path, e)
+        }
         return PosixReadableFile(fd: fd, path: path, size: Int(st.st_size))
     }
 
@@ -152,7 +161,9 @@ final class PosixReadableFile: ReadableFile, @unchecked Sendable {
 
     func read(at offset: Int, count: Int) throws -> [UInt8] {
         guard offset >= 0, count >= 0, offset + count <= size else {
-            throw StorageError(.corruption, "read of \(count) bytes at \(offset) runs past the end of the file (\(size) bytes)", path: path, offset: offset)
+            throw StorageError(
+                .corruption, "read of \(count) bytes at \(offset) runs past the end of the file (\(size) bytes)",
+                path: path, offset: offset)
         }
         if count == 0 { return [] }
         return try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
@@ -164,7 +175,9 @@ final class PosixReadableFile: ReadableFile, @unchecked Sendable {
                     throw PosixFileSystem.error("pread", path)
                 }
                 if n == 0 {
-                    throw StorageError(.corruption, "file ended early reading \(count) bytes at \(offset)", path: path, offset: offset + done)
+                    throw StorageError(
+                        .corruption, "file ended early reading \(count) bytes at \(offset)", path: path,
+                        offset: offset + done)
                 }
                 done += n
             }

@@ -43,12 +43,15 @@ struct Manifest: Hashable, Sendable {
         }
         let version = bytes.withUnsafeBytes { UInt32.loadLE($0, at: 8) }
         guard version == Self.version else {
-            throw StorageError(.unsupportedVersion, "manifest format version \(version) is not supported (expected \(Self.version))", path: path, offset: 8)
+            throw StorageError(
+                .unsupportedVersion, "manifest format version \(version) is not supported (expected \(Self.version))",
+                path: path, offset: 8)
         }
         let length = Int(bytes.withUnsafeBytes { UInt32.loadLE($0, at: 12) })
         let crc = bytes.withUnsafeBytes { UInt32.loadLE($0, at: 16) }
         guard bytes.count == 20 + length else {
-            throw StorageError.corruption("manifest body is \(bytes.count - 20) bytes, header says \(length)", path: path, offset: 12)
+            throw StorageError.corruption(
+                "manifest body is \(bytes.count - 20) bytes, header says \(length)", path: path, offset: 12)
         }
         let body = Array(bytes[20...])
         guard CRC32C.unmask(crc) == CRC32C.checksum(body) else {

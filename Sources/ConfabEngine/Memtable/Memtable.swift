@@ -68,10 +68,17 @@ final class Memtable: @unchecked Sendable {
     /// Applies a mutation whose entry values are already encoded inside `payload` (its WAL record).
     func apply(_ m: Mutation, payload: [UInt8], header: Range<Int>?, rows: [Range<Int>]) {
         let prefix = InternalKey.partitionPrefix(table: m.table, partitionKey: m.partitionKey)
-        var lo = Int64.max, hi = Int64.min
+        var lo = Int64.max
+        var hi = Int64.min
         if !m.header.isEmpty {
-            if let d = m.header.deletion { lo = min(lo, d.timestamp); hi = max(hi, d.timestamp) }
-            for rt in m.header.rangeTombstones { lo = min(lo, rt.deletion.timestamp); hi = max(hi, rt.deletion.timestamp) }
+            if let d = m.header.deletion {
+                lo = min(lo, d.timestamp)
+                hi = max(hi, d.timestamp)
+            }
+            for rt in m.header.rangeTombstones {
+                lo = min(lo, rt.deletion.timestamp)
+                hi = max(hi, rt.deletion.timestamp)
+            }
         }
         for row in m.rows {
             lo = min(lo, row.fragment.minTimestamp)

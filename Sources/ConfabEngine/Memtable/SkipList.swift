@@ -32,7 +32,10 @@ struct SkipList {
 
     init() {
         arena.reserveCapacity(1 << 20)
-        nodes.append(Node(head0: 0, head1: 0, keyOffset: 0, keyLength: 0, height: Int32(Self.maxHeight), valueOffset: 0, valueLength: 0, linkStart: 0))
+        nodes.append(
+            Node(
+                head0: 0, head1: 0, keyOffset: 0, keyLength: 0, height: Int32(Self.maxHeight), valueOffset: 0,
+                valueLength: 0, linkStart: 0))
         links.append(contentsOf: repeatElement(-1, count: Self.maxHeight))
     }
 
@@ -62,9 +65,14 @@ struct SkipList {
     @inline(__always)
     static func head(_ key: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
         if key.count >= 16 { return (UInt64.loadBE(key, at: 0), UInt64.loadBE(key, at: 8)) }
-        var h0: UInt64 = 0, h1: UInt64 = 0
+        var h0: UInt64 = 0
+        var h1: UInt64 = 0
         for i in 0..<key.count {
-            if i < 8 { h0 |= UInt64(key[i]) << UInt64(56 - 8 * i) } else { h1 |= UInt64(key[i]) << UInt64(56 - 8 * (i - 8)) }
+            if i < 8 {
+                h0 |= UInt64(key[i]) << UInt64(56 - 8 * i)
+            } else {
+                h1 |= UInt64(key[i]) << UInt64(56 - 8 * (i - 8))
+            }
         }
         return (h0, h1)
     }
@@ -83,7 +91,9 @@ struct SkipList {
         var h = 1
         while h < Self.maxHeight {
             // xorshift32
-            rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5
+            rng ^= rng << 13
+            rng ^= rng >> 17
+            rng ^= rng << 5
             if rng % Self.branching != 0 { break }
             h += 1
         }
@@ -146,7 +156,10 @@ struct SkipList {
         }
     }
 
-    var first: Int? { let n = next(0, 0); return n >= 0 ? n : nil }
+    var first: Int? {
+        let n = next(0, 0)
+        return n >= 0 ? n : nil
+    }
 
     var last: Int? {
         var x = 0
@@ -157,7 +170,10 @@ struct SkipList {
         }
     }
 
-    func successor(_ node: Int) -> Int? { let n = next(node, 0); return n >= 0 ? n : nil }
+    func successor(_ node: Int) -> Int? {
+        let n = next(node, 0)
+        return n >= 0 ? n : nil
+    }
 
     func key(_ node: Int) -> [UInt8] {
         let n = nodes[node]
@@ -181,11 +197,14 @@ struct SkipList {
         }
     }
 
-    private mutating func upsert(key: [UInt8], value: ArraySlice<UInt8>, prev: UnsafeMutablePointer<Int>,
-                                 merge: ([UInt8], [UInt8]) -> [UInt8]) {
+    private mutating func upsert(
+        key: [UInt8], value: ArraySlice<UInt8>, prev: UnsafeMutablePointer<Int>,
+        merge: ([UInt8], [UInt8]) -> [UInt8]
+    ) {
         let found = key.withUnsafeBytes { k in findGreaterOrEqual(k, prev: prev) }
         if found > 0 {
-            let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, SearchKey(k), $0) == 0 } }
+            let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, SearchKey(k), $0) == 0 }
+            }
             if equal {
                 let merged = merge(self.value(found), Array(value))
                 nodes[found].valueOffset = arena.count
@@ -205,8 +224,10 @@ struct SkipList {
         arena.append(contentsOf: value)
         let index = nodes.count
         let (h0, h1) = key.withUnsafeBytes { Self.head($0) }
-        nodes.append(Node(head0: h0, head1: h1, keyOffset: keyOffset, keyLength: Int32(key.count), height: Int32(h),
-                          valueOffset: valueOffset, valueLength: Int32(value.count), linkStart: Int32(links.count)))
+        nodes.append(
+            Node(
+                head0: h0, head1: h1, keyOffset: keyOffset, keyLength: Int32(key.count), height: Int32(h),
+                valueOffset: valueOffset, valueLength: Int32(value.count), linkStart: Int32(links.count)))
         links.append(contentsOf: repeatElement(-1, count: h))
         for level in 0..<h {
             setNext(index, level, next(prev[level], level))

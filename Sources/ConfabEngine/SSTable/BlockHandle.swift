@@ -32,7 +32,9 @@ enum StoredBlock {
         }
         var out: [UInt8]
         var type = rawType
-        if compress, contents.count >= 64, let c = LZ4.compress(contents), c.count <= contents.count - contents.count / 8 {
+        if compress, contents.count >= 64, let c = LZ4.compress(contents),
+            c.count <= contents.count - contents.count / 8
+        {
             out = c
             type = lz4Type
         } else {
@@ -60,10 +62,12 @@ enum StoredBlock {
         }
         let payloadSize = stored.count - trailerSize
         let (type, length, storedCRC, actualCRC) = stored.withUnsafeBytes { raw in
-            (raw[payloadSize],
-             Int(UInt32.loadLE(raw, at: payloadSize + 1)),
-             CRC32C.unmask(UInt32.loadLE(raw, at: payloadSize + 5)),
-             CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<(payloadSize + 5)])))
+            (
+                raw[payloadSize],
+                Int(UInt32.loadLE(raw, at: payloadSize + 1)),
+                CRC32C.unmask(UInt32.loadLE(raw, at: payloadSize + 5)),
+                CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<(payloadSize + 5)]))
+            )
         }
         guard storedCRC == actualCRC else {
             throw StorageError.corruption(
@@ -73,7 +77,8 @@ enum StoredBlock {
         switch type {
         case rawType:
             guard length == payloadSize else {
-                throw StorageError.corruption("\(what) raw length \(length) does not match its size \(payloadSize)", path: path, offset: offset)
+                throw StorageError.corruption(
+                    "\(what) raw length \(length) does not match its size \(payloadSize)", path: path, offset: offset)
             }
             return Array(stored[0..<payloadSize])
         case lz4Type:

@@ -34,10 +34,15 @@ struct BlockIndex: Sendable {
     func lowerBound(_ target: [UInt8]) -> Int {
         keyBytes.withUnsafeBytes { keys in
             target.withUnsafeBytes { t in
-                var lo = 0, hi = count
+                var lo = 0
+                var hi = count
                 while lo < hi {
                     let mid = (lo + hi) / 2
-                    if compareBytes(UnsafeRawBufferPointer(rebasing: keys[keyRange(mid)]), t) < 0 { lo = mid + 1 } else { hi = mid }
+                    if compareBytes(UnsafeRawBufferPointer(rebasing: keys[keyRange(mid)]), t) < 0 {
+                        lo = mid + 1
+                    } else {
+                        hi = mid
+                    }
                 }
                 return lo
             }
@@ -78,24 +83,32 @@ struct BlockIndex: Sendable {
             for i in 0..<n {
                 let shared = try r.readVarintInt()
                 let unshared = try r.readVarintInt()
-                guard shared <= previous.count else { throw fail("entry \(i) shares \(shared) bytes with a \(previous.count)-byte key") }
+                guard shared <= previous.count else {
+                    throw fail("entry \(i) shares \(shared) bytes with a \(previous.count)-byte key")
+                }
                 var sep = previous
                 sep.removeLast(previous.count - shared)
                 sep.append(contentsOf: try r.readBytes(unshared))
                 if i > 0, compareBytes(previous, sep) >= 0 { throw fail("separators out of order at entry \(i)") }
                 let blockOffset = try r.readVarint()
                 let size = try r.readVarint()
-                guard size <= UInt64(StoredBlock.maxContentsBytes) else { throw fail("block \(i) size \(size) too large") }
+                guard size <= UInt64(StoredBlock.maxContentsBytes) else {
+                    throw fail("block \(i) size \(size) too large")
+                }
                 let handle = BlockHandle(offset: blockOffset, size: UInt32(size))
                 guard handle.offset == expectedOffset, handle.end <= dataEnd else {
-                    throw fail("block \(i) at \(blockOffset) (\(size) bytes) does not follow the previous block ending at \(expectedOffset)")
+                    throw fail(
+                        "block \(i) at \(blockOffset) (\(size) bytes) does not follow the previous block ending at \(expectedOffset)"
+                    )
                 }
                 expectedOffset = handle.end
                 append(separator: sep, handle: handle)
                 previous = sep
             }
             guard r.isAtEnd else { throw fail("\(r.remaining) trailing bytes") }
-            guard expectedOffset == dataEnd else { throw fail("data blocks end at \(expectedOffset), index starts at \(dataEnd)") }
+            guard expectedOffset == dataEnd else {
+                throw fail("data blocks end at \(expectedOffset), index starts at \(dataEnd)")
+            }
         } catch let e as StorageError where e.path == nil {
             throw fail(e.message)
         }

@@ -45,7 +45,8 @@ struct BloomFilter: Sendable {
     /// Decodes an encoded filter; throws `.corruption` if it is too short to hold one.
     init(encoded: [UInt8], path: String, offset: Int) throws {
         guard encoded.count >= 2 else {
-            throw StorageError.corruption("bloom filter of \(encoded.count) bytes is too short", path: path, offset: offset)
+            throw StorageError.corruption(
+                "bloom filter of \(encoded.count) bytes is too short", path: path, offset: offset)
         }
         bits = Array(encoded.dropLast())
         probes = Int(encoded[encoded.count - 1])

@@ -81,7 +81,8 @@ final class DataBlock: Sendable {
     func lowerBound(_ target: [UInt8]) -> Int {
         keyBytes.withUnsafeBytes { keys in
             target.withUnsafeBytes { t in
-                var lo = 0, hi = count
+                var lo = 0
+                var hi = count
                 while lo < hi {
                     let mid = (lo + hi) / 2
                     let r = keyRange(mid)

@@ -35,18 +35,24 @@ struct SSTableFooter: Hashable, Sendable {
     /// `.unsupportedVersion`. `offset` is the footer's offset in the file, for the error.
     init(decoding bytes: [UInt8], path: String, offset: Int) throws {
         guard bytes.count == Self.size else {
-            throw StorageError.corruption("SSTable footer must be \(Self.size) bytes, got \(bytes.count)", path: path, offset: offset)
+            throw StorageError.corruption(
+                "SSTable footer must be \(Self.size) bytes, got \(bytes.count)", path: path, offset: offset)
         }
         let fields = bytes.withUnsafeBytes { raw in
-            (magic: UInt64.loadLE(raw, at: 44),
-             crc: CRC32C.unmask(UInt32.loadLE(raw, at: 40)),
-             actual: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40])),
-             version: UInt32.loadLE(raw, at: 36),
-             handles: (0..<3).map { BlockHandle(offset: UInt64.loadLE(raw, at: $0 * 12), size: UInt32.loadLE(raw, at: $0 * 12 + 8)) })
+            (
+                magic: UInt64.loadLE(raw, at: 44),
+                crc: CRC32C.unmask(UInt32.loadLE(raw, at: 40)),
+                actual: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40])),
+                version: UInt32.loadLE(raw, at: 36),
+                handles: (0..<3).map {
+                    BlockHandle(offset: UInt64.loadLE(raw, at: $0 * 12), size: UInt32.loadLE(raw, at: $0 * 12 + 8))
+                }
+            )
         }
         guard fields.magic == Self.magic else {
             throw StorageError.corruption(
-                "bad SSTable magic 0x\(String(fields.magic, radix: 16)) (not an SSTable, or truncated)", path: path, offset: offset + 44)
+                "bad SSTable magic 0x\(String(fields.magic, radix: 16)) (not an SSTable, or truncated)", path: path,
+                offset: offset + 44)
         }
         guard fields.crc == fields.actual else {
             throw StorageError.corruption(
@@ -54,8 +60,10 @@ struct SSTableFooter: Hashable, Sendable {
                 path: path, offset: offset)
         }
         guard fields.version == Self.currentVersion else {
-            throw StorageError(.unsupportedVersion, "SSTable format version \(fields.version) is not supported (this build reads \(Self.currentVersion))",
-                               path: path, offset: offset + 36)
+            throw StorageError(
+                .unsupportedVersion,
+                "SSTable format version \(fields.version) is not supported (this build reads \(Self.currentVersion))",
+                path: path, offset: offset + 36)
         }
         index = fields.handles[0]
         bloom = fields.handles[1]

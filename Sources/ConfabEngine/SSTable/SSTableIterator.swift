@@ -28,7 +28,8 @@ final class SSTableIterator: EntryIterator {
 
     func decodedValue() throws -> EntryValue {
         guard let block else { throw StorageError(.invalidArgument, "iterator is not positioned") }
-        var r = ByteReader(block.contents, range: block.valueStarts[entry]..<block.valueEnds[entry], context: "entry value")
+        var r = ByteReader(
+            block.contents, range: block.valueStarts[entry]..<block.valueEnds[entry], context: "entry value")
         let v = try EntryValue.decode(&r)
         guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
         return v

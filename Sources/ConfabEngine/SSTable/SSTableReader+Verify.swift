@@ -8,7 +8,8 @@ extension SSTableReader {
     ///
     /// `progress(blocksDone, blocksTotal)` is called after each data block.
     package func verify(progress: ((Int, Int) -> Void)? = nil) throws -> SSTableVerifyReport {
-        var report = SSTableVerifyReport(path: path, fileBytes: fileSize, formatVersion: footer.version, statistics: statistics)
+        var report = SSTableVerifyReport(
+            path: path, fileBytes: fileSize, formatVersion: footer.version, statistics: statistics)
         report.metaBytes = fileSize - Int(footer.index.offset)
         report.bloomBytes = bloom.bits.count
         report.bloomProbes = bloom.probes
@@ -20,7 +21,9 @@ extension SSTableReader {
             let offset = Int(handle.offset)
             func fail(_ what: String) -> StorageError { StorageError.corruption(what, path: path, offset: offset) }
             let stored = try file.read(at: offset, count: Int(handle.size) + StoredBlock.trailerSize)
-            if stored.count >= StoredBlock.trailerSize, stored[stored.count - StoredBlock.trailerSize] == StoredBlock.lz4Type {
+            if stored.count >= StoredBlock.trailerSize,
+                stored[stored.count - StoredBlock.trailerSize] == StoredBlock.lz4Type
+            {
                 report.compressedBlocks += 1
             }
             let contents = try StoredBlock.unframe(stored, path: path, offset: offset, what: "data block")
@@ -51,9 +54,11 @@ extension SSTableReader {
                 default: break
                 }
                 if collector.add(key: key, prefixLength: prefixLength, valueBytes: valueBytes.count, value: value),
-                   !bloom.mayContain(Array(key[0..<prefixLength])) {
-                    throw StorageError.corruption("bloom filter is missing a partition of data block entry \(i) at \(offset)",
-                                                  path: path, offset: Int(footer.bloom.offset))
+                    !bloom.mayContain(Array(key[0..<prefixLength]))
+                {
+                    throw StorageError.corruption(
+                        "bloom filter is missing a partition of data block entry \(i) at \(offset)",
+                        path: path, offset: Int(footer.bloom.offset))
                 }
                 previousKey = key
                 report.entriesChecked += 1
@@ -65,8 +70,9 @@ extension SSTableReader {
         var recomputed = collector.statistics
         recomputed.fileBytes = statistics.fileBytes
         if recomputed != statistics {
-            throw StorageError.corruption("stored statistics do not match the data (stored \(statistics), recomputed \(recomputed))",
-                                          path: path, offset: Int(footer.stats.offset))
+            throw StorageError.corruption(
+                "stored statistics do not match the data (stored \(statistics), recomputed \(recomputed))",
+                path: path, offset: Int(footer.stats.offset))
         }
         if total == 0 { progress?(0, 0) }
         return report

@@ -20,8 +20,10 @@ package final class SSTableReader: @unchecked Sendable {
     package let firstPartition: [UInt8]
     package let lastPartition: [UInt8]
 
-    private init(path: String, fileNumber: UInt64, file: any ReadableFile, footer: SSTableFooter,
-                 index: BlockIndex, bloom: BloomFilter, statistics: SSTableStatistics, blockCache: BlockCache?) {
+    private init(
+        path: String, fileNumber: UInt64, file: any ReadableFile, footer: SSTableFooter,
+        index: BlockIndex, bloom: BloomFilter, statistics: SSTableStatistics, blockCache: BlockCache?
+    ) {
         self.path = path
         self.fileNumber = fileNumber
         self.file = file
@@ -31,24 +33,31 @@ package final class SSTableReader: @unchecked Sendable {
         self.bloom = bloom
         self.statistics = statistics
         self.blockCache = blockCache
-        self.firstPartition = InternalKey.prefixLength(of: statistics.minKey).map { Array(statistics.minKey.prefix($0)) } ?? []
-        self.lastPartition = InternalKey.prefixLength(of: statistics.maxKey).map { Array(statistics.maxKey.prefix($0)) } ?? []
+        self.firstPartition =
+            InternalKey.prefixLength(of: statistics.minKey).map { Array(statistics.minKey.prefix($0)) } ?? []
+        self.lastPartition =
+            InternalKey.prefixLength(of: statistics.maxKey).map { Array(statistics.maxKey.prefix($0)) } ?? []
     }
 
-    package static func open(fileSystem: any FileSystem, path: String, fileNumber: UInt64, blockCache: BlockCache?) throws -> SSTableReader {
+    package static func open(fileSystem: any FileSystem, path: String, fileNumber: UInt64, blockCache: BlockCache?)
+        throws -> SSTableReader
+    {
         let file = try fileSystem.openForReading(path)
         let size = file.size
         guard size >= SSTableFooter.size else {
             throw StorageError.corruption("file of \(size) bytes is too short to be an SSTable", path: path, offset: 0)
         }
         let footerOffset = size - SSTableFooter.size
-        let footer = try SSTableFooter(decoding: try file.read(at: footerOffset, count: SSTableFooter.size), path: path, offset: footerOffset)
+        let footer = try SSTableFooter(
+            decoding: try file.read(at: footerOffset, count: SSTableFooter.size), path: path, offset: footerOffset)
         // The meta blocks follow one another and end where the footer starts: any other layout
         // means the footer is damaged (and some bytes would escape every checksum).
         guard [footer.index, footer.bloom, footer.stats].allSatisfy({ $0.offset <= UInt64(footerOffset) }),
-              footer.index.end == footer.bloom.offset, footer.bloom.end == footer.stats.offset,
-              footer.stats.end == UInt64(footerOffset) else {
-            throw StorageError.corruption("SSTable footer block handles do not tile the file", path: path, offset: footerOffset)
+            footer.index.end == footer.bloom.offset, footer.bloom.end == footer.stats.offset,
+            footer.stats.end == UInt64(footerOffset)
+        else {
+            throw StorageError.corruption(
+                "SSTable footer block handles do not tile the file", path: path, offset: footerOffset)
         }
         let indexOffset = Int(footer.index.offset)
         let index = try BlockIndex(
@@ -62,11 +71,13 @@ package final class SSTableReader: @unchecked Sendable {
             path: path, offset: Int(footer.stats.offset))
         stats.fileBytes = size
         guard (index.count == 0) == (stats.entryCount == 0) else {
-            throw StorageError.corruption("statistics (\(stats.entryCount) entries) disagree with the index (\(index.count) blocks)",
-                                          path: path, offset: Int(footer.stats.offset))
+            throw StorageError.corruption(
+                "statistics (\(stats.entryCount) entries) disagree with the index (\(index.count) blocks)",
+                path: path, offset: Int(footer.stats.offset))
         }
-        return SSTableReader(path: path, fileNumber: fileNumber, file: file, footer: footer, index: index,
-                             bloom: bloom, statistics: stats, blockCache: blockCache)
+        return SSTableReader(
+            path: path, fileNumber: fileNumber, file: file, footer: footer, index: index,
+            bloom: bloom, statistics: stats, blockCache: blockCache)
     }
 
     package func close() throws { try file.close() }

@@ -66,7 +66,10 @@ final class SSTableWriter {
         let isHeaderKey = prefixLength == key.count
         switch decoded {
         case .header where !isHeaderKey, .row where isHeaderKey:
-            throw StorageError(.invalidArgument, "a partition header must be stored under the partition prefix and a row under a clustering key", path: path)
+            throw StorageError(
+                .invalidArgument,
+                "a partition header must be stored under the partition prefix and a row under a clustering key",
+                path: path)
         default: break
         }
         if let handle = pendingHandle {

@@ -9,7 +9,8 @@ struct StatisticsCollector {
     @discardableResult
     mutating func add(key: [UInt8], prefixLength: Int, valueBytes: Int, value: EntryValue) -> Bool {
         var s = statistics
-        let isNewPartition = s.entryCount == 0
+        let isNewPartition =
+            s.entryCount == 0
             || lastPrefix.count != prefixLength
             || !lastPrefix.elementsEqual(key[0..<prefixLength])
         if isNewPartition {

@@ -31,10 +31,20 @@ public enum Murmur3 {
         for i in 0..<nblocks {
             var k1 = UInt64.loadLE(data, at: i * 16)
             var k2 = UInt64.loadLE(data, at: i * 16 + 8)
-            k1 = k1 &* c1; k1 = rotl(k1, 31); k1 = k1 &* c2; h1 ^= k1
-            h1 = rotl(h1, 27); h1 = h1 &+ h2; h1 = h1 &* 5 &+ 0x52dc_e729
-            k2 = k2 &* c2; k2 = rotl(k2, 33); k2 = k2 &* c1; h2 ^= k2
-            h2 = rotl(h2, 31); h2 = h2 &+ h1; h2 = h2 &* 5 &+ 0x3849_5ab5
+            k1 = k1 &* c1
+            k1 = rotl(k1, 31)
+            k1 = k1 &* c2
+            h1 ^= k1
+            h1 = rotl(h1, 27)
+            h1 = h1 &+ h2
+            h1 = h1 &* 5 &+ 0x52dc_e729
+            k2 = k2 &* c2
+            k2 = rotl(k2, 33)
+            k2 = k2 &* c1
+            h2 ^= k2
+            h2 = rotl(h2, 31)
+            h2 = h2 &+ h1
+            h2 = h2 &* 5 &+ 0x3849_5ab5
         }
         // Tail bytes are sign-extended, as in Cassandra's MurmurHash.hash3_x64_128 (Java `byte`).
         @inline(__always) func tailByte(_ i: Int) -> UInt64 {
@@ -51,7 +61,10 @@ public enum Murmur3 {
         if tail >= 10 { k2 ^= tailByte(9) << 8 }
         if tail >= 9 {
             k2 ^= tailByte(8)
-            k2 = k2 &* c2; k2 = rotl(k2, 33); k2 = k2 &* c1; h2 ^= k2
+            k2 = k2 &* c2
+            k2 = rotl(k2, 33)
+            k2 = k2 &* c1
+            h2 ^= k2
         }
         if tail >= 8 { k1 ^= tailByte(7) << 56 }
         if tail >= 7 { k1 ^= tailByte(6) << 48 }
@@ -62,12 +75,19 @@ public enum Murmur3 {
         if tail >= 2 { k1 ^= tailByte(1) << 8 }
         if tail >= 1 {
             k1 ^= tailByte(0)
-            k1 = k1 &* c1; k1 = rotl(k1, 31); k1 = k1 &* c2; h1 ^= k1
+            k1 = k1 &* c1
+            k1 = rotl(k1, 31)
+            k1 = k1 &* c2
+            h1 ^= k1
         }
-        h1 ^= UInt64(length); h2 ^= UInt64(length)
-        h1 = h1 &+ h2; h2 = h2 &+ h1
-        h1 = fmix(h1); h2 = fmix(h2)
-        h1 = h1 &+ h2; h2 = h2 &+ h1
+        h1 ^= UInt64(length)
+        h2 ^= UInt64(length)
+        h1 = h1 &+ h2
+        h2 = h2 &+ h1
+        h1 = fmix(h1)
+        h2 = fmix(h2)
+        h1 = h1 &+ h2
+        h2 = h2 &+ h1
         return (h1, h2)
     }
 }

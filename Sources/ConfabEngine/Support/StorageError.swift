@@ -46,8 +46,11 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         var s = "\(code): \(message)"
-        if let path { s += " [file \(path)" + (offset.map { " at offset \($0)" } ?? "") + "]" }
-        else if let offset { s += " [offset \(offset)]" }
+        if let path {
+            s += " [file \(path)" + (offset.map { " at offset \($0)" } ?? "") + "]"
+        } else if let offset {
+            s += " [offset \(offset)]"
+        }
         if let errno { s += " (errno \(errno))" }
         return s
     }

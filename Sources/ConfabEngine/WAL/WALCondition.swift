@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A pthread mutex with condition variables, for the log's blocking path. Writers that wait for
@@ -46,7 +46,7 @@ final class WALCondition: @unchecked Sendable {
         var attr = pthread_condattr_t()
         pthread_condattr_init(&attr)
         #if os(Linux)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+            pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
         #endif
         pthread_cond_init(cond, &attr)
         pthread_condattr_destroy(&attr)
@@ -76,9 +76,9 @@ final class WALCondition: @unchecked Sendable {
     static func nowNanos() -> UInt64 {
         var ts = timespec()
         #if os(Linux)
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+            clock_gettime(CLOCK_MONOTONIC, &ts)
         #else
-        clock_gettime(CLOCK_REALTIME, &ts)
+            clock_gettime(CLOCK_REALTIME, &ts)
         #endif
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }

@@ -103,7 +103,9 @@ package enum WALRecordFormat {
     }
 
     /// Appends a record whose checksums were computed earlier (outside the log's lock).
-    package static func appendRecord(_ payload: UnsafeRawBufferPointer, headerCRC: UInt32, length: UInt32, dataCRC: UInt32, to out: inout [UInt8]) {
+    package static func appendRecord(
+        _ payload: UnsafeRawBufferPointer, headerCRC: UInt32, length: UInt32, dataCRC: UInt32, to out: inout [UInt8]
+    ) {
         out.appendLE32(headerCRC)
         out.appendLE32(length)
         out.appendLE32(dataCRC)

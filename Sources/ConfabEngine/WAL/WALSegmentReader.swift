@@ -94,7 +94,11 @@ package final class WALSegmentReader {
         switch WALRecordFormat.checkSegmentHeader(head) {
         case .valid(let id, let version):
             if let expected = expectedSegmentID, expected != id {
-                badRecord = WALBadRecord(offset: 0, reason: "segment header names segment \(id) but the file name says \(expected) (a stale or renamed file)", validRecordFollowsAt: nil, alwaysCorruption: true)
+                badRecord = WALBadRecord(
+                    offset: 0,
+                    reason:
+                        "segment header names segment \(id) but the file name says \(expected) (a stale or renamed file)",
+                    validRecordFollowsAt: nil, alwaysCorruption: true)
                 return
             }
             segmentID = id
@@ -102,17 +106,23 @@ package final class WALSegmentReader {
             position = headerBytes
         case .incomplete:
             let follows = fileSize > headerBytes ? try findValidRecord(from: 1) : nil
-            let reason = fileSize < headerBytes
+            let reason =
+                fileSize < headerBytes
                 ? "incomplete segment header (\(fileSize) of \(headerBytes) bytes)"
                 : "segment header is all zeros"
             // A header lost with the unsynced pages of a new segment, unless a sync marker proves
             // the segment (header included) was synced.
-            badRecord = WALBadRecord(offset: 0, reason: reason, validRecordFollowsAt: follows, alwaysCorruption: false,
-                                     syncedThrough: fileSize > headerBytes ? try syncedLengthNamed(from: 1) : 0)
+            badRecord = WALBadRecord(
+                offset: 0, reason: reason, validRecordFollowsAt: follows, alwaysCorruption: false,
+                syncedThrough: fileSize > headerBytes ? try syncedLengthNamed(from: 1) : 0)
         case .invalid(let why):
-            badRecord = WALBadRecord(offset: 0, reason: why, validRecordFollowsAt: try findValidRecord(from: 1), alwaysCorruption: true)
+            badRecord = WALBadRecord(
+                offset: 0, reason: why, validRecordFollowsAt: try findValidRecord(from: 1), alwaysCorruption: true)
         case .unsupportedVersion(let v):
-            throw StorageError(.unsupportedVersion, "WAL segment has format version \(v); this build reads version \(WALRecordFormat.formatVersion)", path: path, offset: 8)
+            throw StorageError(
+                .unsupportedVersion,
+                "WAL segment has format version \(v); this build reads version \(WALRecordFormat.formatVersion)",
+                path: path, offset: 8)
         }
     }
 
@@ -124,7 +134,9 @@ package final class WALSegmentReader {
             let hdr = WALRecordFormat.recordHeaderBytes
             let remaining = fileSize - position
             guard remaining >= hdr else {
-                try fail("incomplete record header (\(remaining) of \(hdr) bytes before the end of the file)", length: nil, follows: nil)
+                try fail(
+                    "incomplete record header (\(remaining) of \(hdr) bytes before the end of the file)", length: nil,
+                    follows: nil)
                 return nil
             }
             let (storedHeaderCRC, rawLength, dataCRC) = try withBytes(at: position, count: hdr) { raw in
@@ -132,36 +144,47 @@ package final class WALSegmentReader {
             }
             guard WALRecordFormat.headerCRC(length: rawLength, dataCRC: dataCRC) == storedHeaderCRC else {
                 let zero = storedHeaderCRC == 0 && rawLength == 0 && dataCRC == 0
-                try fail(zero ? "zero-filled bytes where a record header should be" : "record header checksum mismatch",
-                         length: nil, follows: try findValidRecord(from: position + 1))
+                try fail(
+                    zero ? "zero-filled bytes where a record header should be" : "record header checksum mismatch",
+                    length: nil, follows: try findValidRecord(from: position + 1))
                 return nil
             }
             let isMarker = rawLength & WALRecordFormat.syncMarkerFlag != 0 && formatVersion != 1
             let n = Int(isMarker ? rawLength & ~WALRecordFormat.syncMarkerFlag : rawLength)
             guard n <= WALRecordFormat.maxPayloadBytes else {
-                try fail("record length \(n) exceeds the limit of \(WALRecordFormat.maxPayloadBytes) bytes", length: n, follows: try findValidRecord(from: position + 1))
+                try fail(
+                    "record length \(n) exceeds the limit of \(WALRecordFormat.maxPayloadBytes) bytes", length: n,
+                    follows: try findValidRecord(from: position + 1))
                 return nil
             }
             guard !isMarker || n == WALRecordFormat.syncMarkerPayloadBytes else {
-                try fail("sync marker with a \(n)-byte payload (must be \(WALRecordFormat.syncMarkerPayloadBytes))", length: n, follows: try findValidRecord(from: position + hdr + n))
+                try fail(
+                    "sync marker with a \(n)-byte payload (must be \(WALRecordFormat.syncMarkerPayloadBytes))",
+                    length: n, follows: try findValidRecord(from: position + hdr + n))
                 return nil
             }
             guard n <= remaining - hdr else {
                 // The header is intact, so nothing can start inside the claimed payload: a torn append.
-                try fail("record payload is cut short: the header says \(n) bytes, \(remaining - hdr) remain in the file", length: n, follows: nil)
+                try fail(
+                    "record payload is cut short: the header says \(n) bytes, \(remaining - hdr) remain in the file",
+                    length: n, follows: nil)
                 return nil
             }
             let payload = try read(at: position + hdr, count: n)
             let actual = payload.withUnsafeBytes { CRC32C.mask(CRC32C.checksum($0)) }
             guard actual == dataCRC else {
-                try fail("payload checksum mismatch (\(n) bytes)", length: n, follows: try findValidRecord(from: position + hdr + n))
+                try fail(
+                    "payload checksum mismatch (\(n) bytes)", length: n,
+                    follows: try findValidRecord(from: position + hdr + n))
                 return nil
             }
             if isMarker {
                 let synced = Int(truncatingIfNeeded: payload.withUnsafeBytes { UInt64.loadLE($0, at: 0) })
                 // Written after the sync it reports, so it can only name an offset at or before itself.
                 guard synced >= 0, synced <= position else {
-                    try fail("sync marker names synced length \(synced), beyond its own offset", length: n, follows: try findValidRecord(from: position + hdr + n))
+                    try fail(
+                        "sync marker names synced length \(synced), beyond its own offset", length: n,
+                        follows: try findValidRecord(from: position + hdr + n))
                     return nil
                 }
                 syncedThrough = max(syncedThrough, synced)
@@ -175,7 +198,8 @@ package final class WALSegmentReader {
     }
 
     private func fail(_ reason: String, length: Int?, follows: Int?) throws {
-        var bad = WALBadRecord(offset: position, reason: reason, length: length, validRecordFollowsAt: follows, alwaysCorruption: false)
+        var bad = WALBadRecord(
+            offset: position, reason: reason, length: length, validRecordFollowsAt: follows, alwaysCorruption: false)
         if formatVersion != 1 {
             // Markers after the damage count too: a flipped byte in a synced record is followed by
             // the marker its sync wrote.
@@ -217,12 +241,14 @@ package final class WALSegmentReader {
                     let rawLength = UInt32.loadLE(raw, at: i + 4)
                     let dataCRC = UInt32.loadLE(raw, at: i + 8)
                     if stored | rawLength | dataCRC != 0,
-                       WALRecordFormat.headerCRC(length: rawLength, dataCRC: dataCRC) == stored {
+                        WALRecordFormat.headerCRC(length: rawLength, dataCRC: dataCRC) == stored
+                    {
                         let isMarker = rawLength & flag != 0
                         let length = Int(rawLength & ~flag)
-                        if (!isMarker || length == WALRecordFormat.syncMarkerPayloadBytes),
-                           length <= WALRecordFormat.maxPayloadBytes,
-                           q + i + hdr + length <= fileSize {
+                        if !isMarker || length == WALRecordFormat.syncMarkerPayloadBytes,
+                            length <= WALRecordFormat.maxPayloadBytes,
+                            q + i + hdr + length <= fileSize
+                        {
                             return (q + i, length, isMarker)
                         }
                     }
@@ -234,7 +260,8 @@ package final class WALSegmentReader {
                 let payload = try file.read(at: at + hdr, count: length)
                 let dataCRC = try withBytes(at: at + 8, count: 4) { UInt32.loadLE($0) }
                 if payload.withUnsafeBytes({ CRC32C.mask(CRC32C.checksum($0)) }) == dataCRC {
-                    let synced = isMarker ? Int(truncatingIfNeeded: payload.withUnsafeBytes { UInt64.loadLE($0, at: 0) }) : nil
+                    let synced =
+                        isMarker ? Int(truncatingIfNeeded: payload.withUnsafeBytes { UInt64.loadLE($0, at: 0) }) : nil
                     return (at, length, synced)
                 }
                 q = at + 1

@@ -30,7 +30,10 @@ extension WriteAheadLog {
     ///
     /// An empty (0-byte) segment file is a segment whose creation was interrupted before its
     /// header: it holds nothing and is skipped wherever it is.
-    static func replay(directory: String, fileSystem: any FileSystem, fromSegment: UInt64, _ body: ([UInt8], UInt64, Int) throws -> Void) throws -> WALReplayReport {
+    static func replay(
+        directory: String, fileSystem: any FileSystem, fromSegment: UInt64,
+        _ body: ([UInt8], UInt64, Int) throws -> Void
+    ) throws -> WALReplayReport {
         let ids = try segmentIDs(directory: directory, fileSystem: fileSystem)
         var report = WALReplayReport()
         guard let newest = ids.last else { return report }
@@ -50,19 +53,22 @@ extension WriteAheadLog {
                 let dropped = reader.fileSize - bad.offset
                 reader.close()
                 try fileSystem.truncate(path, to: bad.offset)
-                report.truncatedTail = .init(path: path, offset: bad.offset, bytesDropped: dropped, reason: bad.reason,
-                                             syncedThrough: bad.syncedThrough, intactRecordAfter: bad.validRecordFollowsAt)
+                report.truncatedTail = .init(
+                    path: path, offset: bad.offset, bytesDropped: dropped, reason: bad.reason,
+                    syncedThrough: bad.syncedThrough, intactRecordAfter: bad.validRecordFollowsAt)
                 continue
             }
             var message = "WAL segment \(id) is corrupt: \(bad.reason)"
             if let synced = bad.syncedThrough, synced > bad.offset, !bad.alwaysCorruption {
-                message += "; it lies inside the synced prefix (a sync marker says the segment was fdatasynced through offset \(synced)), so acknowledged records were damaged on disk"
+                message +=
+                    "; it lies inside the synced prefix (a sync marker says the segment was fdatasynced through offset \(synced)), so acknowledged records were damaged on disk"
             } else if let follows = bad.validRecordFollowsAt {
                 message += "; an intact record follows at offset \(follows), so this is not a torn tail"
             } else if id != newest {
                 message += "; it is not the newest segment (\(newest)), so this is not a torn tail"
             }
-            message += ". The log is not replayed past this point; restore the node from replicas or move the file aside to accept losing the records after it"
+            message +=
+                ". The log is not replayed past this point; restore the node from replicas or move the file aside to accept losing the records after it"
             throw StorageError.corruption(message, path: path, offset: bad.offset)
         }
         return report

@@ -81,7 +81,9 @@ final class WriteAheadLog: @unchecked Sendable {
     /// (never appends to an old segment) and fsyncs the directory, so the segment exists durably
     /// before any record in it is acknowledged. Replay the old segments first: this does not.
     /// Starts the sync thread, which keeps the log alive until `close()`: always close it.
-    init(directory: String, fileSystem: any FileSystem, syncMode: SyncMode, segmentBytes: Int, firstSegmentID: UInt64) throws {
+    init(directory: String, fileSystem: any FileSystem, syncMode: SyncMode, segmentBytes: Int, firstSegmentID: UInt64)
+        throws
+    {
         guard segmentBytes > WALRecordFormat.segmentHeaderBytes else {
             throw StorageError(.invalidArgument, "WAL segment size \(segmentBytes) is too small")
         }
@@ -126,7 +128,9 @@ final class WriteAheadLog: @unchecked Sendable {
     /// past `segmentBytes` (a segment holds at least one record whatever its size).
     func append(_ payload: [UInt8]) throws -> UInt64 {
         guard payload.count <= WALRecordFormat.maxPayloadBytes else {
-            throw StorageError(.tooLarge, "WAL record of \(payload.count) bytes exceeds the limit of \(WALRecordFormat.maxPayloadBytes) bytes")
+            throw StorageError(
+                .tooLarge,
+                "WAL record of \(payload.count) bytes exceeds the limit of \(WALRecordFormat.maxPayloadBytes) bytes")
         }
         // Checksums outside the lock: the critical section is a copy.
         let (headerCRC, length, dataCRC) = payload.withUnsafeBytes { WALRecordFormat.recordHeader(for: $0) }
@@ -142,7 +146,8 @@ final class WriteAheadLog: @unchecked Sendable {
         }
         let last = queue.count - 1
         payload.withUnsafeBytes {
-            WALRecordFormat.appendRecord($0, headerCRC: headerCRC, length: length, dataCRC: dataCRC, to: &queue[last].bytes)
+            WALRecordFormat.appendRecord(
+                $0, headerCRC: headerCRC, length: length, dataCRC: dataCRC, to: &queue[last].bytes)
         }
         lastTicket += 1
         queue[last].lastTicket = lastTicket
@@ -243,7 +248,8 @@ final class WriteAheadLog: @unchecked Sendable {
         try checkTicketLocked(ticket)
         if ticket <= durableTicket { return true }
         if closed {
-            throw StorageError(.closed, "the write-ahead log was closed before ticket \(ticket) was synced", path: directory)
+            throw StorageError(
+                .closed, "the write-ahead log was closed before ticket \(ticket) was synced", path: directory)
         }
         return false
     }
@@ -324,14 +330,18 @@ final class WriteAheadLog: @unchecked Sendable {
         }
         let stopped = state.withLock { failure }
         for w in leftovers {
-            w.continuation.resume(throwing: stopped ?? StorageError(.closed, "the write-ahead log was closed", path: directory))
+            w.continuation.resume(
+                throwing: stopped ?? StorageError(.closed, "the write-ahead log was closed", path: directory))
         }
         if let stopped { throw stopped }
         if let closeError { throw closeError }
     }
 
     private func stoppedError(_ f: StorageError) -> StorageError {
-        StorageError(f.code, "the write-ahead log stopped accepting writes after a failed write or fdatasync (\(f.message)); nothing after the last successful sync was acknowledged; restart to recover from the log", path: f.path, errno: f.errno)
+        StorageError(
+            f.code,
+            "the write-ahead log stopped accepting writes after a failed write or fdatasync (\(f.message)); nothing after the last successful sync was acknowledged; restart to recover from the log",
+            path: f.path, errno: f.errno)
     }
 
     // MARK: - Writing to the files

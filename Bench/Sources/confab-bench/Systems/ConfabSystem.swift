@@ -28,12 +28,16 @@ final class ConfabSystem: StorageSystem, @unchecked Sendable {
     }
 
     func write(_ m: MessageRecord, scratch: KVScratch) throws {
-        let body = String(decoding: UnsafeBufferPointer(rebasing: workload.corpus[Int(m.bodyOffset)..<Int(m.bodyOffset + m.bodyLength)]),
-                          as: UTF8.self)
-        try engine.write(ChatMessages.mutation(chatId: m.chatId, timestamp: m.timestamp,
-                                               messageId: MessageCodec.idString(m.messageId),
-                                               sender: MessageCodec.senderString(m.sender), body: body,
-                                               writeTime: m.timestamp))
+        let body = String(
+            decoding: UnsafeBufferPointer(
+                rebasing: workload.corpus[Int(m.bodyOffset)..<Int(m.bodyOffset + m.bodyLength)]),
+            as: UTF8.self)
+        try engine.write(
+            ChatMessages.mutation(
+                chatId: m.chatId, timestamp: m.timestamp,
+                messageId: MessageCodec.idString(m.messageId),
+                sender: MessageCodec.senderString(m.sender), body: body,
+                writeTime: m.timestamp))
     }
 
     /// The memtable is flushed to an SSTable (written and synced), so nothing depends on the WAL.

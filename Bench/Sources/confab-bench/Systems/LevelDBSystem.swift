@@ -5,12 +5,16 @@ import Foundation
 /// block cache, its default Snappy compression.
 final class LevelDBSystem: StorageSystem, @unchecked Sendable {
     static let name = "leveldb"
-    static var version: String { "\(leveldb_major_version()).\(leveldb_minor_version()) (Debian libleveldb-dev, C API)" }
+    static var version: String {
+        "\(leveldb_major_version()).\(leveldb_minor_version()) (Debian libleveldb-dev, C API)"
+    }
 
     static func describe(_ durability: Durability) -> String {
         switch durability {
         case .buffered: return "log on, WriteOptions.sync=false (no fsync per write)"
-        case .groupSync, .singleSync: return "log on, WriteOptions.sync=true (fsync before ack; queued writers are merged into one log write + sync)"
+        case .groupSync, .singleSync:
+            return
+                "log on, WriteOptions.sync=true (fsync before ack; queued writers are merged into one log write + sync)"
         }
     }
 
@@ -77,7 +81,10 @@ final class LevelDBSystem: StorageSystem, @unchecked Sendable {
         let deadline = Date().addingTimeInterval(300)
         while Date() < deadline {
             let now = stats()
-            if now != last { last = now; stableSince = Date() }
+            if now != last {
+                last = now
+                stableSince = Date()
+            }
             if Date().timeIntervalSince(stableSince) > 0.5 { break }
             usleep(50_000)
         }

@@ -10,7 +10,8 @@ final class RocksDBSystem: StorageSystem, @unchecked Sendable {
     static func describe(_ durability: Durability) -> String {
         switch durability {
         case .buffered: return "WAL on, WriteOptions.sync=false (no fsync per write)"
-        case .groupSync, .singleSync: return "WAL on, WriteOptions.sync=true (fdatasync before ack; concurrent writers share it)"
+        case .groupSync, .singleSync:
+            return "WAL on, WriteOptions.sync=true (fdatasync before ack; concurrent writers share it)"
         }
     }
 
@@ -77,7 +78,8 @@ final class RocksDBSystem: StorageSystem, @unchecked Sendable {
         let deadline = Date().addingTimeInterval(300)
         while Date() < deadline {
             if property("rocksdb.compaction-pending") == 0, property("rocksdb.num-running-compactions") == 0,
-               property("rocksdb.num-running-flushes") == 0, property("rocksdb.mem-table-flush-pending") == 0 {
+                property("rocksdb.num-running-flushes") == 0, property("rocksdb.mem-table-flush-pending") == 0
+            {
                 return
             }
             usleep(50_000)
@@ -114,7 +116,8 @@ final class RocksDBSystem: StorageSystem, @unchecked Sendable {
         while rows < limit, rocksdb_iter_valid(it) != 0 {
             var klen = 0
             guard let k = rocksdb_iter_key(it, &klen), klen >= 8,
-                  memcmp(k, prefix, 8) == 0 else { break }
+                memcmp(k, prefix, 8) == 0
+            else { break }
             var vlen = 0
             let v = rocksdb_iter_value(it, &vlen)
             scratch.touch(UnsafeRawPointer(v), vlen)

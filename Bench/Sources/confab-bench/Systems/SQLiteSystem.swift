@@ -10,7 +10,9 @@ final class SQLiteSystem: StorageSystem, @unchecked Sendable {
     static func describe(_ durability: Durability) -> String {
         switch durability {
         case .buffered: return "journal_mode=WAL, synchronous=NORMAL (WAL not synced at commit), 1,000-row transactions"
-        case .groupSync, .singleSync: return "journal_mode=WAL, synchronous=FULL (WAL fsynced at each commit), one row per transaction, writers serialized by a mutex"
+        case .groupSync, .singleSync:
+            return
+                "journal_mode=WAL, synchronous=FULL (WAL fsynced at each commit), one row per transaction, writers serialized by a mutex"
         }
     }
 
@@ -35,18 +37,25 @@ final class SQLiteSystem: StorageSystem, @unchecked Sendable {
         self.workload = workload
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(directory + "/messages.db", &handle,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        let rc = sqlite3_open_v2(
+            directory + "/messages.db", &handle,
+            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK, let handle else { throw BenchError("sqlite open: rc \(rc)") }
         db = handle
         let sync = durability == .buffered ? "NORMAL" : "FULL"
-        for sql in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=\(sync)", "PRAGMA cache_size=-131072",
-                    SQLiteSystem.schema] {
+        for sql in [
+            "PRAGMA journal_mode=WAL", "PRAGMA synchronous=\(sync)", "PRAGMA cache_size=-131072",
+            SQLiteSystem.schema,
+        ] {
             try SQLiteSystem.exec(handle, sql)
         }
-        insert = try SQLiteSystem.prepare(handle, "INSERT OR REPLACE INTO messages(chat, ts, id, sender, body) VALUES (?, ?, ?, ?, ?)")
-        latestQuery = try SQLiteSystem.prepare(handle, "SELECT ts, id, sender, body FROM messages WHERE chat = ? ORDER BY ts DESC, id DESC LIMIT ?")
-        pageQuery = try SQLiteSystem.prepare(handle, "SELECT ts, id, sender, body FROM messages WHERE chat = ? AND ts < ? ORDER BY ts DESC, id DESC LIMIT ?")
+        insert = try SQLiteSystem.prepare(
+            handle, "INSERT OR REPLACE INTO messages(chat, ts, id, sender, body) VALUES (?, ?, ?, ?, ?)")
+        latestQuery = try SQLiteSystem.prepare(
+            handle, "SELECT ts, id, sender, body FROM messages WHERE chat = ? ORDER BY ts DESC, id DESC LIMIT ?")
+        pageQuery = try SQLiteSystem.prepare(
+            handle,
+            "SELECT ts, id, sender, body FROM messages WHERE chat = ? AND ts < ? ORDER BY ts DESC, id DESC LIMIT ?")
     }
 
     static func exec(_ db: OpaquePointer, _ sql: String) throws {
