@@ -90,7 +90,7 @@ import Testing
     @Test func loadRefusesOpenMalformedOrMissingFiles() throws {
         let dir = TempDirectory("confab-secret")
         let path = "\(dir.path)/secret"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: path, contents: Data(Array(0..<32)), attributes: [.posixPermissions: 0o640])
         #expect { try ClusterSecretFile.load(path) } throws: { ($0 as? ClusterSecretFileError)?.code == .tooOpen }
         try FileManager.default.setAttributes([.posixPermissions: 0o604], ofItemAtPath: path)
@@ -99,11 +99,11 @@ import Testing
         _ = try ClusterSecretFile.load(path)
 
         let short = "\(dir.path)/short"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: short, contents: Data(Array(0..<31)), attributes: [.posixPermissions: 0o600])
         #expect { try ClusterSecretFile.load(short) } throws: { ($0 as? ClusterSecretFileError)?.code == .malformed }
         let long = "\(dir.path)/long"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: long, contents: Data(Array(0..<33)), attributes: [.posixPermissions: 0o600])
         #expect { try ClusterSecretFile.load(long) } throws: { ($0 as? ClusterSecretFileError)?.code == .malformed }
         #expect { try ClusterSecretFile.load("\(dir.path)/absent") } throws: {

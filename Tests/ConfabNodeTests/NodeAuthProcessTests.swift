@@ -97,7 +97,7 @@ import Testing
 
         // A node will not start with a secret others may read, nor without one.
         let open = "\(temp.path)/open-secret"
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: open, contents: Data(ClusterSecret.generate()), attributes: [.posixPermissions: 0o644])
         let badNode = try await confab(
             binary,
