@@ -5,9 +5,10 @@ import NIOCore
 import NIOPosix
 
 /// Serves clients' reads and writes as the ring's coordinator: finds the key's replicas on the
-/// token ring, runs a `WriteCoordinator` or `ReadCoordinator` (pure state machines) and carries
-/// out their actions — ReplicaWrite/ReplicaRead to peers, engine calls for this node, hints to the
-/// `RingService`.
+/// token ring and runs a `WriteCoordinator` or `ReadCoordinator` (pure state machines) under a
+/// `WriteDriver` or `ReadDriver` (ConfabRing; the ring simulation runs the same drivers) over a
+/// `NodeReplicaTransport` — ReplicaWrite/ReplicaRead to peers, engine calls for this node, hints to
+/// the `RingService`.
 ///
 /// Guarantees (per request, see `RequestProcessor`):
 /// Replicas and RF are those of the request's keyspace (`ReplicaPlacement`).
@@ -43,6 +44,9 @@ public struct CoordinatorProcessor: RequestProcessor {
         self.clock = clock
         self.timers = timers
     }
+
+    /// The drivers' clock: the ring's monotonic time, deadlines on `timers`.
+    var driverClock: NodeDriverClock { NodeDriverClock(ring: ring, timers: timers) }
 
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
         try await measured("write", consistency) { try await coordinateWrite(mutation, consistency: consistency) }
@@ -96,8 +100,11 @@ public struct CoordinatorProcessor: RequestProcessor {
             now: ring.now(),
             timeout: writeTimeout)
         let blockFor = coordinator.blockFor
-        let outcome = await WriteExecution(
-            coordinator: coordinator, local: snapshot.local, table: table, processor: self
+        let outcome = await WriteDriver(
+            coordinator: coordinator,
+            transport: NodeReplicaTransport(
+                processor: self, local: snapshot.local, table: table, timeout: writeTimeout),
+            clock: driverClock
         ).run()
         switch outcome {
         case .success(()):
@@ -123,10 +130,13 @@ public struct CoordinatorProcessor: RequestProcessor {
                 query: query, replicas: replicas, consistency: consistency,
                 replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
                 now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
-            let (outcome, sawUnreachable) = await ReadExecution(
-                coordinator: coordinator, local: snapshot.local, table: table, processor: self
+            let answer = await ReadDriver(
+                coordinator: coordinator,
+                transport: NodeReplicaTransport(
+                    processor: self, local: snapshot.local, table: table, timeout: readTimeout, countsRepairs: true),
+                clock: driverClock
             ).run()
-            switch outcome {
+            switch answer.result {
             case .success(let result):
                 let rows = ReplicaRows(
                     table: query.table, partitionKey: query.partitionKey,
@@ -137,7 +147,7 @@ public struct CoordinatorProcessor: RequestProcessor {
                 return digestOnly ? .digest(rows.digest()) : .rows(rows)
             case .failure(let error):
                 // A replica that could not be reached is now marked down: retry once without it.
-                if sawUnreachable, attempt == 1 { continue }
+                if answer.sawUnreachable, attempt == 1 { continue }
                 throw wireError(error)
             }
         }

@@ -285,6 +285,7 @@ extension RingSimulation {
             nodes[i].epoch += 1
             nodes[i].writes = [:]
             nodes[i].reads = [:]
+            nodes[i].wire = SimWire(time: time)
             leaveDone = true
         default:
             break

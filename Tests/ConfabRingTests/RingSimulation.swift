@@ -4,17 +4,17 @@ import Foundation
 @testable import ConfabRing
 
 /// A deterministic, single-threaded simulation of a Confab ring: 3–5 nodes running the real
-/// `Gossiper`, `WriteCoordinator`, `ReadCoordinator`, `HintQueue`, `PendingRanges` and
-/// `RangeMovement` state machines over an in-memory network with loss, delay, reordering,
-/// partitions, crashes/restarts and clock skew.
+/// `Gossiper`, `HintQueue`, `PendingRanges` and `RangeMovement` state machines and the node's own
+/// request drivers (`WriteDriver`, `ReadDriver`, with their `WriteCoordinator` and
+/// `ReadCoordinator`; `RingSimulation+Drivers.swift`) over an in-memory network with loss, delay,
+/// reordering, partitions, crashes/restarts and clock skew.
 /// Each node's engine is a tiny in-memory store merging mutations by timestamp (durable: it
 /// survives a crash, like an engine that acknowledges only after its WAL sync).
 ///
 /// What the seed chooses besides the faults, so the suite covers every combination:
-/// - hints: only hints whose persist was carried out survive a coordinator's crash (start-time
-///   hints are persisted before the write is acknowledged, as `WriteExecution` does; deadline
-///   hints a moment later); some seeds crash coordinators right after they acknowledged a hinted
-///   write;
+/// - hints: only hints whose persist was carried out survive a coordinator's crash (each persist
+///   takes 1–20 ms; the driver acknowledges a write only once its start hints are durable); some
+///   seeds crash coordinators right after they acknowledged a hinted write;
 /// - restarts: a node comes back with its saved tokens, a new generation and either a saved view
 ///   of its peers or none; coordinators use the node's own ring view (never a global ring);
 /// - topology: a node joins (JOINING → pending ranges → stream → NORMAL) and/or one leaves
@@ -53,8 +53,6 @@ struct RingSimulation {
         case readDigest(UInt64, SliceQuery)
         case data(UInt64, ReplicaReadResult)
         case digest(UInt64, ReadDigest)
-        case repair(UInt64, Mutation)
-        case repairAck(UInt64)
         case hint(UInt64, Mutation)
         case hintAck(UInt64)
         /// Bootstrap: the joiner asks a source for ranges; the source answers with its data.
@@ -79,6 +77,8 @@ struct RingSimulation {
         case partition, heal
         /// A hint stored at a write's deadline reached disk (lost if the node crashed meanwhile).
         case hintDurable(Int, epoch: Int, Hint, op: Int)
+        /// A request driver's deadline on node `i` (`SimClock`).
+        case driverTimer(Int, epoch: Int, id: UInt64)
         case join(Int)
         case joinStep(Int, step: Int)
         case leave(Int)
@@ -100,8 +100,10 @@ struct RingSimulation {
         var skewMicros: Int64
         var store: [[UInt8]: ReplicaReadResult] = [:]
         var gossiper: Gossiper
-        var writes: [UInt64: (WriteCoordinator, op: Int)] = [:]
-        var reads: [UInt64: (ReadCoordinator, op: Int)] = [:]
+        var writes: [UInt64: (driver: WriteDriver<SimTransport, SimClock>, op: Int)] = [:]
+        var reads: [UInt64: (driver: ReadDriver<SimTransport, SimClock>, op: Int)] = [:]
+        /// Between this node's drivers and the simulation; a crash replaces it.
+        var wire: SimWire
         var hints = HintQueue()
         /// The hints on disk: what a restart recovers.
         var durableHints: [UInt64: Hint] = [:]
@@ -161,6 +163,8 @@ struct RingSimulation {
         var mutation: Mutation
         var coordinator: Int
         var acked = false
+        /// The client has its answer (an acknowledgement or a failure).
+        var answered = false
         /// The coordinator finished it (every target acknowledged or was hinted) without crashing.
         var finished = false
         var hintPersistsPending = 0
@@ -212,7 +216,12 @@ struct RingSimulation {
     let seed: UInt64
     let params: Parameters
     var rng: SplitMix64
-    var now: Int64 = 0
+    /// Where the simulated time lives, shared with the drivers' clocks.
+    let time = SimTime()
+    var now: Int64 {
+        get { time.now }
+        nonmutating set { time.now = newValue }
+    }
     var queue = EventQueue()
     var nodes: [Node] = []
     let ring: TokenRing
@@ -276,7 +285,8 @@ struct RingSimulation {
             let skew = Int64.random(in: -p.maxSkewMicros...p.maxSkewMicros, using: &rng)
             var node = Node(
                 id: Self.nodeID(i), skewMicros: skew,
-                gossiper: Self.gossiper(i, generation: 1, tokens: ring.tokens(of: Self.nodeID(i))))
+                gossiper: Self.gossiper(i, generation: 1, tokens: ring.tokens(of: Self.nodeID(i))),
+                wire: SimWire(time: time))
             node.savedTokens = ring.tokens(of: node.id)
             if i >= p.nodes {
                 node.up = false
@@ -413,6 +423,12 @@ struct RingSimulation {
         case .hintDurable(let i, let epoch, let hint, let op):
             guard nodes[i].epoch == epoch else { return }  // the node crashed before the hint reached disk
             hintPersisted(hint, op: op, at: i)
+            nodes[i].wire.hintsDurable.removeValue(forKey: hint.id)?()
+            drain(i)
+        case .driverTimer(let i, let epoch, let id):
+            guard nodes[i].up, nodes[i].epoch == epoch else { return }
+            nodes[i].wire.timers.removeValue(forKey: id)?()
+            drain(i)
         case .join(let i): startJoin(i)
         case .joinStep(let i, let step):
             guard nodes[i].up, nodes[i].step == step else { return }
@@ -432,6 +448,7 @@ struct RingSimulation {
         // persists still under way are lost: their events no longer match the epoch).
         nodes[i].writes = [:]
         nodes[i].reads = [:]
+        nodes[i].wire = SimWire(time: time)
         if case .leftWait = nodes[i].move {
             // It recorded the decommission before the wait: it never comes back.
             nodes[i].left = true
@@ -547,9 +564,6 @@ struct RingSimulation {
         case .mutate(let req, let m):
             apply(m, at: i)
             send(.writeAck(req), from: i, to: from)
-        case .repair(let req, let m):
-            apply(m, at: i)
-            send(.repairAck(req), from: i, to: from)
         case .hint(let id, let m):
             apply(m, at: i)
             send(.hintAck(id), from: i, to: from)
@@ -558,25 +572,14 @@ struct RingSimulation {
         case .readDigest(let req, let q):
             send(.digest(req, slice(q, at: i).digest()), from: i, to: from)
         case .writeAck(let req):
-            guard var w = nodes[i].writes[req] else { return }
-            let actions = w.0.onAck(from: nodes[from].id)
-            nodes[i].writes[req] = w
-            writeActions(actions, request: req, at: i)
+            nodes[i].wire.writeReplies.removeValue(forKey: req)?(.answered(()))
+            drain(i)
         case .data(let req, let result):
-            guard var r = nodes[i].reads[req] else { return }
-            let actions = r.0.onData(from: nodes[from].id, result)
-            nodes[i].reads[req] = r
-            readActions(actions, request: req, at: i)
+            nodes[i].wire.readReplies.removeValue(forKey: req)?(.answered(.data(result)))
+            drain(i)
         case .digest(let req, let d):
-            guard var r = nodes[i].reads[req] else { return }
-            let actions = r.0.onDigest(from: nodes[from].id, d)
-            nodes[i].reads[req] = r
-            readActions(actions, request: req, at: i)
-        case .repairAck(let req):
-            guard var r = nodes[i].reads[req] else { return }
-            let actions = r.0.onRepairAck(from: nodes[from].id)
-            nodes[i].reads[req] = r
-            readActions(actions, request: req, at: i)
+            nodes[i].wire.readReplies.removeValue(forKey: req)?(.answered(.digest(d)))
+            drain(i)
         case .hintAck(let id):
             let actions = nodes[i].hints.onReplayAck(id: id)
             if !actions.isEmpty { stats.hintsReplayed += 1 }
@@ -629,19 +632,9 @@ struct RingSimulation {
         mutationOps[op] = o
     }
 
+    /// The node's periodic work besides gossip: hint delivery. (Request deadlines are the
+    /// drivers' own timers.)
     mutating func tick(_ i: Int) {
-        for req in nodes[i].writes.keys.sorted() {
-            guard var w = nodes[i].writes[req] else { continue }
-            let actions = w.0.onTick(now: instant)
-            nodes[i].writes[req] = w
-            writeActions(actions, request: req, at: i)
-        }
-        for req in nodes[i].reads.keys.sorted() {
-            guard var r = nodes[i].reads[req] else { continue }
-            let actions = r.0.onTick(now: instant)
-            nodes[i].reads[req] = r
-            readActions(actions, request: req, at: i)
-        }
         let gossiper = nodes[i].gossiper
         // Hints for a node that left are dropped: it will never take them (RingService.hintTick).
         for target in nodes[i].hints.targets where gossiper.state(of: target)?.status == .left {
@@ -651,74 +644,6 @@ struct RingSimulation {
     }
 
     // MARK: Coordinator side
-
-    /// - Parameter atStart: the actions of `start()`: the node persists their hints before it
-    ///   waits for the answer (`WriteExecution.run`), later hints in a background task.
-    mutating func writeActions(_ actions: [WriteCoordinator.Action], request: UInt64, at i: Int, atStart: Bool = false)
-    {
-        guard let op = nodes[i].writes[request]?.op else { return }
-        for a in actions {
-            switch a {
-            case .send(let m, let to): send(.mutate(request, m), from: i, to: index(of: to))
-            case .storeHint(let m, let target):
-                let stored = nodes[i].hints.store(
-                    m, for: target, targetDownSince: nodes[i].gossiper.downSince(target), now: instant)
-                for case .persist(let h) in stored {
-                    if atStart {
-                        mutationOps[op]!.hintedAtStart = true
-                        nodes[i].durableHints[h.id] = h
-                        durableHintLedger.append((i, h, op))
-                    } else {
-                        mutationOps[op]!.hintPersistsPending += 1
-                        queue.push(
-                            now + Int64.random(in: 1_000_000...20_000_000, using: &rng),
-                            .hintDurable(i, epoch: nodes[i].epoch, h, op: op))
-                    }
-                }
-            case .succeeded:
-                stats.acked += 1
-                mutationOps[op]!.acked = true
-                checkCopiesAtAck(op: op, at: i)
-                switch ops[op] {
-                case .write(let k):
-                    writes[k].acked = true
-                    writes[k].ackedAt = now
-                case .delete(let k): deletes[k]!.acked = true
-                default: break
-                }
-                if params.hintCrash, mutationOps[op]!.hintedAtStart, hintCrashes < 3,
-                    Int.random(in: 0..<3, using: &rng) == 0
-                {
-                    // The coordinator dies right after answering: only the hints on disk survive.
-                    hintCrashes += 1
-                    queue.push(now + Int64.random(in: 0...5_000_000, using: &rng), .crash(i))
-                }
-            case .failed(let e):
-                if e.code == .unavailable { stats.unavailable += 1 } else { stats.timeouts += 1 }
-            }
-        }
-        if nodes[i].writes[request]!.0.isFinished {
-            nodes[i].writes[request] = nil
-            mutationOps[op]!.finished = true
-        }
-    }
-
-    mutating func readActions(_ actions: [ReadCoordinator.Action], request: UInt64, at i: Int) {
-        guard let op = nodes[i].reads[request]?.op else { return }
-        for a in actions {
-            switch a {
-            case .requestData(let q, let from): send(.readData(request, q), from: i, to: index(of: from))
-            case .requestDigest(let q, let from): send(.readDigest(request, q), from: i, to: index(of: from))
-            case .sendRepair(let m, let to):
-                stats.repairs += 1
-                send(.repair(request, m), from: i, to: index(of: to))
-            case .succeeded(let result): readSucceeded(result, op: op, at: i)
-            case .failed(let e):
-                if e.code == .unavailable { stats.unavailable += 1 } else { stats.timeouts += 1 }
-            }
-        }
-        if nodes[i].reads[request]!.0.isFinished { nodes[i].reads[request] = nil }
-    }
 
     /// The ring as node `i` sees it (`RingService.rebuildRing`): owners, and the pending ranges
     /// of joins and leaves it has heard of.
@@ -756,15 +681,17 @@ struct RingSimulation {
             stats.unavailable += 1
             return
         }
-        var w = WriteCoordinator(
+        let coordinator = WriteCoordinator(
             mutation: m, replicas: natural, pending: pending,
             consistency: .quorum, replicationFactor: Self.rf,
             isAlive: { gossiper.isAlive($0) }, now: instant)
-        let actions = w.start()
+        let wire = nodes[i].wire
+        let driver = WriteDriver(
+            coordinator: coordinator, transport: SimTransport(wire: wire, op: op), clock: SimClock(wire: wire))
         nodes[i].nextRequest += 1
-        let req = nodes[i].nextRequest
-        nodes[i].writes[req] = (w, op)
-        writeActions(actions, request: req, at: i, atStart: true)
+        nodes[i].writes[nodes[i].nextRequest] = (driver, op)
+        driver.start { wire.requests.append(.writeAnswered(op: op, $0)) }
+        drain(i)
     }
 
     mutating func startRead(chat: Int64, op: Int, at i: Int, limit: Int = 100_000, cursor: [UInt8]? = nil) {
@@ -779,14 +706,17 @@ struct RingSimulation {
             return
         }
         if let me = replicas.firstIndex(of: nodes[i].id) { replicas.insert(replicas.remove(at: me), at: 0) }
-        var r = ReadCoordinator(
+        let coordinator = ReadCoordinator(
             query: q, replicas: replicas, consistency: .quorum, replicationFactor: Self.rf,
             isAlive: { gossiper.isAlive($0) }, now: instant, nowSeconds: wallMicros(i) / 1_000_000)
-        let actions = r.start()
+        let wire = nodes[i].wire
+        let driver = ReadDriver(
+            coordinator: coordinator, transport: SimTransport(wire: wire, op: op, repairs: true),
+            clock: SimClock(wire: wire))
         nodes[i].nextRequest += 1
-        let req = nodes[i].nextRequest
-        nodes[i].reads[req] = (r, op)
-        readActions(actions, request: req, at: i)
+        nodes[i].reads[nodes[i].nextRequest] = (driver, op)
+        driver.start { wire.requests.append(.readAnswered(op: op, $0)) }
+        drain(i)
     }
 
     mutating func clientOp() {

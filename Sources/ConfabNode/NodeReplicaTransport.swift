@@ -1,0 +1,89 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+
+/// The node's side of `ReplicaTransport`: ReplicaWrite/ReplicaRead over the internode
+/// connections for peers, the engine for this node, hints through the `RingService`. One per
+/// coordinated request, carrying its table (resolved once) and its per-replica timeout.
+///
+/// A peer that cannot be reached (`InternodeMessenger.InternodeFailure`) is marked unreachable
+/// here, before the driver hears of it, so the next requests (and a read's one retry) skip it
+/// until gossip says otherwise.
+struct NodeReplicaTransport: ReplicaTransport {
+    let processor: CoordinatorProcessor
+    let local: NodeID
+    let table: TableSchema
+    /// How long one replica request may take on its connection (the driver's deadline is separate).
+    let timeout: Duration
+    /// Counts writes as read repairs (the read path's transport).
+    var countsRepairs = false
+
+    func write(_ mutation: Mutation, to replica: NodeID, _ done: @escaping @Sendable (ReplicaOutcome<Void>) -> Void) {
+        if countsRepairs { processor.ring.metrics.readRepairs.increment() }
+        if replica == local {
+            let engine = processor.replica
+            Task {
+                do {
+                    try await engine.apply(mutation)
+                    done(.answered(()))
+                } catch {
+                    done(.failed("\(error)"))
+                }
+            }
+            return
+        }
+        let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: .one)
+        let ring = processor.ring
+        processor.messenger.request(.replicaWrite(request), to: replica.address, timeout: timeout) { result in
+            switch result {
+            case .success(.replicaWriteAck): done(.answered(()))
+            case .success(let reply): done(.failed("answered ReplicaWrite with \(reply.type)"))
+            case .failure(let error as InternodeMessenger.InternodeFailure):
+                Task { await ring.markUnreachable(replica) }
+                done(.unreachable("\(error)"))
+            case .failure(let error): done(.failed("\(error)"))
+            }
+        }
+    }
+
+    func read(
+        _ query: SliceQuery, digestOnly: Bool, from replica: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<ReplicaReadAnswer>) -> Void
+    ) {
+        if replica == local {
+            let engine = processor.replica
+            Task {
+                do {
+                    let data = try await engine.read(query)
+                    done(.answered(digestOnly ? .digest(data.digest()) : .data(data)))
+                } catch {
+                    done(.failed("\(error)"))
+                }
+            }
+            return
+        }
+        let request = ReadRequest(query, schema: table, consistency: .one, digestOnly: digestOnly)
+        let ring = processor.ring
+        processor.messenger.request(.replicaRead(request), to: replica.address, timeout: timeout) { result in
+            switch result {
+            case .success(.replicaReadResponse(.data(let data))): done(.answered(.data(data)))
+            case .success(.replicaReadResponse(.digest(let digest))): done(.answered(.digest(digest)))
+            case .success(let reply): done(.failed("answered ReplicaRead with \(reply.type)"))
+            case .failure(let error as InternodeMessenger.InternodeFailure):
+                Task {
+                    await ring.markUnreachable(replica)
+                    done(.unreachable("\(error)"))
+                }
+            case .failure(let error): done(.failed("\(error)"))
+            }
+        }
+    }
+
+    func storeHint(_ mutation: Mutation, for replica: NodeID, _ done: @escaping @Sendable () -> Void) {
+        let ring = processor.ring
+        Task {
+            await ring.storeHint(mutation, for: replica)
+            done()
+        }
+    }
+}
