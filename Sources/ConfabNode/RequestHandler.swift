@@ -111,12 +111,12 @@ struct RequestHandler: Sendable {
             return .adminResponse(try await executor.run(request))
         case .repair(let request):
             let ring = try ringRuntime()
-            let coordinator = RepairCoordinator(
+            let runner = RepairRunner(
                 ring: ring, replica: try internode(), messenger: ring.messenger,
                 schema: schema, logger: logger)
             let progress: (@Sendable (RepairProgress) async -> Void)? =
                 request.progress ? { @Sendable p in await interim(.repairProgress(p)) } : nil
-            return .repairResponse(try await coordinator.run(depth: Int(request.depth), progress: progress))
+            return .repairResponse(try await runner.run(depth: Int(request.depth), progress: progress))
         case .merkleTreeRequest(let request):
             let replica = try internode()
             let table = try schema.resolve(keyspace: request.keyspace, table: request.table)

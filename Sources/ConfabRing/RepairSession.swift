@@ -52,7 +52,8 @@ public struct RepairSession: Sendable {
     private var index = 0
     private var trees: [NodeID: MerkleTree] = [:]
     private var pendingStreams: [StreamKey: Int] = [:]
-    private var deadline: RingInstant?
+    /// When the current range times out (its trees and streams all answered by then), or nil.
+    public private(set) var deadline: RingInstant?
     private var progress = Progress()
     public private(set) var isFinished = false
 

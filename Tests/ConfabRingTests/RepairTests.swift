@@ -69,40 +69,25 @@ import Testing
         try b.engine.flush()  // physical layouts differ; logical data is what is compared
 
         let replicas = [a, b, c]
-        func replica(_ n: NodeID) -> Replica { replicas.first { $0.node == n }! }
-        var session = RepairSession(
-            tasks: [RepairSession.Task(range: .fullRing, replicas: replicas.map(\.node))], depth: 12)
-        var queue = session.start(now: .zero)
-        var streamedRows = 0
+        // The node's repair driver, over the engines directly.
+        let transport = EngineRepairTransport(replicas: replicas.map { ($0.node, $0.engine) })
+        let driver = RepairDriver(
+            session: RepairSession(
+                tasks: [RepairSession.Task(range: .fullRing, replicas: replicas.map(\.node))], depth: 12),
+            transport: transport, clock: ManualDriverClock())
+        let events = EventLog<RepairDriver<EngineRepairTransport, ManualDriverClock>.Event>()
+        driver.start { events.append($0) }
         var outcome: RepairSession.Progress? = nil
-        while !queue.isEmpty {
-            let action = queue.removeFirst()
-            switch action {
-            case .requestTree(let from, let range, let depth):
-                let tree = try MerkleTree.build(
-                    from: replica(from).engine, table: ChatMessages.table, range: range, depth: depth)
-                queue += session.onTree(tree, from: from, now: .zero)
-            case .stream(let from, let to, let ranges):
-                var rows = 0
-                for r in ranges {
-                    try RangeStreamer.mutations(
-                        from: replica(from).engine, table: ChatMessages.table, range: r, maxRows: 2
-                    ) { m in
-                        rows += m.rows.count
-                        try replica(to).engine.write(m)
-                        return true
-                    }
-                }
-                streamedRows += rows
-                queue += session.onStreamDone(from: from, to: to, rows: UInt64(rows), now: .zero)
-            case .progress:
-                break
-            case .finished(let p):
-                outcome = p
-            case .failed(let e):
-                Issue.record("repair failed: \(e)")
+        for event in events.all {
+            switch event {
+            case .progress: break
+            case .finished(let p): outcome = p
+            case .failed(let e): Issue.record("repair failed: \(e)")
             }
         }
+        #expect(driver.isFinished)
+        #expect(transport.errors.all.isEmpty, "\(transport.errors.all)")
+        let streamedRows = transport.streamedRows.all.reduce(0, +)
         #expect(outcome?.rangesDone == 1)
         #expect(outcome?.rangesOutOfSync == 1)
         #expect(outcome?.rowsStreamed == UInt64(streamedRows), "the session counts the rows its streams reported")
@@ -160,6 +145,29 @@ import Testing
         #expect(t.description.contains("timed out"))
     }
 
+    /// The driver's one timer is the session's deadline: a replica that never answers fails the
+    /// range when the clock passes it, not before, and nothing is asked of anyone afterwards.
+    @Test func theRepairDriverTimesOutARangeAtTheSessionsDeadline() {
+        let nodes = (0..<3).map { NodeID(id: "n\($0)", host: "127.0.0.1", port: $0) }
+        let transport = SilentRepairTransport()
+        let clock = ManualDriverClock()
+        let driver = RepairDriver(
+            session: RepairSession(tasks: [.init(range: .fullRing, replicas: nodes)], timeout: .seconds(5)),
+            transport: transport, clock: clock)
+        let events = EventLog<RepairDriver<SilentRepairTransport, ManualDriverClock>.Event>()
+        driver.start { events.append($0) }
+        #expect(transport.asked.all.count == 3)
+        clock.advance(to: RingInstant(nanoseconds: 4_900_000_000))
+        #expect(events.all.isEmpty && !driver.isFinished)
+        clock.advance(to: RingInstant(nanoseconds: 5_000_000_000))
+        guard case .failed(let e)? = events.all.first, events.all.count == 1 else {
+            Issue.record("expected one failure, got \(events.all)")
+            return
+        }
+        #expect(e.code == .readTimeout && e.description.contains("timed out"))
+        #expect(driver.isFinished && clock.pending == 0)
+    }
+
     @Test func rangeStreamingSplitsLargePartitionsAndRespectsRanges() throws {
         let a = try Replica("s")
         for i in 0..<25 { try a.engine.write(message(1, i)) }
@@ -186,4 +194,66 @@ import Testing
         }
         #expect(none == 0)  // (token, token+1000] excludes the partition's own token
     }
+}
+
+/// `RepairTransport` over in-process engines, answering at once (on the caller's stack).
+final class EngineRepairTransport: RepairTransport, @unchecked Sendable {
+    let replicas: [(node: NodeID, engine: StorageEngine)]
+    let streamedRows = EventLog<Int>()
+    let errors = EventLog<String>()
+
+    init(replicas: [(NodeID, StorageEngine)]) { self.replicas = replicas.map { (node: $0.0, engine: $0.1) } }
+
+    func engine(_ node: NodeID) -> StorageEngine { replicas.first { $0.node == node }!.engine }
+
+    func merkleTree(
+        of range: TokenRange, depth: Int, from replica: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<MerkleTree>) -> Void
+    ) {
+        do {
+            done(
+                .answered(
+                    try MerkleTree.build(from: engine(replica), table: ChatMessages.table, range: range, depth: depth)))
+        } catch {
+            errors.append("\(error)")
+            done(.failed("\(error)"))
+        }
+    }
+
+    func stream(
+        _ ranges: [TokenRange], from source: NodeID, to target: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<UInt64>) -> Void
+    ) {
+        var rows = 0
+        do {
+            for r in ranges {
+                try RangeStreamer.mutations(from: engine(source), table: ChatMessages.table, range: r, maxRows: 2) {
+                    m in
+                    rows += m.rows.count
+                    try engine(target).write(m)
+                    return true
+                }
+            }
+            streamedRows.append(rows)
+            done(.answered(UInt64(rows)))
+        } catch {
+            errors.append("\(error)")
+            done(.failed("\(error)"))
+        }
+    }
+}
+
+/// A `RepairTransport` whose replicas never answer.
+final class SilentRepairTransport: RepairTransport, @unchecked Sendable {
+    let asked = EventLog<NodeID>()
+
+    func merkleTree(
+        of range: TokenRange, depth: Int, from replica: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<MerkleTree>) -> Void
+    ) { asked.append(replica) }
+
+    func stream(
+        _ ranges: [TokenRange], from source: NodeID, to target: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<UInt64>) -> Void
+    ) { asked.append(source) }
 }

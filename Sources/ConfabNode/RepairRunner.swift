@@ -2,10 +2,11 @@ import ConfabEngine
 import ConfabRing
 import ConfabWire
 import Logging
+import NIOPosix
 
-/// Coordinates `confab repair` on the node that received it: per table, a `RepairSession` (pure
-/// state machine) over every vnode range this node replicates in the table's keyspace, driven
-/// here — Merkle tree requests to each replica (this node builds its own on the thread pool),
+/// Runs `confab repair` on the node that received it: per table, a `RepairSession` (pure state
+/// machine) over every vnode range this node replicates in the table's keyspace, under a
+/// `RepairDriver` over `NodeRepairTransport` — Merkle tree requests to each replica (this node builds its own on the thread pool),
 /// StreamRangesRequests to the source of each differing pair — and summarised as a
 /// `RepairReport`, with `RepairProgress` after each range when the caller asked for it.
 ///
@@ -14,7 +15,7 @@ import Logging
 /// 1 has nothing to compare and one at RF 3 compares three trees per range. Repair needs every
 /// replica of a range: a replica known to be down fails the request before any work, with
 /// `unavailable`; one that fails during the session fails it with the session's message.
-struct RepairCoordinator: Sendable {
+struct RepairRunner: Sendable {
     let ring: RingService
     let replica: LocalReplica
     let messenger: InternodeMessenger
@@ -26,13 +27,6 @@ struct RepairCoordinator: Sendable {
     var rangeTimeout: Duration = .seconds(900)
 
     static let defaultDepth = 10
-
-    private enum Event: Sendable {
-        case tree(NodeID, MerkleTree)
-        case streamDone(from: NodeID, to: NodeID, rows: UInt64)
-        case failure(NodeID, String)
-        case tick
-    }
 
     /// One table's share of the session: its ranges with their replicas in its keyspace.
     private struct TablePlan: Sendable {
@@ -100,14 +94,13 @@ struct RepairCoordinator: Sendable {
         return report
     }
 
-    /// Runs one session for a table: carries out its actions, feeds the answers back, and turns
-    /// its progress into per-range outcomes (and progress reports).
+    /// Runs one table's session under a `RepairDriver` and turns its progress into per-range
+    /// outcomes (and progress reports, in the session's order).
     private func session(
         _ plan: TablePlan, depth: Int, local: NodeID, position: Position,
         progress report: (@Sendable (RepairProgress) async -> Void)?
     ) async throws -> [RepairReport.RangeOutcome] {
         let (table, tasks) = (plan.table, plan.tasks)
-        var session = RepairSession(tasks: tasks, depth: depth, timeout: rangeTimeout)
         func progress(_ p: RepairSession.Progress) -> RepairProgress {
             RepairProgress(
                 keyspace: table.keyspace, table: table.name, tableIndex: position.tableIndex,
@@ -118,80 +111,59 @@ struct RepairCoordinator: Sendable {
             )
         }
         await report?(progress(RepairSession.Progress()))
-        let (events, sink) = AsyncStream.makeStream(of: Event.self)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            defer { group.cancelAll() }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
-                    sink.yield(.tick)
-                }
-            }
-            var outcomes: [RepairReport.RangeOutcome] = []
-            var streamedBefore = 0
-            var rowsBefore: UInt64 = 0
-            var rangeStarted = ContinuousClock.now
-            var actions = session.start(now: ring.now())
-            var iterator = events.makeAsyncIterator()
-            while true {
-                for action in actions {
-                    switch action {
-                    case .requestTree(let from, let range, let depth):
-                        group.addTask {
-                            sink.yield(
-                                await self.tree(from: from, table: table, range: range, depth: depth, local: local))
-                        }
-                    case .stream(let from, let to, let ranges):
-                        group.addTask {
-                            sink.yield(
-                                await self.stream(from: from, to: to, table: table, ranges: ranges, local: local))
-                        }
-                    case .progress(let p):
-                        let task = tasks[p.rangesDone - 1]
-                        let streamed = p.subrangesStreamed - streamedBefore
-                        let rows = p.rowsStreamed - rowsBefore
-                        (streamedBefore, rowsBefore) = (p.subrangesStreamed, p.rowsStreamed)
-                        outcomes.append(
-                            RepairReport.RangeOutcome(
-                                keyspace: table.keyspace, table: table.name, start: task.range.start.value,
-                                end: task.range.end.value, replicas: task.replicas.count, subrangesStreamed: streamed,
-                                rowsStreamed: rows, elapsedMicros: (ContinuousClock.now - rangeStarted).micros))
-                        rangeStarted = ContinuousClock.now
-                        logger.debug(
-                            "repair range done",
-                            metadata: [
-                                "table": "\(table.qualifiedName)", "range": "\(p.rangesDone)/\(p.rangesTotal)",
-                                "subranges_streamed": "\(streamed)", "rows_streamed": "\(rows)",
-                            ])
-                        await report?(progress(p))
-                    case .finished:
-                        return outcomes
-                    case .failed(let error):
-                        logger.warning(
-                            "repair failed", metadata: ["table": "\(table.qualifiedName)", "error": "\(error.message)"])
-                        throw WireError(
-                            error.code == .unavailable ? .unavailable : error.code == .readTimeout ? .timeout : .server,
-                            error.message)
-                    }
-                }
-                guard let event = await iterator.next() else {
-                    throw WireError(.server, "repair session ended without finishing")
-                }
-                let now = ring.now()
-                switch event {
-                case .tree(let node, let tree): actions = session.onTree(tree, from: node, now: now)
-                case .streamDone(let from, let to, let rows):
-                    actions = session.onStreamDone(from: from, to: to, rows: rows, now: now)
-                case .failure(let node, let reason): actions = session.onFailure(from: node, reason: reason, now: now)
-                case .tick: actions = session.onTick(now: now)
-                }
+        typealias Driver = RepairDriver<NodeRepairTransport, NodeDriverClock>
+        let driver = Driver(
+            session: RepairSession(tasks: tasks, depth: depth, timeout: rangeTimeout),
+            transport: NodeRepairTransport(runner: self, table: table, local: local),
+            clock: NodeDriverClock(ring: ring, timers: MultiThreadedEventLoopGroup.singleton))
+        // The driver calls back from whichever thread answered; the stream hands its events, in
+        // order, to this task, which awaits the client's progress writes.
+        let (events, sink) = AsyncStream.makeStream(of: Driver.Event.self)
+        driver.start { event in
+            sink.yield(event)
+            if case .progress = event { return }
+            sink.finish()
+        }
+        var outcomes: [RepairReport.RangeOutcome] = []
+        var streamedBefore = 0
+        var rowsBefore: UInt64 = 0
+        var rangeStarted = ContinuousClock.now
+        for await event in events {
+            switch event {
+            case .progress(let p):
+                let task = tasks[p.rangesDone - 1]
+                let streamed = p.subrangesStreamed - streamedBefore
+                let rows = p.rowsStreamed - rowsBefore
+                (streamedBefore, rowsBefore) = (p.subrangesStreamed, p.rowsStreamed)
+                outcomes.append(
+                    RepairReport.RangeOutcome(
+                        keyspace: table.keyspace, table: table.name, start: task.range.start.value,
+                        end: task.range.end.value, replicas: task.replicas.count, subrangesStreamed: streamed,
+                        rowsStreamed: rows, elapsedMicros: (ContinuousClock.now - rangeStarted).micros))
+                rangeStarted = ContinuousClock.now
+                logger.debug(
+                    "repair range done",
+                    metadata: [
+                        "table": "\(table.qualifiedName)", "range": "\(p.rangesDone)/\(p.rangesTotal)",
+                        "subranges_streamed": "\(streamed)", "rows_streamed": "\(rows)",
+                    ])
+                await report?(progress(p))
+            case .finished:
+                return outcomes
+            case .failed(let error):
+                logger.warning(
+                    "repair failed", metadata: ["table": "\(table.qualifiedName)", "error": "\(error.message)"])
+                throw WireError(
+                    error.code == .unavailable ? .unavailable : error.code == .readTimeout ? .timeout : .server,
+                    error.message)
             }
         }
+        throw WireError(.server, "repair session ended without finishing")
     }
 
     /// A replica's tree of `range`.
-    private func tree(from node: NodeID, table: TableSchema, range: TokenRange, depth: Int, local: NodeID) async
-        -> Event
+    fileprivate func tree(from node: NodeID, table: TableSchema, range: TokenRange, depth: Int, local: NodeID) async
+        -> ReplicaOutcome<MerkleTree>
     {
         do {
             let leaves: MerkleTreeLeaves
@@ -207,23 +179,25 @@ struct RepairCoordinator: Sendable {
                 leaves = l
             }
             guard leaves.range == range, leaves.depth == depth, leaves.leaves.count == 1 << depth else {
-                return .failure(
-                    node,
+                return .failed(
                     "sent a tree of \(leaves.range) at depth \(leaves.depth), asked for \(range) at depth \(depth)")
             }
             guard let tree = leaves.tree() else {
-                return .failure(node, "sent \(leaves.leaves.count) leaves for a tree of depth \(depth)")
+                return .failed("sent \(leaves.leaves.count) leaves for a tree of depth \(depth)")
             }
-            return .tree(node, tree)
+            return .answered(tree)
         } catch {
-            if error is InternodeMessenger.InternodeFailure { await ring.markUnreachable(node) }
-            return .failure(node, "Merkle tree request failed: \(error)")
+            if error is InternodeMessenger.InternodeFailure {
+                await ring.markUnreachable(node)
+                return .unreachable("Merkle tree request failed: \(error)")
+            }
+            return .failed("Merkle tree request failed: \(error)")
         }
     }
 
     /// Has `from` send its data in `ranges` to `to` (this node streams directly when it is the source).
-    private func stream(from: NodeID, to: NodeID, table: TableSchema, ranges: [TokenRange], local: NodeID) async
-        -> Event
+    fileprivate func stream(from: NodeID, to: NodeID, table: TableSchema, ranges: [TokenRange], local: NodeID) async
+        -> ReplicaOutcome<UInt64>
     {
         do {
             let done: StreamRangesDone
@@ -240,9 +214,33 @@ struct RepairCoordinator: Sendable {
                 }
                 done = d
             }
-            return .streamDone(from: from, to: to, rows: done.rows)
+            return .answered(done.rows)
         } catch {
-            return .failure(from, "streaming \(ranges.count) sub-range(s) to \(to.address) failed: \(error)")
+            return .failed("streaming \(ranges.count) sub-range(s) to \(to.address) failed: \(error)")
         }
+    }
+}
+
+/// The node's side of `RepairTransport` for one table: Merkle trees and range streams through
+/// the runner (this node's own work on the thread pool, peers over internode connections).
+struct NodeRepairTransport: RepairTransport {
+    let runner: RepairRunner
+    let table: TableSchema
+    let local: NodeID
+
+    func merkleTree(
+        of range: TokenRange, depth: Int, from replica: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<MerkleTree>) -> Void
+    ) {
+        let (runner, table, local) = (runner, table, local)
+        Task { done(await runner.tree(from: replica, table: table, range: range, depth: depth, local: local)) }
+    }
+
+    func stream(
+        _ ranges: [TokenRange], from source: NodeID, to target: NodeID,
+        _ done: @escaping @Sendable (ReplicaOutcome<UInt64>) -> Void
+    ) {
+        let (runner, table, local) = (runner, table, local)
+        Task { done(await runner.stream(from: source, to: target, table: table, ranges: ranges, local: local)) }
     }
 }
