@@ -1,7 +1,7 @@
 import ConfabEngine
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// The ordering point of the chats this server owns (docs/chat_ordering.md): every send into a
 /// chat passes through here, on the chat's owner server, and gets the chat's next `seq`.
@@ -72,7 +72,7 @@ final class ChatSequencer: Sendable {
     let logger: Logger
     let maxBatch: Int
     let recentPerChat: Int
-    private let lanes = NIOLockedValueBox<[Int64: Lane]>([:])
+    private let lanes = Mutex<[Int64: Lane]>([:])
 
     init(
         serverId: String, store: ChatStore, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
@@ -98,7 +98,7 @@ final class ChatSequencer: Sendable {
                 case done(Result<SendAck, any Error>)
                 case queued(startPump: Bool)
             }
-            let outcome: Outcome = lanes.withLockedValue { lanes in
+            let outcome: Outcome = lanes.withLock { lanes in
                 var lane = lanes[chatId] ?? Lane()
                 defer { lanes[chatId] = lane }
                 // A retry goes through a batch: the stored message is read back and delivered again.
@@ -144,7 +144,7 @@ final class ChatSequencer: Sendable {
 
     /// Remembers the clientIds of messages already in the log (seen when opening the chat).
     private func remember(chatId: Int64, _ messages: [MessageRecord]) {
-        lanes.withLockedValue { lanes in
+        lanes.withLock { lanes in
             guard var lane = lanes[chatId] else { return }
             for m in messages.reversed() {
                 guard let c = m.clientId else { continue }
@@ -160,12 +160,12 @@ final class ChatSequencer: Sendable {
 
     /// Forgets what this server knows of a chat (another server owns it now).
     func close(chatId: Int64) {
-        lanes.withLockedValue { $0[chatId]?.open = nil }
+        lanes.withLock { $0[chatId]?.open = nil }
     }
 
     private func pump(chatId: Int64) async {
         while true {
-            let batch: [Key: Pending]? = lanes.withLockedValue { lanes in
+            let batch: [Key: Pending]? = lanes.withLock { lanes in
                 guard var lane = lanes[chatId] else { return nil }
                 defer { lanes[chatId] = lane }
                 guard !lane.order.isEmpty else {
@@ -186,8 +186,8 @@ final class ChatSequencer: Sendable {
             guard let batch else { return }
             let order = batch.keys.sorted { ($0.sender, $0.clientId) < ($1.sender, $1.clientId) }
             let results = await process(chatId: chatId, keys: order, batch: batch)
-            let waiters: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = lanes.withLockedValue
-            { lanes in
+            let waiters: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = lanes.withLock {
+                lanes in
                 var out: [(CheckedContinuation<SendAck, any Error>, Result<SendAck, any Error>)] = []
                 guard var lane = lanes[chatId] else { return out }
                 defer { lanes[chatId] = lane }
@@ -237,7 +237,7 @@ final class ChatSequencer: Sendable {
             // settles the log's end, so the lookups below see everything acknowledged before.
             var open: Open
             var justOpened = false
-            if let o = lanes.withLockedValue({ $0[chatId]?.open }) {
+            if let o = lanes.withLock({ $0[chatId]?.open }) {
                 open = o
             } else {
                 open = try await self.open(chatId: chatId)
@@ -245,14 +245,14 @@ final class ChatSequencer: Sendable {
                 remember(chatId: chatId, open.tail)
                 open.tail = []
                 let opened = open
-                lanes.withLockedValue { $0[chatId]?.open = opened }
+                lanes.withLock { $0[chatId]?.open = opened }
             }
             // Retries — and, right after an ownership change, every send — may have been placed
             // already (by this server before a restart, or by the previous owner).
             // A clientId this server placed recently (or saw when opening) is known by its seq;
             // the others are looked up in the ring's index. Either way the stored message is read
             // back: a duplicate is delivered again as stored (its own prev).
-            let known = lanes.withLockedValue { lanes in
+            let known = lanes.withLock { lanes in
                 candidates.compactMap { k in lanes[chatId]?.recent[k].map { (k, $0.ack.seq) } }
             }
             let knownSeqs = Dictionary(uniqueKeysWithValues: known)
@@ -322,7 +322,7 @@ final class ChatSequencer: Sendable {
                     throw error
                 }
                 let final = open
-                lanes.withLockedValue { lanes in
+                lanes.withLock { lanes in
                     if lanes[chatId]?.open?.epoch == final.epoch || lanes[chatId]?.open == nil {
                         lanes[chatId]?.open = final
                     }

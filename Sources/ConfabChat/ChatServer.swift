@@ -3,9 +3,9 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// One chat server: the HTTP API, the WebSocket endpoint, long polling and the web client, over
 /// the chat services. It keeps no data of its own — accounts, chats and messages are in the ring
@@ -29,7 +29,7 @@ public final class ChatServer: Service, Sendable {
     let delivery: any Delivery
     let peers: PeerLinks
     let internalAuth: InternalAuth
-    private let port = NIOLockedValueBox<(Int?, [CheckedContinuation<Int, any Error>])>((nil, []))
+    private let port = Mutex<(Int?, [CheckedContinuation<Int, any Error>])>((nil, []))
     let shutdown = ShutdownSignal()
 
     public init(
@@ -78,7 +78,7 @@ public final class ChatServer: Service, Sendable {
     /// The port the server listens on, once it does (the real one when configured with port 0).
     public func listeningPort() async throws -> Int {
         try await withCheckedThrowingContinuation { c in
-            let known: Int? = port.withLockedValue { p in
+            let known: Int? = port.withLock { p in
                 if let v = p.0 { return v }
                 p.1.append(c)
                 return nil
@@ -124,7 +124,7 @@ public final class ChatServer: Service, Sendable {
             onServerRunning: { [self] channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 directory.setAddress("http://\(configuration.shownHost):\(bound)")
-                let waiters = port.withLockedValue { p in
+                let waiters = port.withLock { p in
                     p.0 = bound
                     defer { p.1 = [] }
                     return p.1
@@ -167,7 +167,7 @@ public final class ChatServer: Service, Sendable {
     }
 
     private func failListeners(_ error: any Error) {
-        let waiters = port.withLockedValue { p in
+        let waiters = port.withLock { p in
             defer { p.1 = [] }
             return p.1
         }
@@ -184,12 +184,12 @@ public final class ChatServer: Service, Sendable {
 
 /// Set once graceful shutdown starts; long polls waiting on it return at once.
 final class ShutdownSignal: Sendable {
-    private let state = NIOLockedValueBox<(Bool, [UInt64: CheckedContinuation<Void, Never>], UInt64)>((false, [:], 0))
+    private let state = Mutex<(Bool, [UInt64: CheckedContinuation<Void, Never>], UInt64)>((false, [:], 0))
 
-    var isTriggered: Bool { state.withLockedValue { $0.0 } }
+    var isTriggered: Bool { state.withLock { $0.0 } }
 
     func trigger() {
-        let waiters = state.withLockedValue { s in
+        let waiters = state.withLock { s in
             s.0 = true
             defer { s.1 = [:] }
             return Array(s.1.values)
@@ -199,13 +199,13 @@ final class ShutdownSignal: Sendable {
 
     /// Returns when shutdown starts or the task is cancelled.
     func wait() async {
-        let id = state.withLockedValue { s in
+        let id = state.withLock { s in
             s.2 += 1
             return s.2
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now = state.withLockedValue { s in
+                let now = state.withLock { s in
                     if s.0 || Task.isCancelled { return true }
                     s.1[id] = c
                     return false
@@ -213,7 +213,7 @@ final class ShutdownSignal: Sendable {
                 if now { c.resume() }
             }
         } onCancel: {
-            let w = state.withLockedValue { $0.1.removeValue(forKey: id) }
+            let w = state.withLock { $0.1.removeValue(forKey: id) }
             w?.resume()
         }
     }

@@ -1,7 +1,6 @@
 import ConfabEngine
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 
 /// The chat logic: chats and membership, sends, history, catch-up, receipts, typing. Pure of
 /// transport — the HTTP and WebSocket shells call it with an authenticated user id — and of

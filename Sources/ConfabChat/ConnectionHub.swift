@@ -1,5 +1,5 @@
 import ConfabEngine
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// The users connected to this server and their devices, in memory only. Delivering an event
 /// pushes it into each device's own bounded queue and returns at once: a slow device never holds
@@ -17,13 +17,13 @@ final class ConnectionHub: Sendable {
         var deviceCount = 0
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let clock: any EngineClock
 
     init(clock: any EngineClock) { self.clock = clock }
 
     func makeDeviceId() -> UInt64 {
-        state.withLockedValue { s in
+        state.withLock { s in
             defer { s.nextId += 1 }
             return s.nextId
         }
@@ -32,7 +32,7 @@ final class ConnectionHub: Sendable {
     /// Registers a device; true when this made the user come online.
     @discardableResult
     func add(_ device: any DeviceSink, for userId: String) -> Bool {
-        state.withLockedValue { s in
+        state.withLock { s in
             let wasOnline = !(s.devices[userId]?.isEmpty ?? true)
             if s.devices[userId, default: [:]].updateValue(device, forKey: device.deviceId) == nil {
                 s.deviceCount += 1
@@ -46,7 +46,7 @@ final class ConnectionHub: Sendable {
     @discardableResult
     func remove(deviceId: UInt64, for userId: String) -> Bool {
         let now = clock.nowMicros() / 1000
-        return state.withLockedValue { s in
+        return state.withLock { s in
             guard s.devices[userId]?.removeValue(forKey: deviceId) != nil else { return false }
             s.deviceCount -= 1
             ChatMetrics.shared.devices.record(s.deviceCount)
@@ -63,7 +63,7 @@ final class ConnectionHub: Sendable {
     /// devices it was queued for.
     @discardableResult
     func deliver(_ event: EncodedEvent, to users: some Sequence<String>, excludingDevice: UInt64? = nil) -> Int {
-        let sinks: [any DeviceSink] = state.withLockedValue { s in
+        let sinks: [any DeviceSink] = state.withLock { s in
             var out: [any DeviceSink] = []
             for u in users { if let d = s.devices[u] { out += d.values.filter { $0.deviceId != excludingDevice } } }
             return out
@@ -74,7 +74,7 @@ final class ConnectionHub: Sendable {
     }
 
     func presence(of userId: String) -> PresenceInfo {
-        state.withLockedValue { s in
+        state.withLock { s in
             let online = !(s.devices[userId]?.isEmpty ?? true)
             return PresenceInfo(
                 userId: userId, online: online, lastSeen: online ? clock.nowMicros() / 1000 : s.lastSeen[userId])
@@ -82,13 +82,13 @@ final class ConnectionHub: Sendable {
     }
 
     /// The users with a device here now.
-    var userIds: [String] { state.withLockedValue { Array($0.devices.keys) } }
+    var userIds: [String] { state.withLock { Array($0.devices.keys) } }
 
     /// The devices of `userId` connected here now.
     func sinks(of userId: String) -> [any DeviceSink] {
-        state.withLockedValue { s in s.devices[userId].map { Array($0.values) } ?? [] }
+        state.withLock { s in s.devices[userId].map { Array($0.values) } ?? [] }
     }
 
-    var connectedUsers: Int { state.withLockedValue { $0.devices.count } }
-    var connectedDevices: Int { state.withLockedValue { $0.deviceCount } }
+    var connectedUsers: Int { state.withLock { $0.devices.count } }
+    var connectedDevices: Int { state.withLock { $0.deviceCount } }
 }

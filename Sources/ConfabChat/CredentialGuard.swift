@@ -1,5 +1,5 @@
 import ConfabEngine
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Admission for `/api/login` and `/api/register`. Each attempt costs a PBKDF2 hash (tens of
 /// milliseconds of CPU by design), so without limits a few clients take the CPU and can guess
@@ -21,7 +21,7 @@ final class CredentialGuard: Sendable {
     let limits: Limits
     private let addresses: RateLimiter
     private let handles: RateLimiter
-    private let inFlight = NIOLockedValueBox(0)
+    private let inFlight = Mutex(0)
 
     init(limits: Limits, clock: any EngineClock) {
         self.limits = limits
@@ -41,7 +41,7 @@ final class CredentialGuard: Sendable {
                 .rateLimited, "too many login attempts for this handle; retry in \(Self.seconds(wait)) s",
                 retryAfterSeconds: Self.seconds(wait))
         }
-        let admitted = inFlight.withLockedValue { n -> Bool in
+        let admitted = inFlight.withLock { n -> Bool in
             guard n < limits.maxHashesInFlight else { return false }
             n += 1
             return true
@@ -49,7 +49,7 @@ final class CredentialGuard: Sendable {
         guard admitted else {
             throw ChatError(.rateLimited, "the server is busy checking passwords; retry in 1 s", retryAfterSeconds: 1)
         }
-        defer { inFlight.withLockedValue { $0 -= 1 } }
+        defer { inFlight.withLock { $0 -= 1 } }
         return try await body()
     }
 

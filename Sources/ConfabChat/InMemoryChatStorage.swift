@@ -1,7 +1,7 @@
 import ConfabEngine
 import ConfabRing
 import ConfabWire
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// A single-replica, in-memory `ChatStorage` with the ring's merge rules (newest cell wins, row
 /// tombstones shadow older writes, TTLs expire by the injected clock). For unit tests of the chat
@@ -17,28 +17,28 @@ public final class InMemoryChatStorage: ChatStorage {
         var partition: [UInt8]
     }
 
-    private let state = NIOLockedValueBox<[Key: Partition]>([:])
-    private let failing = NIOLockedValueBox<Bool>(false)
-    private let losingAnswers = NIOLockedValueBox<Int>(0)
-    private let counters = NIOLockedValueBox<(writes: Int, reads: Int)>((0, 0))
+    private let state = Mutex<[Key: Partition]>([:])
+    private let failing = Mutex<Bool>(false)
+    private let losingAnswers = Mutex<Int>(0)
+    private let counters = Mutex<(writes: Int, reads: Int)>((0, 0))
     private let clock: any EngineClock
 
     public init(clock: any EngineClock = SystemClock()) { self.clock = clock }
 
     /// While true, every request fails as if no replica answered (to test error paths).
-    public func setFailing(_ value: Bool) { failing.withLockedValue { $0 = value } }
+    public func setFailing(_ value: Bool) { failing.withLock { $0 = value } }
 
     /// The next `writes` writes take effect but then fail, as a write whose answer was lost.
-    public func failAfterApplying(writes: Int) { losingAnswers.withLockedValue { $0 = writes } }
+    public func failAfterApplying(writes: Int) { losingAnswers.withLock { $0 = writes } }
 
     /// Writes and reads served so far.
-    public var requestCounts: (writes: Int, reads: Int) { counters.withLockedValue { $0 } }
+    public var requestCounts: (writes: Int, reads: Int) { counters.withLock { $0 } }
 
     @discardableResult
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
-        if failing.withLockedValue({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
-        counters.withLockedValue { $0.writes += 1 }
-        state.withLockedValue { partitions in
+        if failing.withLock({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
+        counters.withLock { $0.writes += 1 }
+        state.withLock { partitions in
             let key = Key(table: mutation.table, partition: mutation.partitionKey)
             var p = partitions[key] ?? Partition()
             p.header = PartitionHeader.merge(p.header, mutation.header)
@@ -48,7 +48,7 @@ public final class InMemoryChatStorage: ChatStorage {
             }
             partitions[key] = p
         }
-        let lose = losingAnswers.withLockedValue { n -> Bool in
+        let lose = losingAnswers.withLock { n -> Bool in
             guard n > 0 else { return false }
             n -= 1
             return true
@@ -58,11 +58,11 @@ public final class InMemoryChatStorage: ChatStorage {
     }
 
     public func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
-        if failing.withLockedValue({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
-        counters.withLockedValue { $0.reads += 1 }
+        if failing.withLock({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
+        counters.withLock { $0.reads += 1 }
         let now = clock.nowSeconds()
         let partition =
-            state.withLockedValue { $0[Key(table: query.table, partition: query.partitionKey)] } ?? Partition()
+            state.withLock { $0[Key(table: query.table, partition: query.partitionKey)] } ?? Partition()
         var low: [UInt8] = [0]
         var high: [UInt8]? = nil
         if let l = query.lower {

@@ -1,5 +1,5 @@
 import ConfabEngine
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Short-lived memory of chat members and of each user's contacts (everyone they share a chat
 /// with), for the events that are not worth a QUORUM read each: typing and presence. Sends,
@@ -16,7 +16,7 @@ final class MembersCache: Sendable {
         var contacts: [String: Entry<Set<String>>] = [:]
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let clock: any EngineClock
     let ttlMicros: Int64
 
@@ -27,7 +27,7 @@ final class MembersCache: Sendable {
 
     func members(_ chatId: Int64) -> Set<String>? {
         let now = clock.nowMicros()
-        return state.withLockedValue { s in
+        return state.withLock { s in
             guard let e = s.members[chatId], now - e.at < ttlMicros else { return nil }
             return e.value
         }
@@ -35,7 +35,7 @@ final class MembersCache: Sendable {
 
     func setMembers(_ chatId: Int64, _ members: Set<String>) {
         let now = clock.nowMicros()
-        state.withLockedValue { s in
+        state.withLock { s in
             s.members[chatId] = Entry(value: members, at: now)
             if s.members.count > 100_000 { s.members = s.members.filter { now - $0.value.at < ttlMicros } }
         }
@@ -43,7 +43,7 @@ final class MembersCache: Sendable {
 
     func contacts(_ userId: String) -> Set<String>? {
         let now = clock.nowMicros()
-        return state.withLockedValue { s in
+        return state.withLock { s in
             guard let e = s.contacts[userId], now - e.at < ttlMicros else { return nil }
             return e.value
         }
@@ -51,7 +51,7 @@ final class MembersCache: Sendable {
 
     func setContacts(_ userId: String, _ contacts: Set<String>) {
         let now = clock.nowMicros()
-        state.withLockedValue { s in
+        state.withLock { s in
             s.contacts[userId] = Entry(value: contacts, at: now)
             if s.contacts.count > 100_000 { s.contacts = s.contacts.filter { now - $0.value.at < ttlMicros } }
         }
@@ -59,7 +59,7 @@ final class MembersCache: Sendable {
 
     /// Forgets a chat's members and the contacts of everyone in `users` (after a membership change).
     func invalidate(chatId: Int64, users: some Sequence<String>) {
-        state.withLockedValue { s in
+        state.withLock { s in
             s.members[chatId] = nil
             for u in users { s.contacts[u] = nil }
         }

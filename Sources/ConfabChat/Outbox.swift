@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// A WebSocket device's bounded queue of outgoing frames. The hub pushes without waiting; the
 /// connection's writer task pulls. When the queue holds more than `maxEvents` frames or `maxBytes`
@@ -23,7 +23,7 @@ final class Outbox: DeviceSink {
     let deviceId: UInt64
     let maxEvents: Int
     let maxBytes: Int
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
 
     init(deviceId: UInt64, maxEvents: Int = 1000, maxBytes: Int = 4 << 20) {
         self.deviceId = deviceId
@@ -34,7 +34,7 @@ final class Outbox: DeviceSink {
     func push(_ event: EncodedEvent) { push(text: event.json) }
 
     func push(text: String) {
-        let resume: (CheckedContinuation<Item, Never>, Item)? = state.withLockedValue { s in
+        let resume: (CheckedContinuation<Item, Never>, Item)? = state.withLock { s in
             guard s.closing == nil else { return nil }
             if let w = s.waiter {
                 s.waiter = nil
@@ -55,7 +55,7 @@ final class Outbox: DeviceSink {
 
     /// Ends the queue: the writer gets `close(code, reason)` after the frames already queued.
     func close(code: UInt16, reason: String) {
-        let waiter: CheckedContinuation<Item, Never>? = state.withLockedValue { s in
+        let waiter: CheckedContinuation<Item, Never>? = state.withLock { s in
             guard s.closing == nil else { return nil }
             s.closing = .close(code: code, reason: reason)
             defer { s.waiter = nil }
@@ -65,12 +65,12 @@ final class Outbox: DeviceSink {
     }
 
     /// Frames queued now (for tests and metrics).
-    var count: Int { state.withLockedValue { $0.queue.count } }
+    var count: Int { state.withLock { $0.queue.count } }
 
     /// The next frame to write, waiting for one; after a close, the close item (again and again).
     func next() async -> Item {
         await withCheckedContinuation { (c: CheckedContinuation<Item, Never>) in
-            let item: Item? = state.withLockedValue { s in
+            let item: Item? = state.withLock { s in
                 if let text = s.queue.popFirst() {
                     s.bytes -= text.utf8.count
                     return .text(text)

@@ -2,8 +2,8 @@ import ConfabEngine
 import Foundation
 import HummingbirdWSClient
 import Logging
-import NIOConcurrencyHelpers
 import NIOWebSocket
+import Synchronization
 
 /// This server's persistent connection to one other chat server's `/internal/ws`, over which it
 /// forwards events for the users that server owns. Frames go through a bounded `PeerQueue`; the
@@ -20,11 +20,11 @@ final class PeerLink: Sendable {
     private let auth: InternalAuth
     private let clock: any EngineClock
     private let logger: Logger
-    private let connected = NIOLockedValueBox(false)
+    private let connected = Mutex(false)
     /// Users with a frame dropped since the last `resync` was queued for them.
-    private let dropped = NIOLockedValueBox<Set<String>>([])
+    private let dropped = Mutex<Set<String>>([])
     /// Forwarded sends waiting for the peer's `result`, by request id.
-    private let pending = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: CheckedContinuation<String, any Error>])>(
+    private let pending = Mutex<(next: UInt64, waiting: [UInt64: CheckedContinuation<String, any Error>])>(
         (1, [:]))
 
     init(
@@ -40,7 +40,7 @@ final class PeerLink: Sendable {
         self.queue = PeerQueue(maxFrames: maxFrames)
     }
 
-    var isConnected: Bool { connected.withLockedValue { $0 } }
+    var isConnected: Bool { connected.withLock { $0 } }
 
     /// Queues a frame. A frame the full queue drops is not forgotten: its users get a `resync`
     /// event as soon as the queue has room (`flushDropped`), so their devices learn that they
@@ -51,20 +51,20 @@ final class PeerLink: Sendable {
             ChatMetrics.shared.forwarded.increment()
         } else {
             ChatMetrics.shared.forwardDropped.increment()
-            dropped.withLockedValue { $0.formUnion(frame.users) }
+            dropped.withLock { $0.formUnion(frame.users) }
         }
     }
 
     /// Queues one `resync` frame for the users whose frames were dropped, if there are any and
     /// there is room (else they stay marked).
     func flushDropped() {
-        let users = dropped.withLockedValue { d -> [String] in
+        let users = dropped.withLock { d -> [String] in
             defer { d = [] }
             return d.sorted()
         }
         guard !users.isEmpty else { return }
         let frame = PeerFrame(type: "resync", users: users, json: ServerEvent.resync.json())
-        if !queue.push(frame.encoded()) { dropped.withLockedValue { $0.formUnion(users) } }
+        if !queue.push(frame.encoded()) { dropped.withLock { $0.formUnion(users) } }
     }
 
     /// Forwards a send to this peer (the chat's owner) and waits for its answer. Fails with
@@ -82,7 +82,7 @@ final class PeerLink: Sendable {
     /// Sends the frame `make(id)` and waits for the peer's `result <id>` frame; its JSON body.
     func request(timeout: Duration, _ make: (UInt64) -> String) async throws -> String {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
-            let id = pending.withLockedValue { p -> UInt64 in
+            let id = pending.withLock { p -> UInt64 in
                 defer { p.next += 1 }
                 p.waiting[p.next] = c
                 return p.next
@@ -109,12 +109,12 @@ final class PeerLink: Sendable {
     }
 
     private func finish(_ id: UInt64, _ r: Result<String, any Error>) {
-        pending.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(with: r)
+        pending.withLock { $0.waiting.removeValue(forKey: id) }?.resume(with: r)
     }
 
     /// Fails every send waiting for an answer (the connection that carried them ended).
     private func failPending() {
-        let all = pending.withLockedValue { p in
+        let all = pending.withLock { p in
             defer { p.waiting = [:] }
             return Array(p.waiting.values)
         }
@@ -134,16 +134,16 @@ final class PeerLink: Sendable {
                 ? "wss://" + address.dropFirst(8) : "ws://" + address.dropFirst(address.hasPrefix("http://") ? 7 : 0)
             let url =
                 "\(base)/internal/ws?\(auth.query(serverId: serverId, unixSeconds: clock.nowMicros() / 1_000_000))"
-            let reached = NIOLockedValueBox(false)
+            let reached = ConnectAttempt()
             do {
                 let close = try await WebSocketClient.connect(
                     url: url, configuration: .init(maxFrameSize: 8 << 20), logger: logger
                 ) { inbound, outbound, _ in
-                    self.connected.withLockedValue { $0 = true }
-                    reached.withLockedValue { $0 = true }
+                    self.connected.withLock { $0 = true }
+                    reached.reached.withLock { $0 = true }
                     ChatMetrics.shared.peerConnects.increment()
                     defer {
-                        self.connected.withLockedValue { $0 = false }
+                        self.connected.withLock { $0 = false }
                         self.failPending()
                     }
                     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -178,7 +178,7 @@ final class PeerLink: Sendable {
             } catch {
                 logger.debug("link to chat server \(peerId) ended", metadata: ["error": "\(error)"])
             }
-            if reached.withLockedValue({ $0 }) { backoff = .milliseconds(50) }
+            if reached.reached.withLock({ $0 }) { backoff = .milliseconds(50) }
             guard !Task.isCancelled else { break }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(1))
@@ -186,4 +186,10 @@ final class PeerLink: Sendable {
         queue.finish()
         failPending()
     }
+}
+
+/// Whether one connection attempt got as far as the peer (the handshake succeeded): a reference,
+/// because the connect handler that sets it escapes.
+private final class ConnectAttempt: Sendable {
+    let reached = Mutex(false)
 }

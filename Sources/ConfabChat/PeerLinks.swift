@@ -1,6 +1,6 @@
 import ConfabEngine
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// The links from this server to the other live chat servers, one per peer, created on first use
 /// and stopped when the peer leaves the live set or changes address (a restart on another port).
@@ -15,7 +15,7 @@ final class PeerLinks: Sendable {
     private let clock: any EngineClock
     private let maxFrames: Int
     private let logger: Logger
-    private let entries = NIOLockedValueBox<(links: [String: Entry], stopped: Bool)>(([:], false))
+    private let entries = Mutex<(links: [String: Entry], stopped: Bool)>(([:], false))
 
     init(serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int, logger: Logger) {
         self.serverId = serverId
@@ -27,7 +27,7 @@ final class PeerLinks: Sendable {
 
     /// The link to `peerId` at `address`, started if needed; nil after `stop()`.
     func link(to peerId: String, address: String) -> PeerLink? {
-        let (link, old): (PeerLink?, Entry?) = entries.withLockedValue { e in
+        let (link, old): (PeerLink?, Entry?) = entries.withLock { e in
             guard !e.stopped else { return (nil, nil) }
             if let existing = e.links[peerId], existing.link.address == address { return (existing.link, nil) }
             let link = PeerLink(
@@ -43,23 +43,23 @@ final class PeerLinks: Sendable {
 
     /// Stops the links to servers no longer in `live` (id → address).
     func retain(_ live: [String: String]) {
-        let gone: [Entry] = entries.withLockedValue { e in
+        let gone: [Entry] = entries.withLock { e in
             let dead = e.links.filter { live[$0.key] != $0.value.link.address }
             for id in dead.keys { e.links[id] = nil }
             return Array(dead.values)
         }
         for entry in gone { entry.task.cancel() }
-        ChatMetrics.shared.peerLinks.record(entries.withLockedValue { $0.links.count })
+        ChatMetrics.shared.peerLinks.record(entries.withLock { $0.links.count })
     }
 
     /// Queues the pending `resync` frames of every link (see `PeerLink.flushDropped`).
     func flushDropped() {
-        for entry in entries.withLockedValue({ Array($0.links.values) }) { entry.link.flushDropped() }
+        for entry in entries.withLock({ Array($0.links.values) }) { entry.link.flushDropped() }
     }
 
     /// Stops every link (shutdown); queued frames are dropped.
     func stop() {
-        let all: [Entry] = entries.withLockedValue { e in
+        let all: [Entry] = entries.withLock { e in
             e.stopped = true
             defer { e.links = [:] }
             return Array(e.links.values)
@@ -69,6 +69,6 @@ final class PeerLinks: Sendable {
 
     /// Peer id → (connected, frames queued), for `/api/health`.
     var status: [String: (connected: Bool, queued: Int)] {
-        entries.withLockedValue { e in e.links.mapValues { ($0.link.isConnected, $0.link.queue.count) } }
+        entries.withLock { e in e.links.mapValues { ($0.link.isConnected, $0.link.queue.count) } }
     }
 }

@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// The frames waiting to go to one peer server, bounded: while the peer is slow or unreachable
 /// the queue fills up to `maxFrames` and then drops new frames (counted in
@@ -13,14 +13,14 @@ final class PeerQueue: Sendable {
     }
 
     let maxFrames: Int
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
 
     init(maxFrames: Int) { self.maxFrames = maxFrames }
 
     /// Queues a frame; false when it was dropped (queue full or finished). Never blocks.
     @discardableResult
     func push(_ text: String) -> Bool {
-        let result: (Bool, CheckedContinuation<String?, Never>?) = state.withLockedValue { s in
+        let result: (Bool, CheckedContinuation<String?, Never>?) = state.withLock { s in
             guard !s.finished else { return (false, nil) }
             if let w = s.waiter {
                 s.waiter = nil
@@ -36,7 +36,7 @@ final class PeerQueue: Sendable {
 
     /// Puts back a frame that could not be written (it goes first again).
     func requeue(_ text: String) {
-        state.withLockedValue { s in
+        state.withLock { s in
             guard !s.finished, s.queue.count < maxFrames else { return }
             s.queue.prepend(text)
         }
@@ -44,7 +44,7 @@ final class PeerQueue: Sendable {
 
     /// Ends the queue: waiting and later `next()` calls return nil.
     func finish() {
-        let w: CheckedContinuation<String?, Never>? = state.withLockedValue { s in
+        let w: CheckedContinuation<String?, Never>? = state.withLock { s in
             s.finished = true
             s.queue.removeAll()
             defer { s.waiter = nil }
@@ -53,14 +53,14 @@ final class PeerQueue: Sendable {
         w?.resume(returning: nil)
     }
 
-    var count: Int { state.withLockedValue { $0.queue.count } }
+    var count: Int { state.withLock { $0.queue.count } }
 
     /// The next frame, waiting for one; nil once finished or when the calling task is cancelled
     /// (so a writer blocked here lets go when its connection drops).
     func next() async -> String? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
-                let ready: (Bool, String?) = state.withLockedValue { s in
+                let ready: (Bool, String?) = state.withLock { s in
                     if let t = s.queue.popFirst() { return (true, t) }
                     if s.finished || Task.isCancelled { return (true, nil) }
                     s.waiter = c
@@ -69,7 +69,7 @@ final class PeerQueue: Sendable {
                 if ready.0 { c.resume(returning: ready.1) }
             }
         } onCancel: {
-            let w: CheckedContinuation<String?, Never>? = state.withLockedValue { s in
+            let w: CheckedContinuation<String?, Never>? = state.withLock { s in
                 defer { s.waiter = nil }
                 return s.waiter
             }

@@ -1,4 +1,4 @@
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// A long-polling device: the events the hub pushed for it, numbered, kept until the device
 /// acknowledges them by polling with a later cursor. At most `maxEvents` unacknowledged events
@@ -19,18 +19,18 @@ final class PollSession: DeviceSink {
     /// Random, so one user cannot guess another's session.
     let token: String
     let maxEvents: Int
-    private let state: NIOLockedValueBox<State>
+    private let state: Mutex<State>
 
     init(deviceId: UInt64, userId: String, nowMicros: Int64, maxEvents: Int = 1000) {
         self.deviceId = deviceId
         self.userId = userId
         self.token = String(UInt64.random(in: 1...UInt64.max), radix: 36)
         self.maxEvents = maxEvents
-        self.state = NIOLockedValueBox(State(lastPollMicros: nowMicros))
+        self.state = Mutex(State(lastPollMicros: nowMicros))
     }
 
     func push(_ event: EncodedEvent) {
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLockedValue { s in
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
             guard !s.overflowed else { return [] }
             s.events.append((s.nextSeq, event.json))
             s.nextSeq += 1
@@ -44,15 +44,15 @@ final class PollSession: DeviceSink {
         for w in waiters { w.resume() }
     }
 
-    var overflowed: Bool { state.withLockedValue { $0.overflowed } }
-    var lastPollMicros: Int64 { state.withLockedValue { $0.lastPollMicros } }
+    var overflowed: Bool { state.withLock { $0.overflowed } }
+    var lastPollMicros: Int64 { state.withLock { $0.lastPollMicros } }
 
     /// The cursor a device passes back to acknowledge everything up to `seq`.
     func cursor(after seq: UInt64) -> String { "\(token).\(deviceId).\(seq)" }
 
     /// Drops events up to `ackedSeq`; returns the ones after it (and the last seq returned).
     func take(after ackedSeq: UInt64, nowMicros: Int64) -> (events: [String], lastSeq: UInt64) {
-        state.withLockedValue { s in
+        state.withLock { s in
             s.lastPollMicros = nowMicros
             s.events.removeAll { $0.seq <= ackedSeq }
             return (s.events.map(\.json), s.events.last?.seq ?? ackedSeq)
@@ -61,13 +61,13 @@ final class PollSession: DeviceSink {
 
     /// Returns when an event arrives, or when the task is cancelled (the poll timed out).
     func waitForEvent(after ackedSeq: UInt64) async {
-        let id: UInt64 = state.withLockedValue { s in
+        let id: UInt64 = state.withLock { s in
             s.nextWaiter += 1
             return s.nextWaiter
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let ready: Bool = state.withLockedValue { s in
+                let ready: Bool = state.withLock { s in
                     if s.overflowed || s.events.contains(where: { $0.seq > ackedSeq }) || Task.isCancelled {
                         return true
                     }
@@ -77,7 +77,7 @@ final class PollSession: DeviceSink {
                 if ready { c.resume() }
             }
         } onCancel: {
-            let waiter = state.withLockedValue { $0.waiters.removeValue(forKey: id) }
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
             waiter?.resume()
         }
     }

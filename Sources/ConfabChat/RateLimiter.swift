@@ -1,5 +1,5 @@
 import ConfabEngine
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// A token bucket per user: `ratePerSecond` tokens refill continuously up to `burst`; each send
 /// spends one. Refused sends store nothing. Time comes from the injected clock. Buckets of users
@@ -13,7 +13,7 @@ final class RateLimiter: Sendable {
     let ratePerSecond: Double
     let burst: Double
     private let clock: any EngineClock
-    private let buckets = NIOLockedValueBox<[String: Bucket]>([:])
+    private let buckets = Mutex<[String: Bucket]>([:])
 
     init(ratePerSecond: Double, burst: Double, clock: any EngineClock) {
         self.ratePerSecond = ratePerSecond
@@ -28,7 +28,7 @@ final class RateLimiter: Sendable {
     /// seconds until it holds one again (nothing spent).
     func retryAfter(_ key: String, cost: Double = 1) -> Double? {
         let now = clock.nowMicros()
-        return buckets.withLockedValue { b in
+        return buckets.withLock { b in
             var bucket = b[key] ?? Bucket(tokens: burst, updatedMicros: now)
             let elapsed = Double(max(0, now - bucket.updatedMicros)) / 1_000_000
             bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)

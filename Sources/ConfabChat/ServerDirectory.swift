@@ -1,5 +1,5 @@
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// The live chat servers, found through the ring itself: each server rewrites its row in
 /// `chat.servers` every `heartbeatInterval` with a TTL of `ttlSeconds`, and reads the table every
@@ -12,13 +12,13 @@ final class ServerDirectory: Sendable {
     let ttlSeconds: Int32
     let heartbeatInterval: Duration
     let refreshInterval: Duration
-    private let address = NIOLockedValueBox<String>("")
-    private let ring = NIOLockedValueBox(HashRing(servers: [:]))
+    private let address = Mutex<String>("")
+    private let ring = Mutex(HashRing(servers: [:]))
     /// When this server's heartbeat last reached the ring.
-    private let lastBeat = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    private let lastBeat = Mutex<ContinuousClock.Instant?>(nil)
     /// Whether a read of `chat.servers` has succeeded since this server's first heartbeat: only
     /// then does its live set include every peer that was live when it joined (`/ready`).
-    private let refreshedSinceBeat = NIOLockedValueBox(false)
+    private let refreshedSinceBeat = Mutex(false)
     private let logger: Logger
 
     init(
@@ -35,22 +35,22 @@ final class ServerDirectory: Sendable {
 
     /// This server's public address ("http://host:port"), known once it listens.
     func setAddress(_ a: String) {
-        address.withLockedValue { $0 = a }
-        ring.withLockedValue { r in
+        address.withLock { $0 = a }
+        ring.withLock { r in
             var s = r.servers
             s[serverId] = a
             r = HashRing(servers: s)
         }
     }
 
-    var ownAddress: String { address.withLockedValue { $0 } }
+    var ownAddress: String { address.withLock { $0 } }
 
     /// Live servers as last read (always including this one).
-    var servers: [String: String] { ring.withLockedValue { $0.servers } }
+    var servers: [String: String] { ring.withLock { $0.servers } }
 
     /// The server `userId` belongs to: (id, address).
     func owner(of userId: String) -> (id: String, address: String) {
-        ring.withLockedValue { r in
+        ring.withLock { r in
             guard let id = r.owner(of: userId), let a = r.servers[id] else { return (serverId, ownAddress) }
             return (id, a)
         }
@@ -65,7 +65,7 @@ final class ServerDirectory: Sendable {
     func heartbeat() async throws {
         let started = ContinuousClock.now
         try await store.putServer(id: serverId, address: ownAddress, ttlSeconds: ttlSeconds)
-        lastBeat.withLockedValue { $0 = started }
+        lastBeat.withLock { $0 = started }
     }
 
     /// Whether the others still count this server live: its row, written at the last successful
@@ -73,20 +73,20 @@ final class ServerDirectory: Sendable {
     /// server whose heartbeats fail must not keep acting as the owner of users and chats the
     /// others have already moved elsewhere.
     var isLive: Bool {
-        guard let last = lastBeat.withLockedValue({ $0 }) else { return false }
+        guard let last = lastBeat.withLock({ $0 }) else { return false }
         return ContinuousClock.now - last < .seconds(Int64(ttlSeconds)) - .seconds(1)
     }
 
     /// Heartbeating, and the live set read at least once after the first heartbeat.
-    var hasSeenPeers: Bool { isLive && refreshedSinceBeat.withLockedValue { $0 } }
+    var hasSeenPeers: Bool { isLive && refreshedSinceBeat.withLock { $0 } }
 
     func refresh() async throws {
-        let beatBefore = lastBeat.withLockedValue { $0 } != nil
-        defer { if beatBefore { refreshedSinceBeat.withLockedValue { $0 = true } } }
+        let beatBefore = lastBeat.withLock { $0 } != nil
+        defer { if beatBefore { refreshedSinceBeat.withLock { $0 = true } } }
         var live = try await store.servers()
         if isLive { live[serverId] = ownAddress } else { live[serverId] = nil }
         if live.isEmpty { live[serverId] = ownAddress }
-        ring.withLockedValue { r in if r.servers != live { r = HashRing(servers: live) } }
+        ring.withLock { r in if r.servers != live { r = HashRing(servers: live) } }
     }
 
     /// Heartbeats and refreshes until cancelled; failures are logged and retried next round (the
@@ -111,7 +111,7 @@ final class ServerDirectory: Sendable {
                     if !isLive {
                         // Neither heartbeat nor refresh reaches the ring: keep only the others as
                         // last known, so this server stops owning what they have moved away.
-                        ring.withLockedValue { r in
+                        ring.withLock { r in
                             var s = r.servers
                             s[serverId] = nil
                             if !s.isEmpty, s != r.servers { r = HashRing(servers: s) }

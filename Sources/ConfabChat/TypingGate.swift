@@ -1,5 +1,5 @@
 import ConfabEngine
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Thins typing events: at most one per (user, chat) every `intervalMicros`. Devices send typing
 /// every few seconds while the user types (docs/chat_protocol.md); a device that sends one per
@@ -9,7 +9,7 @@ final class TypingGate: Sendable {
         var userId: String
         var chatId: Int64
     }
-    private let last = NIOLockedValueBox<[Key: Int64]>([:])
+    private let last = Mutex<[Key: Int64]>([:])
     private let clock: any EngineClock
     let intervalMicros: Int64
 
@@ -21,7 +21,7 @@ final class TypingGate: Sendable {
     /// True when this typing event should be relayed.
     func allow(userId: String, chatId: Int64) -> Bool {
         let now = clock.nowMicros()
-        return last.withLockedValue { m in
+        return last.withLock { m in
             let k = Key(userId: userId, chatId: chatId)
             if let t = m[k], now - t < intervalMicros { return false }
             if m.count > 100_000 { m = m.filter { now - $0.value < intervalMicros } }

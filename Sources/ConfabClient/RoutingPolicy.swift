@@ -1,5 +1,5 @@
 import ConfabRing
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Chooses which nodes to try for a request, in order: the first is the coordinator, the rest are
 /// fallbacks when it cannot be reached. The hook for token-aware routing (prefer a replica of the
@@ -20,13 +20,13 @@ extension RoutingPolicy {
 
 /// Spreads requests over every node in turn; the default until the client knows the ring.
 public final class RoundRobinRouting: RoutingPolicy {
-    private let next = NIOLockedValueBox(0)
+    private let next = Mutex(0)
 
     public init() {}
 
     public func plan(partitionKey: [UInt8]?, nodes: [NodeAddress]) -> [NodeAddress] {
         guard !nodes.isEmpty else { return [] }
-        let start = next.withLockedValue { n in
+        let start = next.withLock { n in
             defer { n = (n + 1) % nodes.count }
             return n % nodes.count
         }

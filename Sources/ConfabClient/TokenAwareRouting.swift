@@ -1,7 +1,7 @@
 import ConfabRing
 import ConfabWire
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 
 /// Sends each request first to a replica of its partition (rotating among the replicas), then to
 /// the other nodes as fallbacks — as the Cassandra drivers' token-aware policy does. The coordinator
@@ -18,9 +18,9 @@ public final class TokenAwareRouting: RoutingPolicy {
         var learnedAt: Date?
     }
 
-    private let state = NIOLockedValueBox(Topology())
+    private let state = Mutex(Topology())
     private let fallback = RoundRobinRouting()
-    private let rotation = NIOLockedValueBox(0)
+    private let rotation = Mutex(0)
     /// How old the learned ring may get before the client asks again.
     public let refreshInterval: TimeInterval
 
@@ -30,7 +30,7 @@ public final class TokenAwareRouting: RoutingPolicy {
 
     /// Whether the ring should be (re)learned before routing the next request.
     var needsTopology: Bool {
-        state.withLockedValue { t in t.learnedAt.map { Date().timeIntervalSince($0) > refreshInterval } ?? true }
+        state.withLock { t in t.learnedAt.map { Date().timeIntervalSince($0) > refreshInterval } ?? true }
     }
 
     /// Learns the ring from a node's status: every member's address and tokens.
@@ -40,7 +40,7 @@ public final class TokenAwareRouting: RoutingPolicy {
             let node = NodeID(id: n.id, host: n.host, port: Int(n.port))
             try? ring.add(node, tokens: n.tokenValues.map(Token.init))
         }
-        state.withLockedValue {
+        state.withLock {
             $0.ring = ring
             $0.replicationFactor = max(1, min(status.replicationFactor, ring.nodeCount))
             $0.keyspaceReplicationFactors = Dictionary(
@@ -52,7 +52,7 @@ public final class TokenAwareRouting: RoutingPolicy {
 
     /// Marks the learned ring stale (e.g. after a node could not be reached).
     func invalidate() {
-        state.withLockedValue { $0.learnedAt = nil }
+        state.withLock { $0.learnedAt = nil }
     }
 
     public func plan(partitionKey: [UInt8]?, nodes: [NodeAddress]) -> [NodeAddress] {
@@ -65,7 +65,7 @@ public final class TokenAwareRouting: RoutingPolicy {
     public func plan(partitionKey: [UInt8]?, keyspace: String?, nodes: [NodeAddress]) -> [NodeAddress] {
         let ordered = fallback.plan(partitionKey: partitionKey, nodes: nodes)
         guard let partitionKey, !partitionKey.isEmpty else { return ordered }
-        let (ring, rf) = state.withLockedValue { t in
+        let (ring, rf) = state.withLock { t in
             (t.ring, keyspace.flatMap { t.keyspaceReplicationFactors[$0] } ?? t.replicationFactor)
         }
         guard !ring.isEmpty else { return ordered }
@@ -74,7 +74,7 @@ public final class TokenAwareRouting: RoutingPolicy {
         // load over the replicas.
         if replicas.count > 1 {
             let start =
-                rotation.withLockedValue { r in
+                rotation.withLock { r in
                     defer { r &+= 1 }
                     return r
                 } % replicas.count

@@ -3,10 +3,10 @@ import ConfabRing
 import ConfabWire
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// One Confab node as a swift-service-lifecycle `Service`: opens the engine and the hint store,
 /// listens, joins the ring (gossip, tokens), coordinates client requests across replicas, serves
@@ -24,7 +24,7 @@ public final class Node: Service, Sendable {
     /// Where the hint store's files go; tests pass one that can hold its syncs back.
     private let hintFileSystem: any FileSystem
     private let listening = ListeningAddress()
-    private let runtime = NIOLockedValueBox<RingService?>(nil)
+    private let runtime = Mutex<RingService?>(nil)
     private let decommissioned = AsyncStream.makeStream(of: Void.self)
 
     /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
@@ -63,13 +63,13 @@ public final class Node: Service, Sendable {
 
     /// Hints this node holds (for `nodeID`, or all), 0 before the ring runtime exists.
     public func pendingHints(for nodeID: String? = nil) async -> Int {
-        guard let ring = runtime.withLockedValue({ $0 }) else { return 0 }
+        guard let ring = runtime.withLock({ $0 }) else { return 0 }
         return await ring.pendingHints(for: nodeID)
     }
 
     /// Whether the node can serve now (`/ready`); not ready before the ring runtime exists.
     public func readiness() async -> NodeReadiness {
-        guard let ring = runtime.withLockedValue({ $0 }) else {
+        guard let ring = runtime.withLock({ $0 }) else {
             return NodeReadiness(reasons: ["the node is starting (engine and ring not open yet)"])
         }
         return await ring.readiness()
@@ -77,7 +77,7 @@ public final class Node: Service, Sendable {
 
     /// The hints in this node's hint store on disk, which may lag the queue (tests).
     func persistedHints() async throws -> [Hint] {
-        guard let ring = runtime.withLockedValue({ $0 }) else { return [] }
+        guard let ring = runtime.withLock({ $0 }) else { return [] }
         return try await ring.hints.recover(now: .zero)
     }
 
@@ -172,7 +172,7 @@ public final class Node: Service, Sendable {
             recoveredHints: (try? await hints.recoverRefs(now: RingInstant.zero)) ?? [],
             tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
             onDecommissioned: { [decommissioned] in decommissioned.continuation.yield() })
-        runtime.withLockedValue { $0 = ring }
+        runtime.withLock { $0 = ring }
         let processor =
             processorFactory?(engine, threadPool)
             ?? CoordinatorProcessor(
@@ -231,14 +231,14 @@ private final class ListeningAddress: Sendable {
         case listening(SocketAddress, nodeID: String)
         case failed(any Error)
     }
-    private let state = NIOLockedValueBox(State.waiting([]))
+    private let state = Mutex(State.waiting([]))
 
     var nodeID: String? {
-        state.withLockedValue { if case .listening(_, let id) = $0 { return id } else { return nil } }
+        state.withLock { if case .listening(_, let id) = $0 { return id } else { return nil } }
     }
 
     func succeed(_ address: SocketAddress, nodeID: String) {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<SocketAddress, any Error>] in
+        let waiters = state.withLock { s -> [CheckedContinuation<SocketAddress, any Error>] in
             guard case .waiting(let w) = s else { return [] }
             s = .listening(address, nodeID: nodeID)
             return w
@@ -247,7 +247,7 @@ private final class ListeningAddress: Sendable {
     }
 
     func fail(_ error: any Error) {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<SocketAddress, any Error>] in
+        let waiters = state.withLock { s -> [CheckedContinuation<SocketAddress, any Error>] in
             guard case .waiting(let w) = s else { return [] }
             s = .failed(error)
             return w
@@ -257,7 +257,7 @@ private final class ListeningAddress: Sendable {
 
     func wait() async throws -> SocketAddress {
         try await withCheckedThrowingContinuation { c in
-            let result: Result<SocketAddress, any Error>? = state.withLockedValue { s in
+            let result: Result<SocketAddress, any Error>? = state.withLock { s in
                 switch s {
                 case .waiting(var w):
                     w.append(c)
