@@ -9,7 +9,7 @@ import ConfabWire
 /// the operator sees which nodes did the work.
 struct AdminExecutor: Sendable {
     let replica: LocalReplica
-    let ring: RingService
+    let ring: ClusterService
     let messenger: InternodeMessenger
     /// How long a forwarded request may take (a major compaction of a large node is slow).
     var forwardTimeout: Duration = .seconds(3600)

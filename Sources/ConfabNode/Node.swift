@@ -24,10 +24,10 @@ public final class Node: Service, Sendable {
     /// Where the hint store's files go; tests pass one that can hold its syncs back.
     private let hintFileSystem: any FileSystem
     private let listening = ListeningAddress()
-    private let runtime = Mutex<RingService?>(nil)
+    private let runtime = Mutex<ClusterService?>(nil)
     private let decommissioned = AsyncStream.makeStream(of: Void.self)
 
-    /// - Parameter processorFactory: replaces the ring's `CoordinatorProcessor` for client
+    /// - Parameter processorFactory: replaces the ring's `ReplicatedRequestProcessor` for client
     ///   requests; the ring still runs for gossip and the replica side.
     public convenience init(
         configuration: NodeConfiguration, logger: Logger = Logger(label: "confab.node"),
@@ -109,7 +109,7 @@ public final class Node: Service, Sendable {
         } catch {
             throw NodeError(.dataDirectory, "cannot create \(config.dataDirectory): \(error.localizedDescription)")
         }
-        if RingStateFiles.isDecommissioned(dataDirectory: config.dataDirectory) {
+        if NodeStateFiles.isDecommissioned(dataDirectory: config.dataDirectory) {
             throw NodeError(
                 .dataDirectory,
                 """
@@ -129,7 +129,7 @@ public final class Node: Service, Sendable {
         let hints: HintStore
         let tokens: [Token]?
         let generation: Int64
-        var savedView: RingViewFile?
+        var savedView: PeerViewFile?
         do {
             engine = try await threadPool.runIfActive {
                 try StorageEngine.open(directory: config.engineDirectory, options: engineOptions)
@@ -140,15 +140,15 @@ public final class Node: Service, Sendable {
                     fileSystem: hintFileSystem)
                 (tokens, generation) = try await threadPool.runIfActive {
                     (
-                        try RingStateFiles.loadTokens(dataDirectory: config.dataDirectory),
-                        try RingStateFiles.nextGeneration(
+                        try NodeStateFiles.loadTokens(dataDirectory: config.dataDirectory),
+                        try NodeStateFiles.nextGeneration(
                             dataDirectory: config.dataDirectory,
                             nowSeconds: SystemClock().nowSeconds())
                     )
                 }
                 do {
                     savedView = try await threadPool.runIfActive {
-                        try RingViewFile.load(dataDirectory: config.dataDirectory)
+                        try PeerViewFile.load(dataDirectory: config.dataDirectory)
                     }
                 } catch {
                     // Safe to go on without it: the node then waits for a peer before serving.
@@ -167,7 +167,7 @@ public final class Node: Service, Sendable {
             localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes,
             credentials: config.clusterSecret.map { ClusterCredentials(secret: $0, role: .node, nodeID: nodeID) },
             logger: logger)
-        let ring = RingService(
+        let ring = ClusterService(
             configuration: config, localID: nodeID, replica: replica, hints: hints,
             recoveredHints: (try? await hints.recoverRefs(now: RingInstant.zero)) ?? [],
             tokens: tokens, savedView: savedView, generation: generation, messenger: messenger, logger: logger,
@@ -175,7 +175,7 @@ public final class Node: Service, Sendable {
         runtime.withLock { $0 = ring }
         let processor =
             processorFactory?(engine, threadPool)
-            ?? CoordinatorProcessor(
+            ?? ReplicatedRequestProcessor(
                 ring: ring, replica: replica, messenger: messenger, schema: config.schema,
                 writeTimeout: config.writeTimeout, readTimeout: config.readTimeout, timers: group)
         let handler = RequestHandler(

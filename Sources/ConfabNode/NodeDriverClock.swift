@@ -1,10 +1,10 @@
 import ConfabRing
 import NIOCore
 
-/// The node's `DriverClock`: the ring service's monotonic clock, deadlines as event-loop timers
+/// The node's `DriverClock`: the cluster service's monotonic clock, deadlines as event-loop timers
 /// (a scheduled task each, not a sleeping task per request).
 struct NodeDriverClock: DriverClock {
-    let ring: RingService
+    let ring: ClusterService
     let timers: any EventLoopGroup
 
     func now() -> RingInstant { ring.now() }

@@ -3,14 +3,14 @@ import ConfabRing
 import ConfabWire
 
 /// The node's side of `ReplicaTransport`: ReplicaWrite/ReplicaRead over the internode
-/// connections for peers, the engine for this node, hints through the `RingService`. One per
+/// connections for peers, the engine for this node, hints through the `ClusterService`. One per
 /// coordinated request, carrying its table (resolved once) and its per-replica timeout.
 ///
 /// A peer that cannot be reached (`InternodeMessenger.InternodeFailure`) is marked unreachable
 /// here, before the driver hears of it, so the next requests (and a read's one retry) skip it
 /// until gossip says otherwise.
 struct NodeReplicaTransport: ReplicaTransport {
-    let processor: CoordinatorProcessor
+    let processor: ReplicatedRequestProcessor
     let local: NodeID
     let table: TableSchema
     /// How long one replica request may take on its connection (the driver's deadline is separate).

@@ -16,7 +16,7 @@ import NIOPosix
 /// replica of a range: a replica known to be down fails the request before any work, with
 /// `unavailable`; one that fails during the session fails it with the session's message.
 struct RepairRunner: Sendable {
-    let ring: RingService
+    let ring: ClusterService
     let replica: LocalReplica
     let messenger: InternodeMessenger
     let schema: SchemaRegistry

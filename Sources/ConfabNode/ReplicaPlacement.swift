@@ -29,7 +29,7 @@ struct ReplicaPlacement: Sendable {
     }
 }
 
-extension RingSnapshot {
+extension ClusterSnapshot {
     /// Replica placement on this snapshot's ring with `schema`'s keyspace factors.
     func placement(_ schema: SchemaRegistry) -> ReplicaPlacement {
         ReplicaPlacement(ring: ring, schema: schema)

@@ -11,7 +11,7 @@ struct RequestHandler: Sendable {
     /// This node's data for the replica side of the internode protocol.
     let replica: LocalReplica?
     /// Receives gossip.
-    let ring: RingService?
+    let ring: ClusterService?
     let schema: SchemaRegistry
     let nodeID: String
     let clusterName: String
@@ -157,7 +157,7 @@ struct RequestHandler: Sendable {
         return replica
     }
 
-    private func ringRuntime() throws(WireError) -> RingService {
+    private func ringRuntime() throws(WireError) -> ClusterService {
         guard let ring else {
             throw WireError(.invalid, "this node runs without the ring runtime; admin and repair requests need it")
         }

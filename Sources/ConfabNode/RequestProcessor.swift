@@ -3,7 +3,7 @@ import ConfabRing
 import ConfabWire
 
 /// What carries out a client's reads and writes once the request is decoded and validated: the
-/// seam between the connection handling and the data. `CoordinatorProcessor` implements it by
+/// seam between the connection handling and the data. `ReplicatedRequestProcessor` implements it by
 /// fanning each request out to the partition's replicas.
 ///
 /// Implementations throw `WireError` for failures the client should see as such (`unavailable`,

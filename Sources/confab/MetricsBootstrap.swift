@@ -2,7 +2,7 @@ import Metrics
 import Prometheus
 
 /// The process's metrics backend: a Prometheus registry behind the swift-metrics instruments
-/// (`NodeMetrics`, `RingMetrics`, `EngineMetrics`, `ChatMetrics`…), exposed on `/metrics`.
+/// (`NodeMetrics`, `ClusterMetrics`, `EngineMetrics`, `ChatMetrics`…), exposed on `/metrics`.
 ///
 /// Bootstrapped once, first thing in a long-running command (`confab node`, `confab chat
 /// serve`), before any instrument exists: swift-metrics binds each instrument to the factory

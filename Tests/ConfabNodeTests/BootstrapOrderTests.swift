@@ -25,10 +25,10 @@ import Testing
         let alive: Set<NodeID> = [a.node, b.node]
         // The smaller id streams now; the larger waits for it. Before the fix each waited for
         // the other, so neither ever streamed.
-        #expect(RingService.bootstrapBlocker(local: a.node, states: [a, b], alive: alive) == nil)
-        #expect(RingService.bootstrapBlocker(local: b.node, states: [a, b], alive: alive)?.node == a.node)
+        #expect(ClusterService.bootstrapBlocker(local: a.node, states: [a, b], alive: alive) == nil)
+        #expect(ClusterService.bootstrapBlocker(local: b.node, states: [a, b], alive: alive)?.node == a.node)
         // A dead smaller joiner does not hold the other back.
-        #expect(RingService.bootstrapBlocker(local: b.node, states: [a, b], alive: [b.node]) == nil)
+        #expect(ClusterService.bootstrapBlocker(local: b.node, states: [a, b], alive: [b.node]) == nil)
     }
 
     @Test func twoNodesStartedTogetherBothBecomeNormal() async throws {

@@ -30,16 +30,16 @@ import Testing
 
     @Test func tokensPersistAndTheGenerationAlwaysGrows() throws {
         let dir = TempDirectory("confab-ring-files")
-        #expect(try RingStateFiles.loadTokens(dataDirectory: dir.path) == nil)
+        #expect(try NodeStateFiles.loadTokens(dataDirectory: dir.path) == nil)
         let tokens = [Token(.min + 1), Token(-5), Token(0), Token(.max)]
-        try RingStateFiles.saveTokens(tokens.reversed(), dataDirectory: dir.path)
-        #expect(try RingStateFiles.loadTokens(dataDirectory: dir.path) == tokens)
-        let g1 = try RingStateFiles.nextGeneration(dataDirectory: dir.path, nowSeconds: 1000)
+        try NodeStateFiles.saveTokens(tokens.reversed(), dataDirectory: dir.path)
+        #expect(try NodeStateFiles.loadTokens(dataDirectory: dir.path) == tokens)
+        let g1 = try NodeStateFiles.nextGeneration(dataDirectory: dir.path, nowSeconds: 1000)
         // A clock that stepped back still gives a larger generation.
-        let g2 = try RingStateFiles.nextGeneration(dataDirectory: dir.path, nowSeconds: 10)
+        let g2 = try NodeStateFiles.nextGeneration(dataDirectory: dir.path, nowSeconds: 10)
         #expect(g1 == 1000 && g2 == 1001)
-        try RingStateFiles.writeAtomically("garbage\n", to: "\(dir.path)/\(RingStateFiles.tokensFile)")
-        #expect(throws: NodeError.self) { try RingStateFiles.loadTokens(dataDirectory: dir.path) }
+        try NodeStateFiles.writeAtomically("garbage\n", to: "\(dir.path)/\(NodeStateFiles.tokensFile)")
+        #expect(throws: NodeError.self) { try NodeStateFiles.loadTokens(dataDirectory: dir.path) }
     }
 
     @Test func hintsSurviveAReopenUntilDeleted() async throws {

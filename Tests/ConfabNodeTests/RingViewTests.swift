@@ -73,7 +73,7 @@ extension RingClusterTests {
 
             // Without a saved view n2 refuses data requests until a peer answers …
             try FileManager.default.removeItem(
-                atPath: (d2.path as NSString).appendingPathComponent(RingViewFile.fileName))
+                atPath: (d2.path as NSString).appendingPathComponent(PeerViewFile.fileName))
             n2 = try await InProcessNode.start(directory: d2) {
                 rf2(&$0, [NodeAddress(host: "127.0.0.1", port: port1)])
             }
@@ -105,20 +105,20 @@ extension RingClusterTests {
     }
 
     @Test func theRingViewFileRoundTripsAndRefusesDamage() throws {
-        let view = RingViewFile(peers: [
+        let view = PeerViewFile(peers: [
             .init(
                 node: NodeID(id: "a", host: "127.0.0.1", port: 7001), generation: 1_700_000_000, status: .normal,
                 tokens: [Token(-5), Token(42)]),
             .init(node: NodeID(id: "b", host: "node-b.local", port: 7002), generation: 3, status: .leaving, tokens: []),
         ])
         let bytes = view.encoded()
-        #expect(try RingViewFile.decode(bytes, path: "v").sameBytes(as: view))
-        #expect(try RingViewFile.decode(bytes, path: "v").peers == view.peers)
+        #expect(try PeerViewFile.decode(bytes, path: "v").sameBytes(as: view))
+        #expect(try PeerViewFile.decode(bytes, path: "v").peers == view.peers)
         for i in [0, 4, 6, 12, bytes.count - 1] {
             var damaged = bytes
             damaged[i] ^= 0x40
-            #expect(throws: NodeError.self, "byte \(i) flipped") { try RingViewFile.decode(damaged, path: "v") }
+            #expect(throws: NodeError.self, "byte \(i) flipped") { try PeerViewFile.decode(damaged, path: "v") }
         }
-        #expect(throws: NodeError.self) { try RingViewFile.decode(Array(bytes.dropLast()), path: "v") }
+        #expect(throws: NodeError.self) { try PeerViewFile.decode(Array(bytes.dropLast()), path: "v") }
     }
 }

@@ -2,7 +2,7 @@ import ConfabEngine
 
 @testable import ConfabRing
 
-/// Joins and leaves under load, as `RingService+Bootstrap.swift` and `+Decommission.swift` run
+/// Joins and leaves under load, as `ClusterService+Bootstrap.swift` and `+Decommission.swift` run
 /// them, over the pure pieces they use: the moving node announces JOINING (with its tokens) or
 /// LEAVING, every coordinator that learns it adds the pending replicas `PendingRanges` computes,
 /// after the ring delay the ranges `RangeMovement` names are streamed (from the replica giving a
@@ -47,7 +47,7 @@ extension RingSimulation {
             later(&self, Self.ringDelay)
         case .joinRingDelay(let avoid):
             let g = nodes[i].gossiper
-            // One node moves at a time (RingService.bootstrapBlocker).
+            // One node moves at a time (ClusterService.bootstrapBlocker).
             let blocked = g.states.values.contains {
                 $0.node != g.local && g.isAlive($0.node)
                     && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty && $0.node < g.local))
@@ -141,7 +141,7 @@ extension RingSimulation {
     /// down ones too (a member that cannot confirm holds the move back, as Cassandra's strict
     /// range movement refuses to start while a replica is down), except a LEAVING node that is
     /// down — it finished and is gone (its LEFT may never have spread) or its decommission died
-    /// (`RingService.confirmMembers` says what that leaves open).
+    /// (`ClusterService.confirmMembers` says what that leaves open).
     mutating func startConfirm(_ i: Int, expecting status: NodeStatus, expected: [NodeID: Int64]?) -> Confirm {
         let g = nodes[i].gossiper
         let members = Set(
@@ -227,7 +227,7 @@ extension RingSimulation {
         guard nodes[i].up, case .none = nodes[i].move, let tokens = nodes[i].savedTokens else { return retry(&self) }
         let g = nodes[i].gossiper
         let ring = g.tokenRing()
-        // RingService.decommission's checks; and (the scenario's choice) the ring keeps RF nodes.
+        // ClusterService.decommission's checks; and (the scenario's choice) the ring keeps RF nodes.
         let otherMoving = g.states.values.contains {
             $0.node != g.local && g.isAlive($0.node)
                 && ($0.status == .leaving || ($0.status == .joining && !$0.tokens.isEmpty))

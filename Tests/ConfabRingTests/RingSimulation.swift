@@ -636,7 +636,7 @@ struct RingSimulation {
     /// drivers' own timers.)
     mutating func tick(_ i: Int) {
         let gossiper = nodes[i].gossiper
-        // Hints for a node that left are dropped: it will never take them (RingService.hintTick).
+        // Hints for a node that left are dropped: it will never take them (ClusterService.hintTick).
         for target in nodes[i].hints.targets where gossiper.state(of: target)?.status == .left {
             hintActions(nodes[i].hints.dropHints(for: target), at: i)
         }
@@ -645,7 +645,7 @@ struct RingSimulation {
 
     // MARK: Coordinator side
 
-    /// The ring as node `i` sees it (`RingService.rebuildRing`): owners, and the pending ranges
+    /// The ring as node `i` sees it (`ClusterService.rebuildRing`): owners, and the pending ranges
     /// of joins and leaves it has heard of.
     mutating func view(at i: Int) -> (ring: TokenRing, pending: PendingRanges) {
         if let cached = nodes[i].viewCache { return cached }
@@ -662,7 +662,7 @@ struct RingSimulation {
         return view
     }
 
-    /// A key's replicas in node `i`'s view: the ring capped at its size, as `RingSnapshot` does —
+    /// A key's replicas in node `i`'s view: the ring capped at its size, as `ClusterSnapshot` does —
     /// the coordinators still get the configured factor, so a small view answers `unavailable`.
     mutating func replicas(for token: Token, at i: Int) -> (natural: [NodeID], pending: [NodeID]) {
         let (ring, pending) = view(at: i)
@@ -677,7 +677,7 @@ struct RingSimulation {
         let token = Token(partitionKey: m.partitionKey)
         let gossiper = nodes[i].gossiper
         let (natural, pending) = replicas(for: token, at: i)
-        if natural.isEmpty {  // RingSnapshot: no node NORMAL yet
+        if natural.isEmpty {  // ClusterSnapshot: no node NORMAL yet
             stats.unavailable += 1
             return
         }

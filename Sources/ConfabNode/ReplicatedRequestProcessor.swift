@@ -8,7 +8,7 @@ import NIOPosix
 /// token ring and runs a `WriteCoordinator` or `ReadCoordinator` (pure state machines) under a
 /// `WriteDriver` or `ReadDriver` (ConfabRing; the ring simulation runs the same drivers) over a
 /// `NodeReplicaTransport` — ReplicaWrite/ReplicaRead to peers, engine calls for this node, hints to
-/// the `RingService`.
+/// the `ClusterService`.
 ///
 /// Guarantees (per request, see `RequestProcessor`):
 /// Replicas and RF are those of the request's keyspace (`ReplicaPlacement`).
@@ -19,8 +19,8 @@ import NIOPosix
 ///   (retrying is idempotent). Every replica that did not acknowledge gets a hint.
 /// - A read answers with the newest data of `blockFor` replicas; when they disagree it repairs
 ///   the stale ones before answering (blocking read repair), so QUORUM reads are monotonic.
-public struct CoordinatorProcessor: RequestProcessor {
-    let ring: RingService
+public struct ReplicatedRequestProcessor: RequestProcessor {
+    let ring: ClusterService
     let replica: LocalReplica
     let messenger: InternodeMessenger
     let schema: SchemaRegistry
@@ -31,7 +31,7 @@ public struct CoordinatorProcessor: RequestProcessor {
     let timers: any EventLoopGroup
 
     init(
-        ring: RingService, replica: LocalReplica, messenger: InternodeMessenger, schema: SchemaRegistry,
+        ring: ClusterService, replica: LocalReplica, messenger: InternodeMessenger, schema: SchemaRegistry,
         writeTimeout: Duration, readTimeout: Duration, clock: any EngineClock = SystemClock(),
         timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {

@@ -5,14 +5,14 @@ import Foundation
 ///
 /// - `tokens`: the node's vnode tokens, one signed decimal per line. Written once, when the node
 ///   first goes NORMAL, and reused on every restart, so a node keeps its ranges for life.
-/// - `ring-view`: every known peer (`RingViewFile`), rewritten whenever gossip changes it.
+/// - `ring-view`: every known peer (`PeerViewFile`), rewritten whenever gossip changes it.
 /// - `gossip-generation`: the last gossip generation used, a decimal. Each start takes
 ///   `max(stored + 1, seconds since the epoch)`, so generations grow even if the clock steps back.
 ///
 /// Every write goes to a temporary file that is fsynced and renamed over the old one (and the
 /// directory fsynced), so a crash leaves the old or the new content, never a torn file. Blocking:
 /// callers run these off the event loops.
-enum RingStateFiles {
+enum NodeStateFiles {
     static let tokensFile = "tokens"
     static let generationFile = "gossip-generation"
     /// Written when a decommission completes: the node left the ring and must not come back with

@@ -3,7 +3,7 @@ import ConfabRing
 /// What one coordinated request needs from the ring runtime, copied at the request's start: the
 /// token ring, this node, and who is believed alive. A value, so a request's replica choice and
 /// liveness verdict do not change under it.
-struct RingSnapshot: Sendable {
+struct ClusterSnapshot: Sendable {
     let local: NodeID
     let ring: TokenRing
     /// The configured replication factor.

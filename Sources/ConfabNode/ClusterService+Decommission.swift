@@ -9,7 +9,7 @@ import ConfabWire
 /// 2. Announce LEAVING. This node stays an owner (reads and writes still use it), and
 ///    coordinators add the gaining nodes as pending replicas for writes (`PendingRanges`).
 /// 3. Wait the ring delay, then until every member confirms it sees this node LEAVING, then the
-///    write timeout (`RingService+MoveConfirmation.swift`); then stream every range it
+///    write timeout (`ClusterService+MoveConfirmation.swift`); then stream every range it
 ///    replicates (`RangeMovement.decommission`) to each gaining node (ReplicaWrites through
 ///    `RangeStreamSource`, acknowledged durably); then every member must confirm again with the
 ///    same generation (none restarted meanwhile).
@@ -20,7 +20,7 @@ import ConfabWire
 ///
 /// Hints this node still holds for others are dropped with it (their targets miss those writes
 /// until repair); the log says how many.
-extension RingService {
+extension ClusterService {
     struct DecommissionOutcome: Sendable {
         var ranges: Int
         var targets: Int
@@ -99,7 +99,7 @@ extension RingService {
         let note = "left the ring; ranges handed to \(outcome.targets) node(s)"
         do {
             try await replica.threadPool.runIfActive {
-                try RingStateFiles.markDecommissioned(dataDirectory: directory, note: note)
+                try NodeStateFiles.markDecommissioned(dataDirectory: directory, note: note)
             }
         } catch {
             logger.error("decommission: cannot record it in the data directory", metadata: ["error": "\(error)"])

@@ -1,7 +1,7 @@
 import ConfabRing
 import ConfabWire
 
-extension RingService {
+extension ClusterService {
     /// Warns when a peer gossips replication factors other than this node's. Coordinators pick
     /// replicas from their own configuration, so nodes that disagree write and read different
     /// replica sets (docs/ring.md § Keyspaces); the ring keeps running, the operator must fix the

@@ -23,7 +23,7 @@ import ConfabWire
 /// and is gone for good (its LEFT may never have spread) or its decommission died. What that
 /// leaves open: such a member, restarted as NORMAL from a saved view older than the move, may
 /// coordinate writes that miss the moving node until gossip reaches it; repair mends them.
-extension RingService {
+extension ClusterService {
     /// The members whose confirmation a move of this node needs.
     func membersToConfirm() -> [NodeID] {
         guard let g = gossiper else { return [] }
@@ -39,7 +39,7 @@ extension RingService {
     func confirmMove(_ status: NodeStatus, tokens: [Token]?, expected: [NodeID: Int64]? = nil) async throws -> [NodeID:
         Int64]
     {
-        guard let local = gossiper?.local else { throw BootstrapError("this node is not running its ring service") }
+        guard let local = gossiper?.local else { throw BootstrapError("this node is not running its cluster service") }
         let members = membersToConfirm()
         let messenger = self.messenger
         let timeout = configuration.writeTimeout

@@ -8,7 +8,7 @@ import ConfabWire
 ///    sends this node every write for the ranges it will replicate, as a pending replica
 ///    (`PendingRanges`); reads still go to the old replicas only.
 /// 2. Wait the ring delay, then until every member confirms it sees this node JOINING with these
-///    tokens, then the write timeout (`RingService+MoveConfirmation.swift`): from then on no
+///    tokens, then the write timeout (`ClusterService+MoveConfirmation.swift`): from then on no
 ///    write to those ranges misses this node, so a stream started now plus the writes arriving
 ///    directly cover everything. After the stream every member must confirm again with the
 ///    same generation (none restarted meanwhile), or the stream is repeated.
@@ -24,7 +24,7 @@ import ConfabWire
 /// changes under the stream) keeps the node JOINING — it never becomes NORMAL with missing data —
 /// and the whole stream is retried after a pause with the same tokens. A node killed while
 /// bootstrapping has no tokens file, so its next start bootstraps afresh.
-extension RingService {
+extension ClusterService {
     var ringDelay: Duration { configuration.ringDelay ?? configuration.gossipInterval * 5 }
 
     var schema: SchemaRegistry { configuration.schema }
@@ -180,7 +180,7 @@ extension RingService {
     private func completeBootstrap(tokens: [Token]) async throws {
         try await replica.flush()
         let directory = configuration.dataDirectory
-        try await replica.threadPool.runIfActive { try RingStateFiles.saveTokens(tokens, dataDirectory: directory) }
+        try await replica.threadPool.runIfActive { try NodeStateFiles.saveTokens(tokens, dataDirectory: directory) }
         persistedTokens = tokens
         gossiper?.setStatus(.normal, tokens: tokens)
         rebuildRing()

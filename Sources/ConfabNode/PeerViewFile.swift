@@ -15,7 +15,7 @@ import Foundation
 /// The file is rewritten whole (temp file, fsync, rename, directory fsync) whenever the view
 /// changes, so a crash leaves the old or the new view. A damaged file is refused as a whole:
 /// the node then waits to hear from a peer before serving, which is always safe.
-struct RingViewFile {
+struct PeerViewFile {
     static let fileName = "ring-view"
     static let magic: [UInt8] = Array("CFRV".utf8)
     static let formatVersion: UInt8 = 1
@@ -54,7 +54,7 @@ struct RingViewFile {
     }
 
     /// Equal when the saved bytes would be: addresses are compared too (NodeID equality is id only).
-    func sameBytes(as other: RingViewFile) -> Bool { encoded() == other.encoded() }
+    func sameBytes(as other: PeerViewFile) -> Bool { encoded() == other.encoded() }
 
     func encoded() -> [UInt8] {
         var out = Self.magic + [Self.formatVersion]
@@ -73,7 +73,7 @@ struct RingViewFile {
         return out
     }
 
-    static func decode(_ bytes: [UInt8], path: String) throws(NodeError) -> RingViewFile {
+    static func decode(_ bytes: [UInt8], path: String) throws(NodeError) -> PeerViewFile {
         func bad(_ what: String) -> NodeError {
             NodeError(.dataDirectory, "\(path): \(what); the ring view is ignored (delete the file to silence this)")
         }
@@ -106,11 +106,11 @@ struct RingViewFile {
                     node: NodeID(id: id, address: address), generation: Int64(bitPattern: generation),
                     status: status, tokens: tokens))
         }
-        return RingViewFile(peers: peers)
+        return PeerViewFile(peers: peers)
     }
 
     /// The saved view, or nil when the node never saved one. Blocking.
-    static func load(dataDirectory: String) throws(NodeError) -> RingViewFile? {
+    static func load(dataDirectory: String) throws(NodeError) -> PeerViewFile? {
         let path = (dataDirectory as NSString).appendingPathComponent(fileName)
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         return try decode(Array(data), path: path)
@@ -118,7 +118,7 @@ struct RingViewFile {
 
     /// Blocking.
     func save(dataDirectory: String) throws(NodeError) {
-        try RingStateFiles.writeAtomically(
+        try NodeStateFiles.writeAtomically(
             encoded(), to: (dataDirectory as NSString).appendingPathComponent(Self.fileName))
     }
 

@@ -1,6 +1,6 @@
 import ConfabRing
 
-extension RingService {
+extension ClusterService {
     /// See `NodeReadiness`: the checks a coordinator would fail on, made before any request.
     func readiness() -> NodeReadiness {
         guard let g = gossiper else { return NodeReadiness(reasons: ["the ring runtime has not started"]) }

@@ -4,8 +4,8 @@ import ConfabWire
 import Logging
 import NIOPosix
 
-/// The ring runtime of one node: owns the `Gossiper` (with its failure detector), the current
-/// `TokenRing` and the `HintQueue`, drives them with timers, and carries out their actions —
+/// This node's part in the cluster, its membership runtime ("ring" names only the `TokenRing`):
+/// owns the `Gossiper` (with its failure detector), the current `TokenRing` and the `HintQueue`, drives them with timers, and carries out their actions —
 /// sending gossip, persisting, replaying and deleting hints, announcing tokens. The state
 /// machines stay pure; this actor is the only place their actions turn into I/O.
 ///
@@ -18,10 +18,10 @@ import NIOPosix
 /// another and balance), then allocates its tokens with `TokenAllocator` against the ring gossip
 /// shows. In a brand-new ring (no NORMAL member yet, or `auto_bootstrap = false`) it persists
 /// them (temp file, fsync, rename) and announces NORMAL at once. Joining a ring with NORMAL
-/// members it bootstraps (`RingService+Bootstrap.swift`): announces JOINING with its tokens,
+/// members it bootstraps (`ClusterService+Bootstrap.swift`): announces JOINING with its tokens,
 /// waits the ring delay, streams every range it will replicate from the current replicas, and
-/// only then persists its tokens and goes NORMAL. Decommission is `RingService+Decommission.swift`.
-actor RingService {
+/// only then persists its tokens and goes NORMAL. Decommission is `ClusterService+Decommission.swift`.
+actor ClusterService {
     private enum HintOperation: Sendable {
         /// `durable`, when set, is resumed once the hint is on disk (or could not be written).
         case persist(Hint, durable: CheckedContinuation<Void, Never>? = nil)
@@ -34,7 +34,7 @@ actor RingService {
     let hints: HintStore
     let messenger: InternodeMessenger
     let logger: Logger
-    let metrics = RingMetrics()
+    let metrics = ClusterMetrics()
     /// Called once a decommission completed (LEFT gossiped): the node should shut down.
     let onDecommissioned: @Sendable () -> Void
     private let origin = ContinuousClock.now
@@ -54,14 +54,14 @@ actor RingService {
     /// so requests do not wait for the failure detector's ~18 rounds to convict them.
     private var unreachableUntil: [NodeID: RingInstant] = [:]
     private var joinStartedAt: RingInstant?
-    /// The peers saved before this start (`RingViewFile`), restored into gossip by `run`.
-    private var savedView: RingViewFile?
+    /// The peers saved before this start (`PeerViewFile`), restored into gossip by `run`.
+    private var savedView: PeerViewFile?
     /// Restarted with tokens but without a saved view: until a peer is heard from, this node
     /// would see a ring of itself and store every key alone, so data requests are refused.
     private(set) var learningRing = false
     /// The view last handed to the writer, and the write in progress (each waits for the one
     /// before, so an older view never lands after a newer one).
-    private var lastSavedView: RingViewFile?
+    private var lastSavedView: PeerViewFile?
     private var viewWrite: Task<Void, Never>?
     var rng = SystemRandomNumberGenerator()
     private let hintOperations: AsyncStream<HintOperation>
@@ -69,7 +69,7 @@ actor RingService {
 
     init(
         configuration: NodeConfiguration, localID: String, replica: LocalReplica, hints: HintStore,
-        recoveredHints: [HintRef], tokens: [Token]?, savedView: RingViewFile? = nil, generation: Int64,
+        recoveredHints: [HintRef], tokens: [Token]?, savedView: PeerViewFile? = nil, generation: Int64,
         messenger: InternodeMessenger, logger: Logger, onDecommissioned: @escaping @Sendable () -> Void = {}
     ) {
         self.configuration = configuration
@@ -157,7 +157,7 @@ actor RingService {
         await flushRingView()
     }
 
-    private nonisolated func every(_ interval: Duration, _ body: @Sendable (RingService) async -> Void) async {
+    private nonisolated func every(_ interval: Duration, _ body: @Sendable (ClusterService) async -> Void) async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
             await body(self)
@@ -252,11 +252,11 @@ actor RingService {
         saveViewIfChanged()
     }
 
-    /// Persists the peers gossip knows (`RingViewFile`) when they differ from the last saved
+    /// Persists the peers gossip knows (`PeerViewFile`) when they differ from the last saved
     /// view, off the actor, one write after another.
     private func saveViewIfChanged() {
         guard let g = gossiper else { return }
-        let view = RingViewFile(gossiper: g)
+        let view = PeerViewFile(gossiper: g)
         if let last = lastSavedView, last.sameBytes(as: view) { return }
         lastSavedView = view
         let previous = viewWrite
@@ -313,7 +313,7 @@ actor RingService {
         }
         let directory = configuration.dataDirectory
         do {
-            try await replica.threadPool.runIfActive { try RingStateFiles.saveTokens(tokens, dataDirectory: directory) }
+            try await replica.threadPool.runIfActive { try NodeStateFiles.saveTokens(tokens, dataDirectory: directory) }
         } catch {
             logger.error("cannot persist tokens; staying JOINING", metadata: ["error": "\(error)"])
             joinStartedAt = started
@@ -343,7 +343,7 @@ actor RingService {
     func localNode() -> NodeID? { gossiper?.local }
 
     /// The ring as a coordinator sees it now. Throws `unavailable` while no node is NORMAL.
-    func snapshot() throws(WireError) -> RingSnapshot {
+    func snapshot() throws(WireError) -> ClusterSnapshot {
         guard let g = gossiper else {
             throw WireError(.unavailable, "this node is starting and has not joined the ring yet; retry shortly")
         }
@@ -363,7 +363,7 @@ actor RingService {
         }
         let alive = aliveSet(at: now())
         let joining = g.nodes(withStatus: .joining).filter { alive.contains($0) && !ring.contains($0) }
-        return RingSnapshot(
+        return ClusterSnapshot(
             local: g.local, ring: ring, replicationFactor: configuration.replicationFactor,
             alive: alive, joining: joining, pending: pendingRanges)
     }

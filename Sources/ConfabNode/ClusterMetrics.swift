@@ -12,7 +12,7 @@ import Metrics
 ///   `confab_coordinator_request_duration_seconds{op,consistency}`: reads and writes this node
 ///   coordinated, by level (failures included); `confab_coordinator_unavailable_total{op,consistency}`
 ///   and `confab_coordinator_timeouts_total{op,consistency}`: the two failures a client can act on.
-struct RingMetrics: Sendable {
+struct ClusterMetrics: Sendable {
     let hintsStored = Counter(label: "confab_hints_stored_total")
     let hintsReplayed = Counter(label: "confab_hints_replayed_total")
     let hintReplayFailures = Counter(label: "confab_hints_replay_failures_total")
