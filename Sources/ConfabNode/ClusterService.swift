@@ -47,9 +47,14 @@ actor ClusterService {
     /// replicas for writes.
     var pendingRanges: [Int: PendingRanges] = [:]
     /// The bootstrap in progress (streaming ranges before going NORMAL), if any.
-    var bootstrapTask: Task<Void, Never>?
+    /// The join in progress (`ClusterService+Bootstrap.swift`), or nil.
+    var bootstrap: Bootstrap?
+    /// Its requests, streams and completion still running (cancelled at shutdown).
+    var bootstrapWork: [Task<Void, Never>] = []
     /// A decommission is running (LEAVING, streaming) or done (LEFT).
     var decommissioning = false
+    /// The decommission in progress (`ClusterService+Decommission.swift`), or nil.
+    var decommissionRun: DecommissionRun?
     /// Peers that refused a connection or did not answer recently: treated as down until then,
     /// so requests do not wait for the failure detector's ~18 rounds to convict them.
     private var unreachableUntil: [NodeID: RingInstant] = [:]
@@ -153,7 +158,9 @@ actor ClusterService {
             group.addTask { await self.every(.seconds(5)) { await $0.refreshLoad() } }
             group.addTask { await self.runHintOperations() }
         }
-        bootstrapTask?.cancel()
+        for work in bootstrapWork + (decommissionRun?.work ?? []) { work.cancel() }
+        decommissionRun?.waiter?.resume(throwing: WireError(.unavailable, "the node shut down during the decommission"))
+        decommissionRun?.waiter = nil
         await flushRingView()
     }
 
@@ -409,6 +416,8 @@ actor ClusterService {
     }
 
     private func hintTick() {
+        bootstrapTick()
+        decommissionTick()
         guard hintQueue.totalPending > 0 else { return }
         // Hints recovered at start for a node that left meanwhile (no `.left` event comes for it).
         for target in hintQueue.targets where gossiper?.state(of: target)?.status == .left { dropHints(for: target) }

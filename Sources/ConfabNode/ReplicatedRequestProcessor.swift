@@ -127,7 +127,11 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
             // This node first: its own data costs no network round trip.
             if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
             let coordinator = ReadCoordinator(
-                query: query, replicas: replicas, consistency: consistency,
+                query: query, replicas: replicas,
+                pending: snapshot.pendingReplicas(
+                    forPartitionKey: query.partitionKey,
+                    replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
+                consistency: consistency,
                 replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
                 now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
             let answer = await ReadDriver(

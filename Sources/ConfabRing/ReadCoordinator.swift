@@ -84,16 +84,24 @@ public struct ReadCoordinator: Sendable {
 
     /// - Parameters:
     ///   - replicas: the key's replicas, in the order to prefer them (closest first).
+    ///   - pending: replicas gaining the key's range through a join or leave in progress, as the
+    ///     write coordinator gets them. They are read too, and each adds one to `blockFor`, as it
+    ///     does for writes: a coordinator that already sees the move finished writes to the new
+    ///     replicas only, so a reader that does not yet must reach enough of old and new alike to
+    ///     meet that write's quorum (ring simulation seed 1430: a joiner, NORMAL for 200 ms,
+    ///     acknowledged a write that a QUORUM read of the old replicas then missed).
     ///   - nowSeconds: the coordinator's wall clock in seconds, for TTL expiry of cells.
     public init(
-        query: SliceQuery, replicas: [NodeID], consistency: ConsistencyLevel, replicationFactor: Int,
-        isAlive: (NodeID) -> Bool, now: RingInstant, nowSeconds: Int64, timeout: Duration = .seconds(5)
+        query: SliceQuery, replicas: [NodeID], pending: [NodeID] = [], consistency: ConsistencyLevel,
+        replicationFactor: Int, isAlive: (NodeID) -> Bool, now: RingInstant, nowSeconds: Int64,
+        timeout: Duration = .seconds(5)
     ) {
         self.query = query
         self.window = query
         self.consistency = consistency
-        self.blockFor = consistency.blockFor(replicationFactor: replicationFactor)
-        self.live = replicas.filter(isAlive)
+        let extra = pending.filter { !replicas.contains($0) }
+        self.blockFor = consistency.blockFor(replicationFactor: replicationFactor) + extra.count
+        self.live = (replicas + extra).filter(isAlive)
         self.timeout = timeout
         self.deadline = now + timeout
         self.nowSeconds = nowSeconds

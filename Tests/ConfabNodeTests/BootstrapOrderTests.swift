@@ -19,16 +19,20 @@ import Testing
             ])
     }
 
+    func blocker(_ local: NodeID, _ states: [EndpointState], alive: Set<NodeID>) -> EndpointState? {
+        MoveView(local: local, states: states, isAlive: { alive.contains($0) }, ring: TokenRing()).bootstrapBlocker
+    }
+
     @Test func twoJoinersWithTokensAgreeWhoStreamsFirst() {
         let a = joining("a", port: 1, tokens: [10, 20])
         let b = joining("b", port: 2, tokens: [30, 40])
         let alive: Set<NodeID> = [a.node, b.node]
         // The smaller id streams now; the larger waits for it. Before the fix each waited for
         // the other, so neither ever streamed.
-        #expect(ClusterService.bootstrapBlocker(local: a.node, states: [a, b], alive: alive) == nil)
-        #expect(ClusterService.bootstrapBlocker(local: b.node, states: [a, b], alive: alive)?.node == a.node)
+        #expect(blocker(a.node, [a, b], alive: alive) == nil)
+        #expect(blocker(b.node, [a, b], alive: alive)?.node == a.node)
         // A dead smaller joiner does not hold the other back.
-        #expect(ClusterService.bootstrapBlocker(local: b.node, states: [a, b], alive: [b.node]) == nil)
+        #expect(blocker(b.node, [a, b], alive: [b.node]) == nil)
     }
 
     @Test func twoNodesStartedTogetherBothBecomeNormal() async throws {

@@ -19,6 +19,30 @@ import Testing
             isAlive: { live.contains($0) }, now: .zero, nowSeconds: 1_000)
     }
 
+    /// A replica gaining the range (a join or leave in progress in this coordinator's view) is
+    /// read too and needs one more answer: a write acknowledged by a coordinator that already sees
+    /// the move finished reached only the new replicas (simulation seed 1430).
+    @Test func aPendingReplicaIsReadAndAddsOneToBlockFor() {
+        let joiner = Fixtures.node(4)
+        var rc = ReadCoordinator(
+            query: query, replicas: [r1, r2, r3], pending: [joiner], consistency: .quorum, replicationFactor: 3,
+            isAlive: { _ in true }, now: .zero, nowSeconds: 1_000)
+        #expect(rc.blockFor == 3)
+        #expect(
+            rc.start() == [
+                .requestData(query, from: r1), .requestDigest(query, from: r2), .requestDigest(query, from: r3),
+            ])
+        // With the joiner among too few live nodes, the level cannot be met.
+        var down = ReadCoordinator(
+            query: query, replicas: [r1, r2, r3], pending: [joiner], consistency: .quorum, replicationFactor: 3,
+            isAlive: { $0 == r1 || $0 == joiner }, now: .zero, nowSeconds: 1_000)
+        guard case .failed(let e) = down.start().first else {
+            Issue.record("expected unavailable")
+            return
+        }
+        #expect(e.code == .unavailable)
+    }
+
     @Test func matchingDigestsAnswerWithoutRepair() {
         var rc = make()
         #expect(rc.start() == [.requestData(query, from: r1), .requestDigest(query, from: r2)])

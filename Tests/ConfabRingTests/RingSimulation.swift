@@ -82,7 +82,6 @@ struct RingSimulation {
         case join(Int)
         case joinStep(Int, step: Int)
         case leave(Int)
-        case leaveStep(Int, step: Int)
     }
 
     enum Op {
@@ -121,7 +120,6 @@ struct RingSimulation {
         /// The one pending join or leave step that counts: scheduling another supersedes it, so
         /// a timeout set for an earlier phase never fires into a later one.
         var step = 0
-        var nextSession: UInt64 = 0
         /// The ring view built from the gossiper, until its states change (rebuilding it for every
         /// page of every read would dominate the run time).
         var viewCache: (ring: TokenRing, pending: PendingRanges)?
@@ -133,29 +131,10 @@ struct RingSimulation {
     enum Move {
         case none
         case joinDiscover
-        case joinRingDelay(avoid: Set<NodeID>)
-        /// Waiting for every member to confirm it sees the joiner (`Confirm`), then for writes
-        /// coordinated before that to finish, then streaming, then confirming again.
-        case joinConfirm(Confirm, avoid: Set<NodeID>)
-        case joinSettle(generations: [NodeID: Int64], avoid: Set<NodeID>)
-        case joinStreaming(
-            session: UInt64, waiting: Set<NodeID>, before: TokenRing, avoid: Set<NodeID>, generations: [NodeID: Int64])
-        case joinVerify(Confirm, before: TokenRing, avoid: Set<NodeID>)
-        case leaveRingDelay
-        case leaveConfirm(Confirm)
-        case leaveSettle(generations: [NodeID: Int64])
-        case leaveStreaming(session: UInt64, waiting: Set<NodeID>, before: [NodeID], generations: [NodeID: Int64])
-        case leaveVerify(Confirm, before: [NodeID])
-        case leftWait
-    }
-
-    /// One confirmation round of a move: the members still to answer, the generations of those
-    /// that confirmed, and (on the second round) the generations they must still have.
-    struct Confirm {
-        var session: UInt64
-        var waiting: Set<NodeID>
-        var generations: [NodeID: Int64] = [:]
-        var expected: [NodeID: Int64]?
+        /// Bootstrapping with the node's `Bootstrap` machine.
+        case joining(Bootstrap)
+        /// Decommissioning with the node's `Decommission` machine.
+        case leaving(Decommission)
     }
 
     /// A write or delete a client sent, and what became of it.
@@ -400,6 +379,8 @@ struct RingSimulation {
         case .tick(let i, let epoch):
             guard nodes[i].up, nodes[i].epoch == epoch else { return }
             tick(i)
+            bootstrapStep(i) { machine, now, view in machine.onTick(now: now, view: view) }
+            leaveStep(i) { machine, now, view in machine.onTick(now: now, view: view) }
             queue.push(now + 200_000_000, .tick(i, epoch: epoch))
         case .client:
             clientOp()
@@ -434,9 +415,6 @@ struct RingSimulation {
             guard nodes[i].up, nodes[i].step == step else { return }
             joinStep(i)
         case .leave(let i): startLeave(i)
-        case .leaveStep(let i, let step):
-            guard nodes[i].up, nodes[i].step == step else { return }
-            leaveStep(i)
         }
     }
 
@@ -449,7 +427,7 @@ struct RingSimulation {
         nodes[i].writes = [:]
         nodes[i].reads = [:]
         nodes[i].wire = SimWire(time: time)
-        if case .leftWait = nodes[i].move {
+        if case .leaving(let machine) = nodes[i].move, machine.hasLeft {
             // It recorded the decommission before the wait: it never comes back.
             nodes[i].left = true
             leaveDone = true
@@ -482,10 +460,10 @@ struct RingSimulation {
         nodes[i].deletedBeforeDurable = []
         switch nodes[i].move {
         case .none: break
-        case .joinDiscover, .joinRingDelay, .joinConfirm, .joinSettle, .joinStreaming, .joinVerify:
+        case .joinDiscover, .joining:
             nodes[i].move = .joinDiscover
             scheduleStep(i, after: 3_000_000_000)
-        case .leaveRingDelay, .leaveConfirm, .leaveSettle, .leaveStreaming, .leaveVerify, .leftWait:
+        case .leaving:
             // The decommission died with the process; the node is NORMAL again and tries later.
             nodes[i].move = .none
             queue.push(now + 5_000_000_000, .leave(i))
@@ -700,14 +678,15 @@ struct RingSimulation {
         let token = Token(partitionKey: q.partitionKey)
         let gossiper = nodes[i].gossiper
         // Prefer this node, as a real coordinator does, then ring order.
-        var replicas = replicas(for: token, at: i).natural
+        let (natural, pending) = replicas(for: token, at: i)
+        var replicas = natural
         if replicas.isEmpty {
             stats.unavailable += 1
             return
         }
         if let me = replicas.firstIndex(of: nodes[i].id) { replicas.insert(replicas.remove(at: me), at: 0) }
         let coordinator = ReadCoordinator(
-            query: q, replicas: replicas, consistency: .quorum, replicationFactor: Self.rf,
+            query: q, replicas: replicas, pending: pending, consistency: .quorum, replicationFactor: Self.rf,
             isAlive: { gossiper.isAlive($0) }, now: instant, nowSeconds: wallMicros(i) / 1_000_000)
         let wire = nodes[i].wire
         let driver = ReadDriver(
