@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ConfabEngine", targets: ["ConfabEngine"]),
         .library(name: "ConfabRing", targets: ["ConfabRing"]),
         .library(name: "ConfabWire", targets: ["ConfabWire"]),
+        .library(name: "ConfabTransport", targets: ["ConfabTransport"]),
         .library(name: "ConfabNode", targets: ["ConfabNode"]),
         .library(name: "ConfabClient", targets: ["ConfabClient"]),
         .library(name: "ConfabChat", targets: ["ConfabChat"]),
@@ -70,13 +71,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Connections to nodes, used by the node (internode) and the client alike: framing, a
+        // multiplexed connection with its handshake, a pool.
+        .target(
+            name: "ConfabTransport",
+            dependencies: [
+                "ConfabWire", "ConfabRing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A node: the SwiftNIO server shell around the engine and the ring's state machines.
         .target(
             name: "ConfabNode",
             dependencies: [
-                "ConfabEngine", "ConfabRing", "ConfabWire",
-                // Node-to-node connections reuse the client's multiplexed connection and pool.
-                "ConfabClient",
+                "ConfabEngine", "ConfabRing", "ConfabWire", "ConfabTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -92,7 +104,7 @@ let package = Package(
         .target(
             name: "ConfabClient",
             dependencies: [
-                "ConfabWire", "ConfabRing",
+                "ConfabWire", "ConfabRing", "ConfabTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -132,13 +144,13 @@ let package = Package(
         ),
         .testTarget(
             name: "ConfabNodeTests",
-            dependencies: ["ConfabNode", "ConfabClient", "ConfabWire", "confab"],
+            dependencies: ["ConfabNode", "ConfabClient", "ConfabTransport", "ConfabWire", "confab"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConfabChatTests",
             dependencies: [
-                "ConfabChat", "ConfabClient", "ConfabNode", "confab",
+                "ConfabChat", "ConfabClient", "ConfabTransport", "ConfabNode", "confab",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

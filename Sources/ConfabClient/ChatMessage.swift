@@ -1,4 +1,5 @@
 import ConfabEngine
+import ConfabTransport
 import ConfabWire
 
 /// One chat message as `history` returns it.

@@ -1,4 +1,5 @@
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 
 /// Operator requests: flush, compact and repair on a named node, and a replica's Merkle tree.

@@ -1,5 +1,6 @@
 import ConfabEngine
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 

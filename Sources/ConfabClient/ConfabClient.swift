@@ -1,5 +1,6 @@
 import ConfabEngine
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Logging
@@ -56,7 +57,7 @@ public final class ConfabClient: Sendable {
         self.logger = logger
         let c = configuration
         self.pool = ConnectionPool { address in
-            try await ClientConnection.connect(
+            try await NodeConnection.connect(
                 to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
                 requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,
                 clientName: c.clientName, credentials: c.credentials)
@@ -173,3 +174,7 @@ public final class ConfabClient: Sendable {
         ConfabClientError(.unexpectedResponse, "a node answered \(request.name ?? "a request") with \(reply.type)")
     }
 }
+
+/// The client's failures are its connections' (`ConfabTransport.ConnectionError`): no node
+/// reachable, a connection lost, no answer in time.
+public typealias ConfabClientError = ConnectionError

@@ -1,4 +1,5 @@
 import ConfabRing
+import ConfabTransport
 import Synchronization
 
 /// Chooses which nodes to try for a request, in order: the first is the coordinator, the rest are

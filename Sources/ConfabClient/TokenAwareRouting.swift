@@ -1,4 +1,5 @@
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Synchronization

@@ -1,11 +1,11 @@
-import ConfabClient
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Logging
 import NIOCore
 
 /// Node-to-node messaging: one multiplexed connection per peer (ConfabClient's
-/// `ClientConnection` and `ConnectionPool`, opened with a Hello naming this node), reused by
+/// `NodeConnection` and `ConnectionPool`, opened with a Hello naming this node), reused by
 /// every request and gossip message to that peer; a dead connection is replaced on next use.
 ///
 /// Guarantees: `request` returns the peer's answer (an Error answer is thrown as its
@@ -31,7 +31,7 @@ struct InternodeMessenger: Sendable {
     ) {
         self.logger = logger
         self.pool = ConnectionPool { address in
-            try await ClientConnection.connect(
+            try await NodeConnection.connect(
                 to: address, group: group, connectTimeout: connectTimeout,
                 requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
                 clientName: "confab node \(localID)", credentials: credentials)

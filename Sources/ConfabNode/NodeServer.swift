@@ -1,4 +1,4 @@
-import ConfabClient
+import ConfabTransport
 import ConfabWire
 import Logging
 import NIOCore

@@ -2,6 +2,7 @@ import ConfabClient
 import ConfabEngine
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
@@ -48,7 +49,7 @@ extension RingClusterTests {
             // n1's own answer for the partition lacks every row (the precondition of this test):
             // meeting the corrupt block, it quarantined the table and answers without it.
             let query = ChatMessages.latest(chatId: chat, limit: 100)
-            let connection = try await ClientConnection.connect(
+            let connection = try await NodeConnection.connect(
                 to: n1.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
             let table = SchemaRegistry.messages
@@ -141,7 +142,7 @@ extension RingClusterTests {
             await client2.shutdown()
 
             // n1 alone holds every row of every chat again.
-            let connection = try await ClientConnection.connect(
+            let connection = try await NodeConnection.connect(
                 to: n1.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
             for chat in chats {

@@ -1,6 +1,7 @@
 import ConfabClient
 import ConfabEngine
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
@@ -191,7 +192,7 @@ import Testing
 @Suite(.serialized) struct KeyspaceReplicationClusterTests {
     /// `address`'s own data for the slice (a ReplicaRead: no coordinator, no other replica).
     func localRows(_ query: SliceQuery, table: TableSchema, at address: NodeAddress) async throws -> Int {
-        let connection = try await ClientConnection.connect(
+        let connection = try await NodeConnection.connect(
             to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
             requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
         defer { Task { await connection.close() } }

@@ -2,6 +2,7 @@ import ConfabClient
 import ConfabEngine
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
@@ -46,7 +47,7 @@ import Testing
         }
 
         // A raw client connection, without the secret.
-        let raw = try await ClientConnection.connect(
+        let raw = try await NodeConnection.connect(
             to: addresses[0], group: .singletonMultiThreadedEventLoopGroup,
             connectTimeout: .seconds(2), requestTimeout: .seconds(10),
             maxFrameBytes: 1 << 20, clientName: "mallory")

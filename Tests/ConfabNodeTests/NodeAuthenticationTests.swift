@@ -1,6 +1,7 @@
 import ConfabClient
 import ConfabEngine
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import NIOCore
@@ -14,9 +15,8 @@ import Testing
 @Suite(.serialized) struct NodeAuthenticationTests {
     static let secret = try! ClusterSecret(bytes: Array(repeating: 0x5A, count: 32))
 
-    static func connect(_ address: NodeAddress, credentials: ClusterCredentials? = nil) async throws -> ClientConnection
-    {
-        try await ClientConnection.connect(
+    static func connect(_ address: NodeAddress, credentials: ClusterCredentials? = nil) async throws -> NodeConnection {
+        try await NodeConnection.connect(
             to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(2),
             requestTimeout: .seconds(10), maxFrameBytes: 1 << 20, clientName: "auth-test",
             credentials: credentials)

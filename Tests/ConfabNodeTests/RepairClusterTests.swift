@@ -2,6 +2,7 @@ import ConfabClient
 import ConfabEngine
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
@@ -14,7 +15,7 @@ import Testing
     /// Sends `mutation` as a ReplicaWrite straight to `address`: it lands on that replica only
     /// (no coordinator, no hints) — how the test makes replicas diverge.
     func writeToReplicaOnly(_ mutation: Mutation, at address: NodeAddress) async throws {
-        let connection = try await ClientConnection.connect(
+        let connection = try await NodeConnection.connect(
             to: address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
             requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
         let reply = try await connection.request(

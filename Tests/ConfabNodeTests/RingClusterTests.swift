@@ -2,6 +2,7 @@ import ConfabClient
 import ConfabEngine
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
@@ -123,7 +124,7 @@ func ringIsNormal(_ client: ConfabClient, count: Int) async throws -> Bool {
             chatId: chat, timestamp: 42, messageId: "only-on-n1-n2", sender: "x",
             body: "repair me", writeTime: 1_700_000_000_000_000)
         for n in [n1, n2] {
-            let connection = try await ClientConnection.connect(
+            let connection = try await NodeConnection.connect(
                 to: n.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
             let reply = try await connection.request(

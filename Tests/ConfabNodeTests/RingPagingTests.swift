@@ -2,6 +2,7 @@ import ConfabClient
 import ConfabEngine
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
@@ -46,7 +47,7 @@ extension RingClusterTests {
                                 timestamp: 5_000, localDeletionTime: Int64(Date().timeIntervalSince1970))))
                 })
             for n in [n2, n3] {
-                let connection = try await ClientConnection.connect(
+                let connection = try await NodeConnection.connect(
                     to: n.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                     requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
                 let reply = try await connection.request(

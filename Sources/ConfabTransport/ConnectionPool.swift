@@ -9,31 +9,31 @@ import Synchronization
 /// connection exists and is active — costs no hop onto the actor: every coordinated write and
 /// read asks for one per replica, and on a loaded node each actor hop is a scheduling round.
 package actor ConnectionPool {
-    private var connections: [NodeAddress: ClientConnection] = [:] {
+    private var connections: [NodeAddress: NodeConnection] = [:] {
         didSet { ready.withLock { $0 = connections } }
     }
-    private nonisolated let ready = Mutex<[NodeAddress: ClientConnection]>([:])
-    private var connecting: [NodeAddress: Task<ClientConnection, any Error>] = [:]
+    private nonisolated let ready = Mutex<[NodeAddress: NodeConnection]>([:])
+    private var connecting: [NodeAddress: Task<NodeConnection, any Error>] = [:]
     private var isShutDown = false
-    private let connect: @Sendable (NodeAddress) async throws -> ClientConnection
+    private let connect: @Sendable (NodeAddress) async throws -> NodeConnection
 
-    package init(connect: @escaping @Sendable (NodeAddress) async throws -> ClientConnection) {
+    package init(connect: @escaping @Sendable (NodeAddress) async throws -> NodeConnection) {
         self.connect = connect
     }
 
-    package nonisolated func connection(to address: NodeAddress) async throws -> ClientConnection {
+    package nonisolated func connection(to address: NodeAddress) async throws -> NodeConnection {
         if let c = readyConnection(to: address) { return c }
         return try await openConnection(to: address)
     }
 
     /// The open, active connection to `address` if there is one, without waiting.
-    package nonisolated func readyConnection(to address: NodeAddress) -> ClientConnection? {
+    package nonisolated func readyConnection(to address: NodeAddress) -> NodeConnection? {
         guard let c = ready.withLock({ $0[address] }), c.isActive else { return nil }
         return c
     }
 
-    private func openConnection(to address: NodeAddress) async throws -> ClientConnection {
-        guard !isShutDown else { throw ConfabClientError(.shutDown, "the client was shut down") }
+    private func openConnection(to address: NodeAddress) async throws -> NodeConnection {
+        guard !isShutDown else { throw ConnectionError(.shutDown, "the client was shut down") }
         if let c = connections[address], c.isActive { return c }
         connections[address] = nil
         if let task = connecting[address] { return try await task.value }
@@ -44,7 +44,7 @@ package actor ConnectionPool {
         let c = try await task.value
         if isShutDown {
             await c.close()
-            throw ConfabClientError(.shutDown, "the client was shut down")
+            throw ConnectionError(.shutDown, "the client was shut down")
         }
         connections[address] = c
         return c

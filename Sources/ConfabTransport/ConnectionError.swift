@@ -1,6 +1,6 @@
-/// A failure on the client's side of a request: no node reachable, a connection lost, no answer in
+/// A failure on this side of a request to a node (a client's or a node's): no node reachable, a connection lost, no answer in
 /// time. Errors a node reports come as `WireError` (code and message from the node).
-public struct ConfabClientError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct ConnectionError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Wrapped: String {
             case noNodeReachable = "no node reachable"
@@ -40,7 +40,7 @@ public struct ConfabClientError: Error, Hashable, Sendable, CustomStringConverti
 
     /// True when the same request may succeed on another node (the connection, not the request,
     /// failed).
-    var isRetryableElsewhere: Bool {
+    package var isRetryableElsewhere: Bool {
         code == .noNodeReachable || code == .connectionClosed || code == .requestTimeout
     }
 }

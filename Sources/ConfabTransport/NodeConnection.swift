@@ -6,7 +6,7 @@ import NIOPosix
 /// One TCP connection to one node, shared by any number of concurrent requests (multiplexed by
 /// stream id). Opened with a Hello handshake, so a connection that exists talks to a Confab node of
 /// a compatible protocol version.
-package final class ClientConnection: Sendable {
+package final class NodeConnection: Sendable {
     package let address: NodeAddress
     let channel: any Channel
     /// The id the node reported in its HelloAck.
@@ -24,7 +24,7 @@ package final class ClientConnection: Sendable {
         to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
         requestTimeout: Duration, maxFrameBytes: Int, clientName: String,
         credentials: ClusterCredentials? = nil
-    ) async throws -> ClientConnection {
+    ) async throws -> NodeConnection {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -35,12 +35,12 @@ package final class ClientConnection: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameChannelDecoder(maxBodyBytes: maxFrameBytes)))
                         try channel.pipeline.syncOperations.addHandler(
-                            ClientChannelHandler(address: "\(address)", maxFrameBytes: maxFrameBytes))
+                            NodeConnectionHandler(address: "\(address)", maxFrameBytes: maxFrameBytes))
                     }
                 }
                 .connect(host: address.host, port: address.port).get()
         } catch {
-            throw ConfabClientError(
+            throw ConnectionError(
                 .noNodeReachable, "no node reachable at \(address); is `confab node` running? (\(error))")
         }
         let reply: WireMessage
@@ -58,13 +58,13 @@ package final class ClientConnection: Sendable {
         }
         switch reply {
         case .helloAck(let ack):
-            return ClientConnection(address: address, channel: channel, nodeID: ack.nodeID)
+            return NodeConnection(address: address, channel: channel, nodeID: ack.nodeID)
         case .error(let e):
             channel.close(promise: nil)
             throw e
         default:
             channel.close(promise: nil)
-            throw ConfabClientError(.unexpectedResponse, "\(address) answered Hello with \(reply.type)")
+            throw ConnectionError(.unexpectedResponse, "\(address) answered Hello with \(reply.type)")
         }
     }
 
@@ -86,7 +86,7 @@ package final class ClientConnection: Sendable {
         case .error(let e):
             throw e
         default:
-            throw ConfabClientError(.unexpectedResponse, "\(address) answered Authenticate with \(reply.type)")
+            throw ConnectionError(.unexpectedResponse, "\(address) answered Authenticate with \(reply.type)")
         }
     }
 
@@ -114,7 +114,7 @@ package final class ClientConnection: Sendable {
     /// Sends a one-way message (gossip) without waiting for an answer. Best effort: the message
     /// may be lost if the connection fails; gossip tolerates loss.
     package func sendOneWay(_ message: WireMessage) {
-        channel.writeAndFlush(ClientRequest(message: message, promise: nil, timeout: .zero), promise: nil)
+        channel.writeAndFlush(PendingRequest(message: message, promise: nil, timeout: .zero), promise: nil)
     }
 
     private static func send(
@@ -130,11 +130,11 @@ package final class ClientConnection: Sendable {
     ) -> EventLoopFuture<WireMessage> {
         let promise = channel.eventLoop.makePromise(of: WireMessage.self)
         channel.writeAndFlush(
-            ClientRequest(message: message, promise: promise, timeout: TimeAmount(timeout), onInterim: onInterim)
+            PendingRequest(message: message, promise: promise, timeout: TimeAmount(timeout), onInterim: onInterim)
         )
         .whenFailure { error in
             promise.fail(
-                ConfabClientError(
+                ConnectionError(
                     .connectionClosed, "cannot send to \(channel.remoteAddress.map { "\($0)" } ?? "node"): \(error)"))
         }
         return promise.futureResult

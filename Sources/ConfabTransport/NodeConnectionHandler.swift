@@ -4,7 +4,7 @@ import NIOCore
 /// A request on its way out: the message, the promise its answer completes (nil for a one-way
 /// message, which gets no answer), its timeout, and what to do with interim answers (a Repair's
 /// RepairProgress frames) that arrive on its stream before the answer.
-struct ClientRequest: Sendable {
+struct PendingRequest: Sendable {
     var message: WireMessage
     var promise: EventLoopPromise<WireMessage>?
     var timeout: TimeAmount
@@ -17,9 +17,9 @@ struct ClientRequest: Sendable {
 ///
 /// Every promise is completed exactly once: by its response, an Error frame on its stream, its
 /// timeout, or the connection closing (`connectionClosed`: the request may or may not have run).
-final class ClientChannelHandler: ChannelDuplexHandler {
+final class NodeConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = InboundFrame
-    typealias OutboundIn = ClientRequest
+    typealias OutboundIn = PendingRequest
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
@@ -32,7 +32,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private let maxFrameBytes: Int
     private var nextStreamID: UInt32 = 1
     private var pending: [UInt32: Pending] = [:]
-    private var closedError: ConfabClientError?
+    private var closedError: ConnectionError?
 
     init(address: String, maxFrameBytes: Int) {
         self.address = address
@@ -49,7 +49,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let streamID = allocateStreamID()
         let frame = request.message.frame(streamID: streamID)
         guard frame.body.count <= maxFrameBytes else {
-            let error = ConfabClientError(
+            let error = ConnectionError(
                 .invalidArgument,
                 "the \(request.message.type.name ?? "request") of \(frame.body.count) bytes exceeds the \(maxFrameBytes)-byte frame limit; split it"
             )
@@ -67,7 +67,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             if let p = self.pending.removeValue(forKey: streamID) {
                 p.promise.fail(
-                    ConfabClientError(
+                    ConnectionError(
                         .requestTimeout,
                         "no answer from \(address) within \(timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"
                     ))
@@ -100,14 +100,14 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 p.promise.fail(error)
             }
         case .fatal(_, let error):
-            failAll(ConfabClientError(.connectionClosed, "connection to \(address) lost: \(error)"))
+            failAll(ConnectionError(.connectionClosed, "connection to \(address) lost: \(error)"))
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         failAll(
-            ConfabClientError(
+            ConnectionError(
                 .connectionClosed,
                 "connection to \(address) closed before the answer arrived (the request may or may not have been applied)"
             ))
@@ -115,11 +115,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(ConfabClientError(.connectionClosed, "connection to \(address) failed: \(error)"))
+        failAll(ConnectionError(.connectionClosed, "connection to \(address) failed: \(error)"))
         context.close(promise: nil)
     }
 
-    private func failAll(_ error: ConfabClientError) {
+    private func failAll(_ error: ConnectionError) {
         if closedError == nil { closedError = error }
         let all = pending
         pending.removeAll()
