@@ -11,7 +11,7 @@ struct AccountService: Sendable {
     let store: ChatStore
     let hasher: PasswordHasher
     let signer: TokenSigner
-    let clock: any EngineClock
+    let clock: any ChatClock
 
     /// The user id for a handle, or `bad_handle`.
     static func userId(forHandle handle: String) throws(ChatError) -> String {

@@ -18,7 +18,7 @@ public final class ChatServer: Service, Sendable {
     public let configuration: ChatServerConfiguration
     let storage: any ChatStorage
     let logger: Logger
-    let clock: any EngineClock
+    let clock: any ChatClock
     let store: ChatStore
     let hub: ConnectionHub
     let accounts: AccountService

@@ -55,7 +55,7 @@ public struct ChatServerConfiguration: Sendable {
     /// Renders the process's metrics registry for `/metrics` (the executable bootstraps a
     /// Prometheus backend and passes it); nil serves an empty exposition (no backend).
     public var metricsExposition: (@Sendable () -> [UInt8])?
-    public var clock: any EngineClock = SystemClock()
+    public var clock: any ChatClock = SystemClock()
 
     /// Largest HTTP body of a send (`POST /api/chats/{id}/messages`): as `maxFrameBytes`.
     public static let maxMessageBodyBytes = 2 << 20

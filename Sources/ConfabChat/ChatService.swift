@@ -31,11 +31,11 @@ final class ChatService: Sendable {
     /// Sends into chats other servers own go there; nil: every chat is ordered here.
     let router: (any ChatRouting)?
     let cache: MembersCache
-    let clock: any EngineClock
+    let clock: any ChatClock
     let limits: Limits
 
     init(
-        store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any EngineClock,
+        store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any ChatClock,
         limits: Limits = Limits(),
         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat")
     ) {

@@ -9,10 +9,10 @@ import Foundation
 /// have been applied (retrying is safe: every write here is idempotent).
 struct ChatStore: Sendable {
     let storage: any ChatStorage
-    let clock: any EngineClock
+    let clock: any ChatClock
     var consistency: ConsistencyLevel = .quorum
 
-    init(storage: any ChatStorage, clock: any EngineClock) {
+    init(storage: any ChatStorage, clock: any ChatClock) {
         self.storage = storage
         self.clock = clock
     }

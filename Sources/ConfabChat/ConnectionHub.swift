@@ -18,9 +18,9 @@ final class ConnectionHub: Sendable {
     }
 
     private let state = Mutex(State())
-    private let clock: any EngineClock
+    private let clock: any ChatClock
 
-    init(clock: any EngineClock) { self.clock = clock }
+    init(clock: any ChatClock) { self.clock = clock }
 
     func makeDeviceId() -> UInt64 {
         state.withLock { s in

@@ -23,7 +23,7 @@ final class CredentialGuard: Sendable {
     private let handles: RateLimiter
     private let inFlight = Mutex(0)
 
-    init(limits: Limits, clock: any EngineClock) {
+    init(limits: Limits, clock: any ChatClock) {
         self.limits = limits
         addresses = RateLimiter(ratePerSecond: limits.perAddressPerSecond, burst: limits.perAddressBurst, clock: clock)
         handles = RateLimiter(ratePerSecond: limits.perHandlePerSecond, burst: limits.perHandleBurst, clock: clock)

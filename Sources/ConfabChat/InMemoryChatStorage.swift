@@ -21,9 +21,9 @@ public final class InMemoryChatStorage: ChatStorage {
     private let failing = Mutex<Bool>(false)
     private let losingAnswers = Mutex<Int>(0)
     private let counters = Mutex<(writes: Int, reads: Int)>((0, 0))
-    private let clock: any EngineClock
+    private let clock: any ChatClock
 
-    public init(clock: any EngineClock = SystemClock()) { self.clock = clock }
+    public init(clock: any ChatClock = SystemClock()) { self.clock = clock }
 
     /// While true, every request fails as if no replica answered (to test error paths).
     public func setFailing(_ value: Bool) { failing.withLock { $0 = value } }

@@ -17,10 +17,10 @@ final class MembersCache: Sendable {
     }
 
     private let state = Mutex(State())
-    private let clock: any EngineClock
+    private let clock: any ChatClock
     let ttlMicros: Int64
 
-    init(clock: any EngineClock, ttlMicros: Int64 = 10_000_000) {
+    init(clock: any ChatClock, ttlMicros: Int64 = 10_000_000) {
         self.clock = clock
         self.ttlMicros = ttlMicros
     }

@@ -6,9 +6,9 @@ import Synchronization
 /// coordinated: two servers may stamp the same µs, which is why messages order by (ts, messageId).
 final class MessageStamper: Sendable {
     private let last = Mutex<Int64>(0)
-    private let clock: any EngineClock
+    private let clock: any ChatClock
 
-    init(clock: any EngineClock) { self.clock = clock }
+    init(clock: any ChatClock) { self.clock = clock }
 
     func next() -> Int64 {
         let now = clock.nowMicros()

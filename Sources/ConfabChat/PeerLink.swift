@@ -18,7 +18,7 @@ final class PeerLink: Sendable {
     let queue: PeerQueue
     private let serverId: String
     private let auth: InternalAuth
-    private let clock: any EngineClock
+    private let clock: any ChatClock
     private let logger: Logger
     private let connected = Mutex(false)
     /// Users with a frame dropped since the last `resync` was queued for them.
@@ -28,7 +28,7 @@ final class PeerLink: Sendable {
         (1, [:]))
 
     init(
-        peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int,
+        peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any ChatClock, maxFrames: Int,
         logger: Logger
     ) {
         self.peerId = peerId

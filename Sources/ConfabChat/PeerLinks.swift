@@ -12,12 +12,12 @@ final class PeerLinks: Sendable {
 
     private let serverId: String
     private let auth: InternalAuth
-    private let clock: any EngineClock
+    private let clock: any ChatClock
     private let maxFrames: Int
     private let logger: Logger
     private let entries = Mutex<(links: [String: Entry], stopped: Bool)>(([:], false))
 
-    init(serverId: String, auth: InternalAuth, clock: any EngineClock, maxFrames: Int, logger: Logger) {
+    init(serverId: String, auth: InternalAuth, clock: any ChatClock, maxFrames: Int, logger: Logger) {
         self.serverId = serverId
         self.auth = auth
         self.clock = clock

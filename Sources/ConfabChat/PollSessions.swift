@@ -7,10 +7,10 @@ import Synchronization
 final class PollSessions: Sendable {
     private let sessions = Mutex<[UInt64: PollSession]>([:])
     let hub: ConnectionHub
-    let clock: any EngineClock
+    let clock: any ChatClock
     let idleMicros: Int64
 
-    init(hub: ConnectionHub, clock: any EngineClock, idleMicros: Int64 = 30_000_000) {
+    init(hub: ConnectionHub, clock: any ChatClock, idleMicros: Int64 = 30_000_000) {
         self.hub = hub
         self.clock = clock
         self.idleMicros = idleMicros

@@ -12,10 +12,10 @@ final class RateLimiter: Sendable {
 
     let ratePerSecond: Double
     let burst: Double
-    private let clock: any EngineClock
+    private let clock: any ChatClock
     private let buckets = Mutex<[String: Bucket]>([:])
 
-    init(ratePerSecond: Double, burst: Double, clock: any EngineClock) {
+    init(ratePerSecond: Double, burst: Double, clock: any ChatClock) {
         self.ratePerSecond = ratePerSecond
         self.burst = burst
         self.clock = clock

@@ -5,7 +5,7 @@ import Synchronization
 /// `chat.servers` every `heartbeatInterval` with a TTL of `ttlSeconds`, and reads the table every
 /// `refreshInterval`. A server that stops heartbeating disappears from everyone's view within the
 /// TTL; one that shuts down gracefully deletes its row at once. The live set is hashed onto a
-/// `HashRing` that says which server each user belongs to.
+/// `ServerHashing` that says which server each user belongs to.
 final class ServerDirectory: Sendable {
     let serverId: String
     let store: ChatStore
@@ -13,7 +13,7 @@ final class ServerDirectory: Sendable {
     let heartbeatInterval: Duration
     let refreshInterval: Duration
     private let address = Mutex<String>("")
-    private let ring = Mutex(HashRing(servers: [:]))
+    private let hashing = Mutex(ServerHashing(servers: [:]))
     /// When this server's heartbeat last reached the ring.
     private let lastBeat = Mutex<ContinuousClock.Instant?>(nil)
     /// Whether a read of `chat.servers` has succeeded since this server's first heartbeat: only
@@ -36,21 +36,21 @@ final class ServerDirectory: Sendable {
     /// This server's public address ("http://host:port"), known once it listens.
     func setAddress(_ a: String) {
         address.withLock { $0 = a }
-        ring.withLock { r in
+        hashing.withLock { r in
             var s = r.servers
             s[serverId] = a
-            r = HashRing(servers: s)
+            r = ServerHashing(servers: s)
         }
     }
 
     var ownAddress: String { address.withLock { $0 } }
 
     /// Live servers as last read (always including this one).
-    var servers: [String: String] { ring.withLock { $0.servers } }
+    var servers: [String: String] { hashing.withLock { $0.servers } }
 
     /// The server `userId` belongs to: (id, address).
     func owner(of userId: String) -> (id: String, address: String) {
-        ring.withLock { r in
+        hashing.withLock { r in
             guard let id = r.owner(of: userId), let a = r.servers[id] else { return (serverId, ownAddress) }
             return (id, a)
         }
@@ -86,7 +86,7 @@ final class ServerDirectory: Sendable {
         var live = try await store.servers()
         if isLive { live[serverId] = ownAddress } else { live[serverId] = nil }
         if live.isEmpty { live[serverId] = ownAddress }
-        ring.withLock { r in if r.servers != live { r = HashRing(servers: live) } }
+        hashing.withLock { r in if r.servers != live { r = ServerHashing(servers: live) } }
     }
 
     /// Heartbeats and refreshes until cancelled; failures are logged and retried next round (the
@@ -111,10 +111,10 @@ final class ServerDirectory: Sendable {
                     if !isLive {
                         // Neither heartbeat nor refresh reaches the ring: keep only the others as
                         // last known, so this server stops owning what they have moved away.
-                        ring.withLock { r in
+                        hashing.withLock { r in
                             var s = r.servers
                             s[serverId] = nil
-                            if !s.isEmpty, s != r.servers { r = HashRing(servers: s) }
+                            if !s.isEmpty, s != r.servers { r = ServerHashing(servers: s) }
                         }
                     }
                 }

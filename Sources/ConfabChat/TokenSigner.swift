@@ -14,10 +14,10 @@ struct TokenSigner: Sendable {
     }
 
     let key: SymmetricKey
-    let clock: any EngineClock
+    let clock: any ChatClock
     var lifetimeSeconds: Int64 = 24 * 3600
 
-    init(secret: [UInt8], clock: any EngineClock, lifetimeSeconds: Int64 = 24 * 3600) {
+    init(secret: [UInt8], clock: any ChatClock, lifetimeSeconds: Int64 = 24 * 3600) {
         self.key = SymmetricKey(data: secret)
         self.clock = clock
         self.lifetimeSeconds = lifetimeSeconds

@@ -10,10 +10,10 @@ final class TypingGate: Sendable {
         var chatId: Int64
     }
     private let last = Mutex<[Key: Int64]>([:])
-    private let clock: any EngineClock
+    private let clock: any ChatClock
     let intervalMicros: Int64
 
-    init(clock: any EngineClock, intervalMicros: Int64 = 2_500_000) {
+    init(clock: any ChatClock, intervalMicros: Int64 = 2_500_000) {
         self.clock = clock
         self.intervalMicros = intervalMicros
     }

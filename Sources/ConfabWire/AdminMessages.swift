@@ -4,7 +4,7 @@ import ConfabRing
 /// or, through it, on every member of the ring. Admin requests go to a named node rather than a
 /// key's replicas: the point is to act on specific nodes' disks.
 public struct AdminRequest: Hashable, Sendable {
-    /// What to run. Raw values are the wire codes (docs/protocol.md § Admin).
+    /// What to run. Raw values are the wire codes (docs/node_protocol.md § Admin).
     public enum Operation: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
         /// Write the memtable to an SSTable and wait until it is on disk.
         case flush = 0x01

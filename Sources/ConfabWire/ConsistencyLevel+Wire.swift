@@ -1,7 +1,7 @@
 import ConfabRing
 
 extension ConsistencyLevel {
-    /// The level's byte on the wire: CQL's consistency codes (docs/protocol.md § Consistency).
+    /// The level's byte on the wire: CQL's consistency codes (docs/node_protocol.md § Consistency).
     public var wireCode: UInt8 {
         switch self {
         case .one: return 0x01

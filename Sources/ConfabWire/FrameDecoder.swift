@@ -14,7 +14,7 @@ public enum FrameParseResult: Sendable {
     case fatal(streamID: UInt32, error: WireError)
 }
 
-/// Splits a byte stream into frames (docs/protocol.md § Frame layout). Pure and total: any input
+/// Splits a byte stream into frames (docs/node_protocol.md § Frame layout). Pure and total: any input
 /// yields one of the `FrameParseResult` cases — never a trap, and never more allocation than
 /// `maxBodyBytes` for one body.
 public enum FrameDecoder {

@@ -1,6 +1,6 @@
 import ConfabEngine
 
-/// The fixed 18-byte header in front of every frame (docs/protocol.md § Frame layout).
+/// The fixed 18-byte header in front of every frame (docs/node_protocol.md § Frame layout).
 ///
 /// The header has its own CRC32C, so a damaged length is caught before the receiver waits for (or
 /// allocates) a body that will never come; the body has a separate CRC32C in the 4-byte trailer.

@@ -1,6 +1,6 @@
 import ConfabRing
 
-/// The byte encoding of the gossip exchange (docs/protocol.md § GossipSyn/GossipAck/GossipAck2).
+/// The byte encoding of the gossip exchange (docs/node_protocol.md § GossipSyn/GossipAck/GossipAck2).
 /// Pure functions over `WireWriter`/`WireReader`, so every length is checked on decode.
 extension GossipMessage {
     /// The frame type carrying this message.

@@ -1,4 +1,4 @@
-/// The type byte of a frame (docs/protocol.md § Message types).
+/// The type byte of a frame (docs/node_protocol.md § Message types).
 ///
 /// Client-facing types are implemented in protocol version 1. Internode types are reserved now so
 /// the ring's messages get stable numbers: a version-1 node that receives one answers with a

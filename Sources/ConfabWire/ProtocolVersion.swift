@@ -1,4 +1,4 @@
-/// The wire protocol's version, sent in every frame header; see docs/protocol.md.
+/// The wire protocol's version, sent in every frame header; see docs/node_protocol.md.
 ///
 /// Version 2 (issue 12) added the node id to Hello, the authentication challenge to HelloAck and
 /// the Authenticate/AuthenticateAck exchange. Nodes of version 1 and 2 do not talk to each other:

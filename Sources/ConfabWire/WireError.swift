@@ -1,6 +1,6 @@
 /// An error of the Confab wire protocol: what a decoder throws for malformed bytes, and what a node
 /// sends back in an `Error` frame (the same code and message travel on the wire, see
-/// docs/protocol.md § Error codes).
+/// docs/node_protocol.md § Error codes).
 ///
 /// The code wraps a private enum behind static members (as swift-nio's `FileSystemError` does), so
 /// new codes can be added without breaking callers; an unknown code received from a newer peer is

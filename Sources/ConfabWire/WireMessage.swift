@@ -1,7 +1,7 @@
 import ConfabEngine
 import ConfabRing
 
-/// Every message protocol version 1 implements, with its body encoding (docs/protocol.md §
+/// Every message protocol version 1 implements, with its body encoding (docs/node_protocol.md §
 /// Messages). Encoding is total; decoding checks every length and value and throws a `WireError`
 /// naming the message and field on any malformed body — it never traps.
 public enum WireMessage: Hashable, Sendable {

@@ -1,5 +1,5 @@
 /// Appends protocol primitives (big-endian integers, length-prefixed bytes) to a byte array.
-/// The layouts are in docs/protocol.md § Primitive types.
+/// The layouts are in docs/node_protocol.md § Primitive types.
 struct WireWriter {
     var bytes: [UInt8] = []
 

@@ -7,7 +7,7 @@ struct CompactCommand: ParsableCommand {
         commandName: "compact",
         abstract: "Run a major compaction (flush, then merge every SSTable into one) on running nodes.",
         discussion: """
-            Drops data that deletes shadow and that TTLs expired (within the engine's rules) and leaves one SSTable per node; it rewrites all data, so it takes a while on a large node. Sends an Admin request (docs/protocol.md § Admin) to every node of the ring in \
+            Drops data that deletes shadow and that TTLs expired (within the engine's rules) and leaves one SSTable per node; it rewrites all data, so it takes a while on a large node. Sends an Admin request (docs/node_protocol.md § Admin) to every node of the ring in \
             --dir (or each --node) and prints one line per node with the time it took; exits \
             non-zero if any node failed or could not be reached. The engine work runs on each \
             node's I/O thread pool; the node keeps serving meanwhile.

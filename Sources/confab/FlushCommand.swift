@@ -7,7 +7,7 @@ struct FlushCommand: ParsableCommand {
         commandName: "flush",
         abstract: "Write every memtable to an SSTable on running nodes and wait until it is on disk.",
         discussion: """
-            Useful before copying a node's files, or to make recent writes part of the next compaction. Sends an Admin request (docs/protocol.md § Admin) to every node of the ring in \
+            Useful before copying a node's files, or to make recent writes part of the next compaction. Sends an Admin request (docs/node_protocol.md § Admin) to every node of the ring in \
             --dir (or each --node) and prints one line per node with the time it took; exits \
             non-zero if any node failed or could not be reached. The engine work runs on each \
             node's I/O thread pool; the node keeps serving meanwhile.

@@ -13,7 +13,7 @@ struct RingCommand: ParsableCommand {
             node N keeps its data in DIR/nodeN/data and its output in DIR/nodeN/node.log. \
             Nodes run detached from the terminal and outlive the command that started them. \
             `confab post` and `confab history` without --node talk to the nodes in ring.json. \
-            See docs/ring-cli.md.
+            See docs/ring_cli.md.
             """,
         subcommands: [
             RingStartCommand.self, RingStopCommand.self, RingKillCommand.self,

@@ -2,7 +2,7 @@ import ConfabRing
 import Foundation
 
 /// `D/ring.json`: the nodes `confab ring start` launched, so that later ring commands (and
-/// `confab post`/`history` without `--node`) find them. Format in docs/ring-cli.md.
+/// `confab post`/`history` without `--node`) find them. Format in docs/ring_cli.md.
 ///
 /// Written atomically (temp file, fsync, rename, fsync of the directory): a reader sees the old
 /// or the new file, never a torn one. Whether a node runs is not trusted from the file: commands

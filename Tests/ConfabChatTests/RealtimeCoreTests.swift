@@ -103,17 +103,17 @@ import Testing
 
     @Test func consistentHashingMovesOnlyTheUsersOfAServerThatLeaves() {
         let servers = ["s1": "http://a", "s2": "http://b", "s3": "http://c", "s4": "http://d"]
-        let ring = HashRing(servers: servers)
+        let ring = ServerHashing(servers: servers)
         let users = (0..<4000).map { "user\($0)" }
         var counts: [String: Int] = [:]
         for u in users { counts[ring.owner(of: u)!, default: 0] += 1 }
         #expect(counts.count == 4)
         #expect(counts.values.allSatisfy { $0 > 600 && $0 < 1400 }, "\(counts)")
-        let without = HashRing(servers: servers.filter { $0.key != "s3" })
+        let without = ServerHashing(servers: servers.filter { $0.key != "s3" })
         for u in users where ring.owner(of: u) != "s3" {
             #expect(without.owner(of: u) == ring.owner(of: u))
         }
-        #expect(HashRing(servers: [:]).owner(of: "x") == nil)
+        #expect(ServerHashing(servers: [:]).owner(of: "x") == nil)
     }
 
     @Test func pollSessionsHoldEventsUntilAcknowledgedAndExpire() async {

@@ -3,11 +3,11 @@ import ConfabEngine
 /// Consistent hashing of users over chat servers: each server owns `vnodes` points on a 64-bit
 /// ring (Murmur3 x64 of "serverId#i"); a user belongs to the server owning the first point at or
 /// after the hash of their id. Adding or removing a server moves only about 1/n of the users.
-struct HashRing: Sendable, Hashable {
+struct ServerHashing: Sendable, Hashable {
     private(set) var points: [(UInt64, String)] = []
     let servers: [String: String]
 
-    static func == (a: HashRing, b: HashRing) -> Bool { a.servers == b.servers }
+    static func == (a: ServerHashing, b: ServerHashing) -> Bool { a.servers == b.servers }
     func hash(into h: inout Hasher) { h.combine(servers) }
 
     /// `servers`: server id → address.
