@@ -142,15 +142,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What every test target shares (postgres-nio's _ConnectionPoolTestUtils): the binary
+        // locator, temporary directories, the seeded generator and the one seed variable.
+        .target(
+            name: "ConfabTestSupport",
+            path: "Tests/ConfabTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ConfabNodeTests",
-            dependencies: ["ConfabNode", "ConfabClient", "ConfabTransport", "ConfabWire", "confab"],
+            dependencies: [
+                "ConfabNode", "ConfabClient", "ConfabTransport", "ConfabWire", "confab", "ConfabTestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConfabChatTests",
             dependencies: [
-                "ConfabChat", "ConfabClient", "ConfabTransport", "ConfabNode", "confab",
+                "ConfabChat", "ConfabClient", "ConfabTransport", "ConfabNode", "confab", "ConfabTestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
@@ -158,12 +167,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ConfabRingTests",
-            dependencies: ["ConfabRing"],
+            dependencies: ["ConfabRing", "ConfabTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConfabEngineTests",
-            dependencies: ["ConfabEngine", "confab"],
+            dependencies: ["ConfabEngine", "confab", "ConfabTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -11,28 +11,7 @@ final class BrowserTestBackend: @unchecked Sendable {
     private(set) var nodePorts: [Int] = []
     private(set) var chatURLs: [String] = []
 
-    /// The built `confab` executable next to the test bundle (`CONFAB_BINARY` overrides).
-    static func confabBinary() -> String? {
-        if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
-        var starts = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL,
-        ]
-        starts += Bundle.allBundles.map(\.bundleURL)
-        for start in starts {
-            var dir = start.standardizedFileURL
-            for _ in 0..<5 {
-                let candidate = dir.appendingPathComponent("confab").path
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                    FileManager.default.isExecutableFile(atPath: candidate)
-                {
-                    return candidate
-                }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return nil
-    }
+    static func confabBinary() -> String? { confabExecutablePath() }
 
     init() {
         directory =

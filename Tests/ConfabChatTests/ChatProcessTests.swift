@@ -8,26 +8,8 @@ import Logging
 import ServiceLifecycle
 import Testing
 
-/// The `confab` executable next to the test bundle (or $CONFAB_BINARY).
-func confabBinary() -> String? {
-    if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
-    var starts = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL]
-    starts += Bundle.allBundles.map(\.bundleURL)
-    for start in starts {
-        var dir = start.standardizedFileURL
-        for _ in 0..<5 {
-            let candidate = dir.appendingPathComponent("confab").path
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                FileManager.default.isExecutableFile(atPath: candidate)
-            {
-                return candidate
-            }
-            dir = dir.deletingLastPathComponent()
-        }
-    }
-    return nil
-}
+/// The `confab` executable (`ConfabTestSupport.confabExecutablePath`).
+func confabBinary() -> String? { confabExecutablePath() }
 
 /// `confab chat serve` as a real process against a ring node.
 @Suite(.serialized) struct ChatProcessTests {

@@ -34,17 +34,6 @@ final class Locked<Value>: @unchecked Sendable {
     var current: Value { lock.withLock { value } }
 }
 
-typealias SeededGenerator = SeededRandom
-
-/// The seed for a randomized test: `CONFAB_TEST_SEED` when set (to replay a failure), else random.
-func testSeed(_ name: String) -> UInt64 {
-    let seed =
-        ProcessInfo.processInfo.environment["CONFAB_TEST_SEED"].flatMap { UInt64($0) }
-        ?? UInt64.random(in: 0...UInt64.max)
-    print("\(name): seed \(seed) (replay with CONFAB_TEST_SEED=\(seed))")
-    return seed
-}
-
 /// Everything the writers did across the runs (processes or in-process rounds) on one directory,
 /// the model a recovered engine is checked against.
 struct WriteHistory {

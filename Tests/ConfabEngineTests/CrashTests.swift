@@ -22,7 +22,7 @@ struct CrashTests {
         let syncMode = try #require(SyncMode(parsing: mode))
         let binary = try #require(Self.confabBinary(), "the confab executable was not found next to the test bundle")
         let seed = testSeed("CrashTests.killLoop(\(mode))")
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = try TestDirectory(prefix: "crash-\(mode.replacingOccurrences(of: ":", with: "-"))")
         let dataDir = dir.file("data")
         var history = WriteHistory()

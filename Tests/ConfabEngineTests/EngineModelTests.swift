@@ -88,7 +88,7 @@ import Testing
     static func ck(_ i: Int) -> [UInt8] { ClusteringKey([.int64(Int64(i))]).bytes }
 
     func run(seed: UInt64, operations: Int, background: Bool) throws {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = TempDirectory("model")
         let clock = ManualClock(micros: 1_000_000 * 1_000)
         var options = EngineOptions()

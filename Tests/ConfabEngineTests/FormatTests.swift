@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct FormatTests {
     @Test func clusteringKeysSortLikeTheirComponents() {
-        var rng = SeededRandom(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var items: [(Int64, [UInt8])] = []
         for _ in 0..<500 {
             let ts = Int64.random(in: -1_000...1_000, using: &rng)

@@ -6,7 +6,7 @@ import Testing
 @Suite struct MemtableTests {
     @Test func skipListMatchesASortedModel() {
         let seed = testSeed()
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var list = SkipList()
         var model: [[UInt8]: [UInt8]] = [:]
         for _ in 0..<5_000 {

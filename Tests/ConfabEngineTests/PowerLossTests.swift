@@ -29,7 +29,7 @@ struct PowerLossTests {
     func runPowerLossRounds(mode: SyncMode, outOfOrderWriteback: Bool) throws {
         let name = outOfOrderWriteback ? "powerLossRoundsWithOutOfOrderWriteback" : "powerLossRounds"
         let seed = testSeed("PowerLossTests.\(name)(\(mode))")
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = try TestDirectory(prefix: "powerloss")
         var dataDir = dir.file("data-0")
         var history = WriteHistory()
@@ -96,7 +96,7 @@ struct PowerLossTests {
     @Test(arguments: [SyncMode.batch, .group])
     func diskFullMidRun(mode: SyncMode) throws {
         let seed = testSeed("PowerLossTests.diskFullMidRun(\(mode))")
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = try TestDirectory(prefix: "diskfull")
         let dataDir = dir.file("data")
         let context = "mode \(mode), seed \(seed)"

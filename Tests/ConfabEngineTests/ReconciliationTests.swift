@@ -7,14 +7,14 @@ import Testing
 /// same bytes. Values come from tiny domains so that equal timestamps, the interesting case, are
 /// common.
 @Suite struct ReconciliationTests {
-    static func liveness(_ rng: inout SeededRandom) -> LivenessInfo {
+    static func liveness(_ rng: inout SplitMix64) -> LivenessInfo {
         let ttl: Int32 = [0, 0, 5, 10][Int.random(in: 0..<4, using: &rng)]
         return LivenessInfo(
             timestamp: Int64.random(in: 1...2, using: &rng), ttl: ttl,
             expiresAt: ttl > 0 ? Int64.random(in: 100...101, using: &rng) : 0)
     }
 
-    static func cell(_ rng: inout SeededRandom, column: UInt32) -> Cell {
+    static func cell(_ rng: inout SplitMix64, column: UInt32) -> Cell {
         let ts = Int64.random(in: 1...2, using: &rng)
         switch Int.random(in: 0..<4, using: &rng) {
         case 0:
@@ -29,7 +29,7 @@ import Testing
         }
     }
 
-    static func fragment(_ rng: inout SeededRandom) -> RowFragment {
+    static func fragment(_ rng: inout SplitMix64) -> RowFragment {
         var f = RowFragment()
         if Bool.random(using: &rng) { f.liveness = liveness(&rng) }
         if Int.random(in: 0..<4, using: &rng) == 0 {
@@ -41,7 +41,7 @@ import Testing
         return f
     }
 
-    static func header(_ rng: inout SeededRandom) -> PartitionHeader {
+    static func header(_ rng: inout SplitMix64) -> PartitionHeader {
         var h = PartitionHeader()
         if Int.random(in: 0..<3, using: &rng) == 0 {
             h.deletion = DeletionTime(
@@ -61,9 +61,9 @@ import Testing
     /// Checks `merge` is commutative and associative on `count` random triples.
     static func checkLaws<T: Equatable>(
         _ name: String, seed: UInt64, count: Int = 5_000,
-        _ make: (inout SeededRandom) -> T, _ merge: (T, T) -> T
+        _ make: (inout SplitMix64) -> T, _ merge: (T, T) -> T
     ) {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         for i in 0..<count {
             let a = make(&rng)
             let b = make(&rng)

@@ -127,7 +127,7 @@ import Testing
     /// under some checksum.
     @Test func randomFlipsAreAlwaysDetected() throws {
         let seed = testSeed()
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = TempDirectory("sstable-corrupt")
         let (path, _, original) = try makeTable(dir)
         for _ in 0..<150 {

@@ -33,7 +33,7 @@ enum SSTableFixture {
     )
         -> [(key: [UInt8], value: [UInt8])]
     {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var out: [(key: [UInt8], value: [UInt8])] = []
         var n = 0
         for p in 0..<partitions {

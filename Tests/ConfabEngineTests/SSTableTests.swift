@@ -163,7 +163,7 @@ import Testing
     func iteratorMatchesASortedArrayModel(blockBytes: Int) throws {
         let seed = testSeed()
         print("iteratorMatchesASortedArrayModel seed \(seed) (replay with CONFAB_SEED=\(seed))")
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let dir = TempDirectory("sstable")
         let path = dir.file("1.sst")
         let entries = SSTableFixture.entries(
@@ -305,7 +305,7 @@ import Testing
         try await withThrowingTaskGroup(of: Bool.self) { group in
             for t in 0..<4 {
                 group.addTask {
-                    var rng = SeededRandom(seed: UInt64(t))
+                    var rng = SplitMix64(seed: UInt64(t))
                     for _ in 0..<500 {
                         let i = Int.random(in: 0..<keys.count, using: &rng)
                         guard try reader.get(keys[i]) == values[i] else { return false }

@@ -20,7 +20,7 @@ import Testing
         keyspaces: [KeyspaceSchema(name: "a", replicationFactor: 1), KeyspaceSchema(name: "b", replicationFactor: 3)])
 
     func ring(nodes: Int, seed: UInt64) throws -> TokenRing {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var assignments: [NodeID: [Token]] = [:]
         for i in 0..<nodes {
             assignments[NodeID(id: "n\(i)", host: "127.0.0.1", port: 7400 + i)] =

@@ -1,28 +1,6 @@
 import Foundation
 import Testing
 
-/// The built `confab` executable next to the test bundle (the test target depends on it).
-/// `CONFAB_BINARY` overrides.
-func confabExecutablePath() -> String? {
-    if let path = ProcessInfo.processInfo.environment["CONFAB_BINARY"] { return path }
-    var starts = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(), Bundle.main.bundleURL]
-    starts += Bundle.allBundles.map(\.bundleURL)
-    for start in starts {
-        var dir = start.standardizedFileURL
-        for _ in 0..<5 {
-            let candidate = dir.appendingPathComponent("confab").path
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
-                FileManager.default.isExecutableFile(atPath: candidate)
-            {
-                return candidate
-            }
-            dir = dir.deletingLastPathComponent()
-        }
-    }
-    return nil
-}
-
 /// A `confab node` process with its output in files; killed on deinit if still running.
 final class NodeProcess {
     let process = Process()

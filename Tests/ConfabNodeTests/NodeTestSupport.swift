@@ -8,36 +8,6 @@ import ServiceLifecycle
 
 @testable import ConfabNode
 
-/// A fresh directory under the system temp dir, removed when the test is done with it.
-final class TempDirectory: @unchecked Sendable {
-    let path: String
-
-    init(_ name: String = "confab-node") {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// SplitMix64: seeded, so a randomized test replays from its printed seed.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func testSeed() -> UInt64 {
-    if let s = ProcessInfo.processInfo.environment["CONFAB_SEED"], let v = UInt64(s) { return v }
-    return UInt64.random(in: 1...UInt64.max)
-}
-
 /// A node running in this process on 127.0.0.1 and a free port, in its own temp directory.
 final class InProcessNode: Sendable {
     let directory: TempDirectory

@@ -267,7 +267,7 @@ let sampleMessages: [WireMessage] = {
 
     @Test func randomBytesNeverCrashTheDecoders() {
         let seed = testSeed()
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         for i in 0..<3000 {
             // Either pure noise, or a valid frame with a few bytes flipped.
             var bytes: [UInt8]

@@ -110,10 +110,7 @@ import Testing
     }
 
     @Test func pagingOverDivergentReplicasWithTombstonesMatchesTheMergedModel() {
-        let seed =
-            ProcessInfo.processInfo.environment["CONFAB_SEED"].flatMap { UInt64($0) }
-            ?? UInt64.random(in: 1...UInt64.max)
-        print("ShortReadProtectionTests seed \(seed) (replay with CONFAB_SEED=\(seed))")
+        let seed = testSeed("ShortReadProtectionTests")
         var rng = SplitMix64(seed: seed)
         for round in 0..<300 {
             var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
