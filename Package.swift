@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ConfabNode", targets: ["ConfabNode"]),
         .library(name: "ConfabClient", targets: ["ConfabClient"]),
         .library(name: "ConfabChat", targets: ["ConfabChat"]),
+        .library(name: "ConfabProcess", targets: ["ConfabProcess"]),
         .executable(name: "confab", targets: ["confab"]),
     ],
     dependencies: [
@@ -130,10 +131,17 @@ let package = Package(
             resources: [.copy("Web")],
             swiftSettings: swiftSettings
         ),
+        // Local rings as processes: starting, supervising, stopping `confab node` processes and the
+        // ring directory's state. Used by `confab ring`/`confab up`, the tests and the benchmarks.
+        .target(
+            name: "ConfabProcess",
+            dependencies: ["ConfabClient", "ConfabNode", "ConfabRing", "ConfabWire"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "confab",
             dependencies: [
-                "ConfabEngine", "ConfabNode", "ConfabClient", "ConfabChat",
+                "ConfabEngine", "ConfabNode", "ConfabClient", "ConfabChat", "ConfabProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 // The process's metrics backend: swift-metrics instruments exposed on /metrics.

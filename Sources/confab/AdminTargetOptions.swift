@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabProcess
 import ConfabRing
 import ConfabWire
 

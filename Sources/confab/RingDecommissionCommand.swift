@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfabClient
+import ConfabProcess
 import ConfabWire
 import Foundation
 

@@ -1,3 +1,4 @@
+import ConfabProcess
 import Foundation
 
 /// An exclusive `flock` on `D/ring.lock`, held while a ring command changes the ring (start, stop,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabProcess
 
 /// `--dir`, shared by the `confab ring` subcommands.
 struct RingDirectoryOptions: ParsableArguments {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabProcess
 import Foundation
 
 /// `confab ring kill N`: SIGKILL one node, as a crash would.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabProcess
 import Foundation
 
 /// `confab ring stop`: stops every node gracefully (SIGTERM), SIGKILL after a timeout.

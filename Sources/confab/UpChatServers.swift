@@ -1,3 +1,4 @@
+import ConfabProcess
 import Foundation
 
 /// The chat server processes `confab up` runs: their command lines, logs, pids (recorded in

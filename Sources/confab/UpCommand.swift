@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabProcess
 import Foundation
 
 /// `confab up`: the whole product on one machine — a local ring of node processes plus chat

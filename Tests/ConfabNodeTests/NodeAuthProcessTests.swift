@@ -1,13 +1,12 @@
 import ConfabClient
 import ConfabEngine
 import ConfabNode
+import ConfabProcess
 import ConfabRing
 import ConfabTransport
 import ConfabWire
 import Foundation
 import Testing
-
-@testable import confab
 
 /// Issue 12 with real processes: `confab ring start` creates the ring's cluster secret (0600) and
 /// its nodes use it; a plain client connection (no secret) sending a ReplicaWrite or a

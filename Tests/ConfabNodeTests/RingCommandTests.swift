@@ -1,8 +1,7 @@
+import ConfabProcess
 import ConfabWire
 import Foundation
 import Testing
-
-@testable import confab
 
 /// `confab ring …` with real node processes: start, post/history through the ring directory,
 /// kill, restart, status, stop.

@@ -1,8 +1,7 @@
+import ConfabProcess
 import ConfabWire
 import Foundation
 import Testing
-
-@testable import confab
 
 /// `confab ring add` and `confab ring decommission` on a ring started by `confab ring start`
 /// (default timings: 1 s gossip, 5 s ring delay).

@@ -7,48 +7,70 @@ import Foundation
 /// Written atomically (temp file, fsync, rename, fsync of the directory): a reader sees the old
 /// or the new file, never a torn one. Whether a node runs is not trusted from the file: commands
 /// check each pid (`RingProcessLauncher.isAlive`).
-struct RingState: Codable, Hashable, Sendable {
-    static let fileName = "ring.json"
-    static let currentVersion = 1
+package struct RingState: Codable, Hashable, Sendable {
+    package static let fileName = "ring.json"
+    package static let currentVersion = 1
 
     /// One launched `confab node` process.
-    struct Node: Codable, Hashable, Sendable {
+    package struct Node: Codable, Hashable, Sendable {
         /// 1-based, as `confab ring kill N` counts.
-        var index: Int
+        package var index: Int
         /// The node's host id, once it printed its "listening" line.
-        var id: String?
-        var host: String
-        var port: Int
+        package var id: String?
+        package var host: String
+        package var port: Int
         /// The last pid it ran as (it may have exited since).
-        var pid: Int32?
+        package var pid: Int32?
         /// Absolute data directory (`D/nodeN/data`).
-        var dataDir: String
+        package var dataDir: String
         /// Absolute log file (`D/nodeN/node.log`): the node's stdout and stderr, appended.
-        var log: String
+        package var log: String
         /// The exact argv (executable first) used to start it; `ring restart` reuses it.
-        var command: [String]
+        package var command: [String]
         /// What the last ring command did to it: starting, running, stopped, killed, failed.
-        var state: String
+        package var state: String
         /// Its operations port (`--metrics-port`: /metrics, /health, /ready); nil for rings
         /// recorded before nodes had one.
-        var metricsPort: Int? = nil
+        package var metricsPort: Int? = nil
+
+        package init(
+            index: Int, id: String? = nil, host: String, port: Int, pid: Int32? = nil, dataDir: String, log: String,
+            command: [String], state: String, metricsPort: Int? = nil
+        ) {
+            self.index = index
+            self.id = id
+            self.host = host
+            self.port = port
+            self.pid = pid
+            self.dataDir = dataDir
+            self.log = log
+            self.command = command
+            self.state = state
+            self.metricsPort = metricsPort
+        }
 
         /// "http://host:port/metrics", when the node has an operations port.
-        var metricsURL: String? { metricsPort.map { "http://\(host):\($0)/metrics" } }
+        package var metricsURL: String? { metricsPort.map { "http://\(host):\($0)/metrics" } }
 
-        var address: NodeAddress { NodeAddress(host: host, port: port) }
-        var addressText: String { "\(host):\(port)" }
+        package var address: NodeAddress { NodeAddress(host: host, port: port) }
+        package var addressText: String { "\(host):\(port)" }
     }
 
-    var version = RingState.currentVersion
-    var replicationFactor: Int
-    var vnodes: Int
-    var nodes: [Node]
+    package var version = RingState.currentVersion
+    package var replicationFactor: Int
+    package var vnodes: Int
+    package var nodes: [Node]
+
+    package init(replicationFactor: Int, vnodes: Int, nodes: [Node]) {
+        self.replicationFactor = replicationFactor
+        self.vnodes = vnodes
+        self.nodes = nodes
+    }
 
     // MARK: Files
 
     /// The ring directory: `--dir`, else `$CONFAB_RING_DIR`, else `./confab-ring`; made absolute.
-    static func directory(_ option: String?) -> String {
+    package static func directory(_ option: String?) -> String {
         let raw = option ?? ProcessInfo.processInfo.environment["CONFAB_RING_DIR"] ?? "./confab-ring"
         let expanded = NSString(string: raw).expandingTildeInPath
         let url =
@@ -58,10 +80,10 @@ struct RingState: Codable, Hashable, Sendable {
         return url.standardizedFileURL.path
     }
 
-    static func path(in directory: String) -> String { "\(directory)/\(fileName)" }
+    package static func path(in directory: String) -> String { "\(directory)/\(fileName)" }
 
     /// The state in `directory`, or nil when it has no ring.json.
-    static func load(from directory: String) throws(RingCommandError) -> RingState? {
+    package static func load(from directory: String) throws(RingCommandError) -> RingState? {
         let path = path(in: directory)
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         do {
@@ -82,7 +104,7 @@ struct RingState: Codable, Hashable, Sendable {
     }
 
     /// The state in `directory`; `noRing` when there is none.
-    static func require(in directory: String) throws(RingCommandError) -> RingState {
+    package static func require(in directory: String) throws(RingCommandError) -> RingState {
         guard let state = try load(from: directory) else {
             throw RingCommandError(
                 .noRing,
@@ -92,7 +114,7 @@ struct RingState: Codable, Hashable, Sendable {
     }
 
     /// Replaces `D/ring.json` atomically and durably.
-    func save(to directory: String) throws(RingCommandError) {
+    package func save(to directory: String) throws(RingCommandError) {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -138,7 +160,7 @@ struct RingState: Codable, Hashable, Sendable {
     // MARK: Queries
 
     /// The node numbered `index` (1-based); `badNode` when there is none.
-    func node(_ index: Int, directory: String) throws(RingCommandError) -> Node {
+    package func node(_ index: Int, directory: String) throws(RingCommandError) -> Node {
         guard let node = nodes.first(where: { $0.index == index }) else {
             throw RingCommandError(
                 .badNode,
@@ -149,11 +171,11 @@ struct RingState: Codable, Hashable, Sendable {
     }
 
     /// Nodes whose recorded pid is a live `confab node` on this machine.
-    func runningNodes() -> [Node] {
+    package func runningNodes() -> [Node] {
         nodes.filter { RingProcessLauncher.isAlive($0) }
     }
 
-    mutating func update(_ index: Int, _ change: (inout Node) -> Void) {
+    package mutating func update(_ index: Int, _ change: (inout Node) -> Void) {
         if let i = nodes.firstIndex(where: { $0.index == index }) { change(&nodes[i]) }
     }
 }

@@ -7,16 +7,16 @@ import Foundation
 /// The I/O behind the ring commands: launches recorded nodes, waits for their "listening" line
 /// and for the ring to be normal, stops them. Keeps `ring.json` up to date after every change,
 /// so a CLI interrupted half-way leaves a file that `confab ring stop` can act on.
-final class RingSupervisor: @unchecked Sendable {
-    let directory: String
-    private(set) var state: RingState
-    let clock: ContinuousClock
+package final class RingSupervisor: @unchecked Sendable {
+    package let directory: String
+    package private(set) var state: RingState
+    package let clock: ContinuousClock
     /// Progress lines (the commands print them on stderr).
-    let progress: @Sendable (String) -> Void
+    package let progress: @Sendable (String) -> Void
     /// Set once a node answered as a standalone node, so the note is printed once.
     private var notedStandalone = false
 
-    init(
+    package init(
         directory: String, state: RingState, clock: ContinuousClock = ContinuousClock(),
         progress: @escaping @Sendable (String) -> Void
     ) {
@@ -26,9 +26,9 @@ final class RingSupervisor: @unchecked Sendable {
         self.progress = progress
     }
 
-    func save() throws(RingCommandError) { try state.save(to: directory) }
+    package func save() throws(RingCommandError) { try state.save(to: directory) }
 
-    func update(_ index: Int, _ change: (inout RingState.Node) -> Void) throws(RingCommandError) {
+    package func update(_ index: Int, _ change: (inout RingState.Node) -> Void) throws(RingCommandError) {
         state.update(index, change)
         try save()
     }
@@ -38,7 +38,7 @@ final class RingSupervisor: @unchecked Sendable {
     /// Spawns node `index` with its recorded command line, then waits until it prints its
     /// "listening" line; records pid, id and state. On failure the node is marked failed and the
     /// error quotes the end of its log. `extraArguments` go to this launch only (not recorded).
-    func launch(_ index: Int, timeout: Duration, extraArguments: [String] = []) async throws(RingCommandError) {
+    package func launch(_ index: Int, timeout: Duration, extraArguments: [String] = []) async throws(RingCommandError) {
         let node = try state.node(index, directory: directory)
         do {
             try FileManager.default.createDirectory(atPath: node.dataDir, withIntermediateDirectories: true)
@@ -107,7 +107,7 @@ final class RingSupervisor: @unchecked Sendable {
     }
 
     /// The id in `confab node <id> listening on <host>:<port>`, once that line is complete.
-    static func listeningID(in text: String) -> String? {
+    package static func listeningID(in text: String) -> String? {
         for line in text.split(separator: "\n") where line.hasPrefix("confab node ") {
             let words = line.split(separator: " ")
             if words.count >= 5, words[3] == "listening", words[4] == "on" { return String(words[2]) }
@@ -121,7 +121,7 @@ final class RingSupervisor: @unchecked Sendable {
     /// up and normal; returns the last status of the first asker and its address. Fails fast when an asker's
     /// process exits, and with a pointer to the logs after `timeout`.
     @discardableResult
-    func waitUntilNormal(askers: [Int], expected: [Int], timeout: Duration) async throws(RingCommandError) -> (
+    package func waitUntilNormal(askers: [Int], expected: [Int], timeout: Duration) async throws(RingCommandError) -> (
         status: RingStatus, answeredBy: String
     ) {
         let askerNodes = try askers.map { i throws(RingCommandError) in try state.node(i, directory: directory) }
@@ -196,7 +196,7 @@ final class RingSupervisor: @unchecked Sendable {
     }
 
     /// A client that talks to one node only, with short timeouts (for polling).
-    static func statusClient(
+    package static func statusClient(
         _ address: NodeAddress, timeout: Duration = .seconds(3),
         credentials: ClusterCredentials? = nil
     ) -> ConfabClient {
@@ -210,7 +210,7 @@ final class RingSupervisor: @unchecked Sendable {
     }
 
     /// A lone node reports itself without an address; show the one we asked.
-    static func fillAddress(_ status: inout RingStatus, answeredBy node: RingState.Node) {
+    package static func fillAddress(_ status: inout RingStatus, answeredBy node: RingState.Node) {
         for i in status.nodes.indices where status.nodes[i].host.isEmpty {
             status.nodes[i].host = node.host
             status.nodes[i].port = UInt16(clamping: node.port)
@@ -222,7 +222,7 @@ final class RingSupervisor: @unchecked Sendable {
     /// SIGTERM to every running node of `indices`, then waits up to `timeout`; whoever is still
     /// running then gets SIGKILL (said on `progress`). Returns the indices that needed SIGKILL.
     @discardableResult
-    func stop(_ indices: [Int], timeout: Duration) throws(RingCommandError) -> [Int] {
+    package func stop(_ indices: [Int], timeout: Duration) throws(RingCommandError) -> [Int] {
         let running = state.nodes.filter { indices.contains($0.index) && RingProcessLauncher.isAlive($0) }
         for node in running { RingProcessLauncher.send(SIGTERM, to: node.pid!) }
         let stubborn = RingProcessLauncher.waitForExit(running, timeout: timeout, clock: clock)
@@ -257,7 +257,7 @@ final class RingSupervisor: @unchecked Sendable {
         return stubborn.map(\.index)
     }
 
-    static func seconds(_ d: Duration) -> String {
+    package static func seconds(_ d: Duration) -> String {
         let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         return s == s.rounded() ? "\(Int(s)) s" : String(format: "%.1f s", s)
     }

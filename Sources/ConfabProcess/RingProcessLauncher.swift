@@ -14,9 +14,9 @@ import Foundation
 /// (every descriptor of the CLI is made close-on-exec first, including ones it inherited, such as a
 /// parent's stray pipe ends), so a caller reading the CLI's output through a pipe sees EOF when the
 /// CLI exits, not when the nodes do.
-enum RingProcessLauncher {
+package enum RingProcessLauncher {
     /// This `confab` executable, absolute (nodes run the same binary as the CLI).
-    static func confabExecutable() -> String {
+    package static func confabExecutable() -> String {
         #if os(Linux)
             if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
                 target.hasPrefix("/")
@@ -37,7 +37,8 @@ enum RingProcessLauncher {
 
     /// Spawns `arguments` (executable first) in a new session with stdout and stderr appended to
     /// `logPath`, after writing `banner` there. Returns the pid.
-    static func spawnDetached(_ arguments: [String], logPath: String, banner: String) throws(RingCommandError) -> pid_t
+    package static func spawnDetached(_ arguments: [String], logPath: String, banner: String) throws(RingCommandError)
+        -> pid_t
     {
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard logFD >= 0 else {
@@ -105,12 +106,12 @@ enum RingProcessLauncher {
 
     /// Whether `node`'s recorded pid is still a running `confab node` for its data directory. A
     /// recycled pid (another program, or a node of another ring) does not count.
-    static func isAlive(_ node: RingState.Node) -> Bool {
+    package static func isAlive(_ node: RingState.Node) -> Bool {
         guard let pid = node.pid, pid > 0 else { return false }
         return isAlive(pid: pid, expectedArgument: node.dataDir)
     }
 
-    static func isAlive(pid: pid_t, expectedArgument: String?) -> Bool {
+    package static func isAlive(pid: pid_t, expectedArgument: String?) -> Bool {
         // Our own child that exited is a zombie until reaped: reap it, and it is gone.
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid { return false }
@@ -134,12 +135,12 @@ enum RingProcessLauncher {
 
     /// Sends `signal`; false when the process is already gone.
     @discardableResult
-    static func send(_ signal: Int32, to pid: pid_t) -> Bool {
+    package static func send(_ signal: Int32, to pid: pid_t) -> Bool {
         kill(pid, signal) == 0
     }
 
     /// Polls until none of `nodes` is alive or `timeout` passes; returns those still alive.
-    static func waitForExit(
+    package static func waitForExit(
         _ nodes: [RingState.Node], timeout: Duration,
         clock: ContinuousClock = ContinuousClock()
     ) -> [RingState.Node] {
@@ -155,12 +156,12 @@ enum RingProcessLauncher {
     /// A TCP port on `host` that nobody listens on right now (bind to port 0, read it, close).
     /// Another process may take it before the node binds it; the node then fails with a clear
     /// "address in use" in its log.
-    static func freePort(host: String = "127.0.0.1") throws(RingCommandError) -> Int {
+    package static func freePort(host: String = "127.0.0.1") throws(RingCommandError) -> Int {
         try probe(host: host, port: 0)
     }
 
     /// Whether `port` on `host` can be bound now.
-    static func isPortFree(_ port: Int, host: String = "127.0.0.1") -> Bool {
+    package static func isPortFree(_ port: Int, host: String = "127.0.0.1") -> Bool {
         (try? probe(host: host, port: port)) != nil
     }
 
@@ -191,7 +192,7 @@ enum RingProcessLauncher {
     }
 
     /// Appends a line to a node's log (what the CLI did to it: stopped, killed), best effort.
-    static func note(_ line: String, inLog path: String) {
+    package static func note(_ line: String, inLog path: String) {
         guard let handle = FileHandle(forWritingAtPath: path) else { return }
         defer { try? handle.close() }
         _ = try? handle.seekToEnd()
@@ -199,7 +200,7 @@ enum RingProcessLauncher {
     }
 
     /// The last `lines` lines of a log file, indented, for error messages.
-    static func tail(of path: String, lines: Int = 8) -> String {
+    package static func tail(of path: String, lines: Int = 8) -> String {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "" }
         let last = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1)
         return last.filter { !$0.isEmpty }.map { "    \($0)" }.joined(separator: "\n")

@@ -3,9 +3,9 @@ import Foundation
 
 /// Renders a `RingStatus` the way `nodetool status` does, plus which recorded node processes
 /// run on this machine. Pure formatting.
-enum RingStatusTable {
+package enum RingStatusTable {
     /// nodetool's two letters: U/D (failure detector) and N/J/L/M (membership state).
-    static func code(_ node: RingNodeStatus) -> String {
+    package static func code(_ node: RingNodeStatus) -> String {
         let state: String
         switch node.state {
         case "normal": state = "N"
@@ -19,7 +19,7 @@ enum RingStatusTable {
     }
 
     /// Bytes in nodetool's units: "512 bytes", "1.21 KiB", "3.4 MiB"…
-    static func load(_ bytes: UInt64) -> String {
+    package static func load(_ bytes: UInt64) -> String {
         if bytes < 1024 { return "\(bytes) bytes" }
         var value = Double(bytes)
         for unit in ["KiB", "MiB", "GiB", "TiB"] {
@@ -29,10 +29,10 @@ enum RingStatusTable {
         return "\(bytes) bytes"
     }
 
-    static func owns(_ fraction: Double) -> String { String(format: "%.1f%%", fraction * 100) }
+    package static func owns(_ fraction: Double) -> String { String(format: "%.1f%%", fraction * 100) }
 
     /// The table. `answeredBy` is the node that reported `status`.
-    static func render(_ status: RingStatus, answeredBy: String) -> String {
+    package static func render(_ status: RingStatus, answeredBy: String) -> String {
         var lines: [String] = []
         let name = status.clusterName.isEmpty ? "confab" : status.clusterName
         lines.append("Cluster: \(name)   Replication factor: \(status.replicationFactor)   (as seen by \(answeredBy))")
@@ -62,7 +62,8 @@ enum RingStatusTable {
     }
 
     /// "Processes (ring.json): node 1 127.0.0.1:7400 pid 123 running…"
-    static func render(processes state: RingState, alive: (RingState.Node) -> Bool, directory: String) -> String {
+    package static func render(processes state: RingState, alive: (RingState.Node) -> Bool, directory: String) -> String
+    {
         var rows: [[String]] = [["Node", "Address", "PID", "Process", "Metrics", "Log"]]
         for node in state.nodes {
             let running = alive(node)
@@ -74,7 +75,7 @@ enum RingStatusTable {
     }
 
     /// Left-aligned columns two spaces apart; the last column is not padded.
-    static func columns(_ rows: [[String]]) -> [String] {
+    package static func columns(_ rows: [[String]]) -> [String] {
         guard let width = rows.map(\.count).max() else { return [] }
         var widths = [Int](repeating: 0, count: width)
         for r in rows { for (i, cell) in r.enumerated() { widths[i] = max(widths[i], cell.count) } }

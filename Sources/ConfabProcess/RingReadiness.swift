@@ -2,8 +2,8 @@ import ConfabWire
 
 /// Judges one node's `status()` answer: does it show every node that should be running as up
 /// and normal? Pure (no I/O), so the rule is tested apart from processes.
-enum RingReadiness {
-    enum Verdict: Hashable, Sendable {
+package enum RingReadiness {
+    package enum Verdict: Hashable, Sendable {
         /// Every expected node is a member, normal and up.
         case ready
         /// The node answers as a lone node (its status lists only itself, without an address):
@@ -13,7 +13,7 @@ enum RingReadiness {
         case waiting(String)
     }
 
-    static func judge(_ status: RingStatus, expected: [RingState.Node]) -> Verdict {
+    package static func judge(_ status: RingStatus, expected: [RingState.Node]) -> Verdict {
         if status.nodes.count == 1, let only = status.nodes.first, only.host.isEmpty {
             if only.state == "normal", only.isUp { return .standalone }
             return .waiting("is itself \(RingStatusTable.code(only)), not UN")
@@ -30,7 +30,7 @@ enum RingReadiness {
     }
 
     /// A status member is a recorded node when their host ids match, or else their addresses.
-    static func matches(_ member: RingNodeStatus, _ node: RingState.Node) -> Bool {
+    package static func matches(_ member: RingNodeStatus, _ node: RingState.Node) -> Bool {
         if let id = node.id, !id.isEmpty, !member.id.isEmpty { return id == member.id }
         return member.host == node.host && Int(member.port) == node.port
     }

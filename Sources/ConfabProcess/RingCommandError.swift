@@ -1,6 +1,6 @@
 /// A `confab ring …` failure: what happened and what to do about it, in one message.
-struct RingCommandError: Error, Hashable, Sendable, CustomStringConvertible {
-    struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct RingCommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Wrapped: String {
             case noRing = "no ring"
             case alreadyRunning = "already running"
@@ -15,33 +15,33 @@ struct RingCommandError: Error, Hashable, Sendable, CustomStringConvertible {
         fileprivate let wrapped: Wrapped
 
         /// The directory has no `ring.json`.
-        static let noRing = Code(wrapped: .noRing)
+        package static let noRing = Code(wrapped: .noRing)
         /// `ring start` found live nodes of a ring in the directory.
-        static let alreadyRunning = Code(wrapped: .alreadyRunning)
+        package static let alreadyRunning = Code(wrapped: .alreadyRunning)
         /// Another `confab ring` command holds the directory's lock.
-        static let busy = Code(wrapped: .busy)
+        package static let busy = Code(wrapped: .busy)
         /// A node number outside 1...N, or a node already running (restart) / not running (kill).
-        static let badNode = Code(wrapped: .badNode)
-        static let notRunning = Code(wrapped: .notRunning)
+        package static let badNode = Code(wrapped: .badNode)
+        package static let notRunning = Code(wrapped: .notRunning)
         /// A node process could not be spawned or exited during startup.
-        static let startFailed = Code(wrapped: .startFailed)
+        package static let startFailed = Code(wrapped: .startFailed)
         /// Nodes did not become normal (or exit) in time.
-        static let timeout = Code(wrapped: .timeout)
+        package static let timeout = Code(wrapped: .timeout)
         /// `ring status`: nobody answered.
-        static let noNodeAnswered = Code(wrapped: .noNodeAnswered)
+        package static let noNodeAnswered = Code(wrapped: .noNodeAnswered)
         /// Reading or writing the ring directory failed.
-        static let io = Code(wrapped: .io)
+        package static let io = Code(wrapped: .io)
 
-        var description: String { wrapped.rawValue }
+        package var description: String { wrapped.rawValue }
     }
 
-    var code: Code
-    var message: String
+    package var code: Code
+    package var message: String
 
-    init(_ code: Code, _ message: String) {
+    package init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
-    var description: String { message }
+    package var description: String { message }
 }
