@@ -174,13 +174,9 @@ extension ClusterService {
     }
 }
 
-/// Why a bootstrap or decommission attempt stopped (logged; the node retries or reverts).
+/// Why a bootstrap stream step stopped (the machine logs it and retries; `Bootstrap` itself
+/// remembers which source failed).
 struct BootstrapError: Error, CustomStringConvertible {
     let description: String
-    /// The source whose stream failed, if that was the cause (avoided on the next attempt).
-    let source: NodeID?
-    init(_ description: String, source: NodeID? = nil) {
-        self.description = description
-        self.source = source
-    }
+    init(_ description: String) { self.description = description }
 }
