@@ -154,6 +154,7 @@ let package = Package(
         // locator, temporary directories, the seeded generator and the one seed variable.
         .target(
             name: "ConfabTestSupport",
+            dependencies: ["ConfabEngine", "ConfabWire"],
             path: "Tests/ConfabTestSupport",
             swiftSettings: swiftSettings
         ),

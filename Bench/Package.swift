@@ -42,6 +42,9 @@ let package = Package(
                 // `confab-bench ring`: the Swift client against rings started by the confab binary.
                 .product(name: "ConfabClient", package: "confab"),
                 .product(name: "ConfabRing", package: "confab"),
+                // `PostedMessages` (the `confab.messages` layout the storage and ring benchmarks
+                // write) and `ChatSchema` (the tables the ring serves).
+                .product(name: "ConfabChat", package: "confab"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -2,7 +2,7 @@ import ConfabEngine
 import ConfabWire
 
 /// How the chat server's data is laid out in the ring (docs/chat_data.md): table ids, column ids
-/// and the byte encoding of keys. The schemas (names) are `SchemaRegistry.chatTables`.
+/// and the byte encoding of keys. Their names are in `ChatSchema`, which takes the ids from here.
 ///
 /// Partition keys: user ids are their UTF-8 bytes; chat ids are 8 bytes big-endian (as
 /// `confab.messages` has them). Tables without clustering columns store their one row under the
@@ -13,7 +13,8 @@ enum ChatTables {
     static let userChats: TableID = 3
     static let chats: TableID = 4
     static let chatMembers: TableID = 5
-    // 6, `chat.message_ids`, was protocol 1's idempotency table; nothing writes it now.
+    /// `chat.message_ids`, protocol 1's idempotency table; nothing writes it now.
+    static let messageIds: TableID = 6
     static let readCursors: TableID = 7
     static let servers: TableID = 8
     /// Each chat's log (`ChatLog`): header, idempotency index and messages in one partition.
@@ -50,7 +51,7 @@ enum ChatTables {
     static let singleRow = ClusteringKey([.int64(0)]).bytes
 
     static func key(user: String) -> [UInt8] { Array(user.utf8) }
-    static func key(chat: Int64) -> [UInt8] { ChatMessages.partitionKey(chatId: chat) }
+    static func key(chat: Int64) -> [UInt8] { PostedMessages.partitionKey(chatId: chat) }
     /// `chat.servers` has one partition: every server reads the whole live set at once.
     static let serversPartition = key(chat: 0)
 }

@@ -21,6 +21,7 @@ public final class InMemoryChatStorage: ChatStorage {
     private let failing = Mutex<Bool>(false)
     private let losingAnswers = Mutex<Int>(0)
     private let counters = Mutex<(writes: Int, reads: Int)>((0, 0))
+    private let written = Mutex<Set<TableID>>([])
     private let clock: any ChatClock
 
     public init(clock: any ChatClock = SystemClock()) { self.clock = clock }
@@ -34,10 +35,14 @@ public final class InMemoryChatStorage: ChatStorage {
     /// Writes and reads served so far.
     public var requestCounts: (writes: Int, reads: Int) { counters.withLock { $0 } }
 
+    /// The tables written so far (which tables a chat layer's code path touches).
+    public var tablesWritten: Set<TableID> { written.withLock { $0 } }
+
     @discardableResult
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
         if failing.withLock({ $0 }) { throw WireError(.unavailable, "in-memory storage is set to fail") }
         counters.withLock { $0.writes += 1 }
+        written.withLock { _ = $0.insert(mutation.table) }
         state.withLock { partitions in
             let key = Key(table: mutation.table, partition: mutation.partitionKey)
             var p = partitions[key] ?? Partition()

@@ -45,7 +45,7 @@ extension ConfabClient {
     /// The node's Merkle tree of `range` (how tests and tools check that replicas agree).
     public func merkleTree(
         at address: NodeAddress, range: TokenRange, depth: Int = 10,
-        keyspace: String = SchemaRegistry.chatKeyspace, table: String = SchemaRegistry.messagesTable,
+        keyspace: String, table: String,
         timeout: Duration = .seconds(30)
     ) async throws -> MerkleTreeLeaves {
         let request = MerkleTreeRequest(keyspace: keyspace, table: table, range: range, depth: depth)

@@ -35,7 +35,9 @@ public final class ConfabClient: Sendable {
         /// Which node to try first: by default a replica of the request's partition, once the
         /// client has learned the ring (`TokenAwareRouting`).
         public var routing: any RoutingPolicy = TokenAwareRouting()
-        public var schema: SchemaRegistry = .standard
+        /// The tables requests may name (a mutation's or query's table id is sent by name). The
+        /// client knows no tables of its own: set the registry of the tables the ring serves.
+        public var schema: SchemaRegistry = .empty
         /// Timestamps of posted messages and TTL checks.
         public var clock: any EngineClock = SystemClock()
         /// Set to authenticate each connection (as an operator, for flush, compact, repair and
@@ -64,9 +66,11 @@ public final class ConfabClient: Sendable {
         }
     }
 
-    /// A client of the nodes at `nodes` ("host:port" each) with default settings.
-    public convenience init(nodes: [NodeAddress]) {
-        self.init(configuration: Configuration(nodes: nodes))
+    /// A client of `nodes` that names the tables of `schema`.
+    public convenience init(nodes: [NodeAddress], schema: SchemaRegistry) {
+        var configuration = Configuration(nodes: nodes)
+        configuration.schema = schema
+        self.init(configuration: configuration)
     }
 
     /// Closes every connection; requests after this fail with `shutDown`.

@@ -68,14 +68,21 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// operator; for in-process tests, and `confab node --insecure-no-cluster-secret` only.
     public var clusterSecret: ClusterSecret? = nil
 
-    public init(dataDirectory: String) {
+    /// The tables this node serves, at their keyspaces' default factors. The node has no DDL yet
+    /// and knows no tables of its own: its embedder declares them (the `confab` executable gives
+    /// the chat layer's `ChatSchema.registry`). Set it before `set`/`load`, which check keyspace
+    /// names against it.
+    public var tables: SchemaRegistry
+
+    public init(dataDirectory: String, tables: SchemaRegistry = .empty) {
         self.dataDirectory = dataDirectory
+        self.tables = tables
     }
 
     /// The tables this node serves, with the replication factors this configuration gives their
     /// keyspaces.
     public var schema: SchemaRegistry {
-        SchemaRegistry.standard.withReplication(
+        tables.withReplication(
             default: replicationFactorIsSet ? replicationFactor : nil,
             overrides: keyspaceReplication)
     }
@@ -144,7 +151,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         case "replication_factor": replicationFactor = try int(1...16)
         case "replication":
             var out: [String: Int] = [:]
-            let known = SchemaRegistry.standard.keyspaces.map(\.name)
+            let known = tables.keyspaces.map(\.name)
             for part in value.split(separator: ",") where !part.trimmingCharacters(in: .whitespaces).isEmpty {
                 let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard pair.count == 2, let n = Int(pair[1]), (1...16).contains(n) else {

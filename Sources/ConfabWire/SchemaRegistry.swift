@@ -43,17 +43,27 @@ public struct KeyspaceSchema: Hashable, Sendable {
     }
 }
 
-/// The tables a node serves. Fixed in code for now (no DDL): keyspace `confab`, table `messages`
-/// → `ChatMessages.table`. Requests name tables; the registry maps names to engine table ids and
-/// back, and the node refuses names it does not know with `notFound`.
-public struct SchemaRegistry: Sendable {
+/// The tables a node serves. There is no DDL yet (a CQL front end is next), so whoever embeds the
+/// node declares them: the `confab` executable serves the chat layer's tables (`ChatSchema`), tests
+/// serve their fixtures. Requests name tables; the registry maps names to engine table ids and
+/// back, and the node refuses names it does not know with `notFound`. Nothing here knows chat.
+public struct SchemaRegistry: Sendable, Hashable {
     public private(set) var tables: [TableSchema]
 
     /// Keyspaces with their replication factor. A table whose keyspace is not listed is
     /// replicated `defaultReplicationFactor` times.
-    public private(set) var keyspaces: [KeyspaceSchema] = SchemaRegistry.standardKeyspaces
+    public private(set) var keyspaces: [KeyspaceSchema]
 
-    public init(tables: [TableSchema]) { self.tables = tables }
+    /// The tables, each keyspace they name at the default replication factor.
+    public init(tables: [TableSchema]) {
+        self.tables = tables
+        var names: [String] = []
+        for t in tables where !names.contains(t.keyspace) { names.append(t.keyspace) }
+        self.keyspaces = names.map { KeyspaceSchema(name: $0) }
+    }
+
+    /// No tables: a node that serves nothing until its embedder declares tables.
+    public static let empty = SchemaRegistry(tables: [])
 
     public init(tables: [TableSchema], keyspaces: [KeyspaceSchema]) {
         self.tables = tables
@@ -62,9 +72,6 @@ public struct SchemaRegistry: Sendable {
 
     /// Cassandra's usual production factor; what a keyspace gets unless configured otherwise.
     public static let defaultReplicationFactor = 3
-
-    /// `confab` (the messages table) and `chat` (the chat server's tables), both at RF 3.
-    public static let standardKeyspaces = [KeyspaceSchema(name: "confab"), KeyspaceSchema(name: "chat")]
 
     /// The replication factor of `keyspace` (the default for a keyspace not listed).
     public func replicationFactor(keyspace: String) -> Int {
@@ -95,17 +102,6 @@ public struct SchemaRegistry: Sendable {
         }
         return copy
     }
-
-    public static let chatKeyspace = "confab"
-    public static let messagesTable = "messages"
-
-    /// `confab.messages`: `PRIMARY KEY ((chat_id), ts, message_id)` with `sender` and `body`.
-    public static let messages = TableSchema(
-        keyspace: chatKeyspace, name: messagesTable, id: ChatMessages.table, partitionKey: "chat_id",
-        clusteringColumns: ["ts", "message_id"],
-        columns: [ChatMessages.senderColumn: "sender", ChatMessages.bodyColumn: "body", 2: "client_id"])
-
-    public static let standard = SchemaRegistry(tables: [messages] + chatTables)
 
     public func table(keyspace: String, name: String) -> TableSchema? {
         tables.first { $0.keyspace == keyspace && $0.name == name }

@@ -190,6 +190,7 @@ struct ChatServeCommand: ParsableCommand {
         config.heartbeatInterval = .milliseconds(Int64(heartbeatTTL) * 1000 / 3)
         config.serverRefreshInterval = min(.seconds(2), .milliseconds(Int64(heartbeatTTL) * 1000 / 4))
         var clientConfig = ConfabClient.Configuration(nodes: try addresses())
+        clientConfig.schema = ChatSchema.registry
         clientConfig.clientName = "confab-chat"
         clientConfig.requestTimeout = .seconds(5)
         let client = ConfabClient(configuration: clientConfig)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabChat
 import ConfabClient
 import ConfabProcess
 import ConfabRing
@@ -76,6 +77,7 @@ struct ClientOptions: ParsableArguments {
 
     func makeClient() throws -> ConfabClient {
         var config = ConfabClient.Configuration(nodes: try addresses())
+        config.schema = ChatSchema.registry
         config.requestTimeout = .milliseconds(Int(timeout * 1000))
         config.clientName = "confab-cli"
         return ConfabClient(configuration: config)

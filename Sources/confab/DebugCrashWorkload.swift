@@ -1,3 +1,4 @@
+import ConfabChat
 import ConfabEngine
 
 /// The crash tests' messages: everything about message `id` (partition, clustering, sender, body)
@@ -37,17 +38,31 @@ enum CrashWorkload {
     }
 
     static func mutation(_ id: Int64) -> Mutation {
-        ChatMessages.mutation(
+        PostedMessages.mutation(
             chatId: chatId(id), timestamp: timestamp(id), messageId: messageId(id),
             sender: sender(id), body: body(id), writeTime: writeTime(id))
     }
 
     /// What is wrong with `message` as the stored form of message `id`, or nil when it is exact.
-    static func mismatch(_ message: ChatMessages.Message, id: Int64) -> String? {
-        if message.messageId != messageId(id) { return "messageId \(message.messageId), expected \(messageId(id))" }
-        if message.timestamp != timestamp(id) { return "timestamp \(message.timestamp), expected \(timestamp(id))" }
-        if message.sender != sender(id) { return "sender \(message.sender.prefix(40)), expected \(sender(id))" }
-        let body = body(id)
+    static func mismatch(_ message: PostedMessages.Message, id: Int64) -> String? {
+        mismatch(
+            messageId: message.messageId, timestamp: message.timestamp, sender: message.sender, body: message.body,
+            id: id)
+    }
+
+    /// What is wrong with a row holding these fields as the stored form of message `id`.
+    static func mismatch(messageId: String, timestamp: Int64, sender: String, body: String, id: Int64) -> String? {
+        let message = (messageId: messageId, timestamp: timestamp, sender: sender, body: body)
+        if message.messageId != Self.messageId(id) {
+            return "messageId \(message.messageId), expected \(Self.messageId(id))"
+        }
+        if message.timestamp != Self.timestamp(id) {
+            return "timestamp \(message.timestamp), expected \(Self.timestamp(id))"
+        }
+        if message.sender != Self.sender(id) {
+            return "sender \(message.sender.prefix(40)), expected \(Self.sender(id))"
+        }
+        let body = Self.body(id)
         if message.body != body {
             let a = Array(message.body.utf8)
             let b = Array(body.utf8)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabChat
 import ConfabClient
 import Foundation
 
@@ -38,7 +39,7 @@ struct HistoryCommand: ParsableCommand {
         let (chatId, limit, before, after, level) = (
             self.chatId, self.limit, self.before, self.after, try self.client.level()
         )
-        let messages: [ChatMessage]
+        let messages: [PostedMessage]
         do {
             messages = try runBlocking {
                 defer { Task { await client.shutdown() } }
@@ -62,7 +63,7 @@ struct HistoryCommand: ParsableCommand {
         }
     }
 
-    static func table(_ messages: [ChatMessage]) -> String {
+    static func table(_ messages: [PostedMessage]) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")

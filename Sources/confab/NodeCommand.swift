@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabChat
 import ConfabEngine
 import ConfabNode
 import ConfabRing
@@ -158,7 +159,8 @@ struct NodeCommand: ParsableCommand {
     var metricsPort: Int?
 
     func makeConfiguration() throws -> NodeConfiguration {
-        var c = NodeConfiguration(dataDirectory: "")
+        // The node serves the chat layer's tables (it has no DDL yet): docs/chat_data.md.
+        var c = NodeConfiguration(dataDirectory: "", tables: ChatSchema.registry)
         if let config { c = try NodeConfiguration.load(file: config, base: c) }
         let flags: [(String, String?)] = [
             ("data_dir", dataDir), ("listen", listen), ("seeds", seeds), ("vnodes", vnodes.map(String.init)),

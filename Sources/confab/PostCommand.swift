@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabChat
 import ConfabClient
 import Foundation
 

@@ -1,3 +1,4 @@
+import ConfabChat
 import ConfabClient
 import ConfabRing
 import Foundation
@@ -56,6 +57,7 @@ final class BrowserTestBackend: @unchecked Sendable {
         let addresses = ports.map { NodeAddress(host: "127.0.0.1", port: $0) }
         for address in addresses {
             var config = ConfabClient.Configuration(nodes: [address])
+            config.schema = ChatSchema.registry
             config.requestTimeout = .seconds(2)
             let client = ConfabClient(configuration: config)
             defer { Task { await client.shutdown() } }

@@ -1,3 +1,4 @@
+import ConfabChat
 import ConfabClient
 import ConfabRing
 import Foundation
@@ -86,6 +87,7 @@ final class ChatClusterProcesses: Sendable {
     /// Waits until the first node sees all three as NORMAL and up.
     private static func waitForNormalRing(_ ports: [Int]) async throws {
         var config = ConfabClient.Configuration(nodes: [NodeAddress(host: "127.0.0.1", port: ports[0])])
+        config.schema = ChatSchema.registry
         config.requestTimeout = .seconds(2)
         let client = ConfabClient(configuration: config)
         defer { Task { await client.shutdown() } }

@@ -69,6 +69,7 @@ final class ChatStack: Sendable {
         for i in 0..<nodeCount {
             let directory = ChatTempDirectory()
             var nodeConfig = NodeConfiguration(dataDirectory: directory.path)
+            nodeConfig.tables = ChatSchema.registry
             nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
             if nodeCount == 1 { nodeConfig.replicationFactor = 1 }
             if nodeCount > 1 {
@@ -86,11 +87,13 @@ final class ChatStack: Sendable {
             groups.append(nodeGroup)
         }
         var clientConfig = ConfabClient.Configuration(nodes: addresses)
+        clientConfig.schema = ChatSchema.registry
         clientConfig.requestTimeout = .seconds(10)
         let client = ConfabClient(configuration: clientConfig)
         if nodeCount > 1 {
             for address in addresses {
                 var c = ConfabClient.Configuration(nodes: [address])
+                c.schema = ChatSchema.registry
                 c.requestTimeout = .seconds(2)
                 let probe = ConfabClient(configuration: c)
                 try await eventuallyTrue("\(address) sees \(nodeCount) normal nodes", within: .seconds(30)) {

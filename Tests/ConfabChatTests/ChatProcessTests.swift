@@ -1,3 +1,4 @@
+import ConfabChat
 import ConfabClient
 import ConfabNode
 import ConfabRing
@@ -17,6 +18,7 @@ func confabBinary() -> String? { confabExecutablePath() }
         let binary = try #require(confabBinary(), "confab executable not found next to the test bundle")
         let dir = ChatTempDirectory("confab-chat-proc")
         var nodeConfig = NodeConfiguration(dataDirectory: "\(dir.path)/node")
+        nodeConfig.tables = ChatSchema.registry
         nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
         nodeConfig.replicationFactor = 1
         var logger = Logger(label: "test.node")

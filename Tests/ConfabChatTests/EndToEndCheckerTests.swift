@@ -87,6 +87,7 @@ import Testing
         var config = ConfabClient.Configuration(
             nodes: cluster.nodePorts.map { NodeAddress(host: "127.0.0.1", port: $0) })
         config.requestTimeout = .seconds(10)
+        config.schema = ChatSchema.registry
         let client = ConfabClient(configuration: config)
         let reader = ChatHistoryReader(storage: client, consistency: .all)
         var ringHistory: [String: [MessageRecord]] = [:]

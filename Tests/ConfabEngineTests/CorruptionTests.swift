@@ -101,7 +101,7 @@ struct CorruptionTests {
             let engine = try StorageEngine.open(directory: data, options: options())
             for id in Int64(1)...200 {
                 try engine.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: id % 97, timestamp: id, messageId: CrashWorkload.messageId(id),
                         sender: "s", body: String(repeating: "b", count: 100), writeTime: id))
             }
@@ -163,17 +163,20 @@ struct CorruptionTests {
         var detected: [StorageError] = []
         var served = 0
         for chat in 0..<CrashWorkload.partitions {
-            var query = ChatMessages.latest(chatId: chat, limit: 1000)
+            var query = TestMessages.latest(chatId: chat, limit: 1000)
             do {
                 while true {
                     let result = try engine.read(query)
                     for row in result.rows {
                         let message = try #require(
-                            ChatMessages.message(from: row), "undecodable row served from a damaged table")
+                            TestMessages.message(from: row), "undecodable row served from a damaged table")
                         let id = try #require(
                             CrashWorkload.id(fromMessageId: message.messageId),
                             "foreign message id \(message.messageId) served")
-                        if let wrong = CrashWorkload.mismatch(message, id: id) {
+                        if let wrong = CrashWorkload.mismatch(
+                            messageId: message.messageId, timestamp: message.timestamp, sender: message.sender,
+                            body: message.body, id: id)
+                        {
                             Issue.record("wrong content served for id \(id) from a damaged table: \(wrong)")
                         }
                         served += 1

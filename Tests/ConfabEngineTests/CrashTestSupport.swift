@@ -67,14 +67,17 @@ struct WriteHistory {
     /// surviving ids are a prefix of what it attempted (no holes). With `durableAcks` (batch,
     /// group), every acknowledged id is present. Returns the problems found and how many
     /// acknowledged ids were lost (allowed only without `durableAcks`).
-    mutating func verify(_ found: [Int64: ChatMessages.Message], durableAcks: Bool) -> (
+    mutating func verify(_ found: [Int64: TestMessages.Message], durableAcks: Bool) -> (
         problems: [String], lostAcked: Int
     ) {
         var problems: [String] = []
         for (id, message) in found.sorted(by: { $0.key < $1.key }) {
             if !attempted.contains(id) {
                 problems.append("id \(id) was read back but never written")
-            } else if let wrong = CrashWorkload.mismatch(message, id: id) {
+            } else if let wrong = CrashWorkload.mismatch(
+                messageId: message.messageId, timestamp: message.timestamp, sender: message.sender,
+                body: message.body, id: id)
+            {
                 problems.append("id \(id) has wrong content: \(wrong)")
             }
         }
@@ -106,15 +109,15 @@ struct WriteHistory {
 
 /// Reads every message of the crash workload's partitions, by id. Rows that are not workload
 /// messages are reported as problems.
-func readAllMessages(_ engine: StorageEngine) throws -> (messages: [Int64: ChatMessages.Message], problems: [String]) {
-    var messages: [Int64: ChatMessages.Message] = [:]
+func readAllMessages(_ engine: StorageEngine) throws -> (messages: [Int64: TestMessages.Message], problems: [String]) {
+    var messages: [Int64: TestMessages.Message] = [:]
     var problems: [String] = []
     for chat in 0..<CrashWorkload.partitions {
-        var query = ChatMessages.latest(chatId: chat, limit: 1000)
+        var query = TestMessages.latest(chatId: chat, limit: 1000)
         while true {
             let result = try engine.read(query)
             for row in result.rows {
-                guard let message = ChatMessages.message(from: row),
+                guard let message = TestMessages.message(from: row),
                     let id = CrashWorkload.id(fromMessageId: message.messageId)
                 else {
                     problems.append("partition \(chat): undecodable row \(ClusteringKey.describe(row.clustering))")

@@ -84,7 +84,7 @@ import Testing
         }
     }
 
-    static let partitions: [[UInt8]] = (0..<4).map { ChatMessages.partitionKey(chatId: Int64($0)) }
+    static let partitions: [[UInt8]] = (0..<4).map { TestMessages.partitionKey(chatId: Int64($0)) }
     static func ck(_ i: Int) -> [UInt8] { ClusteringKey([.int64(Int64(i))]).bytes }
 
     func run(seed: UInt64, operations: Int, background: Bool) throws {

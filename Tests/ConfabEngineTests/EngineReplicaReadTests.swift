@@ -19,30 +19,30 @@ import Testing
         defer { try? engine.close() }
         for i in 0..<5 {
             try engine.write(
-                ChatMessages.mutation(
+                TestMessages.mutation(
                     chatId: 7, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: 10))
         }
-        let ck = ChatMessages.clustering(timestamp: 2, messageId: "m2")
+        let ck = TestMessages.clustering(timestamp: 2, messageId: "m2")
         try engine.write(
             Mutation(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 7),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: 7),
                 rows: [
                     .init(
                         clustering: ck,
                         fragment: RowFragment(deletion: DeletionTime(timestamp: 20, localDeletionTime: 1)))
                 ]))
         let range = RangeTombstone(
-            start: ChatMessages.clustering(timestamp: 4, messageId: ""), end: nil,
+            start: TestMessages.clustering(timestamp: 4, messageId: ""), end: nil,
             deletion: DeletionTime(timestamp: 30, localDeletionTime: 1))
         try engine.write(
             Mutation(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 7),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: 7),
                 header: PartitionHeader(rangeTombstones: [range])))
         try engine.flush()
 
-        let live = try engine.read(ChatMessages.latest(chatId: 7, limit: 10))
-        #expect(live.rows.compactMap(ChatMessages.message(from:)).map(\.messageId) == ["m3", "m1", "m0"])
-        let raw = try engine.readRaw(ChatMessages.latest(chatId: 7, limit: 10))
+        let live = try engine.read(TestMessages.latest(chatId: 7, limit: 10))
+        #expect(live.rows.compactMap(TestMessages.message(from:)).map(\.messageId) == ["m3", "m1", "m0"])
+        let raw = try engine.readRaw(TestMessages.latest(chatId: 7, limit: 10))
         #expect(raw.header.rangeTombstones == [range])
         let deleted = raw.rows.first { $0.clustering == ck }
         #expect(deleted?.fragment.deletion?.timestamp == 20)
@@ -50,7 +50,7 @@ import Testing
         // The row under the range tombstone is shadowed entirely: it reads as an empty fragment.
         #expect(raw.rows.count == 5)
         // The limit counts live rows only.
-        let two = try engine.readRaw(ChatMessages.latest(chatId: 7, limit: 2))
+        let two = try engine.readRaw(TestMessages.latest(chatId: 7, limit: 2))
         #expect(two.rows.filter { $0.fragment.isLive(now: 0) }.count == 2)
     }
 
@@ -61,7 +61,7 @@ import Testing
         for chat in 0..<200 {
             for i in 0..<3 {
                 try engine.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: Int64(chat), timestamp: Int64(i), messageId: "m", sender: "s", body: "b", writeTime: 1))
             }
         }
@@ -74,10 +74,10 @@ import Testing
                 ]))
         try engine.flush()
         try engine.write(
-            ChatMessages.mutation(chatId: 0, timestamp: 99, messageId: "late", sender: "s", body: "b", writeTime: 1))
+            TestMessages.mutation(chatId: 0, timestamp: 99, messageId: "late", sender: "s", body: "b", writeTime: 1))
 
         var all: [StorageEngine.ScannedEntry] = []
-        try engine.scan(table: ChatMessages.table, tokens: Int64.min...Int64.max) {
+        try engine.scan(table: TestMessages.table, tokens: Int64.min...Int64.max) {
             all.append($0)
             return true
         }
@@ -87,7 +87,7 @@ import Testing
 
         let range: ClosedRange<Int64> = -1_000_000_000_000_000_000...2_000_000_000_000_000_000
         var some: [StorageEngine.ScannedEntry] = []
-        try engine.scan(table: ChatMessages.table, tokens: range) {
+        try engine.scan(table: TestMessages.table, tokens: range) {
             some.append($0)
             return true
         }
@@ -95,7 +95,7 @@ import Testing
         #expect(some.count == all.filter { range.contains($0.token) }.count)
 
         var first: [StorageEngine.ScannedEntry] = []
-        try engine.scan(table: ChatMessages.table, tokens: Int64.min...Int64.max) {
+        try engine.scan(table: TestMessages.table, tokens: Int64.min...Int64.max) {
             first.append($0)
             return first.count < 10
         }

@@ -21,13 +21,13 @@ import Testing
         var engine = try StorageEngine.open(directory: dir.path, options: options())
         for i in 0..<5 {
             try engine.write(
-                ChatMessages.mutation(
+                TestMessages.mutation(
                     chatId: 9, timestamp: Int64(i), messageId: "m\(i)", sender: "ada", body: body + "\(i)", writeTime: 1
                 ))
         }
         func check() throws {
-            let rows = try engine.read(ChatMessages.latest(chatId: 9, limit: 10)).rows.compactMap(
-                ChatMessages.message(from:))
+            let rows = try engine.read(TestMessages.latest(chatId: 9, limit: 10)).rows.compactMap(
+                TestMessages.message(from:))
             #expect(rows.map(\.messageId) == ["m4", "m3", "m2", "m1", "m0"])
             for m in rows { #expect(m.body == body + m.messageId.dropFirst()) }
         }
@@ -52,11 +52,11 @@ import Testing
         var batch: [Mutation] = []
         for i in 0..<n {
             batch.append(
-                ChatMessages.mutation(
+                TestMessages.mutation(
                     chatId: 1, timestamp: Int64(i) * 10, messageId: "m\(i)", sender: "s", body: "body \(i)",
                     writeTime: 1))
             batch.append(
-                ChatMessages.mutation(
+                TestMessages.mutation(
                     chatId: Int64(2 + i % 50), timestamp: Int64(i), messageId: "x\(i)", sender: "s", body: "other",
                     writeTime: 1))
             if batch.count >= 200 {
@@ -67,24 +67,24 @@ import Testing
         try engine.write(batch)
         try engine.waitForBackgroundWork()
         #expect(engine.stats.flushes > 0)
-        let latest = try engine.read(ChatMessages.latest(chatId: 1, limit: 50)).rows.compactMap(
-            ChatMessages.message(from:))
+        let latest = try engine.read(TestMessages.latest(chatId: 1, limit: 50)).rows.compactMap(
+            TestMessages.message(from:))
         #expect(latest.map(\.messageId) == (0..<50).map { "m\(n - 1 - $0)" })
         // 15,000 messages back: before timestamp of message 5,000.
-        let deep = try engine.read(ChatMessages.latest(chatId: 1, before: 5_000 * 10, limit: 50))
-        #expect(deep.rows.compactMap(ChatMessages.message(from:)).map(\.messageId) == (0..<50).map { "m\(4_999 - $0)" })
+        let deep = try engine.read(TestMessages.latest(chatId: 1, before: 5_000 * 10, limit: 50))
+        #expect(deep.rows.compactMap(TestMessages.message(from:)).map(\.messageId) == (0..<50).map { "m\(4_999 - $0)" })
         // Paging with the cursor continues exactly where the last page stopped.
-        var q = ChatMessages.latest(chatId: 1, before: 5_000 * 10, limit: 50)
+        var q = TestMessages.latest(chatId: 1, before: 5_000 * 10, limit: 50)
         q.cursor = deep.cursor
-        let next = try engine.read(q).rows.compactMap(ChatMessages.message(from:))
+        let next = try engine.read(q).rows.compactMap(TestMessages.message(from:))
         #expect(next.first?.messageId == "m4949")
         // Ascending slice with both bounds.
         let slice = try engine.read(
             SliceQuery(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 1),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: 1),
                 lower: ClusteringBound(ClusteringKey([.int64(100)]), inclusive: true),
                 upper: ClusteringBound(ClusteringKey([.int64(130)]), inclusive: true), limit: 100))
-        #expect(slice.rows.compactMap(ChatMessages.message(from:)).map(\.messageId) == ["m10", "m11", "m12", "m13"])
+        #expect(slice.rows.compactMap(TestMessages.message(from:)).map(\.messageId) == ["m10", "m11", "m12", "m13"])
     }
 
     @Test func ttlExpiresCellsOnTheInjectedClock() throws {
@@ -175,7 +175,7 @@ import Testing
             Thread {
                 for i in 0..<per {
                     try! writer.write(
-                        ChatMessages.mutation(
+                        TestMessages.mutation(
                             chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s", body: "b\(i)",
                             writeTime: 1))
                 }
@@ -194,7 +194,7 @@ import Testing
         after.fileSystem = try FaultInjectingFileSystem(root: dir.path)
         let engine = try StorageEngine.open(directory: rebooted, options: after)
         for t in 0..<threads {
-            #expect(try engine.read(ChatMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
+            #expect(try engine.read(TestMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
         }
         try engine.close()
     }
@@ -215,7 +215,7 @@ import Testing
             do {
                 for i in 0..<3_000 {
                     try engine.write(
-                        ChatMessages.mutation(
+                        TestMessages.mutation(
                             chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
                             body: String(repeating: "x", count: 200), writeTime: 1))
                 }
@@ -254,7 +254,7 @@ import Testing
         let data = dir.file("x/y/data")
         let engine = try StorageEngine.open(directory: data, options: o)
         try engine.write(
-            ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "m", sender: "s", body: "kept", writeTime: 1))
+            TestMessages.mutation(chatId: 1, timestamp: 1, messageId: "m", sender: "s", body: "kept", writeTime: 1))
         try fs.simulatePowerLoss()
         try? engine.close()
         #expect(
@@ -265,7 +265,7 @@ import Testing
         after.fileSystem = try FaultInjectingFileSystem(root: dir.path)
         let recovered = try StorageEngine.open(directory: dir.file("copy"), options: after)
         defer { try? recovered.close() }
-        #expect(try recovered.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.count == 1)
+        #expect(try recovered.read(TestMessages.latest(chatId: 1, limit: 10)).rows.count == 1)
     }
 
     @Test func aFailedParentSyncFailsTheOpenOfANewDataDirectory() throws {
@@ -369,7 +369,7 @@ import Testing
         for round in 0..<2 {
             for i in 0..<200 {
                 try engine.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: Int64(i % 5), timestamp: Int64(round * 1000 + i), messageId: "m", sender: "s",
                         body: String(repeating: "x", count: 100), writeTime: 1))
             }
@@ -377,7 +377,7 @@ import Testing
         }
         let before = engine.state.withLock { engine.tables.map(\.fileNumber) }
         #expect(before.count == 2)
-        for chat in 0..<5 { _ = try engine.read(ChatMessages.latest(chatId: Int64(chat), limit: 1000)) }
+        for chat in 0..<5 { _ = try engine.read(TestMessages.latest(chatId: Int64(chat), limit: 1000)) }
         #expect(before.allSatisfy { engine.blockCache.count(fileNumber: $0) > 0 })
         try engine.compact()
         #expect(engine.stats.compactions == 1)
@@ -385,7 +385,7 @@ import Testing
             #expect(engine.blockCache.count(fileNumber: n) == 0, "blocks of compacted-away table \(n) are still cached")
         }
         for chat in 0..<5 {
-            #expect(try engine.read(ChatMessages.latest(chatId: Int64(chat), limit: 1000)).rows.count == 80)
+            #expect(try engine.read(TestMessages.latest(chatId: Int64(chat), limit: 1000)).rows.count == 80)
         }
     }
 }

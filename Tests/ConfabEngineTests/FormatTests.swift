@@ -36,9 +36,9 @@ import Testing
     }
 
     @Test func internalKeysGroupPartitionsAndDecode() {
-        let pk = ChatMessages.partitionKey(chatId: 42)
+        let pk = TestMessages.partitionKey(chatId: 42)
         let prefix = InternalKey.partitionPrefix(table: 1, partitionKey: pk)
-        let key = prefix + ChatMessages.clustering(timestamp: 5, messageId: "m")
+        let key = prefix + TestMessages.clustering(timestamp: 5, messageId: "m")
         let parts = InternalKey.decode(key)
         #expect(parts?.table == 1)
         #expect(parts?.partitionKey == pk)

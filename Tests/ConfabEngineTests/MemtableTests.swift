@@ -40,22 +40,22 @@ import Testing
         let mt = Memtable(id: 1)
         for i in 0..<100 {
             mt.apply(
-                ChatMessages.mutation(
+                TestMessages.mutation(
                     chatId: Int64(i % 3), timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b\(i)",
                     writeTime: 10))
         }
         // Overwrite one body with a newer timestamp.
         mt.apply(
-            ChatMessages.mutation(chatId: 0, timestamp: 0, messageId: "m0", sender: "s", body: "new", writeTime: 20))
+            TestMessages.mutation(chatId: 0, timestamp: 0, messageId: "m0", sender: "s", body: "new", writeTime: 20))
         #expect(mt.entryCount == 100)
         let key =
-            InternalKey.partitionPrefix(table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 0))
-            + ChatMessages.clustering(timestamp: 0, messageId: "m0")
+            InternalKey.partitionPrefix(table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: 0))
+            + TestMessages.clustering(timestamp: 0, messageId: "m0")
         guard case .row(let row) = try EntryValue.decode(mt.get(key)!) else {
             Issue.record("not a row")
             return
         }
-        #expect(row.cells.first { $0.column == ChatMessages.bodyColumn }?.value == Array("new".utf8))
+        #expect(row.cells.first { $0.column == TestMessages.bodyColumn }?.value == Array("new".utf8))
         let it = mt.makeIterator()
         try it.seekToFirst()
         var forward: [[UInt8]] = []
@@ -79,7 +79,7 @@ import Testing
             group.addTask {
                 for i in 0..<2_000 {
                     mt.apply(
-                        ChatMessages.mutation(
+                        TestMessages.mutation(
                             chatId: 1, timestamp: Int64(i), messageId: "x", sender: "s", body: "b", writeTime: 1))
                 }
             }

@@ -17,7 +17,7 @@ import Testing
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? engine.close() }
         try engine.write(
-            ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "before", sender: "s", body: "b", writeTime: 1))
+            TestMessages.mutation(chatId: 1, timestamp: 1, messageId: "before", sender: "s", body: "b", writeTime: 1))
 
         fs.holdWALSyncs()
         let finished = DispatchSemaphore(value: 0)
@@ -25,7 +25,7 @@ import Testing
         Thread {
             do {
                 try engine.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: 1, timestamp: 2, messageId: "held", sender: "s", body: "b", writeTime: 1))
             } catch {
                 failure.set("\(error)")
@@ -35,15 +35,15 @@ import Testing
         #expect(fs.waitUntilASyncIsHeld(timeout: 10), "the write never reached its WAL sync")
 
         // The record is appended (and written, in group mode) but its fdatasync has not returned.
-        let during = try engine.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.compactMap(
-            ChatMessages.message(from:))
+        let during = try engine.read(TestMessages.latest(chatId: 1, limit: 10)).rows.compactMap(
+            TestMessages.message(from:))
         #expect(during.map(\.messageId) == ["before"], "a write was readable before its WAL record was synced")
 
         fs.releaseWALSyncs()
         #expect(finished.wait(timeout: .now() + 10) == .success)
         #expect(failure.get() == nil)
-        let after = try engine.read(ChatMessages.latest(chatId: 1, limit: 10)).rows.compactMap(
-            ChatMessages.message(from:))
+        let after = try engine.read(TestMessages.latest(chatId: 1, limit: 10)).rows.compactMap(
+            TestMessages.message(from:))
         #expect(after.map(\.messageId) == ["held", "before"])
     }
 
@@ -65,7 +65,7 @@ import Testing
             Thread {
                 for i in 0..<per {
                     try! engine.write(
-                        ChatMessages.mutation(
+                        TestMessages.mutation(
                             chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s",
                             body: String(repeating: "x", count: 100), writeTime: 1))
                 }
@@ -76,14 +76,14 @@ import Testing
         try engine.flush()
         #expect(engine.stats.flushes > 5)
         for t in 0..<threads {
-            #expect(try engine.read(ChatMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
+            #expect(try engine.read(TestMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
         }
         try engine.close()
         // Everything is in SSTables now; the WAL holds nothing that is not.
         let reopened = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? reopened.close() }
         for t in 0..<threads {
-            #expect(try reopened.read(ChatMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
+            #expect(try reopened.read(TestMessages.latest(chatId: Int64(t), limit: 1000)).rows.count == per)
         }
     }
 }

@@ -28,7 +28,7 @@ extension RingClusterTests {
             let writer = ConfabClient.forTests(nodes: [n1.address])
             for i in 0..<20 {
                 try await writer.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s",
                         body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
             }
@@ -48,11 +48,11 @@ extension RingClusterTests {
 
             // n1's own answer for the partition lacks every row (the precondition of this test):
             // meeting the corrupt block, it quarantined the table and answers without it.
-            let query = ChatMessages.latest(chatId: chat, limit: 100)
+            let query = TestMessages.latest(chatId: chat, limit: 100)
             let connection = try await NodeConnection.connect(
                 to: n1.address, group: .singletonMultiThreadedEventLoopGroup, connectTimeout: .seconds(1),
                 requestTimeout: .seconds(5), maxFrameBytes: 1 << 20, clientName: "test")
-            let table = SchemaRegistry.messages
+            let table = TestSchema.messages
             let reply = try await connection.request(
                 .replicaRead(ReadRequest(query, schema: table, consistency: .one)),
                 timeout: .seconds(5))
@@ -101,7 +101,7 @@ extension RingClusterTests {
             for chat in chats {
                 for i in 0..<10 {
                     try await writer.write(
-                        ChatMessages.mutation(
+                        TestMessages.mutation(
                             chatId: chat, timestamp: Int64(i), messageId: "m\(chat)-\(i)", sender: "s",
                             body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
                 }
@@ -123,7 +123,7 @@ extension RingClusterTests {
             // A QUORUM read of one chat through n1 still answers every row.
             let client1 = ConfabClient.forTests(nodes: [n1.address])
             #expect(
-                try await client1.read(ChatMessages.latest(chatId: chats[0], limit: 100), consistency: .quorum).rows
+                try await client1.read(TestMessages.latest(chatId: chats[0], limit: 100), consistency: .quorum).rows
                     .count == 10)
 
             // Repair through n1 succeeds (its own Merkle tree quarantines the bad table first).
@@ -149,7 +149,7 @@ extension RingClusterTests {
                 let reply = try await connection.request(
                     .replicaRead(
                         ReadRequest(
-                            ChatMessages.latest(chatId: chat, limit: 100), schema: SchemaRegistry.messages,
+                            TestMessages.latest(chatId: chat, limit: 100), schema: TestSchema.messages,
                             consistency: .one)), timeout: .seconds(5))
                 guard case .replicaReadResponse(.data(let r)) = reply else {
                     Issue.record("chat \(chat): n1 answered \(reply)")

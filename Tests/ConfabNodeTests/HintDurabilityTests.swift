@@ -40,7 +40,7 @@ extension RingClusterTests {
             hintDisk.close()
             let write = Task {
                 try await client.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: chat, timestamp: 1, messageId: "h", sender: "s", body: "b",
                         writeTime: 1_000), consistency: .quorum)
             }
@@ -49,7 +49,7 @@ extension RingClusterTests {
             for n in [n1, n2] {
                 let c = ConfabClient.forTests(nodes: [n.address])
                 try await eventually("\(n.address) holds the write") {
-                    try await !c.read(ChatMessages.latest(chatId: chat, limit: 10), consistency: .one).rows.isEmpty
+                    try await !c.read(TestMessages.latest(chatId: chat, limit: 10), consistency: .one).rows.isEmpty
                 }
                 await c.shutdown()
             }

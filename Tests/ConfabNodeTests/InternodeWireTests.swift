@@ -17,7 +17,7 @@ let internodeSamples: [WireMessage] = {
             .load: VersionedValue("123456", version: 41),
             ApplicationStateKey(rawValue: "X-NEW"): VersionedValue("", version: 1),
         ])
-    let mutation = ChatMessages.mutation(
+    let mutation = TestMessages.mutation(
         chatId: 42, timestamp: 1, messageId: "m", sender: "s", body: "b ✓", writeTime: 7)
     let tombstoned = RowFragment(
         deletion: DeletionTime(timestamp: 9, localDeletionTime: 10),
@@ -29,7 +29,7 @@ let internodeSamples: [WireMessage] = {
                 RangeTombstone(start: [1], end: nil, deletion: DeletionTime(timestamp: 3, localDeletionTime: 4))
             ]),
         rows: mutation.rows + [
-            .init(clustering: ChatMessages.clustering(timestamp: 0, messageId: "z"), fragment: tombstoned)
+            .init(clustering: TestMessages.clustering(timestamp: 0, messageId: "z"), fragment: tombstoned)
         ])
     let request = ReadRequest(
         keyspace: "confab", table: "messages", partitionKey: [0, 0, 0, 0, 0, 0, 0, 42], reversed: true,

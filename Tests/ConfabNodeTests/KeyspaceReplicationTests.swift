@@ -9,7 +9,7 @@ import Testing
 @testable import ConfabNode
 
 /// Replication factor per keyspace: replica selection, configuration, the wire, routing, and a
-/// three-node ring where keyspace `confab` has RF 1 and `chat` RF 3.
+/// three-node ring where keyspace `confab` has RF 1 and `kv` RF 3.
 @Suite struct KeyspaceReplicationTests {
     /// Two keyspaces, `a` at RF 1 and `b` at RF 3, one table each.
     static let schema = SchemaRegistry(
@@ -62,18 +62,19 @@ import Testing
 
     @Test func configurationSetsDefaultAndPerKeyspaceFactors() throws {
         var c = NodeConfiguration(dataDirectory: "/tmp/x")
+        c.tables = TestSchema.registry
         // Untouched: the schema's factors (3 for both).
         #expect(c.schema.replicationFactor(keyspace: "confab") == 3)
-        #expect(c.schema.replicationFactor(keyspace: "chat") == 3)
+        #expect(c.schema.replicationFactor(keyspace: "kv") == 3)
         // replication_factor / --rf: the default for every keyspace.
         try c.set("replication_factor", "2")
         #expect(c.schema.replicationFactor(keyspace: "confab") == 2)
-        #expect(c.schema.replicationFactor(keyspace: "chat") == 2)
+        #expect(c.schema.replicationFactor(keyspace: "kv") == 2)
         // replication / --replication: per keyspace, over the default.
-        try c.apply(configFileContents: "replication = confab=1, chat=3\n", path: "node.conf")
-        #expect(c.keyspaceReplication == ["confab": 1, "chat": 3])
+        try c.apply(configFileContents: "replication = confab=1, kv=3\n", path: "node.conf")
+        #expect(c.keyspaceReplication == ["confab": 1, "kv": 3])
         #expect(c.schema.replicationFactor(keyspace: "confab") == 1)
-        #expect(c.schema.replicationFactor(keyspace: "chat") == 3)
+        #expect(c.schema.replicationFactor(keyspace: "kv") == 3)
         // Every table of a keyspace resolves to its keyspace's factor.
         for table in c.schema.tables {
             #expect(c.schema.replicationFactor(keyspace: table.keyspace) == (table.keyspace == "confab" ? 1 : 3))
@@ -142,7 +143,7 @@ import Testing
         #expect(throws: WireError.self) { try WireMessage.decode(bad) }
 
         let progress = RepairProgress(
-            keyspace: "chat", table: "users", tableIndex: 2, tableCount: 8, rangesDone: 5,
+            keyspace: "kv", table: "users", tableIndex: 2, tableCount: 8, rangesDone: 5,
             rangesTotal: 48, rangesDiffering: 2, subrangesStreamed: 6, rowsStreamed: 77,
             overallRangesDone: 53, overallRangesTotal: 384, elapsedMicros: 123_456)
         let pf = WireMessage.repairProgress(progress).frame(streamID: 9)
@@ -187,7 +188,7 @@ import Testing
     }
 }
 
-/// Keyspace `confab` at RF 1, `chat` at RF 3 on three in-process nodes: a QUORUM write lands on
+/// Keyspace `confab` at RF 1, `kv` at RF 3 on three in-process nodes: a QUORUM write lands on
 /// one node in the first and on all three in the second, which each node's own data shows.
 @Suite(.serialized) struct KeyspaceReplicationClusterTests {
     /// `address`'s own data for the slice (a ReplicaRead: no coordinator, no other replica).
@@ -208,7 +209,7 @@ import Testing
     @Test func quorumWritesReachOneReplicaAtRF1AndThreeAtRF3() async throws {
         func configure(_ c: inout NodeConfiguration, seeds: [NodeAddress]) {
             fastRing(&c, seeds: seeds)
-            c.keyspaceReplication = ["confab": 1, "chat": 3]
+            c.keyspaceReplication = ["confab": 1, "kv": 3]
         }
         let n1 = try await InProcessNode.start { configure(&$0, seeds: []) }
         let n2 = try await InProcessNode.start { configure(&$0, seeds: [n1.address]) }
@@ -220,20 +221,20 @@ import Testing
         }
         let status = try await clients[0].status()
         #expect(status.replicationFactor(keyspace: "confab") == 1)
-        #expect(status.replicationFactor(keyspace: "chat") == 3)
+        #expect(status.replicationFactor(keyspace: "kv") == 3)
 
-        let schema = SchemaRegistry.standard
+        let schema = TestSchema.registry
         let messages = try schema.resolve(keyspace: "confab", table: "messages")
-        let chatTable = try #require(
-            schema.tables.first { $0.keyspace == "chat" && $0.clusteringColumns.isEmpty },
-            "a chat table without clustering columns")
-        let column = try #require(chatTable.columns.keys.min())
+        let kvTable = try #require(
+            schema.tables.first { $0.keyspace == "kv" && $0.clusteringColumns.isEmpty },
+            "a kv table without clustering columns")
+        let column = try #require(kvTable.columns.keys.min())
         let keys = 12
         for i in 0..<keys {
             // Through every node in turn, so the coordinator is often not a replica.
             let client = clients[i % 3]
             let ackA = try await client.write(
-                ChatMessages.mutation(
+                TestMessages.mutation(
                     chatId: Int64(5000 + i), timestamp: 1, messageId: "m\(i)",
                     sender: "s", body: "rf1", writeTime: 1_700_000_000_000_000),
                 consistency: .quorum)
@@ -242,7 +243,7 @@ import Testing
                 liveness: LivenessInfo(timestamp: 1_700_000_000_000_000),
                 cells: [Cell(column: column, timestamp: 1_700_000_000_000_000, value: Array("rf3".utf8))])
             let mutation = Mutation(
-                table: chatTable.id, partitionKey: Array("key-\(i)".utf8),
+                table: kvTable.id, partitionKey: Array("key-\(i)".utf8),
                 rows: [.init(clustering: ClusteringKey([.int64(0)]).bytes, fragment: row)])
             let ackB = try await client.write(mutation, consistency: .quorum)
             #expect(ackB.required == 2, "QUORUM of RF 3")
@@ -250,7 +251,7 @@ import Testing
         // Writes to the remaining replicas of RF 3 may still be in flight after the QUORUM answer.
         var holdersA: [Int] = []
         var holdersB: [Int] = []
-        try await eventually("every chat row on all three nodes") {
+        try await eventually("every kv row on all three nodes") {
             holdersA = []
             holdersB = []
             for i in 0..<keys {
@@ -258,10 +259,10 @@ import Testing
                 var b = 0
                 for n in nodes {
                     a += try await localRows(
-                        ChatMessages.latest(chatId: Int64(5000 + i)), table: messages, at: n.address)
+                        TestMessages.latest(chatId: Int64(5000 + i)), table: messages, at: n.address)
                     b += try await localRows(
-                        SliceQuery(table: chatTable.id, partitionKey: Array("key-\(i)".utf8)),
-                        table: chatTable, at: n.address)
+                        SliceQuery(table: kvTable.id, partitionKey: Array("key-\(i)".utf8)),
+                        table: kvTable, at: n.address)
                 }
                 holdersA.append(a)
                 holdersB.append(b)
@@ -269,15 +270,15 @@ import Testing
             return holdersB.allSatisfy { $0 == 3 }
         }
         #expect(holdersA == Array(repeating: 1, count: keys), "confab (RF 1) rows per key over the three nodes")
-        #expect(holdersB == Array(repeating: 3, count: keys), "chat (RF 3) rows per key over the three nodes")
+        #expect(holdersB == Array(repeating: 3, count: keys), "kv (RF 3) rows per key over the three nodes")
         print(
-            "keyspace RF test: confab.messages copies per key \(holdersA), chat.\(chatTable.name) copies per key \(holdersB)"
+            "keyspace RF test: confab.messages copies per key \(holdersA), kv.\(kvTable.name) copies per key \(holdersB)"
         )
 
-        // Repair compares only ranges with two or more replicas: none in `confab`, all in `chat`.
+        // Repair compares only ranges with two or more replicas: none in `confab`, all in `kv`.
         let report = try await clients[0].repair(at: n1.address, timeout: .seconds(60))
         #expect(!report.ranges.contains { $0.keyspace == "confab" })
-        #expect(report.ranges.filter { $0.keyspace == "chat" && $0.table == chatTable.name }.count == 48)
+        #expect(report.ranges.filter { $0.keyspace == "kv" && $0.table == kvTable.name }.count == 48)
         #expect(report.ranges.allSatisfy { $0.replicas == 3 })
 
         for c in clients { await c.shutdown() }

@@ -51,7 +51,7 @@ import Testing
             connectTimeout: .seconds(2), requestTimeout: .seconds(10),
             maxFrameBytes: 1 << 20, clientName: "mallory")
         let chat: Int64 = 1212
-        let forgedRow = ChatMessages.mutation(
+        let forgedRow = TestMessages.mutation(
             chatId: chat, timestamp: 5, messageId: "forged", sender: "mallory", body: "x",
             writeTime: 5_000_000)
         let write = try await raw.request(

@@ -28,7 +28,7 @@ import Testing
         .replicaWrite(
             WriteRequest(
                 keyspace: "confab", table: "messages",
-                mutation: ChatMessages.mutation(
+                mutation: TestMessages.mutation(
                     chatId: chat, timestamp: 1_000, messageId: id, sender: "mallory",
                     body: "forged", writeTime: 1_000_000),
                 consistency: .one))

@@ -6,6 +6,7 @@ import Testing
 @Suite struct NodeConfigurationTests {
     @Test func configFileThenFlags() throws {
         var c = NodeConfiguration(dataDirectory: "")
+        c.tables = TestSchema.registry
         try c.apply(
             configFileContents: """
                 # a node
@@ -27,6 +28,7 @@ import Testing
 
     @Test func errorsNameTheLineAndTheKey() {
         var c = NodeConfiguration(dataDirectory: "")
+        c.tables = TestSchema.registry
         #expect(throws: NodeError(.invalidConfiguration, "node.conf:2: vnodes = many: expected an integer in 1...1024"))
         {
             try c.apply(configFileContents: "listen = :1\nvnodes = many\n", path: "node.conf")

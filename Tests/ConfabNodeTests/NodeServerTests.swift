@@ -21,7 +21,7 @@ import Testing
         #expect(try await client.history(chatId: 7, after: 1_000).map(\.text) == ["second"])
         #expect(try await client.history(chatId: 9).isEmpty)
         // Raw rows carry cell timestamps.
-        let rows = try await client.read(ChatMessages.latest(chatId: 7))
+        let rows = try await client.read(TestMessages.latest(chatId: 7))
         #expect(rows.rows.count == 2)
         #expect(rows.rows.allSatisfy { $0.fragment.cells.allSatisfy { $0.timestamp > 0 } })
         #expect(try await client.ping() == node.node.nodeID)
@@ -124,6 +124,7 @@ import Testing
         let client = node.client()
         let big = String(repeating: "x", count: 2 << 20)
         var config = ConfabClient.Configuration(nodes: [node.address])
+        config.schema = TestSchema.registry
         config.maxFrameBytes = 1 << 20
         let limited = ConfabClient(configuration: config)
         let error = await #expect(throws: ConfabClientError.self) {
@@ -178,7 +179,7 @@ import Testing
             errors[1]
                 == WireError(
                     .notFound,
-                    "no table confab.users (this node serves: \(SchemaRegistry.standard.tables.map(\.qualifiedName).joined(separator: ", ")))"
+                    "no table confab.users (this node serves: \(TestSchema.registry.tables.map(\.qualifiedName).joined(separator: ", ")))"
                 ))
         #expect(errors[2] == WireError(.invalid, "limit must be at least 1"))
         await client.shutdown()
@@ -188,13 +189,14 @@ import Testing
     @Test func noNodeReachableNamesTheAddressesAndFallsBack() async throws {
         // Port 1: nothing listens there (and unprivileged tests cannot bind it).
         let dead = NodeAddress(host: "127.0.0.1", port: 1)
-        let unreachable = ConfabClient(nodes: [dead])
+        let unreachable = ConfabClient(nodes: [dead], schema: TestSchema.registry)
         let error = await #expect(throws: ConfabClientError.self) { try await unreachable.history(chatId: 1) }
         #expect(error?.code == .noNodeReachable)
         #expect(error?.message == "no node reachable at 127.0.0.1:1; is `confab node` running?")
 
         let node = try await InProcessNode.start()
         var config = ConfabClient.Configuration(nodes: [dead, node.address])
+        config.schema = TestSchema.registry
         config.routing = FixedOrder()
         let fallback = ConfabClient(configuration: config)
         try await fallback.post(chatId: 3, sender: "a", text: "via the second node")

@@ -33,6 +33,7 @@ final class InProcessNode: Sendable {
         async throws -> InProcessNode
     {
         var config = NodeConfiguration(dataDirectory: directory.path)
+        config.tables = TestSchema.registry
         config.listen = NodeAddress(host: "127.0.0.1", port: 0)
         // A lone node answers QUORUM only with one replica per key; ring tests set their factor.
         config.replicationFactor = 1
@@ -50,6 +51,7 @@ final class InProcessNode: Sendable {
 
     func client(timeout: Duration = .seconds(10)) -> ConfabClient {
         var c = ConfabClient.Configuration(nodes: [address])
+        c.schema = TestSchema.registry
         c.requestTimeout = timeout
         return ConfabClient(configuration: c)
     }
@@ -65,6 +67,7 @@ extension ConfabClient {
     /// A client of exactly `nodes`, in that order (no round robin), each tried once.
     static func forTests(nodes: [NodeAddress], timeout: Duration = .seconds(10)) -> ConfabClient {
         var c = ConfabClient.Configuration(nodes: nodes)
+        c.schema = TestSchema.registry
         c.requestTimeout = timeout
         c.routing = FixedOrder()
         return ConfabClient(configuration: c)

@@ -57,7 +57,7 @@ import Testing
         var missedByN3: [String] = []
         for i in 0..<12 {
             let id = "missed-by-n3-\(i)"
-            let m = ChatMessages.mutation(
+            let m = TestMessages.mutation(
                 chatId: chats[i % chats.count], timestamp: 1_000 + Int64(i), messageId: id,
                 sender: "x", body: "n1+n2 only", writeTime: 1_700_000_000_000_000)
             try await writeToReplicaOnly(m, at: n1.address)
@@ -65,13 +65,13 @@ import Testing
             missedByN3.append(id)
         }
         for i in 0..<3 {
-            let m = ChatMessages.mutation(
+            let m = TestMessages.mutation(
                 chatId: chats[(i * 3) % chats.count], timestamp: 2_000 + Int64(i),
                 messageId: "only-on-n1-\(i)", sender: "y", body: "n1 only",
                 writeTime: 1_700_000_000_000_000)
             try await writeToReplicaOnly(m, at: n1.address)
         }
-        let edit = ChatMessages.mutation(
+        let edit = TestMessages.mutation(
             chatId: chats[0], timestamp: 1_000, messageId: "missed-by-n3-0", sender: "x",
             body: "edited on n2", writeTime: 1_700_000_000_000_001)
         try await writeToReplicaOnly(edit, at: n2.address)
@@ -86,7 +86,9 @@ import Testing
         }
         #expect(try await ownData(0) != ownData(2))
         let fullRing = TokenRange.fullRing
-        let before = try await nodes.asyncMap { try await clients[0].merkleTree(at: $0.address, range: fullRing) }
+        let before = try await nodes.asyncMap {
+            try await clients[0].merkleTree(at: $0.address, range: fullRing, keyspace: "confab", table: "messages")
+        }
         #expect(before[0].leaves != before[2].leaves)
         #expect(before[0].leaves != before[1].leaves)
 
@@ -95,7 +97,7 @@ import Testing
         // Every table is compared; only confab.messages holds data.
         let messages = report.ranges.filter { $0.keyspace == "confab" && $0.table == "messages" }
         #expect(messages.count == 48)
-        #expect(report.ranges.count == 48 * SchemaRegistry.standard.tables.count)
+        #expect(report.ranges.count == 48 * TestSchema.registry.tables.count)
         #expect(report.ranges.allSatisfy { $0.replicas == 3 })
         #expect(report.rangesOutOfSync > 0 && report.rangesOutOfSync < 48, "\(report.rangesOutOfSync)")
         #expect(messages.filter { $0.subrangesStreamed > 0 }.count == report.rangesOutOfSync)
@@ -108,7 +110,9 @@ import Testing
         let all = data[0].values.reduce(into: [String: String]()) { $0.merge($1) { a, _ in a } }
         #expect(all.count == 40 + 12 + 3)
         #expect(all["missed-by-n3-0"] == "edited on n2")
-        let after = try await nodes.asyncMap { try await clients[0].merkleTree(at: $0.address, range: fullRing) }
+        let after = try await nodes.asyncMap {
+            try await clients[0].merkleTree(at: $0.address, range: fullRing, keyspace: "confab", table: "messages")
+        }
         #expect(after[0].leaves == after[1].leaves && after[1].leaves == after[2].leaves)
         #expect(after[0].comparableRoot == after[2].comparableRoot)
         #expect(after[0].rowCount > 0)

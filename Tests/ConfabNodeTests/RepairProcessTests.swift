@@ -152,7 +152,9 @@ import Testing
 
         // The replicas now agree: Merkle trees of the whole ring are equal, and a second repair (in
         // text form) finds nothing to do.
-        let trees = try await addresses.asyncMap { try await viaN1.merkleTree(at: $0, range: .fullRing) }
+        let trees = try await addresses.asyncMap {
+            try await viaN1.merkleTree(at: $0, range: .fullRing, keyspace: "confab", table: "messages")
+        }
         #expect(trees[0].leaves == trees[1].leaves && trees[1].leaves == trees[2].leaves)
         let second = try await confab(binary, ["repair", "--node", "127.0.0.1:\(port3)", "--quiet", "--timeout", "60"])
         #expect(second.status == 0, "second repair failed: \(second.err)")

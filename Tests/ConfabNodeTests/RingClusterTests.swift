@@ -120,7 +120,7 @@ func ringIsNormal(_ client: ConfabClient, count: Int) async throws -> Bool {
 
         // Read repair: a write that only n1 and n2 received (sent as replica writes, bypassing
         // the coordinator and its hints) reaches n3 through a QUORUM read that n3 coordinates.
-        let stale = ChatMessages.mutation(
+        let stale = TestMessages.mutation(
             chatId: chat, timestamp: 42, messageId: "only-on-n1-n2", sender: "x",
             body: "repair me", writeTime: 1_700_000_000_000_000)
         for n in [n1, n2] {

@@ -29,7 +29,7 @@ extension RingClusterTests {
             let count = 30
             for i in 0..<count {
                 try await writer.write(
-                    ChatMessages.mutation(
+                    TestMessages.mutation(
                         chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s",
                         body: "b\(i)", writeTime: 1_000 + Int64(i)), consistency: .all)
             }
@@ -38,10 +38,10 @@ extension RingClusterTests {
             // others deleted.
             let deleted = Set([1, 2, 3, 4, 5, 6, 7, 12, 13, 20, 21, 22, 23, 24, 25, 26])
             let deletions = Mutation(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: chat),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: chat),
                 rows: deleted.sorted().map { i in
                     Mutation.Row(
-                        clustering: ChatMessages.clustering(timestamp: Int64(i), messageId: "m\(i)"),
+                        clustering: TestMessages.clustering(timestamp: Int64(i), messageId: "m\(i)"),
                         fragment: RowFragment(
                             deletion: DeletionTime(
                                 timestamp: 5_000, localDeletionTime: Int64(Date().timeIntervalSince1970))))
@@ -65,7 +65,7 @@ extension RingClusterTests {
             ] {
                 let client = ConfabClient.forTests(nodes: [coordinator.address])
                 var query = SliceQuery(
-                    table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: chat),
+                    table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: chat),
                     reversed: reversed, limit: limit)
                 var pages: [ReplicaRows] = []
                 repeat {
@@ -76,7 +76,7 @@ extension RingClusterTests {
                 } while query.cursor != nil
                 let context = "via \(coordinator.address) \(consistency) limit \(limit) reversed \(reversed)"
                 let got = pages.flatMap(\.rows).map {
-                    ChatMessages.message(from: ResultRow(clustering: $0.clustering, cells: $0.fragment.cells))!
+                    TestMessages.message(from: ResultRow(clustering: $0.clustering, cells: $0.fragment.cells))!
                         .timestamp
                 }
                 #expect(got == (reversed ? expected.reversed() : expected).map(Int64.init), "\(context)")

@@ -53,6 +53,7 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
         let chat: Int64 = 31337
         let routing = CoordinatorRecordingRouting()
         var config = ConfabClient.Configuration(nodes: addresses)
+        config.schema = TestSchema.registry
         config.requestTimeout = .seconds(5)
         config.routing = routing
         let client = ConfabClient(configuration: config)

@@ -9,6 +9,7 @@ import Testing
 @Suite struct RingRuntimeFilesTests {
     @Test func ringSettingsHaveCassandrasDefaultsAndParse() throws {
         var c = NodeConfiguration(dataDirectory: "/tmp/x")
+        c.tables = TestSchema.registry
         #expect(c.replicationFactor == 3 && c.vnodes == 16)
         #expect(c.hintWindow == .seconds(3 * 3600) && c.hintReplayBytesPerSecond == 1 << 20)
         #expect(c.gossipInterval == .seconds(1) && c.phiConvictThreshold == 8)
@@ -48,8 +49,8 @@ import Testing
         pool.start()
         let target = NodeID(id: "target-1", host: "127.0.0.1", port: 7401)
         let other = NodeID(id: "target-2", host: "127.0.0.1", port: 7402)
-        let m1 = ChatMessages.mutation(chatId: 1, timestamp: 1, messageId: "a", sender: "s", body: "one", writeTime: 10)
-        let m2 = ChatMessages.mutation(chatId: 2, timestamp: 2, messageId: "b", sender: "s", body: "two", writeTime: 20)
+        let m1 = TestMessages.mutation(chatId: 1, timestamp: 1, messageId: "a", sender: "s", body: "one", writeTime: 10)
+        let m2 = TestMessages.mutation(chatId: 2, timestamp: 2, messageId: "b", sender: "s", body: "two", writeTime: 20)
         var store = try await HintStore.open(directory: dir.path, threadPool: pool)
         try await store.persist(Hint(id: 1, target: target, mutation: m1, createdAt: .zero))
         try await store.persist(Hint(id: 2, target: target, mutation: m2, createdAt: .zero))

@@ -37,7 +37,7 @@ extension RingClusterTests {
                 try ring.add(NodeID(id: s.id, host: s.host, port: Int(s.port)), tokens: s.tokenValues.map(Token.init))
             }
             func replicas(_ chat: Int64) -> [NodeID] {
-                ring.replicas(for: Token(partitionKey: ChatMessages.partitionKey(chatId: chat)), replicationFactor: 2)
+                ring.replicas(for: Token(partitionKey: TestMessages.partitionKey(chatId: chat)), replicationFactor: 2)
             }
             let elsewhere = try #require(
                 (1...10_000).map(Int64.init).first { !replicas($0).contains { $0.id == n2ID } })

@@ -27,7 +27,7 @@ import Testing
             try? ring.add(NodeID(id: n.id, host: n.host, port: Int(n.port)), tokens: n.tokenValues.map(Token.init))
         }
         for chat in 0..<200 {
-            let key = ChatMessages.partitionKey(chatId: Int64(chat))
+            let key = TestMessages.partitionKey(chatId: Int64(chat))
             let owner = ring.replicas(for: Token(partitionKey: key), replicationFactor: 1)[0].address
             let plan = routing.plan(partitionKey: key, nodes: configured)
             #expect(plan.first == owner, "chat \(chat)")

@@ -102,6 +102,7 @@ import Testing
         // A few hundred QUORUM writes across 40 chats.
         let acked = Acknowledged()
         var config = ConfabClient.Configuration(nodes: originals)
+        config.schema = TestSchema.registry
         config.requestTimeout = .seconds(5)
         let writer = ConfabClient(configuration: config)
         for i in 0..<320 {

@@ -7,11 +7,11 @@ import Testing
 
 /// Every message once, with values that exercise each optional field.
 let sampleMessages: [WireMessage] = {
-    let mutation = ChatMessages.mutation(
+    let mutation = TestMessages.mutation(
         chatId: 42, timestamp: 1_700_000_000_000_000, messageId: "m-1", sender: "alice",
         body: "hello ✓", writeTime: 1_700_000_000_000_123)
     var withTombstones = Mutation(
-        table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: -7),
+        table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: -7),
         header: PartitionHeader(
             deletion: DeletionTime(timestamp: 5, localDeletionTime: 6),
             rangeTombstones: [
@@ -19,7 +19,7 @@ let sampleMessages: [WireMessage] = {
             ]))
     withTombstones.rows = [
         .init(
-            clustering: ChatMessages.clustering(timestamp: 1, messageId: "a"),
+            clustering: TestMessages.clustering(timestamp: 1, messageId: "a"),
             fragment: RowFragment(
                 liveness: LivenessInfo(timestamp: 10, ttl: 60, expiresAt: 99),
                 deletion: DeletionTime(timestamp: 3, localDeletionTime: 4),
@@ -295,16 +295,16 @@ let sampleMessages: [WireMessage] = {
     }
 
     @Test func schemaRegistryResolvesChatMessages() throws {
-        let t = try SchemaRegistry.standard.resolve(keyspace: "confab", table: "messages")
-        #expect(t.id == ChatMessages.table)
-        #expect(t.columns[ChatMessages.bodyColumn] == "body")
+        let t = try TestSchema.registry.resolve(keyspace: "confab", table: "messages")
+        #expect(t.id == TestMessages.table)
+        #expect(t.columns[TestMessages.bodyColumn] == "body")
         #expect(
             throws: WireError(
                 .notFound,
-                "no table confab.users (this node serves: \(SchemaRegistry.standard.tables.map(\.qualifiedName).joined(separator: ", ")))"
+                "no table confab.users (this node serves: \(TestSchema.registry.tables.map(\.qualifiedName).joined(separator: ", ")))"
             )
         ) {
-            try SchemaRegistry.standard.resolve(keyspace: "confab", table: "users")
+            try TestSchema.registry.resolve(keyspace: "confab", table: "users")
         }
     }
 

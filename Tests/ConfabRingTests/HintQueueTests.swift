@@ -7,7 +7,7 @@ import Testing
     let target = Fixtures.node(2)
 
     func mutation(_ i: Int) -> Mutation {
-        ChatMessages.mutation(
+        TestMessages.mutation(
             chatId: 1, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: Int64(i))
     }
 

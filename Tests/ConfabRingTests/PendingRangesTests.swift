@@ -19,7 +19,7 @@ import Testing
     }
 
     func mutation(_ chat: Int64) -> Mutation {
-        ChatMessages.mutation(chatId: chat, timestamp: 1, messageId: "m\(chat)", sender: "a", body: "b", writeTime: 10)
+        TestMessages.mutation(chatId: chat, timestamp: 1, messageId: "m\(chat)", sender: "a", body: "b", writeTime: 10)
     }
 
     @Test(arguments: [UInt64(1), 2, 3])

@@ -5,10 +5,10 @@ import Testing
 
 @Suite struct ReadCoordinatorTests {
     let r1 = Fixtures.node(1), r2 = Fixtures.node(2), r3 = Fixtures.node(3)
-    let query = ChatMessages.latest(chatId: 42, limit: 10)
+    let query = TestMessages.latest(chatId: 42, limit: 10)
 
     func row(_ id: String, ts: Int64, body: String) -> Mutation.Row {
-        ChatMessages.mutation(chatId: 42, timestamp: 100, messageId: id, sender: "ann", body: body, writeTime: ts).rows[
+        TestMessages.mutation(chatId: 42, timestamp: 100, messageId: id, sender: "ann", body: body, writeTime: ts).rows[
             0]
     }
 
@@ -55,8 +55,8 @@ import Testing
         }
         #expect(
             result.rows.map(\.clustering) == [
-                ChatMessages.clustering(timestamp: 100, messageId: "b"),
-                ChatMessages.clustering(timestamp: 100, messageId: "a"),
+                TestMessages.clustering(timestamp: 100, messageId: "b"),
+                TestMessages.clustering(timestamp: 100, messageId: "a"),
             ])  // newest first
         #expect(rc.isFinished)
     }
@@ -107,7 +107,7 @@ import Testing
             Issue.record("no answer")
             return
         }
-        #expect(result.rows.map { String(decoding: $0.value(ChatMessages.bodyColumn)!, as: UTF8.self) } == ["new"])
+        #expect(result.rows.map { String(decoding: $0.value(TestMessages.bodyColumn)!, as: UTF8.self) } == ["new"])
         #expect(result.tombstonesScanned == 1)
     }
 

@@ -29,13 +29,13 @@ import Testing
         }
 
         func history(_ chat: Int64) throws -> [String] {
-            try engine.read(ChatMessages.latest(chatId: chat, limit: 1000)).rows.compactMap(ChatMessages.message(from:))
+            try engine.read(TestMessages.latest(chatId: chat, limit: 1000)).rows.compactMap(TestMessages.message(from:))
                 .map { "\($0.messageId)=\($0.body)" }
         }
     }
 
     func message(_ chat: Int64, _ i: Int, body: String? = nil, at time: Int64 = 10) -> Mutation {
-        ChatMessages.mutation(
+        TestMessages.mutation(
             chatId: chat, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: body ?? "b\(i)", writeTime: time)
     }
 
@@ -60,10 +60,10 @@ import Testing
         try c.engine.write(message(9, 1, body: "edited", at: 20))
         try a.engine.write(
             Mutation(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 200),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: 200),
                 rows: [
                     .init(
-                        clustering: ChatMessages.clustering(timestamp: 2, messageId: "m2"),
+                        clustering: TestMessages.clustering(timestamp: 2, messageId: "m2"),
                         fragment: RowFragment(deletion: DeletionTime(timestamp: 30, localDeletionTime: 1)))
                 ]))
         try b.engine.flush()  // physical layouts differ; logical data is what is compared
@@ -103,7 +103,7 @@ import Testing
         #expect(try b.history(5).contains("m9=b9"))
         #expect(try !c.history(200).contains("m2=b2"))
         let trees = try replicas.map {
-            try MerkleTree.build(from: $0.engine, table: ChatMessages.table, range: .fullRing, depth: 12)
+            try MerkleTree.build(from: $0.engine, table: TestMessages.table, range: .fullRing, depth: 12)
         }
         #expect(trees[0].rootHash == trees[1].rootHash && trees[1].rootHash == trees[2].rootHash)
     }
@@ -117,8 +117,8 @@ import Testing
             try b.engine.write(m)
         }
         try b.engine.compact()
-        let ta = try MerkleTree.build(from: a.engine, table: ChatMessages.table, range: .fullRing)
-        let tb = try MerkleTree.build(from: b.engine, table: ChatMessages.table, range: .fullRing)
+        let ta = try MerkleTree.build(from: a.engine, table: TestMessages.table, range: .fullRing)
+        let tb = try MerkleTree.build(from: b.engine, table: TestMessages.table, range: .fullRing)
         #expect(ta.rootHash == tb.rootHash)
         #expect(ta.rowCount == 500)
     }
@@ -173,21 +173,21 @@ import Testing
         for i in 0..<25 { try a.engine.write(message(1, i)) }
         try a.engine.write(
             Mutation(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: 1),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: 1),
                 header: PartitionHeader(rangeTombstones: [
                     RangeTombstone(start: [0x10], end: nil, deletion: DeletionTime(timestamp: 1, localDeletionTime: 1))
                 ])))
         var batches: [Mutation] = []
-        try RangeStreamer.mutations(from: a.engine, table: ChatMessages.table, range: .fullRing, maxRows: 10) {
+        try RangeStreamer.mutations(from: a.engine, table: TestMessages.table, range: .fullRing, maxRows: 10) {
             batches.append($0)
             return true
         }
         #expect(batches.map(\.rows.count) == [10, 10, 5])
         #expect(!batches[0].header.isEmpty)
-        let token = Token(partitionKey: ChatMessages.partitionKey(chatId: 1))
+        let token = Token(partitionKey: TestMessages.partitionKey(chatId: 1))
         var none = 0
         try RangeStreamer.mutations(
-            from: a.engine, table: ChatMessages.table, range: TokenRange(start: token, end: Token(token.value &+ 1000))
+            from: a.engine, table: TestMessages.table, range: TokenRange(start: token, end: Token(token.value &+ 1000))
         ) { _ in
             none += 1
             return true
@@ -213,7 +213,7 @@ final class EngineRepairTransport: RepairTransport, @unchecked Sendable {
         do {
             done(
                 .answered(
-                    try MerkleTree.build(from: engine(replica), table: ChatMessages.table, range: range, depth: depth)))
+                    try MerkleTree.build(from: engine(replica), table: TestMessages.table, range: range, depth: depth)))
         } catch {
             errors.append("\(error)")
             done(.failed("\(error)"))
@@ -227,7 +227,7 @@ final class EngineRepairTransport: RepairTransport, @unchecked Sendable {
         var rows = 0
         do {
             for r in ranges {
-                try RangeStreamer.mutations(from: engine(source), table: ChatMessages.table, range: r, maxRows: 2) {
+                try RangeStreamer.mutations(from: engine(source), table: TestMessages.table, range: r, maxRows: 2) {
                     m in
                     rows += m.rows.count
                     try engine(target).write(m)

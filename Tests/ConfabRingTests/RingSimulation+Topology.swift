@@ -241,7 +241,7 @@ extension RingSimulation {
         nodes[i].store.keys.sorted { compareBytes($0, $1) < 0 }.compactMap { key in
             let token = Token(partitionKey: key)
             guard ranges.contains(where: { $0.contains(token) }), let r = nodes[i].store[key] else { return nil }
-            return Mutation(table: ChatMessages.table, partitionKey: key, header: r.header, rows: r.rows)
+            return Mutation(table: TestMessages.table, partitionKey: key, header: r.header, rows: r.rows)
         }
     }
 }

@@ -673,7 +673,7 @@ struct RingSimulation {
     }
 
     mutating func startRead(chat: Int64, op: Int, at i: Int, limit: Int = 100_000, cursor: [UInt8]? = nil) {
-        var q = ChatMessages.latest(chatId: chat, limit: limit)
+        var q = TestMessages.latest(chatId: chat, limit: limit)
         q.cursor = cursor
         let token = Token(partitionKey: q.partitionKey)
         let gossiper = nodes[i].gossiper
@@ -707,7 +707,7 @@ struct RingSimulation {
             let k = writes.count
             let chat = chats.randomElement(using: &rng)!
             let ts = wallMicros(i)
-            let m = ChatMessages.mutation(
+            let m = TestMessages.mutation(
                 chatId: chat, timestamp: Int64(k), messageId: "m\(k)", sender: "n\(i)",
                 body: "v\(k)", writeTime: ts)
             writes.append(WriteRecord(chat: chat, clustering: m.rows[0].clustering, timestamp: ts))
@@ -718,7 +718,7 @@ struct RingSimulation {
             let ts = wallMicros(i)
             deletes[k] = DeleteRecord(timestamp: ts)
             let m = Mutation(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: writes[k].chat),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: writes[k].chat),
                 rows: [
                     .init(
                         clustering: writes[k].clustering,
@@ -920,7 +920,7 @@ struct RingSimulation {
             }
             var visible: [[UInt8]: String] = [:]
             for row in result.rows {
-                visible[row.clustering] = String(decoding: row.value(ChatMessages.bodyColumn) ?? [], as: UTF8.self)
+                visible[row.clustering] = String(decoding: row.value(TestMessages.bodyColumn) ?? [], as: UTF8.self)
             }
             for k in writes.indices where writes[k].chat == chat {
                 let w = writes[k]

@@ -47,10 +47,10 @@ import Testing
         }
     }
 
-    func key(_ k: Int) -> [UInt8] { ChatMessages.clustering(timestamp: Int64(k), messageId: "m") }
+    func key(_ k: Int) -> [UInt8] { TestMessages.clustering(timestamp: Int64(k), messageId: "m") }
 
     func live(_ k: Int, ts: Int64) -> RowFragment {
-        ChatMessages.mutation(
+        TestMessages.mutation(
             chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s", body: "v\(k)@\(ts)",
             writeTime: ts
         ).rows[0].fragment
@@ -138,7 +138,7 @@ import Testing
             var expected = merged.rows.filter { $0.fragment.isLive(now: Self.now) }
             if reversed { expected.reverse() }
             let base = SliceQuery(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: Self.chat),
                 reversed: reversed, limit: limit)
             let context = "seed \(seed) round \(round) \(consistency) limit \(limit) reversed \(reversed)"
             guard
@@ -154,8 +154,8 @@ import Testing
             if got.map(\.clustering) != expected.map(\.clustering) {
                 problems.append("rows \(got.map(\.clustering)) expected \(expected.map(\.clustering))")
             }
-            let body = { (f: RowFragment) in f.cells.first { $0.column == ChatMessages.bodyColumn }?.value }
-            if got.map({ $0.value(ChatMessages.bodyColumn) }) != expected.map({ body($0.fragment) }) {
+            let body = { (f: RowFragment) in f.cells.first { $0.column == TestMessages.bodyColumn }?.value }
+            if got.map({ $0.value(TestMessages.bodyColumn) }) != expected.map({ body($0.fragment) }) {
                 problems.append("values differ")
             }
             // Every page but the last is full, and a full page always carries a cursor.
@@ -179,7 +179,7 @@ import Testing
         for k in 0..<5 { for r in [r1, r2, r3] { replicas[r]!.rows[key(k)] = live(k, ts: 1) } }
         var rc = ReadCoordinator(
             query: SliceQuery(
-                table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat), limit: 2),
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: Self.chat), limit: 2),
             replicas: [r1, r2, r3], consistency: .quorum, replicationFactor: 3,
             isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
         let q = rc.query
@@ -201,7 +201,7 @@ import Testing
         for k in 0..<3 { replicas[r1]!.rows[key(k)] = live(k, ts: 1) }
         for k in 0..<2 { replicas[r2]!.rows[key(k)] = deleted(ts: 2) }
         let q = SliceQuery(
-            table: ChatMessages.table, partitionKey: ChatMessages.partitionKey(chatId: Self.chat), limit: 2)
+            table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: Self.chat), limit: 2)
         var rc = ReadCoordinator(
             query: q, replicas: [r1, r2, r3], consistency: .quorum, replicationFactor: 3,
             isAlive: { _ in true }, now: .zero, nowSeconds: Self.now)
@@ -239,7 +239,7 @@ import Testing
 
     @Test func aFailedReadRepairFailsTheReadAtOnce() {
         var rc = ReadCoordinator(
-            query: ChatMessages.latest(chatId: Self.chat, limit: 10), replicas: [r1, r2, r3],
+            query: TestMessages.latest(chatId: Self.chat, limit: 10), replicas: [r1, r2, r3],
             consistency: .quorum, replicationFactor: 3, isAlive: { _ in true }, now: .zero,
             nowSeconds: Self.now)
         _ = rc.start()

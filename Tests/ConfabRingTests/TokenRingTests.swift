@@ -12,7 +12,7 @@ import Testing
 
     @Test func chatIdTokenMatchesCassandra() {
         // cassandra-driver: Murmur3Token.hash_fn(struct.pack('>q', 42))
-        #expect(Token(partitionKey: ChatMessages.partitionKey(chatId: 42)).value == 8_623_491_988_607_824_794)
+        #expect(Token(partitionKey: TestMessages.partitionKey(chatId: 42)).value == 8_623_491_988_607_824_794)
         #expect(Token(partitionKey: Array("hello".utf8)).value == -3_758_069_500_696_749_310)
     }
 

@@ -5,7 +5,7 @@ import Testing
 
 @Suite struct WriteCoordinatorTests {
     let r1 = Fixtures.node(1), r2 = Fixtures.node(2), r3 = Fixtures.node(3)
-    let m = ChatMessages.mutation(chatId: 42, timestamp: 1, messageId: "m1", sender: "ann", body: "hi", writeTime: 10)
+    let m = TestMessages.mutation(chatId: 42, timestamp: 1, messageId: "m1", sender: "ann", body: "hi", writeTime: 10)
 
     func make(_ cl: ConsistencyLevel, alive: Set<NodeID>) -> WriteCoordinator {
         WriteCoordinator(

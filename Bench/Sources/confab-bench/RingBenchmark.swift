@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabChat
 import ConfabClient
 import ConfabEngine
 import ConfabRing
@@ -225,7 +226,7 @@ struct RingPhases {
     let label: String
 
     func run(nodes: [NodeAddress]) throws -> RingResult {
-        let client = ConfabClient(nodes: nodes)
+        let client = ConfabClient(nodes: nodes, schema: ChatSchema.registry)
         defer { _ = try? blockOn { await client.shutdown() } }
         let ids = IDSource(prefix: "\(label)-\(getpid())")
         let body = String(repeating: "x", count: config.bodyBytes)
@@ -234,7 +235,7 @@ struct RingPhases {
             let n = ids.next()
             let chat = Int64(((UInt64(n) &* 0x9E37_79B9_7F4A_7C15) >> 20) % UInt64(chats))
             let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-            let m = ChatMessages.mutation(
+            let m = PostedMessages.mutation(
                 chatId: chat, timestamp: now, messageId: "\(ids.prefix)-\(n)", sender: "bench",
                 body: body, writeTime: now)
             try await client.write(m, consistency: .quorum)
@@ -260,7 +261,7 @@ struct RingPhases {
         let rows = Counter()
         let read: @Sendable (Int) async throws -> Void = { i in
             let chat = Int64(((UInt64(i) &* 0xD1B5_4A32_D192_ED03) >> 20) % UInt64(chats))
-            let result = try await client.read(ChatMessages.latest(chatId: chat, limit: 50), consistency: .quorum)
+            let result = try await client.read(PostedMessages.latest(chatId: chat, limit: 50), consistency: .quorum)
             rows.add(result.rows.count)
         }
         Progress.log(

@@ -1,3 +1,4 @@
+import ConfabChat
 import ConfabEngine
 
 /// Confab's `StorageEngine` with the chat table's own mutation and query helpers.
@@ -33,7 +34,7 @@ final class ConfabSystem: StorageSystem, @unchecked Sendable {
                 rebasing: workload.corpus[Int(m.bodyOffset)..<Int(m.bodyOffset + m.bodyLength)]),
             as: UTF8.self)
         try engine.write(
-            ChatMessages.mutation(
+            PostedMessages.mutation(
                 chatId: m.chatId, timestamp: m.timestamp,
                 messageId: MessageCodec.idString(m.messageId),
                 sender: MessageCodec.senderString(m.sender), body: body,
@@ -46,11 +47,11 @@ final class ConfabSystem: StorageSystem, @unchecked Sendable {
     func settle() throws { try engine.waitForBackgroundWork() }
 
     func latest(chat: Int64, limit: Int, scratch: KVScratch) throws -> Int {
-        consume(try engine.read(ChatMessages.latest(chatId: chat, limit: limit)), scratch)
+        consume(try engine.read(PostedMessages.latest(chatId: chat, limit: limit)), scratch)
     }
 
     func page(chat: Int64, before: Int64, limit: Int, scratch: KVScratch) throws -> Int {
-        consume(try engine.read(ChatMessages.latest(chatId: chat, before: before, limit: limit)), scratch)
+        consume(try engine.read(PostedMessages.latest(chatId: chat, before: before, limit: limit)), scratch)
     }
 
     private func consume(_ result: SliceResult, _ scratch: KVScratch) -> Int {

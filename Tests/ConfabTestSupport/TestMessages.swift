@@ -1,14 +1,18 @@
-/// The chat messages table: partitioned by chatId (a bigint, 8 bytes big-endian as Cassandra
-/// serializes it), clustered by (timestamp, messageId), with sender and body columns.
-public enum ChatMessages {
+import ConfabEngine
+import ConfabWire
+
+/// The test suite's fixture table, laid out like the chat layer's `confab.messages` (table 1, which the
+/// `confab` binary serves, so process tests can use it too): partitioned by an Int64 (8 bytes
+/// big-endian), clustered by (timestamp, messageId), with sender and body columns. The engine,
+/// ring and node tests use it so that nothing below the chat layer needs to know chat.
+public enum TestMessages {
     public static let table: TableID = 1
     public static let senderColumn: UInt32 = 0
     public static let bodyColumn: UInt32 = 1
 
     public static func partitionKey(chatId: Int64) -> [UInt8] {
-        var out: [UInt8] = []
-        out.appendBE64(UInt64(bitPattern: chatId))
-        return out
+        let u = UInt64(bitPattern: chatId)
+        return (0..<8).map { UInt8(truncatingIfNeeded: u >> (56 - 8 * $0)) }
     }
 
     public static func clustering(timestamp: Int64, messageId: String) -> [UInt8] {
@@ -45,6 +49,15 @@ public enum ChatMessages {
         public var messageId: String
         public var sender: String
         public var body: String
+        /// The body, named as the chat layer's `PostedMessage` names it.
+        public var text: String { body }
+
+        public init(timestamp: Int64, messageId: String, sender: String, body: String) {
+            self.timestamp = timestamp
+            self.messageId = messageId
+            self.sender = sender
+            self.body = body
+        }
     }
 
     public static func message(from row: ResultRow) -> Message? {
@@ -56,4 +69,18 @@ public enum ChatMessages {
             sender: String(decoding: row.value(senderColumn) ?? [], as: UTF8.self),
             body: String(decoding: row.value(bodyColumn) ?? [], as: UTF8.self))
     }
+}
+
+/// The registry test nodes and clients serve and name: `TestMessages` as `confab.messages`, the
+/// name and id the `confab` binary gives the same layout, so in-process and process tests agree;
+/// and a second keyspace, `kv`, with one table without clustering columns (`kv.rows`, id 2), for
+/// tests of per-keyspace replication.
+public enum TestSchema {
+    public static let messages = TableSchema(
+        keyspace: "confab", name: "messages", id: TestMessages.table, partitionKey: "chat_id",
+        clusteringColumns: ["ts", "message_id"],
+        columns: [TestMessages.senderColumn: "sender", TestMessages.bodyColumn: "body", 2: "client_id"])
+    public static let rows = TableSchema(
+        keyspace: "kv", name: "rows", id: 2, partitionKey: "key", clusteringColumns: [], columns: [0: "value"])
+    public static let registry = SchemaRegistry(tables: [messages, rows])
 }

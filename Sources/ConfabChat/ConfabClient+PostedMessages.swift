@@ -1,11 +1,11 @@
+import ConfabClient
 import ConfabEngine
 import ConfabRing
-import ConfabTransport
 import ConfabWire
 import Foundation
 
 extension ConfabClient {
-    /// Posts one message to `confab.messages` and returns it as stored.
+    /// Posts one message to `confab.messages` and returns it as stored: the table's one writer.
     ///
     /// `timestamp` (µs since the epoch; now by default) orders the message in its chat;
     /// `messageId` (a new UUID by default) makes it unique, so posting the same message again — a
@@ -14,12 +14,12 @@ extension ConfabClient {
     public func post(
         chatId: Int64, sender: String, text: String, messageId: String? = nil, timestamp: Int64? = nil,
         consistency: ConsistencyLevel = .quorum
-    ) async throws -> ChatMessage {
+    ) async throws -> PostedMessage {
         let now = configuration.clock.nowMicros()
-        let message = ChatMessage(
+        let message = PostedMessage(
             chatId: chatId, timestamp: timestamp ?? now,
             messageId: messageId ?? UUID().uuidString.lowercased(), sender: sender, text: text)
-        let mutation = ChatMessages.mutation(
+        let mutation = PostedMessages.mutation(
             chatId: chatId, timestamp: message.timestamp, messageId: message.messageId,
             sender: sender, body: text, writeTime: now)
         try await write(mutation, consistency: consistency)
@@ -32,14 +32,14 @@ extension ConfabClient {
     public func history(
         chatId: Int64, limit: Int = 50, before: Int64? = nil, after: Int64? = nil,
         consistency: ConsistencyLevel = .quorum
-    ) async throws -> [ChatMessage] {
+    ) async throws -> [PostedMessage] {
         guard limit > 0 else { throw ConfabClientError(.invalidArgument, "limit must be at least 1 (got \(limit))") }
-        var query = ChatMessages.latest(chatId: chatId, before: before, limit: limit)
+        var query = PostedMessages.latest(chatId: chatId, before: before, limit: limit)
         if let after {
             query.lower = ClusteringBound(ClusteringKey([.int64(after)]), inclusive: false)
         }
         let rows = try await read(query, consistency: consistency)
         let now = configuration.clock.nowSeconds()
-        return rows.rows.compactMap { ChatMessage(chatId: chatId, row: $0, header: rows.header, nowSeconds: now) }
+        return rows.rows.compactMap { PostedMessage(chatId: chatId, row: $0, header: rows.header, nowSeconds: now) }
     }
 }

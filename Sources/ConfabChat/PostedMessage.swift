@@ -1,9 +1,8 @@
 import ConfabEngine
-import ConfabTransport
 import ConfabWire
 
-/// One chat message as `history` returns it.
-public struct ChatMessage: Hashable, Sendable, Codable {
+/// One row of `confab.messages` (`PostedMessages`) as `post` and `history` return it.
+public struct PostedMessage: Hashable, Sendable, Codable {
     public var chatId: Int64
     /// Microseconds since the Unix epoch, chosen by the poster; messages are ordered by
     /// (timestamp, messageId).
@@ -37,6 +36,6 @@ public struct ChatMessage: Hashable, Sendable, Codable {
         }
         self.init(
             chatId: chatId, timestamp: ts, messageId: String(decoding: id, as: UTF8.self),
-            sender: text(ChatMessages.senderColumn), text: text(ChatMessages.bodyColumn))
+            sender: text(PostedMessages.senderColumn), text: text(PostedMessages.bodyColumn))
     }
 }
