@@ -8,7 +8,7 @@ struct AccountService: Sendable {
         var expiresAt: Int64
     }
 
-    let store: ChatStore
+    let store: ChatCatalog
     let hasher: PasswordHasher
     let signer: TokenSigner
     let clock: any ChatClock

@@ -6,8 +6,8 @@ import ConfabRing
 public struct ChatHistoryReader: Sendable {
     private let log: ChatLog
 
-    public init(storage: any ChatStorage, consistency: ConsistencyLevel = .quorum) {
-        var store = ChatStore(storage: storage, clock: SystemClock())
+    public init(storage: any RingStorage, consistency: ConsistencyLevel = .quorum) {
+        var store = ChatCatalog(storage: storage, clock: SystemClock())
         store.consistency = consistency
         self.log = ChatLog(store: store)
     }

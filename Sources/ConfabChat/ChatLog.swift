@@ -16,7 +16,7 @@ import Foundation
 /// message and an index row at the message's seq (a later placement wins), and the tombstone that
 /// closes an epoch's unacknowledged tail at `Int64.max` (nothing written there later is live).
 struct ChatLog: Sendable {
-    let store: ChatStore
+    let store: ChatCatalog
 
     static let table = ChatTables.messages
     static let epochShift: Int64 = 32

@@ -66,7 +66,7 @@ final class ChatSequencer: Sendable {
 
     let serverId: String
     let log: ChatLog
-    let store: ChatStore
+    let store: ChatCatalog
     let delivery: any Delivery
     let stamper: MessageStamper
     let logger: Logger
@@ -75,7 +75,7 @@ final class ChatSequencer: Sendable {
     private let lanes = Mutex<[Int64: Lane]>([:])
 
     init(
-        serverId: String, store: ChatStore, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
+        serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
         maxBatch: Int = 256, recentPerChat: Int = 1024
     ) {
         self.serverId = serverId

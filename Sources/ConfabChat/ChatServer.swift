@@ -16,10 +16,10 @@ import Synchronization
 /// server's heartbeat row so the others stop routing users here.
 public final class ChatServer: Service, Sendable {
     public let configuration: ChatServerConfiguration
-    let storage: any ChatStorage
+    let storage: any RingStorage
     let logger: Logger
     let clock: any ChatClock
-    let store: ChatStore
+    let store: ChatCatalog
     let hub: ConnectionHub
     let accounts: AccountService
     let credentials: CredentialGuard
@@ -33,13 +33,13 @@ public final class ChatServer: Service, Sendable {
     let shutdown = ShutdownSignal()
 
     public init(
-        configuration: ChatServerConfiguration, storage: any ChatStorage, logger: Logger = Logger(label: "confab.chat")
+        configuration: ChatServerConfiguration, storage: any RingStorage, logger: Logger = Logger(label: "confab.chat")
     ) {
         self.configuration = configuration
         self.storage = storage
         self.logger = logger
         self.clock = configuration.clock
-        let store = ChatStore(storage: storage, clock: clock)
+        let store = ChatCatalog(storage: storage, clock: clock)
         self.store = store
         self.hub = ConnectionHub(clock: clock)
         let directory = ServerDirectory(

@@ -54,7 +54,7 @@ extension ChatService {
         return ack
     }
 
-    /// Moves the user's read cursor forward (never back: see `ChatStore.putReadCursor`) and tells
+    /// Moves the user's read cursor forward (never back: see `ChatCatalog.putReadCursor`) and tells
     /// the chat's members (receipts, and the user's other devices clear their unread count).
     func markRead(_ userId: String, chatId: Int64, cursor: ReadCursor) async throws {
         guard cursor.seq > 0 else { throw ChatError(.badRequest, "seq is the seq of the newest message you have read") }

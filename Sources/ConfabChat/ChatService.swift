@@ -4,7 +4,7 @@ import Logging
 
 /// The chat logic: chats and membership, sends, history, catch-up, receipts, typing. Pure of
 /// transport — the HTTP and WebSocket shells call it with an authenticated user id — and of
-/// storage (`ChatStore` over any `ChatStorage`) and delivery (`Delivery`), so tests run it over an
+/// storage (`ChatCatalog` over any `RingStorage`) and delivery (`Delivery`), so tests run it over an
 /// in-memory ring with a manual clock.
 final class ChatService: Sendable {
     struct Limits: Sendable {
@@ -21,7 +21,7 @@ final class ChatService: Sendable {
         var listConcurrency = 8
     }
 
-    let store: ChatStore
+    let store: ChatCatalog
     let log: ChatLog
     let delivery: any Delivery
     let limiter: RateLimiter
@@ -35,7 +35,7 @@ final class ChatService: Sendable {
     let limits: Limits
 
     init(
-        store: ChatStore, delivery: any Delivery, limiter: RateLimiter, clock: any ChatClock,
+        store: ChatCatalog, delivery: any Delivery, limiter: RateLimiter, clock: any ChatClock,
         limits: Limits = Limits(),
         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat")
     ) {

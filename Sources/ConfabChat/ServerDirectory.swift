@@ -8,7 +8,7 @@ import Synchronization
 /// `ServerHashing` that says which server each user belongs to.
 final class ServerDirectory: Sendable {
     let serverId: String
-    let store: ChatStore
+    let store: ChatCatalog
     let ttlSeconds: Int32
     let heartbeatInterval: Duration
     let refreshInterval: Duration
@@ -22,7 +22,7 @@ final class ServerDirectory: Sendable {
     private let logger: Logger
 
     init(
-        serverId: String, store: ChatStore, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
+        serverId: String, store: ChatCatalog, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
         refreshInterval: Duration = .seconds(2), logger: Logger
     ) {
         self.serverId = serverId

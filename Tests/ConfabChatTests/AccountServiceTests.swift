@@ -32,7 +32,7 @@ import Testing
     @Test func passwordsAreStoredAsPBKDF2Hashes() async throws {
         let f = ServiceFixture()
         try await f.users(["carol"])
-        let stored = try #require(try await ChatStore(storage: f.storage, clock: f.clock).user("carol"))
+        let stored = try #require(try await ChatCatalog(storage: f.storage, clock: f.clock).user("carol"))
         #expect(stored.passwordHash.hasPrefix("pbkdf2-sha256$1000$"))
         #expect(!stored.passwordHash.contains("password-carol"))
         let hasher = PasswordHasher(rounds: 1000)

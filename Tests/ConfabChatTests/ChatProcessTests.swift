@@ -72,7 +72,7 @@ func confabBinary() -> String? { confabExecutablePath() }
         #expect(process.terminationReason == .exit && process.terminationStatus == 0)
 
         // The account is in the ring, not in the (gone) chat server.
-        let client = ConfabClient(configuration: .init(nodes: [NodeAddress(host: "127.0.0.1", port: nodePort)]))
+        let client = ConfabClient(nodes: [NodeAddress(host: "127.0.0.1", port: nodePort)], schema: ChatSchema.registry)
         let rows = try await client.read(
             .init(table: 2, partitionKey: Array("procuser".utf8), limit: 1), consistency: .quorum)
         #expect(rows.rows.count == 1)

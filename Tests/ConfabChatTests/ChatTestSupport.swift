@@ -22,14 +22,14 @@ final class RecordingDelivery: Delivery {
 /// The chat services over an in-memory ring, a manual clock and a recording delivery.
 struct ServiceFixture {
     let clock = ManualClock()
-    let storage: InMemoryChatStorage
+    let storage: InMemoryRingStorage
     let delivery = RecordingDelivery()
     let accounts: AccountService
     let chats: ChatService
 
     init(sendsPerSecond: Double = 1000, burst: Double = 1000, limits: ChatService.Limits = .init()) {
-        storage = InMemoryChatStorage(clock: clock)
-        let store = ChatStore(storage: storage, clock: clock)
+        storage = InMemoryRingStorage(clock: clock)
+        let store = ChatCatalog(storage: storage, clock: clock)
         accounts = AccountService(
             store: store, hasher: PasswordHasher(rounds: 1000),
             signer: TokenSigner(secret: Array("test-secret-0123456789".utf8), clock: clock), clock: clock)
@@ -49,7 +49,7 @@ struct ServiceFixture {
 
     /// Writes user rows directly (fast: no password hashing) for tests that need many users.
     func quickUsers(_ ids: [String]) async throws {
-        let store = ChatStore(storage: storage, clock: clock)
+        let store = ChatCatalog(storage: storage, clock: clock)
         for id in ids {
             try await store.putUser(UserRecord(userId: id, passwordHash: "x", createdAt: clock.nowMicros()))
         }

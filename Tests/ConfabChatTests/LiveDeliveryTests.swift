@@ -38,8 +38,8 @@ import Testing
     /// moved its users and chats away, so it must not keep owning them.
     @Test func aServerWhoseHeartbeatFailsStopsOwningUsers() async throws {
         let clock = ManualClock()
-        let storage = InMemoryChatStorage(clock: clock)
-        let store = ChatStore(storage: storage, clock: clock)
+        let storage = InMemoryRingStorage(clock: clock)
+        let store = ChatCatalog(storage: storage, clock: clock)
         try await store.putServer(id: "other", address: "http://127.0.0.1:2", ttlSeconds: 3600)
         let directory = ServerDirectory(serverId: "me", store: store, ttlSeconds: 10, logger: Logger(label: "test"))
         directory.setAddress("http://127.0.0.1:1")

@@ -80,7 +80,7 @@ import Testing
         let chat = try await f.chats.directChat("rae", with: "sol")
         // A second server whose sends go to the first's sequencer (the chat's owner).
         let second = ChatService(
-            store: ChatStore(storage: f.storage, clock: f.clock), delivery: f.delivery,
+            store: ChatCatalog(storage: f.storage, clock: f.clock), delivery: f.delivery,
             limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock,
             serverId: "second", router: InProcessRouting(owner: f.chats.sequencer))
         for i in 0..<8 {
@@ -105,7 +105,7 @@ import Testing
                 try await f.chats.send("tia", chatId: chat.chatId, clientId: "same", text: "a rewrite")
             } == .clientIdReused)
         let restarted = ChatService(
-            store: ChatStore(storage: f.storage, clock: f.clock), delivery: f.delivery,
+            store: ChatCatalog(storage: f.storage, clock: f.clock), delivery: f.delivery,
             limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock, serverId: "again")
         #expect(
             await chatErrorCode {
@@ -130,16 +130,16 @@ import Testing
     func twoOwnersSlowAndFailingWritesNeverSkipOrDuplicate(run: Int) async throws {
         let seed = UInt64.random(in: 1...UInt64.max)
         let clock = ManualClock()
-        let memory = InMemoryChatStorage(clock: clock)
+        let memory = InMemoryRingStorage(clock: clock)
         let chaos = ChaosStorage(inner: memory, seed: seed)
         let delivery = RecordingDelivery()
         func service(_ id: String) -> ChatService {
             ChatService(
-                store: ChatStore(storage: chaos, clock: clock), delivery: delivery,
+                store: ChatCatalog(storage: chaos, clock: clock), delivery: delivery,
                 limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id)
         }
         let servers = [service("a"), service("b")]
-        let setup = ChatStore(storage: memory, clock: clock)
+        let setup = ChatCatalog(storage: memory, clock: clock)
         for u in ["dev", "sx1", "sx2", "sx3"] {
             try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1))
         }
@@ -199,7 +199,7 @@ import Testing
             try await group.waitForAll()
         }
 
-        let full = ChatLog(store: ChatStore(storage: memory, clock: clock))
+        let full = ChatLog(store: ChatCatalog(storage: memory, clock: clock))
         var stored: [MessageRecord] = []
         for chat in chats { stored += try await full.messages(chatId: chat, after: 0, limit: 10_000) }
         let acks = acked.withLockedValue { $0 }
@@ -239,13 +239,13 @@ struct InProcessRouting: ChatRouting {
 
 /// A ring whose requests are slow and fail at random while `enabled`: each takes 0–400 µs, and
 /// one in eight fails — half of those before taking effect, half after (the answer is lost).
-final class ChaosStorage: ChatStorage {
-    let inner: InMemoryChatStorage
+final class ChaosStorage: RingStorage {
+    let inner: InMemoryRingStorage
     let enabled = NIOLockedValueBox(false)
     private let rng: NIOLockedValueBox<SplitMix>
     private let tally = NIOLockedValueBox<(requests: Int, failedBefore: Int, failedAfter: Int)>((0, 0, 0))
 
-    init(inner: InMemoryChatStorage, seed: UInt64) {
+    init(inner: InMemoryRingStorage, seed: UInt64) {
         self.inner = inner
         self.rng = NIOLockedValueBox(SplitMix(seed: seed ^ 0xC4A05))
     }

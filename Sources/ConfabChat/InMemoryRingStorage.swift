@@ -3,10 +3,10 @@ import ConfabRing
 import ConfabWire
 import Synchronization
 
-/// A single-replica, in-memory `ChatStorage` with the ring's merge rules (newest cell wins, row
+/// A single-replica, in-memory `RingStorage` with the ring's merge rules (newest cell wins, row
 /// tombstones shadow older writes, TTLs expire by the injected clock). For unit tests of the chat
 /// services and for `confab chat serve --memory` experiments; nothing survives the process.
-public final class InMemoryChatStorage: ChatStorage {
+public final class InMemoryRingStorage: RingStorage {
     private struct Partition: Sendable {
         var header = PartitionHeader()
         var rows: [[UInt8]: RowFragment] = [:]

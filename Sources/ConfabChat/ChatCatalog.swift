@@ -3,16 +3,17 @@ import ConfabRing
 import ConfabWire
 import Foundation
 
-/// Typed reads and writes of the chat tables (docs/chat_data.md) over any `ChatStorage`. Every
+/// Typed reads and writes of the chat tables that are not a chat's log (accounts, chats, memberships,
+/// read cursors, server heartbeats; the log is `ChatLog`) over any `RingStorage`. Every
 /// request is QUORUM, so a read sees every acknowledged write, whichever chat server made it.
 /// Storage failures come out as `ChatError.storageUnavailable`; a write that failed may or may not
 /// have been applied (retrying is safe: every write here is idempotent).
-struct ChatStore: Sendable {
-    let storage: any ChatStorage
+struct ChatCatalog: Sendable {
+    let storage: any RingStorage
     let clock: any ChatClock
     var consistency: ConsistencyLevel = .quorum
 
-    init(storage: any ChatStorage, clock: any ChatClock) {
+    init(storage: any RingStorage, clock: any ChatClock) {
         self.storage = storage
         self.clock = clock
     }
