@@ -54,8 +54,21 @@ final class ChatSequencer: Sendable {
         var textHash: Int
     }
 
+    /// The chat's members as this owner last read them. Sends check their sender against it
+    /// instead of reading `chat.chat_members` for every batch; a sender missing from it, an entry
+    /// older than `membersMaxAgeMicros`, or a removal (`membersChanged`) makes the next batch read
+    /// the members again.
+    private struct Members: Sendable {
+        var ids: Set<String>
+        var readAt: Int64
+    }
+
     private struct Lane: Sendable {
         var open: Open?
+        var members: Members?
+        /// Bumped by every `membersChanged`: a members read that started before a removal is not
+        /// cached after it.
+        var membersVersion: UInt64 = 0
         var queue: [Key: Pending] = [:]
         var order: [Key] = []
         var flying: [Key: Pending] = [:]
@@ -72,11 +85,17 @@ final class ChatSequencer: Sendable {
     let logger: Logger
     let maxBatch: Int
     let recentPerChat: Int
+    /// How long cached members answer sends without a read (docs/chat_ordering.md, "Members"):
+    /// bounds how long a removal made through a server whose view names another owner (views
+    /// differ for at most a directory refresh) can go unnoticed.
+    let membersMaxAgeMicros: Int64
     private let lanes = Mutex<[Int64: Lane]>([:])
+    /// Ring reads made to check members (for tests and metrics: a steady-state send makes none).
+    private let memberReads = Mutex<Int>(0)
 
     init(
         serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
-        maxBatch: Int = 256, recentPerChat: Int = 1024
+        maxBatch: Int = 256, recentPerChat: Int = 1024, membersMaxAgeMicros: Int64 = 5_000_000
     ) {
         self.serverId = serverId
         self.store = store
@@ -86,6 +105,41 @@ final class ChatSequencer: Sendable {
         self.logger = logger
         self.maxBatch = maxBatch
         self.recentPerChat = recentPerChat
+        self.membersMaxAgeMicros = membersMaxAgeMicros
+    }
+
+    /// Members reads made by batches so far.
+    var membersReads: Int { memberReads.withLock { $0 } }
+
+    /// A member joined, left or was removed (its rows are already written at QUORUM): the next
+    /// batch of the chat reads its members again, so a removed member's later sends are refused
+    /// and a new member gets the next messages live. Called on the chat's owner before the change
+    /// is acknowledged (`ChatService.membersChanged`).
+    func membersChanged(chatId: Int64) {
+        lanes.withLock { lanes in
+            guard lanes[chatId] != nil else { return }
+            lanes[chatId]?.members = nil
+            lanes[chatId]?.membersVersion &+= 1
+        }
+    }
+
+    /// The chat's members, from the owner's cache when it is fresh and knows every sender of the
+    /// batch, else read from the ring (QUORUM) and cached.
+    private func memberIds(chatId: Int64, senders: Set<String>) async throws -> Set<String> {
+        let now = store.clock.nowMicros()
+        let (cached, version) = lanes.withLock { lanes -> (Members?, UInt64) in
+            (lanes[chatId]?.members, lanes[chatId]?.membersVersion ?? 0)
+        }
+        if let cached, now - cached.readAt < membersMaxAgeMicros, senders.isSubset(of: cached.ids) {
+            return cached.ids
+        }
+        memberReads.withLock { $0 += 1 }
+        let ids = Set(try await store.members(chatId).map(\.userId))
+        lanes.withLock { lanes in
+            guard lanes[chatId]?.membersVersion == version else { return }
+            lanes[chatId]?.members = Members(ids: ids, readAt: now)
+        }
+        return ids
     }
 
     /// Places one send in the chat's log (or finds the earlier attempt of its clientId) and
@@ -160,7 +214,10 @@ final class ChatSequencer: Sendable {
 
     /// Forgets what this server knows of a chat (another server owns it now).
     func close(chatId: Int64) {
-        lanes.withLock { $0[chatId]?.open = nil }
+        lanes.withLock {
+            $0[chatId]?.open = nil
+            $0[chatId]?.members = nil
+        }
     }
 
     private func pump(chatId: Int64) async {
@@ -219,15 +276,14 @@ final class ChatSequencer: Sendable {
             Dictionary(uniqueKeysWithValues: keys.map { ($0, .failure(e)) })
         }
         do {
-            let members = try await store.members(chatId)
-            let memberIds = Set(members.map(\.userId))
+            let memberIds = try await memberIds(chatId: chatId, senders: Set(keys.map(\.sender)))
             var candidates: [Key] = []
             for k in keys {
                 if memberIds.contains(k.sender) {
                     candidates.append(k)
                     continue
                 }
-                if members.isEmpty, try await store.chat(chatId) == nil {
+                if memberIds.isEmpty, try await store.chat(chatId) == nil {
                     results[k] = .failure(ChatError(.unknownChat, "no chat \(chatId)"))
                 } else {
                     results[k] = .failure(ChatError(.notAMember, "you are not a member of chat \(chatId)"))

@@ -52,6 +52,11 @@ extension ChatServer {
                     }
                     continue
                 }
+                if let (id, chatId) = PeerMembersChanged.parse(text) {
+                    self.chats.sequencer.membersChanged(chatId: chatId)
+                    answer.yield(PeerMembersChanged.result(id: id))
+                    continue
+                }
                 if let (id, users) = PeerPresence.parse(text) {
                     answer.yield(PeerPresence.result(id: id, users.prefix(500).map { hub.presence(of: $0) }))
                     continue

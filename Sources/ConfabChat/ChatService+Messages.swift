@@ -5,6 +5,9 @@ import Foundation
 protocol ChatRouting: Sendable {
     /// The send's ack from the chat's owner server, or nil when this server owns the chat.
     func forward(chatId: Int64, _ send: ChatSequencer.Send) async throws -> SendAck?
+    /// Tells the chat's owner (when it is another server) that its members changed, so its next
+    /// batch reads them again (`ChatSequencer.membersChanged`).
+    func membersChanged(chatId: Int64) async throws
 }
 
 extension ChatService {

@@ -182,6 +182,7 @@ final class ChatService: Sendable {
         try await store.addMember(chat: chat, userId: newMember, role: .member, title: chat.title, joinedAt: now)
         members.append(MemberRecord(userId: newMember, role: .member, joinedAt: now))
         cache.invalidate(chatId: chatId, users: members.map(\.userId))
+        await membersChanged(chatId)
         await announce(chat, members: members)
         return try await summary(of: chat, members: members, for: userId)
     }
@@ -204,8 +205,24 @@ final class ChatService: Sendable {
         try await store.removeMember(chatId: chatId, userId: target)
         let remaining = members.filter { $0.userId != target }
         cache.invalidate(chatId: chatId, users: members.map(\.userId))
+        await membersChanged(chatId)
         await delivery.deliver(.chatRemoved(chatId: chatId), to: [target], excludingDevice: nil)
         if !remaining.isEmpty { await announce(chat, members: remaining) }
+    }
+
+    /// Has the chat's owner — this server, and the owner in this server's view when that is
+    /// another — read the chat's members again before its next batch (docs/chat_ordering.md,
+    /// "Members"). An owner that cannot be told now notices within `membersMaxAgeMicros`, when its
+    /// cached members expire; the change itself is already stored, so it is not undone or refused.
+    func membersChanged(_ chatId: Int64) async {
+        sequencer.membersChanged(chatId: chatId)
+        do {
+            try await router?.membersChanged(chatId: chatId)
+        } catch {
+            sequencer.logger.warning(
+                "the chat's owner server was not told of a membership change; it notices when its cached members expire",
+                metadata: ["chat": "\(chatId)", "error": "\(error)"])
+        }
     }
 
     /// Tells every member's devices about the chat as it is now (`chat` event; unread 0 and no

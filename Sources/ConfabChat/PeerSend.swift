@@ -144,4 +144,48 @@ struct PeerRouting: ChatRouting {
         }
         return try await link.request(PeerSend(chatId: chatId, send: send), timeout: timeout)
     }
+
+    func membersChanged(chatId: Int64) async throws {
+        let owner = directory.owner(ofChat: chatId)
+        guard owner.id != directory.serverId else { return }
+        guard let link = peers.link(to: owner.id, address: owner.address) else {
+            throw ChatError(.storageUnavailable, "this chat server is shutting down")
+        }
+        let body = try await link.request(timeout: timeout) { PeerMembersChanged.encoded(id: $0, chatId: chatId) }
+        guard PeerMembersChanged.isDone(body) else {
+            throw ChatError(.internalError, "the owner server's answer was not understood: \(body.prefix(80))")
+        }
+    }
+}
+
+/// A membership change announced to the chat's owner server, so the members it caches for sends
+/// are read again (docs/chat_protocol.md, "/internal/ws"):
+///
+///     members <request id>\n{"chatId"}
+///     result <request id>\n{"done":true}
+enum PeerMembersChanged {
+    private struct Ask: Codable { var chatId: String }
+    private struct Answer: Codable { var done: Bool }
+
+    static func encoded(id: UInt64, chatId: Int64) -> String {
+        "members \(id)\n"
+            + String(decoding: (try? JSONEncoder.chat.encode(Ask(chatId: String(chatId)))) ?? Data(), as: UTF8.self)
+    }
+
+    static func parse(_ text: String) -> (UInt64, Int64)? {
+        guard text.hasPrefix("members "), let nl = text.firstIndex(of: "\n"),
+            let id = UInt64(text[text.index(text.startIndex, offsetBy: 8)..<nl]),
+            let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8)),
+            let chatId = Int64(ask.chatId)
+        else { return nil }
+        return (id, chatId)
+    }
+
+    static func result(id: UInt64) -> String {
+        "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(Answer(done: true))) ?? Data(), as: UTF8.self)
+    }
+
+    static func isDone(_ json: String) -> Bool {
+        (try? JSONDecoder().decode(Answer.self, from: Data(json.utf8)))?.done == true
+    }
 }

@@ -235,6 +235,7 @@ struct InProcessRouting: ChatRouting {
     func forward(chatId: Int64, _ send: ChatSequencer.Send) async throws -> SendAck? {
         try await owner.append(chatId: chatId, send)
     }
+    func membersChanged(chatId: Int64) async throws { owner.membersChanged(chatId: chatId) }
 }
 
 /// A ring whose requests are slow and fail at random while `enabled`: each takes 0–400 µs, and
