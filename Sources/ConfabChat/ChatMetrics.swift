@@ -17,6 +17,8 @@ import Metrics
 /// - `confab_chat_peer_links`: links to other chat servers now.
 /// - `confab_chat_wrong_server_total`: connections sent on to their owner server.
 /// - `confab_chat_server_full_total`, `confab_chat_peer_queue_depth`, `confab_chat_live_servers`.
+/// - `confab_chat_send_ring_reads_total`, `confab_chat_send_ring_writes_total`: ring requests the
+///   send path made (on the chats' owner servers): per message, what a send costs the ring.
 struct ChatMetrics: Sendable {
     let messages = Counter(label: "confab_chat_messages_total")
     let duplicates = Counter(label: "confab_chat_duplicate_sends_total")
@@ -36,6 +38,9 @@ struct ChatMetrics: Sendable {
     let peerQueueDepth = Gauge(label: "confab_chat_peer_queue_depth")
     /// Chat servers this one sees live, itself included (set at scrape).
     let liveServers = Gauge(label: "confab_chat_live_servers")
+    /// Ring reads and writes made by `ChatSequencer` (members, fence, batches, openings, lookups).
+    let sendRingReads = Counter(label: "confab_chat_send_ring_reads_total")
+    let sendRingWrites = Counter(label: "confab_chat_send_ring_writes_total")
 
     func error(_ code: ChatError.Code) {
         Counter(label: "confab_chat_errors_total", dimensions: [("code", code.name)]).increment()

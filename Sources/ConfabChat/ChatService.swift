@@ -45,7 +45,9 @@ final class ChatService: Sendable {
         self.limiter = limiter
         self.typingGate = TypingGate(clock: clock)
         self.sequencer = ChatSequencer(
-            serverId: serverId, store: store, delivery: delivery, stamper: MessageStamper(clock: clock),
+            serverId: serverId,
+            store: ChatCatalog(storage: SendPathRingStorage(inner: store.storage), clock: store.clock),
+            delivery: delivery, stamper: MessageStamper(clock: clock),
             logger: logger)
         self.router = router
         self.cache = MembersCache(clock: clock)

@@ -543,10 +543,39 @@ final class ChatBenchRun: @unchecked Sendable {
             return out
         }
         let before = sample()
+        let countersBefore = sendCounters()
         var r = body()
         let after = sample()
         r.cpuSeconds = after.reduce(into: [:]) { $0[$1.key] = $1.value - (before[$1.key] ?? 0) }
+        if let b = countersBefore, let a = sendCounters(), a.messages > b.messages {
+            let sends = a.messages - b.messages
+            r.ringReadsPerSend = (a.reads - b.reads) / sends
+            r.ringWritesPerSend = (a.writes - b.writes) / sends
+        }
         return r
+    }
+
+    /// The send-path counters of both chat servers, summed (their /metrics), or nil if a scrape failed.
+    private func sendCounters() -> (messages: Double, reads: Double, writes: Double)? {
+        let urls = servers.map(\.url)
+        let group = self.group
+        return try? blockOn {
+            var total = (messages: 0.0, reads: 0.0, writes: 0.0)
+            for url in urls {
+                guard let r = url.range(of: "://"), let colon = url[r.upperBound...].lastIndex(of: ":"),
+                    let port = Int(url[url.index(after: colon)...])
+                else { throw ChatBenchError("unexpected server URL \(url)") }
+                let host = String(url[r.upperBound..<colon])
+                let connection = try await ChatHTTPConnection.connect(host: host, port: port, group: group)
+                let text = try await connection.request(.GET, "/metrics").text
+                await connection.close()
+                let values = PrometheusText.values(text)
+                total.messages += values["confab_chat_messages_total"] ?? 0
+                total.reads += values["confab_chat_send_ring_reads_total"] ?? 0
+                total.writes += values["confab_chat_send_ring_writes_total"] ?? 0
+            }
+            return total
+        }
     }
 
     /// Sends one group message and counts the member devices that get it (the sender's own device

@@ -183,6 +183,11 @@ struct ChatRunResult: Sendable {
     var bins: [Int]
     /// CPU seconds each process group used during the run ("server_a", "server_b", "ring", "bench").
     var cpuSeconds: [String: Double] = [:]
+    /// Ring reads and writes the chat servers' send paths made per message stored during the run
+    /// (`confab_chat_send_ring_*_total` ÷ `confab_chat_messages_total`, summed over both servers;
+    /// nil when /metrics could not be read). Batching makes them fall below 1 under load.
+    var ringReadsPerSend: Double?
+    var ringWritesPerSend: Double?
 }
 
 /// Sends `messages` frames open-loop at `rate`: message i is due at start + i / rate and is

@@ -62,7 +62,18 @@ struct ChatReport {
         let t = targetLatencyRun
         // A run that lost messages has no honest p99: mark it missed.
         let p99 = t.map { $0.unreceived == 0 ? $0.latency.p99 / 1000 : .infinity }
+        // The slowest rate is the closest to the steady state of one chat (batches of one message).
+        let slow = latencyRuns.min { $0.ratePerSecond < $1.ratePerSecond }
+        let perSend = slow.flatMap { r in r.ringReadsPerSend.flatMap { reads in r.ringWritesPerSend.map { reads + $0 } }
+        }
         return [
+            (
+                "ring_requests_per_send",
+                TargetResult(
+                    name:
+                        "ring reads + writes per send at \(slow.map { String(format: "%.0f", $0.ratePerSecond) } ?? "?")/s",
+                    value: perSend, threshold: 1, atLeast: false, unit: "requests")
+            ),
             (
                 "latency_p99",
                 TargetResult(
@@ -104,14 +115,14 @@ struct ChatReport {
             "   \(config.pairs) pairs; WebSocket send on the sender's server, `message` event read at the receiver's device\n"
         let lh = [
             "rate/s", "sent", "received", "lost", "p50 ms", "p99 ms", "p999 ms", "max ms", "ack p99 ms", "errors",
-            "CPU s A/B/ring/bench",
+            "ring r+w/send", "CPU s A/B/ring/bench",
         ]
         var rows: [[String]] = [lh]
         for r in latencyRuns {
             rows.append([
                 f(r.ratePerSecond), "\(r.messages)", "\(r.delivered)", "\(r.unreceived)", ms(r.latency.p50),
                 ms(r.latency.p99),
-                ms(r.latency.p999), ms(r.latency.max), ms(r.ack.p99), Self.errorText(r.errors), cpu(r),
+                ms(r.latency.p999), ms(r.latency.max), ms(r.ack.p99), Self.errorText(r.errors), ringCost(r), cpu(r),
             ])
         }
         out += Self.table(rows)
@@ -182,6 +193,12 @@ struct ChatReport {
         return out
     }
 
+    /// "reads + writes" per send, as the chat servers counted them.
+    private func ringCost(_ r: ChatRunResult) -> String {
+        guard let reads = r.ringReadsPerSend, let writes = r.ringWritesPerSend else { return "?" }
+        return String(format: "%.2f + %.2f", reads, writes)
+    }
+
     private func cpu(_ r: ChatRunResult) -> String {
         ["server_a", "server_b", "ring", "bench"].map { String(format: "%.1f", r.cpuSeconds[$0] ?? 0) }.joined(
             separator: "/")
@@ -216,6 +233,8 @@ struct ChatReport {
                 "drain_seconds": r.drainSeconds, "send_lag_max_ms": r.sendLagMaxMs,
                 "receipts_per_100ms": r.bins, "cpu_seconds": r.cpuSeconds,
                 "cpu_seconds_per_1000_messages": r.cpuSeconds.mapValues { $0 / Double(max(1, r.messages)) * 1000 },
+                "ring_reads_per_send": r.ringReadsPerSend.map { $0 as Any } ?? NSNull(),
+                "ring_writes_per_send": r.ringWritesPerSend.map { $0 as Any } ?? NSNull(),
             ]
         }
         func opt<T>(_ v: T?) -> Any { v.map { $0 as Any } ?? NSNull() }
