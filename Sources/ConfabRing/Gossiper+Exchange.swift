@@ -1,7 +1,7 @@
 /// The Syn → Ack → Ack2 exchange and the merge of received states.
 extension Gossiper {
     /// Handles any gossip message (dispatches on its payload).
-    public mutating func receive(_ message: GossipMessage, now: RingInstant) -> [GossipAction] {
+    package mutating func receive(_ message: GossipMessage, now: RingInstant) -> [GossipAction] {
         guard message.clusterName == configuration.clusterName, message.from != local else { return [] }
         switch message.payload {
         case .syn(let digests): return onSyn(digests, from: message.from, now: now)

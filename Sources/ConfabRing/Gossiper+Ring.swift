@@ -3,7 +3,7 @@ extension Gossiper {
     /// state with tokens. JOINING nodes are not owners yet (they are pending replicas), LEFT nodes
     /// no longer are. Conflicting tokens go to the node with the smaller id (deterministic on
     /// every node; the loser's tokens are skipped).
-    public func tokenRing() -> TokenRing {
+    package func tokenRing() -> TokenRing {
         var ring = TokenRing()
         for state in states.values.sorted(by: { $0.node < $1.node }) {
             guard let s = state.status, s == .normal || s == .leaving else { continue }
@@ -16,7 +16,7 @@ extension Gossiper {
     }
 
     /// Nodes announcing `status`, sorted by id (this node included).
-    public func nodes(withStatus status: NodeStatus) -> [NodeID] {
+    package func nodes(withStatus status: NodeStatus) -> [NodeID] {
         states.values.filter { $0.status == status }.map(\.node).sorted()
     }
 }

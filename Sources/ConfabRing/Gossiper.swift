@@ -20,19 +20,19 @@
 /// unreachable and is marked up when its heartbeat is seen to advance (Cassandra sends an Echo
 /// first); an Ack also carries endpoints the initiator did not mention, which speeds up first
 /// contact.
-public struct Gossiper: Sendable {
-    public struct Configuration: Sendable {
+package struct Gossiper: Sendable {
+    package struct Configuration: Sendable {
         /// Messages from other clusters are dropped.
-        public var clusterName: String = "confab"
+        package var clusterName: String = "confab"
         /// How often the shell should call `onGossipTick` (Cassandra: 1 s).
-        public var interval: Duration = .seconds(1)
-        public var failureDetector = PhiAccrualFailureDetector.Configuration()
+        package var interval: Duration = .seconds(1)
+        package var failureDetector = PhiAccrualFailureDetector.Configuration()
         /// How long a LEFT node stays in gossip before it is evicted (Cassandra: 3 days).
-        public var leftRetention: Duration = .seconds(3 * 24 * 3600)
+        package var leftRetention: Duration = .seconds(3 * 24 * 3600)
         /// After eviction, gossip about the node is ignored this long, so a stale copy on another
         /// node does not bring it back (Cassandra's QUARANTINE_DELAY, 60 s).
-        public var quarantineDelay: Duration = .seconds(60)
-        public init() {}
+        package var quarantineDelay: Duration = .seconds(60)
+        package init() {}
     }
 
     /// This node's local judgement of an endpoint (never gossiped).
@@ -42,13 +42,13 @@ public struct Gossiper: Sendable {
         var leftAt: RingInstant?
     }
 
-    public let configuration: Configuration
-    public let local: NodeID
+    package let configuration: Configuration
+    package let local: NodeID
     /// Every endpoint known, this node included.
-    public internal(set) var states: [NodeID: EndpointState]
-    public internal(set) var failureDetector: PhiAccrualFailureDetector
+    package internal(set) var states: [NodeID: EndpointState]
+    package internal(set) var failureDetector: PhiAccrualFailureDetector
     /// Seed addresses (this node's own address is ignored if listed).
-    public var seeds: [NodeAddress]
+    package var seeds: [NodeAddress]
     var views: [NodeID: View] = [:]
     var quarantine: [NodeID: RingInstant] = [:]
     /// The single version counter for the heartbeat and every local application state.
@@ -58,7 +58,7 @@ public struct Gossiper: Sendable {
     ///   - generation: must grow across restarts of this node (the shell uses the start time in
     ///     seconds, as Cassandra does, or a counter kept in the data directory).
     ///   - applicationStates: initial local states (status, tokens, address …).
-    public init(
+    package init(
         local: NodeID, generation: Int64, seeds: [NodeAddress],
         applicationStates: [ApplicationStateKey: String] = [:],
         configuration: Configuration = Configuration()
@@ -84,18 +84,18 @@ public struct Gossiper: Sendable {
 
     // MARK: Local state
 
-    public var localState: EndpointState { states[local]! }
-    public var generation: Int64 { localState.heartbeat.generation }
+    package var localState: EndpointState { states[local]! }
+    package var generation: Int64 { localState.heartbeat.generation }
 
     /// Sets one of this node's application states; it spreads with the next rounds.
-    public mutating func setApplicationState(_ key: ApplicationStateKey, _ value: String) {
+    package mutating func setApplicationState(_ key: ApplicationStateKey, _ value: String) {
         version += 1
         states[local]!.applicationStates[key] = VersionedValue(value, version: version)
     }
 
     /// Announces a status, and the tokens with it when given (tokens first, so no node sees
     /// NORMAL without them — both go out in the same delta anyway).
-    public mutating func setStatus(_ status: NodeStatus, tokens: [Token]? = nil) {
+    package mutating func setStatus(_ status: NodeStatus, tokens: [Token]? = nil) {
         if let tokens { setApplicationState(.tokens, EndpointState.encodeTokens(tokens)) }
         setApplicationState(.status, status.rawValue)
     }
@@ -105,7 +105,7 @@ public struct Gossiper: Sendable {
     /// (hints, live replicas) instead of believing it is alone. They count as down since `now`
     /// for the hint window. Give the saved states version 0: anything a peer gossips is newer.
     /// Peers already known, quarantined, or this node itself are skipped.
-    public mutating func restore(_ saved: [EndpointState], now: RingInstant) {
+    package mutating func restore(_ saved: [EndpointState], now: RingInstant) {
         for state in saved where state.node != local && states[state.node] == nil && quarantine[state.node] == nil {
             states[state.node] = state
             views[state.node] = View(isAlive: false, downSince: now)
@@ -114,32 +114,33 @@ public struct Gossiper: Sendable {
 
     // MARK: Views
 
-    public func state(of node: NodeID) -> EndpointState? { states[node] }
+    package func state(of node: NodeID) -> EndpointState? { states[node] }
 
     /// Whether this node currently believes `node` is up (always true for itself).
-    public func isAlive(_ node: NodeID) -> Bool {
+    package func isAlive(_ node: NodeID) -> Bool {
         node == local || views[node]?.isAlive == true
     }
 
     /// When the failure detector convicted `node`, if it is down (for the hint window).
-    public func downSince(_ node: NodeID) -> RingInstant? {
+    package func downSince(_ node: NodeID) -> RingInstant? {
         views[node].flatMap { $0.isAlive ? nil : $0.downSince }
     }
 
     /// Peers believed up, sorted by id (this node excluded).
-    public var liveMembers: [NodeID] {
+    package var liveMembers: [NodeID] {
         views.filter { $0.value.isAlive && $0.value.leftAt == nil }.keys.sorted()
     }
 
     /// Peers believed down that have not left, sorted by id.
-    public var unreachableMembers: [NodeID] {
+    package var unreachableMembers: [NodeID] {
         views.filter { !$0.value.isAlive && $0.value.leftAt == nil }.keys.sorted()
     }
 
     // MARK: Round
 
     /// One gossip round (see the type's documentation). Call every `configuration.interval`.
-    public mutating func onGossipTick(now: RingInstant, using rng: inout some RandomNumberGenerator) -> [GossipAction] {
+    package mutating func onGossipTick(now: RingInstant, using rng: inout some RandomNumberGenerator) -> [GossipAction]
+    {
         version += 1
         states[local]!.heartbeat.version = version
         var actions: [GossipAction] = []

@@ -4,15 +4,15 @@ import ConfabEngine
 ///
 /// The mutation keeps its original cell timestamps, so replaying it twice, or after newer writes,
 /// changes nothing that a newer write or delete already decided (last write wins per cell).
-public struct Hint: Hashable, Sendable {
-    public var id: UInt64
-    public var target: NodeID
-    public var mutation: Mutation
-    public var createdAt: RingInstant
+package struct Hint: Hashable, Sendable {
+    package var id: UInt64
+    package var target: NodeID
+    package var mutation: Mutation
+    package var createdAt: RingInstant
     /// Encoded size in bytes, what replay throttling counts.
-    public var size: Int
+    package var size: Int
 
-    public init(id: UInt64, target: NodeID, mutation: Mutation, createdAt: RingInstant, size: Int? = nil) {
+    package init(id: UInt64, target: NodeID, mutation: Mutation, createdAt: RingInstant, size: Int? = nil) {
         self.id = id
         self.target = target
         self.mutation = mutation
@@ -24,13 +24,13 @@ public struct Hint: Hashable, Sendable {
 /// What the queue keeps of a hint: everything but the mutation, which stays on disk until it is
 /// replayed. A coordinator can hold hints for a target that is down for hours; keeping their
 /// mutations (chat messages up to 100,000 characters) in memory would grow without bound.
-public struct HintRef: Hashable, Sendable {
-    public var id: UInt64
-    public var target: NodeID
-    public var createdAt: RingInstant
-    public var size: Int
+package struct HintRef: Hashable, Sendable {
+    package var id: UInt64
+    package var target: NodeID
+    package var createdAt: RingInstant
+    package var size: Int
 
-    public init(id: UInt64, target: NodeID, createdAt: RingInstant, size: Int) {
+    package init(id: UInt64, target: NodeID, createdAt: RingInstant, size: Int) {
         self.id = id
         self.target = target
         self.createdAt = createdAt
@@ -39,7 +39,7 @@ public struct HintRef: Hashable, Sendable {
 }
 
 extension Hint {
-    public var ref: HintRef { HintRef(id: id, target: target, createdAt: createdAt, size: size) }
+    package var ref: HintRef { HintRef(id: id, target: target, createdAt: createdAt, size: size) }
 }
 
 /// Which hints to keep and when to replay them (Cassandra's `HintsService` policy), without the
@@ -60,17 +60,17 @@ extension Hint {
 ///   `replayBytesPerSecond` in total (token bucket; `hinted_handoff_throttle`) and
 ///   `maxInFlightPerTarget` at once. A hint is deleted only after the target acknowledged it; a
 ///   failed or timed-out replay is retried (at-least-once delivery).
-public struct HintQueue: Sendable {
-    public struct Configuration: Sendable {
-        public var window: Duration = .seconds(3 * 3600)
-        public var maxAge: Duration = .seconds(10 * 24 * 3600)
-        public var replayBytesPerSecond: Int = 1 << 20
-        public var maxInFlightPerTarget: Int = 8
-        public var replayTimeout: Duration = .seconds(10)
-        public init() {}
+package struct HintQueue: Sendable {
+    package struct Configuration: Sendable {
+        package var window: Duration = .seconds(3 * 3600)
+        package var maxAge: Duration = .seconds(10 * 24 * 3600)
+        package var replayBytesPerSecond: Int = 1 << 20
+        package var maxInFlightPerTarget: Int = 8
+        package var replayTimeout: Duration = .seconds(10)
+        package init() {}
     }
 
-    public enum Action: Hashable, Sendable {
+    package enum Action: Hashable, Sendable {
         /// Write the hint durably (before the write's outcome depends on it).
         case persist(Hint)
         /// Remove the hint from durable storage.
@@ -81,16 +81,16 @@ public struct HintQueue: Sendable {
     }
 
     /// Counters for metrics.
-    public struct Stats: Hashable, Sendable {
-        public var stored = 0
-        public var droppedOutsideWindow = 0
-        public var expired = 0
-        public var replayed = 0
-        public var replayFailures = 0
-        public var droppedForLeftNode = 0
+    package struct Stats: Hashable, Sendable {
+        package var stored = 0
+        package var droppedOutsideWindow = 0
+        package var expired = 0
+        package var replayed = 0
+        package var replayFailures = 0
+        package var droppedForLeftNode = 0
         /// Hints the last `onTick` looked at (expiry checks and planned replays): bounded by the
         /// targets and the replays, whatever the number of hints held.
-        public var examinedLastTick = 0
+        package var examinedLastTick = 0
     }
 
     /// One target's hints: those waiting, oldest first, and those being replayed.
@@ -129,17 +129,17 @@ public struct HintQueue: Sendable {
         }
     }
 
-    public let configuration: Configuration
-    public private(set) var stats = Stats()
+    package let configuration: Configuration
+    package private(set) var stats = Stats()
     private var byTarget: [NodeID: TargetHints] = [:]
     /// Replays in flight: their target and deadline.
     private var inFlight: [UInt64: (target: NodeID, deadline: RingInstant)] = [:]
     private var nextID: UInt64 = 1
     private var budget: Double = 0
     private var lastRefill: RingInstant?
-    public private(set) var totalPending = 0
+    package private(set) var totalPending = 0
 
-    public init(configuration: Configuration = Configuration(), recovered: [HintRef] = []) {
+    package init(configuration: Configuration = Configuration(), recovered: [HintRef] = []) {
         self.configuration = configuration
         for h in recovered.sorted(by: { $0.id < $1.id }) {
             byTarget[h.target, default: TargetHints()].waiting.append(h)
@@ -151,7 +151,7 @@ public struct HintQueue: Sendable {
     /// Keeps a hint for `target` unless it has been down longer than the window.
     /// - Parameter targetDownSince: when the failure detector convicted the target (nil if it is
     ///   up, e.g. it only timed out).
-    public mutating func store(
+    package mutating func store(
         _ mutation: Mutation, for target: NodeID, targetDownSince: RingInstant?,
         now: RingInstant
     ) -> [Action] {
@@ -169,7 +169,7 @@ public struct HintQueue: Sendable {
 
     /// Expires old hints, retries timed-out replays, and plans replays to live targets within the
     /// rate. Call periodically (e.g. every 100 ms) and on a target coming up.
-    public mutating func onTick(now: RingInstant, isAlive: (NodeID) -> Bool) -> [Action] {
+    package mutating func onTick(now: RingInstant, isAlive: (NodeID) -> Bool) -> [Action] {
         var actions: [Action] = []
         var examined = 0
         let rate = Double(configuration.replayBytesPerSecond)
@@ -210,7 +210,7 @@ public struct HintQueue: Sendable {
     }
 
     /// The target applied the hint: it is delivered and can be deleted.
-    public mutating func onReplayAck(id: UInt64) -> [Action] {
+    package mutating func onReplayAck(id: UInt64) -> [Action] {
         guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else {
             return []
         }
@@ -221,7 +221,7 @@ public struct HintQueue: Sendable {
     }
 
     /// Storage has no such hint (its persist failed): stop replaying it.
-    public mutating func forget(id: UInt64) -> [Action] {
+    package mutating func forget(id: UInt64) -> [Action] {
         guard let f = inFlight.removeValue(forKey: id), byTarget[f.target]?.flying.removeValue(forKey: id) != nil else {
             return []
         }
@@ -233,7 +233,7 @@ public struct HintQueue: Sendable {
     /// Drops every hint for `target`, which left the ring: it will never take them, and its
     /// ranges now live on other nodes (which got the data by streaming). Keeping them would
     /// hold memory and disk until `maxAge` (days) for nothing.
-    public mutating func dropHints(for target: NodeID) -> [Action] {
+    package mutating func dropHints(for target: NodeID) -> [Action] {
         guard let t = byTarget.removeValue(forKey: target) else { return [] }
         for id in t.flying.keys { inFlight[id] = nil }
         let all = (t.flying.values + t.waiting[t.head...]).sorted { $0.id < $1.id }
@@ -243,12 +243,12 @@ public struct HintQueue: Sendable {
     }
 
     /// The replay failed; the hint goes back to its place and is retried on a later tick.
-    public mutating func onReplayFailed(id: UInt64) {
+    package mutating func onReplayFailed(id: UInt64) {
         guard let f = inFlight.removeValue(forKey: id) else { return }
         stats.replayFailures += 1
         if let h = byTarget[f.target]?.flying.removeValue(forKey: id) { byTarget[f.target]!.putBack(h) }
     }
 
-    public func pendingCount(for target: NodeID) -> Int { byTarget[target]?.count ?? 0 }
-    public var targets: [NodeID] { byTarget.keys.sorted() }
+    package func pendingCount(for target: NodeID) -> Int { byTarget[target]?.count ?? 0 }
+    package var targets: [NodeID] { byTarget.keys.sorted() }
 }

@@ -7,7 +7,7 @@ extension MerkleTree {
     /// dropping rows the partition's own deletions shadow entirely — two replicas holding the same
     /// logical data hash alike even if only one has compacted away what a delete shadows. Memory is
     /// the tree alone: the scan streams.
-    public static func build(from engine: StorageEngine, table: TableID, range: TokenRange, depth: Int = 10) throws
+    package static func build(from engine: StorageEngine, table: TableID, range: TokenRange, depth: Int = 10) throws
         -> MerkleTree
     {
         var tree = MerkleTree(range: range, depth: depth)

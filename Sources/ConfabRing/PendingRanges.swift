@@ -10,26 +10,26 @@
 /// Pure and computed from the gossiped ring; movements of several nodes at once are computed each
 /// against the current ring (as Cassandra does per movement), which is exact for one movement at
 /// a time, the supported case.
-public struct PendingRanges: Sendable, Hashable {
+package struct PendingRanges: Sendable, Hashable {
     /// One range a node is gaining because `mover` joins or leaves.
-    public struct Entry: Sendable, Hashable {
-        public var range: TokenRange
+    package struct Entry: Sendable, Hashable {
+        package var range: TokenRange
         /// The node gaining the range (the joining node itself, or a new owner of a leaving node's range).
-        public var node: NodeID
+        package var node: NodeID
         /// The node whose join or departure causes it.
-        public var mover: NodeID
+        package var mover: NodeID
     }
 
-    public private(set) var entries: [Entry] = []
+    package private(set) var entries: [Entry] = []
 
-    public init() {}
+    package init() {}
 
     /// - Parameters:
     ///   - joining: JOINING nodes that announced tokens (a joiner without tokens gains nothing yet).
     ///   - leaving: LEAVING nodes (members of `ring`).
     ///   - replicationFactor: the configured factor; as requests do, a ring smaller than it uses
     ///     every node (the ring after a join has one more node, after a leave one fewer).
-    public init(
+    package init(
         ring: TokenRing, joining: [(node: NodeID, tokens: [Token])], leaving: [NodeID], replicationFactor rf: Int
     ) {
         guard !ring.isEmpty else { return }
@@ -50,7 +50,7 @@ public struct PendingRanges: Sendable, Hashable {
         }
     }
 
-    public var isEmpty: Bool { entries.isEmpty }
+    package var isEmpty: Bool { entries.isEmpty }
 
     /// The nodes gaining `token`, sorted and without duplicates — whether or not they (or the
     /// mover) are believed alive. A pending replica is never dropped from a write: one believed
@@ -59,7 +59,7 @@ public struct PendingRanges: Sendable, Hashable {
     /// Dropping it instead lowered the acknowledgements a write needed and left the joiner with
     /// neither the write nor a hint, so it became NORMAL without it. A movement whose mover died
     /// stays pending until its state changes (it restarts or is removed), as in Cassandra.
-    public func replicas(for token: Token) -> [NodeID] {
+    package func replicas(for token: Token) -> [NodeID] {
         var out: [NodeID] = []
         for e in entries where e.range.contains(token) && !out.contains(e.node) {
             out.append(e.node)
@@ -68,5 +68,5 @@ public struct PendingRanges: Sendable, Hashable {
     }
 
     /// Every node gaining some range (for logs and status).
-    public var gainingNodes: [NodeID] { Array(Set(entries.map(\.node))).sorted() }
+    package var gainingNodes: [NodeID] { Array(Set(entries.map(\.node))).sorted() }
 }

@@ -11,13 +11,13 @@
 /// `fd_initial_value_ms`), erring towards slow conviction rather than flapping; intervals longer
 /// than `maxInterval` (a pause, a partition, a restart) are not recorded, so one outage does not
 /// make the detector lenient afterwards.
-public struct PhiAccrualFailureDetector: Sendable {
-    public struct Configuration: Sendable, Hashable {
-        public var threshold: Double = 8
-        public var windowSize: Int = 1000
-        public var initialInterval: Duration = .seconds(2)
-        public var maxInterval: Duration = .seconds(2)
-        public init() {}
+package struct PhiAccrualFailureDetector: Sendable {
+    package struct Configuration: Sendable, Hashable {
+        package var threshold: Double = 8
+        package var windowSize: Int = 1000
+        package var initialInterval: Duration = .seconds(2)
+        package var maxInterval: Duration = .seconds(2)
+        package init() {}
     }
 
     /// log10(e): converts the exponential distribution's -ln(P) into Cassandra's base-10 phi.
@@ -44,15 +44,15 @@ public struct PhiAccrualFailureDetector: Sendable {
         var mean: Double { intervals.isEmpty ? 0 : Double(sum) / Double(intervals.count) }
     }
 
-    public var configuration: Configuration
+    package var configuration: Configuration
     private var windows: [NodeID: ArrivalWindow] = [:]
 
-    public init(configuration: Configuration = Configuration()) {
+    package init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
     }
 
     /// Records a heartbeat from `endpoint` observed at `now`.
-    public mutating func heartbeat(from endpoint: NodeID, now: RingInstant) {
+    package mutating func heartbeat(from endpoint: NodeID, now: RingInstant) {
         var w = windows[endpoint] ?? ArrivalWindow()
         if let last = w.lastArrival {
             let interval = (now - last).nanoseconds
@@ -67,27 +67,27 @@ public struct PhiAccrualFailureDetector: Sendable {
     }
 
     /// Suspicion that `endpoint` is down at `now`; 0 for an endpoint never heard from.
-    public func phi(of endpoint: NodeID, now: RingInstant) -> Double {
+    package func phi(of endpoint: NodeID, now: RingInstant) -> Double {
         guard let w = windows[endpoint], let last = w.lastArrival, w.mean > 0 else { return 0 }
         let silence = Double(max(0, (now - last).nanoseconds))
         return Self.phiFactor * silence / w.mean
     }
 
     /// True while phi stays at or under the threshold (or the endpoint was never heard from).
-    public func isAvailable(_ endpoint: NodeID, now: RingInstant) -> Bool {
+    package func isAvailable(_ endpoint: NodeID, now: RingInstant) -> Bool {
         phi(of: endpoint, now: now) <= configuration.threshold
     }
 
     /// Forgets an endpoint's history (on restart with a new generation, or removal).
-    public mutating func remove(_ endpoint: NodeID) {
+    package mutating func remove(_ endpoint: NodeID) {
         windows[endpoint] = nil
     }
 
     /// Mean recorded interval, for status displays.
-    public func meanInterval(of endpoint: NodeID) -> Duration? {
+    package func meanInterval(of endpoint: NodeID) -> Duration? {
         guard let w = windows[endpoint], w.mean > 0 else { return nil }
         return .nanoseconds(Int64(w.mean))
     }
 
-    public func sampleCount(of endpoint: NodeID) -> Int { windows[endpoint]?.intervals.count ?? 0 }
+    package func sampleCount(of endpoint: NodeID) -> Int { windows[endpoint]?.intervals.count ?? 0 }
 }

@@ -4,11 +4,11 @@ import ConfabEngine
 /// decommission. Mutations carry the original timestamps and tombstones, so applying them on the
 /// receiver is idempotent and commutes with concurrent writes (newest timestamp wins): a stream
 /// can be retried or interrupted without harm.
-public enum RangeStreamer {
+package enum RangeStreamer {
     /// Calls `body` with mutations of at most `maxRows` rows each, in token order, until it returns
     /// false. A partition larger than `maxRows` arrives as several mutations; its header travels
     /// with the first.
-    public static func mutations(
+    package static func mutations(
         from engine: StorageEngine, table: TableID, range: TokenRange, maxRows: Int = 500,
         _ body: (Mutation) throws -> Bool
     ) throws {

@@ -25,8 +25,8 @@ import ConfabEngine
 ///
 /// Any step not finished by the deadline fails with `readTimeout` (which says which step).
 /// Exactly one of `.succeeded` and `.failed` is emitted.
-public struct ReadCoordinator: Sendable {
-    public enum Action: Hashable, Sendable {
+package struct ReadCoordinator: Sendable {
+    package enum Action: Hashable, Sendable {
         /// Ask the replica for the slice's full data (`ReplicaReadResult`).
         case requestData(SliceQuery, from: NodeID)
         /// Ask the replica for the digest of its `ReplicaReadResult` only.
@@ -50,15 +50,15 @@ public struct ReadCoordinator: Sendable {
         var boundary: [UInt8]?
     }
 
-    public let query: SliceQuery
+    package let query: SliceQuery
     /// The slice the current round reads: `query` resumed after the previous round's boundary,
     /// limited to the rows still missing.
-    public private(set) var window: SliceQuery
+    package private(set) var window: SliceQuery
     /// Rounds of short-read protection after the first.
-    public private(set) var extraRounds = 0
-    public let consistency: ConsistencyLevel
-    public let blockFor: Int
-    public let deadline: RingInstant
+    package private(set) var extraRounds = 0
+    package let consistency: ConsistencyLevel
+    package let blockFor: Int
+    package let deadline: RingInstant
     let timeout: Duration
     /// Seconds since the epoch on the coordinator, for TTL expiry of the answer.
     let nowSeconds: Int64
@@ -76,11 +76,11 @@ public struct ReadCoordinator: Sendable {
     /// for the next round, so they are not asked again.
     private var exhausted: [NodeID: ReplicaReadResult] = [:]
     /// Replicas that failed to answer during this read; never asked again.
-    public private(set) var failedReplicas: Set<NodeID> = []
+    package private(set) var failedReplicas: Set<NodeID> = []
     /// True when digests disagreed and the read repaired replicas (for metrics).
-    public private(set) var repairedReplicas: [NodeID] = []
+    package private(set) var repairedReplicas: [NodeID] = []
 
-    public var isFinished: Bool { phase == .done }
+    package var isFinished: Bool { phase == .done }
 
     /// - Parameters:
     ///   - replicas: the key's replicas, in the order to prefer them (closest first).
@@ -91,7 +91,7 @@ public struct ReadCoordinator: Sendable {
     ///     meet that write's quorum (ring simulation seed 1430: a joiner, NORMAL for 200 ms,
     ///     acknowledged a write that a QUORUM read of the old replicas then missed).
     ///   - nowSeconds: the coordinator's wall clock in seconds, for TTL expiry of cells.
-    public init(
+    package init(
         query: SliceQuery, replicas: [NodeID], pending: [NodeID] = [], consistency: ConsistencyLevel,
         replicationFactor: Int, isAlive: (NodeID) -> Bool, now: RingInstant, nowSeconds: Int64,
         timeout: Duration = .seconds(5)
@@ -107,7 +107,7 @@ public struct ReadCoordinator: Sendable {
         self.nowSeconds = nowSeconds
     }
 
-    public mutating func start() -> [Action] {
+    package mutating func start() -> [Action] {
         guard live.count >= blockFor, blockFor > 0 else {
             phase = .done
             return [.failed(.unavailable(consistency, required: blockFor, alive: live.count))]
@@ -119,19 +119,19 @@ public struct ReadCoordinator: Sendable {
     }
 
     /// A replica's full data (in either phase).
-    public mutating func onData(from replica: NodeID, _ result: ReplicaReadResult) -> [Action] {
+    package mutating func onData(from replica: NodeID, _ result: ReplicaReadResult) -> [Action] {
         guard contacted.contains(replica), phase == .collecting || phase == .reconciling else { return [] }
         data[replica] = result
         return advance()
     }
 
-    public mutating func onDigest(from replica: NodeID, _ digest: ReadDigest) -> [Action] {
+    package mutating func onDigest(from replica: NodeID, _ digest: ReadDigest) -> [Action] {
         guard contacted.contains(replica), phase == .collecting else { return [] }
         digests[replica] = digest
         return advance()
     }
 
-    public mutating func onRepairAck(from replica: NodeID) -> [Action] {
+    package mutating func onRepairAck(from replica: NodeID) -> [Action] {
         guard phase == .repairing, pendingRepairs.remove(replica) != nil else { return [] }
         return pendingRepairs.isEmpty ? afterRound() : []
     }
@@ -139,7 +139,7 @@ public struct ReadCoordinator: Sendable {
     /// A read-repair write failed: the read cannot promise that a quorum now holds what it would
     /// return, so it fails now instead of waiting out the deadline for an acknowledgement that
     /// will not come.
-    public mutating func onRepairFailure(from replica: NodeID, reason: String) -> [Action] {
+    package mutating func onRepairFailure(from replica: NodeID, reason: String) -> [Action] {
         guard phase == .repairing, pendingRepairs.contains(replica) else { return [] }
         phase = .done
         return [
@@ -156,7 +156,7 @@ public struct ReadCoordinator: Sendable {
     /// read has not used, it takes the failed one's place (full data, or a digest when the failed
     /// one owed a digest), so a QUORUM read succeeds from the healthy replicas. Only when none is
     /// left does the read fail.
-    public mutating func onFailure(from replica: NodeID, reason: String) -> [Action] {
+    package mutating func onFailure(from replica: NodeID, reason: String) -> [Action] {
         guard let i = contacted.firstIndex(of: replica), phase != .done else { return [] }
         failedReplicas.insert(replica)
         if phase == .collecting || phase == .reconciling,
@@ -180,7 +180,7 @@ public struct ReadCoordinator: Sendable {
         ]
     }
 
-    public mutating func onTick(now: RingInstant) -> [Action] {
+    package mutating func onTick(now: RingInstant) -> [Action] {
         guard phase != .done, now >= deadline else { return [] }
         let step = phase.rawValue
         let received: Int

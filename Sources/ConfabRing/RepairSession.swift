@@ -7,19 +7,19 @@
 /// A pure state machine: the shell sends the tree requests and streams the actions ask for and
 /// reports answers back; time comes in as `now`. Ranges are repaired one at a time, which bounds
 /// memory to one range's trees.
-public struct RepairSession: Sendable {
-    public struct Task: Hashable, Sendable {
-        public var range: TokenRange
+package struct RepairSession: Sendable {
+    package struct Task: Hashable, Sendable {
+        package var range: TokenRange
         /// Every replica of the range; all must take part.
-        public var replicas: [NodeID]
+        package var replicas: [NodeID]
 
-        public init(range: TokenRange, replicas: [NodeID]) {
+        package init(range: TokenRange, replicas: [NodeID]) {
             self.range = range
             self.replicas = replicas
         }
     }
 
-    public enum Action: Hashable, Sendable {
+    package enum Action: Hashable, Sendable {
         /// Ask `from` for its Merkle tree of `range` at `depth`; answer with `onTree`.
         case requestTree(from: NodeID, range: TokenRange, depth: Int)
         /// Stream `from`'s data in `ranges` to `to`; answer with `onStreamDone`.
@@ -29,49 +29,49 @@ public struct RepairSession: Sendable {
         case failed(RingError)
     }
 
-    public struct Progress: Hashable, Sendable {
-        public var rangesDone = 0
-        public var rangesTotal = 0
+    package struct Progress: Hashable, Sendable {
+        package var rangesDone = 0
+        package var rangesTotal = 0
         /// Ranges where at least two replicas' trees differed.
-        public var rangesOutOfSync = 0
+        package var rangesOutOfSync = 0
         /// Sub-ranges streamed (each direction counted).
-        public var subrangesStreamed = 0
-        public var streams = 0
+        package var subrangesStreamed = 0
+        package var streams = 0
         /// Rows the finished streams carried (as their receivers acknowledged them).
-        public var rowsStreamed: UInt64 = 0
+        package var rowsStreamed: UInt64 = 0
 
-        public init() {}
+        package init() {}
 
         /// Share of the ranges done, 0...1 (1 for a session with nothing to compare).
-        public var fraction: Double { rangesTotal == 0 ? 1 : Double(rangesDone) / Double(rangesTotal) }
+        package var fraction: Double { rangesTotal == 0 ? 1 : Double(rangesDone) / Double(rangesTotal) }
     }
 
-    public let depth: Int
-    public let timeout: Duration
+    package let depth: Int
+    package let timeout: Duration
     private let tasks: [Task]
     private var index = 0
     private var trees: [NodeID: MerkleTree] = [:]
     private var pendingStreams: [StreamKey: Int] = [:]
     /// When the current range times out (its trees and streams all answered by then), or nil.
-    public private(set) var deadline: RingInstant?
+    package private(set) var deadline: RingInstant?
     private var progress = Progress()
-    public private(set) var isFinished = false
+    package private(set) var isFinished = false
 
     struct StreamKey: Hashable, Sendable {
         var from: NodeID
         var to: NodeID
     }
 
-    public init(tasks: [Task], depth: Int = 10, timeout: Duration = .seconds(120)) {
+    package init(tasks: [Task], depth: Int = 10, timeout: Duration = .seconds(120)) {
         self.tasks = tasks.filter { $0.replicas.count >= 2 }
         self.depth = depth
         self.timeout = timeout
         progress.rangesTotal = self.tasks.count
     }
 
-    public var currentRange: TokenRange? { index < tasks.count ? tasks[index].range : nil }
+    package var currentRange: TokenRange? { index < tasks.count ? tasks[index].range : nil }
 
-    public mutating func start(now: RingInstant) -> [Action] {
+    package mutating func start(now: RingInstant) -> [Action] {
         beginTask(now: now)
     }
 
@@ -88,7 +88,7 @@ public struct RepairSession: Sendable {
     }
 
     /// A replica's tree for the current range arrived.
-    public mutating func onTree(_ tree: MerkleTree, from node: NodeID, now: RingInstant) -> [Action] {
+    package mutating func onTree(_ tree: MerkleTree, from node: NodeID, now: RingInstant) -> [Action] {
         guard !isFinished, index < tasks.count else { return [] }
         let task = tasks[index]
         guard task.replicas.contains(node), tree.range == task.range, tree.depth == depth, trees[node] == nil else {
@@ -120,7 +120,7 @@ public struct RepairSession: Sendable {
 
     /// A stream the session asked for was applied by its receiver.
     /// `rows` is what the stream carried (counted in `Progress.rowsStreamed`).
-    public mutating func onStreamDone(from: NodeID, to: NodeID, rows: UInt64 = 0, now: RingInstant) -> [Action] {
+    package mutating func onStreamDone(from: NodeID, to: NodeID, rows: UInt64 = 0, now: RingInstant) -> [Action] {
         guard !isFinished, pendingStreams.removeValue(forKey: StreamKey(from: from, to: to)) != nil else { return [] }
         progress.rowsStreamed += rows
         return pendingStreams.isEmpty ? finishTask(outOfSync: true, now: now) : []
@@ -133,7 +133,7 @@ public struct RepairSession: Sendable {
     }
 
     /// A replica could not answer (down, error): repair needs every replica, so the session fails.
-    public mutating func onFailure(from node: NodeID, reason: String, now: RingInstant) -> [Action] {
+    package mutating func onFailure(from node: NodeID, reason: String, now: RingInstant) -> [Action] {
         guard !isFinished, let range = currentRange else { return [] }
         isFinished = true
         return [
@@ -145,7 +145,7 @@ public struct RepairSession: Sendable {
         ]
     }
 
-    public mutating func onTick(now: RingInstant) -> [Action] {
+    package mutating func onTick(now: RingInstant) -> [Action] {
         guard !isFinished, let deadline, now >= deadline, let range = currentRange else { return [] }
         isFinished = true
         let waiting =

@@ -5,36 +5,36 @@
 /// is decided before anything is sent (nothing was written); `writeTimeout` means the write may or
 /// may not have been applied on some replicas (the client may retry: writes are idempotent because
 /// they carry their timestamp).
-public struct RingError: Error, Hashable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct RingError: Error, Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Wrapped: String, Hashable, Sendable {
             case unavailable, writeTimeout, readTimeout, writeFailure, readFailure, invalidArgument
         }
         fileprivate var wrapped: Wrapped
         /// Fewer replicas are alive than the consistency level needs; nothing was sent.
-        public static let unavailable = Code(wrapped: .unavailable)
+        package static let unavailable = Code(wrapped: .unavailable)
         /// Too few replicas acknowledged a write before the timeout; it may be partly applied.
-        public static let writeTimeout = Code(wrapped: .writeTimeout)
+        package static let writeTimeout = Code(wrapped: .writeTimeout)
         /// Too few replicas answered a read (or acknowledged its read repair) before the timeout.
-        public static let readTimeout = Code(wrapped: .readTimeout)
+        package static let readTimeout = Code(wrapped: .readTimeout)
         /// Replicas reported errors, so the level can no longer be met.
-        public static let writeFailure = Code(wrapped: .writeFailure)
-        public static let readFailure = Code(wrapped: .readFailure)
+        package static let writeFailure = Code(wrapped: .writeFailure)
+        package static let readFailure = Code(wrapped: .readFailure)
         /// The caller passed something the ring cannot use (a token conflict, RF < 1).
-        public static let invalidArgument = Code(wrapped: .invalidArgument)
-        public var description: String { wrapped.rawValue }
+        package static let invalidArgument = Code(wrapped: .invalidArgument)
+        package var description: String { wrapped.rawValue }
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
     /// The level of the request, when the error is about one.
-    public var consistency: ConsistencyLevel?
+    package var consistency: ConsistencyLevel?
     /// Replicas the level required.
-    public var required: Int?
+    package var required: Int?
     /// Replicas alive (`unavailable`) or that answered (timeouts and failures).
-    public var received: Int?
+    package var received: Int?
 
-    public init(
+    package init(
         _ code: Code, _ message: String, consistency: ConsistencyLevel? = nil,
         required: Int? = nil, received: Int? = nil
     ) {
@@ -45,7 +45,7 @@ public struct RingError: Error, Hashable, Sendable, CustomStringConvertible {
         self.received = received
     }
 
-    public var description: String { "\(code): \(message)" }
+    package var description: String { "\(code): \(message)" }
 
     static func unavailable(_ cl: ConsistencyLevel, required: Int, alive: Int) -> RingError {
         RingError(

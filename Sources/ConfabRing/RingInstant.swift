@@ -3,29 +3,29 @@
 /// Every state machine in ConfabRing takes time as a parameter instead of reading a clock, so a
 /// simulation can drive thousands of seeded runs deterministically. The shell passes
 /// `ContinuousClock` readings converted with `RingInstant(nanoseconds:)`.
-public struct RingInstant: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var nanoseconds: Int64
+package struct RingInstant: Hashable, Comparable, Sendable, CustomStringConvertible {
+    package var nanoseconds: Int64
 
-    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    package init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
-    public static let zero = RingInstant(nanoseconds: 0)
+    package static let zero = RingInstant(nanoseconds: 0)
 
-    public static func < (a: RingInstant, b: RingInstant) -> Bool { a.nanoseconds < b.nanoseconds }
+    package static func < (a: RingInstant, b: RingInstant) -> Bool { a.nanoseconds < b.nanoseconds }
 
-    public static func + (a: RingInstant, d: Duration) -> RingInstant {
+    package static func + (a: RingInstant, d: Duration) -> RingInstant {
         RingInstant(nanoseconds: a.nanoseconds &+ d.nanoseconds)
     }
 
-    public static func - (a: RingInstant, d: Duration) -> RingInstant {
+    package static func - (a: RingInstant, d: Duration) -> RingInstant {
         RingInstant(nanoseconds: a.nanoseconds &- d.nanoseconds)
     }
 
     /// The time from `b` to `a`.
-    public static func - (a: RingInstant, b: RingInstant) -> Duration {
+    package static func - (a: RingInstant, b: RingInstant) -> Duration {
         .nanoseconds(a.nanoseconds &- b.nanoseconds)
     }
 
-    public var description: String { "\(Double(nanoseconds) / 1e9)s" }
+    package var description: String { "\(Double(nanoseconds) / 1e9)s" }
 }
 
 extension Duration {

@@ -12,17 +12,17 @@
 /// first node's offset). With 16 tokens per node, primary ownership of 3–5 nodes is within a few
 /// percent of 1/N (tests check ±25%); effective ownership at RF 3 is looser (worst seen ±40%),
 /// because the first RF nodes are placed before replication matters.
-public struct TokenAllocator: Sendable {
-    public var tokensPerNode: Int
-    public var replicationFactor: Int
+package struct TokenAllocator: Sendable {
+    package var tokensPerNode: Int
+    package var replicationFactor: Int
 
-    public init(tokensPerNode: Int = 16, replicationFactor: Int = 3) {
+    package init(tokensPerNode: Int = 16, replicationFactor: Int = 3) {
         self.tokensPerNode = tokensPerNode
         self.replicationFactor = replicationFactor
     }
 
     /// Tokens for `node` joining `ring` (the node must not be in it yet).
-    public func allocate(
+    package func allocate(
         for node: NodeID, in ring: TokenRing,
         using rng: inout some RandomNumberGenerator
     ) -> [Token] {

@@ -6,36 +6,36 @@
 ///
 /// A value: the shell rebuilds or updates it from gossip (nodes in NORMAL or LEAVING state) and
 /// hands copies to coordinators. Lookups are O(log tokens) plus a walk of about RF tokens.
-public struct TokenRing: Hashable, Sendable {
+package struct TokenRing: Hashable, Sendable {
     /// One vnode: a token and the node that owns it.
-    public struct Entry: Hashable, Sendable {
-        public var token: Token
-        public var node: NodeID
+    package struct Entry: Hashable, Sendable {
+        package var token: Token
+        package var node: NodeID
     }
 
     /// Sorted by token; tokens are unique.
-    public private(set) var entries: [Entry] = []
+    package private(set) var entries: [Entry] = []
     private var tokensByNode: [NodeID: [Token]] = [:]
 
-    public init() {}
+    package init() {}
 
     /// A ring with the given tokens per node. Throws `invalidArgument` if two nodes claim a token.
-    public init(_ assignments: [NodeID: [Token]]) throws {
+    package init(_ assignments: [NodeID: [Token]]) throws {
         for (node, tokens) in assignments.sorted(by: { $0.key < $1.key }) {
             try add(node, tokens: tokens)
         }
     }
 
-    public var isEmpty: Bool { entries.isEmpty }
+    package var isEmpty: Bool { entries.isEmpty }
     /// Nodes in the ring, sorted by id.
-    public var nodes: [NodeID] { tokensByNode.keys.sorted() }
-    public var nodeCount: Int { tokensByNode.count }
-    public func tokens(of node: NodeID) -> [Token] { tokensByNode[node] ?? [] }
-    public func contains(_ node: NodeID) -> Bool { tokensByNode[node] != nil }
+    package var nodes: [NodeID] { tokensByNode.keys.sorted() }
+    package var nodeCount: Int { tokensByNode.count }
+    package func tokens(of node: NodeID) -> [Token] { tokensByNode[node] ?? [] }
+    package func contains(_ node: NodeID) -> Bool { tokensByNode[node] != nil }
 
     /// Adds a node with its tokens, replacing tokens it had. Throws `invalidArgument` if another
     /// node owns one of the tokens (the ring is unchanged then).
-    public mutating func add(_ node: NodeID, tokens: [Token]) throws {
+    package mutating func add(_ node: NodeID, tokens: [Token]) throws {
         let unique = Set(tokens)
         for e in entries where e.node != node && unique.contains(e.token) {
             throw RingError(.invalidArgument, "token \(e.token) of \(node) is already owned by \(e.node)")
@@ -46,7 +46,7 @@ public struct TokenRing: Hashable, Sendable {
         entries.sort { $0.token < $1.token }
     }
 
-    public mutating func remove(_ node: NodeID) {
+    package mutating func remove(_ node: NodeID) {
         guard tokensByNode.removeValue(forKey: node) != nil else { return }
         entries.removeAll { $0.node == node }
     }
@@ -71,18 +71,18 @@ public struct TokenRing: Hashable, Sendable {
     }
 
     /// The node whose token is the first at or after `token` (clockwise): the primary replica.
-    public func primaryOwner(of token: Token) -> NodeID? {
+    package func primaryOwner(of token: Token) -> NodeID? {
         entries.isEmpty ? nil : entries[entryIndex(for: token)].node
     }
 
     /// The vnode range containing `token`.
-    public func primaryRange(containing token: Token) -> TokenRange? {
+    package func primaryRange(containing token: Token) -> TokenRange? {
         entries.isEmpty ? nil : range(ofEntry: entryIndex(for: token))
     }
 
     /// The replicas of `token` in ring order (primary first): the next `replicationFactor`
     /// distinct nodes clockwise. Fewer when the ring has fewer nodes.
-    public func replicas(for token: Token, replicationFactor rf: Int) -> [NodeID] {
+    package func replicas(for token: Token, replicationFactor rf: Int) -> [NodeID] {
         entries.isEmpty ? [] : replicas(fromEntry: entryIndex(for: token), replicationFactor: rf)
     }
 
@@ -104,7 +104,7 @@ public struct TokenRing: Hashable, Sendable {
 
     /// Fraction of the ring each node is primary for (sums to 1): `nodetool status` without a
     /// keyspace.
-    public func ownership() -> [NodeID: Double] {
+    package func ownership() -> [NodeID: Double] {
         var out: [NodeID: Double] = [:]
         for i in entries.indices { out[entries[i].node, default: 0] += range(ofEntry: i).fraction }
         return out
@@ -112,7 +112,7 @@ public struct TokenRing: Hashable, Sendable {
 
     /// Fraction of the ring each node holds a replica of, at `rf` (sums to min(rf, nodes)):
     /// `nodetool status keyspace`'s "effective ownership".
-    public func effectiveOwnership(replicationFactor rf: Int) -> [NodeID: Double] {
+    package func effectiveOwnership(replicationFactor rf: Int) -> [NodeID: Double] {
         var out: [NodeID: Double] = [:]
         for i in entries.indices {
             let f = range(ofEntry: i).fraction
@@ -122,18 +122,18 @@ public struct TokenRing: Hashable, Sendable {
     }
 
     /// Every vnode range with its replicas, in token order (what repair iterates over).
-    public func rangesWithReplicas(replicationFactor rf: Int) -> [(range: TokenRange, replicas: [NodeID])] {
+    package func rangesWithReplicas(replicationFactor rf: Int) -> [(range: TokenRange, replicas: [NodeID])] {
         entries.indices.map { (range(ofEntry: $0), replicas(fromEntry: $0, replicationFactor: rf)) }
     }
 
     /// The ranges `node` is primary for, in token order.
-    public func primaryRanges(of node: NodeID) -> [TokenRange] {
+    package func primaryRanges(of node: NodeID) -> [TokenRange] {
         entries.indices.filter { entries[$0].node == node }.map { range(ofEntry: $0) }
     }
 
     /// The ranges `node` holds a replica of at `rf` (what it streams on decommission and compares
     /// in repair), in token order, adjacent ranges merged.
-    public func replicatedRanges(of node: NodeID, replicationFactor rf: Int) -> [TokenRange] {
+    package func replicatedRanges(of node: NodeID, replicationFactor rf: Int) -> [TokenRange] {
         let ranges = entries.indices
             .filter { replicas(fromEntry: $0, replicationFactor: rf).contains(node) }
             .map { range(ofEntry: $0) }

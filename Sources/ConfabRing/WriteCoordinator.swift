@@ -14,8 +14,8 @@ import ConfabEngine
 /// - Every replica that does not acknowledge — down at the start, or silent by the deadline —
 ///   gets a `.storeHint` (hinted handoff; the hint queue applies the hint window). Hints replay the
 ///   mutation with its original timestamps, so replay is idempotent.
-public struct WriteCoordinator: Sendable {
-    public enum Action: Hashable, Sendable {
+package struct WriteCoordinator: Sendable {
+    package enum Action: Hashable, Sendable {
         /// Send the mutation to a replica (to this node itself: apply it locally).
         case send(Mutation, to: NodeID)
         /// The replica missed the write: keep it as a hint for later replay.
@@ -26,12 +26,12 @@ public struct WriteCoordinator: Sendable {
         case failed(RingError)
     }
 
-    public let mutation: Mutation
-    public let consistency: ConsistencyLevel
+    package let mutation: Mutation
+    package let consistency: ConsistencyLevel
     /// Acknowledgements needed: the level's count for RF, plus one per pending replica
     /// (Cassandra's rule, so a bootstrap cannot hide a missing acknowledgement).
-    public let blockFor: Int
-    public let deadline: RingInstant
+    package let blockFor: Int
+    package let deadline: RingInstant
     let timeout: Duration
     /// All replicas in ring order, then pending ones.
     let targets: [NodeID]
@@ -40,15 +40,15 @@ public struct WriteCoordinator: Sendable {
     private(set) var acknowledged: Set<NodeID> = []
     private(set) var failedReplicas: Set<NodeID> = []
     /// True once the client has its answer.
-    public private(set) var responded = false
+    package private(set) var responded = false
     /// True once nothing more can happen (every replica answered, or the deadline passed).
-    public private(set) var isFinished = false
+    package private(set) var isFinished = false
 
     /// - Parameters:
     ///   - replicas: the key's natural replicas in ring order (`TokenRing.replicas`).
     ///   - pending: replicas gaining the range through a bootstrap in progress.
     ///   - isAlive: the failure detector's current verdict.
-    public init(
+    package init(
         mutation: Mutation, replicas: [NodeID], pending: [NodeID] = [], consistency: ConsistencyLevel,
         replicationFactor: Int, isAlive: (NodeID) -> Bool, now: RingInstant, timeout: Duration = .seconds(2)
     ) {
@@ -64,7 +64,7 @@ public struct WriteCoordinator: Sendable {
 
     /// The first actions: either `.failed(unavailable)` alone, or sends to live replicas and hints
     /// for down ones.
-    public mutating func start() -> [Action] {
+    package mutating func start() -> [Action] {
         if alive.count < blockFor {
             responded = true
             isFinished = true
@@ -83,7 +83,7 @@ public struct WriteCoordinator: Sendable {
     }
 
     /// A replica applied the mutation.
-    public mutating func onAck(from replica: NodeID) -> [Action] {
+    package mutating func onAck(from replica: NodeID) -> [Action] {
         guard !isFinished, outstanding.remove(replica) != nil else { return [] }
         acknowledged.insert(replica)
         var actions: [Action] = []
@@ -96,7 +96,7 @@ public struct WriteCoordinator: Sendable {
     }
 
     /// A replica reported that it could not apply the mutation (disk full, overloaded …).
-    public mutating func onFailure(from replica: NodeID, reason: String) -> [Action] {
+    package mutating func onFailure(from replica: NodeID, reason: String) -> [Action] {
         guard !isFinished, outstanding.remove(replica) != nil else { return [] }
         failedReplicas.insert(replica)
         var actions: [Action] = []
@@ -115,7 +115,7 @@ public struct WriteCoordinator: Sendable {
 
     /// The clock moved. At the deadline: time out if the level was not met, and hint every replica
     /// that has not acknowledged.
-    public mutating func onTick(now: RingInstant) -> [Action] {
+    package mutating func onTick(now: RingInstant) -> [Action] {
         guard !isFinished, now >= deadline else { return [] }
         var actions: [Action] = []
         if !responded {

@@ -2,7 +2,7 @@ import ConfabRing
 
 extension ConsistencyLevel {
     /// The level's byte on the wire: CQL's consistency codes (docs/node_protocol.md § Consistency).
-    public var wireCode: UInt8 {
+    package var wireCode: UInt8 {
         switch self {
         case .one: return 0x01
         case .two: return 0x02
@@ -13,7 +13,7 @@ extension ConsistencyLevel {
 
     /// The level for a wire code; `invalid` for codes CQL defines but Confab does not support
     /// (ANY, THREE, LOCAL_*) and for unknown codes.
-    public init(wireCode: UInt8) throws(WireError) {
+    package init(wireCode: UInt8) throws(WireError) {
         switch wireCode {
         case 0x01: self = .one
         case 0x02: self = .two
@@ -29,7 +29,7 @@ extension ConsistencyLevel {
     }
 
     /// Parses "one", "TWO", "quorum", "all" (any case), as users type them.
-    public init?(named text: String) {
+    package init?(named text: String) {
         self.init(rawValue: text.uppercased())
     }
 }

@@ -2,14 +2,14 @@ import ConfabEngine
 
 /// One frame: header fields plus the raw body. The body is decoded into a `WireMessage` separately,
 /// so a frame with an unknown or malformed body can still be answered on its stream.
-public struct Frame: Hashable, Sendable {
-    public var type: MessageType
-    public var flags: FrameFlags
-    public var streamID: UInt32
-    public var body: [UInt8]
-    public var version: UInt8
+package struct Frame: Hashable, Sendable {
+    package var type: MessageType
+    package var flags: FrameFlags
+    package var streamID: UInt32
+    package var body: [UInt8]
+    package var version: UInt8
 
-    public init(
+    package init(
         type: MessageType, flags: FrameFlags = [], streamID: UInt32, body: [UInt8],
         version: UInt8 = ProtocolVersion.current
     ) {
@@ -20,12 +20,12 @@ public struct Frame: Hashable, Sendable {
         self.version = version
     }
 
-    public var header: FrameHeader {
+    package var header: FrameHeader {
         FrameHeader(version: version, type: type, flags: flags, streamID: streamID, bodyLength: UInt32(body.count))
     }
 
     /// Header, body and body CRC32C: the bytes to put on the wire.
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var out = header.encoded()
         out.reserveCapacity(FrameHeader.size + body.count + FrameHeader.trailerSize)
         out.append(contentsOf: body)

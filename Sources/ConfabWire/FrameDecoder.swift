@@ -1,7 +1,7 @@
 import ConfabEngine
 
 /// What the bytes at the front of a receive buffer hold.
-public enum FrameParseResult: Sendable {
+package enum FrameParseResult: Sendable {
     /// Not a whole frame yet; read more and call again.
     case needMoreBytes
     /// A whole, intact frame of `length` bytes (header, body, trailer).
@@ -17,8 +17,8 @@ public enum FrameParseResult: Sendable {
 /// Splits a byte stream into frames (docs/node_protocol.md § Frame layout). Pure and total: any input
 /// yields one of the `FrameParseResult` cases — never a trap, and never more allocation than
 /// `maxBodyBytes` for one body.
-public enum FrameDecoder {
-    public static func parse(
+package enum FrameDecoder {
+    package static func parse(
         _ bytes: UnsafeRawBufferPointer,
         maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes
     ) -> FrameParseResult {
@@ -84,7 +84,7 @@ public enum FrameDecoder {
             Frame(type: type, flags: flags, streamID: streamID, body: Array(body), version: version), length: total)
     }
 
-    public static func parse(_ bytes: [UInt8], maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes) -> FrameParseResult
+    package static func parse(_ bytes: [UInt8], maxBodyBytes: Int = FrameHeader.defaultMaxBodyBytes) -> FrameParseResult
     {
         bytes.withUnsafeBytes { parse($0, maxBodyBytes: maxBodyBytes) }
     }

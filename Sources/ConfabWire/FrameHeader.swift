@@ -4,24 +4,24 @@ import ConfabEngine
 ///
 /// The header has its own CRC32C, so a damaged length is caught before the receiver waits for (or
 /// allocates) a body that will never come; the body has a separate CRC32C in the 4-byte trailer.
-public struct FrameHeader: Hashable, Sendable {
+package struct FrameHeader: Hashable, Sendable {
     /// "CF": the first two bytes of every frame.
-    public static let magic: (UInt8, UInt8) = (0x43, 0x46)
-    public static let size = 18
+    package static let magic: (UInt8, UInt8) = (0x43, 0x46)
+    package static let size = 18
     /// The body CRC32C after the body.
-    public static let trailerSize = 4
+    package static let trailerSize = 4
     /// The default cap on a body: 64 MiB (twice the engine's largest mutation).
-    public static let defaultMaxBodyBytes = 64 << 20
+    package static let defaultMaxBodyBytes = 64 << 20
 
-    public var version: UInt8
-    public var type: MessageType
-    public var flags: FrameFlags
+    package var version: UInt8
+    package var type: MessageType
+    package var flags: FrameFlags
     /// Correlates a response with its request on a shared connection: a response carries its
     /// request's id. 0 is reserved for connection-level errors that belong to no request.
-    public var streamID: UInt32
-    public var bodyLength: UInt32
+    package var streamID: UInt32
+    package var bodyLength: UInt32
 
-    public init(
+    package init(
         version: UInt8 = ProtocolVersion.current, type: MessageType, flags: FrameFlags = [], streamID: UInt32,
         bodyLength: UInt32
     ) {
@@ -33,7 +33,7 @@ public struct FrameHeader: Hashable, Sendable {
     }
 
     /// The 18 header bytes, header CRC included.
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var w = WireWriter(capacity: Self.size)
         w.u8(Self.magic.0)
         w.u8(Self.magic.1)
@@ -49,12 +49,12 @@ public struct FrameHeader: Hashable, Sendable {
 }
 
 /// Bits of the header's flags byte. A version-1 receiver rejects frames with unknown bits set.
-public struct FrameFlags: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+package struct FrameFlags: OptionSet, Hashable, Sendable {
+    package let rawValue: UInt8
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Set on every frame that answers a request (HelloAck, Pong, WriteAck, ReadResponse, Error).
-    public static let response = FrameFlags(rawValue: 0x01)
+    package static let response = FrameFlags(rawValue: 0x01)
 
-    public static let known: FrameFlags = [.response]
+    package static let known: FrameFlags = [.response]
 }

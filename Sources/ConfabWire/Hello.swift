@@ -1,15 +1,15 @@
 /// The first request on a connection: the protocol versions the sender speaks, and — from a node —
 /// the node id it will authenticate as.
-public struct Hello: Hashable, Sendable {
-    public var minVersion: UInt8
-    public var maxVersion: UInt8
+package struct Hello: Hashable, Sendable {
+    package var minVersion: UInt8
+    package var maxVersion: UInt8
     /// Free text for logs ("confab-cli 0.1", "node 7f3a…").
-    public var clientName: String
+    package var clientName: String
     /// The id of the node opening this connection, empty for clients and operators. Bound into the
     /// authentication answer (docs/security.md), so a node cannot authenticate under another id.
-    public var nodeID: String
+    package var nodeID: String
 
-    public init(
+    package init(
         minVersion: UInt8 = ProtocolVersion.current, maxVersion: UInt8 = ProtocolVersion.current,
         clientName: String, nodeID: String = ""
     ) {
@@ -22,19 +22,19 @@ public struct Hello: Hashable, Sendable {
 
 /// The answer to `Hello`: the version both sides will use, who answered, and the challenge a peer
 /// answers to be trusted with more than reads and writes.
-public struct HelloAck: Hashable, Sendable {
-    public var version: UInt8
+package struct HelloAck: Hashable, Sendable {
+    package var version: UInt8
     /// The node's stable id (kept in its data directory).
-    public var nodeID: String
-    public var clusterName: String
+    package var nodeID: String
+    package var clusterName: String
     /// False when the node runs without a cluster secret (`--insecure-no-cluster-secret`): every
     /// connection may then send everything, and there is nothing to authenticate.
-    public var authenticationRequired: Bool
+    package var authenticationRequired: Bool
     /// Fresh random bytes for this connection (`ClusterSecret.nonceSize`), all zero when
     /// authentication is not required. An answer is only valid for the connection it was issued on.
-    public var challenge: [UInt8]
+    package var challenge: [UInt8]
 
-    public init(
+    package init(
         version: UInt8, nodeID: String, clusterName: String, authenticationRequired: Bool = false,
         challenge: [UInt8] = [UInt8](repeating: 0, count: ClusterSecret.nonceSize)
     ) {

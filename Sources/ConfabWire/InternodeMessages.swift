@@ -6,7 +6,7 @@ import ConfabRing
 ///
 /// The digest is ConfabRing's `ReplicaReadResult.digest()` of the same data, computed by the
 /// replica, so a coordinator compares a digest answer with `digest()` of a data answer directly.
-public enum ReplicaReadResponse: Hashable, Sendable {
+package enum ReplicaReadResponse: Hashable, Sendable {
     case data(ReplicaReadResult)
     case digest(ReadDigest)
 }
@@ -14,12 +14,12 @@ public enum ReplicaReadResponse: Hashable, Sendable {
 /// A hint delivered to the replica that missed the write (hinted handoff). The replica applies
 /// the mutation (with its original timestamps, so a replay is idempotent) and answers
 /// `HintReplayAck` with the same id, after which the coordinator deletes the hint.
-public struct HintReplay: Hashable, Sendable {
+package struct HintReplay: Hashable, Sendable {
     /// The coordinator's id of the hint, echoed in the acknowledgement.
-    public var id: UInt64
-    public var mutation: Mutation
+    package var id: UInt64
+    package var mutation: Mutation
 
-    public init(id: UInt64, mutation: Mutation) {
+    package init(id: UInt64, mutation: Mutation) {
         self.id = id
         self.mutation = mutation
     }

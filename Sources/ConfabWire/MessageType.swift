@@ -3,53 +3,53 @@
 /// Client-facing types are implemented in protocol version 1. Internode types are reserved now so
 /// the ring's messages get stable numbers: a version-1 node that receives one answers with a
 /// `protocolError` ("not implemented") and keeps the connection.
-public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+package struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    package let rawValue: UInt8
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
 
     // Connection
-    public static let hello = MessageType(rawValue: 0x01)
-    public static let helloAck = MessageType(rawValue: 0x02)
-    public static let ping = MessageType(rawValue: 0x03)
-    public static let pong = MessageType(rawValue: 0x04)
-    public static let error = MessageType(rawValue: 0x05)
+    package static let hello = MessageType(rawValue: 0x01)
+    package static let helloAck = MessageType(rawValue: 0x02)
+    package static let ping = MessageType(rawValue: 0x03)
+    package static let pong = MessageType(rawValue: 0x04)
+    package static let error = MessageType(rawValue: 0x05)
     /// The answer to a HelloAck's challenge (protocol version 2, docs/security.md).
-    public static let authenticate = MessageType(rawValue: 0x06)
-    public static let authenticateAck = MessageType(rawValue: 0x07)
+    package static let authenticate = MessageType(rawValue: 0x06)
+    package static let authenticateAck = MessageType(rawValue: 0x07)
 
     // Client requests (coordinated by the receiving node)
-    public static let write = MessageType(rawValue: 0x10)
-    public static let writeAck = MessageType(rawValue: 0x11)
-    public static let read = MessageType(rawValue: 0x12)
-    public static let readResponse = MessageType(rawValue: 0x13)
-    public static let status = MessageType(rawValue: 0x14)
-    public static let statusResponse = MessageType(rawValue: 0x15)
+    package static let write = MessageType(rawValue: 0x10)
+    package static let writeAck = MessageType(rawValue: 0x11)
+    package static let read = MessageType(rawValue: 0x12)
+    package static let readResponse = MessageType(rawValue: 0x13)
+    package static let status = MessageType(rawValue: 0x14)
+    package static let statusResponse = MessageType(rawValue: 0x15)
     // Operator requests (run by the receiving node, not routed by key)
-    public static let admin = MessageType(rawValue: 0x16)
-    public static let adminResponse = MessageType(rawValue: 0x17)
-    public static let repair = MessageType(rawValue: 0x18)
-    public static let repairResponse = MessageType(rawValue: 0x19)
+    package static let admin = MessageType(rawValue: 0x16)
+    package static let adminResponse = MessageType(rawValue: 0x17)
+    package static let repair = MessageType(rawValue: 0x18)
+    package static let repairResponse = MessageType(rawValue: 0x19)
     /// Interim answers to a Repair that asked for progress (before its RepairResponse).
-    public static let repairProgress = MessageType(rawValue: 0x1A)
+    package static let repairProgress = MessageType(rawValue: 0x1A)
 
     // Internode (the ring); StreamRangesData is reserved, not implemented yet
-    public static let gossipSyn = MessageType(rawValue: 0x40)
-    public static let gossipAck = MessageType(rawValue: 0x41)
-    public static let gossipAck2 = MessageType(rawValue: 0x42)
-    public static let replicaWrite = MessageType(rawValue: 0x48)
-    public static let replicaWriteAck = MessageType(rawValue: 0x49)
-    public static let replicaRead = MessageType(rawValue: 0x4A)
-    public static let replicaReadResponse = MessageType(rawValue: 0x4B)
-    public static let hintReplay = MessageType(rawValue: 0x4C)
-    public static let hintReplayAck = MessageType(rawValue: 0x4D)
-    public static let merkleTreeRequest = MessageType(rawValue: 0x50)
-    public static let merkleTreeResponse = MessageType(rawValue: 0x51)
-    public static let streamRangesRequest = MessageType(rawValue: 0x58)
-    public static let streamRangesData = MessageType(rawValue: 0x59)
-    public static let streamRangesDone = MessageType(rawValue: 0x5A)
+    package static let gossipSyn = MessageType(rawValue: 0x40)
+    package static let gossipAck = MessageType(rawValue: 0x41)
+    package static let gossipAck2 = MessageType(rawValue: 0x42)
+    package static let replicaWrite = MessageType(rawValue: 0x48)
+    package static let replicaWriteAck = MessageType(rawValue: 0x49)
+    package static let replicaRead = MessageType(rawValue: 0x4A)
+    package static let replicaReadResponse = MessageType(rawValue: 0x4B)
+    package static let hintReplay = MessageType(rawValue: 0x4C)
+    package static let hintReplayAck = MessageType(rawValue: 0x4D)
+    package static let merkleTreeRequest = MessageType(rawValue: 0x50)
+    package static let merkleTreeResponse = MessageType(rawValue: 0x51)
+    package static let streamRangesRequest = MessageType(rawValue: 0x58)
+    package static let streamRangesData = MessageType(rawValue: 0x59)
+    package static let streamRangesDone = MessageType(rawValue: 0x5A)
 
     /// Types version 1 encodes and decodes.
-    public static let implemented: [MessageType] = [
+    package static let implemented: [MessageType] = [
         .hello, .helloAck, .ping, .pong, .error, .authenticate, .authenticateAck, .write, .writeAck, .read,
         .readResponse, .status, .statusResponse,
         .gossipSyn, .gossipAck, .gossipAck2, .replicaWrite, .replicaWriteAck, .replicaRead, .replicaReadResponse,
@@ -59,11 +59,11 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
 
     /// Numbers set aside for internode messages whose bodies are not defined yet (batched range
     /// streaming for bootstrap; repair streams as ReplicaWrites).
-    public static let reservedInternode: [MessageType] = [.streamRangesData]
+    package static let reservedInternode: [MessageType] = [.streamRangesData]
 
-    public var isReservedInternode: Bool { Self.reservedInternode.contains(self) }
+    package var isReservedInternode: Bool { Self.reservedInternode.contains(self) }
 
-    public var name: String? {
+    package var name: String? {
         switch self {
         case .hello: return "Hello"
         case .helloAck: return "HelloAck"
@@ -101,7 +101,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         }
     }
 
-    public var description: String {
+    package var description: String {
         let hex = "0x" + (rawValue < 16 ? "0" : "") + String(rawValue, radix: 16)
         return name.map { "\($0) (\(hex))" } ?? "unknown type \(hex)"
     }

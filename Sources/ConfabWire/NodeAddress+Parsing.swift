@@ -3,11 +3,11 @@ import Foundation
 
 extension NodeAddress {
     /// The default port of `confab node`.
-    public static let defaultPort = 7400
+    package static let defaultPort = 7400
 
     /// Parses "host:port", "host" (default port), "[::1]:port" or ":port" (127.0.0.1); nil when the
     /// port is not a number in 1...65535 (0 is accepted: "any free port", for listening).
-    public init?(hostPort text: String, defaultPort: Int = NodeAddress.defaultPort) {
+    package init?(hostPort text: String, defaultPort: Int = NodeAddress.defaultPort) {
         var host = Substring(text.trimmingCharacters(in: .whitespaces))
         var port = defaultPort
         if host.hasPrefix("[") {

@@ -4,22 +4,22 @@ import ConfabRing
 /// A read of one partition's rows in a clustering range: CQL's
 /// `SELECT * FROM ks.table WHERE pk = ? AND ck > ? AND ck < ? ORDER BY ck [DESC] LIMIT n`,
 /// plus the consistency level and, for replica reads, "digest only".
-public struct ReadRequest: Hashable, Sendable {
-    public var keyspace: String
-    public var table: String
-    public var partitionKey: [UInt8]
-    public var lower: ClusteringBound?
-    public var upper: ClusteringBound?
+package struct ReadRequest: Hashable, Sendable {
+    package var keyspace: String
+    package var table: String
+    package var partitionKey: [UInt8]
+    package var lower: ClusteringBound?
+    package var upper: ClusteringBound?
     /// Descending clustering order (newest first for chat messages).
-    public var reversed: Bool
-    public var limit: UInt32
+    package var reversed: Bool
+    package var limit: UInt32
     /// Resume after this clustering key (a previous response's cursor).
-    public var cursor: [UInt8]?
-    public var consistency: ConsistencyLevel
+    package var cursor: [UInt8]?
+    package var consistency: ConsistencyLevel
     /// Answer with a digest of the rows instead of the rows.
-    public var digestOnly: Bool
+    package var digestOnly: Bool
 
-    public init(
+    package init(
         keyspace: String, table: String, partitionKey: [UInt8], lower: ClusteringBound? = nil,
         upper: ClusteringBound? = nil, reversed: Bool = false, limit: UInt32 = 100, cursor: [UInt8]? = nil,
         consistency: ConsistencyLevel, digestOnly: Bool = false
@@ -37,7 +37,7 @@ public struct ReadRequest: Hashable, Sendable {
     }
 
     /// The request for an engine query on a table of `schema`.
-    public init(_ query: SliceQuery, schema: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool = false) {
+    package init(_ query: SliceQuery, schema: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool = false) {
         self.init(
             keyspace: schema.keyspace, table: schema.name, partitionKey: query.partitionKey, lower: query.lower,
             upper: query.upper, reversed: query.reversed, limit: UInt32(clamping: query.limit),
@@ -45,7 +45,7 @@ public struct ReadRequest: Hashable, Sendable {
     }
 
     /// The engine query once `keyspace.table` is resolved to a table id.
-    public func sliceQuery(table id: TableID) -> SliceQuery {
+    package func sliceQuery(table id: TableID) -> SliceQuery {
         SliceQuery(
             table: id, partitionKey: partitionKey, lower: lower, upper: upper, reversed: reversed,
             limit: Int(limit), cursor: cursor)

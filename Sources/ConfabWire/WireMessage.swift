@@ -4,7 +4,7 @@ import ConfabRing
 /// Every message protocol version 1 implements, with its body encoding (docs/node_protocol.md §
 /// Messages). Encoding is total; decoding checks every length and value and throws a `WireError`
 /// naming the message and field on any malformed body — it never traps.
-public enum WireMessage: Hashable, Sendable {
+package enum WireMessage: Hashable, Sendable {
     case hello(Hello)
     case helloAck(HelloAck)
     case ping(nonce: UInt64)
@@ -50,7 +50,7 @@ public enum WireMessage: Hashable, Sendable {
     case streamRanges(StreamRangesRequest)
     case streamRangesDone(StreamRangesDone)
 
-    public var type: MessageType {
+    package var type: MessageType {
         switch self {
         case .hello: return .hello
         case .helloAck: return .helloAck
@@ -85,13 +85,13 @@ public enum WireMessage: Hashable, Sendable {
     }
 
     /// True for messages that get no answer on their stream (gossip): the sender does not wait.
-    public var isOneWay: Bool {
+    package var isOneWay: Bool {
         if case .gossip = self { return true }
         return false
     }
 
     /// True for messages that answer a request (their frames carry the `response` flag).
-    public var isResponse: Bool {
+    package var isResponse: Bool {
         switch self {
         case .helloAck, .pong, .error, .authenticateAck, .writeAck, .readResponse, .statusResponse, .replicaWriteAck,
             .replicaReadResponse, .hintReplayAck, .adminResponse, .repairResponse, .merkleTreeResponse,
@@ -105,16 +105,16 @@ public enum WireMessage: Hashable, Sendable {
     }
 
     /// The frame carrying this message on `streamID`.
-    public func frame(streamID: UInt32) -> Frame {
+    package func frame(streamID: UInt32) -> Frame {
         Frame(type: type, flags: isResponse ? .response : [], streamID: streamID, body: encodedBody())
     }
 
     /// The whole frame's bytes.
-    public func encodedFrame(streamID: UInt32) -> [UInt8] { frame(streamID: streamID).encoded() }
+    package func encodedFrame(streamID: UInt32) -> [UInt8] { frame(streamID: streamID).encoded() }
 
     // MARK: Encoding
 
-    public func encodedBody() -> [UInt8] {
+    package func encodedBody() -> [UInt8] {
         var w = WireWriter()
         switch self {
         case .hello(let h):
@@ -254,7 +254,7 @@ public enum WireMessage: Hashable, Sendable {
 
     /// Decodes a frame's body. Throws `protocolError` for unknown, reserved or malformed messages
     /// and `invalid` for well-formed values Confab does not support (e.g. consistency THREE).
-    public static func decode(_ frame: Frame) throws(WireError) -> WireMessage {
+    package static func decode(_ frame: Frame) throws(WireError) -> WireMessage {
         var r = WireReader(frame.body, context: frame.type.name ?? "message")
         let message: WireMessage
         switch frame.type {

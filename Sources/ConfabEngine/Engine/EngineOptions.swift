@@ -21,7 +21,7 @@ public struct EngineOptions: Sendable {
     /// gc_grace_seconds), so a replica that missed the delete cannot resurrect the data.
     public var gcGraceSeconds: Int64 = 10 * 24 * 3600
     /// Disk access; tests inject faults here.
-    public var fileSystem: any FileSystem = PosixFileSystem()
+    package var fileSystem: any FileSystem = PosixFileSystem()
     /// Time source for TTL, grace periods and write timestamps.
     public var clock: any EngineClock = SystemClock()
     /// Run flushes and compactions on background threads (tests may turn this off and call

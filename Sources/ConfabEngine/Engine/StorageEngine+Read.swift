@@ -23,7 +23,7 @@ extension StorageEngine {
     /// fragments with their timestamps and tombstones, plus the partition header, so a coordinator
     /// can compare replicas and repair the stale ones. `limit` counts live rows; dead rows met on
     /// the way are included.
-    public func readRaw(_ query: SliceQuery) throws -> RawSlice {
+    package func readRaw(_ query: SliceQuery) throws -> RawSlice {
         var rows: [Mutation.Row] = []
         let now = options.clock.nowSeconds()
         let outcome = try mergeSlice(query) { clustering, row in
@@ -160,14 +160,14 @@ extension StorageEngine {
 }
 
 /// A slice as reconciled row fragments with timestamps and tombstones (see `readRaw`).
-public struct RawSlice: Sendable, Hashable {
-    public var header: PartitionHeader
+package struct RawSlice: Sendable, Hashable {
+    package var header: PartitionHeader
     /// In query order; dead rows (tombstones) included.
-    public var rows: [Mutation.Row]
+    package var rows: [Mutation.Row]
     /// Resume after this clustering key; nil when the slice is known to be done.
-    public var cursor: [UInt8]?
+    package var cursor: [UInt8]?
 
-    public init(header: PartitionHeader, rows: [Mutation.Row], cursor: [UInt8]?) {
+    package init(header: PartitionHeader, rows: [Mutation.Row], cursor: [UInt8]?) {
         self.header = header
         self.rows = rows
         self.cursor = cursor

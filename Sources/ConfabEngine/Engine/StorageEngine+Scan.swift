@@ -2,12 +2,12 @@ extension StorageEngine {
     /// One entry of a token-range scan: a partition's header or one of its rows, reconciled across
     /// every source but otherwise raw (tombstones and shadowed-by-header rows included), as repair
     /// and streaming need them.
-    public struct ScannedEntry: Sendable, Hashable {
-        public var partitionKey: [UInt8]
-        public var token: Int64
+    package struct ScannedEntry: Sendable, Hashable {
+        package var partitionKey: [UInt8]
+        package var token: Int64
         /// Empty for the partition header.
-        public var clustering: [UInt8]
-        public var value: EntryValue
+        package var clustering: [UInt8]
+        package var value: EntryValue
     }
 
     /// Visits every entry of `table` whose partition token lies in `tokens`, in token order (then
@@ -16,7 +16,7 @@ extension StorageEngine {
     ///
     /// Used to build Merkle trees for repair and to stream ranges on bootstrap and decommission;
     /// memory stays constant whatever the partition sizes.
-    public func scan(table: TableID, tokens: ClosedRange<Int64>, _ body: (ScannedEntry) throws -> Bool) throws {
+    package func scan(table: TableID, tokens: ClosedRange<Int64>, _ body: (ScannedEntry) throws -> Bool) throws {
         var lowKey: [UInt8] = []
         lowKey.appendBE32(table)
         lowKey.appendBE64(UInt64(bitPattern: tokens.lowerBound) ^ (1 << 63))

@@ -277,7 +277,7 @@ public final class StorageEngine: @unchecked Sendable {
     }
 
     /// Paths of the live SSTables, newest first (for tools and tests).
-    public var sstablePaths: [String] { state.withLock { tables.map(\.path) } }
+    package var sstablePaths: [String] { state.withLock { tables.map(\.path) } }
 
     static func sstableName(_ number: UInt64) -> String {
         "sst-" + String(number).leftPad(20) + ".db"

@@ -1,19 +1,19 @@
 /// The value stored under an internal key in the memtable and in SSTables. Layout in
 /// docs/entry_format.md.
-public enum EntryValue: Hashable, Sendable {
+package enum EntryValue: Hashable, Sendable {
     case row(RowFragment)
     case header(PartitionHeader)
 
     static let rowKind: UInt8 = 0
     static let headerKind: UInt8 = 1
 
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var out: [UInt8] = []
         encode(into: &out)
         return out
     }
 
-    public func encode(into out: inout [UInt8]) {
+    package func encode(into out: inout [UInt8]) {
         switch self {
         case .row(let r): Self.encodeRow(r, into: &out)
         case .header(let h): Self.encodeHeader(h, into: &out)
@@ -29,7 +29,7 @@ public enum EntryValue: Hashable, Sendable {
         DeletionTime(timestamp: try r.readSignedVarint(), localDeletionTime: try r.readSignedVarint())
     }
 
-    public static func encodeRow(_ row: RowFragment, into out: inout [UInt8]) {
+    package static func encodeRow(_ row: RowFragment, into out: inout [UInt8]) {
         out.append(rowKind)
         var flags: UInt8 = 0
         if row.liveness != nil { flags |= 1 }
@@ -55,7 +55,7 @@ public enum EntryValue: Hashable, Sendable {
         }
     }
 
-    public static func encodeHeader(_ h: PartitionHeader, into out: inout [UInt8]) {
+    package static func encodeHeader(_ h: PartitionHeader, into out: inout [UInt8]) {
         out.append(headerKind)
         out.append(h.deletion == nil ? 0 : 1)
         if let d = h.deletion { encodeDeletion(d, into: &out) }
@@ -68,7 +68,7 @@ public enum EntryValue: Hashable, Sendable {
         }
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> EntryValue {
+    package static func decode(_ bytes: [UInt8]) throws -> EntryValue {
         var r = ByteReader(bytes, context: "entry value")
         let v = try decode(&r)
         guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
@@ -133,7 +133,7 @@ public enum EntryValue: Hashable, Sendable {
     }
 
     /// Merges two values stored under the same key.
-    public static func merge(_ a: EntryValue, _ b: EntryValue) -> EntryValue {
+    package static func merge(_ a: EntryValue, _ b: EntryValue) -> EntryValue {
         switch (a, b) {
         case (.row(let x), .row(let y)): return .row(RowFragment.merge(x, y))
         case (.header(let x), .header(let y)): return .header(PartitionHeader.merge(x, y))
@@ -144,7 +144,7 @@ public enum EntryValue: Hashable, Sendable {
 
 extension Mutation {
     /// WAL payload: table u32, partition key, header, rows. See docs/entry_format.md.
-    public func encoded() -> [UInt8] { encodedWithValueRanges().bytes }
+    package func encoded() -> [UInt8] { encodedWithValueRanges().bytes }
 
     /// The payload plus where each encoded entry value sits inside it: the memtable stores those
     /// bytes as they are, so a write encodes its rows once.
@@ -178,7 +178,7 @@ extension Mutation {
         return (out, headerRange, ranges)
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> Mutation {
+    package static func decode(_ bytes: [UInt8]) throws -> Mutation {
         var r = ByteReader(bytes, context: "mutation")
         let table = try r.readLE32()
         let pk = Array(try r.readLengthPrefixed(max: Int(UInt16.max)))

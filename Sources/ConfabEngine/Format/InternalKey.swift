@@ -15,13 +15,13 @@ public typealias TableID = UInt32
 /// key range on disk: streaming, Merkle trees and repair read ranges, not scattered keys.
 /// The partition header entry (empty clustering) sorts first in its partition and holds the
 /// partition deletion and range tombstones.
-public enum InternalKey {
+package enum InternalKey {
     /// Bytes before the clustering key.
-    public static func partitionPrefix(table: TableID, partitionKey: some Collection<UInt8>) -> [UInt8] {
+    package static func partitionPrefix(table: TableID, partitionKey: some Collection<UInt8>) -> [UInt8] {
         partitionPrefix(table: table, partitionKey: partitionKey, token: Murmur3.token(partitionKey))
     }
 
-    public static func partitionPrefix(table: TableID, partitionKey: some Collection<UInt8>, token: Int64) -> [UInt8] {
+    package static func partitionPrefix(table: TableID, partitionKey: some Collection<UInt8>, token: Int64) -> [UInt8] {
         precondition(partitionKey.count <= Int(UInt16.max), "partition key longer than 65535 bytes")
         var out: [UInt8] = []
         out.reserveCapacity(14 + partitionKey.count)
@@ -33,26 +33,26 @@ public enum InternalKey {
     }
 
     /// Length of the partition prefix at the start of `key`, or nil if the key is malformed.
-    public static func prefixLength(of key: UnsafeRawBufferPointer) -> Int? {
+    package static func prefixLength(of key: UnsafeRawBufferPointer) -> Int? {
         guard key.count >= 14 else { return nil }
         let n = Int(UInt16.loadBE(key, at: 12))
         guard key.count >= 14 + n else { return nil }
         return 14 + n
     }
 
-    public static func prefixLength(of key: [UInt8]) -> Int? {
+    package static func prefixLength(of key: [UInt8]) -> Int? {
         key.withUnsafeBytes { prefixLength(of: $0) }
     }
 
     /// The parts of a key, for dump tools and compaction.
-    public struct Parts: Hashable, Sendable {
-        public var table: TableID
-        public var token: Int64
-        public var partitionKey: [UInt8]
-        public var clustering: [UInt8]
+    package struct Parts: Hashable, Sendable {
+        package var table: TableID
+        package var token: Int64
+        package var partitionKey: [UInt8]
+        package var clustering: [UInt8]
     }
 
-    public static func decode(_ key: [UInt8]) -> Parts? {
+    package static func decode(_ key: [UInt8]) -> Parts? {
         key.withUnsafeBytes { raw -> Parts? in
             guard let p = prefixLength(of: raw) else { return nil }
             let table = UInt32.loadBE(raw, at: 0)
@@ -63,7 +63,7 @@ public enum InternalKey {
 
     /// The smallest byte string greater than every string that starts with `prefix`, or nil when
     /// there is none (all 0xFF). Turns "has this prefix" into a half-open range.
-    public static func prefixSuccessor(_ prefix: [UInt8]) -> [UInt8]? {
+    package static func prefixSuccessor(_ prefix: [UInt8]) -> [UInt8]? {
         var out = prefix
         while let last = out.last {
             if last < 0xFF {
@@ -78,7 +78,7 @@ public enum InternalKey {
 
 /// memcmp order on byte strings, shorter first on a common prefix.
 @inlinable
-public func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+package func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
     let n = min(a.count, b.count)
     if n > 0 {
         let c = memcmp(a.baseAddress!, b.baseAddress!, n)
@@ -88,12 +88,12 @@ public func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointe
 }
 
 @inlinable
-public func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
+package func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
     a.withUnsafeBytes { ra in b.withUnsafeBytes { rb in compareBytes(ra, rb) } }
 }
 
 @inlinable
-public func compareBytes(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Int {
+package func compareBytes(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Int {
     a.withUnsafeBytes { ra in b.withUnsafeBytes { rb in compareBytes(ra, rb) } }
 }
 

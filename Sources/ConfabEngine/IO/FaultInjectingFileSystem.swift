@@ -35,9 +35,9 @@ import Foundation
 /// Simplification: a file written through a handle after its name was removed keeps the durable
 /// content it had when removed. Directories are never removed or renamed through this type.
 /// All paths must lie under `root`. Thread-safe.
-public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
+package final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// The directory this instance models; every path it is given must be inside it.
-    public let root: String
+    package let root: String
 
     private let base = PosixFileSystem()
     /// Guards all state below; `condition` also signals when `inFlight` drops to zero.
@@ -86,18 +86,18 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     private var counters = Counters()
 
     /// What the instance has seen, for tests that want to know the engine really synced.
-    public struct Counters: Sendable, Hashable {
-        public var fileSyncs = 0
-        public var directorySyncs = 0
-        public var bytesAppended = 0
-        public var injectedWriteFailures = 0
-        public var injectedSyncFailures = 0
-        public var injectedRenameFailures = 0
+    package struct Counters: Sendable, Hashable {
+        package var fileSyncs = 0
+        package var directorySyncs = 0
+        package var bytesAppended = 0
+        package var injectedWriteFailures = 0
+        package var injectedSyncFailures = 0
+        package var injectedRenameFailures = 0
     }
 
     /// Models the files under `root`. Files already there count as durable (the state of a disk
     /// after a clean reboot). Creates `root` if it does not exist.
-    public init(root: String) throws {
+    package init(root: String) throws {
         self.root = Self.normalize(root)
         try base.createDirectory(self.root)
     }
@@ -106,7 +106,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     /// Kills this instance: every later call and every call on an open handle throws
     /// `StorageError(.io, "simulated crash")`. Returns after calls already in progress have finished.
-    public func crash() {
+    package func crash() {
         condition.lock()
         dead = true
         while inFlight > 0 { condition.wait() }
@@ -114,14 +114,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     }
 
     /// Whether `crash()` (or `simulatePowerLoss()`) has been called.
-    public var isCrashed: Bool {
+    package var isCrashed: Bool {
         condition.lock()
         defer { condition.unlock() }
         return dead
     }
 
     /// What a power loss does to bytes appended to a file after its last sync.
-    public enum UnsyncedData: Sendable, Hashable {
+    package enum UnsyncedData: Sendable, Hashable {
         /// All of them are lost: the file is cut to its synced length.
         case dropped
         /// Disk writeback had already persisted an arbitrary subset of the unsynced pages, in no
@@ -137,7 +137,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// what a power loss at this moment would leave: synced file contents (plus, with
     /// `.randomPages`, a random subset of the unsynced pages) and only directory-synced names. The
     /// instance stays dead; use `reboot()` or a new instance to go on.
-    public func simulatePowerLoss(unsynced: UnsyncedData = .dropped) throws {
+    package func simulatePowerLoss(unsynced: UnsyncedData = .dropped) throws {
         crash()
         condition.lock()
         defer { condition.unlock() }
@@ -207,7 +207,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     }
 
     /// Simulates a power loss and returns the file system as the restarted machine sees it.
-    public func reboot(unsynced: UnsyncedData = .dropped) throws -> FaultInjectingFileSystem {
+    package func reboot(unsynced: UnsyncedData = .dropped) throws -> FaultInjectingFileSystem {
         try simulatePowerLoss(unsynced: unsynced)
         return try FaultInjectingFileSystem(root: root)
     }
@@ -243,7 +243,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// After `bytes` more bytes have been appended (to any file), appends fail with
     /// `StorageError(.diskFull)` (ENOSPC) until `clearWriteFailures()`. With `partial`, the append
     /// that crosses the limit writes what still fits before failing, as a real full disk does.
-    public func failWrites(afterBytes bytes: Int, partial: Bool = true) {
+    package func failWrites(afterBytes bytes: Int, partial: Bool = true) {
         condition.withLock {
             writeBudget = max(0, bytes)
             partialWrites = partial
@@ -251,13 +251,13 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     }
 
     /// Frees the "disk": appends succeed again.
-    public func clearWriteFailures() {
+    package func clearWriteFailures() {
         condition.withLock { writeBudget = nil }
     }
 
     /// The next `count` file syncs (of files whose path passes `matching`, all when nil) fail with
     /// EIO without syncing anything.
-    public func failSyncs(count: Int = 1, matching: (@Sendable (String) -> Bool)? = nil) {
+    package func failSyncs(count: Int = 1, matching: (@Sendable (String) -> Bool)? = nil) {
         condition.withLock {
             syncFailures = count
             syncFailureFilter = matching
@@ -265,13 +265,13 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     }
 
     /// The next `count` directory syncs fail with EIO without syncing anything.
-    public func failDirectorySyncs(count: Int = 1) {
+    package func failDirectorySyncs(count: Int = 1) {
         condition.withLock { directorySyncFailures = count }
     }
 
     /// The next `count` renames (whose source path passes `matching`, all when nil) fail with EIO and
     /// change nothing.
-    public func failRenames(count: Int = 1, matching: (@Sendable (String) -> Bool)? = nil) {
+    package func failRenames(count: Int = 1, matching: (@Sendable (String) -> Bool)? = nil) {
         condition.withLock {
             renameFailures = count
             renameFailureFilter = matching
@@ -282,19 +282,19 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// changes the disk (create, append, sync, truncate, rename, remove, directory sync); that
     /// operation and all later ones throw. Walking `operations` over 1, 2, 3, … crashes an
     /// engine step at every point of, say, a flush.
-    public func crash(afterOperations operations: Int) {
+    package func crash(afterOperations operations: Int) {
         condition.withLock { crashCountdown = max(1, operations) }
     }
 
     /// A disk with a volatile write cache that ignores flushes: syncs succeed but make nothing
     /// durable. Only for checking that a crash test can fail.
-    public func makeSyncsNoOps(_ enabled: Bool = true) {
+    package func makeSyncsNoOps(_ enabled: Bool = true) {
         condition.withLock { syncsAreNoOps = enabled }
     }
 
     /// Starts recording every disk-changing call (as swift-nio's mocking layer records system
     /// calls); `trace` returns them in order, including the one a planned crash stopped.
-    public func startTrace() {
+    package func startTrace() {
         condition.withLock {
             tracing = true
             trace = []
@@ -302,12 +302,12 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     }
 
     /// The disk-changing calls since `startTrace()`, in order.
-    public var operationTrace: [String] {
+    package var operationTrace: [String] {
         condition.withLock { trace }
     }
 
     /// Removes every injected fault (the crash switch stays).
-    public func clearFaults() {
+    package func clearFaults() {
         condition.withLock {
             writeBudget = nil
             syncFailures = 0
@@ -320,13 +320,13 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public var stats: Counters {
+    package var stats: Counters {
         condition.withLock { counters }
     }
 
     // MARK: - FileSystem
 
-    public func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
+    package func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
         let path = try checked(path)
         return try withStateLock("create \(path)") {
             let (dir, name) = Self.split(path)
@@ -350,7 +350,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public func openForAppend(_ path: String) throws -> any WritableFile {
+    package func openForAppend(_ path: String) throws -> any WritableFile {
         let path = try checked(path)
         return try withStateLock("open for append \(path)") {
             let (dir, name) = Self.split(path)
@@ -365,14 +365,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public func openForReading(_ path: String) throws -> any ReadableFile {
+    package func openForReading(_ path: String) throws -> any ReadableFile {
         let path = try checked(path)
         try enter()
         defer { leave() }
         return FaultReadableFile(fs: self, base: try base.openForReading(path))
     }
 
-    public func rename(_ from: String, to: String) throws {
+    package func rename(_ from: String, to: String) throws {
         let from = try checked(from)
         let to = try checked(to)
         try withStateLock("rename \(from) -> \(to)") {
@@ -403,7 +403,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public func remove(_ path: String) throws {
+    package func remove(_ path: String) throws {
         let path = try checked(path)
         try withStateLock("remove \(path)") {
             let (dir, name) = Self.split(path)
@@ -417,20 +417,20 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public func fileExists(_ path: String) -> Bool {
+    package func fileExists(_ path: String) -> Bool {
         guard let path = try? checked(path), (try? enter()) != nil else { return false }
         defer { leave() }
         return base.fileExists(path)
     }
 
-    public func fileSize(_ path: String) throws -> Int {
+    package func fileSize(_ path: String) throws -> Int {
         let path = try checked(path)
         try enter()
         defer { leave() }
         return try base.fileSize(path)
     }
 
-    public func truncate(_ path: String, to size: Int) throws {
+    package func truncate(_ path: String, to size: Int) throws {
         let path = try checked(path)
         try withStateLock("truncate \(path) to \(size)") {
             let (dir, name) = Self.split(path)
@@ -442,14 +442,14 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public func listDirectory(_ path: String) throws -> [String] {
+    package func listDirectory(_ path: String) throws -> [String] {
         let path = try checked(path)
         try enter()
         defer { leave() }
         return try base.listDirectory(path)
     }
 
-    public func createDirectory(_ path: String) throws {
+    package func createDirectory(_ path: String) throws {
         let path = try checked(path)
         try withStateLock("create directory \(path)") {
             // Every level that does not exist yet is new, and not durable until its parent is synced.
@@ -464,7 +464,7 @@ public final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    public func syncDirectory(_ path: String) throws {
+    package func syncDirectory(_ path: String) throws {
         let path = try checked(path)
         // The durable map is the live map as of the start of the fsync: entries added while it
         // runs may or may not be covered, so they are not counted.

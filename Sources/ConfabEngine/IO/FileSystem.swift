@@ -5,7 +5,7 @@
 /// Durability contract, the same as POSIX: bytes written to a file survive a power loss only after
 /// `WritableFile.sync()`; a new name (create or rename) survives only after `syncDirectory` of its
 /// parent directory.
-public protocol FileSystem: Sendable {
+package protocol FileSystem: Sendable {
     /// Creates (or truncates, when `truncate`) a file for appending.
     func createFile(_ path: String, truncate: Bool) throws -> any WritableFile
     /// Opens an existing file for appending at its end.
@@ -25,7 +25,7 @@ public protocol FileSystem: Sendable {
 }
 
 /// A file being appended to. Not safe for concurrent appends; callers serialize.
-public protocol WritableFile: AnyObject, Sendable {
+package protocol WritableFile: AnyObject, Sendable {
     var path: String { get }
     /// Bytes appended so far (including what is not yet synced).
     var size: Int { get }
@@ -39,7 +39,7 @@ extension FileSystem {
     /// Creates `directory` and every missing ancestor, one level at a time, fsyncing each new
     /// directory's parent so its name survives a power loss (a data directory whose entry is lost
     /// takes every acknowledged write in it along). A failed fsync is thrown, never ignored.
-    public func createDirectoryDurably(_ directory: String) throws {
+    package func createDirectoryDurably(_ directory: String) throws {
         var missing: [String] = []
         var path = directory
         while !fileExists(path) {
@@ -63,13 +63,13 @@ extension FileSystem {
 }
 
 extension WritableFile {
-    public func append(_ bytes: [UInt8]) throws {
+    package func append(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try append($0) }
     }
 }
 
 /// A file read at offsets, safe for concurrent readers (pread).
-public protocol ReadableFile: AnyObject, Sendable {
+package protocol ReadableFile: AnyObject, Sendable {
     var path: String { get }
     var size: Int { get }
     /// Reads exactly `count` bytes at `offset`; throws `.corruption` if the file is shorter.
@@ -78,12 +78,12 @@ public protocol ReadableFile: AnyObject, Sendable {
 }
 
 extension ReadableFile {
-    public func readAll() throws -> [UInt8] { try read(at: 0, count: size) }
+    package func readAll() throws -> [UInt8] { try read(at: 0, count: size) }
 }
 
 /// Joins path components with "/".
 @inlinable
-public func joinPath(_ directory: String, _ name: String) -> String {
+package func joinPath(_ directory: String, _ name: String) -> String {
     directory.hasSuffix("/") ? directory + name : directory + "/" + name
 }
 

@@ -5,8 +5,8 @@
 #endif
 
 /// The real file system, through POSIX calls. fdatasync for data, fsync for directories.
-public struct PosixFileSystem: FileSystem {
-    public init() {}
+package struct PosixFileSystem: FileSystem {
+    package init() {}
 
     static func error(_ op: String, _ path: String, _ err: Int32 = errno) -> StorageError {
         let reason = String(cString: strerror(err))
@@ -20,14 +20,14 @@ public struct PosixFileSystem: FileSystem {
         return StorageError(.io, "\(op) failed: \(reason)", path: path, errno: err)
     }
 
-    public func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
+    package func createFile(_ path: String, truncate: Bool) throws -> any WritableFile {
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_EXCL)
         let fd = open(path, flags, 0o644)
         guard fd >= 0 else { throw Self.error("create", path) }
         return PosixWritableFile(fd: fd, path: path, size: 0)
     }
 
-    public func openForAppend(_ path: String) throws -> any WritableFile {
+    package func openForAppend(_ path: String) throws -> any WritableFile {
         let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error("open for append", path) }
         var st = stat()
@@ -39,7 +39,7 @@ public struct PosixFileSystem: FileSystem {
         return PosixWritableFile(fd: fd, path: path, size: Int(st.st_size))
     }
 
-    public func openForReading(_ path: String) throws -> any ReadableFile {
+    package func openForReading(_ path: String) throws -> any ReadableFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error("open", path) }
         var st = stat()
@@ -51,25 +51,25 @@ public struct PosixFileSystem: FileSystem {
         return PosixReadableFile(fd: fd, path: path, size: Int(st.st_size))
     }
 
-    public func rename(_ from: String, to: String) throws {
+    package func rename(_ from: String, to: String) throws {
         guard Glibc.rename(from, to) == 0 else { throw Self.error("rename to \(to)", from) }
     }
 
-    public func remove(_ path: String) throws {
+    package func remove(_ path: String) throws {
         guard unlink(path) == 0 else { throw Self.error("remove", path) }
     }
 
-    public func fileExists(_ path: String) -> Bool {
+    package func fileExists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }
 
-    public func fileSize(_ path: String) throws -> Int {
+    package func fileSize(_ path: String) throws -> Int {
         var st = stat()
         guard stat(path, &st) == 0 else { throw Self.error("stat", path) }
         return Int(st.st_size)
     }
 
-    public func truncate(_ path: String, to size: Int) throws {
+    package func truncate(_ path: String, to size: Int) throws {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error("open for truncate", path) }
         defer { Glibc.close(fd) }
@@ -77,7 +77,7 @@ public struct PosixFileSystem: FileSystem {
         guard fdatasync(fd) == 0 else { throw Self.error("fdatasync", path) }
     }
 
-    public func listDirectory(_ path: String) throws -> [String] {
+    package func listDirectory(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw Self.error("list directory", path) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -90,7 +90,7 @@ public struct PosixFileSystem: FileSystem {
         return names.sorted()
     }
 
-    public func createDirectory(_ path: String) throws {
+    package func createDirectory(_ path: String) throws {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
@@ -100,7 +100,7 @@ public struct PosixFileSystem: FileSystem {
         }
     }
 
-    public func syncDirectory(_ path: String) throws {
+    package func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw Self.error("open directory", path) }
         defer { Glibc.close(fd) }

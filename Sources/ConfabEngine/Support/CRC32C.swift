@@ -2,19 +2,19 @@ import CCRC32C
 
 /// CRC-32C (Castagnoli), the checksum on every WAL record, SSTable block and manifest edit.
 /// Hardware-accelerated through SSE4.2 where available.
-public enum CRC32C {
+package enum CRC32C {
     @inlinable
-    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    package static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         extend(0, bytes)
     }
 
-    public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
+    package static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
         let array = Array(bytes)
         return array.withUnsafeBytes { checksum($0) }
     }
 
     @inlinable
-    public static func extend(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    package static func extend(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         confab_crc32c_extend(crc, bytes.baseAddress, bytes.count)
     }
 
@@ -27,12 +27,12 @@ public enum CRC32C {
     /// LevelDB's masking: a CRC stored next to data that itself holds CRCs is rotated and offset so
     /// that a checksum of a checksum does not degenerate.
     @inlinable
-    public static func mask(_ crc: UInt32) -> UInt32 {
+    package static func mask(_ crc: UInt32) -> UInt32 {
         ((crc >> 15) | (crc << 17)) &+ 0xa282_ead8
     }
 
     @inlinable
-    public static func unmask(_ masked: UInt32) -> UInt32 {
+    package static func unmask(_ masked: UInt32) -> UInt32 {
         let rot = masked &- 0xa282_ead8
         return (rot >> 17) | (rot << 15)
     }

@@ -1,9 +1,9 @@
 import CLZ4
 
 /// LZ4 block compression through the system liblz4.
-public enum LZ4 {
+package enum LZ4 {
     /// Compresses `input`; returns nil when the result would not be smaller (store raw instead).
-    public static func compress(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
+    package static func compress(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
         guard input.count > 0, input.count <= Int(LZ4_MAX_INPUT_SIZE) else { return nil }
         let bound = Int(LZ4_compressBound(Int32(input.count)))
         var output = [UInt8](repeating: 0, count: bound)
@@ -18,12 +18,12 @@ public enum LZ4 {
         return output
     }
 
-    public static func compress(_ input: [UInt8]) -> [UInt8]? {
+    package static func compress(_ input: [UInt8]) -> [UInt8]? {
         input.withUnsafeBytes { compress($0) }
     }
 
     /// Decompresses into exactly `originalSize` bytes; throws `.corruption` on malformed input.
-    public static func decompress(_ input: UnsafeRawBufferPointer, originalSize: Int) throws -> [UInt8] {
+    package static func decompress(_ input: UnsafeRawBufferPointer, originalSize: Int) throws -> [UInt8] {
         guard originalSize >= 0 else {
             throw StorageError(.corruption, "negative LZ4 block size")
         }
@@ -41,7 +41,7 @@ public enum LZ4 {
         return output
     }
 
-    public static func decompress(_ input: [UInt8], originalSize: Int) throws -> [UInt8] {
+    package static func decompress(_ input: [UInt8], originalSize: Int) throws -> [UInt8] {
         try input.withUnsafeBytes { try decompress($0, originalSize: originalSize) }
     }
 }

@@ -3,8 +3,8 @@
 ///
 /// Cassandra's implementation sign-extends tail bytes (Java bytes are signed); this reproduces that
 /// so tokens match Cassandra's exactly (known answers in the tests).
-public enum Murmur3 {
-    public static func token(_ key: some Collection<UInt8>) -> Int64 {
+package enum Murmur3 {
+    package static func token(_ key: some Collection<UInt8>) -> Int64 {
         let bytes = Array(key)
         return bytes.withUnsafeBytes { Int64(bitPattern: hash128($0).0) }
     }
@@ -21,7 +21,7 @@ public enum Murmur3 {
         return k
     }
 
-    public static func hash128(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0) -> (UInt64, UInt64) {
+    package static func hash128(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0) -> (UInt64, UInt64) {
         let length = data.count
         let nblocks = length / 16
         var h1 = seed

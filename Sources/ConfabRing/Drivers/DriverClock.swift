@@ -1,7 +1,7 @@
 /// The time a request driver reads and the one deadline it schedules. The node's clock is its
 /// monotonic clock with event-loop timers; the simulation's is its event queue, so a deadline
 /// fires at the same simulated instant on every replay of a seed.
-public protocol DriverClock: Sendable {
+package protocol DriverClock: Sendable {
     func now() -> RingInstant
 
     /// Calls `body` once, at about `deadline` (a driver checks `now()` and re-arms when it fires
@@ -10,10 +10,10 @@ public protocol DriverClock: Sendable {
 }
 
 /// A scheduled deadline that can be cancelled (a driver cancels it when it finishes early).
-public struct DriverTimer: Sendable {
+package struct DriverTimer: Sendable {
     private let cancelAction: @Sendable () -> Void
 
-    public init(cancel: @escaping @Sendable () -> Void) { self.cancelAction = cancel }
+    package init(cancel: @escaping @Sendable () -> Void) { self.cancelAction = cancel }
 
-    public func cancel() { cancelAction() }
+    package func cancel() { cancelAction() }
 }

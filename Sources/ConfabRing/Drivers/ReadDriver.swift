@@ -10,11 +10,11 @@ import Synchronization
 /// coordinator decides that). A replica that cannot be reached fails its part at once rather than
 /// at the deadline, and the answer says so (`sawUnreachable`): the transport has marked it down, so
 /// the caller may retry once with the replicas left.
-public final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>: Sendable {
-    public struct Answer: Sendable {
-        public var result: Result<ReadResult, RingError>
+package final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>: Sendable {
+    package struct Answer: Sendable {
+        package var result: Result<ReadResult, RingError>
         /// A replica could not be reached during this read (worth one retry).
-        public var sawUnreachable: Bool
+        package var sawUnreachable: Bool
     }
 
     private enum Effect: Sendable {
@@ -61,12 +61,12 @@ public final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>: 
         }
     }
 
-    public let deadline: RingInstant
+    package let deadline: RingInstant
     private let transport: Transport
     private let clock: Clock
     private let state: Mutex<State>
 
-    public init(coordinator: ReadCoordinator, transport: Transport, clock: Clock) {
+    package init(coordinator: ReadCoordinator, transport: Transport, clock: Clock) {
         self.deadline = coordinator.deadline
         self.transport = transport
         self.clock = clock
@@ -74,10 +74,10 @@ public final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>: 
     }
 
     /// True once the read has answered.
-    public var isFinished: Bool { state.withLock { $0.finished } }
+    package var isFinished: Bool { state.withLock { $0.finished } }
 
     /// Starts the read; `onAnswer` is called exactly once (unless the process dies).
-    public func start(_ onAnswer: @escaping @Sendable (Answer) -> Void) {
+    package func start(_ onAnswer: @escaping @Sendable (Answer) -> Void) {
         let effects = state.withLock { s -> [Effect] in
             s.onAnswer = onAnswer
             let actions = s.coordinator.start()
@@ -87,7 +87,7 @@ public final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>: 
         perform(effects)
     }
 
-    public func run() async -> Answer {
+    package func run() async -> Answer {
         await withCheckedContinuation { (waiter: CheckedContinuation<Answer, Never>) in
             start { waiter.resume(returning: $0) }
         }

@@ -4,7 +4,7 @@ import Synchronization
 /// How a repair driver reaches the replicas of the ranges it repairs (one table's data): the
 /// node implements it over its internode connections and engine, tests over in-process engines.
 /// Completions follow `ReplicaTransport`'s rules: exactly once, any thread.
-public protocol RepairTransport: Sendable {
+package protocol RepairTransport: Sendable {
     /// `replica`'s Merkle tree of `range` at `depth`.
     func merkleTree(
         of range: TokenRange, depth: Int, from replica: NodeID,
@@ -22,8 +22,8 @@ public protocol RepairTransport: Sendable {
 ///
 /// Events reach the caller in the session's order: a range's progress is delivered before the
 /// requests of the next range go out, so no later event can overtake it.
-public final class RepairDriver<Transport: RepairTransport, Clock: DriverClock>: Sendable {
-    public enum Event: Sendable {
+package final class RepairDriver<Transport: RepairTransport, Clock: DriverClock>: Sendable {
+    package enum Event: Sendable {
         /// One more range done.
         case progress(RepairSession.Progress)
         case finished(RepairSession.Progress)
@@ -83,16 +83,16 @@ public final class RepairDriver<Transport: RepairTransport, Clock: DriverClock>:
     private let clock: Clock
     private let state: Mutex<State>
 
-    public init(session: RepairSession, transport: Transport, clock: Clock) {
+    package init(session: RepairSession, transport: Transport, clock: Clock) {
         self.transport = transport
         self.clock = clock
         self.state = Mutex(State(session: session))
     }
 
-    public var isFinished: Bool { state.withLock { $0.finished } }
+    package var isFinished: Bool { state.withLock { $0.finished } }
 
     /// Starts the session; `onEvent` gets each range's progress, then `.finished` or `.failed`.
-    public func start(_ onEvent: @escaping @Sendable (Event) -> Void) {
+    package func start(_ onEvent: @escaping @Sendable (Event) -> Void) {
         let now = clock.now()
         let effects = state.withLock { s -> [Effect] in
             s.onEvent = onEvent

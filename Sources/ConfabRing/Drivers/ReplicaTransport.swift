@@ -7,7 +7,7 @@ import ConfabEngine
 ///
 /// Every call answers through its completion exactly once — or never, when the process dies —
 /// and may do so on any thread, before or after it returns.
-public protocol ReplicaTransport: Sendable {
+package protocol ReplicaTransport: Sendable {
     /// Applies `mutation` on `replica` (a write or a read repair) and says how it went.
     func write(_ mutation: Mutation, to replica: NodeID, _ done: @escaping @Sendable (ReplicaOutcome<Void>) -> Void)
 
@@ -23,7 +23,7 @@ public protocol ReplicaTransport: Sendable {
 }
 
 /// What became of one request to a replica.
-public enum ReplicaOutcome<Value: Sendable>: Sendable {
+package enum ReplicaOutcome<Value: Sendable>: Sendable {
     /// The replica answered.
     case answered(Value)
     /// The replica answered with an error of its own (disk full, a table it does not serve…).
@@ -34,7 +34,7 @@ public enum ReplicaOutcome<Value: Sendable>: Sendable {
 }
 
 /// A replica's answer to a read.
-public enum ReplicaReadAnswer: Sendable {
+package enum ReplicaReadAnswer: Sendable {
     case data(ReplicaReadResult)
     case digest(ReadDigest)
 }

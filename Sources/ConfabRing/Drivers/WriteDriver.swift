@@ -17,8 +17,8 @@ import Synchronization
 /// replicas' answers wait behind (peak RF-3 QUORUM writes rose about 1.5× on the 2-core dev machine
 /// when the node moved to this style, `confab-bench ring`). Events are applied to the coordinator
 /// one at a time under the lock; their effects run after it is released, in the coordinator's order.
-public final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>: Sendable {
-    public typealias Answer = Result<Void, RingError>
+package final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>: Sendable {
+    package typealias Answer = Result<Void, RingError>
 
     private enum Effect: Sendable {
         case send(Mutation, NodeID)
@@ -76,12 +76,12 @@ public final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>:
         }
     }
 
-    public let deadline: RingInstant
+    package let deadline: RingInstant
     private let transport: Transport
     private let clock: Clock
     private let state: Mutex<State>
 
-    public init(coordinator: WriteCoordinator, transport: Transport, clock: Clock) {
+    package init(coordinator: WriteCoordinator, transport: Transport, clock: Clock) {
         self.deadline = coordinator.deadline
         self.transport = transport
         self.clock = clock
@@ -89,10 +89,10 @@ public final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>:
     }
 
     /// True once nothing more will happen: every replica answered or the deadline passed.
-    public var isFinished: Bool { state.withLock { $0.finished } }
+    package var isFinished: Bool { state.withLock { $0.finished } }
 
     /// Starts the write; `onAnswer` is called exactly once (unless the process dies).
-    public func start(_ onAnswer: @escaping @Sendable (Answer) -> Void) {
+    package func start(_ onAnswer: @escaping @Sendable (Answer) -> Void) {
         let effects = state.withLock { s -> [Effect] in
             s.onAnswer = onAnswer
             let actions = s.coordinator.start()
@@ -103,7 +103,7 @@ public final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>:
     }
 
     /// A blocking-free convenience for async callers.
-    public func run() async -> Answer {
+    package func run() async -> Answer {
         await withCheckedContinuation { (waiter: CheckedContinuation<Answer, Never>) in
             start { waiter.resume(returning: $0) }
         }

@@ -28,19 +28,19 @@ import ConfabEngine
 /// the ring changes) keeps the node JOINING — it never becomes NORMAL with missing data — and the
 /// attempt is retried with the same tokens after the ring delay (a refused confirmation after
 /// `confirmInterval`).
-public struct Bootstrap: Sendable {
-    public struct Timing: Sendable, Hashable {
-        public var ringDelay: Duration
+package struct Bootstrap: Sendable {
+    package struct Timing: Sendable, Hashable {
+        package var ringDelay: Duration
         /// Between confirmation rounds when a member did not confirm yet.
-        public var confirmInterval: Duration
+        package var confirmInterval: Duration
         /// How long a confirmation round waits for every answer.
-        public var confirmTimeout: Duration
+        package var confirmTimeout: Duration
         /// After every member confirmed, before streaming (step 3).
-        public var settle: Duration
+        package var settle: Duration
         /// How long every source may take to finish its stream.
-        public var streamTimeout: Duration
+        package var streamTimeout: Duration
 
-        public init(
+        package init(
             ringDelay: Duration, confirmInterval: Duration, confirmTimeout: Duration, settle: Duration,
             streamTimeout: Duration
         ) {
@@ -54,13 +54,13 @@ public struct Bootstrap: Sendable {
 
     /// One source's share of a stream: its ranges for the keyspaces replicated `replicationFactor`
     /// times (the shell asks for every table of those keyspaces).
-    public struct StreamJob: Hashable, Sendable {
-        public var source: NodeID
-        public var replicationFactor: Int
-        public var ranges: [TokenRange]
+    package struct StreamJob: Hashable, Sendable {
+        package var source: NodeID
+        package var replicationFactor: Int
+        package var ranges: [TokenRange]
     }
 
-    public enum Action: Sendable {
+    package enum Action: Sendable {
         /// Gossip JOINING with these tokens.
         case announceJoining([Token])
         /// Ask each member whether it sees this node JOINING with the tokens; answer each with
@@ -88,33 +88,33 @@ public struct Bootstrap: Sendable {
         case done
     }
 
-    public let tokens: [Token]
-    public let replicationFactors: [Int]
-    public let timing: Timing
+    package let tokens: [Token]
+    package let replicationFactors: [Int]
+    package let timing: Timing
     private(set) var phase: Phase
     /// Sources that failed an attempt: used again only when no other source is live.
-    public private(set) var avoid: Set<NodeID> = []
+    package private(set) var avoid: Set<NodeID> = []
     private var lastRound: UInt64 = 0
     /// Complete stream attempts so far.
-    public private(set) var attempts = 0
+    package private(set) var attempts = 0
 
-    public init(tokens: [Token], replicationFactors: [Int], timing: Timing) {
+    package init(tokens: [Token], replicationFactors: [Int], timing: Timing) {
         self.tokens = tokens
         self.replicationFactors = Array(Set(replicationFactors)).sorted()
         self.timing = timing
         self.phase = .waiting(until: .zero)
     }
 
-    public var isDone: Bool { if case .done = phase { true } else { false } }
+    package var isDone: Bool { if case .done = phase { true } else { false } }
 
-    public mutating func start(now: RingInstant) -> [Action] {
+    package mutating func start(now: RingInstant) -> [Action] {
         phase = .waiting(until: now + timing.ringDelay)
         return [.announceJoining(tokens)]
     }
 
     /// The clock moved: starts the next step when its wait is over, or fails the one that ran out
     /// of time. Shells call it often (every 100–200 ms); it does nothing in between.
-    public mutating func onTick(now: RingInstant, view: MoveView) -> [Action] {
+    package mutating func onTick(now: RingInstant, view: MoveView) -> [Action] {
         switch phase {
         case .waiting(let until) where now >= until:
             return beginConfirm(now: now, view: view)
@@ -137,7 +137,7 @@ public struct Bootstrap: Sendable {
 
     /// A member's answer to a confirmation round: the generation it reports for itself, or why
     /// it does not confirm (it does not see the move yet, it could not be reached).
-    public mutating func onConfirm(
+    package mutating func onConfirm(
         round: UInt64, member: NodeID, _ answer: Result<Int64, MoveRefusal>, now: RingInstant, view: MoveView
     ) -> [Action] {
         switch phase {
@@ -180,7 +180,7 @@ public struct Bootstrap: Sendable {
     }
 
     /// A source finished streaming its jobs of `round`.
-    public mutating func onStreamDone(round: UInt64, source: NodeID, now: RingInstant, view: MoveView) -> [Action] {
+    package mutating func onStreamDone(round: UInt64, source: NodeID, now: RingInstant, view: MoveView) -> [Action] {
         guard case .streaming(let r, var waiting, let before, let generations, let deadline) = phase, r == round,
             waiting.remove(source) != nil
         else { return [] }
@@ -194,7 +194,7 @@ public struct Bootstrap: Sendable {
         return beginVerify(now: now, view: view, expected: generations, before: before)
     }
 
-    public mutating func onStreamFailed(
+    package mutating func onStreamFailed(
         round: UInt64, source: NodeID, reason: String, now: RingInstant
     ) -> [Action] {
         guard case .streaming(let r, let waiting, _, _, _) = phase, r == round, waiting.contains(source) else {
@@ -205,13 +205,13 @@ public struct Bootstrap: Sendable {
     }
 
     /// Completing failed (the flush or the tokens file): stay JOINING and stream again.
-    public mutating func onCompleteFailed(reason: String, now: RingInstant) -> [Action] {
+    package mutating func onCompleteFailed(reason: String, now: RingInstant) -> [Action] {
         guard case .completing = phase else { return [] }
         return retry(now: now, after: timing.ringDelay, "completing failed: \(reason)")
     }
 
     /// The node is NORMAL.
-    public mutating func onCompleted() { phase = .done }
+    package mutating func onCompleted() { phase = .done }
 
     // MARK: Steps
 
@@ -298,7 +298,7 @@ public struct Bootstrap: Sendable {
 }
 
 /// Why a member did not confirm a move (it does not see it yet, it did not answer…).
-public struct MoveRefusal: Error, Hashable, Sendable {
-    public var reason: String
-    public init(_ reason: String) { self.reason = reason }
+package struct MoveRefusal: Error, Hashable, Sendable {
+    package var reason: String
+    package init(_ reason: String) { self.reason = reason }
 }

@@ -19,19 +19,19 @@ import ConfabEngine
 ///
 /// A failure after step 2 announces NORMAL again — nothing is lost, the node keeps serving — and
 /// ends the machine with `.failed`; the operator runs decommission again.
-public struct Decommission: Sendable {
-    public struct Timing: Sendable, Hashable {
-        public var ringDelay: Duration
-        public var confirmInterval: Duration
-        public var confirmTimeout: Duration
+package struct Decommission: Sendable {
+    package struct Timing: Sendable, Hashable {
+        package var ringDelay: Duration
+        package var confirmInterval: Duration
+        package var confirmTimeout: Duration
         /// How long members may take, in all, to see the move before the decommission fails.
-        public var confirmPatience: Duration
-        public var settle: Duration
-        public var streamTimeout: Duration
+        package var confirmPatience: Duration
+        package var settle: Duration
+        package var streamTimeout: Duration
         /// After LEFT, before shutting down.
-        public var leftWait: Duration
+        package var leftWait: Duration
 
-        public init(
+        package init(
             ringDelay: Duration, confirmInterval: Duration, confirmTimeout: Duration, confirmPatience: Duration,
             settle: Duration, streamTimeout: Duration, leftWait: Duration
         ) {
@@ -46,20 +46,20 @@ public struct Decommission: Sendable {
     }
 
     /// One gaining node's share: its ranges of the keyspaces replicated `replicationFactor` times.
-    public struct Handoff: Hashable, Sendable {
-        public var target: NodeID
-        public var replicationFactor: Int
-        public var ranges: [TokenRange]
+    package struct Handoff: Hashable, Sendable {
+        package var target: NodeID
+        package var replicationFactor: Int
+        package var ranges: [TokenRange]
     }
 
-    public enum Refusal: Hashable, Sendable {
+    package enum Refusal: Hashable, Sendable {
         /// This node cannot leave as it is (not NORMAL, alone).
         case invalid(String)
         /// It may later: another node is moving, or a gaining node is down.
         case unavailable(String)
     }
 
-    public enum Action: Sendable {
+    package enum Action: Sendable {
         case announceLeaving
         /// Ask each member whether it sees this node LEAVING; answer each with `onConfirm`.
         case confirm(round: UInt64, members: [NodeID])
@@ -87,21 +87,21 @@ public struct Decommission: Sendable {
         case finished
     }
 
-    public let replicationFactors: [Int]
-    public let timing: Timing
+    package let replicationFactors: [Int]
+    package let timing: Timing
     private(set) var phase: Phase = .waiting(until: .zero)
     private var confirmGiveUp: RingInstant = .zero
     private var lastRound: UInt64 = 0
 
-    public init(replicationFactors: [Int], timing: Timing) {
+    package init(replicationFactors: [Int], timing: Timing) {
         self.replicationFactors = Array(Set(replicationFactors)).sorted()
         self.timing = timing
     }
 
-    public var isFinished: Bool { if case .finished = phase { true } else { false } }
+    package var isFinished: Bool { if case .finished = phase { true } else { false } }
 
     /// LEFT was announced: the node is gone for good, even if it dies before shutting down.
-    public var hasLeft: Bool {
+    package var hasLeft: Bool {
         switch phase {
         case .left: true
         case .finished: lastAction == .shutDown
@@ -112,7 +112,7 @@ public struct Decommission: Sendable {
     enum Ending: Hashable, Sendable { case shutDown, reverted }
 
     /// Why this node cannot start leaving now, or nil.
-    public static func refusal(view: MoveView, isNormal: Bool, replicationFactors: [Int]) -> Refusal? {
+    package static func refusal(view: MoveView, isNormal: Bool, replicationFactors: [Int]) -> Refusal? {
         guard isNormal, view.ring.contains(view.local) else {
             return .invalid("only a NORMAL node that owns tokens can be decommissioned")
         }
@@ -141,13 +141,13 @@ public struct Decommission: Sendable {
         return nil
     }
 
-    public mutating func start(now: RingInstant) -> [Action] {
+    package mutating func start(now: RingInstant) -> [Action] {
         phase = .waiting(until: now + timing.ringDelay)
         confirmGiveUp = now + timing.ringDelay + timing.confirmPatience
         return [.announceLeaving]
     }
 
-    public mutating func onTick(now: RingInstant, view: MoveView) -> [Action] {
+    package mutating func onTick(now: RingInstant, view: MoveView) -> [Action] {
         switch phase {
         case .waiting(let until) where now >= until:
             return beginConfirm(now: now, view: view)
@@ -169,7 +169,7 @@ public struct Decommission: Sendable {
         }
     }
 
-    public mutating func onConfirm(
+    package mutating func onConfirm(
         round: UInt64, member: NodeID, _ answer: Result<Int64, MoveRefusal>, now: RingInstant, view: MoveView
     ) -> [Action] {
         switch phase {
@@ -209,7 +209,7 @@ public struct Decommission: Sendable {
         }
     }
 
-    public mutating func onStreamDone(round: UInt64, target: NodeID, now: RingInstant, view: MoveView) -> [Action] {
+    package mutating func onStreamDone(round: UInt64, target: NodeID, now: RingInstant, view: MoveView) -> [Action] {
         guard case .streaming(let r, var waiting, let owners, let generations, let deadline) = phase, r == round,
             waiting.remove(target) != nil
         else { return [] }
@@ -221,7 +221,7 @@ public struct Decommission: Sendable {
         return beginVerify(now: now, view: view, expected: generations, owners: owners)
     }
 
-    public mutating func onStreamFailed(round: UInt64, target: NodeID, reason: String) -> [Action] {
+    package mutating func onStreamFailed(round: UInt64, target: NodeID, reason: String) -> [Action] {
         guard case .streaming(let r, let waiting, _, _, _) = phase, r == round, waiting.contains(target) else {
             return []
         }

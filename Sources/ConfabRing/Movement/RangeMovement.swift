@@ -1,7 +1,7 @@
 /// Which ranges move where when a node joins or leaves, so that after the change every range again
 /// lives on exactly its `rf` replicas and nothing is lost (Cassandra's RangeStreamer /
 /// StorageService.calculatePendingRanges). Pure: computed from the ring before and after.
-public enum RangeMovement {
+package enum RangeMovement {
     /// A range a node must receive, and the replicas it may stream it from.
     ///
     /// Strict, as Cassandra's consistent range movement: when a current replica gives the range
@@ -10,20 +10,20 @@ public enum RangeMovement {
     /// other keeper): copying a keeper would leave that write on one replica of the new set,
     /// below QUORUM. Only when nobody gives the range up (a ring smaller than the factor grows)
     /// is every current replica a source.
-    public struct Fetch: Hashable, Sendable {
-        public var range: TokenRange
-        public var sources: [NodeID]
+    package struct Fetch: Hashable, Sendable {
+        package var range: TokenRange
+        package var sources: [NodeID]
     }
 
     /// A range a leaving node must hand over, and the nodes that become its replicas.
-    public struct Handoff: Hashable, Sendable {
-        public var range: TokenRange
-        public var targets: [NodeID]
+    package struct Handoff: Hashable, Sendable {
+        package var range: TokenRange
+        package var targets: [NodeID]
     }
 
     /// What `joining` (with `tokens`) must stream before it may serve reads: every range it will
     /// replicate in the new ring, each with its strict source (see `Fetch`).
-    public static func bootstrap(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int) throws
+    package static func bootstrap(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int) throws
         -> [Fetch]
     {
         guard !ring.isEmpty else { return [] }
@@ -44,7 +44,7 @@ public enum RangeMovement {
 
     /// What `leaving` must stream before it may go: for each range it replicates now, the nodes
     /// that replicate the range once it is gone but did not before.
-    public static func decommission(ring: TokenRing, leaving: NodeID, replicationFactor rf: Int) -> [Handoff] {
+    package static func decommission(ring: TokenRing, leaving: NodeID, replicationFactor rf: Int) -> [Handoff] {
         var after = ring
         after.remove(leaving)
         guard !after.isEmpty else { return [] }
@@ -60,7 +60,7 @@ public enum RangeMovement {
 
     /// Ranges for which `node` is a pending replica while it joins: writes to them must also go to
     /// it (and count one extra toward blockFor) so nothing written during the stream is missed.
-    public static func pendingRanges(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int)
+    package static func pendingRanges(ring: TokenRing, joining: NodeID, tokens: [Token], replicationFactor rf: Int)
         throws -> [TokenRange]
     {
         try bootstrap(ring: ring, joining: joining, tokens: tokens, replicationFactor: rf).map(\.range)
