@@ -1,21 +1,25 @@
 import ConfabWire
 import Foundation
+import Synchronization
 
 /// Shows a running `confab repair`: on a terminal one status line rewritten in place (kept when a
 /// table finishes); otherwise a line per table finished and per 10 % of the session; with
 /// `--json` one object per progress frame (`"event": "progress"`). Called on the client
 /// connection's event loop, one frame at a time; the lock only guards against a reordering.
-final class RepairProgressPrinter: @unchecked Sendable {
+final class RepairProgressPrinter: Sendable {
     enum Mode: Sendable {
         case terminal
         case lines
         case json
     }
 
+    private struct State {
+        var lastDecile = -1
+        var lineOpen = false
+    }
+
     private let mode: Mode
-    private let lock = NSLock()
-    private var lastDecile = -1
-    private var lineOpen = false
+    private let state = Mutex(State())
 
     init(mode: Mode) { self.mode = mode }
 
@@ -23,38 +27,38 @@ final class RepairProgressPrinter: @unchecked Sendable {
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) != 0 }
 
     func show(_ p: RepairProgress) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch mode {
-        case .json:
-            write(Self.jsonLine(p) + "\n")
-        case .terminal:
-            write("\r\u{1B}[2K" + Self.text(p))
-            lineOpen = true
-            if p.rangesDone == p.rangesTotal {
-                write("\n")
-                lineOpen = false
-            }
-        case .lines:
-            let decile = Int(p.percent / 10)
-            if p.rangesDone == p.rangesTotal || decile > lastDecile {
-                lastDecile = decile
-                write(Self.text(p) + "\n")
+        state.withLock { s in
+            switch mode {
+            case .json:
+                Self.write(Self.jsonLine(p) + "\n")
+            case .terminal:
+                Self.write("\r\u{1B}[2K" + Self.text(p))
+                s.lineOpen = true
+                if p.rangesDone == p.rangesTotal {
+                    Self.write("\n")
+                    s.lineOpen = false
+                }
+            case .lines:
+                let decile = Int(p.percent / 10)
+                if p.rangesDone == p.rangesTotal || decile > s.lastDecile {
+                    s.lastDecile = decile
+                    Self.write(Self.text(p) + "\n")
+                }
             }
         }
     }
 
     /// Ends a rewritten line left open (a failure in the middle of a table).
     func finish() {
-        lock.lock()
-        defer { lock.unlock() }
-        if lineOpen { write("\n") }
-        lineOpen = false
+        state.withLock { s in
+            if s.lineOpen { Self.write("\n") }
+            s.lineOpen = false
+        }
     }
 
     /// Through `print` (the buffer the rest of the command's output uses, so lines keep their
     /// order), flushed at once so a pipe sees progress as it happens.
-    private func write(_ s: String) {
+    private static func write(_ s: String) {
         print(s, terminator: "")
         fflush(nil)  // every C stream: `stdout` itself is not concurrency-safe to name
     }

@@ -1,11 +1,13 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// SIGINT/SIGTERM turned into a flag `confab up` polls, so Ctrl-C runs the orderly shutdown
 /// (chat servers, then the ring) instead of killing the CLI half-way.
 final class UpStopSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var received: Int32?
+    private let received = Mutex<Int32?>(nil)
+    /// Set once in init; kept so the sources stay alive. (The class stays @unchecked only for
+    /// them: DispatchSource is not Sendable.)
     private var sources: [any DispatchSourceSignal] = []
 
     init() {
@@ -19,15 +21,9 @@ final class UpStopSignal: @unchecked Sendable {
     }
 
     private func record(_ sig: Int32) {
-        lock.lock()
-        defer { lock.unlock() }
-        if received == nil { received = sig }
+        received.withLock { if $0 == nil { $0 = sig } }
     }
 
     /// The signal received, if any.
-    var signal: Int32? {
-        lock.lock()
-        defer { lock.unlock() }
-        return received
-    }
+    var signal: Int32? { received.withLock { $0 } }
 }

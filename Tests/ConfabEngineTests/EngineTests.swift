@@ -244,6 +244,45 @@ import Testing
         #expect(engine.stats.stallMicros > 0)
     }
 
+    /// The async write path is held the same way, parked on a continuation (no polling): it
+    /// resumes when a flush makes room, and its writes all land.
+    @Test func asyncWritersAreHeldWhenFlushingFallsBehindAndResumeWhenItCatchesUp() async throws {
+        let dir = TempDirectory("stall-async")
+        let fs = SyncGateFileSystem()
+        var o = options(.periodic(milliseconds: 50), memtable: 16 << 10)
+        o.maxFrozenMemtables = 1
+        o.fileSystem = fs
+        let engine = try StorageEngine.open(directory: dir.path, options: o)
+        defer { try? engine.close() }
+        fs.hold(matching: ".tmp")
+        let writes = 3_000
+        let writer = Task {
+            for i in 0..<writes {
+                try await engine.write(
+                    TestMessages.mutation(
+                        chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
+                        body: String(repeating: "x", count: 200), writeTime: 1))
+            }
+        }
+        // Generous: the writer runs on the cooperative pool, which this suite shares with the
+        // crash and power-loss tests' blocking work (two threads on this machine).
+        let deadline = ContinuousClock.now + .seconds(120)
+        while engine.stats.writesStalled == 0, ContinuousClock.now < deadline {
+            // Polls the condition under test (the engine's own counter); the writer cannot finish.
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(engine.stats.writesStalled > 0, "no async writer was held while the flush could not finish")
+        #expect(engine.stats.memtableBytes <= 3 * (16 << 10) + (64 << 10))
+        fs.releaseAll()
+        try await writer.value
+        var stored = 0
+        for chat in 0..<7 {
+            stored += try engine.read(TestMessages.latest(chatId: Int64(chat), limit: 10_000)).rows.count
+        }
+        #expect(stored == writes)
+        #expect(engine.stats.stallMicros > 0)
+    }
+
     /// Every level of a new data directory gets a durable entry in its parent: after a power
     /// loss, acknowledged writes are not lost with a directory name that was never fsynced.
     @Test func aNewNestedDataDirectorySurvivesPowerLoss() throws {

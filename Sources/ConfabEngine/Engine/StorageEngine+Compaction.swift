@@ -5,7 +5,9 @@ extension StorageEngine {
         while true {
             let stop: Bool = state.withLock {
                 while !compactionRequested && !closed {
-                    _ = state.wait(until: Date(timeIntervalSinceNow: 5))
+                    // A real timer, not a stand-in for a condition: every 5 s the planner looks
+                    // again (windows age and TTLs expire with no event to announce it).
+                    stateChanged.wait(untilNanos: BlockingCondition.nowNanos() + 5_000_000_000)
                     if !closed { compactionRequested = true }
                 }
                 compactionRequested = false
@@ -19,7 +21,8 @@ extension StorageEngine {
             } catch {
                 if state.withLock({ closed }) { return }
                 logger.error("compaction failed; will retry", metadata: ["error": "\(error)"])
-                state.withLock { _ = state.wait(until: Date(timeIntervalSinceNow: 1)) }
+                // Back off 1 s before trying again (woken early by close).
+                state.withLock { stateChanged.wait(untilNanos: BlockingCondition.nowNanos() + 1_000_000_000) }
             }
         }
     }

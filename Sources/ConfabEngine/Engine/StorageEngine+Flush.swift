@@ -21,7 +21,7 @@ extension StorageEngine {
     private func flushLoop() {
         while true {
             let item: FrozenMemtable? = state.withLock {
-                while frozen.isEmpty && !closed { state.wait() }
+                while frozen.isEmpty && !closed { stateChanged.wait() }
                 return closed ? nil : frozen.first
             }
             guard let item else { return }
@@ -32,7 +32,8 @@ extension StorageEngine {
                 logger.error("flush failed; retrying in 1 s", metadata: ["error": "\(error)"])
                 state.withLock {
                     backgroundError = error
-                    _ = state.wait(until: Date(timeIntervalSinceNow: 1))
+                    wakeLocked()
+                    stateChanged.wait(untilNanos: BlockingCondition.nowNanos() + 1_000_000_000)
                 }
             }
         }
@@ -49,7 +50,7 @@ extension StorageEngine {
             try state.withLock {
                 while !frozen.isEmpty && !closed {
                     if let e = backgroundError { throw e }
-                    _ = state.wait(until: Date(timeIntervalSinceNow: 0.1))
+                    stateChanged.wait()
                 }
             }
         } else {
@@ -138,7 +139,7 @@ extension StorageEngine {
                 frozen.removeFirst()
                 counters.flushes += 1
                 compactionRequested = true
-                state.broadcast()
+                wakeLocked()
             }
         }
         metrics.flushes.increment()

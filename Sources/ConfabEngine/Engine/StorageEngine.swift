@@ -18,8 +18,9 @@ public final class StorageEngine: @unchecked Sendable {
     let logger = Logger(label: "confab.engine")
     private let lockFile: DirectoryLock
 
-    /// Guards everything below and signals background threads and stalled writers.
-    let state = NSCondition()
+    /// Guards everything below; `stateChanged` signals background threads and stalled writers.
+    let state = BlockingMutex()
+    let stateChanged: BlockingCondition
     var active: Memtable
     var frozen: [FrozenMemtable] = []
     /// Live SSTables, newest (highest file number) first.
@@ -32,16 +33,20 @@ public final class StorageEngine: @unchecked Sendable {
     var nextMemtableID: UInt64 = 1
     var compactionRequested = false
     var runningBackground = 0
+    /// Async writers waiting for room (too many frozen memtables), resumed by `wakeLocked()`
+    /// whenever what they wait on changes: a flush finished, the engine closed, a background
+    /// error. They re-check, so a spurious wake costs one check.
+    var roomWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// Serializes WAL appends with memtable inserts, so WAL order and segment boundaries match
     /// memtable boundaries exactly.
-    let writeLock = NSLock()
+    let writeLock = BlockingMutex()
     /// Serializes manifest replacement between the flush and compaction threads.
-    let manifestLock = NSLock()
+    let manifestLock = BlockingMutex()
     /// Held for the duration of a compaction (background or major).
-    let compactionLock = NSLock()
+    let compactionLock = BlockingMutex()
     /// Held while flushing, so flushes happen one at a time and in memtable order.
-    let flushLock = NSLock()
+    let flushLock = BlockingMutex()
     let threadsDone = DispatchGroup()
 
     struct FrozenMemtable {
@@ -59,6 +64,7 @@ public final class StorageEngine: @unchecked Sendable {
         replayed: [FrozenMemtable], walFirstSegment: UInt64, blockCache: BlockCache
     ) throws {
         self.directory = directory
+        self.stateChanged = BlockingCondition(state)
         self.options = options
         self.fs = options.fileSystem
         self.lockFile = lock
@@ -101,8 +107,29 @@ public final class StorageEngine: @unchecked Sendable {
     /// The same as `write(_:)` without blocking a Swift-concurrency thread.
     public func write(_ mutation: Mutation) async throws {
         let payload = try Self.validatedEncoding(mutation)
+        var stalledSince: UInt64?
+        defer {
+            if let start = stalledSince {
+                let waited = DispatchTime.now().uptimeNanoseconds - start
+                state.withLock { counters.stallMicros += waited / 1000 }
+                metrics.stallTime.recordNanoseconds(Int64(waited))
+            }
+        }
         while try needsRoom() {
-            try await Task.sleep(nanoseconds: 1_000_000)
+            if stalledSince == nil {
+                stalledSince = DispatchTime.now().uptimeNanoseconds
+                state.withLock { counters.writesStalled += 1 }
+                metrics.stalls.increment()
+            }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { () -> Bool in
+                    // Checked again under the lock, so a flush that finished since is not missed.
+                    if closed || backgroundError != nil || frozen.count < options.maxFrozenMemtables { return true }
+                    roomWaiters.append(c)
+                    return false
+                }
+                if ready { c.resume() }
+            }
         }
         let pending = try append([mutation], [payload])
         do {
@@ -199,7 +226,7 @@ public final class StorageEngine: @unchecked Sendable {
             frozen.append(FrozenMemtable(memtable: active, nextLogNumber: nextSegment))
             active = Memtable(id: nextMemtableID)
             nextMemtableID += 1
-            state.broadcast()
+            wakeLocked()
         }
     }
 
@@ -228,7 +255,7 @@ public final class StorageEngine: @unchecked Sendable {
         metrics.stalls.increment()
         while frozen.count >= options.maxFrozenMemtables && !closed {
             if let e = backgroundError { throw e }
-            _ = state.wait(until: Date(timeIntervalSinceNow: 0.1))
+            stateChanged.wait()
         }
         let waited = DispatchTime.now().uptimeNanoseconds - start
         counters.stallMicros += waited / 1000
@@ -244,7 +271,7 @@ public final class StorageEngine: @unchecked Sendable {
         let already = state.withLock { () -> Bool in
             let was = closed
             closed = true
-            state.broadcast()
+            wakeLocked()
             return was
         }
         if already { return }
@@ -289,10 +316,13 @@ public final class StorageEngine: @unchecked Sendable {
     }
 }
 
-extension NSCondition {
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body()
+extension StorageEngine {
+    /// Called with `state` held after a change writers or background threads may wait on: wakes
+    /// the threads blocked on `state` and resumes the async writers waiting for room.
+    func wakeLocked() {
+        stateChanged.broadcast()
+        let waiters = roomWaiters
+        roomWaiters = []
+        for w in waiters { w.resume() }
     }
 }

@@ -41,7 +41,8 @@ package final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     private let base = PosixFileSystem()
     /// Guards all state below; `condition` also signals when `inFlight` drops to zero.
-    private let condition = NSCondition()
+    private let condition = BlockingMutex()
+    private let idle: BlockingCondition
 
     fileprivate typealias ObjectID = Int
     private enum Durable {
@@ -98,6 +99,7 @@ package final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     /// Models the files under `root`. Files already there count as durable (the state of a disk
     /// after a clean reboot). Creates `root` if it does not exist.
     package init(root: String) throws {
+        self.idle = BlockingCondition(condition)
         self.root = Self.normalize(root)
         try base.createDirectory(self.root)
     }
@@ -109,7 +111,7 @@ package final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     package func crash() {
         condition.lock()
         dead = true
-        while inFlight > 0 { condition.wait() }
+        while inFlight > 0 { idle.wait() }
         condition.unlock()
     }
 
@@ -562,7 +564,7 @@ package final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
     fileprivate func leave() {
         condition.lock()
         inFlight -= 1
-        if inFlight == 0 { condition.broadcast() }
+        if inFlight == 0 { idle.broadcast() }
         condition.unlock()
     }
 

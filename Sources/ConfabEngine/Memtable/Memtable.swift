@@ -11,11 +11,15 @@ final class Memtable: @unchecked Sendable {
     /// Writes whose WAL records were appended while this memtable was active but which are not
     /// applied yet (they wait for the fdatasync that makes them durable). Guarded by `pending`.
     private var _pendingWrites = 0
-    private let pending = NSCondition()
+    private let pending = BlockingMutex()
+    private let drained: BlockingCondition
     /// Monotonic id, for logs and tests.
     let id: UInt64
 
-    init(id: UInt64) { self.id = id }
+    init(id: UInt64) {
+        self.id = id
+        self.drained = BlockingCondition(pending)
+    }
 
     /// Registers a write that will be applied here once its WAL record is durable (or abandoned
     /// when it is not). Its smallest timestamp counts at once: compaction must not purge a
@@ -29,7 +33,7 @@ final class Memtable: @unchecked Sendable {
     func endWrite() {
         pending.withLock {
             _pendingWrites -= 1
-            if _pendingWrites == 0 { pending.broadcast() }
+            if _pendingWrites == 0 { drained.broadcast() }
         }
     }
 
@@ -39,7 +43,7 @@ final class Memtable: @unchecked Sendable {
     /// registrations, and its writes are already synced (freezing rolls the WAL), so this is short.
     func waitForPendingWrites() {
         pending.withLock {
-            while _pendingWrites > 0 { pending.wait() }
+            while _pendingWrites > 0 { drained.wait() }
         }
     }
 

@@ -28,7 +28,7 @@ package final class BlockCache: @unchecked Sendable {
     }
 
     package let capacityBytes: Int
-    private let lock = NSLock()
+    private let lock = BlockingMutex()
     private var map: [Key: Node] = [:]
     /// Most recently used end of the list (`newest`), and least (`oldest`).
     private var newest: Node?

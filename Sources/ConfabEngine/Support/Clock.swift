@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The engine's source of time. Injected so TTL expiry, tombstone grace periods and periodic sync
 /// are testable without sleeping.
@@ -23,11 +24,10 @@ public struct SystemClock: EngineClock {
 }
 
 /// A clock that tests move by hand.
-public final class ManualClock: EngineClock, @unchecked Sendable {
-    private let lock = NSLock()
-    private var micros: Int64
-    public init(micros: Int64 = 1_700_000_000_000_000) { self.micros = micros }
-    public func nowMicros() -> Int64 { lock.withLock { micros } }
-    public func advance(seconds: Int64) { lock.withLock { micros += seconds * 1_000_000 } }
-    public func advance(micros delta: Int64) { lock.withLock { micros += delta } }
+public final class ManualClock: EngineClock, Sendable {
+    private let micros: Mutex<Int64>
+    public init(micros: Int64 = 1_700_000_000_000_000) { self.micros = Mutex(micros) }
+    public func nowMicros() -> Int64 { micros.withLock { $0 } }
+    public func advance(seconds: Int64) { micros.withLock { $0 += seconds * 1_000_000 } }
+    public func advance(micros delta: Int64) { micros.withLock { $0 += delta } }
 }

@@ -37,9 +37,9 @@ final class WriteAheadLog: @unchecked Sendable {
     }
 
     // Guarded by `state`.
-    private let state = WALMutex()
-    private let durableChanged: WALCondition
-    private let workAvailable: WALCondition
+    private let state = BlockingMutex()
+    private let durableChanged: BlockingCondition
+    private let workAvailable: BlockingCondition
     private var queue: [PendingBatch]
     private var queuedBytes = 0
     /// Bytes the active segment will hold: its header, the records queued for it, and room for a
@@ -59,7 +59,7 @@ final class WriteAheadLog: @unchecked Sendable {
     private var syncCountTotal: UInt64 = 0
 
     // Guarded by `io`.
-    private let io = WALMutex()
+    private let io = BlockingMutex()
     /// fdatasync latency of the log (`confab_engine_wal_sync_duration_seconds`): every
     /// acknowledged write waits for one, so it bounds write latency.
     private let syncLatency = Timer(label: "confab_engine_wal_sync_duration_seconds")
@@ -94,8 +94,8 @@ final class WriteAheadLog: @unchecked Sendable {
         self.fileSystem = fileSystem
         self.syncMode = syncMode
         self.segmentBytes = segmentBytes
-        self.durableChanged = WALCondition(state)
-        self.workAvailable = WALCondition(state)
+        self.durableChanged = BlockingCondition(state)
+        self.workAvailable = BlockingCondition(state)
         self.queue = [PendingBatch(segmentID: firstSegmentID, bytes: [], lastTicket: 0)]
         self.activeSegmentBytes = Self.emptySegmentBytes
         self.fileSegmentID = firstSegmentID
@@ -455,10 +455,10 @@ final class WriteAheadLog: @unchecked Sendable {
     /// just woken by the previous one instead of alternating small and large batches. A lone
     /// writer pays one quiet interval.
     private func gatherGroupLocked() {
-        let start = WALCondition.nowNanos()
+        let start = BlockingCondition.nowNanos()
         var seen = queuedBytes
         while !closing {
-            let now = WALCondition.nowNanos()
+            let now = BlockingCondition.nowNanos()
             if now - start >= Self.groupWindowNanos { return }
             workAvailable.wait(untilNanos: min(now + Self.groupQuietNanos, start + Self.groupWindowNanos))
             if queuedBytes == seen { return }
@@ -481,7 +481,7 @@ final class WriteAheadLog: @unchecked Sendable {
         var periodNanos: UInt64 = 0
         if case .periodic(let ms) = syncMode {
             periodNanos = UInt64(ms) * 1_000_000
-            deadline = WALCondition.nowNanos() + periodNanos
+            deadline = BlockingCondition.nowNanos() + periodNanos
         }
         state.lock()
         while !closing {
@@ -496,7 +496,7 @@ final class WriteAheadLog: @unchecked Sendable {
                 case .batch:
                     if !asyncWaiters.isEmpty { work = .writeAndSync }
                 case .periodic:
-                    let now = WALCondition.nowNanos()
+                    let now = BlockingCondition.nowNanos()
                     if now >= deadline {
                         deadline = now + periodNanos
                         work = .writeAndSync

@@ -4,12 +4,14 @@
     import Darwin
 #endif
 
-/// A pthread mutex for the log's blocking path (its conditions are `WALCondition`). Writers that wait for
-/// durability park on a condition here rather than in Swift concurrency, so a burst of blocked
-/// writers never starves the cooperative thread pool.
+/// The engine's lock for threads that block (docs/concurrency.md): a pthread mutex, with
+/// `BlockingCondition`s bound to it. The WAL's group commit, the engine's flush and compaction
+/// threads and writers held for room park here rather than in Swift concurrency, so a burst of
+/// blocked writers never starves the cooperative thread pool; locks held across file I/O (the
+/// write, flush, compaction and manifest locks) are these too.
 ///
 /// Timed waits use CLOCK_MONOTONIC (on Linux), so a wall-clock jump cannot stall periodic sync.
-final class WALMutex: @unchecked Sendable {
+final class BlockingMutex: @unchecked Sendable {
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     init() {

@@ -4,12 +4,12 @@
     import Darwin
 #endif
 
-/// A condition variable bound to a `WALMutex`; wait only while holding that mutex.
-final class WALCondition: @unchecked Sendable {
+/// A condition variable bound to a `BlockingMutex`; wait only while holding that mutex.
+final class BlockingCondition: @unchecked Sendable {
     private let cond: UnsafeMutablePointer<pthread_cond_t>
-    private let mutex: WALMutex
+    private let mutex: BlockingMutex
 
-    init(_ mutex: WALMutex) {
+    init(_ mutex: BlockingMutex) {
         self.mutex = mutex
         cond = .allocate(capacity: 1)
         cond.initialize(to: pthread_cond_t())
@@ -31,7 +31,7 @@ final class WALCondition: @unchecked Sendable {
     func wait() { pthread_cond_wait(cond, mutex.mutex) }
 
     /// Waits until signalled or until the monotonic clock reaches `deadlineNanos` (see
-    /// `WALCondition.nowNanos`); spurious wake-ups are possible, so callers re-check their state.
+    /// `BlockingCondition.nowNanos`); spurious wake-ups are possible, so callers re-check their state.
     func wait(untilNanos deadlineNanos: UInt64) {
         var ts = timespec()
         ts.tv_sec = Int(deadlineNanos / 1_000_000_000)
