@@ -158,6 +158,42 @@ let package = Package(
             path: "Tests/ConfabTestSupport",
             swiftSettings: swiftSettings
         ),
+        // Test-only: a file system that simulates crashes, power loss, ENOSPC and EIO over the real
+        // one (the engine's `FileSystem` seam). Not shipped.
+        .target(
+            name: "ConfabFaultInjection",
+            dependencies: ["ConfabEngine"],
+            path: "Tests/ConfabFaultInjection",
+            swiftSettings: swiftSettings
+        ),
+        // Test-only: the process the crash tests SIGKILL while it writes `CrashWorkload`. Not shipped.
+        .executableTarget(
+            name: "confab-crash-writer",
+            dependencies: [
+                "ConfabEngine", "ConfabTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tests/ConfabCrashWriter",
+            swiftSettings: swiftSettings
+        ),
+        // The node protocol's encoding (no sockets).
+        .testTarget(
+            name: "ConfabWireTests",
+            dependencies: ["ConfabWire", "ConfabRing", "ConfabEngine", "ConfabTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        // The client's routing (no sockets).
+        .testTarget(
+            name: "ConfabClientTests",
+            dependencies: ["ConfabClient", "ConfabWire", "ConfabRing", "ConfabEngine", "ConfabTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        // The `confab` command line as processes (`confab ring …`): run with the node tests.
+        .testTarget(
+            name: "ConfabCLITests",
+            dependencies: ["confab", "ConfabProcess", "ConfabWire", "ConfabTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ConfabNodeTests",
             dependencies: [
@@ -181,7 +217,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ConfabEngineTests",
-            dependencies: ["ConfabEngine", "confab", "ConfabTestSupport"],
+            dependencies: [
+                "ConfabEngine", "confab", "confab-crash-writer", "ConfabFaultInjection", "ConfabTestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
     ],

@@ -8,7 +8,6 @@ struct Confab: ParsableCommand {
         subcommands: [
             UpCommand.self, NodeCommand.self, RingCommand.self, ChatCommand.self, PostCommand.self, HistoryCommand.self,
             FlushCommand.self, CompactCommand.self, RepairCommand.self, SSTableCommand.self, WALCommand.self,
-            DebugCommand.self,
         ]
     )
 }

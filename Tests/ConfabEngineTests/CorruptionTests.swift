@@ -2,8 +2,6 @@ import ConfabEngine
 import Foundation
 import Testing
 
-@testable import confab
-
 /// A flipped byte in any engine file — a WAL segment in the middle of the log, an SSTable data
 /// block, the manifest — is reported as `StorageError(.corruption)` naming the file (and offset
 /// where there is one), at open or at the read that touches it. Never served as wrong data, never

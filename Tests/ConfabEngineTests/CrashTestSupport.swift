@@ -2,8 +2,6 @@ import ConfabEngine
 import Foundation
 import Testing
 
-@testable import confab
-
 /// A fresh directory per test (named with a UUID), removed at the end.
 final class TestDirectory: Sendable {
     let path: String

@@ -2,9 +2,7 @@ import ConfabEngine
 import Foundation
 import Testing
 
-@testable import confab
-
-/// Kill loops with real processes (RocksDB `db_crashtest.py` style): a `confab debug crash-writer`
+/// Kill loops with real processes (RocksDB `db_crashtest.py` style): a `confab-crash-writer`
 /// child writes from several threads and prints every acknowledged id; the test SIGKILLs it at a
 /// seeded random moment, recovers the directory in-process and checks the recovered data against
 /// the acknowledged ids. The next child continues on the same directory, so recovery of recovered
@@ -20,7 +18,7 @@ struct CrashTests {
     @Test(arguments: ["batch", "group", "periodic:20"])
     func killLoop(mode: String) throws {
         let syncMode = try #require(SyncMode(parsing: mode))
-        let binary = try #require(Self.confabBinary(), "the confab executable was not found next to the test bundle")
+        let binary = try #require(Self.crashWriterBinary(), "confab-crash-writer was not found next to the test bundle")
         let seed = testSeed("CrashTests.killLoop(\(mode))")
         var rng = SplitMix64(seed: seed)
         let dir = try TestDirectory(prefix: "crash-\(mode.replacingOccurrences(of: ":", with: "-"))")
@@ -99,7 +97,7 @@ struct CrashTests {
     /// The sanity check of the harness itself: a child that runs to completion exits cleanly and
     /// everything it acknowledged is there.
     @Test func cleanExitKeepsEverything() throws {
-        let binary = try #require(Self.confabBinary())
+        let binary = try #require(Self.crashWriterBinary())
         let dir = try TestDirectory(prefix: "crash-clean")
         let child = try CrashWriterProcess(
             binary: binary, dataDir: dir.file("data"), mode: "group", writers: 2, startId: 1_000,
@@ -121,12 +119,11 @@ struct CrashTests {
         #expect(found.count == 300)
     }
 
-    /// The `confab` executable built with the tests: next to the test bundle or a parent of it.
-    /// `CONFAB_BINARY` overrides.
-    static func confabBinary() -> String? { confabExecutablePath() }
+    /// The test-only `confab-crash-writer` built with the tests, next to the test bundle.
+    static func crashWriterBinary() -> String? { builtExecutablePath(named: "confab-crash-writer") }
 }
 
-/// A running `confab debug crash-writer` and the ids it has acknowledged so far.
+/// A running `confab-crash-writer` and the ids it has acknowledged so far.
 final class CrashWriterProcess: @unchecked Sendable {
     let process = Process()
     private let stdout = Pipe()
@@ -145,7 +142,7 @@ final class CrashWriterProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments =
             [
-                "debug", "crash-writer", "--dir", dataDir, "--sync", mode,
+                "--dir", dataDir, "--sync", mode,
                 "--writers", "\(writers)", "--start-id", "\(startId)",
             ] + extraArguments
         process.standardOutput = stdout

@@ -2,8 +2,6 @@ import ConfabEngine
 import Foundation
 import Testing
 
-@testable import confab
-
 /// In-process power-loss rounds (LevelDB `fault_injection_test` style): the engine runs on a
 /// `FaultInjectingFileSystem`; writer threads record what was acknowledged; at a seeded random
 /// moment the file system crashes and loses everything not covered by a sync, the old engine is

@@ -5,11 +5,11 @@
 #endif
 
 /// A condition variable bound to a `BlockingMutex`; wait only while holding that mutex.
-final class BlockingCondition: @unchecked Sendable {
+package final class BlockingCondition: @unchecked Sendable {
     private let cond: UnsafeMutablePointer<pthread_cond_t>
     private let mutex: BlockingMutex
 
-    init(_ mutex: BlockingMutex) {
+    package init(_ mutex: BlockingMutex) {
         self.mutex = mutex
         cond = .allocate(capacity: 1)
         cond.initialize(to: pthread_cond_t())
@@ -28,22 +28,22 @@ final class BlockingCondition: @unchecked Sendable {
         cond.deallocate()
     }
 
-    func wait() { pthread_cond_wait(cond, mutex.mutex) }
+    package func wait() { pthread_cond_wait(cond, mutex.mutex) }
 
     /// Waits until signalled or until the monotonic clock reaches `deadlineNanos` (see
     /// `BlockingCondition.nowNanos`); spurious wake-ups are possible, so callers re-check their state.
-    func wait(untilNanos deadlineNanos: UInt64) {
+    package func wait(untilNanos deadlineNanos: UInt64) {
         var ts = timespec()
         ts.tv_sec = Int(deadlineNanos / 1_000_000_000)
         ts.tv_nsec = Int(deadlineNanos % 1_000_000_000)
         _ = pthread_cond_timedwait(cond, mutex.mutex, &ts)
     }
 
-    func signal() { pthread_cond_signal(cond) }
-    func broadcast() { pthread_cond_broadcast(cond) }
+    package func signal() { pthread_cond_signal(cond) }
+    package func broadcast() { pthread_cond_broadcast(cond) }
 
     /// The clock `wait(untilNanos:)` measures against.
-    static func nowNanos() -> UInt64 {
+    package static func nowNanos() -> UInt64 {
         var ts = timespec()
         #if os(Linux)
             clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -11,10 +11,10 @@
 /// write, flush, compaction and manifest locks) are these too.
 ///
 /// Timed waits use CLOCK_MONOTONIC (on Linux), so a wall-clock jump cannot stall periodic sync.
-final class BlockingMutex: @unchecked Sendable {
+package final class BlockingMutex: @unchecked Sendable {
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -26,10 +26,10 @@ final class BlockingMutex: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    package func lock() { pthread_mutex_lock(mutex) }
+    package func unlock() { pthread_mutex_unlock(mutex) }
 
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+    package func withLock<R>(_ body: () throws -> R) rethrows -> R {
         lock()
         defer { unlock() }
         return try body()

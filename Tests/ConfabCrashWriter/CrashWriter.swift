@@ -1,17 +1,19 @@
 import ArgumentParser
 import ConfabEngine
+import ConfabTestSupport
 import Foundation
 
-/// `confab debug crash-writer`: writes `CrashWorkload` messages from N threads until killed, and
+/// `confab-crash-writer` (test-only, not shipped): writes `CrashWorkload` messages from N threads until killed, and
 /// prints each id on its own stdout line only after `write` returned for it (one `write(2)` per
 /// line, unbuffered), so the line is the acknowledgement a killing test may rely on.
 ///
 /// Writer `w` writes ids `start + w`, `start + w + N`, `start + w + 2N`, …, one at a time, so a
 /// verifier knows for every id which writer wrote it and that at most one id per writer was in
 /// flight when the process died.
-struct DebugCrashWriter: ParsableCommand {
+@main
+struct CrashWriter: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "crash-writer",
+        commandName: "confab-crash-writer",
         abstract: "Write test messages from many threads, printing acknowledged ids, until killed.")
 
     @Option(help: "Engine data directory.")

@@ -1,3 +1,4 @@
+import ConfabEngine
 import Foundation
 
 #if canImport(Glibc)
