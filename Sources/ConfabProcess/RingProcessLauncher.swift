@@ -106,7 +106,7 @@ package enum RingProcessLauncher {
 
     /// Whether `node`'s recorded pid is still a running `confab node` for its data directory. A
     /// recycled pid (another program, or a node of another ring) does not count.
-    package static func isAlive(_ node: RingState.Node) -> Bool {
+    package static func isAlive(_ node: RingFile.Node) -> Bool {
         guard let pid = node.pid, pid > 0 else { return false }
         return isAlive(pid: pid, expectedArgument: node.dataDir)
     }
@@ -141,9 +141,9 @@ package enum RingProcessLauncher {
 
     /// Polls until none of `nodes` is alive or `timeout` passes; returns those still alive.
     package static func waitForExit(
-        _ nodes: [RingState.Node], timeout: Duration,
+        _ nodes: [RingFile.Node], timeout: Duration,
         clock: ContinuousClock = ContinuousClock()
-    ) -> [RingState.Node] {
+    ) -> [RingFile.Node] {
         let deadline = clock.now.advanced(by: timeout)
         var alive = nodes.filter { isAlive($0) }
         while !alive.isEmpty, clock.now < deadline {

@@ -13,7 +13,7 @@ package enum RingReadiness {
         case waiting(String)
     }
 
-    package static func judge(_ status: RingStatus, expected: [RingState.Node]) -> Verdict {
+    package static func judge(_ status: RingStatus, expected: [RingFile.Node]) -> Verdict {
         if status.nodes.count == 1, let only = status.nodes.first, only.host.isEmpty {
             if only.state == "normal", only.isUp { return .standalone }
             return .waiting("is itself \(RingStatusTable.code(only)), not UN")
@@ -30,7 +30,7 @@ package enum RingReadiness {
     }
 
     /// A status member is a recorded node when their host ids match, or else their addresses.
-    package static func matches(_ member: RingNodeStatus, _ node: RingState.Node) -> Bool {
+    package static func matches(_ member: RingNodeStatus, _ node: RingFile.Node) -> Bool {
         if let id = node.id, !id.isEmpty, !member.id.isEmpty { return id == member.id }
         return member.host == node.host && Int(member.port) == node.port
     }

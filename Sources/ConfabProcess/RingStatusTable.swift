@@ -62,8 +62,7 @@ package enum RingStatusTable {
     }
 
     /// "Processes (ring.json): node 1 127.0.0.1:7400 pid 123 running…"
-    package static func render(processes state: RingState, alive: (RingState.Node) -> Bool, directory: String) -> String
-    {
+    package static func render(processes state: RingFile, alive: (RingFile.Node) -> Bool, directory: String) -> String {
         var rows: [[String]] = [["Node", "Address", "PID", "Process", "Metrics", "Log"]]
         for node in state.nodes {
             let running = alive(node)
@@ -71,7 +70,7 @@ package enum RingStatusTable {
             let process = running ? "running" : "not running (\(node.state == "running" ? "exited" : node.state))"
             rows.append([String(node.index), node.addressText, pid, process, node.metricsURL ?? "-", node.log])
         }
-        return (["Local node processes (\(RingState.path(in: directory))):"] + columns(rows)).joined(separator: "\n")
+        return (["Local node processes (\(RingFile.path(in: directory))):"] + columns(rows)).joined(separator: "\n")
     }
 
     /// Left-aligned columns two spaces apart; the last column is not padded.

@@ -9,7 +9,7 @@ import Foundation
 /// so a CLI interrupted half-way leaves a file that `confab ring stop` can act on.
 package final class RingSupervisor: @unchecked Sendable {
     package let directory: String
-    package private(set) var state: RingState
+    package private(set) var state: RingFile
     package let clock: ContinuousClock
     /// Progress lines (the commands print them on stderr).
     package let progress: @Sendable (String) -> Void
@@ -17,7 +17,7 @@ package final class RingSupervisor: @unchecked Sendable {
     private var notedStandalone = false
 
     package init(
-        directory: String, state: RingState, clock: ContinuousClock = ContinuousClock(),
+        directory: String, state: RingFile, clock: ContinuousClock = ContinuousClock(),
         progress: @escaping @Sendable (String) -> Void
     ) {
         self.directory = directory
@@ -28,7 +28,7 @@ package final class RingSupervisor: @unchecked Sendable {
 
     package func save() throws(RingCommandError) { try state.save(to: directory) }
 
-    package func update(_ index: Int, _ change: (inout RingState.Node) -> Void) throws(RingCommandError) {
+    package func update(_ index: Int, _ change: (inout RingFile.Node) -> Void) throws(RingCommandError) {
         state.update(index, change)
         try save()
     }
@@ -210,7 +210,7 @@ package final class RingSupervisor: @unchecked Sendable {
     }
 
     /// A lone node reports itself without an address; show the one we asked.
-    package static func fillAddress(_ status: inout RingStatus, answeredBy node: RingState.Node) {
+    package static func fillAddress(_ status: inout RingStatus, answeredBy node: RingFile.Node) {
         for i in status.nodes.indices where status.nodes[i].host.isEmpty {
             status.nodes[i].host = node.host
             status.nodes[i].port = UInt16(clamping: node.port)
@@ -233,7 +233,7 @@ package final class RingSupervisor: @unchecked Sendable {
             RingProcessLauncher.send(SIGKILL, to: node.pid!)
         }
         let survivors = RingProcessLauncher.waitForExit(stubborn, timeout: .seconds(5), clock: clock)
-        let gone = { (node: RingState.Node) in !survivors.contains { $0.index == node.index } }
+        let gone = { (node: RingFile.Node) in !survivors.contains { $0.index == node.index } }
         for node in running where gone(node) {
             let killed = stubborn.contains { $0.index == node.index }
             state.update(node.index) { $0.state = killed ? "killed" : "stopped" }

@@ -45,16 +45,16 @@ struct AdminTargetOptions: ParsableArguments {
 
     /// How to authenticate as an operator (docs/security.md); nil when no secret is found.
     func credentials() throws -> ClusterCredentials? {
-        try OperatorCredentials.resolve(file: clusterSecretFile, ringDirectory: RingState.directory(ringDir))
+        try OperatorCredentials.resolve(file: clusterSecretFile, ringDirectory: RingFile.directory(ringDir))
     }
 
     /// `--node` in order; else the ring's nodes, running ones first.
     func addresses() throws -> [NodeAddress] {
         if !nodes.isEmpty { return nodes.compactMap { NodeAddress(hostPort: $0) } }
-        let directory = RingState.directory(ringDir)
-        let state: RingState?
+        let directory = RingFile.directory(ringDir)
+        let state: RingFile?
         do {
-            state = try RingState.load(from: directory)
+            state = try RingFile.load(from: directory)
         } catch {
             throw ValidationError(error.message)
         }

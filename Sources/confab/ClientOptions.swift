@@ -49,10 +49,10 @@ struct ClientOptions: ParsableArguments {
     /// an error rather than a silent fallback.
     func addresses() throws -> [NodeAddress] {
         if nodes.isEmpty {
-            let directory = RingState.directory(ringDir)
-            let state: RingState?
+            let directory = RingFile.directory(ringDir)
+            let state: RingFile?
             do {
-                state = try RingState.load(from: directory)
+                state = try RingFile.load(from: directory)
             } catch {
                 throw ValidationError(error.message)
             }

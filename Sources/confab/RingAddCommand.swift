@@ -39,9 +39,9 @@ struct RingAddCommand: ParsableCommand {
         let timeout = Duration.milliseconds(Int(self.timeout * 1000))
         let requestedPort = port
         let (status, answeredBy) = try RingCommand.guarded("add") { () throws -> (RingStatus, String) in
-            _ = try RingState.require(in: directory)  // no ring: say so before touching the directory
+            _ = try RingFile.require(in: directory)  // no ring: say so before touching the directory
             let lock = try RingDirectoryLock(directory: directory)
-            var state = try RingState.require(in: directory)
+            var state = try RingFile.require(in: directory)
             let running = state.runningNodes()
             guard !running.isEmpty else {
                 throw RingCommandError(
@@ -83,7 +83,7 @@ struct RingAddCommand: ParsableCommand {
             while metricsPort == port { metricsPort = try RingProcessLauncher.freePort(host: host) }
             command += ["--metrics-port", String(metricsPort)]
             state.nodes.append(
-                RingState.Node(
+                RingFile.Node(
                     index: index, id: nil, host: host, port: port, pid: nil, dataDir: "\(nodeDir)/data",
                     log: "\(nodeDir)/node.log", command: command, state: "new", metricsPort: metricsPort))
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)

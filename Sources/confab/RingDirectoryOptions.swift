@@ -10,5 +10,5 @@ struct RingDirectoryOptions: ParsableArguments {
     var dir: String?
 
     /// Absolute.
-    var path: String { RingState.directory(dir) }
+    var path: String { RingFile.directory(dir) }
 }

@@ -17,9 +17,9 @@ struct RingKillCommand: ParsableCommand {
     func run() throws {
         let directory = ring.path
         try RingCommand.guarded("kill") {
-            _ = try RingState.require(in: directory)  // no ring: say so before touching the directory
+            _ = try RingFile.require(in: directory)  // no ring: say so before touching the directory
             let lock = try RingDirectoryLock(directory: directory)
-            let state = try RingState.require(in: directory)
+            let state = try RingFile.require(in: directory)
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
             let target = try state.node(node, directory: directory)
             guard RingProcessLauncher.isAlive(target), let pid = target.pid else {

@@ -30,9 +30,9 @@ struct RingRestartCommand: ParsableCommand {
         let index = node
         let timeout = Duration.milliseconds(Int(self.timeout * 1000))
         let (status, answeredBy) = try RingCommand.guarded("restart") { () throws -> (RingStatus, String) in
-            _ = try RingState.require(in: directory)  // no ring: say so before touching the directory
+            _ = try RingFile.require(in: directory)  // no ring: say so before touching the directory
             let lock = try RingDirectoryLock(directory: directory)
-            let state = try RingState.require(in: directory)
+            let state = try RingFile.require(in: directory)
             let target = try state.node(index, directory: directory)
             if RingProcessLauncher.isAlive(target) {
                 throw RingCommandError(

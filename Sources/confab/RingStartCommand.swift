@@ -87,7 +87,7 @@ struct RingStartCommand: ParsableCommand {
             } catch {
                 // A new ring that never came up is forgotten (its logs stay), so that the next
                 // `ring start` plans afresh instead of restarting a broken command line.
-                if isNew { unlink(RingState.path(in: directory)) }
+                if isNew { unlink(RingFile.path(in: directory)) }
                 throw error
             }
             let s = supervisor.state
@@ -125,8 +125,8 @@ struct RingStartCommand: ParsableCommand {
     }
 
     /// The ring to start: the stopped one recorded in `directory`, or a new one.
-    private func plan(directory: String) throws -> (state: RingState, isNew: Bool) {
-        if let existing = try RingState.load(from: directory) {
+    private func plan(directory: String) throws -> (state: RingFile, isNew: Bool) {
+        if let existing = try RingFile.load(from: directory) {
             let running = existing.runningNodes()
             if !running.isEmpty {
                 let list = running.map { "node \($0.index) pid \($0.pid!)" }.joined(separator: ", ")
@@ -191,12 +191,12 @@ struct RingStartCommand: ParsableCommand {
             ]
             if let sync { command += ["--sync", sync] }
             if logFormat != "text" { command += ["--log-format", logFormat] }
-            return RingState.Node(
+            return RingFile.Node(
                 index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
                 dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new",
                 metricsPort: metricsPorts[index - 1])
         }
-        return (RingState(replicationFactor: rf, vnodes: vnodes, nodes: nodes), true)
+        return (RingFile(replicationFactor: rf, vnodes: vnodes, nodes: nodes), true)
     }
 
     /// Starts every node in order, then waits for the healthy ones. A node that exits while

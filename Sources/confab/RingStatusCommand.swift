@@ -45,12 +45,12 @@ struct RingStatusCommand: ParsableCommand {
         let directory = ring.path
         let (json, nodes, timeout) = (self.json, self.nodes, Duration.milliseconds(Int(self.timeout * 1000)))
         let output = try RingCommand.guarded("status") { () throws -> String in
-            let state = try RingState.load(from: directory)
-            var candidates: [RingState.Node] = []
+            let state = try RingFile.load(from: directory)
+            var candidates: [RingFile.Node] = []
             if !nodes.isEmpty {
                 candidates = nodes.enumerated().map { i, text in
                     let a = NodeAddress(hostPort: text)!
-                    return RingState.Node(
+                    return RingFile.Node(
                         index: i + 1, host: a.host, port: a.port, dataDir: "", log: "", command: [], state: "")
                 }
             } else if let state {
@@ -89,7 +89,7 @@ struct RingStatusCommand: ParsableCommand {
 
     /// The status JSON with each node's `metrics_url` (its operations port, from ring.json,
     /// matched by address; null for nodes this machine did not start).
-    static func jsonWithMetricsURLs(_ data: Data, state: RingState?) throws -> String {
+    static func jsonWithMetricsURLs(_ data: Data, state: RingFile?) throws -> String {
         guard var object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
             let nodes = object["nodes"] as? [[String: Any]]
         else { return String(decoding: data, as: UTF8.self) }
@@ -108,7 +108,7 @@ struct RingStatusCommand: ParsableCommand {
 
     /// The first answer among `candidates`, tried in order.
     private static func ask(
-        _ candidates: [RingState.Node], timeout: Duration, directory: String,
+        _ candidates: [RingFile.Node], timeout: Duration, directory: String,
         fromRingFile: Bool
     ) async throws -> (RingStatus, String) {
         var failures: [(address: String, error: any Error)] = []
@@ -126,7 +126,7 @@ struct RingStatusCommand: ParsableCommand {
         }
         let hint =
             fromRingFile
-            ? "the ring in \(directory) is not running; start it with `confab ring start\(directory == RingState.directory(nil) ? "" : " --dir \(directory)")`"
+            ? "the ring in \(directory) is not running; start it with `confab ring start\(directory == RingFile.directory(nil) ? "" : " --dir \(directory)")`"
             : "is a node running there?"
         let refused = failures.allSatisfy { ($0.error as? ConfabClientError)?.code == .noNodeReachable }
         let detail =

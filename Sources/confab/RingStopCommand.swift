@@ -28,9 +28,9 @@ struct RingStopCommand: ParsableCommand {
     func run() throws {
         let directory = ring.path
         try RingCommand.guarded("stop") {
-            _ = try RingState.require(in: directory)  // no ring: say so before touching the directory
+            _ = try RingFile.require(in: directory)  // no ring: say so before touching the directory
             let lock = try RingDirectoryLock(directory: directory)
-            let state = try RingState.require(in: directory)
+            let state = try RingFile.require(in: directory)
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
             let running = state.runningNodes()
             if running.isEmpty {

@@ -43,7 +43,7 @@ struct UpChatServers {
     mutating func start(count: Int, ports: [Int], ringDirectory: String, logFormat: String = "text") throws -> [String]
     {
         let secret = try ensureSecret()
-        let state = try RingState.require(in: ringDirectory)
+        let state = try RingFile.require(in: ringDirectory)
         let nodes = state.nodes.map(\.addressText).joined(separator: ",")
         let executable = RingProcessLauncher.confabExecutable()
         for i in 1...count {

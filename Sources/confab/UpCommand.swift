@@ -59,7 +59,7 @@ struct UpCommand: ParsableCommand {
     }
 
     func run() throws {
-        let directory = RingState.directory(dir)
+        let directory = RingFile.directory(dir)
         // Stop signals are handled, not fatal: the ring must be stopped on the way out.
         let stop = UpStopSignal()
         try RingCommand.guarded("up") {
@@ -95,8 +95,8 @@ struct UpCommand: ParsableCommand {
 
     private func startRing(directory: String) throws {
         var arguments = ["--dir", directory, "--timeout", String(timeout), "--log-format", logFormat]
-        if (try? RingState.load(from: directory)) == nil { arguments += ["--nodes", String(nodes)] }
-        if let existing = try? RingState.load(from: directory), !existing.runningNodes().isEmpty {
+        if (try? RingFile.load(from: directory)) == nil { arguments += ["--nodes", String(nodes)] }
+        if let existing = try? RingFile.load(from: directory), !existing.runningNodes().isEmpty {
             RingCommand.progress("the ring in \(directory) is already running; using it")
             return
         }

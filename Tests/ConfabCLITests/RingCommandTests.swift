@@ -26,8 +26,8 @@ import Testing
         return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
     }
 
-    private func loadState(_ directory: String) throws -> RingState {
-        try #require(try RingState.load(from: directory), "no ring.json in \(directory)")
+    private func loadState(_ directory: String) throws -> RingFile {
+        try #require(try RingFile.load(from: directory), "no ring.json in \(directory)")
     }
 
     /// A live process that is a node of this ring (not a recycled pid).
@@ -42,7 +42,7 @@ import Testing
         let dir = "\(temp.path)/ring"
         // Whatever happens, no node outlives the test.
         defer {
-            if let state = try? RingState.load(from: dir) {
+            if let state = try? RingFile.load(from: dir) {
                 for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
                     kill(node.pid!, SIGKILL)
                 }
@@ -162,7 +162,7 @@ import Testing
         let temp = TempDirectory("confab-ring-refuse")
         let dir = "\(temp.path)/ring"
         defer {
-            if let state = try? RingState.load(from: dir) {
+            if let state = try? RingFile.load(from: dir) {
                 for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
                     kill(node.pid!, SIGKILL)
                 }
@@ -215,8 +215,8 @@ import Testing
 
     // MARK: Pure parts
 
-    private func node(_ i: Int, id: String? = nil) -> RingState.Node {
-        RingState.Node(
+    private func node(_ i: Int, id: String? = nil) -> RingFile.Node {
+        RingFile.Node(
             index: i, id: id, host: "127.0.0.1", port: 7400 + i, pid: nil, dataDir: "/d\(i)", log: "/l\(i)",
             command: [], state: "running")
     }
@@ -274,9 +274,9 @@ import Testing
 
     @Test func stateFileRoundTripsAndListeningLineParses() throws {
         let temp = TempDirectory("confab-ring-state")
-        let state = RingState(replicationFactor: 3, vnodes: 16, nodes: [node(1, id: "a"), node(2)])
+        let state = RingFile(replicationFactor: 3, vnodes: 16, nodes: [node(1, id: "a"), node(2)])
         try state.save(to: temp.path)
-        #expect(try RingState.load(from: temp.path) == state)
+        #expect(try RingFile.load(from: temp.path) == state)
         let text = try String(contentsOfFile: "\(temp.path)/ring.json", encoding: .utf8)
         #expect(text.contains("\"replication_factor\" : 3") && text.contains("\"data_dir\" : \"/d1\""))
         #expect(!FileManager.default.fileExists(atPath: "\(temp.path)/ring.json.tmp"))
@@ -285,6 +285,6 @@ import Testing
                 in: "warning x\nconfab node 5b0e-1 listening on 127.0.0.1:7400 (data: d, sync: group)\n")
                 == "5b0e-1")
         #expect(RingSupervisor.listeningID(in: "confab node 5b0e-1 starting\n") == nil)
-        #expect(RingState.directory("/a/b/../c") == "/a/c")
+        #expect(RingFile.directory("/a/b/../c") == "/a/c")
     }
 }

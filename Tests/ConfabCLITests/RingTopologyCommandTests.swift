@@ -26,7 +26,7 @@ import Testing
         let temp = TempDirectory("confab-ring-topology")
         let dir = "\(temp.path)/ring"
         defer {
-            if let state = try? RingState.load(from: dir) {
+            if let state = try? RingFile.load(from: dir) {
                 for node in state.nodes where RingProcessLauncher.isAlive(node) { kill(node.pid!, SIGKILL) }
                 _ = RingProcessLauncher.waitForExit(state.nodes, timeout: .seconds(5))
             }
@@ -45,7 +45,7 @@ import Testing
         try #require(add.status == 0, "ring add failed: \(add.err)")
         #expect(add.err.contains("starting node 4") && add.err.contains("bootstrapped and is normal"))
         #expect(add.out.split(separator: "\n").filter { $0.hasPrefix("UN  127.0.0.1:") }.count == 4)
-        var state = try #require(try RingState.load(from: dir))
+        var state = try #require(try RingFile.load(from: dir))
         #expect(state.nodes.map(\.index) == [1, 2, 3, 4] && state.nodes.allSatisfy(RingProcessLauncher.isAlive))
         let log4 = (try? String(contentsOfFile: state.nodes[3].log, encoding: .utf8)) ?? ""
         #expect(log4.contains("bootstrap complete"), "node 4's log does not show a bootstrap")
@@ -55,7 +55,7 @@ import Testing
         try #require(leave.status == 0, "ring decommission failed: \(leave.err)")
         #expect(leave.err.contains("announced LEFT"))
         #expect(!RingProcessLauncher.isAlive(node2))
-        state = try #require(try RingState.load(from: dir))
+        state = try #require(try RingFile.load(from: dir))
         #expect(state.nodes.map(\.index) == [1, 3, 4])
         #expect(state.nodes.allSatisfy { !$0.command.joined(separator: " ").contains(node2.addressText) })
 

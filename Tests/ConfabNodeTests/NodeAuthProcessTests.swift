@@ -22,7 +22,7 @@ import Testing
         let temp = TempDirectory("confab-auth-proc")
         let dir = "\(temp.path)/ring"
         defer {
-            if let state = try? RingState.load(from: dir) {
+            if let state = try? RingFile.load(from: dir) {
                 for node in state.nodes where RingProcessLauncher.isAlive(node) { kill(node.pid!, SIGKILL) }
                 _ = RingProcessLauncher.waitForExit(state.nodes, timeout: .seconds(5))
             }
@@ -35,7 +35,7 @@ import Testing
         let attributes = try FileManager.default.attributesOfItem(atPath: secretPath)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         #expect((attributes[.size] as? Int) == 32)
-        let state = try #require(try RingState.load(from: dir))
+        let state = try #require(try RingFile.load(from: dir))
         let addresses = state.nodes.map(\.address)
         #expect(addresses.count == 3)
         for node in state.nodes {

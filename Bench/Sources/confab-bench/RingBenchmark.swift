@@ -160,7 +160,7 @@ struct LocalRing {
         if status != 0 { Progress.log("warning: `confab ring stop --dir \(directory)` exited with \(status)") }
     }
 
-    /// The node addresses from ring.json (format: Sources/ConfabProcess/RingState.swift).
+    /// The node addresses from ring.json (format: Sources/ConfabProcess/RingFile.swift).
     func addresses() throws -> [NodeAddress] {
         struct State: Decodable {
             struct Node: Decodable {

@@ -7,7 +7,7 @@ import Foundation
 /// Written atomically (temp file, fsync, rename, fsync of the directory): a reader sees the old
 /// or the new file, never a torn one. Whether a node runs is not trusted from the file: commands
 /// check each pid (`RingProcessLauncher.isAlive`).
-package struct RingState: Codable, Hashable, Sendable {
+package struct RingFile: Codable, Hashable, Sendable {
     package static let fileName = "ring.json"
     package static let currentVersion = 1
 
@@ -56,7 +56,7 @@ package struct RingState: Codable, Hashable, Sendable {
         package var addressText: String { "\(host):\(port)" }
     }
 
-    package var version = RingState.currentVersion
+    package var version = RingFile.currentVersion
     package var replicationFactor: Int
     package var vnodes: Int
     package var nodes: [Node]
@@ -83,14 +83,14 @@ package struct RingState: Codable, Hashable, Sendable {
     package static func path(in directory: String) -> String { "\(directory)/\(fileName)" }
 
     /// The state in `directory`, or nil when it has no ring.json.
-    package static func load(from directory: String) throws(RingCommandError) -> RingState? {
+    package static func load(from directory: String) throws(RingCommandError) -> RingFile? {
         let path = path(in: directory)
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         do {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
-            let state = try decoder.decode(RingState.self, from: data)
+            let state = try decoder.decode(RingFile.self, from: data)
             guard state.version == currentVersion else {
                 throw RingCommandError(
                     .io, "\(path) has version \(state.version); this confab reads version \(currentVersion)")
@@ -104,7 +104,7 @@ package struct RingState: Codable, Hashable, Sendable {
     }
 
     /// The state in `directory`; `noRing` when there is none.
-    package static func require(in directory: String) throws(RingCommandError) -> RingState {
+    package static func require(in directory: String) throws(RingCommandError) -> RingFile {
         guard let state = try load(from: directory) else {
             throw RingCommandError(
                 .noRing,
