@@ -255,26 +255,34 @@ import Testing
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         defer { try? engine.close() }
         fs.hold(matching: ".tmp")
-        let writes = 3_000
-        let writer = Task {
-            for i in 0..<writes {
-                try await engine.write(
-                    TestMessages.mutation(
-                        chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
-                        body: String(repeating: "x", count: 200), writeTime: 1))
+        // The flushes stay held until a writer is parked for room (or every write is in). A plain
+        // thread watches for that, not a task: the cooperative pool is shared with the suite's
+        // blocking crash and simulation work and may not run a watcher for minutes.
+        let writerDone = Locked(false)
+        let seenAtRelease = Locked<(stalled: UInt64, memtableBytes: Int)?>(nil)
+        let releaser = Thread {
+            // Bounded, so a writer that spins instead of parking fails the test instead of hanging it.
+            let giveUp = Date(timeIntervalSinceNow: 300)
+            while engine.stats.writesStalled == 0 && !writerDone.current && Date() < giveUp {
+                Thread.sleep(forTimeInterval: 0.005)  // polls the engine's own counter
             }
+            seenAtRelease.withLock { $0 = (engine.stats.writesStalled, engine.stats.memtableBytes) }
+            fs.releaseAll()
         }
-        // Generous: the writer runs on the cooperative pool, which this suite shares with the
-        // crash and power-loss tests' blocking work (two threads on this machine).
-        let deadline = ContinuousClock.now + .seconds(120)
-        while engine.stats.writesStalled == 0, ContinuousClock.now < deadline {
-            // Polls the condition under test (the engine's own counter); the writer cannot finish.
-            try await Task.sleep(for: .milliseconds(10))
+        releaser.start()
+        // The test body is the async writer: a parked write needs no thread until a flush resumes it.
+        let writes = 3_000
+        for i in 0..<writes {
+            try await engine.write(
+                TestMessages.mutation(
+                    chatId: Int64(i % 7), timestamp: Int64(i), messageId: "m", sender: "s",
+                    body: String(repeating: "x", count: 200), writeTime: 1))
         }
-        #expect(engine.stats.writesStalled > 0, "no async writer was held while the flush could not finish")
-        #expect(engine.stats.memtableBytes <= 3 * (16 << 10) + (64 << 10))
-        fs.releaseAll()
-        try await writer.value
+        writerDone.withLock { $0 = true }
+        while seenAtRelease.current == nil { try await Task.sleep(for: .milliseconds(5)) }
+        let seen = try #require(seenAtRelease.current)
+        #expect(seen.stalled > 0, "every write went through while no flush could finish")
+        #expect(seen.memtableBytes <= 3 * (16 << 10) + (64 << 10))
         var stored = 0
         for chat in 0..<7 {
             stored += try engine.read(TestMessages.latest(chatId: Int64(chat), limit: 10_000)).rows.count
