@@ -249,7 +249,7 @@ import Testing
     @Test func asyncWritersAreHeldWhenFlushingFallsBehindAndResumeWhenItCatchesUp() async throws {
         let dir = TempDirectory("stall-async")
         let fs = SyncGateFileSystem()
-        var o = options(.periodic(milliseconds: 50), memtable: 16 << 10)
+        var o = options(.periodic(milliseconds: 50), memtable: 4 << 10)
         o.maxFrozenMemtables = 1
         o.fileSystem = fs
         let engine = try StorageEngine.open(directory: dir.path, options: o)
@@ -262,7 +262,7 @@ import Testing
         let seenAtRelease = Locked<(stalled: UInt64, memtableBytes: Int)?>(nil)
         let releaser = Thread {
             // Bounded, so a writer that spins instead of parking fails the test instead of hanging it.
-            let giveUp = Date(timeIntervalSinceNow: 300)
+            let giveUp = Date(timeIntervalSinceNow: 900)
             while engine.stats.writesStalled == 0 && !writerDone.current && Date() < giveUp {
                 Thread.sleep(forTimeInterval: 0.005)  // polls the engine's own counter
             }
@@ -271,7 +271,7 @@ import Testing
         }
         releaser.start()
         // The test body is the async writer: a parked write needs no thread until a flush resumes it.
-        let writes = 3_000
+        let writes = 600
         for i in 0..<writes {
             try await engine.write(
                 TestMessages.mutation(
@@ -282,7 +282,7 @@ import Testing
         while seenAtRelease.current == nil { try await Task.sleep(for: .milliseconds(5)) }
         let seen = try #require(seenAtRelease.current)
         #expect(seen.stalled > 0, "every write went through while no flush could finish")
-        #expect(seen.memtableBytes <= 3 * (16 << 10) + (64 << 10))
+        #expect(seen.memtableBytes <= 3 * (4 << 10) + (64 << 10))
         var stored = 0
         for chat in 0..<7 {
             stored += try engine.read(TestMessages.latest(chatId: Int64(chat), limit: 10_000)).rows.count
