@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Tests run commands to completion with it (ConfabTestSupport's TestCommand).
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // liblz4 from the system (Debian liblz4-dev), found through pkg-config.
@@ -44,6 +46,8 @@ let package = Package(
         ),
         // CRC32C (Castagnoli) with SSE4.2 and a portable fallback.
         .target(name: "CCRC32C"),
+        // pidfd_open(2) for ConfabProcess (Swift cannot call the variadic syscall(2)).
+        .target(name: "CProcessWatch"),
         .target(
             name: "ConfabEngine",
             dependencies: [
@@ -131,11 +135,12 @@ let package = Package(
             resources: [.copy("Web")],
             swiftSettings: swiftSettings
         ),
-        // Local rings as processes: starting, supervising, stopping `confab node` processes and the
-        // ring directory's state. Used by `confab ring`/`confab up`, the tests and the benchmarks.
+        // Confab's servers as processes (`ServerProcess`: the one launcher): local rings of
+        // `confab node` and the ring directory's state, `confab up`'s chat servers. Used by
+        // `confab ring`/`confab up`, the tests and the benchmarks.
         .target(
             name: "ConfabProcess",
-            dependencies: ["ConfabClient", "ConfabNode", "ConfabRing", "ConfabWire"],
+            dependencies: ["CProcessWatch", "ConfabClient", "ConfabNode", "ConfabRing", "ConfabWire"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -151,10 +156,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // What every test target shares (postgres-nio's _ConnectionPoolTestUtils): the binary
-        // locator, temporary directories, the seeded generator and the one seed variable.
+        // locator, temporary directories, the seeded generator and the one seed variable, and the
+        // server processes of the multi-process tests (over ConfabProcess's launcher).
         .target(
             name: "ConfabTestSupport",
-            dependencies: ["ConfabEngine", "ConfabWire"],
+            dependencies: [
+                "ConfabEngine", "ConfabWire", "ConfabProcess", "ConfabClient", "ConfabRing",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
             path: "Tests/ConfabTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -197,14 +206,16 @@ let package = Package(
         .testTarget(
             name: "ConfabNodeTests",
             dependencies: [
-                "ConfabNode", "ConfabClient", "ConfabTransport", "ConfabWire", "confab", "ConfabTestSupport",
+                "ConfabNode", "ConfabClient", "ConfabTransport", "ConfabWire", "ConfabProcess", "confab",
+                "ConfabTestSupport",
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConfabChatTests",
             dependencies: [
-                "ConfabChat", "ConfabClient", "ConfabTransport", "ConfabNode", "confab", "ConfabTestSupport",
+                "ConfabChat", "ConfabClient", "ConfabTransport", "ConfabNode", "ConfabProcess", "confab",
+                "ConfabTestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

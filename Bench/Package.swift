@@ -45,6 +45,8 @@ let package = Package(
                 // `PostedMessages` (the `confab.messages` layout the storage and ring benchmarks
                 // write) and `ChatSchema` (the tables the ring serves).
                 .product(name: "ConfabChat", package: "confab"),
+                // `ServerProcess`: the chat servers the chat benchmark starts, by the one launcher.
+                .product(name: "ConfabProcess", package: "confab"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -107,8 +107,7 @@ extension ClusterService {
             case .announceLeft:
                 announceLeft()
             case .shutDown:
-                logger.info("decommission complete; shutting down")
-                onDecommissioned()
+                logger.info("decommission complete; shutting down once the operator has the answer")
                 decommissionRun?.waiter?.resume(returning: decommissionRun!.outcome)
                 decommissionRun?.waiter = nil
             case .revert(let reason):

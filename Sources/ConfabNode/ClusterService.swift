@@ -35,7 +35,8 @@ actor ClusterService {
     let messenger: InternodeMessenger
     let logger: Logger
     let metrics = ClusterMetrics()
-    /// Called once a decommission completed (LEFT gossiped): the node should shut down.
+    /// Called once a decommission completed (LEFT gossiped) and its admin request was answered
+    /// (`RequestHandler.answered`): the node should shut down.
     let onDecommissioned: @Sendable () -> Void
     private let origin = ContinuousClock.now
     private let generation: Int64

@@ -82,7 +82,7 @@ public final class Node: Service, Sendable {
     }
 
     /// Returns true once this node completed a decommission (it handed its ranges off and
-    /// gossiped LEFT); the caller should then shut it down, as `confab node` does. Returns false
+    /// gossiped LEFT) and answered the request that asked for it; the caller should then shut it down, as `confab node` does. Returns false
     /// if the node stops first. One caller at a time.
     public func waitUntilDecommissioned() async -> Bool {
         for await _ in decommissioned.stream { return true }

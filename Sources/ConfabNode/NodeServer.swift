@@ -118,6 +118,8 @@ struct NodeServer: Sendable {
                                     let response = await handler.respond(
                                         to: frame, peerNode: peerNode, interim: interim)
                                 else { return }
+                                // Written or failed: either way the request is over.
+                                defer { handler.answered(frame, with: response) }
                                 try await outbound.write(
                                     Self.encode(
                                         response, streamID: frame.streamID,

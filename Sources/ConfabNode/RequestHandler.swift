@@ -62,6 +62,17 @@ struct RequestHandler: Sendable {
         return response
     }
 
+    /// Called once `response` to `frame` was handed to the connection (or the connection
+    /// failed). A node that answered its own decommission may shut down now: the answer was
+    /// queued on the connection before the shutdown closes it, so the operator's
+    /// `confab ring decommission` gets it.
+    func answered(_ frame: Frame, with response: WireMessage) {
+        guard frame.type == .admin, case .adminResponse = response,
+            case .admin(let request)? = try? WireMessage.decode(frame), request.operation == .decommission
+        else { return }
+        ring?.onDecommissioned()
+    }
+
     private func handle(_ message: WireMessage, interim: @escaping @Sendable (WireMessage) async -> Void) async throws
         -> WireMessage
     {

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Written atomically (temp file, fsync, rename, fsync of the directory): a reader sees the old
 /// or the new file, never a torn one. Whether a node runs is not trusted from the file: commands
-/// check each pid (`RingProcessLauncher.isAlive`).
+/// check each pid (`Node.isAlive`).
 package struct RingFile: Codable, Hashable, Sendable {
     package static let fileName = "ring.json"
     package static let currentVersion = 1
@@ -32,6 +32,15 @@ package struct RingFile: Codable, Hashable, Sendable {
         /// Its operations port (`--metrics-port`: /metrics, /health, /ready); nil for rings
         /// recorded before nodes had one.
         package var metricsPort: Int? = nil
+
+        /// Its last run as a process to watch or signal (nil before its first start); its data
+        /// directory tells it apart from whatever else may run under a recycled pid.
+        package var process: ServerProcess? {
+            pid.map { ServerProcess(pid: $0, logPath: log, expectedArgument: dataDir) }
+        }
+
+        /// Whether its recorded pid is a live `confab node` for its data directory.
+        package var isAlive: Bool { process?.isAlive ?? false }
 
         package init(
             index: Int, id: String? = nil, host: String, port: Int, pid: Int32? = nil, dataDir: String, log: String,
@@ -172,7 +181,7 @@ package struct RingFile: Codable, Hashable, Sendable {
 
     /// Nodes whose recorded pid is a live `confab node` on this machine.
     package func runningNodes() -> [Node] {
-        nodes.filter { RingProcessLauncher.isAlive($0) }
+        nodes.filter(\.isAlive)
     }
 
     package mutating func update(_ index: Int, _ change: (inout Node) -> Void) {

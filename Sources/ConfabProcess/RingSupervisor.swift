@@ -45,7 +45,6 @@ package final class RingSupervisor: @unchecked Sendable {
         } catch {
             throw RingCommandError(.io, "cannot create \(node.dataDir): \(error)")
         }
-        let logStart = (try? FileManager.default.attributesOfItem(atPath: node.log)[.size] as? Int) ?? 0
         var argv = node.command + extraArguments
         if !argv.contains("--cluster-secret-file") {
             // The ring's nodes share the secret in the ring directory, created on first launch
@@ -59,51 +58,24 @@ package final class RingSupervisor: @unchecked Sendable {
             argv += ["--cluster-secret-file", secretPath]
         }
         let banner = "--- confab ring: starting node \(index) at \(Date()): \(argv.joined(separator: " "))\n"
-        let pid = try RingProcessLauncher.spawnDetached(argv, logPath: node.log, banner: banner)
+        let process = try ServerProcess.start(
+            .init(arguments: argv, logPath: node.log, banner: banner, newSession: true, expectedArgument: node.dataDir))
         try update(index) {
-            $0.pid = pid
+            $0.pid = process.pid
             $0.state = "starting"
         }
-        let deadline = clock.now.advanced(by: timeout)
-        while true {
-            let text = Self.logText(node.log, from: logStart + banner.utf8.count)
-            if let id = Self.listeningID(in: text) {
-                try update(index) {
-                    $0.id = id
-                    $0.state = "running"
-                }
-                return
+        do {
+            // "confab node <id> listening on <host>:<port> …": printed once the port is bound.
+            let line = try await process.line(
+                containing: " listening on ", timeout: timeout, what: "node \(index) on \(node.addressText)")
+            try update(index) {
+                $0.id = Self.listeningID(in: line)
+                $0.state = "running"
             }
-            let current = try state.node(index, directory: directory)
-            guard RingProcessLauncher.isAlive(current) else {
-                try update(index) { $0.state = "failed" }
-                throw RingCommandError(
-                    .startFailed,
-                    """
-                    node \(index) (pid \(pid)) exited while starting on \(node.addressText); the end of \(node.log):
-                    \(RingProcessLauncher.tail(of: node.log))
-                    """)
-            }
-            guard clock.now < deadline else {
-                throw RingCommandError(
-                    .timeout,
-                    """
-                    node \(index) (pid \(pid)) did not start listening on \(node.addressText) within \(Self.seconds(timeout)); \
-                    see \(node.log):
-                    \(RingProcessLauncher.tail(of: node.log))
-                    """)
-            }
-            try? await Task.sleep(for: .milliseconds(50))
+        } catch {
+            if error.code == .startFailed { try update(index) { $0.state = "failed" } }
+            throw error
         }
-    }
-
-    /// The log from byte `offset` on (what the current run of a node wrote).
-    private static func logText(_ path: String, from offset: Int) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: UInt64(max(0, offset)))
-        let data = (try? handle.readToEnd()) ?? Data()
-        return String(decoding: data, as: UTF8.self)
     }
 
     /// The id in `confab node <id> listening on <host>:<port>`, once that line is complete.
@@ -119,7 +91,8 @@ package final class RingSupervisor: @unchecked Sendable {
 
     /// Polls `status()` on each of `askers` until every one of them sees every node in `expected`
     /// up and normal; returns the last status of the first asker and its address. Fails fast when an asker's
-    /// process exits, and with a pointer to the logs after `timeout`.
+    /// process exits, and with a pointer to the logs after `timeout`. A poll (every 200 ms) because
+    /// gossip convergence is visible only in each node's status answer: there is no event to wait on.
     @discardableResult
     package func waitUntilNormal(askers: [Int], expected: [Int], timeout: Duration) async throws(RingCommandError) -> (
         status: RingStatus, answeredBy: String
@@ -152,12 +125,12 @@ package final class RingSupervisor: @unchecked Sendable {
                         reasons[node.index] = "\(node.addressText) \(why)"
                     }
                 } catch {
-                    guard RingProcessLauncher.isAlive(node) else {
+                    guard node.isAlive else {
                         throw RingCommandError(
                             .startFailed,
                             """
                             node \(node.index) (pid \(node.pid.map(String.init) ?? "?")) exited; the end of \(node.log):
-                            \(RingProcessLauncher.tail(of: node.log))
+                            \(ServerProcess.tail(of: node.log))
                             """)
                     }
                     reasons[node.index] = "\(node.addressText) does not answer yet (\(error))"
@@ -223,21 +196,23 @@ package final class RingSupervisor: @unchecked Sendable {
     /// running then gets SIGKILL (said on `progress`). Returns the indices that needed SIGKILL.
     @discardableResult
     package func stop(_ indices: [Int], timeout: Duration) throws(RingCommandError) -> [Int] {
-        let running = state.nodes.filter { indices.contains($0.index) && RingProcessLauncher.isAlive($0) }
-        for node in running { RingProcessLauncher.send(SIGTERM, to: node.pid!) }
-        let stubborn = RingProcessLauncher.waitForExit(running, timeout: timeout, clock: clock)
+        let running = state.nodes.filter { indices.contains($0.index) && $0.isAlive }
+        for node in running { node.process?.send(SIGTERM) }
+        let stillRunning = Set(ServerProcess.waitForExit(running.compactMap(\.process), timeout: timeout).map(\.pid))
+        let stubborn = running.filter { stillRunning.contains($0.pid ?? 0) }
         for node in stubborn {
             progress(
                 "node \(node.index) (pid \(node.pid!)) did not exit within \(Self.seconds(timeout)) of SIGTERM; sending SIGKILL"
             )
-            RingProcessLauncher.send(SIGKILL, to: node.pid!)
+            node.process?.send(SIGKILL)
         }
-        let survivors = RingProcessLauncher.waitForExit(stubborn, timeout: .seconds(5), clock: clock)
+        let surviving = Set(ServerProcess.waitForExit(stubborn.compactMap(\.process), timeout: .seconds(5)).map(\.pid))
+        let survivors = stubborn.filter { surviving.contains($0.pid ?? 0) }
         let gone = { (node: RingFile.Node) in !survivors.contains { $0.index == node.index } }
         for node in running where gone(node) {
             let killed = stubborn.contains { $0.index == node.index }
             state.update(node.index) { $0.state = killed ? "killed" : "stopped" }
-            RingProcessLauncher.note(
+            ServerProcess.note(
                 killed ? "killed with SIGKILL after SIGTERM timed out" : "stopped with SIGTERM",
                 inLog: node.log)
         }

@@ -247,9 +247,9 @@ struct NodeCommand: ParsableCommand {
                     FileHandle.standardOutput.write(Data(line.utf8))
                 }
                 group.addTask {
-                    // After a decommission the node has left the ring: shut down as SIGTERM would.
+                    // After a decommission the node has left the ring and answered the operator:
+                    // shut down as SIGTERM would.
                     guard await node.waitUntilDecommissioned() else { return }
-                    try? await Task.sleep(for: .milliseconds(200))  // let the Admin answer leave first
                     kill(getpid(), SIGTERM)
                 }
                 try await group.waitForAll()

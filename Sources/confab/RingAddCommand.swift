@@ -54,18 +54,18 @@ struct RingAddCommand: ParsableCommand {
             let host = "127.0.0.1"
             let port: Int
             if let requestedPort {
-                guard RingProcessLauncher.isPortFree(requestedPort, host: host) else {
+                guard LocalPorts.isFree(requestedPort, host: host) else {
                     throw RingCommandError(
                         .startFailed, "port \(requestedPort) is in use; pick another --port or leave it out")
                 }
                 port = requestedPort
             } else {
-                port = try RingProcessLauncher.freePort(host: host)
+                port = try LocalPorts.free(host: host)
             }
             let index = (state.nodes.map(\.index).max() ?? 0) + 1
             let nodeDir = "\(directory)/node\(index)"
             var command = [
-                RingProcessLauncher.confabExecutable(), "node", "--data-dir", "\(nodeDir)/data",
+                ServerProcess.confabExecutable(), "node", "--data-dir", "\(nodeDir)/data",
                 "--listen", "\(host):\(port)",
                 "--seeds", running.prefix(3).map(\.addressText).joined(separator: ","),
                 "--rf", String(state.replicationFactor), "--vnodes", String(state.vnodes),
@@ -79,8 +79,8 @@ struct RingAddCommand: ParsableCommand {
                 if let i = template.firstIndex(of: flag), i + 1 < template.count { command += [flag, template[i + 1]] }
             }
             // Its own operations port, as `ring start` gives every node.
-            var metricsPort = try RingProcessLauncher.freePort(host: host)
-            while metricsPort == port { metricsPort = try RingProcessLauncher.freePort(host: host) }
+            var metricsPort = try LocalPorts.free(host: host)
+            while metricsPort == port { metricsPort = try LocalPorts.free(host: host) }
             command += ["--metrics-port", String(metricsPort)]
             state.nodes.append(
                 RingFile.Node(

@@ -42,7 +42,7 @@ struct RingDecommissionCommand: ParsableCommand {
             let lock = try RingDirectoryLock(directory: directory)
             let state = try RingFile.require(in: directory)
             let target = try state.node(index, directory: directory)
-            guard RingProcessLauncher.isAlive(target), let pid = target.pid else {
+            guard target.isAlive, let pid = target.pid else {
                 throw RingCommandError(
                     .notRunning,
                     """
@@ -73,11 +73,11 @@ struct RingDecommissionCommand: ParsableCommand {
                 "node \(index) handed its ranges off and announced LEFT in "
                     + "\(RingSupervisor.seconds(.milliseconds(Int((ContinuousClock.now - started).ringMillis))));"
                     + " waiting for its process to exit…")
-            if !RingProcessLauncher.waitForExit([target], timeout: .seconds(30)).isEmpty {
+            if !(target.process?.waitForExit(timeout: .seconds(30)) ?? true) {
                 RingCommand.progress("node \(index) (pid \(pid)) is still running 30 s after leaving; sending SIGTERM")
                 _ = try? supervisor.stop([index], timeout: .seconds(10))
             }
-            RingProcessLauncher.note(
+            ServerProcess.note(
                 "decommissioned (confab ring decommission \(index)); removed from ring.json", inLog: target.log)
             // Forget it; nodes that named it as their seed get the lowest-numbered remaining node
             // instead, so the ring can start again after `ring stop`.

@@ -22,18 +22,18 @@ struct RingKillCommand: ParsableCommand {
             let state = try RingFile.require(in: directory)
             let supervisor = RingSupervisor(directory: directory, state: state, progress: RingCommand.progress)
             let target = try state.node(node, directory: directory)
-            guard RingProcessLauncher.isAlive(target), let pid = target.pid else {
+            guard target.isAlive, let pid = target.pid else {
                 throw RingCommandError(
                     .notRunning, "node \(node) (\(target.addressText)) is not running; nothing to kill")
             }
-            RingProcessLauncher.send(SIGKILL, to: pid)
-            guard RingProcessLauncher.waitForExit([target], timeout: .seconds(5)).isEmpty else {
+            target.process?.send(SIGKILL)
+            guard target.process?.waitForExit(timeout: .seconds(5)) ?? true else {
                 throw RingCommandError(
                     .timeout, "node \(node) (pid \(pid)) is still there 5 s after SIGKILL; check it with `ps -p \(pid)`"
                 )
             }
             try supervisor.update(node) { $0.state = "killed" }
-            RingProcessLauncher.note("killed with SIGKILL (confab ring kill \(node))", inLog: target.log)
+            ServerProcess.note("killed with SIGKILL (confab ring kill \(node))", inLog: target.log)
             print(
                 "killed node \(node) (pid \(pid), \(target.addressText)) with SIGKILL; "
                     + "bring it back with `confab ring restart \(node)\(ring.dir == nil ? "" : " --dir \(directory)")`")

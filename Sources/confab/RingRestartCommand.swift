@@ -34,7 +34,7 @@ struct RingRestartCommand: ParsableCommand {
             let lock = try RingDirectoryLock(directory: directory)
             let state = try RingFile.require(in: directory)
             let target = try state.node(index, directory: directory)
-            if RingProcessLauncher.isAlive(target) {
+            if target.isAlive {
                 throw RingCommandError(
                     .badNode,
                     """

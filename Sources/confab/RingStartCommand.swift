@@ -157,7 +157,7 @@ struct RingStartCommand: ParsableCommand {
         for i in 0..<count {
             if let basePort {
                 let port = basePort + i
-                guard RingProcessLauncher.isPortFree(port, host: host) else {
+                guard LocalPorts.isFree(port, host: host) else {
                     throw RingCommandError(
                         .startFailed,
                         """
@@ -166,21 +166,21 @@ struct RingStartCommand: ParsableCommand {
                 }
                 ports.append(port)
             } else {
-                var port = try RingProcessLauncher.freePort(host: host)
-                while ports.contains(port) { port = try RingProcessLauncher.freePort(host: host) }
+                var port = try LocalPorts.free(host: host)
+                while ports.contains(port) { port = try LocalPorts.free(host: host) }
                 ports.append(port)
             }
         }
         // Every node gets an operations port (/metrics, /health, /ready), recorded in ring.json.
         var metricsPorts: [Int] = []
         for _ in 0..<count {
-            var port = try RingProcessLauncher.freePort(host: host)
+            var port = try LocalPorts.free(host: host)
             while ports.contains(port) || metricsPorts.contains(port) {
-                port = try RingProcessLauncher.freePort(host: host)
+                port = try LocalPorts.free(host: host)
             }
             metricsPorts.append(port)
         }
-        let executable = RingProcessLauncher.confabExecutable()
+        let executable = ServerProcess.confabExecutable()
         let seed = "\(host):\(ports[0])"
         let nodes = (1...count).map { index in
             let nodeDir = "\(directory)/node\(index)"

@@ -80,7 +80,7 @@ struct RingStatusCommand: ParsableCommand {
             if let state {
                 text +=
                     "\n\n"
-                    + RingStatusTable.render(processes: state, alive: RingProcessLauncher.isAlive, directory: directory)
+                    + RingStatusTable.render(processes: state, alive: \.isAlive, directory: directory)
             }
             return text
         }

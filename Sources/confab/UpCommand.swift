@@ -63,8 +63,9 @@ struct UpCommand: ParsableCommand {
         // Stop signals are handled, not fatal: the ring must be stopped on the way out.
         let stop = UpStopSignal()
         try RingCommand.guarded("up") {
-            var chat = UpChatServers(directory: directory, timeout: .milliseconds(Int(timeout * 1000)))
-            try chat.stopStale()
+            var chat = ChatServerGroup(
+                directory: directory, timeout: .milliseconds(Int(timeout * 1000)), progress: RingCommand.progress)
+            chat.stopStale()
             try startRing(directory: directory)
             do {
                 let ports = try choosePorts()
@@ -81,8 +82,16 @@ struct UpCommand: ParsableCommand {
                     Press Ctrl-C to stop everything.
                     """)
                 fflush(nil)  // all streams: Swift 6 refuses the global `stdout`
-                let reason = chat.wait(until: stop)
-                RingCommand.progress(reason)
+                if let dead = chat.waitForExit(orReadable: stop.descriptor) {
+                    RingCommand.progress(
+                        """
+                        chat server \(dead.index) (pid \(dead.pid)) exited; stopping everything. The end of \(dead.log):
+                        \(ServerProcess.tail(of: dead.log))
+                        """)
+                } else {
+                    let name = stop.signal == SIGINT ? "SIGINT" : "SIGTERM"
+                    RingCommand.progress("received \(name); stopping the chat servers…")
+                }
             } catch {
                 chat.stopAll()
                 try? stopRing(directory: directory)
@@ -113,12 +122,12 @@ struct UpCommand: ParsableCommand {
         var ports: [Int] = []
         for i in 0..<chatServers {
             if port == 0 {
-                var p = try RingProcessLauncher.freePort()
-                while ports.contains(p) { p = try RingProcessLauncher.freePort() }
+                var p = try LocalPorts.free()
+                while ports.contains(p) { p = try LocalPorts.free() }
                 ports.append(p)
             } else {
                 let p = port + i
-                guard RingProcessLauncher.isPortFree(p) else {
+                guard LocalPorts.isFree(p) else {
                     throw RingCommandError(
                         .startFailed,
                         "port \(p) (chat server \(i + 1)) is in use; pass another --port, or --port 0 for free ports")

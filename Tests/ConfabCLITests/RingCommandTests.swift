@@ -6,24 +6,12 @@ import Testing
 /// `confab ring …` with real node processes: start, post/history through the ring directory,
 /// kill, restart, status, stop.
 @Suite(.serialized) struct RingCommandTests {
-    /// Runs `confab ARGS` with extra environment; returns (status, stdout, stderr).
-    private func confab(_ binary: String, _ args: [String], environment: [String: String] = [:]) throws
-        -> (status: Int32, out: String, err: String)
+    /// Runs `confab ARGS` with extra environment to completion. Its output is read to EOF, so a
+    /// node that kept the CLI's stdout open would hang the test: detached nodes must not.
+    private func confab(_ binary: String, _ args: [String], environment: [String: String] = [:]) async throws
+        -> TestCommand
     {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        // EOF comes when the CLI exits: detached nodes must not hold these pipes.
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        try await TestCommand.run(binary, args, environment: environment)
     }
 
     private func loadState(_ directory: String) throws -> RingFile {
@@ -33,10 +21,10 @@ import Testing
     /// A live process that is a node of this ring (not a recycled pid).
     private func isRunning(_ pid: Int32?, dataDir: String) -> Bool {
         guard let pid else { return false }
-        return RingProcessLauncher.isAlive(pid: pid, expectedArgument: dataDir)
+        return ServerProcess(pid: pid, logPath: "", expectedArgument: dataDir).isAlive
     }
 
-    @Test func startPostKillRestartStatusStop() throws {
+    @Test func startPostKillRestartStatusStop() async throws {
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let temp = TempDirectory("confab-ring-cli")
         let dir = "\(temp.path)/ring"
@@ -46,13 +34,13 @@ import Testing
                 for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
                     kill(node.pid!, SIGKILL)
                 }
-                _ = RingProcessLauncher.waitForExit(state.nodes, timeout: .seconds(5))
+                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
             }
         }
         let began = Date()
 
         // start: progress on stderr, a status table on stdout, 3 live pids in ring.json.
-        let start = try confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "30"])
+        let start = try await confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "30"])
         try #require(start.status == 0, "ring start failed: \(start.err)")
         #expect(start.err.contains("starting node 2 of 3 on 127.0.0.1:"))
         #expect(start.err.contains("waiting for 3 nodes to be normal"))
@@ -67,14 +55,14 @@ import Testing
         }
 
         // A second start over the running ring is refused.
-        let again = try confab(binary, ["ring", "start", "--dir", dir])
+        let again = try await confab(binary, ["ring", "start", "--dir", dir])
         #expect(again.status != 0)
         #expect(again.err.contains("already running") && again.err.contains("confab ring stop"))
 
         // status --json: every member the answering node reports is normal and up; a node that
         // takes part in a ring reports all three.
-        func checkStatus() throws {
-            let r = try confab(binary, ["ring", "status", "--dir", dir, "--json"])
+        func checkStatus() async throws {
+            let r = try await confab(binary, ["ring", "status", "--dir", dir, "--json"])
             try #require(r.status == 0, "ring status failed: \(r.err)")
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
@@ -89,20 +77,20 @@ import Testing
             }
             #expect(try loadState(dir).nodes.allSatisfy { isRunning($0.pid, dataDir: $0.dataDir) })
         }
-        try checkStatus()
+        try await checkStatus()
 
         // post + history with no --node: the ring directory (here through $CONFAB_RING_DIR).
         let env = ["CONFAB_RING_DIR": dir]
         var ids: [String] = []
-        func post(_ text: String) throws {
-            let r = try confab(
+        func post(_ text: String) async throws {
+            let r = try await confab(
                 binary, ["post", "77", "--sender", "ada", "--text", text, "--consistency", "quorum"],
                 environment: env)
             #expect(r.status == 0, "post failed: \(r.err)")
             ids.append(r.out.trimmingCharacters(in: .whitespacesAndNewlines))
         }
-        func history(_ level: String) throws -> [String] {
-            let r = try confab(
+        func history(_ level: String) async throws -> [String] {
+            let r = try await confab(
                 binary, ["history", "77", "--json", "--limit", "100", "--consistency", level], environment: env)
             #expect(r.status == 0, "history failed: \(r.err)")
             return try r.out.split(separator: "\n").map {
@@ -110,37 +98,37 @@ import Testing
                 return try #require(row["message_id"] as? String)
             }
         }
-        for text in ["one", "two", "three"] { try post(text) }
-        #expect(try history("quorum") == ids.reversed())
+        for text in ["one", "two", "three"] { try await post(text) }
+        #expect(try await history("quorum") == ids.reversed())
 
         // kill 2: its pid is gone; QUORUM writes still succeed.
         let killedPID = try #require(state.nodes[1].pid)
-        let kill2 = try confab(binary, ["ring", "kill", "2", "--dir", dir])
+        let kill2 = try await confab(binary, ["ring", "kill", "2", "--dir", dir])
         #expect(kill2.status == 0, "ring kill failed: \(kill2.err)")
         #expect(!isRunning(killedPID, dataDir: state.nodes[1].dataDir))
         #expect(try loadState(dir).nodes[1].state == "killed")
-        let killAgain = try confab(binary, ["ring", "kill", "2", "--dir", dir])
+        let killAgain = try await confab(binary, ["ring", "kill", "2", "--dir", dir])
         #expect(killAgain.status != 0 && killAgain.err.contains("not running"))
-        for text in ["four", "five"] { try post(text) }
+        for text in ["four", "five"] { try await post(text) }
 
         // restart 2: back with a new pid, same port and id.
-        let restart = try confab(binary, ["ring", "restart", "2", "--dir", dir, "--timeout", "30"])
+        let restart = try await confab(binary, ["ring", "restart", "2", "--dir", dir, "--timeout", "30"])
         #expect(restart.status == 0, "ring restart failed: \(restart.err)")
         let restarted = try loadState(dir).nodes[1]
         #expect(restarted.pid != killedPID && isRunning(restarted.pid, dataDir: restarted.dataDir))
         #expect(restarted.port == state.nodes[1].port && restarted.id == state.nodes[1].id)
 
         // Every acknowledged message at ALL; the table and the status.
-        #expect(try history("all") == ids.reversed())
-        try checkStatus()
-        let table = try confab(binary, ["ring", "status", "--dir", dir])
+        #expect(try await history("all") == ids.reversed())
+        try await checkStatus()
+        let table = try await confab(binary, ["ring", "status", "--dir", dir])
         #expect(table.status == 0)
         #expect(table.out.contains("Address") && table.out.contains("Host ID") && table.out.contains("UN"))
         #expect(table.out.split(separator: "\n").filter { $0.contains("  running  ") }.count == 3)
 
         // stop: every node exits after SIGTERM (no SIGKILL needed); nothing is left running.
         state = try loadState(dir)
-        let stop = try confab(binary, ["ring", "stop", "--dir", dir])
+        let stop = try await confab(binary, ["ring", "stop", "--dir", dir])
         #expect(stop.status == 0, "ring stop failed: \(stop.err)")
         #expect(stop.out.contains("stopped 3 nodes") && !stop.out.contains("SIGKILL"))
         for node in state.nodes {
@@ -149,7 +137,7 @@ import Testing
         #expect(try loadState(dir).nodes.allSatisfy { $0.state == "stopped" })
 
         // With the ring stopped, status explains.
-        let down = try confab(binary, ["ring", "status", "--dir", dir])
+        let down = try await confab(binary, ["ring", "status", "--dir", dir])
         #expect(down.status != 0 && down.err.contains("no node answered") && down.err.contains("confab ring start"))
         #expect(Date().timeIntervalSince(began) < 40)
     }
@@ -157,7 +145,7 @@ import Testing
     /// One node that refuses to open (here its data directory holds a damaged node id) does not
     /// take the healthy nodes down: `ring start` starts the others, prints their status, names
     /// the failed node and why, and exits non-zero with the healthy nodes still running.
-    @Test func startLeavesTheHealthyNodesRunningWhenOneRefusesToOpen() throws {
+    @Test func startLeavesTheHealthyNodesRunningWhenOneRefusesToOpen() async throws {
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let temp = TempDirectory("confab-ring-refuse")
         let dir = "\(temp.path)/ring"
@@ -166,17 +154,17 @@ import Testing
                 for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
                     kill(node.pid!, SIGKILL)
                 }
-                _ = RingProcessLauncher.waitForExit(state.nodes, timeout: .seconds(5))
+                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
             }
         }
-        let start = try confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "30"])
+        let start = try await confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "30"])
         try #require(start.status == 0, "ring start failed: \(start.err)")
-        let stop = try confab(binary, ["ring", "stop", "--dir", dir])
+        let stop = try await confab(binary, ["ring", "stop", "--dir", dir])
         try #require(stop.status == 0, "ring stop failed: \(stop.err)")
         let broken = try loadState(dir).nodes[1]
         try "not a node id\n".write(toFile: "\(broken.dataDir)/node-id", atomically: true, encoding: .utf8)
 
-        let again = try confab(binary, ["ring", "start", "--dir", dir, "--timeout", "30"])
+        let again = try await confab(binary, ["ring", "start", "--dir", dir, "--timeout", "30"])
         #expect(again.status != 0, "ring start succeeded with node 2 refusing to open: \(again.err)")
         #expect(again.err.contains("node 2") && again.err.contains("refused to start"), "\(again.err)")
         #expect(again.err.contains("does not hold a node id"), "the reason is not quoted: \(again.err)")
@@ -190,26 +178,26 @@ import Testing
         #expect(state.nodes[1].state == "failed" && !isRunning(state.nodes[1].pid, dataDir: state.nodes[1].dataDir))
 
         // The healthy nodes serve: a QUORUM post and read through the ring directory.
-        let post = try confab(
+        let post = try await confab(
             binary, ["post", "78", "--sender", "ada", "--text", "still up", "--consistency", "quorum"],
             environment: ["CONFAB_RING_DIR": dir])
         #expect(post.status == 0, "post failed: \(post.err)")
-        let down = try confab(binary, ["ring", "stop", "--dir", dir])
+        let down = try await confab(binary, ["ring", "stop", "--dir", dir])
         #expect(down.status == 0, "ring stop failed: \(down.err)")
     }
 
-    @Test func commandsWithoutARingExplain() throws {
+    @Test func commandsWithoutARingExplain() async throws {
         let binary = try #require(confabExecutablePath())
         let temp = TempDirectory("confab-ring-none")
         for args in [["ring", "status"], ["ring", "stop"], ["ring", "kill", "1"], ["ring", "restart", "1"]] {
-            let r = try confab(binary, args + ["--dir", temp.path])
+            let r = try await confab(binary, args + ["--dir", temp.path])
             #expect(r.status != 0)
             #expect(
                 r.err.contains("no ring in \(temp.path)") && r.err.contains("confab ring start"), "\(args): \(r.err)")
         }
-        let post = try confab(binary, ["post", "1", "--sender", "a", "--text", "b", "--dir", temp.path])
+        let post = try await confab(binary, ["post", "1", "--sender", "a", "--text", "b", "--dir", temp.path])
         #expect(post.status != 0 && post.err.contains("has no ring.json"))
-        let badRF = try confab(binary, ["ring", "start", "--nodes", "2", "--rf", "3", "--dir", temp.path])
+        let badRF = try await confab(binary, ["ring", "start", "--nodes", "2", "--rf", "3", "--dir", temp.path])
         #expect(badRF.status != 0 && badRF.err.contains("--rf 3 needs at least 3 nodes"))
     }
 
@@ -272,7 +260,7 @@ import Testing
         #expect(lines[5].hasPrefix("DN  127.0.0.1:7402"))
     }
 
-    @Test func stateFileRoundTripsAndListeningLineParses() throws {
+    @Test func stateFileRoundTripsAndListeningLineParses() async throws {
         let temp = TempDirectory("confab-ring-state")
         let state = RingFile(replicationFactor: 3, vnodes: 16, nodes: [node(1, id: "a"), node(2)])
         try state.save(to: temp.path)

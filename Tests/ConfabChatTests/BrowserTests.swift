@@ -256,21 +256,12 @@ struct TwoServerScenario {
             throw BrowserTestError("confab executable not found")
         }
         let node = "127.0.0.1:\(backend.nodePorts[0])"
-        return try await offCooperativeThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["chat", "history", chatId, "--node", node, "--consistency", "quorum", "--json"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                throw BrowserTestError("confab history \(chatId) exited with \(process.terminationStatus)")
-            }
-            return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        let run = try await TestCommand.run(
+            binary, ["chat", "history", chatId, "--node", node, "--consistency", "quorum", "--json"])
+        guard run.status == 0 else {
+            throw BrowserTestError("confab history \(chatId) exited with \(run.status): \(run.err)")
         }
+        return run.out.split(separator: "\n").map(String.init)
     }
 
     private func signUp(_ page: BrowserPage, _ handle: String) async throws {

@@ -13,19 +13,9 @@ import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
 
-/// A fresh directory under the system temp dir, removed when the test is done with it.
-final class ChatTempDirectory: Sendable {
-    let path: String
-    init(_ name: String = "confab-chat") {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// A real ring (1 or 3 nodes) and a chat server over it, all in this process on free ports.
 final class ChatStack: Sendable {
-    let directories: [ChatTempDirectory]
+    let directories: [TempDirectory]
     let nodeGroups: [ServiceGroup]
     let nodeTasks: [Task<Void, any Error>]
     let client: ConfabClient
@@ -37,7 +27,7 @@ final class ChatStack: Sendable {
     static let secret = Array("integration-test-secret-0123456789".utf8)
 
     private init(
-        directories: [ChatTempDirectory], nodeGroups: [ServiceGroup], nodeTasks: [Task<Void, any Error>],
+        directories: [TempDirectory], nodeGroups: [ServiceGroup], nodeTasks: [Task<Void, any Error>],
         client: ConfabClient,
         server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int, nodeAddresses: [NodeAddress]
     ) {
@@ -62,12 +52,12 @@ final class ChatStack: Sendable {
         async throws -> ChatStack
     {
         let logger = quietLogger
-        var directories: [ChatTempDirectory] = []
+        var directories: [TempDirectory] = []
         var groups: [ServiceGroup] = []
         var tasks: [Task<Void, any Error>] = []
         var addresses: [NodeAddress] = []
         for i in 0..<nodeCount {
-            let directory = ChatTempDirectory()
+            let directory = TempDirectory()
             var nodeConfig = NodeConfiguration(dataDirectory: directory.path)
             nodeConfig.tables = ChatSchema.registry
             nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)

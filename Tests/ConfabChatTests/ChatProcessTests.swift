@@ -16,7 +16,7 @@ func confabBinary() -> String? { confabExecutablePath() }
 @Suite(.serialized) struct ChatProcessTests {
     @Test func chatServePrintsItsURLServesAndStopsOnSIGTERM() async throws {
         let binary = try #require(confabBinary(), "confab executable not found next to the test bundle")
-        let dir = ChatTempDirectory("confab-chat-proc")
+        let dir = TempDirectory("confab-chat-proc")
         var nodeConfig = NodeConfiguration(dataDirectory: "\(dir.path)/node")
         nodeConfig.tables = ChatSchema.registry
         nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
@@ -28,32 +28,13 @@ func confabBinary() -> String? { confabExecutablePath() }
         let nodeTask = Task { try await nodeGroup.run() }
         let nodePort = try await node.listeningAddress().port!
 
-        let out = "\(dir.path)/chat.out"
-        let err = "\(dir.path)/chat.err"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", "proc1",
-            "--secret-file", "\(dir.path)/secret", "--password-rounds", "1000", "--log-level", "warning",
-        ]
-        process.standardOutput = FileHandle(forWritingAtPath: out)
-        process.standardError = FileHandle(forWritingAtPath: err)
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-
-        var port: Int? = nil
-        let deadline = ContinuousClock.now + .seconds(30)
-        while port == nil, ContinuousClock.now < deadline, process.isRunning {
-            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-            if let r = text.range(of: "confab chat proc1 listening on http://127.0.0.1:") {
-                port = Int(text[r.upperBound...].prefix { $0.isNumber })
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let p = try #require(
-            port, "no listening line; stderr: \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")")
+        let chat = try TestServer(
+            binary: binary,
+            arguments: [
+                "chat", "serve", "--port", "0", "--nodes", "127.0.0.1:\(nodePort)", "--server-id", "proc1",
+                "--secret-file", "\(dir.path)/secret", "--password-rounds", "1000", "--log-level", "warning",
+            ], logDir: dir.path, tag: "chat")
+        let p = try await chat.port(after: "confab chat proc1 listening on http://127.0.0.1:")
         #expect(p > 0)
         // The secret file was created (0600) for the next server of the deployment.
         let attributes = try FileManager.default.attributesOfItem(atPath: "\(dir.path)/secret")
@@ -65,11 +46,9 @@ func confabBinary() -> String? { confabExecutablePath() }
         let register = try await stackLike.post("/api/register", #"{"handle":"procuser","password":"password-1"}"#)
         #expect(register.contains("\"token\""))
 
-        kill(process.processIdentifier, SIGTERM)
-        let stopDeadline = ContinuousClock.now + .seconds(20)
-        while process.isRunning, ContinuousClock.now < stopDeadline { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(!process.isRunning)
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        chat.signal(SIGTERM)
+        let status = try await Task.detached { try chat.waitForTermination(timeout: .seconds(20)) }.value
+        #expect(status == 0, "chat serve after SIGTERM: exit \(status); \(chat.logTail())")
 
         // The account is in the ring, not in the (gone) chat server.
         let client = ConfabClient(nodes: [NodeAddress(host: "127.0.0.1", port: nodePort)], schema: ChatSchema.registry)

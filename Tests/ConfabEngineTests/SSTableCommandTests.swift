@@ -7,22 +7,14 @@ import Testing
 @Suite struct SSTableCommandTests {
     static func binary() -> String? { confabExecutablePath() }
 
-    static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    static func run(_ binary: String, _ arguments: [String]) async throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
+        let r = try await TestCommand.run(binary, arguments)
+        return (r.status, r.out, r.err)
     }
 
-    @Test func verifyAndDumpGoodAndDamagedFiles() throws {
+    @Test func verifyAndDumpGoodAndDamagedFiles() async throws {
         let binary = try #require(Self.binary(), "confab binary not found")
         let dir = TempDirectory("sstable-cli")
         let path = dir.file("9.sst")
@@ -30,18 +22,18 @@ import Testing
             partitions: 5, rows: { _ in 30 }, seed: 21, bigValueEvery: 40, bigValueBytes: 5_000)
         try SSTableFixture.write(entries, to: path, options: SSTableWriterOptions(blockBytes: 1024))
 
-        var r = try Self.run(binary, ["sstable", "verify", path])
+        var r = try await Self.run(binary, ["sstable", "verify", path])
         #expect(r.status == 0, "\(r)")
         #expect(r.stdout.contains("OK"))
         #expect(r.stdout.contains("entries checked:   \(entries.count)"))
 
-        r = try Self.run(binary, ["sstable", "verify", path, "--json"])
+        r = try await Self.run(binary, ["sstable", "verify", path, "--json"])
         #expect(r.status == 0)
         let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         #expect(summary?["ok"] as? Bool == true)
         #expect(summary?["entryCount"] as? Int == entries.count)
 
-        r = try Self.run(binary, ["sstable", "dump", path, "--limit", "3"])
+        r = try await Self.run(binary, ["sstable", "dump", path, "--limit", "3"])
         #expect(r.status == 0)
         let first = try #require(InternalKey.decode(entries[0].key))
         let firstPartition = Int64(bitPattern: first.partitionKey.reduce(0) { $0 << 8 | UInt64($1) })
@@ -50,7 +42,7 @@ import Testing
         #expect(r.stdout.contains("col 1 ts="))
         #expect(r.stdout.contains("-- 3 of \(entries.count) entries"))
 
-        r = try Self.run(binary, ["sstable", "dump", path, "--json"])
+        r = try await Self.run(binary, ["sstable", "dump", path, "--json"])
         #expect(r.status == 0)
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count == entries.count)
@@ -62,15 +54,15 @@ import Testing
         let reader = try SSTableFixture.open(path)
         let damaged = Int(reader.index.handles[1].offset)
         try SSTableFixture.flipByte(path, at: damaged + 2)
-        r = try Self.run(binary, ["sstable", "verify", path])
+        r = try await Self.run(binary, ["sstable", "verify", path])
         #expect(r.status == 2, "\(r)")
         #expect(r.stdout.contains("CORRUPT"))
         #expect(r.stdout.contains("at offset \(damaged)"))
-        r = try Self.run(binary, ["sstable", "dump", path])
+        r = try await Self.run(binary, ["sstable", "dump", path])
         #expect(r.status == 2)
         #expect(r.stderr.contains("offset \(damaged)"))
 
-        r = try Self.run(binary, ["sstable", "verify", dir.file("missing.sst")])
+        r = try await Self.run(binary, ["sstable", "verify", dir.file("missing.sst")])
         #expect(r.status == 1)
         #expect(r.stderr.contains("missing.sst"))
     }

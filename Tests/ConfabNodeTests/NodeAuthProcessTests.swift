@@ -13,8 +13,8 @@ import Testing
 /// decommission is refused and nothing changes; operator commands authenticate from the ring
 /// directory; a node refuses a world-readable secret or none at all.
 @Suite(.serialized) struct NodeAuthProcessTests {
-    func confab(_ binary: String, _ args: [String]) async throws -> (status: Int32, out: String, err: String) {
-        try await offCooperativePool { Result { try runConfab(binary, args) } }.get()
+    func confab(_ binary: String, _ args: [String]) async throws -> TestCommand {
+        try await runConfab(binary, args)
     }
 
     @Test func plainClientConnectionCannotWriteReplicasOrDecommissionARing() async throws {
@@ -23,8 +23,8 @@ import Testing
         let dir = "\(temp.path)/ring"
         defer {
             if let state = try? RingFile.load(from: dir) {
-                for node in state.nodes where RingProcessLauncher.isAlive(node) { kill(node.pid!, SIGKILL) }
-                _ = RingProcessLauncher.waitForExit(state.nodes, timeout: .seconds(5))
+                for node in state.nodes where node.isAlive { node.process?.send(SIGKILL) }
+                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
             }
         }
         let start = try await confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "60"])
@@ -82,7 +82,7 @@ import Testing
         let status = try await confab(binary, ["ring", "status", "--dir", dir])
         #expect(status.status == 0, "ring status: \(status.err)")
         #expect(status.out.components(separatedBy: "UN  127.0.0.1:").count - 1 == 3, "ring status:\n\(status.out)")
-        for node in state.nodes { #expect(RingProcessLauncher.isAlive(node), "node \(node.index) is gone") }
+        for node in state.nodes { #expect(node.isAlive, "node \(node.index) is gone") }
 
         // Operator commands authenticate with the ring directory's secret …
         let flush = try await confab(binary, ["flush", "--dir", dir])
@@ -108,21 +108,9 @@ import Testing
         #expect(badNode.status != 0)
         #expect(badNode.err.contains("has mode 644"), "node with a 0644 secret: \(badNode.err)")
         // The environment variable names the file the same way (and the same check applies).
-        let fromEnvironment: (status: Int32, err: String) = await offCooperativePool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0"]
-            p.environment = ProcessInfo.processInfo.environment.merging([ClusterSecretFile.environmentVariable: open]) {
-                $1
-            }
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            guard (try? p.run()) != nil else { return (-1, "cannot run") }
-            let data = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+        let fromEnvironment = try await TestCommand.run(
+            binary, ["node", "--data-dir", "\(temp.path)/n9", "--listen", "127.0.0.1:0"],
+            environment: [ClusterSecretFile.environmentVariable: open])
         #expect(fromEnvironment.status != 0)
         #expect(
             fromEnvironment.err.contains("has mode 644"),

@@ -15,13 +15,13 @@ import Testing
         let node = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
             arguments: ["--rf", "1", "--metrics-port", "0"])
-        let port = try node.waitUntilListening()
+        let port = try await node.waitUntilListening()
         let metrics = try OperationsEndpoint.metricsURL(printedIn: node.stdoutPath)
 
         #expect(
             try await OperationsEndpoint.get(metrics.replacingOccurrences(of: "/metrics", with: "/health")).status
                 == 200)
-        let before = try PrometheusScrape(metrics)
+        let before = try await PrometheusScrape(metrics)
         #expect(before.contentType.hasPrefix("text/plain; version=0.0.4"), "\(before.contentType)")
         let engineWrites = before.sum("confab_engine_writes_total")
         let coordinated = before.sum("confab_coordinator_requests_total", ["op": "write", "consistency": "QUORUM"])
@@ -29,11 +29,11 @@ import Testing
             "confab_coordinator_request_duration_seconds_count", ["op": "write", "consistency": "QUORUM"])
 
         for i in 1...3 {
-            let post = try runConfab(
+            let post = try await runConfab(
                 binary, ["post", "7", "--sender", "ops", "--text", "message \(i)", "--node", "127.0.0.1:\(port)"])
             #expect(post.status == 0, "confab post: \(post.err)")
         }
-        let after = try PrometheusScrape(metrics)
+        let after = try await PrometheusScrape(metrics)
         #expect(after.sum("confab_engine_writes_total") >= engineWrites + 3)
         #expect(
             after.sum("confab_coordinator_requests_total", ["op": "write", "consistency": "QUORUM"]) == coordinated + 3)
@@ -47,7 +47,7 @@ import Testing
         }
         #expect(after.sum("confab_engine_memtable_bytes") > 0)
         node.signal(SIGTERM)
-        #expect(try node.waitForExit() == 0)
+        #expect(try await node.waitForExit() == 0)
     }
 
     @Test func readyIsFalseUntilTheNodeKnowsItsRing() async throws {
@@ -61,7 +61,7 @@ import Testing
             arguments: fast + ["--seeds", "127.0.0.1:\(seedPort)", "--metrics-port", "0"])
         let ready = try OperationsEndpoint.metricsURL(printedIn: joiner.stdoutPath).replacingOccurrences(
             of: "/metrics", with: "/ready")
-        _ = try joiner.waitUntilListening()
+        _ = try await joiner.waitUntilListening()
         let early = try await OperationsEndpoint.get(ready)
         #expect(early.status == 503, "\(early.status) \(early.text)")
         #expect(early.json["ready"] as? Bool == false)
@@ -70,7 +70,7 @@ import Testing
         let seed = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/seed", logDir: dir.path, tag: "seed",
             listen: "127.0.0.1:\(seedPort)", arguments: fast)
-        _ = try seed.waitUntilListening()
+        _ = try await seed.waitUntilListening()
         let deadline = ContinuousClock.now + .seconds(60)
         var last = early
         while ContinuousClock.now < deadline {
@@ -90,9 +90,9 @@ import Testing
         let node = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/data", logDir: dir.path, tag: "node",
             arguments: ["--rf", "1", "--log-format", "json", "--log-level", "info"])
-        _ = try node.waitUntilListening()
+        _ = try await node.waitUntilListening()
         node.signal(SIGTERM)
-        #expect(try node.waitForExit() == 0)
+        #expect(try await node.waitForExit() == 0)
         let text = try String(contentsOfFile: node.stderrPath, encoding: .utf8)
         let lines = text.split(separator: "\n")
         #expect(lines.count >= 3, "\(text)")
@@ -115,11 +115,11 @@ import Testing
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let temp = TempDirectory("confab-ops-ring")
         let dir = "\(temp.path)/ring"
-        defer { _ = try? runConfab(binary, ["ring", "stop", "--dir", dir]) }
-        let start = try runConfab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "40"])
+        defer { TestRing.stopNodes(inRingDirectory: dir) }
+        let start = try await runConfab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "40"])
         try #require(start.status == 0, "ring start failed: \(start.err)")
 
-        let status = try runConfab(binary, ["ring", "status", "--dir", dir, "--json"])
+        let status = try await runConfab(binary, ["ring", "status", "--dir", dir, "--json"])
         try #require(status.status == 0, "ring status failed: \(status.err)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any])
         let nodes = try #require(object["nodes"] as? [[String: Any]])
@@ -127,21 +127,23 @@ import Testing
         let urls = nodes.compactMap { $0["metrics_url"] as? String }
         #expect(urls.count == 3 && Set(urls).count == 3, "\(status.out)")
         for url in urls { #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/metrics"), "\(url)") }
-        let table = try runConfab(binary, ["ring", "status", "--dir", dir])
+        let table = try await runConfab(binary, ["ring", "status", "--dir", dir])
         for url in urls { #expect(table.out.contains(url), "the table does not show \(url)") }
 
-        func total(_ name: String, _ labels: [String: String] = [:]) throws -> Double {
-            try urls.reduce(0) { $0 + (try PrometheusScrape($1)).sum(name, labels) }
+        func total(_ name: String, _ labels: [String: String] = [:]) async throws -> Double {
+            var sum = 0.0
+            for url in urls { sum += try await PrometheusScrape(url).sum(name, labels) }
+            return sum
         }
-        let writesBefore = try total("confab_engine_writes_total")
-        let coordinatedBefore = try total("confab_coordinator_requests_total", ["op": "write"])
+        let writesBefore = try await total("confab_engine_writes_total")
+        let coordinatedBefore = try await total("confab_coordinator_requests_total", ["op": "write"])
         for i in 1...2 {
-            let post = try runConfab(binary, ["post", "12", "--sender", "ops", "--text", "m\(i)", "--dir", dir])
+            let post = try await runConfab(binary, ["post", "12", "--sender", "ops", "--text", "m\(i)", "--dir", dir])
             #expect(post.status == 0, "confab post: \(post.err)")
         }
         // Each post was coordinated once, and applied by at least a quorum (2) of the 3 replicas.
-        #expect(try total("confab_coordinator_requests_total", ["op": "write"]) == coordinatedBefore + 2)
-        #expect(try total("confab_engine_writes_total") >= writesBefore + 4)
+        #expect(try await total("confab_coordinator_requests_total", ["op": "write"]) == coordinatedBefore + 2)
+        #expect(try await total("confab_engine_writes_total") >= writesBefore + 4)
     }
 }
 
@@ -192,54 +194,4 @@ enum OperationsEndpoint {
         guard ok else { throw ProcessTestError("bind failed") }
         return Int(UInt16(bigEndian: addr.sin_port))
     }
-}
-
-/// One scrape of a /metrics URL, parsed by Python's prometheus_client text parser
-/// (tools/prom_scrape.py): a malformed exposition fails the test there.
-struct PrometheusScrape {
-    struct Sample {
-        var name: String
-        var labels: [String: String]
-        var value: Double
-    }
-
-    let samples: [Sample]
-    let contentType: String
-
-    init(_ url: String) throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("tools/prom_scrape.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, url]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-            let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let list = object["samples"] as? [[String: Any]]
-        else {
-            throw ProcessTestError("prom_scrape.py \(url) failed (\(process.terminationStatus)): \(errors)")
-        }
-        contentType = object["content_type"] as? String ?? ""
-        samples = list.map {
-            Sample(
-                name: $0["name"] as? String ?? "", labels: $0["labels"] as? [String: String] ?? [:],
-                value: ($0["value"] as? NSNumber)?.doubleValue ?? .nan)
-        }
-    }
-
-    /// The sum of `name`'s samples whose labels include `labels`.
-    func sum(_ name: String, _ labels: [String: String] = [:]) -> Double {
-        samples.filter { s in s.name == name && labels.allSatisfy { s.labels[$0.key] == $0.value } }.reduce(0) {
-            $0 + $1.value
-        }
-    }
-
-    func has(_ name: String) -> Bool { samples.contains { $0.name == name } }
 }

@@ -25,8 +25,8 @@ import Testing
         return try await offCooperativePool { Result { try body(box.process) } }.get()
     }
 
-    func confab(_ binary: String, _ args: [String]) async throws -> (status: Int32, out: String, err: String) {
-        try await offCooperativePool { Result { try runConfab(binary, args) } }.get()
+    func confab(_ binary: String, _ args: [String]) async throws -> TestCommand {
+        try await runConfab(binary, args)
     }
 
     @Test func repairShowsProgressStreamsDifferingRangesAndConvergesAStaleReplica() async throws {
@@ -48,14 +48,14 @@ import Testing
         }
         let p1 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: args)
-        let port1 = try await blocking(p1) { try $0.waitUntilListening() }
+        let port1 = try await p1.waitUntilListening()
         let seeds = ["--seeds", "127.0.0.1:\(port1)"]
         let p2 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2", arguments: args + seeds)
         var p3 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3", arguments: args + seeds)
-        let port2 = try await blocking(p2) { try $0.waitUntilListening() }
-        let port3 = try await blocking(p3) { try $0.waitUntilListening() }
+        let port2 = try await p2.waitUntilListening()
+        let port3 = try await p3.waitUntilListening()
         let addresses = [port1, port2, port3].map { NodeAddress(host: "127.0.0.1", port: $0) }
         let viaN1 = ConfabClient.forTests(nodes: [addresses[0]], timeout: .seconds(30))
         for address in addresses {
@@ -79,7 +79,7 @@ import Testing
                 ).messageId)
         }
         p3.signal(SIGKILL)
-        _ = try await blocking(p3) { try $0.waitForExit() }
+        _ = try await p3.waitForExit()
         // Down in both survivors' views, and still so a few rounds later: a heartbeat of n3 that
         // only one of them had seen can revive it in the other's view for a moment, and a write
         // coordinated then would be hinted (its hint replayed when n3 returns).
@@ -106,7 +106,7 @@ import Testing
         p3 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3b",
             listen: "127.0.0.1:\(port3)", arguments: args + seeds)
-        _ = try await blocking(p3) { try $0.waitUntilListening() }
+        _ = try await p3.waitUntilListening()
         let viaN3 = ConfabClient.forTests(nodes: [addresses[2]], timeout: .seconds(30))
         try await eventually("n1 sees 3 normal nodes after the restart") { try await ringIsNormal(viaN1, count: 3) }
         try await eventually("n3 sees 3 normal nodes after the restart") { try await ringIsNormal(viaN3, count: 3) }
@@ -168,7 +168,7 @@ import Testing
         for c in [viaN1, viaN2, viaN3, survivors] { await c.shutdown() }
         for p in [p1, p2, p3] {
             p.signal(SIGTERM)
-            #expect(try await blocking(p) { try $0.waitForExit() } == 0)
+            #expect(try await p.waitForExit() == 0)
         }
     }
 }

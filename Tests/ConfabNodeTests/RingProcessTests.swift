@@ -31,14 +31,14 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
             + (ProcessInfo.processInfo.environment["CONFAB_NODE_LOG_LEVEL"].map { ["--log-level", $0] } ?? [])
         let p1 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n1", logDir: dir.path, tag: "n1", arguments: fast)
-        let port1 = try p1.waitUntilListening()
+        let port1 = try await p1.waitUntilListening()
         let seeds = ["--seeds", "127.0.0.1:\(port1)"]
         let p2 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n2", logDir: dir.path, tag: "n2", arguments: fast + seeds)
         var p3 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3", arguments: fast + seeds)
-        let port2 = try p2.waitUntilListening()
-        let port3 = try p3.waitUntilListening()
+        let port2 = try await p2.waitUntilListening()
+        let port3 = try await p3.waitUntilListening()
         let addresses = [port1, port2, port3].map { NodeAddress(host: "127.0.0.1", port: $0) }
         let status = ConfabClient.forTests(nodes: [addresses[0]])
         for address in addresses {
@@ -63,7 +63,7 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
         for i in 0..<300 {
             if i == 120 {
                 p3.signal(SIGKILL)
-                _ = try p3.waitForExit()
+                _ = try await p3.waitForExit()
             }
             do {
                 let m = try await client.post(chatId: chat, sender: "w", text: "write \(i)", messageId: "m-\(i)")
@@ -93,7 +93,7 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
         p3 = try NodeProcess(
             binary: binary, dataDir: "\(dir.path)/n3", logDir: dir.path, tag: "n3b",
             listen: "127.0.0.1:\(port3)", arguments: fast + seeds)
-        _ = try p3.waitUntilListening()
+        _ = try await p3.waitUntilListening()
         try await eventually("3 normal nodes after restart") { try await ringIsNormal(status, count: 3) }
         let c3 = ConfabClient.forTests(nodes: [addresses[2]])
         let restarted = ContinuousClock.now
@@ -127,7 +127,7 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
         )
 
         // `confab history --consistency all` returns every acknowledged message (and repairs n3).
-        let all = try runConfab(
+        let all = try await runConfab(
             binary,
             [
                 "history", "\(chat)", "--json", "--limit", "1000", "--consistency", "all",
@@ -143,7 +143,7 @@ final class CoordinatorRecordingRouting: RoutingPolicy {
         for c in [status, client, survivors, c3] { await c.shutdown() }
         for p in [p1, p2, p3] {
             p.signal(SIGTERM)
-            #expect(try p.waitForExit() == 0)
+            #expect(try await p.waitForExit() == 0)
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A fresh directory under the system temp dir, removed when the test is done with it.
-public final class TempDirectory: @unchecked Sendable {
+public final class TempDirectory: Sendable {
     public let path: String
 
     public init(_ name: String = "confab") {

@@ -1,18 +1,20 @@
+import ConfabProcess
 import Foundation
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// One `confab chat serve` process started by the benchmark: its URL (from the "listening on
-/// http://HOST:PORT" line it logs), its pid for /proc readings, and a stop that always happens.
+/// One `confab chat serve` process started by the benchmark through ConfabProcess's launcher
+/// (the one `confab up` and the tests use): its URL (from the "listening on http://HOST:PORT"
+/// line it logs), its pid for /proc readings, and a stop that always happens.
 final class ChatServerProcess {
     let serverId: String
     let logPath: String
-    private let process: Process
+    private let process: ServerProcess
     private(set) var url = ""
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.pid }
 
     /// Starts the server. `softFileLimit` lowers the soft RLIMIT_NOFILE the server starts with
     /// (through `sh -c 'ulimit -S -n N; exec …'`), so the benchmark can see whether the server
@@ -31,62 +33,30 @@ final class ChatServerProcess {
                 "--login-rate", "100000", "--login-burst", "100000",
             ] + extraArguments
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        guard let log = FileHandle(forWritingAtPath: logPath) else { throw ChatBenchError("cannot write \(logPath)") }
-        let p = Process()
-        if let softFileLimit {
-            p.executableURL = URL(fileURLWithPath: "/bin/sh")
-            p.arguments = ["-c", "ulimit -S -n \(softFileLimit) && exec \"$0\" \"$@\"", binary] + arguments
-        } else {
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = arguments
-        }
-        p.standardOutput = log
-        p.standardError = log
-        p.standardInput = FileHandle.nullDevice
+        let command =
+            softFileLimit.map { ["/bin/sh", "-c", "ulimit -S -n \($0) && exec \"$0\" \"$@\"", binary] } ?? [binary]
         Progress.log("[chat] starting \(serverId): \(binary) \(arguments.joined(separator: " "))")
-        try p.run()
-        process = p
+        process = try ServerProcess.start(
+            .init(arguments: command + arguments, logPath: logPath, newSession: false, expectedArgument: serverId))
     }
 
     /// Waits for the "listening on http://…" line; throws with the log's end if the server exits
     /// or does not get there in time.
     func waitListening(timeout: Double = 30) throws {
-        let deadline = ProcessIO.nowNanos() + UInt64(timeout * 1e9)
-        while ProcessIO.nowNanos() < deadline {
-            if let text = try? String(contentsOfFile: logPath, encoding: .utf8),
-                let range = text.range(of: "listening on http://")
-            {
-                let rest = text[range.upperBound...]
-                let address = rest.prefix { !$0.isWhitespace && $0 != "\"" && $0 != "," }
-                url = "http://" + address
-                Progress.log("[chat] \(serverId) is up at \(url) (pid \(pid))")
-                return
-            }
-            guard process.isRunning else {
-                throw ChatBenchError(
-                    "chat server \(serverId) exited with \(process.terminationStatus) while starting; the end of \(logPath):\n\(tail())"
-                )
-            }
-            usleep(50_000)
-        }
-        throw ChatBenchError(
-            "chat server \(serverId) did not print \"listening on http://\" within \(Int(timeout)) s; the end of \(logPath):\n\(tail())"
-        )
+        let line = try process.waitForLine(
+            containing: "listening on http://", timeout: .milliseconds(Int(timeout * 1000)),
+            what: "chat server \(serverId)")
+        url = ChatServerGroup.listeningURL(in: line) ?? ""
+        Progress.log("[chat] \(serverId) is up at \(url) (pid \(pid))")
     }
 
-    var isRunning: Bool { process.isRunning }
+    var isRunning: Bool { process.isAlive }
 
     /// SIGTERM, then SIGKILL after 10 s.
     func stop() {
-        guard process.isRunning else { return }
+        guard process.isAlive else { return }
         Progress.log("[chat] stopping \(serverId)")
-        process.terminate()
-        let deadline = ProcessIO.nowNanos() + 10_000_000_000
-        while process.isRunning && ProcessIO.nowNanos() < deadline { usleep(20_000) }
-        if process.isRunning {
-            kill(pid, SIGKILL)
-            process.waitUntilExit()
-        }
+        ServerProcess.stop([process], grace: .seconds(10))
     }
 
     /// Resident set size (VmRSS of /proc/PID/status), in bytes.

@@ -9,14 +9,14 @@ import Foundation
 /// A blocking HTTP/1.1 GET to a loopback operations endpoint (`/ready` of a chat server or a
 /// node), for the CLI's waits. Deliberately tiny: one request, `Connection: close`, read to EOF,
 /// bounded by a timeout — no HTTP client library for a status code and a small JSON body.
-enum HTTPProbe {
-    struct Answer {
-        var status: Int
-        var body: Data
+package enum HTTPProbe {
+    package struct Answer: Sendable {
+        package var status: Int
+        package var body: Data
     }
 
     /// GET `url` ("http://host:port/path"); nil when nothing answers within `timeout` seconds.
-    static func get(_ url: String, timeout: Double = 2) -> Answer? {
+    package static func get(_ url: String, timeout: Double = 2) -> Answer? {
         guard let parsed = URL(string: url), let host = parsed.host, let port = parsed.port else { return nil }
         let path = parsed.path.isEmpty ? "/" : parsed.path
         #if os(Linux)
