@@ -73,6 +73,41 @@ struct ChatCatalog: Sendable {
         return UserRecord(userId: userId, passwordHash: hash, createdAt: r.int64(ChatTables.UserColumn.createdAt) ?? 0)
     }
 
+    /// The registration row and the credentials row in one read.
+    func credentials(_ userId: String) async throws -> UserCredentials? {
+        let rows = try await read(
+            SliceQuery(table: ChatTables.users, partitionKey: ChatTables.key(user: userId), limit: 2))
+        guard let r = rows.first(where: { $0.firstInt64 == 0 }),
+            let hash = r.string(ChatTables.UserColumn.passwordHash)
+        else { return nil }
+        let registration = UserRecord(
+            userId: userId, passwordHash: hash, createdAt: r.int64(ChatTables.UserColumn.createdAt) ?? 0)
+        var credentials = UserCredentials(registration: registration, passwordHash: hash, generation: 0)
+        if let c = rows.first(where: { $0.firstInt64 == 1 }),
+            c.int64(ChatTables.UserColumn.createdAt) == registration.createdAt,
+            let current = c.string(ChatTables.UserColumn.passwordHash)
+        {
+            credentials.passwordHash = current
+            credentials.generation = c.int64(ChatTables.UserColumn.generation) ?? 0
+        }
+        return credentials
+    }
+
+    /// Writes the credentials row of `credentials.registration` (a password change, a sign-out
+    /// everywhere). Its write time is now: the newest change wins.
+    func putCredentials(_ credentials: UserCredentials) async throws {
+        try await write(
+            row(
+                RowWrite(
+                    table: ChatTables.users, partitionKey: ChatTables.key(user: credentials.registration.userId),
+                    clustering: ChatTables.credentialsRow,
+                    cells: [
+                        (ChatTables.UserColumn.passwordHash, Array(credentials.passwordHash.utf8)),
+                        (ChatTables.UserColumn.createdAt, .int64(credentials.registration.createdAt)),
+                        (ChatTables.UserColumn.generation, .int64(credentials.generation)),
+                    ])))
+    }
+
     // MARK: Chats and members
 
     func putChat(_ chat: ChatRecord) async throws {

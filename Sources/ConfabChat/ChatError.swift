@@ -111,3 +111,12 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(code.name): \(message)" }
 }
+
+extension ChatError {
+    /// A chat the user is not in — or that does not exist: the same answer for both, so nobody
+    /// learns which chats exist (1:1 chat ids are derived from the two handles, so "no such chat"
+    /// versus "not yours" would tell anyone whether two people talk).
+    static func notMember(of chatId: Int64) -> ChatError {
+        ChatError(.notAMember, "you are not a member of chat \(chatId), or there is no such chat")
+    }
+}

@@ -18,6 +18,15 @@ struct UserRecord: Sendable, Hashable {
     var createdAt: Int64
 }
 
+/// A user's registration with its current credentials: the password hash and token generation
+/// of the credentials row when that row belongs to this registration, else the registration's
+/// own hash and generation 0.
+struct UserCredentials: Sendable, Hashable {
+    var registration: UserRecord
+    var passwordHash: String
+    var generation: Int64
+}
+
 /// `chat.chats` row.
 struct ChatRecord: Sendable, Hashable {
     var chatId: Int64

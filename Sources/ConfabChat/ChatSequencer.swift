@@ -283,11 +283,8 @@ final class ChatSequencer: Sendable {
                     candidates.append(k)
                     continue
                 }
-                if memberIds.isEmpty, try await store.chat(chatId) == nil {
-                    results[k] = .failure(ChatError(.unknownChat, "no chat \(chatId)"))
-                } else {
-                    results[k] = .failure(ChatError(.notAMember, "you are not a member of chat \(chatId)"))
-                }
+                // The same answer whether the chat exists or not (ChatError.notMember).
+                results[k] = .failure(ChatError.notMember(of: chatId))
             }
             // Open the chat first if this server has not: the opening fences the previous owner and
             // settles the log's end, so the lookups below see everything acknowledged before.

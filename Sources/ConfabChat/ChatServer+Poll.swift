@@ -6,7 +6,7 @@ import Hummingbird
 /// it has received.
 extension ChatServer {
     func poll(_ request: Request) async throws -> Response {
-        let userId = try user(request)
+        let userId = try await user(request)
         if let owner = foreignOwner(of: userId) { return wrongServerResponse(userId: userId, owner: owner) }
         let q = request.uri.queryParameters
         let timeout = min(max(try Self.int(q.get("timeout"), "timeout") ?? 25, 0), Int64(configuration.maxPollSeconds))

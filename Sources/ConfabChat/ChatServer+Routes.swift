@@ -57,6 +57,35 @@ extension ChatServer {
             }
             return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
         }
+        // Sign out everywhere: every token of the user issued so far stops working on every
+        // server (within a second); the caller gets a fresh token. Asked of the user's home
+        // server, where their WebSockets are, so those close at once (4001 signed_out).
+        router.post("/api/logout-everywhere") { request, _ in
+            let userId = try await self.user(request)
+            if let owner = self.foreignOwner(of: userId) {
+                return self.wrongServerResponse(userId: userId, owner: owner)
+            }
+            let s = try await self.accounts.signOutEverywhere(userId: userId)
+            for device in self.hub.sinks(of: userId) { device.signOut() }
+            return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
+        }
+        // A password change ends every older token the same way.
+        router.post("/api/password") { request, context in
+            let userId = try await self.user(request)
+            if let owner = self.foreignOwner(of: userId) {
+                return self.wrongServerResponse(userId: userId, owner: owner)
+            }
+            struct Change: Decodable {
+                var old: String
+                var new: String
+            }
+            let c = try await HTTPJSON.decode(Change.self, from: request, limit: 4096)
+            let s = try await self.credentials.admit(address: context.clientAddress, handle: userId) {
+                try await self.accounts.changePassword(userId: userId, from: c.old, to: c.new)
+            }
+            for device in self.hub.sinks(of: userId) { device.signOut() }
+            return HTTPJSON.response(SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
+        }
         router.get("/api/route") { request, _ in
             guard let user = request.uri.queryParameters.get("user"), !user.isEmpty else {
                 throw ChatError(.badRequest, "route needs ?user=<userId>")
@@ -88,46 +117,46 @@ extension ChatServer {
         }
         router.get("/api/me") { request, _ in
             struct Me: Encodable { var userId: String }
-            return HTTPJSON.response(Me(userId: try self.user(request)))
+            return HTTPJSON.response(Me(userId: try await self.user(request)))
         }
         router.get("/api/chats") { request, _ in
-            HTTPJSON.response(ChatsJSON(chats: try await self.chats.chats(for: try self.user(request))))
+            HTTPJSON.response(ChatsJSON(chats: try await self.chats.chats(for: try await self.user(request))))
         }
         router.post("/api/chats/direct") { request, _ in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let body = try await HTTPJSON.decode(DirectBody.self, from: request, limit: 4096)
             return HTTPJSON.response(try await self.chats.directChat(user, with: body.with))
         }
         router.post("/api/chats/group") { request, _ in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let body = try await HTTPJSON.decode(GroupBody.self, from: request, limit: 64 * 1024)
             return HTTPJSON.response(
                 try await self.chats.createGroup(user, title: body.title ?? "", members: body.members),
                 status: .created)
         }
         router.get("/api/chats/:chatId") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             return HTTPJSON.response(try await self.chats.chat(user, chatId: try Self.chatId(context)))
         }
         router.post("/api/chats/:chatId/members") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let body = try await HTTPJSON.decode(MemberBody.self, from: request, limit: 4096)
             let chat = try await self.chats.addMember(user, chatId: try Self.chatId(context), newMember: body.userId)
             return HTTPJSON.response(chat)
         }
         router.delete("/api/chats/:chatId/members/:userId") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let target = context.parameters.get("userId") ?? ""
             try await self.chats.removeMember(user, chatId: try Self.chatId(context), target: target)
             return HTTPJSON.response(OK())
         }
         router.post("/api/chats/:chatId/leave") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             try await self.chats.removeMember(user, chatId: try Self.chatId(context), target: user)
             return HTTPJSON.response(OK())
         }
         router.get("/api/chats/:chatId/messages") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let q = request.uri.queryParameters
             let before = try Self.int(q.get("before"), "before")
             let limit = try Self.int(q.get("limit"), "limit") ?? 50
@@ -136,7 +165,7 @@ extension ChatServer {
             return HTTPJSON.response(page)
         }
         router.post("/api/chats/:chatId/messages") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let body = try await HTTPJSON.decode(
                 SendBody.self, from: request, limit: ChatServerConfiguration.maxMessageBodyBytes)
             let ack = try await self.chats.send(
@@ -148,19 +177,19 @@ extension ChatServer {
                     clientId: ack.clientId, duplicate: ack.duplicate))
         }
         router.post("/api/chats/:chatId/read") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let body = try await HTTPJSON.decode(ReadBody.self, from: request, limit: 4096)
             guard let seq = Int64(body.seq) else { throw ChatError(.badRequest, "seq is a decimal string") }
             try await self.chats.markRead(user, chatId: try Self.chatId(context), cursor: ReadCursor(seq: seq))
             return HTTPJSON.response(OK())
         }
         router.post("/api/chats/:chatId/typing") { request, context in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             try await self.chats.typing(user, chatId: try Self.chatId(context))
             return HTTPJSON.response(OK())
         }
         router.post("/api/sync") { request, _ in
-            let user = try self.user(request)
+            let user = try await self.user(request)
             let body = try await HTTPJSON.decode(SyncBody.self, from: request, limit: 8 << 20)
             var cursors: [Int64: Int64] = [:]
             for (k, v) in body.cursors ?? [:] {
@@ -174,11 +203,14 @@ extension ChatServer {
             }
             return HTTPJSON.response(try await self.chats.sync(user, cursors: cursors, limit: body.limit ?? 500))
         }
+        // Presence only of the caller and people who share a chat with them (issue 12): anyone
+        // else is left out of the answer, as if unknown, so presence cannot be watched from outside.
         router.get("/api/presence") { request, _ in
-            _ = try self.user(request)
+            let caller = try await self.user(request)
+            let contacts = try await self.chats.contacts(of: caller)
             let users = (request.uri.queryParameters.get("users") ?? "").split(separator: ",").prefix(500).map {
                 $0.lowercased()
-            }
+            }.filter { $0 == caller || contacts.contains($0) }
             struct PresenceJSON: Encodable { var presence: [PresenceInfo] }
             return HTTPJSON.response(PresenceJSON(presence: await self.presence(of: users)))
         }
@@ -186,7 +218,7 @@ extension ChatServer {
             try await self.poll(request)
         }
         router.get("/ws") { request, _ -> Response in
-            _ = try self.user(request)
+            _ = try await self.user(request)
             throw ChatError(.badRequest, "/ws is a WebSocket endpoint: connect with an Upgrade: websocket request")
         }
     }
@@ -194,7 +226,7 @@ extension ChatServer {
     /// The user a request's bearer token names. `?token=` counts only on the WebSocket upgrade
     /// (`webSocket: true`), where browsers cannot set headers: a token in any other URL ends up
     /// in proxy logs, browser history and Referer headers.
-    func user(_ request: Request, webSocket: Bool = false) throws(ChatError) -> String {
+    func user(_ request: Request, webSocket: Bool = false) async throws -> String {
         var token: String? = nil
         if let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
@@ -207,7 +239,7 @@ extension ChatServer {
             }
             token = query
         }
-        return try accounts.authenticate(token)
+        return try await accounts.authenticate(token)
     }
 
     static func chatId(_ context: ChatRequestContext) throws(ChatError) -> Int64 {

@@ -37,12 +37,18 @@ extension ChatServer {
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
         let userId: String
         do {
-            userId = try user(request, webSocket: true)
+            userId = try await user(request, webSocket: true)
         } catch {
             // Upgrade first, then refuse: a browser sees the close code (4001) but never an HTTP
             // status of a failed handshake, and can tell "log in again" from "network down".
+            let error =
+                error as? ChatError
+                ?? ChatError(.storageUnavailable, "cannot check the token now (\(error)); retry")
             try await outbound.write(.text(ServerEvent.error(error, ref: nil).json()))
-            try await Self.refuse(inbound: inbound, outbound: outbound, code: 4001, reason: error.code.name)
+            // 4001 means "log in again"; a token that could not be checked now is 1013, "try again later".
+            let signedOut = error.code == .badToken || error.code == .tokenExpired
+            try await Self.refuse(
+                inbound: inbound, outbound: outbound, code: signedOut ? 4001 : 1013, reason: error.code.name)
             return
         }
         if let owner = foreignOwner(of: userId) {

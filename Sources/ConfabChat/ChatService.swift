@@ -57,16 +57,12 @@ final class ChatService: Sendable {
 
     // MARK: Membership checks
 
-    /// The chat's members if `userId` is one of them; `unknown_chat` or `not_a_member` otherwise.
+    /// The chat's members if `userId` is one of them; `not_a_member` otherwise, whether or not
+    /// the chat exists (`ChatError.notMember`).
     func requireMember(_ userId: String, of chatId: Int64) async throws -> [MemberRecord] {
         let members = try await store.members(chatId)
         cache.setMembers(chatId, Set(members.map(\.userId)))
-        guard members.contains(where: { $0.userId == userId }) else {
-            if members.isEmpty, try await store.chat(chatId) == nil {
-                throw ChatError(.unknownChat, "no chat \(chatId)")
-            }
-            throw ChatError(.notAMember, "you are not a member of chat \(chatId)")
-        }
+        guard members.contains(where: { $0.userId == userId }) else { throw ChatError.notMember(of: chatId) }
         return members
     }
 
@@ -171,7 +167,7 @@ final class ChatService: Sendable {
     func addMember(_ userId: String, chatId: Int64, newMember: String) async throws -> ChatSummary {
         let newMember = newMember.lowercased()
         var members = try await requireMember(userId, of: chatId)
-        guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
+        guard let chat = try await store.chat(chatId) else { throw ChatError.notMember(of: chatId) }
         guard chat.kind == .group else { throw ChatError(.notAGroup, "members can only be added to group chats") }
         if members.contains(where: { $0.userId == newMember }) {
             return try await summary(of: chat, members: members, for: userId)
@@ -194,7 +190,7 @@ final class ChatService: Sendable {
     func removeMember(_ userId: String, chatId: Int64, target: String) async throws {
         let target = target.lowercased()
         let members = try await requireMember(userId, of: chatId)
-        guard let chat = try await store.chat(chatId) else { throw ChatError(.unknownChat, "no chat \(chatId)") }
+        guard let chat = try await store.chat(chatId) else { throw ChatError.notMember(of: chatId) }
         guard chat.kind == .group else {
             throw ChatError(.notAGroup, "nobody can leave or be removed from a direct chat")
         }

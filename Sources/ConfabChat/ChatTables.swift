@@ -20,9 +20,13 @@ enum ChatTables {
     /// Each chat's log (`ChatLog`): header, idempotency index and messages in one partition.
     static let messages: TableID = 9
 
+    /// Columns of both rows of a user's partition: the registration row (`singleRow`) and the
+    /// credentials row (`credentialsRow`), where `createdAt` names the registration it belongs to.
     enum UserColumn {
         static let passwordHash: UInt32 = 0
         static let createdAt: UInt32 = 1
+        /// Credentials row only: the token generation (docs/chat_data.md § Accounts).
+        static let generation: UInt32 = 2
     }
     enum UserChatColumn {
         static let kind: UInt32 = 0
@@ -49,6 +53,9 @@ enum ChatTables {
 
     /// The clustering key of the single row of a table without clustering columns.
     static let singleRow = ClusteringKey([.int64(0)]).bytes
+    /// A user's second row: the current password hash and token generation, written at the time
+    /// of the change (the registration row's write time is fixed by its creation time).
+    static let credentialsRow = ClusteringKey([.int64(1)]).bytes
 
     static func key(user: String) -> [UInt8] { Array(user.utf8) }
     static func key(chat: Int64) -> [UInt8] { PostedMessages.partitionKey(chatId: chat) }

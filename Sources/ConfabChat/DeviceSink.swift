@@ -16,4 +16,6 @@ protocol DeviceSink: AnyObject, Sendable {
     var deviceId: UInt64 { get }
     /// Queues an event for the device. Never blocks.
     func push(_ event: EncodedEvent)
+    /// Its user signed out everywhere or changed the password: end the device's session now.
+    func signOut()
 }

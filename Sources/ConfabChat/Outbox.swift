@@ -64,6 +64,9 @@ final class Outbox: DeviceSink {
         waiter?.resume(returning: .close(code: code, reason: reason))
     }
 
+    /// The user signed out everywhere: close with 4001 (`signed_out`), as a refused token would.
+    func signOut() { close(code: 4001, reason: "signed_out") }
+
     /// Frames queued now (for tests and metrics).
     var count: Int { state.withLock { $0.queue.count } }
 

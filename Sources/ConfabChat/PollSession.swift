@@ -29,6 +29,9 @@ final class PollSession: DeviceSink {
         self.state = Mutex(State(lastPollMicros: nowMicros))
     }
 
+    /// Nothing to close: every poll presents its token again, and the old one is refused now.
+    func signOut() {}
+
     func push(_ event: EncodedEvent) {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
             guard !s.overflowed else { return [] }

@@ -3,14 +3,20 @@ import Crypto
 import Foundation
 
 /// Bearer tokens: `base64url(payload) + "." + base64url(HMAC-SHA256(secret, base64url(payload)))`
-/// with payload `{"sub":userId,"iat":unixSeconds,"exp":unixSeconds}`. Every chat server of a
-/// deployment shares the secret, so a token from one is good on all. Tokens are not stored; they
-/// end by expiring (24 h by default).
+/// with payload `{"exp":unixSeconds,"gen":generation,"iat":unixSeconds,"reg":registeredAt,"sub":userId}`.
+/// Every chat server of a deployment shares the secret, so a token from one is good on all. Tokens
+/// are not stored; they end by expiring (24 h by default), or when the account's token generation
+/// moves on (sign-out everywhere, a password change) or the account they name is not the one they
+/// were issued for (`reg`: the loser of a registration race), which `AccountService` checks.
 struct TokenSigner: Sendable {
     struct Payload: Codable, Sendable, Hashable {
         var sub: String
         var iat: Int64
         var exp: Int64
+        /// The creation time of the registration the token was issued for.
+        var reg: Int64
+        /// The account's token generation when the token was issued.
+        var gen: Int64
     }
 
     let key: SymmetricKey
@@ -23,10 +29,11 @@ struct TokenSigner: Sendable {
         self.lifetimeSeconds = lifetimeSeconds
     }
 
-    /// A token for `userId` and when it expires (Unix seconds).
-    func issue(userId: String) -> (token: String, expiresAt: Int64) {
+    /// A token for `userId` (of the registration created at `registeredAt`, at token generation
+    /// `generation`) and when it expires (Unix seconds).
+    func issue(userId: String, registeredAt: Int64, generation: Int64) -> (token: String, expiresAt: Int64) {
         let now = clock.nowSeconds()
-        let payload = Payload(sub: userId, iat: now, exp: now + lifetimeSeconds)
+        let payload = Payload(sub: userId, iat: now, exp: now + lifetimeSeconds, reg: registeredAt, gen: generation)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let body = Self.base64url(Array((try? encoder.encode(payload)) ?? Data()))
@@ -34,8 +41,9 @@ struct TokenSigner: Sendable {
         return (body + "." + Self.base64url(Array(mac)), payload.exp)
     }
 
-    /// The user a token names, or `bad_token` (malformed, wrong signature) / `token_expired`.
-    func verify(_ token: String) throws(ChatError) -> String {
+    /// What a token says, or `bad_token` (malformed, wrong signature) / `token_expired`. Whether
+    /// its registration and generation are still current is `AccountService`'s to check.
+    func verify(_ token: String) throws(ChatError) -> Payload {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let mac = Self.unbase64url(String(parts[1])),
             let body = Self.unbase64url(String(parts[0]))
@@ -45,13 +53,14 @@ struct TokenSigner: Sendable {
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Array(parts[0].utf8), using: key) else {
             throw ChatError(.badToken, "the token's signature does not match this deployment's secret; log in again")
         }
+        // Tokens from before registrations and generations were bound in lack `reg`/`gen`: refused.
         guard let payload = try? JSONDecoder().decode(Payload.self, from: Data(body)), !payload.sub.isEmpty else {
             throw ChatError(.badToken, "the token's payload is not valid; log in again")
         }
         guard payload.exp > clock.nowSeconds() else {
             throw ChatError(.tokenExpired, "the token expired at \(payload.exp) (Unix seconds); log in again")
         }
-        return payload.sub
+        return payload
     }
 
     static func base64url(_ bytes: [UInt8]) -> String {

@@ -1,3 +1,4 @@
+import ConfabNode
 import Foundation
 
 #if canImport(Glibc)
@@ -179,19 +180,14 @@ package struct ChatServerGroup {
         }
     }
 
-    /// The deployment's token-signing secret, created once (random, mode 0600) so tokens stay
-    /// valid across restarts and every chat server accepts every other's tokens.
+    /// The deployment's token-signing secret, created once (random, born 0600: `PrivateFile`) so
+    /// tokens stay valid across restarts and every chat server accepts every other's tokens.
     private func ensureSecret() throws(RingCommandError) -> String {
-        if FileManager.default.fileExists(atPath: secretPath) { return secretPath }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        guard
-            FileManager.default.createFile(
-                atPath: secretPath, contents: Data(hex.utf8),
-                attributes: [.posixPermissions: 0o600])
-        else {
-            throw RingCommandError(.io, "cannot write \(secretPath)")
+        let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        do {
+            try PrivateFile.createIfMissing(at: secretPath, contents: Array((hex + "\n").utf8))
+        } catch {
+            throw RingCommandError(.io, "cannot create \(secretPath): \(error)")
         }
         return secretPath
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ConfabChat
 import ConfabClient
+import ConfabNode
 import ConfabRing
 import ConfabWire
 import Foundation
@@ -16,8 +17,9 @@ struct ChatServeCommand: ParsableCommand {
             (QUORUM reads and writes). Once listening it prints one line, \
             "confab chat <server-id> listening on http://<host>:<port>", on standard output; open that \
             URL in a browser. SIGTERM or SIGINT stops it gracefully (exit 0). Every chat server of \
-            one deployment must use the same secret (--secret or --secret-file), or tokens from one \
-            are refused by the others.
+            one deployment must use the same token secret, or tokens from one are refused by the \
+            others: --secret-file, or the file named by $CONFAB_CHAT_SECRET_FILE. A secret is never \
+            taken on the command line, where other users can read it (ps, /proc).
             """)
 
     @Option(help: ArgumentHelp("Port to listen on; 0 picks a free one (printed). Default 8080.", valueName: "port"))
@@ -37,13 +39,14 @@ struct ChatServeCommand: ParsableCommand {
     var serverId: String?
 
     @Option(
-        help: ArgumentHelp("Token signing secret shared by all chat servers of the deployment.", valueName: "secret"))
-    var secret: String?
-
-    @Option(
         name: .customLong("secret-file"),
-        help: ArgumentHelp("File holding the secret; created with a random one if missing.", valueName: "file"))
+        help: ArgumentHelp(
+            "File holding the token secret shared by the deployment's chat servers (default: $CONFAB_CHAT_SECRET_FILE); created 0600 with a random one if missing, refused if group or others may read it.",
+            valueName: "file"))
     var secretFile: String?
+
+    /// The environment variable naming the secret file.
+    static let secretFileVariable = "CONFAB_CHAT_SECRET_FILE"
 
     @Option(
         name: .customLong("password-rounds"),
@@ -110,10 +113,6 @@ struct ChatServeCommand: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
-        guard secret == nil || secretFile == nil else {
-            throw ValidationError("give --secret or --secret-file, not both")
-        }
-        if let s = secret, s.utf8.count < 16 { throw ValidationError("--secret must be at least 16 bytes") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         guard (2...3600).contains(heartbeatTTL) else {
             throw ValidationError("--heartbeat-ttl must be 2...3600 seconds")
@@ -139,29 +138,25 @@ struct ChatServeCommand: ParsableCommand {
     }
 
     func loadSecret() throws -> [UInt8] {
-        if let secret { return Array(secret.utf8) }
-        guard let secretFile else {
+        guard let path = secretFile ?? ProcessInfo.processInfo.environment[Self.secretFileVariable] else {
             FileHandle.standardError.write(
                 Data(
-                    "warning: no --secret or --secret-file: using a random secret; tokens will not survive a restart or work on other chat servers\n"
+                    "warning: no --secret-file: using a random secret; tokens will not survive a restart or work on other chat servers\n"
                         .utf8))
             return (0..<32).map { _ in UInt8.random(in: .min ... .max) }
         }
-        if let data = FileManager.default.contents(atPath: secretFile) {
-            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard text.utf8.count >= 16 else {
-                throw ValidationError("\(secretFile) holds fewer than 16 bytes of secret")
-            }
+        do {
+            let fresh = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
+            try PrivateFile.createIfMissing(at: path, contents: Array((fresh + "\n").utf8))
+            let bytes = try PrivateFile.contents(
+                of: path, maxBytes: 4096,
+                what: "the chat token secret lets anyone who has it sign in as any user")
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard text.utf8.count >= 16 else { throw ValidationError("\(path) holds fewer than 16 bytes of secret") }
             return Array(text.utf8)
+        } catch let error as PrivateFileError {
+            throw ValidationError("chat token secret: \(error)")
         }
-        let fresh = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
-        guard
-            FileManager.default.createFile(
-                atPath: secretFile, contents: Data((fresh + "\n").utf8), attributes: [.posixPermissions: 0o600])
-        else {
-            throw ValidationError("cannot create \(secretFile)")
-        }
-        return Array(fresh.utf8)
     }
 
     func run() throws {

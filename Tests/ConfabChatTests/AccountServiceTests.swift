@@ -9,7 +9,7 @@ import Testing
         let f = ServiceFixture()
         let s = try await f.accounts.register(handle: "Alice_1", password: "correct horse")
         #expect(s.userId == "alice_1")
-        #expect(try f.accounts.authenticate(s.token) == "alice_1")
+        #expect(try await f.accounts.authenticate(s.token) == "alice_1")
         #expect(
             await chatErrorCode { try await f.accounts.register(handle: "ALICE_1", password: "another pass") }
                 == .handleTaken)
@@ -44,9 +44,9 @@ import Testing
     @Test func tokensExpireAndMustBeSignedByTheSharedSecret() async throws {
         let clock = ManualClock()
         let signer = TokenSigner(secret: Array("secret-one-0123456789".utf8), clock: clock, lifetimeSeconds: 3600)
-        let (token, expiresAt) = signer.issue(userId: "dave")
+        let (token, expiresAt) = signer.issue(userId: "dave", registeredAt: 1, generation: 0)
         #expect(expiresAt == clock.nowSeconds() + 3600)
-        #expect(try signer.verify(token) == "dave")
+        #expect(try signer.verify(token).sub == "dave")
 
         let other = TokenSigner(secret: Array("secret-two-0123456789".utf8), clock: clock)
         #expect(throws: ChatError.self) { try other.verify(token) }
@@ -65,7 +65,7 @@ import Testing
         } catch { #expect(error.code == .badToken) }
 
         clock.advance(seconds: 3599)
-        #expect(try signer.verify(token) == "dave")
+        #expect(try signer.verify(token).sub == "dave")
         clock.advance(seconds: 1)
         do {
             _ = try signer.verify(token)
@@ -73,5 +73,69 @@ import Testing
         } catch {
             #expect(error.code == .tokenExpired)
         }
+    }
+
+    /// Issue 12: the loser of a registration race got a token for the winner's account. Server B
+    /// registers "zed" and reads its own row back; server A's registration of "zed", stamped
+    /// earlier, lands after that and wins every replica. B's token must open nothing.
+    @Test func theLoserOfARegistrationRaceGetsNoAccessToTheWinnersAccount() async throws {
+        let f = ServiceFixture()
+        let loser = try await f.accounts.register(handle: "zed", password: "password-of-b")
+        #expect(try await f.accounts.authenticate(loser.token) == "zed")
+        // A's registration: created a moment before B's, its write arriving after B's read-back.
+        let store = ChatCatalog(storage: f.storage, clock: f.clock)
+        let bRow = try #require(try await store.user("zed"))
+        let aHash = try await PasswordHasher(rounds: 1000).hash("password-of-a")
+        try await store.putUser(UserRecord(userId: "zed", passwordHash: aHash, createdAt: bRow.createdAt - 1_000))
+        let winner = try await f.accounts.login(handle: "zed", password: "password-of-a")
+        f.clock.advance(seconds: 1)  // past the 1 s credentials cache
+        #expect(try await f.accounts.authenticate(winner.token) == "zed")
+        #expect(await chatErrorCode { try await f.accounts.authenticate(loser.token) } == .badToken)
+        #expect(
+            await chatErrorCode { try await f.accounts.login(handle: "zed", password: "password-of-b") }
+                == .badCredentials)
+    }
+
+    /// Sign-out everywhere ends every older token, on this server at once and on another server
+    /// within the credentials cache's second; the device that asked gets a fresh token.
+    @Test func signOutEverywhereEndsEveryOlderTokenOnEveryServer() async throws {
+        let f = ServiceFixture()
+        let first = try await f.accounts.register(handle: "yan", password: "password-yan")
+        let second = try await f.accounts.login(handle: "yan", password: "password-yan")
+        // Another chat server over the same ring, with its own cache.
+        let other = AccountService(
+            store: ChatCatalog(storage: f.storage, clock: f.clock), hasher: PasswordHasher(rounds: 1000),
+            signer: TokenSigner(secret: Array("test-secret-0123456789".utf8), clock: f.clock), clock: f.clock)
+        #expect(try await other.authenticate(first.token) == "yan")
+        let fresh = try await f.accounts.signOutEverywhere(userId: "yan")
+        for old in [first, second] {
+            #expect(await chatErrorCode { try await f.accounts.authenticate(old.token) } == .badToken)
+        }
+        #expect(try await f.accounts.authenticate(fresh.token) == "yan")
+        f.clock.advance(seconds: 1)
+        #expect(await chatErrorCode { try await other.authenticate(first.token) } == .badToken)
+        #expect(try await other.authenticate(fresh.token) == "yan")
+        // Logging in again works and yields a token of the new generation.
+        let again = try await other.login(handle: "yan", password: "password-yan")
+        #expect(try await f.accounts.authenticate(again.token) == "yan")
+    }
+
+    /// A password change needs the current password, ends older tokens and the old password.
+    @Test func aPasswordChangeEndsOlderTokensAndTheOldPassword() async throws {
+        let f = ServiceFixture()
+        let before = try await f.accounts.register(handle: "xia", password: "password-old")
+        #expect(
+            await chatErrorCode {
+                try await f.accounts.changePassword(userId: "xia", from: "not-the-password", to: "password-new")
+            } == .badCredentials)
+        #expect(try await f.accounts.authenticate(before.token) == "xia")
+        let after = try await f.accounts.changePassword(userId: "xia", from: "password-old", to: "password-new")
+        #expect(await chatErrorCode { try await f.accounts.authenticate(before.token) } == .badToken)
+        #expect(try await f.accounts.authenticate(after.token) == "xia")
+        #expect(
+            await chatErrorCode { try await f.accounts.login(handle: "xia", password: "password-old") }
+                == .badCredentials)
+        let login = try await f.accounts.login(handle: "xia", password: "password-new")
+        #expect(try await f.accounts.authenticate(login.token) == "xia")
     }
 }

@@ -22,6 +22,7 @@ final class BrowserTestBackend: @unchecked Sendable {
     /// Starts the ring, waits until every node sees three normal members, then starts
     /// `chatServers` chat servers over it and returns their URLs.
     func start(binary: String, chatServers: Int = 1) async throws -> [String] {
+        let secret = "\(directory)/chat-secret"
         let ring = try await TestRing.start(binary: binary, directory: directory)
         for node in ring.nodes { servers[node.tag] = node }
         nodePorts = ring.ports
@@ -33,7 +34,7 @@ final class BrowserTestBackend: @unchecked Sendable {
                 binary: binary,
                 arguments: [
                     "chat", "serve", "--host", "127.0.0.1", "--port", "0", "--nodes", nodes,
-                    "--server-id", "web\(i)", "--secret", "browser-test-secret",
+                    "--server-id", "web\(i)", "--secret-file", secret,
                     "--password-rounds", "1000", "--log-level", "warning",
                 ], logDir: directory, tag: tag)
             servers[tag] = chat

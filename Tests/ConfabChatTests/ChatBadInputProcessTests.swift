@@ -71,7 +71,7 @@ import Testing
         let refused = try await ws.next("error")
         #expect(refused["code"] as? String == "not_a_member" && refused["ref"] as? String == "sneak")
         try ws.send(["type": "send", "chatId": "987654321", "clientId": "void", "text": "anyone?"])
-        #expect(try await ws.next("error")["code"] as? String == "unknown_chat")
+        #expect(try await ws.next("error")["code"] as? String == "not_a_member")
         // Too long: refused, nothing stored.
         try ws.send([
             "type": "send", "chatId": chatId, "clientId": "long", "text": String(repeating: "y", count: 100_001),
@@ -95,7 +95,9 @@ import Testing
         let secret = try String(contentsOfFile: "\(cluster.dir.path)/chat-secret", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let past = ManualClock(micros: SystemClock().nowMicros() - 48 * 3600 * 1_000_000)
-        let expired = TokenSigner(secret: Array(secret.utf8), clock: past).issue(userId: "ann").token
+        let expired = TokenSigner(secret: Array(secret.utf8), clock: past).issue(
+            userId: "ann", registeredAt: 1, generation: 0
+        ).token
         let old = try await RawWebSocketProbe.open(port: port, path: "/ws?token=\(expired)")
         #expect(old.firstJSON?["code"] as? String == "token_expired" && old.closeCode == 4001, "\(old)")
         #expect(try await ClusterHTTP.request(.get, "/api/chats", port: port, token: "forged.token").status == 401)

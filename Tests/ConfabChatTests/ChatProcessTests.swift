@@ -61,6 +61,30 @@ func confabBinary() -> String? { confabExecutablePath() }
     }
 }
 
+extension ChatProcessTests {
+    /// The token secret comes from a private file only (issue 12): a file group or others may
+    /// read is refused (named by --secret-file or $CONFAB_CHAT_SECRET_FILE), and there is no
+    /// flag that puts the secret itself in argv, where `ps` shows it.
+    @Test func chatServeRefusesAnOpenSecretFileAndTakesNoSecretOnTheCommandLine() async throws {
+        let binary = try #require(confabBinary(), "confab executable not found next to the test bundle")
+        let dir = TempDirectory("confab-chat-secret")
+        let open = "\(dir.path)/open-secret"
+        let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
+        _ = FileManager.default.createFile(
+            atPath: open, contents: Data(hex.utf8), attributes: [.posixPermissions: 0o644])
+        let serve = ["chat", "serve", "--port", "0", "--nodes", "127.0.0.1:1"]
+        let byFlag = try await TestCommand.run(binary, serve + ["--secret-file", open])
+        #expect(byFlag.status != 0)
+        #expect(byFlag.err.contains("has mode 644") && byFlag.err.contains("chmod 600"), "\(byFlag.err)")
+        let byEnvironment = try await TestCommand.run(binary, serve, environment: ["CONFAB_CHAT_SECRET_FILE": open])
+        #expect(byEnvironment.status != 0)
+        #expect(byEnvironment.err.contains("has mode 644"), "\(byEnvironment.err)")
+        let inArgv = try await TestCommand.run(binary, serve + ["--secret", hex])
+        #expect(inArgv.status != 0)
+        #expect(inArgv.err.contains("--secret"), "\(inArgv.err)")
+    }
+}
+
 /// Minimal HTTP over `TestClient` for a server in another process.
 struct HTTPProbe {
     var port: Int

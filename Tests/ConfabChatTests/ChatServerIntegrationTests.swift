@@ -118,9 +118,14 @@ import Testing
         #expect((wsSync["messages"] as? [[String: Any]])?.count == 3 && wsSync["more"] as? Bool == true)
 
         // Presence: alice is online, and bob sees her go offline when her socket closes.
+        // Only people who share a chat with the caller are answered for (issue 12): "nobody" is
+        // left out, and a stranger learns nothing of alice.
         let presence = try await stack.http(.get, "/api/presence?users=alice,nobody", token: bob)
         let states = try #require(presence.json["presence"] as? [[String: Any]])
-        #expect(states.map { $0["online"] as? Bool } == [true, false])
+        #expect(states.map { $0["userId"] as? String } == ["alice"] && states.map { $0["online"] as? Bool } == [true])
+        let stranger = try await stack.register("stranger")
+        let watched = try await stack.http(.get, "/api/presence?users=alice", token: stranger)
+        #expect((watched.json["presence"] as? [[String: Any]])?.isEmpty == true, "\(watched.text)")
         await aliceWS.close()
         let offline = try await bobPhone.next("presence") {
             $0["userId"] as? String == "alice" && $0["online"] as? Bool == false
@@ -158,7 +163,8 @@ import Testing
         let refused = try await ws.next("error")
         #expect(refused["code"] as? String == "not_a_member" && refused["ref"] as? String == "sneaky")
         try ws.send(["type": "send", "chatId": "424242", "clientId": "nowhere", "text": "hello?"])
-        #expect(try await ws.next("error")["code"] as? String == "unknown_chat")
+        // No such chat: the same answer as not a member's (issue 12: nobody learns which chats exist).
+        #expect(try await ws.next("error")["code"] as? String == "not_a_member")
         try ws.send(["type": "ping"])
         _ = try await ws.next("pong")
         // An oversized frame: close 1009.
@@ -171,7 +177,9 @@ import Testing
         let none = try await RawWebSocketProbe.open(port: stack.port, path: "/ws")
         #expect(none.closeCode == 4001, "\(none)")
         let past = ManualClock(micros: SystemClock().nowMicros() - 48 * 3600 * 1_000_000)
-        let expired = TokenSigner(secret: ChatStack.secret, clock: past).issue(userId: "eve").token
+        let expired = TokenSigner(secret: ChatStack.secret, clock: past).issue(
+            userId: "eve", registeredAt: 1, generation: 0
+        ).token
         let old = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=\(expired)")
         #expect(old.firstJSON?["code"] as? String == "token_expired" && old.closeCode == 4001, "\(old)")
 
@@ -233,6 +241,36 @@ import Testing
         try after.send(["type": "send", "chatId": fayChatId, "clientId": "ok", "text": "still here"])
         _ = try await after.next("ack")
         await after.close()
+        try await stack.stop()
+    }
+
+    /// Issue 12: a user can sign out everywhere, and a password change does the same: live
+    /// WebSockets close with 4001 (`signed_out`), older tokens get 401, the caller's fresh token works.
+    @Test func signOutEverywhereAndPasswordChangesEndOlderSessions() async throws {
+        let stack = try await ChatStack.start()
+        let token = try await stack.register("wes")
+        let socket = try await stack.socket(token: token)
+        _ = try await socket.next("hello", timeout: .seconds(10))
+        let out = try await stack.http(.post, "/api/logout-everywhere", token: token)
+        #expect(out.status == 200, "\(out.text)")
+        let fresh = try #require(out.json["token"] as? String, "\(out.text)")
+        #expect(try await socket.closeCode() == 4001)
+        let refused = try await stack.http(.get, "/api/chats", token: token)
+        #expect(refused.status == 401 && refused.errorCode == "bad_token", "\(refused.text)")
+        #expect(try await stack.http(.get, "/api/chats", token: fresh).status == 200)
+
+        let wrong = try await stack.http(
+            .post, "/api/password", token: fresh, body: ["old": "not-it-at-all", "new": "password-wes-2"])
+        #expect(wrong.status == 401 && wrong.errorCode == "bad_credentials", "\(wrong.text)")
+        let changed = try await stack.http(
+            .post, "/api/password", token: fresh, body: ["old": "password-wes", "new": "password-wes-2"])
+        #expect(changed.status == 200, "\(changed.text)")
+        let newest = try #require(changed.json["token"] as? String)
+        #expect(try await stack.http(.get, "/api/chats", token: fresh).status == 401)
+        #expect(try await stack.http(.get, "/api/chats", token: newest).status == 200)
+        let oldLogin = try await stack.http(
+            .post, "/api/login", body: ["handle": "wes", "password": "password-wes"])
+        #expect(oldLogin.status == 401, "\(oldLogin.text)")
         try await stack.stop()
     }
 

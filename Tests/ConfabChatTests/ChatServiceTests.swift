@@ -79,7 +79,7 @@ import Testing
                 == .notAMember)
         #expect(
             await chatErrorCode { try await f.chats.send("mm1", chatId: 12345, clientId: "c1", text: "hi") }
-                == .unknownChat)
+                == .notAMember)
         // Direct chats have no membership changes.
         let d = try await f.chats.directChat("mm1", with: "mm2")
         #expect(
