@@ -7,8 +7,8 @@ import Foundation
 #endif
 
 /// Why a private file could not be created or read.
-public struct PrivateFileError: Error, Hashable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct PrivateFileError: Error, Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Wrapped: String {
             case missing = "missing"
             case unreadable = "unreadable"
@@ -18,29 +18,29 @@ public struct PrivateFileError: Error, Hashable, Sendable, CustomStringConvertib
         fileprivate let wrapped: Wrapped
 
         /// The file does not exist.
-        public static let missing = Code(wrapped: .missing)
+        package static let missing = Code(wrapped: .missing)
         /// It exists but cannot be opened or read.
-        public static let unreadable = Code(wrapped: .unreadable)
+        package static let unreadable = Code(wrapped: .unreadable)
         /// Its mode lets group or others read or write it.
-        public static let tooOpen = Code(wrapped: .tooOpen)
+        package static let tooOpen = Code(wrapped: .tooOpen)
         /// Creating it failed.
-        public static let io = Code(wrapped: .io)
+        package static let io = Code(wrapped: .io)
 
-        public var description: String { wrapped.rawValue }
+        package var description: String { wrapped.rawValue }
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
     /// The system's reason (strerror), when there is one.
-    public var cause: String?
+    package var cause: String?
 
-    public init(_ code: Code, _ message: String, cause: String? = nil) {
+    package init(_ code: Code, _ message: String, cause: String? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
     }
 
-    public var description: String { cause.map { "\(message): \($0)" } ?? message }
+    package var description: String { cause.map { "\(message): \($0)" } ?? message }
 }
 
 /// A small file only its owner may read: the ring's cluster secret, the chat servers' token
@@ -51,10 +51,10 @@ public struct PrivateFileError: Error, Hashable, Sendable, CustomStringConvertib
 /// between a create and a chmod; `link(2)` publishes it whole and fails if someone else created
 /// it first (a rename would replace a secret others may already have read); the fsyncs make a
 /// crash leave either no file or the complete one.
-public enum PrivateFile {
+package enum PrivateFile {
     /// Creates `path` holding `contents` unless it exists; returns true if it created it.
     @discardableResult
-    public static func createIfMissing(at path: String, contents: [UInt8]) throws(PrivateFileError) -> Bool {
+    package static func createIfMissing(at path: String, contents: [UInt8]) throws(PrivateFileError) -> Bool {
         if FileManager.default.fileExists(atPath: path) { return false }
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -92,7 +92,7 @@ public enum PrivateFile {
     /// Reads up to `maxBytes` of it, refusing a file that group or others may read or write.
     /// `what` names the secret in the errors ("the cluster secret lets anyone who has it act as a
     /// node or an operator").
-    public static func contents(of path: String, maxBytes: Int, what: String) throws(PrivateFileError) -> [UInt8] {
+    package static func contents(of path: String, maxBytes: Int, what: String) throws(PrivateFileError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { throw PrivateFileError(.missing, "no file at \(path)") }

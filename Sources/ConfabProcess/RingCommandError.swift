@@ -1,6 +1,7 @@
-/// A `confab ring …` failure: what happened and what to do about it, in one message.
-package struct RingCommandError: Error, Hashable, Sendable, CustomStringConvertible {
-    package struct Code: Hashable, Sendable, CustomStringConvertible {
+/// A failure of the process layer (`confab ring …`, `confab up`, a server that would not start):
+/// what happened and what to do about it, in one message.
+public struct RingCommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Wrapped: String {
             case noRing = "no ring"
             case alreadyRunning = "already running"
@@ -15,33 +16,33 @@ package struct RingCommandError: Error, Hashable, Sendable, CustomStringConverti
         fileprivate let wrapped: Wrapped
 
         /// The directory has no `ring.json`.
-        package static let noRing = Code(wrapped: .noRing)
+        public static let noRing = Code(wrapped: .noRing)
         /// `ring start` found live nodes of a ring in the directory.
-        package static let alreadyRunning = Code(wrapped: .alreadyRunning)
+        public static let alreadyRunning = Code(wrapped: .alreadyRunning)
         /// Another `confab ring` command holds the directory's lock.
-        package static let busy = Code(wrapped: .busy)
+        public static let busy = Code(wrapped: .busy)
         /// A node number outside 1...N, or a node already running (restart) / not running (kill).
-        package static let badNode = Code(wrapped: .badNode)
-        package static let notRunning = Code(wrapped: .notRunning)
+        public static let badNode = Code(wrapped: .badNode)
+        public static let notRunning = Code(wrapped: .notRunning)
         /// A node process could not be spawned or exited during startup.
-        package static let startFailed = Code(wrapped: .startFailed)
+        public static let startFailed = Code(wrapped: .startFailed)
         /// Nodes did not become normal (or exit) in time.
-        package static let timeout = Code(wrapped: .timeout)
+        public static let timeout = Code(wrapped: .timeout)
         /// `ring status`: nobody answered.
-        package static let noNodeAnswered = Code(wrapped: .noNodeAnswered)
+        public static let noNodeAnswered = Code(wrapped: .noNodeAnswered)
         /// Reading or writing the ring directory failed.
-        package static let io = Code(wrapped: .io)
+        public static let io = Code(wrapped: .io)
 
-        package var description: String { wrapped.rawValue }
+        public var description: String { wrapped.rawValue }
     }
 
-    package var code: Code
-    package var message: String
+    public var code: Code
+    public var message: String
 
-    package init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
-    package var description: String { message }
+    public var description: String { message }
 }

@@ -19,27 +19,27 @@ import Foundation
 /// children) and inotify (its log), and every wait is a `poll(2)` on those descriptors with a
 /// deadline — a condition, not a sleep loop. Commands that run to completion (the CLI tests'
 /// `confab ring status`) are not servers and do not use this.
-package struct ServerProcess: Sendable, Hashable {
+public struct ServerProcess: Sendable, Hashable {
     /// How to start one.
-    package struct Launch: Sendable {
+    public struct Launch: Sendable {
         /// Executable first.
-        package var arguments: [String]
+        public var arguments: [String]
         /// Its stdout (and stderr, unless `errorLogPath` is given), appended.
-        package var logPath: String
+        public var logPath: String
         /// Its stderr, when it should not share the log (a test reading the log lines alone).
-        package var errorLogPath: String?
+        public var errorLogPath: String?
         /// Written to the log first (what started it, when), so a log of many runs reads clearly.
-        package var banner: String?
+        public var banner: String?
         /// A new session (`POSIX_SPAWN_SETSID`, as `setsid(1)`): no controlling terminal, no
         /// terminal SIGINT or SIGHUP, so the process outlives the command that started it. `confab
         /// ring` and `confab up` want this; tests and benchmarks leave it off, so a Ctrl-C of the
         /// test run reaches their servers too.
-        package var newSession: Bool
+        public var newSession: Bool
         /// An argument its command line holds (a data directory, "chat"), so a recycled pid is
         /// not mistaken for it.
-        package var expectedArgument: String?
+        public var expectedArgument: String?
 
-        package init(
+        public init(
             arguments: [String], logPath: String, errorLogPath: String? = nil, banner: String? = nil,
             newSession: Bool = true, expectedArgument: String? = nil
         ) {
@@ -52,15 +52,15 @@ package struct ServerProcess: Sendable, Hashable {
         }
     }
 
-    package let pid: pid_t
-    package let logPath: String
+    public let pid: pid_t
+    public let logPath: String
     /// Where this run's output starts in the log (after the banner): earlier runs' lines before it
     /// are not this run's "listening" line.
-    package let outputStart: Int
-    package let expectedArgument: String?
+    public let outputStart: Int
+    public let expectedArgument: String?
 
     /// A process started elsewhere (a pid recorded in a ring directory).
-    package init(pid: pid_t, logPath: String, outputStart: Int = 0, expectedArgument: String?) {
+    public init(pid: pid_t, logPath: String, outputStart: Int = 0, expectedArgument: String?) {
         self.pid = pid
         self.logPath = logPath
         self.outputStart = outputStart
@@ -73,7 +73,7 @@ package struct ServerProcess: Sendable, Hashable {
     /// other descriptor is inherited (every descriptor of ours is made close-on-exec first,
     /// including ones we inherited, such as a parent's stray pipe ends), so a caller reading our
     /// output through a pipe sees EOF when we exit, not when the servers do.
-    package static func start(_ launch: Launch) throws(RingCommandError) -> ServerProcess {
+    public static func start(_ launch: Launch) throws(RingCommandError) -> ServerProcess {
         let logFD = open(launch.logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard logFD >= 0 else {
             throw RingCommandError(.io, "cannot open \(launch.logPath): \(String(cString: strerror(errno)))")
@@ -155,19 +155,9 @@ package struct ServerProcess: Sendable, Hashable {
 
     /// Whether it is still running (and still the process we mean: a recycled pid running another
     /// program, or a server of another directory, does not count).
-    package var isAlive: Bool {
-        guard pid > 0 else { return false }
-        // Our own child that exited is a zombie until reaped: reap it, and it is gone.
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid { return false }
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+    public var isAlive: Bool {
+        guard isRunning else { return false }
         #if os(Linux)
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            {
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                if fields.first == "Z" || fields.first == "X" { return false }
-            }
             if let expectedArgument,
                 let raw = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
             {
@@ -178,21 +168,39 @@ package struct ServerProcess: Sendable, Hashable {
         return true
     }
 
+    /// Whether the pid still runs (not exited, not a zombie), whatever its command line: for a
+    /// process we just started, which may not have exec'd yet.
+    public var isRunning: Bool {
+        guard pid > 0 else { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { return false }
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        #if os(Linux)
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            {
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                if fields.first == "Z" || fields.first == "X" { return false }
+            }
+        #endif
+        return true
+    }
+
     /// Sends `signal`; false when the process is already gone.
     @discardableResult
-    package func send(_ signal: Int32) -> Bool {
+    public func send(_ signal: Int32) -> Bool {
         pid > 0 && kill(pid, signal) == 0
     }
 
     /// Waits until it exits or `timeout` passes; true when it is gone.
     @discardableResult
-    package func waitForExit(timeout: Duration) -> Bool {
+    public func waitForExit(timeout: Duration) -> Bool {
         Self.waitForExit([self], timeout: timeout).isEmpty
     }
 
     /// For a child of ours: waits until it exits and reaps it. Returns its exit code, or -N when
     /// signal N ended it; nil on timeout, or when it is not our child (or was already reaped).
-    package func waitForTermination(timeout: Duration) -> Int32? {
+    public func waitForTermination(timeout: Duration) -> Int32? {
         // The pidfd of an exited child is readable before the child is reaped, so the status is
         // still there for waitpid below (`isAlive` would reap it and lose it).
         _ = ExitWatch([self], reaping: false).wait(until: ContinuousClock.now.advanced(by: timeout))
@@ -203,7 +211,7 @@ package struct ServerProcess: Sendable, Hashable {
     }
 
     /// Waits until none of `processes` runs or `timeout` passes; returns those still running.
-    package static func waitForExit(_ processes: [ServerProcess], timeout: Duration) -> [ServerProcess] {
+    public static func waitForExit(_ processes: [ServerProcess], timeout: Duration) -> [ServerProcess] {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         var alive = processes.filter(\.isAlive)
         while !alive.isEmpty {
@@ -216,7 +224,7 @@ package struct ServerProcess: Sendable, Hashable {
 
     /// Waits until one of `processes` exits, `wake` becomes readable (a stop signal's pipe) or
     /// `deadline` passes; returns the processes that exited (empty for a wake-up or the deadline).
-    package static func waitForAnyExit(
+    public static func waitForAnyExit(
         _ processes: [ServerProcess], orReadable wake: Int32? = nil, until deadline: ContinuousClock.Instant? = nil
     ) -> [ServerProcess] {
         if let gone = processes.first(where: { !$0.isAlive }) { return [gone] }
@@ -227,7 +235,7 @@ package struct ServerProcess: Sendable, Hashable {
     /// SIGTERM to each, SIGKILL to those still running after `grace`; returns those that needed
     /// SIGKILL and those that survived even that (5 s more).
     @discardableResult
-    package static func stop(_ processes: [ServerProcess], grace: Duration) -> (
+    public static func stop(_ processes: [ServerProcess], grace: Duration) -> (
         killed: [ServerProcess], survivors: [ServerProcess]
     ) {
         let running = processes.filter(\.isAlive)
@@ -242,7 +250,7 @@ package struct ServerProcess: Sendable, Hashable {
     /// Waits until this run's output holds a complete line containing `marker` and returns that
     /// line. Throws `.startFailed` (with the end of the log) when the process exits first and
     /// `.timeout` when `timeout` passes; `what` names the process in those messages.
-    package func waitForLine(containing marker: String, timeout: Duration, what: String) throws(RingCommandError)
+    public func waitForLine(containing marker: String, timeout: Duration, what: String) throws(RingCommandError)
         -> String
     {
         let deadline = ContinuousClock.now.advanced(by: timeout)
@@ -251,7 +259,9 @@ package struct ServerProcess: Sendable, Hashable {
         while true {
             // The watch is armed before each read, so a write after the read wakes the poll.
             if let line = watch.readLines().first(where: { $0.contains(marker) }) { return line }
-            if !isAlive {
+            // Not `isAlive`: until the child has exec'd, its command line is still ours, so the
+            // expected-argument check would call a starting server dead.
+            if !isRunning {
                 // It may have written the line just before exiting.
                 if let line = watch.readLines().first(where: { $0.contains(marker) }) { return line }
                 throw RingCommandError(
@@ -277,7 +287,7 @@ package struct ServerProcess: Sendable, Hashable {
 
     /// `waitForLine` off the cooperative pool (the wait blocks a thread of its own), for async
     /// callers such as tests, whose pool has only as many threads as the machine has cores.
-    package func line(containing marker: String, timeout: Duration, what: String) async throws(RingCommandError)
+    public func line(containing marker: String, timeout: Duration, what: String) async throws(RingCommandError)
         -> String
     {
         let result: Result<String, RingCommandError> = await withCheckedContinuation { continuation in
@@ -295,7 +305,7 @@ package struct ServerProcess: Sendable, Hashable {
 
     /// The port in the first line containing `marker` ("listening on 127.0.0.1:" → the digits
     /// after it).
-    package func port(after marker: String, timeout: Duration, what: String) async throws(RingCommandError) -> Int {
+    public func port(after marker: String, timeout: Duration, what: String) async throws(RingCommandError) -> Int {
         let line = try await line(containing: marker, timeout: timeout, what: what)
         guard let range = line.range(of: marker), let port = Int(line[range.upperBound...].prefix(while: \.isNumber))
         else {
@@ -305,7 +315,7 @@ package struct ServerProcess: Sendable, Hashable {
     }
 
     /// Appends a line to a server's log (what `command` did to it: stopped, killed), best effort.
-    package static func note(_ line: String, inLog path: String, by command: String = "confab ring") {
+    public static func note(_ line: String, inLog path: String, by command: String = "confab ring") {
         guard let handle = FileHandle(forWritingAtPath: path) else { return }
         defer { try? handle.close() }
         _ = try? handle.seekToEnd()
@@ -313,14 +323,14 @@ package struct ServerProcess: Sendable, Hashable {
     }
 
     /// The last `lines` lines of a log file, indented, for error messages.
-    package static func tail(of path: String, lines: Int = 8) -> String {
+    public static func tail(of path: String, lines: Int = 8) -> String {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "" }
         let last = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1)
         return last.filter { !$0.isEmpty }.map { "    \($0)" }.joined(separator: "\n")
     }
 
     /// This `confab` executable, absolute (servers run the same binary as the CLI).
-    package static func confabExecutable() -> String {
+    public static func confabExecutable() -> String {
         #if os(Linux)
             if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
                 target.hasPrefix("/")

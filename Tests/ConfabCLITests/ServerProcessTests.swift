@@ -63,10 +63,14 @@ import Testing
     @Test func stopTermsThenKillsAndAnotherHandleSeesTheExit() throws {
         let dir = TempDirectory("confab-server-process")
         // Ignores SIGTERM: only SIGKILL after the grace period ends it.
-        let stubborn = try start("trap '' TERM; while true; do sleep 1; done", in: dir, newSession: true)
-        let polite = try start("sleep 30; :", in: dir, newSession: true)
+        let stubborn = try start("trap '' TERM; echo stubborn; while true; do sleep 1; done", in: dir, newSession: true)
+        let polite = try start("echo polite; sleep 30; :", in: dir, newSession: true)
+        // Once they print, they have exec'd the shell: their command lines are theirs.
+        _ = try stubborn.waitForLine(containing: "stubborn", timeout: .seconds(20), what: "stubborn")
+        _ = try polite.waitForLine(containing: "polite", timeout: .seconds(20), what: "polite")
         // A handle made from the pid alone, as `confab ring stop` has from ring.json.
-        let fromPid = ServerProcess(pid: polite.pid, logPath: polite.logPath, expectedArgument: "sleep 30; :")
+        let fromPid = ServerProcess(
+            pid: polite.pid, logPath: polite.logPath, expectedArgument: "echo polite; sleep 30; :")
         #expect(fromPid.isAlive)
         let outcome = ServerProcess.stop([stubborn, polite], grace: .milliseconds(500))
         #expect(outcome.killed.map(\.pid) == [stubborn.pid])
@@ -76,9 +80,30 @@ import Testing
 
     @Test func aRecycledPidRunningSomethingElseIsNotOurs() throws {
         let dir = TempDirectory("confab-server-process")
-        let process = try start("sleep 30; :", in: dir)
+        let process = try start("echo started; sleep 30; :", in: dir)
         defer { ServerProcess.stop([process], grace: .seconds(1)) }
-        #expect(ServerProcess(pid: process.pid, logPath: "", expectedArgument: "sleep 30; :").isAlive)
+        // Until the child has exec'd, its command line is still ours: wait for it to print.
+        _ = try process.waitForLine(containing: "started", timeout: .seconds(20), what: "script")
+        #expect(ServerProcess(pid: process.pid, logPath: "", expectedArgument: "echo started; sleep 30; :").isAlive)
         #expect(!ServerProcess(pid: process.pid, logPath: "", expectedArgument: "/data/node7").isAlive)
+    }
+
+    /// A server that has not exec'd yet still has its parent's command line; waiting for its line
+    /// must not take that for an exit. (It did, under load, for every launcher that names an
+    /// argument: `confab up`'s chat servers, `confab ring start`'s nodes.) Here the gap is made
+    /// 0.3 s long: a wrapper shell sleeps before it execs the server.
+    @Test func waitingForALineDoesNotMistakeANotYetExecdServerForAnExitedOne() throws {
+        let dir = TempDirectory("confab-server-process")
+        let process = try ServerProcess.start(
+            .init(
+                arguments: [
+                    "/bin/sh", "-c", "sleep 0.3; exec /bin/sh -c 'echo up; sleep 30; :' only-the-server-has-this",
+                ],
+                logPath: dir.file("server.log"), newSession: false, expectedArgument: "only-the-server-has-this"))
+        defer { ServerProcess.stop([process], grace: .seconds(1)) }
+        #expect(!process.isAlive)  // not yet the server
+        let line = try process.waitForLine(containing: "up", timeout: .seconds(20), what: "script")
+        #expect(line == "up")
+        #expect(process.isAlive)
     }
 }

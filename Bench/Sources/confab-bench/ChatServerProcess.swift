@@ -46,7 +46,9 @@ final class ChatServerProcess {
         let line = try process.waitForLine(
             containing: "listening on http://", timeout: .milliseconds(Int(timeout * 1000)),
             what: "chat server \(serverId)")
-        url = ChatServerGroup.listeningURL(in: line) ?? ""
+        if let range = line.range(of: "listening on http://") {
+            url = "http://" + line[range.upperBound...].prefix { !$0.isWhitespace && $0 != "\"" && $0 != "," }
+        }
         Progress.log("[chat] \(serverId) is up at \(url) (pid \(pid))")
     }
 
