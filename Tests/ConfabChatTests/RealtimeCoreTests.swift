@@ -140,4 +140,31 @@ import Testing
         #expect(!hub.presence(of: "p").online)
         #expect(polls.session(cursor: cursor0, userId: "p") == nil)
     }
+
+    /// Issue 12: long-poll sessions per user are bounded. A client that never sends its cursor back
+    /// opens a session (buffering up to 1,000 events) on every poll; the ninth ends the one polled
+    /// least recently, whose cursor then starts over (`reset`, then `sync`).
+    @Test func longPollSessionsPerUserAreBounded() async {
+        let clock = ManualClock()
+        let hub = ConnectionHub(clock: clock)
+        let polls = PollSessions(hub: hub, clock: clock, idleMicros: 30_000_000, maxPerUser: 8)
+        var cursors: [String] = []
+        for _ in 0..<8 {
+            clock.advance(seconds: 1)
+            cursors.append(polls.open(userId: "flood").0.cursor(after: 0))
+        }
+        _ = polls.open(userId: "calm")
+        #expect(polls.count(of: "flood") == 8)
+        // The first session polls again: now the second is the least recently polled.
+        clock.advance(seconds: 1)
+        let (first, _) = polls.session(cursor: cursors[0], userId: "flood")!
+        _ = first.take(after: 0, nowMicros: clock.nowMicros())
+        for _ in 0..<100 { _ = polls.open(userId: "flood") }
+        #expect(polls.count(of: "flood") == 8)
+        #expect(polls.count == 9)
+        #expect(polls.session(cursor: cursors[1], userId: "flood") == nil)
+        #expect(polls.count(of: "calm") == 1)
+        // The hub holds only the live sessions: events go to 8 devices of "flood", not 108.
+        #expect(hub.sinks(of: "flood").count == 8)
+    }
 }
