@@ -61,6 +61,12 @@ extension ChatService {
     /// the chat's members (receipts, and the user's other devices clear their unread count).
     func markRead(_ userId: String, chatId: Int64, cursor: ReadCursor) async throws {
         guard cursor.seq > 0 else { throw ChatError(.badRequest, "seq is the seq of the newest message you have read") }
+        if let wait = receiptLimiter.retryAfter(userId) {
+            throw ChatError(
+                .rateLimited,
+                "too many read receipts: at most \(Int(receiptLimiter.ratePerSecond)) a second (bursts of \(Int(receiptLimiter.burst))); send the newest one again shortly",
+                retryAfterSeconds: max(1, Int(wait.rounded(.up))))
+        }
         let members = try await requireMember(userId, of: chatId)
         try await store.putReadCursor(chatId: chatId, userId: userId, cursor: cursor)
         await delivery.deliver(

@@ -19,12 +19,18 @@ final class ChatService: Sendable {
         var maxSyncLimit = 1000
         /// Reads a chat list makes at once (4 per chat).
         var listConcurrency = 8
+        /// Read receipts a user may send, per second and in a burst (issue 12): each one is a
+        /// members read, a write and an event to up to 100 members.
+        var receiptsPerSecond = 10.0
+        var receiptBurst = 50.0
     }
 
     let store: ChatCatalog
     let log: ChatLog
     let delivery: any Delivery
     let limiter: RateLimiter
+    /// Read receipts per user (`Limits.receiptsPerSecond`).
+    let receiptLimiter: RateLimiter
     let typingGate: TypingGate
     /// The ordering point of the chats this server owns.
     let sequencer: ChatSequencer
@@ -43,6 +49,8 @@ final class ChatService: Sendable {
         self.log = ChatLog(store: store)
         self.delivery = delivery
         self.limiter = limiter
+        self.receiptLimiter = RateLimiter(
+            ratePerSecond: limits.receiptsPerSecond, burst: limits.receiptBurst, clock: clock)
         self.typingGate = TypingGate(clock: clock)
         self.sequencer = ChatSequencer(
             serverId: serverId,

@@ -178,6 +178,34 @@ import Testing
             } == .notAMember)
     }
 
+    /// Issue 12: read receipts are rate limited per user (each is a members read, a write and an
+    /// event to every member): a burst of 50, then 10 a second; the refused ones store nothing and
+    /// reach nobody.
+    @Test func readReceiptsAreRateLimitedPerUser() async throws {
+        let f = ServiceFixture()
+        try await f.users(["rae", "rob", "ray"])
+        let chat = try await f.chats.directChat("rae", with: "rob")
+        let ack = try await f.chats.send("rob", chatId: chat.chatId, clientId: "r0", text: "read me")
+        func receiptsToRob() -> Int {
+            f.delivery.events(for: "rob").filter { if case .read = $0 { return true } else { return false } }.count
+        }
+        for _ in 0..<50 {
+            try await f.chats.markRead("rae", chatId: chat.chatId, cursor: ReadCursor(seq: ack.seq))
+        }
+        #expect(receiptsToRob() == 50)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.markRead("rae", chatId: chat.chatId, cursor: ReadCursor(seq: ack.seq))
+            } == .rateLimited)
+        #expect(receiptsToRob() == 50)
+        // Another user has a bucket of their own.
+        let other = try await f.chats.directChat("ray", with: "rob")
+        try await f.chats.markRead("ray", chatId: other.chatId, cursor: ReadCursor(seq: 1))
+        f.clock.advance(seconds: 1)
+        try await f.chats.markRead("rae", chatId: chat.chatId, cursor: ReadCursor(seq: ack.seq))
+        #expect(receiptsToRob() == 52)
+    }
+
     @Test func unreadCountsStopAtTheCap() async throws {
         var limits = ChatService.Limits()
         limits.unreadCap = 5
