@@ -35,6 +35,14 @@ extension ChatServer {
     }
 
     func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request) async throws {
+        // Every open socket counts, accepted or being refused, so refusals cannot pile up.
+        let open = openSockets.add(1, ordering: .relaxed).newValue
+        defer { openSockets.subtract(1, ordering: .relaxed) }
+        if open > configuration.maxConnections + configuration.maxRefusing {
+            ChatMetrics.shared.serverFull.increment()
+            try await outbound.close(.unknown(1013), reason: "server_full")
+            return
+        }
         let userId: String
         do {
             userId = try await user(request, webSocket: true)

@@ -25,6 +25,8 @@ public final class ChatServer: Service, Sendable {
     let credentials: CredentialGuard
     let chats: ChatService
     let polls: PollSessions
+    /// WebSockets open now, accepted or being refused (`ChatServerConfiguration.maxRefusing`).
+    let openSockets = Atomic<Int>(0)
     let directory: ServerDirectory
     let delivery: any Delivery
     let peers: PeerLinks

@@ -37,6 +37,11 @@ public struct ChatServerConfiguration: Sendable {
     /// client need them too), so the cap stays below the descriptor limit; `confab chat serve`
     /// sets it from the limit in effect.
     public var maxConnections = 10_000
+    /// WebSockets being refused at once beyond `maxConnections` (a refusal sends its reason and
+    /// waits up to 2 s for the client's close, holding a descriptor). Past `maxConnections +
+    /// maxRefusing` open sockets, a new upgrade is closed at once (1013), whatever its token: a
+    /// flood of refused upgrades cannot hold more descriptors than that (issue 12).
+    public var maxRefusing = 256
     public var outboxMaxEvents = 1000
     public var outboxMaxBytes = 4 << 20
     /// A long-polling device that has not polled for this long is offline.

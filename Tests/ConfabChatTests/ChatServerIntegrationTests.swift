@@ -422,6 +422,27 @@ extension ChatServerIntegrationTests {
 extension ChatServerIntegrationTests {
     /// Send → ack and send → receipt on another user's device over a 3-node RF-3 ring, one
     /// message at a time; prints the distribution (a measurement for the report, not a gate).
+    /// Issue 12: refused upgrades count against the connection cap. A refusal lingers up to 2 s
+    /// for the client's close; past `maxConnections + maxRefusing` open sockets a new upgrade is
+    /// closed at once, whatever its token — before, a flood of bad tokens held a descriptor each.
+    @Test func upgradesPastTheCapAndTheRefusalAllowanceCloseAtOnce() async throws {
+        let stack = try await ChatStack.start {
+            $0.maxConnections = 1
+            $0.maxRefusing = 0
+        }
+        let ida = try await stack.register("ida")
+        let held = try await stack.socket(token: ida)
+        _ = try await held.next("hello")
+        let flood = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=forged.token")
+        #expect(flood.closeCode == 1013 && flood.texts.isEmpty, "\(flood)")
+        await held.close()
+        try await eventuallyTrue("below the cap, a bad token gets its reason again") {
+            let bad = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=forged.token")
+            return bad.firstJSON?["code"] as? String == "bad_token" && bad.closeCode == 4001
+        }
+        try await stack.stop()
+    }
+
     @Test func aFullServerRefusesNewSocketsWithServerFullAndRecovers() async throws {
         let stack = try await ChatStack.start { $0.maxConnections = 1 }
         let gus = try await stack.register("gus")
