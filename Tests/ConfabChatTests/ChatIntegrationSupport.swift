@@ -61,7 +61,15 @@ final class ChatStack: Sendable {
             var nodeConfig = NodeConfiguration(dataDirectory: directory.path)
             nodeConfig.tables = ChatSchema.registry
             nodeConfig.listen = NodeAddress(host: "127.0.0.1", port: 0)
-            if nodeCount == 1 { nodeConfig.replicationFactor = 1 }
+            if nodeCount == 1 {
+                nodeConfig.replicationFactor = 1
+                // The chat tests share two cores with process tests and a browser; a lone node's
+                // fsync has been seen to take over the default 2 s there (a 503 in the fresh-clone
+                // CI beside a CPU hog). A timeout is an error, never a loss, so a longer one here
+                // hides nothing; the multi-node stacks keep 2 s for their failover tests.
+                nodeConfig.writeTimeout = .seconds(10)
+                nodeConfig.readTimeout = .seconds(10)
+            }
             if nodeCount > 1 {
                 nodeConfig.seeds = i == 0 ? [] : [addresses[0]]
                 nodeConfig.gossipInterval = .milliseconds(100)
