@@ -24,12 +24,9 @@ final class ExitWatch {
 
     /// The fallback look: whether the process has exited.
     private func hasExited(_ process: ServerProcess) -> Bool {
-        if reaping { return !process.isAlive }
+        if reaping { return !process.isRunning }  // not isAlive: a child may not have exec'd yet
         // Without reaping: gone, or a zombie waiting for the caller's waitpid.
-        if kill(process.pid, 0) != 0 { return true }
-        let stat = (try? String(contentsOfFile: "/proc/\(process.pid)/stat", encoding: .utf8)) ?? ""
-        guard let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+        return kill(process.pid, 0) != 0 || ServerProcess.hasExited(process.pid)
     }
 
     deinit { for fd in descriptors where fd >= 0 { close(fd) } }

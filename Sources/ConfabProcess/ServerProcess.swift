@@ -175,15 +175,20 @@ public struct ServerProcess: Sendable, Hashable {
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid { return false }
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        return !Self.hasExited(pid)
+    }
+
+    /// Whether `pid` is a zombie or dead (`/proc/PID/stat` state Z or X): exited, not yet reaped.
+    static func hasExited(_ pid: pid_t) -> Bool {
         #if os(Linux)
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
-            {
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                if fields.first == "Z" || fields.first == "X" { return false }
-            }
+            else { return false }
+            let state = stat[stat.index(after: close)...].split(separator: " ").first
+            return state == "Z" || state == "X"
+        #else
+            return false
         #endif
-        return true
     }
 
     /// Sends `signal`; false when the process is already gone.

@@ -81,7 +81,7 @@ extension ChatProcessTests {
         #expect(byEnvironment.err.contains("has mode 644"), "\(byEnvironment.err)")
         let inArgv = try await TestCommand.run(binary, serve + ["--secret", hex])
         #expect(inArgv.status != 0)
-        #expect(inArgv.err.contains("--secret"), "\(inArgv.err)")
+        #expect(inArgv.err.contains("Unknown option '--secret'"), "\(inArgv.err)")
     }
 }
 

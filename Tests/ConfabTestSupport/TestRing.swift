@@ -19,7 +19,7 @@ package enum TestRing {
 
     /// Starts `count` nodes in `directory` (`node1`…: data directory and `<tag>.log`): the first
     /// alone, then the others seeded by it, and waits until every node sees all of them normal
-    /// and up. Returns them in order; `port(of:)` has their ports.
+    /// and up. Returns them in order, with their ports.
     package static func start(
         binary: String, count: Int = 3, directory: String, extraFlags: [String] = []
     ) async throws -> (nodes: [TestServer], ports: [Int]) {
