@@ -83,7 +83,10 @@ struct RingStartCommand: ParsableCommand {
             let timeout = Duration.milliseconds(Int(self.timeout * 1000))
             let status: (RingStatus, String, [RefusedNode])
             do {
-                status = try runBlocking { try await Self.start(supervisor, timeout: timeout, isNew: isNew) }
+                status = try runBlocking {
+                    try await Self.start(
+                        supervisor, timeout: timeout, isNew: isNew, mayMovePorts: isNew && basePort == nil)
+                }
             } catch {
                 // A new ring that never came up is forgotten (its logs stay), so that the next
                 // `ring start` plans afresh instead of restarting a broken command line.
@@ -203,7 +206,13 @@ struct RingStartCommand: ParsableCommand {
     /// starting is left down and returned (one bad data directory must not take the ring's
     /// healthy nodes down with it — Cassandra's nodes fail alone too); on any other failure, or
     /// when every node refused, stops what it started and rethrows.
-    private static func start(_ supervisor: RingSupervisor, timeout: Duration, isNew: Bool) async throws
+    ///
+    /// `mayMovePorts`: the ports were picked free in advance (bind to 0, release), so another
+    /// process can take one before the node binds it; such a node is given fresh ports and
+    /// launched again (up to 3 times) instead of being reported as refused.
+    private static func start(
+        _ supervisor: RingSupervisor, timeout: Duration, isNew: Bool, mayMovePorts: Bool
+    ) async throws
         -> (RingStatus, String, [RefusedNode])
     {
         let clock = supervisor.clock
@@ -218,10 +227,30 @@ struct RingStartCommand: ParsableCommand {
                 // A brand-new ring holds no data: its nodes join without streaming (Cassandra's
                 // auto_bootstrap: false for a new cluster). Not recorded: a later start of a node
                 // whose data directory was lost bootstraps.
-                if let failure = await Self.launch(
+                // Test hook: play "another process took this node's port first" (the race of
+                // picking free ports in advance), to show the node is moved, not lost.
+                var heldPort: Int32 = -1
+                if ProcessInfo.processInfo.environment["CONFAB_TEST_TAKE_PORT_OF_NODE"] == String(node.index) {
+                    heldPort = (try? LocalPorts.hold(node.port, host: node.host)) ?? -1
+                }
+                defer { if heldPort >= 0 { close(heldPort) } }
+                var failure = await Self.launch(
                     supervisor, node.index, timeout: min(.seconds(30), remaining()),
                     extraArguments: isNew ? ["--auto-bootstrap", "false"] : [])
+                var moves = 0
+                while mayMovePorts, moves < 3, let lost = failure, lost.code == .startFailed,
+                    lost.description.contains("Address already in use")
                 {
+                    moves += 1
+                    try movePorts(of: node.index, in: supervisor)
+                    let moved = try supervisor.state.node(node.index, directory: supervisor.directory)
+                    RingCommand.progress(
+                        "node \(node.index) lost its port to another process; starting it on \(moved.addressText)…")
+                    failure = await Self.launch(
+                        supervisor, node.index, timeout: min(.seconds(30), remaining()),
+                        extraArguments: ["--auto-bootstrap", "false"])
+                }
+                if let failure {
                     guard failure.code == .startFailed else { throw failure }
                     RingCommand.progress(
                         "node \(node.index) refused to start; leaving it down and starting the others: \(failure)")
@@ -246,6 +275,39 @@ struct RingStartCommand: ParsableCommand {
                 "start failed; stopping the nodes started so far (their logs stay in \(supervisor.directory))…")
             _ = try? supervisor.stop(all, timeout: .seconds(10))
             throw error
+        }
+    }
+
+    /// Gives node `index` of a new ring fresh free ports (listen and metrics), in its record and
+    /// its command line; when it is the seed (node 1), every node's `--seeds` follows.
+    private static func movePorts(of index: Int, in supervisor: RingSupervisor) throws(RingCommandError) {
+        let taken = Set(supervisor.state.nodes.flatMap { [$0.port, $0.metricsPort ?? 0] })
+        func fresh(_ avoiding: Set<Int>) throws(RingCommandError) -> Int {
+            var port = try LocalPorts.free(host: "127.0.0.1")
+            while avoiding.contains(port) { port = try LocalPorts.free(host: "127.0.0.1") }
+            return port
+        }
+        let port = try fresh(taken)
+        let metricsPort = try fresh(taken.union([port]))
+        let node = try supervisor.state.node(index, directory: supervisor.directory)
+        let address = "\(node.host):\(port)"
+        func replacing(_ flag: String, with value: String, in command: [String]) -> [String] {
+            var command = command
+            if let i = command.firstIndex(of: flag), i + 1 < command.count { command[i + 1] = value }
+            return command
+        }
+        try supervisor.update(index) {
+            $0.port = port
+            $0.metricsPort = metricsPort
+            $0.command = replacing("--listen", with: address, in: $0.command)
+            $0.command = replacing("--metrics-port", with: String(metricsPort), in: $0.command)
+        }
+        if index == 1 {
+            for other in supervisor.state.nodes {
+                try supervisor.update(other.index) {
+                    $0.command = replacing("--seeds", with: address, in: $0.command)
+                }
+            }
         }
     }
 

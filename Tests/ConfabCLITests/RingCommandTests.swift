@@ -186,6 +186,43 @@ import Testing
         #expect(down.status == 0, "ring stop failed: \(down.err)")
     }
 
+    /// `ring start` picks free ports in advance (ring.json records them); another process may
+    /// bind one first. The node that lost its port is moved to fresh ones, and when it is the
+    /// seed every node's `--seeds` follows, instead of the start failing on "address in use".
+    @Test func aNodeWhosePortIsTakenBeforeItBindsIsMovedNotLost() async throws {
+        let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
+        let temp = TempDirectory("confab-ring-port")
+        let dir = "\(temp.path)/ring"
+        defer {
+            if let state = try? RingFile.load(from: dir) {
+                for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
+                    kill(node.pid!, SIGKILL)
+                }
+                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
+            }
+        }
+        let start = try await confab(
+            binary, ["ring", "start", "--nodes", "2", "--dir", dir, "--timeout", "40"],
+            environment: ["CONFAB_TEST_TAKE_PORT_OF_NODE": "1"])
+        try #require(start.status == 0, "ring start failed: \(start.err)")
+        #expect(start.err.contains("node 1 lost its port to another process"), "\(start.err)")
+        let state = try loadState(dir)
+        let seed = state.nodes[0]
+        #expect(seed.command.contains("127.0.0.1:\(seed.port)"), "\(seed.command)")
+        for node in state.nodes {
+            #expect(isRunning(node.pid, dataDir: node.dataDir), "node \(node.index) is not running")
+            #expect(node.command.contains("127.0.0.1:\(node.port)"))
+            let seeds = try #require(node.command.firstIndex(of: "--seeds"))
+            #expect(node.command[seeds + 1] == "127.0.0.1:\(seed.port)", "\(node.command)")
+        }
+        let post = try await confab(
+            binary, ["post", "79", "--sender", "ada", "--text", "moved", "--consistency", "all"],
+            environment: ["CONFAB_RING_DIR": dir])
+        #expect(post.status == 0, "post failed: \(post.err)")
+        let stop = try await confab(binary, ["ring", "stop", "--dir", dir])
+        #expect(stop.status == 0, "ring stop failed: \(stop.err)")
+    }
+
     @Test func commandsWithoutARingExplain() async throws {
         let binary = try #require(confabExecutablePath())
         let temp = TempDirectory("confab-ring-none")
