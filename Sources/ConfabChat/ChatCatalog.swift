@@ -238,13 +238,16 @@ struct ChatCatalog: Sendable {
     // MARK: Chat servers
 
     /// A server's heartbeat: its row in `chat.servers`, expiring after `ttlSeconds` unless rewritten.
-    func putServer(id: String, address: String, ttlSeconds: Int32) async throws {
+    func putServer(id: String, address: String, peerAddress: String, ttlSeconds: Int32) async throws {
         try await write(
             row(
                 RowWrite(
                     table: ChatTables.servers, partitionKey: ChatTables.serversPartition,
                     clustering: ClusteringKey([.bytes(Array(id.utf8))]).bytes,
-                    cells: [(ChatTables.ServerColumn.address, Array(address.utf8))], ttl: ttlSeconds)))
+                    cells: [
+                        (ChatTables.ServerColumn.address, Array(address.utf8)),
+                        (ChatTables.ServerColumn.peerAddress, Array(peerAddress.utf8)),
+                    ], ttl: ttlSeconds)))
     }
 
     /// Deletes a server's heartbeat (graceful shutdown: the others drop it at once).
@@ -256,14 +259,24 @@ struct ChatCatalog: Sendable {
                 writeTime: clock.nowMicros(), nowSeconds: clock.nowSeconds()))
     }
 
-    /// Live servers (rows not yet expired): id → address.
-    func servers() async throws -> [String: String] {
+    /// Live servers (rows not yet expired): id → (public address, peer-link address).
+    func servers() async throws -> [String: ServerAddresses] {
         let rows = try await read(
             SliceQuery(table: ChatTables.servers, partitionKey: ChatTables.serversPartition, limit: 10_000))
-        var out: [String: String] = [:]
+        var out: [String: ServerAddresses] = [:]
         for r in rows {
-            if let id = r.bytesComponent(0), let a = r.string(ChatTables.ServerColumn.address) { out[id] = a }
+            if let id = r.bytesComponent(0), let a = r.string(ChatTables.ServerColumn.address),
+                let p = r.string(ChatTables.ServerColumn.peerAddress)
+            {
+                out[id] = ServerAddresses(public: a, peer: p)
+            }
         }
         return out
     }
+}
+
+/// Where a chat server is reached: by devices, and by the other servers' peer links.
+struct ServerAddresses: Hashable, Sendable {
+    var `public`: String
+    var peer: String
 }

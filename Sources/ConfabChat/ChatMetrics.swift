@@ -30,6 +30,7 @@ struct ChatMetrics: Sendable {
     let forwardDropped = Counter(label: "confab_chat_forward_dropped_total")
     let forwardReceived = Counter(label: "confab_chat_forward_received_total")
     let peerConnects = Counter(label: "confab_chat_peer_connects_total")
+    let peerRefused = Counter(label: "confab_chat_peer_handshakes_refused_total")
     let peerLinks = Gauge(label: "confab_chat_peer_links")
     let wrongServer = Counter(label: "confab_chat_wrong_server_total")
     /// WebSockets refused because the server held `maxConnections`.

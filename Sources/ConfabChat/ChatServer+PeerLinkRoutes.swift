@@ -15,19 +15,20 @@ extension ChatServer {
         }
     }
 
+    /// One peer link from another chat server: the challenge–response first (`PeerHandshake`),
+    /// then its frames. A sender that does not prove the secret within 10 s, or answers another
+    /// connection's challenge, is closed with 4001 and has changed nothing.
     func serveInternal(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, request: Request)
         async throws
     {
-        let q = request.uri.queryParameters
-        guard
-            internalAuth.verify(
-                from: q.get("from"), ts: q.get("ts"), sig: q.get("sig"), nowSeconds: clock.nowMicros() / 1_000_000)
-        else {
-            logger.warning(
-                "refused /internal/ws: bad or stale signature", metadata: ["from": "\(q.get("from") ?? "?")"])
-            try await Self.refuse(inbound: inbound, outbound: outbound, code: 4001, reason: "bad_token")
-            return
+        let receiverNonce = PeerHandshake.nonce()
+        try await outbound.write(.text(PeerHandshake.challenge(nonce: receiverNonce)))
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(10))
+            try? await outbound.close(.unknown(4001), reason: "handshake_timeout")
         }
+        defer { watchdog.cancel() }
+        var sender: String?
         // Answers to forwarded sends go back on this connection, written by one task in the
         // order they complete.
         let (answers, answer) = AsyncStream<String>.makeStream()
@@ -37,6 +38,23 @@ extension ChatServer {
             }
             for try await message in inbound.messages(maxSize: 8 << 20) {
                 guard case .text(let text) = message else { continue }
+                guard sender != nil else {
+                    guard let (from, senderNonce) = peerHandshake.verifyHello(text, receiverNonce: receiverNonce)
+                    else {
+                        ChatMetrics.shared.peerRefused.increment()
+                        logger.warning(
+                            "refused a peer link: its hello does not answer this connection's challenge with the deployment's secret"
+                        )
+                        try? await outbound.close(.unknown(4001), reason: "bad_token")
+                        break
+                    }
+                    watchdog.cancel()
+                    sender = from
+                    answer.yield(
+                        peerHandshake.welcome(
+                            receiverId: configuration.serverId, receiverNonce: receiverNonce, senderNonce: senderNonce))
+                    continue
+                }
                 if let (id, forwarded) = PeerSend.parse(text) {
                     group.addTask {
                         let result: Result<SendAck, ChatError>
@@ -71,7 +89,7 @@ extension ChatServer {
         }
         // Frames written on a connection that ended may never have arrived: every device here
         // catches up rather than trusting that none was lost.
-        if !shutdown.isTriggered {
+        if sender != nil, !shutdown.isTriggered {
             hub.deliver(EncodedEvent(.resync), to: hub.userIds)
         }
     }
@@ -93,7 +111,7 @@ extension ChatServer {
         await withTaskGroup(of: [PresenceInfo].self) { group in
             for (id, g) in byOwner {
                 group.addTask {
-                    if let link = self.peers.link(to: id, address: g.address),
+                    if let link = self.peers.link(to: id),
                         let body = try? await link.request(
                             timeout: .seconds(2), { PeerPresence.encoded(id: $0, users: g.users) }),
                         let answer = PeerPresence.decode(body)
@@ -118,7 +136,7 @@ extension ChatServer {
             byOwner[owner.id, default: (owner.address, [])].users.append(user)
         }
         for (id, group) in byOwner {
-            peers.link(to: id, address: group.address)?.send(
+            peers.link(to: id)?.send(
                 PeerFrame(type: frame.type, users: group.users, json: frame.json, forwarded: true))
         }
     }
@@ -172,7 +190,7 @@ extension ChatServer {
     func watchOwnership() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.serverRefreshInterval)
-            peers.retain(directory.servers)
+            peers.retain(directory.peerLinkAddresses)
             peers.flushDropped()
             for user in hub.userIds {
                 guard let owner = foreignOwner(of: user) else { continue }

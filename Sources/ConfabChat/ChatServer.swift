@@ -30,8 +30,9 @@ public final class ChatServer: Service, Sendable {
     let directory: ServerDirectory
     let delivery: any Delivery
     let peers: PeerLinks
-    let internalAuth: InternalAuth
-    private let port = Mutex<(Int?, [CheckedContinuation<Int, any Error>])>((nil, []))
+    let peerHandshake: PeerHandshake
+    private let port = PortLatch()
+    private let peerPort = PortLatch()
     let shutdown = ShutdownSignal()
 
     public init(
@@ -49,9 +50,9 @@ public final class ChatServer: Service, Sendable {
             heartbeatInterval: configuration.heartbeatInterval,
             refreshInterval: configuration.serverRefreshInterval, logger: logger)
         self.directory = directory
-        self.internalAuth = InternalAuth(secret: configuration.secret)
+        self.peerHandshake = PeerHandshake(secret: configuration.secret)
         self.peers = PeerLinks(
-            serverId: configuration.serverId, auth: internalAuth, clock: clock,
+            serverId: configuration.serverId, directory: directory, handshake: peerHandshake, clock: clock,
             maxFrames: configuration.peerQueueMaxFrames, logger: logger)
         self.delivery = ForwardingDelivery(hub: hub, directory: directory, peers: peers)
         self.accounts = AccountService(
@@ -78,16 +79,7 @@ public final class ChatServer: Service, Sendable {
     }
 
     /// The port the server listens on, once it does (the real one when configured with port 0).
-    public func listeningPort() async throws -> Int {
-        try await withCheckedThrowingContinuation { c in
-            let known: Int? = port.withLock { p in
-                if let v = p.0 { return v }
-                p.1.append(c)
-                return nil
-            }
-            if let known { c.resume(returning: known) }
-        }
-    }
+    public func listeningPort() async throws -> Int { try await port.value() }
 
     /// "http://host:port" of this server, once it listens.
     public var address: String { directory.ownAddress }
@@ -112,7 +104,27 @@ public final class ChatServer: Service, Sendable {
         addOperationsRoutes(to: router)
         let wsRouter = Router(context: ChatRequestContext.self)
         addWebSocket(to: wsRouter)
-        addInternalWebSocket(to: wsRouter)
+        // Peer links have a listener of their own, loopback by default, never the public port
+        // (docs/operations.md, "Ports"); it serves nothing else.
+        let peerRouter = Router(context: ChatRequestContext.self)
+        addInternalWebSocket(to: peerRouter)
+        let peerApp = Application(
+            router: Router(context: ChatRequestContext.self),
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: peerRouter,
+                configuration: .init(
+                    ws: WebSocketServerConfiguration(
+                        maxFrameSize: 8 << 20, autoPing: .enabled(timePeriod: .seconds(30)))
+                )),
+            configuration: .init(
+                address: .hostname(configuration.peerHost, port: configuration.peerPort),
+                serverName: "confab-chat-peer"),
+            onServerRunning: { [self] channel in
+                let bound = channel.localAddress?.port ?? configuration.peerPort
+                directory.setPeerAddress("http://\(configuration.shownPeerHost):\(bound)")
+                peerPort.set(bound)
+            },
+            logger: logger)
         let app = Application(
             router: router,
             server: .http1WebSocketUpgrade(
@@ -126,20 +138,17 @@ public final class ChatServer: Service, Sendable {
             onServerRunning: { [self] channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 directory.setAddress("http://\(configuration.shownHost):\(bound)")
-                let waiters = port.withLock { p in
-                    p.0 = bound
-                    defer { p.1 = [] }
-                    return p.1
-                }
-                for w in waiters { w.resume(returning: bound) }
+                port.set(bound)
             },
             logger: logger)
         do {
             try await withGracefulShutdownHandler {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await app.run() }
+                    group.addTask { try await peerApp.run() }
                     group.addTask { [self] in
                         _ = try await listeningPort()
+                        _ = try await peerPort.value()
                         await directory.run()
                     }
                     group.addTask { [self] in
@@ -169,12 +178,12 @@ public final class ChatServer: Service, Sendable {
     }
 
     private func failListeners(_ error: any Error) {
-        let waiters = port.withLock { p in
-            defer { p.1 = [] }
-            return p.1
-        }
-        for w in waiters { w.resume(throwing: error) }
+        port.fail(error)
+        peerPort.fail(error)
     }
+
+    /// The port of the peer-link listener, once it listens.
+    public func peerListeningPort() async throws -> Int { try await peerPort.value() }
 
     /// Tells everyone who shares a chat with `userId` whether they are online now.
     func announcePresence(of userId: String) async {

@@ -9,6 +9,14 @@ public struct ChatServerConfiguration: Sendable {
     /// Host put in this server's advertised address ("http://host:port") for `/api/route` and
     /// the other servers; default `host` (127.0.0.1 when listening on 0.0.0.0 or ::).
     public var advertisedHost: String?
+    /// Address of the peer-link listener (`/internal/ws`, the other chat servers only): loopback
+    /// by default, so a deployment on several hosts sets it to an address the others reach and
+    /// firewalls it from users. Port 0 picks a free port; the address is published in the
+    /// server's heartbeat row.
+    public var peerHost = "127.0.0.1"
+    public var peerPort = 0
+    /// Host put in the published peer-link address; default `peerHost` (as `advertisedHost`).
+    public var advertisedPeerHost: String?
     /// Unique per running server; the key of its heartbeat row.
     public var serverId: String
     /// Signs tokens. Every chat server of a deployment must share it.
@@ -68,6 +76,15 @@ public struct ChatServerConfiguration: Sendable {
     public init(serverId: String = "chat-" + String(UInt32.random(in: 0...UInt32.max), radix: 36), secret: [UInt8]) {
         self.serverId = serverId
         self.secret = secret
+    }
+
+    var shownPeerHost: String {
+        let h = advertisedPeerHost ?? ((peerHost == "0.0.0.0" || peerHost == "::") ? shownHostName : peerHost)
+        return h.contains(":") ? "[\(h)]" : h
+    }
+
+    private var shownHostName: String {
+        advertisedHost ?? ((host == "0.0.0.0" || host == "::") ? "127.0.0.1" : host)
     }
 
     var shownHost: String {

@@ -49,7 +49,12 @@ enum ChatTables {
     }
     /// Column 2 (not 0, the old microsecond cursor of protocol 1) so an old row never reads as a seq.
     enum ReadCursorColumn { static let readSeq: UInt32 = 2 }
-    enum ServerColumn { static let address: UInt32 = 0 }
+    enum ServerColumn {
+        /// "http://host:port" devices are sent to (`wrong_server`, `/api/route`).
+        static let address: UInt32 = 0
+        /// "http://host:port" of the server's peer-link listener, kept off the public port.
+        static let peerAddress: UInt32 = 1
+    }
 
     /// The clustering key of the single row of a table without clustering columns.
     static let singleRow = ClusteringKey([.int64(0)]).bytes

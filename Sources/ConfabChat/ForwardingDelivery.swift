@@ -29,7 +29,7 @@ struct ForwardingDelivery: Delivery {
         }
         if !local.isEmpty { hub.deliver(encoded, to: local, excludingDevice: excludingDevice) }
         for (peerId, group) in remote {
-            peers.link(to: peerId, address: group.address)?
+            peers.link(to: peerId)?
                 .send(PeerFrame(type: encoded.type, users: group.users.sorted(), json: encoded.json))
         }
     }

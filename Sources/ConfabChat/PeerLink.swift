@@ -17,7 +17,7 @@ final class PeerLink: Sendable {
     let address: String
     let queue: PeerQueue
     private let serverId: String
-    private let auth: InternalAuth
+    private let handshake: PeerHandshake
     private let clock: any ChatClock
     private let logger: Logger
     private let connected = Mutex(false)
@@ -28,13 +28,14 @@ final class PeerLink: Sendable {
         (1, [:]))
 
     init(
-        peerId: String, address: String, serverId: String, auth: InternalAuth, clock: any ChatClock, maxFrames: Int,
+        peerId: String, address: String, serverId: String, handshake: PeerHandshake, clock: any ChatClock,
+        maxFrames: Int,
         logger: Logger
     ) {
         self.peerId = peerId
         self.address = address
         self.serverId = serverId
-        self.auth = auth
+        self.handshake = handshake
         self.clock = clock
         self.logger = logger
         self.queue = PeerQueue(maxFrames: maxFrames)
@@ -132,31 +133,66 @@ final class PeerLink: Sendable {
             let base =
                 address.hasPrefix("https://")
                 ? "wss://" + address.dropFirst(8) : "ws://" + address.dropFirst(address.hasPrefix("http://") ? 7 : 0)
-            let url =
-                "\(base)/internal/ws?\(auth.query(serverId: serverId, unixSeconds: clock.nowMicros() / 1_000_000))"
+            let url = "\(base)/internal/ws"
             let reached = ConnectAttempt()
             do {
                 let close = try await WebSocketClient.connect(
                     url: url, configuration: .init(maxFrameSize: 8 << 20), logger: logger
                 ) { inbound, outbound, _ in
-                    self.connected.withLock { $0 = true }
-                    reached.reached.withLock { $0 = true }
-                    ChatMetrics.shared.peerConnects.increment()
+                    // The peer must answer the handshake within 10 s (closing ends `inbound`).
+                    let watchdog = Task {
+                        try await Task.sleep(for: .seconds(10))
+                        try? await outbound.close(.unknown(4001), reason: "handshake_timeout")
+                    }
                     defer {
+                        watchdog.cancel()
                         self.connected.withLock { $0 = false }
                         self.failPending()
                     }
+                    let (opened, open) = AsyncStream<Void>.makeStream()
                     try await withThrowingTaskGroup(of: Void.self) { group in
-                        // Reading notices the peer going away (and answers its pings) while the
-                        // writer waits on an empty queue.
+                        // Reading runs the handshake, then notices the peer going away (and
+                        // answers its pings) while the writer waits on an empty queue.
                         group.addTask {
+                            var nonces: (receiver: String, sender: String)?
+                            var welcomed = false
                             for try await message in inbound.messages(maxSize: 1 << 20) {
-                                if case .text(let text) = message, let (id, body) = PeerSend.parseResultFrame(text) {
-                                    self.finish(id, .success(body))
+                                guard case .text(let text) = message else { continue }
+                                if welcomed {
+                                    if let (id, body) = PeerSend.parseResultFrame(text) {
+                                        self.finish(id, .success(body))
+                                    }
+                                } else if let (receiver, sender) = nonces {
+                                    guard
+                                        self.handshake.verifyWelcome(
+                                            text, receiverNonce: receiver, senderNonce: sender) == self.peerId
+                                    else {
+                                        throw PeerLinkRefused(
+                                            "chat server \(self.peerId) did not prove the deployment's secret")
+                                    }
+                                    welcomed = true
+                                    watchdog.cancel()
+                                    self.connected.withLock { $0 = true }
+                                    reached.reached.withLock { $0 = true }
+                                    ChatMetrics.shared.peerConnects.increment()
+                                    open.yield()
+                                } else if let receiver = PeerHandshake.parseChallenge(text) {
+                                    let sender = PeerHandshake.nonce()
+                                    nonces = (receiver, sender)
+                                    try await outbound.write(
+                                        .text(
+                                            self.handshake.hello(
+                                                from: self.serverId, receiverNonce: receiver, senderNonce: sender)))
                                 }
                             }
                         }
                         group.addTask {
+                            var isOpen = false
+                            for await _ in opened {
+                                isOpen = true
+                                break
+                            }
+                            guard isOpen else { return }
                             while let text = await self.queue.next() {
                                 do {
                                     try await outbound.write(.text(text))
@@ -172,7 +208,7 @@ final class PeerLink: Sendable {
                 }
                 if let close, close.closeCode == .unknown(4001) {
                     logger.warning(
-                        "chat server \(peerId) refused this server's signature on /internal/ws: start every chat server of the deployment with the same --secret-file"
+                        "chat server \(peerId) refused this server's peer-link handshake: start every chat server of the deployment with the same --secret-file"
                     )
                 }
             } catch {
@@ -186,6 +222,13 @@ final class PeerLink: Sendable {
         queue.finish()
         failPending()
     }
+}
+
+/// The peer at a link's address failed the handshake (a server without the secret, or another
+/// server than the directory names).
+private struct PeerLinkRefused: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Whether one connection attempt got as far as the peer (the handshake succeeded): a reference,

@@ -11,27 +11,34 @@ final class PeerLinks: Sendable {
     }
 
     private let serverId: String
-    private let auth: InternalAuth
+    private let directory: ServerDirectory
+    private let handshake: PeerHandshake
     private let clock: any ChatClock
     private let maxFrames: Int
     private let logger: Logger
     private let entries = Mutex<(links: [String: Entry], stopped: Bool)>(([:], false))
 
-    init(serverId: String, auth: InternalAuth, clock: any ChatClock, maxFrames: Int, logger: Logger) {
+    init(
+        serverId: String, directory: ServerDirectory, handshake: PeerHandshake, clock: any ChatClock, maxFrames: Int,
+        logger: Logger
+    ) {
         self.serverId = serverId
-        self.auth = auth
+        self.directory = directory
+        self.handshake = handshake
         self.clock = clock
         self.maxFrames = maxFrames
         self.logger = logger
     }
 
-    /// The link to `peerId` at `address`, started if needed; nil after `stop()`.
-    func link(to peerId: String, address: String) -> PeerLink? {
+    /// The link to `peerId` at its peer-link address, started if needed; nil after `stop()` or
+    /// while that address is not known (the peer's row has not been read yet).
+    func link(to peerId: String) -> PeerLink? {
+        guard let address = directory.peerAddress(of: peerId), !address.isEmpty else { return nil }
         let (link, old): (PeerLink?, Entry?) = entries.withLock { e in
             guard !e.stopped else { return (nil, nil) }
             if let existing = e.links[peerId], existing.link.address == address { return (existing.link, nil) }
             let link = PeerLink(
-                peerId: peerId, address: address, serverId: serverId, auth: auth, clock: clock,
+                peerId: peerId, address: address, serverId: serverId, handshake: handshake, clock: clock,
                 maxFrames: maxFrames, logger: logger)
             let old = e.links[peerId]
             e.links[peerId] = Entry(link: link, task: Task { await link.run() })
@@ -41,7 +48,7 @@ final class PeerLinks: Sendable {
         return link
     }
 
-    /// Stops the links to servers no longer in `live` (id → address).
+    /// Stops the links to servers no longer in `live` (id → peer-link address).
     func retain(_ live: [String: String]) {
         let gone: [Entry] = entries.withLock { e in
             let dead = e.links.filter { live[$0.key] != $0.value.link.address }

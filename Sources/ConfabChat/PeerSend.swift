@@ -139,8 +139,10 @@ struct PeerRouting: ChatRouting {
     func forward(chatId: Int64, _ send: ChatSequencer.Send) async throws -> SendAck? {
         let owner = directory.owner(ofChat: chatId)
         guard owner.id != directory.serverId else { return nil }
-        guard let link = peers.link(to: owner.id, address: owner.address) else {
-            throw ChatError(.storageUnavailable, "this chat server is shutting down; retry on another")
+        guard let link = peers.link(to: owner.id) else {
+            throw ChatError(
+                .storageUnavailable,
+                "no link to the chat's owner server (this one is shutting down, or the owner just left); retry")
         }
         return try await link.request(PeerSend(chatId: chatId, send: send), timeout: timeout)
     }
@@ -148,8 +150,10 @@ struct PeerRouting: ChatRouting {
     func membersChanged(chatId: Int64) async throws {
         let owner = directory.owner(ofChat: chatId)
         guard owner.id != directory.serverId else { return }
-        guard let link = peers.link(to: owner.id, address: owner.address) else {
-            throw ChatError(.storageUnavailable, "this chat server is shutting down")
+        guard let link = peers.link(to: owner.id) else {
+            throw ChatError(
+                .storageUnavailable,
+                "no link to the chat's owner server (this one is shutting down, or the owner just left); retry")
         }
         let body = try await link.request(timeout: timeout) { PeerMembersChanged.encoded(id: $0, chatId: chatId) }
         guard PeerMembersChanged.isDone(body) else {

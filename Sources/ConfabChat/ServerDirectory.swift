@@ -13,7 +13,10 @@ final class ServerDirectory: Sendable {
     let heartbeatInterval: Duration
     let refreshInterval: Duration
     private let address = Mutex<String>("")
+    private let peerListener = Mutex<String>("")
     private let hashing = Mutex(ServerHashing(servers: [:]))
+    /// Server id → its peer-link address, from the same read as `hashing`.
+    private let peerAddresses = Mutex<[String: String]>([:])
     /// When this server's heartbeat last reached the ring.
     private let lastBeat = Mutex<ContinuousClock.Instant?>(nil)
     /// Whether a read of `chat.servers` has succeeded since this server's first heartbeat: only
@@ -45,6 +48,18 @@ final class ServerDirectory: Sendable {
 
     var ownAddress: String { address.withLock { $0 } }
 
+    /// This server's peer-link listener ("http://host:port"), known once it listens.
+    func setPeerAddress(_ a: String) {
+        peerListener.withLock { $0 = a }
+        peerAddresses.withLock { $0[serverId] = a }
+    }
+
+    /// Where the other servers' links reach `serverId`, as last read.
+    func peerAddress(of serverId: String) -> String? { peerAddresses.withLock { $0[serverId] } }
+
+    /// Live servers' peer-link addresses, as last read.
+    var peerLinkAddresses: [String: String] { peerAddresses.withLock { $0 } }
+
     /// Live servers as last read (always including this one).
     var servers: [String: String] { hashing.withLock { $0.servers } }
 
@@ -64,7 +79,8 @@ final class ServerDirectory: Sendable {
 
     func heartbeat() async throws {
         let started = ContinuousClock.now
-        try await store.putServer(id: serverId, address: ownAddress, ttlSeconds: ttlSeconds)
+        try await store.putServer(
+            id: serverId, address: ownAddress, peerAddress: peerListener.withLock { $0 }, ttlSeconds: ttlSeconds)
         lastBeat.withLock { $0 = started }
     }
 
@@ -83,9 +99,13 @@ final class ServerDirectory: Sendable {
     func refresh() async throws {
         let beatBefore = lastBeat.withLock { $0 } != nil
         defer { if beatBefore { refreshedSinceBeat.withLock { $0 = true } } }
-        var live = try await store.servers()
+        let rows = try await store.servers()
+        var live = rows.mapValues(\.public)
         if isLive { live[serverId] = ownAddress } else { live[serverId] = nil }
         if live.isEmpty { live[serverId] = ownAddress }
+        var peers = rows.mapValues(\.peer)
+        peers[serverId] = peerListener.withLock { $0 }
+        peerAddresses.withLock { $0 = peers }
         hashing.withLock { r in if r.servers != live { r = ServerHashing(servers: live) } }
     }
 

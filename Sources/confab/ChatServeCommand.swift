@@ -30,6 +30,16 @@ struct ChatServeCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            """
+            Address of the listener for the other chat servers' peer links (never the public port). \
+            Default 127.0.0.1:0 (a free loopback port, published in the server's heartbeat row); \
+            servers on several hosts need an address the others reach, firewalled from users.
+            """,
+            valueName: "host:port"))
+    var peerListen: String = "127.0.0.1:0"
+
+    @Option(
+        help: ArgumentHelp(
             "Comma-separated ring nodes (default 127.0.0.1:\(NodeAddress.defaultPort)).", valueName: "host:port,..."))
     var nodes: String = "127.0.0.1:\(NodeAddress.defaultPort)"
 
@@ -113,6 +123,7 @@ struct ChatServeCommand: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        _ = try peerAddress()
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         guard (2...3600).contains(heartbeatTTL) else {
             throw ValidationError("--heartbeat-ttl must be 2...3600 seconds")
@@ -125,6 +136,19 @@ struct ChatServeCommand: ParsableCommand {
             throw ValidationError("--login-rate must be positive and --login-burst at least 1")
         }
         _ = try addresses()
+    }
+
+    /// `--peer-listen` as (host, port); an IPv6 host in brackets.
+    func peerAddress() throws -> (host: String, port: Int) {
+        guard let colon = peerListen.lastIndex(of: ":"), let port = Int(peerListen[peerListen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw ValidationError("--peer-listen \(peerListen): expected host:port, e.g. 127.0.0.1:0 or 10.0.0.5:7600")
+        }
+        var host = String(peerListen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ValidationError("--peer-listen \(peerListen): the host is missing") }
+        return (host, port)
     }
 
     func addresses() throws -> [NodeAddress] {
@@ -175,6 +199,7 @@ struct ChatServeCommand: ParsableCommand {
         config.metricsExposition = MetricsBootstrap.exposition
         config.host = host
         config.port = port
+        (config.peerHost, config.peerPort) = try peerAddress()
         if let passwordRounds { config.passwordRounds = passwordRounds }
         config.heartbeatTTLSeconds = heartbeatTTL
         config.sendsPerSecond = sendRate

@@ -269,6 +269,21 @@ final class TestSocket: Sendable {
             "no \(type) frame within \(timeout); got: \(received.withLockedValue { $0.map(\.text) }.suffix(5))")
     }
 
+    /// The next unconsumed frame, whatever it holds (peer-link frames are not JSON).
+    func nextText(timeout: Duration = .seconds(15)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let found: String? = received.withLockedValue { frames in
+                guard let i = frames.firstIndex(where: { !$0.consumed }) else { return nil }
+                frames[i].consumed = true
+                return frames[i].text
+            }
+            if let found { return found }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        throw TestFailure("no frame within \(timeout)")
+    }
+
     /// The raw text frames received from position `index` on (consumed or not).
     func texts(from index: Int) -> [String] {
         received.withLockedValue { r in index < r.count ? r[index...].map(\.text) : [] }

@@ -443,6 +443,57 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 
+    /// Peer links (issue 12): `/internal/ws` is not on the public port, and its handshake is a
+    /// challenge per connection: a hello recorded on one connection, replayed on the next, is
+    /// refused with 4001 and the frames sent after it reach nobody. A real handshake's frame
+    /// does reach the device, so the check can fail.
+    @Test func peerLinksAreOffThePublicPortAndAReplayedHandshakeIsRefused() async throws {
+        let stack = try await ChatStack.start()
+        let ana = try await stack.register("ana")
+        let device = try await stack.socket(token: ana)
+        _ = try await device.next("hello")
+        let peerPort = try await stack.server.peerListeningPort()
+        #expect(peerPort != stack.port)
+        let onPublic = try await RawWebSocketProbe.open(port: stack.port, path: "/internal/ws")
+        #expect(onPublic.status != 101, "the public port upgraded a peer link: \(onPublic)")
+
+        let handshake = PeerHandshake(secret: ChatStack.secret)
+        let url = "ws://127.0.0.1:\(peerPort)/internal/ws"
+        let honest = TestSocket(url: url)
+        let challenge = try #require(PeerHandshake.parseChallenge(try await honest.nextText()))
+        let senderNonce = PeerHandshake.nonce()
+        let hello = handshake.hello(from: "peer-x", receiverNonce: challenge, senderNonce: senderNonce)
+        honest.sendRaw(hello)
+        let welcome = try await honest.nextText()
+        #expect(
+            handshake.verifyWelcome(welcome, receiverNonce: challenge, senderNonce: senderNonce) == "test-server",
+            "\(welcome)")
+        honest.sendRaw("deliver probe ana\n{\"n\":1,\"type\":\"probe\"}")
+        _ = try await device.next("probe") { $0["n"] as? Int == 1 }
+        await honest.close()
+
+        let replay = TestSocket(url: url)
+        let second = try #require(PeerHandshake.parseChallenge(try await replay.nextText()))
+        #expect(second != challenge)
+        replay.sendRaw(hello)
+        replay.sendRaw("deliver probe ana\n{\"n\":2,\"type\":\"probe\"}")
+        #expect(try await replay.closeCode() == 4001)
+        #expect(replay.texts(from: 1).isEmpty, "the replay got an answer: \(replay.texts(from: 1))")
+
+        // Frames of one link reach a device in order; n = 3 from a fresh honest link comes after
+        // anything the replay could have delivered.
+        let later = TestSocket(url: url)
+        let third = try #require(PeerHandshake.parseChallenge(try await later.nextText()))
+        later.sendRaw(handshake.hello(from: "peer-x", receiverNonce: third, senderNonce: PeerHandshake.nonce()))
+        _ = try await later.nextText()
+        later.sendRaw("deliver probe ana\n{\"n\":3,\"type\":\"probe\"}")
+        _ = try await device.next("probe") { $0["n"] as? Int == 3 }
+        #expect(!device.all("probe").contains { $0["n"] as? Int == 2 }, "the replayed link delivered a frame")
+        await later.close()
+        await device.close()
+        try await stack.stop()
+    }
+
     @Test func aFullServerRefusesNewSocketsWithServerFullAndRecovers() async throws {
         let stack = try await ChatStack.start { $0.maxConnections = 1 }
         let gus = try await stack.register("gus")

@@ -13,7 +13,7 @@ import Testing
     @Test func framesDroppedFromAFullPeerQueueBecomeAResync() async throws {
         let link = PeerLink(
             peerId: "p", address: "http://127.0.0.1:1", serverId: "me",
-            auth: InternalAuth(secret: Array("0123456789abcdef".utf8)),
+            handshake: PeerHandshake(secret: Array("0123456789abcdef".utf8)),
             clock: ManualClock(), maxFrames: 2, logger: Logger(label: "test"))
         link.send(PeerFrame(type: "message", users: ["amy"], json: "{}"))
         link.send(PeerFrame(type: "message", users: ["bob"], json: "{}"))
@@ -40,7 +40,8 @@ import Testing
         let clock = ManualClock()
         let storage = InMemoryRingStorage(clock: clock)
         let store = ChatCatalog(storage: storage, clock: clock)
-        try await store.putServer(id: "other", address: "http://127.0.0.1:2", ttlSeconds: 3600)
+        try await store.putServer(
+            id: "other", address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", ttlSeconds: 3600)
         let directory = ServerDirectory(serverId: "me", store: store, ttlSeconds: 10, logger: Logger(label: "test"))
         directory.setAddress("http://127.0.0.1:1")
         storage.setFailing(true)

@@ -15,22 +15,39 @@ struct PeerForwardingTests {
         #expect(PeerFrame.parse("subscribe x a\n{}") == nil)
     }
 
-    @Test func internalAuthAcceptsOnlyThisSecretWithinTheWindow() {
-        let auth = InternalAuth(secret: Array("deployment-secret-0123".utf8), window: 300)
-        let other = InternalAuth(secret: Array("another-secret-000000".utf8), window: 300)
-        let sig = auth.signature(serverId: "chat1", unixSeconds: 1_000_000)
-        #expect(auth.verify(from: "chat1", ts: "1000000", sig: sig, nowSeconds: 1_000_100))
-        #expect(!auth.verify(from: "chat2", ts: "1000000", sig: sig, nowSeconds: 1_000_100))
-        #expect(!auth.verify(from: "chat1", ts: "1000001", sig: sig, nowSeconds: 1_000_100))
-        #expect(!auth.verify(from: "chat1", ts: "1000000", sig: sig, nowSeconds: 1_000_301))
+    /// Each proof is bound to the other side's nonce for this connection: a hello recorded on
+    /// one connection is refused on the next (issue 12: the old HMAC over (sender, time) could be
+    /// replayed for five minutes), and neither side accepts a proof made with another secret.
+    @Test func theHandshakeProvesTheSecretAndIsBoundToThisConnection() {
+        let mine = PeerHandshake(secret: Array("deployment-secret-0123".utf8))
+        let other = PeerHandshake(secret: Array("another-secret-000000".utf8))
+        let receiverNonce = PeerHandshake.nonce()
+        let senderNonce = PeerHandshake.nonce()
+        #expect(receiverNonce != senderNonce && receiverNonce.utf8.count == 64)
+        #expect(PeerHandshake.parseChallenge(PeerHandshake.challenge(nonce: receiverNonce)) == receiverNonce)
+        #expect(PeerHandshake.parseChallenge("challenge xyz") == nil)
+
+        let hello = mine.hello(from: "chat1", receiverNonce: receiverNonce, senderNonce: senderNonce)
+        let verified = mine.verifyHello(hello, receiverNonce: receiverNonce)
+        #expect(verified?.senderId == "chat1" && verified?.senderNonce == senderNonce)
+        #expect(mine.verifyHello(hello, receiverNonce: PeerHandshake.nonce()) == nil, "a replayed hello was accepted")
+        #expect(other.verifyHello(hello, receiverNonce: receiverNonce) == nil)
         #expect(
-            !auth.verify(
-                from: "chat1", ts: "1000000", sig: other.signature(serverId: "chat1", unixSeconds: 1_000_000),
-                nowSeconds: 1_000_000))
-        #expect(!auth.verify(from: "chat1", ts: "1000000", sig: nil, nowSeconds: 1_000_000))
+            mine.verifyHello(hello.replacingOccurrences(of: "chat1", with: "chat2"), receiverNonce: receiverNonce)
+                == nil)
+        #expect(mine.verifyHello("hello chat1", receiverNonce: receiverNonce) == nil)
+
+        let welcome = mine.welcome(receiverId: "chat2", receiverNonce: receiverNonce, senderNonce: senderNonce)
+        #expect(mine.verifyWelcome(welcome, receiverNonce: receiverNonce, senderNonce: senderNonce) == "chat2")
+        #expect(mine.verifyWelcome(welcome, receiverNonce: receiverNonce, senderNonce: PeerHandshake.nonce()) == nil)
         #expect(
-            auth.query(serverId: "chat1", unixSeconds: 5).hasSuffix(
-                "&sig=" + auth.signature(serverId: "chat1", unixSeconds: 5)))
+            other.verifyWelcome(
+                other.welcome(receiverId: "chat2", receiverNonce: receiverNonce, senderNonce: senderNonce),
+                receiverNonce: receiverNonce, senderNonce: senderNonce) == "chat2")
+        #expect(
+            mine.verifyWelcome(
+                other.welcome(receiverId: "chat2", receiverNonce: receiverNonce, senderNonce: senderNonce),
+                receiverNonce: receiverNonce, senderNonce: senderNonce) == nil)
     }
 
     @Test func aPeerQueueDropsWhenFullKeepsOrderAndRequeuesFirst() async {
