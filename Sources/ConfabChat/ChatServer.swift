@@ -53,7 +53,8 @@ public final class ChatServer: Service, Sendable {
         self.peerHandshake = PeerHandshake(secret: configuration.secret)
         self.peers = PeerLinks(
             serverId: configuration.serverId, directory: directory, handshake: peerHandshake, clock: clock,
-            maxFrames: configuration.peerQueueMaxFrames, logger: logger)
+            maxFrames: configuration.peerQueueMaxFrames,
+            maxBytes: configuration.peerQueueMaxBytes, logger: logger)
         self.delivery = ForwardingDelivery(hub: hub, directory: directory, peers: peers)
         self.accounts = AccountService(
             store: store, hasher: PasswordHasher(rounds: configuration.passwordRounds),

@@ -63,6 +63,9 @@ public struct ChatServerConfiguration: Sendable {
     /// Frames queued for one other chat server while it is slow or unreachable; more are dropped
     /// (live copies only: recipients catch up with `sync`).
     public var peerQueueMaxFrames = 10_000
+    /// The same queue's bound in bytes: a frame may carry a 2 MiB message, so 10,000 of them
+    /// would be 20 GB; 32 MiB holds ~50,000 typical events, or 16 of the largest messages.
+    public var peerQueueMaxBytes = 32 << 20
     /// Files served at `/` (the web client); default the bundled `Web/` directory.
     public var webDirectory: String?
     /// Renders the process's metrics registry for `/metrics` (the executable bootstraps a

@@ -30,7 +30,7 @@ final class PeerLink: Sendable {
     init(
         peerId: String, address: String, serverId: String, handshake: PeerHandshake, clock: any ChatClock,
         maxFrames: Int,
-        logger: Logger
+        maxBytes: Int = 32 << 20, logger: Logger
     ) {
         self.peerId = peerId
         self.address = address
@@ -38,7 +38,7 @@ final class PeerLink: Sendable {
         self.handshake = handshake
         self.clock = clock
         self.logger = logger
-        self.queue = PeerQueue(maxFrames: maxFrames)
+        self.queue = PeerQueue(maxFrames: maxFrames, maxBytes: maxBytes)
     }
 
     var isConnected: Bool { connected.withLock { $0 } }

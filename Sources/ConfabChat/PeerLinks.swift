@@ -15,11 +15,13 @@ final class PeerLinks: Sendable {
     private let handshake: PeerHandshake
     private let clock: any ChatClock
     private let maxFrames: Int
+    private let maxBytes: Int
     private let logger: Logger
     private let entries = Mutex<(links: [String: Entry], stopped: Bool)>(([:], false))
 
     init(
         serverId: String, directory: ServerDirectory, handshake: PeerHandshake, clock: any ChatClock, maxFrames: Int,
+        maxBytes: Int,
         logger: Logger
     ) {
         self.serverId = serverId
@@ -27,6 +29,7 @@ final class PeerLinks: Sendable {
         self.handshake = handshake
         self.clock = clock
         self.maxFrames = maxFrames
+        self.maxBytes = maxBytes
         self.logger = logger
     }
 
@@ -39,7 +42,7 @@ final class PeerLinks: Sendable {
             if let existing = e.links[peerId], existing.link.address == address { return (existing.link, nil) }
             let link = PeerLink(
                 peerId: peerId, address: address, serverId: serverId, handshake: handshake, clock: clock,
-                maxFrames: maxFrames, logger: logger)
+                maxFrames: maxFrames, maxBytes: maxBytes, logger: logger)
             let old = e.links[peerId]
             e.links[peerId] = Entry(link: link, task: Task { await link.run() })
             return (link, old)

@@ -2,20 +2,32 @@ import NIOCore
 import Synchronization
 
 /// The frames waiting to go to one peer server, bounded: while the peer is slow or unreachable
-/// the queue fills up to `maxFrames` and then drops new frames (counted in
+/// the queue fills up to `maxFrames` frames or `maxBytes` bytes (a frame may carry a 100,000-
+/// character message, so a count alone would let one peer's queue hold gigabytes) and then drops
+/// new frames (counted in
 /// `confab_chat_forward_dropped_total`). Dropping is safe because forwarded events are live copies
 /// only: the recipients catch up with `sync`.
 final class PeerQueue: Sendable {
     private struct State: Sendable {
         var queue = CircularBuffer<String>()
+        var bytes = 0
         var waiter: CheckedContinuation<String?, Never>?
         var finished = false
     }
 
     let maxFrames: Int
+    let maxBytes: Int
     private let state = Mutex(State())
 
-    init(maxFrames: Int) { self.maxFrames = maxFrames }
+    init(maxFrames: Int, maxBytes: Int = 32 << 20) {
+        self.maxFrames = maxFrames
+        self.maxBytes = maxBytes
+    }
+
+    /// Whether `text` fits beside what is queued (an empty queue takes any one frame).
+    private func fits(_ text: String, _ s: State) -> Bool {
+        s.queue.isEmpty || (s.queue.count < maxFrames && s.bytes + text.utf8.count <= maxBytes)
+    }
 
     /// Queues a frame; false when it was dropped (queue full or finished). Never blocks.
     @discardableResult
@@ -26,8 +38,9 @@ final class PeerQueue: Sendable {
                 s.waiter = nil
                 return (true, w)
             }
-            guard s.queue.count < maxFrames else { return (false, nil) }
+            guard fits(text, s) else { return (false, nil) }
             s.queue.append(text)
+            s.bytes += text.utf8.count
             return (true, nil)
         }
         result.1?.resume(returning: text)
@@ -37,8 +50,9 @@ final class PeerQueue: Sendable {
     /// Puts back a frame that could not be written (it goes first again).
     func requeue(_ text: String) {
         state.withLock { s in
-            guard !s.finished, s.queue.count < maxFrames else { return }
+            guard !s.finished, fits(text, s) else { return }
             s.queue.prepend(text)
+            s.bytes += text.utf8.count
         }
     }
 
@@ -47,6 +61,7 @@ final class PeerQueue: Sendable {
         let w: CheckedContinuation<String?, Never>? = state.withLock { s in
             s.finished = true
             s.queue.removeAll()
+            s.bytes = 0
             defer { s.waiter = nil }
             return s.waiter
         }
@@ -54,6 +69,7 @@ final class PeerQueue: Sendable {
     }
 
     var count: Int { state.withLock { $0.queue.count } }
+    var byteCount: Int { state.withLock { $0.bytes } }
 
     /// The next frame, waiting for one; nil once finished or when the calling task is cancelled
     /// (so a writer blocked here lets go when its connection drops).
@@ -61,7 +77,10 @@ final class PeerQueue: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
                 let ready: (Bool, String?) = state.withLock { s in
-                    if let t = s.queue.popFirst() { return (true, t) }
+                    if let t = s.queue.popFirst() {
+                        s.bytes -= t.utf8.count
+                        return (true, t)
+                    }
                     if s.finished || Task.isCancelled { return (true, nil) }
                     s.waiter = c
                     return (false, nil)

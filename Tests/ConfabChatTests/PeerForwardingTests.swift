@@ -64,6 +64,27 @@ struct PeerForwardingTests {
         #expect(!queue.push("e"))
     }
 
+    /// Issue 12: the queue is bounded by bytes as well as frames (frames may carry 100,000-
+    /// character messages); an empty queue still takes one frame of any size, so a large message
+    /// is never undeliverable.
+    @Test func aPeerQueueIsBoundedByBytesToo() async {
+        let queue = PeerQueue(maxFrames: 1000, maxBytes: 100)
+        let forty = String(repeating: "x", count: 40)
+        #expect(queue.push(forty) && queue.push(forty))
+        #expect(!queue.push(forty), "a third 40-byte frame exceeds 100 bytes")
+        #expect(queue.push("tiny"))
+        #expect(queue.byteCount == 84)
+        #expect(await queue.next() == forty)
+        #expect(queue.byteCount == 44)
+        #expect(queue.push(forty))
+        _ = await queue.next()
+        _ = await queue.next()
+        _ = await queue.next()
+        #expect(queue.count == 0 && queue.byteCount == 0)
+        #expect(queue.push(String(repeating: "y", count: 500)), "an empty queue refused one large frame")
+        #expect(!queue.push("z"))
+    }
+
     @Test func aWriterWaitingOnAnEmptyPeerQueueLetsGoWhenCancelled() async {
         let queue = PeerQueue(maxFrames: 3)
         let waiting = Task { await queue.next() }
