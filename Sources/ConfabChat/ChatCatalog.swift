@@ -235,6 +235,39 @@ struct ChatCatalog: Sendable {
         return ReadCursor(seq: seq)
     }
 
+    // MARK: Blocks
+
+    /// `userId` blocks `blocked` (idempotent).
+    func putBlock(userId: String, blocked: String) async throws {
+        try await write(
+            row(
+                RowWrite(
+                    table: ChatTables.blocks, partitionKey: ChatTables.key(user: userId),
+                    clustering: ClusteringKey([.bytes(Array(blocked.utf8))]).bytes,
+                    cells: [(ChatTables.BlockColumn.since, .int64(clock.nowMicros()))])))
+    }
+
+    func removeBlock(userId: String, blocked: String) async throws {
+        try await write(
+            RowWrite.delete(
+                table: ChatTables.blocks, partitionKey: ChatTables.key(user: userId),
+                clustering: ClusteringKey([.bytes(Array(blocked.utf8))]).bytes,
+                writeTime: clock.nowMicros(), nowSeconds: clock.nowSeconds()))
+    }
+
+    /// Whether `userId` has blocked `other`: one row read.
+    func hasBlocked(_ userId: String, _ other: String) async throws -> Bool {
+        try await !read(
+            exactly(ChatTables.blocks, ChatTables.key(user: userId), ClusteringKey([.bytes(Array(other.utf8))]))
+        ).isEmpty
+    }
+
+    /// Everyone `userId` has blocked, oldest block first is not promised: sorted by handle.
+    func blocks(of userId: String) async throws -> [String] {
+        try await read(SliceQuery(table: ChatTables.blocks, partitionKey: ChatTables.key(user: userId), limit: 10_000))
+            .compactMap { $0.bytesComponent(0) }
+    }
+
     // MARK: Chat servers
 
     /// A server's heartbeat: its row in `chat.servers`, expiring after `ttlSeconds` unless rewritten.

@@ -17,6 +17,7 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
             case unknownChat = "unknown_chat"
             case notAMember = "not_a_member"
             case notAGroup = "not_a_group"
+            case blocked = "blocked"
             case groupFull = "group_full"
             case messageTooLong = "message_too_long"
             case clientIdReused = "client_id_reused"
@@ -51,6 +52,9 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let notAGroup = Code(wrapped: .notAGroup)
         /// A group holds at most 100 members, its creator included.
         public static let groupFull = Code(wrapped: .groupFull)
+        /// The user asked for has blocked the caller: they cannot be added to the caller's
+        /// groups or get a new direct chat from the caller.
+        public static let blocked = Code(wrapped: .blocked)
         /// More than 100,000 Unicode scalars; nothing was stored.
         public static let messageTooLong = Code(wrapped: .messageTooLong)
         /// A send reused a client id of an earlier message with different text; nothing was stored.
@@ -85,7 +89,7 @@ public struct ChatError: Error, Hashable, Sendable, CustomStringConvertible {
             switch wrapped {
             case .badRequest, .badFrame, .unknownType, .badHandle, .badPassword: return 400
             case .badCredentials, .badToken, .tokenExpired: return 401
-            case .notAMember: return 403
+            case .notAMember, .blocked: return 403
             case .unknownUser, .unknownChat, .notFound: return 404
             case .handleTaken, .clientIdReused: return 409
             case .messageTooLong: return 413

@@ -58,7 +58,11 @@ public enum ChatSchema {
             ]),
         TableSchema(
             keyspace: keyspace, name: "servers", id: ChatTables.servers, partitionKey: "bucket",
-            clusteringColumns: ["server_id"], columns: [ChatTables.ServerColumn.address: "address"]),
+            clusteringColumns: ["server_id"],
+            columns: [ChatTables.ServerColumn.address: "address", ChatTables.ServerColumn.peerAddress: "peer_address"]),
+        TableSchema(
+            keyspace: keyspace, name: "blocks", id: ChatTables.blocks, partitionKey: "user_id",
+            clusteringColumns: ["blocked"], columns: [ChatTables.BlockColumn.since: "since"]),
     ]
 
     /// The registry a node serving the chat layer is configured with (keyspaces `confab` and

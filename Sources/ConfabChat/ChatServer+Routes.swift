@@ -150,6 +150,21 @@ extension ChatServer {
             try await self.chats.removeMember(user, chatId: try Self.chatId(context), target: target)
             return HTTPJSON.response(OK())
         }
+        router.get("/api/blocks") { request, _ in
+            struct Blocks: Encodable { var blocked: [String] }
+            return HTTPJSON.response(Blocks(blocked: try await self.chats.blocks(of: try await self.user(request))))
+        }
+        router.post("/api/blocks") { request, _ in
+            let user = try await self.user(request)
+            let body = try await HTTPJSON.decode(MemberBody.self, from: request, limit: 4096)
+            try await self.chats.block(user, body.userId)
+            return HTTPJSON.response(OK())
+        }
+        router.delete("/api/blocks/:userId") { request, context in
+            let user = try await self.user(request)
+            try await self.chats.unblock(user, context.parameters.get("userId") ?? "")
+            return HTTPJSON.response(OK())
+        }
         router.post("/api/chats/:chatId/leave") { request, context in
             let user = try await self.user(request)
             try await self.chats.removeMember(user, chatId: try Self.chatId(context), target: user)

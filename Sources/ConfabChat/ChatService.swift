@@ -95,6 +95,7 @@ final class ChatService: Sendable {
         if Set(members.map(\.userId)).isSuperset(of: [userId, other]), let chat = try await store.chat(chatId) {
             return try await summary(of: chat, members: members, for: userId)
         }
+        try await requireNotBlocked(by: [other], adder: userId)
         let now = clock.nowMicros()
         let chat = ChatRecord(chatId: chatId, kind: .direct, title: "", createdBy: userId, createdAt: now)
         try await store.putChat(chat)
@@ -131,6 +132,7 @@ final class ChatService: Sendable {
                 "a group holds at most \(limits.maxGroupMembers) members including you (asked for \(others.count + 1))")
         }
         try await requireUsersExist(others)
+        try await requireNotBlocked(by: others, adder: creator)
         let now = clock.nowMicros()
         var chatId: Int64 = 0
         while chatId == 0 { chatId = Int64.random(in: 1...Int64.max) }
@@ -184,6 +186,7 @@ final class ChatService: Sendable {
             throw ChatError(.groupFull, "the group already has \(members.count) members, the most a group can have")
         }
         try await requireUsersExist([newMember])
+        try await requireNotBlocked(by: [newMember], adder: userId)
         let now = clock.nowMicros()
         try await store.addMember(chat: chat, userId: newMember, role: .member, title: chat.title, joinedAt: now)
         members.append(MemberRecord(userId: newMember, role: .member, joinedAt: now))

@@ -19,6 +19,8 @@ enum ChatTables {
     static let servers: TableID = 8
     /// Each chat's log (`ChatLog`): header, idempotency index and messages in one partition.
     static let messages: TableID = 9
+    /// Whom each user has blocked: they cannot add the user to groups or open a 1:1 with them.
+    static let blocks: TableID = 10
 
     /// Columns of both rows of a user's partition: the registration row (`singleRow`) and the
     /// credentials row (`credentialsRow`), where `createdAt` names the registration it belongs to.
@@ -49,6 +51,7 @@ enum ChatTables {
     }
     /// Column 2 (not 0, the old microsecond cursor of protocol 1) so an old row never reads as a seq.
     enum ReadCursorColumn { static let readSeq: UInt32 = 2 }
+    enum BlockColumn { static let since: UInt32 = 0 }
     enum ServerColumn {
         /// "http://host:port" devices are sent to (`wrong_server`, `/api/route`).
         static let address: UInt32 = 0

@@ -494,6 +494,24 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 
+    /// The block endpoints over HTTP (issue 12): a blocked user's add answers 403 `blocked`.
+    @Test func blocksOverHTTP() async throws {
+        let stack = try await ChatStack.start()
+        let bea = try await stack.register("bea")
+        let ben = try await stack.register("ben")
+        let group = try await stack.http(.post, "/api/chats/group", token: ben, body: ["title": "g", "members": []])
+        let chatId = try #require(group.json["chatId"] as? String, "\(group.text)")
+        #expect(try await stack.http(.post, "/api/blocks", token: bea, body: ["userId": "ben"]).status == 200)
+        #expect(try await stack.http(.get, "/api/blocks", token: bea).json["blocked"] as? [String] == ["ben"])
+        let add = try await stack.http(.post, "/api/chats/\(chatId)/members", token: ben, body: ["userId": "bea"])
+        #expect(add.status == 403 && add.errorCode == "blocked", "\(add.text)")
+        #expect(try await stack.http(.delete, "/api/blocks/ben", token: bea).status == 200)
+        #expect(
+            try await stack.http(.post, "/api/chats/\(chatId)/members", token: ben, body: ["userId": "bea"]).status
+                == 200)
+        try await stack.stop()
+    }
+
     @Test func aFullServerRefusesNewSocketsWithServerFullAndRecovers() async throws {
         let stack = try await ChatStack.start { $0.maxConnections = 1 }
         let gus = try await stack.register("gus")

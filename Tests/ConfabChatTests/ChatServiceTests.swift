@@ -206,6 +206,34 @@ import Testing
         #expect(receiptsToRob() == 52)
     }
 
+    /// Issue 12: nobody is added to a group without recourse. A member leaves and blocks whoever
+    /// added them; that person then cannot add them again, put them in a new group, or start a
+    /// direct chat with them. Others still can, and lifting the block lets the person add them.
+    @Test func aUserWhoLeftAndBlockedTheAdderIsNotAddedAgain() async throws {
+        let f = ServiceFixture()
+        try await f.users(["spam", "vic", "pal"])
+        let group = try await f.chats.createGroup("spam", title: "deals", members: ["vic"])
+        try await f.chats.removeMember("vic", chatId: group.chatId, target: "vic")
+        try await f.chats.block("vic", "spam")
+        #expect(try await f.chats.blocks(of: "vic") == ["spam"])
+        #expect(
+            await chatErrorCode { _ = try await f.chats.addMember("spam", chatId: group.chatId, newMember: "vic") }
+                == .blocked)
+        #expect(
+            await chatErrorCode { _ = try await f.chats.createGroup("spam", title: "more", members: ["pal", "vic"]) }
+                == .blocked)
+        #expect(await chatErrorCode { _ = try await f.chats.directChat("spam", with: "vic") } == .blocked)
+        #expect(try await f.chats.chats(for: "vic").isEmpty, "a refused add still reached vic's chat list")
+        // Someone else may add vic; vic may still start a direct chat with the person blocked.
+        _ = try await f.chats.createGroup("pal", title: "friends", members: ["vic"])
+        _ = try await f.chats.directChat("vic", with: "spam")
+        #expect(await chatErrorCode { try await f.chats.block("vic", "vic") } == .badRequest)
+        #expect(await chatErrorCode { try await f.chats.block("vic", "nobody_here") } == .unknownUser)
+        try await f.chats.unblock("vic", "spam")
+        #expect(try await f.chats.blocks(of: "vic").isEmpty)
+        _ = try await f.chats.addMember("spam", chatId: group.chatId, newMember: "vic")
+    }
+
     @Test func unreadCountsStopAtTheCap() async throws {
         var limits = ChatService.Limits()
         limits.unreadCap = 5
