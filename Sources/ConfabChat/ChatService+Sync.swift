@@ -18,10 +18,17 @@ extension ChatService {
     /// Why a per-chat seq cursor cannot skip: each chat's owner writes batch k+1 only after batch
     /// k is on a QUORUM, so below any seq a QUORUM read returns, every message is readable; the
     /// read here returns a contiguous run after the cursor, and the cursor moves to its end.
+    ///
+    /// A user's syncs run one at a time on this server, paced by `Limits.syncsPerSecond`
+    /// (`SyncGate`): the bound on what catch-up costs per user.
     func sync(_ userId: String, cursors: [Int64: Int64], limit: Int) async throws -> SyncPage {
         guard (1...limits.maxSyncLimit).contains(limit) else {
             throw ChatError(.badRequest, "limit is 1 to \(limits.maxSyncLimit)")
         }
+        return try await syncGate.run(userId) { try await unpacedSync(userId, cursors: cursors, limit: limit) }
+    }
+
+    private func unpacedSync(_ userId: String, cursors: [Int64: Int64], limit: Int) async throws -> SyncPage {
         let chats = Array(Set(try await store.userChats(userId).map(\.chatId))).sorted()
         var rowsByChat: [Int64: [MessageRecord]] = [:]
         try await withThrowingTaskGroup(of: (Int64, [MessageRecord]).self) { group in

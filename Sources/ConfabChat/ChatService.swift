@@ -23,6 +23,10 @@ final class ChatService: Sendable {
         /// members read, a write and an event to up to 100 members.
         var receiptsPerSecond = 10.0
         var receiptBurst = 50.0
+        /// Catch-ups a user may start per second on a server, and in a burst (`SyncGate`): each
+        /// costs 1 + N reads for a user in N chats. Over the budget a sync waits, not fails.
+        var syncsPerSecond = 5.0
+        var syncBurst = 20.0
     }
 
     let store: ChatCatalog
@@ -32,6 +36,8 @@ final class ChatService: Sendable {
     /// Read receipts per user (`Limits.receiptsPerSecond`).
     let receiptLimiter: RateLimiter
     let typingGate: TypingGate
+    /// A user's syncs one at a time, paced (`Limits.syncsPerSecond`).
+    let syncGate: SyncGate
     /// The ordering point of the chats this server owns.
     let sequencer: ChatSequencer
     /// Sends into chats other servers own go there; nil: every chat is ordered here.
@@ -43,7 +49,8 @@ final class ChatService: Sendable {
     init(
         store: ChatCatalog, delivery: any Delivery, limiter: RateLimiter, clock: any ChatClock,
         limits: Limits = Limits(),
-        serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat")
+        serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat"),
+        syncSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.store = store
         self.log = ChatLog(store: store)
@@ -52,6 +59,9 @@ final class ChatService: Sendable {
         self.receiptLimiter = RateLimiter(
             ratePerSecond: limits.receiptsPerSecond, burst: limits.receiptBurst, clock: clock)
         self.typingGate = TypingGate(clock: clock)
+        self.syncGate = SyncGate(
+            limiter: RateLimiter(ratePerSecond: limits.syncsPerSecond, burst: limits.syncBurst, clock: clock),
+            sleep: syncSleep)
         self.sequencer = ChatSequencer(
             serverId: serverId,
             store: ChatCatalog(storage: SendPathRingStorage(inner: store.storage), clock: store.clock),

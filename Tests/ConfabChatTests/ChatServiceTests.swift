@@ -1,5 +1,6 @@
 import ConfabEngine
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import ConfabChat
@@ -232,6 +233,54 @@ import Testing
         try await f.chats.unblock("vic", "spam")
         #expect(try await f.chats.blocks(of: "vic").isEmpty)
         _ = try await f.chats.addMember("spam", chatId: group.chatId, newMember: "vic")
+    }
+
+    /// Issue 12: a sync costs 1 + N reads, so a user's syncs are paced (20 in a burst, then 5 a
+    /// second): the ones over the budget wait for it and still answer in full.
+    @Test func syncsBeyondTheBudgetWaitTheirTurnAndStillAnswer() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["syn", "sam"])
+        let chat = try await f.chats.directChat("syn", with: "sam")
+        _ = try await f.chats.send("sam", chatId: chat.chatId, clientId: "s1", text: "catch me up")
+        for _ in 0..<20 { _ = try await f.chats.sync("syn", cursors: [:], limit: 10) }
+        #expect(f.syncWaitedMicros.withLockedValue { $0 } == 0)
+        for _ in 0..<10 {
+            let page = try await f.chats.sync("syn", cursors: [:], limit: 10)
+            #expect(page.messages.map(\.text) == ["catch me up"])
+        }
+        #expect(f.syncWaitedMicros.withLockedValue { $0 } == 2_000_000, "ten syncs over the burst wait 0.2 s each")
+        _ = try await f.chats.sync("sam", cursors: [:], limit: 10)
+        #expect(f.syncWaitedMicros.withLockedValue { $0 } == 2_000_000, "another user has a budget of their own")
+    }
+
+    /// One sync of a user at a time; the others queue in order, and past 16 waiting a sync is
+    /// refused rather than let the queue grow.
+    @Test func aUsersSyncsRunOneAtATimeAndTheQueueIsBounded() async throws {
+        let clock = ManualClock()
+        let gate = SyncGate(
+            limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: clock), maxWaiting: 16, sleep: { _ in })
+        let (release, released) = AsyncStream<Void>.makeStream()
+        let order = NIOLockedValueBox<[Int]>([])
+        let first = Task {
+            try await gate.run("u") {
+                order.withLockedValue { $0.append(0) }
+                for await _ in release { break }
+            }
+        }
+        while order.withLockedValue({ $0 }).isEmpty { await Task.yield() }
+        var queued: [Task<Void, any Error>] = []
+        for i in 1...16 {
+            queued.append(Task { try await gate.run("u") { order.withLockedValue { $0.append(i) } } })
+            while gate.waiting("u") < i { await Task.yield() }
+        }
+        #expect(order.withLockedValue { $0 } == [0], "a second sync ran beside the first")
+        await #expect(throws: ChatError.self) { try await gate.run("u") { () } }
+        try await gate.run("other") { () }  // another user is not held up
+        released.yield()
+        try await first.value
+        for t in queued { try await t.value }
+        #expect(order.withLockedValue { $0 } == Array(0...16))
+        #expect(gate.waiting("u") == 0)
     }
 
     @Test func unreadCountsStopAtTheCap() async throws {

@@ -26,6 +26,8 @@ struct ServiceFixture {
     let delivery = RecordingDelivery()
     let accounts: AccountService
     let chats: ChatService
+    /// Microseconds syncs waited for their budget (the manual clock moves by as much).
+    let syncWaitedMicros = NIOLockedValueBox<Int64>(0)
 
     init(sendsPerSecond: Double = 1000, burst: Double = 1000, limits: ChatService.Limits = .init()) {
         storage = InMemoryRingStorage(clock: clock)
@@ -36,7 +38,12 @@ struct ServiceFixture {
         chats = ChatService(
             store: store, delivery: delivery,
             limiter: RateLimiter(ratePerSecond: sendsPerSecond, burst: burst, clock: clock), clock: clock,
-            limits: limits)
+            limits: limits,
+            syncSleep: { [clock, syncWaitedMicros] d in
+                let micros = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+                syncWaitedMicros.withLockedValue { $0 += micros }
+                clock.advance(micros: micros)
+            })
     }
 
     /// Registers users (password "password-<id>") and returns their ids.

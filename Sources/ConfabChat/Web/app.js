@@ -622,6 +622,14 @@
       }
       return;
     }
+    if (state.syncing && transport.ws) {
+      // A sync frame has no ref: an error while one is under way may be its answer (the ring
+      // did not answer, or too many syncs waited). Ask again after a pause rather than wait for
+      // an answer that will not come; an extra sync is harmless.
+      state.syncing = false;
+      const generation = transport.generation;
+      setTimeout(() => { if (generation === transport.generation) requestSync(); }, jitter(1000));
+    }
     showError("sidebar-error", (frame.message || frame.code || "error") + "");
   }
 
