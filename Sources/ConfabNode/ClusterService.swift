@@ -60,6 +60,8 @@ actor ClusterService {
     /// so requests do not wait for the failure detector's ~18 rounds to convict them.
     private var unreachableUntil: [NodeID: RingInstant] = [:]
     private var joinStartedAt: RingInstant?
+    /// When the "no seed answered" warning was last logged (once per 30 gossip intervals).
+    private var lastNoSeedWarning: RingInstant?
     /// The peers saved before this start (`PeerViewFile`), restored into gossip by `run`.
     private var savedView: PeerViewFile?
     /// Restarted with tokens but without a saved view: until a peer is heard from, this node
@@ -294,18 +296,29 @@ actor ClusterService {
         // deterministic for a given ring, so two nodes allocating against the same view would
         // pick the same tokens.
         let earlierJoiners = g.nodes(withStatus: .joining).filter { $0 != g.local && $0 < g.local }
-        let ready: Bool
-        if otherSeeds.isEmpty {
-            ready = true
-        } else if !g.liveMembers.isEmpty {
-            ready = elapsed >= interval * 3 && (earlierJoiners.isEmpty || elapsed >= interval * 30)
-        } else if elapsed >= interval * 30 {
-            logger.warning("no seed answered; forming a ring alone", metadata: ["seeds": "\(otherSeeds)"])
-            ready = true
-        } else {
-            ready = false
+        let decision = JoinDecision.decide(
+            isSeed: configuration.seeds.contains(g.local.address), otherSeeds: otherSeeds.count,
+            hasLivePeers: !g.liveMembers.isEmpty, earlierJoiners: earlierJoiners.count,
+            intervalsElapsed: Int((elapsed / interval).rounded(.down)))
+        switch decision {
+        case .wait:
+            return
+        case .waitForASeed:
+            if lastNoSeedWarning.map({ now() - $0 >= interval * JoinDecision.aloneAfterIntervals }) ?? true {
+                lastNoSeedWarning = now()
+                logger.warning(
+                    """
+                    no seed has answered for \(elapsed); this node is not a seed, so it stays JOINING and serves \
+                    nothing rather than form a ring of its own. Check that the seeds run and are reachable, and that \
+                    this node has the ring's cluster secret (--cluster-secret-file): seeds refuse a node with another one
+                    """, metadata: ["seeds": "\(otherSeeds)"])
+            }
+            return
+        case .formAlone:
+            logger.warning("no other seed answered; this seed forms a ring alone", metadata: ["seeds": "\(otherSeeds)"])
+        case .join:
+            break
         }
-        guard ready else { return }
         joinStartedAt = nil
         let existing = g.tokenRing()
         let allocator = TokenAllocator(
