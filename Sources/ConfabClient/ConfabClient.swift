@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A client of a Confab cluster: connects to the nodes it is given, keeps one connection per node
 /// and multiplexes concurrent requests over it, and retries a request on the next node when a node
@@ -43,6 +44,9 @@ public final class ConfabClient: Sendable {
         /// Set to authenticate each connection (as an operator, for flush, compact, repair and
         /// decommission); reads and writes need none. docs/security.md.
         public var credentials: ClusterCredentials?
+        /// TLS to the nodes, which must serve it (`NodeTLS`: only `trustRootsPath` matters here);
+        /// nil, the default, is plain TCP.
+        public var tls: NodeTLS?
 
         public init(nodes: [NodeAddress]) { self.nodes = nodes }
     }
@@ -58,11 +62,15 @@ public final class ConfabClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         let c = configuration
+        // Built once; a setting that cannot be used fails every connection with its reason.
+        let tls: Result<NIOSSLContext, NodeTLSError>? = c.tls.map { settings in
+            Result { () throws(NodeTLSError) in try settings.clientContext() }
+        }
         self.pool = ConnectionPool { address in
             try await NodeConnection.connect(
                 to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
                 requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,
-                clientName: c.clientName, credentials: c.credentials)
+                clientName: c.clientName, credentials: c.credentials, tls: try tls?.get())
         }
     }
 

@@ -3,6 +3,7 @@ import ConfabTransport
 import ConfabWire
 import Logging
 import NIOCore
+import NIOSSL
 
 /// Node-to-node messaging: one multiplexed connection per peer (ConfabClient's
 /// `NodeConnection` and `ConnectionPool`, opened with a Hello naming this node), reused by
@@ -27,14 +28,14 @@ struct InternodeMessenger: Sendable {
     ///   without a cluster secret).
     init(
         localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
-        maxFrameBytes: Int, credentials: ClusterCredentials? = nil, logger: Logger
+        maxFrameBytes: Int, tls: NIOSSLContext? = nil, credentials: ClusterCredentials? = nil, logger: Logger
     ) {
         self.logger = logger
         self.pool = ConnectionPool { address in
             try await NodeConnection.connect(
                 to: address, group: group, connectTimeout: connectTimeout,
                 requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
-                clientName: "confab node \(localID)", credentials: credentials)
+                clientName: "confab node \(localID)", credentials: credentials, tls: tls)
         }
     }
 

@@ -1,10 +1,12 @@
 import ConfabEngine
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -104,6 +106,15 @@ public final class Node: Service, Sendable {
     private func runNode() async throws {
         let config = configuration
         try config.validate()
+        // TLS files are checked before anything opens: a bad one stops the node with its reason.
+        var tls: (server: NIOSSLContext, client: NIOSSLContext)?
+        if let settings = config.tls {
+            do throws(NodeTLSError) {
+                tls = (try settings.serverContext(), try settings.clientContext())
+            } catch {
+                throw NodeError(.invalidConfiguration, "TLS: \(error)")
+            }
+        }
         do {
             try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true)
         } catch {
@@ -164,7 +175,7 @@ public final class Node: Service, Sendable {
         }
         let replica = LocalReplica(engine: engine, threadPool: threadPool)
         let messenger = InternodeMessenger(
-            localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes,
+            localID: nodeID, group: group, maxFrameBytes: config.maxFrameBytes, tls: tls?.client,
             credentials: config.clusterSecret.map { ClusterCredentials(secret: $0, role: .node, nodeID: nodeID) },
             logger: logger)
         let ring = ClusterService(
@@ -184,8 +195,9 @@ public final class Node: Service, Sendable {
             logger: logger)
         let server = NodeServer(
             listen: (config.listen.host, config.listen.port), maxInFlightPerConnection: config.maxInFlightPerConnection,
-            maxFrameBytes: config.maxFrameBytes, handler: handler, clusterSecret: config.clusterSecret, group: group,
-            logger: logger)
+            maxFrameBytes: config.maxFrameBytes, handler: handler, clusterSecret: config.clusterSecret,
+            tls: tls?.server,
+            group: group, logger: logger)
 
         var serveError: (any Error)?
         let (bound, boundSink) = AsyncStream.makeStream(of: SocketAddress.self)

@@ -1,5 +1,6 @@
 import ConfabEngine
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 
@@ -67,6 +68,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// (docs/security.md). Nil: no authentication at all — any connection may act as a node or an
     /// operator; for in-process tests, and `confab node --insecure-no-cluster-secret` only.
     public var clusterSecret: ClusterSecret? = nil
+    /// TLS on the node's port and to other nodes (`NodeTLS`); nil, the default, is plain TCP.
+    public var tls: NodeTLS? = nil
 
     /// The tables this node serves, at their keyspaces' default factors. The node has no DDL yet
     /// and knows no tables of its own: its embedder declares them (the `confab` executable gives

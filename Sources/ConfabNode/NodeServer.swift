@@ -3,6 +3,7 @@ import ConfabWire
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The TCP server: accepts connections and runs each one's request loop.
@@ -21,12 +22,15 @@ struct NodeServer: Sendable {
     let handler: RequestHandler
     /// Nil: no authentication, every connection may send everything (tests, `--insecure-no-cluster-secret`).
     var clusterSecret: ClusterSecret? = nil
+    /// Nil: plain TCP (the default; `NodeTLS`).
+    var tls: NIOSSLContext? = nil
     let group: any EventLoopGroup
     let logger: Logger
 
     /// Binds, reports the bound address, then serves until graceful shutdown (or cancellation).
     func run(onListening: @Sendable (SocketAddress) -> Void) async throws {
         let maxFrameBytes = self.maxFrameBytes
+        let tls = self.tls
         let server: NIOAsyncChannel<NIOAsyncChannel<InboundFrame, ByteBuffer>, Never>
         do {
             server = try await ServerBootstrap(group: group)
@@ -36,6 +40,9 @@ struct NodeServer: Sendable {
                 .childChannelOption(.allowRemoteHalfClosure, value: false)
                 .bind(host: listen.host, port: listen.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameChannelDecoder(maxBodyBytes: maxFrameBytes)))
                         return try NIOAsyncChannel<InboundFrame, ByteBuffer>(wrappingChannelSynchronously: channel)

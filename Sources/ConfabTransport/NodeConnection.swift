@@ -2,6 +2,7 @@ import ConfabRing
 import ConfabWire
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One TCP connection to one node, shared by any number of concurrent requests (multiplexed by
 /// stream id). Opened with a Hello handshake, so a connection that exists talks to a Confab node of
@@ -23,7 +24,7 @@ package final class NodeConnection: Sendable {
     package static func connect(
         to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
         requestTimeout: Duration, maxFrameBytes: Int, clientName: String,
-        credentials: ClusterCredentials? = nil
+        credentials: ClusterCredentials? = nil, tls: NIOSSLContext? = nil
     ) async throws -> NodeConnection {
         let channel: any Channel
         do {
@@ -32,6 +33,7 @@ package final class NodeConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls { try NodeTLS.addClientHandler(tls, host: address.host, to: channel) }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameChannelDecoder(maxBodyBytes: maxFrameBytes)))
                         try channel.pipeline.syncOperations.addHandler(

@@ -3,6 +3,7 @@ import ConfabChat
 import ConfabClient
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Logging
@@ -37,6 +38,13 @@ struct ChatServeCommand: ParsableCommand {
             """,
             valueName: "host:port"))
     var peerListen: String = "127.0.0.1:0"
+
+    @Option(
+        name: .customLong("node-tls-ca"),
+        help: ArgumentHelp(
+            "Connect to the ring's nodes over TLS, trusting these PEM CA certificates (nodes run with --tls-cert).",
+            valueName: "file"))
+    var nodeTLSCA: String?
 
     @Option(
         help: ArgumentHelp(
@@ -212,6 +220,7 @@ struct ChatServeCommand: ParsableCommand {
         var clientConfig = ConfabClient.Configuration(nodes: try addresses())
         clientConfig.schema = ChatSchema.registry
         clientConfig.clientName = "confab-chat"
+        clientConfig.tls = nodeTLSCA.map { NodeTLS(trustRootsPath: $0) }
         clientConfig.requestTimeout = .seconds(5)
         let client = ConfabClient(configuration: clientConfig)
         let server = ChatServer(configuration: config, storage: client)

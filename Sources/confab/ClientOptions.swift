@@ -3,6 +3,7 @@ import ConfabChat
 import ConfabClient
 import ConfabProcess
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 
 /// Options shared by the commands that talk to running nodes.
@@ -30,6 +31,13 @@ struct ClientOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Seconds to wait for a node's answer before trying the next.", valueName: "seconds"))
     var timeout: Double = 10
+
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp(
+            "Connect to the nodes over TLS, trusting these PEM CA certificates (for nodes run with --tls-cert).",
+            valueName: "file"))
+    var tlsCA: String?
 
     func validate() throws {
         _ = try level()
@@ -80,6 +88,7 @@ struct ClientOptions: ParsableArguments {
         config.schema = ChatSchema.registry
         config.requestTimeout = .milliseconds(Int(timeout * 1000))
         config.clientName = "confab-cli"
+        config.tls = tlsCA.map { NodeTLS(trustRootsPath: $0) }
         return ConfabClient(configuration: config)
     }
 }

@@ -3,6 +3,7 @@ import ConfabChat
 import ConfabEngine
 import ConfabNode
 import ConfabRing
+import ConfabTransport
 import ConfabWire
 import Foundation
 import Logging
@@ -131,6 +132,25 @@ struct NodeCommand: ParsableCommand {
             """, valueName: "file"))
     var clusterSecretFile: String?
 
+    @Option(
+        name: .customLong("tls-cert"),
+        help: ArgumentHelp(
+            """
+            PEM certificate chain: serve TLS on the node's port, to clients and nodes alike (needs \
+            --tls-key; default plain TCP). An IP address the node is dialled at must be in its subjectAltName.
+            """, valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp(
+            "PEM CA certificates other nodes' certificates must chain to (with --tls-cert; default the system's).",
+            valueName: "file"))
+    var tlsCA: String?
+
     @Flag(
         name: .customLong("insecure-no-cluster-secret"),
         help:
@@ -218,6 +238,13 @@ struct NodeCommand: ParsableCommand {
             throw ValidationError(error.message)
         }
         parsed.clusterSecret = try clusterSecret()
+        if tlsCert != nil || tlsKey != nil || tlsCA != nil {
+            guard tlsCert != nil, tlsKey != nil else {
+                throw ValidationError(
+                    "TLS needs both --tls-cert and --tls-key (and --tls-ca unless the system trusts the certificates)")
+            }
+            parsed.tls = NodeTLS(certificateChainPath: tlsCert, privateKeyPath: tlsKey, trustRootsPath: tlsCA)
+        }
         let configuration = parsed
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw ValidationError("--metrics-port must be 0...65535")
