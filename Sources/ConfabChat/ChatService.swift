@@ -36,6 +36,8 @@ final class ChatService: Sendable {
     /// Read receipts per user (`Limits.receiptsPerSecond`).
     let receiptLimiter: RateLimiter
     let typingGate: TypingGate
+    /// Keyed ids of direct chats (`DirectChatIds`).
+    let directChatIds: DirectChatIds
     /// A user's syncs one at a time, paced (`Limits.syncsPerSecond`).
     let syncGate: SyncGate
     /// The ordering point of the chats this server owns.
@@ -50,8 +52,10 @@ final class ChatService: Sendable {
         store: ChatCatalog, delivery: any Delivery, limiter: RateLimiter, clock: any ChatClock,
         limits: Limits = Limits(),
         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat"),
-        syncSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+        syncSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        directChatIds: DirectChatIds = DirectChatIds(secret: Array("confab tests: one deployment".utf8))
     ) {
+        self.directChatIds = directChatIds
         self.store = store
         self.log = ChatLog(store: store)
         self.delivery = delivery
@@ -93,17 +97,30 @@ final class ChatService: Sendable {
     // MARK: Chats
 
     /// The direct chat of `userId` and `other`: the same chat every time, from any server, even
-    /// when both ask at once (its id is derived from the two ids, and every write is idempotent).
+    /// when both ask at once (its id is derived from the two ids, keyed with the deployment's
+    /// secret — `DirectChatIds` — and every write is idempotent).
     func directChat(_ userId: String, with other: String) async throws -> ChatSummary {
         let other = other.lowercased()
         guard other != userId else { throw ChatError(.badRequest, "a direct chat needs another user") }
         guard (try? AccountService.userId(forHandle: other)) != nil, try await store.user(other) != nil else {
             throw ChatError(.unknownUser, "no user \"\(other.prefix(40))\"")
         }
-        let chatId = Self.directChatId(userId, other)
+        let chatId = directChatIds.id(userId, other)
         let members = try await store.members(chatId)
         if Set(members.map(\.userId)).isSuperset(of: [userId, other]), let chat = try await store.chat(chatId) {
             return try await summary(of: chat, members: members, for: userId)
+        }
+        // A direct chat made under another id (before ids were keyed, or under an earlier secret)
+        // is found in the user's chat list, so the pair keeps its one chat and its history.
+        if let earlier = try await store.userChats(userId).first(where: { $0.kind == .direct && $0.title == other }),
+            earlier.chatId != chatId
+        {
+            let earlierMembers = try await store.members(earlier.chatId)
+            if Set(earlierMembers.map(\.userId)).isSuperset(of: [userId, other]),
+                let chat = try await store.chat(earlier.chatId)
+            {
+                return try await summary(of: chat, members: earlierMembers, for: userId)
+            }
         }
         try await requireNotBlocked(by: [other], adder: userId)
         let now = clock.nowMicros()
@@ -119,13 +136,6 @@ final class ChatService: Sendable {
         ]
         await announce(chat, members: all)
         return try await summary(of: chat, members: all, for: userId)
-    }
-
-    /// Murmur3 x64 128 of "direct:a|b" (ids sorted), first 64 bits with the top bit cleared.
-    static func directChatId(_ a: String, _ b: String) -> Int64 {
-        let key = Array(("direct:" + [a, b].sorted().joined(separator: "|")).utf8)
-        let (h, _) = key.withUnsafeBytes { Murmur3.hash128($0, seed: 0) }
-        return Int64(bitPattern: h & ~(1 << 63))
     }
 
     /// A new group of `creator` and `members` (their ids; duplicates and the creator ignored).

@@ -12,7 +12,7 @@ import Testing
         let a = try await f.chats.directChat("ann", with: "ben")
         let b = try await f.chats.directChat("ben", with: "Ann")
         #expect(a.chatId == b.chatId && a.chatId > 0)
-        #expect(a.chatId == ChatService.directChatId("ben", "ann"))
+        #expect(a.chatId == f.chats.directChatIds.id("ben", "ann"))
         #expect(a.kind == .direct && a.title == "ben" && b.title == "ann")
         #expect(a.members == ["ann", "ben"])
         #expect(await chatErrorCode { try await f.chats.directChat("ann", with: "nobody") } == .unknownUser)
@@ -281,6 +281,30 @@ import Testing
         for t in queued { try await t.value }
         #expect(order.withLockedValue { $0 } == Array(0...16))
         #expect(gate.waiting("u") == 0)
+    }
+
+    /// Issue 12: a direct chat's id is keyed with the deployment's secret, so nobody without it
+    /// can compute the id for two people; a chat made under the old unkeyed id (or another
+    /// secret) is still the pair's one chat, found through the user's chat list.
+    @Test func directChatIdsAreKeyedAndAnEarlierChatIsKept() async throws {
+        let ours = DirectChatIds(secret: Array("deployment-one-secret".utf8))
+        let theirs = DirectChatIds(secret: Array("deployment-two-secret".utf8))
+        #expect(ours.id("ann", "ben") == ours.id("ben", "ann"))
+        #expect(ours.id("ann", "ben") != theirs.id("ann", "ben"))
+        #expect(ours.id("ann", "ben") != DirectChatIds.unkeyedId("ann", "ben"))
+        #expect(ours.id("ann", "ben") > 0 && ours.id("ann", "cyd") != ours.id("ann", "ben"))
+
+        let f = ServiceFixture()
+        try await f.quickUsers(["old", "pal"])
+        let store = ChatCatalog(storage: f.storage, clock: f.clock)
+        let legacyId = DirectChatIds.unkeyedId("old", "pal")
+        let legacy = ChatRecord(chatId: legacyId, kind: .direct, title: "", createdBy: "old", createdAt: 1)
+        try await store.putChat(legacy)
+        try await store.addMember(chat: legacy, userId: "old", role: .member, title: "pal", joinedAt: 1)
+        try await store.addMember(chat: legacy, userId: "pal", role: .member, title: "old", joinedAt: 1)
+        #expect(try await f.chats.directChat("old", with: "pal").chatId == legacyId)
+        #expect(try await f.chats.directChat("pal", with: "old").chatId == legacyId)
+        #expect(try await f.chats.chats(for: "old").map(\.chatId) == [legacyId])
     }
 
     @Test func unreadCountsStopAtTheCap() async throws {
