@@ -16,6 +16,10 @@ struct AccountService: Sendable {
     let clock: any ChatClock
     /// Each user's current registration and token generation, as this server last read them.
     let current = CredentialsCache()
+    /// Registrations of one handle, one at a time on this server: the second finds the first's
+    /// row. Each handle's registrations are sent to the server that owns the handle
+    /// (`ChatServer.register`), so two servers racing on a handle is left to ownership changes.
+    let registrations = KeyedTurns(maxWaiting: 8)
 
     /// The user id for a handle, or `bad_handle`.
     static func userId(forHandle handle: String) throws(ChatError) -> String {
@@ -36,10 +40,19 @@ struct AccountService: Sendable {
     /// earlier one lands after the later one read back its own, both got a token — but a token
     /// names the registration it was issued for (`reg`), and `authenticate` refuses one whose
     /// registration is not the account's: the loser's token opens nothing (docs/chat_data.md
-    /// § Accounts).
+    /// § Accounts). Racing registrations of a handle on one server take turns, and servers send
+    /// them to the handle's owner, so the loser gets `handle_taken` except while ownership moves.
     func register(handle: String, password: String) async throws -> Session {
         let userId = try Self.userId(forHandle: handle)
         try Self.checkPassword(password)
+        let session = try await registrations.run(userId) { try await registerInTurn(userId, password: password) }
+        guard let session else {
+            throw ChatError(.rateLimited, "too many sign-ups for \"\(userId)\" at once; retry", retryAfterSeconds: 1)
+        }
+        return session
+    }
+
+    private func registerInTurn(_ userId: String, password: String) async throws -> Session {
         if try await store.user(userId) != nil {
             throw ChatError(.handleTaken, "the handle \"\(userId)\" is taken; choose another")
         }

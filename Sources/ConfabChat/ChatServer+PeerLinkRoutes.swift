@@ -70,6 +70,20 @@ extension ChatServer {
                     }
                     continue
                 }
+                if let (id, handle, password) = PeerRegister.parse(text) {
+                    group.addTask {
+                        let result: Result<AccountService.Session, ChatError>
+                        do {
+                            result = .success(try await self.accounts.register(handle: handle, password: password))
+                        } catch let e as ChatError {
+                            result = .failure(e)
+                        } catch {
+                            result = .failure(ChatError(.internalError, "\(error)"))
+                        }
+                        answer.yield(PeerRegister.result(id: id, result))
+                    }
+                    continue
+                }
                 if let (id, chatId) = PeerMembersChanged.parse(text) {
                     self.chats.sequencer.membersChanged(chatId: chatId)
                     answer.yield(PeerMembersChanged.result(id: id))
@@ -176,6 +190,22 @@ extension ChatServer {
                     message: "\(userId) belongs to chat server \(owner.id) at \(owner.address): poll there",
                     server: owner.address, serverId: owner.id)),
             status: .init(code: 421))
+    }
+
+    /// Creates an account at the server that owns the handle, where sign-ups of one handle take
+    /// turns: two people racing for a handle on two servers get one account and one
+    /// `handle_taken` (issue 12). With no link to the owner (it just left, or this server is
+    /// stopping) the sign-up runs here; an owner that does not answer gives `storage_unavailable`
+    /// — the account may exist then, and a retry says `handle_taken` (log in instead).
+    func register(handle: String, password: String) async throws -> AccountService.Session {
+        let userId = try AccountService.userId(forHandle: handle)
+        if let owner = foreignOwner(of: userId), let link = peers.link(to: owner.id) {
+            let body = try await link.request(timeout: .seconds(10)) {
+                PeerRegister.encoded(id: $0, handle: handle, password: password)
+            }
+            return try PeerRegister.decode(body).get()
+        }
+        return try await accounts.register(handle: handle, password: password)
     }
 
     /// The owner of `userId` when it is another server (the device must go there), else nil.

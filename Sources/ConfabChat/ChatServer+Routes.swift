@@ -45,7 +45,7 @@ extension ChatServer {
         router.post("/api/register") { request, context in
             let c = try await HTTPJSON.decode(Credentials.self, from: request, limit: 4096)
             let s = try await self.credentials.admit(address: context.clientAddress, handle: c.handle) {
-                try await self.accounts.register(handle: c.handle, password: c.password)
+                try await self.register(handle: c.handle, password: c.password)
             }
             return HTTPJSON.response(
                 SessionJSON(userId: s.userId, token: s.token, expiresAt: s.expiresAt), status: .created)

@@ -127,6 +127,72 @@ enum PeerPresence {
     }
 }
 
+/// A sign-up forwarded to the server that owns the handle, where sign-ups of one handle take turns
+/// (`AccountService.register`), so two devices racing for a handle on two servers get one account
+/// and one `handle_taken`:
+///
+///     register <request id>\n{"handle","password"}
+///     result <request id>\n{"session":{"userId","token","expiresAt"}} | {"error":{"code","message"}}
+enum PeerRegister {
+    private struct Ask: Codable {
+        var handle: String
+        var password: String
+    }
+    private struct SessionBody: Codable {
+        var userId: String
+        var token: String
+        var expiresAt: Int64
+    }
+    private struct ErrorBody: Codable {
+        var code: String
+        var message: String
+        var retryAfter: Int?
+    }
+    private struct Answer: Codable {
+        var session: SessionBody?
+        var error: ErrorBody?
+    }
+
+    static func encoded(id: UInt64, handle: String, password: String) -> String {
+        "register \(id)\n"
+            + String(
+                decoding: (try? JSONEncoder.chat.encode(Ask(handle: handle, password: password))) ?? Data(),
+                as: UTF8.self)
+    }
+
+    static func parse(_ text: String) -> (UInt64, handle: String, password: String)? {
+        guard text.hasPrefix("register "), let nl = text.firstIndex(of: "\n"),
+            let id = UInt64(text[text.index(text.startIndex, offsetBy: 9)..<nl]),
+            let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8))
+        else { return nil }
+        return (id, ask.handle, ask.password)
+    }
+
+    static func result(id: UInt64, _ r: Swift.Result<AccountService.Session, ChatError>) -> String {
+        let body: Answer
+        switch r {
+        case .success(let s):
+            body = Answer(session: SessionBody(userId: s.userId, token: s.token, expiresAt: s.expiresAt), error: nil)
+        case .failure(let e):
+            body = Answer(
+                session: nil, error: ErrorBody(code: e.code.name, message: e.message, retryAfter: e.retryAfterSeconds))
+        }
+        return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
+    }
+
+    static func decode(_ json: String) -> Swift.Result<AccountService.Session, ChatError> {
+        guard let body = try? JSONDecoder().decode(Answer.self, from: Data(json.utf8)) else {
+            return .failure(ChatError(.internalError, "the handle's owner server answered something not understood"))
+        }
+        if let s = body.session {
+            return .success(AccountService.Session(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
+        }
+        let e = body.error ?? ErrorBody(code: "internal", message: "the owner server answered nothing", retryAfter: nil)
+        return .failure(
+            ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message, retryAfterSeconds: e.retryAfter))
+    }
+}
+
 /// Sends go to the chat's owner server: this one (nil: the local sequencer places it) or another,
 /// over the peer link, waiting for its answer. An owner that does not answer within `timeout`, or
 /// whose link drops, gives `storage_unavailable`: the device retries (with `retry: true`) and

@@ -1,5 +1,8 @@
 import ConfabEngine
+import ConfabRing
+import ConfabWire
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import ConfabChat
@@ -137,5 +140,80 @@ import Testing
                 == .badCredentials)
         let login = try await f.accounts.login(handle: "xia", password: "password-new")
         #expect(try await f.accounts.authenticate(login.token) == "xia")
+    }
+}
+
+/// Holds the first write to the users table until released: the interleaving in which an earlier
+/// sign-up's row lands after a later one has read its own back.
+private final class HoldingFirstUserWrite: RingStorage {
+    let inner: InMemoryRingStorage
+    private let state = NIOLockedValueBox<(armed: Bool, held: CheckedContinuation<Void, Never>?)>((true, nil))
+    let (holding, holdingSink) = AsyncStream<Void>.makeStream()
+
+    init(inner: InMemoryRingStorage) { self.inner = inner }
+
+    func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        let hold = state.withLockedValue { s -> Bool in
+            defer { if mutation.table == ChatTables.users { s.armed = false } }
+            return s.armed && mutation.table == ChatTables.users
+        }
+        if hold {
+            await withCheckedContinuation { c in
+                state.withLockedValue { $0.held = c }
+                holdingSink.yield()
+            }
+        }
+        return try await inner.write(mutation, consistency: consistency)
+    }
+
+    func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
+        try await inner.read(query, consistency: consistency)
+    }
+
+    func release() {
+        state.withLockedValue { s in
+            defer { s.held = nil }
+            return s.held
+        }?.resume()
+    }
+}
+
+extension AccountServiceTests {
+    /// Issue 12: the loser of a sign-up race gets `handle_taken`, not a token. Two sign-ups of one
+    /// handle on one server, the earlier one's row landing only after the later one has written
+    /// and read back its own: before, both got a token (the later one's refused a second later);
+    /// now sign-ups of a handle take turns, and the later one finds the earlier's row. (Across
+    /// servers, sign-ups go to the handle's owner, where they take turns the same way:
+    /// `ChatServerIntegrationTests.racingSignUpsOnTwoServersGetOneAccountAndOneHandleTaken`.)
+    @Test func aSignUpRacingAnEarlierOneOfTheSameHandleGetsHandleTaken() async throws {
+        let clock = ManualClock()
+        let memory = InMemoryRingStorage(clock: clock)
+        let storage = HoldingFirstUserWrite(inner: memory)
+        let accounts = AccountService(
+            store: ChatCatalog(storage: storage, clock: clock), hasher: PasswordHasher(rounds: 1000),
+            signer: TokenSigner(secret: Array("test-secret-0123456789".utf8), clock: clock), clock: clock)
+        let first = Task { try await accounts.register(handle: "neo", password: "password-first") }
+        for await _ in storage.holding { break }  // the first's row is created and its write held
+        clock.advance(micros: 10)
+        let secondDone = NIOLockedValueBox(false)
+        let second = Task {
+            defer { secondDone.withLockedValue { $0 = true } }
+            return try await accounts.register(handle: "neo", password: "password-second")
+        }
+        // Release the first once the second has either finished (the old interleaving) or is
+        // waiting for its turn (now).
+        while !secondDone.withLockedValue({ $0 }) && accounts.registrations.waiting("neo") == 0 {
+            await Task.yield()
+        }
+        storage.release()
+        let outcomes = [await first.result, await second.result]
+        let sessions = outcomes.compactMap { try? $0.get() }
+        #expect(sessions.count == 1, "both sign-ups got a token: \(sessions.map(\.userId))")
+        let refused = outcomes.compactMap { r -> ChatError? in
+            if case .failure(let e) = r { return e as? ChatError }
+            return nil
+        }
+        #expect(refused.map(\.code) == [.handleTaken])
+        #expect(try await accounts.authenticate(sessions.first?.token) == "neo")
     }
 }

@@ -370,6 +370,43 @@ extension ChatServerIntegrationTests {
 }
 
 extension ChatServerIntegrationTests {
+    /// Issue 12: two people signing up for one handle at the same instant on two servers get one
+    /// account and one `handle_taken` — sign-ups go to the handle's owner server and take turns
+    /// there. Before, both could get 201 and a token, the loser's refused a second later.
+    @Test func racingSignUpsOnTwoServersGetOneAccountAndOneHandleTaken() async throws {
+        let fast: (inout ChatServerConfiguration) -> Void = {
+            $0.heartbeatInterval = .milliseconds(200)
+            $0.serverRefreshInterval = .milliseconds(200)
+        }
+        let stack = try await ChatStack.start(configure: fast)
+        let b = try await stack.startAnotherServer(serverId: "server-b", configure: fast)
+        for port in [stack.port, b.port] {
+            try await eventuallyTrue("server on \(port) sees both servers") {
+                try await stack.http(.get, "/api/health", port: port).json["servers"] as? Int == 2
+            }
+        }
+        for i in 0..<12 {
+            let handle = "racer\(i)"
+            async let onA = stack.http(.post, "/api/register", body: ["handle": handle, "password": "password-a-\(i)"])
+            async let onB = stack.http(
+                .post, "/api/register", body: ["handle": handle, "password": "password-b-\(i)"], port: b.port)
+            let (a, r) = try await (onA, onB)
+            let statuses = [a.status, r.status].sorted()
+            #expect(statuses == [201, 409], "\(handle): \(a.status) \(a.text) / \(r.status) \(r.text)")
+            let loser = a.status == 409 ? a : r
+            #expect(loser.errorCode == "handle_taken", "\(loser.text)")
+            let winner = a.status == 201 ? a : r
+            let token = try #require(winner.json["token"] as? String)
+            for port in [stack.port, b.port] {
+                #expect(
+                    try await stack.http(.get, "/api/me", token: token, port: port).json["userId"] as? String == handle)
+            }
+        }
+        await b.group.triggerGracefulShutdown()
+        try await b.task.value
+        try await stack.stop()
+    }
+
     /// A device that stops reading is closed with 4008 once its queue passes the bound; the
     /// sender and the server carry on, and the device gets everything back with sync.
     @Test func aSlowReaderIsClosedWith4008AndCatchesUpWithSync() async throws {
