@@ -91,6 +91,17 @@ package enum FrameDecoder {
 
     private static func badMagic(_ bytes: UnsafeRawBufferPointer) -> FrameParseResult {
         let shown = bytes.prefix(4).map { String($0, radix: 16) }.joined(separator: " ")
+        // 0x15/0x16 then 0x03: a TLS alert or handshake record.
+        if bytes.count >= 2, bytes[0] == 0x15 || bytes[0] == 0x16, bytes[1] == 0x03 {
+            return .fatal(
+                streamID: 0,
+                error: WireError(
+                    .protocolError,
+                    """
+                    not a Confab frame but a TLS record (\(shown)): one side speaks TLS and the other does not. \
+                    Nodes serve TLS when started with --tls-cert; clients then connect with --tls-ca (docs/security.md § TLS)
+                    """))
+        }
         return .fatal(
             streamID: 0,
             error: WireError(

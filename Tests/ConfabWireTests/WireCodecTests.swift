@@ -196,6 +196,18 @@ let sampleMessages: [WireMessage] = {
         }
     }
 
+    /// A TLS record where a frame should be (a plain client talking to a TLS node, or the other
+    /// way round) says so and what to pass, instead of "is the peer speaking the protocol?".
+    @Test func aTLSRecordWhereAFrameShouldBeSaysTLS() {
+        for first: UInt8 in [0x15, 0x16] {
+            guard case .fatal(_, let error) = FrameDecoder.parse([first, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28]) else {
+                Issue.record("expected fatal")
+                return
+            }
+            #expect(error.message.contains("TLS record") && error.message.contains("--tls-ca"), "\(error.message)")
+        }
+    }
+
     @Test func unsupportedVersionIsFatal() {
         var frame = WireMessage.ping(nonce: 1).frame(streamID: 4)
         frame.version = 1
