@@ -24,19 +24,21 @@ import Testing
         return ServerProcess(pid: pid, logPath: "", expectedArgument: dataDir).isAlive
     }
 
+    /// Whatever a test did, no node of the ring in `dir` outlives it.
+    private func killRing(in dir: String) {
+        guard let state = try? RingFile.load(from: dir) else { return }
+        for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
+            kill(node.pid!, SIGKILL)
+        }
+        _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
+    }
+
     @Test func startPostKillRestartStatusStop() async throws {
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let temp = TempDirectory("confab-ring-cli")
         let dir = "\(temp.path)/ring"
         // Whatever happens, no node outlives the test.
-        defer {
-            if let state = try? RingFile.load(from: dir) {
-                for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
-                    kill(node.pid!, SIGKILL)
-                }
-                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
-            }
-        }
+        defer { killRing(in: dir) }
         let began = Date()
 
         // start: progress on stderr, a status table on stdout, 3 live pids in ring.json.
@@ -149,14 +151,7 @@ import Testing
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let temp = TempDirectory("confab-ring-refuse")
         let dir = "\(temp.path)/ring"
-        defer {
-            if let state = try? RingFile.load(from: dir) {
-                for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
-                    kill(node.pid!, SIGKILL)
-                }
-                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
-            }
-        }
+        defer { killRing(in: dir) }
         let start = try await confab(binary, ["ring", "start", "--nodes", "3", "--dir", dir, "--timeout", "30"])
         try #require(start.status == 0, "ring start failed: \(start.err)")
         let stop = try await confab(binary, ["ring", "stop", "--dir", dir])
@@ -193,14 +188,7 @@ import Testing
         let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
         let temp = TempDirectory("confab-ring-port")
         let dir = "\(temp.path)/ring"
-        defer {
-            if let state = try? RingFile.load(from: dir) {
-                for node in state.nodes where isRunning(node.pid, dataDir: node.dataDir) {
-                    kill(node.pid!, SIGKILL)
-                }
-                _ = ServerProcess.waitForExit(state.nodes.compactMap(\.process), timeout: .seconds(5))
-            }
-        }
+        defer { killRing(in: dir) }
         let start = try await confab(
             binary, ["ring", "start", "--nodes", "2", "--dir", dir, "--timeout", "40"],
             environment: ["CONFAB_TEST_TAKE_PORT_OF_NODE": "1"])

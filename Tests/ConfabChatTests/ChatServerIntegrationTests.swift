@@ -1,6 +1,7 @@
 import ConfabChat
 import ConfabEngine
 import Foundation
+import ServiceLifecycle
 import Testing
 
 @testable import ConfabChat
@@ -328,7 +329,10 @@ import Testing
 }
 
 extension ChatServerIntegrationTests {
-    @Test func serversFindEachOtherThroughHeartbeatsAndAgreeOnRoutes() async throws {
+    /// A stack and a second server, heartbeating every 200 ms, once each sees both.
+    private func startTwoServersThatSeeEachOther() async throws -> (
+        ChatStack, (server: ChatServer, group: ServiceGroup, task: Task<Void, any Error>, port: Int)
+    ) {
         let fast: (inout ChatServerConfiguration) -> Void = {
             $0.heartbeatInterval = .milliseconds(200)
             $0.serverRefreshInterval = .milliseconds(200)
@@ -340,6 +344,11 @@ extension ChatServerIntegrationTests {
                 try await stack.http(.get, "/api/health", port: port).json["servers"] as? Int == 2
             }
         }
+        return (stack, b)
+    }
+
+    @Test func serversFindEachOtherThroughHeartbeatsAndAgreeOnRoutes() async throws {
+        let (stack, b) = try await startTwoServersThatSeeEachOther()
         var owners: Set<String> = []
         for i in 0..<40 {
             let fromA = try await stack.http(.get, "/api/route?user=user\(i)").json
@@ -374,17 +383,7 @@ extension ChatServerIntegrationTests {
     /// account and one `handle_taken` — sign-ups go to the handle's owner server and take turns
     /// there. Before, both could get 201 and a token, the loser's refused a second later.
     @Test func racingSignUpsOnTwoServersGetOneAccountAndOneHandleTaken() async throws {
-        let fast: (inout ChatServerConfiguration) -> Void = {
-            $0.heartbeatInterval = .milliseconds(200)
-            $0.serverRefreshInterval = .milliseconds(200)
-        }
-        let stack = try await ChatStack.start(configure: fast)
-        let b = try await stack.startAnotherServer(serverId: "server-b", configure: fast)
-        for port in [stack.port, b.port] {
-            try await eventuallyTrue("server on \(port) sees both servers") {
-                try await stack.http(.get, "/api/health", port: port).json["servers"] as? Int == 2
-            }
-        }
+        let (stack, b) = try await startTwoServersThatSeeEachOther()
         for i in 0..<12 {
             let handle = "racer\(i)"
             async let onA = stack.http(.post, "/api/register", body: ["handle": handle, "password": "password-a-\(i)"])
