@@ -270,8 +270,9 @@ struct ChatCatalog: Sendable {
 
     // MARK: Chat servers
 
-    /// A server's heartbeat: its row in `chat.servers`, expiring after `ttlSeconds` unless rewritten.
-    func putServer(id: String, address: String, peerAddress: String, ttlSeconds: Int32) async throws {
+    /// A server's heartbeat: its row in `chat.servers` with a fresh `beat` value (the others count
+    /// it live while the value changes), expiring after `ttlSeconds` unless rewritten.
+    func putServer(id: String, address: String, peerAddress: String, beat: Int64, ttlSeconds: Int32) async throws {
         try await write(
             row(
                 RowWrite(
@@ -280,6 +281,7 @@ struct ChatCatalog: Sendable {
                     cells: [
                         (ChatTables.ServerColumn.address, Array(address.utf8)),
                         (ChatTables.ServerColumn.peerAddress, Array(peerAddress.utf8)),
+                        (ChatTables.ServerColumn.beat, [UInt8].int64(beat)),
                     ], ttl: ttlSeconds)))
     }
 
@@ -292,7 +294,8 @@ struct ChatCatalog: Sendable {
                 writeTime: clock.nowMicros(), nowSeconds: clock.nowSeconds()))
     }
 
-    /// Live servers (rows not yet expired): id → (public address, peer-link address).
+    /// Servers' rows not yet expired: id → (public address, peer-link address, heartbeat value).
+    /// Which of them are live is `PeerLiveness`'s call.
     func servers() async throws -> [String: ServerAddresses] {
         let rows = try await read(
             SliceQuery(table: ChatTables.servers, partitionKey: ChatTables.serversPartition, limit: 10_000))
@@ -301,7 +304,7 @@ struct ChatCatalog: Sendable {
             if let id = r.bytesComponent(0), let a = r.string(ChatTables.ServerColumn.address),
                 let p = r.string(ChatTables.ServerColumn.peerAddress)
             {
-                out[id] = ServerAddresses(public: a, peer: p)
+                out[id] = ServerAddresses(public: a, peer: p, beat: r.int64(ChatTables.ServerColumn.beat) ?? 0)
             }
         }
         return out
@@ -312,4 +315,6 @@ struct ChatCatalog: Sendable {
 struct ServerAddresses: Hashable, Sendable {
     var `public`: String
     var peer: String
+    /// The heartbeat value of the row (0 in a row written before heartbeats carried one).
+    var beat: Int64 = 0
 }

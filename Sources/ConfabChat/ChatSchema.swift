@@ -59,7 +59,10 @@ public enum ChatSchema {
         TableSchema(
             keyspace: keyspace, name: "servers", id: ChatTables.servers, partitionKey: "bucket",
             clusteringColumns: ["server_id"],
-            columns: [ChatTables.ServerColumn.address: "address", ChatTables.ServerColumn.peerAddress: "peer_address"]),
+            columns: [
+                ChatTables.ServerColumn.address: "address", ChatTables.ServerColumn.peerAddress: "peer_address",
+                ChatTables.ServerColumn.beat: "beat",
+            ]),
         TableSchema(
             keyspace: keyspace, name: "blocks", id: ChatTables.blocks, partitionKey: "user_id",
             clusteringColumns: ["blocked"], columns: [ChatTables.BlockColumn.since: "since"]),

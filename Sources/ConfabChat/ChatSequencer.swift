@@ -10,10 +10,12 @@ import Synchronization
 /// a busy chat costs one ring write per batch, not per send. A batch is acknowledged only after
 ///
 /// 1. its mutation (messages + idempotency rows, atomic per replica) is on a QUORUM, and
-/// 2. a QUORUM read of the chat's header still names this server's epoch — if another server has
-///    opened a newer epoch since (an ownership change), nothing of the batch is acknowledged: its
-///    messages are either seen by the new owner's opening read (and kept) or lie in the tail the
-///    new owner tombstones, and the devices retry with `retry: true`.
+/// 2. either this server's ownership lease still holds for the period the chat was opened in
+///    (`OrderingLease`: then no other server can have opened the chat, and no read is needed), or
+///    a QUORUM read of the chat's header (the fence) still names this server's epoch — if another
+///    server has opened a newer epoch since (an ownership change), nothing of the batch is
+///    acknowledged: its messages are either seen by the new owner's opening read (and kept) or lie
+///    in the tail the new owner tombstones, and the devices retry with `retry: true`.
 ///
 /// Guarantee: one batch in flight per chat, and batch k+1 is written only after batch k is on a
 /// QUORUM, so every seq below a readable one is readable — a per-chat cursor never skips. Acks,
@@ -45,6 +47,8 @@ final class ChatSequencer: Sendable {
         var next: Int64
         /// The newest messages the opening read saw (to recognise their clientIds without a read).
         var tail: [MessageRecord] = []
+        /// What the chat was opened (or last fenced) under; nil: the next batch is fenced.
+        var leaseStamp: LeaseStamp?
     }
 
     private struct Recent: Sendable {
@@ -89,14 +93,20 @@ final class ChatSequencer: Sendable {
     /// bounds how long a removal made through a server whose view names another owner (views
     /// differ for at most a directory refresh) can go unnoticed.
     let membersMaxAgeMicros: Int64
+    /// Lets a batch skip the fence read; nil: every batch is fenced and chats open at once.
+    let lease: (any OrderingLease)?
     private let lanes = Mutex<[Int64: Lane]>([:])
     /// Ring reads made to check members (for tests and metrics: a steady-state send makes none).
     private let memberReads = Mutex<Int>(0)
+    private let fenceReadCount = Mutex<Int>(0)
+    private let leasedBatches = Mutex<Int>(0)
 
     init(
         serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
-        maxBatch: Int = 256, recentPerChat: Int = 1024, membersMaxAgeMicros: Int64 = 5_000_000
+        maxBatch: Int = 256, recentPerChat: Int = 1024, membersMaxAgeMicros: Int64 = 5_000_000,
+        lease: (any OrderingLease)? = nil
     ) {
+        self.lease = lease
         self.serverId = serverId
         self.store = store
         self.log = ChatLog(store: store)
@@ -110,6 +120,9 @@ final class ChatSequencer: Sendable {
 
     /// Members reads made by batches so far.
     var membersReads: Int { memberReads.withLock { $0 } }
+    /// Fence reads made so far, and batches acknowledged under the lease instead.
+    var fenceReads: Int { fenceReadCount.withLock { $0 } }
+    var leaseAcknowledgedBatches: Int { leasedBatches.withLock { $0 } }
 
     /// A member joined, left or was removed (its rows are already written at QUORUM): the next
     /// batch of the chat reads its members again, so a removed member's later sends are refused
@@ -358,17 +371,15 @@ final class ChatSequencer: Sendable {
                     chatId: chatId, messages: placed, closing: nil, nowSeconds: store.clock.nowSeconds())
                 do {
                     try await log.write(mutation)
-                    let header = try await log.header(chatId: chatId)
-                    guard header == ChatLog.Header(epoch: open.epoch, owner: serverId) else {
-                        logger.debug(
-                            "chat moved to another server's epoch; this server stops ordering it",
-                            metadata: [
-                                "chat": "\(chatId)", "epoch": "\(open.epoch)",
-                                "header": "\(String(describing: header))",
-                            ])
-                        throw ChatError(
-                            .storageUnavailable,
-                            "the chat's ordering moved to another chat server while sending; retry (with retry: true)")
+                    if let lease, let stamp = open.leaseStamp, lease.mayAcknowledge(chatId: chatId, stamp: stamp) {
+                        // No other server can have opened the chat since this one opened (or fenced) it.
+                        leasedBatches.withLock { $0 += 1 }
+                    } else {
+                        // Stamped before the read: a fence that succeeds proves nobody had opened the
+                        // chat when it began, so the lease covers the chat again from there.
+                        let stamp = lease?.currentStamp(chatId: chatId)
+                        try await fence(chatId: chatId, epoch: open.epoch)
+                        open.leaseStamp = stamp
                     }
                 } catch {
                     close(chatId: chatId)
@@ -410,6 +421,9 @@ final class ChatSequencer: Sendable {
     ///
     /// Only then does this server look up, place or acknowledge anything in the chat.
     private func open(chatId: Int64) async throws -> Open {
+        // With a lease: only once every lease another server could hold on this chat has run out
+        // (docs/chat_ordering.md § Leases).
+        let stamp = try await lease?.permitToOpen(chatId: chatId)
         let previous = try await log.header(chatId: chatId)?.epoch ?? 0
         let epoch = previous + 1 + Int64.random(in: 0..<65_536)
         guard epoch < ChatLog.maxEpoch else {
@@ -417,11 +431,32 @@ final class ChatSequencer: Sendable {
                 .internalError, "chat \(chatId) has used up its epochs (2^30); it cannot change owner again")
         }
         try await log.putHeader(chatId: chatId, ChatLog.Header(epoch: epoch, owner: serverId))
+        if let lease, let stamp, !lease.mayContinueOpening(chatId: chatId, stamp: stamp) {
+            // The header write outlasted the lease: another server may hold one on this chat now,
+            // and this server's end read and tombstone could hide what it acknowledges.
+            throw ChatError(
+                .storageUnavailable, "this chat server lost its ownership lease while opening chat \(chatId); retry")
+        }
         let tail = try await log.messages(chatId: chatId, before: nil, limit: 256)
         let end = tail.first?.seq ?? 0
         let first = ChatLog.firstSeq(ofEpoch: epoch)
         try await log.close(chatId: chatId, above: end, below: first)
         logger.debug("opened chat epoch", metadata: ["chat": "\(chatId)", "epoch": "\(epoch)", "end": "\(end)"])
-        return Open(epoch: epoch, last: end, next: first, tail: tail)
+        return Open(epoch: epoch, last: end, next: first, tail: tail, leaseStamp: stamp)
+    }
+
+    /// The fence: a QUORUM read of the header after the batch is on a QUORUM. If it no longer
+    /// names this server's epoch another server has opened the chat, and nothing is acknowledged.
+    private func fence(chatId: Int64, epoch: Int64) async throws {
+        fenceReadCount.withLock { $0 += 1 }
+        let header = try await log.header(chatId: chatId)
+        guard header == ChatLog.Header(epoch: epoch, owner: serverId) else {
+            logger.debug(
+                "chat moved to another server's epoch; this server stops ordering it",
+                metadata: ["chat": "\(chatId)", "epoch": "\(epoch)", "header": "\(String(describing: header))"])
+            throw ChatError(
+                .storageUnavailable,
+                "the chat's ordering moved to another chat server while sending; retry (with retry: true)")
+        }
     }
 }

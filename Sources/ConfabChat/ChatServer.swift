@@ -75,7 +75,7 @@ public final class ChatServer: Service, Sendable {
             limiter: RateLimiter(
                 ratePerSecond: configuration.sendsPerSecond, burst: configuration.sendBurst, clock: clock),
             clock: clock, serverId: configuration.serverId, router: PeerRouting(directory: directory, peers: peers),
-            logger: logger, directChatIds: DirectChatIds(secret: configuration.secret))
+            logger: logger, directChatIds: DirectChatIds(secret: configuration.secret), lease: directory)
         self.polls = PollSessions(hub: hub, clock: clock, idleMicros: configuration.pollIdleSeconds * 1_000_000)
     }
 

@@ -53,7 +53,8 @@ final class ChatService: Sendable {
         limits: Limits = Limits(),
         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat"),
         syncSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-        directChatIds: DirectChatIds = DirectChatIds(secret: Array("confab tests: one deployment".utf8))
+        directChatIds: DirectChatIds = DirectChatIds(secret: Array("confab tests: one deployment".utf8)),
+        lease: (any OrderingLease)? = nil
     ) {
         self.directChatIds = directChatIds
         self.store = store
@@ -70,7 +71,7 @@ final class ChatService: Sendable {
             serverId: serverId,
             store: ChatCatalog(storage: SendPathRingStorage(inner: store.storage), clock: store.clock),
             delivery: delivery, stamper: MessageStamper(clock: clock),
-            logger: logger)
+            logger: logger, lease: lease)
         self.router = router
         self.cache = MembersCache(clock: clock)
         self.clock = clock

@@ -57,6 +57,9 @@ enum ChatTables {
         static let address: UInt32 = 0
         /// "http://host:port" of the server's peer-link listener, kept off the public port.
         static let peerAddress: UInt32 = 1
+        /// A random value rewritten by every heartbeat: the others count the server live while it
+        /// changes (`PeerLiveness`).
+        static let beat: UInt32 = 2
     }
 
     /// The clustering key of the single row of a table without clustering columns.

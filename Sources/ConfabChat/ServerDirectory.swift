@@ -1,24 +1,35 @@
+import Dispatch
 import Logging
 import Synchronization
 
 /// The live chat servers, found through the ring itself: each server rewrites its row in
-/// `chat.servers` every `heartbeatInterval` with a TTL of `ttlSeconds`, and reads the table every
-/// `refreshInterval`. A server that stops heartbeating disappears from everyone's view within the
-/// TTL; one that shuts down gracefully deletes its row at once. The live set is hashed onto a
-/// `ServerHashing` that says which server each user belongs to.
-final class ServerDirectory: Sendable {
+/// `chat.servers` every `heartbeatInterval` with a new random heartbeat value, and reads the table
+/// every `refreshInterval`. A server whose value has not changed for `ttlSeconds` (on the reader's
+/// monotonic clock: `PeerLiveness`) leaves everyone's view; one that shuts down gracefully deletes
+/// its row at once. The live set is hashed onto a `ServerHashing` that says which server each user
+/// and chat belongs to.
+///
+/// It also keeps this server's ownership lease (`OwnershipLease`, docs/chat_ordering.md § Leases),
+/// which lets the chats' sequencer acknowledge a batch without the fence read.
+final class ServerDirectory: OrderingLease, Sendable {
     let serverId: String
     let store: ChatCatalog
     let ttlSeconds: Int32
     let heartbeatInterval: Duration
     let refreshInterval: Duration
+    let timings: LeaseTimings
+    /// Monotonic nanoseconds (injected for tests).
+    let now: @Sendable () -> Int64
+    private let lease: Mutex<OwnershipLease>
+    private let liveness: Mutex<PeerLiveness>
     private let address = Mutex<String>("")
     private let peerListener = Mutex<String>("")
-    private let hashing = Mutex(ServerHashing(servers: [:]))
+    /// The live set hashed, and its version: bumped by every change (`LeaseStamp`).
+    private let hashing = Mutex<(hashing: ServerHashing, version: UInt64)>((ServerHashing(servers: [:]), 0))
     /// Server id → its peer-link address, from the same read as `hashing`.
     private let peerAddresses = Mutex<[String: String]>([:])
     /// When this server's heartbeat last reached the ring.
-    private let lastBeat = Mutex<ContinuousClock.Instant?>(nil)
+    private let lastBeat = Mutex<Int64?>(nil)
     /// Whether a read of `chat.servers` has succeeded since this server's first heartbeat: only
     /// then does its live set include every peer that was live when it joined (`/ready`).
     private let refreshedSinceBeat = Mutex(false)
@@ -26,7 +37,8 @@ final class ServerDirectory: Sendable {
 
     init(
         serverId: String, store: ChatCatalog, ttlSeconds: Int32 = 10, heartbeatInterval: Duration = .seconds(3),
-        refreshInterval: Duration = .seconds(2), logger: Logger
+        refreshInterval: Duration = .seconds(2), logger: Logger,
+        now: @escaping @Sendable () -> Int64 = { Int64(DispatchTime.now().uptimeNanoseconds) }
     ) {
         self.serverId = serverId
         self.store = store
@@ -34,15 +46,31 @@ final class ServerDirectory: Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.refreshInterval = refreshInterval
         self.logger = logger
+        self.now = now
+        let timings = LeaseTimings(silenceNanos: Int64(ttlSeconds) * 1_000_000_000)
+        self.timings = timings
+        self.lease = Mutex(OwnershipLease(timings: timings))
+        self.liveness = Mutex(PeerLiveness(timings: timings))
     }
+
+    /// How long a heartbeat row outlives its last write. Liveness is decided by the heartbeat
+    /// value changing, not by expiry (expiry follows the replicas' wall clocks); the TTL only
+    /// clears the rows of servers that are gone for good, so it is far longer than the silence.
+    var rowTTLSeconds: Int32 { max(3_600, ttlSeconds &* 10) }
 
     /// This server's public address ("http://host:port"), known once it listens.
     func setAddress(_ a: String) {
         address.withLock { $0 = a }
-        hashing.withLock { r in
-            var s = r.servers
-            s[serverId] = a
-            r = ServerHashing(servers: s)
+        var s = servers
+        s[serverId] = a
+        setServers(s)
+    }
+
+    /// Installs a new live set; a changed one bumps the view version (`LeaseStamp`).
+    private func setServers(_ live: [String: String]) {
+        hashing.withLock { h in
+            guard h.version == 0 || h.hashing.servers != live else { return }
+            h = (ServerHashing(servers: live), h.version &+ 1)
         }
     }
 
@@ -61,14 +89,13 @@ final class ServerDirectory: Sendable {
     var peerLinkAddresses: [String: String] { peerAddresses.withLock { $0 } }
 
     /// Live servers as last read (always including this one).
-    var servers: [String: String] { hashing.withLock { $0.servers } }
+    var servers: [String: String] { hashing.withLock { $0.hashing.servers } }
 
     /// The server `userId` belongs to: (id, address).
     func owner(of userId: String) -> (id: String, address: String) {
-        hashing.withLock { r in
-            guard let id = r.owner(of: userId), let a = r.servers[id] else { return (serverId, ownAddress) }
-            return (id, a)
-        }
+        let r = hashing.withLock { $0.hashing }
+        guard let id = r.owner(of: userId), let a = r.servers[id] else { return (serverId, ownAddress) }
+        return (id, a)
     }
 
     /// The server that orders `chatId`'s sends (docs/chat_ordering.md): the same hash ring as
@@ -78,19 +105,22 @@ final class ServerDirectory: Sendable {
     }
 
     func heartbeat() async throws {
-        let started = ContinuousClock.now
+        let started = now()
         try await store.putServer(
-            id: serverId, address: ownAddress, peerAddress: peerListener.withLock { $0 }, ttlSeconds: ttlSeconds)
+            id: serverId, address: ownAddress, peerAddress: peerListener.withLock { $0 },
+            beat: Int64.random(in: Int64.min...Int64.max), ttlSeconds: rowTTLSeconds)
+        let finished = now()
         lastBeat.withLock { $0 = started }
+        lease.withLock { $0.beatSucceeded(startedAt: started, finishedAt: finished) }
     }
 
-    /// Whether the others still count this server live: its row, written at the last successful
-    /// heartbeat, has not expired (with a second of margin for their clocks and refreshes). A
-    /// server whose heartbeats fail must not keep acting as the owner of users and chats the
-    /// others have already moved elsewhere.
+    /// Whether the others still count this server live: its heartbeat value changed less than the
+    /// silence ago (with the margin for their clocks and refreshes). A server whose heartbeats
+    /// fail must not keep acting as the owner of users and chats the others have already moved
+    /// elsewhere.
     var isLive: Bool {
         guard let last = lastBeat.withLock({ $0 }) else { return false }
-        return ContinuousClock.now - last < .seconds(Int64(ttlSeconds)) - .seconds(1)
+        return now() - last < timings.silenceNanos - timings.marginNanos
     }
 
     /// Heartbeating, and the live set read at least once after the first heartbeat.
@@ -99,14 +129,21 @@ final class ServerDirectory: Sendable {
     func refresh() async throws {
         let beatBefore = lastBeat.withLock { $0 } != nil
         defer { if beatBefore { refreshedSinceBeat.withLock { $0 = true } } }
+        let started = now()
         let rows = try await store.servers()
-        var live = rows.mapValues(\.public)
-        if isLive { live[serverId] = ownAddress } else { live[serverId] = nil }
-        if live.isEmpty { live[serverId] = ownAddress }
+        let finished = now()
+        let others = rows.filter { $0.key != serverId }
+        let liveIds = liveness.withLock {
+            $0.observe(others.mapValues(\.beat), startedAt: started, finishedAt: finished)
+        }
+        lease.withLock { $0.refreshSucceeded(startedAt: started, finishedAt: finished, othersPresent: !others.isEmpty) }
+        let live = PeerLiveness.view(
+            others: others.filter { liveIds.contains($0.key) }.mapValues(\.public), selfId: serverId,
+            selfAddress: ownAddress, selfLive: isLive)
         var peers = rows.mapValues(\.peer)
         peers[serverId] = peerListener.withLock { $0 }
         peerAddresses.withLock { $0 = peers }
-        hashing.withLock { r in if r.servers != live { r = ServerHashing(servers: live) } }
+        setServers(live)
     }
 
     /// Heartbeats and refreshes until cancelled; failures are logged and retried next round (the
@@ -131,11 +168,9 @@ final class ServerDirectory: Sendable {
                     if !isLive {
                         // Neither heartbeat nor refresh reaches the ring: keep only the others as
                         // last known, so this server stops owning what they have moved away.
-                        hashing.withLock { r in
-                            var s = r.servers
-                            s[serverId] = nil
-                            if !s.isEmpty, s != r.servers { r = ServerHashing(servers: s) }
-                        }
+                        var s = servers
+                        s[serverId] = nil
+                        if !s.isEmpty { setServers(s) }
                     }
                 }
                 nextRefresh = now + refreshInterval
@@ -144,8 +179,87 @@ final class ServerDirectory: Sendable {
         }
     }
 
-    /// Removes this server's row (graceful shutdown).
+    /// Removes this server's row (graceful shutdown). The lease is given up first: once the
+    /// others drop this server, nothing it still acknowledges may have skipped the fence.
     func deregister() async {
+        lease.withLock { $0.revoke() }
         try? await store.removeServer(id: serverId)
     }
+
+    // MARK: OrderingLease
+
+    /// The lease as it stands (tests, `/ready` diagnostics).
+    var leaseState: OwnershipLease { lease.withLock { $0 } }
+
+    /// Whether this server owns `chatId` in its view, and that view's version.
+    private func ownership(of chatId: Int64) -> (owns: Bool, version: UInt64) {
+        let (h, version) = hashing.withLock { ($0.hashing, $0.version) }
+        return ((h.owner(of: "#\(chatId)") ?? serverId) == serverId, version)
+    }
+
+    func permitToOpen(chatId: Int64) async throws -> LeaseStamp {
+        let deadline = now() + timings.gateNanos + timings.silenceNanos
+        while true {
+            let t = now()
+            let (owns, version) = ownership(of: chatId)
+            let (stamp, allowedAt) = lease.withLock { l in
+                (l.stamp(viewVersion: version, owns: true, now: t), l.openingAllowedAt(now: t))
+            }
+            if let stamp {
+                guard owns else {
+                    throw ChatError(
+                        .storageUnavailable,
+                        "chat \(chatId) is moving to another chat server (the servers' views differ for a moment); retry"
+                    )
+                }
+                return stamp
+            }
+            guard t < deadline else {
+                throw ChatError(
+                    .storageUnavailable,
+                    """
+                    this chat server cannot order chat \(chatId) yet: its ownership lease is not held \
+                    (heartbeat or directory reads do not reach the ring in time); retry
+                    """)
+            }
+            // Wake when the gate opens, or re-check every 50 ms while heartbeats are awaited.
+            let wake = min(deadline, min(allowedAt ?? t + 50_000_000, t + 50_000_000))
+            try await Task.sleep(for: .nanoseconds(max(1_000_000, wake - t)))
+        }
+    }
+
+    func mayContinueOpening(chatId: Int64, stamp: LeaseStamp) -> Bool {
+        let t = now()
+        let (owns, version) = ownership(of: chatId)
+        return lease.withLock { $0.mayContinueOpening(stamp, viewVersion: version, owns: owns, now: t) }
+    }
+
+    func mayAcknowledge(chatId: Int64, stamp: LeaseStamp) -> Bool {
+        let t = now()
+        let (owns, version) = ownership(of: chatId)
+        return lease.withLock { $0.mayAcknowledge(stamp, viewVersion: version, owns: owns, now: t) }
+    }
+
+    func currentStamp(chatId: Int64) -> LeaseStamp? {
+        let t = now()
+        let (owns, version) = ownership(of: chatId)
+        return lease.withLock { $0.stamp(viewVersion: version, owns: owns, now: t) }
+    }
+}
+
+/// Lets the owner of a chat acknowledge a batch without reading the header back (the fence):
+/// while the lease holds and the view is unchanged, no other server can have opened the chat
+/// (docs/chat_ordering.md § Leases).
+protocol OrderingLease: Sendable {
+    /// Waits until this server may open `chatId` (its lease held and past its gate, and it owns the
+    /// chat in its view); returns the stamp the chat is opened under.
+    func permitToOpen(chatId: Int64) async throws -> LeaseStamp
+    /// Checked after the new header is written and before the end read: still allowed.
+    func mayContinueOpening(chatId: Int64, stamp: LeaseStamp) -> Bool
+    /// A batch of a chat stamped `stamp`, already on a QUORUM, may be acknowledged without the
+    /// fence read.
+    func mayAcknowledge(chatId: Int64, stamp: LeaseStamp) -> Bool
+    /// The stamp to give a chat whose fence read, started now, succeeds (nil: this server does not
+    /// own it, or holds no period).
+    func currentStamp(chatId: Int64) -> LeaseStamp?
 }

@@ -335,6 +335,7 @@ extension ChatServerIntegrationTests {
     ) {
         let fast: (inout ChatServerConfiguration) -> Void = {
             $0.heartbeatInterval = .milliseconds(200)
+            $0.heartbeatTTLSeconds = 2
             $0.serverRefreshInterval = .milliseconds(200)
         }
         let stack = try await ChatStack.start(configure: fast)

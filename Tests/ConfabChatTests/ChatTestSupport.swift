@@ -29,7 +29,10 @@ struct ServiceFixture {
     /// Microseconds syncs waited for their budget (the manual clock moves by as much).
     let syncWaitedMicros = NIOLockedValueBox<Int64>(0)
 
-    init(sendsPerSecond: Double = 1000, burst: Double = 1000, limits: ChatService.Limits = .init()) {
+    init(
+        sendsPerSecond: Double = 1000, burst: Double = 1000, limits: ChatService.Limits = .init(),
+        lease: (any OrderingLease)? = nil
+    ) {
         storage = InMemoryRingStorage(clock: clock)
         let store = ChatCatalog(storage: storage, clock: clock)
         accounts = AccountService(
@@ -43,7 +46,7 @@ struct ServiceFixture {
                 let micros = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
                 syncWaitedMicros.withLockedValue { $0 += micros }
                 clock.advance(micros: micros)
-            })
+            }, lease: lease)
     }
 
     /// Registers users (password "password-<id>") and returns their ids.

@@ -41,7 +41,8 @@ import Testing
         let storage = InMemoryRingStorage(clock: clock)
         let store = ChatCatalog(storage: storage, clock: clock)
         try await store.putServer(
-            id: "other", address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", ttlSeconds: 3600)
+            id: "other", address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", beat: 1,
+            ttlSeconds: 3600)
         let directory = ServerDirectory(serverId: "me", store: store, ttlSeconds: 10, logger: Logger(label: "test"))
         directory.setAddress("http://127.0.0.1:1")
         storage.setFailing(true)

@@ -1,4 +1,6 @@
 import ConfabEngine
+import Logging
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import ConfabChat
@@ -25,6 +27,92 @@ import Testing
         #expect(f.chats.sequencer.membersReads == membersBefore, "members were read on the send path")
         #expect(after.writes - before.writes == sends, "ring writes for \(sends) sequential sends")
         #expect(after.reads - before.reads == sends, "ring reads for \(sends) sequential sends (the fence only)")
+    }
+
+    /// Issue 11: with the ownership lease held (docs/chat_ordering.md § Leases), a steady-state send
+    /// is one ring write and no read. Without the lease, or after the view of the live servers
+    /// changed, one batch is fenced and the chat is covered by the lease again from there.
+    @Test func aSteadyStateSendUnderTheLeaseIsOneWriteAndNoRead() async throws {
+        let monotonic = NIOLockedValueBox<Int64>(1_000_000_000)
+        let directoryClock = ManualClock()
+        let directoryStore = ChatCatalog(storage: InMemoryRingStorage(clock: directoryClock), clock: directoryClock)
+        let directory = ServerDirectory(
+            serverId: "local", store: directoryStore, ttlSeconds: 10, logger: Logger(label: "test"),
+            now: { monotonic.withLockedValue { $0 } })
+        directory.setAddress("http://127.0.0.1:1")
+        try await directory.heartbeat()
+        try await directory.refresh()
+        let f = ServiceFixture(lease: directory)
+        try await f.quickUsers(["ann", "ben", "cyd"])
+        let group = try await f.chats.createGroup("ann", title: "g", members: ["ben", "cyd"])
+        _ = try await f.chats.send("ann", chatId: group.chatId, clientId: "warm", text: "warm up")
+        var n = 0
+        func sendAndCount(_ count: Int) async throws -> (writes: Int, reads: Int) {
+            let before = f.storage.requestCounts
+            for _ in 0..<count {
+                n += 1
+                _ = try await f.chats.send(
+                    ["ann", "ben", "cyd"][n % 3], chatId: group.chatId, clientId: "c\(n)", text: "m \(n)")
+            }
+            let after = f.storage.requestCounts
+            return (after.writes - before.writes, after.reads - before.reads)
+        }
+        let steady = try await sendAndCount(20)
+        #expect(steady.writes == 20 && steady.reads == 0, "\(steady)")
+        #expect(f.chats.sequencer.fenceReads == 0)
+
+        // The lease runs out (no heartbeat for longer than the lease): the next batch is fenced.
+        monotonic.withLockedValue { $0 += directory.timings.leaseNanos + 1 }
+        let lapsed = try await sendAndCount(1)
+        #expect(lapsed.writes == 1 && lapsed.reads == 1, "\(lapsed)")
+        // Heartbeat and directory read again (the same period: nobody could have declared it dead).
+        // The fence above ran without the lease, so it could not re-stamp the chat: the first
+        // batch after the renewal is fenced once more, then the lease covers the chat again.
+        try await directory.heartbeat()
+        try await directory.refresh()
+        let renewed = try await sendAndCount(5)
+        #expect(renewed.writes == 5 && renewed.reads == 1, "\(renewed)")
+        let steadyAgain = try await sendAndCount(5)
+        #expect(steadyAgain.writes == 5 && steadyAgain.reads == 0, "\(steadyAgain)")
+
+        // Another server appears (one the chat does not move to): the view changed, so one fence.
+        let other = (0..<64).map { "other\($0)" }.first {
+            ServerHashing(servers: ["local": "a", $0: "b"]).owner(of: "#\(group.chatId)") == "local"
+        }!
+        try await directoryStore.putServer(
+            id: other, address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", beat: 1, ttlSeconds: 3600)
+        try await directory.refresh()
+        #expect(directory.servers.count == 2)
+        let afterChange = try await sendAndCount(3)
+        #expect(afterChange.writes == 3 && afterChange.reads == 1, "\(afterChange)")
+        #expect(f.chats.sequencer.fenceReads == 3)
+    }
+
+    /// A chat is opened only under the lease, and only by its owner in this server's view: a
+    /// server whose lease has not begun waits (here, until the wait's bound) and says why.
+    @Test func withoutALeaseAChatIsNotOpened() async throws {
+        let monotonic = NIOLockedValueBox<Int64>(1_000_000_000)
+        let directoryClock = ManualClock()
+        let directory = ServerDirectory(
+            serverId: "local",
+            store: ChatCatalog(storage: InMemoryRingStorage(clock: directoryClock), clock: directoryClock),
+            ttlSeconds: 2, logger: Logger(label: "test"),
+            now: {
+                monotonic.withLockedValue {
+                    $0 += 100_000_000
+                    return $0
+                }
+            })
+        directory.setAddress("http://127.0.0.1:1")
+        let f = ServiceFixture(lease: directory)
+        try await f.quickUsers(["ann", "ben"])
+        let group = try await f.chats.createGroup("ann", title: "g", members: ["ben"])
+        let before = f.storage.requestCounts
+        let code = await chatErrorCode {
+            _ = try await f.chats.send("ann", chatId: group.chatId, clientId: "x", text: "no lease")
+        }
+        #expect(code == .storageUnavailable)
+        #expect(f.storage.requestCounts.writes == before.writes, "nothing was written without a lease")
     }
 
     @Test func aRemovedMembersNextSendIsRefusedAndANewMemberHearsTheNextMessage() async throws {

@@ -89,6 +89,11 @@ struct RingBenchCommand: ParsableCommand {
             }
         }
 
+        // The engine alone first, on a quiet machine, with the same writers and messages: the
+        // denominator of "single node ÷ engine" in this same run.
+        let engine = try RingEngineBaseline(config: config).run(directory: "\(root)/engine")
+        try? FileManager.default.removeItem(atPath: "\(root)/engine")
+
         var results: [RingResult] = []
         for (name, nodes, rf) in [("single", 1, 1), ("rf3", 3, 3)] {
             let dir = "\(root)/\(name)"
@@ -108,7 +113,7 @@ struct RingBenchCommand: ParsableCommand {
         }
 
         let report = RingReport(
-            config: config, results: results,
+            config: config, engine: engine, results: results,
             wallSeconds: Double(ProcessIO.nowNanos() - wallStart) / 1e9)
         print(report.terminalText())
         if let json {
@@ -448,6 +453,7 @@ func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thro
 
 struct RingReport {
     let config: RingBenchConfig
+    let engine: RingEngineBaseline.Result
     let results: [RingResult]
     let wallSeconds: Double
 
@@ -459,13 +465,25 @@ struct RingReport {
         return r.peakWritesPerSecond / s.peakWritesPerSecond
     }
 
+    /// Single-node acknowledged durable writes/s ÷ the engine's own with the same writers.
+    var singleVsEngine: Double? {
+        guard let s = single, engine.writesPerSecond > 0 else { return nil }
+        return s.peakWritesPerSecond / engine.writesPerSecond
+    }
+
     var targets: [(key: String, target: TargetResult)] {
         [
+            (
+                "single_vs_engine_durable",
+                TargetResult(
+                    name: "single node writes/s ÷ engine's own durable writes/s (\(config.writers) writers)",
+                    value: singleVsEngine, threshold: 0.5, atLeast: true, unit: "×")
+            ),
             (
                 "rf3_write_throughput_vs_single",
                 TargetResult(
                     name: "RF-3 QUORUM write throughput vs single node", value: throughputRatio,
-                    threshold: 0.25, atLeast: true, unit: "×")
+                    threshold: 0.4, atLeast: true, unit: "×")
             ),
             (
                 "rf3_write_p99",
@@ -532,6 +550,9 @@ struct RingReport {
             out += "\n"
         }
         out += "\nRF-3 / single-node peak write throughput: \(throughputRatio.map { f($0, 3) } ?? "n/a")\n"
+        out +=
+            "engine alone, \(config.writers) threads, SyncMode.group: \(f(engine.writesPerSecond)) durable writes/s"
+            + " (ack p99 \(ms(engine.ack.p99)) ms); single node ÷ engine: \(singleVsEngine.map { f($0, 3) } ?? "n/a")\n"
         out += "\nTargets:\n"
         for (_, t) in targets {
             let v = t.value.map { f($0, 3) } ?? "n/a"
@@ -573,8 +594,16 @@ struct RingReport {
                     "comparison": t.atLeast ? ">=" : "<=", "unit": t.unit, "met": t.met as Any? ?? NSNull(),
                 ] as [String: Any]
         }
+        var engineJSON: [String: Any] = [
+            "durable_write_per_s": engine.writesPerSecond, "writes": engine.writes, "seconds": engine.seconds,
+            "ack_p50_us": engine.ack.p50, "ack_p99_us": engine.ack.p99, "ack_p999_us": engine.ack.p999,
+            "ack_max_us": engine.ack.max, "threads": config.writers, "sync_mode": "group",
+        ]
+        if let e = engine.firstError { engineJSON["first_error"] = e }
         let doc: [String: Any] = [
             "rings": rings,
+            "engine": engineJSON,
+            "single_vs_engine_ratio": singleVsEngine as Any? ?? NSNull(),
             "write_throughput_ratio": throughputRatio as Any? ?? NSNull(),
             "targets": targetsJSON,
             "config": [
