@@ -26,10 +26,14 @@ enum ReadResolver {
             let mine = response.normalized()
             var diff = ReplicaReadResult()
             if PartitionHeader.merge(mine.header, merged.header) != mine.header { diff.header = merged.header }
-            var have: [[UInt8]: RowFragment] = [:]
-            for row in mine.rows { have[row.clustering] = row.fragment }
+            // Both row lists are normalized (sorted, one row per key): walk them together.
+            var k = 0
             for row in merged.rows {
-                if let f = have[row.clustering], RowFragment.merge(f, row.fragment) == f { continue }
+                while k < mine.rows.count, compareBytes(mine.rows[k].clustering, row.clustering) < 0 { k += 1 }
+                if k < mine.rows.count, mine.rows[k].clustering == row.clustering {
+                    let f = mine.rows[k].fragment
+                    if RowFragment.merge(f, row.fragment) == f { continue }
+                }
                 diff.rows.append(row)
             }
             if !diff.isEmpty { out[node] = diff }

@@ -27,13 +27,24 @@ public struct ReplicaReadResult: Hashable, Sendable {
     /// and merged per clustering key, data the header deletes removed, empty rows dropped.
     public func normalized() -> ReplicaReadResult {
         let header = PartitionHeader.merge(self.header, PartitionHeader())
-        var byKey: [[UInt8]: RowFragment] = [:]
-        for row in rows {
-            byKey[row.clustering] = byKey[row.clustering].map { RowFragment.merge($0, row.fragment) } ?? row.fragment
-        }
+        // Sorted, then equal keys folded together: no per-row hashing of clustering bytes (it was
+        // a dictionary keyed by [UInt8], hashed byte by byte, on every read). A replica's answer is
+        // usually sorted already. The fold order of equal keys does not matter: merging is
+        // commutative.
+        var sorted = rows
+        if !Self.ascending(sorted) { sorted.sort { compareBytes($0.clustering, $1.clustering) < 0 } }
         var out: [Mutation.Row] = []
-        out.reserveCapacity(byKey.count)
-        for (ck, var fragment) in byKey {
+        out.reserveCapacity(sorted.count)
+        var i = 0
+        while i < sorted.count {
+            let ck = sorted[i].clustering
+            var fragment = sorted[i].fragment
+            var j = i + 1
+            while j < sorted.count, sorted[j].clustering == ck {
+                fragment = RowFragment.merge(fragment, sorted[j].fragment)
+                j += 1
+            }
+            i = j
             if let d = header.deletion(covering: ck) {
                 fragment.applyDeletion(d)
                 if let own = fragment.deletion, own <= d { fragment.deletion = nil }
@@ -41,8 +52,17 @@ public struct ReplicaReadResult: Hashable, Sendable {
             if fragment.liveness == nil && fragment.deletion == nil && fragment.cells.isEmpty { continue }
             out.append(Mutation.Row(clustering: ck, fragment: fragment))
         }
-        out.sort { compareBytes($0.clustering, $1.clustering) < 0 }
         return ReplicaReadResult(header: header, rows: out, cursor: cursor)
+    }
+
+    /// Whether the rows are in non-decreasing clustering order (equal neighbours are folded).
+    private static func ascending(_ rows: [Mutation.Row]) -> Bool {
+        var k = 1
+        while k < rows.count {
+            if compareBytes(rows[k - 1].clustering, rows[k].clustering) > 0 { return false }
+            k += 1
+        }
+        return true
     }
 
     /// A 128-bit digest of the normalized result, timestamps and tombstones included (Cassandra's
