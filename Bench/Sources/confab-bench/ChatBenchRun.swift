@@ -26,7 +26,14 @@ final class ChatBenchRun: @unchecked Sendable {
     private var pools: [ChatHTTPPool] = []
     private var sockets: [ChatSocket] = []
     private var fleets: [IdleFleet] = []
-    private var extraServerArguments: [String] { ["--password-rounds", String(config.passwordRounds)] }
+    /// The server's own cap is its descriptor limit less 1,000 (`--max-connections`); the idle
+    /// phase fills the limit less 500 (19,000 + 200 warm-up here), so the cap is raised to match.
+    private var extraServerArguments: [String] {
+        [
+            "--password-rounds", String(config.passwordRounds),
+            "--max-connections", String(max(1_000, Int(min(FileLimit.current().hard, 1_000_000)) - 500)),
+        ]
+    }
     private let runId = String(UInt32.random(in: 0...UInt32.max) % 1_000_000, radix: 36)
     private var secret = ""
     private var nodes = ""
@@ -227,18 +234,24 @@ final class ChatBenchRun: @unchecked Sendable {
         report.requested = n
         report.targetConnections = 100_000
         Progress.log(
-            "[chat] idle: minting \(n + warm) tokens; server A holds \(fdsBefore) descriptors, hard limit \(hard)")
-        let tokens = ChatTokens(secret: secret)
-        var lines: [String] = []
-        lines.reserveCapacity(n + warm)
-        for i in 0..<(n + warm) { lines.append(tokens.mint(userId: "idle\(runId)_\(i)")) }
-        let firstToken = lines[0]
-        let me = try blockOn { [pools] in try await pools[0].connection(0).request(.GET, "/api/me", token: firstToken) }
-        guard me.status == 200 else {
-            throw ChatBenchError(
-                "server A refused a bench-minted token (GET /api/me → \(me.status) \(me.text.prefix(300))); the token format in ChatTokens.swift no longer matches the server's"
-            )
+            "[chat] idle: registering \(n + warm) users; server A holds \(fdsBefore) descriptors, hard limit \(hard)")
+        // Real accounts: a token names its registration, which the server checks against the ring
+        // (docs/chat_data.md § Accounts), so tokens for users that do not exist are refused.
+        let started = ProcessIO.nowNanos()
+        let lines = try blockOn { [pools, runId] in
+            try await pools[0].forEach(n + warm) { i, c in
+                let r = try await c.request(
+                    .POST, "/api/register", json: ["handle": "idle\(runId)_\(i)", "password": "bench-password"])
+                guard r.status == 201 || r.status == 200, let t = r.object?["token"] as? String else {
+                    throw ChatBenchError("POST /api/register idle\(runId)_\(i): \(r.status) \(r.text.prefix(300))")
+                }
+                return t
+            }
         }
+        Progress.log(
+            String(
+                format: "[chat] idle: %d users registered in %.1f s", lines.count,
+                Double(ProcessIO.nowNanos() - started) / 1e9))
         let tokensFile = "\(root)/idle-tokens.txt"
         try lines.joined(separator: "\n").write(toFile: tokensFile, atomically: true, encoding: .utf8)
 
