@@ -140,7 +140,9 @@ final class ServerDirectory: OrderingLease, Sendable {
         let live = PeerLiveness.view(
             others: others.filter { liveIds.contains($0.key) }.mapValues(\.public), selfId: serverId,
             selfAddress: ownAddress, selfLive: isLive)
-        var peers = rows.mapValues(\.peer)
+        // Only the live ones: rows of dead servers linger (long TTL), and `PeerLinks.retain` stops
+        // the links to servers missing here.
+        var peers = others.filter { liveIds.contains($0.key) }.mapValues(\.peer)
         peers[serverId] = peerListener.withLock { $0 }
         peerAddresses.withLock { $0 = peers }
         setServers(live)

@@ -1,6 +1,7 @@
 import ConfabEngine
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import ConfabChat
@@ -55,6 +56,44 @@ import Testing
         try await directory.refresh()
         #expect(directory.isLive)
         #expect((0..<50).contains { directory.owner(of: "user\($0)").id == "me" })
+    }
+
+    /// A server whose heartbeat value stops changing leaves the live set after the silence, on
+    /// this server's own clock, and its peer link goes with it, though its row stays in the ring
+    /// (docs/chat_ordering.md § Leases); a new value brings it back.
+    @Test func aServerWhoseHeartbeatValueStopsChangingLeavesAfterTheSilence() async throws {
+        let clock = ManualClock()
+        let store = ChatCatalog(storage: InMemoryRingStorage(clock: clock), clock: clock)
+        let monotonic = NIOLockedValueBox<Int64>(1_000_000_000)
+        let directory = ServerDirectory(
+            serverId: "me", store: store, ttlSeconds: 10, logger: Logger(label: "test"),
+            now: { monotonic.withLockedValue { $0 } })
+        directory.setAddress("http://127.0.0.1:1")
+        func beat(_ value: Int64) async throws {
+            try await store.putServer(
+                id: "other", address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", beat: value,
+                ttlSeconds: 3600)
+        }
+        try await beat(1)
+        try await directory.heartbeat()
+        try await directory.refresh()
+        #expect(Set(directory.servers.keys) == ["me", "other"])
+        #expect(directory.peerLinkAddresses["other"] == "http://127.0.0.1:3")
+        // Just under the silence: still live.
+        monotonic.withLockedValue { $0 += 10_000_000_000 - 1 }
+        try await directory.heartbeat()
+        try await directory.refresh()
+        #expect(Set(directory.servers.keys) == ["me", "other"])
+        // The silence has passed with the same value: gone, link address too.
+        monotonic.withLockedValue { $0 += 1 }
+        try await directory.heartbeat()
+        try await directory.refresh()
+        #expect(Set(directory.servers.keys) == ["me"])
+        #expect(directory.peerLinkAddresses["other"] == nil)
+        // A new value: live again.
+        try await beat(2)
+        try await directory.refresh()
+        #expect(Set(directory.servers.keys) == ["me", "other"])
     }
 
     /// Typing: at most one event per user and chat every 2.5 s reaches the others.
