@@ -99,7 +99,6 @@ final class ChatSequencer: Sendable {
     /// Ring reads made to check members (for tests and metrics: a steady-state send makes none).
     private let memberReads = Mutex<Int>(0)
     private let fenceReadCount = Mutex<Int>(0)
-    private let leasedBatches = Mutex<Int>(0)
 
     init(
         serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
@@ -120,9 +119,8 @@ final class ChatSequencer: Sendable {
 
     /// Members reads made by batches so far.
     var membersReads: Int { memberReads.withLock { $0 } }
-    /// Fence reads made so far, and batches acknowledged under the lease instead.
+    /// Fence reads made so far (a batch acknowledged under the lease makes none).
     var fenceReads: Int { fenceReadCount.withLock { $0 } }
-    var leaseAcknowledgedBatches: Int { leasedBatches.withLock { $0 } }
 
     /// A member joined, left or was removed (its rows are already written at QUORUM): the next
     /// batch of the chat reads its members again, so a removed member's later sends are refused
@@ -371,10 +369,11 @@ final class ChatSequencer: Sendable {
                     chatId: chatId, messages: placed, closing: nil, nowSeconds: store.clock.nowSeconds())
                 do {
                     try await log.write(mutation)
-                    if let lease, let stamp = open.leaseStamp, lease.mayAcknowledge(chatId: chatId, stamp: stamp) {
-                        // No other server can have opened the chat since this one opened (or fenced) it.
-                        leasedBatches.withLock { $0 += 1 }
-                    } else {
+                    // Under the lease no other server can have opened the chat since this one opened
+                    // (or last fenced) it: no read.
+                    let leased =
+                        open.leaseStamp.map { lease?.mayAcknowledge(chatId: chatId, stamp: $0) ?? false } ?? false
+                    if !leased {
                         // Stamped before the read: a fence that succeeds proves nobody had opened the
                         // chat when it began, so the lease covers the chat again from there.
                         let stamp = lease?.currentStamp(chatId: chatId)

@@ -26,13 +26,9 @@ struct PeerSend: Sendable, Hashable {
         var duplicate: Bool
     }
 
-    private struct ErrorBody: Codable {
-        var code: String
-        var message: String
-    }
     private struct Result: Codable {
         var ack: AckBody?
-        var error: ErrorBody?
+        var error: PeerErrorBody?
     }
 
     func encoded(id: UInt64) -> String {
@@ -66,7 +62,7 @@ struct PeerSend: Sendable, Hashable {
                     clientId: a.clientId,
                     duplicate: a.duplicate), error: nil)
         case .failure(let e):
-            body = Result(ack: nil, error: ErrorBody(code: e.code.name, message: e.message))
+            body = Result(ack: nil, error: PeerErrorBody(e))
         }
         return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
     }
@@ -90,8 +86,32 @@ struct PeerSend: Sendable, Hashable {
                     chatId: chatId, messageId: a.messageId, seq: seq, ts: a.ts, clientId: a.clientId,
                     duplicate: a.duplicate))
         }
-        let e = body.error ?? ErrorBody(code: "internal", message: "the owner server answered nothing")
-        return .failure(ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message))
+        return .failure((body.error ?? PeerErrorBody.nothing).chatError)
+    }
+}
+
+/// A `ChatError` in a peer `result` frame: `{"code","message","retryAfter"?}`.
+struct PeerErrorBody: Codable {
+    var code: String
+    var message: String
+    var retryAfter: Int?
+
+    init(_ e: ChatError) {
+        code = e.code.name
+        message = e.message
+        retryAfter = e.retryAfterSeconds
+    }
+
+    private init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A `result` that carries neither an answer nor an error.
+    static let nothing = PeerErrorBody(code: "internal", message: "the owner server answered nothing")
+
+    var chatError: ChatError {
+        ChatError(ChatError.Code(name: code) ?? .internalError, message, retryAfterSeconds: retryAfter)
     }
 }
 
@@ -143,14 +163,9 @@ enum PeerRegister {
         var token: String
         var expiresAt: Int64
     }
-    private struct ErrorBody: Codable {
-        var code: String
-        var message: String
-        var retryAfter: Int?
-    }
     private struct Answer: Codable {
         var session: SessionBody?
-        var error: ErrorBody?
+        var error: PeerErrorBody?
     }
 
     static func encoded(id: UInt64, handle: String, password: String) -> String {
@@ -174,8 +189,7 @@ enum PeerRegister {
         case .success(let s):
             body = Answer(session: SessionBody(userId: s.userId, token: s.token, expiresAt: s.expiresAt), error: nil)
         case .failure(let e):
-            body = Answer(
-                session: nil, error: ErrorBody(code: e.code.name, message: e.message, retryAfter: e.retryAfterSeconds))
+            body = Answer(session: nil, error: PeerErrorBody(e))
         }
         return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
     }
@@ -187,9 +201,7 @@ enum PeerRegister {
         if let s = body.session {
             return .success(AccountService.Session(userId: s.userId, token: s.token, expiresAt: s.expiresAt))
         }
-        let e = body.error ?? ErrorBody(code: "internal", message: "the owner server answered nothing", retryAfter: nil)
-        return .failure(
-            ChatError(ChatError.Code(name: e.code) ?? .internalError, e.message, retryAfterSeconds: e.retryAfter))
+        return .failure((body.error ?? PeerErrorBody.nothing).chatError)
     }
 }
 

@@ -190,9 +190,6 @@ final class ServerDirectory: OrderingLease, Sendable {
 
     // MARK: OrderingLease
 
-    /// The lease as it stands (tests, `/ready` diagnostics).
-    var leaseState: OwnershipLease { lease.withLock { $0 } }
-
     /// Whether this server owns `chatId` in its view, and that view's version.
     private func ownership(of chatId: Int64) -> (owns: Bool, version: UInt64) {
         let (h, version) = hashing.withLock { ($0.hashing, $0.version) }

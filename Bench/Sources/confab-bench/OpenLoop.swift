@@ -67,20 +67,36 @@ struct ConcurrentWriters {
     func run(messages: [MessageRecord], system: any StorageSystem, maxSeconds: Double)
         -> (seconds: Double, writes: Int, acks: Histogram<UInt64>, error: String?)
     {
-        let state = SharedState(threads: threads)
         let perThread = messages.count / threads
+        return run(seconds: maxSeconds) { t in
+            let scratch = KVScratch()
+            let slice = messages[(t * perThread)..<((t + 1) * perThread)]
+            return { n in
+                guard n < slice.count else { return false }
+                try system.write(slice[slice.startIndex + n], scratch: scratch)
+                return true
+            }
+        }
+    }
+
+    /// The threads, released together from a start gate, each calling its own writer (made on the
+    /// thread by `writer(threadIndex)`) with 0, 1, 2, … until `seconds` have passed, the writer
+    /// returns false (its work ran out) or throws. Each call is one timed acknowledgement.
+    func run(seconds: Double, writer: @escaping @Sendable (Int) -> (Int) throws -> Bool)
+        -> (seconds: Double, writes: Int, acks: Histogram<UInt64>, error: String?)
+    {
+        let state = SharedState(threads: threads)
         for t in 0..<threads {
-            let slice = Array(messages[(t * perThread)..<((t + 1) * perThread)])
             let thread = Thread {
-                let scratch = KVScratch()
+                let write = writer(t)
                 var hist = Latency.histogram()
                 var failure: String?
                 var written = 0
                 let deadline = state.awaitStart()
-                for m in slice {
+                while true {
                     let t0 = ProcessIO.nowNanos()
                     if t0 > deadline { break }
-                    do { try system.write(m, scratch: scratch) } catch {
+                    do { guard try write(written) else { break } } catch {
                         failure = "\(error)"
                         break
                     }
@@ -94,7 +110,7 @@ struct ConcurrentWriters {
         }
         state.waitReady()
         let t0 = ProcessIO.nowNanos()
-        state.release(deadline: t0 + UInt64(maxSeconds * 1e9))
+        state.release(deadline: t0 + UInt64(seconds * 1e9))
         let merged = state.waitDone()
         let seconds = Double(ProcessIO.nowNanos() - t0) / 1e9
         return (seconds, state.written, merged, state.error)

@@ -1,7 +1,6 @@
 import ConfabChat
 import ConfabEngine
 import Foundation
-import Histogram
 
 /// The engine's own durable write rate with the ring bench's writers and messages, in this
 /// process: the denominator of "single node ÷ engine" (issue 11), measured in the same run so
@@ -40,101 +39,20 @@ struct RingEngineBaseline {
                     body: body, writeTime: now))
         }
         Progress.log("[engine] warm-up: \(config.warmupSeconds) s, \(config.writers) threads, SyncMode.group")
-        _ = Self.threads(config.writers, seconds: config.warmupSeconds, write)
+        let writers = ConcurrentWriters(threads: config.writers)
+        let backToBack: @Sendable (Int) -> (Int) throws -> Bool = { _ in
+            { _ in
+                try write()
+                return true
+            }
+        }
+        _ = writers.run(seconds: config.warmupSeconds, writer: backToBack)
         Progress.log("[engine] durable: \(config.peakSeconds) s, \(config.writers) threads")
-        let r = Self.threads(config.writers, seconds: config.peakSeconds, write)
+        let r = writers.run(seconds: config.peakSeconds, writer: backToBack)
         let rate = Double(r.writes) / r.seconds
         Progress.log(String(format: "[engine] %.0f durable writes/s (%d writes)", rate, r.writes))
         return Result(
             writesPerSecond: rate, writes: r.writes, seconds: r.seconds, ack: LatencySummary(r.acks),
             firstError: r.error)
-    }
-
-    /// `count` threads released together, each writing back to back until `seconds` have passed.
-    static func threads(_ count: Int, seconds: Double, _ write: @escaping @Sendable () throws -> Void)
-        -> (writes: Int, seconds: Double, acks: Histogram<UInt64>, error: String?)
-    {
-        let gate = Gate(threads: count)
-        for _ in 0..<count {
-            let thread = Thread {
-                var hist = Latency.histogram()
-                var written = 0
-                var failure: String?
-                let deadline = gate.awaitStart()
-                while true {
-                    let t0 = ProcessIO.nowNanos()
-                    if t0 >= deadline { break }
-                    do { try write() } catch {
-                        failure = "\(error)"
-                        break
-                    }
-                    _ = hist.record(max(1, ProcessIO.nowNanos() - t0))
-                    written += 1
-                }
-                gate.finish(hist, written, failure)
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
-        gate.waitReady()
-        let t0 = ProcessIO.nowNanos()
-        gate.release(deadline: t0 + UInt64(seconds * 1e9))
-        let merged = gate.waitDone()
-        return (gate.written, Double(ProcessIO.nowNanos() - t0) / 1e9, merged, gate.error)
-    }
-
-    /// Start gate, completion count and merged histogram, behind one condition variable.
-    private final class Gate: @unchecked Sendable {
-        private let cond = NSCondition()
-        private let threads: Int
-        private var ready = 0
-        private var started = false
-        private var done = 0
-        private var merged = Latency.histogram()
-        private var deadline: UInt64 = .max
-        private(set) var written = 0
-        private(set) var error: String?
-
-        init(threads: Int) { self.threads = threads }
-
-        func awaitStart() -> UInt64 {
-            cond.lock()
-            defer { cond.unlock() }
-            ready += 1
-            cond.broadcast()
-            while !started { cond.wait() }
-            return deadline
-        }
-
-        func waitReady() {
-            cond.lock()
-            defer { cond.unlock() }
-            while ready < threads { cond.wait() }
-        }
-
-        func release(deadline: UInt64) {
-            cond.lock()
-            defer { cond.unlock() }
-            self.deadline = deadline
-            started = true
-            cond.broadcast()
-        }
-
-        func finish(_ h: Histogram<UInt64>, _ count: Int, _ failure: String?) {
-            cond.lock()
-            defer { cond.unlock() }
-            merged.add(h)
-            written += count
-            if error == nil { error = failure }
-            done += 1
-            cond.broadcast()
-        }
-
-        func waitDone() -> Histogram<UInt64> {
-            cond.lock()
-            defer { cond.unlock() }
-            while done < threads { cond.wait() }
-            return merged
-        }
     }
 }
