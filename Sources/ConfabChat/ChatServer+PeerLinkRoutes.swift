@@ -57,14 +57,8 @@ extension ChatServer {
                 }
                 if let (id, forwarded) = PeerSend.parse(text) {
                     group.addTask {
-                        let result: Result<SendAck, ChatError>
-                        do {
-                            result = .success(
-                                try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send))
-                        } catch let e as ChatError {
-                            result = .failure(e)
-                        } catch {
-                            result = .failure(ChatError(.internalError, "\(error)"))
+                        let result = await Self.outcome {
+                            try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send)
                         }
                         answer.yield(PeerSend.result(id: id, result))
                     }
@@ -72,13 +66,8 @@ extension ChatServer {
                 }
                 if let (id, handle, password) = PeerRegister.parse(text) {
                     group.addTask {
-                        let result: Result<AccountService.Session, ChatError>
-                        do {
-                            result = .success(try await self.accounts.register(handle: handle, password: password))
-                        } catch let e as ChatError {
-                            result = .failure(e)
-                        } catch {
-                            result = .failure(ChatError(.internalError, "\(error)"))
+                        let result = await Self.outcome {
+                            try await self.accounts.register(handle: handle, password: password)
                         }
                         answer.yield(PeerRegister.result(id: id, result))
                     }
@@ -206,6 +195,13 @@ extension ChatServer {
             return try PeerRegister.decode(body).get()
         }
         return try await accounts.register(handle: handle, password: password)
+    }
+
+    /// A peer request's answer: the value, its `ChatError`, or any other error as `internal`.
+    static func outcome<T: Sendable>(_ work: () async throws -> T) async -> Result<T, ChatError> {
+        do { return .success(try await work()) } catch let e as ChatError { return .failure(e) } catch {
+            return .failure(ChatError(.internalError, "\(error)"))
+        }
     }
 
     /// The owner of `userId` when it is another server (the device must go there), else nil.
