@@ -42,6 +42,24 @@ struct ChatLog: Sendable {
 
     static func firstSeq(ofEpoch e: Int64) -> Int64 { e << epochShift + 1 }
 
+    /// An epoch's low 8 bits name the server that drew it (`epochSlot`), so two servers whose
+    /// slots differ never draw the same epoch, even from the same header at the same moment: they
+    /// never place messages at the same seqs (docs/chat_ordering.md § Failover).
+    static let epochSlotBits: Int64 = 8
+
+    /// Murmur3 of the server id, its low 8 bits.
+    static func epochSlot(of serverId: String) -> Int64 {
+        let (h, _) = Array(serverId.utf8).withUnsafeBytes { Murmur3.hash128($0, seed: 0xE90C) }
+        return Int64(h & 0xFF)
+    }
+
+    /// The epoch a server with `slot` opens after `previous`: above it by `1 + step` slot widths,
+    /// `step` random in 0..<256 (a random gap makes the order of two racing openers' epochs a
+    /// coin toss, not a property of their ids).
+    static func nextEpoch(after previous: Int64, slot: Int64, step: Int64) -> Int64 {
+        ((previous >> epochSlotBits) + 1 + step) << epochSlotBits | slot
+    }
+
     static func key(_ seq: Int64) -> [UInt8] { ClusteringKey([.int64(seq)]).bytes }
 
     /// The index row's key for a (sender, clientId): Murmur3 of both with the top bit set, so it

@@ -99,13 +99,18 @@ final class ChatSequencer: Sendable {
     /// Ring reads made to check members (for tests and metrics: a steady-state send makes none).
     private let memberReads = Mutex<Int>(0)
     private let fenceReadCount = Mutex<Int>(0)
+    /// The random part of a new epoch (`ChatLog.nextEpoch`), 0..<256; tests fix it to make two
+    /// openers' draws collide.
+    let epochStep: @Sendable () -> Int64
 
     init(
         serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
         maxBatch: Int = 256, recentPerChat: Int = 1024, membersMaxAgeMicros: Int64 = 5_000_000,
-        lease: (any OrderingLease)? = nil
+        lease: (any OrderingLease)? = nil,
+        epochStep: @escaping @Sendable () -> Int64 = { Int64.random(in: 0..<256) }
     ) {
         self.lease = lease
+        self.epochStep = epochStep
         self.serverId = serverId
         self.store = store
         self.log = ChatLog(store: store)
@@ -424,7 +429,7 @@ final class ChatSequencer: Sendable {
         // (docs/chat_ordering.md § Leases).
         let stamp = try await lease?.permitToOpen(chatId: chatId)
         let previous = try await log.header(chatId: chatId)?.epoch ?? 0
-        let epoch = previous + 1 + Int64.random(in: 0..<65_536)
+        let epoch = ChatLog.nextEpoch(after: previous, slot: ChatLog.epochSlot(of: serverId), step: epochStep())
         guard epoch < ChatLog.maxEpoch else {
             throw ChatError(
                 .internalError, "chat \(chatId) has used up its epochs (2^30); it cannot change owner again")
@@ -439,6 +444,12 @@ final class ChatSequencer: Sendable {
         let tail = try await log.messages(chatId: chatId, before: nil, limit: 256)
         let end = tail.first?.seq ?? 0
         let first = ChatLog.firstSeq(ofEpoch: epoch)
+        guard end < first else {
+            // Another server opened this very epoch (same slot, same draw, same header) and placed
+            // messages in it: this one must not place at their seqs. Its fence will fail too.
+            throw ChatError(
+                .storageUnavailable, "another chat server opened chat \(chatId) while this one was opening it; retry")
+        }
         try await log.close(chatId: chatId, above: end, below: first)
         logger.debug("opened chat epoch", metadata: ["chat": "\(chatId)", "epoch": "\(epoch)", "end": "\(end)"])
         return Open(epoch: epoch, last: end, next: first, tail: tail, leaseStamp: stamp)

@@ -54,7 +54,8 @@ final class ChatService: Sendable {
         serverId: String = "local", router: (any ChatRouting)? = nil, logger: Logger = Logger(label: "confab.chat"),
         syncSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
         directChatIds: DirectChatIds = DirectChatIds(secret: Array("confab tests: one deployment".utf8)),
-        lease: (any OrderingLease)? = nil
+        lease: (any OrderingLease)? = nil,
+        epochStep: @escaping @Sendable () -> Int64 = { Int64.random(in: 0..<256) }
     ) {
         self.directChatIds = directChatIds
         self.store = store
@@ -71,7 +72,7 @@ final class ChatService: Sendable {
             serverId: serverId,
             store: ChatCatalog(storage: SendPathRingStorage(inner: store.storage), clock: store.clock),
             delivery: delivery, stamper: MessageStamper(clock: clock),
-            logger: logger, lease: lease)
+            logger: logger, lease: lease, epochStep: epochStep)
         self.router = router
         self.cache = MembersCache(clock: clock)
         self.clock = clock

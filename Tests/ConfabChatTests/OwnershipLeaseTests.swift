@@ -132,6 +132,9 @@ struct LeaseSimulation {
         var refreshDue = false
         /// Per chat: opened at, stamp, stamp since.
         var lanes: [Int64: (openedAt: Int64, stamp: LeaseStamp?, since: Int64)] = [:]
+        /// Per chat, an opening in flight: its header read began at `start`, its header write
+        /// completes at `completes`, and then `ChatSequencer.open` checks `mayContinueOpening`.
+        var opening: [Int64: (start: Int64, completes: Int64, stamp: LeaseStamp)] = [:]
 
         init(id: String, incarnation: Int, timings: LeaseTimings, now: Int64) {
             self.id = id
@@ -157,6 +160,10 @@ struct LeaseSimulation {
 
     var servers: [Server] = []
     var openings: [Int64: [(at: Int64, server: ObjectIdentifier, note: String)]] = [:]
+    /// Per chat, every opening that went on past its header write: from its header read to the
+    /// end of its header write. Two of them overlapping could read the same header and draw the
+    /// same epoch, and then place messages at the same seqs (docs/chat_ordering.md § Leases).
+    var completedOpenings: [Int64: [(start: Int64, end: Int64, server: ObjectIdentifier, note: String)]] = [:]
     var violations: [String] = []
     var opens = 0
     var leaseAcks = 0
@@ -215,7 +222,10 @@ struct LeaseSimulation {
                     s.op = op
                 }
             }
-            for s in servers where s.running && s.pausedUntil <= now { step(s, now) }
+            for s in servers where s.running && s.pausedUntil <= now {
+                step(s, now)
+                finishOpenings(s, now)
+            }
             // Sends arrive at any server and go to the chat's owner in that server's view: a
             // server gets batches of a chat only while someone's view names it.
             let up = servers.filter { $0.running }
@@ -289,10 +299,11 @@ struct LeaseSimulation {
     mutating func batch(_ s: Server, _ chat: Int64, _ now: Int64) {
         let me = ObjectIdentifier(s)
         guard let lane = s.lanes[chat] else {
-            guard s.owns(chat), s.lease.mayOpen(now: now) else { return }
-            s.lanes[chat] = (now, s.lease.stamp(viewVersion: s.viewVersion, owns: true, now: now), now)
-            openings[chat, default: []].append((now, me, describe(s, now)))
-            opens += 1
+            guard s.opening[chat] == nil, s.owns(chat), s.lease.mayOpen(now: now),
+                let stamp = s.lease.stamp(viewVersion: s.viewVersion, owns: true, now: now)
+            else { return }
+            // The header read and the header write, each as slow as any request.
+            s.opening[chat] = (now, now + duration() + duration(), stamp)
             return
         }
         if let stamp = lane.stamp,
@@ -312,6 +323,26 @@ struct LeaseSimulation {
             s.lanes[chat] = nil  // the fence saw a newer epoch: forget the chat
         } else {
             s.lanes[chat] = (lane.openedAt, stamp, now)
+        }
+    }
+
+    /// Openings whose header write has completed: `ChatSequencer.open` goes on (end read,
+    /// tombstone) only if `mayContinueOpening` still holds; an opening that stops places nothing.
+    mutating func finishOpenings(_ s: Server, _ now: Int64) {
+        let me = ObjectIdentifier(s)
+        for (chat, o) in s.opening where o.completes <= now {
+            s.opening[chat] = nil
+            guard s.lease.mayContinueOpening(o.stamp, viewVersion: s.viewVersion, owns: s.owns(chat), now: now)
+            else { continue }
+            if let other = completedOpenings[chat]?.first(where: { $0.server != me && $0.end >= o.start }) {
+                violations.append(
+                    "chat \(chat): \(s.id)#\(s.incarnation) opened it from \(o.start) to \(now) while another server's opening ran from \(other.start) to \(other.end) [other \(other.note)] [this \(describe(s, now))]"
+                )
+            }
+            completedOpenings[chat, default: []].append((o.start, now, me, describe(s, now)))
+            s.lanes[chat] = (now, o.stamp, now)
+            openings[chat, default: []].append((now, me, describe(s, now)))
+            opens += 1
         }
     }
 

@@ -128,6 +128,37 @@ import Testing
     /// and no clientId is stored twice.
     @Test(arguments: 0..<12)
     func twoOwnersSlowAndFailingWritesNeverSkipOrDuplicate(run: Int) async throws {
+        try await twoOwners(run: run, epochStep: { Int64.random(in: 0..<256) })
+    }
+
+    /// The same with both servers drawing the same random part of every new epoch: whenever they
+    /// open a chat from the same header at once, only the epochs' server slots tell them apart
+    /// (`ChatLog.nextEpoch`). With epochs of `previous + 1 + draw` both placed messages at the
+    /// same seqs, and an unacknowledged placement replaced an acknowledged one.
+    @Test(arguments: 0..<6)
+    func twoOwnersDrawingTheSameEpochNeverSkipOrDuplicate(run: Int) async throws {
+        #expect(ChatLog.epochSlot(of: "a") != ChatLog.epochSlot(of: "b"))
+        try await twoOwners(run: run, epochStep: { 0 })
+    }
+
+    /// A new epoch is above the one it follows whatever the draw, and its low byte is the
+    /// server's slot; two slots give two epochs from the same header and draw.
+    @Test func aNewEpochRisesAndCarriesTheServersSlot() {
+        #expect(ChatLog.nextEpoch(after: 0, slot: 7, step: 0) == 0x107)
+        #expect(ChatLog.nextEpoch(after: 0x1234, slot: 0xAB, step: 3) == 0x16AB)
+        var previous: Int64 = 0
+        var rng = SplitMix(seed: 42)
+        for _ in 0..<10_000 {
+            let step = Int64(rng.next() % 256)
+            let a = ChatLog.nextEpoch(after: previous, slot: 0x11, step: step)
+            let b = ChatLog.nextEpoch(after: previous, slot: 0x12, step: step)
+            #expect(a > previous && b > previous && a != b && a & 0xFF == 0x11)
+            previous = rng.next() % 2 == 0 ? a : b
+        }
+        #expect(previous < ChatLog.maxEpoch)
+    }
+
+    func twoOwners(run: Int, epochStep: @escaping @Sendable () -> Int64) async throws {
         let seed = UInt64.random(in: 1...UInt64.max)
         let clock = ManualClock()
         let memory = InMemoryRingStorage(clock: clock)
@@ -136,7 +167,8 @@ import Testing
         func service(_ id: String) -> ChatService {
             ChatService(
                 store: ChatCatalog(storage: chaos, clock: clock), delivery: delivery,
-                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id)
+                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
+                epochStep: epochStep)
         }
         let servers = [service("a"), service("b")]
         let setup = ChatCatalog(storage: memory, clock: clock)
