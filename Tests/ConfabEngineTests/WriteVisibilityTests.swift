@@ -107,6 +107,7 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
     private var holding = false
     private var suffix = ".log"
     private var held = 0
+    private var failHeld = false
 
     func holdWALSyncs() { hold(matching: ".log") }
 
@@ -127,6 +128,15 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
+    /// Releases the held syncs, which then fail with an I/O error instead of syncing.
+    func releaseFailingHeldSyncs() {
+        condition.withLock {
+            failHeld = true
+            holding = false
+            condition.broadcast()
+        }
+    }
+
     /// Waits (up to `timeout` seconds) until a WAL sync is blocked at the gate.
     func waitUntilASyncIsHeld(timeout: Double) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
@@ -138,13 +148,17 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
-    fileprivate func gate(_ path: String) {
-        condition.withLock {
+    fileprivate func gate(_ path: String) throws {
+        try condition.withLock {
             guard holding, path.hasSuffix(suffix) else { return }
             held += 1
             condition.broadcast()
             while holding { condition.wait() }
             held -= 1
+            if failHeld {
+                failHeld = false
+                throw StorageError(.io, "injected: the held fdatasync failed", path: path)
+            }
         }
     }
 
@@ -159,7 +173,7 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
         var size: Int { inner.size }
         func append(_ bytes: UnsafeRawBufferPointer) throws { try inner.append(bytes) }
         func sync() throws {
-            owner.gate(path)
+            try owner.gate(path)
             try inner.sync()
         }
         func close() throws { try inner.close() }

@@ -15,6 +15,10 @@ public struct EngineStats: Sendable, Hashable, Codable {
     /// Total time writers were slowed or held because flushing fell behind.
     public var stallMicros: UInt64 = 0
     public var writesStalled: UInt64 = 0
+    /// Groups the blocking writers were written in, and the writers they held (their ratio is the
+    /// mean group size; async writes are not grouped).
+    public var writeGroups: UInt64 = 0
+    public var groupedWriters: UInt64 = 0
 
     /// (WAL + flush + compaction bytes) / user bytes.
     public var writeAmplification: Double {
