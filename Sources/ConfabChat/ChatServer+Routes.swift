@@ -242,12 +242,18 @@ extension ChatServer {
     /// (`webSocket: true`), where browsers cannot set headers: a token in any other URL ends up
     /// in proxy logs, browser history and Referer headers.
     func user(_ request: Request, webSocket: Bool = false) async throws -> String {
+        try await user(
+            authorization: request.headers[.authorization], queryToken: request.uri.queryParameters.get("token"),
+            webSocket: webSocket)
+    }
+
+    func user(authorization: String?, queryToken: String?, webSocket: Bool) async throws -> String {
         var token: String? = nil
-        if let header = request.headers[.authorization] {
+        if let header = authorization {
             let parts = header.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" { token = String(parts[1]) }
         }
-        if token == nil, let query = request.uri.queryParameters.get("token") {
+        if token == nil, let query = queryToken {
             guard webSocket else {
                 throw ChatError(
                     .badToken, "a token in the URL is accepted only on /ws; send Authorization: Bearer <token>")

@@ -12,7 +12,7 @@ import Synchronization
 /// (through `storage`); it holds live connections, presence and typing, which are never stored.
 ///
 /// Run it as a `Service` (in a `ServiceGroup`); graceful shutdown stops accepting connections,
-/// closes WebSockets with 1001-style normal closure, ends long polls at once and deletes this
+/// closes WebSockets with 1000 (`going_away`), ends long polls at once and deletes this
 /// server's heartbeat row so the others stop routing users here.
 public final class ChatServer: Service, Sendable {
     public let configuration: ChatServerConfiguration
@@ -103,8 +103,6 @@ public final class ChatServer: Service, Sendable {
         }
         addRoutes(to: router)
         addOperationsRoutes(to: router)
-        let wsRouter = Router(context: ChatRequestContext.self)
-        addWebSocket(to: wsRouter)
         // Peer links have a listener of their own, loopback by default, never the public port
         // (docs/operations.md, "Ports"); it serves nothing else.
         let peerRouter = Router(context: ChatRequestContext.self)
@@ -128,12 +126,7 @@ public final class ChatServer: Service, Sendable {
             logger: logger)
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: wsRouter,
-                configuration: .init(
-                    ws: WebSocketServerConfiguration(
-                        maxFrameSize: configuration.maxFrameBytes,
-                        autoPing: .enabled(timePeriod: .seconds(30))))),
+            server: publicServer(),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "confab-chat"),
             onServerRunning: { [self] channel in
@@ -165,15 +158,18 @@ public final class ChatServer: Service, Sendable {
                     try await group.next()
                     group.cancelAll()
                 }
-            } onGracefulShutdown: { [shutdown] in
+            } onGracefulShutdown: { [self] in
                 shutdown.trigger()
+                closeDeviceSockets()
             }
         } catch {
             failListeners(error)
+            closeDeviceSockets()
             peers.stop()
             throw error
         }
         failListeners(CancellationError())
+        closeDeviceSockets()
         peers.stop()
         await directory.deregister()
     }

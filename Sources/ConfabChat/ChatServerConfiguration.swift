@@ -52,6 +52,9 @@ public struct ChatServerConfiguration: Sendable {
     public var maxRefusing = 256
     public var outboxMaxEvents = 1000
     public var outboxMaxBytes = 4 << 20
+    /// The server pings each WebSocket this often and closes one that answered none of its
+    /// previous ping: a device gone without a FIN leaves within two intervals.
+    public var pingIntervalSeconds: Int64 = 30
     /// A long-polling device that has not polled for this long is offline.
     public var pollIdleSeconds: Int64 = 30
     /// Longest wait of one long poll.

@@ -18,6 +18,11 @@ final class Outbox: DeviceSink {
         var bytes = 0
         var closing: Item?
         var waiter: CheckedContinuation<Item, Never>?
+        /// A socket that drains the queue itself (`take()`) is told when there is something to take:
+        /// once, until a `take()` finds the queue empty.
+        var ready: (@Sendable () -> Void)?
+        var readySignalled = false
+        var closeTaken = false
     }
 
     let deviceId: UInt64
@@ -34,6 +39,7 @@ final class Outbox: DeviceSink {
     func push(_ event: EncodedEvent) { push(text: event.json) }
 
     func push(text: String) {
+        var notify: (@Sendable () -> Void)?
         let resume: (CheckedContinuation<Item, Never>, Item)? = state.withLock { s in
             guard s.closing == nil else { return nil }
             if let w = s.waiter {
@@ -48,20 +54,58 @@ final class Outbox: DeviceSink {
                 s.closing = .close(code: 4008, reason: "slow_consumer")
                 ChatMetrics.shared.slowConsumers.increment()
             }
+            notify = Self.signalLocked(&s)
             return nil
         }
         if let (w, item) = resume { w.resume(returning: item) }
+        notify?()
     }
 
     /// Ends the queue: the writer gets `close(code, reason)` after the frames already queued.
     func close(code: UInt16, reason: String) {
+        var notify: (@Sendable () -> Void)?
         let waiter: CheckedContinuation<Item, Never>? = state.withLock { s in
             guard s.closing == nil else { return nil }
             s.closing = .close(code: code, reason: reason)
+            notify = Self.signalLocked(&s)
             defer { s.waiter = nil }
             return s.queue.isEmpty ? s.waiter : nil
         }
         waiter?.resume(returning: .close(code: code, reason: reason))
+        notify?()
+    }
+
+    private static func signalLocked(_ s: inout State) -> (@Sendable () -> Void)? {
+        guard let ready = s.ready, !s.readySignalled else { return nil }
+        s.readySignalled = true
+        return ready
+    }
+
+    /// Makes this a self-draining queue: `ready` is called (on the pushing thread) whenever there is
+    /// something to `take()` and the last `take()` found nothing; at once if there is already.
+    func drain(whenReady ready: @escaping @Sendable () -> Void) {
+        let notify: (@Sendable () -> Void)? = state.withLock { s in
+            s.ready = ready
+            return s.queue.isEmpty && s.closing == nil ? nil : Self.signalLocked(&s)
+        }
+        notify?()
+    }
+
+    /// The next frame, without waiting: then, once the queue is empty, its close item (once); nil
+    /// when there is nothing (the next push or close signals `ready` again).
+    func take() -> Item? {
+        state.withLock { s in
+            if let text = s.queue.popFirst() {
+                s.bytes -= text.utf8.count
+                return .text(text)
+            }
+            if let closing = s.closing, !s.closeTaken {
+                s.closeTaken = true
+                return closing
+            }
+            s.readySignalled = false
+            return nil
+        }
     }
 
     /// The user signed out everywhere: close with 4001 (`signed_out`), as a refused token would.

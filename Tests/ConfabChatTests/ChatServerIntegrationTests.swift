@@ -407,6 +407,51 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 
+    /// A device's frames are handled one at a time and in order, also past the mark where its
+    /// socket stops reading until the waiting frames drain (16): 64 sends in one burst are
+    /// acknowledged in the order they were sent.
+    @Test func aBurstOfSendsOnOneSocketIsAcknowledgedInOrder() async throws {
+        let stack = try await ChatStack.start {
+            $0.sendsPerSecond = 1000
+            $0.sendBurst = 1000
+        }
+        let a = try await stack.register("burster")
+        _ = try await stack.register("burstee")
+        let chat = try await stack.http(.post, "/api/chats/direct", token: a, body: ["with": "burstee"])
+        let chatId = try #require(chat.json["chatId"] as? String)
+        let socket = try await stack.socket(token: a)
+        _ = try await socket.next("hello")
+        let sent = (0..<64).map { "b\($0)" }
+        for id in sent { try socket.send(["type": "send", "chatId": chatId, "clientId": id, "text": "m \(id)"]) }
+        var acked: [String] = []
+        for _ in sent { acked.append(try await socket.next("ack")["clientId"] as? String ?? "?") }
+        #expect(acked == sent)
+        await socket.close()
+        try await stack.stop()
+    }
+
+    /// The server pings every socket; one that answers none of its pings is closed after two
+    /// intervals, while a client that answers stays.
+    @Test func aSocketThatAnswersNoPingIsClosedAndOneThatDoesStays() async throws {
+        let stack = try await ChatStack.start { $0.pingIntervalSeconds = 1 }
+        let token = try await stack.register("quiet")
+        let answering = try await stack.socket(token: token)
+        _ = try await answering.next("hello")
+        let start = ContinuousClock.now
+        // The raw probe reads everything and answers nothing, pings included.
+        let silent = try await RawWebSocketProbe.open(port: stack.port, path: "/ws?token=\(token)", timeoutSeconds: 30)
+        let lasted = ContinuousClock.now - start
+        #expect(silent.status == 101 && silent.firstJSON?["type"] as? String == "hello", "\(silent)")
+        #expect(silent.closeCode == nil, "closed without a close frame: \(silent)")
+        #expect(lasted >= .seconds(1) && lasted < .seconds(10), "closed after \(lasted)")
+        // The answering client outlived it and still talks.
+        try answering.send(["type": "ping"])
+        _ = try await answering.next("pong")
+        #expect(!answering.ended.withLockedValue { $0 })
+        await answering.close()
+        try await stack.stop()
+    }
+
     /// A device that stops reading is closed with 4008 once its queue passes the bound; the
     /// sender and the server carry on, and the device gets everything back with sync.
     @Test func aSlowReaderIsClosedWith4008AndCatchesUpWithSync() async throws {

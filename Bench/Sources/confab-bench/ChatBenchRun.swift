@@ -359,7 +359,7 @@ final class ChatBenchRun: @unchecked Sendable {
             note =
                 crossServer
                 ? ""
-                : "same-server: a message sent on server A did not reach a device on server B within 5 s (cross-server forwarding unavailable), so both users of every pair are on server A"
+                : "same-server: a message sent on server A did not reach a device on server B within 15 s (cross-server forwarding unavailable), so both users of every pair are on server A"
         } else if config.mode == "same" {
             note = "same-server (forced with --mode same)"
         }
@@ -485,7 +485,9 @@ final class ChatBenchRun: @unchecked Sendable {
             _ = try await sb.firstText()
             router.watch(clientId: "probe-1")
             sa.send(SendFrame.json(chatId: chat, clientId: "probe-1", text: "probe"))
-            for _ in 0..<50 {
+            // Up to 15 s: right after start the chat's owner may still wait out its lease gate
+            // (docs/chat_ordering.md § Leases), and a send waits with it.
+            for _ in 0..<150 {
                 if !router.watched().isEmpty { break }
                 try await Task.sleep(for: .milliseconds(100))
             }
@@ -493,7 +495,7 @@ final class ChatBenchRun: @unchecked Sendable {
             sb.close()
             return !router.watched().isEmpty
         }
-        Progress.log("[chat] cross-server probe: \(ok ? "delivered" : "NOT delivered within 5 s")")
+        Progress.log("[chat] cross-server probe: \(ok ? "delivered" : "NOT delivered within 15 s")")
         return ok
     }
 
