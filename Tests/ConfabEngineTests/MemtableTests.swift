@@ -24,6 +24,14 @@ import Testing
         }
         #expect(walked == sorted, "seed \(seed)")
         #expect(list.count == model.count, "seed \(seed)")
+        // Backwards by the back-links: the same keys, newest last.
+        var backwards: [[UInt8]] = []
+        n = list.last
+        while let i = n {
+            backwards.append(list.key(i))
+            n = list.predecessor(i)
+        }
+        #expect(backwards == sorted.reversed(), "seed \(seed)")
         for _ in 0..<500 {
             let probe = (0..<Int.random(in: 0...6, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
             let lb = sorted.first { compareBytes($0, probe) >= 0 }
@@ -94,6 +102,19 @@ import Testing
                             last = it.key
                             try? it.next()
                         }
+                    }
+                }
+            }
+            // Backwards (newest-first reads) by the back-links, while inserts relink them.
+            group.addTask {
+                for _ in 0..<200 {
+                    let it = mt.makeIterator()
+                    try? it.seekToLast()
+                    var last: [UInt8]? = nil
+                    while it.isValid {
+                        if let l = last { #expect(compareBytes(l, it.key) > 0) }
+                        last = it.key
+                        try? it.prev()
                     }
                 }
             }

@@ -152,8 +152,7 @@ final class MemtableIterator: EntryIterator {
     }
 
     func prev() {
-        guard node != nil else { return }
-        let k = key
-        memtable.withList { load($0.lastLess(k), $0) }
+        guard let n = node else { return }
+        memtable.withList { load($0.predecessor(n), $0) }
     }
 }

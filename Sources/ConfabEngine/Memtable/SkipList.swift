@@ -26,6 +26,9 @@ struct SkipList {
     private(set) var nodes: [Node] = []
     /// links[node.linkStart + level] = next node index at that level, or -1.
     private var links: [Int32] = []
+    /// back[node] = the node before it at level 0 (0, the head, for the first): a reverse step
+    /// (newest-first reads walk backwards) is one load, not a search from the top.
+    private var back: [Int32] = [0]
     private var height = 1
     private var rng: UInt32 = 0x2545_F491
     private(set) var count = 0
@@ -40,7 +43,7 @@ struct SkipList {
     }
 
     /// Approximate memory held.
-    var memoryBytes: Int { arena.count + nodes.count * MemoryLayout<Node>.stride + links.count * 4 }
+    var memoryBytes: Int { arena.count + nodes.count * MemoryLayout<Node>.stride + links.count * 4 + back.count * 4 }
 
     @inline(__always) private func next(_ node: Int, _ level: Int) -> Int {
         Int(links[Int(nodes[node].linkStart) + level])
@@ -175,6 +178,12 @@ struct SkipList {
         return n >= 0 ? n : nil
     }
 
+    /// The node before `node` in key order, or nil for the first.
+    func predecessor(_ node: Int) -> Int? {
+        let p = Int(back[node])
+        return p > 0 ? p : nil
+    }
+
     func key(_ node: Int) -> [UInt8] {
         let n = nodes[node]
         return Array(arena[n.keyOffset..<(n.keyOffset + Int(n.keyLength))])
@@ -229,6 +238,9 @@ struct SkipList {
                 head0: h0, head1: h1, keyOffset: keyOffset, keyLength: Int32(key.count), height: Int32(h),
                 valueOffset: valueOffset, valueLength: Int32(value.count), linkStart: Int32(links.count)))
         links.append(contentsOf: repeatElement(-1, count: h))
+        back.append(Int32(prev[0]))
+        let following = next(prev[0], 0)
+        if following >= 0 { back[following] = Int32(index) }
         for level in 0..<h {
             setNext(index, level, next(prev[level], level))
             setNext(prev[level], level, index)
