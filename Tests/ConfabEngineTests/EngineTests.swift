@@ -436,3 +436,42 @@ import Testing
         }
     }
 }
+
+/// Slice reads open SSTables lazily, nearest clustering edge first (StorageEngine.mergeSlice).
+@Suite struct LazyTableOpeningTests {
+    /// Three tables of one chat, each holding a later stretch of time: the newest 50 come from the
+    /// newest table alone, 150 need two, the oldest 10 (forward) need the oldest table only, and
+    /// every answer is the one a read of all tables gives.
+    @Test func aPageFilledFromNewerTablesOpensNoOlderOne() throws {
+        let dir = TempDirectory("lazy-tables")
+        var o = EngineOptions()
+        o.backgroundWork = false
+        let engine = try StorageEngine.open(directory: dir.path, options: o)
+        defer { try? engine.close() }
+        for stretch in 0..<3 {
+            for i in 0..<100 {
+                let ts = Int64(stretch * 100 + i + 1)
+                try engine.write(
+                    TestMessages.mutation(
+                        chatId: 7, timestamp: ts, messageId: "m\(ts)", sender: "s", body: "b", writeTime: ts))
+            }
+            try engine.flush()
+        }
+        #expect(engine.stats.sstableCount == 3)
+        func opened(_ query: SliceQuery) throws -> (UInt64, [Int64]) {
+            let before = engine.stats.sstablesOpenedByReads
+            let rows = try engine.read(query).rows.compactMap(TestMessages.message(from:)).map(\.timestamp)
+            return (engine.stats.sstablesOpenedByReads - before, rows)
+        }
+        let (newest, newestRows) = try opened(TestMessages.latest(chatId: 7, limit: 50))
+        #expect(newest == 1 && newestRows == Array((251...300).reversed()))
+        let (more, moreRows) = try opened(TestMessages.latest(chatId: 7, limit: 150))
+        #expect(more == 2 && moreRows == Array((151...300).reversed()))
+        var forward = TestMessages.latest(chatId: 7, limit: 10)
+        forward.reversed = false
+        let (oldest, oldestRows) = try opened(forward)
+        #expect(oldest == 1 && oldestRows == Array(1...10))
+        let (all, allRows) = try opened(TestMessages.latest(chatId: 7, limit: 1000))
+        #expect(all == 3 && allRows == Array((1...300).reversed()))
+    }
+}

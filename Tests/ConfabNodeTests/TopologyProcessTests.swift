@@ -173,7 +173,10 @@ import Testing
 
         // n4 holds its ranges' data itself — streamed, not read-repaired (no QUORUM/ALL read yet).
         let n4Before = Self.chats(replicatedBy: port4, in: ring4, from: beforeBootstrap)
-        #expect(n4Before.count >= 15, "n4 replicates only \(n4Before.count) of 40 chats")
+        // Enough chats that the check below is not vacuous. How many of the 40 fall in n4's ranges
+        // depends on its random tokens: with the ownership above 0.45 it is binomial(40, ≥ 0.45),
+        // and fewer than 5 has odds under 1e-6 (15 was seen failing at 14, a 1-in-12 draw).
+        #expect(n4Before.count >= 5, "n4 replicates only \(n4Before.count) of 40 chats")
         let missingBefore = try await Self.missingLocally(on: c4, n4Before)
         #expect(missingBefore.isEmpty, "n4 lacks \(missingBefore.values.reduce(0) { $0 + $1.count }) streamed messages")
         let n4All = Self.chats(replicatedBy: port4, in: ring4, from: acked.all)

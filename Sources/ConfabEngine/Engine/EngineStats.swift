@@ -19,6 +19,9 @@ public struct EngineStats: Sendable, Hashable, Codable {
     /// mean group size; async writes are not grouped).
     public var writeGroups: UInt64 = 0
     public var groupedWriters: UInt64 = 0
+    /// SSTables slice reads opened an iterator on (a page filled from newer tables opens no older
+    /// one).
+    public var sstablesOpenedByReads: UInt64 = 0
 
     /// (WAL + flush + compaction bytes) / user bytes.
     public var writeAmplification: Double {

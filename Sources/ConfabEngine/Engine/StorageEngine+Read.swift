@@ -79,25 +79,75 @@ extension StorageEngine {
             ?? (InternalKey.prefixSuccessor(prefix) ?? [UInt8](repeating: 0xFF, count: prefix.count + 1))
 
         var iterators: [(any EntryIterator, SSTableReader?)] = memtables.map { ($0.makeIterator(), nil) }
-        iterators += ssts.map { ($0.makeIterator(), $0) }
         // The current in-range key of each source (nil when exhausted), read once per move: a key
         // read from an iterator is a copy, so the merge below never asks twice.
         var current: [[UInt8]?] = []
-        current.reserveCapacity(iterators.count)
+        current.reserveCapacity(iterators.count + ssts.count)
         func position(_ it: any EntryIterator) -> [UInt8]? {
             guard it.isValid else { return nil }
             let k = it.key
             return compareBytes(k, lowKey) >= 0 && compareBytes(k, highKey) < 0 ? k : nil
         }
-        for (it, _) in iterators {
+        func open(_ it: any EntryIterator) throws {
             if query.reversed { try it.seekBefore(highKey) } else { try it.seek(lowKey) }
             current.append(position(it))
+        }
+        for (it, _) in iterators { try open(it) }
+
+        // SSTables open lazily, nearest edge first: a table whose clustering keys (all partitions'
+        // bounds, from its statistics) all lie beyond the row the merge is at cannot hold a row
+        // before it, so a page filled from newer tables never opens older ones — a newest-first
+        // page of a chat reads the tables its messages are in, not every table.
+        var waiting: [(edge: [UInt8], table: SSTableReader)] = []
+        for t in ssts {
+            let bound = query.reversed ? t.statistics.maxClustering : t.statistics.minClustering
+            if bound.isEmpty && t.statistics.rowCount > 0 {
+                // No bound recorded: open it now, as every table was opened before.
+                let it = t.makeIterator()
+                iterators.append((it, t))
+                readTableOpens.add(1, ordering: .relaxed)
+                try open(it)
+            } else {
+                waiting.append((prefix + bound, t))
+            }
+        }
+        // Nearest edge last.
+        waiting.sort { query.reversed ? compareBytes($0.edge, $1.edge) < 0 : compareBytes($0.edge, $1.edge) > 0 }
+        /// Opens the waiting tables that may hold a key at or before `key` in query order; when
+        /// `key` is nil (no open source has a row left), the one with the nearest edge.
+        func openTables(reaching key: [UInt8]?) throws {
+            while let next = waiting.last {
+                if let key {
+                    let c = compareBytes(next.edge, key)
+                    guard query.reversed ? c >= 0 : c <= 0 else { return }
+                }
+                waiting.removeLast()
+                let it = next.table.makeIterator()
+                iterators.append((it, next.table))
+                readTableOpens.add(1, ordering: .relaxed)
+                try open(it)
+                if key == nil { return }
+            }
         }
 
         var accepted = 0
         var tombstones = 0
         var cursor: [UInt8]? = nil
         while true {
+            if !waiting.isEmpty {
+                var front: [UInt8]? = nil
+                for k in current {
+                    guard let k else { continue }
+                    if let f = front {
+                        let c = compareBytes(k, f)
+                        if query.reversed ? c > 0 : c < 0 { front = k }
+                    } else {
+                        front = k
+                    }
+                }
+                try openTables(reaching: front)
+                if front == nil { continue }
+            }
             var best = -1
             for i in current.indices {
                 guard let k = current[i] else { continue }

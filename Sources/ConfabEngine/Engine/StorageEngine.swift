@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// A single-node LSM store: write-ahead log, memtable, SSTables, manifest, background compaction.
 ///
@@ -15,6 +16,8 @@ public final class StorageEngine: @unchecked Sendable {
     let blockCache: BlockCache
     let wal: WriteAheadLog
     let metrics = EngineMetrics()
+    /// SSTables whose iterators slice reads opened (`EngineStats.sstablesOpenedByReads`).
+    let readTableOpens = Atomic<UInt64>(0)
     let logger = Logger(label: "confab.engine")
     private let lockFile: DirectoryLock
 
@@ -304,6 +307,7 @@ public final class StorageEngine: @unchecked Sendable {
         }
         s.walBytesWritten = wal.bytesWritten
         (s.writeGroups, s.groupedWriters) = writers.counts
+        s.sstablesOpenedByReads = readTableOpens.load(ordering: .relaxed)
         var disk: UInt64 = 0
         if let names = try? fs.listDirectory(directory) {
             for n in names {
