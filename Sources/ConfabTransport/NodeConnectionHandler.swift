@@ -33,6 +33,7 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
     private var nextStreamID: UInt32 = 1
     private var pending: [UInt32: Pending] = [:]
     private var closedError: ConnectionError?
+    private var flushPending = false
 
     init(address: String, maxFrameBytes: Int) {
         self.address = address
@@ -75,6 +76,17 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
         }
         pending[streamID] = Pending(promise: responsePromise, timer: timer, onInterim: request.onInterim)
         context.write(wrapOutboundOut(ByteBuffer(bytes: frame.encoded())), promise: promise)
+    }
+
+    /// Requests written in one event-loop tick (a coordinator's replica requests, many callers'
+    /// writes) leave with one flush: the flush runs once the tick's other tasks have written.
+    func flush(context: ChannelHandlerContext) {
+        guard !flushPending else { return }
+        flushPending = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushPending = false
+            context.flush()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
