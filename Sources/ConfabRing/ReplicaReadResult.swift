@@ -32,7 +32,14 @@ public struct ReplicaReadResult: Hashable, Sendable {
         // usually sorted already. The fold order of equal keys does not matter: merging is
         // commutative.
         var sorted = rows
-        if !Self.ascending(sorted) { sorted.sort { compareBytes($0.clustering, $1.clustering) < 0 } }
+        if !Self.ascending(sorted) {
+            // A newest-first slice comes strictly descending: reversing it is the sort.
+            if Self.strictlyDescending(sorted) {
+                sorted.reverse()
+            } else {
+                sorted.sort { compareBytes($0.clustering, $1.clustering) < 0 }
+            }
+        }
         var out: [Mutation.Row] = []
         out.reserveCapacity(sorted.count)
         var i = 0
@@ -53,6 +60,16 @@ public struct ReplicaReadResult: Hashable, Sendable {
             out.append(Mutation.Row(clustering: ck, fragment: fragment))
         }
         return ReplicaReadResult(header: header, rows: out, cursor: cursor)
+    }
+
+    /// Whether each row's clustering key is above the next one's (a reversed slice).
+    private static func strictlyDescending(_ rows: [Mutation.Row]) -> Bool {
+        var k = 1
+        while k < rows.count {
+            if compareBytes(rows[k - 1].clustering, rows[k].clustering) <= 0 { return false }
+            k += 1
+        }
+        return true
     }
 
     /// Whether the rows are in non-decreasing clustering order (equal neighbours are folded).
