@@ -33,6 +33,8 @@ final class DeviceSocketHandler: ChannelDuplexHandler {
     private var readHeld = false
     private var awaitingPong = false
     private var pinger: RepeatedTask?
+    /// In `writeOut`: a nested call (from a write's or a flush's events) returns at once.
+    private var writing = false
 
     init(
         frames: DeviceFrames, pingInterval: TimeAmount, admit: @escaping @Sendable (DeviceFrames) async -> Void,
@@ -133,8 +135,13 @@ final class DeviceSocketHandler: ChannelDuplexHandler {
         }
     }
 
+    /// NIO reports writability from inside a write or a flush; writing more from there would nest a
+    /// flush in a flush. The outbox is drained on the loop's next turn instead.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { writeOut() }
+        if context.channel.isWritable {
+            let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute { me.value.writeOut() }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -146,7 +153,9 @@ final class DeviceSocketHandler: ChannelDuplexHandler {
 
     /// Writes what the outbox holds while the socket takes it, with one flush.
     private func writeOut() {
-        guard let context, context.channel.isActive else { return }
+        guard let context, context.channel.isActive, !writing else { return }
+        writing = true
+        defer { writing = false }
         var wrote = false
         while !sentClose, context.channel.isWritable, let item = frames.outbox.take() {
             switch item {

@@ -477,7 +477,17 @@ extension ChatServerIntegrationTests {
             try sender.send(["type": "send", "chatId": chatId, "clientId": "big-\(i)", "text": text])
         }
         for i in 0..<count {
-            _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" }
+            do {
+                _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" }
+            } catch {
+                // Say whether the sender's own socket was closed (and how) or is open and silent.
+                let ended = sender.ended.withLockedValue { $0 }
+                let code = ended ? try? await sender.closeCode(timeout: .seconds(1)) : nil
+                Issue.record(
+                    "no ack of big-\(i); the sender's socket \(ended ? "closed with \(String(describing: code))" : "is open")"
+                )
+                throw error
+            }
         }
         stalled.reading.withLockedValue { $0 = true }
         #expect(try await stalled.closeCode(timeout: .seconds(30)) == 4008)
