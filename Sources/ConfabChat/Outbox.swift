@@ -2,10 +2,10 @@ import NIOCore
 import Synchronization
 
 /// A WebSocket device's bounded queue of outgoing frames. The hub pushes without waiting; the
-/// connection's writer task pulls. When the queue holds more than `maxEvents` frames or `maxBytes`
-/// bytes, the device is too slow to keep up: the queue drops everything and hands the writer a
-/// close (4008 `slow_consumer`). The device reconnects and catches up with `sync`, so nothing
-/// acknowledged is lost — only the live copy.
+/// socket's handler (`DeviceSocketHandler`) is signalled and takes. When the queue holds more than
+/// `maxEvents` frames or `maxBytes` bytes, the device is too slow to keep up: the queue drops
+/// everything and hands the socket a close (4008 `slow_consumer`). The device reconnects and
+/// catches up with `sync`, so nothing acknowledged is lost — only the live copy.
 final class Outbox: DeviceSink {
     enum Item: Sendable, Equatable {
         case text(String)
@@ -17,12 +17,10 @@ final class Outbox: DeviceSink {
         var queue = CircularBuffer<String>()
         var bytes = 0
         var closing: Item?
-        var waiter: CheckedContinuation<Item, Never>?
-        /// A socket that drains the queue itself (`take()`) is told when there is something to take:
-        /// once, until a `take()` finds the queue empty.
+        var closeTaken = false
+        /// Told when there is something to take: once, until a `take()` finds nothing.
         var ready: (@Sendable () -> Void)?
         var readySignalled = false
-        var closeTaken = false
     }
 
     let deviceId: UInt64
@@ -39,13 +37,8 @@ final class Outbox: DeviceSink {
     func push(_ event: EncodedEvent) { push(text: event.json) }
 
     func push(text: String) {
-        var notify: (@Sendable () -> Void)?
-        let resume: (CheckedContinuation<Item, Never>, Item)? = state.withLock { s in
+        let notify: (@Sendable () -> Void)? = state.withLock { s in
             guard s.closing == nil else { return nil }
-            if let w = s.waiter {
-                s.waiter = nil
-                return (w, .text(text))
-            }
             s.queue.append(text)
             s.bytes += text.utf8.count
             if s.queue.count > maxEvents || s.bytes > maxBytes {
@@ -54,24 +47,18 @@ final class Outbox: DeviceSink {
                 s.closing = .close(code: 4008, reason: "slow_consumer")
                 ChatMetrics.shared.slowConsumers.increment()
             }
-            notify = Self.signalLocked(&s)
-            return nil
+            return Self.signalLocked(&s)
         }
-        if let (w, item) = resume { w.resume(returning: item) }
         notify?()
     }
 
-    /// Ends the queue: the writer gets `close(code, reason)` after the frames already queued.
+    /// Ends the queue: the socket takes `close(code, reason)` after the frames already queued.
     func close(code: UInt16, reason: String) {
-        var notify: (@Sendable () -> Void)?
-        let waiter: CheckedContinuation<Item, Never>? = state.withLock { s in
+        let notify: (@Sendable () -> Void)? = state.withLock { s in
             guard s.closing == nil else { return nil }
             s.closing = .close(code: code, reason: reason)
-            notify = Self.signalLocked(&s)
-            defer { s.waiter = nil }
-            return s.queue.isEmpty ? s.waiter : nil
+            return Self.signalLocked(&s)
         }
-        waiter?.resume(returning: .close(code: code, reason: reason))
         notify?()
     }
 
@@ -81,8 +68,8 @@ final class Outbox: DeviceSink {
         return ready
     }
 
-    /// Makes this a self-draining queue: `ready` is called (on the pushing thread) whenever there is
-    /// something to `take()` and the last `take()` found nothing; at once if there is already.
+    /// `ready` is called (on the pushing thread) whenever there is something to `take()` and the
+    /// last `take()` found nothing; at once if there is already.
     func drain(whenReady ready: @escaping @Sendable () -> Void) {
         let notify: (@Sendable () -> Void)? = state.withLock { s in
             s.ready = ready
@@ -113,20 +100,4 @@ final class Outbox: DeviceSink {
 
     /// Frames queued now (for tests and metrics).
     var count: Int { state.withLock { $0.queue.count } }
-
-    /// The next frame to write, waiting for one; after a close, the close item (again and again).
-    func next() async -> Item {
-        await withCheckedContinuation { (c: CheckedContinuation<Item, Never>) in
-            let item: Item? = state.withLock { s in
-                if let text = s.queue.popFirst() {
-                    s.bytes -= text.utf8.count
-                    return .text(text)
-                }
-                if let closing = s.closing { return closing }
-                s.waiter = c
-                return nil
-            }
-            if let item { c.resume(returning: item) }
-        }
-    }
 }

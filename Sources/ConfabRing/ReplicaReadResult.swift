@@ -32,13 +32,11 @@ public struct ReplicaReadResult: Hashable, Sendable {
         // usually sorted already. The fold order of equal keys does not matter: merging is
         // commutative.
         var sorted = rows
-        if !Self.ascending(sorted) {
-            // A newest-first slice comes strictly descending: reversing it is the sort.
-            if Self.strictlyDescending(sorted) {
-                sorted.reverse()
-            } else {
-                sorted.sort { compareBytes($0.clustering, $1.clustering) < 0 }
-            }
+        // A newest-first slice comes strictly descending: reversing it is the sort.
+        if Self.inOrder(sorted, descending: true) {
+            sorted.reverse()
+        } else if !Self.inOrder(sorted, descending: false) {
+            sorted.sort { compareBytes($0.clustering, $1.clustering) < 0 }
         }
         var out: [Mutation.Row] = []
         out.reserveCapacity(sorted.count)
@@ -62,21 +60,13 @@ public struct ReplicaReadResult: Hashable, Sendable {
         return ReplicaReadResult(header: header, rows: out, cursor: cursor)
     }
 
-    /// Whether each row's clustering key is above the next one's (a reversed slice).
-    private static func strictlyDescending(_ rows: [Mutation.Row]) -> Bool {
+    /// Whether each row's clustering key is above the next one's (`descending`, a reversed
+    /// slice), or at or below it (equal neighbours are folded).
+    private static func inOrder(_ rows: [Mutation.Row], descending: Bool) -> Bool {
         var k = 1
         while k < rows.count {
-            if compareBytes(rows[k - 1].clustering, rows[k].clustering) <= 0 { return false }
-            k += 1
-        }
-        return true
-    }
-
-    /// Whether the rows are in non-decreasing clustering order (equal neighbours are folded).
-    private static func ascending(_ rows: [Mutation.Row]) -> Bool {
-        var k = 1
-        while k < rows.count {
-            if compareBytes(rows[k - 1].clustering, rows[k].clustering) > 0 { return false }
+            let c = compareBytes(rows[k - 1].clustering, rows[k].clustering)
+            if descending ? c <= 0 : c > 0 { return false }
             k += 1
         }
         return true

@@ -13,18 +13,18 @@ import Testing
         #expect(!hub.add(fast, for: "u"))
         for i in 0..<10 {
             hub.deliver(EncodedEvent(.pong), to: ["u"])
-            if case .text = await fast.next() {} else { Issue.record("event \(i) missing") }
+            if case .text = fast.take() {} else { Issue.record("event \(i) missing") }
         }
         hub.deliver(EncodedEvent(.pong), to: ["u"])  // the 11th unread event: over the bound
-        #expect(await slow.next() == .close(code: 4008, reason: "slow_consumer"))
+        #expect(slow.take() == .close(code: 4008, reason: "slow_consumer"))
         #expect(slow.count == 0)
-        if case .text = await fast.next() {} else { Issue.record("fast device lost an event") }
+        if case .text = fast.take() {} else { Issue.record("fast device lost an event") }
     }
 
     @Test func anOutboxAlsoBoundsBytes() async {
         let box = Outbox(deviceId: 1, maxEvents: 1000, maxBytes: 1000)
         for _ in 0..<3 { box.push(text: String(repeating: "x", count: 400)) }
-        #expect(await box.next() == .close(code: 4008, reason: "slow_consumer"))
+        #expect(box.take() == .close(code: 4008, reason: "slow_consumer"))
     }
 
     @Test func presenceFollowsDevices() {

@@ -59,20 +59,7 @@ import Testing
         let engine = try StorageEngine.open(directory: dir.path, options: o)
         let threads = 8
         let per = 150
-        let done = DispatchGroup()
-        for t in 0..<threads {
-            done.enter()
-            Thread {
-                for i in 0..<per {
-                    try! engine.write(
-                        TestMessages.mutation(
-                            chatId: Int64(t), timestamp: Int64(i), messageId: "m", sender: "s",
-                            body: String(repeating: "x", count: 100), writeTime: 1))
-                }
-                done.leave()
-            }.start()
-        }
-        done.wait()
+        writeFromThreads(engine, threads: threads, perThread: per, body: String(repeating: "x", count: 100))
         try engine.flush()
         #expect(engine.stats.flushes > 5)
         for t in 0..<threads {
@@ -192,4 +179,23 @@ final class SyncGateFileSystem: FileSystem, @unchecked Sendable {
     func listDirectory(_ path: String) throws -> [String] { try base.listDirectory(path) }
     func createDirectory(_ path: String) throws { try base.createDirectory(path) }
     func syncDirectory(_ path: String) throws { try base.syncDirectory(path) }
+}
+
+/// `threads` threads each write `perThread` messages into their own chat (thread t: chat t, times
+/// 0..<perThread) through the blocking write, and this returns when all have.
+func writeFromThreads(_ engine: StorageEngine, threads: Int, perThread: Int, body: String) {
+    let done = DispatchGroup()
+    for t in 0..<threads {
+        done.enter()
+        Thread {
+            for i in 0..<perThread {
+                try! engine.write(
+                    TestMessages.mutation(
+                        chatId: Int64(t), timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: body,
+                        writeTime: 1))
+            }
+            done.leave()
+        }.start()
+    }
+    done.wait()
 }

@@ -77,20 +77,7 @@ import Testing
         let per = 60
         do {
             let engine = try StorageEngine.open(directory: dir.path, options: o)
-            let done = DispatchGroup()
-            for t in 0..<threads {
-                done.enter()
-                Thread {
-                    for i in 0..<per {
-                        try! engine.write(
-                            TestMessages.mutation(
-                                chatId: Int64(t), timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b",
-                                writeTime: 1))
-                    }
-                    done.leave()
-                }.start()
-            }
-            done.wait()
+            writeFromThreads(engine, threads: threads, perThread: per, body: "b")
             let s = engine.stats
             #expect(s.groupedWriters == UInt64(threads * per))
             #expect(s.writeGroups < s.groupedWriters, "no group held two writers: \(s.writeGroups) groups")

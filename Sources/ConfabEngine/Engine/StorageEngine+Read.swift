@@ -114,40 +114,30 @@ extension StorageEngine {
         // Nearest edge last.
         waiting.sort { query.reversed ? compareBytes($0.edge, $1.edge) < 0 : compareBytes($0.edge, $1.edge) > 0 }
         /// Opens the waiting tables that may hold a key at or before `key` in query order; when
-        /// `key` is nil (no open source has a row left), the one with the nearest edge.
-        func openTables(reaching key: [UInt8]?) throws {
+        /// `key` is nil (no open source has a row left), the one with the nearest edge. Returns
+        /// whether it opened any.
+        func openTables(reaching key: [UInt8]?) throws -> Bool {
+            var opened = false
             while let next = waiting.last {
                 if let key {
                     let c = compareBytes(next.edge, key)
-                    guard query.reversed ? c >= 0 : c <= 0 else { return }
+                    guard query.reversed ? c >= 0 : c <= 0 else { break }
                 }
                 waiting.removeLast()
                 let it = next.table.makeIterator()
                 iterators.append((it, next.table))
                 readTableOpens.add(1, ordering: .relaxed)
                 try open(it)
-                if key == nil { return }
+                opened = true
+                if key == nil { break }
             }
+            return opened
         }
 
         var accepted = 0
         var tombstones = 0
         var cursor: [UInt8]? = nil
         while true {
-            if !waiting.isEmpty {
-                var front: [UInt8]? = nil
-                for k in current {
-                    guard let k else { continue }
-                    if let f = front {
-                        let c = compareBytes(k, f)
-                        if query.reversed ? c > 0 : c < 0 { front = k }
-                    } else {
-                        front = k
-                    }
-                }
-                try openTables(reaching: front)
-                if front == nil { continue }
-            }
             var best = -1
             for i in current.indices {
                 guard let k = current[i] else { continue }
@@ -158,6 +148,8 @@ extension StorageEngine {
                 let c = compareBytes(k, current[best]!)
                 if query.reversed ? c > 0 : c < 0 { best = i }
             }
+            // Tables that may hold a row before the best one join first; then pick again.
+            if !waiting.isEmpty, try openTables(reaching: best < 0 ? nil : current[best]) { continue }
             guard best >= 0, let key = current[best] else { break }
             var fragment: RowFragment? = nil
             for i in current.indices where current[i] != nil && (i == best || current[i]! == key) {
