@@ -201,8 +201,14 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// A WebSocket client for tests: frames received are kept; `next(type)` waits for the next one of
 /// a type (skipping, but keeping, others).
+///
+/// Each frame's `type` is parsed once, on arrival and outside the lock: `next` then parses only
+/// the frames of the type it waits for. It used to parse every unconsumed frame on each 1 ms poll
+/// while holding the lock the reader appends under, so a sender whose 160 echoes of 90 kB sat
+/// unconsumed parsed megabytes per poll and starved its own reader; the server, seeing that
+/// socket stop reading, rightly closed it with 4008 (a CI failure of the slow-reader test).
 final class TestSocket: Sendable {
-    private let received = NIOLockedValueBox<[(text: String, consumed: Bool)]>([])
+    private let received = NIOLockedValueBox<[(text: String, type: String?, consumed: Bool)]>([])
     private let outgoing: AsyncStream<String>.Continuation
     let task: Task<WebSocketCloseFrame?, any Error>
     /// While false the socket reads nothing (a slow consumer: TCP backpressure builds up).
@@ -230,7 +236,10 @@ final class TestSocket: Sendable {
                     }
                     while !reading.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
                     for try await message in inbound.messages(maxSize: 8 << 20) {
-                        if case .text(let s) = message { received.withLockedValue { $0.append((s, false)) } }
+                        if case .text(let s) = message {
+                            let type = TestSocket.frameType(s)
+                            received.withLockedValue { $0.append((s, type, false)) }
+                        }
                     }
                     group.cancelAll()
                 }
@@ -253,9 +262,9 @@ final class TestSocket: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let found: String? = received.withLockedValue { frames in
-                for i in frames.indices where !frames[i].consumed {
+                for i in frames.indices where !frames[i].consumed && frames[i].type == type {
                     guard let o = try? JSONSerialization.jsonObject(with: Data(frames[i].text.utf8)) as? [String: Any],
-                        o["type"] as? String == type, match(o)
+                        match(o)
                     else { continue }
                     frames[i].consumed = true
                     return frames[i].text
@@ -291,12 +300,14 @@ final class TestSocket: Sendable {
 
     /// Every frame of `type` received so far (consumed or not).
     func all(_ type: String) -> [[String: Any]] {
-        received.withLockedValue { $0.map(\.text) }.compactMap {
-            guard let o = try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any],
-                o["type"] as? String == type
-            else { return nil }
-            return o
+        received.withLockedValue { $0.filter { $0.type == type }.map(\.text) }.compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
+    }
+
+    /// A JSON frame's `type`, or nil for a frame that is not a JSON object with one.
+    static func frameType(_ text: String) -> String? {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["type"] as? String
     }
 
     /// Closes our side and waits for the connection to end.
