@@ -31,6 +31,10 @@ public final class ConfabClient: Sendable {
         /// Nodes tried per request at most (default: every node once).
         public var maxAttempts: Int?
         public var maxFrameBytes: Int = FrameHeader.defaultMaxBodyBytes
+        /// Connections kept open to each node; requests take them in turn. A node serves each
+        /// connection's requests on that connection's event loop, so one connection would use
+        /// one of its cores for this client (as shard-aware Cassandra drivers open one per shard).
+        public var connectionsPerNode = 2
         /// Sent in Hello, shows up in node logs.
         public var clientName = "confab-swift-client"
         /// Which node to try first: by default a replica of the request's partition, once the
@@ -66,7 +70,7 @@ public final class ConfabClient: Sendable {
         let tls: Result<NIOSSLContext, NodeTLSError>? = c.tls.map { settings in
             Result { () throws(NodeTLSError) in try settings.clientContext() }
         }
-        self.pool = ConnectionPool { address in
+        self.pool = ConnectionPool(lanes: c.connectionsPerNode) { address in
             try await NodeConnection.connect(
                 to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
                 requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,

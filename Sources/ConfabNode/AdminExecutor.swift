@@ -43,7 +43,7 @@ struct AdminExecutor: Sendable {
                     elapsedMicros: elapsed)
             ])
         case .ring:
-            let snapshot = try await ring.snapshot()
+            let snapshot = try ring.snapshot()
             let members = Set(snapshot.ring.nodes + snapshot.joining + [snapshot.local]).sorted()
             let forwarded = AdminRequest(operation: request.operation, scope: .node)
             let results = await withTaskGroup(of: AdminResult.self) { group in

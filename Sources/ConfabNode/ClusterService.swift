@@ -3,6 +3,7 @@ import ConfabRing
 import ConfabWire
 import Logging
 import NIOPosix
+import Synchronization
 
 /// This node's part in the cluster, its membership runtime ("ring" names only the `TokenRing`):
 /// owns the `Gossiper` (with its failure detector), the current `TokenRing` and the `HintQueue`, drives them with timers, and carries out their actions —
@@ -72,6 +73,13 @@ actor ClusterService {
     private var lastSavedView: PeerViewFile?
     private var viewWrite: Task<Void, Never>?
     var rng = SystemRandomNumberGenerator()
+    /// The ring as coordinators see it, republished at the end of every actor turn that changes
+    /// it (`rebuildRing`, `markUnreachable`) and on each hint tick (100 ms), when an
+    /// unreachable mark may have expired. A request reads it under a lock instead of hopping onto
+    /// this actor: the hop was a task switch per request, queued behind gossip and hint work.
+    /// It is never half-changed: it is replaced whole, after the turn's changes.
+    private let published = Mutex<Result<ClusterSnapshot, WireError>>(
+        .failure(WireError(.unavailable, "this node is starting and has not joined the ring yet; retry shortly")))
     private let hintOperations: AsyncStream<HintOperation>
     private let hintOperationSink: AsyncStream<HintOperation>.Continuation
 
@@ -260,6 +268,7 @@ actor ClusterService {
         metrics.liveNodes.record(g.liveMembers.count + 1)
         metrics.downNodes.record(g.unreachableMembers.count)
         saveViewIfChanged()
+        publish()
     }
 
     /// Persists the peers gossip knows (`PeerViewFile`) when they differ from the last saved
@@ -363,8 +372,20 @@ actor ClusterService {
     /// This node's identity in the ring (id and gossip address), nil until the ring runtime runs.
     func localNode() -> NodeID? { gossiper?.local }
 
-    /// The ring as a coordinator sees it now. Throws `unavailable` while no node is NORMAL.
-    func snapshot() throws(WireError) -> ClusterSnapshot {
+    /// The ring as a coordinator sees it now (the last published snapshot). Throws `unavailable`
+    /// while no node is NORMAL.
+    nonisolated func snapshot() throws(WireError) -> ClusterSnapshot {
+        try published.withLock { $0 }.get()
+    }
+
+    /// Replaces the published snapshot with the ring as it is now.
+    func publish() {
+        let result: Result<ClusterSnapshot, WireError>
+        do { result = .success(try currentSnapshot()) } catch { result = .failure(error) }
+        published.withLock { $0 = result }
+    }
+
+    private func currentSnapshot() throws(WireError) -> ClusterSnapshot {
         guard let g = gossiper else {
             throw WireError(.unavailable, "this node is starting and has not joined the ring yet; retry shortly")
         }
@@ -400,6 +421,7 @@ actor ClusterService {
     func markUnreachable(_ node: NodeID) {
         guard node != gossiper?.local else { return }
         unreachableUntil[node] = now() + max(.seconds(2), configuration.gossipInterval * 2)
+        publish()
     }
 
     /// Keeps a hint for a replica that missed a write (the queue applies the hint window), and
@@ -432,6 +454,7 @@ actor ClusterService {
     private func hintTick() {
         bootstrapTick()
         decommissionTick()
+        publish()
         guard hintQueue.totalPending > 0 else { return }
         // Hints recovered at start for a node that left meanwhile (no `.left` event comes for it).
         for target in hintQueue.targets where gossiper?.state(of: target)?.status == .left { dropHints(for: target) }

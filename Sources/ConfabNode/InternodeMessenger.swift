@@ -5,9 +5,11 @@ import Logging
 import NIOCore
 import NIOSSL
 
-/// Node-to-node messaging: one multiplexed connection per peer (ConfabClient's
-/// `NodeConnection` and `ConnectionPool`, opened with a Hello naming this node), reused by
-/// every request and gossip message to that peer; a dead connection is replaced on next use.
+/// Node-to-node messaging over multiplexed connections (ConfabClient's `NodeConnection` and
+/// `ConnectionPool`, opened with a Hello naming this node): `requestLanes` per peer for replica
+/// requests, taken in turn so a peer serves them on more than one event loop, and one more for
+/// gossip alone, so a busy node's gossip never queues behind its data and the node is not
+/// convicted for being busy. A dead connection is replaced on next use.
 ///
 /// Guarantees: `request` returns the peer's answer (an Error answer is thrown as its
 /// `WireError`) or throws `InternodeFailure` within `connectTimeout + timeout`; a one-way send is
@@ -28,10 +30,11 @@ struct InternodeMessenger: Sendable {
     ///   without a cluster secret).
     init(
         localID: String, group: any EventLoopGroup, connectTimeout: Duration = .seconds(1),
-        maxFrameBytes: Int, tls: NIOSSLContext? = nil, credentials: ClusterCredentials? = nil, logger: Logger
+        maxFrameBytes: Int, tls: NIOSSLContext? = nil, credentials: ClusterCredentials? = nil, requestLanes: Int = 2,
+        logger: Logger
     ) {
         self.logger = logger
-        self.pool = ConnectionPool { address in
+        self.pool = ConnectionPool(lanes: requestLanes) { address in
             try await NodeConnection.connect(
                 to: address, group: group, connectTimeout: connectTimeout,
                 requestTimeout: .seconds(5), maxFrameBytes: maxFrameBytes,
@@ -77,13 +80,14 @@ struct InternodeMessenger: Sendable {
         }
     }
 
-    /// Sends a one-way message (gossip) without waiting; failures are logged at debug level.
+    /// Sends a one-way message (gossip) on the peer's dedicated connection without waiting;
+    /// failures are logged at debug level.
     func send(_ message: WireMessage, to address: NodeAddress) {
         let pool = self.pool
         let logger = self.logger
         Task {
             do {
-                try await pool.connection(to: address).sendOneWay(message)
+                try await pool.dedicated(to: address).sendOneWay(message)
             } catch let error as WireError where error.code == .unauthorized || error.code == .forbidden {
                 // Not a network blip: the peer refused this node's answer (another cluster
                 // secret?). It will never gossip with it until an operator fixes that.

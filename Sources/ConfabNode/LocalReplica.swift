@@ -1,5 +1,6 @@
 import ConfabEngine
 import ConfabRing
+import NIOCore
 import NIOPosix
 
 /// This node's own data as a replica: what a coordinator does for itself and what the replica
@@ -17,6 +18,30 @@ struct LocalReplica: Sendable {
         try await engine.write(mutation)
     }
 
+    /// `apply` for a request served on an event loop, with no task: the write is staged on this
+    /// thread (a memory copy), made visible on `loop` once its WAL sync returns, and `done` is
+    /// called then (nil) or with the error.
+    func apply(_ mutation: Mutation, on loop: any EventLoop, done: @escaping @Sendable ((any Error)?) -> Void) {
+        engine.write(mutation, apply: { loop.execute($0) }, done: done)
+    }
+
+    /// `read` for a request served on an event loop, with no task: the read runs on the thread
+    /// pool and `done` is called there.
+    func read(_ query: SliceQuery, done: @escaping @Sendable (Result<ReplicaReadResult, any Error>) -> Void) {
+        let engine = self.engine
+        threadPool.submit { state in
+            guard case .active = state else {
+                done(.failure(StorageError(.closed, "the node is shutting down; its read threads have stopped")))
+                return
+            }
+            done(
+                Result {
+                    let raw = try Self.retryingAfterQuarantine(engine) { try engine.readRaw(query) }
+                    return ReplicaReadResult(header: raw.header, rows: raw.rows, cursor: raw.cursor)
+                })
+        }
+    }
+
     /// The slice's raw fragments (timestamps and tombstones), as the ring reconciles them.
     func read(_ query: SliceQuery) async throws -> ReplicaReadResult {
         let engine = self.engine
@@ -32,16 +57,20 @@ struct LocalReplica: Sendable {
     /// through here.
     func quarantiningCorruption<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         let engine = self.engine
-        return try await threadPool.runIfActive {
-            do {
-                return try body()
-            } catch let error as StorageError where error.code == .corruption {
-                let moved = try engine.quarantineCorruptTables()
-                // Nothing bad among the live tables: the corruption is elsewhere (a WAL, a race
-                // with a compaction that already replaced the table); report it as it was.
-                guard !moved.isEmpty else { throw error }
-                return try body()
-            }
+        return try await threadPool.runIfActive { try Self.retryingAfterQuarantine(engine, body) }
+    }
+
+    /// `body`, run once more after quarantining the corrupt tables it met (blocking; call it on
+    /// the thread pool).
+    private static func retryingAfterQuarantine<T>(_ engine: StorageEngine, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as StorageError where error.code == .corruption {
+            let moved = try engine.quarantineCorruptTables()
+            // Nothing bad among the live tables: the corruption is elsewhere (a WAL, a race
+            // with a compaction that already replaced the table); report it as it was.
+            guard !moved.isEmpty else { throw error }
+            return try body()
         }
     }
 

@@ -5,8 +5,10 @@ import NIOCore
 import Synchronization
 
 /// One client or peer connection of `NodeServer`, in its channel's pipeline (after the frame
-/// decoder). Frames are screened by the `ConnectionGate` on the event loop; each request runs in a
-/// task of its own (`RequestHandler.respond` is async) and its response is written back on the
+/// decoder). Frames are screened by the `ConnectionGate` on the event loop. Data requests (reads,
+/// writes and their replica forms) are decoded and coordinated right there
+/// (`RequestHandler.respondInline`) and answered from whatever completes them; every other request
+/// runs in a task of its own (`RequestHandler.respond` is async). Responses are written on the
 /// event loop, with one flush for every response that is ready in the same loop tick.
 ///
 /// Why not `NIOAsyncChannel`: its inbound stream and outbound writer put two more hand-offs on
@@ -113,6 +115,20 @@ final class NodeConnectionServer: ChannelDuplexHandler {
         let loop = context.eventLoop
         let me = NIOLoopBound(self, eventLoop: loop)
         let (handler, maxFrameBytes) = (self.handler, self.maxFrameBytes)
+        // The data path: no task; the answer comes back through `reply` from whatever completes it.
+        let servedInline = handler.respondInline(to: frame, on: loop) { response in
+            let bytes = NodeServer.encode(response, streamID: frame.streamID, maxFrameBytes: maxFrameBytes)
+            if loop.inEventLoop {
+                me.value.sendIfOpen(bytes)
+                me.value.finished()
+            } else {
+                loop.execute {
+                    me.value.sendIfOpen(bytes)
+                    me.value.finished()
+                }
+            }
+        }
+        if servedInline { return }
         Task {
             // Interim frames (repair progress) go out on the request's stream before its response.
             let interim: @Sendable (WireMessage) async -> Void = { message in

@@ -1,6 +1,7 @@
 import ConfabEngine
 import ConfabRing
 import ConfabWire
+import NIOCore
 
 /// The node's side of `ReplicaTransport`: ReplicaWrite/ReplicaRead over the internode
 /// connections for peers, the engine for this node, hints through the `ClusterService`. One per
@@ -15,20 +16,16 @@ struct NodeReplicaTransport: ReplicaTransport {
     let table: TableSchema
     /// How long one replica request may take on its connection (the driver's deadline is separate).
     let timeout: Duration
+    /// Where this node's own copy of a write is applied once durable: the request's event loop.
+    let loop: any EventLoop
     /// Counts writes as read repairs (the read path's transport).
     var countsRepairs = false
 
     func write(_ mutation: Mutation, to replica: NodeID, _ done: @escaping @Sendable (ReplicaOutcome<Void>) -> Void) {
         if countsRepairs { processor.ring.metrics.readRepairs.increment() }
         if replica == local {
-            let engine = processor.replica
-            Task {
-                do {
-                    try await engine.apply(mutation)
-                    done(.answered(()))
-                } catch {
-                    done(.failed("\(error)"))
-                }
+            processor.replica.apply(mutation, on: loop) { error in
+                done(error.map { .failed("\($0)") } ?? .answered(()))
             }
             return
         }
@@ -51,13 +48,10 @@ struct NodeReplicaTransport: ReplicaTransport {
         _ done: @escaping @Sendable (ReplicaOutcome<ReplicaReadAnswer>) -> Void
     ) {
         if replica == local {
-            let engine = processor.replica
-            Task {
-                do {
-                    let data = try await engine.read(query)
-                    done(.answered(digestOnly ? .digest(data.digest()) : .data(data)))
-                } catch {
-                    done(.failed("\(error)"))
+            processor.replica.read(query) { result in
+                switch result {
+                case .success(let data): done(.answered(digestOnly ? .digest(data.digest()) : .data(data)))
+                case .failure(let error): done(.failed("\(error)"))
                 }
             }
             return

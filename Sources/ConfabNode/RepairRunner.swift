@@ -51,7 +51,7 @@ struct RepairRunner: Sendable {
             throw WireError(.invalid, "repair depth \(depth) outside 1...\(MerkleTreeLeaves.maxDepth)")
         }
         let started = ContinuousClock.now
-        let snapshot = try await ring.snapshot()
+        let snapshot = try ring.snapshot()
         let local = snapshot.local
         let placement = snapshot.placement(schema)
         let plans = schema.tables.map { table in

@@ -27,7 +27,8 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
     let writeTimeout: Duration
     let readTimeout: Duration
     let clock: any EngineClock
-    /// Where request deadlines are scheduled (an event-loop timer each, not a sleeping task).
+    /// Where request deadlines are scheduled (an event-loop timer each, not a sleeping task), and
+    /// where a request that did not come from an event loop applies this node's writes.
     let timers: any EventLoopGroup
 
     init(
@@ -49,110 +50,149 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
     var driverClock: NodeDriverClock { NodeDriverClock(ring: ring, timers: timers) }
 
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
-        try await measured("write", consistency) { try await coordinateWrite(mutation, consistency: consistency) }
+        try await withCheckedThrowingContinuation { c in
+            write(mutation, consistency: consistency, on: timers.next()) { c.resume(with: $0) }
+        }
     }
 
     public func read(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws -> ReadResponse
     {
-        try await measured("read", consistency) {
-            try await coordinateRead(query, consistency: consistency, digestOnly: digestOnly)
+        try await withCheckedThrowingContinuation { c in
+            read(query, consistency: consistency, digestOnly: digestOnly, on: timers.next()) { c.resume(with: $0) }
         }
     }
 
-    /// Counts and times one coordinated request by level (`confab_coordinator_*`).
-    private func measured<T>(
-        _ op: String, _ consistency: ConsistencyLevel,
-        _ body: () async throws -> T
-    ) async throws -> T {
-        let start = ContinuousClock.now
+    /// Coordinates the write from the calling thread (the connection's event loop) with no task:
+    /// the ring snapshot is a lock read, this node's copy is staged here and applied on `loop`, and
+    /// `done` is called by whichever event completes the write (a replica's answer, the WAL sync,
+    /// the deadline).
+    public func write(
+        _ mutation: Mutation, consistency: ConsistencyLevel, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
+    ) {
+        let finish = measured("write", consistency, done)
         do {
-            let result = try await body()
-            ring.metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: nil)
-            return result
-        } catch {
-            let failure: String? =
-                switch (error as? WireError)?.code {
-                case .unavailable?: "unavailable"
-                case .timeout?: "timeout"
-                default: "other"
-                }
-            ring.metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: failure)
-            throw error
-        }
-    }
-
-    private func coordinateWrite(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
-        let snapshot = try await ring.snapshot()
-        let table = try schema.resolve(id: mutation.table)
-        // The keyspace's replicas and factor: hints go to whichever of these misses the write.
-        let placement = snapshot.placement(schema)
-        let coordinator = WriteCoordinator(
-            mutation: mutation,
-            replicas: placement.replicas(forPartitionKey: mutation.partitionKey, keyspace: table.keyspace),
-            pending: snapshot.pendingReplicas(
-                forPartitionKey: mutation.partitionKey,
-                replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
-            consistency: consistency,
-            // The configured factor, not the ring's size: a ring that holds fewer nodes than the
-            // factor (a node that restarted and has not heard from the others yet) answers
-            // `unavailable` for a level it cannot meet instead of acknowledging fewer copies.
-            replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
-            now: ring.now(),
-            timeout: writeTimeout)
-        let blockFor = coordinator.blockFor
-        let outcome = await WriteDriver(
-            coordinator: coordinator,
-            transport: NodeReplicaTransport(
-                processor: self, local: snapshot.local, table: table, timeout: writeTimeout),
-            clock: driverClock
-        ).run()
-        switch outcome {
-        case .success(()):
-            return WriteAck(acknowledged: UInt8(clamping: blockFor), required: UInt8(clamping: blockFor))
-        case .failure(let error):
-            throw wireError(error)
-        }
-    }
-
-    private func coordinateRead(_ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool) async throws
-        -> ReadResponse
-    {
-        let table = try schema.resolve(id: query.table)
-        var attempt = 0
-        while true {
-            attempt += 1
-            let snapshot = try await ring.snapshot()
+            let snapshot = try ring.snapshot()
+            let table = try schema.resolve(id: mutation.table)
+            // The keyspace's replicas and factor: hints go to whichever of these misses the write.
             let placement = snapshot.placement(schema)
-            var replicas = placement.replicas(forPartitionKey: query.partitionKey, keyspace: table.keyspace)
-            // This node first: its own data costs no network round trip.
-            if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
-            let coordinator = ReadCoordinator(
-                query: query, replicas: replicas,
+            let replicationFactor = schema.replicationFactor(keyspace: table.keyspace)
+            let coordinator = WriteCoordinator(
+                mutation: mutation,
+                replicas: placement.replicas(forPartitionKey: mutation.partitionKey, keyspace: table.keyspace),
                 pending: snapshot.pendingReplicas(
-                    forPartitionKey: query.partitionKey,
-                    replicationFactor: schema.replicationFactor(keyspace: table.keyspace)),
+                    forPartitionKey: mutation.partitionKey, replicationFactor: replicationFactor),
                 consistency: consistency,
-                replicationFactor: schema.replicationFactor(keyspace: table.keyspace), isAlive: snapshot.isAlive,
-                now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
-            let answer = await ReadDriver(
+                // The configured factor, not the ring's size: a ring that holds fewer nodes than the
+                // factor (a node that restarted and has not heard from the others yet) answers
+                // `unavailable` for a level it cannot meet instead of acknowledging fewer copies.
+                replicationFactor: replicationFactor, isAlive: snapshot.isAlive,
+                now: ring.now(),
+                timeout: writeTimeout)
+            let blockFor = UInt8(clamping: coordinator.blockFor)
+            WriteDriver(
                 coordinator: coordinator,
                 transport: NodeReplicaTransport(
-                    processor: self, local: snapshot.local, table: table, timeout: readTimeout, countsRepairs: true),
+                    processor: self, local: snapshot.local, table: table, timeout: writeTimeout, loop: loop),
                 clock: driverClock
-            ).run()
+            ).start { outcome in
+                switch outcome {
+                case .success(()): finish(.success(WriteAck(acknowledged: blockFor, required: blockFor)))
+                case .failure(let error): finish(.failure(wireError(error)))
+                }
+            }
+        } catch {
+            finish(.failure(error))
+        }
+    }
+
+    /// Coordinates the read like `write(_:consistency:on:_:)`: no task; this node's part runs on
+    /// the thread pool, and a read that met an unreachable replica is retried once without it.
+    public func read(
+        _ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void
+    ) {
+        let finish = measured("read", consistency, done)
+        do {
+            let table = try schema.resolve(id: query.table)
+            try coordinateRead(query, table: table, consistency: consistency, loop: loop, attempt: 1) { result in
+                finish(
+                    result.map { result in
+                        let rows = ReplicaRows(
+                            table: query.table, partitionKey: query.partitionKey,
+                            rows: result.rows.map {
+                                Mutation.Row(clustering: $0.clustering, fragment: RowFragment(cells: $0.cells))
+                            },
+                            cursor: result.cursor, tombstonesScanned: UInt32(clamping: result.tombstonesScanned))
+                        return digestOnly ? .digest(rows.digest()) : .rows(rows)
+                    })
+            }
+        } catch {
+            finish(.failure(error))
+        }
+    }
+
+    /// Wraps `done` to count and time one coordinated request by level (`confab_coordinator_*`).
+    private func measured<T>(
+        _ op: String, _ consistency: ConsistencyLevel, _ done: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) -> @Sendable (Result<T, any Error>) -> Void {
+        let start = ContinuousClock.now
+        let metrics = ring.metrics
+        return { result in
+            var failure: String?
+            if case .failure(let error) = result {
+                failure =
+                    switch (error as? WireError)?.code {
+                    case .unavailable?: "unavailable"
+                    case .timeout?: "timeout"
+                    default: "other"
+                    }
+            }
+            metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: failure)
+            done(result)
+        }
+    }
+
+    private func coordinateRead(
+        _ query: SliceQuery, table: TableSchema, consistency: ConsistencyLevel, loop: any EventLoop, attempt: Int,
+        _ done: @escaping @Sendable (Result<ReadResult, any Error>) -> Void
+    ) throws(WireError) {
+        let snapshot = try ring.snapshot()
+        let placement = snapshot.placement(schema)
+        var replicas = placement.replicas(forPartitionKey: query.partitionKey, keyspace: table.keyspace)
+        // This node first: its own data costs no network round trip.
+        if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
+        let replicationFactor = schema.replicationFactor(keyspace: table.keyspace)
+        let coordinator = ReadCoordinator(
+            query: query, replicas: replicas,
+            pending: snapshot.pendingReplicas(
+                forPartitionKey: query.partitionKey, replicationFactor: replicationFactor),
+            consistency: consistency,
+            replicationFactor: replicationFactor, isAlive: snapshot.isAlive,
+            now: ring.now(), nowSeconds: clock.nowSeconds(), timeout: readTimeout)
+        ReadDriver(
+            coordinator: coordinator,
+            transport: NodeReplicaTransport(
+                processor: self, local: snapshot.local, table: table, timeout: readTimeout, loop: loop,
+                countsRepairs: true),
+            clock: driverClock
+        ).start { answer in
             switch answer.result {
             case .success(let result):
-                let rows = ReplicaRows(
-                    table: query.table, partitionKey: query.partitionKey,
-                    rows: result.rows.map {
-                        Mutation.Row(clustering: $0.clustering, fragment: RowFragment(cells: $0.cells))
-                    },
-                    cursor: result.cursor, tombstonesScanned: UInt32(clamping: result.tombstonesScanned))
-                return digestOnly ? .digest(rows.digest()) : .rows(rows)
+                done(.success(result))
             case .failure(let error):
-                // A replica that could not be reached is now marked down: retry once without it.
-                if answer.sawUnreachable, attempt == 1 { continue }
-                throw wireError(error)
+                // A replica that could not be reached is now marked down (the transport marks it
+                // before reporting it): retry once without it.
+                if answer.sawUnreachable, attempt == 1 {
+                    do {
+                        try coordinateRead(
+                            query, table: table, consistency: consistency, loop: loop, attempt: 2, done)
+                    } catch {
+                        done(.failure(error))
+                    }
+                    return
+                }
+                done(.failure(wireError(error)))
             }
         }
     }

@@ -2,6 +2,7 @@ import ConfabEngine
 import ConfabRing
 import ConfabWire
 import Logging
+import NIOCore
 
 /// Turns one request frame into its response message: decodes, validates against the schema,
 /// calls the `RequestProcessor`, maps failures to Error messages, records metrics. Stateless and
@@ -49,17 +50,95 @@ struct RequestHandler: Sendable {
                 return nil
             }
             response = try await handle(message, interim: interim)
-        } catch let error as WireError {
-            response = .error(error)
-        } catch let error as StorageError {
-            response = .error(Self.wireError(for: error))
         } catch {
-            logger.error("request failed", metadata: ["type": "\(frame.type)", "error": "\(error)"])
-            response = .error(WireError(.server, "\(error)"))
+            response = errorResponse(error, frame.type)
         }
         if case .error(let e) = response { metrics.error(frame.type, e.code) }
         metrics.latency(frame.type, ContinuousClock.now - start)
         return response
+    }
+
+    /// What a client sees for a failure: a `WireError` as it is, a `StorageError` with its
+    /// client-facing meaning, anything else as a `server` error (and logged).
+    private func errorResponse(_ error: any Error, _ type: MessageType) -> WireMessage {
+        switch error {
+        case let error as WireError: return .error(error)
+        case let error as StorageError: return .error(Self.wireError(for: error))
+        default:
+            logger.error("request failed", metadata: ["type": "\(type)", "error": "\(error)"])
+            return .error(WireError(.server, "\(error)"))
+        }
+    }
+
+    /// The request types `respondInline` serves: the data path, client and internode.
+    static let inlineTypes: Set<MessageType> = [.ping, .write, .read, .replicaWrite, .replicaRead]
+
+    /// Serves a data request without a task: decoded, validated and coordinated on the calling
+    /// thread (the connection's event loop), answered through `reply` exactly once, from whichever
+    /// thread completes it (a replica's answer, the WAL sync, a read thread, the deadline). False,
+    /// with nothing done, for a type it does not serve (`respond` serves those in a task).
+    ///
+    /// Why: a task per request was two hand-offs (loop → task → loop) on every read and write,
+    /// and the engine and the drivers already answer through callbacks.
+    func respondInline(
+        to frame: Frame, on loop: any EventLoop, reply: @escaping @Sendable (WireMessage) -> Void
+    ) -> Bool {
+        guard Self.inlineTypes.contains(frame.type) else { return false }
+        let start = ContinuousClock.now
+        metrics.request(frame.type)
+        let (metrics, type) = (self.metrics, frame.type)
+        let handler = self
+        let finish: @Sendable (Result<WireMessage, any Error>) -> Void = { result in
+            let response: WireMessage
+            switch result {
+            case .success(let message): response = message
+            case .failure(let error): response = handler.errorResponse(error, type)
+            }
+            if case .error(let e) = response { metrics.error(type, e.code) }
+            metrics.latency(type, ContinuousClock.now - start)
+            reply(response)
+        }
+        do {
+            switch try WireMessage.decode(frame) {
+            case .ping(let nonce):
+                finish(.success(.pong(nonce: nonce)))
+            case .write(let request):
+                try validate(request)
+                processor.write(request.mutation, consistency: request.consistency, on: loop) { result in
+                    finish(result.map { .writeAck($0) })
+                }
+            case .read(let request):
+                let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
+                guard !request.partitionKey.isEmpty else {
+                    throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
+                }
+                guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
+                processor.read(
+                    request.sliceQuery(table: table.id), consistency: request.consistency,
+                    digestOnly: request.digestOnly, on: loop
+                ) { result in finish(result.map { .readResponse($0) }) }
+            case .replicaWrite(let request):
+                let replica = try internode()
+                try validate(request)
+                replica.apply(request.mutation, on: loop) { error in
+                    finish(error.map { .failure($0) } ?? .success(.replicaWriteAck))
+                }
+            case .replicaRead(let request):
+                let replica = try internode()
+                let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
+                guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
+                let digestOnly = request.digestOnly
+                replica.read(request.sliceQuery(table: table.id)) { result in
+                    finish(result.map { .replicaReadResponse(digestOnly ? .digest($0.digest()) : .data($0)) })
+                }
+            default:
+                // The frame's type said otherwise; its body decoded as another message.
+                throw WireError(.protocolError, "a \(frame.type) frame did not decode as one")
+            }
+        } catch {
+            finish(.failure(error))
+        }
+        return true
     }
 
     /// Called once `response` to `frame` was handed to the connection (or the connection

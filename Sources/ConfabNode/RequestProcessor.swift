@@ -1,6 +1,7 @@
 import ConfabEngine
 import ConfabRing
 import ConfabWire
+import NIOCore
 
 /// What carries out a client's reads and writes once the request is decoded and validated: the
 /// seam between the connection handling and the data. `ReplicatedRequestProcessor` implements it by
@@ -21,4 +22,39 @@ public protocol RequestProcessor: Sendable {
 
     /// This node's view of the ring, for `confab ring status`.
     func status() async throws -> RingStatus
+
+    /// `write` for a request served on `loop`: starts at once on the calling thread and calls
+    /// `done` exactly once, from any thread. The default runs the async form in a task.
+    func write(
+        _ mutation: Mutation, consistency: ConsistencyLevel, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void)
+
+    /// `read` for a request served on `loop`, like the callback `write`.
+    func read(
+        _ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void)
+}
+
+extension RequestProcessor {
+    public func write(
+        _ mutation: Mutation, consistency: ConsistencyLevel, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
+    ) {
+        Task {
+            do { done(.success(try await write(mutation, consistency: consistency))) } catch { done(.failure(error)) }
+        }
+    }
+
+    public func read(
+        _ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void
+    ) {
+        Task {
+            do {
+                done(.success(try await read(query, consistency: consistency, digestOnly: digestOnly)))
+            } catch {
+                done(.failure(error))
+            }
+        }
+    }
 }

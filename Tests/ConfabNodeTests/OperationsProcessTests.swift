@@ -177,21 +177,30 @@ enum OperationsEndpoint {
             status: (response as? HTTPURLResponse)?.statusCode ?? 0, text: String(decoding: data, as: UTF8.self))
     }
 
-    /// A loopback port nobody listens on now (bound to port 0 and released).
+    /// A loopback port nobody listens on now, for a process that must be named before it starts
+    /// (a seed the joiner dials first). Taken below Linux's ephemeral range (32768–60999): a port
+    /// from port 0 lies inside it, where every socket other tests bind to port 0, and every
+    /// connection the joiner makes to the not-yet-running seed, may be given that same port (an
+    /// outgoing connect to a local ephemeral port with no listener can even connect to itself),
+    /// and the seed then failed to bind ("exited before it printed listening", once in a suite
+    /// run). Below the range only an explicit bind takes a port.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ProcessTestError("socket failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000, using: &rng)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw ProcessTestError("socket failed") }
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(port).bigEndian
+            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let ok = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 }
             }
+            if ok { return port }
         }
-        guard ok else { throw ProcessTestError("bind failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        throw ProcessTestError("no free loopback port below the ephemeral range after 200 tries")
     }
 }

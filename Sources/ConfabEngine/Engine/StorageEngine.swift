@@ -154,6 +154,60 @@ public final class StorageEngine: @unchecked Sendable {
         try applyDurable(pending, [mutation], [payload])
     }
 
+    /// The same write for callers that may block nothing, an event loop above all: staging is a
+    /// memory copy (the WAL is appended in memory; its sync thread writes and fdatasyncs it), then
+    /// `apply` is handed the step that makes the write visible once it is durable, to run on the
+    /// caller's executor (`{ loop.execute($0) }`) rather than on the sync thread, whose next
+    /// fdatasync would wait for it. `done` runs exactly once: nil when the write is durable and
+    /// visible, else the error.
+    ///
+    /// A write that must wait for room (memtables waiting to flush) or a log in `periodic` mode
+    /// (it writes through on the caller's thread) takes the async path in a task instead.
+    public func write(
+        _ mutation: Mutation,
+        apply: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void,
+        done: @escaping @Sendable ((any Error)?) -> Void
+    ) {
+        let payload: Encoded
+        let pending: PendingWrite
+        do {
+            payload = try Self.validatedEncoding(mutation)
+            let periodic: Bool
+            if case .periodic = options.syncMode { periodic = true } else { periodic = false }
+            let mustWait = try needsRoom()
+            if periodic || mustWait {
+                Task {
+                    do {
+                        try await self.write(mutation)
+                        done(nil)
+                    } catch {
+                        done(error)
+                    }
+                }
+                return
+            }
+            pending = try append([mutation], [payload])
+        } catch {
+            done(error)
+            return
+        }
+        wal.whenDurable(pending.ticket) { error in
+            if let error {
+                pending.memtable.endWrite()
+                done(error)
+                return
+            }
+            apply {
+                do {
+                    try self.applyDurable(pending, [mutation], [payload])
+                    done(nil)
+                } catch {
+                    done(error)
+                }
+            }
+        }
+    }
+
     typealias Encoded = (bytes: [UInt8], header: Range<Int>?, rows: [Range<Int>])
 
     static func validatedEncoding(_ m: Mutation) throws -> Encoded {
@@ -179,7 +233,7 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// Writes appended to the WAL, not yet applied: they go into `memtable` (the one active when
     /// they were appended, so their WAL segment and their memtable match) once `ticket` is durable.
-    struct PendingWrite {
+    struct PendingWrite: Sendable {
         var ticket: UInt64
         var memtable: Memtable
     }

@@ -53,7 +53,9 @@ final class WriteAheadLog: @unchecked Sendable {
     private var closed = false
     private var syncThreadIdle = false
     private var syncThreadExited = false
-    private var asyncWaiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    /// Callers that do not block: called on the sync thread once their ticket is durable (nil) or
+    /// never will be (the error).
+    private var asyncWaiters: [(ticket: UInt64, done: DurableCallback)] = []
     private var spareBuffer: [UInt8] = []
     private var bytesWrittenTotal: UInt64 = 0
     private var syncCountTotal: UInt64 = 0
@@ -225,22 +227,35 @@ final class WriteAheadLog: @unchecked Sendable {
             return
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            state.lock()
-            do {
-                if try isDurableLocked(ticket) {
-                    state.unlock()
-                    continuation.resume()
-                    return
-                }
-            } catch {
+            whenDurable(ticket) { error in
+                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+            }
+        }
+    }
+
+    typealias DurableCallback = @Sendable ((any Error)?) -> Void
+
+    /// `waitDurable` for callers that block nothing, neither a thread nor a task (an event loop):
+    /// `done` runs once on the sync thread when `ticket` is durable (nil) or never will be (the
+    /// error), or at once on this thread when that is already known. `group` and `batch` mode
+    /// only: `periodic` writes through on the caller's thread, which must be allowed to block.
+    func whenDurable(_ ticket: UInt64, _ done: @escaping DurableCallback) {
+        if case .periodic = syncMode { preconditionFailure("whenDurable in periodic mode; use waitDurable") }
+        state.lock()
+        do {
+            if try isDurableLocked(ticket) {
                 state.unlock()
-                continuation.resume(throwing: error)
+                done(nil)
                 return
             }
-            asyncWaiters.append((ticket, continuation))
-            if syncThreadIdle { workAvailable.signal() }
+        } catch {
             state.unlock()
+            done(error)
+            return
         }
+        asyncWaiters.append((ticket, done))
+        if syncThreadIdle { workAvailable.signal() }
+        state.unlock()
     }
 
     /// True when `ticket` is covered by a successful sync; throws when it never will be.
@@ -321,7 +336,7 @@ final class WriteAheadLog: @unchecked Sendable {
         file = nil
         io.unlock()
 
-        let leftovers: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = state.withLock {
+        let leftovers: [(ticket: UInt64, done: DurableCallback)] = state.withLock {
             closed = true
             durableChanged.broadcast()
             let w = asyncWaiters
@@ -330,8 +345,7 @@ final class WriteAheadLog: @unchecked Sendable {
         }
         let stopped = state.withLock { failure }
         for w in leftovers {
-            w.continuation.resume(
-                throwing: stopped ?? StorageError(.closed, "the write-ahead log was closed", path: directory))
+            w.done(stopped ?? StorageError(.closed, "the write-ahead log was closed", path: directory))
         }
         if let stopped { throw stopped }
         if let closeError { throw closeError }
@@ -398,8 +412,8 @@ final class WriteAheadLog: @unchecked Sendable {
         batches = []
         buffer.removeAll(keepingCapacity: true)
 
-        var ready: [CheckedContinuation<Void, any Error>] = []
-        var failed: [CheckedContinuation<Void, any Error>] = []
+        var ready: [DurableCallback] = []
+        var failed: [DurableCallback] = []
         state.lock()
         bytesWrittenTotal += written
         syncCountTotal += syncs
@@ -408,14 +422,14 @@ final class WriteAheadLog: @unchecked Sendable {
         }
         if let error {
             failure = error
-            failed = asyncWaiters.map(\.continuation)
+            failed = asyncWaiters.map(\.done)
             asyncWaiters = []
         } else if sync {
             durableTicket = max(durableTicket, writtenTicket)
             if !asyncWaiters.isEmpty {
-                var remaining: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+                var remaining: [(ticket: UInt64, done: DurableCallback)] = []
                 for w in asyncWaiters {
-                    if w.ticket <= durableTicket { ready.append(w.continuation) } else { remaining.append(w) }
+                    if w.ticket <= durableTicket { ready.append(w.done) } else { remaining.append(w) }
                 }
                 asyncWaiters = remaining
             }
@@ -423,8 +437,8 @@ final class WriteAheadLog: @unchecked Sendable {
         durableChanged.broadcast()
         state.unlock()
 
-        for c in ready { c.resume() }
-        if let error { for c in failed { c.resume(throwing: error) } }
+        for done in ready { done(nil) }
+        if let error { for done in failed { done(error) } }
     }
 
     /// Finishes the open segment (fdatasync, so an older segment never has a hole that a newer one

@@ -1,6 +1,60 @@
 import ConfabEngine
 import Synchronization
 
+/// What a `ReadDriver` answers its caller.
+package struct ReadDriverAnswer: Sendable {
+    package var result: Result<ReadResult, RingError>
+    /// A replica could not be reached during this read (worth one retry).
+    package var sawUnreachable: Bool
+}
+
+/// `ReadDriver`'s effects and state, outside the generic class: nested in it they were generic
+/// types too, and every `[ReadDriverEffect]` and `Mutex<ReadDriverState>` looked up its metadata
+/// at run time (`getCache` and `_swift_getGenericMetadata`, ~5% of a loaded node's event-loop samples).
+private enum ReadDriverEffect: Sendable {
+    case request(SliceQuery, NodeID, digestOnly: Bool)
+    case repair(Mutation, NodeID)
+    case cancel(DriverTimer)
+    case answer(@Sendable (ReadDriverAnswer) -> Void, ReadDriverAnswer)
+}
+
+private struct ReadDriverState: ~Copyable {
+    var coordinator: ReadCoordinator
+    var onAnswer: (@Sendable (ReadDriverAnswer) -> Void)?
+    var sawUnreachable = false
+    var finished = false
+    var timer: DriverTimer?
+
+    mutating func effects(of actions: [ReadCoordinator.Action]) -> [ReadDriverEffect] {
+        var out: [ReadDriverEffect] = []
+        var answer: Result<ReadResult, RingError>?
+        for action in actions {
+            switch action {
+            case .requestData(let query, let node): out.append(.request(query, node, digestOnly: false))
+            case .requestDigest(let query, let node): out.append(.request(query, node, digestOnly: true))
+            case .sendRepair(let mutation, let node): out.append(.repair(mutation, node))
+            case .succeeded(let result): answer = answer ?? .success(result)
+            case .failed(let error): answer = answer ?? .failure(error)
+            }
+        }
+        if answer == nil, coordinator.isFinished {
+            answer = .failure(RingError(.readFailure, "the read coordinator stopped without an answer"))
+        }
+        // The answer ends the read: late replies are dropped, as the client has moved on.
+        guard let answer, !finished else { return out }
+        finished = true
+        if let timer {
+            out.append(.cancel(timer))
+            self.timer = nil
+        }
+        if let onAnswer {
+            self.onAnswer = nil
+            out.append(.answer(onAnswer, ReadDriverAnswer(result: answer, sawUnreachable: sawUnreachable)))
+        }
+        return out
+    }
+}
+
 /// Carries out one `ReadCoordinator`'s actions over a `ReplicaTransport` — data and digest
 /// requests, read-repair writes, the deadline — until it answers. Driven exactly like
 /// `WriteDriver` (callbacks under a lock, one deadline on the driver's clock), so the node and the
@@ -11,66 +65,18 @@ import Synchronization
 /// at the deadline, and the answer says so (`sawUnreachable`): the transport has marked it down, so
 /// the caller may retry once with the replicas left.
 package final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>: Sendable {
-    package struct Answer: Sendable {
-        package var result: Result<ReadResult, RingError>
-        /// A replica could not be reached during this read (worth one retry).
-        package var sawUnreachable: Bool
-    }
-
-    private enum Effect: Sendable {
-        case request(SliceQuery, NodeID, digestOnly: Bool)
-        case repair(Mutation, NodeID)
-        case cancel(DriverTimer)
-        case answer(@Sendable (Answer) -> Void, Answer)
-    }
-
-    private struct State: ~Copyable {
-        var coordinator: ReadCoordinator
-        var onAnswer: (@Sendable (Answer) -> Void)?
-        var sawUnreachable = false
-        var finished = false
-        var timer: DriverTimer?
-
-        mutating func effects(of actions: [ReadCoordinator.Action]) -> [Effect] {
-            var out: [Effect] = []
-            var answer: Result<ReadResult, RingError>?
-            for action in actions {
-                switch action {
-                case .requestData(let query, let node): out.append(.request(query, node, digestOnly: false))
-                case .requestDigest(let query, let node): out.append(.request(query, node, digestOnly: true))
-                case .sendRepair(let mutation, let node): out.append(.repair(mutation, node))
-                case .succeeded(let result): answer = answer ?? .success(result)
-                case .failed(let error): answer = answer ?? .failure(error)
-                }
-            }
-            if answer == nil, coordinator.isFinished {
-                answer = .failure(RingError(.readFailure, "the read coordinator stopped without an answer"))
-            }
-            // The answer ends the read: late replies are dropped, as the client has moved on.
-            guard let answer, !finished else { return out }
-            finished = true
-            if let timer {
-                out.append(.cancel(timer))
-                self.timer = nil
-            }
-            if let onAnswer {
-                self.onAnswer = nil
-                out.append(.answer(onAnswer, Answer(result: answer, sawUnreachable: sawUnreachable)))
-            }
-            return out
-        }
-    }
+    package typealias Answer = ReadDriverAnswer
 
     package let deadline: RingInstant
     private let transport: Transport
     private let clock: Clock
-    private let state: Mutex<State>
+    private let state: Mutex<ReadDriverState>
 
     package init(coordinator: ReadCoordinator, transport: Transport, clock: Clock) {
         self.deadline = coordinator.deadline
         self.transport = transport
         self.clock = clock
-        self.state = Mutex(State(coordinator: coordinator))
+        self.state = Mutex(ReadDriverState(coordinator: coordinator))
     }
 
     /// True once the read has answered.
@@ -78,7 +84,7 @@ package final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>:
 
     /// Starts the read; `onAnswer` is called exactly once (unless the process dies).
     package func start(_ onAnswer: @escaping @Sendable (Answer) -> Void) {
-        let effects = state.withLock { s -> [Effect] in
+        let effects = state.withLock { s -> [ReadDriverEffect] in
             s.onAnswer = onAnswer
             let actions = s.coordinator.start()
             return s.effects(of: actions)
@@ -94,7 +100,7 @@ package final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>:
     }
 
     private func step(unreachable: Bool = false, _ event: (inout ReadCoordinator) -> [ReadCoordinator.Action]) {
-        let effects = state.withLock { s -> [Effect] in
+        let effects = state.withLock { s -> [ReadDriverEffect] in
             guard !s.finished else { return [] }
             if unreachable { s.sawUnreachable = true }
             let actions = event(&s.coordinator)
@@ -103,7 +109,7 @@ package final class ReadDriver<Transport: ReplicaTransport, Clock: DriverClock>:
         perform(effects)
     }
 
-    private func perform(_ effects: [Effect]) {
+    private func perform(_ effects: [ReadDriverEffect]) {
         for effect in effects {
             switch effect {
             case .request(let query, let node, let digestOnly):

@@ -1,6 +1,68 @@
 import ConfabEngine
 import Synchronization
 
+/// The answer a `WriteDriver` gives its caller.
+package typealias WriteDriverAnswer = Result<Void, RingError>
+
+/// `WriteDriver`'s effects and state, outside the generic class: nested in it they were generic
+/// types too, and every `[WriteDriverEffect]` and `Mutex<WriteDriverState>` looked up its
+/// metadata at run time (`getCache` and `_swift_getGenericMetadata`, ~5% of a loaded node's event-loop samples).
+private enum WriteDriverEffect: Sendable {
+    case send(Mutation, NodeID)
+    /// `gatesAnswer`: a start hint, which the answer waits for.
+    case storeHint(Mutation, NodeID, gatesAnswer: Bool)
+    case cancel(DriverTimer)
+    case answer(@Sendable (WriteDriverAnswer) -> Void, WriteDriverAnswer)
+}
+
+private struct WriteDriverState: ~Copyable {
+    var coordinator: WriteCoordinator
+    var onAnswer: (@Sendable (WriteDriverAnswer) -> Void)?
+    /// The coordinator's answer, held until the start hints are durable.
+    var held: WriteDriverAnswer?
+    var answered = false
+    var startHintsPending = 0
+    var finished = false
+    var timer: DriverTimer?
+
+    /// Turns the coordinator's actions into effects, and adds the answer once it may go out.
+    mutating func effects(of actions: [WriteCoordinator.Action], atStart: Bool = false) -> [WriteDriverEffect] {
+        var out: [WriteDriverEffect] = []
+        for action in actions {
+            switch action {
+            case .send(let mutation, let node): out.append(.send(mutation, node))
+            case .storeHint(let mutation, let node):
+                if atStart { startHintsPending += 1 }
+                out.append(.storeHint(mutation, node, gatesAnswer: atStart))
+            case .succeeded: hold(.success(()))
+            case .failed(let error): hold(.failure(error))
+            }
+        }
+        if coordinator.isFinished, !finished {
+            finished = true
+            hold(.failure(RingError(.writeFailure, "the write coordinator stopped without an answer")))
+            if let timer {
+                out.append(.cancel(timer))
+                self.timer = nil
+            }
+        }
+        return out + release()
+    }
+
+    mutating func hold(_ answer: WriteDriverAnswer) {
+        guard !answered else { return }
+        answered = true
+        held = answer
+    }
+
+    mutating func release() -> [WriteDriverEffect] {
+        guard startHintsPending == 0, let held, let onAnswer else { return [] }
+        self.held = nil
+        self.onAnswer = nil
+        return [.answer(onAnswer, held)]
+    }
+}
+
 /// Carries out one `WriteCoordinator`'s actions over a `ReplicaTransport` — sends, hints, the
 /// deadline — feeding the answers back until the coordinator is finished. The node runs it for
 /// every write it coordinates, the ring simulation for every simulated one: the same code.
@@ -18,74 +80,18 @@ import Synchronization
 /// when the node moved to this style, `confab-bench ring`). Events are applied to the coordinator
 /// one at a time under the lock; their effects run after it is released, in the coordinator's order.
 package final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>: Sendable {
-    package typealias Answer = Result<Void, RingError>
-
-    private enum Effect: Sendable {
-        case send(Mutation, NodeID)
-        /// `gatesAnswer`: a start hint, which the answer waits for.
-        case storeHint(Mutation, NodeID, gatesAnswer: Bool)
-        case cancel(DriverTimer)
-        case answer(@Sendable (Answer) -> Void, Answer)
-    }
-
-    private struct State: ~Copyable {
-        var coordinator: WriteCoordinator
-        var onAnswer: (@Sendable (Answer) -> Void)?
-        /// The coordinator's answer, held until the start hints are durable.
-        var held: Answer?
-        var answered = false
-        var startHintsPending = 0
-        var finished = false
-        var timer: DriverTimer?
-
-        /// Turns the coordinator's actions into effects, and adds the answer once it may go out.
-        mutating func effects(of actions: [WriteCoordinator.Action], atStart: Bool = false) -> [Effect] {
-            var out: [Effect] = []
-            for action in actions {
-                switch action {
-                case .send(let mutation, let node): out.append(.send(mutation, node))
-                case .storeHint(let mutation, let node):
-                    if atStart { startHintsPending += 1 }
-                    out.append(.storeHint(mutation, node, gatesAnswer: atStart))
-                case .succeeded: hold(.success(()))
-                case .failed(let error): hold(.failure(error))
-                }
-            }
-            if coordinator.isFinished, !finished {
-                finished = true
-                hold(.failure(RingError(.writeFailure, "the write coordinator stopped without an answer")))
-                if let timer {
-                    out.append(.cancel(timer))
-                    self.timer = nil
-                }
-            }
-            return out + release()
-        }
-
-        mutating func hold(_ answer: Answer) {
-            guard !answered else { return }
-            answered = true
-            held = answer
-        }
-
-        mutating func release() -> [Effect] {
-            guard startHintsPending == 0, let held, let onAnswer else { return [] }
-            self.held = nil
-            self.onAnswer = nil
-            return [.answer(onAnswer, held)]
-        }
-    }
+    package typealias Answer = WriteDriverAnswer
 
     package let deadline: RingInstant
     private let transport: Transport
     private let clock: Clock
-    private let state: Mutex<State>
+    private let state: Mutex<WriteDriverState>
 
     package init(coordinator: WriteCoordinator, transport: Transport, clock: Clock) {
         self.deadline = coordinator.deadline
         self.transport = transport
         self.clock = clock
-        self.state = Mutex(State(coordinator: coordinator))
+        self.state = Mutex(WriteDriverState(coordinator: coordinator))
     }
 
     /// True once nothing more will happen: every replica answered or the deadline passed.
@@ -93,7 +99,7 @@ package final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>
 
     /// Starts the write; `onAnswer` is called exactly once (unless the process dies).
     package func start(_ onAnswer: @escaping @Sendable (Answer) -> Void) {
-        let effects = state.withLock { s -> [Effect] in
+        let effects = state.withLock { s -> [WriteDriverEffect] in
             s.onAnswer = onAnswer
             let actions = s.coordinator.start()
             return s.effects(of: actions, atStart: true)
@@ -110,7 +116,7 @@ package final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>
     }
 
     private func step(_ event: (inout WriteCoordinator) -> [WriteCoordinator.Action]) {
-        let effects = state.withLock { s -> [Effect] in
+        let effects = state.withLock { s -> [WriteDriverEffect] in
             guard !s.finished else { return [] }
             let actions = event(&s.coordinator)
             return s.effects(of: actions)
@@ -119,7 +125,7 @@ package final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>
     }
 
     /// Sends first: a hint store may wait for the disk, which must not hold back the replicas.
-    private func perform(_ effects: [Effect]) {
+    private func perform(_ effects: [WriteDriverEffect]) {
         for case .send(let mutation, let node) in effects {
             transport.write(mutation, to: node) { [self] outcome in
                 switch outcome {
@@ -135,7 +141,7 @@ package final class WriteDriver<Transport: ReplicaTransport, Clock: DriverClock>
             case .storeHint(let mutation, let node, let gatesAnswer):
                 transport.storeHint(mutation, for: node) { [self] in
                     guard gatesAnswer else { return }
-                    let release = state.withLock { s -> [Effect] in
+                    let release = state.withLock { s -> [WriteDriverEffect] in
                         s.startHintsPending -= 1
                         return s.release()
                     }
