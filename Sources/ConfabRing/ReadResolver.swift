@@ -6,6 +6,8 @@ import ConfabEngine
 enum ReadResolver {
     /// The union of the replicas' data, newest per cell, normalized.
     static func merge(_ results: [ReplicaReadResult]) -> ReplicaReadResult {
+        // One answer (ONE, or a QUORUM whose digests agreed): nothing to merge.
+        if results.count == 1 { return results[0].normalized() }
         var header = PartitionHeader()
         var rows: [Mutation.Row] = []
         for r in results {

@@ -27,6 +27,17 @@ public struct ReplicaReadResult: Hashable, Sendable {
     /// and merged per clustering key, data the header deletes removed, empty rows dropped.
     public func normalized() -> ReplicaReadResult {
         let header = PartitionHeader.merge(self.header, PartitionHeader())
+        // Already canonical — no header to apply, one non-empty row per key, in order (a replica's
+        // usual answer): the rows as they are, or reversed for a newest-first slice. The general
+        // path below would copy every row to the same result.
+        if header.isEmpty, rows.allSatisfy({ !Self.isEmpty($0.fragment) }) {
+            if Self.inOrder(rows, descending: false, strictly: true) {
+                return ReplicaReadResult(header: header, rows: rows, cursor: cursor)
+            }
+            if Self.inOrder(rows, descending: true) {
+                return ReplicaReadResult(header: header, rows: rows.reversed(), cursor: cursor)
+            }
+        }
         // Sorted, then equal keys folded together: no per-row hashing of clustering bytes (it was
         // a dictionary keyed by [UInt8], hashed byte by byte, on every read). A replica's answer is
         // usually sorted already. The fold order of equal keys does not matter: merging is
@@ -54,22 +65,27 @@ public struct ReplicaReadResult: Hashable, Sendable {
                 fragment.applyDeletion(d)
                 if let own = fragment.deletion, own <= d { fragment.deletion = nil }
             }
-            if fragment.liveness == nil && fragment.deletion == nil && fragment.cells.isEmpty { continue }
+            if Self.isEmpty(fragment) { continue }
             out.append(Mutation.Row(clustering: ck, fragment: fragment))
         }
         return ReplicaReadResult(header: header, rows: out, cursor: cursor)
     }
 
     /// Whether each row's clustering key is above the next one's (`descending`, a reversed
-    /// slice), or at or below it (equal neighbours are folded).
-    private static func inOrder(_ rows: [Mutation.Row], descending: Bool) -> Bool {
+    /// slice), or at or below it (equal neighbours are folded) — below it, when `strictly`.
+    private static func inOrder(_ rows: [Mutation.Row], descending: Bool, strictly: Bool = false) -> Bool {
         var k = 1
         while k < rows.count {
             let c = compareBytes(rows[k - 1].clustering, rows[k].clustering)
-            if descending ? c <= 0 : c > 0 { return false }
+            if descending ? c <= 0 : (strictly ? c >= 0 : c > 0) { return false }
             k += 1
         }
         return true
+    }
+
+    /// A row with nothing in it: normalizing drops it.
+    private static func isEmpty(_ fragment: RowFragment) -> Bool {
+        fragment.liveness == nil && fragment.deletion == nil && fragment.cells.isEmpty
     }
 
     /// A 128-bit digest of the normalized result, timestamps and tombstones included (Cassandra's

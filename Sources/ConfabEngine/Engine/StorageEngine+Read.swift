@@ -62,7 +62,7 @@ extension StorageEngine {
         // Partition-level deletions from every source.
         var header = PartitionHeader()
         for m in memtables {
-            if let v = m.get(prefix), case .header(let h) = try EntryValue.decode(v) { header = .merge(header, h) }
+            if let v = m.header(prefix), case .header(let h) = try EntryValue.decode(v) { header = .merge(header, h) }
         }
         // A table with no tombstones has no header entries (an empty header is never written).
         for t in ssts where t.statistics.tombstoneCount > 0 {

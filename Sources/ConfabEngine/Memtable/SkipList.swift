@@ -186,12 +186,28 @@ struct SkipList {
 
     func key(_ node: Int) -> [UInt8] {
         let n = nodes[node]
-        return Array(arena[n.keyOffset..<(n.keyOffset + Int(n.keyLength))])
+        return copy(n.keyOffset, Int(n.keyLength))
     }
 
     func value(_ node: Int) -> [UInt8] {
         let n = nodes[node]
-        return Array(arena[n.valueOffset..<(n.valueOffset + Int(n.valueLength))])
+        return copy(n.valueOffset, Int(n.valueLength))
+    }
+
+    /// `count` arena bytes from `offset` as a new array, by one memcpy: `Array(arena[range])` went
+    /// through the generic slice copy, and iterators copy a key and a value on every step.
+    @inline(__always)
+    private func copy(_ offset: Int, _ count: Int) -> [UInt8] {
+        arena.withUnsafeBytes { a in
+            precondition(offset >= 0 && offset + count <= a.count)
+            return [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+                if count > 0 {
+                    out.baseAddress!.initialize(
+                        from: a.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset, count: count)
+                }
+                initialized = count
+            }
+        }
     }
 
     /// Inserts, or when the key exists, replaces the value with `merge(old, new)`.
