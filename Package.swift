@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        // The node's request deadlines (a heap; NIO cancels a scheduled task by linear search).
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         // Optional TLS of the node protocol (ConfabTransport's NodeTLS).
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -106,6 +108,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -220,6 +223,7 @@ let package = Package(
             dependencies: [
                 "ConfabNode", "ConfabClient", "ConfabTransport", "ConfabWire", "ConfabProcess", "confab",
                 "ConfabTestSupport",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,20 +1,14 @@
 import ConfabRing
-import NIOCore
 
-/// The node's `DriverClock`: the cluster service's monotonic clock, deadlines as event-loop timers
-/// (a scheduled task each, not a sleeping task per request).
+/// The node's `DriverClock`: the cluster service's monotonic clock; deadlines go to the node's
+/// one `RequestDeadlines` queue (a heap and one armed timer), not a scheduled task each.
 struct NodeDriverClock: DriverClock {
     let ring: ClusterService
-    let timers: any EventLoopGroup
+    let deadlines: RequestDeadlines
 
     func now() -> RingInstant { ring.now() }
 
     func schedule(at deadline: RingInstant, _ body: @escaping @Sendable () -> Void) -> DriverTimer {
-        let wait = max(.zero, deadline - ring.now())
-        let (seconds, attoseconds) = wait.components
-        let scheduled = timers.next().scheduleTask(
-            in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        ) { body() }
-        return DriverTimer { scheduled.cancel() }
+        deadlines.schedule(at: deadline, body)
     }
 }

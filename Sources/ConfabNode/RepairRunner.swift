@@ -115,7 +115,10 @@ struct RepairRunner: Sendable {
         let driver = Driver(
             session: RepairSession(tasks: tasks, depth: depth, timeout: rangeTimeout),
             transport: NodeRepairTransport(runner: self, table: table, local: local),
-            clock: NodeDriverClock(ring: ring, timers: MultiThreadedEventLoopGroup.singleton))
+            clock: NodeDriverClock(
+                ring: ring,
+                deadlines: RequestDeadlines(
+                    loop: MultiThreadedEventLoopGroup.singleton.next(), now: { [ring] in ring.now() })))
         // The driver calls back from whichever thread answered; the stream hands its events, in
         // order, to this task, which awaits the client's progress writes.
         let (events, sink) = AsyncStream.makeStream(of: Driver.Event.self)

@@ -44,10 +44,15 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
         self.readTimeout = readTimeout
         self.clock = clock
         self.timers = timers
+        let ring = self.ring
+        self.deadlines = RequestDeadlines(loop: timers.next(), now: { ring.now() })
     }
 
-    /// The drivers' clock: the ring's monotonic time, deadlines on `timers`.
-    var driverClock: NodeDriverClock { NodeDriverClock(ring: ring, timers: timers) }
+    /// Every coordinated request's deadline, on one of `timers`' loops.
+    let deadlines: RequestDeadlines
+
+    /// The drivers' clock: the ring's monotonic time, deadlines in `deadlines`.
+    var driverClock: NodeDriverClock { NodeDriverClock(ring: ring, deadlines: deadlines) }
 
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
         try await withCheckedThrowingContinuation { c in

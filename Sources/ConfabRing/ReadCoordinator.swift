@@ -205,6 +205,9 @@ package struct ReadCoordinator: Sendable {
             guard let first = data[contacted[0]],
                 Set(data.keys).union(digests.keys).count == contacted.count
             else { return [] }
+            // A single replica (ONE, or RF 1) has nothing to agree with: its digest would cost a
+            // normalization, an encoding and a hash of every row (~9% of a node serving reads).
+            if contacted.count == 1 { return settle([contacted[0]: first]) }
             let expected = first.digest()
             let others = contacted.dropFirst().map { data[$0]?.digest() ?? digests[$0]! }
             if others.allSatisfy({ $0 == expected }) {

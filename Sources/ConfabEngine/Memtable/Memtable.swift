@@ -138,18 +138,26 @@ final class MemtableIterator: EntryIterator {
     private let memtable: Memtable
     private var node: Int?
     private(set) var key: [UInt8] = []
-    private(set) var value: [UInt8] = []
 
     init(memtable: Memtable) { self.memtable = memtable }
 
     var isValid: Bool { node != nil }
 
+    /// Copied when asked for, not on every step: a merge steps over many entries and decodes
+    /// only the ones it keeps (`decodedValue`, straight from the arena).
+    var value: [UInt8] {
+        guard let n = node else { return [] }
+        return memtable.withList { $0.value(n) }
+    }
+
+    func decodedValue() throws -> EntryValue {
+        guard let n = node else { throw StorageError(.invalidArgument, "iterator is not positioned") }
+        return try memtable.withList { list in Result { try list.decodeValue(n) } }.get()
+    }
+
     private func load(_ n: Int?, _ list: borrowing SkipList) {
         node = n
-        if let n {
-            key = list.key(n)
-            value = list.value(n)
-        }
+        if let n { key = list.key(n) }
     }
 
     func seekToFirst() { memtable.withList { load($0.first, $0) } }

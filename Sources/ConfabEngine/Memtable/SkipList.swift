@@ -194,6 +194,17 @@ struct SkipList {
         return copy(n.valueOffset, Int(n.valueLength))
     }
 
+    /// The node's value decoded in place: no copy of its bytes first (the decoded value owns
+    /// copies of what it keeps, so nothing refers to the arena afterwards).
+    func decodeValue(_ node: Int) throws -> EntryValue {
+        let n = nodes[node]
+        var r = ByteReader(
+            arena, range: n.valueOffset..<(n.valueOffset + Int(n.valueLength)), context: "memtable value")
+        let v = try EntryValue.decode(&r)
+        guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
+        return v
+    }
+
     /// `count` arena bytes from `offset` as a new array, by one memcpy: `Array(arena[range])` went
     /// through the generic slice copy, and iterators copy a key and a value on every step.
     @inline(__always)

@@ -1,0 +1,52 @@
+import ConfabRing
+import NIOEmbedded
+import Synchronization
+import Testing
+
+@testable import ConfabNode
+
+/// `RequestDeadlines`: one heap and one armed timer for every coordinated request's deadline.
+@Suite struct RequestDeadlinesTests {
+    /// Deadlines scheduled in random order (seeded), half of them cancelled: every other one fires
+    /// exactly once, never before its time and at most one step after; no cancelled one fires;
+    /// nothing is left waiting at the end. An earlier deadline scheduled after a later one was
+    /// armed still fires on time.
+    @Test(arguments: [1, 2, 3]) func deadlinesFireOnceOnTimeAndCancelledOnesNever(seed: UInt64) {
+        let loop = EmbeddedEventLoop()
+        let clock = Mutex<Int64>(0)
+        let deadlines = RequestDeadlines(loop: loop, now: { RingInstant(nanoseconds: clock.withLock { $0 }) })
+        var rng = SplitMix64(seed: seed)
+        let fired = Mutex<[Int: [Int64]]>([:])
+        var expected: [Int: Int64] = [:]
+        var timers: [DriverTimer] = []
+        let step: Int64 = 1_000_000
+        for i in 0..<2_000 {
+            // Later ones first, then earlier: each earlier one must re-arm the loop's timer.
+            let at = Int64(2_000 - i) * 500_000 + Int64(rng.next() % 1_000_000)
+            timers.append(
+                deadlines.schedule(at: RingInstant(nanoseconds: at)) {
+                    let now = clock.withLock { $0 }
+                    fired.withLock { $0[i, default: []].append(now) }
+                })
+            expected[i] = at
+        }
+        var cancelled: Set<Int> = []
+        for i in 0..<2_000 where rng.next() % 2 == 0 {
+            timers[i].cancel()
+            cancelled.insert(i)
+        }
+        for _ in 0..<1_100 {
+            clock.withLock { $0 += step }
+            loop.advanceTime(by: .nanoseconds(step))
+        }
+        let f = fired.withLock { $0 }
+        #expect(Set(f.keys).isDisjoint(with: cancelled), "a cancelled deadline fired")
+        #expect(f.count == 2_000 - cancelled.count)
+        for (i, times) in f {
+            let at = expected[i]!
+            #expect(times.count == 1, "deadline \(i) fired \(times.count) times")
+            #expect(times[0] >= at && times[0] < at + step, "deadline \(i) at \(at) fired at \(times[0])")
+        }
+        #expect(deadlines.count == 0)
+    }
+}
