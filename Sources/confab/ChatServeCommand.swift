@@ -86,6 +86,13 @@ struct ChatServeCommand: ParsableCommand {
     var maxConnections: Int?
 
     @Option(
+        name: .customLong("ping-interval"),
+        help: ArgumentHelp(
+            "Seconds between the server's pings on each WebSocket; a socket that answered none of the previous ping is closed, so a device gone without a FIN leaves within two intervals (default 30, 1...3600).",
+            valueName: "s"))
+    var pingInterval: Int64 = 30
+
+    @Option(
         name: .customLong("send-rate"),
         help: ArgumentHelp("Messages a second one user may send, refilled continuously (default 20).", valueName: "n"))
     var sendRate: Double = 20
@@ -133,6 +140,9 @@ struct ChatServeCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         _ = try peerAddress()
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        guard (1...3600).contains(pingInterval) else {
+            throw ValidationError("--ping-interval must be 1...3600 seconds (got \(pingInterval))")
+        }
         guard (2...3600).contains(heartbeatTTL) else {
             throw ValidationError("--heartbeat-ttl must be 2...3600 seconds")
         }
@@ -203,6 +213,7 @@ struct ChatServeCommand: ParsableCommand {
         var config = ChatServerConfiguration(secret: try loadSecret())
         // Headroom for the ring client, peer links, the runtime and connections being refused.
         config.maxConnections = maxConnections ?? max(16, descriptors - 1_000)
+        config.pingIntervalSeconds = pingInterval
         if let serverId { config.serverId = serverId }
         config.metricsExposition = MetricsBootstrap.exposition
         config.host = host
