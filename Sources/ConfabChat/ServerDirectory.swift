@@ -21,6 +21,8 @@ final class ServerDirectory: OrderingLease, Sendable {
     /// Monotonic nanoseconds (injected for tests).
     let now: @Sendable () -> Int64
     private let lease: Mutex<OwnershipLease>
+    /// Signalled after every heartbeat, refresh and revoke: what `permitToOpen` waits for.
+    private let leaseChanges = LeaseChanges()
     private let liveness: Mutex<PeerLiveness>
     private let address = Mutex<String>("")
     private let peerListener = Mutex<String>("")
@@ -112,6 +114,7 @@ final class ServerDirectory: OrderingLease, Sendable {
         let finished = now()
         lastBeat.withLock { $0 = started }
         lease.withLock { $0.beatSucceeded(startedAt: started, finishedAt: finished) }
+        leaseChanges.signal()
     }
 
     /// Whether the others still count this server live: its heartbeat value changed less than the
@@ -137,6 +140,7 @@ final class ServerDirectory: OrderingLease, Sendable {
             $0.observe(others.mapValues(\.beat), startedAt: started, finishedAt: finished)
         }
         lease.withLock { $0.refreshSucceeded(startedAt: started, finishedAt: finished, othersPresent: !others.isEmpty) }
+        leaseChanges.signal()
         let live = PeerLiveness.view(
             others: others.filter { liveIds.contains($0.key) }.mapValues(\.public), selfId: serverId,
             selfAddress: ownAddress, selfLive: isLive)
@@ -185,6 +189,7 @@ final class ServerDirectory: OrderingLease, Sendable {
     /// others drop this server, nothing it still acknowledges may have skipped the fence.
     func deregister() async {
         lease.withLock { $0.revoke() }
+        leaseChanges.signal()
         try? await store.removeServer(id: serverId)
     }
 
@@ -199,6 +204,7 @@ final class ServerDirectory: OrderingLease, Sendable {
     func permitToOpen(chatId: Int64) async throws -> LeaseStamp {
         let deadline = now() + timings.gateNanos + timings.silenceNanos
         while true {
+            let seen = leaseChanges.generation
             let t = now()
             let (owns, version) = ownership(of: chatId)
             let (stamp, allowedAt) = lease.withLock { l in
@@ -221,9 +227,14 @@ final class ServerDirectory: OrderingLease, Sendable {
                     (heartbeat or directory reads do not reach the ring in time); retry
                     """)
             }
-            // Wake when the gate opens, or re-check every 50 ms while heartbeats are awaited.
-            let wake = min(deadline, min(allowedAt ?? t + 50_000_000, t + 50_000_000))
-            try await Task.sleep(for: .nanoseconds(max(1_000_000, wake - t)))
+            // Wake when the gate opens (a time), or when a heartbeat or refresh lands (the lease
+            // may be held then) — never later than the deadline.
+            if let allowedAt {
+                try await Task.sleep(for: .nanoseconds(max(1_000_000, min(deadline, allowedAt) - t)))
+            } else {
+                await leaseChanges.wait(past: seen, timeout: .nanoseconds(max(1_000_000, deadline - t)))
+                try Task.checkCancellation()
+            }
         }
     }
 
