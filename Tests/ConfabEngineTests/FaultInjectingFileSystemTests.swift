@@ -271,8 +271,14 @@ struct FaultInjectingFileSystemTests {
         let fs = try FaultInjectingFileSystem(root: dir.path)
         let group = DispatchGroup()
         let errors = LockedCounter()
+        // Threads of their own: four endless loops on Dispatch's global queue needed four of its
+        // workers, and libdispatch runs about one per core, adding more only when it sees blocked
+        // ones. Beside a CPU hog it did not, and a writer never started (a fresh-clone CI run
+        // failed at the check below after 120 s).
         for t in 0..<4 {
-            DispatchQueue.global().async(group: group) {
+            group.enter()
+            Thread {
+                defer { group.leave() }
                 do {
                     let f = try fs.createFile(dir.file("t\(t)"), truncate: false)
                     while true {
@@ -284,7 +290,7 @@ struct FaultInjectingFileSystemTests {
                 } catch {
                     Issue.record("unexpected error \(error)")
                 }
-            }
+            }.start()
         }
         // (FileManager's size attribute is not an Int on Linux: `as? Int` made every size nil.)
         func size(_ t: Int) -> Int? { try? PosixFileSystem().fileSize(dir.file("t\(t)")) }
