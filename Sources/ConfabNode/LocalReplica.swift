@@ -25,8 +25,8 @@ struct LocalReplica: Sendable {
         engine.write(mutation, apply: { loop.execute($0) }, done: done)
     }
 
-    /// `read` for a request served on an event loop, with no task: the read runs on the thread
-    /// pool and `done` is called there.
+    /// The slice's raw fragments (timestamps and tombstones), as the ring reconciles them. The
+    /// read runs on the thread pool and `done` is called there: no task.
     func read(_ query: SliceQuery, done: @escaping @Sendable (Result<ReplicaReadResult, any Error>) -> Void) {
         let engine = self.engine
         threadPool.submit { state in
@@ -40,13 +40,6 @@ struct LocalReplica: Sendable {
                     return ReplicaReadResult(header: raw.header, rows: raw.rows, cursor: raw.cursor)
                 })
         }
-    }
-
-    /// The slice's raw fragments (timestamps and tombstones), as the ring reconciles them.
-    func read(_ query: SliceQuery) async throws -> ReplicaReadResult {
-        let engine = self.engine
-        let raw = try await quarantiningCorruption { try engine.readRaw(query) }
-        return ReplicaReadResult(header: raw.header, rows: raw.rows, cursor: raw.cursor)
     }
 
     /// Runs `body` on the thread pool; when it meets a corrupt SSTable, quarantines the corrupt

@@ -159,37 +159,15 @@ struct RequestHandler: Sendable {
         case .hello, .authenticate:
             // They change the connection's state, so `NodeServer` answers them (ConnectionGate).
             throw WireError(.protocolError, "\(message.type) is answered by the connection, not as a request")
-        case .ping(let nonce):
-            return .pong(nonce: nonce)
-        case .write(let request):
-            try validate(request)
-            return .writeAck(try await processor.write(request.mutation, consistency: request.consistency))
-        case .read(let request):
-            let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
-            guard !request.partitionKey.isEmpty else {
-                throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
-            }
-            guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
-            let response = try await processor.read(
-                request.sliceQuery(table: table.id), consistency: request.consistency,
-                digestOnly: request.digestOnly)
-            return .readResponse(response)
+        case .ping, .write, .read, .replicaWrite, .replicaRead:
+            // The data path is served on the event loop by `respondInline`; a connection never
+            // hands these to the task path.
+            throw WireError(.server, "\(message.type) is served by respondInline, not in a task")
         case .status:
             var status = try await processor.status()
             if status.clusterName.isEmpty { status.clusterName = clusterName }
             for i in status.nodes.indices where status.nodes[i].id.isEmpty { status.nodes[i].id = nodeID }
             return .statusResponse(status)
-        case .replicaWrite(let request):
-            let replica = try internode()
-            try validate(request)
-            try await replica.apply(request.mutation)
-            return .replicaWriteAck
-        case .replicaRead(let request):
-            let replica = try internode()
-            let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
-            guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
-            let data = try await replica.read(request.sliceQuery(table: table.id))
-            return .replicaReadResponse(request.digestOnly ? .digest(data.digest()) : .data(data))
         case .hintReplay(let hint):
             let replica = try internode()
             _ = try schema.resolve(id: hint.mutation.table)
