@@ -132,6 +132,7 @@ public final class Node: Service, Sendable {
         var options = EngineOptions()
         options.syncMode = config.syncMode
         options.memtableBytes = config.memtableBytes
+        options.cacheFlushedTables = config.cacheFlushedTables
         let engineOptions = options
 
         let threadPool = NIOThreadPool(numberOfThreads: config.ioThreads)

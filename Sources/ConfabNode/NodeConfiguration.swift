@@ -41,6 +41,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var ioThreads: Int = 4
     /// Bytes of memtable before a flush.
     public var memtableBytes: Int = 64 << 20
+    /// Load each flushed SSTable's blocks into the block cache (`EngineOptions.cacheFlushedTables`).
+    /// Off only where a test damages a freshly flushed file and needs the read to meet the damage.
+    public var cacheFlushedTables = true
     /// No hints are kept for a replica down longer than this (Cassandra's max_hint_window, 3 h).
     public var hintWindow: Duration = .seconds(3 * 3600)
     /// Hint replay throttle in bytes per second over all targets (hinted_handoff_throttle, 1 MiB/s).

@@ -15,7 +15,11 @@ import Testing
 extension RingClusterTests {
     @Test func quorumReadsSucceedFromTheHealthyReplicasWhenOneHasACorruptBlock() async throws {
         let chat: Int64 = 5151
-        let n1 = try await InProcessNode.start { fastRing(&$0, seeds: []) }
+        let n1 = try await InProcessNode.start {
+            fastRing(&$0, seeds: [])
+            // The flipped byte must be met by a read, not hidden behind the block cache.
+            $0.cacheFlushedTables = false
+        }
         let n2 = try await InProcessNode.start { fastRing(&$0, seeds: [n1.address]) }
         let n3 = try await InProcessNode.start { fastRing(&$0, seeds: [n1.address]) }
         do {
@@ -87,7 +91,11 @@ extension RingClusterTests {
     /// ReplicaRead, answered from its engine alone) holds every row of every chat again.
     @Test func repairRestoresTheRowsOfAQuarantinedCorruptTable() async throws {
         let chats: [Int64] = Array(6100..<6110)
-        let n1 = try await InProcessNode.start { fastRing(&$0, seeds: []) }
+        let n1 = try await InProcessNode.start {
+            fastRing(&$0, seeds: [])
+            // The flipped byte must be met by a read, not hidden behind the block cache.
+            $0.cacheFlushedTables = false
+        }
         let n2 = try await InProcessNode.start { fastRing(&$0, seeds: [n1.address]) }
         let n3 = try await InProcessNode.start { fastRing(&$0, seeds: [n1.address]) }
         do {

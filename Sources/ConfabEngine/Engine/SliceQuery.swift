@@ -81,6 +81,16 @@ public struct SliceResult: Sendable, Hashable {
     }
 }
 
+/// What a read that visits rows in place (`StorageEngine.read(_:visit:)`) returns besides them.
+public struct SliceSummary: Sendable, Hashable {
+    /// Live rows handed to the visitor.
+    public var rowCount: Int
+    /// Resume after this clustering key; nil when the slice is known to be done.
+    public var cursor: [UInt8]?
+    /// Dead rows the read stepped over.
+    public var tombstonesScanned: Int
+}
+
 public struct ResultRow: Sendable, Hashable {
     public var clustering: [UInt8]
     /// Live cells only, sorted by column.

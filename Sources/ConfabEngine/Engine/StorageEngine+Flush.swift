@@ -145,6 +145,15 @@ extension StorageEngine {
         metrics.flushes.increment()
         updateGauges()
         try WriteAheadLog.removeSegments(directory: directory, fileSystem: fs, below: item.nextLogNumber)
+        if options.cacheFlushedTables, let reader, reader.statistics.uncompressedBytes <= blockCache.capacityBytes / 2 {
+            // The table is readable already; a block read meanwhile is simply loaded twice. The
+            // flush is done whatever happens here: a block that fails now fails its reads too.
+            do {
+                try reader.loadIntoCache()
+            } catch {
+                logger.error("loading a flushed table into the block cache failed", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     func updateGauges() {

@@ -8,15 +8,30 @@ extension StorageEngine {
     public func read(_ query: SliceQuery) throws -> SliceResult {
         var rows: [ResultRow] = []
         rows.reserveCapacity(min(max(query.limit, 0), 1024))
+        let summary = try read(query) { row in
+            var cells: [Cell] = []
+            cells.reserveCapacity(row.cellCount)
+            row.forEachLiveCell { cells.append($0.cell()) }
+            rows.append(ResultRow(clustering: row.clusteringBytes, cells: cells))
+        }
+        return SliceResult(rows: rows, cursor: summary.cursor, tombstonesScanned: summary.tombstonesScanned)
+    }
+
+    /// Reads a slice as `read(_:)` does, handing each live row to `visit` in place instead of
+    /// building result rows: the row's bytes are borrowed from the block cache (or a buffer the
+    /// read reuses) and valid only during the call. A caller that encodes or copies out what it
+    /// needs allocates nothing per row. `RowView.forEachLiveCell` gives the cells `read(_:)` would
+    /// return.
+    public func read(_ query: SliceQuery, visit: (RowView) throws -> Void) throws -> SliceSummary {
         let now = options.clock.nowSeconds()
-        let outcome = try mergeSlice(query) { clustering, row in
+        var count = 0
+        let outcome = try mergeSlice(query, now: now) { row in
             guard row.isLive(now: now) else { return false }
-            let cells =
-                row.cells.allSatisfy { $0.isLive(now: now) } ? row.cells : row.cells.filter { $0.isLive(now: now) }
-            rows.append(ResultRow(clustering: clustering, cells: cells))
+            try visit(row)
+            count += 1
             return true
         }
-        return SliceResult(rows: rows, cursor: outcome.cursor, tombstonesScanned: outcome.tombstones)
+        return SliceSummary(rowCount: count, cursor: outcome.cursor, tombstonesScanned: outcome.tombstones)
     }
 
     /// A replica's answer for read repair: the same slice as `read`, but as reconciled row
@@ -26,8 +41,8 @@ extension StorageEngine {
     package func readRaw(_ query: SliceQuery) throws -> RawSlice {
         var rows: [Mutation.Row] = []
         let now = options.clock.nowSeconds()
-        let outcome = try mergeSlice(query) { clustering, row in
-            rows.append(Mutation.Row(clustering: clustering, fragment: row))
+        let outcome = try mergeSlice(query, now: now) { row in
+            rows.append(Mutation.Row(clustering: row.clusteringBytes, fragment: row.fragment()))
             return row.isLive(now: now)
         }
         return RawSlice(header: outcome.header, rows: rows, cursor: outcome.cursor)
@@ -42,7 +57,12 @@ extension StorageEngine {
     /// Merges every source's rows of the slice in query order, reconciled and with partition, range
     /// and row deletions applied, handing each to `emit` until it has accepted `limit` rows
     /// (`emit` returns whether the row counts).
-    func mergeSlice(_ query: SliceQuery, emit: ([UInt8], RowFragment) throws -> Bool) throws -> MergeOutcome {
+    ///
+    /// A row only one source holds, with no deletion from the partition header over it (nearly
+    /// every row of an append-only table), goes to `emit` as it lies in the block or memtable:
+    /// keys are compared in place and nothing is decoded or copied. A row several sources hold, or
+    /// one a deletion reaches, is decoded, reconciled and re-encoded into a reused buffer first.
+    func mergeSlice(_ query: SliceQuery, now: Int64, emit: (RowView) throws -> Bool) throws -> MergeOutcome {
         guard !query.partitionKey.isEmpty, query.partitionKey.count <= Int(UInt16.max) else {
             throw StorageError(
                 .invalidArgument, "partition key must be 1...65535 bytes (got \(query.partitionKey.count))")
@@ -70,6 +90,7 @@ extension StorageEngine {
                 header = .merge(header, h)
             }
         }
+        let headerIsEmpty = header.isEmpty
 
         let (lo, hi) = query.clusteringRange()
         if let hi, compareBytes(lo, hi) >= 0 { return MergeOutcome(header: header, cursor: nil, tombstones: 0) }
@@ -78,21 +99,26 @@ extension StorageEngine {
             hi.map { prefix + $0 }
             ?? (InternalKey.prefixSuccessor(prefix) ?? [UInt8](repeating: 0xFF, count: prefix.count + 1))
 
-        var iterators: [(any EntryIterator, SSTableReader?)] = memtables.map { ($0.makeIterator(), nil) }
-        // The current in-range key of each source (nil when exhausted), read once per move: a key
-        // read from an iterator is a copy, so the merge below never asks twice.
-        var current: [[UInt8]?] = []
+        var iterators: [ReadSource] = memtables.map { .memtable(MemtableIterator(memtable: $0)) }
+        // Whether each source rests on an in-range key, re-checked once per move.
+        var current: [Bool] = []
         current.reserveCapacity(iterators.count + ssts.count)
-        func position(_ it: any EntryIterator) -> [UInt8]? {
-            guard it.isValid else { return nil }
-            let k = it.key
-            return compareBytes(k, lowKey) >= 0 && compareBytes(k, highKey) < 0 ? k : nil
+        func position(_ it: ReadSource) -> Bool {
+            guard it.isValid else { return false }
+            return it.withKey { k in
+                lowKey.withUnsafeBytes { compareBytes(k, $0) >= 0 }
+                    && highKey.withUnsafeBytes { compareBytes(k, $0) < 0 }
+            }
         }
-        func open(_ it: any EntryIterator) throws {
-            if query.reversed { try it.seekBefore(highKey) } else { try it.seek(lowKey) }
+        func open(_ it: ReadSource) throws {
+            try it.seek(query.reversed ? highKey : lowKey, reversed: query.reversed)
             current.append(position(it))
         }
-        for (it, _) in iterators { try open(it) }
+        for it in iterators { try open(it) }
+        /// Compares source `i`'s key with source `j`'s, both in place.
+        func compareSources(_ i: Int, _ j: Int) -> Int {
+            iterators[i].withKey { a in iterators[j].withKey { b in compareBytes(a, b) } }
+        }
 
         // SSTables open lazily, nearest edge first: a table whose clustering keys (all partitions'
         // bounds, from its statistics) all lie beyond the row the merge is at cannot hold a row
@@ -103,8 +129,8 @@ extension StorageEngine {
             let bound = query.reversed ? t.statistics.maxClustering : t.statistics.minClustering
             if bound.isEmpty && t.statistics.rowCount > 0 {
                 // No bound recorded: open it now, as every table was opened before.
-                let it = t.makeIterator()
-                iterators.append((it, t))
+                let it = ReadSource.table(SSTableIterator(reader: t), t)
+                iterators.append(it)
                 readTableOpens.add(1, ordering: .relaxed)
                 try open(it)
             } else {
@@ -113,23 +139,23 @@ extension StorageEngine {
         }
         // Nearest edge last.
         waiting.sort { query.reversed ? compareBytes($0.edge, $1.edge) < 0 : compareBytes($0.edge, $1.edge) > 0 }
-        /// Opens the waiting tables that may hold a key at or before `key` in query order; when
-        /// `key` is nil (no open source has a row left), the one with the nearest edge. Returns
-        /// whether it opened any.
-        func openTables(reaching key: [UInt8]?) throws -> Bool {
+        /// Opens the waiting tables that may hold a key at or before source `best`'s key in query
+        /// order; when `best` is nil (no open source has a row left), the one with the nearest
+        /// edge. Returns whether it opened any.
+        func openTables(reaching best: Int?) throws -> Bool {
             var opened = false
             while let next = waiting.last {
-                if let key {
-                    let c = compareBytes(next.edge, key)
+                if let best {
+                    let c = iterators[best].withKey { k in next.edge.withUnsafeBytes { compareBytes($0, k) } }
                     guard query.reversed ? c >= 0 : c <= 0 else { break }
                 }
                 waiting.removeLast()
-                let it = next.table.makeIterator()
-                iterators.append((it, next.table))
+                let it = ReadSource.table(SSTableIterator(reader: next.table), next.table)
+                iterators.append(it)
                 readTableOpens.add(1, ordering: .relaxed)
                 try open(it)
                 opened = true
-                if key == nil { break }
+                if best == nil { break }
             }
             return opened
         }
@@ -137,43 +163,74 @@ extension StorageEngine {
         var accepted = 0
         var tombstones = 0
         var cursor: [UInt8]? = nil
+        var same: [Int] = []
+        var scratch: [UInt8] = []
+        /// Hands a reconciled, owned row to `emit` through a view of its re-encoding.
+        func emitOwned(_ clustering: UnsafeRawBufferPointer, _ row: RowFragment) throws -> Bool {
+            scratch.removeAll(keepingCapacity: true)
+            EntryValue.encodeRow(row, into: &scratch)
+            return try scratch.withUnsafeBytes { v in
+                // Encoded just now from a row fragment, so it parses as a row.
+                try emit(RowView(clustering: clustering, encoded: v, readTime: now)!)
+            }
+        }
         while true {
             var best = -1
-            for i in current.indices {
-                guard let k = current[i] else { continue }
+            for i in current.indices where current[i] {
                 if best < 0 {
                     best = i
                     continue
                 }
-                let c = compareBytes(k, current[best]!)
+                let c = compareSources(i, best)
                 if query.reversed ? c > 0 : c < 0 { best = i }
             }
             // Tables that may hold a row before the best one join first; then pick again.
-            if !waiting.isEmpty, try openTables(reaching: best < 0 ? nil : current[best]) { continue }
-            guard best >= 0, let key = current[best] else { break }
-            var fragment: RowFragment? = nil
-            for i in current.indices where current[i] != nil && (i == best || current[i]! == key) {
-                let (it, source) = iterators[i]
-                if case .row(let f) = try decodeCurrent(it, from: source) {
-                    fragment = fragment.map { RowFragment.merge($0, f) } ?? f
+            if !waiting.isEmpty, try openTables(reaching: best < 0 ? nil : best) { continue }
+            guard best >= 0 else { break }
+            // Every source on the best key: `best` and any other holding a version of the same row.
+            same.removeAll(keepingCapacity: true)
+            same.append(best)
+            for i in current.indices where current[i] && i != best && compareSources(i, best) == 0 { same.append(i) }
+
+            let it = iterators[best]
+            // nil: the key held a partition header, not a row.
+            let counted: Bool? = try it.withKey { key in
+                let clustering = UnsafeRawBufferPointer(rebasing: key[prefix.count...])
+                let covering = headerIsEmpty ? nil : header.deletion(covering: clustering)
+                let counted: Bool?
+                if same.count == 1 && covering == nil {
+                    counted = try it.withValue { v in
+                        try annotate(it.table) { try RowView(clustering: clustering, encoded: v, readTime: now) }
+                    }.map { try emit($0) }
+                } else {
+                    var fragment: RowFragment? = nil
+                    for i in same {
+                        if case .row(let f) = try decodeCurrent(iterators[i].iterator, from: iterators[i].table) {
+                            fragment = fragment.map { RowFragment.merge($0, f) } ?? f
+                        }
+                    }
+                    if var row = fragment {
+                        if let d = covering {
+                            row.applyDeletion(d)
+                            if let own = row.deletion, own <= d { row.deletion = nil }
+                        }
+                        counted = try emitOwned(clustering, row)
+                    } else {
+                        counted = nil
+                    }
                 }
-                if query.reversed { try it.prev() } else { try it.next() }
-                current[i] = position(it)
+                if counted == true, accepted + 1 == query.limit { cursor = Array(clustering) }
+                return counted
             }
-            guard var row = fragment else { continue }
-            let clustering = Array(key[prefix.count...])
-            if let d = header.deletion(covering: clustering) {
-                row.applyDeletion(d)
-                if let own = row.deletion, own <= d { row.deletion = nil }
-            }
-            if try emit(clustering, row) {
+            if counted == true {
                 accepted += 1
-                if accepted == query.limit {
-                    cursor = clustering
-                    break
-                }
-            } else {
+                if accepted == query.limit { break }
+            } else if counted == false {
                 tombstones += 1
+            }
+            for i in same {
+                try iterators[i].step(reversed: query.reversed)
+                current[i] = position(iterators[i])
             }
         }
         if tombstones > 0 { metrics.tombstonesScanned.increment(by: tombstones) }
@@ -188,7 +245,7 @@ extension StorageEngine {
         try annotate(table) { try it.decodedValue() }
     }
 
-    private func annotate(_ table: SSTableReader?, _ body: () throws -> EntryValue) throws -> EntryValue {
+    private func annotate<T>(_ table: SSTableReader?, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch var e as StorageError {

@@ -16,6 +16,11 @@ protocol EntryIterator: AnyObject {
     func seek(_ target: [UInt8]) throws
     /// Positions at the last entry with key < target (strictly less).
     func seekBefore(_ target: [UInt8]) throws
+    /// Calls `body` with the current key's bytes (empty when not valid), valid only inside it:
+    /// the merge compares keys where they lie instead of copying one per step.
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+    /// Calls `body` with the current encoded value's bytes, valid only inside it.
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
     func next() throws
     func prev() throws
     /// The current value decoded; iterators over immutable buffers decode in place, without the

@@ -109,8 +109,12 @@ public struct RangeTombstone: Hashable, Sendable {
 
     @inlinable
     public func covers(_ clustering: [UInt8]) -> Bool {
-        guard compareBytes(clustering, start) >= 0 else { return false }
-        if let end { return compareBytes(clustering, end) < 0 }
+        clustering.withUnsafeBytes { covers($0) }
+    }
+
+    public func covers(_ clustering: UnsafeRawBufferPointer) -> Bool {
+        guard start.withUnsafeBytes({ compareBytes(clustering, $0) }) >= 0 else { return false }
+        if let end { return end.withUnsafeBytes { compareBytes(clustering, $0) } < 0 }
         return true
     }
 }
@@ -148,6 +152,11 @@ public struct PartitionHeader: Hashable, Sendable {
 
     /// The newest deletion that applies to a row at `clustering`.
     public func deletion(covering clustering: [UInt8]) -> DeletionTime? {
+        clustering.withUnsafeBytes { deletion(covering: $0) }
+    }
+
+    /// As `deletion(covering:)`, for a key read in place.
+    public func deletion(covering clustering: UnsafeRawBufferPointer) -> DeletionTime? {
         var best = deletion
         for rt in rangeTombstones where rt.covers(clustering) {
             if best == nil || best! < rt.deletion { best = rt.deletion }

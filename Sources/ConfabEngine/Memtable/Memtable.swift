@@ -137,9 +137,23 @@ final class Memtable: @unchecked Sendable {
 final class MemtableIterator: EntryIterator {
     private let memtable: Memtable
     private var node: Int?
-    private(set) var key: [UInt8] = []
+    private var keyBuffer: [UInt8] = []
+    private var valueBuffer: [UInt8] = []
 
     init(memtable: Memtable) { self.memtable = memtable }
+
+    var key: [UInt8] { keyBuffer }
+
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try keyBuffer.withUnsafeBytes(body)
+    }
+
+    /// The value is copied into a buffer this iterator reuses (under the read lock, so never torn)
+    /// and `body` runs outside the lock.
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let n = node { memtable.withList { $0.copyValue(n, into: &valueBuffer) } } else { valueBuffer.removeAll() }
+        return try valueBuffer.withUnsafeBytes(body)
+    }
 
     var isValid: Bool { node != nil }
 
@@ -157,7 +171,7 @@ final class MemtableIterator: EntryIterator {
 
     private func load(_ n: Int?, _ list: borrowing SkipList) {
         node = n
-        if let n { key = list.key(n) }
+        if let n { list.copyKey(n, into: &keyBuffer) }
     }
 
     func seekToFirst() { memtable.withList { load($0.first, $0) } }

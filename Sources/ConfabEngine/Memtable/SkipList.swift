@@ -194,6 +194,26 @@ struct SkipList {
         return copy(n.valueOffset, Int(n.valueLength))
     }
 
+    /// Replaces `out`'s contents with the node's key (or value), reusing its capacity: an
+    /// iterator stepping through a memtable copies into the same buffer every time.
+    func copyKey(_ node: Int, into out: inout [UInt8]) {
+        let n = nodes[node]
+        copy(n.keyOffset, Int(n.keyLength), into: &out)
+    }
+
+    func copyValue(_ node: Int, into out: inout [UInt8]) {
+        let n = nodes[node]
+        copy(n.valueOffset, Int(n.valueLength), into: &out)
+    }
+
+    private func copy(_ offset: Int, _ count: Int, into out: inout [UInt8]) {
+        arena.withUnsafeBytes { a in
+            precondition(offset >= 0 && offset + count <= a.count)
+            out.removeAll(keepingCapacity: true)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: a[offset..<(offset + count)]))
+        }
+    }
+
     /// The node's value decoded in place: no copy of its bytes first (the decoded value owns
     /// copies of what it keeps, so nothing refers to the arena afterwards).
     func decodeValue(_ node: Int) throws -> EntryValue {

@@ -27,42 +27,73 @@ final class DataBlock: Sendable {
         let bodyEnd = contents.count - 4
         let stated = contents.withUnsafeBytes { Int(UInt32.loadLE($0, at: bodyEnd)) }
         guard stated > 0, stated <= bodyEnd / 3 + 1 else { throw fail("implausible entry count \(stated)") }
-        var keyBytes: [UInt8] = []
         var keyEnds: [Int] = []
         var valueStarts: [Int] = []
         var valueEnds: [Int] = []
+        var suffixStarts: [Int] = []
         keyEnds.reserveCapacity(stated)
         valueStarts.reserveCapacity(stated)
         valueEnds.reserveCapacity(stated)
-        var previous: [UInt8] = []
+        suffixStarts.reserveCapacity(stated)
+        // First pass: the entry headers, bounds and the total key length, so the keys can be
+        // rebuilt into one buffer of the right size with no per-entry array (a cold read loads
+        // a block or two, and building a key array per entry was most of the load).
+        var total = 0
+        var previousLength = 0
         var r = ByteReader(contents, range: 0..<bodyEnd, context: "data block")
         do {
             while !r.isAtEnd {
                 let shared = try r.readVarintInt()
                 let unshared = try r.readVarintInt()
                 let valueLength = try r.readVarintInt()
-                guard shared <= previous.count, !(keyEnds.isEmpty && shared != 0) else {
-                    throw fail("entry \(keyEnds.count) shares \(shared) bytes with a \(previous.count)-byte key")
+                guard shared <= previousLength, !(keyEnds.isEmpty && shared != 0) else {
+                    throw fail("entry \(keyEnds.count) shares \(shared) bytes with a \(previousLength)-byte key")
                 }
-                let suffix = try r.readBytes(unshared)
+                suffixStarts.append(r.position)
+                _ = try r.readBytes(unshared)
                 let valueStart = r.position
                 _ = try r.readBytes(valueLength)
-                var key = previous
-                key.removeLast(previous.count - shared)
-                key.append(contentsOf: suffix)
-                if !keyEnds.isEmpty, compareBytes(previous, key) >= 0 {
-                    throw fail("keys out of order at entry \(keyEnds.count)")
-                }
-                keyBytes.append(contentsOf: key)
-                keyEnds.append(keyBytes.count)
+                previousLength = shared + unshared
+                total += previousLength
+                keyEnds.append(total)
                 valueStarts.append(valueStart)
                 valueEnds.append(valueStart + valueLength)
-                previous = key
             }
         } catch let e as StorageError where e.path == nil {
             throw fail(e.message)
         }
         guard keyEnds.count == stated else { throw fail("holds \(keyEnds.count) entries, trailer says \(stated)") }
+        // Second pass: each key is the previous key's first `shared` bytes plus its suffix.
+        var outOfOrder: Int? = nil
+        let keyBytes = [UInt8](unsafeUninitializedCapacity: total) { out, initialized in
+            contents.withUnsafeBytes { c in
+                var start = 0
+                var previousStart = 0
+                for i in 0..<keyEnds.count {
+                    let end = keyEnds[i]
+                    let suffix = suffixStarts[i]
+                    let unshared = valueStarts[i] - suffix
+                    let shared = end - start - unshared
+                    if shared > 0 {
+                        (out.baseAddress! + start).update(from: out.baseAddress! + previousStart, count: shared)
+                    }
+                    if unshared > 0 {
+                        UnsafeMutableRawPointer(out.baseAddress! + start + shared).copyMemory(
+                            from: c.baseAddress! + suffix, byteCount: unshared)
+                    }
+                    if i > 0, outOfOrder == nil {
+                        let previous = UnsafeRawBufferPointer(
+                            start: out.baseAddress! + previousStart, count: start - previousStart)
+                        let current = UnsafeRawBufferPointer(start: out.baseAddress! + start, count: end - start)
+                        if compareBytes(previous, current) >= 0 { outOfOrder = i }
+                    }
+                    previousStart = start
+                    start = end
+                }
+            }
+            initialized = total
+        }
+        if let i = outOfOrder { throw fail("keys out of order at entry \(i)") }
         self.contents = contents
         self.keyBytes = keyBytes
         self.keyEnds = keyEnds

@@ -26,6 +26,22 @@ final class SSTableIterator: EntryIterator {
         return block.value(entry)
     }
 
+    /// The key in place in the block's key buffer, which the iterator keeps alive.
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard let block else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try block.keyBytes.withUnsafeBytes {
+            try body(UnsafeRawBufferPointer(rebasing: $0[block.keyRange(entry)]))
+        }
+    }
+
+    /// The value in place in the decompressed block.
+    func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard let block else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try block.contents.withUnsafeBytes {
+            try body(UnsafeRawBufferPointer(rebasing: $0[block.valueStarts[entry]..<block.valueEnds[entry]]))
+        }
+    }
+
     func decodedValue() throws -> EntryValue {
         guard let block else { throw StorageError(.invalidArgument, "iterator is not positioned") }
         var r = ByteReader(

@@ -120,6 +120,15 @@ package final class SSTableReader: @unchecked Sendable {
         return block
     }
 
+    /// Loads every data block into the block cache (checksummed and decoded as a read would).
+    func loadIntoCache() throws {
+        guard let cache = blockCache else { return }
+        for i in 0..<index.count
+        where cache.get(fileNumber: fileNumber, offset: index.handles[i].offset, touch: false) == nil {
+            _ = try dataBlock(i)
+        }
+    }
+
     /// Calls `body` with every entry in key order, stopping after `limit` entries (for dump tools).
     package func forEachEntry(limit: Int? = nil, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Void) throws {
         let it = makeIterator()

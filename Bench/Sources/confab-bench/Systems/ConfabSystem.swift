@@ -47,20 +47,21 @@ final class ConfabSystem: StorageSystem, @unchecked Sendable {
     func settle() throws { try engine.waitForBackgroundWork() }
 
     func latest(chat: Int64, limit: Int, scratch: KVScratch) throws -> Int {
-        consume(try engine.read(PostedMessages.latest(chatId: chat, limit: limit)), scratch)
+        try visit(PostedMessages.latest(chatId: chat, limit: limit), scratch)
     }
 
     func page(chat: Int64, before: Int64, limit: Int, scratch: KVScratch) throws -> Int {
-        consume(try engine.read(PostedMessages.latest(chatId: chat, before: before, limit: limit)), scratch)
+        try visit(PostedMessages.latest(chatId: chat, before: before, limit: limit), scratch)
     }
 
-    private func consume(_ result: SliceResult, _ scratch: KVScratch) -> Int {
-        for row in result.rows {
-            for cell in row.cells {
-                cell.value?.withUnsafeBytes { scratch.touch($0.baseAddress, $0.count) }
+    /// Rows are read in place (`StorageEngine.read(_:visit:)`), as the other systems' cursors hand
+    /// out pointers into their pages; every live cell's value is touched.
+    private func visit(_ query: SliceQuery, _ scratch: KVScratch) throws -> Int {
+        try engine.read(query) { row in
+            row.forEachLiveCell { cell in
+                if let v = cell.value { scratch.touch(v.baseAddress, v.count) }
             }
-        }
-        return result.rows.count
+        }.rowCount
     }
 
     func close() throws { try engine.close() }

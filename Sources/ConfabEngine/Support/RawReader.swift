@@ -1,0 +1,74 @@
+/// `ByteReader` over borrowed memory (a block in the cache, a memtable value copied into a reused
+/// buffer): the same bounds checks and `.corruption` errors, without an array to index, so a row
+/// can be read in place with no allocation.
+struct RawReader {
+    let bytes: UnsafeRawBufferPointer
+    private(set) var position: Int
+    /// Named in corruption errors.
+    let context: StaticString
+
+    init(_ bytes: UnsafeRawBufferPointer, context: StaticString) {
+        self.bytes = bytes
+        self.position = 0
+        self.context = context
+    }
+
+    var isAtEnd: Bool { position >= bytes.count }
+    var remaining: Int { bytes.count - position }
+
+    func fail(_ what: String) -> StorageError {
+        StorageError(.corruption, "\(context): \(what) at byte \(position)", offset: position)
+    }
+
+    mutating func readByte() throws -> UInt8 {
+        guard position < bytes.count else { throw fail("unexpected end reading a byte") }
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    @inline(__always)
+    mutating func readVarint() throws -> UInt64 {
+        // One-byte varints (small counts, flags, lengths under 128) are most of them.
+        if position < bytes.count, bytes[position] < 0x80 {
+            defer { position += 1 }
+            return UInt64(bytes[position])
+        }
+        return try readLongVarint()
+    }
+
+    private mutating func readLongVarint() throws -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard position < bytes.count else { throw fail("unexpected end in a varint") }
+            let b = bytes[position]
+            position += 1
+            if shift == 63 && b > 1 { throw fail("varint overflows 64 bits") }
+            result |= UInt64(b & 0x7f) << shift
+            if b < 0x80 { return result }
+            shift += 7
+            if shift > 63 { throw fail("varint longer than 10 bytes") }
+        }
+    }
+
+    mutating func readVarintInt(max: Int = Int(Int32.max)) throws -> Int {
+        let v = try readVarint()
+        guard v <= UInt64(max) else { throw fail("length \(v) exceeds limit \(max)") }
+        return Int(v)
+    }
+
+    mutating func readSignedVarint() throws -> Int64 {
+        let u = try readVarint()
+        return Int64(bitPattern: (u >> 1) ^ (0 &- (u & 1)))
+    }
+
+    mutating func readBytes(_ count: Int) throws -> UnsafeRawBufferPointer {
+        guard count >= 0, remaining >= count else { throw fail("unexpected end reading \(count) bytes") }
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
+    }
+
+    mutating func readLengthPrefixed(max: Int = 64 << 20) throws -> UnsafeRawBufferPointer {
+        try readBytes(try readVarintInt(max: max))
+    }
+}
