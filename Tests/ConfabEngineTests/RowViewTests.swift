@@ -1,3 +1,4 @@
+import ConfabTestSupport
 import Testing
 
 @testable import ConfabEngine
@@ -79,6 +80,41 @@ import Testing
                 #expect(live == row.cells.filter { $0.isLive(now: 1_000) })
             }
         }
+    }
+
+    /// The writer summarizes rows in place for the statistics; they must equal what the decoded
+    /// rows give (the path `sstable verify` recomputes them by).
+    @Test(arguments: [21, 22] as [UInt64])
+    func writerStatisticsFromViewsMatchTheDecodedRows(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        for p in 0..<40 {
+            var keys = Set<[UInt8]>()
+            for _ in 0..<Int.random(in: 1...30, using: &rng) {
+                keys.insert(ClusteringKey([.int64(Int64.random(in: -1_000...1_000, using: &rng))]).bytes)
+            }
+            if p % 5 == 0 {
+                let h = PartitionHeader(deletion: DeletionTime(timestamp: Int64(p), localDeletionTime: Int64(p) * 3))
+                entries.append((SSTableFixture.prefix(Int64(p)), EntryValue.header(h).encoded()))
+            }
+            for k in keys.sorted(by: { compareBytes($0, $1) < 0 }) {
+                entries.append(
+                    (SSTableFixture.prefix(Int64(p)) + k, EntryValue.row(Self.randomFragment(&rng)).encoded()))
+            }
+        }
+        entries.sort { compareBytes($0.key, $1.key) < 0 }
+        var expected = StatisticsCollector()
+        for e in entries {
+            let prefixLength = try #require(InternalKey.prefixLength(of: e.key))
+            expected.add(
+                key: e.key, prefixLength: prefixLength, valueBytes: e.value.count, value: try EntryValue.decode(e.value)
+            )
+        }
+        expected.finish(lastKey: entries.last!.key)
+        let dir = TempDirectory("rowview-stats")
+        var written = try SSTableFixture.write(entries, to: dir.file("1.sst"))
+        written.fileBytes = expected.statistics.fileBytes
+        #expect(written == expected.statistics)
     }
 
     @Test func aHeaderIsNotARow() throws {

@@ -114,11 +114,11 @@ extension StorageEngine {
         // sync); the SSTable must hold them all, since their WAL segments go away with it.
         memtable.waitForPendingWrites()
         let reader = try writeTable(estimatedPartitions: memtable.entryCount) { writer in
-            let it = memtable.makeIterator()
-            try it.seekToFirst()
+            let it = MemtableIterator(memtable: memtable)
+            it.seekToFirst()
             while it.isValid {
-                try writer.add(key: it.key, value: it.value)
-                try it.next()
+                try it.withKey { k in try it.withValue { v in try writer.add(key: k, value: v) } }
+                it.next()
             }
         }
         try manifestLock.withLock {

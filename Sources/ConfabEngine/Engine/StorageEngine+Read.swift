@@ -92,6 +92,10 @@ extension StorageEngine {
         }
         let headerIsEmpty = header.isEmpty
 
+        // Locals, not `query`: the nested functions below would each capture (copy and retain)
+        // the whole query.
+        let reversed = query.reversed
+        let limit = query.limit
         let (lo, hi) = query.clusteringRange()
         if let hi, compareBytes(lo, hi) >= 0 { return MergeOutcome(header: header, cursor: nil, tombstones: 0) }
         let lowKey = prefix + lo
@@ -111,7 +115,7 @@ extension StorageEngine {
             }
         }
         func open(_ it: ReadSource) throws {
-            try it.seek(query.reversed ? highKey : lowKey, reversed: query.reversed)
+            try it.seek(reversed ? highKey : lowKey, reversed: reversed)
             current.append(position(it))
         }
         for it in iterators { try open(it) }
@@ -126,7 +130,7 @@ extension StorageEngine {
         // page of a chat reads the tables its messages are in, not every table.
         var waiting: [(edge: [UInt8], table: SSTableReader)] = []
         for t in ssts {
-            let bound = query.reversed ? t.statistics.maxClustering : t.statistics.minClustering
+            let bound = reversed ? t.statistics.maxClustering : t.statistics.minClustering
             if bound.isEmpty && t.statistics.rowCount > 0 {
                 // No bound recorded: open it now, as every table was opened before.
                 let it = ReadSource.table(SSTableIterator(reader: t), t)
@@ -138,7 +142,7 @@ extension StorageEngine {
             }
         }
         // Nearest edge last.
-        waiting.sort { query.reversed ? compareBytes($0.edge, $1.edge) < 0 : compareBytes($0.edge, $1.edge) > 0 }
+        waiting.sort { reversed ? compareBytes($0.edge, $1.edge) < 0 : compareBytes($0.edge, $1.edge) > 0 }
         /// Opens the waiting tables that may hold a key at or before source `best`'s key in query
         /// order; when `best` is nil (no open source has a row left), the one with the nearest
         /// edge. Returns whether it opened any.
@@ -147,7 +151,7 @@ extension StorageEngine {
             while let next = waiting.last {
                 if let best {
                     let c = iterators[best].withKey { k in next.edge.withUnsafeBytes { compareBytes($0, k) } }
-                    guard query.reversed ? c >= 0 : c <= 0 else { break }
+                    guard reversed ? c >= 0 : c <= 0 else { break }
                 }
                 waiting.removeLast()
                 let it = ReadSource.table(SSTableIterator(reader: next.table), next.table)
@@ -182,7 +186,7 @@ extension StorageEngine {
                     continue
                 }
                 let c = compareSources(i, best)
-                if query.reversed ? c > 0 : c < 0 { best = i }
+                if reversed ? c > 0 : c < 0 { best = i }
             }
             // Tables that may hold a row before the best one join first; then pick again.
             if !waiting.isEmpty, try openTables(reaching: best < 0 ? nil : best) { continue }
@@ -219,18 +223,19 @@ extension StorageEngine {
                         counted = nil
                     }
                 }
-                if counted == true, accepted + 1 == query.limit { cursor = Array(clustering) }
+                if counted == true, accepted + 1 == limit { cursor = Array(clustering) }
                 return counted
             }
             if counted == true {
                 accepted += 1
-                if accepted == query.limit { break }
+                if accepted == limit { break }
             } else if counted == false {
                 tombstones += 1
             }
             for i in same {
-                try iterators[i].step(reversed: query.reversed)
-                current[i] = position(iterators[i])
+                let source = i == best ? it : iterators[i]
+                try source.step(reversed: reversed)
+                current[i] = position(source)
             }
         }
         if tombstones > 0 { metrics.tombstonesScanned.increment(by: tombstones) }

@@ -16,13 +16,19 @@ struct BlockBuilder {
     var estimatedSize: Int { buffer.count + 4 }
 
     mutating func add(key: [UInt8], value: [UInt8]) {
-        let shared = count == 0 ? 0 : commonPrefixLength(lastKey, key)
+        key.withUnsafeBytes { k in value.withUnsafeBytes { v in add(key: k, value: v) } }
+    }
+
+    /// Appends an entry from borrowed bytes (a flush passes the memtable's, with no copy per entry).
+    mutating func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        let shared = count == 0 ? 0 : lastKey.withUnsafeBytes { commonPrefixLength($0, key) }
         buffer.appendVarint(shared)
         buffer.appendVarint(key.count - shared)
         buffer.appendVarint(value.count)
-        buffer.append(contentsOf: key[shared...])
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: key[shared...]))
         buffer.append(contentsOf: value)
-        lastKey = key
+        lastKey.removeAll(keepingCapacity: true)
+        lastKey.append(contentsOf: key)
         count += 1
     }
 
@@ -39,6 +45,10 @@ struct BlockBuilder {
 }
 
 func commonPrefixLength(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    a.withUnsafeBytes { x in b.withUnsafeBytes { y in commonPrefixLength(x, y) } }
+}
+
+func commonPrefixLength(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
     let n = min(a.count, b.count)
     var i = 0
     while i < n && a[i] == b[i] { i += 1 }

@@ -67,6 +67,7 @@ extension SSTableReader {
             report.dataBytes += stored.count
             progress?(b + 1, total)
         }
+        if let previousKey { collector.finish(lastKey: previousKey) }
         var recomputed = collector.statistics
         recomputed.fileBytes = statistics.fileBytes
         if recomputed != statistics {

@@ -48,23 +48,35 @@ final class SSTableWriter {
     /// values encoded `EntryValue`s of the kind the key calls for (a header for the partition
     /// prefix itself, a row otherwise); anything else throws `.invalidArgument` and writes nothing.
     func add(key: [UInt8], value: [UInt8]) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try add(key: k, value: v) } }
+    }
+
+    /// `add` from borrowed bytes: a flush passes the memtable's entries as they lie. The value is
+    /// checked and summarized for the statistics in place (`RowView`), not decoded.
+    func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws {
         guard file != nil, !finished else {
             throw StorageError(.invalidArgument, "SSTable writer is already finished or abandoned", path: path)
         }
-        if collector.statistics.entryCount > 0, compareBytes(lastKey, key) >= 0 {
+        if collector.statistics.entryCount > 0, lastKey.withUnsafeBytes({ compareBytes($0, key) }) >= 0 {
             throw StorageError(.invalidArgument, "SSTable keys must be strictly increasing", path: path)
         }
         guard let prefixLength = InternalKey.prefixLength(of: key) else {
             throw StorageError(.invalidArgument, "malformed internal key of \(key.count) bytes", path: path)
         }
-        let decoded: EntryValue
+        let isHeaderKey = prefixLength == key.count
+        let entry: StatisticsCollector.Entry
         do {
-            decoded = try EntryValue.decode(value)
+            if let row = try RowView(clustering: UnsafeRawBufferPointer(rebasing: key[prefixLength...]), encoded: value)
+            {
+                entry = StatisticsCollector.Entry(row)
+            } else {
+                // A header (rare): decoded for the statistics' deletion times.
+                entry = StatisticsCollector.Entry(try EntryValue.decode(Array(value)))
+            }
         } catch {
             throw StorageError(.invalidArgument, "value does not decode as an entry: \(error)", path: path)
         }
-        let isHeaderKey = prefixLength == key.count
-        switch decoded {
+        switch entry {
         case .header where !isHeaderKey, .row where isHeaderKey:
             throw StorageError(
                 .invalidArgument,
@@ -73,14 +85,15 @@ final class SSTableWriter {
         default: break
         }
         if let handle = pendingHandle {
-            index.append(separator: shortestSeparator(lastKey, key), handle: handle)
+            index.append(separator: shortestSeparator(lastKey, Array(key)), handle: handle)
             pendingHandle = nil
         }
-        if collector.add(key: key, prefixLength: prefixLength, valueBytes: value.count, value: decoded) {
-            partitionHashes.append(BloomFilter.hash(Array(key[0..<prefixLength])))
+        if collector.add(key: key, prefixLength: prefixLength, valueBytes: value.count, entry: entry) {
+            partitionHashes.append(Murmur3.hash128(UnsafeRawBufferPointer(rebasing: key[0..<prefixLength])))
         }
         block.add(key: key, value: value)
-        lastKey = key
+        lastKey.removeAll(keepingCapacity: true)
+        lastKey.append(contentsOf: key)
         if block.estimatedSize >= options.blockBytes {
             try flushBlock()
         }
@@ -114,6 +127,7 @@ final class SSTableWriter {
         let indexHandle = try writeBlock(index.encoded(), compress: options.compress)
         let bloom = BloomFilter.build(hashes: partitionHashes, bitsPerKey: options.bloomBitsPerKey)
         let bloomHandle = try writeBlock(bloom, compress: false)
+        collector.finish(lastKey: lastKey)
         let statsHandle = try writeBlock(collector.statistics.encoded(), compress: false)
         let footer = SSTableFooter(index: indexHandle, bloom: bloomHandle, stats: statsHandle)
         try file.append(footer.encoded())
@@ -122,6 +136,7 @@ final class SSTableWriter {
         try file.close()
         self.file = nil
         finished = true
+        collector.finish(lastKey: lastKey)
         var stats = collector.statistics
         stats.fileBytes = offset
         return stats
