@@ -19,40 +19,85 @@ final class CompactionMerger {
     private var currentHeader = PartitionHeader()
     private var currentPurgeable: Int64 = .min
 
-    init(inputs: [any EntryIterator], purge: Purge) {
+    /// Off only in tests, which compare the pass-through with decoding every entry.
+    private let passThroughEnabled: Bool
+
+    init(inputs: [any EntryIterator], purge: Purge, passThrough: Bool = true) {
         self.inputs = inputs
         self.purge = purge
+        self.passThroughEnabled = passThrough
     }
 
-    /// Calls `emit` with each output entry in key order.
-    func run(_ emit: ([UInt8], [UInt8]) throws -> Void) throws {
+    /// Calls `emit` with each output entry in key order. Both buffers are valid only during the
+    /// call.
+    ///
+    /// A row only one input holds, with nothing to purge, expire or shadow in it (every row of an
+    /// append-only table whose TTLs have not run out), is passed through as its stored bytes:
+    /// checked and summarized in place, not decoded and re-encoded. Encoding is canonical, so
+    /// those bytes are what re-encoding the decoded row would give.
+    func run(_ emit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
         for it in inputs { try it.seekToFirst() }
+        var same: [Int] = []
         while true {
-            var best: [UInt8]? = nil
-            for it in inputs where it.isValid {
-                if best == nil || compareBytes(it.key, best!) < 0 { best = it.key }
+            var best = -1
+            for i in inputs.indices where inputs[i].isValid {
+                if best < 0 || inputs[i].withKey({ k in inputs[best].withKey { compareBytes(k, $0) } }) < 0 { best = i }
             }
-            guard let key = best else { return }
-            var merged: EntryValue? = nil
-            for it in inputs where it.isValid && it.key == key {
-                let v = try it.decodedValue()
-                merged = merged.map { EntryValue.merge($0, v) } ?? v
-                try it.next()
+            guard best >= 0 else { return }
+            same.removeAll(keepingCapacity: true)
+            same.append(best)
+            for i in inputs.indices where i != best && inputs[i].isValid {
+                if inputs[i].withKey({ k in inputs[best].withKey { compareBytes(k, $0) } }) == 0 { same.append(i) }
             }
-            guard let value = merged else { continue }
-            guard let prefixLength = InternalKey.prefixLength(of: key) else {
-                throw StorageError(.corruption, "malformed key of \(key.count) bytes during compaction")
+            let it = inputs[best]
+            let single = same.count == 1 && passThroughEnabled
+            try it.withKey { key in
+                guard let prefixLength = InternalKey.prefixLength(of: key) else {
+                    throw StorageError(.corruption, "malformed key of \(key.count) bytes during compaction")
+                }
+                let prefix = UnsafeRawBufferPointer(rebasing: key[0..<prefixLength])
+                if currentPrefix.withUnsafeBytes({ compareBytes(prefix, $0) }) != 0 {
+                    // A new partition; its header entry, if any, sorts first.
+                    currentPrefix = Array(prefix)
+                    currentHeader = PartitionHeader()
+                    currentPurgeable = purge.maxPurgeableTimestamp(currentPrefix)
+                }
+                if single,
+                    try it.withValue({ try passThrough(key: key, clusteringStart: prefixLength, value: $0, emit) })
+                {
+                    return
+                }
+                var merged: EntryValue? = nil
+                for i in same {
+                    let v = try inputs[i].decodedValue()
+                    merged = merged.map { EntryValue.merge($0, v) } ?? v
+                }
+                guard let value = merged else { return }
+                let owned = Array(key)
+                if let out = process(key: owned, clusteringStart: prefixLength, value: value) {
+                    try owned.withUnsafeBytes { k in try out.encoded().withUnsafeBytes { try emit(k, $0) } }
+                }
             }
-            if compareBytes(key[0..<prefixLength], currentPrefix[...]) != 0 {
-                // A new partition; its header entry, if any, sorts first.
-                currentPrefix = Array(key[0..<prefixLength])
-                currentHeader = PartitionHeader()
-                currentPurgeable = purge.maxPurgeableTimestamp(currentPrefix)
-            }
-            if let out = process(key: key, clusteringStart: prefixLength, value: value) {
-                try emit(key, out.encoded())
-            }
+            for i in same { try inputs[i].next() }
         }
+    }
+
+    /// Emits a row entry unchanged when compaction has nothing to do to it; returns false (and
+    /// emits nothing) when it must be decoded: a header, a row deletion, an expired row marker,
+    /// a tombstone or expired cell, an empty row, or a partition or range deletion over it.
+    private func passThrough(
+        key: UnsafeRawBufferPointer, clusteringStart: Int, value: UnsafeRawBufferPointer,
+        _ emit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Bool {
+        guard
+            let row = try RowView(clustering: UnsafeRawBufferPointer(rebasing: key[clusteringStart...]), encoded: value)
+        else { return false }
+        guard row.deletion == nil, row.cellCount > 0 || row.liveness != nil else { return false }
+        if let l = row.liveness, !l.isLive(now: purge.now) { return false }
+        guard row.allCellsLive(now: purge.now) else { return false }
+        if !currentHeader.isEmpty, currentHeader.deletion(covering: row.clustering) != nil { return false }
+        try emit(key, value)
+        return true
     }
 
     private func purgeable(_ d: DeletionTime) -> Bool {
