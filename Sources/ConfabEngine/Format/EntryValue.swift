@@ -75,6 +75,15 @@ package enum EntryValue: Hashable, Sendable {
         return v
     }
 
+    /// Decodes borrowed bytes: a row through `RowView` (no copy of the whole value first), a
+    /// header (rare) through a copy.
+    static func decode(raw: UnsafeRawBufferPointer) throws -> EntryValue {
+        if let row = try RowView(clustering: UnsafeRawBufferPointer(start: nil, count: 0), encoded: raw) {
+            return .row(row.fragment())
+        }
+        return try decode(Array(raw))
+    }
+
     static func decode(_ r: inout ByteReader) throws -> EntryValue {
         let kind = try r.readByte()
         switch kind {

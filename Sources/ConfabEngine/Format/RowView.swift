@@ -69,17 +69,37 @@ public struct RowView {
         var expiring = 0
         var minExpiry = Int64.max
         var maxExpiry = Int64.min
-        try Self.walk(&r, count: n) { c in
-            (lo, hi) = (min(lo, c.timestamp), max(hi, c.timestamp))
-            if c.value == nil {
+        // One checked pass over the cells (inline: through a closure it was most of a read's
+        // parse time).
+        var lastColumn: Int64 = -1
+        for _ in 0..<n {
+            let column = try r.readVarint()
+            guard column <= UInt64(UInt32.max), Int64(column) > lastColumn else {
+                throw r.fail("cell columns out of order")
+            }
+            lastColumn = Int64(column)
+            let cf = try r.readByte()
+            guard cf & ~3 == 0 else { throw r.fail("unknown cell flags \(cf)") }
+            let ts = try r.readSignedVarint()
+            (lo, hi) = (min(lo, ts), max(hi, ts))
+            let isTombstone = cf & 1 != 0
+            let hasExpiry = cf & 2 != 0
+            let local = (isTombstone || hasExpiry) ? try r.readSignedVarint() : 0
+            let ttl = hasExpiry ? Int32(bitPattern: UInt32(truncatingIfNeeded: try r.readVarint())) : 0
+            if isTombstone {
                 tombstones += 1
-                maxLocal = max(maxLocal, c.localExpiry)
-            } else if c.ttl == 0 {
+                maxLocal = max(maxLocal, local)
+                continue
+            }
+            _ = try r.readLengthPrefixed()
+            if ttl == 0 {
                 permanent += 1
             } else {
+                // As `Cell`: the expiry counts only for a positive TTL.
+                let expiry = ttl > 0 ? local : 0
                 expiring += 1
-                (minExpiry, maxExpiry) = (min(minExpiry, c.localExpiry), max(maxExpiry, c.localExpiry))
-                if c.ttl > 0 { maxLocal = max(maxLocal, c.localExpiry) }
+                (minExpiry, maxExpiry) = (min(minExpiry, expiry), max(maxExpiry, expiry))
+                if ttl > 0 { maxLocal = max(maxLocal, expiry) }
             }
         }
         guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
@@ -98,30 +118,6 @@ public struct RowView {
         self.expiringCells = expiring
         self.minCellExpiry = minExpiry
         self.maxCellExpiry = maxExpiry
-    }
-
-    /// Reads `count` cells, checking columns strictly increase.
-    private static func walk(_ r: inout RawReader, count: Int, _ body: (CellView) throws -> Void) throws {
-        var lastColumn: Int64 = -1
-        for _ in 0..<count {
-            let column = try r.readVarint()
-            guard column <= UInt64(UInt32.max), Int64(column) > lastColumn else {
-                throw r.fail("cell columns out of order")
-            }
-            lastColumn = Int64(column)
-            let cf = try r.readByte()
-            guard cf & ~3 == 0 else { throw r.fail("unknown cell flags \(cf)") }
-            let ts = try r.readSignedVarint()
-            let isTombstone = cf & 1 != 0
-            let expiring = cf & 2 != 0
-            let local = (isTombstone || expiring) ? try r.readSignedVarint() : 0
-            let ttl = expiring ? Int32(bitPattern: UInt32(truncatingIfNeeded: try r.readVarint())) : 0
-            let value = isTombstone ? nil : try r.readLengthPrefixed()
-            try body(
-                CellView(
-                    column: UInt32(column), timestamp: ts, value: value, ttl: isTombstone ? 0 : ttl,
-                    localExpiry: isTombstone || ttl > 0 ? local : 0))
-        }
     }
 
     /// Calls `body` with each cell in column order.

@@ -1,20 +1,60 @@
 /// A data block decoded once when loaded: keys rebuilt into one buffer and value ranges into the
 /// decompressed contents, so seeks are binary searches and `prev()` is an index decrement.
 /// Immutable after decoding, so one instance is shared by the block cache and many iterators.
-final class DataBlock: Sendable {
-    /// The decompressed block contents (values are read from here).
-    let contents: [UInt8]
-    /// All keys, concatenated.
-    let keyBytes: [UInt8]
-    /// End of key `i` in `keyBytes` (key `i` starts where key `i - 1` ends).
-    let keyEnds: [Int]
-    let valueStarts: [Int]
-    let valueEnds: [Int]
-
-    var count: Int { keyEnds.count }
+///
+/// Everything lives in one allocation the block owns (contents, then keys, then three offsets per
+/// entry), so a key or value is a pointer into it, valid as long as the block is referenced: an
+/// iterator reaches its current entry with no array access, retain or copy (retain/release was a
+/// quarter of a latest-50 read's samples when these were arrays).
+final class DataBlock: @unchecked Sendable {
+    private let storage: UnsafeMutableRawBufferPointer
+    private let contentsCount: Int
+    private let keysCount: Int
+    /// Per entry: key end (relative to the keys), value start, value end (in the contents).
+    private let offsets: UnsafeMutablePointer<Int>
+    let count: Int
 
     /// Memory charged to the block cache.
-    var charge: Int { contents.count + keyBytes.count + keyEnds.count * 24 + 160 }
+    var charge: Int { storage.count + count * 24 + 160 }
+
+    deinit {
+        storage.deallocate()
+        offsets.deallocate()
+    }
+
+    @inline(__always) private var keys: UnsafeRawPointer { UnsafeRawPointer(storage.baseAddress! + contentsCount) }
+
+    @inline(__always) func keyRange(_ i: Int) -> Range<Int> {
+        (i == 0 ? 0 : offsets[3 * (i - 1)])..<offsets[3 * i]
+    }
+
+    /// Key `i` in place; valid while this block is referenced.
+    @inline(__always) func keyBytes(_ i: Int) -> UnsafeRawBufferPointer {
+        let r = keyRange(i)
+        return UnsafeRawBufferPointer(start: keys + r.lowerBound, count: r.count)
+    }
+
+    /// Value `i` in place; valid while this block is referenced.
+    @inline(__always) func valueBytes(_ i: Int) -> UnsafeRawBufferPointer {
+        let start = offsets[3 * i + 1]
+        return UnsafeRawBufferPointer(start: storage.baseAddress! + start, count: offsets[3 * i + 2] - start)
+    }
+
+    func key(_ i: Int) -> [UInt8] { Array(keyBytes(i)) }
+    func value(_ i: Int) -> [UInt8] { Array(valueBytes(i)) }
+
+    /// Index of the first key >= target (`count` if none).
+    func lowerBound(_ target: [UInt8]) -> Int {
+        target.withUnsafeBytes { t in
+            var lo = 0
+            var hi = count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if compareBytes(keyBytes(mid), t) < 0 { lo = mid + 1 } else { hi = mid }
+            }
+            return lo
+        }
+    }
 
     /// Decodes and checks contents written by `BlockBuilder`: every length in bounds, keys strictly
     /// increasing, at least one entry, the stated count. Throws `.corruption` naming `path` and the
@@ -64,63 +104,44 @@ final class DataBlock: Sendable {
         }
         guard keyEnds.count == stated else { throw fail("holds \(keyEnds.count) entries, trailer says \(stated)") }
         // Second pass: each key is the previous key's first `shared` bytes plus its suffix.
+        let n = keyEnds.count
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, contents.count + total), alignment: 16)
+        contents.withUnsafeBytes { storage.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let out = storage.baseAddress! + contents.count
         var outOfOrder: Int? = nil
-        let keyBytes = [UInt8](unsafeUninitializedCapacity: total) { out, initialized in
-            contents.withUnsafeBytes { c in
-                var start = 0
-                var previousStart = 0
-                for i in 0..<keyEnds.count {
-                    let end = keyEnds[i]
-                    let suffix = suffixStarts[i]
-                    let unshared = valueStarts[i] - suffix
-                    let shared = end - start - unshared
-                    if shared > 0 {
-                        (out.baseAddress! + start).update(from: out.baseAddress! + previousStart, count: shared)
-                    }
-                    if unshared > 0 {
-                        UnsafeMutableRawPointer(out.baseAddress! + start + shared).copyMemory(
-                            from: c.baseAddress! + suffix, byteCount: unshared)
-                    }
-                    if i > 0, outOfOrder == nil {
-                        let previous = UnsafeRawBufferPointer(
-                            start: out.baseAddress! + previousStart, count: start - previousStart)
-                        let current = UnsafeRawBufferPointer(start: out.baseAddress! + start, count: end - start)
-                        if compareBytes(previous, current) >= 0 { outOfOrder = i }
-                    }
-                    previousStart = start
-                    start = end
-                }
+        var start = 0
+        var previousStart = 0
+        for i in 0..<n {
+            let end = keyEnds[i]
+            let suffix = suffixStarts[i]
+            let unshared = valueStarts[i] - suffix
+            let shared = end - start - unshared
+            if shared > 0 { (out + start).copyMemory(from: out + previousStart, byteCount: shared) }
+            if unshared > 0 {
+                (out + start + shared).copyMemory(from: storage.baseAddress! + suffix, byteCount: unshared)
             }
-            initialized = total
-        }
-        if let i = outOfOrder { throw fail("keys out of order at entry \(i)") }
-        self.contents = contents
-        self.keyBytes = keyBytes
-        self.keyEnds = keyEnds
-        self.valueStarts = valueStarts
-        self.valueEnds = valueEnds
-    }
-
-    @inline(__always) func keyRange(_ i: Int) -> Range<Int> {
-        (i == 0 ? 0 : keyEnds[i - 1])..<keyEnds[i]
-    }
-
-    func key(_ i: Int) -> [UInt8] { Array(keyBytes[keyRange(i)]) }
-    func value(_ i: Int) -> [UInt8] { Array(contents[valueStarts[i]..<valueEnds[i]]) }
-
-    /// Index of the first key >= target (`count` if none).
-    func lowerBound(_ target: [UInt8]) -> Int {
-        keyBytes.withUnsafeBytes { keys in
-            target.withUnsafeBytes { t in
-                var lo = 0
-                var hi = count
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    let r = keyRange(mid)
-                    if compareBytes(UnsafeRawBufferPointer(rebasing: keys[r]), t) < 0 { lo = mid + 1 } else { hi = mid }
-                }
-                return lo
+            if i > 0, outOfOrder == nil {
+                let previous = UnsafeRawBufferPointer(start: out + previousStart, count: start - previousStart)
+                let current = UnsafeRawBufferPointer(start: out + start, count: end - start)
+                if compareBytes(previous, current) >= 0 { outOfOrder = i }
             }
+            previousStart = start
+            start = end
         }
+        if let i = outOfOrder {
+            storage.deallocate()
+            throw fail("keys out of order at entry \(i)")
+        }
+        let offsets = UnsafeMutablePointer<Int>.allocate(capacity: 3 * n)
+        for i in 0..<n {
+            offsets[3 * i] = keyEnds[i]
+            offsets[3 * i + 1] = valueStarts[i]
+            offsets[3 * i + 2] = valueEnds[i]
+        }
+        self.storage = storage
+        self.contentsCount = contents.count
+        self.keysCount = total
+        self.offsets = offsets
+        self.count = n
     }
 }

@@ -6,49 +6,50 @@
 /// On a thrown error the iterator becomes invalid; it never skips a damaged block.
 final class SSTableIterator: EntryIterator {
     private let reader: SSTableReader
-    private var block: DataBlock?
+    private var block: DataBlock? {
+        didSet { if block == nil { (currentKey, currentValue) = (Self.empty, Self.empty) } }
+    }
     private var blockIndex = 0
-    private var entry = 0
+    private var entry = 0 {
+        didSet { settle() }
+    }
+    /// The current entry's key and value, pointing into `block`, which keeps them alive; read per
+    /// row by the merge with no retain or array access.
+    private var currentKey = SSTableIterator.empty
+    private var currentValue = SSTableIterator.empty
+    private static var empty: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
     init(reader: SSTableReader) {
         self.reader = reader
     }
 
+    private func settle() {
+        // A seek may set `entry` one past the block's end for a moment before moving on.
+        guard let block, entry >= 0, entry < block.count else { return }
+        currentKey = block.keyBytes(entry)
+        currentValue = block.valueBytes(entry)
+    }
+
     var isValid: Bool { block != nil }
 
-    var key: [UInt8] {
-        guard let block else { return [] }
-        return block.key(entry)
-    }
+    var key: [UInt8] { Array(currentKey) }
 
-    var value: [UInt8] {
-        guard let block else { return [] }
-        return block.value(entry)
-    }
+    var value: [UInt8] { Array(currentValue) }
 
-    /// The key in place in the block's key buffer, which the iterator keeps alive.
+    /// The key in place in the block. `body` must not move this iterator (the block it points
+    /// into could be released).
     func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        guard let block else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        return try block.keyBytes.withUnsafeBytes {
-            try body(UnsafeRawBufferPointer(rebasing: $0[block.keyRange(entry)]))
-        }
+        try body(currentKey)
     }
 
-    /// The value in place in the decompressed block.
+    /// The value in place in the block; as `withKey`.
     func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        guard let block else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        return try block.contents.withUnsafeBytes {
-            try body(UnsafeRawBufferPointer(rebasing: $0[block.valueStarts[entry]..<block.valueEnds[entry]]))
-        }
+        try body(currentValue)
     }
 
     func decodedValue() throws -> EntryValue {
-        guard let block else { throw StorageError(.invalidArgument, "iterator is not positioned") }
-        var r = ByteReader(
-            block.contents, range: block.valueStarts[entry]..<block.valueEnds[entry], context: "entry value")
-        let v = try EntryValue.decode(&r)
-        guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
-        return v
+        guard block != nil else { throw StorageError(.invalidArgument, "iterator is not positioned") }
+        return try EntryValue.decode(raw: currentValue)
     }
 
     /// Makes block `b` current, or invalidates the iterator on error.

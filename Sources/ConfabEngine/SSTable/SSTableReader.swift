@@ -100,7 +100,7 @@ package final class SSTableReader: @unchecked Sendable {
         guard b < index.count else { return nil }
         let block = try dataBlock(b)
         let i = block.lowerBound(key)
-        guard i < block.count, block.keyBytes[block.keyRange(i)].elementsEqual(key) else { return nil }
+        guard i < block.count, key.withUnsafeBytes({ compareBytes(block.keyBytes(i), $0) == 0 }) else { return nil }
         return block.value(i)
     }
 
