@@ -72,8 +72,9 @@ extension StorageEngine {
         let (memtables, candidates) = state.withLock { () -> ([Memtable], [SSTableReader]) in
             ([active] + frozen.reversed().map(\.memtable), tables)
         }
+        let prefixHash = BloomFilter.hash(prefix)
         let ssts = candidates.filter { t in
-            t.mayContainPartition(prefix)
+            t.mayContainPartition(prefix, hash: prefixHash)
                 && compareBytes(t.statistics.minKey, InternalKey.prefixSuccessor(prefix) ?? [0xFF]) < 0
                 && compareBytes(t.statistics.maxKey, prefix) >= 0
         }
@@ -86,7 +87,7 @@ extension StorageEngine {
         }
         // A table with no tombstones has no header entries (an empty header is never written).
         for t in ssts where t.statistics.tombstoneCount > 0 {
-            if let v = try t.get(prefix), case .header(let h) = try decodeValue(v, from: t) {
+            if let v = try t.get(prefix, partitionHash: prefixHash), case .header(let h) = try decodeValue(v, from: t) {
                 header = .merge(header, h)
             }
         }

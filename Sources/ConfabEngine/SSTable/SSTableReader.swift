@@ -87,15 +87,24 @@ package final class SSTableReader: @unchecked Sendable {
     /// The key range rules a partition out for certain (a bloom filter only almost certainly):
     /// compaction relies on that to know a table cannot block a tombstone purge.
     package func mayContainPartition(_ prefix: [UInt8]) -> Bool {
+        mayContainPartition(prefix, hash: BloomFilter.hash(prefix))
+    }
+
+    /// As `mayContainPartition(_:)` with the prefix's bloom hash computed by the caller, once for
+    /// every table a read checks.
+    func mayContainPartition(_ prefix: [UInt8], hash: (UInt64, UInt64)) -> Bool {
         statistics.entryCount > 0
             && compareBytes(prefix, firstPartition) >= 0 && compareBytes(prefix, lastPartition) <= 0
-            && bloom.mayContain(prefix)
+            && bloom.mayContain(hash: hash)
     }
 
     /// The value stored under exactly `key`, or nil. Costs no I/O when the bloom filter rules the
     /// partition out, else at most one block read.
-    func get(_ key: [UInt8]) throws -> [UInt8]? {
-        if let p = InternalKey.prefixLength(of: key), !mayContainPartition(Array(key[0..<p])) { return nil }
+    func get(_ key: [UInt8], partitionHash: (UInt64, UInt64)? = nil) throws -> [UInt8]? {
+        if let p = InternalKey.prefixLength(of: key) {
+            let prefix = Array(key[0..<p])
+            guard mayContainPartition(prefix, hash: partitionHash ?? BloomFilter.hash(prefix)) else { return nil }
+        }
         let b = index.lowerBound(key)
         guard b < index.count else { return nil }
         let block = try dataBlock(b)
