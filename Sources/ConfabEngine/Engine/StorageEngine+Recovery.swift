@@ -43,9 +43,12 @@ extension StorageEngine {
             try manifest.store(directory: directory, fileSystem: fs)
         }
 
-        // Leftovers of a flush or compaction that crashed before its manifest edit.
+        // Leftovers of a flush or compaction that crashed before its manifest edit. Listed again:
+        // storing a new store's first manifest just replaced any MANIFEST.tmp a crash left, so
+        // the first listing can name a file that is gone (a kill during a new store's first
+        // manifest write made the next open fail with "remove failed").
         let live = Set(manifest.tables.map(\.fileNumber))
-        for name in names {
+        for name in try fs.listDirectory(directory) {
             if name.hasSuffix(".tmp") || (sstableNumber(name).map { !live.contains($0) } ?? false) {
                 try fs.remove(joinPath(directory, name))
             }
