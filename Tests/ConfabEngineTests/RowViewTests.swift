@@ -124,8 +124,9 @@ import Testing
         try Self.view([], header) { #expect($0 == nil) }
     }
 
-    /// Every truncation and every single-byte change of a valid encoding: the view throws exactly
-    /// when the decoder throws, and when both accept they hold the same row.
+    /// Every truncation and every single-byte change of a valid encoding is either `.corruption`
+    /// or a well-formed row, never a trap, whether read as a view or through `EntryValue.decode`
+    /// (which parses rows with `RowView` too, from inside a larger record).
     @Test(arguments: [11, 12] as [UInt64])
     func damagedBytesAreRejectedLikeTheDecoderRejectsThem(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)

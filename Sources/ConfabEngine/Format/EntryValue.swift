@@ -88,41 +88,17 @@ package enum EntryValue: Hashable, Sendable {
         let kind = try r.readByte()
         switch kind {
         case rowKind:
-            let flags = try r.readByte()
-            guard flags & ~3 == 0 else { throw r.fail("unknown row flags \(flags)") }
-            var row = RowFragment()
-            if flags & 1 != 0 {
-                let ts = try r.readSignedVarint()
-                let ttl = Int32(bitPattern: UInt32(truncatingIfNeeded: try r.readVarint()))
-                let exp = ttl > 0 ? try r.readSignedVarint() : 0
-                row.liveness = LivenessInfo(timestamp: ts, ttl: ttl, expiresAt: exp)
+            // Parsed in place by `RowView`, from the kind byte just read.
+            let start = r.position - 1
+            let end = r.end
+            let (fragment, length) = try r.bytes.withUnsafeBytes { raw in
+                let row = try RowView(
+                    rowAtStartOf: UnsafeRawBufferPointer(rebasing: raw[start..<end]),
+                    clustering: UnsafeRawBufferPointer(start: nil, count: 0), readTime: .min, whole: false)
+                return (row.fragment(), row.encoded.count)
             }
-            if flags & 2 != 0 { row.deletion = try decodeDeletion(&r) }
-            let n = try r.readVarintInt(max: 1 << 20)
-            row.cells.reserveCapacity(n)
-            var lastColumn: Int64 = -1
-            for _ in 0..<n {
-                let column = try r.readVarint()
-                guard column <= UInt64(UInt32.max), Int64(column) > lastColumn else {
-                    throw r.fail("cell columns out of order")
-                }
-                lastColumn = Int64(column)
-                let cf = try r.readByte()
-                guard cf & ~3 == 0 else { throw r.fail("unknown cell flags \(cf)") }
-                let ts = try r.readSignedVarint()
-                let isTombstone = cf & 1 != 0
-                let expiring = cf & 2 != 0
-                let local = (isTombstone || expiring) ? try r.readSignedVarint() : 0
-                let ttl = expiring ? Int32(bitPattern: UInt32(truncatingIfNeeded: try r.readVarint())) : 0
-                if isTombstone {
-                    row.cells.append(.tombstone(column: UInt32(column), timestamp: ts, localDeletionTime: local))
-                } else {
-                    let v = try r.readLengthPrefixed()
-                    row.cells.append(
-                        Cell(column: UInt32(column), timestamp: ts, value: Array(v), ttl: ttl, expiresAt: local))
-                }
-            }
-            return .row(row)
+            _ = try r.readBytes(length - 1)
+            return .row(fragment)
         case headerKind:
             var h = PartitionHeader()
             let flags = try r.readByte()

@@ -32,13 +32,22 @@ public struct RowView {
     /// Parses `encoded`; nil when it holds a partition header rather than a row. Throws
     /// `.corruption` for anything `EntryValue.decode` would reject.
     init?(clustering: UnsafeRawBufferPointer, encoded: UnsafeRawBufferPointer, readTime: Int64 = .min) throws {
-        var r = RawReader(encoded, context: "entry value")
-        let kind = try r.readByte()
-        if kind == EntryValue.headerKind {
+        if encoded.first == EntryValue.headerKind {
             // Headers are rare (deletions); checked by the decoder so a damaged one is reported.
             _ = try EntryValue.decode(Array(encoded))
             return nil
         }
+        try self.init(rowAtStartOf: encoded, clustering: clustering, readTime: readTime, whole: true)
+    }
+
+    /// Parses the row encoding (kind byte included) at the start of `bytes`; with `whole`, it must
+    /// span all of them. `encoded` is the bytes it spans. This is the one parser of a row's cells:
+    /// `EntryValue.decode` reads rows through it too.
+    init(rowAtStartOf bytes: UnsafeRawBufferPointer, clustering: UnsafeRawBufferPointer, readTime: Int64, whole: Bool)
+        throws
+    {
+        var r = RawReader(bytes, context: "entry value")
+        let kind = try r.readByte()
         guard kind == EntryValue.rowKind else { throw r.fail("unknown entry kind \(kind)") }
         let flags = try r.readByte()
         guard flags & ~3 == 0 else { throw r.fail("unknown row flags \(flags)") }
@@ -102,9 +111,9 @@ public struct RowView {
                 if ttl > 0 { maxLocal = max(maxLocal, expiry) }
             }
         }
-        guard r.isAtEnd else { throw r.fail("\(r.remaining) trailing bytes") }
+        if whole, !r.isAtEnd { throw r.fail("\(r.remaining) trailing bytes") }
         self.clustering = clustering
-        self.encoded = encoded
+        self.encoded = UnsafeRawBufferPointer(rebasing: bytes[0..<r.position])
         self.liveness = liveness
         self.deletion = deletion
         self.cellCount = n
