@@ -9,7 +9,6 @@
 final class DataBlock: @unchecked Sendable {
     private let storage: UnsafeMutableRawBufferPointer
     private let contentsCount: Int
-    private let keysCount: Int
     /// Per entry: key end (relative to the keys), value start, value end (in the contents).
     private let offsets: UnsafeMutablePointer<Int>
     let count: Int
@@ -140,7 +139,6 @@ final class DataBlock: @unchecked Sendable {
         }
         self.storage = storage
         self.contentsCount = contents.count
-        self.keysCount = total
         self.offsets = offsets
         self.count = n
     }

@@ -132,9 +132,11 @@ package final class SSTableReader: @unchecked Sendable {
     /// Loads every data block into the block cache (checksummed and decoded as a read would).
     func loadIntoCache() throws {
         guard let cache = blockCache else { return }
-        for i in 0..<index.count
-        where cache.get(fileNumber: fileNumber, offset: index.handles[i].offset, touch: false) == nil {
-            _ = try dataBlock(i)
+        for i in 0..<index.count {
+            let offset = index.handles[i].offset
+            // Read straight, not through `dataBlock`: a block loaded here is not a reader's miss.
+            guard cache.get(fileNumber: fileNumber, offset: offset, touch: false) == nil else { continue }
+            cache.insert(fileNumber: fileNumber, offset: offset, block: try dataBlock(i, useCache: false))
         }
     }
 

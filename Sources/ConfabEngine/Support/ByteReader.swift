@@ -35,18 +35,11 @@ struct ByteReader {
     }
 
     mutating func readVarint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard position < end else { throw fail("unexpected end in a varint") }
-            let b = bytes[position]
-            position += 1
-            if shift == 63 && b > 1 { throw fail("varint overflows 64 bits") }
-            result |= UInt64(b & 0x7f) << shift
-            if b < 0x80 { return result }
-            shift += 7
-            if shift > 63 { throw fail("varint longer than 10 bytes") }
-        }
+        let (position, end, bytes) = (self.position, self.end, self.bytes)
+        let r = decodeVarint { i in position + i < end ? bytes[position + i] : nil }
+        self.position += r.length
+        if let failure = r.failure { throw fail(failure) }
+        return r.value
     }
 
     mutating func readVarintInt(max: Int = Int(Int32.max)) throws -> Int {
@@ -87,5 +80,24 @@ struct ByteReader {
     mutating func readLengthPrefixed(max: Int = 64 << 20) throws -> ArraySlice<UInt8> {
         let n = try readVarintInt(max: max)
         return try readBytes(n)
+    }
+}
+
+/// The varint (LEB128, at most 10 bytes) loop `ByteReader` and `RawReader` share. `byte(i)` is the
+/// i-th byte from where the varint starts, nil past the end. `length` is the bytes consumed, also
+/// when it fails, so an error names the same position as before.
+@inline(__always)
+func decodeVarint(_ byte: (Int) -> UInt8?) -> (value: UInt64, length: Int, failure: String?) {
+    var result: UInt64 = 0
+    var shift: UInt64 = 0
+    var i = 0
+    while true {
+        guard let b = byte(i) else { return (0, i, "unexpected end in a varint") }
+        i += 1
+        if shift == 63 && b > 1 { return (0, i, "varint overflows 64 bits") }
+        result |= UInt64(b & 0x7f) << shift
+        if b < 0x80 { return (result, i, nil) }
+        shift += 7
+        if shift > 63 { return (0, i, "varint longer than 10 bytes") }
     }
 }

@@ -37,18 +37,11 @@ struct RawReader {
     }
 
     private mutating func readLongVarint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard position < bytes.count else { throw fail("unexpected end in a varint") }
-            let b = bytes[position]
-            position += 1
-            if shift == 63 && b > 1 { throw fail("varint overflows 64 bits") }
-            result |= UInt64(b & 0x7f) << shift
-            if b < 0x80 { return result }
-            shift += 7
-            if shift > 63 { throw fail("varint longer than 10 bytes") }
-        }
+        let (position, bytes) = (self.position, self.bytes)
+        let r = decodeVarint { i in position + i < bytes.count ? bytes[position + i] : nil }
+        self.position += r.length
+        if let failure = r.failure { throw fail(failure) }
+        return r.value
     }
 
     mutating func readVarintInt(max: Int = Int(Int32.max)) throws -> Int {
