@@ -14,13 +14,15 @@ import Foundation
 /// Write timestamps are chosen so that conflicts resolve the same way on every replica whatever
 /// the servers' clocks say: the header is written at its epoch (a newer epoch always wins), a
 /// message and an index row at the message's seq (a later placement wins), and the tombstone that
-/// closes an epoch's unacknowledged tail at `Int64.max` (nothing written there later is live).
+/// closes the earlier epochs' unacknowledged tail when epoch e opens at e·2^32 — above every seq of
+/// an earlier epoch, so nothing an earlier owner writes there later is live, and below what a later
+/// opening writes when it adopts messages (docs/chat_ordering.md § Late tombstones).
 struct ChatLog: Sendable {
     let store: ChatCatalog
 
     static let table = ChatTables.messages
     static let epochShift: Int64 = 32
-    /// Epochs stay below 2^30 so that a seq stays below the closing tombstones' timestamp.
+    /// Epochs stay below 2^30, so seqs (epoch·2^32 + n) and write times fit an Int64 with room.
     static let maxEpoch: Int64 = 1 << 30
 
     enum Column {
@@ -33,6 +35,17 @@ struct ChatLog: Sendable {
         static let refSeq: UInt32 = 6
         static let epoch: UInt32 = 7
         static let owner: UInt32 = 8
+        /// The seq of the first message of the batch that placed this one: within an epoch, a
+        /// message below the newest batch's first was acknowledged (the owner writes a batch only
+        /// after the one before it is acknowledged). Absent on rows written before it existed:
+        /// such a row counts as a batch of its own.
+        static let batch: UInt32 = 9
+    }
+
+    /// A message as the log stores it, with the batch that placed it.
+    struct Entry: Sendable, Hashable {
+        var message: MessageRecord
+        var batch: Int64
     }
 
     struct Header: Sendable, Hashable {
@@ -41,6 +54,12 @@ struct ChatLog: Sendable {
     }
 
     static func firstSeq(ofEpoch e: Int64) -> Int64 { e << epochShift + 1 }
+
+    static func epoch(ofSeq seq: Int64) -> Int64 { seq >> epochShift }
+
+    /// The write time of what the opening of epoch e writes (its closing tombstone and the
+    /// messages it adopts): above every seq of an earlier epoch, below every seq of e.
+    static func openingWriteTime(epoch e: Int64) -> Int64 { e << epochShift }
 
     /// An epoch's low 8 bits name the server that drew it (`epochSlot`), so two servers whose
     /// slots differ never draw the same epoch, even from the same header at the same moment: they
@@ -120,6 +139,18 @@ struct ChatLog: Sendable {
         return try await store.read(q).compactMap { message(chatId: chatId, $0) }
     }
 
+    /// Messages with seq < before (or the newest) with their batches, newest first, at most `limit`.
+    func entries(chatId: Int64, before: Int64?, limit: Int) async throws -> [Entry] {
+        let q = SliceQuery(
+            table: Self.table, partitionKey: partition(chatId),
+            lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
+            upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
+            reversed: true, limit: limit)
+        return try await store.read(q).compactMap { r in
+            message(chatId: chatId, r).map { Entry(message: $0, batch: r.int64(Column.batch) ?? $0.seq) }
+        }
+    }
+
     func message(chatId: Int64, seq: Int64) async throws -> MessageRecord? {
         let q = SliceQuery(
             table: Self.table, partitionKey: partition(chatId),
@@ -155,33 +186,37 @@ struct ChatLog: Sendable {
 
     // MARK: Batches
 
-    /// Tombstones every seq in (above, below): the unacknowledged tail of earlier epochs, when a
-    /// new epoch opens. Written at `Int64.max`, so a late write there is never live.
-    func close(chatId: Int64, above: Int64, below: Int64) async throws {
-        guard above + 1 < below else { return }
-        try await store.write(
-            Self.batch(
-                chatId: chatId, messages: [], closing: (above + 1)...(below - 1), nowSeconds: store.clock.nowSeconds()))
+    /// The opening of `epoch` after the log's end `end` (docs/chat_ordering.md § Failover), as
+    /// one mutation: a tombstone over every seq in (end, first seq of `epoch`) — the earlier
+    /// epochs' unacknowledged tail — and the messages the opening adopts, rewritten as they are,
+    /// both at `openingWriteTime(epoch:)`. An adopted message outlives the closing tombstone of
+    /// any earlier opening, however late that lands.
+    static func opening(chatId: Int64, epoch: Int64, end: Int64, adopting: [Entry], nowSeconds: Int64) -> Mutation {
+        let writeTime = openingWriteTime(epoch: epoch)
+        var rows: [Mutation.Row] = []
+        for e in adopting {
+            rows += messageRows(chatId: chatId, e.message, batch: e.batch, writeTime: writeTime, nowSeconds: nowSeconds)
+        }
+        rows.sort { compareBytes($0.clustering, $1.clustering) < 0 }
+        var header = PartitionHeader()
+        let below = firstSeq(ofEpoch: epoch)
+        if end + 1 < below {
+            header.rangeTombstones = [
+                RangeTombstone(
+                    start: key(end + 1), end: key(below),
+                    deletion: DeletionTime(timestamp: writeTime, localDeletionTime: nowSeconds))
+            ]
+        }
+        return Mutation(table: table, partitionKey: ChatTables.key(chat: chatId), header: header, rows: rows)
     }
 
-    /// One batch of new messages as a single mutation: each message's row and its index row, plus
-    /// (when `closing` is set) a tombstone over that range of seqs.
-    static func batch(chatId: Int64, messages: [MessageRecord], closing: ClosedRange<Int64>?, nowSeconds: Int64)
-        -> Mutation
-    {
+    /// One batch of new messages as a single mutation: each message's row and its index row,
+    /// written at the message's seq.
+    static func batch(chatId: Int64, messages: [MessageRecord], nowSeconds: Int64) -> Mutation {
         var rows: [Mutation.Row] = []
+        let first = messages.first?.seq ?? 0
         for m in messages {
-            var cells: [(UInt32, [UInt8])] = [
-                (Column.sender, Array(m.sender.utf8)), (Column.body, Array(m.text.utf8)),
-                (Column.ts, .int64(m.ts)), (Column.messageId, Array(m.messageId.utf8)),
-                (Column.prev, .int64(m.prev)),
-            ]
-            if let c = m.clientId { cells.append((Column.clientId, Array(c.utf8))) }
-            rows.append(
-                contentsOf: RowWrite(
-                    table: table, partitionKey: ChatTables.key(chat: chatId), clustering: key(m.seq), cells: cells
-                )
-                .mutation(writeTime: m.seq, nowSeconds: nowSeconds).rows)
+            rows += messageRows(chatId: chatId, m, batch: first, writeTime: m.seq, nowSeconds: nowSeconds)
             if let c = m.clientId {
                 let index = RowWrite(
                     table: table, partitionKey: ChatTables.key(chat: chatId),
@@ -194,15 +229,20 @@ struct ChatLog: Sendable {
             }
         }
         rows.sort { compareBytes($0.clustering, $1.clustering) < 0 }
-        var header = PartitionHeader()
-        if let closing {
-            header.rangeTombstones = [
-                RangeTombstone(
-                    start: key(closing.lowerBound), end: key(closing.upperBound + 1),
-                    deletion: DeletionTime(timestamp: .max, localDeletionTime: nowSeconds))
-            ]
-        }
-        return Mutation(table: table, partitionKey: ChatTables.key(chat: chatId), header: header, rows: rows)
+        return Mutation(table: table, partitionKey: ChatTables.key(chat: chatId), header: PartitionHeader(), rows: rows)
+    }
+
+    private static func messageRows(
+        chatId: Int64, _ m: MessageRecord, batch: Int64, writeTime: Int64, nowSeconds: Int64
+    ) -> [Mutation.Row] {
+        var cells: [(UInt32, [UInt8])] = [
+            (Column.sender, Array(m.sender.utf8)), (Column.body, Array(m.text.utf8)),
+            (Column.ts, .int64(m.ts)), (Column.messageId, Array(m.messageId.utf8)),
+            (Column.prev, .int64(m.prev)), (Column.batch, .int64(batch)),
+        ]
+        if let c = m.clientId { cells.append((Column.clientId, Array(c.utf8))) }
+        return RowWrite(table: table, partitionKey: ChatTables.key(chat: chatId), clustering: key(m.seq), cells: cells)
+            .mutation(writeTime: writeTime, nowSeconds: nowSeconds).rows
     }
 
     func write(_ mutation: Mutation) async throws {

@@ -55,6 +55,7 @@ public enum ChatSchema {
                 ChatLog.Column.sender: "sender", ChatLog.Column.body: "body", ChatLog.Column.clientId: "client_id",
                 ChatLog.Column.ts: "ts", ChatLog.Column.messageId: "message_id", ChatLog.Column.prev: "prev",
                 ChatLog.Column.refSeq: "ref_seq", ChatLog.Column.epoch: "epoch", ChatLog.Column.owner: "owner",
+                ChatLog.Column.batch: "batch",
             ]),
         TableSchema(
             keyspace: keyspace, name: "servers", id: ChatTables.servers, partitionKey: "bucket",

@@ -56,6 +56,10 @@ final class ChatSequencer: Sendable {
         /// Of the text (the text itself may be 100,000 characters): a resend with other text is
         /// refused at once.
         var textHash: Int
+        /// Acknowledged by this server after a fence (or under the lease): answered from memory.
+        /// A message only seen while opening is not, until a fenced batch answers it: a newer
+        /// opening may yet close it (docs/chat_ordering.md § Late tombstones).
+        var safe: Bool
     }
 
     /// The chat's members as this owner last read them. Sends check their sender against it
@@ -172,7 +176,7 @@ final class ChatSequencer: Sendable {
                 var lane = lanes[chatId] ?? Lane()
                 defer { lanes[chatId] = lane }
                 // A retry goes through a batch: the stored message is read back and delivered again.
-                if let r = lane.recent[key], !send.retry {
+                if let r = lane.recent[key], r.safe, !send.retry {
                     guard r.textHash == send.text.hashValue else { return .done(.failure(Self.reused(send))) }
                     var ack = r.ack
                     ack.duplicate = true
@@ -221,7 +225,8 @@ final class ChatSequencer: Sendable {
                 let ack = SendAck(
                     chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: c, duplicate: false)
                 Self.remember(
-                    &lane, Key(sender: m.sender, clientId: c), Recent(ack: ack, textHash: m.text.hashValue),
+                    &lane, Key(sender: m.sender, clientId: c),
+                    Recent(ack: ack, textHash: m.text.hashValue, safe: false),
                     limit: recentPerChat)
             }
             lanes[chatId] = lane
@@ -267,7 +272,9 @@ final class ChatSequencer: Sendable {
                 for k in order {
                     guard let p = lane.flying.removeValue(forKey: k), let r = results[k] else { continue }
                     if case .success(let ack) = r {
-                        Self.remember(&lane, k, Recent(ack: ack, textHash: p.send.text.hashValue), limit: recentPerChat)
+                        Self.remember(
+                            &lane, k, Recent(ack: ack, textHash: p.send.text.hashValue, safe: true),
+                            limit: recentPerChat)
                     }
                     for (i, w) in p.waiters.enumerated() {
                         if i > 0, case .success(var ack) = r {
@@ -343,15 +350,15 @@ final class ChatSequencer: Sendable {
             }
             var fresh: [Key] = []
             var redeliver: [MessageRecord] = []
+            var duplicates: [Key: SendAck] = [:]
             for k in candidates {
                 if let m = earlier[k] {
                     if m.text != batch[k]!.send.text {
                         results[k] = .failure(Self.reused(batch[k]!.send))
                     } else {
-                        results[k] = .success(
-                            SendAck(
-                                chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
-                                duplicate: true))
+                        duplicates[k] = SendAck(
+                            chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
+                            duplicate: true)
                         redeliver.append(m)
                     }
                 } else {
@@ -359,21 +366,24 @@ final class ChatSequencer: Sendable {
                 }
             }
             var placed: [MessageRecord] = []
-            if !fresh.isEmpty {
-                for k in fresh {
-                    let s = batch[k]!.send
-                    placed.append(
-                        MessageRecord(
-                            chatId: chatId, seq: open.next, prev: open.last,
-                            messageId: ChatLog.messageId(chatId: chatId, sender: s.sender, clientId: s.clientId),
-                            ts: stamper.next(), sender: s.sender, text: s.text, clientId: s.clientId))
-                    open.last = open.next
-                    open.next += 1
-                }
-                let mutation = ChatLog.batch(
-                    chatId: chatId, messages: placed, closing: nil, nowSeconds: store.clock.nowSeconds())
+            for k in fresh {
+                let s = batch[k]!.send
+                placed.append(
+                    MessageRecord(
+                        chatId: chatId, seq: open.next, prev: open.last,
+                        messageId: ChatLog.messageId(chatId: chatId, sender: s.sender, clientId: s.clientId),
+                        ts: stamper.next(), sender: s.sender, text: s.text, clientId: s.clientId))
+                open.last = open.next
+                open.next += 1
+            }
+            if !placed.isEmpty || !redeliver.isEmpty {
                 do {
-                    try await log.write(mutation)
+                    if !placed.isEmpty {
+                        try await log.write(
+                            ChatLog.batch(chatId: chatId, messages: placed, nowSeconds: store.clock.nowSeconds()))
+                    }
+                    // A duplicate is answered only under the same proof as a new message: the stored
+                    // message it names may lie in the tail a newer opening closes.
                     // Under the lease no other server can have opened the chat since this one opened
                     // (or last fenced) it: no read.
                     let leased =
@@ -401,6 +411,7 @@ final class ChatSequencer: Sendable {
                             chatId: chatId, messageId: m.messageId, seq: m.seq, ts: m.ts, clientId: k.clientId,
                             duplicate: false))
                 }
+                for (k, ack) in duplicates { results[k] = .success(ack) }
             }
             for m in (placed + redeliver).sorted(by: { $0.seq < $1.seq }) {
                 await delivery.deliver(.message(m), to: memberIds, excludingDevice: nil)
@@ -420,8 +431,9 @@ final class ChatSequencer: Sendable {
     /// 1. the header names the new epoch: from now on no earlier owner acknowledges anything
     ///    (its fence read after each batch would see this header);
     /// 2. a QUORUM read of the log's end: it sees every message an earlier owner acknowledged;
-    /// 3. a tombstone over every seq above that end and below the new epoch: whatever an earlier
-    ///    owner was still writing there, never acknowledged, is never served.
+    /// 3. one mutation: a tombstone over every seq above that end and below the new epoch —
+    ///    whatever an earlier owner was still writing there, never acknowledged, is never served —
+    ///    and the messages this opening adopts (`adoption(chatId:newest:)`).
     ///
     /// Only then does this server look up, place or acknowledge anything in the chat.
     private func open(chatId: Int64) async throws -> Open {
@@ -441,8 +453,8 @@ final class ChatSequencer: Sendable {
             throw ChatError(
                 .storageUnavailable, "this chat server lost its ownership lease while opening chat \(chatId); retry")
         }
-        let tail = try await log.messages(chatId: chatId, before: nil, limit: 256)
-        let end = tail.first?.seq ?? 0
+        let newest = try await log.entries(chatId: chatId, before: nil, limit: 256)
+        let end = newest.first?.message.seq ?? 0
         let first = ChatLog.firstSeq(ofEpoch: epoch)
         guard end < first else {
             // Another server opened this very epoch (same slot, same draw, same header) and placed
@@ -450,9 +462,40 @@ final class ChatSequencer: Sendable {
             throw ChatError(
                 .storageUnavailable, "another chat server opened chat \(chatId) while this one was opening it; retry")
         }
-        try await log.close(chatId: chatId, above: end, below: first)
-        logger.debug("opened chat epoch", metadata: ["chat": "\(chatId)", "epoch": "\(epoch)", "end": "\(end)"])
-        return Open(epoch: epoch, last: end, next: first, tail: tail, leaseStamp: stamp)
+        let adopted = try await adoption(chatId: chatId, newest: newest)
+        try await log.write(
+            ChatLog.opening(
+                chatId: chatId, epoch: epoch, end: end, adopting: adopted, nowSeconds: store.clock.nowSeconds()))
+        logger.debug(
+            "opened chat epoch",
+            metadata: ["chat": "\(chatId)", "epoch": "\(epoch)", "end": "\(end)", "adopted": "\(adopted.count)"])
+        return Open(epoch: epoch, last: end, next: first, tail: newest.map(\.message), leaseStamp: stamp)
+    }
+
+    /// The messages an opening must adopt: every one above the newest message it can prove was
+    /// acknowledged (docs/chat_ordering.md § Late tombstones). Within an epoch, a message below
+    /// the first message of the epoch's newest batch was acknowledged, since an owner writes a
+    /// batch only after the one before it is acknowledged; the newest batch of each epoch may not
+    /// have been, and an earlier opening that did not see it may still close it. `newest` is the
+    /// first page of the log's end (newest first); older pages are read while no proof is found.
+    private func adoption(chatId: Int64, newest: [ChatLog.Entry]) async throws -> [ChatLog.Entry] {
+        var adopt: [ChatLog.Entry] = []
+        var newestBatch: [Int64: Int64] = [:]
+        var page = newest
+        let pageSize = 256
+        while true {
+            for e in page {
+                let epoch = ChatLog.epoch(ofSeq: e.message.seq)
+                if let b = newestBatch[epoch] {
+                    if e.message.seq < b { return adopt }
+                } else {
+                    newestBatch[epoch] = e.batch
+                }
+                adopt.append(e)
+            }
+            guard page.count == pageSize, let oldest = page.last?.message.seq else { return adopt }
+            page = try await log.entries(chatId: chatId, before: oldest, limit: pageSize)
+        }
     }
 
     /// The fence: a QUORUM read of the header after the batch is on a QUORUM. If it no longer

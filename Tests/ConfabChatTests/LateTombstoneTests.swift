@@ -1,0 +1,262 @@
+import ConfabEngine
+import ConfabRing
+import ConfabWire
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import ConfabChat
+
+/// An opening's closing tombstone can land long after the opening began: a slow request, a hint
+/// replayed later, a repair. These tests hold chosen writes of one server at a gate, so such a
+/// late write lands exactly where it hurts (docs/chat_ordering.md § Late tombstones).
+struct LateTombstoneTests {
+    /// Server a's second batch (p) is slow; b opens the chat meanwhile and reads the log's end
+    /// before p lands, but its closing tombstone is slow too. p lands; a's fence fails; a opens
+    /// again above b, and its end read sees p (b's tombstone is still on its way), so a chains its
+    /// next message onto p and answers p's retry as a duplicate of p. Then b's tombstone lands.
+    ///
+    /// Before adoption (tombstones at `Int64.max`), that tombstone retracted p: an acknowledged
+    /// message (the retry's ack) was lost, and the next message's `prev` named a seq no longer in
+    /// the log.
+    @Test func aLateTombstoneOfAnEarlierOpeningRetractsNothingALaterOpeningReliedOn() async throws {
+        let clock = ManualClock()
+        let memory = InMemoryRingStorage(clock: clock)
+        let gateA = GatedStorage(inner: memory)
+        let gateB = GatedStorage(inner: memory)
+        let delivery = RecordingDelivery()
+        func service(_ id: String, _ storage: GatedStorage) -> ChatService {
+            ChatService(
+                store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
+                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
+                epochStep: { 0 })
+        }
+        let a = service("a", gateA)
+        let b = service("b", gateB)
+        let setup = ChatCatalog(storage: memory, clock: clock)
+        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let chat = try await a.createGroup("ann", title: "g", members: ["bob"]).chatId
+
+        var acks: [String: SendAck] = [:]
+        acks["m1"] = try await a.send("ann", chatId: chat, clientId: "m1", text: "one")
+
+        // a's next batch is held before it reaches the ring.
+        let heldP = gateA.holdNextWrite(Self.isBatch)
+        let sendP = Task { try await a.send("ann", chatId: chat, clientId: "p", text: "two") }
+        await heldP.reached()
+
+        // b opens: its header and end read pass, its closing tombstone is held.
+        let heldClose = gateB.holdNextWrite(Self.isOpening)
+        let sendB = Task { try await b.send("bob", chatId: chat, clientId: "b1", text: "from b") }
+        await heldClose.reached()
+
+        // p lands; a's fence sees b's epoch and acknowledges nothing.
+        heldP.release()
+        await #expect(throws: ChatError.self) { try await sendP.value }
+
+        // a opens again, above b, and sees p.
+        acks["m3"] = try await a.send("ann", chatId: chat, clientId: "m3", text: "three")
+        acks["p"] = try await a.send("ann", chatId: chat, clientId: "p", text: "two", retry: true)
+        #expect(acks["p"]?.duplicate == true)
+
+        // b's tombstone lands late; b's own placement is then closed by a's opening.
+        heldClose.release()
+        await #expect(throws: ChatError.self) { try await sendB.value }
+
+        let log = try await ChatLog(store: setup).messages(chatId: chat, after: 0, limit: 100)
+        #expect(log.map(\.clientId) == ["m1", "p", "m3"], "every acknowledged message stays")
+        for m in log { #expect(acks[m.clientId ?? ""]?.seq == m.seq) }
+        #expect(log.first?.prev == 0)
+        #expect(zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq }, "the prev chain is whole: \(log)")
+    }
+}
+
+extension LateTombstoneTests {
+    /// A duplicate is answered only after the fence, like a new message. Server c's batch (p) is
+    /// slow. a starts opening the chat to answer p's retry, b opens above a and reads the log's end
+    /// before p lands; its tombstone is slow. a's end read then sees p and finds p's clientId in it.
+    /// Answering "duplicate of p" there, before any fence, acknowledged a message that b's
+    /// tombstone (newer than a's opening) then retracted.
+    @Test func aDuplicateIsAnsweredOnlyAfterTheFence() async throws {
+        let clock = ManualClock()
+        let memory = InMemoryRingStorage(clock: clock)
+        let gates = (a: GatedStorage(inner: memory), b: GatedStorage(inner: memory), c: GatedStorage(inner: memory))
+        let delivery = RecordingDelivery()
+        func service(_ id: String, _ storage: GatedStorage, step: Int64) -> ChatService {
+            ChatService(
+                store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
+                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
+                epochStep: { step })
+        }
+        // b draws further than a from the same header: b's epoch is above a's.
+        let a = service("a", gates.a, step: 0)
+        let b = service("b", gates.b, step: 5)
+        let c = service("c", gates.c, step: 0)
+        let setup = ChatCatalog(storage: memory, clock: clock)
+        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
+        var acks: [String: SendAck] = [:]
+        acks["m1"] = try await c.send("ann", chatId: chat, clientId: "m1", text: "one")
+
+        let heldP = gates.c.holdNextWrite(Self.isBatch)
+        let sendP = Task { try await c.send("ann", chatId: chat, clientId: "p", text: "two") }
+        await heldP.reached()
+        let heldHeaderA = gates.a.holdNextWrite(Self.isHeader)
+        let retryA = Task { try await a.send("ann", chatId: chat, clientId: "p", text: "two", retry: true) }
+        await heldHeaderA.reached()
+        let heldCloseB = gates.b.holdNextWrite(Self.isOpening)
+        let sendB = Task { try await b.send("bob", chatId: chat, clientId: "b1", text: "from b") }
+        await heldCloseB.reached()
+
+        heldP.release()
+        await #expect(throws: ChatError.self) { try await sendP.value }
+        heldHeaderA.release()
+        let answered: SendAck? = try? await retryA.value
+        heldCloseB.release()
+        acks["b1"] = try await sendB.value
+        acks["p"] = answered
+        // The device retries p until acknowledged.
+        if acks["p"] == nil {
+            acks["p"] = try await b.send("ann", chatId: chat, clientId: "p", text: "two", retry: true)
+        }
+
+        let log = try await ChatLog(store: setup).messages(chatId: chat, after: 0, limit: 100)
+        #expect(Set(log.compactMap(\.clientId)) == ["m1", "p", "b1"], "every acknowledged message stays: \(log)")
+        for m in log { #expect(acks[m.clientId ?? ""]?.seq == m.seq, "the ack names the stored placement") }
+        #expect(log.first?.prev == 0)
+        #expect(zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq }, "the prev chain is whole: \(log)")
+    }
+
+    /// A message seen only while opening is not answered from memory. As above, but a opens for
+    /// another message (x) and only remembers p from its end read; its fence then fails. A resend
+    /// of p without `retry` was answered "duplicate of p" from that memory, with no ring request,
+    /// and b's late tombstone then retracted p.
+    @Test func aMessageSeenOnlyWhileOpeningIsNotAnsweredFromMemory() async throws {
+        let clock = ManualClock()
+        let memory = InMemoryRingStorage(clock: clock)
+        let gates = (a: GatedStorage(inner: memory), b: GatedStorage(inner: memory), c: GatedStorage(inner: memory))
+        let delivery = RecordingDelivery()
+        func service(_ id: String, _ storage: GatedStorage, step: Int64) -> ChatService {
+            ChatService(
+                store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
+                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
+                epochStep: { step })
+        }
+        let a = service("a", gates.a, step: 0)
+        let b = service("b", gates.b, step: 5)
+        let c = service("c", gates.c, step: 0)
+        let setup = ChatCatalog(storage: memory, clock: clock)
+        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
+        var acks: [String: SendAck] = [:]
+        acks["m1"] = try await c.send("ann", chatId: chat, clientId: "m1", text: "one")
+
+        let heldP = gates.c.holdNextWrite(Self.isBatch)
+        let sendP = Task { try await c.send("ann", chatId: chat, clientId: "p", text: "two") }
+        await heldP.reached()
+        let heldHeaderA = gates.a.holdNextWrite(Self.isHeader)
+        let sendX = Task { try await a.send("bob", chatId: chat, clientId: "x", text: "from a") }
+        await heldHeaderA.reached()
+        let heldCloseB = gates.b.holdNextWrite(Self.isOpening)
+        let sendB = Task { try await b.send("bob", chatId: chat, clientId: "b1", text: "from b") }
+        await heldCloseB.reached()
+
+        heldP.release()
+        await #expect(throws: ChatError.self) { try await sendP.value }
+        heldHeaderA.release()
+        // a saw p while opening; its fence meets b's epoch.
+        await #expect(throws: ChatError.self) { try await sendX.value }
+        acks["p"] = try await a.send("ann", chatId: chat, clientId: "p", text: "two")
+        heldCloseB.release()
+        _ = try? await sendB.value
+        for (id, who) in [("x", "bob"), ("b1", "bob")] where acks[id] == nil {
+            let text = id == "x" ? "from a" : "from b"
+            acks[id] = try await b.send(who, chatId: chat, clientId: id, text: text, retry: true)
+        }
+
+        let log = try await ChatLog(store: setup).messages(chatId: chat, after: 0, limit: 100)
+        #expect(Set(log.compactMap(\.clientId)) == Set(acks.keys), "every acknowledged message stays: \(log)")
+        for m in log { #expect(acks[m.clientId ?? ""]?.seq == m.seq, "the ack names the stored placement") }
+        #expect(zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq }, "the prev chain is whole: \(log)")
+    }
+
+    static let isHeader: @Sendable (Mutation) -> Bool = { m in m.rows.contains { $0.clustering == ChatLog.key(0) } }
+    static let isOpening: @Sendable (Mutation) -> Bool = { !$0.header.rangeTombstones.isEmpty }
+    static let isBatch: @Sendable (Mutation) -> Bool = { m in !m.rows.isEmpty && !isHeader(m) && !isOpening(m) }
+}
+
+/// A `RingStorage` over a shared store whose next write matching a predicate waits at a gate
+/// until the test releases it (one chat server's slow or late request).
+final class GatedStorage: RingStorage {
+    final class Hold: Sendable {
+        private struct State {
+            var reached = false
+            var released = false
+            var held: CheckedContinuation<Void, Never>?
+            var watchers: [CheckedContinuation<Void, Never>] = []
+        }
+        fileprivate let matches: @Sendable (Mutation) -> Bool
+        private let state = NIOLockedValueBox(State())
+
+        fileprivate init(_ matches: @escaping @Sendable (Mutation) -> Bool) { self.matches = matches }
+
+        /// Returns once the held write has arrived at the gate.
+        func reached() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLockedValue { s -> Bool in
+                    if s.reached { return true }
+                    s.watchers.append(c)
+                    return false
+                }
+                if now { c.resume() }
+            }
+        }
+
+        func release() {
+            let held = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+                s.released = true
+                defer { s.held = nil }
+                return s.held
+            }
+            held?.resume()
+        }
+
+        fileprivate func wait() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let (go, watchers) = state.withLockedValue { s -> (Bool, [CheckedContinuation<Void, Never>]) in
+                    s.reached = true
+                    defer { s.watchers = [] }
+                    if s.released { return (true, s.watchers) }
+                    s.held = c
+                    return (false, s.watchers)
+                }
+                for w in watchers { w.resume() }
+                if go { c.resume() }
+            }
+        }
+    }
+
+    let inner: InMemoryRingStorage
+    private let holds = NIOLockedValueBox<[Hold]>([])
+
+    init(inner: InMemoryRingStorage) { self.inner = inner }
+
+    /// The next write for which `matches` is true waits until `release()`.
+    func holdNextWrite(_ matches: @escaping @Sendable (Mutation) -> Bool) -> Hold {
+        let h = Hold(matches)
+        holds.withLockedValue { $0.append(h) }
+        return h
+    }
+
+    func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        let hold = holds.withLockedValue { hs -> Hold? in
+            guard let i = hs.firstIndex(where: { $0.matches(mutation) }) else { return nil }
+            return hs.remove(at: i)
+        }
+        if let hold { await hold.wait() }
+        return try await inner.write(mutation, consistency: consistency)
+    }
+
+    func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
+        try await inner.read(query, consistency: consistency)
+    }
+}
