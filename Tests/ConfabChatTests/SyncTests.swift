@@ -258,7 +258,10 @@ import Testing
             #expect(device.map(\.seq) == log.map(\.seq), "\(note) chat \(chat)")
             // The prev chain is whole: a device can tell it holds everything.
             #expect(log.first?.prev == 0, "\(note)")
-            #expect(zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq && $1.seq > $0.seq }, "\(note)")
+            #expect(
+                zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq && $1.seq > $0.seq },
+                "\(note): \(log.map { "\(String($0.seq, radix: 16))←\(String($0.prev, radix: 16)) \($0.clientId ?? "")" })"
+            )
         }
     }
 }

@@ -29,10 +29,14 @@ import Testing
         var partitionDeletions: [[UInt8]: Int64] = [:]
         var rangeDeletions: [[UInt8]: [(lo: [UInt8], hi: [UInt8]?, ts: Int64)]] = [:]
 
+        /// On a tie, a version that ends (deleted, or expiring) beats a permanent one; of two that
+        /// end, the later end wins, then the deletion. An expired cell is a deletion at its expiry,
+        /// whether or not compaction has rewritten it as one yet.
         static func newer(_ a: ModelCell, than b: ModelCell) -> Bool {
             if a.ts != b.ts { return a.ts > b.ts }
-            if (a.value == nil) != (b.value == nil) { return a.value == nil }
+            if (a.expiresAt > 0) != (b.expiresAt > 0) { return a.expiresAt > 0 }
             if a.expiresAt != b.expiresAt { return a.expiresAt > b.expiresAt }
+            if (a.value == nil) != (b.value == nil) { return a.value == nil }
             guard let va = a.value, let vb = b.value else { return false }
             return !va.lexicographicallyPrecedes(vb) && va != vb
         }
@@ -141,7 +145,7 @@ import Testing
                 }
                 if cells.isEmpty && !withLiveness { continue }
                 log.append(
-                    "\(step): put \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts) cells=\(cells.count) liveness=\(liveness.map { "ttl \($0.ttl)" } ?? "-")"
+                    "\(step): put \(pk.last!) \(ClusteringKey.describe(c)) ts=\(ts) cells=\(cells.map { "\($0.column):\($0.value.map { "\($0)" } ?? "tomb")/\($0.ttl)" }) liveness=\(liveness.map { "ttl \($0.ttl)" } ?? "-")"
                 )
                 try engine.write(
                     Mutation(

@@ -57,14 +57,25 @@ public struct Cell: Hashable, Sendable {
         return ttl == 0 || localExpiry > now
     }
 
-    /// Reconciles two versions of the same cell: higher timestamp wins; on a tie a tombstone wins,
-    /// then the later expiry, then the greater value, then the longer TTL. Every field decides, so
-    /// this is a total order and the winner never depends on argument order: replicas that merged
-    /// the same versions in different orders hold the same cell.
+    /// Reconciles two versions of the same cell: higher timestamp wins. On a tie, a cell that has
+    /// an end (a tombstone, or an expiring cell) beats a permanent one; between two with an end, the
+    /// later end (deletion time or expiry) wins, then the tombstone; then the greater value, then
+    /// the longer TTL. Every field decides, so this is a total order and the winner never depends
+    /// on argument order: replicas that merged the same versions in different orders hold the same
+    /// cell.
+    ///
+    /// Why an expiring cell ranks with tombstones: compaction turns an expired cell into a
+    /// tombstone whose deletion time is the expiry, and the winner must not change when it does.
+    /// Ranking "tombstone first, then later expiry" did change it: of two tied expiring cells the
+    /// later-expiring one won until the earlier one was compacted into a tombstone, which then
+    /// won, and the surviving value vanished (found by `EngineModelTests`).
     public static func reconcile(_ a: Cell, _ b: Cell) -> Cell {
         if a.timestamp != b.timestamp { return a.timestamp > b.timestamp ? a : b }
-        if a.isTombstone != b.isTombstone { return a.isTombstone ? a : b }
+        let aEnds = a.isTombstone || a.ttl > 0
+        let bEnds = b.isTombstone || b.ttl > 0
+        if aEnds != bEnds { return aEnds ? a : b }
         if a.localExpiry != b.localExpiry { return a.localExpiry > b.localExpiry ? a : b }
+        if a.isTombstone != b.isTombstone { return a.isTombstone ? a : b }
         if let va = a.value, let vb = b.value {
             let c = compareBytes(va, vb)
             if c != 0 { return c > 0 ? a : b }
