@@ -92,6 +92,10 @@ final class ChatSequencer: Sendable {
     let stamper: MessageStamper
     let logger: Logger
     let maxBatch: Int
+    /// A batch stops taking sends once their texts reach this many UTF-8 bytes (it always takes
+    /// one): a batch is one ring request, and 256 texts of 100,000 characters would not fit the
+    /// ring's 64 MiB frame, so the batch would fail every time it was retried.
+    let maxBatchBytes: Int
     let recentPerChat: Int
     /// How long cached members answer sends without a read (docs/chat_ordering.md, "Members"):
     /// bounds how long a removal made through a server whose view names another owner (views
@@ -109,7 +113,8 @@ final class ChatSequencer: Sendable {
 
     init(
         serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
-        maxBatch: Int = 256, recentPerChat: Int = 1024, membersMaxAgeMicros: Int64 = 5_000_000,
+        maxBatch: Int = 256, maxBatchBytes: Int = 8 << 20, recentPerChat: Int = 1024,
+        membersMaxAgeMicros: Int64 = 5_000_000,
         lease: (any OrderingLease)? = nil,
         epochStep: @escaping @Sendable () -> Int64 = { Int64.random(in: 0..<256) }
     ) {
@@ -122,6 +127,7 @@ final class ChatSequencer: Sendable {
         self.stamper = stamper
         self.logger = logger
         self.maxBatch = maxBatch
+        self.maxBatchBytes = maxBatchBytes
         self.recentPerChat = recentPerChat
         self.membersMaxAgeMicros = membersMaxAgeMicros
     }
@@ -130,6 +136,8 @@ final class ChatSequencer: Sendable {
     var membersReads: Int { memberReads.withLock { $0 } }
     /// Fence reads made so far (a batch acknowledged under the lease makes none).
     var fenceReads: Int { fenceReadCount.withLock { $0 } }
+    /// Sends waiting for the chat's next batch (for tests).
+    func queuedSends(chatId: Int64) -> Int { lanes.withLock { $0[chatId]?.order.count ?? 0 } }
 
     /// A member joined, left or was removed (its rows are already written at QUORUM): the next
     /// batch of the chat reads its members again, so a removed member's later sends are refused
@@ -250,8 +258,16 @@ final class ChatSequencer: Sendable {
                     lane.running = false
                     return nil
                 }
-                let take = lane.order.prefix(maxBatch)
-                lane.order.removeFirst(take.count)
+                var count = 0
+                var bytes = 0
+                for k in lane.order.prefix(maxBatch) {
+                    let size = lane.queue[k]?.send.text.utf8.count ?? 0
+                    if count > 0 && bytes + size > maxBatchBytes { break }
+                    bytes += size
+                    count += 1
+                }
+                let take = lane.order.prefix(count)
+                lane.order.removeFirst(count)
                 var out: [Key: Pending] = [:]
                 for k in take {
                     if let p = lane.queue.removeValue(forKey: k) {

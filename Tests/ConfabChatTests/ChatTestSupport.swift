@@ -1,4 +1,6 @@
 import ConfabEngine
+import ConfabRing
+import ConfabWire
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -75,5 +77,87 @@ func chatErrorCode<T>(_ body: () async throws -> T) async -> ChatError.Code? {
         return e.code
     } catch {
         return nil
+    }
+}
+
+/// A `RingStorage` over a shared store whose next write matching a predicate waits at a gate
+/// until the test releases it (one chat server's slow or late request).
+final class GatedStorage: RingStorage {
+    final class Hold: Sendable {
+        private struct State {
+            var reached = false
+            var released = false
+            var held: CheckedContinuation<Void, Never>?
+            var watchers: [CheckedContinuation<Void, Never>] = []
+        }
+        fileprivate let matches: @Sendable (Mutation) -> Bool
+        private let state = NIOLockedValueBox(State())
+
+        fileprivate init(_ matches: @escaping @Sendable (Mutation) -> Bool) { self.matches = matches }
+
+        /// Returns once the held write has arrived at the gate.
+        func reached() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLockedValue { s -> Bool in
+                    if s.reached { return true }
+                    s.watchers.append(c)
+                    return false
+                }
+                if now { c.resume() }
+            }
+        }
+
+        func release() {
+            let held = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+                s.released = true
+                defer { s.held = nil }
+                return s.held
+            }
+            held?.resume()
+        }
+
+        fileprivate func wait() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let (go, watchers) = state.withLockedValue { s -> (Bool, [CheckedContinuation<Void, Never>]) in
+                    s.reached = true
+                    defer { s.watchers = [] }
+                    if s.released { return (true, s.watchers) }
+                    s.held = c
+                    return (false, s.watchers)
+                }
+                for w in watchers { w.resume() }
+                if go { c.resume() }
+            }
+        }
+    }
+
+    let inner: InMemoryRingStorage
+    private let holds = NIOLockedValueBox<[Hold]>([])
+    private let log = NIOLockedValueBox<[Mutation]>([])
+
+    /// Every write made through this storage so far, in the order they arrived.
+    var writes: [Mutation] { log.withLockedValue { $0 } }
+
+    init(inner: InMemoryRingStorage) { self.inner = inner }
+
+    /// The next write for which `matches` is true waits until `release()`.
+    func holdNextWrite(_ matches: @escaping @Sendable (Mutation) -> Bool) -> Hold {
+        let h = Hold(matches)
+        holds.withLockedValue { $0.append(h) }
+        return h
+    }
+
+    func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        let hold = holds.withLockedValue { hs -> Hold? in
+            guard let i = hs.firstIndex(where: { $0.matches(mutation) }) else { return nil }
+            return hs.remove(at: i)
+        }
+        log.withLockedValue { $0.append(mutation) }
+        if let hold { await hold.wait() }
+        return try await inner.write(mutation, consistency: consistency)
+    }
+
+    func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
+        try await inner.read(query, consistency: consistency)
     }
 }

@@ -171,4 +171,45 @@ import Testing
                 try await f.chats.send("cyd", chatId: group.chatId, clientId: "c3", text: "noticed")
             } == .notAMember)
     }
+
+    /// A batch is one ring request, so it is bounded in bytes as well as in sends: sends queued
+    /// behind a slow batch go out in batches whose texts fit `maxBatchBytes` (one at least).
+    @Test func aBatchStopsAtItsByteBudget() async throws {
+        let clock = ManualClock()
+        let memory = InMemoryRingStorage(clock: clock)
+        let gate = GatedStorage(inner: memory)
+        let setup = ChatCatalog(storage: memory, clock: clock)
+        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let plain = ChatService(
+            store: setup, delivery: RecordingDelivery(),
+            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
+        let chat = try await plain.createGroup("ann", title: "g", members: ["bob"]).chatId
+        let sequencer = ChatSequencer(
+            serverId: "s", store: ChatCatalog(storage: gate, clock: clock), delivery: RecordingDelivery(),
+            stamper: MessageStamper(clock: clock), logger: Logger(label: "test"), maxBatchBytes: 250)
+        let isBatch: @Sendable (Mutation) -> Bool = { m in
+            m.header.rangeTombstones.isEmpty && m.rows.contains { $0.clustering != ChatLog.key(0) }
+        }
+        let first = gate.holdNextWrite(isBatch)
+        let text = String(repeating: "x", count: 100)
+        let send = { @Sendable (n: Int) in
+            try await sequencer.append(
+                chatId: chat, .init(sender: "ann", clientId: "c\(n)", text: text, retry: false))
+        }
+        let head = Task { try await send(0) }
+        await first.reached()
+        // Five more queue behind the held batch: 100 bytes each, 250 per batch → 2, 2, 1.
+        let rest = (1...5).map { n in Task { try await send(n) } }
+        // The tasks enqueue on their own schedule; wait (yielding, up to 10 s) until all five have.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while sequencer.queuedSends(chatId: chat) < 5 {
+            try #require(ContinuousClock.now < deadline, "the five sends never queued")
+            await Task.yield()
+        }
+        first.release()
+        _ = try await head.value
+        for t in rest { _ = try await t.value }
+        let batches = gate.writes.filter(isBatch).map { $0.rows.count / 2 }
+        #expect(batches == [1, 2, 2, 1], "messages per batch write (each with its index row)")
+    }
 }
