@@ -168,7 +168,7 @@ import Testing
         let delivery = RecordingDelivery()
         func service(_ id: String) -> ChatService {
             ChatService(
-                store: ChatCatalog(storage: chaos, clock: clock), delivery: delivery,
+                store: ChatCatalog(storage: chaos.server(id), clock: clock), delivery: delivery,
                 limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
                 epochStep: epochStep)
         }
@@ -260,7 +260,7 @@ import Testing
             #expect(log.first?.prev == 0, "\(note)")
             #expect(
                 zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq && $1.seq > $0.seq },
-                "\(note): \(log.map { "\(String($0.seq, radix: 16))←\(String($0.prev, radix: 16)) \($0.clientId ?? "")" })"
+                "\(note): \(log.map { "\(String($0.seq, radix: 16))←\(String($0.prev, radix: 16)) \($0.clientId ?? "")" })\n\(chaos.trace(chat: chat))"
             )
         }
     }
@@ -282,6 +282,49 @@ final class ChaosStorage: RingStorage {
     let enabled = NIOLockedValueBox(false)
     private let rng: NIOLockedValueBox<SplitMix>
     private let tally = NIOLockedValueBox<(requests: Int, failedBefore: Int, failedAfter: Int)>((0, 0, 0))
+    /// What happened to `chat.messages`, in order: printed when a run breaks, since the owners'
+    /// interleaving is not seeded and a failure does not replay.
+    private let events = NIOLockedValueBox<[(partition: [UInt8], text: String)]>([])
+
+    /// This storage as one server sees it: its requests are traced under `label`.
+    func server(_ label: String) -> any RingStorage { Tagged(chaos: self, label: label) }
+
+    private struct Tagged: RingStorage {
+        let chaos: ChaosStorage
+        let label: String
+        func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+            try await chaos.write(mutation, consistency: consistency, label: label)
+        }
+        func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
+            try await chaos.read(query, consistency: consistency, label: label)
+        }
+    }
+
+    /// The trace of `chat.messages` requests for one chat (seqs and write times in hex).
+    func trace(chat: Int64) -> String {
+        let key = ChatTables.key(chat: chat)
+        return events.withLockedValue { $0.filter { $0.partition == key }.map(\.text).joined(separator: "\n") }
+    }
+
+    private static func seq(_ k: [UInt8]) -> Int64? {
+        guard case .int64(let v)? = ClusteringKey.components(of: k)?.first else { return nil }
+        return v
+    }
+
+    private func note(_ label: String, _ m: Mutation, _ what: String) {
+        guard m.table == ChatLog.table else { return }
+        func hex(_ v: Int64?) -> String { v.map { String($0, radix: 16) } ?? "?" }
+        let rows = m.rows.compactMap { r -> String? in
+            guard let v = Self.seq(r.clustering), v >= 0 else { return nil }
+            return "\(hex(v))@\(hex(r.fragment.liveness?.timestamp))"
+        }
+        let tombs = m.header.rangeTombstones.map {
+            "[\(hex(Self.seq($0.start)))..\($0.end.map { hex(Self.seq($0)) } ?? "∞"))@\(hex($0.deletion.timestamp))"
+        }
+        events.withLockedValue {
+            $0.append((m.partitionKey, "\($0.count) \(label) write \(what) rows \(rows) tombs \(tombs)"))
+        }
+    }
 
     init(inner: InMemoryRingStorage, seed: UInt64) {
         self.inner = inner
@@ -302,14 +345,20 @@ final class ChaosStorage: RingStorage {
     }
 
     func write(_ mutation: Mutation, consistency: ConsistencyLevel) async throws -> WriteAck {
+        try await write(mutation, consistency: consistency, label: "-")
+    }
+
+    func write(_ mutation: Mutation, consistency: ConsistencyLevel, label: String) async throws -> WriteAck {
         let (delay, fail) = roll()
         tally.withLockedValue { $0.requests += 1 }
         if delay > 0 { try await Task.sleep(for: .microseconds(delay)) }
         if fail == 1 {
             tally.withLockedValue { $0.failedBefore += 1 }
+            note(label, mutation, "dropped")
             throw WireError(.timeout, "chaos: failed before applying")
         }
         let ack = try await inner.write(mutation, consistency: consistency)
+        note(label, mutation, fail == 2 ? "applied, answer lost" : "applied")
         if fail == 2 {
             tally.withLockedValue { $0.failedAfter += 1 }
             throw WireError(.timeout, "chaos: applied, answer lost")
@@ -318,10 +367,21 @@ final class ChaosStorage: RingStorage {
     }
 
     func read(_ query: SliceQuery, consistency: ConsistencyLevel) async throws -> ReplicaRows {
+        try await read(query, consistency: consistency, label: "-")
+    }
+
+    func read(_ query: SliceQuery, consistency: ConsistencyLevel, label: String) async throws -> ReplicaRows {
         let (delay, fail) = roll()
         if delay > 0 { try await Task.sleep(for: .microseconds(delay)) }
         if fail != 0 { throw WireError(.timeout, "chaos: read failed") }
-        return try await inner.read(query, consistency: consistency)
+        let rows = try await inner.read(query, consistency: consistency)
+        if query.table == ChatLog.table {
+            let seqs = rows.rows.compactMap { r in
+                Self.seq(r.clustering).flatMap { $0 >= 0 ? String($0, radix: 16) : nil }
+            }
+            events.withLockedValue { $0.append((query.partitionKey, "\($0.count) \(label) read \(seqs)")) }
+        }
+        return rows
     }
 }
 
