@@ -183,3 +183,71 @@ extension LateTombstoneTests {
     static let isOpening: @Sendable (Mutation) -> Bool = { !$0.header.rangeTombstones.isEmpty }
     static let isBatch: @Sendable (Mutation) -> Bool = { m in !m.rows.isEmpty && !isHeader(m) && !isOpening(m) }
 }
+
+extension LateTombstoneTests {
+    /// What an opening adopts, read over more than one page of the log's end: every message above
+    /// the newest one below its epoch's newest batch. Here 300 single-message epochs (each could
+    /// be an unacknowledged last batch) sit on top of one two-batch epoch, so the proof is found
+    /// only on the second page of 256.
+    @Test func anOpeningAdoptsEverythingAboveTheNewestProvenMessageAcrossPages() async throws {
+        let clock = ManualClock()
+        let memory = InMemoryRingStorage(clock: clock)
+        let gate = GatedStorage(inner: memory)
+        let setup = ChatCatalog(storage: memory, clock: clock)
+        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let plain = ChatService(
+            store: setup, delivery: RecordingDelivery(),
+            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
+        let chat = try await plain.createGroup("ann", title: "g", members: ["bob"]).chatId
+        func message(_ seq: Int64, prev: Int64, _ n: Int) -> MessageRecord {
+            MessageRecord(
+                chatId: chat, seq: seq, prev: prev, messageId: "m\(n)", ts: 1, sender: "ann", text: "t\(n)",
+                clientId: "c\(n)")
+        }
+        // Epoch 1: batch [1, 2], then batch [3]. Epochs 2…301: one message each.
+        var prev: Int64 = 0
+        var n = 0
+        var written: [[MessageRecord]] = []
+        for batch in [[1, 2], [3]] as [[Int64]] {
+            var ms: [MessageRecord] = []
+            for i in batch {
+                let seq = ChatLog.firstSeq(ofEpoch: 1) - 1 + i
+                ms.append(message(seq, prev: prev, n))
+                prev = seq
+                n += 1
+            }
+            written.append(ms)
+        }
+        for e in Int64(2)...301 {
+            written.append([message(ChatLog.firstSeq(ofEpoch: e), prev: prev, n)])
+            prev = ChatLog.firstSeq(ofEpoch: e)
+            n += 1
+        }
+        for ms in written {
+            try await memory.write(ChatLog.batch(chatId: chat, messages: ms, nowSeconds: 0), consistency: .quorum)
+        }
+        try await ChatLog(store: setup).putHeader(chatId: chat, .init(epoch: 301, owner: "old"))
+
+        let service = ChatService(
+            store: ChatCatalog(storage: gate, clock: clock), delivery: RecordingDelivery(),
+            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: "new")
+        let ack = try await service.send("bob", chatId: chat, clientId: "x", text: "next")
+        let opening = try #require(gate.writes.first { !$0.header.rangeTombstones.isEmpty })
+        let adopted = opening.rows.compactMap { r -> Int64? in
+            guard case .int64(let s)? = ClusteringKey.components(of: r.clustering)?.first else { return nil }
+            return s
+        }
+        // The 300 single-message epochs and epoch 1's newest batch ([3]); not 1 or 2.
+        let expected = ([written[1][0].seq] + (2...301).map { ChatLog.firstSeq(ofEpoch: $0) }).sorted()
+        #expect(adopted == expected)
+        #expect(
+            opening.rows.allSatisfy {
+                $0.fragment.liveness?.timestamp == ChatLog.openingWriteTime(epoch: ack.seq >> 32)
+            })
+        // What was adopted is unchanged, and the chain runs on from the newest.
+        let log = try await ChatLog(store: setup).messages(chatId: chat, after: 0, limit: 1000)
+        #expect(log.count == 304)
+        #expect(zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq })
+        #expect(log.dropLast().map(\.text) == written.flatMap { $0 }.map(\.text))
+    }
+}
