@@ -62,6 +62,11 @@ struct DeviceSocketChannel: ServerChildChannel, HTTPChannelHandler {
             let (path, maxFrameBytes, accept) = (self.path, self.maxFrameBytes, self.accept)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: maxFrameBytes,
+                // NIO's own handler answers a decoder error with a close frame and closes the
+                // socket at once, with the rest of the oversized frame unread: the kernel then
+                // resets the connection, and the device may lose the close frame (and its 1009)
+                // to the reset. `DeviceSocketHandler.errorCaught` closes gracefully instead.
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     upgradeAttempted.value = true
                     let requested = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri

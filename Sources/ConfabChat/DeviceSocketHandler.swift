@@ -116,10 +116,15 @@ final class DeviceSocketHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// A frame over the limit (assembled from fragments) or a malformed one: 1009 or 1002.
+    /// A frame over the limit (one frame, or assembled from fragments) or a malformed one: 1009 or
+    /// 1002. The close frame goes out and the socket stays open, still read (the rest of an
+    /// oversized frame is read and dropped), until the device answers or `closeWait` passes: a
+    /// socket closed with unread input is reset, and the reset can destroy the close frame.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let code: UInt16
         if let e = error as? NIOWebSocketFrameAggregator.Error, e == .accumulatedFrameSizeIsTooLarge {
+            code = 1009
+        } else if let e = error as? NIOWebSocketError, e == .invalidFrameLength {
             code = 1009
         } else {
             code = 1002

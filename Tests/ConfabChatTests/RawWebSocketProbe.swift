@@ -24,7 +24,25 @@ enum RawWebSocketProbe {
         try await offCooperativeThread { try exchange(port: port, path: path, timeoutSeconds: timeoutSeconds) }
     }
 
-    private static func exchange(port: Int, path: String, timeoutSeconds: Int) throws -> Answer {
+    /// Upgrades, then sends the start of one text frame that declares `declaredLength` bytes:
+    /// its header and `sentBytes` of masked payload, the rest never. It waits `settle` before
+    /// reading, so that whatever the server does about the frame (its close frame, and a reset if
+    /// it closes with the payload unread) has arrived by then.
+    static func oversizedFrame(
+        port: Int, path: String, declaredLength: Int, sentBytes: Int, settle: Duration = .milliseconds(300)
+    ) async throws -> Answer {
+        var frame: [UInt8] =
+            [0x81, 0x80 | 127] + (0..<8).map { UInt8(truncatingIfNeeded: declaredLength >> (56 - 8 * $0)) }
+        frame += [1, 2, 3, 4] + [UInt8](repeating: UInt8(ascii: "x") ^ 1, count: sentBytes)
+        let pause = frame
+        return try await offCooperativeThread {
+            try exchange(port: port, path: path, timeoutSeconds: 15, afterUpgrade: (pause, settle))
+        }
+    }
+
+    private static func exchange(
+        port: Int, path: String, timeoutSeconds: Int, afterUpgrade: ([UInt8], Duration)? = nil
+    ) throws -> Answer {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket(): errno \(errno)") }
         defer { close(fd) }
@@ -60,6 +78,11 @@ enum RawWebSocketProbe {
                 let statusLine = String(decoding: bytes[0..<end], as: UTF8.self).split(separator: "\r\n").first ?? ""
                 answer.status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
                 guard answer.status == 101 else { return answer }
+                if let (bytes, settle) = afterUpgrade {
+                    try writeAll(fd, bytes)
+                    let (seconds, attoseconds) = settle.components
+                    usleep(UInt32(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+                }
             }
             guard headEnd != nil else { continue }
             // Frames from the server are unmasked: FIN/opcode, length (7, 16 or 64 bits), payload.
@@ -97,7 +120,8 @@ enum RawWebSocketProbe {
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var sent = 0
         while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a reset connection answers EPIPE instead of killing the test process.
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             guard n > 0 else { throw TestFailure("write: errno \(errno)") }
             sent += n
         }
