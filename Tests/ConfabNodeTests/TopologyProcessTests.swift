@@ -158,14 +158,14 @@ import Testing
         #expect(sawJoining, "n4 was never seen JOINING")
         #expect(failed <= attempted / 20, "\(failed) of \(attempted) QUORUM writes failed during the bootstrap")
 
-        // Ownership rebalanced: 4 normal nodes, each holding a replica of a fair share (3/4 on
-        // average; the allocator places the 4th node's tokens against 3 existing nodes).
+        // Ownership rebalanced: 4 normal nodes, each holding a replica of a fair share (3/4; the
+        // replication-aware allocator's worst in 40 seeds is 3% off, so 0.6 is a loose floor).
         let status4 = try await c4.status()
         #expect(status4.nodes.count == 4)
         for n in status4.nodes {
             #expect(n.state == "normal" && n.isUp && n.tokens == 16)
             // At most every range (1.0), up to the rounding of summing range fractions.
-            #expect(n.ownership > 0.45 && n.ownership <= 1.0 + 1e-9, "\(n.host):\(n.port) owns \(n.ownership)")
+            #expect(n.ownership > 0.6 && n.ownership <= 1.0 + 1e-9, "\(n.host):\(n.port) owns \(n.ownership)")
         }
         // Effective ownership at RF 3 sums to 3: the ranges moved, not copied to a 4th replica.
         #expect(abs(status4.nodes.reduce(0) { $0 + $1.ownership } - 3) < 0.01)
@@ -174,8 +174,8 @@ import Testing
         // n4 holds its ranges' data itself — streamed, not read-repaired (no QUORUM/ALL read yet).
         let n4Before = Self.chats(replicatedBy: port4, in: ring4, from: beforeBootstrap)
         // Enough chats that the check below is not vacuous. How many of the 40 fall in n4's ranges
-        // depends on its random tokens: with the ownership above 0.45 it is binomial(40, ≥ 0.45),
-        // and fewer than 5 has odds under 1e-6 (15 was seen failing at 14, a 1-in-12 draw).
+        // depends on its random tokens: with the ownership above 0.6 it is binomial(40, ≥ 0.6),
+        // and fewer than 5 has odds under 1e-9 (15 was seen failing at 14, a 1-in-12 draw).
         #expect(n4Before.count >= 5, "n4 replicates only \(n4Before.count) of 40 chats")
         let missingBefore = try await Self.missingLocally(on: c4, n4Before)
         #expect(missingBefore.isEmpty, "n4 lacks \(missingBefore.values.reduce(0) { $0 + $1.count }) streamed messages")

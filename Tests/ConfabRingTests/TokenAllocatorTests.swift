@@ -25,13 +25,12 @@ import Testing
                 #expect(abs(share - ideal) <= 0.25 * ideal, "seed \(seed): \(node) owns \(share), ideal \(ideal)")
             }
             if nodes > 3 {
-                // Effective ownership at RF 3 is looser: the first three nodes' layout is fixed
-                // before RF matters (every node replicates everything until a fourth joins); measured
-                // worst case 40% off (a follow-up: Cassandra's replication-aware allocator does better).
+                // What a node stores: primary-ownership placement left a 4-node ring holding
+                // 0.43 to 1.00 (CI); the replication-aware allocator's worst in 40 seeds is 7%.
                 let idealEffective = 3.0 / Double(nodes)
                 for (node, share) in ring.effectiveOwnership(replicationFactor: 3) {
                     #expect(
-                        abs(share - idealEffective) <= 0.45 * idealEffective, "seed \(seed): \(node) effective \(share)"
+                        abs(share - idealEffective) <= 0.15 * idealEffective, "seed \(seed): \(node) effective \(share)"
                     )
                 }
             }
