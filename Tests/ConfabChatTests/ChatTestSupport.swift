@@ -161,3 +161,38 @@ final class GatedStorage: RingStorage {
         try await inner.read(query, consistency: consistency)
     }
 }
+
+/// Chat servers over one in-memory ring, each behind its own `GatedStorage`, with users ann and
+/// bob: the setup of the tests that hold one server's writes to land them late.
+struct GatedChatFixture {
+    let clock = ManualClock()
+    let memory: InMemoryRingStorage
+    /// Ungated: the tests' own reads and setup writes.
+    let setup: ChatCatalog
+    let delivery = RecordingDelivery()
+
+    init() async throws {
+        memory = InMemoryRingStorage(clock: clock)
+        setup = ChatCatalog(storage: memory, clock: clock)
+        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+    }
+
+    func gate() -> GatedStorage { GatedStorage(inner: memory) }
+
+    /// A chat server writing through `storage`; `epochStep` is how far past the header's epoch it
+    /// draws when it opens a chat.
+    func server(_ id: String, _ storage: GatedStorage, epochStep: Int64 = 0) -> ChatService {
+        ChatService(
+            store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
+            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
+            epochStep: { epochStep })
+    }
+
+    /// A group of ann and bob created ungated (no server has opened it yet).
+    func group() async throws -> Int64 {
+        let plain = ChatService(
+            store: setup, delivery: RecordingDelivery(),
+            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
+        return try await plain.createGroup("ann", title: "g", members: ["bob"]).chatId
+    }
+}

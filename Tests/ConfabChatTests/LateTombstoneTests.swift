@@ -19,21 +19,12 @@ struct LateTombstoneTests {
     /// message (the retry's ack) was lost, and the next message's `prev` named a seq no longer in
     /// the log.
     @Test func aLateTombstoneOfAnEarlierOpeningRetractsNothingALaterOpeningReliedOn() async throws {
-        let clock = ManualClock()
-        let memory = InMemoryRingStorage(clock: clock)
-        let gateA = GatedStorage(inner: memory)
-        let gateB = GatedStorage(inner: memory)
-        let delivery = RecordingDelivery()
-        func service(_ id: String, _ storage: GatedStorage) -> ChatService {
-            ChatService(
-                store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
-                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
-                epochStep: { 0 })
-        }
-        let a = service("a", gateA)
-        let b = service("b", gateB)
-        let setup = ChatCatalog(storage: memory, clock: clock)
-        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let f = try await GatedChatFixture()
+        let gateA = f.gate()
+        let gateB = f.gate()
+        let a = f.server("a", gateA)
+        let b = f.server("b", gateB)
+        let setup = f.setup
         let chat = try await a.createGroup("ann", title: "g", members: ["bob"]).chatId
 
         var acks: [String: SendAck] = [:]
@@ -77,22 +68,13 @@ extension LateTombstoneTests {
     /// Answering "duplicate of p" there, before any fence, acknowledged a message that b's
     /// tombstone (newer than a's opening) then retracted.
     @Test func aDuplicateIsAnsweredOnlyAfterTheFence() async throws {
-        let clock = ManualClock()
-        let memory = InMemoryRingStorage(clock: clock)
-        let gates = (a: GatedStorage(inner: memory), b: GatedStorage(inner: memory), c: GatedStorage(inner: memory))
-        let delivery = RecordingDelivery()
-        func service(_ id: String, _ storage: GatedStorage, step: Int64) -> ChatService {
-            ChatService(
-                store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
-                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
-                epochStep: { step })
-        }
+        let f = try await GatedChatFixture()
+        let gates = (a: f.gate(), b: f.gate(), c: f.gate())
         // b draws further than a from the same header: b's epoch is above a's.
-        let a = service("a", gates.a, step: 0)
-        let b = service("b", gates.b, step: 5)
-        let c = service("c", gates.c, step: 0)
-        let setup = ChatCatalog(storage: memory, clock: clock)
-        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let a = f.server("a", gates.a)
+        let b = f.server("b", gates.b, epochStep: 5)
+        let c = f.server("c", gates.c)
+        let setup = f.setup
         let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
         var acks: [String: SendAck] = [:]
         acks["m1"] = try await c.send("ann", chatId: chat, clientId: "m1", text: "one")
@@ -131,21 +113,12 @@ extension LateTombstoneTests {
     /// of p without `retry` was answered "duplicate of p" from that memory, with no ring request,
     /// and b's late tombstone then retracted p.
     @Test func aMessageSeenOnlyWhileOpeningIsNotAnsweredFromMemory() async throws {
-        let clock = ManualClock()
-        let memory = InMemoryRingStorage(clock: clock)
-        let gates = (a: GatedStorage(inner: memory), b: GatedStorage(inner: memory), c: GatedStorage(inner: memory))
-        let delivery = RecordingDelivery()
-        func service(_ id: String, _ storage: GatedStorage, step: Int64) -> ChatService {
-            ChatService(
-                store: ChatCatalog(storage: storage, clock: clock), delivery: delivery,
-                limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: id,
-                epochStep: { step })
-        }
-        let a = service("a", gates.a, step: 0)
-        let b = service("b", gates.b, step: 5)
-        let c = service("c", gates.c, step: 0)
-        let setup = ChatCatalog(storage: memory, clock: clock)
-        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
+        let f = try await GatedChatFixture()
+        let gates = (a: f.gate(), b: f.gate(), c: f.gate())
+        let a = f.server("a", gates.a)
+        let b = f.server("b", gates.b, epochStep: 5)
+        let c = f.server("c", gates.c)
+        let setup = f.setup
         let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
         var acks: [String: SendAck] = [:]
         acks["m1"] = try await c.send("ann", chatId: chat, clientId: "m1", text: "one")
@@ -190,15 +163,10 @@ extension LateTombstoneTests {
     /// be an unacknowledged last batch) sit on top of one two-batch epoch, so the proof is found
     /// only on the second page of 256.
     @Test func anOpeningAdoptsEverythingAboveTheNewestProvenMessageAcrossPages() async throws {
-        let clock = ManualClock()
-        let memory = InMemoryRingStorage(clock: clock)
-        let gate = GatedStorage(inner: memory)
-        let setup = ChatCatalog(storage: memory, clock: clock)
-        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
-        let plain = ChatService(
-            store: setup, delivery: RecordingDelivery(),
-            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
-        let chat = try await plain.createGroup("ann", title: "g", members: ["bob"]).chatId
+        let f = try await GatedChatFixture()
+        let (memory, setup) = (f.memory, f.setup)
+        let gate = f.gate()
+        let chat = try await f.group()
         func message(_ seq: Int64, prev: Int64, _ n: Int) -> MessageRecord {
             MessageRecord(
                 chatId: chat, seq: seq, prev: prev, messageId: "m\(n)", ts: 1, sender: "ann", text: "t\(n)",
@@ -228,9 +196,7 @@ extension LateTombstoneTests {
         }
         try await ChatLog(store: setup).putHeader(chatId: chat, .init(epoch: 301, owner: "old"))
 
-        let service = ChatService(
-            store: ChatCatalog(storage: gate, clock: clock), delivery: RecordingDelivery(),
-            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock, serverId: "new")
+        let service = f.server("new", gate)
         let ack = try await service.send("bob", chatId: chat, clientId: "x", text: "next")
         let opening = try #require(gate.writes.first { !$0.header.rangeTombstones.isEmpty })
         let adopted = opening.rows.compactMap { r -> Int64? in

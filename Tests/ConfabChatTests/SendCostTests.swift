@@ -175,15 +175,9 @@ import Testing
     /// A batch is one ring request, so it is bounded in bytes as well as in sends: sends queued
     /// behind a slow batch go out in batches whose texts fit `maxBatchBytes` (one at least).
     @Test func aBatchStopsAtItsByteBudget() async throws {
-        let clock = ManualClock()
-        let memory = InMemoryRingStorage(clock: clock)
-        let gate = GatedStorage(inner: memory)
-        let setup = ChatCatalog(storage: memory, clock: clock)
-        for u in ["ann", "bob"] { try await setup.putUser(UserRecord(userId: u, passwordHash: "x", createdAt: 1)) }
-        let plain = ChatService(
-            store: setup, delivery: RecordingDelivery(),
-            limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
-        let chat = try await plain.createGroup("ann", title: "g", members: ["bob"]).chatId
+        let f = try await GatedChatFixture()
+        let (clock, gate) = (f.clock, f.gate())
+        let chat = try await f.group()
         let sequencer = ChatSequencer(
             serverId: "s", store: ChatCatalog(storage: gate, clock: clock), delivery: RecordingDelivery(),
             stamper: MessageStamper(clock: clock), logger: Logger(label: "test"), maxBatchBytes: 250)
