@@ -15,7 +15,8 @@ struct RingBenchCommand: ParsableCommand {
         discussion: """
             Builds nothing: runs the main package's release binary (`swift build -c release --product confab` \
             in the repository root first). Per ring: closed-loop peak write throughput with 64 concurrent \
-            writers, then open-loop writes and latest-50 reads at half that peak. See Bench/README.md.
+            writers and open-loop writes at half that peak, then the same for latest-50 reads (closed-loop \
+            read peak, open-loop reads at half of it). See Bench/README.md.
             """)
 
     @Option(help: "The confab binary (default: ../.build/release/confab relative to the Bench package).")
@@ -207,6 +208,11 @@ struct RingResult: Sendable {
     var peakSeconds = 0.0
     var peakErrors = 0
     var rate = 0.0
+    /// Closed-loop latest-50 QUORUM reads/s with the same writers count: reads are paced at the
+    /// same fraction of this peak as writes are of theirs (a node serves fewer reads than writes,
+    /// so pacing reads by the write peak ran them past capacity and measured queueing).
+    var peakReadsPerSecond = 0.0
+    var readRate = 0.0
     var writes: OpenLoopResult
     var reads: OpenLoopResult
     var readRowsAverage = 0.0
@@ -270,10 +276,22 @@ struct RingPhases {
             rows.add(result.rows.count)
         }
         Progress.log(
+            "[\(label)] read peak: \(config.peakSeconds) s closed-loop QUORUM latest-50 reads, \(config.writers) readers"
+        )
+        let readPeak = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.peakSeconds, read) }
+        let readPeakRate = Double(readPeak.writes) / readPeak.seconds
+        Progress.log(
             String(
-                format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", rate, config.openLoopSeconds
-            ))
-        let reads = OpenLoopAsync(ratePerSecond: rate, requests: count).run(read)
+                format: "[\(label)] read peak %.0f reads/s (%d reads, %d errors)", readPeakRate, readPeak.writes,
+                readPeak.errors))
+        rows.reset()
+        let readRate = max(1, readPeakRate * config.rateFraction)
+        let readCount = max(1, Int(readRate * config.openLoopSeconds))
+        Progress.log(
+            String(
+                format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", readRate,
+                config.openLoopSeconds))
+        let reads = OpenLoopAsync(ratePerSecond: readRate, requests: readCount).run(read)
 
         for (kind, r) in [("writes", writes), ("reads", reads)] {
             Progress.log(
@@ -283,7 +301,8 @@ struct RingPhases {
         }
         return RingResult(
             peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
-            peakErrors: peak.errors, rate: rate, writes: writes, reads: reads,
+            peakErrors: peak.errors, rate: rate, peakReadsPerSecond: readPeakRate, readRate: readRate,
+            writes: writes, reads: reads,
             readRowsAverage: reads.issued > reads.errors ? Double(rows.value) / Double(reads.issued - reads.errors) : 0,
             firstError: peak.firstError ?? writes.firstError ?? reads.firstError)
     }
@@ -433,6 +452,7 @@ final class Counter: @unchecked Sendable {
     private var total = 0
     func add(_ v: Int) { lock.withLock { total += v } }
     var value: Int { lock.withLock { total } }
+    func reset() { lock.withLock { total = 0 } }
 }
 
 final class BlockOnBox<T>: @unchecked Sendable { var result: Result<T, any Error>? }
@@ -519,7 +539,9 @@ struct RingReport {
         func ms(_ us: Double) -> String { String(format: "%.2f", us / 1000) }
         let rows: [(String, (RingResult) -> String)] = [
             ("peak QUORUM writes/s (closed, \(config.writers) writers)", { f($0.peakWritesPerSecond) }),
-            ("open-loop rate (\(config.rateFraction) × peak) /s", { f($0.rate) }),
+            ("open-loop write rate (\(config.rateFraction) × peak) /s", { f($0.rate) }),
+            ("peak QUORUM latest-50 reads/s (closed)", { f($0.peakReadsPerSecond) }),
+            ("open-loop read rate (\(config.rateFraction) × read peak) /s", { f($0.readRate) }),
             ("write p50 ms", { ms($0.writes.latency.p50) }),
             ("write p99 ms", { ms($0.writes.latency.p99) }),
             ("write p999 ms", { ms($0.writes.latency.p999) }),
@@ -580,6 +602,7 @@ struct RingReport {
                 "peak_write_per_s": r.peakWritesPerSecond, "peak_writes": r.peakWrites,
                 "peak_seconds": r.peakSeconds, "peak_errors": r.peakErrors,
                 "open_loop_rate_per_s": r.rate, "read_rows_avg": r.readRowsAverage,
+                "peak_read_per_s": r.peakReadsPerSecond, "open_loop_read_rate_per_s": r.readRate,
             ]
             d.merge(lat("write", r.writes)) { a, _ in a }
             d.merge(lat("read", r.reads)) { a, _ in a }
