@@ -95,7 +95,9 @@ import Testing
     }
 
     /// A chat is opened only under the lease, and only by its owner in this server's view: a
-    /// server whose lease has not begun waits (here, until the wait's bound) and says why.
+    /// server whose lease has not begun waits (here, until the wait's bound) and says why. Its
+    /// monotonic clock moves 10 s per reading, so the bound passes at the first look back: with
+    /// 100 ms steps, each of ~60 turns waited the remaining bound in real time (63 s in all).
     @Test func withoutALeaseAChatIsNotOpened() async throws {
         let monotonic = NIOLockedValueBox<Int64>(1_000_000_000)
         let directoryClock = ManualClock()
@@ -105,7 +107,7 @@ import Testing
             ttlSeconds: 2, logger: Logger(label: "test"),
             now: {
                 monotonic.withLockedValue {
-                    $0 += 100_000_000
+                    $0 += 10_000_000_000
                     return $0
                 }
             })
