@@ -25,23 +25,23 @@ enum RawWebSocketProbe {
     }
 
     /// Upgrades, then sends the start of one text frame that declares `declaredLength` bytes:
-    /// its header and `sentBytes` of masked payload, the rest never. It waits `settle` before
-    /// reading, so that whatever the server does about the frame (its close frame, and a reset if
-    /// it closes with the payload unread) has arrived by then.
+    /// its header and `sentBytes` of masked payload, the rest never, then reads what the server
+    /// answers. A server that closes with the payload unread resets the connection: the send
+    /// fails (ECONNRESET or EPIPE), or the read does and the close frame is lost with it.
     static func oversizedFrame(
-        port: Int, path: String, declaredLength: Int, sentBytes: Int, settle: Duration = .milliseconds(300)
+        port: Int, path: String, declaredLength: Int, sentBytes: Int
     ) async throws -> Answer {
         var frame: [UInt8] =
             [0x81, 0x80 | 127] + (0..<8).map { UInt8(truncatingIfNeeded: declaredLength >> (56 - 8 * $0)) }
         frame += [1, 2, 3, 4] + [UInt8](repeating: UInt8(ascii: "x") ^ 1, count: sentBytes)
-        let pause = frame
+        let start = frame
         return try await offCooperativeThread {
-            try exchange(port: port, path: path, timeoutSeconds: 15, afterUpgrade: (pause, settle))
+            try exchange(port: port, path: path, timeoutSeconds: 15, afterUpgrade: start)
         }
     }
 
     private static func exchange(
-        port: Int, path: String, timeoutSeconds: Int, afterUpgrade: ([UInt8], Duration)? = nil
+        port: Int, path: String, timeoutSeconds: Int, afterUpgrade: [UInt8]? = nil
     ) throws -> Answer {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket(): errno \(errno)") }
@@ -78,11 +78,7 @@ enum RawWebSocketProbe {
                 let statusLine = String(decoding: bytes[0..<end], as: UTF8.self).split(separator: "\r\n").first ?? ""
                 answer.status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
                 guard answer.status == 101 else { return answer }
-                if let (bytes, settle) = afterUpgrade {
-                    try writeAll(fd, bytes)
-                    let (seconds, attoseconds) = settle.components
-                    usleep(UInt32(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-                }
+                if let bytes = afterUpgrade { try writeAll(fd, bytes) }
             }
             guard headEnd != nil else { continue }
             // Frames from the server are unmasked: FIN/opcode, length (7, 16 or 64 bits), payload.
