@@ -11,8 +11,8 @@
 /// existing range is tried at seven split points, each candidate scored by the squared deviation
 /// of every node's effective ownership from RF/N plus that of primary ownership from 1/N. After
 /// the greedy pass, each chosen token is moved again to its best place given the others, until no
-/// move improves the score (at most a few passes): a greedy choice made when the node had few
-/// tokens is often not the best once it has all of them.
+/// move improves the score (at most four passes, and none when vnodes × ring tokens exceeds 2^16):
+/// a greedy choice made when the node had few tokens is often not the best once it has all of them.
 ///
 /// While the ring has no more nodes than RF, every node stores everything; the score then adds the
 /// effective ownership at N−1, so the first nodes are interleaved in a way the next node can
@@ -48,7 +48,11 @@ package struct TokenAllocator: Sendable {
             assert(abs(layout.score() - pick.score) < 1e-9, "incremental score \(pick.score) ≠ \(layout.score())")
             chosen.append(pick.token)
         }
-        for _ in 0..<4 {
+        // Re-placing costs a pass over the ring per token again; with many vnodes on a big ring
+        // the greedy pass alone is kept (each token is then a small share, so it balances well)
+        // and a join's allocation stays short.
+        let passes = tokensPerNode * layout.tokens.count <= 1 << 16 ? 4 : 0
+        for _ in 0..<passes {
             var moved = false
             for k in chosen.indices {
                 let current = layout.score()
