@@ -46,6 +46,14 @@ struct RingBenchCommand: ParsableCommand {
     @Flag(help: "Keep the ring directories (the rings are stopped either way).")
     var keepData = false
 
+    @Option(
+        help: """
+            Write every open-loop request of each ring to DIR/<ring>-<writes|reads>.csv: when it was \
+            due (µs after the phase began) and its latency in µs (empty for a failed request). For \
+            finding when a tail happens, not just how large it is.
+            """)
+    var timeline: String?
+
     func validate() throws {
         if writers < 1 { throw ValidationError("--writers must be ≥ 1") }
         if !(rateFraction > 0) { throw ValidationError("--rate-fraction must be positive") }
@@ -77,7 +85,8 @@ struct RingBenchCommand: ParsableCommand {
         let config = RingBenchConfig(
             quick: quick, confab: binary, writers: writers, peakSeconds: phase,
             warmupSeconds: quick ? 0.5 : 1.0, openLoopSeconds: phase,
-            chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction)
+            chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction, timelineDirectory: timeline)
+        if let timeline { try FileManager.default.createDirectory(atPath: timeline, withIntermediateDirectories: true) }
         Progress.log("confab-bench ring: \(binary); phases \(phase) s, \(writers) writers, \(chats) chats")
 
         let root = NSTemporaryDirectory() + "confab-bench-ring-\(getpid())"
@@ -140,6 +149,7 @@ struct RingBenchConfig: Sendable {
     var chats: Int
     var bodyBytes: Int
     var rateFraction: Double
+    var timelineDirectory: String?
 }
 
 // MARK: - The ring processes
@@ -267,7 +277,10 @@ struct RingPhases {
         let count = max(1, Int(rate * config.openLoopSeconds))
         Progress.log(
             String(format: "[\(label)] open-loop QUORUM writes at %.0f/s for %.1f s", rate, config.openLoopSeconds))
-        let writes = OpenLoopAsync(ratePerSecond: rate, requests: count).run(write)
+        let writes = OpenLoopAsync(
+            ratePerSecond: rate, requests: count,
+            timelinePath: config.timelineDirectory.map { "\($0)/\(label)-writes.csv" }
+        ).run(write)
 
         let rows = Counter()
         let read: @Sendable (Int) async throws -> Void = { i in
@@ -291,7 +304,10 @@ struct RingPhases {
             String(
                 format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", readRate,
                 config.openLoopSeconds))
-        let reads = OpenLoopAsync(ratePerSecond: readRate, requests: readCount).run(read)
+        let reads = OpenLoopAsync(
+            ratePerSecond: readRate, requests: readCount,
+            timelinePath: config.timelineDirectory.map { "\($0)/\(label)-reads.csv" }
+        ).run(read)
 
         for (kind, r) in [("writes", writes), ("reads", reads)] {
             Progress.log(
@@ -351,9 +367,11 @@ struct RingPhases {
 struct OpenLoopAsync {
     var ratePerSecond: Double
     var requests: Int
+    /// Where to write each request's due offset and latency (`--timeline`), or nil.
+    var timelinePath: String? = nil
 
     func run(_ operation: @escaping @Sendable (Int) async throws -> Void) -> OpenLoopResult {
-        let recorder = Recorder()
+        let recorder = Recorder(keepsTimeline: timelinePath != nil)
         let interval = 1e9 / ratePerSecond
         let start = ProcessIO.nowNanos() + 1_000_000
         var i = 0
@@ -367,9 +385,9 @@ struct OpenLoopAsync {
                 Task.detached {
                     do {
                         try await operation(index)
-                        recorder.finish(latency: ProcessIO.nowNanos() &- intended, error: nil)
+                        recorder.finish(latency: ProcessIO.nowNanos() &- intended, error: nil, dueAt: intended &- start)
                     } catch {
-                        recorder.finish(latency: nil, error: "\(error)")
+                        recorder.finish(latency: nil, error: "\(error)", dueAt: intended &- start)
                     }
                 }
                 i += 1
@@ -385,6 +403,18 @@ struct OpenLoopAsync {
             }
         }
         let (hist, errors) = recorder.waitAll()
+        if let timelinePath {
+            var csv = "due_us,latency_us\n"
+            for (due, latency) in recorder.timeline.sorted(by: { $0.0 < $1.0 }) {
+                csv += "\(due / 1000),\(latency.map { "\($0 / 1000)" } ?? "")\n"
+            }
+            do {
+                try csv.write(toFile: timelinePath, atomically: true, encoding: .utf8)
+                Progress.log("wrote \(timelinePath)")
+            } catch {
+                Progress.log("cannot write the timeline \(timelinePath): \(error)")
+            }
+        }
         let seconds = Double(ProcessIO.nowNanos() - start) / 1e9
         return OpenLoopResult(
             latency: LatencySummary(hist), issued: requests, errors: errors, seconds: seconds,
@@ -400,6 +430,11 @@ struct OpenLoopAsync {
         private var hist = Latency.histogram()
         private var errors = 0
         private(set) var firstError: String?
+        private let keepsTimeline: Bool
+        /// (due offset, latency or nil for a failure) in ns, when `--timeline` asks for it.
+        private(set) var timeline: [(UInt64, UInt64?)] = []
+
+        init(keepsTimeline: Bool) { self.keepsTimeline = keepsTimeline }
 
         func begin() {
             cond.lock()
@@ -408,9 +443,10 @@ struct OpenLoopAsync {
             cond.unlock()
         }
 
-        func finish(latency: UInt64?, error: String?) {
+        func finish(latency: UInt64?, error: String?, dueAt: UInt64) {
             cond.lock()
             if let latency { _ = hist.record(max(1, latency)) }
+            if keepsTimeline { timeline.append((dueAt, latency)) }
             if let error {
                 errors += 1
                 if firstError == nil {
