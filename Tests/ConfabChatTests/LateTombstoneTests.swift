@@ -68,14 +68,7 @@ extension LateTombstoneTests {
     /// Answering "duplicate of p" there, before any fence, acknowledged a message that b's
     /// tombstone (newer than a's opening) then retracted.
     @Test func aDuplicateIsAnsweredOnlyAfterTheFence() async throws {
-        let f = try await GatedChatFixture()
-        let gates = (a: f.gate(), b: f.gate(), c: f.gate())
-        // b draws further than a from the same header: b's epoch is above a's.
-        let a = f.server("a", gates.a)
-        let b = f.server("b", gates.b, epochStep: 5)
-        let c = f.server("c", gates.c)
-        let setup = f.setup
-        let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
+        let (setup, gates, a, b, c, chat) = try await Self.threeServers()
         var acks: [String: SendAck] = [:]
         acks["m1"] = try await c.send("ann", chatId: chat, clientId: "m1", text: "one")
 
@@ -113,13 +106,7 @@ extension LateTombstoneTests {
     /// of p without `retry` was answered "duplicate of p" from that memory, with no ring request,
     /// and b's late tombstone then retracted p.
     @Test func aMessageSeenOnlyWhileOpeningIsNotAnsweredFromMemory() async throws {
-        let f = try await GatedChatFixture()
-        let gates = (a: f.gate(), b: f.gate(), c: f.gate())
-        let a = f.server("a", gates.a)
-        let b = f.server("b", gates.b, epochStep: 5)
-        let c = f.server("c", gates.c)
-        let setup = f.setup
-        let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
+        let (setup, gates, a, b, c, chat) = try await Self.threeServers()
         var acks: [String: SendAck] = [:]
         acks["m1"] = try await c.send("ann", chatId: chat, clientId: "m1", text: "one")
 
@@ -150,6 +137,21 @@ extension LateTombstoneTests {
         #expect(Set(log.compactMap(\.clientId)) == Set(acks.keys), "every acknowledged message stays: \(log)")
         for m in log { #expect(acks[m.clientId ?? ""]?.seq == m.seq, "the ack names the stored placement") }
         #expect(zip(log, log.dropFirst()).allSatisfy { $1.prev == $0.seq }, "the prev chain is whole: \(log)")
+    }
+
+    /// Servers a, b and c over one ring, each behind its own gate, and a group c created. b draws
+    /// further than a from the same header: b's epoch is above a's.
+    static func threeServers() async throws -> (
+        setup: ChatCatalog, gates: (a: GatedStorage, b: GatedStorage, c: GatedStorage), a: ChatService,
+        b: ChatService, c: ChatService, chat: Int64
+    ) {
+        let f = try await GatedChatFixture()
+        let gates = (a: f.gate(), b: f.gate(), c: f.gate())
+        let a = f.server("a", gates.a)
+        let b = f.server("b", gates.b, epochStep: 5)
+        let c = f.server("c", gates.c)
+        let chat = try await c.createGroup("ann", title: "g", members: ["bob"]).chatId
+        return (f.setup, gates, a, b, c, chat)
     }
 
     static let isHeader: @Sendable (Mutation) -> Bool = { m in m.rows.contains { $0.clustering == ChatLog.key(0) } }
