@@ -1,7 +1,7 @@
 import ConfabRing
 
 /// The node's `DriverClock`: the cluster service's monotonic clock; deadlines go to the node's
-/// one `RequestDeadlines` queue (a heap and one armed timer), not a scheduled task each.
+/// one `RequestDeadlines` queue (millisecond buckets and one armed timer), not a scheduled task each.
 struct NodeDriverClock: DriverClock {
     let ring: ClusterService
     let deadlines: RequestDeadlines
