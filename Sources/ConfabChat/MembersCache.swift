@@ -14,6 +14,8 @@ final class MembersCache: Sendable {
     private struct State: Sendable {
         var members: [Int64: Entry<Set<String>>] = [:]
         var contacts: [String: Entry<Set<String>>] = [:]
+        var pruneMembers = PruneSchedule(floor: 100_000)
+        var pruneContacts = PruneSchedule(floor: 100_000)
     }
 
     private let state = Mutex(State())
@@ -37,7 +39,10 @@ final class MembersCache: Sendable {
         let now = clock.nowMicros()
         state.withLock { s in
             s.members[chatId] = Entry(value: members, at: now)
-            if s.members.count > 100_000 { s.members = s.members.filter { now - $0.value.at < ttlMicros } }
+            if s.pruneMembers.isDue(count: s.members.count) {
+                s.members = s.members.filter { now - $0.value.at < ttlMicros }
+                s.pruneMembers.swept(remaining: s.members.count)
+            }
         }
     }
 
@@ -53,7 +58,10 @@ final class MembersCache: Sendable {
         let now = clock.nowMicros()
         state.withLock { s in
             s.contacts[userId] = Entry(value: contacts, at: now)
-            if s.contacts.count > 100_000 { s.contacts = s.contacts.filter { now - $0.value.at < ttlMicros } }
+            if s.pruneContacts.isDue(count: s.contacts.count) {
+                s.contacts = s.contacts.filter { now - $0.value.at < ttlMicros }
+                s.pruneContacts.swept(remaining: s.contacts.count)
+            }
         }
     }
 

@@ -13,7 +13,16 @@ final class RateLimiter: Sendable {
     let ratePerSecond: Double
     let burst: Double
     private let clock: any ChatClock
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private struct State: Sendable {
+        var buckets: [String: Bucket] = [:]
+        var prune = PruneSchedule(floor: 10_000)
+    }
+
+    private let state = Mutex(State())
+
+    /// Sweeps for idle buckets so far, and buckets held (for tests).
+    var sweeps: Int { state.withLock { $0.prune.sweeps } }
+    var bucketCount: Int { state.withLock { $0.buckets.count } }
 
     init(ratePerSecond: Double, burst: Double, clock: any ChatClock) {
         self.ratePerSecond = ratePerSecond
@@ -28,15 +37,18 @@ final class RateLimiter: Sendable {
     /// seconds until it holds one again (nothing spent).
     func retryAfter(_ key: String, cost: Double = 1) -> Double? {
         let now = clock.nowMicros()
-        return buckets.withLock { b in
-            var bucket = b[key] ?? Bucket(tokens: burst, updatedMicros: now)
+        return state.withLock { s in
+            var bucket = s.buckets[key] ?? Bucket(tokens: burst, updatedMicros: now)
             let elapsed = Double(max(0, now - bucket.updatedMicros)) / 1_000_000
             bucket.tokens = min(burst, bucket.tokens + elapsed * ratePerSecond)
             bucket.updatedMicros = now
             var wait: Double? = nil
             if bucket.tokens >= cost { bucket.tokens -= cost } else { wait = (cost - bucket.tokens) / ratePerSecond }
-            b[key] = bucket
-            if b.count > 10_000 { prune(&b, now: now) }
+            s.buckets[key] = bucket
+            if s.prune.isDue(count: s.buckets.count) {
+                prune(&s.buckets, now: now)
+                s.prune.swept(remaining: s.buckets.count)
+            }
             return wait
         }
     }

@@ -9,7 +9,11 @@ final class TypingGate: Sendable {
         var userId: String
         var chatId: Int64
     }
-    private let last = Mutex<[Key: Int64]>([:])
+    private struct State: Sendable {
+        var last: [Key: Int64] = [:]
+        var prune = PruneSchedule(floor: 100_000)
+    }
+    private let state = Mutex(State())
     private let clock: any ChatClock
     let intervalMicros: Int64
 
@@ -21,11 +25,14 @@ final class TypingGate: Sendable {
     /// True when this typing event should be relayed.
     func allow(userId: String, chatId: Int64) -> Bool {
         let now = clock.nowMicros()
-        return last.withLock { m in
+        return state.withLock { s in
             let k = Key(userId: userId, chatId: chatId)
-            if let t = m[k], now - t < intervalMicros { return false }
-            if m.count > 100_000 { m = m.filter { now - $0.value < intervalMicros } }
-            m[k] = now
+            if let t = s.last[k], now - t < intervalMicros { return false }
+            if s.prune.isDue(count: s.last.count) {
+                s.last = s.last.filter { now - $0.value < intervalMicros }
+                s.prune.swept(remaining: s.last.count)
+            }
+            s.last[k] = now
             return true
         }
     }
