@@ -29,7 +29,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
-        // The node's request deadlines (a heap; NIO cancels a scheduled task by linear search).
+        // The node's request deadlines (a heap of buckets; NIO cancels a scheduled task by linear
+        // search) and the chat sequencer's remembered clientIds (a deque).
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         // Optional TLS of the node protocol (ConfabTransport's NodeTLS).
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
@@ -131,6 +132,7 @@ let package = Package(
             name: "ConfabChat",
             dependencies: [
                 "ConfabEngine", "ConfabWire", "ConfabRing", "ConfabClient",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
