@@ -29,7 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
-        // The node's request deadlines (a heap of buckets; NIO cancels a scheduled task by linear
+        // Request deadlines (a heap of millisecond buckets; NIO cancels a scheduled task by linear
         // search) and the chat sequencer's remembered clientIds (a deque).
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         // Optional TLS of the node protocol (ConfabTransport's NodeTLS).
@@ -87,6 +87,7 @@ let package = Package(
             name: "ConfabTransport",
             dependencies: [
                 "ConfabWire", "ConfabRing",
+                .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

@@ -17,6 +17,10 @@ struct PendingRequest: Sendable {
 ///
 /// Every promise is completed exactly once: by its response, an Error frame on its stream, its
 /// timeout, or the connection closing (`connectionClosed`: the request may or may not have run).
+///
+/// Timeouts share `DeadlineBuckets` and one armed timer instead of a scheduled task each: every
+/// request used to schedule a task and cancel it when its answer came, and NIO cancels by a
+/// linear search of the loop's scheduled tasks, so each answer scanned every request in flight.
 final class NodeConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = InboundFrame
     typealias OutboundIn = PendingRequest
@@ -24,8 +28,16 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
 
     private struct Pending {
         var promise: EventLoopPromise<WireMessage>
-        var timer: Scheduled<Void>?
+        /// Tells this request from a later one that reuses its stream id.
+        var seq: UInt64
+        var timeout: TimeAmount
         var onInterim: (@Sendable (WireMessage) -> Void)?
+    }
+
+    /// A request's timeout: its stream and the request's `seq`.
+    private struct Deadline {
+        var streamID: UInt32
+        var seq: UInt64
     }
 
     private let address: String
@@ -34,6 +46,10 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
     private var pending: [UInt32: Pending] = [:]
     private var closedError: ConnectionError?
     private var flushPending = false
+    private var seq: UInt64 = 0
+    private var deadlines = DeadlineBuckets<Deadline>()
+    /// When the armed timer fires (uptime nanoseconds), if one is armed.
+    private var armedAt: Int64?
 
     init(address: String, maxFrameBytes: Int) {
         self.address = address
@@ -63,19 +79,38 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(ByteBuffer(bytes: frame.encoded())), promise: promise)
             return
         }
-        let timeout = request.timeout
-        let address = self.address
-        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            if let p = self.pending.removeValue(forKey: streamID) {
-                p.promise.fail(
-                    ConnectionError(
-                        .requestTimeout,
-                        "no answer from \(address) within \(timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"
-                    ))
-            }
-        }
-        pending[streamID] = Pending(promise: responsePromise, timer: timer, onInterim: request.onInterim)
+        seq &+= 1
+        pending[streamID] = Pending(
+            promise: responsePromise, seq: seq, timeout: request.timeout, onInterim: request.onInterim)
+        let now = Int64(context.eventLoop.now.uptimeNanoseconds)
+        deadlines.insert(Deadline(streamID: streamID, seq: seq), deadline: now + request.timeout.nanoseconds)
+        arm(context: context, now: now)
         context.write(wrapOutboundOut(ByteBuffer(bytes: frame.encoded())), promise: promise)
+    }
+
+    /// Arms a timer for the earliest deadline unless one at least as early is armed.
+    private func arm(context: ChannelHandlerContext, now: Int64) {
+        guard let first = deadlines.earliest, armedAt.map({ first < $0 }) ?? true else { return }
+        armedAt = first
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(max(0, first - now))) { [self] in
+            expire(context: context, armed: first)
+        }
+    }
+
+    /// Fails the requests whose timeouts have passed (answered ones are gone from `pending`).
+    private func expire(context: ChannelHandlerContext, armed: Int64) {
+        if armedAt == armed { armedAt = nil }
+        let now = Int64(context.eventLoop.now.uptimeNanoseconds)
+        for d in deadlines.takeDue(now: now) {
+            guard let p = pending[d.streamID], p.seq == d.seq else { continue }
+            pending[d.streamID] = nil
+            p.promise.fail(
+                ConnectionError(
+                    .requestTimeout,
+                    "no answer from \(address) within \(p.timeout.nanoseconds / 1_000_000) ms (the request may or may not have been applied)"
+                ))
+        }
+        arm(context: context, now: now)
     }
 
     /// Requests written in one event-loop tick (a coordinator's replica requests, many callers'
@@ -100,7 +135,6 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
                 return
             }
             guard let p = pending.removeValue(forKey: frame.streamID) else { return }  // late: timed out
-            p.timer?.cancel()
             do {
                 p.promise.succeed(try WireMessage.decode(frame))
             } catch {
@@ -108,7 +142,6 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
             }
         case .damaged(let streamID, let error):
             if let p = pending.removeValue(forKey: streamID) {
-                p.timer?.cancel()
                 p.promise.fail(error)
             }
         case .fatal(_, let error):
@@ -135,8 +168,8 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
         if closedError == nil { closedError = error }
         let all = pending
         pending.removeAll()
+        deadlines.removeAll()
         for (_, p) in all {
-            p.timer?.cancel()
             p.promise.fail(error)
         }
     }

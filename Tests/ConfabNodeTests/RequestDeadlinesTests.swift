@@ -1,4 +1,5 @@
 import ConfabRing
+import ConfabTransport
 import NIOEmbedded
 import Synchronization
 import Testing
@@ -59,7 +60,7 @@ import Testing
         let loop = EmbeddedEventLoop()
         let clock = Mutex<Int64>(0)
         let deadlines = RequestDeadlines(loop: loop, now: { RingInstant(nanoseconds: clock.withLock { $0 }) })
-        let step: Int64 = 1_000_000  // one bucket
+        let step = DeadlineBuckets<Int>.bucketNanoseconds
         let fired = Mutex(0)
         var timers: [DriverTimer] = []
         for i in 1...2_000 {
