@@ -132,7 +132,7 @@ let package = Package(
         .target(
             name: "ConfabChat",
             dependencies: [
-                "ConfabEngine", "ConfabWire", "ConfabRing", "ConfabClient",
+                "ConfabEngine", "ConfabWire", "ConfabRing", "ConfabTransport", "ConfabClient",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
