@@ -20,7 +20,13 @@ struct ReplicaPlacement: Sendable {
 
     /// The replicas of `partitionKey` in `keyspace`, in ring order (primary first).
     func replicas(forPartitionKey partitionKey: [UInt8], keyspace: String) -> [NodeID] {
-        ring.replicas(for: Token(partitionKey: partitionKey), replicationFactor: replicationFactor(keyspace: keyspace))
+        replicas(forPartitionKey: partitionKey, configuredFactor: schema.replicationFactor(keyspace: keyspace))
+    }
+
+    /// The replicas of `partitionKey` for a keyspace whose configured factor the caller already
+    /// looked up (`SchemaRegistry.replicationFactor`), capped at the ring's size like the above.
+    func replicas(forPartitionKey partitionKey: [UInt8], configuredFactor rf: Int) -> [NodeID] {
+        ring.replicas(for: Token(partitionKey: partitionKey), replicationFactor: max(1, min(rf, ring.nodeCount)))
     }
 
     /// Every vnode range with its replicas in `keyspace`, in token order (what repair compares).

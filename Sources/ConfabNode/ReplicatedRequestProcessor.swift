@@ -75,16 +75,29 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
         _ mutation: Mutation, consistency: ConsistencyLevel, on loop: any EventLoop,
         _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
     ) {
+        do {
+            let table = try schema.resolve(id: mutation.table)
+            write(mutation, table: table, consistency: consistency, on: loop, done)
+        } catch {
+            measured("write", consistency, done)(.failure(error))
+        }
+    }
+
+    /// The write with its table resolved (once, by the caller): `table` is `mutation.table`'s.
+    public func write(
+        _ mutation: Mutation, table: TableSchema, consistency: ConsistencyLevel, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
+    ) {
         let finish = measured("write", consistency, done)
         do {
             let snapshot = try ring.snapshot()
-            let table = try schema.resolve(id: mutation.table)
             // The keyspace's replicas and factor: hints go to whichever of these misses the write.
             let placement = snapshot.placement(schema)
             let replicationFactor = schema.replicationFactor(keyspace: table.keyspace)
             let coordinator = WriteCoordinator(
                 mutation: mutation,
-                replicas: placement.replicas(forPartitionKey: mutation.partitionKey, keyspace: table.keyspace),
+                replicas: placement.replicas(
+                    forPartitionKey: mutation.partitionKey, configuredFactor: replicationFactor),
                 pending: snapshot.pendingReplicas(
                     forPartitionKey: mutation.partitionKey, replicationFactor: replicationFactor),
                 consistency: consistency,
@@ -117,9 +130,21 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
         _ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool, on loop: any EventLoop,
         _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void
     ) {
-        let finish = measured("read", consistency, done)
         do {
             let table = try schema.resolve(id: query.table)
+            read(query, table: table, consistency: consistency, digestOnly: digestOnly, on: loop, done)
+        } catch {
+            measured("read", consistency, done)(.failure(error))
+        }
+    }
+
+    /// The read with its table resolved (once, by the caller): `table` is `query.table`'s.
+    public func read(
+        _ query: SliceQuery, table: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool,
+        on loop: any EventLoop, _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void
+    ) {
+        let finish = measured("read", consistency, done)
+        do {
             try coordinateRead(query, table: table, consistency: consistency, loop: loop, attempt: 1) { result in
                 finish(
                     result.map { result in
@@ -164,10 +189,10 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
     ) throws(WireError) {
         let snapshot = try ring.snapshot()
         let placement = snapshot.placement(schema)
-        var replicas = placement.replicas(forPartitionKey: query.partitionKey, keyspace: table.keyspace)
+        let replicationFactor = schema.replicationFactor(keyspace: table.keyspace)
+        var replicas = placement.replicas(forPartitionKey: query.partitionKey, configuredFactor: replicationFactor)
         // This node first: its own data costs no network round trip.
         if let i = replicas.firstIndex(of: snapshot.local) { replicas.insert(replicas.remove(at: i), at: 0) }
-        let replicationFactor = schema.replicationFactor(keyspace: table.keyspace)
         let coordinator = ReadCoordinator(
             query: query, replicas: replicas,
             pending: snapshot.pendingReplicas(

@@ -103,9 +103,9 @@ struct RequestHandler: Sendable {
             case .ping(let nonce):
                 finish(.success(.pong(nonce: nonce)))
             case .write(let request):
-                try validate(request)
-                processor.write(request.mutation, consistency: request.consistency, on: loop) { result in
-                    finish(result.map { .writeAck($0) })
+                let table = try validate(request)
+                processor.write(request.mutation, table: table, consistency: request.consistency, on: loop) {
+                    result in finish(result.map { .writeAck($0) })
                 }
             case .read(let request):
                 let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
@@ -114,12 +114,12 @@ struct RequestHandler: Sendable {
                 }
                 guard request.limit > 0 else { throw WireError(.invalid, "limit must be at least 1") }
                 processor.read(
-                    request.sliceQuery(table: table.id), consistency: request.consistency,
+                    request.sliceQuery(table: table.id), table: table, consistency: request.consistency,
                     digestOnly: request.digestOnly, on: loop
                 ) { result in finish(result.map { .readResponse($0) }) }
             case .replicaWrite(let request):
                 let replica = try internode()
-                try validate(request)
+                _ = try validate(request)
                 replica.apply(request.mutation, on: loop) { error in
                     finish(error.map { .failure($0) } ?? .success(.replicaWriteAck))
                 }
@@ -206,8 +206,8 @@ struct RequestHandler: Sendable {
         }
     }
 
-    /// The table exists, matches the mutation, and the partition key is not empty.
-    private func validate(_ request: WriteRequest) throws(WireError) {
+    /// The table exists, matches the mutation, and the partition key is not empty: the table.
+    private func validate(_ request: WriteRequest) throws(WireError) -> TableSchema {
         let table = try schema.resolve(keyspace: request.keyspace, table: request.table)
         guard request.mutation.table == table.id else {
             throw WireError(
@@ -218,6 +218,7 @@ struct RequestHandler: Sendable {
         guard !request.mutation.partitionKey.isEmpty else {
             throw WireError(.invalid, "empty partition key (\(table.partitionKey))")
         }
+        return table
     }
 
     private func internode() throws(WireError) -> LocalReplica {

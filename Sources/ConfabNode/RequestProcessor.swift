@@ -33,9 +33,35 @@ public protocol RequestProcessor: Sendable {
     func read(
         _ query: SliceQuery, consistency: ConsistencyLevel, digestOnly: Bool, on loop: any EventLoop,
         _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void)
+
+    /// The callback `write` of a mutation whose table the caller has already resolved (the
+    /// request handler, from the request's keyspace and table names): a request's schema is
+    /// looked up once. The default ignores `table`.
+    func write(
+        _ mutation: Mutation, table: TableSchema, consistency: ConsistencyLevel, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void)
+
+    /// The callback `read` of a query whose table the caller has already resolved.
+    func read(
+        _ query: SliceQuery, table: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool,
+        on loop: any EventLoop, _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void)
 }
 
 extension RequestProcessor {
+    public func write(
+        _ mutation: Mutation, table: TableSchema, consistency: ConsistencyLevel, on loop: any EventLoop,
+        _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
+    ) {
+        write(mutation, consistency: consistency, on: loop, done)
+    }
+
+    public func read(
+        _ query: SliceQuery, table: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool,
+        on loop: any EventLoop, _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void
+    ) {
+        read(query, consistency: consistency, digestOnly: digestOnly, on: loop, done)
+    }
+
     public func write(
         _ mutation: Mutation, consistency: ConsistencyLevel, on loop: any EventLoop,
         _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
