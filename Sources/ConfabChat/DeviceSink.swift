@@ -1,11 +1,20 @@
-/// An event encoded once for every device that gets it.
+import NIOCore
+
+/// An event encoded once for every device that gets it: its JSON, and the same bytes in one
+/// buffer that every WebSocket device's frame carries as is (written, not copied, per device).
 struct EncodedEvent: Sendable {
     var type: String
     var json: String
+    var payload: ByteBuffer
 
     init(_ event: ServerEvent) {
-        type = event.type
-        json = event.json()
+        self.init(type: event.type, json: event.json())
+    }
+
+    init(type: String, json: String) {
+        self.type = type
+        self.json = json
+        payload = ByteBuffer(string: json)
     }
 }
 

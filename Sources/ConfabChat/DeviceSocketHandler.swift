@@ -164,9 +164,8 @@ final class DeviceSocketHandler: ChannelDuplexHandler {
         var wrote = false
         while !sentClose, context.channel.isWritable, let item = frames.outbox.take() {
             switch item {
-            case .text(let text):
-                let frame = WebSocketFrame(
-                    fin: true, opcode: .text, data: context.channel.allocator.buffer(string: text))
+            case .text(let payload):
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: payload)
                 context.write(wrapOutboundOut(frame), promise: nil)
                 wrote = true
             case .close(let code, let reason):

@@ -8,13 +8,15 @@ import Synchronization
 /// catches up with `sync`, so nothing acknowledged is lost — only the live copy.
 final class Outbox: DeviceSink {
     enum Item: Sendable, Equatable {
-        case text(String)
+        /// A text frame's payload (an event's shared buffer: queued and written without a copy).
+        case text(ByteBuffer)
         /// Close the connection with this WebSocket close code and reason.
         case close(code: UInt16, reason: String)
     }
 
     private struct State: Sendable {
-        var queue = CircularBuffer<String>()
+        /// Allocated small: most devices are idle, and an idle one holds an empty queue.
+        var queue = CircularBuffer<ByteBuffer>(initialCapacity: 1)
         var bytes = 0
         var closing: Item?
         var closeTaken = false
@@ -34,13 +36,15 @@ final class Outbox: DeviceSink {
         self.maxBytes = maxBytes
     }
 
-    func push(_ event: EncodedEvent) { push(text: event.json) }
+    func push(_ event: EncodedEvent) { push(payload: event.payload) }
 
-    func push(text: String) {
+    func push(text: String) { push(payload: ByteBuffer(string: text)) }
+
+    private func push(payload: ByteBuffer) {
         let notify: (@Sendable () -> Void)? = state.withLock { s in
             guard s.closing == nil else { return nil }
-            s.queue.append(text)
-            s.bytes += text.utf8.count
+            s.queue.append(payload)
+            s.bytes += payload.readableBytes
             if s.queue.count > maxEvents || s.bytes > maxBytes {
                 s.queue.removeAll()
                 s.bytes = 0
@@ -82,9 +86,9 @@ final class Outbox: DeviceSink {
     /// when there is nothing (the next push or close signals `ready` again).
     func take() -> Item? {
         state.withLock { s in
-            if let text = s.queue.popFirst() {
-                s.bytes -= text.utf8.count
-                return .text(text)
+            if let payload = s.queue.popFirst() {
+                s.bytes -= payload.readableBytes
+                return .text(payload)
             }
             if let closing = s.closing, !s.closeTaken {
                 s.closeTaken = true

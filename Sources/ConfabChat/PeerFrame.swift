@@ -31,10 +31,3 @@ struct PeerFrame: Sendable, Equatable {
             forwarded: header[0] == "deliver1")
     }
 }
-
-extension EncodedEvent {
-    init(type: String, json: String) {
-        self.type = type
-        self.json = json
-    }
-}
