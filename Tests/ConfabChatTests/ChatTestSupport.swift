@@ -2,6 +2,7 @@ import ConfabEngine
 import ConfabRing
 import ConfabWire
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 
 @testable import ConfabChat
@@ -194,5 +195,16 @@ struct GatedChatFixture {
             store: setup, delivery: RecordingDelivery(),
             limiter: RateLimiter(ratePerSecond: 1e9, burst: 1e9, clock: clock), clock: clock)
         return try await plain.createGroup("ann", title: "g", members: ["bob"]).chatId
+    }
+}
+
+extension PeerLink {
+    /// A link to peer "p" at an address nothing listens on, never started (`run`): what it queues
+    /// stays queued, and what it asks is never answered.
+    static func unconnected(maxFrames: Int) -> PeerLink {
+        PeerLink(
+            peerId: "p", address: "http://127.0.0.1:1", serverId: "me",
+            handshake: PeerHandshake(secret: Array("0123456789abcdef".utf8)),
+            clock: ManualClock(), maxFrames: maxFrames, logger: Logger(label: "test"))
     }
 }

@@ -12,10 +12,7 @@ import Testing
     /// Frames a full peer queue drops are not forgotten: their users get a `resync` as soon as the
     /// queue has room, so their devices catch up.
     @Test func framesDroppedFromAFullPeerQueueBecomeAResync() async throws {
-        let link = PeerLink(
-            peerId: "p", address: "http://127.0.0.1:1", serverId: "me",
-            handshake: PeerHandshake(secret: Array("0123456789abcdef".utf8)),
-            clock: ManualClock(), maxFrames: 2, logger: Logger(label: "test"))
+        let link = PeerLink.unconnected(maxFrames: 2)
         link.send(PeerFrame(type: "message", users: ["amy"], json: "{}"))
         link.send(PeerFrame(type: "message", users: ["bob"], json: "{}"))
         link.send(PeerFrame(type: "message", users: ["cat", "dan"], json: "{}"))  // dropped: the queue holds 2

@@ -11,10 +11,7 @@ import Testing
     /// Three requests to a peer that is never connected: each fails with the timeout's error, no
     /// earlier than its timeout, and the link holds no request afterwards.
     @Test func unansweredRequestsFailAfterTheirTimeout() async throws {
-        let link = PeerLink(
-            peerId: "p", address: "http://127.0.0.1:1", serverId: "me",
-            handshake: PeerHandshake(secret: Array("0123456789abcdef".utf8)),
-            clock: ManualClock(), maxFrames: 16, logger: Logger(label: "test"))
+        let link = PeerLink.unconnected(maxFrames: 16)
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: (Int, Duration, String).self) { group in
             for (i, ms) in [120, 40, 80].enumerated() {
