@@ -15,7 +15,7 @@ struct ReplicaPlacement: Sendable {
 
     /// The factor requests on `keyspace` use: the configured one, capped at the ring's size.
     func replicationFactor(keyspace: String) -> Int {
-        max(1, min(schema.replicationFactor(keyspace: keyspace), ring.nodeCount))
+        capped(schema.replicationFactor(keyspace: keyspace))
     }
 
     /// The replicas of `partitionKey` in `keyspace`, in ring order (primary first).
@@ -26,8 +26,11 @@ struct ReplicaPlacement: Sendable {
     /// The replicas of `partitionKey` for a keyspace whose configured factor the caller already
     /// looked up (`SchemaRegistry.replicationFactor`), capped at the ring's size like the above.
     func replicas(forPartitionKey partitionKey: [UInt8], configuredFactor rf: Int) -> [NodeID] {
-        ring.replicas(for: Token(partitionKey: partitionKey), replicationFactor: max(1, min(rf, ring.nodeCount)))
+        ring.replicas(for: Token(partitionKey: partitionKey), replicationFactor: capped(rf))
     }
+
+    /// A configured factor capped at the ring's size (at least 1).
+    private func capped(_ rf: Int) -> Int { max(1, min(rf, ring.nodeCount)) }
 
     /// Every vnode range with its replicas in `keyspace`, in token order (what repair compares).
     func rangesWithReplicas(keyspace: String) -> [(range: TokenRange, replicas: [NodeID])] {
