@@ -70,7 +70,7 @@ public final class ConfabClient: Sendable {
         let tls: Result<NIOSSLContext, NodeTLSError>? = c.tls.map { settings in
             Result { () throws(NodeTLSError) in try settings.clientContext() }
         }
-        self.pool = ConnectionPool(lanes: c.connectionsPerNode) { address in
+        self.pool = ConnectionPool(lanes: c.connectionsPerNode) { address, _ in
             try await NodeConnection.connect(
                 to: address, group: eventLoopGroup, connectTimeout: c.connectTimeout,
                 requestTimeout: c.requestTimeout, maxFrameBytes: c.maxFrameBytes,

@@ -16,7 +16,8 @@ struct NodeReplicaTransport: ReplicaTransport {
     let table: TableSchema
     /// How long one replica request may take on its connection (the driver's deadline is separate).
     let timeout: Duration
-    /// Where this node's own copy of a write is applied once durable: the request's event loop.
+    /// The request's event loop: where this node's own copy of a write is applied once durable,
+    /// and whose lane carries the replica requests (so their answers arrive on it).
     let loop: any EventLoop
     /// Counts writes as read repairs (the read path's transport).
     var countsRepairs = false
@@ -31,7 +32,8 @@ struct NodeReplicaTransport: ReplicaTransport {
         }
         let request = WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: .one)
         let ring = processor.ring
-        processor.messenger.request(.replicaWrite(request), to: replica.address, timeout: timeout) { result in
+        processor.messenger.request(.replicaWrite(request), to: replica.address, timeout: timeout, from: loop) {
+            result in
             switch result {
             case .success(.replicaWriteAck): done(.answered(()))
             case .success(let reply): done(.failed("answered ReplicaWrite with \(reply.type)"))
@@ -58,7 +60,8 @@ struct NodeReplicaTransport: ReplicaTransport {
         }
         let request = ReadRequest(query, schema: table, consistency: .one, digestOnly: digestOnly)
         let ring = processor.ring
-        processor.messenger.request(.replicaRead(request), to: replica.address, timeout: timeout) { result in
+        processor.messenger.request(.replicaRead(request), to: replica.address, timeout: timeout, from: loop) {
+            result in
             switch result {
             case .success(.replicaReadResponse(.data(let data))): done(.answered(.data(data)))
             case .success(.replicaReadResponse(.digest(let digest))): done(.answered(.digest(digest)))

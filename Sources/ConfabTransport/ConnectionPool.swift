@@ -11,6 +11,11 @@ import Synchronization
 /// lanes onto its event loops in turn. `dedicated(to:)` opens a separate lane (gossip), so its
 /// messages never wait behind data on a busy connection.
 ///
+/// A caller already on an event loop (a coordinator sending replica requests) names its lane
+/// instead (`readyConnection(to:lane:)`): the messenger opens lane i on its group's loop i, so
+/// the request is written, answered and completed on the caller's own thread, with no hand-off
+/// to another loop and back.
+///
 /// The open connections are mirrored behind a lock (`ready`) so that the common case — the
 /// connection exists and is active — costs no hop onto the actor: every coordinated write and
 /// read asks for one per replica, and on a loaded node each actor hop is a scheduling round.
@@ -21,7 +26,7 @@ package actor ConnectionPool {
         var lane: Int
     }
 
-    private static let dedicatedLane = -1
+    package static let dedicatedLane = -1
 
     private var connections: [Key: NodeConnection] = [:] {
         didSet { ready.withLock { $0 = connections } }
@@ -30,11 +35,15 @@ package actor ConnectionPool {
     private nonisolated let turn = Atomic<Int>(0)
     private var connecting: [Key: Task<NodeConnection, any Error>] = [:]
     private var isShutDown = false
-    private let connect: @Sendable (NodeAddress) async throws -> NodeConnection
+    private let connect: @Sendable (NodeAddress, _ lane: Int) async throws -> NodeConnection
     /// Connections per node for requests.
     package nonisolated let lanes: Int
 
-    package init(lanes: Int = 1, connect: @escaping @Sendable (NodeAddress) async throws -> NodeConnection) {
+    /// `connect(address, lane)` opens one lane's connection (`dedicatedLane`, -1, for the
+    /// separate one).
+    package init(
+        lanes: Int = 1, connect: @escaping @Sendable (NodeAddress, _ lane: Int) async throws -> NodeConnection
+    ) {
         self.lanes = max(1, lanes)
         self.connect = connect
     }
@@ -49,6 +58,18 @@ package actor ConnectionPool {
     /// The next lane's connection to `address` if it is open and active, without waiting.
     package nonisolated func readyConnection(to address: NodeAddress) -> NodeConnection? {
         readyConnection(Key(address: address, lane: nextLane()))
+    }
+
+    /// Lane `lane`'s connection to `address` (0 ..< `lanes`), opened if needed.
+    package nonisolated func connection(to address: NodeAddress, lane: Int) async throws -> NodeConnection {
+        let key = Key(address: address, lane: lane % lanes)
+        if let c = readyConnection(key) { return c }
+        return try await openConnection(key)
+    }
+
+    /// Lane `lane`'s connection to `address` if it is open and active, without waiting.
+    package nonisolated func readyConnection(to address: NodeAddress, lane: Int) -> NodeConnection? {
+        readyConnection(Key(address: address, lane: lane % lanes))
     }
 
     /// The connection to `address` kept apart from the request lanes, opened if needed.
@@ -73,8 +94,8 @@ package actor ConnectionPool {
         connections[key] = nil
         if let task = connecting[key] { return try await task.value }
         let connect = self.connect
-        let address = key.address
-        let task = Task { try await connect(address) }
+        let (address, lane) = (key.address, key.lane)
+        let task = Task { try await connect(address, lane) }
         connecting[key] = task
         defer { connecting[key] = nil }
         let c = try await task.value
