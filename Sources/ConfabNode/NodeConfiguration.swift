@@ -39,6 +39,12 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var maxFrameBytes: Int = FrameHeader.defaultMaxBodyBytes
     /// Threads that run blocking engine reads and startup/shutdown (open, close).
     public var ioThreads: Int = 4
+    /// Event-loop threads (NIO's singleton group), nil for one per core. Read by the `confab node`
+    /// process before it starts anything; an embedder passes its own group to `Node` instead.
+    /// Why settable: nodes sharing a machine (a local ring) each starting a loop per core
+    /// oversubscribe it, and every request then wakes more sleeping threads — `confab ring start`
+    /// gives each node its share of the cores, as ccm runs co-located Scylla nodes with `--smp 1`.
+    public var eventLoopThreads: Int?
     /// Bytes of memtable before a flush.
     public var memtableBytes: Int = 64 << 20
     /// Load each flushed SSTable's blocks into the block cache (`EngineOptions.cacheFlushedTables`).
@@ -112,6 +118,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         ("max_in_flight", "requests running at once per connection (default 128)"),
         ("max_frame_bytes", "largest frame body in bytes (default 67108864)"),
         ("io_threads", "threads for blocking engine reads (default 4)"),
+        ("event_loop_threads", "event-loop threads (default one per core)"),
         ("memtable_bytes", "memtable size before a flush (default 67108864)"),
         ("hint_window_seconds", "keep hints only for replicas down less than this (default 10800)"),
         ("hint_replay_bytes_per_second", "hint replay throttle (default 1048576)"),
@@ -178,6 +185,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         case "max_in_flight": maxInFlightPerConnection = try int(1...65536)
         case "max_frame_bytes": maxFrameBytes = try int(1024...(1 << 30))
         case "io_threads": ioThreads = try int(1...256)
+        case "event_loop_threads": eventLoopThreads = try int(1...1024)
         case "memtable_bytes": memtableBytes = try int((1 << 16)...(1 << 34))
         case "hint_window_seconds": hintWindow = .seconds(try int(0...(30 * 24 * 3600)))
         case "hint_replay_bytes_per_second": hintReplayBytesPerSecond = try int(1024...(1 << 34))

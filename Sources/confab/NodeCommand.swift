@@ -7,6 +7,7 @@ import ConfabTransport
 import ConfabWire
 import Foundation
 import Logging
+import NIOCore
 
 /// `confab node`: runs one node in the foreground until SIGTERM or SIGINT.
 struct NodeCommand: ParsableCommand {
@@ -77,6 +78,13 @@ struct NodeCommand: ParsableCommand {
         name: .customLong("io-threads"),
         help: ArgumentHelp("Threads for blocking engine reads (default 4).", valueName: "n"))
     var ioThreads: Int?
+
+    @Option(
+        name: .customLong("event-loop-threads"),
+        help: ArgumentHelp(
+            "Event-loop threads (default one per core). Nodes sharing a machine should split its cores.",
+            valueName: "n"))
+    var eventLoopThreads: Int?
 
     @Option(
         name: .customLong("hint-window-seconds"),
@@ -187,6 +195,7 @@ struct NodeCommand: ParsableCommand {
             ("replication_factor", replicationFactor.map(String.init)), ("replication", replication), ("sync", sync),
             ("cluster_name", clusterName),
             ("max_in_flight", maxInFlight.map(String.init)), ("io_threads", ioThreads.map(String.init)),
+            ("event_loop_threads", eventLoopThreads.map(String.init)),
             ("hint_window_seconds", hintWindowSeconds.map(String.init)),
             ("hint_replay_bytes_per_second", hintReplayBytesPerSecond.map(String.init)),
             ("gossip_interval_ms", gossipIntervalMs.map(String.init)),
@@ -246,6 +255,8 @@ struct NodeCommand: ParsableCommand {
             parsed.tls = NodeTLS(certificateChainPath: tlsCert, privateKeyPath: tlsKey, trustRootsPath: tlsCA)
         }
         let configuration = parsed
+        // Before anything uses NIO's singleton group (the node's listeners, the operations port).
+        if let threads = configuration.eventLoopThreads { NIOSingletons.groupLoopCountSuggestion = threads }
         if let metricsPort, !(0...65535).contains(metricsPort) {
             throw ValidationError("--metrics-port must be 0...65535")
         }

@@ -74,7 +74,7 @@ struct RingAddCommand: ParsableCommand {
             let template = running.first?.command ?? []
             for flag in [
                 "--sync", "--gossip-interval-ms", "--ring-delay-ms", "--write-timeout-ms", "--read-timeout-ms",
-                "--log-format",
+                "--log-format", "--event-loop-threads",
             ] {
                 if let i = template.firstIndex(of: flag), i + 1 < template.count { command += [flag, template[i + 1]] }
             }

@@ -46,6 +46,13 @@ struct RingStartCommand: ParsableCommand {
             valueName: "mode"))
     var sync: String?
 
+    @Option(
+        name: .customLong("event-loop-threads"),
+        help: ArgumentHelp(
+            "Event-loop threads per node (default: this machine's cores split among the nodes, at least 1; a lone node gets one per core).",
+            valueName: "n"))
+    var eventLoopThreads: Int?
+
     @Option(help: ArgumentHelp("Seconds to wait for the whole ring to be up and normal.", valueName: "seconds"))
     var timeout: Double = 60
 
@@ -69,6 +76,9 @@ struct RingStartCommand: ParsableCommand {
             throw ValidationError("--base-port \(basePort) leaves no room for \(count) ports below 65536")
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if let eventLoopThreads, !(1...1024).contains(eventLoopThreads) {
+            throw ValidationError("--event-loop-threads must be between 1 and 1024")
+        }
         _ = try LogFormat.parse(logFormat)
     }
 
@@ -185,6 +195,7 @@ struct RingStartCommand: ParsableCommand {
         }
         let executable = ServerProcess.confabExecutable()
         let seed = "\(host):\(ports[0])"
+        let loops = eventLoopThreads ?? CoreShare.eventLoopThreads(nodes: count)
         let nodes = (1...count).map { index in
             let nodeDir = "\(directory)/node\(index)"
             var command = [
@@ -193,6 +204,7 @@ struct RingStartCommand: ParsableCommand {
                 "--metrics-port", String(metricsPorts[index - 1]),
             ]
             if let sync { command += ["--sync", sync] }
+            if let loops { command += ["--event-loop-threads", String(loops)] }
             if logFormat != "text" { command += ["--log-format", logFormat] }
             return RingFile.Node(
                 index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
