@@ -66,10 +66,14 @@ package struct ChatServerGroup {
             let chatDir = "\(directory)/chat\(i)"
             try? FileManager.default.createDirectory(atPath: chatDir, withIntermediateDirectories: true)
             let log = "\(chatDir)/chat.log"
-            let command = [
+            var command = [
                 executable, "chat", "serve", "--host", "127.0.0.1", "--port", String(ports[i - 1]),
                 "--nodes", nodes, "--server-id", "chat\(i)", "--secret-file", secret, "--log-format", logFormat,
             ]
+            // The servers share this machine with the ring's nodes: each gets its share of the cores.
+            if let loops = CoreShare.eventLoopThreads(nodes: count + state.nodes.count) {
+                command += ["--event-loop-threads", String(loops)]
+            }
             progress("starting chat server \(i) of \(count) on 127.0.0.1:\(ports[i - 1])…")
             let banner = "--- confab up: starting chat server \(i) at \(Date()): \(command.joined(separator: " "))\n"
             let process = try ServerProcess.start(

@@ -1,6 +1,6 @@
 import Foundation
 
-/// How many event-loop threads each of several nodes on one machine gets.
+/// How many event-loop threads each of several nodes (or chat servers) on one machine gets.
 ///
 /// Why: a node starts one event loop per core by default. Three such nodes on a 2-core machine
 /// run six loops, and a request then wakes loops that are asleep on other threads more often than

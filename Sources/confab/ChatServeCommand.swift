@@ -7,6 +7,7 @@ import ConfabTransport
 import ConfabWire
 import Foundation
 import Logging
+import NIOCore
 
 /// `confab chat serve`: one chat server process in the foreground until SIGTERM or SIGINT.
 struct ChatServeCommand: ParsableCommand {
@@ -124,6 +125,13 @@ struct ChatServeCommand: ParsableCommand {
     var clockOffsetMs: Int64 = 0
 
     @Option(
+        name: .customLong("event-loop-threads"),
+        help: ArgumentHelp(
+            "Event-loop threads (default one per core). Servers and nodes sharing a machine should split its cores.",
+            valueName: "n"))
+    var eventLoopThreads: Int?
+
+    @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level")
     )
@@ -140,6 +148,9 @@ struct ChatServeCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         _ = try peerAddress()
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        if let eventLoopThreads, !(1...1024).contains(eventLoopThreads) {
+            throw ValidationError("--event-loop-threads must be between 1 and 1024")
+        }
         guard (1...3600).contains(pingInterval) else {
             throw ValidationError("--ping-interval must be 1...3600 seconds (got \(pingInterval))")
         }
@@ -202,6 +213,8 @@ struct ChatServeCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Before anything uses NIO's singleton group (the listener, the ring client).
+        if let eventLoopThreads { NIOSingletons.groupLoopCountSuggestion = eventLoopThreads }
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("unknown --log-level \(logLevel)")
         }

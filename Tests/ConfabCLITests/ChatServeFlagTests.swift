@@ -15,4 +15,15 @@ import Testing
         #expect(help.status == 0)
         #expect(help.out.contains("--ping-interval"), "\(help.out)")
     }
+
+    @Test func eventLoopThreadsAreValidatedAndDocumented() async throws {
+        let binary = try #require(confabExecutablePath(), "confab executable not found next to the test bundle")
+        for command in [["chat", "serve"], ["node", "--data-dir", "/nonexistent-confab-test"], ["ring", "start"]] {
+            let run = try await TestCommand.run(binary, command + ["--event-loop-threads", "0"])
+            #expect(run.status != 0, "\(command)")
+            #expect(run.err.contains("event"), "\(command): \(run.err)")
+            let help = try await TestCommand.run(binary, command.prefix(command[0] == "node" ? 1 : 2) + ["--help"])
+            #expect(help.out.contains("--event-loop-threads"), "\(command): \(help.out)")
+        }
+    }
 }

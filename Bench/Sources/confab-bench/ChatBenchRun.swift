@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabProcess
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -32,6 +33,9 @@ final class ChatBenchRun: @unchecked Sendable {
         [
             "--password-rounds", String(config.passwordRounds),
             "--max-connections", String(max(1_000, Int(min(FileLimit.current().hard, 1_000_000)) - 500)),
+            // Three nodes and two servers share the machine: each its share of the cores, as
+            // `confab up` and `confab ring start` give them.
+            "--event-loop-threads", String(CoreShare.eventLoopThreads(nodes: 5) ?? 1),
         ]
     }
     private let runId = String(UInt32.random(in: 0...UInt32.max) % 1_000_000, radix: 36)
