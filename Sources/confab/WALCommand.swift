@@ -144,6 +144,11 @@ struct WALDumpCommand: ParsableCommand {
             } else {
                 print("  all records intact")
             }
+            if let from = reader.preallocatedFrom {
+                print(
+                    "  offsets \(from)…\(reader.fileSize) are unused preallocated space (zeros, past everything synced; the log was not closed cleanly)"
+                )
+            }
         }
         if (bad != nil && !torn) || undecodable > 0 { throw ExitCode(1) }
     }

@@ -254,7 +254,9 @@ import Testing
 
         let (payloads, _, report) = try Self.replayAll(dir)
         #expect(payloads == expected)
-        if shape == .emptyNewSegment {
+        if shape == .emptyNewSegment || shape == .zeroFilled {
+            // Zeros to the end past everything synced: a preallocated segment's unused space,
+            // cut without a report (nothing was written there).
             #expect(report.truncatedTail == nil)
         } else {
             let tail = try #require(report.truncatedTail)
@@ -611,7 +613,6 @@ import Testing
         let wal = try WriteAheadLog(
             directory: dir, fileSystem: fs, syncMode: .periodic(milliseconds: 5), segmentBytes: 1 << 20,
             firstSegmentID: 1)
-        let path = WriteAheadLog.segmentPath(directory: dir, id: 1)
         var framed = WALRecordFormat.segmentHeaderBytes
         for i in 0..<100 {
             let p = Self.payload(i, size: 20)
@@ -620,13 +621,14 @@ import Testing
             try wal.waitDurable(t)  // returns at once
         }
         let start = Date()
-        while try fs.fileSize(path) < framed || wal.syncCount < 2 {
+        // Bytes written, not the file's length: the segment is preallocated.
+        while wal.bytesWritten < UInt64(framed) || wal.syncCount < 2 {
             #expect(Date().timeIntervalSince(start) < 5, "the periodic sync thread did not write the records")
             if Date().timeIntervalSince(start) >= 5 { break }
             Thread.sleep(forTimeInterval: 0.005)
         }
         // The records, plus a sync marker after each periodic sync that covered new bytes.
-        let size = try fs.fileSize(path)
+        let size = Int(wal.bytesWritten)
         #expect(size > framed && (size - framed) % WALRecordFormat.syncMarkerBytes == 0)
         try wal.close()
         #expect(try Self.replayAll(dir).2.records == 100)
@@ -732,6 +734,44 @@ import Testing
         #expect(error.code == .tooLarge)
     }
 
+    // MARK: - Preallocation
+
+    /// A segment reserves its full size when created (so an fdatasync writes data, not the
+    /// inode's new length), is cut back to its records when closed, and a crash that leaves the
+    /// reserved zeros replays every acknowledged record with no torn tail reported.
+    @Test func aSegmentIsPreallocatedAndACrashLeavesNoTornTail() throws {
+        let dir = Self.tempDirectory()
+        let crashed = Self.tempDirectory()
+        defer {
+            Self.removeDirectory(dir)
+            Self.removeDirectory(crashed)
+        }
+        let fs = PosixFileSystem()
+        let wal = try WriteAheadLog(
+            directory: dir, fileSystem: fs, syncMode: .group, segmentBytes: 1 << 20, firstSegmentID: 1)
+        var expected: [[UInt8]] = []
+        for i in 0..<50 {
+            let p = Self.payload(i, size: 100)
+            expected.append(p)
+            try wal.waitDurable(try wal.append(p))
+        }
+        let path = WriteAheadLog.segmentPath(directory: dir, id: 1)
+        #expect(try fs.fileSize(path) == 1 << 20, "the segment was not preallocated")
+
+        // A process crash now leaves the file as it is.
+        let copy = WriteAheadLog.segmentPath(directory: crashed, id: 1)
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        let written = Int(wal.bytesWritten)
+        let (payloads, _, report) = try Self.replayAll(crashed)
+        #expect(payloads == expected)
+        #expect(report.truncatedTail == nil, "reserved zeros were reported as a torn tail")
+        #expect(try fs.fileSize(copy) == written, "replay did not cut the unused space")
+
+        try wal.close()
+        #expect(try fs.fileSize(path) == Int(wal.bytesWritten), "close did not cut the segment to its records")
+        #expect(try Self.replayAll(dir).0 == expected)
+    }
+
     // MARK: - Dump tool
 
     @Test func dumpToolReportsRecordsTornTailsAndCorruption() throws {
@@ -775,7 +815,17 @@ import Testing
         #expect(out.contains("(1700000000, msg-2)"))
         #expect(out.contains("\"hello 3\""))
 
+        // Zeros to the end: unused preallocated space, not damage.
+        let fs = PosixFileSystem()
+        let closedLength = try fs.fileSize(path)
         try Self.appendRaw(path, [UInt8](repeating: 0, count: 100))
+        (status, out) = try run([])
+        #expect(status == 0)
+        #expect(out.contains("all records intact") && out.contains("unused preallocated space"), "\(out)")
+        try fs.truncate(path, to: closedLength)
+
+        // Half a record header: a torn tail.
+        try Self.appendRaw(path, Array(WALRecordFormat.framedRecord([1, 2, 3]).prefix(7)))
         (status, out) = try run(["--json"])
         #expect(status == 0)
         let lines = out.split(separator: "\n")

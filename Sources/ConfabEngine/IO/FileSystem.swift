@@ -33,6 +33,12 @@ package protocol WritableFile: AnyObject, Sendable {
     /// fdatasync: everything appended so far survives a power loss when this returns.
     func sync() throws
     func close() throws
+    /// Reserves `bytes` for the file (its length becomes at least `bytes`, the unwritten part
+    /// reading as zeros) so later appends overwrite allocated blocks instead of growing the file.
+    /// Returns false where the file system cannot (the file then grows as before).
+    func preallocate(_ bytes: Int) -> Bool
+    /// Cuts a preallocated file back to the bytes appended (`size`).
+    func trimToSize() throws
 }
 
 extension FileSystem {
@@ -63,6 +69,10 @@ extension FileSystem {
 }
 
 extension WritableFile {
+    /// Files that cannot reserve space (test doubles) grow with their appends.
+    package func preallocate(_ bytes: Int) -> Bool { false }
+    package func trimToSize() throws {}
+
     package func append(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try append($0) }
     }

@@ -112,6 +112,8 @@ final class PosixWritableFile: WritableFile, @unchecked Sendable {
     let path: String
     private var fd: Int32
     private(set) var size: Int
+    /// Space was reserved past `size` (`preallocate`): the file is longer than what was appended.
+    private var preallocated = false
 
     init(fd: Int32, path: String, size: Int) {
         self.fd = fd
@@ -136,6 +138,24 @@ final class PosixWritableFile: WritableFile, @unchecked Sendable {
 
     func sync() throws {
         guard fdatasync(fd) == 0 else { throw PosixFileSystem.error("fdatasync", path) }
+    }
+
+    /// Why: an fdatasync after an append that grew the file must also write the inode (its new
+    /// length); into preallocated space it writes only the data. Measured on this machine's ext4
+    /// (300-byte write + fdatasync, 3,000 times): 48–61 µs of CPU and 120–158 µs wall appending,
+    /// 30–35 µs and 82–97 µs into `posix_fallocate`d space (FALLOC_FL_KEEP_SIZE, which leaves
+    /// the length to grow, saved nothing). RocksDB recycles WAL files for the same reason.
+    func preallocate(_ bytes: Int) -> Bool {
+        guard bytes > size else { return false }
+        guard posix_fallocate(fd, 0, off_t(bytes)) == 0 else { return false }
+        preallocated = true
+        return true
+    }
+
+    func trimToSize() throws {
+        guard preallocated else { return }
+        guard ftruncate(fd, off_t(size)) == 0 else { throw PosixFileSystem.error("ftruncate", path) }
+        preallocated = false
     }
 
     func close() throws {

@@ -65,6 +65,9 @@ package final class WALSegmentReader {
     package private(set) var formatVersion: UInt32?
     /// The largest synced length named by an intact sync marker read so far (0 when none).
     package private(set) var syncedThrough = 0
+    /// Where the records end and zeros run to the end of the file, past everything synced: the
+    /// unused part of a preallocated segment (a crash left it uncut). nil otherwise.
+    package private(set) var preallocatedFrom: Int?
 
     private let file: any ReadableFile
     private var window: [UInt8] = []
@@ -130,7 +133,7 @@ package final class WALSegmentReader {
     /// (then `badRecord` says what is wrong). Sync markers on the way are consumed.
     package func next() throws -> WALRecord? {
         while true {
-            guard badRecord == nil, position < fileSize else { return nil }
+            guard badRecord == nil, preallocatedFrom == nil, position < fileSize else { return nil }
             let hdr = WALRecordFormat.recordHeaderBytes
             let remaining = fileSize - position
             guard remaining >= hdr else {
@@ -144,6 +147,12 @@ package final class WALSegmentReader {
             }
             guard WALRecordFormat.headerCRC(length: rawLength, dataCRC: dataCRC) == storedHeaderCRC else {
                 let zero = storedHeaderCRC == 0 && rawLength == 0 && dataCRC == 0
+                // A preallocated segment's unused space: zeros from here to the end, and nothing
+                // synced lies in it, so nothing acknowledged is missing. Not damage.
+                if zero, formatVersion != 1, position >= syncedThrough, try zerosToEnd(from: position) {
+                    preallocatedFrom = position
+                    return nil
+                }
                 try fail(
                     zero ? "zero-filled bytes where a record header should be" : "record header checksum mismatch",
                     length: nil, follows: try findValidRecord(from: position + 1))
@@ -271,6 +280,18 @@ package final class WALSegmentReader {
             }
         }
         return nil
+    }
+
+    /// True when every byte from `start` to the end of the file is zero.
+    private func zerosToEnd(from start: Int) throws -> Bool {
+        var q = start
+        while q < fileSize {
+            let chunk = min(fileSize - q, Self.windowBytes)
+            let allZero = try withBytes(at: q, count: chunk) { raw in raw.allSatisfy { $0 == 0 } }
+            if !allZero { return false }
+            q += chunk
+        }
+        return true
     }
 
     // MARK: - Windowed reading

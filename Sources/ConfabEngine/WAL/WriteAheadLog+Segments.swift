@@ -48,6 +48,13 @@ extension WriteAheadLog {
             }
             // Segment header, records and sync markers up to the end or the first bad byte.
             report.bytes += reader.position
+            if let unused = reader.preallocatedFrom {
+                // Space the log reserved and never wrote (it was not closed cleanly): not a loss,
+                // not reported; cut so the segment holds only its records.
+                reader.close()
+                if id == newest { try fileSystem.truncate(path, to: unused) }
+                continue
+            }
             guard let bad = reader.badRecord else { continue }
             if id == newest && bad.looksLikeTornTail {
                 let dropped = reader.fileSize - bad.offset

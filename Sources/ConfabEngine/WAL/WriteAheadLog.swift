@@ -107,6 +107,7 @@ final class WriteAheadLog: @unchecked Sendable {
         let f = try fileSystem.createFile(path, truncate: false)
         do {
             try f.append(WALRecordFormat.segmentHeader(id: firstSegmentID))
+            _ = f.preallocate(segmentBytes)
             try f.sync()
             try fileSystem.syncDirectory(directory)
         } catch {
@@ -327,6 +328,9 @@ final class WriteAheadLog: @unchecked Sendable {
         io.lock()
         flushIOLocked(sync: true)
         var closeError: (any Error)?
+        if state.withLock({ failure == nil }), let f = file {
+            do { try f.trimToSize() } catch { closeError = error }
+        }
         if fileHasUnsyncedMarker, state.withLock({ failure == nil }), let f = file {
             // A clean close leaves nothing unsynced, the last marker included.
             do { try f.sync() } catch { closeError = error }
@@ -445,6 +449,9 @@ final class WriteAheadLog: @unchecked Sendable {
     /// does not) and creates the next, with its header, then fsyncs the directory.
     private func rollFileIOLocked(to id: UInt64, written: inout UInt64, syncs: inout UInt64) throws {
         if let old = file {
+            // Cut to what was written: a finished segment holds no preallocated space (a crash
+            // before this leaves zeros, which replay reads as the segment's end).
+            try old.trimToSize()
             // Synced in full, marker included: only the newest segment may end in a torn tail.
             if fileHasUnsyncedBytes || fileHasUnsyncedMarker {
                 try old.sync()
@@ -459,6 +466,7 @@ final class WriteAheadLog: @unchecked Sendable {
         file = f
         fileSegmentID = id
         try f.append(WALRecordFormat.segmentHeader(id: id))
+        _ = f.preallocate(segmentBytes)
         written += UInt64(WALRecordFormat.segmentHeaderBytes)
         fileHasUnsyncedBytes = true
         try fileSystem.syncDirectory(directory)
