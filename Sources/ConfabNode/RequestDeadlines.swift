@@ -30,23 +30,7 @@ final class RequestDeadlines: Sendable {
         }
     }
 
-    private struct State {
-        var buckets = DeadlineBuckets<Pending>()
-        var seq: UInt64 = 0
-        /// The event-loop timer that will fire next, if any (its id and time).
-        var armed: (id: UInt64, at: Int64)?
-
-        /// Arms a timer for the earliest bucket unless one at least as early is armed.
-        mutating func rearm() -> (id: UInt64, at: Int64)? {
-            guard let first = buckets.earliest else { return nil }
-            if let armed, armed.at <= first { return nil }
-            seq &+= 1
-            armed = (seq, first)
-            return armed
-        }
-    }
-
-    private let state = Mutex(State())
+    private let state = Mutex(DeadlineBuckets<Pending>())
     private let loop: any EventLoop
     private let now: @Sendable () -> RingInstant
 
@@ -56,7 +40,7 @@ final class RequestDeadlines: Sendable {
     }
 
     /// Deadlines waiting (cancelled ones not yet dropped included), for tests.
-    var count: Int { state.withLock { $0.buckets.count } }
+    var count: Int { state.withLock { $0.count } }
 
     /// Runs `body` on this queue's event loop once `deadline` has passed (at most one bucket
     /// later), unless cancelled first.
@@ -64,8 +48,8 @@ final class RequestDeadlines: Sendable {
         let pending = Pending()
         pending.body.withLock { $0 = body }
         let arm = state.withLock { s in
-            s.buckets.insert(pending, deadline: deadline.nanoseconds)
-            return s.rearm()
+            s.insert(pending, deadline: deadline.nanoseconds)
+            return s.timerToArm()
         }
         if let arm { self.arm(arm) }
         return DriverTimer { _ = pending.take() }
@@ -79,8 +63,8 @@ final class RequestDeadlines: Sendable {
     private func fire(_ id: UInt64) {
         let t = now().nanoseconds
         let (due, next) = state.withLock { s in
-            if s.armed?.id == id { s.armed = nil }
-            return (s.buckets.takeDue(now: t), s.rearm())
+            s.fired(id)
+            return (s.takeDue(now: t), s.timerToArm())
         }
         for pending in due { pending.take()?() }
         if let next { arm(next) }

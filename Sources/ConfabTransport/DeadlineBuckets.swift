@@ -20,6 +20,9 @@ package struct DeadlineBuckets<Entry> {
     private var order = Heap<Int64>()
     /// Entries held, cancelled ones not yet taken included.
     package private(set) var count = 0
+    /// The one timer its owner has armed for the earliest bucket, if any (id and time).
+    package private(set) var armed: (id: UInt64, at: Int64)?
+    private var timers: UInt64 = 0
 
     package init() {}
 
@@ -47,6 +50,21 @@ package struct DeadlineBuckets<Entry> {
             }
         }
         return due
+    }
+
+    /// The timer to arm for the earliest bucket — recorded as armed — unless one at least as
+    /// early is armed already, or nothing is held. Every owner arms exactly one timer this way.
+    package mutating func timerToArm() -> (id: UInt64, at: Int64)? {
+        guard let first = earliest else { return nil }
+        if let armed, armed.at <= first { return nil }
+        timers &+= 1
+        armed = (timers, first)
+        return armed
+    }
+
+    /// Timer `id` fired: nothing is armed unless a timer armed since (another id) still is.
+    package mutating func fired(_ id: UInt64) {
+        if armed?.id == id { armed = nil }
     }
 
     package mutating func removeAll() {

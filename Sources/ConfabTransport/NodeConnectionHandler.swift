@@ -48,8 +48,6 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
     private var flushPending = false
     private var seq: UInt64 = 0
     private var deadlines = DeadlineBuckets<Deadline>()
-    /// When the armed timer fires (uptime nanoseconds), if one is armed.
-    private var armedAt: Int64?
 
     init(address: String, maxFrameBytes: Int) {
         self.address = address
@@ -90,16 +88,15 @@ final class NodeConnectionHandler: ChannelDuplexHandler {
 
     /// Arms a timer for the earliest deadline unless one at least as early is armed.
     private func arm(context: ChannelHandlerContext, now: Int64) {
-        guard let first = deadlines.earliest, armedAt.map({ first < $0 }) ?? true else { return }
-        armedAt = first
-        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(max(0, first - now))) { [self] in
-            expire(context: context, armed: first)
+        guard let timer = deadlines.timerToArm() else { return }
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(max(0, timer.at - now))) { [self] in
+            expire(context: context, timer: timer.id)
         }
     }
 
     /// Fails the requests whose timeouts have passed (answered ones are gone from `pending`).
-    private func expire(context: ChannelHandlerContext, armed: Int64) {
-        if armedAt == armed { armedAt = nil }
+    private func expire(context: ChannelHandlerContext, timer: UInt64) {
+        deadlines.fired(timer)
         let now = Int64(context.eventLoop.now.uptimeNanoseconds)
         for d in deadlines.takeDue(now: now) {
             guard let p = pending[d.streamID], p.seq == d.seq else { continue }

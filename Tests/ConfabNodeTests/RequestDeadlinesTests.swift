@@ -76,3 +76,29 @@ import Testing
         #expect(fired.withLock { $0 } == 1)
     }
 }
+
+/// `DeadlineBuckets`' one armed timer: armed for the earliest bucket, re-armed only for an earlier
+/// one, and free again once the timer that is armed fires (not a stale one).
+@Suite struct DeadlineBucketsTimerTests {
+    @Test func oneTimerIsArmedForTheEarliestBucket() throws {
+        var b = DeadlineBuckets<Int>()
+        #expect(b.timerToArm() == nil, "nothing held, nothing to arm")
+        b.insert(1, deadline: 5_000_000)
+        let armedFirst = b.timerToArm()
+        let first = try #require(armedFirst)
+        #expect(first.at == 5_000_000)
+        b.insert(2, deadline: 9_000_000)
+        #expect(b.timerToArm() == nil, "a later deadline does not re-arm")
+        b.insert(3, deadline: 2_500_000)
+        let armedEarlier = b.timerToArm()
+        let earlier = try #require(armedEarlier, "an earlier deadline re-arms")
+        #expect(earlier.at == 3_000_000 && earlier.id != first.id)
+        b.fired(first.id)
+        #expect(b.timerToArm() == nil, "a stale timer's firing leaves the newer one armed")
+        b.fired(earlier.id)
+        #expect(b.takeDue(now: 3_000_000) == [3])
+        let armedNext = b.timerToArm()
+        let next = try #require(armedNext)
+        #expect(next.at == 5_000_000)
+    }
+}
