@@ -66,12 +66,7 @@ struct InternodeMessenger: Sendable {
     {
         let reply: WireMessage
         do {
-            let connection: NodeConnection
-            if let lane {
-                connection = try await pool.connection(to: address, lane: lane)
-            } else {
-                connection = try await pool.connection(to: address)
-            }
+            let connection = try await pool.connection(to: address, lane: lane)
             reply = try await connection.request(message, timeout: timeout)
         } catch {
             throw InternodeFailure(peer: address, underlying: error)
@@ -90,13 +85,7 @@ struct InternodeMessenger: Sendable {
         completion: @escaping @Sendable (Result<WireMessage, any Error>) -> Void
     ) {
         let lane = laneOfLoop[ObjectIdentifier(loop)]
-        let ready: NodeConnection?
-        if let lane {
-            ready = pool.readyConnection(to: address, lane: lane)
-        } else {
-            ready = pool.readyConnection(to: address)
-        }
-        guard let connection = ready else {
+        guard let connection = pool.readyConnection(to: address, lane: lane) else {
             // Answered on the caller's loop like the steady state, once the lane is open.
             let answer: @Sendable (Result<WireMessage, any Error>) -> Void
             if lane == nil {

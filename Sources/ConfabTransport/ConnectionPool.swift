@@ -26,7 +26,7 @@ package actor ConnectionPool {
         var lane: Int
     }
 
-    package static let dedicatedLane = -1
+    private static let dedicatedLane = -1
 
     private var connections: [Key: NodeConnection] = [:] {
         didSet { ready.withLock { $0 = connections } }
@@ -48,28 +48,18 @@ package actor ConnectionPool {
         self.connect = connect
     }
 
-    /// The next lane's connection to `address`, opened if needed.
-    package nonisolated func connection(to address: NodeAddress) async throws -> NodeConnection {
-        let key = Key(address: address, lane: nextLane())
+    /// Lane `lane`'s connection to `address` (0 ..< `lanes`; nil: the next lane in turn), opened
+    /// if needed.
+    package nonisolated func connection(to address: NodeAddress, lane: Int? = nil) async throws -> NodeConnection {
+        let key = Key(address: address, lane: lane.map { $0 % lanes } ?? nextLane())
         if let c = readyConnection(key) { return c }
         return try await openConnection(key)
     }
 
-    /// The next lane's connection to `address` if it is open and active, without waiting.
-    package nonisolated func readyConnection(to address: NodeAddress) -> NodeConnection? {
-        readyConnection(Key(address: address, lane: nextLane()))
-    }
-
-    /// Lane `lane`'s connection to `address` (0 ..< `lanes`), opened if needed.
-    package nonisolated func connection(to address: NodeAddress, lane: Int) async throws -> NodeConnection {
-        let key = Key(address: address, lane: lane % lanes)
-        if let c = readyConnection(key) { return c }
-        return try await openConnection(key)
-    }
-
-    /// Lane `lane`'s connection to `address` if it is open and active, without waiting.
-    package nonisolated func readyConnection(to address: NodeAddress, lane: Int) -> NodeConnection? {
-        readyConnection(Key(address: address, lane: lane % lanes))
+    /// Lane `lane`'s connection to `address` (nil: the next lane in turn) if it is open and
+    /// active, without waiting.
+    package nonisolated func readyConnection(to address: NodeAddress, lane: Int? = nil) -> NodeConnection? {
+        readyConnection(Key(address: address, lane: lane.map { $0 % lanes } ?? nextLane()))
     }
 
     /// The connection to `address` kept apart from the request lanes, opened if needed.

@@ -21,7 +21,7 @@ package struct DeadlineBuckets<Entry> {
     /// Entries held, cancelled ones not yet taken included.
     package private(set) var count = 0
     /// The one timer its owner has armed for the earliest bucket, if any (id and time).
-    package private(set) var armed: (id: UInt64, at: Int64)?
+    private var armed: (id: UInt64, at: Int64)?
     private var timers: UInt64 = 0
 
     package init() {}

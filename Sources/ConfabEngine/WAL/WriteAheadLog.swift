@@ -330,11 +330,11 @@ final class WriteAheadLog: @unchecked Sendable {
         var closeError: (any Error)?
         if state.withLock({ failure == nil }), let f = file {
             do { try f.trimToSize() } catch { closeError = error }
-        }
-        if fileHasUnsyncedMarker, state.withLock({ failure == nil }), let f = file {
-            // A clean close leaves nothing unsynced, the last marker included.
-            do { try f.sync() } catch { closeError = error }
-            fileHasUnsyncedMarker = false
+            if fileHasUnsyncedMarker {
+                // A clean close leaves nothing unsynced, the last marker included.
+                do { try f.sync() } catch { closeError = error }
+                fileHasUnsyncedMarker = false
+            }
         }
         do { try file?.close() } catch { closeError = closeError ?? error }
         file = nil
