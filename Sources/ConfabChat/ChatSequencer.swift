@@ -64,12 +64,14 @@ final class ChatSequencer: Sendable {
     }
 
     /// The chat's members as this owner last read them. Sends check their sender against it
-    /// instead of reading `chat.chat_members` for every batch; a sender missing from it, an entry
-    /// older than `membersMaxAgeMicros`, or a removal (`membersChanged`) makes the next batch read
-    /// the members again.
+    /// instead of reading `chat.chat_members` for every batch; a sender missing from it, a change
+    /// (`membersChanged`), or a change of the live set since it was read makes the next batch read
+    /// the members again (docs/chat_ordering.md, "Members").
     private struct Members: Sendable {
         var ids: Set<String>
         var readAt: Int64
+        /// The live-set view it was read under (nil: no directory, one server).
+        var view: UInt64?
     }
 
     private struct Lane: Sendable {
@@ -110,10 +112,8 @@ final class ChatSequencer: Sendable {
     /// ring's 64 MiB frame, so the batch would fail every time it was retried.
     let maxBatchBytes: Int
     let recentPerChat: Int
-    /// How long cached members answer sends without a read (docs/chat_ordering.md, "Members"):
-    /// bounds how long a removal made through a server whose view names another owner (views
-    /// differ for at most a directory refresh) can go unnoticed.
-    let membersMaxAgeMicros: Int64
+    /// The live-set version this sequencer last saw, and when (its clock) it first saw it.
+    private let viewSeen = Mutex<(version: UInt64, since: Int64)?>(nil)
     /// Lets a batch skip the fence read; nil: every batch is fenced and chats open at once.
     let lease: (any OrderingLease)?
     private let lanes = Mutex<[Int64: Lane]>([:])
@@ -127,7 +127,6 @@ final class ChatSequencer: Sendable {
     init(
         serverId: String, store: ChatCatalog, delivery: any Delivery, stamper: MessageStamper, logger: Logger,
         maxBatch: Int = 256, maxBatchBytes: Int = 8 << 20, recentPerChat: Int = 1024,
-        membersMaxAgeMicros: Int64 = 5_000_000,
         lease: (any OrderingLease)? = nil,
         epochStep: @escaping @Sendable () -> Int64 = { Int64.random(in: 0..<256) }
     ) {
@@ -142,7 +141,6 @@ final class ChatSequencer: Sendable {
         self.maxBatch = maxBatch
         self.maxBatchBytes = maxBatchBytes
         self.recentPerChat = recentPerChat
-        self.membersMaxAgeMicros = membersMaxAgeMicros
     }
 
     /// Members reads made by batches so far.
@@ -164,21 +162,38 @@ final class ChatSequencer: Sendable {
         }
     }
 
-    /// The chat's members, from the owner's cache when it is fresh and knows every sender of the
-    /// batch, else read from the ring (QUORUM) and cached.
+    /// The chat's members, from the owner's cache when it is current and knows every sender of
+    /// the batch, else read from the ring (QUORUM) and cached.
+    ///
+    /// Current means: read under the live-set view this server holds now, and either read once
+    /// the views had settled after that view's change (`LiveSetView.settleMicros`) or the views
+    /// are still settling. A change made through another server reaches this cache by
+    /// `membersChanged` from that server, which tells the owner in its own view; views agree
+    /// except within the settle time after a change, so an entry read while they may still
+    /// differ is read once more when they have settled. In the steady state (no server joins
+    /// or leaves) a send reads no members at all.
     private func memberIds(chatId: Int64, senders: Set<String>) async throws -> Set<String> {
         let now = store.clock.nowMicros()
+        let view = lease?.liveSetView
+        let since = view.map { v in
+            viewSeen.withLock { seen -> Int64 in
+                if seen?.version != v.version { seen = (v.version, now) }
+                return seen!.since
+            }
+        }
         let (cached, version) = lanes.withLock { lanes -> (Members?, UInt64) in
             (lanes[chatId]?.members, lanes[chatId]?.membersVersion ?? 0)
         }
-        if let cached, now - cached.readAt < membersMaxAgeMicros, senders.isSubset(of: cached.ids) {
-            return cached.ids
+        if let cached, senders.isSubset(of: cached.ids), cached.view == view?.version {
+            guard let view, let since else { return cached.ids }
+            let settled = since + view.settleMicros
+            if cached.readAt >= settled || now < settled { return cached.ids }
         }
         memberReads.withLock { $0 += 1 }
         let ids = Set(try await store.members(chatId).map(\.userId))
         lanes.withLock { lanes in
             guard lanes[chatId]?.membersVersion == version else { return }
-            lanes[chatId]?.members = Members(ids: ids, readAt: now)
+            lanes[chatId]?.members = Members(ids: ids, readAt: now, view: view?.version)
         }
         return ids
     }

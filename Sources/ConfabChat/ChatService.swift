@@ -47,6 +47,8 @@ final class ChatService: Sendable {
     let cache: MembersCache
     let clock: any ChatClock
     let limits: Limits
+    /// Pauses between attempts to tell an owner server of a membership change (injected for tests).
+    let retryPause: @Sendable (Duration) async throws -> Void
 
     init(
         store: ChatCatalog, delivery: any Delivery, limiter: RateLimiter, clock: any ChatClock,
@@ -77,6 +79,7 @@ final class ChatService: Sendable {
         self.cache = MembersCache(clock: clock)
         self.clock = clock
         self.limits = limits
+        self.retryPause = syncSleep
     }
 
     // MARK: Membership checks
@@ -243,17 +246,50 @@ final class ChatService: Sendable {
 
     /// Has the chat's owner — this server, and the owner in this server's view when that is
     /// another — read the chat's members again before its next batch (docs/chat_ordering.md,
-    /// "Members"). An owner that cannot be told now notices within `membersMaxAgeMicros`, when its
-    /// cached members expire; the change itself is already stored, so it is not undone or refused.
+    /// "Members"). The change itself is already stored, so it is not undone or refused when the
+    /// owner cannot be told now: it is told again, with backoff, until it answers — the owner's
+    /// cached members are current only through these calls while the live set stays the same.
     func membersChanged(_ chatId: Int64) async {
         sequencer.membersChanged(chatId: chatId)
+        guard let router else { return }
         do {
-            try await router?.membersChanged(chatId: chatId)
+            try await router.membersChanged(chatId: chatId)
         } catch {
             sequencer.logger.warning(
-                "the chat's owner server was not told of a membership change; it notices when its cached members expire",
+                "the chat's owner server was not told of a membership change; telling it again until it answers",
                 metadata: ["chat": "\(chatId)", "error": "\(error)"])
+            let logger = sequencer.logger
+            let pause = retryPause
+            Task {
+                await Self.keepTelling(router, chatId: chatId, logger: logger, pause: pause)
+            }
         }
+    }
+
+    /// Retries `membersChanged` on the owner (in this server's view at each attempt: when the
+    /// owner changes, the new one reads the members when it opens the chat) until it answers;
+    /// pauses double from 100 ms to 5 s. Gives up after `maxAttempts` (about 10 minutes), logging
+    /// an error: the owner then reads the members at the next change of the live set.
+    static func keepTelling(
+        _ router: any ChatRouting, chatId: Int64, logger: Logger, maxAttempts: Int = 130,
+        pause: @escaping @Sendable (Duration) async throws -> Void
+    ) async {
+        var delay = Duration.milliseconds(100)
+        for attempt in 1...maxAttempts {
+            do { try await pause(delay) } catch { return }
+            do {
+                try await router.membersChanged(chatId: chatId)
+                logger.info(
+                    "the chat's owner server was told of a membership change",
+                    metadata: ["chat": "\(chatId)", "attempts": "\(attempt + 1)"])
+                return
+            } catch {
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+        logger.error(
+            "the chat's owner server could not be told of a membership change; it reads the members again when the live set of chat servers next changes",
+            metadata: ["chat": "\(chatId)"])
     }
 
     /// Tells every member's devices about the chat as it is now (`chat` event; unread 0 and no

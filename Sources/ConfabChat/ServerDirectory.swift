@@ -255,6 +255,25 @@ final class ServerDirectory: OrderingLease, Sendable {
         let (owns, version) = ownership(of: chatId)
         return lease.withLock { $0.stamp(viewVersion: version, owns: owns, now: t) }
     }
+
+    /// Another server's view of the live set trails this one's by at most the silence that drops
+    /// a server plus two refreshes (one on each side).
+    var liveSetView: LiveSetView {
+        LiveSetView(
+            version: hashing.withLock { $0.version },
+            settleMicros: timings.silenceNanos / 1_000 + 2 * refreshInterval.microseconds)
+    }
+}
+
+extension Duration {
+    var microseconds: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
+}
+
+/// This server's view of the live chat servers: its version (bumped by every change) and how long
+/// after a change the other servers' views may still differ from it (`ChatSequencer`'s members).
+struct LiveSetView: Sendable, Equatable {
+    var version: UInt64
+    var settleMicros: Int64
 }
 
 /// Lets the owner of a chat acknowledge a batch without reading the header back (the fence):
@@ -272,4 +291,7 @@ protocol OrderingLease: Sendable {
     /// The stamp to give a chat whose fence read, started now, succeeds (nil: this server does not
     /// own it, or holds no period).
     func currentStamp(chatId: Int64) -> LeaseStamp?
+    /// The live set's version and how long views may differ after it changes: an owner's cached
+    /// members are current until the next change, and are read again once views have settled.
+    var liveSetView: LiveSetView { get }
 }

@@ -29,10 +29,9 @@ import Testing
         #expect(after.reads - before.reads == sends, "ring reads for \(sends) sequential sends (the fence only)")
     }
 
-    /// Issue 11: with the ownership lease held (docs/chat_ordering.md § Leases), a steady-state send
-    /// is one ring write and no read. Without the lease, or after the view of the live servers
-    /// changed, one batch is fenced and the chat is covered by the lease again from there.
-    @Test func aSteadyStateSendUnderTheLeaseIsOneWriteAndNoRead() async throws {
+    /// A directory of one live server, "local", holding its lease; its monotonic clock only moves
+    /// when the test moves it.
+    static func leasedDirectory() async throws -> (ServerDirectory, ChatCatalog, NIOLockedValueBox<Int64>) {
         let monotonic = NIOLockedValueBox<Int64>(1_000_000_000)
         let directoryClock = ManualClock()
         let directoryStore = ChatCatalog(storage: InMemoryRingStorage(clock: directoryClock), clock: directoryClock)
@@ -42,10 +41,13 @@ import Testing
         directory.setAddress("http://127.0.0.1:1")
         try await directory.heartbeat()
         try await directory.refresh()
-        let f = ServiceFixture(lease: directory)
+        return (directory, directoryStore, monotonic)
+    }
+
+    /// A group of ann, ben and cyd that "local" keeps owning when "other" joins (chat ids are
+    /// random; about half of them qualify), so that view change moves nothing.
+    static func groupThatStays(_ f: ServiceFixture) async throws -> ChatSummary {
         try await f.quickUsers(["ann", "ben", "cyd"])
-        // A group this server keeps owning when "other" joins below (chat ids are random; about
-        // half of them qualify), so the view change moves nothing.
         var group = try await f.chats.createGroup("ann", title: "g", members: ["ben", "cyd"])
         func stays(_ chatId: Int64) -> Bool {
             ServerHashing(servers: ["local": "a", "other": "b"]).owner(of: "#\(chatId)") == "local"
@@ -54,6 +56,16 @@ import Testing
             group = try await f.chats.createGroup("ann", title: "g\(i)", members: ["ben", "cyd"])
         }
         try #require(stays(group.chatId))
+        return group
+    }
+
+    /// Issue 11: with the ownership lease held (docs/chat_ordering.md § Leases), a steady-state send
+    /// is one ring write and no read. Without the lease, or after the view of the live servers
+    /// changed, one batch is fenced and the chat is covered by the lease again from there.
+    @Test func aSteadyStateSendUnderTheLeaseIsOneWriteAndNoRead() async throws {
+        let (directory, directoryStore, monotonic) = try await Self.leasedDirectory()
+        let f = ServiceFixture(lease: directory)
+        let group = try await Self.groupThatStays(f)
         _ = try await f.chats.send("ann", chatId: group.chatId, clientId: "warm", text: "warm up")
         var n = 0
         func sendAndCount(_ count: Int) async throws -> (writes: Int, reads: Int) {
@@ -84,13 +96,14 @@ import Testing
         let steadyAgain = try await sendAndCount(5)
         #expect(steadyAgain.writes == 5 && steadyAgain.reads == 0, "\(steadyAgain)")
 
-        // Another server appears (one the chat does not move to): the view changed, so one fence.
+        // Another server appears (one the chat does not move to).
         try await directoryStore.putServer(
             id: "other", address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", beat: 1, ttlSeconds: 3600)
         try await directory.refresh()
         #expect(directory.servers.count == 2)
+        // The view changed, so one fence, and the members are read again (one read).
         let afterChange = try await sendAndCount(3)
-        #expect(afterChange.writes == 3 && afterChange.reads == 1, "\(afterChange)")
+        #expect(afterChange.writes == 3 && afterChange.reads == 2, "\(afterChange)")
         #expect(f.chats.sequencer.fenceReads == 3)
     }
 
@@ -157,20 +170,74 @@ import Testing
             } == .notAMember)
     }
 
-    /// An owner that was not told (its link was down) notices a removal when its cached members
-    /// expire.
-    @Test func cachedMembersExpire() async throws {
-        let f = ServiceFixture()
-        try await f.quickUsers(["ann", "ben", "cyd"])
-        let group = try await f.chats.createGroup("ann", title: "g", members: ["ben", "cyd"])
+    /// Issue 11: the owner's cached members are current for as long as the live set of servers
+    /// stays the same — no read however long the chat runs — and are read again after the set
+    /// changes: once at the next batch, and once more when the servers' views have settled, since a
+    /// change made through a server whose view differed may not have been told to this owner.
+    @Test func cachedMembersAreReadAgainWhenTheLiveSetChanges() async throws {
+        let (directory, directoryStore, _) = try await Self.leasedDirectory()
+        let f = ServiceFixture(lease: directory)
+        let group = try await Self.groupThatStays(f)
+        _ = try await f.chats.send("cyd", chatId: group.chatId, clientId: "c0", text: "views settling")
+        // The first view this owner sees counts as a change: its members are read once more
+        // when it has settled.
+        f.clock.advance(micros: directory.liveSetView.settleMicros)
         _ = try await f.chats.send("cyd", chatId: group.chatId, clientId: "c1", text: "cached now")
-        // The removal's rows, written without telling the owner.
+        // The removal's rows, written as a server whose view names another owner would: this
+        // owner is not told.
         try await ChatCatalog(storage: f.storage, clock: f.clock).removeMember(chatId: group.chatId, userId: "cyd")
-        _ = try await f.chats.send("cyd", chatId: group.chatId, clientId: "c2", text: "not noticed yet")
-        f.clock.advance(micros: f.chats.sequencer.membersMaxAgeMicros)
+        let reads = f.chats.sequencer.membersReads
+        for hour in 1...3 {
+            f.clock.advance(micros: 3_600_000_000)
+            _ = try await f.chats.send("ann", chatId: group.chatId, clientId: "a\(hour)", text: "an hour on")
+        }
+        _ = try await f.chats.send("cyd", chatId: group.chatId, clientId: "c2", text: "not noticed: no view change")
+        #expect(f.chats.sequencer.membersReads == reads, "members were read with the live set unchanged")
+
+        // Another server appears: the next batch reads the members.
+        try await directoryStore.putServer(
+            id: "other", address: "http://127.0.0.1:2", peerAddress: "http://127.0.0.1:3", beat: 1, ttlSeconds: 3600)
+        try await directory.refresh()
         #expect(
             await chatErrorCode {
                 try await f.chats.send("cyd", chatId: group.chatId, clientId: "c3", text: "noticed")
+            } == .notAMember)
+        #expect(f.chats.sequencer.membersReads == reads + 1)
+        // That read was made while views may still differ: a removal told to another server in
+        // that time is noticed once they have settled, with one more read, and then none.
+        try await ChatCatalog(storage: f.storage, clock: f.clock).removeMember(chatId: group.chatId, userId: "ben")
+        _ = try await f.chats.send("ben", chatId: group.chatId, clientId: "b1", text: "views still settling")
+        #expect(f.chats.sequencer.membersReads == reads + 1)
+        f.clock.advance(micros: directory.liveSetView.settleMicros)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.send("ben", chatId: group.chatId, clientId: "b2", text: "noticed once settled")
+            } == .notAMember)
+        for i in 0..<3 {
+            f.clock.advance(micros: directory.liveSetView.settleMicros)
+            _ = try await f.chats.send("ann", chatId: group.chatId, clientId: "s\(i)", text: "settled")
+        }
+        #expect(f.chats.sequencer.membersReads == reads + 2)
+    }
+
+    /// A membership change whose owner server cannot be told at once is told again until it
+    /// answers: its next batch then reads the members.
+    @Test func anOwnerThatCannotBeToldIsToldAgain() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["ann", "ben", "cyd"])
+        let router = FlakyMembersRouting(owner: f.chats.sequencer, failures: 3)
+        let second = ChatService(
+            store: ChatCatalog(storage: f.storage, clock: f.clock), delivery: f.delivery,
+            limiter: RateLimiter(ratePerSecond: 1000, burst: 1000, clock: f.clock), clock: f.clock,
+            serverId: "second", router: router, syncSleep: { _ in })
+        let group = try await f.chats.createGroup("ann", title: "g", members: ["ben", "cyd"])
+        _ = try await f.chats.send("cyd", chatId: group.chatId, clientId: "c1", text: "cached now")
+        try await second.removeMember("cyd", chatId: group.chatId, target: "cyd")
+        try await eventuallyTrue("the owner was told after 3 failed attempts") { router.told }
+        #expect(router.attempts == 4)
+        #expect(
+            await chatErrorCode {
+                try await f.chats.send("cyd", chatId: group.chatId, clientId: "c2", text: "after leaving")
             } == .notAMember)
     }
 
@@ -207,5 +274,38 @@ import Testing
         for t in rest { _ = try await t.value }
         let batches = gate.writes.filter(isBatch).map { $0.rows.count / 2 }
         #expect(batches == [1, 2, 2, 1], "messages per batch write (each with its index row)")
+    }
+}
+
+/// Routes sends to `owner` in process; its first `failures` membership notices fail as a down
+/// link would.
+final class FlakyMembersRouting: ChatRouting, @unchecked Sendable {
+    let owner: ChatSequencer
+    private let state: NIOLockedValueBox<(left: Int, attempts: Int, told: Bool)>
+
+    init(owner: ChatSequencer, failures: Int) {
+        self.owner = owner
+        state = NIOLockedValueBox((failures, 0, false))
+    }
+
+    var attempts: Int { state.withLockedValue { $0.attempts } }
+    var told: Bool { state.withLockedValue { $0.told } }
+
+    func forward(chatId: Int64, _ send: ChatSequencer.Send) async throws -> SendAck? {
+        try await owner.append(chatId: chatId, send)
+    }
+
+    func membersChanged(chatId: Int64) async throws {
+        let fail = state.withLockedValue { s -> Bool in
+            s.attempts += 1
+            if s.left > 0 {
+                s.left -= 1
+                return true
+            }
+            s.told = true
+            return false
+        }
+        if fail { throw ChatError(.storageUnavailable, "link down (test)") }
+        owner.membersChanged(chatId: chatId)
     }
 }
