@@ -24,6 +24,55 @@ import Testing
         }
     }
 
+    /// `RawReader` reads a varint straight from memory when ten bytes are left and through the
+    /// bounds-checked loop otherwise: both give the same value, length and errors — for random
+    /// values of every length, and for the malformed shapes (a tenth byte over 1, an eleventh byte).
+    @Test func varintsReadTheSameNearAndFarFromTheEnd() throws {
+        var rng = SplitMix64(seed: 11)
+        var values: [UInt64] = [0, 1, 127, 128, 16_383, 16_384, UInt64(Int64.max), .max, 1 << 63, (1 << 63) - 1]
+        for bits in 1...64 {
+            for _ in 0..<20 { values.append(UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64(64 - bits)) }
+        }
+        func read(_ bytes: [UInt8]) -> Result<(UInt64, Int), StorageError> {
+            bytes.withUnsafeBytes { raw in
+                var r = RawReader(raw, context: "test")
+                do {
+                    let v = try r.readVarint()
+                    return .success((v, r.position))
+                } catch let e as StorageError {
+                    return .failure(e)
+                } catch {
+                    Issue.record("unexpected \(error)")
+                    return .failure(StorageError(.io, "unexpected"))
+                }
+            }
+        }
+        for v in values {
+            var encoded: [UInt8] = []
+            encoded.appendVarint(v)
+            for padding in [0, 3, 10, 16] {
+                let got = try read(encoded + Array(repeating: 0xAB, count: padding)).get()
+                #expect(got.0 == v && got.1 == encoded.count, "\(v) with \(padding) bytes after it")
+            }
+        }
+        // Malformed: the same failure with and without ten bytes after the start.
+        let overflow: [UInt8] = Array(repeating: 0xFF, count: 9) + [0x02]
+        let tooLong: [UInt8] = Array(repeating: 0x80, count: 10) + [0x00]
+        let cut: [UInt8] = [0x80, 0x80]
+        for bad in [overflow, tooLong, cut] {
+            guard case .failure(let exact) = read(bad) else {
+                Issue.record("\(bad) read as a varint")
+                continue
+            }
+            let padded = read(bad + (bad == cut ? [] : Array(repeating: 0x80, count: 12)))
+            guard case .failure(let far) = padded else {
+                Issue.record("\(bad) with bytes after it read as a varint")
+                continue
+            }
+            #expect(exact.code == .corruption && far.message == exact.message, "\(far.message) vs \(exact.message)")
+        }
+    }
+
     @Test func prefixBoundsSelectTimestamps() {
         let t = ClusteringKey([.int64(100)]).bytes
         let atT = ClusteringKey([.int64(100), .bytes(Array("z".utf8))]).bytes
