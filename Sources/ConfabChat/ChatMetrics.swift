@@ -41,6 +41,11 @@ struct ChatMetrics: Sendable {
     let liveServers = Gauge(label: "confab_chat_live_servers")
     /// Ring reads and writes made by `ChatSequencer` (members, fence, batches, openings, lookups).
     let sendRingReads = Counter(label: "confab_chat_send_ring_reads_total")
+    /// Changes of the live set of chat servers this server saw (each makes owners read their
+    /// chats' members again; docs/chat_ordering.md, "Members").
+    let liveSetChanges = Counter(label: "confab_chat_live_set_changes_total")
+    /// 1 once the live set has held for the settle time (every server's view agrees), else 0.
+    let liveSetSettled = Gauge(label: "confab_chat_live_set_settled")
     let sendRingWrites = Counter(label: "confab_chat_send_ring_writes_total")
 
     func error(_ code: ChatError.Code) {

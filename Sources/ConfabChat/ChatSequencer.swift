@@ -69,9 +69,10 @@ final class ChatSequencer: Sendable {
     /// the members again (docs/chat_ordering.md, "Members").
     private struct Members: Sendable {
         var ids: Set<String>
-        var readAt: Int64
-        /// The live-set view it was read under (nil: no directory, one server).
+        /// The live-set view it was read under (nil: no directory, one server), and whether that
+        /// view had settled when the read began.
         var view: UInt64?
+        var settled: Bool
     }
 
     private struct Lane: Sendable {
@@ -112,8 +113,6 @@ final class ChatSequencer: Sendable {
     /// ring's 64 MiB frame, so the batch would fail every time it was retried.
     let maxBatchBytes: Int
     let recentPerChat: Int
-    /// The live-set version this sequencer last saw, and when (its clock) it first saw it.
-    private let viewSeen = Mutex<(version: UInt64, since: Int64)?>(nil)
     /// Lets a batch skip the fence read; nil: every batch is fenced and chats open at once.
     let lease: (any OrderingLease)?
     private let lanes = Mutex<[Int64: Lane]>([:])
@@ -166,34 +165,27 @@ final class ChatSequencer: Sendable {
     /// the batch, else read from the ring (QUORUM) and cached.
     ///
     /// Current means: read under the live-set view this server holds now, and either read once
-    /// the views had settled after that view's change (`LiveSetView.settleMicros`) or the views
-    /// are still settling. A change made through another server reaches this cache by
+    /// the views had settled after that view's change (`LiveSetView.settled`) or the views are
+    /// still settling. A change made through another server reaches this cache by
     /// `membersChanged` from that server, which tells the owner in its own view; views agree
     /// except within the settle time after a change, so an entry read while they may still
     /// differ is read once more when they have settled. In the steady state (no server joins
     /// or leaves) a send reads no members at all.
     private func memberIds(chatId: Int64, senders: Set<String>) async throws -> Set<String> {
-        let now = store.clock.nowMicros()
         let view = lease?.liveSetView
-        let since = view.map { v in
-            viewSeen.withLock { seen -> Int64 in
-                if seen?.version != v.version { seen = (v.version, now) }
-                return seen!.since
-            }
-        }
         let (cached, version) = lanes.withLock { lanes -> (Members?, UInt64) in
             (lanes[chatId]?.members, lanes[chatId]?.membersVersion ?? 0)
         }
-        if let cached, senders.isSubset(of: cached.ids), cached.view == view?.version {
-            guard let view, let since else { return cached.ids }
-            let settled = since + view.settleMicros
-            if cached.readAt >= settled || now < settled { return cached.ids }
+        if let cached, senders.isSubset(of: cached.ids), cached.view == view?.version,
+            cached.settled || !(view?.settled ?? false)
+        {
+            return cached.ids
         }
         memberReads.withLock { $0 += 1 }
         let ids = Set(try await store.members(chatId).map(\.userId))
         lanes.withLock { lanes in
             guard lanes[chatId]?.membersVersion == version else { return }
-            lanes[chatId]?.members = Members(ids: ids, readAt: now, view: view?.version)
+            lanes[chatId]?.members = Members(ids: ids, view: view?.version, settled: view?.settled ?? true)
         }
         return ids
     }

@@ -26,8 +26,10 @@ final class ServerDirectory: OrderingLease, Sendable {
     private let liveness: Mutex<PeerLiveness>
     private let address = Mutex<String>("")
     private let peerListener = Mutex<String>("")
-    /// The live set hashed, and its version: bumped by every change (`LeaseStamp`).
-    private let hashing = Mutex<(hashing: ServerHashing, version: UInt64)>((ServerHashing(servers: [:]), 0))
+    /// The live set hashed, and its version: bumped by every change (`LeaseStamp`), and when
+    /// (`now`) this server installed that version.
+    private let hashing = Mutex<(hashing: ServerHashing, version: UInt64, since: Int64)>(
+        (ServerHashing(servers: [:]), 0, 0))
     /// Server id → its peer-link address, from the same read as `hashing`.
     private let peerAddresses = Mutex<[String: String]>([:])
     /// When this server's heartbeat last reached the ring.
@@ -70,10 +72,13 @@ final class ServerDirectory: OrderingLease, Sendable {
 
     /// Installs a new live set; a changed one bumps the view version (`LeaseStamp`).
     private func setServers(_ live: [String: String]) {
-        hashing.withLock { h in
-            guard h.version == 0 || h.hashing.servers != live else { return }
-            h = (ServerHashing(servers: live), h.version &+ 1)
+        let t = now()
+        let changed = hashing.withLock { h -> Bool in
+            guard h.version == 0 || h.hashing.servers != live else { return false }
+            h = (ServerHashing(servers: live), h.version &+ 1, t)
+            return true
         }
+        if changed { ChatMetrics.shared.liveSetChanges.increment() }
     }
 
     var ownAddress: String { address.withLock { $0 } }
@@ -180,6 +185,7 @@ final class ServerDirectory: OrderingLease, Sendable {
                     }
                 }
                 nextRefresh = now + refreshInterval
+                ChatMetrics.shared.liveSetSettled.record(liveSetView.settled ? 1 : 0)
             }
             try? await Task.sleep(until: min(nextBeat, nextRefresh), clock: clock)
         }
@@ -256,24 +262,23 @@ final class ServerDirectory: OrderingLease, Sendable {
         return lease.withLock { $0.stamp(viewVersion: version, owns: owns, now: t) }
     }
 
-    /// Another server's view of the live set trails this one's by at most the silence that drops
-    /// a server plus two refreshes (one on each side).
+    /// How long after a change of the live set other servers' views may still differ from this
+    /// one's: the silence that drops a server plus two refreshes (one on each side).
+    var settleNanos: Int64 { timings.silenceNanos + 2 * Int64(refreshInterval.components.seconds) * 1_000_000_000 }
+
     var liveSetView: LiveSetView {
-        LiveSetView(
-            version: hashing.withLock { $0.version },
-            settleMicros: timings.silenceNanos / 1_000 + 2 * refreshInterval.microseconds)
+        let t = now()
+        let (version, since) = hashing.withLock { ($0.version, $0.since) }
+        return LiveSetView(version: version, settled: t - since >= settleNanos)
     }
 }
 
-extension Duration {
-    var microseconds: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
-}
-
-/// This server's view of the live chat servers: its version (bumped by every change) and how long
-/// after a change the other servers' views may still differ from it (`ChatSequencer`'s members).
+/// This server's view of the live chat servers: its version (bumped by every change), and whether
+/// it has held long enough that every other server's view agrees with it (`ChatSequencer`'s
+/// members; docs/chat_ordering.md, "Members").
 struct LiveSetView: Sendable, Equatable {
     var version: UInt64
-    var settleMicros: Int64
+    var settled: Bool
 }
 
 /// Lets the owner of a chat acknowledge a batch without reading the header back (the fence):
@@ -291,7 +296,7 @@ protocol OrderingLease: Sendable {
     /// The stamp to give a chat whose fence read, started now, succeeds (nil: this server does not
     /// own it, or holds no period).
     func currentStamp(chatId: Int64) -> LeaseStamp?
-    /// The live set's version and how long views may differ after it changes: an owner's cached
-    /// members are current until the next change, and are read again once views have settled.
+    /// The live set's version and whether the views have settled since it changed: an owner's
+    /// cached members are current until the next change, and are read again once views settle.
     var liveSetView: LiveSetView { get }
 }

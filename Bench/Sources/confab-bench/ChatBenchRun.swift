@@ -135,6 +135,7 @@ final class ChatBenchRun: @unchecked Sendable {
 
         // Users, chats, groups, devices.
         let setup = try setUpChats(report: &report)
+        try awaitSettledViews()
         // 1. Latency.
         for (k, rate) in config.latencyRates.enumerated() {
             let count = max(1, Int(rate * config.latencySeconds))
@@ -578,27 +579,61 @@ final class ChatBenchRun: @unchecked Sendable {
         return r
     }
 
-    /// The send-path counters of both chat servers, summed (their /metrics), or nil if a scrape failed.
-    private func sendCounters() -> (messages: Double, reads: Double, writes: Double)? {
+    /// Waits until both servers' views of the live set have settled (`confab_chat_live_set_settled`
+    /// is 1 on each): until then an owner reads each chat's members once more when its view
+    /// settles (docs/chat_ordering.md, "Members"), a start-up cost the steady-state runs must not
+    /// count. About 14 s after the second server joined, with the default heartbeat TTL.
+    private func awaitSettledViews() throws {
+        let started = ProcessIO.nowNanos()
+        var logged = false
+        while true {
+            let settled = try scrapeServers().map { $0["confab_chat_live_set_settled"] }
+            if settled.allSatisfy({ ($0 ?? 1) >= 1 }) { break }
+            if !logged {
+                Progress.log("[chat] waiting for the servers' views of the live set to settle (up to 60 s)")
+                logged = true
+            }
+            guard ProcessIO.nowNanos() - started < 60_000_000_000 else {
+                throw ChatBenchError("the chat servers' live-set views did not settle within 60 s: \(settled)")
+            }
+            usleep(250_000)
+        }
+        if logged {
+            Progress.log(
+                String(format: "[chat] views settled after %.1f s", Double(ProcessIO.nowNanos() - started) / 1e9))
+        }
+    }
+
+    /// Each chat server's /metrics, parsed.
+    private func scrapeServers() throws -> [[String: Double]] {
         let urls = servers.map(\.url)
         let group = self.group
-        return try? blockOn {
-            var total = (messages: 0.0, reads: 0.0, writes: 0.0)
+        return try blockOn {
+            var out: [[String: Double]] = []
             for url in urls {
                 guard let r = url.range(of: "://"), let colon = url[r.upperBound...].lastIndex(of: ":"),
                     let port = Int(url[url.index(after: colon)...])
                 else { throw ChatBenchError("unexpected server URL \(url)") }
-                let host = String(url[r.upperBound..<colon])
-                let connection = try await ChatHTTPConnection.connect(host: host, port: port, group: group)
+                let connection = try await ChatHTTPConnection.connect(
+                    host: String(url[r.upperBound..<colon]), port: port, group: group)
                 let text = try await connection.request(.GET, "/metrics").text
                 await connection.close()
-                let values = PrometheusText.values(text)
-                total.messages += values["confab_chat_messages_total"] ?? 0
-                total.reads += values["confab_chat_send_ring_reads_total"] ?? 0
-                total.writes += values["confab_chat_send_ring_writes_total"] ?? 0
+                out.append(PrometheusText.values(text))
             }
-            return total
+            return out
         }
+    }
+
+    /// The send-path counters of both chat servers, summed (their /metrics), or nil if a scrape failed.
+    private func sendCounters() -> (messages: Double, reads: Double, writes: Double)? {
+        guard let scraped = try? scrapeServers() else { return nil }
+        var total = (messages: 0.0, reads: 0.0, writes: 0.0)
+        for values in scraped {
+            total.messages += values["confab_chat_messages_total"] ?? 0
+            total.reads += values["confab_chat_send_ring_reads_total"] ?? 0
+            total.writes += values["confab_chat_send_ring_writes_total"] ?? 0
+        }
+        return total
     }
 
     /// Sends one group message and counts the member devices that get it (the sender's own device
