@@ -115,6 +115,16 @@ extension StorageEngine {
                     && highKey.withUnsafeBytes { compareBytes(k, $0) < 0 }
             }
         }
+        /// `position` after a step of a source that was in range: moving in query order, it can
+        /// only leave the range at the far end, so one bound is compared, not two.
+        func stillInRange(_ it: ReadSource) -> Bool {
+            guard it.isValid else { return false }
+            return it.withKey { k in
+                reversed
+                    ? lowKey.withUnsafeBytes { compareBytes(k, $0) >= 0 }
+                    : highKey.withUnsafeBytes { compareBytes(k, $0) < 0 }
+            }
+        }
         func open(_ it: ReadSource) throws {
             try it.seek(reversed ? highKey : lowKey, reversed: reversed)
             current.append(position(it))
@@ -134,7 +144,7 @@ extension StorageEngine {
             let bound = reversed ? t.statistics.maxClustering : t.statistics.minClustering
             if bound.isEmpty && t.statistics.rowCount > 0 {
                 // No bound recorded: open it now, as every table was opened before.
-                let it = ReadSource.table(SSTableIterator(reader: t), t)
+                let it = ReadSource.table(SSTableIterator(reader: t))
                 iterators.append(it)
                 readTableOpens.add(1, ordering: .relaxed)
                 try open(it)
@@ -155,7 +165,7 @@ extension StorageEngine {
                     guard reversed ? c >= 0 : c <= 0 else { break }
                 }
                 waiting.removeLast()
-                let it = ReadSource.table(SSTableIterator(reader: next.table), next.table)
+                let it = ReadSource.table(SSTableIterator(reader: next.table))
                 iterators.append(it)
                 readTableOpens.add(1, ordering: .relaxed)
                 try open(it)
@@ -236,7 +246,7 @@ extension StorageEngine {
             for i in same {
                 let source = i == best ? it : iterators[i]
                 try source.step(reversed: reversed)
-                current[i] = position(source)
+                current[i] = stillInRange(source)
             }
         }
         if tombstones > 0 { metrics.tombstonesScanned.increment(by: tombstones) }

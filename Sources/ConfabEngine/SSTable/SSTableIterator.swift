@@ -5,7 +5,7 @@
 ///
 /// On a thrown error the iterator becomes invalid; it never skips a damaged block.
 final class SSTableIterator: EntryIterator {
-    private let reader: SSTableReader
+    let reader: SSTableReader
     private var block: DataBlock? {
         didSet { if block == nil { (currentKey, currentValue) = (Self.empty, Self.empty) } }
     }
