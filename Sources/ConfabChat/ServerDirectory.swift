@@ -264,7 +264,10 @@ final class ServerDirectory: OrderingLease, Sendable {
 
     /// How long after a change of the live set other servers' views may still differ from this
     /// one's: the silence that drops a server plus two refreshes (one on each side).
-    var settleNanos: Int64 { timings.silenceNanos + 2 * Int64(refreshInterval.components.seconds) * 1_000_000_000 }
+    var settleNanos: Int64 {
+        let refresh = refreshInterval.components
+        return timings.silenceNanos + 2 * (refresh.seconds * 1_000_000_000 + refresh.attoseconds / 1_000_000_000)
+    }
 
     var liveSetView: LiveSetView {
         let t = now()
