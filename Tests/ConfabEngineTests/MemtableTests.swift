@@ -7,10 +7,35 @@ import Testing
     @Test func skipListMatchesASortedModel() {
         let seed = testSeed()
         var rng = SplitMix64(seed: seed)
+        checkSkipListAgainstModel(seed: seed, rng: &rng) { rng in
+            (0..<Int.random(in: 1...6, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
+        }
+    }
+
+    /// Keys that agree on their first 14 to 33 bytes and differ, or end, around the 32-byte head
+    /// the skip list compares before it reads a key's bytes: a short key's zero padding must not
+    /// pass for real zero bytes, and keys equal in their heads must still be ordered by the rest.
+    @Test func skipListOrdersKeysThatAgreeOnTheirHeads() {
+        let seed = testSeed()
+        var rng = SplitMix64(seed: seed)
+        let prefixes = [14, 22, 29, 31, 32, 33].map { n in (0..<n).map { _ in UInt8.random(in: 0...2, using: &rng) } }
+        checkSkipListAgainstModel(seed: seed, rng: &rng) { rng in
+            let prefix = prefixes.randomElement(using: &rng)!
+            let tail = (0..<Int.random(in: 0...6, using: &rng)).map { _ in
+                [UInt8(0), 1, 0xFF].randomElement(using: &rng)!
+            }
+            return Array(prefix.prefix(Int.random(in: max(0, prefix.count - 3)...prefix.count, using: &rng))) + tail
+        }
+    }
+
+    private func checkSkipListAgainstModel(
+        seed: UInt64, rng: inout SplitMix64, key makeKey: (inout SplitMix64) -> [UInt8]
+    ) {
         var list = SkipList()
         var model: [[UInt8]: [UInt8]] = [:]
         for _ in 0..<5_000 {
-            let key = (0..<Int.random(in: 1...6, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
+            let key = makeKey(&rng)
+            guard !key.isEmpty else { continue }
             let value = [UInt8.random(in: 0...255, using: &rng)]
             list.upsert(key: key, value: value) { _, new in new }
             model[key] = value
@@ -22,7 +47,13 @@ import Testing
             walked.append(list.key(i))
             n = list.successor(i)
         }
-        #expect(walked == sorted, "seed \(seed)")
+        // The first place the walk and the model part, so a failure names two keys, not two lists.
+        func firstDifference(_ a: [[UInt8]], _ b: [[UInt8]]) -> String? {
+            guard a != b else { return nil }
+            let i = (0..<min(a.count, b.count)).first { a[$0] != b[$0] } ?? min(a.count, b.count)
+            return "at \(i): \(i < a.count ? a[i] : []) vs \(i < b.count ? b[i] : []) (counts \(a.count), \(b.count))"
+        }
+        #expect(firstDifference(walked, sorted) == nil, "seed \(seed)")
         #expect(list.count == model.count, "seed \(seed)")
         // Backwards by the back-links: the same keys, newest last.
         var backwards: [[UInt8]] = []
@@ -31,9 +62,9 @@ import Testing
             backwards.append(list.key(i))
             n = list.predecessor(i)
         }
-        #expect(backwards == sorted.reversed(), "seed \(seed)")
+        #expect(firstDifference(backwards, sorted.reversed()) == nil, "seed \(seed)")
         for _ in 0..<500 {
-            let probe = (0..<Int.random(in: 0...6, using: &rng)).map { _ in UInt8.random(in: 0...5, using: &rng) }
+            let probe = makeKey(&rng)
             let lb = sorted.first { compareBytes($0, probe) >= 0 }
             #expect(list.lowerBound(probe).map { list.key($0) } == lb, "seed \(seed)")
             let ll = sorted.last { compareBytes($0, probe) < 0 }

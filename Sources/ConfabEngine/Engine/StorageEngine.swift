@@ -78,7 +78,7 @@ public final class StorageEngine: @unchecked Sendable {
         self.frozen = replayed
         self.blockCache = blockCache
         self.nextMemtableID = UInt64(replayed.count) + 2
-        self.active = Memtable(id: UInt64(replayed.count) + 1)
+        self.active = Memtable(id: UInt64(replayed.count) + 1, capacityBytes: options.memtableBytes)
         self.wal = try WriteAheadLog(
             directory: directory, fileSystem: options.fileSystem, syncMode: options.syncMode,
             segmentBytes: options.walSegmentBytes, firstSegmentID: walFirstSegment)
@@ -291,7 +291,7 @@ public final class StorageEngine: @unchecked Sendable {
         let nextSegment = try wal.rollSegment()
         state.withLock {
             frozen.append(FrozenMemtable(memtable: active, nextLogNumber: nextSegment))
-            active = Memtable(id: nextMemtableID)
+            active = Memtable(id: nextMemtableID, capacityBytes: options.memtableBytes)
             nextMemtableID += 1
             wakeLocked()
         }

@@ -5,7 +5,7 @@ import Foundation
 /// A full memtable is frozen (no more writes) and flushed to an SSTable in the background.
 final class Memtable: @unchecked Sendable {
     private let lock = ReadWriteLock()
-    private var list = SkipList()
+    private var list: SkipList
     private var _minTimestamp = Int64.max
     private var _maxTimestamp = Int64.min
     /// Partition header entries written here (partition and range deletions; rare). A read looks
@@ -21,8 +21,11 @@ final class Memtable: @unchecked Sendable {
     /// Monotonic id, for logs and tests.
     let id: UInt64
 
-    init(id: UInt64) {
+    /// `capacityBytes`: the size at which the engine freezes it (`EngineOptions.memtableBytes`),
+    /// reserved up front.
+    init(id: UInt64, capacityBytes: Int = 1 << 20) {
         self.id = id
+        self.list = SkipList(capacityBytes: capacityBytes)
         self.drained = BlockingCondition(pending)
     }
 
