@@ -18,13 +18,16 @@ final class WriterQueue: @unchecked Sendable {
         let bytes: Int
         var done = false
         var error: (any Error)?
-        let turn: BlockingCondition
+        /// Made the first time this writer waits (under the queue's lock, before it first sleeps):
+        /// a lone writer leads at once and never needs one, and a condition is two allocations and
+        /// a pthread init per write. Whoever signals reads it under the lock, after the writer
+        /// has waited (a writer that has not waited is checked under the lock before it does).
+        var turn: BlockingCondition?
 
-        init(_ mutations: [Mutation], _ payloads: [StorageEngine.Encoded], lock: BlockingMutex) {
+        init(_ mutations: [Mutation], _ payloads: [StorageEngine.Encoded]) {
             self.mutations = mutations
             self.payloads = payloads
             bytes = payloads.reduce(0) { $0 + $1.bytes.count }
-            turn = BlockingCondition(lock)
         }
     }
 
@@ -65,11 +68,12 @@ final class WriterQueue: @unchecked Sendable {
         stage: ([Mutation], [StorageEngine.Encoded]) throws -> Staged,
         finish: (Staged) throws -> Void
     ) throws {
-        let me = Writer(mutations, payloads, lock: lock)
+        let me = Writer(mutations, payloads)
         lock.lock()
         line.append(me)
         while !me.done && !(head < line.count && line[head] === me && inFlight < Self.maxInFlight) {
-            me.turn.wait()
+            if me.turn == nil { me.turn = BlockingCondition(lock) }
+            me.turn!.wait()
         }
         if me.done {
             lock.unlock()
@@ -84,7 +88,8 @@ final class WriterQueue: @unchecked Sendable {
             bytes += line[end].bytes
             end += 1
         }
-        let group = Array(line[head..<end])
+        // The members behind the leader (no array for a lone writer).
+        let followers = end > head + 1 ? Array(line[(head + 1)..<end]) : []
         inFlight += 1
         lock.unlock()
 
@@ -92,8 +97,10 @@ final class WriterQueue: @unchecked Sendable {
         var staged: Staged?
         do {
             staged =
-                group.count == 1
-                ? try stage(mutations, payloads) : try stage(group.flatMap(\.mutations), group.flatMap(\.payloads))
+                followers.isEmpty
+                ? try stage(mutations, payloads)
+                : try stage(
+                    mutations + followers.flatMap(\.mutations), payloads + followers.flatMap(\.payloads))
         } catch {
             failure = error
         }
@@ -101,7 +108,7 @@ final class WriterQueue: @unchecked Sendable {
         // Pass the lead on; signalled outside the lock, so the woken thread does not block on it.
         lock.lock()
         head = end
-        var next: Writer?
+        var next: BlockingCondition?
         if head == line.count {
             line.removeAll(keepingCapacity: true)
             head = 0
@@ -110,10 +117,10 @@ final class WriterQueue: @unchecked Sendable {
                 line.removeFirst(head)
                 head = 0
             }
-            if inFlight < Self.maxInFlight { next = line[head] }
+            if inFlight < Self.maxInFlight { next = line[head].turn }
         }
         lock.unlock()
-        next?.turn.signal()
+        next?.signal()
 
         if let staged {
             do { try finish(staged) } catch { failure = error }
@@ -121,18 +128,19 @@ final class WriterQueue: @unchecked Sendable {
 
         lock.lock()
         groups += 1
-        grouped += UInt64(group.count)
+        grouped += UInt64(1 + followers.count)
         inFlight -= 1
-        for w in group.dropFirst() {
+        for w in followers {
             w.error = failure
             w.done = true
         }
+        // Every follower waited before this leader took it into the group, so each has its turn.
+        let woken = followers.map { $0.turn }
         // The front of the line may have waited for this group to finish.
-        let front = head < line.count ? line[head] : nil
+        let front = head < line.count ? line[head].turn : nil
         lock.unlock()
-        // `group` keeps every member (and its condition) alive until these signals are sent.
-        for w in group.dropFirst() { w.turn.signal() }
-        front?.turn.signal()
+        for turn in woken { turn?.signal() }
+        front?.signal()
         if let failure { throw failure }
     }
 }
