@@ -230,7 +230,18 @@ import Testing
             try await eventuallyTrue("all 100 devices got all 12 messages", within: .seconds(15)) {
                 sockets.values.allSatisfy { acked.isSubset(of: Set(Self.messageIds($0.all("message")))) }
             }
-            try await Task.sleep(for: .milliseconds(300))  // room for a duplicate to show up
+            // A fence, not a pause: the chat's owner hands every device its messages in seq order
+            // (over the peer link, then the device's outbox, both FIFO), so once each device has
+            // the fence, any second copy of the twelve that the owner or a link sent has arrived
+            // before it.
+            let fence = try await send(
+                sockets[senders[0]]!, chatId: chatId, clientId: "fence", text: "fence")
+            let fenceId = try #require(fence["messageId"] as? String)
+            if fence["attempts"] as? Int ?? 1 > 1 { resent.insert(fenceId) }
+            acked.insert(fenceId)
+            try await eventuallyTrue("all 100 devices got the fence", within: .seconds(15)) {
+                sockets.values.allSatisfy { Self.messageIds($0.all("message")).contains(fenceId) }
+            }
             for (member, socket) in sockets {
                 let ids = Self.messageIds(socket.all("message"))
                 #expect(
