@@ -42,7 +42,7 @@ extension RingClusterTests {
                 posted.insert(
                     try await (i % 2 == 0 ? c2 : c3).post(chatId: chat, sender: "s", text: "while down \(i)").messageId)
             }
-            try await eventually("hints for n1", within: .seconds(5)) {
+            try await eventually("hints for n1", within: .seconds(30)) {
                 await n2.node.pendingHints(for: n1ID) + n3.node.pendingHints(for: n1ID) == posted.count
             }
 

@@ -8,13 +8,15 @@ import Foundation
 import Testing
 
 /// Settings that make a ring react in test time: gossip every 100 ms (conviction after about
-/// 2 s of silence), 1 s write timeout.
+/// 2 s of silence). The request timeouts are 5 s, not 1 s: a replica's first write into a fresh
+/// ring syncs its commit log, and beside a parallel build on two cores that sync alone has taken
+/// over a second (two CI runs failed that way). Tests that wait for a timeout allow for 5 s.
 func fastRing(_ c: inout NodeConfiguration, seeds: [NodeAddress]) {
     c.seeds = seeds
     c.replicationFactor = 3
     c.gossipInterval = .milliseconds(100)
-    c.writeTimeout = .seconds(1)
-    c.readTimeout = .seconds(2)
+    c.writeTimeout = .seconds(5)
+    c.readTimeout = .seconds(5)
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes. The default is generous:
@@ -70,7 +72,7 @@ func ringIsNormal(_ client: ConfabClient, count: Int) async throws -> Bool {
         }
 
         // One node stopped: QUORUM still works; ALL fails with `unavailable` once the node is
-        // convicted (`timeout` before that).
+        // convicted (`timeout` before that; each such attempt takes the 5 s write timeout).
         let n3ID = try #require(n3.node.nodeID)
         try await n3.stop()
         let survivors = ConfabClient.forTests(nodes: [n1.address, n2.address])
@@ -83,7 +85,7 @@ func ringIsNormal(_ client: ConfabClient, count: Int) async throws -> Bool {
         #expect(Set(try await survivors.history(chatId: chat, limit: 1000).map(\.messageId)) == posted)
         var sawUnavailable = false
         let allClient = ConfabClient.forTests(nodes: [n1.address])
-        let until = ContinuousClock.now + .seconds(8)
+        let until = ContinuousClock.now + .seconds(30)
         while !sawUnavailable, ContinuousClock.now < until {
             do {
                 try await allClient.post(chatId: chat, sender: "s", text: "at ALL", consistency: .all)
@@ -99,7 +101,7 @@ func ringIsNormal(_ client: ConfabClient, count: Int) async throws -> Bool {
         #expect(sawUnavailable)
 
         // Hints were recorded for n3 (the write timeout lets the last ones land).
-        try await eventually("hints for n3", within: .seconds(5)) {
+        try await eventually("hints for n3", within: .seconds(30)) {
             await n1.node.pendingHints(for: n3ID) + n2.node.pendingHints(for: n3ID) >= missed.count
         }
 
