@@ -31,17 +31,23 @@ struct PeerSend: Sendable, Hashable {
         var error: PeerErrorBody?
     }
 
+    /// Written by `EventJSONWriter`, not `JSONEncoder` (one frame per cross-server send; the
+    /// JSON is the same, `PeerSendTests` decodes it back).
     func encoded(id: UInt64) -> String {
-        let body = Body(
-            chatId: String(chatId), sender: send.sender, clientId: send.clientId, text: send.text, retry: send.retry)
-        return "send \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
+        var w = EventJSONWriter(capacity: send.text.utf8.count + 128)
+        w.decimalString("chatId", chatId)
+        w.string("clientId", send.clientId)
+        w.bool("retry", send.retry)
+        w.string("sender", send.sender)
+        w.string("text", send.text)
+        return "send \(id)\n" + w.finish()
     }
 
     /// (request id, send) when `text` is a `send` frame.
     static func parse(_ text: String) -> (UInt64, PeerSend)? {
         guard text.hasPrefix("send "), let nl = text.firstIndex(of: "\n"),
             let id = UInt64(text[text.index(text.startIndex, offsetBy: 5)..<nl]),
-            let body = try? JSONDecoder().decode(Body.self, from: Data(text[text.index(after: nl)...].utf8)),
+            let body = try? JSONDecoder.chat.decode(Body.self, from: Data(text[text.index(after: nl)...].utf8)),
             let chatId = Int64(body.chatId)
         else { return nil }
         return (
@@ -52,19 +58,24 @@ struct PeerSend: Sendable, Hashable {
         )
     }
 
+    /// An ack (every successful send) is written by `EventJSONWriter`; an error by `JSONEncoder`.
     static func result(id: UInt64, _ r: Swift.Result<SendAck, ChatError>) -> String {
-        let body: Result
         switch r {
         case .success(let a):
-            body = Result(
-                ack: AckBody(
-                    chatId: String(a.chatId), messageId: a.messageId, seq: String(a.seq), ts: a.ts,
-                    clientId: a.clientId,
-                    duplicate: a.duplicate), error: nil)
+            var w = EventJSONWriter()
+            w.beginObject("ack")
+            w.decimalString("chatId", a.chatId)
+            w.string("clientId", a.clientId)
+            w.bool("duplicate", a.duplicate)
+            w.string("messageId", a.messageId)
+            w.decimalString("seq", a.seq)
+            w.number("ts", a.ts)
+            w.endObject()
+            return "result \(id)\n" + w.finish()
         case .failure(let e):
-            body = Result(ack: nil, error: PeerErrorBody(e))
+            let body = Result(ack: nil, error: PeerErrorBody(e))
+            return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
         }
-        return "result \(id)\n" + String(decoding: (try? JSONEncoder.chat.encode(body)) ?? Data(), as: UTF8.self)
     }
 
     /// (request id, JSON body) when `text` is a `result` frame.
@@ -77,7 +88,7 @@ struct PeerSend: Sendable, Hashable {
 
     /// The outcome a send's `result` body carries.
     static func decodeResult(_ json: String) -> Swift.Result<SendAck, ChatError> {
-        guard let body = try? JSONDecoder().decode(Result.self, from: Data(json.utf8)) else {
+        guard let body = try? JSONDecoder.chat.decode(Result.self, from: Data(json.utf8)) else {
             return .failure(ChatError(.internalError, "the owner server's answer was not understood"))
         }
         if let a = body.ack, let chatId = Int64(a.chatId), let seq = Int64(a.seq) {
@@ -132,7 +143,7 @@ enum PeerPresence {
     static func parse(_ text: String) -> (UInt64, [String])? {
         guard text.hasPrefix("presence "), let nl = text.firstIndex(of: "\n"),
             let id = UInt64(text[text.index(text.startIndex, offsetBy: 9)..<nl]),
-            let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8))
+            let ask = try? JSONDecoder.chat.decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8))
         else { return nil }
         return (id, ask.users)
     }
@@ -143,7 +154,7 @@ enum PeerPresence {
     }
 
     static func decode(_ json: String) -> [PresenceInfo]? {
-        (try? JSONDecoder().decode(Answer.self, from: Data(json.utf8)))?.presence
+        (try? JSONDecoder.chat.decode(Answer.self, from: Data(json.utf8)))?.presence
     }
 }
 
@@ -178,7 +189,7 @@ enum PeerRegister {
     static func parse(_ text: String) -> (UInt64, handle: String, password: String)? {
         guard text.hasPrefix("register "), let nl = text.firstIndex(of: "\n"),
             let id = UInt64(text[text.index(text.startIndex, offsetBy: 9)..<nl]),
-            let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8))
+            let ask = try? JSONDecoder.chat.decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8))
         else { return nil }
         return (id, ask.handle, ask.password)
     }
@@ -195,7 +206,7 @@ enum PeerRegister {
     }
 
     static func decode(_ json: String) -> Swift.Result<AccountService.Session, ChatError> {
-        guard let body = try? JSONDecoder().decode(Answer.self, from: Data(json.utf8)) else {
+        guard let body = try? JSONDecoder.chat.decode(Answer.self, from: Data(json.utf8)) else {
             return .failure(ChatError(.internalError, "the handle's owner server answered something not understood"))
         }
         if let s = body.session {
@@ -257,7 +268,7 @@ enum PeerMembersChanged {
     static func parse(_ text: String) -> (UInt64, Int64)? {
         guard text.hasPrefix("members "), let nl = text.firstIndex(of: "\n"),
             let id = UInt64(text[text.index(text.startIndex, offsetBy: 8)..<nl]),
-            let ask = try? JSONDecoder().decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8)),
+            let ask = try? JSONDecoder.chat.decode(Ask.self, from: Data(text[text.index(after: nl)...].utf8)),
             let chatId = Int64(ask.chatId)
         else { return nil }
         return (id, chatId)
@@ -268,6 +279,6 @@ enum PeerMembersChanged {
     }
 
     static func isDone(_ json: String) -> Bool {
-        (try? JSONDecoder().decode(Answer.self, from: Data(json.utf8)))?.done == true
+        (try? JSONDecoder.chat.decode(Answer.self, from: Data(json.utf8)))?.done == true
     }
 }

@@ -115,6 +115,27 @@ import Testing
         #expect(f.delivery.messages(for: "bob").map(\.text) == ["hello", "again", "hi amy"])
     }
 
+    /// Text made only of whitespace and newlines (any Unicode space, U+2028, U+0085…) is refused;
+    /// text with one visible character among them is stored as sent.
+    @Test func aBlankMessageIsRefusedAndPaddedTextIsKept() async throws {
+        let f = ServiceFixture()
+        try await f.quickUsers(["vic", "wes"])
+        let chat = try await f.chats.directChat("vic", with: "wes")
+        let writesBefore = f.storage.requestCounts.writes
+        for blank in ["", " ", "\n\t\r", "\u{3000}\u{2028}\u{2029}\u{85}\u{A0}\u{B}\u{C}"] {
+            #expect(
+                await chatErrorCode { try await f.chats.send("vic", chatId: chat.chatId, clientId: "b", text: blank) }
+                    == .badRequest, "\(Array(blank.unicodeScalars))")
+        }
+        #expect(f.storage.requestCounts.writes == writesBefore)
+        let padded = "\u{3000} \n.\t "
+        _ = try await f.chats.send("vic", chatId: chat.chatId, clientId: "b", text: padded)
+        #expect(
+            try await f.chats.history("wes", chatId: chat.chatId, before: nil, limit: 5).messages.map(\.text) == [
+                padded
+            ])
+    }
+
     @Test func aTooLongMessageIsRefusedAndNothingIsStored() async throws {
         let f = ServiceFixture()
         try await f.quickUsers(["tom", "uma"])
