@@ -13,6 +13,20 @@ final class Memtable: @unchecked Sendable {
     /// the top whose first steps miss the cache, and was ~7% of a read thread's samples (ring
     /// bench) in memtables that held no header at all.
     private var headerWrites = 0
+    /// The node of the last row written to each partition, keyed by partition prefix: a chat's
+    /// next message sorts right after it, so the skip list can link it there without a search
+    /// (`SkipList.upsert(key:value:after:merge:)`). Only a hint: a wrong one costs two
+    /// comparisons. Cleared when it reaches `maxHints` partitions, so it stays small (counted in
+    /// `memoryBytes`).
+    private var lastRow: [PartitionPrefix: Int32] = [:]
+    static let maxHints = 16_384
+
+    /// A partition prefix hashed as one byte string (`[UInt8]` hashes byte by byte).
+    private struct PartitionPrefix: Hashable {
+        let bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+
     /// Writes whose WAL records were appended while this memtable was active but which are not
     /// applied yet (they wait for the fdatasync that makes them durable). Guarded by `pending`.
     private var _pendingWrites = 0
@@ -55,8 +69,11 @@ final class Memtable: @unchecked Sendable {
         }
     }
 
-    var memoryBytes: Int { lock.withReadLock { list.memoryBytes } }
+    /// The skip list, and about 128 bytes per partition hint (the prefix array and its slot).
+    var memoryBytes: Int { lock.withReadLock { list.memoryBytes + lastRow.count * 128 } }
     var entryCount: Int { lock.withReadLock { list.count } }
+    /// Rows linked after their partition's last row without a search (see `lastRow`).
+    var hintedLinks: Int { lock.withReadLock { list.hintedLinks } }
     var isEmpty: Bool { entryCount == 0 }
     /// Smallest write timestamp held: compaction may purge a tombstone only if no memtable holds
     /// older data it could be shadowing.
@@ -99,13 +116,19 @@ final class Memtable: @unchecked Sendable {
         var key = prefix
         lock.withWriteLock {
             if let header {
-                list.upsert(key: prefix, value: payload[header], merge: Self.mergeValues)
+                list.upsert(key: prefix, value: payload[header], after: 0, merge: Self.mergeValues)
                 headerWrites += 1
             }
-            for (row, range) in zip(m.rows, rows) {
-                key.removeSubrange(prefix.count...)
-                key.append(contentsOf: row.clustering)
-                list.upsert(key: key, value: payload[range], merge: Self.mergeValues)
+            if !m.rows.isEmpty {
+                let partition = PartitionPrefix(bytes: prefix)
+                var hint = Int(lastRow[partition] ?? 0)
+                for (row, range) in zip(m.rows, rows) {
+                    key.removeSubrange(prefix.count...)
+                    key.append(contentsOf: row.clustering)
+                    hint = list.upsert(key: key, value: payload[range], after: hint, merge: Self.mergeValues)
+                }
+                if lastRow.count >= Self.maxHints { lastRow.removeAll(keepingCapacity: true) }
+                lastRow[partition] = Int32(hint)
             }
             _minTimestamp = min(_minTimestamp, lo)
             _maxTimestamp = max(_maxTimestamp, hi)

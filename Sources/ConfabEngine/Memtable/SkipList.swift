@@ -43,6 +43,8 @@ struct SkipList {
     private var height = 1
     private var rng: UInt32 = 0x2545_F491
     private(set) var count = 0
+    /// Nodes linked after their hint without a search (tests check that hints are used).
+    private(set) var hintedLinks = 0
 
     /// `capacityBytes`: the memtable's size limit. The arrays are reserved for it up front
     /// (address space only until written): grown by doubling, a 64 MiB memtable copied and
@@ -295,20 +297,36 @@ struct SkipList {
 
     /// Inserts, or when the key exists, replaces the value with `merge(old, new)`.
     mutating func upsert(key: [UInt8], value: [UInt8], merge: ([UInt8], [UInt8]) -> [UInt8]) {
-        upsert(key: key, value: value[...], merge: merge)
+        upsert(key: key, value: value[...], after: 0, merge: merge)
     }
 
-    mutating func upsert(key: [UInt8], value: ArraySlice<UInt8>, merge: ([UInt8], [UInt8]) -> [UInt8]) {
+    /// Inserts or merges as above and returns the key's node.
+    ///
+    /// `hint`: a node that probably comes just before `key` (0 for none), such as the last row
+    /// written to the same chat, which a new message follows. When it does, and the new node gets
+    /// height 1 (three in four do), the node is linked after it with two comparisons instead of a
+    /// search from the top: a search in a large memtable misses the cache at almost every step,
+    /// and those misses were 70% of `upsert`'s samples (16% of a single writer's ingest).
+    @discardableResult
+    mutating func upsert(
+        key: [UInt8], value: ArraySlice<UInt8>, after hint: Int, merge: ([UInt8], [UInt8]) -> [UInt8]
+    ) -> Int {
         withUnsafeTemporaryAllocation(of: Int.self, capacity: Self.maxHeight) { prev in
             prev.initialize(repeating: 0)
-            upsert(key: key, value: value, prev: prev.baseAddress!, merge: merge)
+            return upsert(key: key, value: value, hint: hint, prev: prev.baseAddress!, merge: merge)
         }
     }
 
     private mutating func upsert(
-        key: [UInt8], value: ArraySlice<UInt8>, prev: UnsafeMutablePointer<Int>,
+        key: [UInt8], value: ArraySlice<UInt8>, hint: Int, prev: UnsafeMutablePointer<Int>,
         merge: ([UInt8], [UInt8]) -> [UInt8]
-    ) {
+    ) -> Int {
+        let h = randomHeight()
+        if h == 1, hint > 0, hint < nodes.count, follows(hint, key) {
+            prev[0] = hint
+            hintedLinks += 1
+            return link(key: key, value: value, height: 1, prev: prev)
+        }
         let found = key.withUnsafeBytes { k in findGreaterOrEqual(k, prev: prev) }
         if found > 0 {
             let equal = key.withUnsafeBytes { k in arena.withUnsafeBytes { compare(node: found, SearchKey(k), $0) == 0 }
@@ -318,14 +336,32 @@ struct SkipList {
                 nodes[found].valueOffset = arena.count
                 nodes[found].valueLength = Int32(merged.count)
                 arena.append(contentsOf: merged)
-                return
+                return found
             }
         }
-        let h = randomHeight()
         if h > height {
             for level in height..<h { prev[level] = 0 }
             height = h
         }
+        return link(key: key, value: value, height: h, prev: prev)
+    }
+
+    /// True when `key` falls strictly between `node` and its successor at level 0.
+    private func follows(_ node: Int, _ key: [UInt8]) -> Bool {
+        key.withUnsafeBytes { k in
+            arena.withUnsafeBytes { a in
+                let search = SearchKey(k)
+                guard compare(node: node, search, a) < 0 else { return false }
+                let following = next(node, 0)
+                return following < 0 || compare(node: following, search, a) > 0
+            }
+        }
+    }
+
+    /// Appends a node of height `h` after `prev[level]` at each level below `h`.
+    private mutating func link(key: [UInt8], value: ArraySlice<UInt8>, height h: Int, prev: UnsafeMutablePointer<Int>)
+        -> Int
+    {
         let keyOffset = arena.count
         arena.append(contentsOf: key)
         let valueOffset = arena.count
@@ -346,5 +382,6 @@ struct SkipList {
             setNext(prev[level], level, index)
         }
         count += 1
+        return index
     }
 }
