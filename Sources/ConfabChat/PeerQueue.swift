@@ -70,6 +70,8 @@ final class PeerQueue: Sendable {
 
     var count: Int { state.withLock { $0.queue.count } }
     var byteCount: Int { state.withLock { $0.bytes } }
+    /// A writer is parked in `next()` (tests wait for one before they cancel it).
+    var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
 
     /// The next frame, waiting for one; nil once finished or when the calling task is cancelled
     /// (so a writer blocked here lets go when its connection drops).

@@ -48,6 +48,8 @@ final class PollSession: DeviceSink {
     }
 
     var overflowed: Bool { state.withLock { $0.overflowed } }
+    /// Polls parked in `waitForEvent` now (tests wait for one before they send).
+    var parkedPolls: Int { state.withLock { $0.waiters.count } }
     var lastPollMicros: Int64 { state.withLock { $0.lastPollMicros } }
 
     /// The cursor a device passes back to acknowledge everything up to `seq`.

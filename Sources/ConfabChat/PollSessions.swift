@@ -64,6 +64,12 @@ final class PollSessions: Sendable {
     /// The user's live sessions here (tests).
     func count(of userId: String) -> Int { state.withLock { $0.byUser[userId]?.count ?? 0 } }
 
+    /// Polls of `userId` parked waiting for an event, over all their sessions.
+    func parkedPolls(of userId: String) -> Int {
+        let sessions = state.withLock { st in (st.byUser[userId] ?? []).compactMap { st.sessions[$0] } }
+        return sessions.reduce(0) { $0 + $1.parkedPolls }
+    }
+
     /// Ends sessions idle too long or overflowed; returns the users who went offline.
     func expire() -> [String] {
         let now = clock.nowMicros()

@@ -292,7 +292,10 @@ import Testing
 
         let pollPath = "/api/poll?cursor=\(cursor)&timeout=20"
         async let waiting = stack.http(.get, pollPath, token: hal)
-        try await Task.sleep(for: .milliseconds(300))
+        // The send must find the poll parked, so that it is the send that wakes it.
+        try await eventuallyTrue("hal's poll is parked", within: .seconds(10)) {
+            stack.server.polls.parkedPolls(of: "hal") == 1
+        }
         let start = ContinuousClock.now
         _ = try await stack.http(
             .post, "/api/chats/\(chatId)/messages", token: gil, body: ["clientId": "p1", "text": "poll me"])

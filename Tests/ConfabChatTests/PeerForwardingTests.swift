@@ -88,7 +88,10 @@ struct PeerForwardingTests {
     @Test func aWriterWaitingOnAnEmptyPeerQueueLetsGoWhenCancelled() async {
         let queue = PeerQueue(maxFrames: 3)
         let waiting = Task { await queue.next() }
-        try? await Task.sleep(for: .milliseconds(50))
+        // Cancel it parked (cancelled before it parks, it returns nil by another path).
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !queue.hasWaiter, ContinuousClock.now < deadline { await Task.yield() }
+        #expect(queue.hasWaiter, "the writer never parked")
         waiting.cancel()
         #expect(await waiting.value == nil)
         // A frame pushed meanwhile was not taken by the cancelled writer.
