@@ -51,6 +51,17 @@ struct EventJSONWriter {
         empty = false
     }
 
+    /// An ack's members (a device's `ack` event and the peer link's `result` frame carry the
+    /// same ones); the caller adds any key after `ts`.
+    mutating func ackMembers(_ a: SendAck) {
+        decimalString("chatId", a.chatId)
+        string("clientId", a.clientId)
+        bool("duplicate", a.duplicate)
+        string("messageId", a.messageId)
+        decimalString("seq", a.seq)
+        number("ts", a.ts)
+    }
+
     /// Closes the outermost object and returns the text.
     mutating func finish() -> String {
         bytes.append(UInt8(ascii: "}"))

@@ -64,12 +64,7 @@ struct PeerSend: Sendable, Hashable {
         case .success(let a):
             var w = EventJSONWriter()
             w.beginObject("ack")
-            w.decimalString("chatId", a.chatId)
-            w.string("clientId", a.clientId)
-            w.bool("duplicate", a.duplicate)
-            w.string("messageId", a.messageId)
-            w.decimalString("seq", a.seq)
-            w.number("ts", a.ts)
+            w.ackMembers(a)
             w.endObject()
             return "result \(id)\n" + w.finish()
         case .failure(let e):

@@ -49,12 +49,7 @@ public enum ServerEvent: Sendable, Hashable {
             w.string("type", type)
             w.string("userId", userId)
         case .ack(let ack):
-            w.decimalString("chatId", ack.chatId)
-            w.string("clientId", ack.clientId)
-            w.bool("duplicate", ack.duplicate)
-            w.string("messageId", ack.messageId)
-            w.decimalString("seq", ack.seq)
-            w.number("ts", ack.ts)
+            w.ackMembers(ack)
             w.string("type", type)
         case .message(let m):
             w.beginObject("message")

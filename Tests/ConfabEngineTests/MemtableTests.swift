@@ -109,12 +109,7 @@ import Testing
         }
         #expect(row.cells.first { $0.column == TestMessages.bodyColumn }?.value == Array("new".utf8))
         let it = mt.makeIterator()
-        try it.seekToFirst()
-        var forward: [[UInt8]] = []
-        while it.isValid {
-            forward.append(it.key)
-            try it.next()
-        }
+        let forward = try keysInOrder(it)
         try it.seekToLast()
         var backward: [[UInt8]] = []
         while it.isValid {
@@ -147,13 +142,7 @@ import Testing
                     table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: chat))
                     + TestMessages.clustering(timestamp: ts, messageId: id))
         }
-        let it = mt.makeIterator()
-        try it.seekToFirst()
-        var forward: [[UInt8]] = []
-        while it.isValid {
-            forward.append(it.key)
-            try it.next()
-        }
+        let forward = try keysInOrder(mt.makeIterator())
         #expect(forward == expected.sorted { compareBytes($0, $1) < 0 })
         // Three in four nodes have height 1; in-order rows of those all take the hint.
         #expect(mt.hintedLinks > 1_200, "\(mt.hintedLinks) of 2,000 rows linked after their hint")
@@ -199,4 +188,15 @@ import Testing
         }
         #expect(mt.entryCount == 2_000)
     }
+}
+
+/// Every key `it` yields from the first on.
+private func keysInOrder(_ it: any EntryIterator) throws -> [[UInt8]] {
+    try it.seekToFirst()
+    var keys: [[UInt8]] = []
+    while it.isValid {
+        keys.append(it.key)
+        try it.next()
+    }
+    return keys
 }
