@@ -157,8 +157,8 @@ extension ServerEvent: Encodable {
 
 extension JSONEncoder {
     /// Compact, stable key order (easier to read in logs and tests). One shared instance: an
-    /// encoder is safe to use from many tasks at once, and making one per frame was a measurable
-    /// part of the peer link's cost.
+    /// encoder is safe to use from many tasks at once, and this was a computed property that
+    /// built a new encoder for every frame.
     static let chat: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

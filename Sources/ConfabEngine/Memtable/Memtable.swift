@@ -69,7 +69,8 @@ final class Memtable: @unchecked Sendable {
         }
     }
 
-    /// The skip list, and about 128 bytes per partition hint (the prefix array and its slot).
+    /// The skip list, and 128 bytes per partition hint: an estimate (the prefix array's heap
+    /// block and its dictionary slot), not a measurement.
     var memoryBytes: Int { lock.withReadLock { list.memoryBytes + lastRow.count * 128 } }
     var entryCount: Int { lock.withReadLock { list.count } }
     /// Rows linked after their partition's last row without a search (see `lastRow`).
@@ -120,15 +121,21 @@ final class Memtable: @unchecked Sendable {
                 headerWrites += 1
             }
             if !m.rows.isEmpty {
+                // One hash per mutation: a known partition's hint is replaced through its slot.
                 let partition = PartitionPrefix(bytes: prefix)
-                var hint = Int(lastRow[partition] ?? 0)
+                let slot = lastRow.index(forKey: partition)
+                var hint = slot.map { Int(lastRow.values[$0]) } ?? 0
                 for (row, range) in zip(m.rows, rows) {
                     key.removeSubrange(prefix.count...)
                     key.append(contentsOf: row.clustering)
                     hint = list.upsert(key: key, value: payload[range], after: hint, merge: Self.mergeValues)
                 }
-                if lastRow.count >= Self.maxHints { lastRow.removeAll(keepingCapacity: true) }
-                lastRow[partition] = Int32(hint)
+                if let slot {
+                    lastRow.values[slot] = Int32(hint)
+                } else {
+                    if lastRow.count >= Self.maxHints { lastRow.removeAll(keepingCapacity: true) }
+                    lastRow[partition] = Int32(hint)
+                }
             }
             _minTimestamp = min(_minTimestamp, lo)
             _maxTimestamp = max(_maxTimestamp, hi)
