@@ -79,7 +79,7 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
             let table = try schema.resolve(id: mutation.table)
             write(mutation, table: table, consistency: consistency, on: loop, done)
         } catch {
-            measured("write", consistency, done)(.failure(error))
+            measured(.write, consistency, done)(.failure(error))
         }
     }
 
@@ -88,7 +88,7 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
         _ mutation: Mutation, table: TableSchema, consistency: ConsistencyLevel, on loop: any EventLoop,
         _ done: @escaping @Sendable (Result<WriteAck, any Error>) -> Void
     ) {
-        let finish = measured("write", consistency, done)
+        let finish = measured(.write, consistency, done)
         do {
             let snapshot = try ring.snapshot()
             // The keyspace's replicas and factor: hints go to whichever of these misses the write.
@@ -134,7 +134,7 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
             let table = try schema.resolve(id: query.table)
             read(query, table: table, consistency: consistency, digestOnly: digestOnly, on: loop, done)
         } catch {
-            measured("read", consistency, done)(.failure(error))
+            measured(.read, consistency, done)(.failure(error))
         }
     }
 
@@ -143,7 +143,7 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
         _ query: SliceQuery, table: TableSchema, consistency: ConsistencyLevel, digestOnly: Bool,
         on loop: any EventLoop, _ done: @escaping @Sendable (Result<ReadResponse, any Error>) -> Void
     ) {
-        let finish = measured("read", consistency, done)
+        let finish = measured(.read, consistency, done)
         do {
             try coordinateRead(query, table: table, consistency: consistency, loop: loop, attempt: 1) { result in
                 finish(
@@ -164,7 +164,7 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
 
     /// Wraps `done` to count and time one coordinated request by level (`confab_coordinator_*`).
     private func measured<T>(
-        _ op: String, _ consistency: ConsistencyLevel, _ done: @escaping @Sendable (Result<T, any Error>) -> Void
+        _ op: CoordinatedOp, _ consistency: ConsistencyLevel, _ done: @escaping @Sendable (Result<T, any Error>) -> Void
     ) -> @Sendable (Result<T, any Error>) -> Void {
         let start = ContinuousClock.now
         let metrics = ring.metrics
@@ -178,7 +178,7 @@ public struct ReplicatedRequestProcessor: RequestProcessor {
                     default: "other"
                     }
             }
-            metrics.coordinated(op, consistency.rawValue, duration: ContinuousClock.now - start, failure: failure)
+            metrics.coordinated(op, consistency, duration: ContinuousClock.now - start, failure: failure)
             done(result)
         }
     }
