@@ -30,11 +30,14 @@ extension ChatServer {
         defer { watchdog.cancel() }
         var sender: String?
         // Answers to forwarded sends go back on this connection, written by one task in the
-        // order they complete.
-        let (answers, answer) = AsyncStream<String>.makeStream()
+        // order they complete; those waiting together go as one batch to a sender that reads them.
+        let answers = PeerQueue(maxFrames: .max, maxBytes: .max)
+        let senderReadsBatches = PeerBatchSwitch()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await text in answers { try await outbound.write(.text(text)) }
+                while let frames = await answers.nextFrames(batching: senderReadsBatches.isOn) {
+                    try await outbound.write(.text(PeerBatch.text(of: frames)))
+                }
             }
             for try await message in inbound.messages(maxSize: 8 << 20) {
                 guard case .text(let text) = message else { continue }
@@ -50,44 +53,53 @@ extension ChatServer {
                     }
                     watchdog.cancel()
                     sender = from
-                    answer.yield(
+                    answers.push(
                         peerHandshake.welcome(
                             receiverId: configuration.serverId, receiverNonce: receiverNonce, senderNonce: senderNonce))
                     continue
                 }
-                if let (id, forwarded) = PeerSend.parse(text) {
-                    group.addTask {
-                        let result = await Self.outcome {
-                            try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send)
-                        }
-                        answer.yield(PeerSend.result(id: id, result))
+                if text == PeerBatch.features {
+                    if configuration.peerLinkBatches {
+                        senderReadsBatches.set(true)
+                        answers.push(PeerBatch.features)
                     }
                     continue
                 }
-                if let (id, handle, password) = PeerRegister.parse(text) {
-                    group.addTask {
-                        let result = await Self.outcome {
-                            try await self.accounts.register(handle: handle, password: password)
+                for text in (configuration.peerLinkBatches ? PeerBatch.parse(text) : nil) ?? [text] {
+                    if let (id, forwarded) = PeerSend.parse(text) {
+                        group.addTask {
+                            let result = await Self.outcome {
+                                try await self.chats.sequencer.append(chatId: forwarded.chatId, forwarded.send)
+                            }
+                            answers.push(PeerSend.result(id: id, result))
                         }
-                        answer.yield(PeerRegister.result(id: id, result))
+                        continue
                     }
-                    continue
+                    if let (id, handle, password) = PeerRegister.parse(text) {
+                        group.addTask {
+                            let result = await Self.outcome {
+                                try await self.accounts.register(handle: handle, password: password)
+                            }
+                            answers.push(PeerRegister.result(id: id, result))
+                        }
+                        continue
+                    }
+                    if let (id, chatId) = PeerMembersChanged.parse(text) {
+                        self.chats.sequencer.membersChanged(chatId: chatId)
+                        answers.push(PeerMembersChanged.result(id: id))
+                        continue
+                    }
+                    if let (id, users) = PeerPresence.parse(text) {
+                        answers.push(PeerPresence.result(id: id, users.prefix(500).map { hub.presence(of: $0) }))
+                        continue
+                    }
+                    guard let frame = PeerFrame.parse(text) else { continue }
+                    ChatMetrics.shared.forwardReceived.increment()
+                    hub.deliver(EncodedEvent(type: frame.type, json: frame.json), to: frame.users)
+                    if !frame.forwarded { forwardMisplaced(frame) }
                 }
-                if let (id, chatId) = PeerMembersChanged.parse(text) {
-                    self.chats.sequencer.membersChanged(chatId: chatId)
-                    answer.yield(PeerMembersChanged.result(id: id))
-                    continue
-                }
-                if let (id, users) = PeerPresence.parse(text) {
-                    answer.yield(PeerPresence.result(id: id, users.prefix(500).map { hub.presence(of: $0) }))
-                    continue
-                }
-                guard let frame = PeerFrame.parse(text) else { continue }
-                ChatMetrics.shared.forwardReceived.increment()
-                hub.deliver(EncodedEvent(type: frame.type, json: frame.json), to: frame.users)
-                if !frame.forwarded { forwardMisplaced(frame) }
             }
-            answer.finish()
+            answers.finish()
             group.cancelAll()
         }
         // Frames written on a connection that ended may never have arrived: every device here

@@ -54,7 +54,7 @@ public final class ChatServer: Service, Sendable {
         self.peers = PeerLinks(
             serverId: configuration.serverId, directory: directory, handshake: peerHandshake, clock: clock,
             maxFrames: configuration.peerQueueMaxFrames,
-            maxBytes: configuration.peerQueueMaxBytes, logger: logger)
+            maxBytes: configuration.peerQueueMaxBytes, batches: configuration.peerLinkBatches, logger: logger)
         self.delivery = ForwardingDelivery(hub: hub, directory: directory, peers: peers)
         self.accounts = AccountService(
             store: store, hasher: PasswordHasher(rounds: configuration.passwordRounds),

@@ -69,6 +69,9 @@ public struct ChatServerConfiguration: Sendable {
     /// The same queue's bound in bytes: a frame may carry a 2 MiB message, so 10,000 of them
     /// would be 20 GB; 32 MiB holds ~50,000 typical events, or 16 of the largest messages.
     public var peerQueueMaxBytes = 32 << 20
+    /// Frames waiting for a peer server go as one `batch` frame when the peer reads batches
+    /// (`PeerBatch`); false makes this server act as one from before batches (mixed-version tests).
+    public var peerLinkBatches = true
     /// Files served at `/` (the web client); default the bundled `Web/` directory.
     public var webDirectory: String?
     /// Renders the process's metrics registry for `/metrics` (the executable bootstraps a

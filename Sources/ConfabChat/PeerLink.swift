@@ -11,8 +11,8 @@ import Synchronization
 /// link reconnects with backoff (50 ms doubling to 1 s) for as long as it runs, and it runs until
 /// the peer leaves the live set (`PeerLinks` stops it).
 ///
-/// Guarantee: at most once, in queue order while connected; a frame whose write fails is put back
-/// once and sent after the reconnect; frames queued for a peer that never comes back are dropped.
+/// Guarantee: at most once, in queue order while connected; the frames whose write fails (one, or
+/// a batch's) are put back once and sent first after the reconnect; frames queued for a peer that never comes back are dropped.
 final class PeerLink: Sendable {
     let peerId: String
     let address: String
@@ -22,6 +22,12 @@ final class PeerLink: Sendable {
     private let clock: any ChatClock
     private let logger: Logger
     private let connected = Mutex(false)
+    /// Whether this link offers batches (`PeerBatch`); off only to act as a server from before them.
+    private let batches: Bool
+    /// The peer answered `features batch` on this connection: waiting frames may go as one.
+    private let peerReadsBatches = PeerBatchSwitch()
+    /// Batch frames written (tests check that a burst took that path).
+    private let batchCount = Mutex(0)
     /// Users with a frame dropped since the last `resync` was queued for them.
     private let dropped = Mutex<Set<String>>([])
     /// Forwarded sends waiting for the peer's `result`, by request id, and their deadlines.
@@ -42,8 +48,9 @@ final class PeerLink: Sendable {
     init(
         peerId: String, address: String, serverId: String, handshake: PeerHandshake, clock: any ChatClock,
         maxFrames: Int,
-        maxBytes: Int = 32 << 20, logger: Logger
+        maxBytes: Int = 32 << 20, batches: Bool = true, logger: Logger
     ) {
+        self.batches = batches
         self.peerId = peerId
         self.address = address
         self.serverId = serverId
@@ -55,12 +62,30 @@ final class PeerLink: Sendable {
 
     var isConnected: Bool { connected.withLock { $0 } }
 
+    /// Batch frames this link has written.
+    var batchesWritten: Int { batchCount.withLock { $0 } }
+
+    /// The peer said, on the current connection, that it reads batches.
+    var peerReadsBatchFrames: Bool { peerReadsBatches.isOn }
+
     /// Forwarded requests not yet answered or failed (for tests).
     var waitingRequests: Int { pending.withLock { $0.waiting.count } }
 
     /// Queues a frame. A frame the full queue drops is not forgotten: its users get a `resync`
     /// event as soon as the queue has room (`flushDropped`), so their devices learn that they
     /// missed something and catch up — a device never silently misses an event.
+    /// Queues `frames` in order, all at once (a writer woken by the first finds the rest waiting);
+    /// those that do not fit are dropped as `send` drops them.
+    func send(_ frames: [PeerFrame]) {
+        flushDropped()
+        let accepted = queue.push(contentsOf: frames.map { $0.encoded() })
+        ChatMetrics.shared.forwarded.increment(by: accepted)
+        if accepted < frames.count {
+            ChatMetrics.shared.forwardDropped.increment(by: frames.count - accepted)
+            dropped.withLock { d in for frame in frames[accepted...] { d.formUnion(frame.users) } }
+        }
+    }
+
     func send(_ frame: PeerFrame) {
         flushDropped()
         if queue.push(frame.encoded()) {
@@ -152,6 +177,11 @@ final class PeerLink: Sendable {
         }
     }
 
+    /// One answer frame from the peer: a forwarded request's result.
+    private func answered(_ text: String) {
+        if let (id, body) = PeerSend.parseResultFrame(text) { finish(id, .success(body)) }
+    }
+
     private func finish(_ id: UInt64, _ r: Result<String, any Error>) {
         pending.withLock { $0.waiting.removeValue(forKey: id) }?.resume(with: r)
     }
@@ -190,6 +220,7 @@ final class PeerLink: Sendable {
                     defer {
                         watchdog.cancel()
                         self.connected.withLock { $0 = false }
+                        self.peerReadsBatches.set(false)
                         self.failPending()
                     }
                     let (opened, open) = AsyncStream<Void>.makeStream()
@@ -202,8 +233,12 @@ final class PeerLink: Sendable {
                             for try await message in inbound.messages(maxSize: 1 << 20) {
                                 guard case .text(let text) = message else { continue }
                                 if welcomed {
-                                    if let (id, body) = PeerSend.parseResultFrame(text) {
-                                        self.finish(id, .success(body))
+                                    if text == PeerBatch.features {
+                                        if self.batches { self.peerReadsBatches.set(true) }
+                                    } else if self.batches, let frames = PeerBatch.parse(text) {
+                                        for frame in frames { self.answered(frame) }
+                                    } else {
+                                        self.answered(text)
                                     }
                                 } else if let (receiver, sender) = nonces {
                                     guard
@@ -215,6 +250,7 @@ final class PeerLink: Sendable {
                                     }
                                     welcomed = true
                                     watchdog.cancel()
+                                    if self.batches { try await outbound.write(.text(PeerBatch.features)) }
                                     self.connected.withLock { $0 = true }
                                     reached.reached.withLock { $0 = true }
                                     ChatMetrics.shared.peerConnects.increment()
@@ -236,11 +272,12 @@ final class PeerLink: Sendable {
                                 break
                             }
                             guard isOpen else { return }
-                            while let text = await self.queue.next() {
+                            while let frames = await self.queue.nextFrames(batching: self.peerReadsBatches.isOn) {
                                 do {
-                                    try await outbound.write(.text(text))
+                                    try await outbound.write(.text(PeerBatch.text(of: frames)))
+                                    if frames.count > 1 { self.batchCount.withLock { $0 += 1 } }
                                 } catch {
-                                    self.queue.requeue(text)
+                                    for frame in frames.reversed() { self.queue.requeue(frame) }
                                     throw error
                                 }
                             }

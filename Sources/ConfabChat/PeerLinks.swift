@@ -16,14 +16,16 @@ final class PeerLinks: Sendable {
     private let clock: any ChatClock
     private let maxFrames: Int
     private let maxBytes: Int
+    private let batches: Bool
     private let logger: Logger
     private let entries = Mutex<(links: [String: Entry], stopped: Bool)>(([:], false))
 
     init(
         serverId: String, directory: ServerDirectory, handshake: PeerHandshake, clock: any ChatClock, maxFrames: Int,
-        maxBytes: Int,
+        maxBytes: Int, batches: Bool = true,
         logger: Logger
     ) {
+        self.batches = batches
         self.serverId = serverId
         self.directory = directory
         self.handshake = handshake
@@ -42,7 +44,7 @@ final class PeerLinks: Sendable {
             if let existing = e.links[peerId], existing.link.address == address { return (existing.link, nil) }
             let link = PeerLink(
                 peerId: peerId, address: address, serverId: serverId, handshake: handshake, clock: clock,
-                maxFrames: maxFrames, maxBytes: maxBytes, logger: logger)
+                maxFrames: maxFrames, maxBytes: maxBytes, batches: batches, logger: logger)
             let old = e.links[peerId]
             e.links[peerId] = Entry(link: link, task: Task { await link.run() })
             return (link, old)

@@ -47,12 +47,61 @@ final class PeerQueue: Sendable {
         return result.0
     }
 
+    /// Queues `texts` in order under one lock, stopping at the first that does not fit (dropped
+    /// with the rest); returns how many were queued.
+    func push(contentsOf texts: [String]) -> Int {
+        guard !texts.isEmpty else { return 0 }
+        let (accepted, waiter): (Int, CheckedContinuation<String?, Never>?) = state.withLock { s in
+            guard !s.finished else { return (0, nil) }
+            var accepted = 0
+            var waiter: CheckedContinuation<String?, Never>?
+            if let w = s.waiter {
+                s.waiter = nil
+                waiter = w
+                accepted = 1
+            }
+            for text in texts[accepted...] {
+                guard fits(text, s) else { break }
+                s.queue.append(text)
+                s.bytes += text.utf8.count
+                accepted += 1
+            }
+            return (accepted, waiter)
+        }
+        waiter?.resume(returning: texts[0])
+        return accepted
+    }
+
     /// Puts back a frame that could not be written (it goes first again).
     func requeue(_ text: String) {
         state.withLock { s in
             guard !s.finished, fits(text, s) else { return }
             s.queue.prepend(text)
             s.bytes += text.utf8.count
+        }
+    }
+
+    /// The next frame and, to a reader of batches, the frames waiting behind it that fit in one
+    /// batch with it (`PeerBatch.maxBytes`); nil as `next()`.
+    func nextFrames(batching: Bool) async -> [String]? {
+        guard let first = await next() else { return nil }
+        guard batching, first.utf8.count < PeerBatch.maxBytes else { return [first] }
+        return [first] + drain(maxBytes: PeerBatch.maxBytes - first.utf8.count)
+    }
+
+    /// Takes, without waiting, the frames queued now from the front while together they stay
+    /// within `maxBytes` (the writer sends them with the one `next()` returned, as one batch).
+    func drain(maxBytes: Int) -> [String] {
+        state.withLock { s in
+            var out: [String] = []
+            var total = 0
+            while let first = s.queue.first, total + first.utf8.count <= maxBytes {
+                s.queue.removeFirst()
+                s.bytes -= first.utf8.count
+                total += first.utf8.count
+                out.append(first)
+            }
+            return out
         }
     }
 

@@ -721,3 +721,76 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 }
+
+extension ChatServerIntegrationTests {
+    /// Frames waiting for a peer server go as one `batch` once the peer said it reads batches,
+    /// and arrive as if sent one by one: every one, once, in order.
+    @Test func framesWaitingForAPeerGoAsOneBatchAndArriveOnceInOrder() async throws {
+        let batches = try await deliverABurstToTheOtherServer(receiverReadsBatches: true)
+        #expect(batches > 0, "the burst never went as a batch")
+    }
+
+    /// A server from before batches (`peerLinkBatches = false`: it neither says it reads batches
+    /// nor reads them) is never sent one; were it sent one, it would drop the frames inside and
+    /// the burst would not arrive.
+    @Test func aServerThatDoesNotReadBatchesIsSentFramesOneByOne() async throws {
+        let batches = try await deliverABurstToTheOtherServer(receiverReadsBatches: false)
+        #expect(batches == 0)
+    }
+
+    /// Server A forwards 300 events (and an end marker) to a device on server B through A's peer
+    /// link, queued all at once; returns the batch frames the link wrote.
+    private func deliverABurstToTheOtherServer(receiverReadsBatches: Bool) async throws -> Int {
+        let fast: (inout ChatServerConfiguration) -> Void = {
+            $0.heartbeatInterval = .milliseconds(200)
+            $0.heartbeatTTLSeconds = 2
+            $0.serverRefreshInterval = .milliseconds(200)
+        }
+        let stack = try await ChatStack.start(configure: fast)
+        let b = try await stack.startAnotherServer(serverId: "server-b") {
+            fast(&$0)
+            $0.peerLinkBatches = receiverReadsBatches
+        }
+        for port in [stack.port, b.port] {
+            try await eventuallyTrue("server on \(port) sees both servers") {
+                try await stack.http(.get, "/api/health", port: port).json["servers"] as? Int == 2
+            }
+        }
+        var owned: String?
+        for i in 0..<200 where owned == nil {
+            let handle = "batchee\(i)"
+            if try await stack.http(.get, "/api/route?user=\(handle)").json["serverId"] as? String == "server-b" {
+                owned = handle
+            }
+        }
+        let user = try #require(owned, "no handle of 200 is routed to server-b")
+        let device = try await stack.socket(token: try await stack.register(user), port: b.port)
+        _ = try await device.next("hello")
+        let link = try #require(stack.server.peers.link(to: "server-b"))
+        try await eventuallyTrue("A's link to server-b is up") { link.isConnected }
+        if receiverReadsBatches {
+            try await eventuallyTrue("server-b said it reads batches") { link.peerReadsBatchFrames }
+        }
+
+        let count = 300
+        func probe(_ n: Int) -> PeerFrame {
+            PeerFrame(type: "probe", users: [user], json: #"{"n":\#(n),"type":"probe"}"#)
+        }
+        link.send((0..<count).map(probe))
+        link.send([probe(-1)])
+        var seen: [Int] = []
+        while true {
+            let n = try await device.next("probe")["n"] as? Int ?? -2
+            if n == -1 { break }
+            seen.append(n)
+        }
+        #expect(seen == Array(0..<count))
+        #expect(device.all("probe").count == count + 1, "a frame arrived twice")
+        let batches = link.batchesWritten
+        await device.close()
+        await b.group.triggerGracefulShutdown()
+        try await b.task.value
+        try await stack.stop()
+        return batches
+    }
+}

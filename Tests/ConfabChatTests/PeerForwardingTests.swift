@@ -98,4 +98,55 @@ struct PeerForwardingTests {
         #expect(queue.push("x"))
         #expect(await queue.next() == "x")
     }
+    /// A batch carries its frames byte for byte, whatever they hold: newlines (every `deliver`
+    /// frame has one), digits where a length could be misread, multi-byte characters, nothing.
+    @Test(arguments: [1, 2, 3])
+    func aBatchRoundTripsItsFramesByteForByte(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let pieces = ["\n", "12\n", "é", "🙂", "batch\n", " ", "deliver message a,b\n{}", "0", ""]
+        for _ in 0..<500 {
+            let frames = (0..<Int.random(in: 1...12, using: &rng)).map { _ in
+                (0..<Int.random(in: 0...6, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            }
+            #expect(PeerBatch.parse(PeerBatch.encode(frames)) == frames)
+        }
+        #expect(PeerBatch.parse(PeerBatch.encode([])) == [])
+    }
+
+    /// What is not a well-formed batch is not read as one: a frame of another kind, a length that
+    /// is not a decimal, runs past the end or splits a character.
+    @Test func aMalformedBatchIsRefused() {
+        #expect(PeerBatch.parse("deliver message a\n{}") == nil)
+        #expect(PeerBatch.parse(PeerBatch.features) == nil)
+        #expect(PeerBatch.parse("batch\nx\nabc") == nil)
+        #expect(PeerBatch.parse("batch\n5\nabc") == nil)
+        #expect(PeerBatch.parse("batch\n3") == nil)
+        #expect(PeerBatch.parse("batch\n\nabc") == nil)
+        #expect(PeerBatch.parse("batch\n1\né") == nil, "a length that splits a UTF-8 character")
+        #expect(PeerBatch.parse("batch\n99999999999\nabc") == nil)
+        #expect(PeerBatch.parse("batch\n3\nabc") == ["abc"])
+    }
+
+    /// The writer takes what waits, within a byte limit and in order; a bulk push hands its first
+    /// frame to a parked writer and queues the rest, so the writer finds them waiting.
+    @Test func aPeerQueueDrainsWhatWaitsAndTakesABurstUnderOneLock() async {
+        let queue = PeerQueue(maxFrames: 100)
+        #expect(queue.push("aaaa") && queue.push("bbbb") && queue.push("cc"))
+        #expect(queue.drain(maxBytes: 9) == ["aaaa", "bbbb"])
+        #expect(queue.drain(maxBytes: 1) == [])
+        #expect(queue.drain(maxBytes: 100) == ["cc"])
+        #expect(queue.count == 0 && queue.byteCount == 0)
+
+        let waiting = Task { await queue.next() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !queue.hasWaiter, ContinuousClock.now < deadline { await Task.yield() }
+        #expect(queue.hasWaiter, "the writer never parked")
+        #expect(queue.push(contentsOf: ["1", "2", "3"]) == 3)
+        #expect(await waiting.value == "1")
+        #expect(queue.drain(maxBytes: 100) == ["2", "3"])
+
+        let small = PeerQueue(maxFrames: 2)
+        #expect(small.push(contentsOf: ["x", "y", "z"]) == 2, "the third does not fit")
+        #expect(small.drain(maxBytes: 100) == ["x", "y"])
+    }
 }
