@@ -10,4 +10,17 @@ enum PrometheusText {
         }
         return out
     }
+
+    /// Every sample, labelled ones keyed by the series exactly as exposed (`name{label="v",…}`):
+    /// the bench reads series of its own servers, whose label order is fixed.
+    static func series(_ text: String) -> [String: Double] {
+        var out: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let v = Double(line[line.index(after: space)...]) else {
+                continue
+            }
+            out[String(line[..<space])] = v
+        }
+        return out
+    }
 }

@@ -114,7 +114,8 @@ struct RingBenchCommand: ParsableCommand {
             try ring.start(nodes: nodes, rf: rf)
             let addresses = try ring.addresses()
             Progress.log("[\(name)] nodes: \(addresses.map(\.description).joined(separator: ", "))")
-            let bench = RingPhases(config: config, label: name)
+            let bench = RingPhases(
+                config: config, label: name, metrics: RingMetricsScraper(endpoints: try ring.metricsEndpoints()))
             var result = try bench.run(nodes: addresses)
             result.name = name
             result.nodes = nodes
@@ -176,6 +177,23 @@ struct LocalRing {
         if status != 0 { Progress.log("warning: `confab ring stop --dir \(directory)` exited with \(status)") }
     }
 
+    /// Each node's operations port (ring.json's `metrics_port`), for its /metrics.
+    func metricsEndpoints() throws -> [(host: String, port: Int)] {
+        struct State: Decodable {
+            struct Node: Decodable {
+                var host: String
+                var metricsPort: Int?
+            }
+            var nodes: [Node]
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/ring.json"))
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(State.self, from: data).nodes.compactMap { node in
+            node.metricsPort.map { (node.host, $0) }
+        }
+    }
+
     /// The node addresses from ring.json (format: Sources/ConfabProcess/RingFile.swift).
     func addresses() throws -> [NodeAddress] {
         struct State: Decodable {
@@ -227,6 +245,9 @@ struct RingResult: Sendable {
     var reads: OpenLoopResult
     var readRowsAverage = 0.0
     var firstError: String?
+    /// The nodes' own account of the closed-loop peak and of the open-loop writes (their /metrics).
+    var peakNodes: RingPhaseBreakdown?
+    var openLoopNodes: RingPhaseBreakdown?
 }
 
 struct OpenLoopResult: Sendable {
@@ -245,6 +266,7 @@ struct OpenLoopResult: Sendable {
 struct RingPhases {
     let config: RingBenchConfig
     let label: String
+    let metrics: RingMetricsScraper
 
     func run(nodes: [NodeAddress]) throws -> RingResult {
         let client = ConfabClient(nodes: nodes, schema: ChatSchema.registry)
@@ -265,6 +287,7 @@ struct RingPhases {
         Progress.log("[\(label)] warm-up: \(config.warmupSeconds) s closed-loop, \(config.writers) writers")
         _ = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.warmupSeconds, write) }
         Progress.log("[\(label)] peak: \(config.peakSeconds) s closed-loop QUORUM writes, \(config.writers) writers")
+        let beforePeak = metrics.scrape()
         let peak = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.peakSeconds, write) }
         let peakRate = Double(peak.writes) / peak.seconds
         Progress.log(
@@ -277,10 +300,25 @@ struct RingPhases {
         let count = max(1, Int(rate * config.openLoopSeconds))
         Progress.log(
             String(format: "[\(label)] open-loop QUORUM writes at %.0f/s for %.1f s", rate, config.openLoopSeconds))
+        let afterPeak = metrics.scrape()
         let writes = OpenLoopAsync(
             ratePerSecond: rate, requests: count,
             timelinePath: config.timelineDirectory.map { "\($0)/\(label)-writes.csv" }
         ).run(write)
+        let afterWrites = metrics.scrape()
+        func breakdown(_ a: [[String: Double]], _ b: [[String: Double]]) -> RingPhaseBreakdown? {
+            a.isEmpty || a.count != b.count ? nil : RingPhaseBreakdown(before: a, after: b)
+        }
+        let peakNodes = breakdown(beforePeak, afterPeak)
+        let openLoopNodes = breakdown(afterPeak, afterWrites)
+        for (phase, b) in [("peak", peakNodes), ("open-loop writes", openLoopNodes)] {
+            guard let b else { continue }
+            Progress.log(
+                String(
+                    format:
+                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms, %.1f writes per sync",
+                    phase, b.coordinatorMeanMs, b.replicaMeanMs, b.syncMeanMs, b.writesPerSync))
+        }
 
         let rows = Counter()
         let read: @Sendable (Int) async throws -> Void = { i in
@@ -320,7 +358,8 @@ struct RingPhases {
             peakErrors: peak.errors, rate: rate, peakReadsPerSecond: readPeakRate, readRate: readRate,
             writes: writes, reads: reads,
             readRowsAverage: reads.issued > reads.errors ? Double(rows.value) / Double(reads.issued - reads.errors) : 0,
-            firstError: peak.firstError ?? writes.firstError ?? reads.firstError)
+            firstError: peak.firstError ?? writes.firstError ?? reads.firstError, peakNodes: peakNodes,
+            openLoopNodes: openLoopNodes)
     }
 
     /// `writers` tasks, each writing back to back until `seconds` have passed.
@@ -589,6 +628,12 @@ struct RingReport {
             ("latest-50 read max ms", { ms($0.reads.latency.max) }),
             ("read errors", { "\($0.reads.errors)" }),
             ("read rows avg", { f($0.readRowsAverage, 1) }),
+            ("nodes at peak: coordinator mean ms", { $0.peakNodes.map { f($0.coordinatorMeanMs, 2) } ?? "n/a" }),
+            ("nodes at peak: writes per fdatasync", { $0.peakNodes.map { f($0.writesPerSync, 1) } ?? "n/a" }),
+            ("nodes open-loop: coordinator mean ms", { $0.openLoopNodes.map { f($0.coordinatorMeanMs, 2) } ?? "n/a" }),
+            ("nodes open-loop: replica write mean ms", { $0.openLoopNodes.map { f($0.replicaMeanMs, 2) } ?? "n/a" }),
+            ("nodes open-loop: fdatasync mean ms", { $0.openLoopNodes.map { f($0.syncMeanMs, 2) } ?? "n/a" }),
+            ("nodes open-loop: writes per fdatasync", { $0.openLoopNodes.map { f($0.writesPerSync, 1) } ?? "n/a" }),
         ]
         let headers = results.map {
             $0.name == "single" ? "1 node RF-1" : "\($0.nodes) nodes RF-\($0.replicationFactor)"
@@ -643,6 +688,8 @@ struct RingReport {
             d.merge(lat("write", r.writes)) { a, _ in a }
             d.merge(lat("read", r.reads)) { a, _ in a }
             if let e = r.firstError { d["first_error"] = e }
+            if let b = r.peakNodes { d["peak_nodes"] = b.json }
+            if let b = r.openLoopNodes { d["open_loop_write_nodes"] = b.json }
             rings[r.name] = d
         }
         var targetsJSON: [String: Any] = [:]

@@ -1,0 +1,71 @@
+import Foundation
+import NIOPosix
+
+/// Where a ring phase's write time went, from the nodes' own /metrics read before and after it
+/// (summed over the ring's nodes): the open-loop p99 alone cannot tell a slow disk from a busy
+/// machine, and these can. At half the peak a node syncs smaller groups than at the peak, so each
+/// write costs it more CPU; writes per sync shows it.
+struct RingPhaseBreakdown: Sendable {
+    /// Writes the ring coordinated in the phase and their mean time on the coordinator, in ms.
+    var coordinatedWrites = 0.0
+    var coordinatorMeanMs = 0.0
+    /// Replica writes the nodes served for other coordinators (RF > 1) and their mean, in ms.
+    var replicaWrites = 0.0
+    var replicaMeanMs = 0.0
+    /// The commit log's fdatasyncs, their mean, and engine writes per sync.
+    var syncs = 0.0
+    var syncMeanMs = 0.0
+    var writesPerSync = 0.0
+
+    init(before: [[String: Double]], after: [[String: Double]]) {
+        func delta(_ key: String) -> Double {
+            zip(before, after).reduce(0) { $0 + ($1.1[key] ?? 0) - ($1.0[key] ?? 0) }
+        }
+        func mean(_ sum: String, _ count: String) -> (count: Double, ms: Double) {
+            let n = delta(count)
+            return (n, n > 0 ? delta(sum) / n * 1000 : 0)
+        }
+        let coordinator = mean(
+            #"confab_coordinator_request_duration_seconds_sum{op="write",consistency="QUORUM"}"#,
+            #"confab_coordinator_request_duration_seconds_count{op="write",consistency="QUORUM"}"#)
+        let replica = mean(
+            #"confab_node_request_duration_seconds_sum{type="replicawrite"}"#,
+            #"confab_node_request_duration_seconds_count{type="replicawrite"}"#)
+        let sync = mean("confab_engine_wal_sync_duration_seconds_sum", "confab_engine_wal_sync_duration_seconds_count")
+        (coordinatedWrites, coordinatorMeanMs) = coordinator
+        (replicaWrites, replicaMeanMs) = replica
+        (syncs, syncMeanMs) = sync
+        writesPerSync = sync.count > 0 ? delta("confab_engine_writes_total") / sync.count : 0
+    }
+
+    var json: [String: Any] {
+        [
+            "coordinated_writes": coordinatedWrites, "coordinator_mean_ms": coordinatorMeanMs,
+            "replica_writes": replicaWrites, "replica_write_mean_ms": replicaMeanMs,
+            "wal_syncs": syncs, "wal_sync_mean_ms": syncMeanMs, "writes_per_sync": writesPerSync,
+        ]
+    }
+}
+
+/// Reads every node's /metrics (their operations ports from ring.json).
+struct RingMetricsScraper: Sendable {
+    let endpoints: [(host: String, port: Int)]
+
+    /// One parsed exposition per node; empty when a node could not be read (the breakdown is then
+    /// left out rather than wrong).
+    func scrape() -> [[String: Double]] {
+        let endpoints = self.endpoints
+        let scraped = try? blockOn {
+            var out: [[String: Double]] = []
+            for (host, port) in endpoints {
+                let connection = try await ChatHTTPConnection.connect(
+                    host: host, port: port, group: MultiThreadedEventLoopGroup.singleton)
+                let text = try await connection.request(.GET, "/metrics").text
+                await connection.close()
+                out.append(PrometheusText.series(text))
+            }
+            return out
+        }
+        return scraped ?? []
+    }
+}
