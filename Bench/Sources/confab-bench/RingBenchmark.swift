@@ -316,8 +316,9 @@ struct RingPhases {
             Progress.log(
                 String(
                     format:
-                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms, %.1f writes per sync",
-                    phase, b.coordinatorMeanMs, b.replicaMeanMs, b.syncMeanMs, b.writesPerSync))
+                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms, %.1f writes per sync, %.0f writes stalled for %.0f ms",
+                    phase, b.coordinatorMeanMs, b.replicaMeanMs, b.syncMeanMs, b.writesPerSync, b.stalls,
+                    b.stallTotalMs))
         }
 
         let rows = Counter()

@@ -16,6 +16,9 @@ struct RingPhaseBreakdown: Sendable {
     var syncs = 0.0
     var syncMeanMs = 0.0
     var writesPerSync = 0.0
+    /// Writes that waited for memtable room (a flush behind) and their total wait, in ms.
+    var stalls = 0.0
+    var stallTotalMs = 0.0
 
     init(before: [[String: Double]], after: [[String: Double]]) {
         func delta(_ key: String) -> Double {
@@ -35,6 +38,8 @@ struct RingPhaseBreakdown: Sendable {
         (coordinatedWrites, coordinatorMeanMs) = coordinator
         (replicaWrites, replicaMeanMs) = replica
         (syncs, syncMeanMs) = sync
+        stalls = delta("confab_engine_write_stalls_total")
+        stallTotalMs = delta("confab_engine_write_stall_duration_seconds_sum") * 1000
         writesPerSync = sync.count > 0 ? delta("confab_engine_writes_total") / sync.count : 0
     }
 
@@ -43,6 +48,7 @@ struct RingPhaseBreakdown: Sendable {
             "coordinated_writes": coordinatedWrites, "coordinator_mean_ms": coordinatorMeanMs,
             "replica_writes": replicaWrites, "replica_write_mean_ms": replicaMeanMs,
             "wal_syncs": syncs, "wal_sync_mean_ms": syncMeanMs, "writes_per_sync": writesPerSync,
+            "write_stalls": stalls, "write_stall_total_ms": stallTotalMs,
         ]
     }
 }
