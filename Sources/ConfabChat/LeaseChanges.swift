@@ -25,18 +25,26 @@ final class LeaseChanges: Sendable {
         for w in waiters { w.resume() }
     }
 
+    /// Why a `wait` returned.
+    enum Wake: Sendable, Equatable {
+        case changed, timedOut, cancelled
+    }
+
     /// Returns once a change after `seen` was signalled, `timeout` passed, or the task was
-    /// cancelled, whichever comes first.
-    func wait(past seen: UInt64, timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
+    /// cancelled, whichever comes first, and says which (tests check the reason, not the time a
+    /// loaded machine took to run the waiter).
+    @discardableResult
+    func wait(past seen: UInt64, timeout: Duration) async -> Wake {
+        await withTaskGroup(of: Wake.self) { group in
+            group.addTask { (try? await Task.sleep(for: timeout)) == nil ? .cancelled : .timedOut }
             group.addTask { await self.change(past: seen) }
-            await group.next()
+            let first = await group.next() ?? .cancelled
             group.cancelAll()
+            return first
         }
     }
 
-    private func change(past seen: UInt64) async {
+    private func change(past seen: UInt64) async -> Wake {
         let id = state.withLock { s in
             s.nextWaiter &+= 1
             return s.nextWaiter
@@ -55,5 +63,6 @@ final class LeaseChanges: Sendable {
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
+        return state.withLock { $0.generation != seen } ? .changed : .cancelled
     }
 }
