@@ -12,7 +12,8 @@ import Synchronization
 /// the peer leaves the live set (`PeerLinks` stops it).
 ///
 /// Guarantee: at most once, in queue order while connected; the frames whose write fails (one, or
-/// a batch's) are put back once and sent first after the reconnect; frames queued for a peer that never comes back are dropped.
+/// a batch's) are put back once and sent first after the reconnect; frames queued for a peer that
+/// never comes back are dropped.
 final class PeerLink: Sendable {
     let peerId: String
     let address: String
@@ -71,9 +72,6 @@ final class PeerLink: Sendable {
     /// Forwarded requests not yet answered or failed (for tests).
     var waitingRequests: Int { pending.withLock { $0.waiting.count } }
 
-    /// Queues a frame. A frame the full queue drops is not forgotten: its users get a `resync`
-    /// event as soon as the queue has room (`flushDropped`), so their devices learn that they
-    /// missed something and catch up — a device never silently misses an event.
     /// Queues `frames` in order, all at once (a writer woken by the first finds the rest waiting);
     /// those that do not fit are dropped as `send` drops them.
     func send(_ frames: [PeerFrame]) {
@@ -86,6 +84,9 @@ final class PeerLink: Sendable {
         }
     }
 
+    /// Queues a frame. A frame the full queue drops is not forgotten: its users get a `resync`
+    /// event as soon as the queue has room (`flushDropped`), so their devices learn that they
+    /// missed something and catch up — a device never silently misses an event.
     func send(_ frame: PeerFrame) {
         flushDropped()
         if queue.push(frame.encoded()) {
