@@ -57,6 +57,7 @@ public final class ConfabClient: Sendable {
 
     public let configuration: Configuration
     let pool: ConnectionPool
+    private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
 
     public init(
@@ -65,6 +66,7 @@ public final class ConfabClient: Sendable {
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
         let c = configuration
         // Built once; a setting that cannot be used fails every connection with its reason.
         let tls: Result<NIOSSLContext, NodeTLSError>? = c.tls.map { settings in
@@ -144,7 +146,7 @@ public final class ConfabClient: Sendable {
         _ message: WireMessage, partitionKey: [UInt8]?,
         answeredBy: (String) -> Void = { _ in }
     ) async throws -> WireMessage {
-        if partitionKey != nil, let tokenAware = configuration.routing as? TokenAwareRouting, tokenAware.needsTopology {
+        if needsTopology(partitionKey), let tokenAware = configuration.routing as? TokenAwareRouting {
             // Learn the ring once (and again when stale); routing works without it, so a failure
             // here only means round robin for now.
             if let status = try? await self.send(.status, partitionKey: nil), case .statusResponse(let s) = status {
@@ -153,12 +155,29 @@ public final class ConfabClient: Sendable {
                 tokenAware.update(from: RingStatus(clusterName: "", replicationFactor: 1, nodes: []))
             }
         }
+        let plan = try attemptPlan(message, partitionKey: partitionKey)
+        return try await send(message, to: plan[...], failures: [], answeredBy: answeredBy)
+    }
+
+    private func needsTopology(_ partitionKey: [UInt8]?) -> Bool {
+        partitionKey != nil && (configuration.routing as? TokenAwareRouting)?.needsTopology == true
+    }
+
+    /// The nodes to try, in order, as many as `maxAttempts` allows.
+    private func attemptPlan(_ message: WireMessage, partitionKey: [UInt8]?) throws -> [NodeAddress] {
         let plan = configuration.routing.plan(
             partitionKey: partitionKey, keyspace: message.keyspace, nodes: configuration.nodes)
         guard !plan.isEmpty else { throw ConfabClientError(.invalidArgument, "no node addresses given") }
-        let attempts = max(1, min(configuration.maxAttempts ?? plan.count, plan.count))
-        var failures: [(NodeAddress, any Error)] = []
-        for address in plan.prefix(attempts) {
+        return Array(plan.prefix(max(1, min(configuration.maxAttempts ?? plan.count, plan.count))))
+    }
+
+    /// Tries `nodes` in turn after the attempts that already `failures`.
+    private func send(
+        _ message: WireMessage, to nodes: ArraySlice<NodeAddress>, failures: [(NodeAddress, any Error)],
+        answeredBy: (String) -> Void = { _ in }
+    ) async throws -> WireMessage {
+        var failures = failures
+        for address in nodes {
             do {
                 let connection = try await pool.connection(to: address)
                 let reply = try await connection.request(message, timeout: configuration.requestTimeout)
@@ -177,13 +196,111 @@ public final class ConfabClient: Sendable {
                 failures.append((address, error))
             }
         }
-        // Prefer what a node said over what the network did.
-        if let (_, nodeError) = failures.last(where: { $0.1 is WireError }) { throw nodeError }
+        throw Self.finalError(failures)
+    }
+
+    /// What a request that failed on every node it tried throws. Prefers what a node said over
+    /// what the network did.
+    private static func finalError(_ failures: [(NodeAddress, any Error)]) -> any Error {
+        if let (_, nodeError) = failures.last(where: { $0.1 is WireError }) { return nodeError }
         if failures.allSatisfy({ ($0.1 as? ConfabClientError)?.code == .noNodeReachable }) {
             let addresses = failures.map { "\($0.0)" }.joined(separator: ", ")
-            throw ConfabClientError(.noNodeReachable, "no node reachable at \(addresses); is `confab node` running?")
+            return ConfabClientError(.noNodeReachable, "no node reachable at \(addresses); is `confab node` running?")
         }
-        throw failures.last!.1
+        return failures.last!.1
+    }
+
+    // MARK: Requests without a task
+
+    /// `write` for a caller that handles the answer in a callback instead of suspending a task (a
+    /// load generator issuing thousands of writes a second, a server on an event loop); the same
+    /// request, guarantees and retries. The future completes on an event loop of the client's
+    /// group.
+    public func submitWrite(_ mutation: Mutation, consistency: ConsistencyLevel = .quorum) -> EventLoopFuture<
+        WriteAck
+    > {
+        let message: WireMessage
+        do {
+            let table = try configuration.schema.resolve(id: mutation.table)
+            message = .write(
+                WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency))
+        } catch {
+            return eventLoopGroup.any().makeFailedFuture(error)
+        }
+        return submit(message, partitionKey: mutation.partitionKey) { reply in
+            guard case .writeAck(let ack) = reply else { throw self.unexpected(reply, for: .write) }
+            return ack
+        }
+    }
+
+    /// `read` for a caller that handles the answer in a callback; see `submitWrite`.
+    public func submitRead(_ query: SliceQuery, consistency: ConsistencyLevel = .quorum) -> EventLoopFuture<
+        ReplicaRows
+    > {
+        let message: WireMessage
+        do {
+            let table = try configuration.schema.resolve(id: query.table)
+            message = .read(ReadRequest(query, schema: table, consistency: consistency))
+        } catch {
+            return eventLoopGroup.any().makeFailedFuture(error)
+        }
+        return submit(message, partitionKey: query.partitionKey) { reply in
+            guard case .readResponse(.rows(let rows)) = reply else { throw self.unexpected(reply, for: .read) }
+            return rows
+        }
+    }
+
+    /// Why not always a task: a task per request costs two thread wake-ups (onto the cooperative
+    /// pool, and back when the answer comes) and the write hops onto the connection's loop, which
+    /// on a small machine took as much CPU in a load generator as the node spent serving it.
+    /// When the first planned node's connection is open (the steady state), the request is written
+    /// from the caller's thread and answered from the connection's loop, with no task. Learning the
+    /// ring, opening a connection and trying the next node after a failure take the async path.
+    private func submit<T: Sendable>(
+        _ message: WireMessage, partitionKey: [UInt8]?,
+        decode: @escaping @Sendable (WireMessage) throws -> T
+    ) -> EventLoopFuture<T> {
+        let plan: [NodeAddress]
+        if needsTopology(partitionKey) {
+            plan = []
+        } else {
+            do { plan = try attemptPlan(message, partitionKey: partitionKey) } catch {
+                return eventLoopGroup.any().makeFailedFuture(error)
+            }
+        }
+        guard let first = plan.first, let connection = pool.readyConnection(to: first) else {
+            let promise = eventLoopGroup.any().makePromise(of: T.self)
+            promise.completeWithTask { try decode(try await self.send(message, partitionKey: partitionKey)) }
+            return promise.futureResult
+        }
+        let promise = connection.eventLoop.makePromise(of: T.self)
+        let rest = plan.dropFirst()
+        connection.send(message, timeout: configuration.requestTimeout).whenComplete { result in
+            let failure: any Error
+            switch result {
+            case .success(.error(let e)) where e.code.isRetryableElsewhere:
+                failure = e
+            case .success(.error(let e)):
+                promise.fail(e)
+                return
+            case .success(let reply):
+                promise.completeWith(Result { try decode(reply) })
+                return
+            case .failure(let error as ConfabClientError) where error.isRetryableElsewhere:
+                failure = error
+            case .failure(let error):
+                promise.fail(error)
+                return
+            }
+            guard !rest.isEmpty else {
+                promise.fail(Self.finalError([(first, failure)]))
+                return
+            }
+            promise.completeWithTask {
+                try decode(try await self.send(message, to: rest, failures: [(first, failure)]))
+            }
+        }
+        return promise.futureResult
     }
 
     private func unexpected(_ reply: WireMessage, for request: MessageType) -> ConfabClientError {

@@ -21,6 +21,9 @@ package final class NodeConnection: Sendable {
 
     package var isActive: Bool { channel.isActive }
 
+    /// The loop the connection's answers complete on.
+    package var eventLoop: any EventLoop { channel.eventLoop }
+
     package static func connect(
         to address: NodeAddress, group: any EventLoopGroup, connectTimeout: Duration,
         requestTimeout: Duration, maxFrameBytes: Int, clientName: String,

@@ -205,6 +205,57 @@ import Testing
         try await node.stop()
     }
 
+    /// `submitWrite` and `submitRead` (the callback API a load generator uses): the first requests
+    /// open the connection through the async path, the rest are written straight onto it; every
+    /// write is acknowledged once and read back.
+    @Test func submittedWritesAndReadsRoundTrip() async throws {
+        let node = try await InProcessNode.start()
+        let client = node.client()
+        let futures = (0..<300).map { i in
+            client.submitWrite(
+                TestMessages.mutation(
+                    chatId: Int64(i % 3), timestamp: Int64(1_000 + i), messageId: "m\(i)", sender: "s",
+                    body: "body \(i)", writeTime: 1_000))
+        }
+        for f in futures { _ = try await f.get() }
+        for chat in 0..<3 {
+            let rows = try await client.submitRead(TestMessages.latest(chatId: Int64(chat), limit: 200)).get()
+            #expect(rows.rows.count == 100)
+        }
+        let unknown = await #expect(throws: (any Error).self) {
+            try await client.submitRead(SliceQuery(table: 999, partitionKey: [1], limit: 1)).get()
+        }
+        #expect("\(unknown!)".contains("999"))
+        await client.shutdown()
+        try await node.stop()
+    }
+
+    /// A submitted write is retried on the next node, as `write` is, both when its first node
+    /// answers with an error another node may not repeat (here `unavailable`: that node alone
+    /// holds a keyspace of replication factor 3, so it can never make a QUORUM) over an open
+    /// connection, and when that node has gone away.
+    @Test func aSubmittedWriteMovesOnToTheNextNode() async throws {
+        let first = try await InProcessNode.start { $0.replicationFactor = 3 }
+        let second = try await InProcessNode.start()
+        var config = ConfabClient.Configuration(nodes: [first.address, second.address])
+        config.schema = TestSchema.registry
+        config.routing = FixedOrder()
+        config.connectionsPerNode = 1
+        let client = ConfabClient(configuration: config)
+        let message = { (i: Int) in
+            TestMessages.mutation(
+                chatId: 4, timestamp: Int64(i), messageId: "m\(i)", sender: "s", body: "b", writeTime: 1)
+        }
+        // The first opens the connection to `first` (the async path); the rest find it open.
+        for i in 1...20 { _ = try await client.submitWrite(message(i)).get() }
+        try await first.stop()
+        _ = try await client.submitWrite(message(21)).get()
+        let onSecond = try await second.client().history(chatId: 4, limit: 100)
+        #expect(onSecond.map(\.timestamp) == (1...21).reversed().map(Int64.init))
+        await client.shutdown()
+        try await second.stop()
+    }
+
     @Test func gracefulShutdownKeepsDataAndRestartServesIt() async throws {
         let dir = TempDirectory()
         let first = try await InProcessNode.start(directory: dir)

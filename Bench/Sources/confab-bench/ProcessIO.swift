@@ -16,6 +16,18 @@ enum ProcessIO {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// CPU time (user + system) this process has used, every thread included.
+    static func cpuNanos() -> UInt64 {
+        var usage = rusage()
+        #if canImport(Glibc)
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        #else
+            getrusage(RUSAGE_SELF, &usage)
+        #endif
+        func ns(_ t: timeval) -> UInt64 { UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_usec) * 1_000 }
+        return ns(usage.ru_utime) + ns(usage.ru_stime)
+    }
+
     /// Bytes this process (every thread, including library background threads) has passed to
     /// write-family syscalls: the `wchar` line of /proc/self/io. Nil where /proc is missing.
     static func writtenBytes() -> UInt64? {

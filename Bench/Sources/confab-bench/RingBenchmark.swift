@@ -5,6 +5,8 @@ import ConfabEngine
 import ConfabRing
 import Foundation
 import Histogram
+import NIOCore
+import NIOPosix
 
 /// `confab-bench ring`: QUORUM writes and latest-50 reads through the Swift client against a
 /// 1-node RF-1 ring and a 3-node RF-3 ring on localhost, started with the confab binary.
@@ -54,6 +56,14 @@ struct RingBenchCommand: ParsableCommand {
             """)
     var timeline: String?
 
+    @Option(
+        help: """
+            What issues the open-loop requests: `loop` (a timer on an event loop, through the client's \
+            callback API: little CPU per request) or `tasks` (a task per request, as before 2026-12-07, \
+            which cost the generator about 130 µs of CPU per RF-3 write on 2 cores).
+            """)
+    var openLoopDriver: OpenLoopDriver = .loop
+
     func validate() throws {
         if writers < 1 { throw ValidationError("--writers must be ≥ 1") }
         if !(rateFraction > 0) { throw ValidationError("--rate-fraction must be positive") }
@@ -85,7 +95,8 @@ struct RingBenchCommand: ParsableCommand {
         let config = RingBenchConfig(
             quick: quick, confab: binary, writers: writers, peakSeconds: phase,
             warmupSeconds: quick ? 0.5 : 1.0, openLoopSeconds: phase,
-            chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction, timelineDirectory: timeline)
+            chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction, timelineDirectory: timeline,
+            openLoopDriver: openLoopDriver)
         if let timeline { try FileManager.default.createDirectory(atPath: timeline, withIntermediateDirectories: true) }
         Progress.log("confab-bench ring: \(binary); phases \(phase) s, \(writers) writers, \(chats) chats")
 
@@ -151,6 +162,15 @@ struct RingBenchConfig: Sendable {
     var bodyBytes: Int
     var rateFraction: Double
     var timelineDirectory: String?
+    var openLoopDriver: OpenLoopDriver = .loop
+}
+
+/// What paces and issues the open-loop requests (`--open-loop-driver`).
+enum OpenLoopDriver: String, ExpressibleByArgument, Sendable {
+    /// A timer on an event loop, requests through the client's callback API.
+    case loop
+    /// A pacing thread and a task per request (the driver before 2026-12-07).
+    case tasks
 }
 
 // MARK: - The ring processes
@@ -260,6 +280,9 @@ struct OpenLoopResult: Sendable {
     var firstError: String?
     /// Most requests in flight at once (grows when the ring falls behind the rate).
     var maxOutstanding = 0
+    /// The benchmark process's own CPU per request in the phase (it shares the cores with the
+    /// ring it measures).
+    var generatorCPUMicrosPerRequest = 0.0
 }
 
 /// The three phases against one running ring.
@@ -274,15 +297,18 @@ struct RingPhases {
         let ids = IDSource(prefix: "\(label)-\(getpid())")
         let body = String(repeating: "x", count: config.bodyBytes)
         let chats = config.chats
-        let write: @Sendable (Int) async throws -> Void = { _ in
+        let message: @Sendable () -> Mutation = {
             let n = ids.next()
             let chat = Int64(((UInt64(n) &* 0x9E37_79B9_7F4A_7C15) >> 20) % UInt64(chats))
             let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-            let m = PostedMessages.mutation(
+            return PostedMessages.mutation(
                 chatId: chat, timestamp: now, messageId: "\(ids.prefix)-\(n)", sender: "bench",
                 body: body, writeTime: now)
-            try await client.write(m, consistency: .quorum)
         }
+        let write: @Sendable (Int) async throws -> Void = { _ in
+            try await client.write(message(), consistency: .quorum)
+        }
+        let pacingLoop = MultiThreadedEventLoopGroup.singleton.next()
 
         Progress.log("[\(label)] warm-up: \(config.warmupSeconds) s closed-loop, \(config.writers) writers")
         _ = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.warmupSeconds, write) }
@@ -301,10 +327,15 @@ struct RingPhases {
         Progress.log(
             String(format: "[\(label)] open-loop QUORUM writes at %.0f/s for %.1f s", rate, config.openLoopSeconds))
         let afterPeak = metrics.scrape()
-        let writes = OpenLoopAsync(
-            ratePerSecond: rate, requests: count,
-            timelinePath: config.timelineDirectory.map { "\($0)/\(label)-writes.csv" }
-        ).run(write)
+        let writesTimeline = config.timelineDirectory.map { "\($0)/\(label)-writes.csv" }
+        let writes =
+            switch config.openLoopDriver {
+            case .loop:
+                OpenLoopOnEventLoop(ratePerSecond: rate, requests: count, timelinePath: writesTimeline)
+                    .run(on: pacingLoop) { _ in client.submitWrite(message(), consistency: .quorum) }
+            case .tasks:
+                OpenLoopAsync(ratePerSecond: rate, requests: count, timelinePath: writesTimeline).run(write)
+            }
         let afterWrites = metrics.scrape()
         func breakdown(_ a: [[String: Double]], _ b: [[String: Double]]) -> RingPhaseBreakdown? {
             a.isEmpty || a.count != b.count ? nil : RingPhaseBreakdown(before: a, after: b)
@@ -323,8 +354,7 @@ struct RingPhases {
 
         let rows = Counter()
         let read: @Sendable (Int) async throws -> Void = { i in
-            let chat = Int64(((UInt64(i) &* 0xD1B5_4A32_D192_ED03) >> 20) % UInt64(chats))
-            let result = try await client.read(PostedMessages.latest(chatId: chat, limit: 50), consistency: .quorum)
+            let result = try await client.read(Self.latestQuery(i, chats: chats), consistency: .quorum)
             rows.add(result.rows.count)
         }
         Progress.log(
@@ -343,16 +373,27 @@ struct RingPhases {
             String(
                 format: "[\(label)] open-loop QUORUM latest-50 reads at %.0f/s for %.1f s", readRate,
                 config.openLoopSeconds))
-        let reads = OpenLoopAsync(
-            ratePerSecond: readRate, requests: readCount,
-            timelinePath: config.timelineDirectory.map { "\($0)/\(label)-reads.csv" }
-        ).run(read)
+        let readsTimeline = config.timelineDirectory.map { "\($0)/\(label)-reads.csv" }
+        let reads =
+            switch config.openLoopDriver {
+            case .loop:
+                OpenLoopOnEventLoop(ratePerSecond: readRate, requests: readCount, timelinePath: readsTimeline)
+                    .run(on: pacingLoop) { i in
+                        client.submitRead(Self.latestQuery(i, chats: chats), consistency: .quorum).map {
+                            rows.add($0.rows.count)
+                        }
+                    }
+            case .tasks:
+                OpenLoopAsync(ratePerSecond: readRate, requests: readCount, timelinePath: readsTimeline).run(read)
+            }
 
         for (kind, r) in [("writes", writes), ("reads", reads)] {
             Progress.log(
                 String(
-                    format: "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s",
-                    kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond))
+                    format:
+                        "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s, generator CPU %.1f µs per request",
+                    kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond,
+                    r.generatorCPUMicrosPerRequest))
         }
         return RingResult(
             peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
@@ -361,6 +402,12 @@ struct RingPhases {
             readRowsAverage: reads.issued > reads.errors ? Double(rows.value) / Double(reads.issued - reads.errors) : 0,
             firstError: peak.firstError ?? writes.firstError ?? reads.firstError, peakNodes: peakNodes,
             openLoopNodes: openLoopNodes)
+    }
+
+    /// Read i's latest-50 page of one of the chats.
+    static func latestQuery(_ i: Int, chats: Int) -> SliceQuery {
+        let chat = Int64(((UInt64(i) &* 0xD1B5_4A32_D192_ED03) >> 20) % UInt64(chats))
+        return PostedMessages.latest(chatId: chat, limit: 50)
     }
 
     /// `writers` tasks, each writing back to back until `seconds` have passed.
@@ -442,7 +489,13 @@ struct OpenLoopAsync {
                 }
             }
         }
+        return Self.result(of: recorder, start: start, requests: requests, timelinePath: timelinePath)
+    }
+
+    /// Waits for every request `recorder` counts, then summarizes them (and writes the timeline).
+    static func result(of recorder: Recorder, start: UInt64, requests: Int, timelinePath: String?) -> OpenLoopResult {
         let (hist, errors) = recorder.waitAll()
+        let cpu = ProcessIO.cpuNanos() - recorder.cpuAtStart
         if let timelinePath {
             var csv = "due_us,latency_us\n"
             for (due, latency) in recorder.timeline.sorted(by: { $0.0 < $1.0 }) {
@@ -459,7 +512,8 @@ struct OpenLoopAsync {
         return OpenLoopResult(
             latency: LatencySummary(hist), issued: requests, errors: errors, seconds: seconds,
             achievedPerSecond: Double(requests - errors) / seconds, firstError: recorder.firstError,
-            maxOutstanding: recorder.maxOutstanding)
+            maxOutstanding: recorder.maxOutstanding,
+            generatorCPUMicrosPerRequest: Double(cpu) / 1000 / Double(max(1, requests)))
     }
 
     /// Outstanding count and the latency histogram, behind one condition variable.
@@ -471,10 +525,25 @@ struct OpenLoopAsync {
         private var errors = 0
         private(set) var firstError: String?
         private let keepsTimeline: Bool
+        let cpuAtStart = ProcessIO.cpuNanos()
         /// (due offset, latency or nil for a failure) in ns, when `--timeline` asks for it.
         private(set) var timeline: [(UInt64, UInt64?)] = []
 
-        init(keepsTimeline: Bool) { self.keepsTimeline = keepsTimeline }
+        /// Requests are still being started (`waitAll` waits for this too when the pacing runs on
+        /// another thread).
+        private var issuing: Bool
+
+        init(keepsTimeline: Bool, issuing: Bool = false) {
+            self.keepsTimeline = keepsTimeline
+            self.issuing = issuing
+        }
+
+        func doneIssuing() {
+            cond.lock()
+            issuing = false
+            cond.broadcast()
+            cond.unlock()
+        }
 
         func begin() {
             cond.lock()
@@ -495,13 +564,13 @@ struct OpenLoopAsync {
                 }
             }
             outstanding -= 1
-            if outstanding == 0 { cond.broadcast() }
+            if outstanding == 0 && !issuing { cond.broadcast() }
             cond.unlock()
         }
 
         func waitAll() -> (Histogram<UInt64>, Int) {
             cond.lock()
-            while outstanding > 0 { cond.wait() }
+            while outstanding > 0 || issuing { cond.wait() }
             let r = (hist, errors)
             cond.unlock()
             return r
@@ -674,6 +743,7 @@ struct RingReport {
                 "\(prefix)_p999_us": r.latency.p999, "\(prefix)_max_us": r.latency.max,
                 "\(prefix)_count": r.issued, "\(prefix)_errors": r.errors,
                 "\(prefix)_seconds": r.seconds, "\(prefix)_max_in_flight": r.maxOutstanding,
+                "\(prefix)_generator_cpu_us_per_request": r.generatorCPUMicrosPerRequest,
                 "\(prefix)_achieved_per_s": r.achievedPerSecond,
             ]
         }
@@ -718,6 +788,7 @@ struct RingReport {
                 "writers": config.writers, "warmup_seconds": config.warmupSeconds,
                 "peak_seconds": config.peakSeconds, "open_loop_seconds": config.openLoopSeconds,
                 "chats": config.chats, "rate_fraction": config.rateFraction, "body_bytes": config.bodyBytes,
+                "open_loop_driver": config.openLoopDriver.rawValue,
                 "read_limit": 50,
                 "cores": ProcessInfo.processInfo.activeProcessorCount, "wall_seconds": wallSeconds,
             ] as [String: Any],
