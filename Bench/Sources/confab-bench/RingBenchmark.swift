@@ -115,6 +115,19 @@ struct RingBenchCommand: ParsableCommand {
         let engine = try RingEngineBaseline(config: config).run(directory: "\(root)/engine")
         try? FileManager.default.removeItem(atPath: "\(root)/engine")
 
+        // The disk's own fdatasync rate and latency, alone and shared by three syncers: the floor
+        // under the rings' write latency (DiskSyncProbe).
+        let probe = DiskSyncProbe(directory: "\(root)/sync-probe", seconds: quick ? 1 : 2)
+        var diskSync: [DiskSyncProbe.Result] = []
+        for syncers in [1, 3] {
+            let r = try probe.run(syncers: syncers)
+            Progress.log(
+                String(
+                    format: "[disk] %d syncer%@: %.0f fdatasyncs/s in all, each p50 %.2f ms, p99 %.2f ms", syncers,
+                    syncers == 1 ? "" : "s", r.syncsPerSecond, r.latency.p50 / 1000, r.latency.p99 / 1000))
+            diskSync.append(r)
+        }
+
         var results: [RingResult] = []
         for (name, nodes, rf) in [("single", 1, 1), ("rf3", 3, 3)] {
             let dir = "\(root)/\(name)"
@@ -135,7 +148,7 @@ struct RingBenchCommand: ParsableCommand {
         }
 
         let report = RingReport(
-            config: config, engine: engine, results: results,
+            config: config, engine: engine, diskSync: diskSync, results: results,
             wallSeconds: Double(ProcessIO.nowNanos() - wallStart) / 1e9)
         print(report.terminalText())
         if let json {
@@ -619,6 +632,7 @@ func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thro
 struct RingReport {
     let config: RingBenchConfig
     let engine: RingEngineBaseline.Result
+    let diskSync: [DiskSyncProbe.Result]
     let results: [RingResult]
     let wallSeconds: Double
 
@@ -726,6 +740,11 @@ struct RingReport {
         out +=
             "engine alone, \(config.writers) threads, SyncMode.group: \(f(engine.writesPerSecond)) durable writes/s"
             + " (ack p99 \(ms(engine.ack.p99)) ms); single node ÷ engine: \(singleVsEngine.map { f($0, 3) } ?? "n/a")\n"
+        for d in diskSync {
+            out +=
+                "disk alone, \(d.syncers) fdatasync thread\(d.syncers == 1 ? "" : "s"): \(f(d.syncsPerSecond)) syncs/s in all,"
+                + " each p50 \(ms(d.latency.p50)) ms, p99 \(ms(d.latency.p99)) ms\n"
+        }
         out += "\nTargets:\n"
         for (_, t) in targets {
             let v = t.value.map { f($0, 3) } ?? "n/a"
@@ -780,6 +799,12 @@ struct RingReport {
         let doc: [String: Any] = [
             "rings": rings,
             "engine": engineJSON,
+            "disk_sync": diskSync.map {
+                [
+                    "syncers": $0.syncers, "syncs_per_s": $0.syncsPerSecond, "p50_us": $0.latency.p50,
+                    "p99_us": $0.latency.p99, "p999_us": $0.latency.p999, "max_us": $0.latency.max,
+                ] as [String: Any]
+            },
             "single_vs_engine_ratio": singleVsEngine as Any? ?? NSNull(),
             "write_throughput_ratio": throughputRatio as Any? ?? NSNull(),
             "targets": targetsJSON,
