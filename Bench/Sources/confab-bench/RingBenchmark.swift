@@ -321,10 +321,29 @@ struct RingPhases {
         let write: @Sendable (Int) async throws -> Void = { _ in
             try await client.write(message(), consistency: .quorum)
         }
-        let pacingLoop = MultiThreadedEventLoopGroup.singleton.next()
+        // The open-loop requests go through a client of their own on one event loop, which also
+        // paces them: its connections, its timer and its answers share one thread, so a request
+        // is written and answered with no hand-off between the generator's threads.
+        let pacingGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let pacingLoop = pacingGroup.next()
+        let paced = ConfabClient(
+            configuration: {
+                var c = ConfabClient.Configuration(nodes: nodes)
+                c.schema = ChatSchema.registry
+                c.connectionsPerNode = 1
+                return c
+            }(), eventLoopGroup: pacingGroup)
+        defer {
+            _ = try? blockOn { await paced.shutdown() }
+            try? pacingGroup.syncShutdownGracefully()
+        }
 
         Progress.log("[\(label)] warm-up: \(config.warmupSeconds) s closed-loop, \(config.writers) writers")
         _ = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.warmupSeconds, write) }
+        // The paced client opens its connections and learns the ring before it is timed.
+        _ = try blockOn {
+            for _ in 0..<64 { _ = try await paced.submitWrite(message(), consistency: .quorum).get() }
+        }
         Progress.log("[\(label)] peak: \(config.peakSeconds) s closed-loop QUORUM writes, \(config.writers) writers")
         let beforePeak = metrics.scrape()
         let peak = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.peakSeconds, write) }
@@ -345,7 +364,7 @@ struct RingPhases {
             switch config.openLoopDriver {
             case .loop:
                 OpenLoopOnEventLoop(ratePerSecond: rate, requests: count, timelinePath: writesTimeline)
-                    .run(on: pacingLoop) { _ in client.submitWrite(message(), consistency: .quorum) }
+                    .run(on: pacingLoop) { _ in paced.submitWrite(message(), consistency: .quorum) }
             case .tasks:
                 OpenLoopAsync(ratePerSecond: rate, requests: count, timelinePath: writesTimeline).run(write)
             }
@@ -392,7 +411,7 @@ struct RingPhases {
             case .loop:
                 OpenLoopOnEventLoop(ratePerSecond: readRate, requests: readCount, timelinePath: readsTimeline)
                     .run(on: pacingLoop) { i in
-                        client.submitRead(Self.latestQuery(i, chats: chats), consistency: .quorum).map {
+                        paced.submitRead(Self.latestQuery(i, chats: chats), consistency: .quorum).map {
                             rows.add($0.rows.count)
                         }
                     }
