@@ -97,10 +97,7 @@ public final class ConfabClient: Sendable {
     /// Writes one partition's mutation. See the type's guarantees.
     @discardableResult
     public func write(_ mutation: Mutation, consistency: ConsistencyLevel = .quorum) async throws -> WriteAck {
-        let table = try configuration.schema.resolve(id: mutation.table)
-        let request = WriteRequest(
-            keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency)
-        switch try await send(.write(request), partitionKey: mutation.partitionKey) {
+        switch try await send(try writeRequest(mutation, consistency), partitionKey: mutation.partitionKey) {
         case .writeAck(let ack): return ack
         case let other: throw unexpected(other, for: .write)
         }
@@ -108,9 +105,7 @@ public final class ConfabClient: Sendable {
 
     /// Reads a slice (rows with their cell timestamps, in query order).
     public func read(_ query: SliceQuery, consistency: ConsistencyLevel = .quorum) async throws -> ReplicaRows {
-        let table = try configuration.schema.resolve(id: query.table)
-        let request = ReadRequest(query, schema: table, consistency: consistency)
-        switch try await send(.read(request), partitionKey: query.partitionKey) {
+        switch try await send(try readRequest(query, consistency), partitionKey: query.partitionKey) {
         case .readResponse(.rows(let rows)): return rows
         case let other: throw unexpected(other, for: .read)
         }
@@ -210,6 +205,16 @@ public final class ConfabClient: Sendable {
         return failures.last!.1
     }
 
+    private func writeRequest(_ mutation: Mutation, _ consistency: ConsistencyLevel) throws -> WireMessage {
+        let table = try configuration.schema.resolve(id: mutation.table)
+        return .write(
+            WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency))
+    }
+
+    private func readRequest(_ query: SliceQuery, _ consistency: ConsistencyLevel) throws -> WireMessage {
+        .read(ReadRequest(query, schema: try configuration.schema.resolve(id: query.table), consistency: consistency))
+    }
+
     // MARK: Requests without a task
 
     /// `write` for a caller that handles the answer in a callback instead of suspending a task (a
@@ -219,15 +224,7 @@ public final class ConfabClient: Sendable {
     public func submitWrite(_ mutation: Mutation, consistency: ConsistencyLevel = .quorum) -> EventLoopFuture<
         WriteAck
     > {
-        let message: WireMessage
-        do {
-            let table = try configuration.schema.resolve(id: mutation.table)
-            message = .write(
-                WriteRequest(keyspace: table.keyspace, table: table.name, mutation: mutation, consistency: consistency))
-        } catch {
-            return eventLoopGroup.any().makeFailedFuture(error)
-        }
-        return submit(message, partitionKey: mutation.partitionKey) { reply in
+        submit(partitionKey: mutation.partitionKey, try self.writeRequest(mutation, consistency)) { reply in
             guard case .writeAck(let ack) = reply else { throw self.unexpected(reply, for: .write) }
             return ack
         }
@@ -237,14 +234,7 @@ public final class ConfabClient: Sendable {
     public func submitRead(_ query: SliceQuery, consistency: ConsistencyLevel = .quorum) -> EventLoopFuture<
         ReplicaRows
     > {
-        let message: WireMessage
-        do {
-            let table = try configuration.schema.resolve(id: query.table)
-            message = .read(ReadRequest(query, schema: table, consistency: consistency))
-        } catch {
-            return eventLoopGroup.any().makeFailedFuture(error)
-        }
-        return submit(message, partitionKey: query.partitionKey) { reply in
+        submit(partitionKey: query.partitionKey, try self.readRequest(query, consistency)) { reply in
             guard case .readResponse(.rows(let rows)) = reply else { throw self.unexpected(reply, for: .read) }
             return rows
         }
@@ -257,16 +247,16 @@ public final class ConfabClient: Sendable {
     /// from the caller's thread and answered from the connection's loop, with no task. Learning the
     /// ring, opening a connection and trying the next node after a failure take the async path.
     private func submit<T: Sendable>(
-        _ message: WireMessage, partitionKey: [UInt8]?,
+        partitionKey: [UInt8]?, _ request: @autoclosure () throws -> WireMessage,
         decode: @escaping @Sendable (WireMessage) throws -> T
     ) -> EventLoopFuture<T> {
+        let message: WireMessage
         let plan: [NodeAddress]
-        if needsTopology(partitionKey) {
-            plan = []
-        } else {
-            do { plan = try attemptPlan(message, partitionKey: partitionKey) } catch {
-                return eventLoopGroup.any().makeFailedFuture(error)
-            }
+        do {
+            message = try request()
+            plan = needsTopology(partitionKey) ? [] : try attemptPlan(message, partitionKey: partitionKey)
+        } catch {
+            return eventLoopGroup.any().makeFailedFuture(error)
         }
         guard let first = plan.first, let connection = pool.readyConnection(to: first) else {
             let promise = eventLoopGroup.any().makePromise(of: T.self)
