@@ -166,7 +166,8 @@ public final class ConfabClient: Sendable {
         return Array(plan.prefix(max(1, min(configuration.maxAttempts ?? plan.count, plan.count))))
     }
 
-    /// Tries `nodes` in turn after the attempts that already `failures`.
+    /// Tries `nodes` in turn; `failures` are the attempts already made (on other nodes), which the
+    /// final error takes into account.
     private func send(
         _ message: WireMessage, to nodes: ArraySlice<NodeAddress>, failures: [(NodeAddress, any Error)],
         answeredBy: (String) -> Void = { _ in }
