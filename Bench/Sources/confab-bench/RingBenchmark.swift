@@ -58,9 +58,9 @@ struct RingBenchCommand: ParsableCommand {
 
     @Option(
         help: """
-            What issues the open-loop requests: `loop` (a timer on an event loop, through the client's \
-            callback API: little CPU per request) or `tasks` (a task per request, as before 2026-12-07, \
-            which cost the generator about 130 µs of CPU per RF-3 write on 2 cores).
+            What issues the open-loop requests: `loop` (a client of its own on one event loop, paced by \
+            a timer there, through the client's callback API: 40-86 µs of CPU per write on 2 cores) or \
+            `tasks` (a pacing thread and a task per request, as before 2026-12-07: 71-177 µs).
             """)
     var openLoopDriver: OpenLoopDriver = .loop
 
@@ -180,7 +180,7 @@ struct RingBenchConfig: Sendable {
 
 /// What paces and issues the open-loop requests (`--open-loop-driver`).
 enum OpenLoopDriver: String, ExpressibleByArgument, Sendable {
-    /// A timer on an event loop, requests through the client's callback API.
+    /// A client of its own on one event loop, paced by a timer there, through its callback API.
     case loop
     /// A pacing thread and a task per request (the driver before 2026-12-07).
     case tasks
