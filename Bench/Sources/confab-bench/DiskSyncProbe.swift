@@ -10,9 +10,9 @@ import Histogram
 ///
 /// Why: every acknowledged write waits for an fdatasync, and the local rings put all their nodes'
 /// logs on one disk. Three syncing nodes share its flush rate, and each sync waits behind the
-/// others': on 2026-12-07, with nothing else running, this machine's disk did 2,600 to 5,900
-/// syncs/s with one syncer (p50 0.14 to 0.27 ms), and with three each sync took 0.3 to 0.9 ms at
-/// the p50 and 1.4 to 5.4 ms at the p99, the rate varying from hour to hour. That is a floor under
+/// others': on 2026-12-07, with nothing else running, this machine's disk did 2,600 to 7,800
+/// syncs/s with one syncer (p50 0.11 to 0.27 ms), and with three each sync took 0.27 to 0.9 ms at
+/// the p50 and 0.45 to 5.4 ms at the p99, the rate varying from hour to hour. That is a floor under
 /// the RF-3 write latency that no change to the nodes removes, so every run measures it.
 struct DiskSyncProbe {
     /// Bytes written before each sync (about one chat message's WAL record).

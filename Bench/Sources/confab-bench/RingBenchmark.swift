@@ -340,9 +340,11 @@ struct RingPhases {
 
         Progress.log("[\(label)] warm-up: \(config.warmupSeconds) s closed-loop, \(config.writers) writers")
         _ = try blockOn { await Self.closedLoop(writers: config.writers, seconds: config.warmupSeconds, write) }
-        // The paced client opens its connections and learns the ring before it is timed.
-        _ = try blockOn {
-            for _ in 0..<64 { _ = try await paced.submitWrite(message(), consistency: .quorum).get() }
+        if config.openLoopDriver == .loop {
+            // The paced client opens its connections and learns the ring before it is timed.
+            _ = try blockOn {
+                for _ in 0..<64 { _ = try await paced.submitWrite(message(), consistency: .quorum).get() }
+            }
         }
         Progress.log("[\(label)] peak: \(config.peakSeconds) s closed-loop QUORUM writes, \(config.writers) writers")
         let beforePeak = metrics.scrape()
