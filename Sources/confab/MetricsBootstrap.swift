@@ -25,6 +25,7 @@ enum MetricsBootstrap {
     /// Installs the Prometheus backend (idempotent).
     static func bootstrap() { _ = once }
 
-    /// The registry in the Prometheus text format (what `/metrics` serves).
-    @Sendable static func exposition() -> [UInt8] { registry.emitToBuffer() }
+    /// The registry in the Prometheus text format, then the standard process metrics (what
+    /// `/metrics` serves).
+    @Sendable static func exposition() -> [UInt8] { registry.emitToBuffer() + ProcessMetrics.exposition() }
 }

@@ -46,6 +46,14 @@ import Testing
             #expect(after.has(name), "\(name) missing from /metrics")
         }
         #expect(after.sum("confab_engine_memtable_bytes") > 0)
+        // The standard process metrics, read from /proc at each scrape: the node's CPU rises
+        // while it serves, and its descriptors and memory are its own.
+        #expect(after.sum("process_cpu_seconds_total") > 0)
+        #expect(after.sum("process_cpu_seconds_total") >= before.sum("process_cpu_seconds_total"))
+        #expect(after.sum("process_resident_memory_bytes") > 1_048_576)
+        #expect(after.sum("process_open_fds") >= 3)
+        #expect(after.sum("process_max_fds") >= after.sum("process_open_fds"))
+        #expect(after.sum("process_start_time_seconds") > 1_600_000_000)
         node.signal(SIGTERM)
         #expect(try await node.waitForExit() == 0)
     }

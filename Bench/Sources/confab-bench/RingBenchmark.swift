@@ -381,9 +381,9 @@ struct RingPhases {
             Progress.log(
                 String(
                     format:
-                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms, %.1f writes per sync, %.0f writes stalled for %.0f ms",
+                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms, %.1f writes per sync, %.0f writes stalled for %.0f ms, %@ µs of node CPU per write",
                     phase, b.coordinatorMeanMs, b.replicaMeanMs, b.syncMeanMs, b.writesPerSync, b.stalls,
-                    b.stallTotalMs))
+                    b.stallTotalMs, b.cpuMicrosPerWrite.map { String(format: "%.0f", $0) } ?? "n/a"))
         }
 
         let rows = Counter()
@@ -735,10 +735,12 @@ struct RingReport {
             ("read rows avg", { f($0.readRowsAverage, 1) }),
             ("nodes at peak: coordinator mean ms", { $0.peakNodes.map { f($0.coordinatorMeanMs, 2) } ?? "n/a" }),
             ("nodes at peak: writes per fdatasync", { $0.peakNodes.map { f($0.writesPerSync, 1) } ?? "n/a" }),
+            ("nodes at peak: CPU µs per write", { $0.peakNodes?.cpuMicrosPerWrite.map { f($0, 0) } ?? "n/a" }),
             ("nodes open-loop: coordinator mean ms", { $0.openLoopNodes.map { f($0.coordinatorMeanMs, 2) } ?? "n/a" }),
             ("nodes open-loop: replica write mean ms", { $0.openLoopNodes.map { f($0.replicaMeanMs, 2) } ?? "n/a" }),
             ("nodes open-loop: fdatasync mean ms", { $0.openLoopNodes.map { f($0.syncMeanMs, 2) } ?? "n/a" }),
             ("nodes open-loop: writes per fdatasync", { $0.openLoopNodes.map { f($0.writesPerSync, 1) } ?? "n/a" }),
+            ("nodes open-loop: CPU µs per write", { $0.openLoopNodes?.cpuMicrosPerWrite.map { f($0, 0) } ?? "n/a" }),
         ]
         let headers = results.map {
             $0.name == "single" ? "1 node RF-1" : "\($0.nodes) nodes RF-\($0.replicationFactor)"

@@ -19,6 +19,11 @@ struct RingPhaseBreakdown: Sendable {
     /// Writes that waited for memtable room (a flush behind) and their total wait, in ms.
     var stalls = 0.0
     var stallTotalMs = 0.0
+    /// The nodes' own CPU in the phase (`process_cpu_seconds_total`, user + system), and that per
+    /// coordinated write: at half the peak a write costs the nodes more than at the peak, and
+    /// this says how much more without a profiler. Nil when a node did not export it.
+    var cpuSeconds: Double?
+    var cpuMicrosPerWrite: Double?
 
     init(before: [[String: Double]], after: [[String: Double]]) {
         func delta(_ key: String) -> Double {
@@ -41,15 +46,24 @@ struct RingPhaseBreakdown: Sendable {
         stalls = delta("confab_engine_write_stalls_total")
         stallTotalMs = delta("confab_engine_write_stall_duration_seconds_sum") * 1000
         writesPerSync = sync.count > 0 ? delta("confab_engine_writes_total") / sync.count : 0
+        let cpuKey = "process_cpu_seconds_total"
+        if !before.isEmpty, zip(before, after).allSatisfy({ $0.0[cpuKey] != nil && $0.1[cpuKey] != nil }) {
+            let cpu = delta(cpuKey)
+            cpuSeconds = cpu
+            cpuMicrosPerWrite = coordinatedWrites > 0 ? cpu / coordinatedWrites * 1e6 : nil
+        }
     }
 
     var json: [String: Any] {
-        [
+        var d: [String: Any] = [
             "coordinated_writes": coordinatedWrites, "coordinator_mean_ms": coordinatorMeanMs,
             "replica_writes": replicaWrites, "replica_write_mean_ms": replicaMeanMs,
             "wal_syncs": syncs, "wal_sync_mean_ms": syncMeanMs, "writes_per_sync": writesPerSync,
             "write_stalls": stalls, "write_stall_total_ms": stallTotalMs,
         ]
+        if let cpuSeconds { d["cpu_seconds"] = cpuSeconds }
+        if let cpuMicrosPerWrite { d["cpu_us_per_write"] = cpuMicrosPerWrite }
+        return d
     }
 }
 
