@@ -131,6 +131,7 @@ public final class Node: Service, Sendable {
         let nodeID = try NodeIdentity.loadOrCreate(dataDirectory: config.dataDirectory)
         var options = EngineOptions()
         options.syncMode = config.syncMode
+        options.groupCommit = config.groupCommit
         options.memtableBytes = config.memtableBytes
         options.cacheFlushedTables = config.cacheFlushedTables
         let engineOptions = options

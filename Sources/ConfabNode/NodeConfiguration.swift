@@ -30,6 +30,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var keyspaceReplication: [String: Int] = [:]
     /// When writes are acknowledged relative to the WAL's fdatasync (see `SyncMode`).
     public var syncMode: SyncMode = .group
+    /// How long `group` sync gathers writes before each fdatasync (`GroupCommitWindow`).
+    public var groupCommit = GroupCommitWindow()
     /// Nodes only talk to nodes of the same cluster.
     public var clusterName: String = "confab"
     /// Requests one connection may have running at once; further frames wait unread (TCP
@@ -114,6 +116,11 @@ public struct NodeConfiguration: Sendable, Hashable {
         ("replication_factor", "replicas per key for every keyspace (default 3; a ring of fewer nodes uses them all)"),
         ("replication", "replication factor per keyspace, e.g. confab=3,chat=1 (overrides replication_factor)"),
         ("sync", "WAL sync mode: batch, group (default) or periodic[:MS]"),
+        ("wal_group_window_us", "group sync: longest wait for more writes before an fdatasync, in µs (default 2000)"),
+        (
+            "wal_group_quiet_us",
+            "group sync: stop waiting once no write came for this many µs (default 250; at most the window)"
+        ),
         ("cluster_name", "cluster name (default confab)"),
         ("max_in_flight", "requests running at once per connection (default 128)"),
         ("max_frame_bytes", "largest frame body in bytes (default 67108864)"),
@@ -179,6 +186,8 @@ public struct NodeConfiguration: Sendable, Hashable {
         case "sync":
             guard let m = SyncMode(parsing: value) else { throw bad("batch, group, periodic or periodic:MS") }
             syncMode = m
+        case "wal_group_window_us": groupCommit.windowMicros = try int(0...1_000_000)
+        case "wal_group_quiet_us": groupCommit.quietMicros = try int(0...1_000_000)
         case "cluster_name":
             guard !value.isEmpty, value.utf8.count <= 255 else { throw bad("a name of 1...255 bytes") }
             clusterName = value
@@ -244,6 +253,12 @@ public struct NodeConfiguration: Sendable, Hashable {
         guard !dataDirectory.isEmpty else {
             throw NodeError(
                 .invalidConfiguration, "no data directory: pass --data-dir or set data_dir in the config file")
+        }
+        guard groupCommit.quietMicros <= groupCommit.windowMicros else {
+            throw NodeError(
+                .invalidConfiguration,
+                "wal_group_quiet_us = \(groupCommit.quietMicros) is above wal_group_window_us = \(groupCommit.windowMicros): the quiet interval must fit in the window; lower it or raise the window"
+            )
         }
     }
 }

@@ -570,6 +570,53 @@ import Testing
         )
     }
 
+    /// The group window is the WAL's to honour: with a window of 0 the sync thread never waits
+    /// for more records, with the default it waits (at least one quiet interval) before the syncs
+    /// of blocked writers, and a quiet interval longer than the window is refused.
+    @Test func groupCommitWindowDecidesTheGathering() throws {
+        func run(_ window: GroupCommitWindow) throws -> (gathers: UInt64, syncs: UInt64) {
+            let dir = Self.tempDirectory()
+            defer { Self.removeDirectory(dir) }
+            let wal = try WriteAheadLog(
+                directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20,
+                firstSegmentID: 1, groupCommit: window)
+            let group = DispatchGroup()
+            let failures = WALTestLockedBox<[String]>([])
+            for t in 0..<4 {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    for i in 0..<25 {
+                        do {
+                            try wal.waitDurable(try wal.append(Self.payload(t * 100 + i, size: 32)))
+                        } catch {
+                            failures.withLock { $0.append("\(error)") }
+                        }
+                    }
+                }.start()
+            }
+            group.wait()
+            let counts = (wal.gatherWaits, wal.syncCount)
+            try wal.close()
+            #expect(failures.withLock { $0 }.isEmpty)
+            #expect(try Self.replayAll(dir).2.records == 100)
+            return counts
+        }
+        #expect(try run(GroupCommitWindow(quietMicros: 0, windowMicros: 0)).gathers == 0)
+        let gathered = try run(GroupCommitWindow())
+        #expect(gathered.gathers > 0)
+        // Every sync of the sync thread gathered first (the one at open did not).
+        #expect(gathered.gathers >= gathered.syncs - 1)
+
+        let dir = Self.tempDirectory()
+        defer { Self.removeDirectory(dir) }
+        #expect(throws: StorageError.self) {
+            try WriteAheadLog(
+                directory: dir, fileSystem: PosixFileSystem(), syncMode: .group, segmentBytes: 1 << 20,
+                firstSegmentID: 1, groupCommit: GroupCommitWindow(quietMicros: 500, windowMicros: 400))
+        }
+    }
+
     @Test func asyncWaitersAreResumedBySyncThread() async throws {
         for mode in [SyncMode.group, .batch] {
             let dir = Self.tempDirectory()

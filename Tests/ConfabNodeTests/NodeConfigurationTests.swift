@@ -38,4 +38,19 @@ import Testing
         #expect(throws: NodeError.self) { try c.apply(configFileContents: "just words", path: "f") }
         #expect(throws: NodeError.self) { try NodeConfiguration(dataDirectory: "").validate() }
     }
+
+    /// The group commit window is the node's to set; a quiet interval that does not fit in the
+    /// window is refused with both keys named, before any engine opens.
+    @Test func groupCommitWindowKeys() throws {
+        var c = NodeConfiguration(dataDirectory: "/tmp/x")
+        #expect(c.groupCommit == GroupCommitWindow(quietMicros: 250, windowMicros: 2_000))
+        try c.apply(configFileContents: "wal_group_window_us = 1000\nwal_group_quiet_us = 100\n", path: "node.conf")
+        #expect(c.groupCommit == GroupCommitWindow(quietMicros: 100, windowMicros: 1_000))
+        try c.validate()
+        #expect(throws: NodeError.self) { try c.set("wal_group_window_us", "-1") }
+        #expect(throws: NodeError.self) { try c.set("wal_group_quiet_us", "soon") }
+        try c.set("wal_group_quiet_us", "1500")
+        let e = #expect(throws: NodeError.self) { try c.validate() }
+        #expect(e?.message.contains("wal_group_quiet_us = 1500 is above wal_group_window_us = 1000") == true)
+    }
 }

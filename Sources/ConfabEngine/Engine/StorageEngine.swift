@@ -81,7 +81,7 @@ public final class StorageEngine: @unchecked Sendable {
         self.active = Memtable(id: UInt64(replayed.count) + 1, capacityBytes: options.memtableBytes)
         self.wal = try WriteAheadLog(
             directory: directory, fileSystem: options.fileSystem, syncMode: options.syncMode,
-            segmentBytes: options.walSegmentBytes, firstSegmentID: walFirstSegment)
+            segmentBytes: options.walSegmentBytes, firstSegmentID: walFirstSegment, groupCommit: options.groupCommit)
         counters.sstableCount = tables.count
     }
 

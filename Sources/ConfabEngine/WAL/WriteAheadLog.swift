@@ -59,6 +59,11 @@ final class WriteAheadLog: @unchecked Sendable {
     private var spareBuffer: [UInt8] = []
     private var bytesWrittenTotal: UInt64 = 0
     private var syncCountTotal: UInt64 = 0
+    /// Quiet intervals the group gathering waited (for tests).
+    private var gatherWaitsTotal: UInt64 = 0
+    /// Group gathering (`GroupCommitWindow`), in nanoseconds.
+    private let groupQuietNanos: UInt64
+    private let groupWindowNanos: UInt64
 
     // Guarded by `io`.
     private let io = BlockingMutex()
@@ -83,9 +88,18 @@ final class WriteAheadLog: @unchecked Sendable {
     /// (never appends to an old segment) and fsyncs the directory, so the segment exists durably
     /// before any record in it is acknowledged. Replay the old segments first: this does not.
     /// Starts the sync thread, which keeps the log alive until `close()`: always close it.
-    init(directory: String, fileSystem: any FileSystem, syncMode: SyncMode, segmentBytes: Int, firstSegmentID: UInt64)
-        throws
-    {
+    init(
+        directory: String, fileSystem: any FileSystem, syncMode: SyncMode, segmentBytes: Int, firstSegmentID: UInt64,
+        groupCommit: GroupCommitWindow = GroupCommitWindow()
+    ) throws {
+        guard groupCommit.quietMicros >= 0, groupCommit.windowMicros >= groupCommit.quietMicros else {
+            throw StorageError(
+                .invalidArgument,
+                "group commit window \(groupCommit.windowMicros) µs must be at least its quiet interval \(groupCommit.quietMicros) µs, which must not be negative"
+            )
+        }
+        groupQuietNanos = UInt64(groupCommit.quietMicros) * 1_000
+        groupWindowNanos = UInt64(groupCommit.windowMicros) * 1_000
         guard segmentBytes > WALRecordFormat.segmentHeaderBytes else {
             throw StorageError(.invalidArgument, "WAL segment size \(segmentBytes) is too small")
         }
@@ -312,6 +326,9 @@ final class WriteAheadLog: @unchecked Sendable {
     /// fdatasyncs issued; records / syncCount is the mean group-commit batch size.
     var syncCount: UInt64 { state.withLock { syncCountTotal } }
 
+    /// Quiet intervals the sync thread waited while gathering a group.
+    var gatherWaits: UInt64 { state.withLock { gatherWaitsTotal } }
+
     /// Syncs everything appended, stops the sync thread and closes the segment. Appends after this
     /// throw `.closed`. Throws the log's failure if it had stopped on an I/O error.
     func close() throws {
@@ -474,22 +491,21 @@ final class WriteAheadLog: @unchecked Sendable {
 
     /// Group commit gathering: while records keep arriving (another one within `groupQuietNanos`),
     /// wait up to `groupWindowNanos` before syncing, so one fdatasync covers the writers that were
-    /// just woken by the previous one instead of alternating small and large batches. A lone
-    /// writer pays one quiet interval.
+    /// just woken by the previous one instead of alternating small and large batches, and a busy
+    /// node makes fewer, larger syncs (`GroupCommitWindow` has the measurements). A lone writer
+    /// pays one quiet interval.
     private func gatherGroupLocked() {
         let start = BlockingCondition.nowNanos()
         var seen = queuedBytes
         while !closing {
             let now = BlockingCondition.nowNanos()
-            if now - start >= Self.groupWindowNanos { return }
-            workAvailable.wait(untilNanos: min(now + Self.groupQuietNanos, start + Self.groupWindowNanos))
+            if now - start >= groupWindowNanos { return }
+            gatherWaitsTotal += 1
+            workAvailable.wait(untilNanos: min(now + groupQuietNanos, start + groupWindowNanos))
             if queuedBytes == seen { return }
             seen = queuedBytes
         }
     }
-
-    static let groupQuietNanos: UInt64 = 40_000
-    static let groupWindowNanos: UInt64 = 400_000
 
     // MARK: - The sync thread
 
