@@ -121,6 +121,10 @@ public struct NodeConfiguration: Sendable, Hashable {
             "wal_group_quiet_us",
             "group sync: stop waiting once no write came for this many µs (default 250; at most the window)"
         ),
+        (
+            "wal_group_max_writes",
+            "group sync: stop waiting once this many writes share the fdatasync (default 32; 0: no limit)"
+        ),
         ("cluster_name", "cluster name (default confab)"),
         ("max_in_flight", "requests running at once per connection (default 128)"),
         ("max_frame_bytes", "largest frame body in bytes (default 67108864)"),
@@ -188,6 +192,7 @@ public struct NodeConfiguration: Sendable, Hashable {
             syncMode = m
         case "wal_group_window_us": groupCommit.windowMicros = try int(0...1_000_000)
         case "wal_group_quiet_us": groupCommit.quietMicros = try int(0...1_000_000)
+        case "wal_group_max_writes": groupCommit.maxWrites = try int(0...1_000_000)
         case "cluster_name":
             guard !value.isEmpty, value.utf8.count <= 255 else { throw bad("a name of 1...255 bytes") }
             clusterName = value

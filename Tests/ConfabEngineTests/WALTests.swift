@@ -603,7 +603,9 @@ import Testing
             return counts
         }
         #expect(try run(GroupCommitWindow(quietMicros: 0, windowMicros: 0)).gathers == 0)
-        let gathered = try run(GroupCommitWindow())
+        // A sync thread finds at least one record queued, so a limit of one never waits.
+        #expect(try run(GroupCommitWindow(quietMicros: 250, windowMicros: 2_000, maxWrites: 1)).gathers == 0)
+        let gathered = try run(GroupCommitWindow(maxWrites: 0))
         #expect(gathered.gathers > 0)
         // Every sync of the sync thread gathered first (the one at open did not).
         #expect(gathered.gathers >= gathered.syncs - 1)

@@ -43,9 +43,11 @@ import Testing
     /// window is refused with both keys named, before any engine opens.
     @Test func groupCommitWindowKeys() throws {
         var c = NodeConfiguration(dataDirectory: "/tmp/x")
-        #expect(c.groupCommit == GroupCommitWindow(quietMicros: 250, windowMicros: 2_000))
-        try c.apply(configFileContents: "wal_group_window_us = 1000\nwal_group_quiet_us = 100\n", path: "node.conf")
-        #expect(c.groupCommit == GroupCommitWindow(quietMicros: 100, windowMicros: 1_000))
+        #expect(c.groupCommit == GroupCommitWindow(quietMicros: 250, windowMicros: 2_000, maxWrites: 32))
+        try c.apply(
+            configFileContents: "wal_group_window_us = 1000\nwal_group_quiet_us = 100\nwal_group_max_writes = 0\n",
+            path: "node.conf")
+        #expect(c.groupCommit == GroupCommitWindow(quietMicros: 100, windowMicros: 1_000, maxWrites: 0))
         try c.validate()
         #expect(throws: NodeError.self) { try c.set("wal_group_window_us", "-1") }
         #expect(throws: NodeError.self) { try c.set("wal_group_quiet_us", "soon") }

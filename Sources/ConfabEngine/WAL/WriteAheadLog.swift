@@ -42,6 +42,10 @@ final class WriteAheadLog: @unchecked Sendable {
     private let workAvailable: BlockingCondition
     private var queue: [PendingBatch]
     private var queuedBytes = 0
+    /// Records in `queue` (since the sync thread last took it).
+    private var queuedRecords = 0
+    /// The sync thread is gathering and wants a signal once `groupMaxRecords` are queued.
+    private var gathering = false
     /// Bytes the active segment will hold: its header, the records queued for it, and room for a
     /// sync marker after each of them (and after the header), so a segment never outgrows
     /// `segmentBytes` whatever the syncs add.
@@ -64,6 +68,7 @@ final class WriteAheadLog: @unchecked Sendable {
     /// Group gathering (`GroupCommitWindow`), in nanoseconds.
     private let groupQuietNanos: UInt64
     private let groupWindowNanos: UInt64
+    private let groupMaxRecords: Int
 
     // Guarded by `io`.
     private let io = BlockingMutex()
@@ -92,14 +97,17 @@ final class WriteAheadLog: @unchecked Sendable {
         directory: String, fileSystem: any FileSystem, syncMode: SyncMode, segmentBytes: Int, firstSegmentID: UInt64,
         groupCommit: GroupCommitWindow = GroupCommitWindow()
     ) throws {
-        guard groupCommit.quietMicros >= 0, groupCommit.windowMicros >= groupCommit.quietMicros else {
+        guard groupCommit.quietMicros >= 0, groupCommit.windowMicros >= groupCommit.quietMicros,
+            groupCommit.maxWrites >= 0
+        else {
             throw StorageError(
                 .invalidArgument,
-                "group commit window \(groupCommit.windowMicros) µs must be at least its quiet interval \(groupCommit.quietMicros) µs, which must not be negative"
+                "group commit window \(groupCommit.windowMicros) µs must be at least its quiet interval \(groupCommit.quietMicros) µs, and neither that nor its \(groupCommit.maxWrites) writes may be negative"
             )
         }
         groupQuietNanos = UInt64(groupCommit.quietMicros) * 1_000
         groupWindowNanos = UInt64(groupCommit.windowMicros) * 1_000
+        groupMaxRecords = groupCommit.maxWrites
         guard segmentBytes > WALRecordFormat.segmentHeaderBytes else {
             throw StorageError(.invalidArgument, "WAL segment size \(segmentBytes) is too small")
         }
@@ -169,10 +177,11 @@ final class WriteAheadLog: @unchecked Sendable {
         lastTicket += 1
         queue[last].lastTicket = lastTicket
         queuedBytes += framed
+        queuedRecords += 1
         activeSegmentBytes += reserved
         switch syncMode {
         case .group:
-            if syncThreadIdle { workAvailable.signal() }
+            if syncThreadIdle || (gathering && queuedRecords == groupMaxRecords) { workAvailable.signal() }
         case .periodic:
             if syncThreadIdle && queuedBytes >= Self.periodicWriteThreshold { workAvailable.signal() }
         case .batch:
@@ -393,6 +402,7 @@ final class WriteAheadLog: @unchecked Sendable {
         let activeID = queue[queue.count - 1].segmentID
         queue = [PendingBatch(segmentID: activeID, bytes: takeSpareBufferLocked(), lastTicket: lastTicket)]
         queuedBytes = 0
+        queuedRecords = 0
         state.unlock()
 
         var written: UInt64 = 0
@@ -493,11 +503,16 @@ final class WriteAheadLog: @unchecked Sendable {
     /// wait up to `groupWindowNanos` before syncing, so one fdatasync covers the writers that were
     /// just woken by the previous one instead of alternating small and large batches, and a busy
     /// node makes fewer, larger syncs (`GroupCommitWindow` has the measurements). A lone writer
-    /// pays one quiet interval.
+    /// pays one quiet interval. Gathering ends early once `groupMaxRecords` records are queued:
+    /// one fdatasync already covers enough writes, and closed-loop writers (all of them waiting
+    /// for this sync) would otherwise wait out the window.
     private func gatherGroupLocked() {
         let start = BlockingCondition.nowNanos()
         var seen = queuedBytes
+        gathering = true
+        defer { gathering = false }
         while !closing {
+            if groupMaxRecords > 0 && queuedRecords >= groupMaxRecords { return }
             let now = BlockingCondition.nowNanos()
             if now - start >= groupWindowNanos { return }
             gatherWaitsTotal += 1
