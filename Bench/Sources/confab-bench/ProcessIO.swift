@@ -38,17 +38,47 @@ enum ProcessIO {
         return nil
     }
 
-    /// Sum of the apparent sizes (st_size) of every regular file under `path`.
+    /// Bytes of data in every regular file under `path`: each file's apparent size (st_size) less
+    /// its holes, found with SEEK_DATA / SEEK_HOLE (whole blocks), so space a store reserved with
+    /// `posix_fallocate` and never wrote is not counted as stored data. Confab preallocates each WAL
+    /// segment to 64 MiB (st_size included); counted whole, the empty segment open after a quick
+    /// ingest added 268 bytes to every one of its 250,000 messages. A file whose holes cannot be
+    /// asked for counts whole.
     static func directoryBytes(_ path: String) -> UInt64 {
         var total: UInt64 = 0
         guard let walker = FileManager.default.enumerator(atPath: path) else { return 0 }
         while let rel = walker.nextObject() as? String {
             var st = stat()
             if lstat(path + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
-                total += UInt64(st.st_size)
+                total += dataBytes(path + "/" + rel, size: Int64(st.st_size))
             }
         }
         return total
+    }
+
+    /// Linux's whence values (glibc defines them only under _GNU_SOURCE, which Swift's Glibc
+    /// module does not import).
+    private static let seekData: Int32 = 3
+    private static let seekHole: Int32 = 4
+
+    private static func dataBytes(_ file: String, size: Int64) -> UInt64 {
+        let fd = open(file, O_RDONLY)
+        guard fd >= 0 else { return UInt64(size) }
+        defer { close(fd) }
+        var data: Int64 = 0
+        var offset: Int64 = 0
+        while offset < size {
+            let start = lseek(fd, off_t(offset), seekData)
+            if start < 0 {
+                // ENXIO: no data after `offset`; anything else: holes cannot be asked for.
+                return errno == ENXIO ? UInt64(data) : UInt64(size)
+            }
+            let end = lseek(fd, off_t(start), seekHole)
+            guard end >= start else { return UInt64(size) }
+            data += min(Int64(end), size) - Int64(start)
+            offset = Int64(end)
+        }
+        return UInt64(data)
     }
 
     /// Path of the running executable, to start it again as a child.
