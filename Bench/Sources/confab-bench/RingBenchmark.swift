@@ -381,8 +381,8 @@ struct RingPhases {
             Progress.log(
                 String(
                     format:
-                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms, %.1f writes per sync, %.0f writes stalled for %.0f ms, %@ µs of node CPU per write",
-                    phase, b.coordinatorMeanMs, b.replicaMeanMs, b.syncMeanMs, b.writesPerSync, b.stalls,
+                        "[\(label)] nodes in the %@: coordinator %.2f ms mean, replica write %.2f ms, fdatasync %.2f ms (%.0f over 50 ms), %.1f writes per sync, %.0f writes stalled for %.0f ms, %@ µs of node CPU per write",
+                    phase, b.coordinatorMeanMs, b.replicaMeanMs, b.syncMeanMs, b.slowSyncs, b.writesPerSync, b.stalls,
                     b.stallTotalMs, b.cpuMicrosPerWrite.map { String(format: "%.0f", $0) } ?? "n/a"))
         }
 

@@ -16,6 +16,10 @@ struct RingPhaseBreakdown: Sendable {
     var syncs = 0.0
     var syncMeanMs = 0.0
     var writesPerSync = 0.0
+    /// fdatasyncs that took over 50 ms (the histogram's buckets): one such stall holds every
+    /// write of its group and the queue behind it, and shows in the open-loop p99 as a jump the
+    /// mean hides.
+    var slowSyncs = 0.0
     /// Writes that waited for memtable room (a flush behind) and their total wait, in ms.
     var stalls = 0.0
     var stallTotalMs = 0.0
@@ -43,6 +47,7 @@ struct RingPhaseBreakdown: Sendable {
         (coordinatedWrites, coordinatorMeanMs) = coordinator
         (replicaWrites, replicaMeanMs) = replica
         (syncs, syncMeanMs) = sync
+        slowSyncs = max(0, sync.count - delta(#"confab_engine_wal_sync_duration_seconds_bucket{le="0.05"}"#))
         stalls = delta("confab_engine_write_stalls_total")
         stallTotalMs = delta("confab_engine_write_stall_duration_seconds_sum") * 1000
         writesPerSync = sync.count > 0 ? delta("confab_engine_writes_total") / sync.count : 0
@@ -59,6 +64,7 @@ struct RingPhaseBreakdown: Sendable {
             "coordinated_writes": coordinatedWrites, "coordinator_mean_ms": coordinatorMeanMs,
             "replica_writes": replicaWrites, "replica_write_mean_ms": replicaMeanMs,
             "wal_syncs": syncs, "wal_sync_mean_ms": syncMeanMs, "writes_per_sync": writesPerSync,
+            "wal_syncs_over_50ms": slowSyncs,
             "write_stalls": stalls, "write_stall_total_ms": stallTotalMs,
         ]
         if let cpuSeconds { d["cpu_seconds"] = cpuSeconds }
