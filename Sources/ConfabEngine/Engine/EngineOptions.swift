@@ -46,10 +46,12 @@ public struct EngineOptions: Sendable {
 /// Why these defaults (250 µs, 2 ms; Cassandra's group window is 1 s by default): fewer, larger
 /// syncs cost a node less CPU per write — each sync is a write, an fdatasync, a sync marker and
 /// several wake-ups — and on a machine shared by the nodes (and by their disk) that CPU is the
-/// write latency. `confab-bench ring --quick`, three alternating pairs against 40 µs / 400 µs:
-/// RF-3 write p99 at half the peak 9.4–11.1 ms against 13.2–15.8 ms, node CPU per RF-3 write
-/// 181–192 µs against 197–248 µs, RF-3 peak 12.9k–14.0k/s against 9.9k–12.1k/s; the median write
-/// rose by about 0.3 ms (RF-3) to 0.8 ms (one node). Without `maxWrites` a single node's
+/// write latency. `confab-bench ring --quick`, three alternating pairs against 40 µs / 400 µs
+/// (before `maxWrites`): RF-3 write p99 at half the peak 14.1–15.9 ms against 21.6–27.3 ms, node
+/// CPU per RF-3 write there 212–316 µs against 280–335 µs; a single node's median write at half its
+/// peak rose from 1.2–1.9 ms to 2.5–3.0 ms, the RF-3 median did not move beyond the noise (3.0–4.1
+/// against 2.4–6.6 ms). 250 µs / 2 ms also beat 100 µs / 1 ms (RF-3 p99 9.4–11.1 against
+/// 13.2–15.8 ms in three pairs); 500 µs / 4 ms did not clearly beat it. Without `maxWrites` a single node's
 /// closed-loop peak fell by up to a third (its 64 writers' next writes arrive spread over the
 /// window). The 64-writer engine rounds did not change (their writers block, and writer groups
 /// already batch them). 0 / 0 syncs at once.
