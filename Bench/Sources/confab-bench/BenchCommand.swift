@@ -7,7 +7,8 @@ struct ConfabBench: ParsableCommand {
         commandName: "confab-bench",
         abstract: "Benchmarks for Confab.",
         subcommands: [
-            StorageCommand.self, RingBenchCommand.self, ChatBenchCommand.self, RecoveryChildCommand.self,
+            StorageCommand.self, RingBenchCommand.self, ChatBenchCommand.self, MachineCommand.self,
+            RecoveryChildCommand.self,
             ChatIdleChildCommand.self,
         ])
 }
@@ -88,6 +89,7 @@ struct StorageCommand: ParsableCommand {
         if nice != 0 && !niceApplied {
             Progress.log("note: could not set nice \(nice); running at the default priority")
         }
+        MachineStallProbe.shared.start()
         var config = BenchConfig.make(quick: quick, seed: seed)
         if let m = messages {
             config.workload.messages = m

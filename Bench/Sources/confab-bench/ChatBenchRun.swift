@@ -568,7 +568,9 @@ final class ChatBenchRun: @unchecked Sendable {
         }
         let before = sample()
         let countersBefore = sendCounters()
+        let start = ProcessIO.nowNanos()
         var r = body()
+        r.stalls = MachineStallProbe.shared.summary(from: start, to: ProcessIO.nowNanos())
         let after = sample()
         r.cpuSeconds = after.reduce(into: [:]) { $0[$1.key] = $1.value - (before[$1.key] ?? 0) }
         if let b = countersBefore, let a = sendCounters(), a.messages > b.messages {

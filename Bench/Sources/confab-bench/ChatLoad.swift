@@ -188,6 +188,8 @@ struct ChatRunResult: Sendable {
     /// nil when /metrics could not be read). Batching makes them fall below 1 under load.
     var ringReadsPerSend: Double?
     var ringWritesPerSend: Double?
+    /// The machine's stalls while the run lasted (`MachineStallProbe`).
+    var stalls: MachineStallProbe.Summary?
 }
 
 /// Sends `messages` frames open-loop at `rate`: message i is due at start + i / rate and is

@@ -115,7 +115,7 @@ struct ChatReport {
             "   \(config.pairs) pairs; WebSocket send on the sender's server, `message` event read at the receiver's device\n"
         let lh = [
             "rate/s", "sent", "received", "lost", "p50 ms", "p99 ms", "p999 ms", "max ms", "ack p99 ms", "errors",
-            "ring r+w/send", "CPU s A/B/ring/bench",
+            "ring r+w/send", "CPU s A/B/ring/bench", "stalls n/ms",
         ]
         var rows: [[String]] = [lh]
         for r in latencyRuns {
@@ -123,6 +123,7 @@ struct ChatReport {
                 f(r.ratePerSecond), "\(r.messages)", "\(r.delivered)", "\(r.unreceived)", ms(r.latency.p50),
                 ms(r.latency.p99),
                 ms(r.latency.p999), ms(r.latency.max), ms(r.ack.p99), Self.errorText(r.errors), ringCost(r), cpu(r),
+                stalls(r),
             ])
         }
         out += Self.table(rows)
@@ -132,7 +133,7 @@ struct ChatReport {
         rows = [
             [
                 "rate msg/s", "offered/s", "deliveries/s", "w/ drain /s", "delivered", "expected", "p50 ms", "p99 ms",
-                "p999 ms", "drain s", "errors", "CPU s A/B/ring/bench",
+                "p999 ms", "drain s", "errors", "CPU s A/B/ring/bench", "stalls n/ms",
             ]
         ]
         for r in fanoutRuns {
@@ -140,12 +141,14 @@ struct ChatReport {
                 f(r.ratePerSecond), f(r.ratePerSecond * Double(r.expectedPerMessage)), f(r.deliveriesPerSecond),
                 f(r.deliveriesPerSecondWithDrain), "\(r.delivered)", "\(r.messages * r.expectedPerMessage)",
                 ms(r.latency.p50), ms(r.latency.p99), ms(r.latency.p999), f(r.drainSeconds, 2),
-                Self.errorText(r.errors), cpu(r),
+                Self.errorText(r.errors), cpu(r), stalls(r),
             ])
         }
         out += Self.table(rows)
         out +=
             "   (CPU s: CPU seconds used during the run — sending window + drain — by server A, server B, the three ring nodes together, and the bench; the machine has \(ProcessInfo.processInfo.activeProcessorCount) cores)\n"
+        out +=
+            "   (stalls: times the whole machine stopped for over 2 ms during the run, and their total — see MachineStallProbe in Bench/README.md)\n"
 
         out += "\n3. Idle WebSocket connections on server A\n"
         if config.skipIdle {
@@ -199,6 +202,10 @@ struct ChatReport {
         return String(format: "%.2f + %.2f", reads, writes)
     }
 
+    private func stalls(_ r: ChatRunResult) -> String {
+        r.stalls.map { "\($0.count)/" + String(format: "%.0f", $0.totalMs) } ?? "n/a"
+    }
+
     private func cpu(_ r: ChatRunResult) -> String {
         ["server_a", "server_b", "ring", "bench"].map { String(format: "%.1f", r.cpuSeconds[$0] ?? 0) }.joined(
             separator: "/")
@@ -235,6 +242,7 @@ struct ChatReport {
                 "cpu_seconds_per_1000_messages": r.cpuSeconds.mapValues { $0 / Double(max(1, r.messages)) * 1000 },
                 "ring_reads_per_send": r.ringReadsPerSend.map { $0 as Any } ?? NSNull(),
                 "ring_writes_per_send": r.ringWritesPerSend.map { $0 as Any } ?? NSNull(),
+                "machine_stalls": r.stalls.map { $0.json as Any } ?? NSNull(),
             ]
         }
         func opt<T>(_ v: T?) -> Any { v.map { $0 as Any } ?? NSNull() }

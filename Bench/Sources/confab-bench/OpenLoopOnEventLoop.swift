@@ -18,7 +18,7 @@ struct OpenLoopOnEventLoop {
     func run<T: Sendable>(on loop: any EventLoop, _ operation: @escaping @Sendable (Int) -> EventLoopFuture<T>)
         -> OpenLoopResult
     {
-        let recorder = OpenLoopAsync.Recorder(keepsTimeline: timelinePath != nil, issuing: true)
+        let recorder = OpenLoopAsync.Recorder(issuing: true)
         let interval = 1e9 / ratePerSecond
         let start = ProcessIO.nowNanos() + 1_000_000
         let requests = self.requests

@@ -78,6 +78,7 @@ struct Report {
         ("durable ack p50 µs", "durable_ack_p50_us", false),
         ("durable ack p99 µs", "durable_ack_p99_us", false),
         ("durable ack p99.9 µs", "durable_ack_p999_us", false),
+        ("durable: machine stall ms", "durable_machine_stall_ms", false),
         ("single-writer sync msg/s", "single_writer_sync_per_s", true),
         ("group-commit ratio", "group_commit_ratio", true),
         ("latest50 p50 µs", "latest50_p50_us", false),

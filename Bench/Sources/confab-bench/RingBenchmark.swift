@@ -82,6 +82,7 @@ struct RingBenchCommand: ParsableCommand {
     func run() throws {
         let wallStart = ProcessIO.nowNanos()
         ProcessIO.tightenTimerSlack()
+        MachineStallProbe.shared.start()
         let binary = confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.defaultConfabPath()
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw RingBenchError(
@@ -296,6 +297,11 @@ struct OpenLoopResult: Sendable {
     /// The benchmark process's own CPU per request in the phase (it shares the cores with the
     /// ring it measures).
     var generatorCPUMicrosPerRequest = 0.0
+    /// The machine's stalls during the phase (`MachineStallProbe`).
+    var stalls: MachineStallProbe.Summary
+    /// The latency of the requests that no stall overlapped: what the phase measured apart from
+    /// the machine stopping. A diagnostic beside the real percentiles, never instead of them.
+    var stallFreeLatency: LatencySummary?
 }
 
 /// The three phases against one running ring.
@@ -425,9 +431,9 @@ struct RingPhases {
             Progress.log(
                 String(
                     format:
-                        "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s, generator CPU %.1f µs per request",
+                        "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s, generator CPU %.1f µs per request; machine stalls: %@",
                     kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond,
-                    r.generatorCPUMicrosPerRequest))
+                    r.generatorCPUMicrosPerRequest, r.stalls.text))
         }
         return RingResult(
             peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
@@ -492,7 +498,7 @@ struct OpenLoopAsync {
     var timelinePath: String? = nil
 
     func run(_ operation: @escaping @Sendable (Int) async throws -> Void) -> OpenLoopResult {
-        let recorder = Recorder(keepsTimeline: timelinePath != nil)
+        let recorder = Recorder()
         let interval = 1e9 / ratePerSecond
         let start = ProcessIO.nowNanos() + 1_000_000
         var i = 0
@@ -542,12 +548,24 @@ struct OpenLoopAsync {
                 Progress.log("cannot write the timeline \(timelinePath): \(error)")
             }
         }
-        let seconds = Double(ProcessIO.nowNanos() - start) / 1e9
+        let end = ProcessIO.nowNanos()
+        let seconds = Double(end - start) / 1e9
+        let probe = MachineStallProbe.shared
+        let stalls = probe.stalls(from: start, to: end)
+        var clear = Latency.histogram()
+        for (due, latency) in recorder.timeline {
+            guard let latency else { continue }
+            let from = start + due
+            let to = from + latency
+            if !stalls.contains(where: { $0.start < to && $0.end > from }) { _ = clear.record(max(1, latency)) }
+        }
         return OpenLoopResult(
             latency: LatencySummary(hist), issued: requests, errors: errors, seconds: seconds,
             achievedPerSecond: Double(requests - errors) / seconds, firstError: recorder.firstError,
             maxOutstanding: recorder.maxOutstanding,
-            generatorCPUMicrosPerRequest: Double(cpu) / 1000 / Double(max(1, requests)))
+            generatorCPUMicrosPerRequest: Double(cpu) / 1000 / Double(max(1, requests)),
+            stalls: probe.summary(from: start, to: end),
+            stallFreeLatency: clear.totalCount > 0 ? LatencySummary(clear) : nil)
     }
 
     /// Outstanding count and the latency histogram, behind one condition variable.
@@ -558,17 +576,16 @@ struct OpenLoopAsync {
         private var hist = Latency.histogram()
         private var errors = 0
         private(set) var firstError: String?
-        private let keepsTimeline: Bool
         let cpuAtStart = ProcessIO.cpuNanos()
-        /// (due offset, latency or nil for a failure) in ns, when `--timeline` asks for it.
+        /// (due offset, latency or nil for a failure) in ns: for `--timeline`, and to tell the
+        /// requests a machine stall overlapped from the others.
         private(set) var timeline: [(UInt64, UInt64?)] = []
 
         /// Requests are still being started (`waitAll` waits for this too when the pacing runs on
         /// another thread).
         private var issuing: Bool
 
-        init(keepsTimeline: Bool, issuing: Bool = false) {
-            self.keepsTimeline = keepsTimeline
+        init(issuing: Bool = false) {
             self.issuing = issuing
         }
 
@@ -589,7 +606,7 @@ struct OpenLoopAsync {
         func finish(latency: UInt64?, error: String?, dueAt: UInt64) {
             cond.lock()
             if let latency { _ = hist.record(max(1, latency)) }
-            if keepsTimeline { timeline.append((dueAt, latency)) }
+            timeline.append((dueAt, latency))
             if let error {
                 errors += 1
                 if firstError == nil {
@@ -717,6 +734,7 @@ struct RingReport {
     func terminalText() -> String {
         func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
         func ms(_ us: Double) -> String { String(format: "%.2f", us / 1000) }
+        func stalls(_ s: MachineStallProbe.Summary) -> String { "\(s.count) / " + f(s.totalMs) }
         let rows: [(String, (RingResult) -> String)] = [
             ("peak QUORUM writes/s (closed, \(config.writers) writers)", { f($0.peakWritesPerSecond) }),
             ("open-loop write rate (\(config.rateFraction) × peak) /s", { f($0.rate) }),
@@ -727,11 +745,15 @@ struct RingReport {
             ("write p999 ms", { ms($0.writes.latency.p999) }),
             ("write max ms", { ms($0.writes.latency.max) }),
             ("write errors", { "\($0.writes.errors)" }),
+            ("write p99 ms, requests no stall overlapped", { $0.writes.stallFreeLatency.map { ms($0.p99) } ?? "n/a" }),
+            ("machine stalls in open-loop writes (n / ms)", { stalls($0.writes.stalls) }),
             ("latest-50 read p50 ms", { ms($0.reads.latency.p50) }),
             ("latest-50 read p99 ms", { ms($0.reads.latency.p99) }),
             ("latest-50 read p999 ms", { ms($0.reads.latency.p999) }),
             ("latest-50 read max ms", { ms($0.reads.latency.max) }),
             ("read errors", { "\($0.reads.errors)" }),
+            ("read p99 ms, requests no stall overlapped", { $0.reads.stallFreeLatency.map { ms($0.p99) } ?? "n/a" }),
+            ("machine stalls in open-loop reads (n / ms)", { stalls($0.reads.stalls) }),
             ("read rows avg", { f($0.readRowsAverage, 1) }),
             ("nodes at peak: coordinator mean ms", { $0.peakNodes.map { f($0.coordinatorMeanMs, 2) } ?? "n/a" }),
             ("nodes at peak: writes per fdatasync", { $0.peakNodes.map { f($0.writesPerSync, 1) } ?? "n/a" }),
@@ -787,6 +809,10 @@ struct RingReport {
                 "\(prefix)_seconds": r.seconds, "\(prefix)_max_in_flight": r.maxOutstanding,
                 "\(prefix)_generator_cpu_us_per_request": r.generatorCPUMicrosPerRequest,
                 "\(prefix)_achieved_per_s": r.achievedPerSecond,
+                "\(prefix)_machine_stalls": r.stalls.json,
+                "\(prefix)_stall_free_p50_us": r.stallFreeLatency?.p50 as Any? ?? NSNull(),
+                "\(prefix)_stall_free_p99_us": r.stallFreeLatency?.p99 as Any? ?? NSNull(),
+                "\(prefix)_stall_free_count": r.stallFreeLatency?.count as Any? ?? NSNull(),
             ]
         }
         var rings: [String: Any] = [:]

@@ -249,6 +249,8 @@ struct StorageBenchmark {
         var acks: [String: Histogram<UInt64>] = [:]
         var writes: [String: Int] = [:]
         var elapsed: [String: Double] = [:]
+        var stallCount: [String: Int] = [:]
+        var stallMs: [String: Double] = [:]
         for r in 0..<rounds {
             for e in entries where !e.report.errors.contains(where: { $0.hasPrefix(group ? "durable" : "single") }) {
                 let name = e.type.name
@@ -256,8 +258,12 @@ struct StorageBenchmark {
                     let dir = path(e, group ? "durable-\(r)" : "single-\(r)")
                     let system = try e.type.init(
                         directory: dir, durability: group ? .groupSync : .singleSync, workload: workload)
+                    let t0 = ProcessIO.nowNanos()
                     let res = ConcurrentWriters(threads: threads).run(
                         messages: messages, system: system, maxSeconds: seconds)
+                    let stalls = MachineStallProbe.shared.summary(from: t0, to: ProcessIO.nowNanos())
+                    stallCount[name, default: 0] += stalls.count
+                    stallMs[name, default: 0] += stalls.totalMs
                     try system.close()
                     try? FileManager.default.removeItem(atPath: dir)
                     if let err = res.error { throw BenchError(err) }
@@ -287,7 +293,11 @@ struct StorageBenchmark {
                 report.metrics["durable_ack_p99_us"] = s.p99
                 report.metrics["durable_ack_p999_us"] = s.p999
                 report.metrics["durable_ack_max_us"] = s.max
-                Progress.log("  [\(name)] durable: \(Int(rate))/s, ack p50 \(fmt(s.p50)) µs, p99 \(fmt(s.p99)) µs")
+                report.metrics["durable_machine_stalls"] = Double(stallCount[name] ?? 0)
+                report.metrics["durable_machine_stall_ms"] = stallMs[name] ?? 0
+                Progress.log(
+                    "  [\(name)] durable: \(Int(rate))/s, ack p50 \(fmt(s.p50)) µs, p99 \(fmt(s.p99)) µs; machine stalls: \(stallCount[name] ?? 0), \(fmt(stallMs[name] ?? 0)) ms"
+                )
             } else {
                 report.metrics["single_writer_sync_per_s"] = rate
                 report.metrics["single_writer_writes"] = Double(w)
