@@ -89,7 +89,7 @@ struct StorageCommand: ParsableCommand {
         if nice != 0 && !niceApplied {
             Progress.log("note: could not set nice \(nice); running at the default priority")
         }
-        MachineStallProbe.shared.start()
+        MachineStallProbe.shared.start(byDefault: false)
         var config = BenchConfig.make(quick: quick, seed: seed)
         if let m = messages {
             config.workload.messages = m

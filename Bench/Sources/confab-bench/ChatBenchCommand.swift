@@ -103,7 +103,7 @@ struct ChatBenchCommand: ParsableCommand {
     func run() throws {
         let wallStart = ProcessIO.nowNanos()
         ProcessIO.tightenTimerSlack()
-        MachineStallProbe.shared.start()
+        MachineStallProbe.shared.start(byDefault: false)
         let binary =
             confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? RingBenchCommand.defaultConfabPath()
         guard FileManager.default.isExecutableFile(atPath: binary) else {

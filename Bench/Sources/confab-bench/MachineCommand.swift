@@ -43,7 +43,7 @@ struct MachineCommand: ParsableCommand {
 
     func run() throws {
         let probe = MachineStallProbe.shared
-        probe.start()
+        probe.start(byDefault: true, always: true)
         let root = dir ?? (NSTemporaryDirectory() + "confab-bench-machine-\(getpid())")
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
@@ -74,11 +74,11 @@ struct MachineCommand: ParsableCommand {
                     unlink(path)
                 }
                 let stage = runStage(stop: stop, done: done, probe: probe)
-                stages.append(Stage(name: name, stalls: stage.0, seconds: stage.1, syncs: syncs.value))
+                stages.append(Stage(name: name, stalls: stage.0!, seconds: stage.1, syncs: syncs.value))
                 if syncs.value == 0 { syncError = "no fdatasync completed" }
             } else {
                 let stage = runStage(stop: stop, done: done, probe: probe)
-                stages.append(Stage(name: name, stalls: stage.0, seconds: stage.1, syncs: 0))
+                stages.append(Stage(name: name, stalls: stage.0!, seconds: stage.1, syncs: 0))
             }
             if let syncError { Progress.log("warning: \(syncError)") }
         }
@@ -119,7 +119,7 @@ struct MachineCommand: ParsableCommand {
     }
 
     private func runStage(stop: Flag, done: DispatchGroup, probe: MachineStallProbe) -> (
-        MachineStallProbe.Summary, Double
+        MachineStallProbe.Summary?, Double
     ) {
         let start = ProcessIO.nowNanos()
         var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))

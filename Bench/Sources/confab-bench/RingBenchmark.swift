@@ -82,7 +82,7 @@ struct RingBenchCommand: ParsableCommand {
     func run() throws {
         let wallStart = ProcessIO.nowNanos()
         ProcessIO.tightenTimerSlack()
-        MachineStallProbe.shared.start()
+        MachineStallProbe.shared.start(byDefault: true)
         let binary = confab.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.defaultConfabPath()
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw RingBenchError(
@@ -297,8 +297,8 @@ struct OpenLoopResult: Sendable {
     /// The benchmark process's own CPU per request in the phase (it shares the cores with the
     /// ring it measures).
     var generatorCPUMicrosPerRequest = 0.0
-    /// The machine's stalls during the phase (`MachineStallProbe`).
-    var stalls: MachineStallProbe.Summary
+    /// The machine's stalls during the phase (`MachineStallProbe`; nil when it does not run).
+    var stalls: MachineStallProbe.Summary?
     /// The latency of the requests that no stall overlapped: what the phase measured apart from
     /// the machine stopping. A diagnostic beside the real percentiles, never instead of them.
     var stallFreeLatency: LatencySummary?
@@ -433,7 +433,7 @@ struct RingPhases {
                     format:
                         "[\(label)] %@: p50 %.0f µs, p99 %.0f µs, p999 %.0f µs, %d errors, achieved %.0f/s, generator CPU %.1f µs per request; machine stalls: %@",
                     kind, r.latency.p50, r.latency.p99, r.latency.p999, r.errors, r.achievedPerSecond,
-                    r.generatorCPUMicrosPerRequest, r.stalls.text))
+                    r.generatorCPUMicrosPerRequest, r.stalls?.text ?? "not measured"))
         }
         return RingResult(
             peakWritesPerSecond: peakRate, peakWrites: peak.writes, peakSeconds: peak.seconds,
@@ -553,7 +553,7 @@ struct OpenLoopAsync {
         let probe = MachineStallProbe.shared
         let stalls = probe.stalls(from: start, to: end)
         var clear = Latency.histogram()
-        for (due, latency) in recorder.timeline {
+        for (due, latency) in probe.isRunning ? recorder.timeline : [] {
             guard let latency else { continue }
             let from = start + due
             let to = from + latency
@@ -734,7 +734,7 @@ struct RingReport {
     func terminalText() -> String {
         func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
         func ms(_ us: Double) -> String { String(format: "%.2f", us / 1000) }
-        func stalls(_ s: MachineStallProbe.Summary) -> String { "\(s.count) / " + f(s.totalMs) }
+        func stalls(_ s: MachineStallProbe.Summary?) -> String { s.map { "\($0.count) / " + f($0.totalMs) } ?? "n/a" }
         let rows: [(String, (RingResult) -> String)] = [
             ("peak QUORUM writes/s (closed, \(config.writers) writers)", { f($0.peakWritesPerSecond) }),
             ("open-loop write rate (\(config.rateFraction) × peak) /s", { f($0.rate) }),
@@ -809,7 +809,7 @@ struct RingReport {
                 "\(prefix)_seconds": r.seconds, "\(prefix)_max_in_flight": r.maxOutstanding,
                 "\(prefix)_generator_cpu_us_per_request": r.generatorCPUMicrosPerRequest,
                 "\(prefix)_achieved_per_s": r.achievedPerSecond,
-                "\(prefix)_machine_stalls": r.stalls.json,
+                "\(prefix)_machine_stalls": r.stalls?.json as Any? ?? NSNull(),
                 "\(prefix)_stall_free_p50_us": r.stallFreeLatency?.p50 as Any? ?? NSNull(),
                 "\(prefix)_stall_free_p99_us": r.stallFreeLatency?.p99 as Any? ?? NSNull(),
                 "\(prefix)_stall_free_count": r.stallFreeLatency?.count as Any? ?? NSNull(),

@@ -261,9 +261,10 @@ struct StorageBenchmark {
                     let t0 = ProcessIO.nowNanos()
                     let res = ConcurrentWriters(threads: threads).run(
                         messages: messages, system: system, maxSeconds: seconds)
-                    let stalls = MachineStallProbe.shared.summary(from: t0, to: ProcessIO.nowNanos())
-                    stallCount[name, default: 0] += stalls.count
-                    stallMs[name, default: 0] += stalls.totalMs
+                    if let stalls = MachineStallProbe.shared.summary(from: t0, to: ProcessIO.nowNanos()) {
+                        stallCount[name, default: 0] += stalls.count
+                        stallMs[name, default: 0] += stalls.totalMs
+                    }
                     try system.close()
                     try? FileManager.default.removeItem(atPath: dir)
                     if let err = res.error { throw BenchError(err) }
@@ -293,10 +294,14 @@ struct StorageBenchmark {
                 report.metrics["durable_ack_p99_us"] = s.p99
                 report.metrics["durable_ack_p999_us"] = s.p999
                 report.metrics["durable_ack_max_us"] = s.max
-                report.metrics["durable_machine_stalls"] = Double(stallCount[name] ?? 0)
-                report.metrics["durable_machine_stall_ms"] = stallMs[name] ?? 0
+                let probed = MachineStallProbe.shared.isRunning
+                if probed {
+                    report.metrics["durable_machine_stalls"] = Double(stallCount[name] ?? 0)
+                    report.metrics["durable_machine_stall_ms"] = stallMs[name] ?? 0
+                }
                 Progress.log(
-                    "  [\(name)] durable: \(Int(rate))/s, ack p50 \(fmt(s.p50)) µs, p99 \(fmt(s.p99)) µs; machine stalls: \(stallCount[name] ?? 0), \(fmt(stallMs[name] ?? 0)) ms"
+                    "  [\(name)] durable: \(Int(rate))/s, ack p50 \(fmt(s.p50)) µs, p99 \(fmt(s.p99)) µs"
+                        + (probed ? "; machine stalls: \(stallCount[name] ?? 0), \(fmt(stallMs[name] ?? 0)) ms" : "")
                 )
             } else {
                 report.metrics["single_writer_sync_per_s"] = rate
