@@ -12,7 +12,8 @@ import Foundation
 /// loop. On 2026-12-07 this VM stalled only in the last stage, 7 to 17 ms once every 100 ms at one
 /// phase of the cycle — the host's CPU quota charging the disk work to the VM. The ring and chat
 /// benchmarks load the machine the same way (busy cores and thousands of fdatasyncs a second), so
-/// this explains the stalls they report.
+/// this explains the stalls the ring benchmark reports (and the chat benchmark's, with the probe
+/// on).
 struct MachineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "machine",
