@@ -60,28 +60,23 @@ struct MachineCommand: ParsableCommand {
             if busy {
                 for _ in 0..<cores { spawn(done) { Self.spin(until: stop) } }
             }
-            let syncs = Tally()
-            var syncError: String?
-            if syncing {
-                let path = "\(root)/sync-probe"
-                let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
-                guard fd >= 0 else {
-                    throw RingBenchError("cannot create \(path): \(String(cString: strerror(errno)))")
-                }
-                _ = posix_fallocate(fd, 0, 64 << 20)
-                spawn(done) { Self.syncLoop(fd: fd, until: stop, tally: syncs) }
-                defer {
-                    close(fd)
-                    unlink(path)
-                }
-                let stage = runStage(stop: stop, done: done, probe: probe)
-                stages.append(Stage(name: name, stalls: stage.0!, seconds: stage.1, syncs: syncs.value))
-                if syncs.value == 0 { syncError = "no fdatasync completed" }
-            } else {
-                let stage = runStage(stop: stop, done: done, probe: probe)
-                stages.append(Stage(name: name, stalls: stage.0!, seconds: stage.1, syncs: 0))
+            let start = ProcessIO.nowNanos()
+            // The disk probe's own loop (600-byte write + fdatasync on a preallocated file), run
+            // for the stage's length; without it the stage just sleeps.
+            let synced = Result {
+                syncing ? try DiskSyncProbe(directory: root, seconds: seconds).run(syncers: 1).latency.count : nil
             }
-            if let syncError { Progress.log("warning: \(syncError)") }
+            if !syncing {
+                var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+                nanosleep(&ts, nil)
+            }
+            let end = ProcessIO.nowNanos()
+            stop.set()
+            done.wait()
+            stages.append(
+                Stage(
+                    name: name, stalls: probe.summary(from: start, to: end)!, seconds: Double(end - start) / 1e9,
+                    syncs: Int(try synced.get() ?? 0)))
         }
 
         var out = "\nMachine stalls (a real-time thread woken more than 2 ms late), \(cores) cores\n"
@@ -119,18 +114,6 @@ struct MachineCommand: ParsableCommand {
         }
     }
 
-    private func runStage(stop: Flag, done: DispatchGroup, probe: MachineStallProbe) -> (
-        MachineStallProbe.Summary?, Double
-    ) {
-        let start = ProcessIO.nowNanos()
-        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
-        nanosleep(&ts, nil)
-        let end = ProcessIO.nowNanos()
-        stop.set()
-        done.wait()
-        return (probe.summary(from: start, to: end), Double(end - start) / 1e9)
-    }
-
     private func spawn(_ group: DispatchGroup, _ body: @escaping @Sendable () -> Void) {
         group.enter()
         Thread {
@@ -147,28 +130,10 @@ struct MachineCommand: ParsableCommand {
         if x == 42 { print("") }
     }
 
-    private static func syncLoop(fd: Int32, until stop: Flag, tally: Tally) {
-        let record = [UInt8](repeating: 0x78, count: DiskSyncProbe.recordBytes)
-        var offset: off_t = 0
-        while !stop.isSet {
-            let n = record.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, offset) }
-            guard n == record.count, fdatasync(fd) == 0 else { return }
-            offset = (offset + off_t(n)) % (60 << 20)
-            tally.add()
-        }
-    }
-
     final class Flag: @unchecked Sendable {
         private let lock = NSLock()
         private var value = false
         var isSet: Bool { lock.withLock { value } }
         func set() { lock.withLock { value = true } }
-    }
-
-    final class Tally: @unchecked Sendable {
-        private let lock = NSLock()
-        private var count = 0
-        var value: Int { lock.withLock { count } }
-        func add() { lock.withLock { count += 1 } }
     }
 }

@@ -117,8 +117,12 @@ final class MachineStallProbe: @unchecked Sendable {
 
     /// nil when the probe does not run.
     func summary(from: UInt64, to: UInt64) -> Summary? {
+        summary(of: stalls(from: from, to: to))
+    }
+
+    /// The summary of stalls already taken with `stalls(from:to:)`; nil when the probe does not run.
+    func summary(of found: [Stall]) -> Summary? {
         guard isRunning else { return nil }
-        let found = stalls(from: from, to: to)
         let realtime = lock.withLock { isRealtime }
         var share: Double?
         if found.count >= 5 {

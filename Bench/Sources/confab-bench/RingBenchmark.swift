@@ -564,7 +564,7 @@ struct OpenLoopAsync {
             achievedPerSecond: Double(requests - errors) / seconds, firstError: recorder.firstError,
             maxOutstanding: recorder.maxOutstanding,
             generatorCPUMicrosPerRequest: Double(cpu) / 1000 / Double(max(1, requests)),
-            stalls: probe.summary(from: start, to: end),
+            stalls: probe.summary(of: stalls),
             stallFreeLatency: clear.totalCount > 0 ? LatencySummary(clear) : nil)
     }
 
