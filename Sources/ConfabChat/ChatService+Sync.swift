@@ -48,13 +48,21 @@ extension ChatService {
             }
         }
         var page = SyncPage(messages: [], cursors: [:], more: false)
+        var bytes = 0
         for chatId in chats {
             let rows = rowsByChat[chatId] ?? []
-            let room = max(0, limit - page.messages.count)
-            let taken = rows.prefix(room)
-            page.messages += taken
-            page.cursors[chatId] = taken.last?.seq ?? cursors[chatId] ?? 0
-            if rows.count > taken.count { page.more = true }
+            // A prefix of each chat's run after its cursor, within `limit` messages and
+            // `maxSyncBytes`: the cursor moves to its end, so nothing is skipped.
+            var taken = 0
+            while taken < rows.count, page.messages.count < limit {
+                let size = rows[taken].jsonBytesBound
+                if !page.messages.isEmpty && bytes + size > limits.maxSyncBytes { break }
+                bytes += size
+                page.messages.append(rows[taken])
+                taken += 1
+            }
+            page.cursors[chatId] = taken > 0 ? rows[taken - 1].seq : cursors[chatId] ?? 0
+            if rows.count > taken { page.more = true }
         }
         return page
     }

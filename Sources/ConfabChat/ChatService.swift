@@ -17,6 +17,11 @@ final class ChatService: Sendable {
         var unreadCap = 100
         var maxHistoryLimit = 200
         var maxSyncLimit = 1000
+        /// A sync answer stops adding messages past this many bytes of JSON (it always holds one
+        /// message when any is due). A device's queue holds 4 MiB (`outboxMaxBytes`): 500 messages
+        /// of up to 100,000 scalars each would pass it, and the device would be closed (4008) on
+        /// every catch-up, never getting them. A message is at most ~600 KB, so one always fits.
+        var maxSyncBytes = 1 << 20
         /// Reads a chat list makes at once (4 per chat).
         var listConcurrency = 8
         /// Read receipts a user may send, per second and in a burst (issue 12): each one is a

@@ -455,6 +455,48 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 
+    /// A device that was away while large messages arrived catches up over its own socket: each
+    /// sync answer stays under `Limits.maxSyncBytes`, so it fits the device's 4 MiB queue. Before,
+    /// the answer held up to `limit` messages whatever their size, passed the queue's bound, and
+    /// the device was closed with 4008 on every catch-up: it never got those messages.
+    @Test func aDeviceCatchesUpOnLargeMessagesOverItsSocket() async throws {
+        let stack = try await ChatStack.start()
+        let away = try await stack.register("wanderer")
+        let talker = try await stack.register("talker")
+        let chat = try await stack.http(.post, "/api/chats/direct", token: talker, body: ["with": "wanderer"])
+        let chatId = try #require(chat.json["chatId"] as? String)
+        let sender = try await stack.socket(token: talker)
+        _ = try await sender.next("hello")
+        let text = String(repeating: "z", count: 90_000)
+        let count = 60  // 5.4 MB of text: past the 4 MiB a device's queue holds
+        for i in 0..<count {
+            try sender.send(["type": "send", "chatId": chatId, "clientId": "big-\(i)", "text": text])
+        }
+        for i in 0..<count {
+            _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" }
+        }
+        await sender.close()
+
+        let device = try await stack.socket(token: away)
+        _ = try await device.next("hello")
+        var cursors: [String: String] = [:]
+        var seen: [String] = []
+        var pages = 0
+        while pages < 100 {
+            try device.send(["type": "sync", "cursors": cursors, "limit": 500])
+            let page = try await device.next("sync", timeout: .seconds(30))
+            pages += 1
+            for m in page["messages"] as? [[String: Any]] ?? [] { seen.append(m["clientId"] as? String ?? "?") }
+            cursors = page["cursors"] as? [String: String] ?? cursors
+            if page["more"] as? Bool != true { break }
+        }
+        #expect(seen == (0..<count).map { "big-\($0)" })
+        #expect(pages >= 5, "\(pages) pages for \(count) messages of 90 KB: each holds about 1 MiB")
+        #expect(!device.ended.withLockedValue { $0 }, "the device's socket closed")
+        await device.close()
+        try await stack.stop()
+    }
+
     /// A device that stops reading is closed with 4008 once its queue passes the bound; the
     /// sender and the server carry on, and the device gets everything back with sync.
     @Test func aSlowReaderIsClosedWith4008AndCatchesUpWithSync() async throws {

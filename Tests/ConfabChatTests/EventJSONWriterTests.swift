@@ -74,6 +74,35 @@ import Testing
         }
     }
 
+    /// `MessageRecord.jsonBytesBound`, what keeps a sync answer under `Limits.maxSyncBytes`, is
+    /// at least what either writer makes of a message, alone or in a sync page; and for plain
+    /// text it is the text's length and a little, so a page of large messages holds as many as fit.
+    @Test(arguments: [5, 6, 0x5EED] as [UInt64])
+    func aMessagesByteBoundCoversItsJSON(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        let emptyPage = ServerEvent.sync(SyncPage(messages: [], cursors: [:], more: false)).json().utf8.count
+        for n in 0..<2_000 {
+            let m = MessageRecord(
+                chatId: Self.int(&rng), seq: Self.int(&rng), prev: Self.int(&rng), messageId: Self.text(&rng),
+                ts: Self.int(&rng), sender: Self.text(&rng), text: Self.text(&rng),
+                clientId: Bool.random(using: &rng) ? Self.text(&rng) : nil)
+            let alone = ServerEvent.message(m).json().utf8.count
+            let inPage =
+                ServerEvent.sync(SyncPage(messages: [m], cursors: [:], more: false)).json().utf8.count - emptyPage
+            guard m.jsonBytesBound >= alone, m.jsonBytesBound >= inPage else {
+                Issue.record(
+                    "seed \(seed), message \(n): bound \(m.jsonBytesBound), alone \(alone), in a page \(inPage)")
+                return
+            }
+        }
+        let big = MessageRecord(
+            chatId: Int64.max, seq: Int64.max, prev: Int64.max, messageId: String(repeating: "m", count: 40),
+            ts: Int64.max, sender: String(repeating: "s", count: 64), text: String(repeating: "z", count: 100_000),
+            clientId: String(repeating: "c", count: 128))
+        let bytes = ServerEvent.message(big).json().utf8.count
+        #expect(big.jsonBytesBound >= bytes && big.jsonBytesBound <= bytes + 256, "\(big.jsonBytesBound) for \(bytes)")
+    }
+
     /// Every control character on its own, so none is left to chance.
     @Test func everyControlCharacterIsEscapedAsJSONEncoderDoes() {
         for b in UInt8(0)..<0x20 {
