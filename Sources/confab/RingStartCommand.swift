@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConfabNode
 import ConfabProcess
 import ConfabWire
 import Foundation
@@ -53,6 +54,13 @@ struct RingStartCommand: ParsableCommand {
             valueName: "n"))
     var eventLoopThreads: Int?
 
+    @Option(
+        name: .customLong("node-config"),
+        help: ArgumentHelp(
+            "A node config file (key = value lines, as `confab node --config` reads) given to every node of a new ring; the ring's own settings (data_dir, listen, seeds, rf, vnodes, metrics port, and --sync and --event-loop-threads when given) win over its keys.",
+            valueName: "file"))
+    var nodeConfig: String?
+
     @Option(help: ArgumentHelp("Seconds to wait for the whole ring to be up and normal.", valueName: "seconds"))
     var timeout: Double = 60
 
@@ -80,6 +88,14 @@ struct RingStartCommand: ParsableCommand {
             throw ValidationError("--event-loop-threads must be between 1 and 1024")
         }
         _ = try LogFormat.parse(logFormat)
+        if let nodeConfig {
+            // Read now, so a typo fails here with the file's line instead of in every node's log.
+            do {
+                _ = try NodeConfiguration.load(file: nodeConfig)
+            } catch {
+                throw ValidationError("--node-config: \(error.message)")
+            }
+        }
     }
 
     func run() throws {
@@ -150,6 +166,14 @@ struct RingStartCommand: ParsableCommand {
                     `confab ring stop --dir \(directory)`, or pass another --dir for a second ring
                     """)
             }
+            if nodeConfig != nil {
+                throw RingCommandError(
+                    .alreadyRunning,
+                    """
+                    \(directory) holds a stopped ring, which starts again with its recorded settings; \
+                    --node-config applies to a new ring only: remove \(directory) (or pass another --dir) for one
+                    """)
+            }
             if let nodes, nodes != existing.nodes.count {
                 throw RingCommandError(
                     .alreadyRunning,
@@ -206,6 +230,7 @@ struct RingStartCommand: ParsableCommand {
             if let sync { command += ["--sync", sync] }
             if let loops { command += ["--event-loop-threads", String(loops)] }
             if logFormat != "text" { command += ["--log-format", logFormat] }
+            if let nodeConfig { command += ["--config", URL(fileURLWithPath: nodeConfig).standardizedFileURL.path] }
             return RingFile.Node(
                 index: index, id: nil, host: host, port: ports[index - 1], pid: nil,
                 dataDir: "\(nodeDir)/data", log: "\(nodeDir)/node.log", command: command, state: "new",

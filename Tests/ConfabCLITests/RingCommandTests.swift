@@ -226,6 +226,46 @@ import Testing
         #expect(badRF.status != 0 && badRF.err.contains("--rf 3 needs at least 3 nodes"))
     }
 
+    /// `--node-config` gives every node of a new ring the file's settings (each node logs the
+    /// group commit settings it runs with); a file with a bad line is refused before any node
+    /// starts, and a stopped ring, which starts again with its recorded settings, refuses it.
+    @Test func nodeConfigReachesEveryNodeOfANewRing() async throws {
+        let binary = try #require(confabExecutablePath())
+        let temp = TempDirectory("confab-ring-node-config")
+        let dir = "\(temp.path)/ring"
+        defer { killRing(in: dir) }
+
+        let bad = "\(temp.path)/bad.conf"
+        try "wal_group_quiet_us = 700\nwal_group_window_us = lots\n".write(
+            toFile: bad, atomically: true, encoding: .utf8)
+        let refused = try await confab(binary, ["ring", "start", "--nodes", "2", "--dir", dir, "--node-config", bad])
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("--node-config") && refused.err.contains("bad.conf:2"), "\(refused.err)")
+        #expect(try RingFile.load(from: dir) == nil, "a refused --node-config must not leave a ring behind")
+
+        let good = "\(temp.path)/node.conf"
+        try "# fewer, larger syncs\nwal_group_quiet_us = 700\nwal_group_window_us = 3000\n".write(
+            toFile: good, atomically: true, encoding: .utf8)
+        let start = try await confab(
+            binary, ["ring", "start", "--nodes", "2", "--dir", dir, "--node-config", good, "--timeout", "30"])
+        try #require(start.status == 0, "ring start failed: \(start.err)")
+        let state = try loadState(dir)
+        #expect(state.nodes.count == 2)
+        for node in state.nodes {
+            #expect(node.command.contains(good), "node \(node.index): \(node.command)")
+            let log = try String(contentsOfFile: node.log, encoding: .utf8)
+            #expect(
+                log.contains("wal_group_quiet_us=700") && log.contains("wal_group_window_us=3000")
+                    && log.contains("wal_group_max_writes=32"),
+                "node \(node.index) log: \(log.suffix(2000))")
+        }
+
+        let stop = try await confab(binary, ["ring", "stop", "--dir", dir])
+        try #require(stop.status == 0, "ring stop failed: \(stop.err)")
+        let again = try await confab(binary, ["ring", "start", "--dir", dir, "--node-config", good])
+        #expect(again.status != 0 && again.err.contains("applies to a new ring only"), "\(again.err)")
+    }
+
     // MARK: Pure parts
 
     private func node(_ i: Int, id: String? = nil) -> RingFile.Node {

@@ -79,6 +79,14 @@ struct ChatBenchCommand: ParsableCommand {
     @Flag(help: "Skip the idle-connection phase.")
     var skipIdle = false
 
+    @Option(
+        help: """
+            A node config file (key = value lines, as `confab node --config` reads, e.g. \
+            `wal_group_quiet_us = 600`) for the ring's nodes, passed to `confab ring start \
+            --node-config`: compares node settings with one binary.
+            """)
+    var nodeConfig: String?
+
     @Flag(help: "Keep the ring and server directories (everything is stopped either way).")
     var keepData = false
 
@@ -125,7 +133,8 @@ struct ChatBenchCommand: ParsableCommand {
             fanoutSeconds: fanoutSeconds ?? (quick ? 3 : 10), groups: groups,
             idleConnections: idleConnections ?? (quick ? 10_000 : nil),
             idleChildren: idleChildren, mode: mode, bodyBytes: bodyBytes, passwordRounds: passwordRounds,
-            serverSoftLimit: serverSoftLimit, skipIdle: skipIdle, warmupSeconds: quick ? 0.5 : 2)
+            serverSoftLimit: serverSoftLimit, skipIdle: skipIdle, warmupSeconds: quick ? 0.5 : 2,
+            nodeConfig: nodeConfig.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
 
         let root = NSTemporaryDirectory() + "confab-bench-chat-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -169,6 +178,8 @@ struct ChatBenchConfig: Sendable {
     var serverSoftLimit: Int
     var skipIdle: Bool
     var warmupSeconds: Double
+    /// `--node-config`, an absolute path.
+    var nodeConfig: String?
     /// Members of each fan-out group (the issue's limit, creator included).
     let groupMembers = 100
 }

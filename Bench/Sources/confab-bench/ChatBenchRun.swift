@@ -71,7 +71,7 @@ final class ChatBenchRun: @unchecked Sendable {
 
         // The ring.
         let ringDir = "\(root)/ring"
-        let ring = LocalRing(binary: config.confab, directory: ringDir)
+        let ring = LocalRing(binary: config.confab, directory: ringDir, nodeConfig: config.nodeConfig)
         self.ring = ring
         Progress.log("[chat] starting a 3-node RF-3 ring in \(ringDir)")
         try ring.start(nodes: 3, rf: 3)

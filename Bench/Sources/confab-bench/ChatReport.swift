@@ -295,7 +295,8 @@ struct ChatReport {
                 "fanout_rates": config.fanoutRates, "fanout_seconds": config.fanoutSeconds, "groups": config.groups,
                 "group_members": config.groupMembers, "idle_children": config.idleChildren, "mode": config.mode,
                 "body_bytes": config.bodyBytes, "password_rounds": config.passwordRounds, "ring_nodes": 3,
-                "replication_factor": 3, "chat_servers": 2, "cores": ProcessInfo.processInfo.activeProcessorCount,
+                "replication_factor": 3, "node_config": LocalRing.configRecord(config.nodeConfig), "chat_servers": 2,
+                "cores": ProcessInfo.processInfo.activeProcessorCount,
                 "wall_seconds": wallSeconds,
             ] as [String: Any],
         ]

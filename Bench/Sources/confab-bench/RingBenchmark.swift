@@ -64,6 +64,15 @@ struct RingBenchCommand: ParsableCommand {
             """)
     var openLoopDriver: OpenLoopDriver = .loop
 
+    @Option(
+        help: """
+            A node config file (key = value lines, as `confab node --config` reads, e.g. \
+            `wal_group_quiet_us = 600`) for every ring node, passed to `confab ring start \
+            --node-config`: compares node settings with one binary. The engine baseline keeps the \
+            engine's defaults.
+            """)
+    var nodeConfig: String?
+
     func validate() throws {
         if writers < 1 { throw ValidationError("--writers must be ≥ 1") }
         if !(rateFraction > 0) { throw ValidationError("--rate-fraction must be positive") }
@@ -97,7 +106,8 @@ struct RingBenchCommand: ParsableCommand {
             quick: quick, confab: binary, writers: writers, peakSeconds: phase,
             warmupSeconds: quick ? 0.5 : 1.0, openLoopSeconds: phase,
             chats: chats, bodyBytes: bodyBytes, rateFraction: rateFraction, timelineDirectory: timeline,
-            openLoopDriver: openLoopDriver)
+            openLoopDriver: openLoopDriver,
+            nodeConfig: nodeConfig.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
         if let timeline { try FileManager.default.createDirectory(atPath: timeline, withIntermediateDirectories: true) }
         Progress.log("confab-bench ring: \(binary); phases \(phase) s, \(writers) writers, \(chats) chats")
 
@@ -132,7 +142,7 @@ struct RingBenchCommand: ParsableCommand {
         var results: [RingResult] = []
         for (name, nodes, rf) in [("single", 1, 1), ("rf3", 3, 3)] {
             let dir = "\(root)/\(name)"
-            let ring = LocalRing(binary: binary, directory: dir)
+            let ring = LocalRing(binary: binary, directory: dir, nodeConfig: config.nodeConfig)
             // Stopped whatever happens below (also when start itself fails half-way).
             defer { ring.stop() }
             Progress.log("[\(name)] starting a \(nodes)-node RF-\(rf) ring in \(dir)")
@@ -177,6 +187,8 @@ struct RingBenchConfig: Sendable {
     var rateFraction: Double
     var timelineDirectory: String?
     var openLoopDriver: OpenLoopDriver = .loop
+    /// `--node-config`, an absolute path.
+    var nodeConfig: String?
 }
 
 /// What paces and issues the open-loop requests (`--open-loop-driver`).
@@ -193,13 +205,24 @@ enum OpenLoopDriver: String, ExpressibleByArgument, Sendable {
 struct LocalRing {
     let binary: String
     let directory: String
+    /// Passed as `--node-config` (an absolute path), or nil for the nodes' defaults.
+    var nodeConfig: String? = nil
+
+    /// A report's `node_config`: the file's path and its lines, so a result says which node
+    /// settings it measured (null: the defaults).
+    static func configRecord(_ path: String?) -> Any {
+        guard let path else { return NSNull() }
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return ["path": path, "lines": text.split(separator: "\n").map(String.init)] as [String: Any]
+    }
 
     func start(nodes: Int, rf: Int) throws {
-        let status = Self.runConfab(
-            binary, ["ring", "start", "--nodes", "\(nodes)", "--rf", "\(rf)", "--dir", directory])
+        var arguments = ["ring", "start", "--nodes", "\(nodes)", "--rf", "\(rf)", "--dir", directory]
+        if let nodeConfig { arguments += ["--node-config", nodeConfig] }
+        let status = Self.runConfab(binary, arguments)
         guard status == 0 else {
             throw RingBenchError(
-                "`confab ring start --nodes \(nodes) --rf \(rf) --dir \(directory)` exited with \(status); node logs in \(directory)/nodeN/node.log"
+                "`confab \(arguments.joined(separator: " "))` exited with \(status); node logs in \(directory)/nodeN/node.log"
             )
         }
     }
@@ -863,6 +886,7 @@ struct RingReport {
                 "peak_seconds": config.peakSeconds, "open_loop_seconds": config.openLoopSeconds,
                 "chats": config.chats, "rate_fraction": config.rateFraction, "body_bytes": config.bodyBytes,
                 "open_loop_driver": config.openLoopDriver.rawValue,
+                "node_config": LocalRing.configRecord(config.nodeConfig),
                 "read_limit": 50,
                 "cores": ProcessInfo.processInfo.activeProcessorCount, "wall_seconds": wallSeconds,
             ] as [String: Any],
