@@ -61,29 +61,6 @@ public struct ReadCursor: Sendable, Hashable {
 /// A message as the chat server stores and sends it. Messages order by `seq` in every chat, on
 /// every device: the chat's owner server assigns it (docs/chat_ordering.md).
 public struct MessageRecord: Sendable, Hashable {
-    /// At least the bytes this message takes in a JSON answer (`EventJSONWriter` or
-    /// `JSONEncoder.chat`): its strings as those escape them (a control character as `\u00XX`,
-    /// a quote, backslash or slash with a backslash, the rest as UTF-8) and 320 bytes for the keys
-    /// and numbers. What bounds a sync answer (`Limits.maxSyncBytes`).
-    var jsonBytesBound: Int {
-        320 + Self.escapedBytesBound(text) + Self.escapedBytesBound(sender) + Self.escapedBytesBound(messageId)
-            + (clientId.map(Self.escapedBytesBound) ?? 0)
-    }
-
-    static func escapedBytesBound(_ s: String) -> Int {
-        var n = 0
-        for b in s.utf8 {
-            if b < 0x20 {
-                n += 6
-            } else if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b == UInt8(ascii: "/") {
-                n += 2
-            } else {
-                n += 1
-            }
-        }
-        return n
-    }
-
     public var chatId: Int64
     /// The message's place in its chat: epoch * 2^32 + n, strictly increasing in chat order.
     public var seq: Int64
@@ -127,4 +104,29 @@ public struct SendAck: Sendable, Hashable {
     public var clientId: String
     /// True when this send repeated an earlier one with the same client id: nothing new was stored.
     public var duplicate: Bool
+}
+
+extension MessageRecord {
+    /// At least the bytes this message takes in a JSON answer (`EventJSONWriter` or
+    /// `JSONEncoder.chat`): its strings as those escape them (a control character as `\u00XX`,
+    /// a quote, backslash or slash with a backslash, the rest as UTF-8) and 320 bytes for the keys
+    /// and numbers. What bounds a sync answer (`Limits.maxSyncBytes`).
+    var jsonBytesBound: Int {
+        320 + Self.escapedBytesBound(text) + Self.escapedBytesBound(sender) + Self.escapedBytesBound(messageId)
+            + (clientId.map(Self.escapedBytesBound) ?? 0)
+    }
+
+    static func escapedBytesBound(_ s: String) -> Int {
+        var n = 0
+        for b in s.utf8 {
+            if b < 0x20 {
+                n += 6
+            } else if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b == UInt8(ascii: "/") {
+                n += 2
+            } else {
+                n += 1
+            }
+        }
+        return n
+    }
 }

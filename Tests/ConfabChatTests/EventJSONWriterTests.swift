@@ -81,11 +81,21 @@ import Testing
     func aMessagesByteBoundCoversItsJSON(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let emptyPage = ServerEvent.sync(SyncPage(messages: [], cursors: [:], more: false)).json().utf8.count
+        let emptyTyping = ServerEvent.typing(chatId: 1, userId: "").json().utf8.count
         for n in 0..<2_000 {
             let m = MessageRecord(
                 chatId: Self.int(&rng), seq: Self.int(&rng), prev: Self.int(&rng), messageId: Self.text(&rng),
                 ts: Self.int(&rng), sender: Self.text(&rng), text: Self.text(&rng),
                 clientId: Bool.random(using: &rng) ? Self.text(&rng) : nil)
+            // Each string on its own, so the 320 bytes of slack cannot hide a string's escape.
+            let s = Self.text(&rng)
+            let escaped = ServerEvent.typing(chatId: 1, userId: s).json().utf8.count - emptyTyping
+            guard MessageRecord.escapedBytesBound(s) >= escaped else {
+                Issue.record(
+                    "seed \(seed), string \(n) \(s.debugDescription): bound \(MessageRecord.escapedBytesBound(s)), \(escaped)"
+                )
+                return
+            }
             let alone = ServerEvent.message(m).json().utf8.count
             let inPage =
                 ServerEvent.sync(SyncPage(messages: [m], cursors: [:], more: false)).json().utf8.count - emptyPage
