@@ -138,13 +138,23 @@ struct ChatLog: Sendable {
 
     // MARK: Messages
 
-    /// Messages with seq in (after, before), oldest first, at most `limit`.
-    func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int) async throws -> [MessageRecord] {
+    /// Message rows per ring read. A stored message is at most ~401 KB (100,000 scalars of up to
+    /// four bytes, and its ids), so 64 rows stay under half the nodes' 64 MiB frame
+    /// (`max_frame_bytes`). One read of a whole page was refused as `tooLarge` once its rows passed
+    /// the frame: a chat whose newest 256 messages were that large could not be opened by a new
+    /// owner (no send went through), nor its history read, nor a device caught up on it.
+    static let rowsPerRead = 64
+
+    /// Messages with seq in (after, before), oldest first, at most `limit`; the reads stop early
+    /// once the messages read hold more than `maxBytes` of JSON (`MessageRecord.jsonBytesBound`).
+    func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int, maxBytes: Int = .max) async throws
+        -> [MessageRecord]
+    {
         let q = SliceQuery(
             table: Self.table, partitionKey: partition(chatId),
             lower: ClusteringBound(ClusteringKey([.int64(max(after, 0))]), inclusive: false),
             upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) }, limit: limit)
-        return try await store.read(q).compactMap { message(chatId: chatId, $0) }
+        return try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) { message(chatId: chatId, $0) }
     }
 
     /// Messages with seq < before (or the newest), newest first, at most `limit`.
@@ -154,7 +164,7 @@ struct ChatLog: Sendable {
             lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
             upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
             reversed: true, limit: limit)
-        return try await store.read(q).compactMap { message(chatId: chatId, $0) }
+        return try await sliced(q) { message(chatId: chatId, $0) }
     }
 
     /// Messages with seq < before (or the newest) with their batches, newest first, at most `limit`.
@@ -164,9 +174,38 @@ struct ChatLog: Sendable {
             lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
             upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
             reversed: true, limit: limit)
-        return try await store.read(q).compactMap { r in
+        return try await sliced(q) { r in
             message(chatId: chatId, r).map { Entry(message: $0, batch: r.int64(Column.batch) ?? $0.seq) }
         }
+    }
+
+    /// Reads `q` (message rows only: seq > 0) in slices of `rowsPerRead`, each continuing after
+    /// the last row's seq in the query's direction, until `q.limit` rows, a short slice (the end
+    /// of the range), or more than `maxBytes` by `bytes`. Each slice is a QUORUM read, so the
+    /// concatenation is as contiguous as one read: below a seq a QUORUM read returns, every
+    /// message is readable (docs/chat_ordering.md), and the next slice starts right after it.
+    private func sliced<T>(
+        _ q: SliceQuery, maxBytes: Int = .max, bytes: (T) -> Int = { _ in 0 }, _ map: (LiveRow) -> T?
+    ) async throws -> [T] {
+        var out: [T] = []
+        var held = 0
+        var remaining = q.limit
+        var slice = q
+        while remaining > 0 {
+            slice.limit = min(remaining, Self.rowsPerRead)
+            let rows = try await store.read(slice)
+            for r in rows {
+                guard let t = map(r) else { continue }
+                out.append(t)
+                held += bytes(t)
+            }
+            remaining -= rows.count
+            guard rows.count == slice.limit, held <= maxBytes, case .int64(let last)? = rows.last?.clustering.first
+            else { break }
+            let after = ClusteringBound(ClusteringKey([.int64(last)]), inclusive: false)
+            if slice.reversed { slice.upper = after } else { slice.lower = after }
+        }
+        return out
     }
 
     func message(chatId: Int64, seq: Int64) async throws -> MessageRecord? {

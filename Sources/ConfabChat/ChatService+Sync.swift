@@ -38,7 +38,12 @@ extension ChatService {
                 let chatId = chats[next]
                 next += 1
                 group.addTask {
-                    (chatId, try await self.log.messages(chatId: chatId, after: cursors[chatId] ?? 0, limit: limit + 1))
+                    (
+                        chatId,
+                        try await self.log.messages(
+                            chatId: chatId, after: cursors[chatId] ?? 0, limit: limit + 1,
+                            maxBytes: self.limits.maxSyncBytes)
+                    )
                 }
             }
             for _ in 0..<limits.listConcurrency * 2 { add() }

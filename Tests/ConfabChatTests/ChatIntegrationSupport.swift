@@ -48,7 +48,10 @@ final class ChatStack: Sendable {
         return logger
     }
 
-    static func start(nodes nodeCount: Int = 1, configure: (inout ChatServerConfiguration) -> Void = { _ in })
+    static func start(
+        nodes nodeCount: Int = 1, configure: (inout ChatServerConfiguration) -> Void = { _ in },
+        configureNodes: (inout NodeConfiguration) -> Void = { _ in }
+    )
         async throws -> ChatStack
     {
         let logger = quietLogger
@@ -76,6 +79,7 @@ final class ChatStack: Sendable {
                 nodeConfig.writeTimeout = .seconds(2)
                 nodeConfig.readTimeout = .seconds(3)
             }
+            configureNodes(&nodeConfig)
             let node = Node(configuration: nodeConfig, logger: logger)
             let nodeGroup = ServiceGroup(configuration: .init(services: [.init(service: node)], logger: logger))
             tasks.append(Task { try await nodeGroup.run() })

@@ -497,6 +497,56 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 
+    /// The chat server reads a chat's messages from the ring in slices (`ChatLog.rowsPerRead`), so
+    /// no ring answer passes the nodes' frame limit however large the messages: here the nodes'
+    /// frame is 1 MiB and 120 messages of 10,000 characters hold 1.2 MB. Before, history read a
+    /// page of up to 201 rows and sync up to 501 in one read each, the nodes refused to send the
+    /// answer (`tooLarge`), and neither worked for that chat again; a new owner's opening read
+    /// (256 rows) failed the same way.
+    @Test func historyAndSyncOfLargeMessagesStayUnderTheRingsFrame() async throws {
+        let stack = try await ChatStack.start(
+            configure: {
+                $0.sendsPerSecond = 10_000
+                $0.sendBurst = 10_000
+            },
+            configureNodes: { $0.maxFrameBytes = 1 << 20 })
+        let reader = try await stack.register("reader")
+        let writer = try await stack.register("writer")
+        let chat = try await stack.http(.post, "/api/chats/direct", token: writer, body: ["with": "reader"])
+        let chatId = try #require(chat.json["chatId"] as? String)
+        let sender = try await stack.socket(token: writer)
+        _ = try await sender.next("hello")
+        let text = String(repeating: "y", count: 10_000)
+        let count = 120
+        for i in 0..<count {
+            try sender.send(["type": "send", "chatId": chatId, "clientId": "l-\(i)", "text": text])
+        }
+        for i in 0..<count {
+            _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "l-\(i)" }
+        }
+        await sender.close()
+
+        let history = try await stack.http(.get, "/api/chats/\(chatId)/messages?limit=200", token: reader)
+        #expect(history.status == 200, "\(history.status): \(String(describing: history.json["message"]))")
+        let ids = (history.json["messages"] as? [[String: Any]] ?? []).map { $0["clientId"] as? String ?? "?" }
+        #expect(ids == (0..<count).reversed().map { "l-\($0)" })
+
+        let device = try await stack.socket(token: reader)
+        _ = try await device.next("hello")
+        var cursors: [String: String] = [:]
+        var seen: [String] = []
+        for _ in 0..<20 {
+            try device.send(["type": "sync", "cursors": cursors, "limit": 500])
+            let page = try await device.next("sync", timeout: .seconds(30))
+            for m in page["messages"] as? [[String: Any]] ?? [] { seen.append(m["clientId"] as? String ?? "?") }
+            cursors = page["cursors"] as? [String: String] ?? cursors
+            if page["more"] as? Bool != true { break }
+        }
+        #expect(seen == (0..<count).map { "l-\($0)" })
+        await device.close()
+        try await stack.stop()
+    }
+
     /// A device that stops reading is closed with 4008 once its queue passes the bound; the
     /// sender and the server carry on, and the device gets everything back with sync.
     @Test func aSlowReaderIsClosedWith4008AndCatchesUpWithSync() async throws {
