@@ -7,7 +7,7 @@ struct ChatOwnershipTests {
     @Test func whenAServerJoinsTheUsersItNowOwnsAreSentThere() async throws {
         let stack = try await ChatStack.start {
             $0.heartbeatInterval = .milliseconds(200)
-            $0.heartbeatTTLSeconds = 2
+            $0.heartbeatTTLSeconds = 10
             $0.serverRefreshInterval = .milliseconds(200)
         }
         // Alone, the first server owns everyone: twelve users connect to it.
@@ -22,7 +22,7 @@ struct ChatOwnershipTests {
         }
         let b = try await stack.startAnotherServer(serverId: "server-b") {
             $0.heartbeatInterval = .milliseconds(200)
-            $0.heartbeatTTLSeconds = 2
+            $0.heartbeatTTLSeconds = 10
             $0.serverRefreshInterval = .milliseconds(200)
         }
         try await eventuallyTrue("both servers see each other") {

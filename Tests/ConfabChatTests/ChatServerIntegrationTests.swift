@@ -338,7 +338,7 @@ extension ChatServerIntegrationTests {
     ) {
         let fast: (inout ChatServerConfiguration) -> Void = {
             $0.heartbeatInterval = .milliseconds(200)
-            $0.heartbeatTTLSeconds = 2
+            $0.heartbeatTTLSeconds = 10
             $0.serverRefreshInterval = .milliseconds(200)
         }
         let stack = try await ChatStack.start(configure: fast)
@@ -839,7 +839,7 @@ extension ChatServerIntegrationTests {
     private func deliverABurstToTheOtherServer(receiverReadsBatches: Bool) async throws -> Int {
         let fast: (inout ChatServerConfiguration) -> Void = {
             $0.heartbeatInterval = .milliseconds(200)
-            $0.heartbeatTTLSeconds = 2
+            $0.heartbeatTTLSeconds = 10
             $0.serverRefreshInterval = .milliseconds(200)
         }
         let stack = try await ChatStack.start(configure: fast)
