@@ -31,8 +31,15 @@ struct ChatCatalog: Sendable {
     }
 
     func read(_ query: SliceQuery) async throws -> [LiveRow] {
+        try await readPage(query).rows
+    }
+
+    /// One page of `query` and where to resume: a cursor when the ring stopped at the query's
+    /// row or byte limit (a page in bytes can be shorter than the row limit and still go on).
+    func readPage(_ query: SliceQuery) async throws -> (rows: [LiveRow], cursor: [UInt8]?) {
         do {
-            return try await storage.read(query, consistency: consistency).liveRows(nowSeconds: clock.nowSeconds())
+            let answer = try await storage.read(query, consistency: consistency)
+            return (answer.liveRows(nowSeconds: clock.nowSeconds()), answer.cursor)
         } catch {
             throw ChatError(.storageUnavailable, "the ring could not answer a read (\(error)); retry")
         }

@@ -145,6 +145,11 @@ struct ChatLog: Sendable {
     /// owner (no send went through), nor its history read, nor a device caught up on it.
     static let rowsPerRead = 64
 
+    /// Row bytes per ring read (`SliceQuery.byteLimit`). A read ends after the row that reaches
+    /// it, so an answer holds at most ~0.9 MB (512 KiB and one largest row) and stays under a
+    /// node frame as small as 1 MiB; 64 rows alone could hold ~26 MB.
+    static let bytesPerRead = 512 * 1024
+
     /// Messages with seq in (after, before), oldest first, at most `limit`; the reads stop early
     /// once the messages read hold more than `maxBytes` of JSON (`MessageRecord.jsonBytesBound`).
     func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int, maxBytes: Int = .max) async throws
@@ -157,14 +162,15 @@ struct ChatLog: Sendable {
         return try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) { message(chatId: chatId, $0) }
     }
 
-    /// Messages with seq < before (or the newest), newest first, at most `limit`.
-    func messages(chatId: Int64, before: Int64?, limit: Int) async throws -> [MessageRecord] {
+    /// Messages with seq < before (or the newest), newest first, at most `limit`; the reads stop
+    /// early once the messages read hold more than `maxBytes` of JSON.
+    func messages(chatId: Int64, before: Int64?, limit: Int, maxBytes: Int = .max) async throws -> [MessageRecord] {
         let q = SliceQuery(
             table: Self.table, partitionKey: partition(chatId),
             lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
             upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
             reversed: true, limit: limit)
-        return try await sliced(q) { message(chatId: chatId, $0) }
+        return try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) { message(chatId: chatId, $0) }
     }
 
     /// Messages with seq < before (or the newest) with their batches, newest first, at most `limit`.
@@ -179,11 +185,12 @@ struct ChatLog: Sendable {
         }
     }
 
-    /// Reads `q` (message rows only: seq > 0) in slices of `rowsPerRead`, each continuing after
-    /// the last row's seq in the query's direction, until `q.limit` rows, a short slice (the end
-    /// of the range), or more than `maxBytes` by `bytes`. Each slice is a QUORUM read, so the
-    /// concatenation is as contiguous as one read: below a seq a QUORUM read returns, every
-    /// message is readable (docs/chat_ordering.md), and the next slice starts right after it.
+    /// Reads `q` (message rows only: seq > 0) in slices of at most `rowsPerRead` rows and
+    /// `bytesPerRead` row bytes, each resuming at the previous slice's cursor, until `q.limit`
+    /// rows, a slice without a cursor (the end of the range), or more than `maxBytes` by `bytes`.
+    /// Each slice is a QUORUM read, so the concatenation is as contiguous as one read: below a
+    /// seq a QUORUM read returns, every message is readable (docs/chat_ordering.md), and the next
+    /// slice starts right after the cursor, which a slice cut in bytes sets as well.
     private func sliced<T>(
         _ q: SliceQuery, maxBytes: Int = .max, bytes: (T) -> Int = { _ in 0 }, _ map: (LiveRow) -> T?
     ) async throws -> [T] {
@@ -191,19 +198,18 @@ struct ChatLog: Sendable {
         var held = 0
         var remaining = q.limit
         var slice = q
+        slice.byteLimit = Self.bytesPerRead
         while remaining > 0 {
             slice.limit = min(remaining, Self.rowsPerRead)
-            let rows = try await store.read(slice)
+            let (rows, cursor) = try await store.readPage(slice)
             for r in rows {
                 guard let t = map(r) else { continue }
                 out.append(t)
                 held += bytes(t)
             }
             remaining -= rows.count
-            guard rows.count == slice.limit, held <= maxBytes, case .int64(let last)? = rows.last?.clustering.first
-            else { break }
-            let after = ClusteringBound(ClusteringKey([.int64(last)]), inclusive: false)
-            if slice.reversed { slice.upper = after } else { slice.lower = after }
+            guard let cursor, held <= maxBytes else { break }
+            slice.cursor = cursor
         }
         return out
     }

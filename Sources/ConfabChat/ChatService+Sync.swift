@@ -6,8 +6,19 @@ extension ChatService {
             throw ChatError(.badRequest, "limit is 1 to \(limits.maxHistoryLimit)")
         }
         _ = try await requireMember(userId, of: chatId)
-        let rows = try await log.messages(chatId: chatId, before: before, limit: limit + 1)
-        return HistoryPage(messages: Array(rows.prefix(limit)), more: rows.count > limit)
+        let rows = try await log.messages(
+            chatId: chatId, before: before, limit: limit + 1, maxBytes: limits.maxHistoryBytes)
+        // The newest run before `before`, cut at `limit` or the byte budget: the next page starts
+        // before its oldest message, so a cut page skips nothing.
+        var bytes = 0
+        var taken = 0
+        while taken < min(rows.count, limit) {
+            let size = rows[taken].jsonBytesBound
+            if taken > 0 && bytes + size > limits.maxHistoryBytes { break }
+            bytes += size
+            taken += 1
+        }
+        return HistoryPage(messages: Array(rows.prefix(taken)), more: rows.count > taken)
     }
 
     /// Catch-up: for every chat the user is in, the messages after the device's cursor for it

@@ -22,6 +22,10 @@ final class ChatService: Sendable {
         /// of up to 100,000 scalars each would pass it, and the device would be closed (4008) on
         /// every catch-up, never getting them. A message is at most ~600 KB, so one always fits.
         var maxSyncBytes = 1 << 20
+        /// A history page stops at about this much JSON too (at least one message; `more` says
+        /// it was cut): 200 messages of 100,000 scalars would be ~120 MB for a phone to take in
+        /// one answer.
+        var maxHistoryBytes = 1 << 20
         /// Reads a chat list makes at once (4 per chat).
         var listConcurrency = 8
         /// Read receipts a user may send, per second and in a burst (issue 12): each one is a

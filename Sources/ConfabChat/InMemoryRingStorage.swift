@@ -80,14 +80,27 @@ public final class InMemoryRingStorage: RingStorage {
             compareBytes(k, low) >= 0 && (high.map { compareBytes(k, $0) < 0 } ?? true)
         }.sorted { compareBytes($0, $1) < 0 }
         if query.reversed { keys.reverse() }
+        if let c = query.cursor {
+            keys = keys.filter { query.reversed ? compareBytes($0, c) < 0 : compareBytes($0, c) > 0 }
+        }
+        // As a node answers: stop at the row limit or after the row that reaches the byte limit
+        // (by a measure of the row's key and values), with a cursor at that row.
         var out: [Mutation.Row] = []
-        for k in keys where out.count < query.limit {
+        var bytes = 0
+        var cursor: [UInt8]? = nil
+        for k in keys {
             var fragment = partition.rows[k]!
             if let d = partition.header.deletion(covering: k) { fragment.applyDeletion(d) }
             if let d = fragment.deletion { fragment.applyDeletion(d) }
             guard fragment.isLive(now: now) else { continue }
             out.append(.init(clustering: k, fragment: partition.rows[k]!))
+            bytes += k.count + fragment.cells.reduce(0) { $0 + 16 + ($1.value?.count ?? 0) }
+            if out.count == query.limit || bytes >= query.byteLimit ?? .max {
+                cursor = k
+                break
+            }
         }
-        return ReplicaRows(table: query.table, partitionKey: query.partitionKey, header: partition.header, rows: out)
+        return ReplicaRows(
+            table: query.table, partitionKey: query.partitionKey, header: partition.header, rows: out, cursor: cursor)
     }
 }

@@ -21,7 +21,10 @@ import ConfabEngine
 ///    tombstones leave fewer than `limit` live rows up to the boundary, another round reads on
 ///    after the boundary for the rows still missing — from the replicas that stopped at their
 ///    limit; the others already sent the rest of the slice — and repairs that part the same way.
-///    A full page always carries a cursor; a page without one is the end of the slice.
+///    A full page always carries a cursor; a page without one is the end of the slice. With a
+///    byte limit (`SliceQuery.byteLimit`) replicas also stop at the row that reaches it, and a
+///    round that found live rows ends the page at its boundary instead of reading on: such a page
+///    may be shorter than `limit` and still carry a cursor.
 ///
 /// Any step not finished by the deadline fails with `readTimeout` (which says which step).
 /// Exactly one of `.succeeded` and `.failed` is emitted.
@@ -270,6 +273,13 @@ package struct ReadCoordinator: Sendable {
                         rows: collected, cursor: full ? collected.last?.clustering : nil,
                         tombstonesScanned: tombstones))
             ]
+        }
+        // A page in bytes ends where the round's answers end (a replica stopped at the byte
+        // limit, or at the row limit with rows another shadowed): everything up to the boundary
+        // is merged, so the next page resumes after it and nothing between is skipped.
+        if query.byteLimit != nil, !collected.isEmpty {
+            phase = .done
+            return [.succeeded(ReadResult(rows: collected, cursor: round.boundary, tombstonesScanned: tombstones))]
         }
         // Short: tombstones hid rows up to the boundary. Read on after it for what is missing.
         extraRounds += 1

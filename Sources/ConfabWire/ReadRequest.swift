@@ -15,6 +15,8 @@ package struct ReadRequest: Hashable, Sendable {
     package var limit: UInt32
     /// Resume after this clustering key (a previous response's cursor).
     package var cursor: [UInt8]?
+    /// `SliceQuery.byteLimit`: the page ends after the row that reaches this many row bytes.
+    package var byteLimit: UInt32?
     package var consistency: ConsistencyLevel
     /// Answer with a digest of the rows instead of the rows.
     package var digestOnly: Bool
@@ -22,7 +24,7 @@ package struct ReadRequest: Hashable, Sendable {
     package init(
         keyspace: String, table: String, partitionKey: [UInt8], lower: ClusteringBound? = nil,
         upper: ClusteringBound? = nil, reversed: Bool = false, limit: UInt32 = 100, cursor: [UInt8]? = nil,
-        consistency: ConsistencyLevel, digestOnly: Bool = false
+        byteLimit: UInt32? = nil, consistency: ConsistencyLevel, digestOnly: Bool = false
     ) {
         self.keyspace = keyspace
         self.table = table
@@ -32,6 +34,7 @@ package struct ReadRequest: Hashable, Sendable {
         self.reversed = reversed
         self.limit = limit
         self.cursor = cursor
+        self.byteLimit = byteLimit
         self.consistency = consistency
         self.digestOnly = digestOnly
     }
@@ -41,13 +44,14 @@ package struct ReadRequest: Hashable, Sendable {
         self.init(
             keyspace: schema.keyspace, table: schema.name, partitionKey: query.partitionKey, lower: query.lower,
             upper: query.upper, reversed: query.reversed, limit: UInt32(clamping: query.limit),
-            cursor: query.cursor, consistency: consistency, digestOnly: digestOnly)
+            cursor: query.cursor, byteLimit: query.byteLimit.map { UInt32(clamping: max($0, 1)) },
+            consistency: consistency, digestOnly: digestOnly)
     }
 
     /// The engine query once `keyspace.table` is resolved to a table id.
     package func sliceQuery(table id: TableID) -> SliceQuery {
         SliceQuery(
             table: id, partitionKey: partitionKey, lower: lower, upper: upper, reversed: reversed,
-            limit: Int(limit), cursor: cursor)
+            limit: Int(limit), cursor: cursor, byteLimit: byteLimit.map { Int($0) })
     }
 }

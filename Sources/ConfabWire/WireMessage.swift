@@ -162,6 +162,7 @@ package enum WireMessage: Hashable, Sendable {
             if let l = r.lower { flags |= ReadFlags.hasLower | (l.inclusive ? ReadFlags.lowerInclusive : 0) }
             if let u = r.upper { flags |= ReadFlags.hasUpper | (u.inclusive ? ReadFlags.upperInclusive : 0) }
             if r.cursor != nil { flags |= ReadFlags.hasCursor }
+            if r.byteLimit != nil { flags |= ReadFlags.hasByteLimit }
             w.u8(flags)
             w.string(r.keyspace)
             w.string(r.table)
@@ -170,6 +171,7 @@ package enum WireMessage: Hashable, Sendable {
             if let u = r.upper { w.longBytes(u.prefix) }
             if let c = r.cursor { w.longBytes(c) }
             w.u32(r.limit)
+            if let b = r.byteLimit { w.u32(b) }
         case .readResponse(.rows(let rows)):
             w.u8(ResponseKind.rows)
             w.u8(rows.cursor == nil ? 0 : 1)
@@ -323,9 +325,10 @@ package enum WireMessage: Hashable, Sendable {
                     inclusive: flags & ReadFlags.upperInclusive != 0) : nil
             let cursor = flags & ReadFlags.hasCursor != 0 ? try r.longBytes("cursor", max: frame.body.count) : nil
             let limit = try r.u32("limit")
+            let byteLimit = flags & ReadFlags.hasByteLimit != 0 ? try r.u32("byte limit") : nil
             let request = ReadRequest(
                 keyspace: keyspace, table: table, partitionKey: pk, lower: lower, upper: upper,
-                reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor,
+                reversed: flags & ReadFlags.reversed != 0, limit: limit, cursor: cursor, byteLimit: byteLimit,
                 consistency: consistency, digestOnly: flags & ReadFlags.digestOnly != 0)
             message = frame.type == .read ? .read(request) : .replicaRead(request)
         case .readResponse:
@@ -466,7 +469,8 @@ enum ReadFlags {
     static let hasUpper: UInt8 = 0x10
     static let upperInclusive: UInt8 = 0x20
     static let hasCursor: UInt8 = 0x40
-    static let all: UInt8 = 0x7F
+    static let hasByteLimit: UInt8 = 0x80
+    static let all: UInt8 = 0xFF
 }
 
 /// The first byte of a ReadResponse body.

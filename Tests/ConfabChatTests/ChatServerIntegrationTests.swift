@@ -501,12 +501,15 @@ extension ChatServerIntegrationTests {
         try await stack.stop()
     }
 
-    /// The chat server reads a chat's messages from the ring in slices (`ChatLog.rowsPerRead`), so
-    /// no ring answer passes the nodes' frame limit however large the messages: here the nodes'
-    /// frame is 1 MiB and 120 messages of 10,000 characters hold 1.2 MB. Before, history read a
-    /// page of up to 201 rows and sync up to 501 in one read each, the nodes refused to send the
-    /// answer (`tooLarge`), and neither worked for that chat again; a new owner's opening read
-    /// (256 rows) failed the same way.
+    /// The chat server reads a chat's messages from the ring in slices of at most
+    /// `ChatLog.rowsPerRead` rows and `ChatLog.bytesPerRead` bytes, so no ring answer passes the
+    /// nodes' frame limit however large the messages: here the nodes' frame is 1 MiB and 40
+    /// messages of 50,000 characters hold 2 MB. Before slices were cut in rows (23dbbec), history
+    /// read a page of up to 201 rows and sync up to 501 in one read each, the nodes refused to
+    /// send the answer (`tooLarge`), and neither worked for that chat again; a new owner's opening
+    /// read (256 rows) failed the same way. With slices of 64 rows and no byte limit, 64 of these
+    /// messages (3.2 MB) still passed the frame. A history page is cut at about 1 MiB of JSON
+    /// too: before, this one was a single 2 MB answer.
     @Test func historyAndSyncOfLargeMessagesStayUnderTheRingsFrame() async throws {
         let stack = try await ChatStack.start(
             configure: {
@@ -520,8 +523,8 @@ extension ChatServerIntegrationTests {
         let chatId = try #require(chat.json["chatId"] as? String)
         let sender = try await stack.socket(token: writer)
         _ = try await sender.next("hello")
-        let text = String(repeating: "y", count: 10_000)
-        let count = 120
+        let text = String(repeating: "y", count: 50_000)
+        let count = 40
         for i in 0..<count {
             try sender.send(["type": "send", "chatId": chatId, "clientId": "l-\(i)", "text": text])
         }
@@ -530,10 +533,24 @@ extension ChatServerIntegrationTests {
         }
         await sender.close()
 
-        let history = try await stack.http(.get, "/api/chats/\(chatId)/messages?limit=200", token: reader)
-        #expect(history.status == 200, "\(history.status): \(String(describing: history.json["message"]))")
-        let ids = (history.json["messages"] as? [[String: Any]] ?? []).map { $0["clientId"] as? String ?? "?" }
+        // History pages stop at about 1 MiB of JSON (`maxHistoryBytes`) with `more`; paging
+        // before the oldest seq got gives every message once.
+        var ids: [String] = []
+        var before = ""
+        var pages = 0
+        for _ in 0..<20 {
+            let history = try await stack.http(
+                .get, "/api/chats/\(chatId)/messages?limit=200\(before)", token: reader)
+            #expect(history.status == 200, "\(history.status): \(String(describing: history.json["message"]))")
+            #expect(history.text.utf8.count <= (1 << 20) + 60_000, "a history page of \(history.text.utf8.count) bytes")
+            let messages = history.json["messages"] as? [[String: Any]] ?? []
+            ids += messages.map { $0["clientId"] as? String ?? "?" }
+            pages += 1
+            guard history.json["more"] as? Bool == true, let oldest = messages.last?["seq"] else { break }
+            before = "&before=\(oldest)"
+        }
         #expect(ids == (0..<count).reversed().map { "l-\($0)" })
+        #expect(pages >= 2)
 
         let device = try await stack.socket(token: reader)
         _ = try await device.next("hello")

@@ -207,26 +207,35 @@ import Testing
                     return true
                 }
                 if reversed { expected.reverse() }
-                // Page through with the cursor.
+                // Page through with the cursor, in bytes half the time: a page in bytes stops at
+                // the first live row that reaches its limit, so the rows before that one hold less.
+                let byteLimit = Bool.random(using: &rng) ? Int.random(in: 1...160, using: &rng) : nil
                 var got: [([UInt8], [UInt32: [UInt8]])] = []
                 var query = SliceQuery(
-                    table: 1, partitionKey: pk, lower: lower, upper: upper, reversed: reversed, limit: limit)
+                    table: 1, partitionKey: pk, lower: lower, upper: upper, reversed: reversed, limit: limit,
+                    byteLimit: byteLimit)
                 var pages = 0
+                var overfull = false
                 while true {
-                    let r = try engine.read(query)
-                    got += r.rows.map { row in
-                        (row.clustering, Dictionary(uniqueKeysWithValues: row.cells.map { ($0.column, $0.value!) }))
+                    var sizes: [Int] = []
+                    let r = try engine.read(query) { row in
+                        var cells: [UInt32: [UInt8]] = [:]
+                        row.forEachLiveCell { cells[$0.column] = $0.cell().value! }
+                        got.append((Array(row.clustering), cells))
+                        sizes.append(SliceQuery.rowBytes(clustering: row.clustering.count, encoded: row.encoded.count))
                     }
+                    if r.rowCount > limit || sizes.dropLast().reduce(0, +) >= byteLimit ?? .max { overfull = true }
                     pages += 1
                     guard let c = r.cursor, pages < 100 else { break }
                     query.cursor = c
                 }
-                let ok = got.map(\.0) == expected.map(\.0) && zip(got, expected).allSatisfy { $0.1 == $1.1 }
+                let ok =
+                    !overfull && got.map(\.0) == expected.map(\.0) && zip(got, expected).allSatisfy { $0.1 == $1.1 }
                 if !ok {
                     let tail = log.suffix(40).joined(separator: "\n")
                     Issue.record(
                         """
-                        seed \(seed) step \(step): read \(pk.last!) reversed=\(reversed) limit=\(limit) lower=\(lower.map { ClusteringKey.describe($0.prefix) + ($0.inclusive ? "=" : "") } ?? "-") upper=\(upper.map { ClusteringKey.describe($0.prefix) + ($0.inclusive ? "=" : "") } ?? "-")
+                        seed \(seed) step \(step): read \(pk.last!) reversed=\(reversed) limit=\(limit) byteLimit=\(byteLimit.map(String.init) ?? "-") overfull=\(overfull) lower=\(lower.map { ClusteringKey.describe($0.prefix) + ($0.inclusive ? "=" : "") } ?? "-") upper=\(upper.map { ClusteringKey.describe($0.prefix) + ($0.inclusive ? "=" : "") } ?? "-")
                         expected \(expected.map { ClusteringKey.describe($0.0) + "\($0.1.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })" })
                         got      \(got.map { ClusteringKey.describe($0.0) + "\($0.1.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })" })
                         replay with CONFAB_SEED=\(seed)

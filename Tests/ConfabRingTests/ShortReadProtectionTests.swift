@@ -34,11 +34,13 @@ import Testing
             }
             var out = ReplicaReadResult()
             var live = 0
+            var bytes = 0
             for k in keys {
                 out.rows.append(Mutation.Row(clustering: k, fragment: rows[k]!))
+                bytes += ShortReadProtectionTests.bytes(k, rows[k]!)
                 guard rows[k]!.isLive(now: ShortReadProtectionTests.now) else { continue }
                 live += 1
-                if live == q.limit {
+                if live == q.limit || bytes >= q.byteLimit ?? .max {
                     out.cursor = k
                     break
                 }
@@ -47,12 +49,25 @@ import Testing
         }
     }
 
+    /// The model's measure of a row against a byte limit (the engine's is its stored encoding;
+    /// the coordinator only relies on where replicas stopped, not on how they counted).
+    static func bytes(_ clustering: [UInt8], _ f: RowFragment) -> Int {
+        clustering.count + f.cells.reduce(8) { $0 + 8 + ($1.value?.count ?? 0) }
+    }
+
     func key(_ k: Int) -> [UInt8] { TestMessages.clustering(timestamp: Int64(k), messageId: "m") }
 
     func live(_ k: Int, ts: Int64) -> RowFragment {
         TestMessages.mutation(
             chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s", body: "v\(k)@\(ts)",
             writeTime: ts
+        ).rows[0].fragment
+    }
+
+    func live(_ k: Int, ts: Int64, bodyBytes: Int) -> RowFragment {
+        TestMessages.mutation(
+            chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s",
+            body: "v\(k)@\(ts)" + String(repeating: "x", count: bodyBytes), writeTime: ts
         ).rows[0].fragment
     }
 
@@ -166,6 +181,76 @@ import Testing
                 if p.rows.count == limit, p.cursor != p.rows.last?.clustering {
                     problems.append("full page \(i) without its cursor")
                 }
+            }
+            if !problems.isEmpty {
+                Issue.record("\(context): \(problems.joined(separator: "; "))")
+                return
+            }
+        }
+    }
+
+    /// Pages in bytes (`SliceQuery.byteLimit`) over divergent replicas with rows of many sizes:
+    /// the pages joined are exactly the merged model's live rows (none skipped where a page ended
+    /// short of its row limit, none twice), and each page holds no more than what the replicas it
+    /// read handed over up to their byte limit: at most `read replicas × (byteLimit + largest
+    /// row)`. Before the coordinator ended a page in bytes at the round's boundary, it read on
+    /// round after round to fill the row limit, and pages grew past that bound.
+    @Test func pagingInBytesOverDivergentReplicasMatchesTheMergedModelAndStaysBounded() {
+        let seed = testSeed("ShortReadProtectionTests.bytes")
+        var rng = SplitMix64(seed: seed)
+        for round in 0..<300 {
+            var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
+            let keys = Int.random(in: 0...30, using: &rng)
+            for k in 0..<keys {
+                let size = [0, 10, 100, 1_000].randomElement(using: &rng)!
+                for r in [r1, r2, r3] {
+                    let ts = Int64.random(in: 1...50, using: &rng)
+                    switch Int.random(in: 0..<10, using: &rng) {
+                    case 0..<2: break
+                    case 2..<8: replicas[r]!.rows[key(k)] = live(k, ts: ts, bodyBytes: size)
+                    default: replicas[r]!.rows[key(k)] = deleted(ts: ts)
+                    }
+                }
+            }
+            let consistency: ConsistencyLevel = Bool.random(using: &rng) ? .all : .quorum
+            let read = consistency == .all ? [r1, r2, r3] : [r1, r2]
+            let merged = ReplicaReadResult(
+                rows: read.flatMap { r in
+                    replicas[r]!.rows.map { Mutation.Row(clustering: $0.key, fragment: $0.value) }
+                }
+            ).normalized()
+            let largest = read.flatMap { r in replicas[r]!.rows.map { Self.bytes($0.key, $0.value) } }.max() ?? 0
+            let reversed = Bool.random(using: &rng)
+            let limit = Int.random(in: 1...40, using: &rng)
+            let byteLimit = Int.random(in: 1...3_000, using: &rng)
+            var expected = merged.rows.filter { $0.fragment.isLive(now: Self.now) }
+            if reversed { expected.reverse() }
+            let base = SliceQuery(
+                table: TestMessages.table, partitionKey: TestMessages.partitionKey(chatId: Self.chat),
+                reversed: reversed, limit: limit, byteLimit: byteLimit)
+            let context =
+                "seed \(seed) round \(round) \(consistency) limit \(limit) byteLimit \(byteLimit) reversed \(reversed)"
+            guard
+                let pages = page(
+                    base, consistency: consistency, replicas: &replicas, rng: &rng, maxPages: expected.count + 2)
+            else {
+                Issue.record("\(context)")
+                return
+            }
+            var problems: [String] = []
+            let got = pages.flatMap(\.rows)
+            if got.map(\.clustering) != expected.map(\.clustering) {
+                problems.append("rows \(got.map(\.clustering)) expected \(expected.map(\.clustering))")
+            }
+            for (i, p) in pages.enumerated() {
+                let bytes = p.rows.reduce(0) { sum, row in
+                    sum + Self.bytes(row.clustering, RowFragment(cells: row.cells))
+                }
+                if p.rows.count > limit || bytes > read.count * (byteLimit + largest) {
+                    problems.append("page \(i): \(p.rows.count) rows, \(bytes) bytes")
+                }
+                if i < pages.count - 1, p.rows.isEmpty { problems.append("page \(i) is empty and not the last") }
+                if p.cursor != nil, p.rows.isEmpty { problems.append("page \(i) has a cursor and no rows") }
             }
             if !problems.isEmpty {
                 Issue.record("\(context): \(problems.joined(separator: "; "))")

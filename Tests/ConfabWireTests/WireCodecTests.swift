@@ -55,6 +55,14 @@ let sampleMessages: [WireMessage] = {
                 keyspace: "confab", table: "messages", partitionKey: [9], lower: bound,
                 upper: ClusteringBound(ClusteringKey([.int64(100)]), inclusive: true), reversed: true,
                 limit: 50, cursor: [7, 7], consistency: .two, digestOnly: true)),
+        .read(
+            ReadRequest(
+                keyspace: "confab", table: "messages", partitionKey: [9], reversed: true, limit: 64,
+                byteLimit: 512 * 1024, consistency: .quorum)),
+        .replicaRead(
+            ReadRequest(
+                keyspace: "confab", table: "messages", partitionKey: [9], lower: bound, limit: 1, cursor: [3],
+                byteLimit: .max, consistency: .quorum, digestOnly: true)),
         .readResponse(.rows(ReplicaRows(table: 1, partitionKey: [1], rows: []))),
         .readResponse(
             .rows(

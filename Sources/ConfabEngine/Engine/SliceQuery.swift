@@ -13,10 +13,16 @@ public struct SliceQuery: Sendable, Hashable {
     public var limit: Int
     /// Resume after this clustering key (from a previous `SliceResult.cursor`).
     public var cursor: [UInt8]?
+    /// Stop after the live row that brings the page's row bytes (`SliceQuery.rowBytes`) to this
+    /// many or more, with a cursor, as a Cassandra page in bytes: rows can be large (a chat message
+    /// up to ~400 KB), so a page bounded only by its row count can outgrow a frame or a client's
+    /// memory. A page holds at least one row, so it ends at most one row past the limit. nil: rows
+    /// only.
+    public var byteLimit: Int?
 
     public init(
         table: TableID, partitionKey: [UInt8], lower: ClusteringBound? = nil, upper: ClusteringBound? = nil,
-        reversed: Bool = false, limit: Int = 100, cursor: [UInt8]? = nil
+        reversed: Bool = false, limit: Int = 100, cursor: [UInt8]? = nil, byteLimit: Int? = nil
     ) {
         self.table = table
         self.partitionKey = partitionKey
@@ -25,7 +31,12 @@ public struct SliceQuery: Sendable, Hashable {
         self.reversed = reversed
         self.limit = limit
         self.cursor = cursor
+        self.byteLimit = byteLimit
     }
+
+    /// What a row counts against `byteLimit`: its clustering key and its encoded cells (values,
+    /// timestamps and framing as stored), a measure every layer can take of the rows it holds.
+    public static func rowBytes(clustering: Int, encoded: Int) -> Int { clustering + encoded }
 
     /// The half-open range [lo, hi) of raw clustering bytes this query covers, cursor applied.
     func clusteringRange() -> (lo: [UInt8], hi: [UInt8]?) {

@@ -55,8 +55,10 @@ extension StorageEngine {
     }
 
     /// Merges every source's rows of the slice in query order, reconciled and with partition, range
-    /// and row deletions applied, handing each to `emit` until it has accepted `limit` rows
-    /// (`emit` returns whether the row counts).
+    /// and row deletions applied, handing each to `emit` until it has accepted `limit` rows, or
+    /// until an accepted row brings the bytes handed over (`SliceQuery.rowBytes`, dead rows
+    /// included: a replica's answer carries them) to `byteLimit` (`emit` returns whether the row
+    /// counts). Either stop leaves a cursor at the last accepted row.
     ///
     /// A row only one source holds, with no deletion from the partition header over it (nearly
     /// every row of an append-only table), goes to `emit` as it lies in the block or memtable:
@@ -177,6 +179,9 @@ extension StorageEngine {
 
         var accepted = 0
         var tombstones = 0
+        let byteLimit = query.byteLimit ?? .max
+        var handedBytes = 0
+        var full = false
         var cursor: [UInt8]? = nil
         var same: [Int] = []
         var scratch: [UInt8] = []
@@ -216,7 +221,10 @@ extension StorageEngine {
                 if same.count == 1 && covering == nil {
                     counted = try it.withValue { v in
                         try annotate(it.table) { try RowView(clustering: clustering, encoded: v, readTime: now) }
-                    }.map { try emit($0) }
+                    }.map {
+                        handedBytes += SliceQuery.rowBytes(clustering: clustering.count, encoded: $0.encoded.count)
+                        return try emit($0)
+                    }
                 } else {
                     var fragment: RowFragment? = nil
                     for i in same {
@@ -230,16 +238,20 @@ extension StorageEngine {
                             if let own = row.deletion, own <= d { row.deletion = nil }
                         }
                         counted = try emitOwned(clustering, row)
+                        handedBytes += SliceQuery.rowBytes(clustering: clustering.count, encoded: scratch.count)
                     } else {
                         counted = nil
                     }
                 }
-                if counted == true, accepted + 1 == limit { cursor = Array(clustering) }
+                if counted == true, accepted + 1 == limit || handedBytes >= byteLimit {
+                    full = true
+                    cursor = Array(clustering)
+                }
                 return counted
             }
             if counted == true {
                 accepted += 1
-                if accepted == limit { break }
+                if full { break }
             } else if counted == false {
                 tombstones += 1
             }
