@@ -336,3 +336,33 @@ final class TestSocket: Sendable {
         return frame.map { Int(UInt16(webSocketErrorCode: $0.closeCode)) }
     }
 }
+
+extension TestSocket {
+    /// Sends `count` messages of `text` into `chatId` at once (client ids "`prefix`-0"…) and waits
+    /// for every ack in order. The server's send limit must allow `count` at once.
+    func sendAll(chatId: String, prefix: String, count: Int, text: String) async throws {
+        for i in 0..<count {
+            try send(["type": "send", "chatId": chatId, "clientId": "\(prefix)-\(i)", "text": text])
+        }
+        for i in 0..<count {
+            _ = try await next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "\(prefix)-\(i)" }
+        }
+    }
+
+    /// Catches up from no cursors over this socket, page after page (`limit` 500) until `more` is
+    /// false: the client ids received in order, and the number of pages.
+    func syncEverything(maxPages: Int = 100) async throws -> (clientIds: [String], pages: Int) {
+        var cursors: [String: String] = [:]
+        var seen: [String] = []
+        var pages = 0
+        while pages < maxPages {
+            try send(["type": "sync", "cursors": cursors, "limit": 500])
+            let page = try await next("sync", timeout: .seconds(30))
+            pages += 1
+            for m in page["messages"] as? [[String: Any]] ?? [] { seen.append(m["clientId"] as? String ?? "?") }
+            cursors = page["cursors"] as? [String: String] ?? cursors
+            if page["more"] as? Bool != true { break }
+        }
+        return (seen, pages)
+    }
+}

@@ -471,29 +471,14 @@ extension ChatServerIntegrationTests {
         let chatId = try #require(chat.json["chatId"] as? String)
         let sender = try await stack.socket(token: talker)
         _ = try await sender.next("hello")
-        let text = String(repeating: "z", count: 90_000)
         let count = 60  // 5.4 MB of text: past the 4 MiB a device's queue holds
-        for i in 0..<count {
-            try sender.send(["type": "send", "chatId": chatId, "clientId": "big-\(i)", "text": text])
-        }
-        for i in 0..<count {
-            _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "big-\(i)" }
-        }
+        try await sender.sendAll(
+            chatId: chatId, prefix: "big", count: count, text: String(repeating: "z", count: 90_000))
         await sender.close()
 
         let device = try await stack.socket(token: away)
         _ = try await device.next("hello")
-        var cursors: [String: String] = [:]
-        var seen: [String] = []
-        var pages = 0
-        while pages < 100 {
-            try device.send(["type": "sync", "cursors": cursors, "limit": 500])
-            let page = try await device.next("sync", timeout: .seconds(30))
-            pages += 1
-            for m in page["messages"] as? [[String: Any]] ?? [] { seen.append(m["clientId"] as? String ?? "?") }
-            cursors = page["cursors"] as? [String: String] ?? cursors
-            if page["more"] as? Bool != true { break }
-        }
+        let (seen, pages) = try await device.syncEverything()
         #expect(seen == (0..<count).map { "big-\($0)" })
         #expect(pages >= 5, "\(pages) pages for \(count) messages of 90 KB: each holds about 1 MiB")
         #expect(!device.ended.withLockedValue { $0 }, "the device's socket closed")
@@ -523,14 +508,8 @@ extension ChatServerIntegrationTests {
         let chatId = try #require(chat.json["chatId"] as? String)
         let sender = try await stack.socket(token: writer)
         _ = try await sender.next("hello")
-        let text = String(repeating: "y", count: 50_000)
         let count = 40
-        for i in 0..<count {
-            try sender.send(["type": "send", "chatId": chatId, "clientId": "l-\(i)", "text": text])
-        }
-        for i in 0..<count {
-            _ = try await sender.next("ack", timeout: .seconds(60)) { $0["clientId"] as? String == "l-\(i)" }
-        }
+        try await sender.sendAll(chatId: chatId, prefix: "l", count: count, text: String(repeating: "y", count: 50_000))
         await sender.close()
 
         // History pages stop at about 1 MiB of JSON (`maxHistoryBytes`) with `more`; paging
@@ -554,15 +533,7 @@ extension ChatServerIntegrationTests {
 
         let device = try await stack.socket(token: reader)
         _ = try await device.next("hello")
-        var cursors: [String: String] = [:]
-        var seen: [String] = []
-        for _ in 0..<20 {
-            try device.send(["type": "sync", "cursors": cursors, "limit": 500])
-            let page = try await device.next("sync", timeout: .seconds(30))
-            for m in page["messages"] as? [[String: Any]] ?? [] { seen.append(m["clientId"] as? String ?? "?") }
-            cursors = page["cursors"] as? [String: String] ?? cursors
-            if page["more"] as? Bool != true { break }
-        }
+        let (seen, _) = try await device.syncEverything(maxPages: 20)
         #expect(seen == (0..<count).map { "l-\($0)" })
         await device.close()
         try await stack.stop()
