@@ -9,7 +9,9 @@ extension ChatService {
         let rows = try await log.messages(
             chatId: chatId, before: before, limit: limit + 1, maxBytes: limits.maxHistoryBytes)
         // The newest run before `before`, cut at `limit` or the byte budget: the next page starts
-        // before its oldest message, so a cut page skips nothing.
+        // before its oldest message, so a cut page skips nothing. Reads that stopped at the budget
+        // may have left older messages unread, so such a page says `more` even when it took every
+        // row read (one message larger than the budget).
         var bytes = 0
         var taken = 0
         while taken < min(rows.count, limit) {
@@ -18,7 +20,8 @@ extension ChatService {
             bytes += size
             taken += 1
         }
-        return HistoryPage(messages: Array(rows.prefix(taken)), more: rows.count > taken)
+        let readStoppedAtBudget = rows.reduce(0) { $0 + $1.jsonBytesBound } > limits.maxHistoryBytes
+        return HistoryPage(messages: Array(rows.prefix(taken)), more: rows.count > taken || readStoppedAtBudget)
     }
 
     /// Catch-up: for every chat the user is in, the messages after the device's cursor for it
@@ -78,7 +81,10 @@ extension ChatService {
                 taken += 1
             }
             page.cursors[chatId] = taken > 0 ? rows[taken - 1].seq : cursors[chatId] ?? 0
-            if rows.count > taken { page.more = true }
+            // A read that stopped at the budget may have left messages unread (as in `history`).
+            if rows.count > taken || rows.reduce(0, { $0 + $1.jsonBytesBound }) > limits.maxSyncBytes {
+                page.more = true
+            }
         }
         return page
     }
