@@ -150,27 +150,49 @@ struct ChatLog: Sendable {
     /// node frame as small as 1 MiB; 64 rows alone could hold ~26 MB.
     static let bytesPerRead = 512 * 1024
 
-    /// Messages with seq in (after, before), oldest first, at most `limit`; the reads stop early
-    /// once the messages read hold more than `maxBytes` of JSON (`MessageRecord.jsonBytesBound`).
-    func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int, maxBytes: Int = .max) async throws
-        -> [MessageRecord]
-    {
+    /// Messages read up to a JSON byte budget, and whether the reads stopped at it.
+    struct MessageRun {
+        var messages: [MessageRecord]
+        /// The messages read hold more than the budget (`MessageRecord.jsonBytesBound`), so the
+        /// reads stopped there and more may follow even if every message read is used.
+        var stoppedAtBudget: Bool
+    }
+
+    /// Messages with seq in (after, before), oldest first, at most `limit`.
+    func messages(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int) async throws -> [MessageRecord] {
+        try await run(chatId: chatId, after: after, before: before, limit: limit, maxBytes: .max).messages
+    }
+
+    /// `messages(chatId:after:before:limit:)`, the reads stopping early once the messages read
+    /// hold more than `maxBytes` of JSON.
+    func run(chatId: Int64, after: Int64, before: Int64? = nil, limit: Int, maxBytes: Int) async throws -> MessageRun {
         let q = SliceQuery(
             table: Self.table, partitionKey: partition(chatId),
             lower: ClusteringBound(ClusteringKey([.int64(max(after, 0))]), inclusive: false),
             upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) }, limit: limit)
-        return try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) { message(chatId: chatId, $0) }
+        let (messages, stopped) = try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) {
+            message(chatId: chatId, $0)
+        }
+        return MessageRun(messages: messages, stoppedAtBudget: stopped)
     }
 
-    /// Messages with seq < before (or the newest), newest first, at most `limit`; the reads stop
-    /// early once the messages read hold more than `maxBytes` of JSON.
-    func messages(chatId: Int64, before: Int64?, limit: Int, maxBytes: Int = .max) async throws -> [MessageRecord] {
+    /// Messages with seq < before (or the newest), newest first, at most `limit`.
+    func messages(chatId: Int64, before: Int64?, limit: Int) async throws -> [MessageRecord] {
+        try await run(chatId: chatId, before: before, limit: limit, maxBytes: .max).messages
+    }
+
+    /// `messages(chatId:before:limit:)`, the reads stopping early once the messages read hold
+    /// more than `maxBytes` of JSON.
+    func run(chatId: Int64, before: Int64?, limit: Int, maxBytes: Int) async throws -> MessageRun {
         let q = SliceQuery(
             table: Self.table, partitionKey: partition(chatId),
             lower: ClusteringBound(ClusteringKey([.int64(0)]), inclusive: false),
             upper: before.map { ClusteringBound(ClusteringKey([.int64($0)]), inclusive: false) },
             reversed: true, limit: limit)
-        return try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) { message(chatId: chatId, $0) }
+        let (messages, stopped) = try await sliced(q, maxBytes: maxBytes, bytes: \.jsonBytesBound) {
+            message(chatId: chatId, $0)
+        }
+        return MessageRun(messages: messages, stoppedAtBudget: stopped)
     }
 
     /// Messages with seq < before (or the newest) with their batches, newest first, at most `limit`.
@@ -182,18 +204,19 @@ struct ChatLog: Sendable {
             reversed: true, limit: limit)
         return try await sliced(q) { r in
             message(chatId: chatId, r).map { Entry(message: $0, batch: r.int64(Column.batch) ?? $0.seq) }
-        }
+        }.items
     }
 
     /// Reads `q` (message rows only: seq > 0) in slices of at most `rowsPerRead` rows and
     /// `bytesPerRead` row bytes, each resuming at the previous slice's cursor, until `q.limit`
-    /// rows, a slice without a cursor (the end of the range), or more than `maxBytes` by `bytes`.
+    /// rows, a slice without a cursor (the end of the range), or more than `maxBytes` by `bytes`
+    /// (`stoppedAtBudget`).
     /// Each slice is a QUORUM read, so the concatenation is as contiguous as one read: below a
     /// seq a QUORUM read returns, every message is readable (docs/chat_ordering.md), and the next
     /// slice starts right after the cursor, which a slice cut in bytes sets as well.
     private func sliced<T>(
         _ q: SliceQuery, maxBytes: Int = .max, bytes: (T) -> Int = { _ in 0 }, _ map: (LiveRow) -> T?
-    ) async throws -> [T] {
+    ) async throws -> (items: [T], stoppedAtBudget: Bool) {
         var out: [T] = []
         var held = 0
         var remaining = q.limit
@@ -211,7 +234,7 @@ struct ChatLog: Sendable {
             guard let cursor, held <= maxBytes else { break }
             slice.cursor = cursor
         }
-        return out
+        return (out, held > maxBytes)
     }
 
     func message(chatId: Int64, seq: Int64) async throws -> MessageRecord? {

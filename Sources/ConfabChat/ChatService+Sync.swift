@@ -6,8 +6,8 @@ extension ChatService {
             throw ChatError(.badRequest, "limit is 1 to \(limits.maxHistoryLimit)")
         }
         _ = try await requireMember(userId, of: chatId)
-        let rows = try await log.messages(
-            chatId: chatId, before: before, limit: limit + 1, maxBytes: limits.maxHistoryBytes)
+        let run = try await log.run(chatId: chatId, before: before, limit: limit + 1, maxBytes: limits.maxHistoryBytes)
+        let rows = run.messages
         // The newest run before `before`, cut at `limit` or the byte budget: the next page starts
         // before its oldest message, so a cut page skips nothing. Reads that stopped at the budget
         // may have left older messages unread, so such a page says `more` even when it took every
@@ -20,8 +20,7 @@ extension ChatService {
             bytes += size
             taken += 1
         }
-        let readStoppedAtBudget = rows.reduce(0) { $0 + $1.jsonBytesBound } > limits.maxHistoryBytes
-        return HistoryPage(messages: Array(rows.prefix(taken)), more: rows.count > taken || readStoppedAtBudget)
+        return HistoryPage(messages: Array(rows.prefix(taken)), more: rows.count > taken || run.stoppedAtBudget)
     }
 
     /// Catch-up: for every chat the user is in, the messages after the device's cursor for it
@@ -44,8 +43,8 @@ extension ChatService {
 
     private func unpacedSync(_ userId: String, cursors: [Int64: Int64], limit: Int) async throws -> SyncPage {
         let chats = Array(Set(try await store.userChats(userId).map(\.chatId))).sorted()
-        var rowsByChat: [Int64: [MessageRecord]] = [:]
-        try await withThrowingTaskGroup(of: (Int64, [MessageRecord]).self) { group in
+        var runsByChat: [Int64: ChatLog.MessageRun] = [:]
+        try await withThrowingTaskGroup(of: (Int64, ChatLog.MessageRun).self) { group in
             var next = 0
             func add() {
                 guard next < chats.count else { return }
@@ -54,22 +53,23 @@ extension ChatService {
                 group.addTask {
                     (
                         chatId,
-                        try await self.log.messages(
+                        try await self.log.run(
                             chatId: chatId, after: cursors[chatId] ?? 0, limit: limit + 1,
                             maxBytes: self.limits.maxSyncBytes)
                     )
                 }
             }
             for _ in 0..<limits.listConcurrency * 2 { add() }
-            for try await (chatId, rows) in group {
-                rowsByChat[chatId] = rows
+            for try await (chatId, run) in group {
+                runsByChat[chatId] = run
                 add()
             }
         }
         var page = SyncPage(messages: [], cursors: [:], more: false)
         var bytes = 0
         for chatId in chats {
-            let rows = rowsByChat[chatId] ?? []
+            let run = runsByChat[chatId]
+            let rows = run?.messages ?? []
             // A prefix of each chat's run after its cursor, within `limit` messages and
             // `maxSyncBytes`: the cursor moves to its end, so nothing is skipped.
             var taken = 0
@@ -82,9 +82,7 @@ extension ChatService {
             }
             page.cursors[chatId] = taken > 0 ? rows[taken - 1].seq : cursors[chatId] ?? 0
             // A read that stopped at the budget may have left messages unread (as in `history`).
-            if rows.count > taken || rows.reduce(0, { $0 + $1.jsonBytesBound }) > limits.maxSyncBytes {
-                page.more = true
-            }
+            if rows.count > taken || run?.stoppedAtBudget == true { page.more = true }
         }
         return page
     }

@@ -84,9 +84,10 @@ public final class InMemoryRingStorage: RingStorage {
             keys = keys.filter { query.reversed ? compareBytes($0, c) < 0 : compareBytes($0, c) > 0 }
         }
         // As a node answers: stop at the row limit or after the row that reaches the byte limit
-        // (by a measure of the row's key and values), with a cursor at that row.
+        // (the engine's measure, `SliceQuery.rowBytes` of the stored encoding), with a cursor there.
         var out: [Mutation.Row] = []
         var bytes = 0
+        var encoded: [UInt8] = []
         var cursor: [UInt8]? = nil
         for k in keys {
             var fragment = partition.rows[k]!
@@ -94,7 +95,9 @@ public final class InMemoryRingStorage: RingStorage {
             if let d = fragment.deletion { fragment.applyDeletion(d) }
             guard fragment.isLive(now: now) else { continue }
             out.append(.init(clustering: k, fragment: partition.rows[k]!))
-            bytes += k.count + fragment.cells.reduce(0) { $0 + 16 + ($1.value?.count ?? 0) }
+            encoded.removeAll(keepingCapacity: true)
+            EntryValue.encodeRow(partition.rows[k]!, into: &encoded)
+            bytes += SliceQuery.rowBytes(clustering: k.count, encoded: encoded.count)
             if out.count == query.limit || bytes >= query.byteLimit ?? .max {
                 cursor = k
                 break

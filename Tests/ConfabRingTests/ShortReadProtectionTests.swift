@@ -57,18 +57,45 @@ import Testing
 
     func key(_ k: Int) -> [UInt8] { TestMessages.clustering(timestamp: Int64(k), messageId: "m") }
 
-    func live(_ k: Int, ts: Int64) -> RowFragment {
-        TestMessages.mutation(
-            chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s", body: "v\(k)@\(ts)",
-            writeTime: ts
-        ).rows[0].fragment
-    }
-
-    func live(_ k: Int, ts: Int64, bodyBytes: Int) -> RowFragment {
+    /// A live row whose body is "v<k>@<ts>" followed by `bodyBytes` bytes of padding.
+    func live(_ k: Int, ts: Int64, bodyBytes: Int = 0) -> RowFragment {
         TestMessages.mutation(
             chatId: Self.chat, timestamp: Int64(k), messageId: "m", sender: "s",
             body: "v\(k)@\(ts)" + String(repeating: "x", count: bodyBytes), writeTime: ts
         ).rows[0].fragment
+    }
+
+    /// Three replicas holding keys 0..<n (n random in 0...30): per key and replica, absent (`absent` in 10),
+    /// live (`live` in 10) or deleted, at a random timestamp; with `sizes`, each key's body is
+    /// padded by one of them (drawn before the replicas, as the byte test always did).
+    func randomReplicas(
+        absent: Int, live liveOdds: Int, sizes: [Int]? = nil, rng: inout SplitMix64
+    ) -> [NodeID: ModelReplica] {
+        var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
+        let keys = Int.random(in: 0...30, using: &rng)
+        for k in 0..<keys {
+            let size = sizes.map { $0.randomElement(using: &rng)! } ?? 0
+            for r in [r1, r2, r3] {
+                let ts = Int64.random(in: 1...50, using: &rng)
+                let roll = Int.random(in: 0..<10, using: &rng)
+                if roll < absent { continue }
+                replicas[r]!.rows[key(k)] =
+                    roll < absent + liveOdds ? live(k, ts: ts, bodyBytes: size) : deleted(ts: ts)
+            }
+        }
+        return replicas
+    }
+
+    /// What a read at `consistency` reads (QUORUM the first two replicas, all being alive), and
+    /// the normalized merge of their rows.
+    func readSet(
+        _ consistency: ConsistencyLevel, _ replicas: [NodeID: ModelReplica]
+    ) -> (read: [NodeID], merged: ReplicaReadResult) {
+        let read = consistency == .all ? [r1, r2, r3] : [r1, r2]
+        let merged = ReplicaReadResult(
+            rows: read.flatMap { r in replicas[r]!.rows.map { Mutation.Row(clustering: $0.key, fragment: $0.value) } }
+        ).normalized()
+        return (read, merged)
     }
 
     func deleted(ts: Int64) -> RowFragment {
@@ -128,26 +155,9 @@ import Testing
         let seed = testSeed("ShortReadProtectionTests")
         var rng = SplitMix64(seed: seed)
         for round in 0..<300 {
-            var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
-            let keys = Int.random(in: 0...30, using: &rng)
-            for k in 0..<keys {
-                for r in [r1, r2, r3] {
-                    let ts = Int64.random(in: 1...50, using: &rng)
-                    switch Int.random(in: 0..<10, using: &rng) {
-                    case 0..<3: break
-                    case 3..<7: replicas[r]!.rows[key(k)] = live(k, ts: ts)
-                    default: replicas[r]!.rows[key(k)] = deleted(ts: ts)
-                    }
-                }
-            }
+            var replicas = randomReplicas(absent: 3, live: 4, rng: &rng)
             let consistency: ConsistencyLevel = Bool.random(using: &rng) ? .all : .quorum
-            // QUORUM reads the first two replicas (all are alive); the model merges what is read.
-            let read = consistency == .all ? [r1, r2, r3] : [r1, r2]
-            let merged = ReplicaReadResult(
-                rows: read.flatMap { r in
-                    replicas[r]!.rows.map { Mutation.Row(clustering: $0.key, fragment: $0.value) }
-                }
-            ).normalized()
+            let (_, merged) = readSet(consistency, replicas)
             let reversed = Bool.random(using: &rng)
             let limit = Int.random(in: 1...4, using: &rng)
             var expected = merged.rows.filter { $0.fragment.isLive(now: Self.now) }
@@ -199,26 +209,9 @@ import Testing
         let seed = testSeed("ShortReadProtectionTests.bytes")
         var rng = SplitMix64(seed: seed)
         for round in 0..<300 {
-            var replicas: [NodeID: ModelReplica] = [r1: ModelReplica(), r2: ModelReplica(), r3: ModelReplica()]
-            let keys = Int.random(in: 0...30, using: &rng)
-            for k in 0..<keys {
-                let size = [0, 10, 100, 1_000].randomElement(using: &rng)!
-                for r in [r1, r2, r3] {
-                    let ts = Int64.random(in: 1...50, using: &rng)
-                    switch Int.random(in: 0..<10, using: &rng) {
-                    case 0..<2: break
-                    case 2..<8: replicas[r]!.rows[key(k)] = live(k, ts: ts, bodyBytes: size)
-                    default: replicas[r]!.rows[key(k)] = deleted(ts: ts)
-                    }
-                }
-            }
+            var replicas = randomReplicas(absent: 2, live: 6, sizes: [0, 10, 100, 1_000], rng: &rng)
             let consistency: ConsistencyLevel = Bool.random(using: &rng) ? .all : .quorum
-            let read = consistency == .all ? [r1, r2, r3] : [r1, r2]
-            let merged = ReplicaReadResult(
-                rows: read.flatMap { r in
-                    replicas[r]!.rows.map { Mutation.Row(clustering: $0.key, fragment: $0.value) }
-                }
-            ).normalized()
+            let (read, merged) = readSet(consistency, replicas)
             let largest = read.flatMap { r in replicas[r]!.rows.map { Self.bytes($0.key, $0.value) } }.max() ?? 0
             let reversed = Bool.random(using: &rng)
             let limit = Int.random(in: 1...40, using: &rng)
