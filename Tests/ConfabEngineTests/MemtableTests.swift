@@ -76,6 +76,13 @@ import Testing
             n = list.predecessor(i)
         }
         #expect(firstDifference(backwards, sorted.reversed()) == nil, "seed \(seed)")
+        // In place, as a flush reads it: the same keys in order, each with its latest value (a
+        // replaced value lies elsewhere in the arena than the first one did).
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        list.forEachEntry { k, v in entries.append((Array(k), Array(v))) }
+        #expect(firstDifference(entries.map(\.key), sorted) == nil, "seed \(seed)")
+        #expect(
+            entries.allSatisfy { model[$0.key] == $0.value }, "seed \(seed): a value read in place is not the latest")
         for _ in 0..<500 {
             let probe = makeKey(&rng)
             let lb = sorted.first { compareBytes($0, probe) >= 0 }

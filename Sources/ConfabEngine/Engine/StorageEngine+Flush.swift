@@ -114,12 +114,7 @@ extension StorageEngine {
         // sync); the SSTable must hold them all, since their WAL segments go away with it.
         memtable.waitForPendingWrites()
         let reader = try writeTable(estimatedPartitions: memtable.entryCount) { writer in
-            let it = MemtableIterator(memtable: memtable)
-            it.seekToFirst()
-            while it.isValid {
-                try it.withKey { k in try it.withValue { v in try writer.add(key: k, value: v) } }
-                it.next()
-            }
+            try memtable.forEachEntry { key, value in try writer.add(key: key, value: value) }
         }
         try manifestLock.withLock {
             var next = state.withLock { manifest }

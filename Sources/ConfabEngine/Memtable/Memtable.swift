@@ -159,6 +159,14 @@ final class Memtable: @unchecked Sendable {
 
     func makeIterator() -> any EntryIterator { MemtableIterator(memtable: self) }
 
+    /// Every entry in key order, read in place (`SkipList.forEachEntry`) under the read lock, held
+    /// throughout. Only for a frozen memtable whose pending writes are applied
+    /// (`waitForPendingWrites`): it has no writers left, so holding the lock for a whole flush
+    /// keeps no one waiting, and readers share it.
+    func forEachEntry(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try lock.withReadLock { try list.forEachEntry(body) }
+    }
+
     // Iterator support: each step takes the read lock briefly; node indices never move.
     func withList<T>(_ body: (borrowing SkipList) -> T) -> T {
         lock.withReadLock { body(list) }

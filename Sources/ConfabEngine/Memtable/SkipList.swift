@@ -227,6 +227,24 @@ struct SkipList {
         }
     }
 
+    /// Every entry in key order, as views into the arena that are valid only inside `body`:
+    /// a flush hands a frozen memtable's bytes to the table writer as they lie, where stepping an
+    /// iterator copied every key and value into buffers first (memcpy and the iterator's step were
+    /// ~20 % of the flush thread's samples, perf of `confab-bench storage --quick`).
+    func forEachEntry(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try arena.withUnsafeBytes { a in
+            var x = next(0, 0)
+            while x >= 0 {
+                let n = nodes[x]
+                let key = n.keyOffset..<(n.keyOffset + Int(n.keyLength))
+                let value = n.valueOffset..<(n.valueOffset + Int(n.valueLength))
+                precondition(key.upperBound <= a.count && value.upperBound <= a.count)
+                try body(UnsafeRawBufferPointer(rebasing: a[key]), UnsafeRawBufferPointer(rebasing: a[value]))
+                x = next(x, 0)
+            }
+        }
+    }
+
     func successor(_ node: Int) -> Int? {
         let n = next(node, 0)
         return n >= 0 ? n : nil
