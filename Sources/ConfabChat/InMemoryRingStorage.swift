@@ -90,13 +90,14 @@ public final class InMemoryRingStorage: RingStorage {
         var encoded: [UInt8] = []
         var cursor: [UInt8]? = nil
         for k in keys {
-            var fragment = partition.rows[k]!
+            let stored = partition.rows[k]!
+            var fragment = stored
             if let d = partition.header.deletion(covering: k) { fragment.applyDeletion(d) }
             if let d = fragment.deletion { fragment.applyDeletion(d) }
             guard fragment.isLive(now: now) else { continue }
-            out.append(.init(clustering: k, fragment: partition.rows[k]!))
+            out.append(.init(clustering: k, fragment: stored))
             encoded.removeAll(keepingCapacity: true)
-            EntryValue.encodeRow(partition.rows[k]!, into: &encoded)
+            EntryValue.encodeRow(stored, into: &encoded)
             bytes += SliceQuery.rowBytes(clustering: k.count, encoded: encoded.count)
             if out.count == query.limit || bytes >= query.byteLimit ?? .max {
                 cursor = k
